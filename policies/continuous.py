@@ -1,0 +1,137 @@
+"""Continuous batching (vLLM-style `fcfs`) and chunked prefill (Sarathi-Serve `sarathi`).
+
+Both admit waiting requests in FCFS order while the KV cache has room above the watermark, and when a
+decode needs a block that is not there they preempt the most recently admitted request (recompute),
+as vLLM's scheduler does.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from policies.registry import SCHEDULERS
+from sim.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
+from sim.request import Request
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FCFSConfig(_Strict):
+    """vLLM continuous batching: prefill-first, whole prompts, no mixing of prefill and decode."""
+
+    kind: Literal["fcfs"] = "fcfs"
+    max_num_seqs: int = Field(default=256, ge=1, description="most requests running at once")
+    max_num_batched_tokens: int = Field(default=8192, ge=1, description="prefill tokens per iteration")
+
+
+class SarathiConfig(_Strict):
+    """Sarathi-Serve chunked prefill: decodes first, then prefill chunks up to a token budget."""
+
+    kind: Literal["sarathi"] = "sarathi"
+    max_num_seqs: int = Field(default=256, ge=1)
+    token_budget: int = Field(
+        default=512, ge=1, description="tokens per iteration (decodes + prefill chunks)"
+    )
+
+
+def plan_decodes(inst: InstanceView, candidates: list[Request], plan: BatchPlan) -> None:
+    """Reserve each candidate's next-token slot in order, preempting from the back when memory runs out."""
+    queue = list(candidates)
+    end = len(queue)
+    i = 0
+    while i < end:
+        req = queue[i]
+        i += 1
+        while not inst.reserve_decode_slot(req):
+            if end > i:  # a later, lower-priority request gives its blocks
+                end -= 1
+                inst.preempt(queue[end])
+            else:
+                inst.preempt(req)
+                req = None
+                break
+            plan.preempted += 1
+        if req is None:
+            plan.preempted += 1
+        else:
+            plan.decode.append(req)
+
+
+class FCFS:
+    """Prefill-first: admit as many waiting prompts as fit, else decode every running request."""
+
+    def __init__(self, cfg: FCFSConfig) -> None:
+        self.max_seqs = cfg.max_num_seqs
+        self.budget = cfg.max_num_batched_tokens
+
+    def schedule(self, inst: InstanceView, now: float) -> BatchPlan:
+        plan = BatchPlan()
+        tokens = 0
+        waiting, running = inst.waiting, inst.running
+        while waiting and len(running) < self.max_seqs:
+            req = waiting[0]
+            n = req.prefill_target
+            if plan.prefill and tokens + n > self.budget:
+                break  # a prompt longer than the budget still runs, alone
+            if not inst.can_admit(req):
+                break
+            inst.admit(req)
+            plan.prefill.append((req, n))
+            tokens += n
+        if plan.prefill:
+            return plan
+        plan_decodes(inst, running, plan)
+        return plan
+
+    def decision_horizon(self, inst: InstanceView, plan: BatchPlan) -> int:
+        # admission only gets harder while decodes take blocks; completions/arrivals end the run anyway
+        return UNBOUNDED
+
+
+class Sarathi:
+    """Decode-maximal batches: all decodes, then partial prefills, then new prompts, within the budget."""
+
+    def __init__(self, cfg: SarathiConfig) -> None:
+        self.max_seqs = cfg.max_num_seqs
+        self.budget = cfg.token_budget
+
+    def schedule(self, inst: InstanceView, now: float) -> BatchPlan:
+        plan = BatchPlan()
+        plan_decodes(inst, [r for r in inst.running if not r.in_prefill], plan)
+        left = self.budget - len(plan.decode)
+        for req in inst.running:
+            if left <= 0:
+                break
+            if req.in_prefill:
+                n = min(req.prefill_target - req.prefill_done, left)
+                plan.prefill.append((req, n))
+                left -= n
+        waiting, running = inst.waiting, inst.running
+        while left > 0 and waiting and len(running) < self.max_seqs:
+            req = waiting[0]
+            if not inst.can_admit(req):
+                break
+            inst.admit(req)
+            n = min(req.prefill_target, left)
+            plan.prefill.append((req, n))
+            left -= n
+        return plan
+
+    def decision_horizon(self, inst: InstanceView, plan: BatchPlan) -> int:
+        return UNBOUNDED
+
+
+@SCHEDULERS.register("fcfs", FCFSConfig)
+def _fcfs(cfg: FCFSConfig, **_: object) -> BatchScheduler:
+    """vLLM continuous batching, prefill-first"""
+    return FCFS(cfg)
+
+
+@SCHEDULERS.register("sarathi", SarathiConfig)
+def _sarathi(cfg: SarathiConfig, **_: object) -> BatchScheduler:
+    """Sarathi-Serve chunked prefill with a token budget"""
+    return Sarathi(cfg)

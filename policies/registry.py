@@ -1,0 +1,10 @@
+"""The registries of pluggable decisions, keyed by the `kind` string the scenario YAML uses."""
+
+from __future__ import annotations
+
+from policies.routing import Router
+from sim.batch import BatchScheduler
+from sim.registry import Registry
+
+SCHEDULERS: Registry[BatchScheduler] = Registry("scheduler")
+ROUTERS: Registry[Router] = Registry("router")

@@ -1,0 +1,26 @@
+"""Routers: the cluster's global policy that picks an instance for each arriving request."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from sim.request import Request
+
+
+class InstanceLoad(Protocol):
+    """What a router may read of an instance."""
+
+    index: int
+    num_blocks: int
+
+    @property
+    def num_requests(self) -> int: ...
+
+    def kv_used_blocks(self) -> int: ...
+
+
+class Router(Protocol):
+    def route(self, req: Request, instances: Sequence[InstanceLoad], now: float) -> int:
+        """Index of the instance that gets `req`."""
+        ...

@@ -1,0 +1,96 @@
+"""`sim.run()` and its `Result`: DataFrames, the summary dict, plots and the run directory."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sim import plots
+from sim.engine import Progress, Simulation
+from sim.metrics import check_conservation, requests_frame, summarize
+from sim.recorder import COMPLETED
+from sim.scenario import Scenario, load_scenario
+
+VERSION = "0.1.0"
+
+
+@dataclass
+class Result:
+    """What one run produced. `requests` has one row per request, `timeline` one per sample per instance."""
+
+    scenario: Scenario
+    requests: pd.DataFrame
+    timeline: pd.DataFrame
+    summary: dict[str, Any]
+    instances: pd.DataFrame
+
+    def plot_latency_cdfs(self, ax: Any = None) -> Any:
+        return plots.latency_cdfs(self.requests, ax)
+
+    def plot_timeline(self) -> Any:
+        return plots.timeline(self.timeline)
+
+    def save(self, out: str | Path) -> Path:
+        """Write requests.parquet, timeline.parquet, summary.json and plots/ under `out`."""
+        d = Path(out)
+        (d / "plots").mkdir(parents=True, exist_ok=True)
+        self.requests.to_parquet(d / "requests.parquet", index=False)
+        self.timeline.to_parquet(d / "timeline.parquet", index=False)
+        (d / "summary.json").write_text(json.dumps(_jsonable(self.summary), indent=2, sort_keys=False) + "\n")
+        plots.save_all(self, d / "plots")
+        return d
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, float | np.floating):
+        return None if math.isnan(x) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def _check_tokens(sim: Simulation) -> None:
+    log, out = sim.log, sim.requests.output_tokens
+    done = log.status == COMPLETED
+    bad = np.flatnonzero(done & (log.generated != out))
+    if bad.size:
+        i = int(bad[0])
+        raise AssertionError(f"request {i} completed with {log.generated[i]} of {out[i]} tokens")
+    over = np.flatnonzero(log.generated > out)
+    if over.size:
+        raise AssertionError(f"request {int(over[0])} generated more tokens than its output")
+
+
+def run(scenario: Scenario | str | Path | dict[str, Any], progress: Progress | None = None) -> Result:
+    """Simulate a scenario (object, YAML path or dict) and return its `Result`."""
+    sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    sim = Simulation(sc, progress=progress).run()
+    check_conservation(sim.log)
+    _check_tokens(sim)
+    rq = sim.requests
+    df = requests_frame(rq.arrival_s, rq.prompt_tokens, rq.output_tokens, sim.log)
+    summary = summarize(df, sim.log, sc.slo, sim.simulated_s)
+    summary["sim"] = {
+        "wall_s": sim.wall_s,
+        "events": sim.env.events,
+        "simulated_s": sim.simulated_s,
+        "iterations": int(sum(i.iterations for i in sim.instances)),
+        "kv_blocks_per_instance": sim.capacity.num_blocks,
+        "kv_tokens_per_instance": sim.capacity.tokens,
+    }
+    summary["scenario"] = sc.model_dump(mode="json")
+    summary["seed"] = sc.seed
+    summary["version"] = VERSION
+    tl = pd.DataFrame(sim.timeline, columns=["time_s", "instance", "kv_used_blocks", "running", "waiting"])
+    tl["kv_utilization"] = tl["kv_used_blocks"] / sim.capacity.num_blocks
+    return Result(sc, df, tl, summary, pd.DataFrame(sim.instance_stats()))
