@@ -6,11 +6,13 @@ the factory, so a new policy is one config class and one function registered tog
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sim.errors import UnknownNameError
 
@@ -58,3 +60,10 @@ class Registry(Generic[T]):
 
     def configs(self) -> tuple[type[BaseModel], ...]:
         return tuple(e.config for e in self.entries.values())
+
+    def union(self) -> Any:
+        """The discriminated union of the registered config models, for a pydantic field annotation."""
+        configs = self.configs()
+        if len(configs) == 1:
+            return configs[0]
+        return Annotated[functools.reduce(operator.or_, configs), Field(discriminator="kind")]

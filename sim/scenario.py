@@ -119,9 +119,9 @@ class Workload(Strict):
 
 
 # -- cluster and instance --------------------------------------------------------------------------------
-SchedulerConfig = Annotated[SCHEDULERS.configs(), Field(discriminator="kind")]  # type: ignore[valid-type]
-RouterConfig = Annotated[ROUTERS.configs(), Field(discriminator="kind")]  # type: ignore[valid-type]
-CostModelConfig = Annotated[COST_MODELS.configs(), Field(discriminator="kind")]  # type: ignore[valid-type]
+SchedulerConfig = SCHEDULERS.union()
+RouterConfig = ROUTERS.union()
+CostModelConfig = COST_MODELS.union()
 register_tags(
     SCHEDULERS.kinds()
     + ROUTERS.kinds()

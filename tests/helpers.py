@@ -1,0 +1,70 @@
+"""Scenario builders for tests: tiny inline models/GPUs and exact `linear` costs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+TINY_MODEL = {
+    "name": "tiny",
+    "num_layers": 2,
+    "hidden_size": 64,
+    "num_heads": 4,
+    "num_kv_heads": 4,
+    "head_dim": 16,
+    "intermediate_size": 128,
+    "vocab_size": 1000,
+    "max_context": 4096,
+}
+# per token KV bytes = 2 * 2 layers * 4 heads * 16 * 2 bytes = 512; a 16-token block = 8192 bytes
+
+
+def tiny_gpu(kv_blocks: int, block_size: int = 16) -> dict[str, Any]:
+    """A GPU whose memory leaves exactly `kv_blocks` blocks for the tiny model (utilisation 1, no reserve)."""
+    from hwprofiles import ModelSpec
+
+    m = ModelSpec(**TINY_MODEL)
+    mem = m.weight_bytes(1) + kv_blocks * m.kv_bytes_per_token(1) * block_size
+    return {
+        "name": "tiny-gpu",
+        "memory_bytes": mem,
+        "bf16_flops": 1e12,
+        "mem_bw": 1e11,
+        "intra_node_bw": 1e10,
+        "host_link_bw": 1e10,
+        "price_per_hour": 1.0,
+        "tdp_w": 100,
+    }
+
+
+def write_csv(path: Path, rows: list[tuple[float, int, int]]) -> Path:
+    path.write_text("arrival_s,prompt_tokens,output_tokens\n" + "".join(f"{a!r},{p},{o}\n" for a, p, o in rows))
+    return path
+
+
+def scenario(
+    trace: Path,
+    *,
+    kv_blocks: int = 10_000,
+    scheduler: dict[str, Any] | None = None,
+    cost: dict[str, Any] | None = None,
+    instances: int = 1,
+    router: str = "round_robin",
+    fast_forward: bool = True,
+    watermark: float = 0.0,
+    **extra: Any,
+) -> dict[str, Any]:
+    sc: dict[str, Any] = {
+        "name": "test",
+        "model": TINY_MODEL,
+        "hardware": tiny_gpu(kv_blocks),
+        "workload": {"arrival": {"kind": "trace", "path": str(trace), "format": "csv"}},
+        "cluster": {"instances": instances, "router": {"kind": router}},
+        "scheduler": scheduler or {"kind": "fcfs"},
+        "kv_cache": {"gpu_memory_utilization": 1.0, "reserve_gb": 0.0, "watermark": watermark},
+        "cost_model": cost
+        or {"kind": "linear", "base_s": 0.01, "per_prefill_token_s": 0.001, "per_decode_seq_s": 0.002},
+        "engine": {"fast_forward": fast_forward},
+    }
+    sc.update(extra)
+    return sc
