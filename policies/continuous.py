@@ -40,6 +40,9 @@ class SarathiConfig(_Strict):
 
 def plan_decodes(inst: InstanceView, candidates: list[Request], plan: BatchPlan) -> None:
     """Reserve each candidate's next-token slot in order, preempting from the back when memory runs out."""
+    if inst.reserve_decode_slots(candidates):  # common case: memory suffices for everyone
+        plan.decode.extend(candidates)
+        return
     queue = list(candidates)
     end = len(queue)
     i = 0

@@ -56,6 +56,10 @@ class InstanceView(Protocol):
         """Allocate the block the request's next token needs, if any; False if memory is exhausted."""
         ...
 
+    def reserve_decode_slots(self, reqs: list[Request]) -> bool:
+        """Reserve next-token slots for all `reqs` if the free pool covers them; else reserve none."""
+        ...
+
     def preempt(self, req: Request) -> None:
         """Free the request's KV (recompute) and put it back at the head of the waiting queue."""
         ...

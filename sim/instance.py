@@ -105,6 +105,17 @@ class Instance:
         req.blocks += 1
         return True
 
+    def reserve_decode_slots(self, reqs: list[Request]) -> bool:
+        if len(reqs) > self.pool.free:
+            return False
+        bs, taken = self.block_size, 0
+        for r in reqs:
+            if r.kv_tokens >= r.blocks * bs:
+                r.blocks += 1
+                taken += 1
+        self.pool.take(taken)
+        return True
+
     def preempt(self, req: Request) -> None:
         self.running.remove(req)
         self.pool.give(req.blocks)
@@ -220,11 +231,17 @@ class Instance:
         decode = plan.decode
         n = len(decode)
         k = 1
-        if self.fast_forward and plan.preempted == 0:
-            k = min(r.output - r.generated for r in decode)
-            if k > 1:
-                k = min(k, self.scheduler.decision_horizon(self, plan), self._block_limit(decode, k))
-        ctx0 = sum(r.kv_tokens for r in decode)
+        ctx0 = 0
+        k_max = 1 << 62
+        for r in decode:  # one pass: context sum and steps to the first completion
+            ctx0 += r.kv_tokens
+            left = r.output - r.generated
+            if left < k_max:
+                k_max = left
+        if self.fast_forward and plan.preempted == 0 and k_max > 1:
+            k = min(k_max, self.scheduler.decision_horizon(self, plan))
+            if n * (-(-k // self.block_size)) > self.pool.free:  # blocks might run short within k steps
+                k = self._block_limit(decode, k)
         steps = np.arange(1, k + 1, dtype=np.int64)
         durations = self.cost.decode_run(n, ctx0 + n * steps)
         times = np.cumsum(np.concatenate(([self.t], durations)))[1:]
@@ -249,21 +266,29 @@ class Instance:
         self.iterations += k
         self.busy_s += float(durations[:k].sum())
         self.tokens_out += n * k
-        itl = self.log.itl
         bs = self.block_size
         first = float(times[0])
         finished = []
+        last_seen: dict[float, int] = {}  # requests' previous token times: few distinct values per run
+        new_blocks = 0
         for req in decode:
-            itl.add_one(first - req.last_token)
-            req.generated += k
-            req.kv_tokens += k
-            need = -(-req.kv_tokens // bs) - req.blocks
+            lt = req.last_token
+            last_seen[lt] = last_seen.get(lt, 0) + 1
+            g = req.generated + k
+            req.generated = g
+            kv = req.kv_tokens + k
+            req.kv_tokens = kv
+            need = -(-kv // bs) - req.blocks
             if need > 0:
-                self.pool.take(need)
+                new_blocks += need
                 req.blocks += need
             req.last_token = t_end
-            if req.generated == req.output:
+            if g == req.output:
                 finished.append(req)
+        self.pool.take(new_blocks)
+        itl = self.log.itl
+        for lt, cnt in last_seen.items():
+            itl.add_one(first - lt, cnt)
         if k > 1:
             itl.add(times[1:k] - times[: k - 1], n)
         self._finish(finished)
@@ -273,8 +298,6 @@ class Instance:
         bs = self.block_size
         spare = np.fromiter((r.blocks * bs - r.kv_tokens for r in decode), dtype=np.int64, count=len(decode))
         # a request with e = spare slots needs a new block at steps e+1, e+1+bs, ...; step 1 is reserved
-        if len(decode) * (-(-k // bs)) <= self.pool.free:
-            return k  # even one new block per request per bs steps fits
         counts = np.bincount(spare, minlength=bs + 1)
         s = np.arange(1, k + 1)
         need = np.where(s >= 2, counts[(s - 2) % bs + 1], 0)
@@ -282,9 +305,15 @@ class Instance:
         return int(over[0]) if over.size else k  # steps before the first shortfall (index = s - 1)
 
     def _finish(self, finished: list[Request]) -> None:
+        if not finished:
+            return
+        if len(finished) > 1:
+            gone = set(map(id, finished))
+            self.running = [r for r in self.running if id(r) not in gone]
+        else:
+            self.running.remove(finished[0])
         for req in finished:
             req.completion = self.t
-            self.running.remove(req)
             self.pool.give(req.blocks)
             req.blocks = 0
             self.log.complete(req)
