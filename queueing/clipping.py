@@ -1,4 +1,4 @@
-"""M/G/1 with max-token clipping (Yang, Jiao & Xu, arXiv 2407.05347, 2024, §III).
+"""M/G/1 with max-token clipping (Yang, Jiao & Xu, arXiv 2407.05347, 2024).
 
 A request that would generate N output tokens is cut at ``n_max``; its service time is
 
@@ -153,7 +153,7 @@ def clipped_moments(
 ) -> ClipMoments:
     """E[S], E[S²] and P(N > n_max) for S = c + a·min(N, n_max).
 
-    Formula (paper, Eqs. 2–5): n' = min(N, n_max); E[S] = c + a·E[n']; E[S²] = E[S]² + a²·Var(n').
+    Formula (Yang, Jiao & Xu 2024): n' = min(N, n_max); E[S] = c + a·E[n']; E[S²] = E[S]² + a²·Var(n').
     ``n_max=None`` (or ``inf``) means no clipping. Lengths as in :func:`token_pmf`.
     """
     pmf = token_pmf(lengths)
@@ -177,7 +177,7 @@ def mean_delay(
 
     Assumptions: Poisson arrivals at rate ``lam``; i.i.d. lengths N; service S = c + a·min(N, n_max);
     one FCFS server. Formula: Pollaczek–Khinchine on the clipped moments,
-    E[Wq] = λE[S²] / (2(1 − ρ)), ρ = λE[S] (Yang, Jiao & Xu 2024, Eq. 1 with Eqs. 2–5).
+    E[Wq] = λE[S²] / (2(1 − ρ)), ρ = λE[S] (Yang, Jiao & Xu 2024).
     Raises :class:`UnstableError` if ρ ≥ 1.
     """
     es, es2, frac = clipped_moments(lengths, a, c, n_max)
@@ -188,10 +188,8 @@ def mean_delay(
 def _default_candidates(pmf: TokenPmf) -> np.ndarray:
     top = float(pmf.values[-1])
     pos = pmf.values[pmf.values > 0.0]
-    if top <= _MAX_DENSE_CANDIDATES:
-        grid = np.arange(1.0, np.floor(top) + 1.0)
-    else:
-        grid = np.geomspace(1.0, top, 20_000)
+    dense = top <= _MAX_DENSE_CANDIDATES
+    grid = np.arange(1.0, np.floor(top) + 1.0) if dense else np.geomspace(1.0, top, 20_000)
     return np.unique(np.concatenate((grid, pos, [top])))
 
 
@@ -267,7 +265,7 @@ def impatient_wait(tau: float, pi_tau: float, wait_served: float) -> float:
     Assumptions: deterministic patience τ; a fraction π(τ) = ``pi_tau`` of users abandon (each
     after waiting exactly τ); the served users' mean wait is ``wait_served`` (< τ by definition).
 
-    Formula: E[Wq] = τ·π(τ) + E[Wq,served]·(1 − π(τ))  (Yang, Jiao & Xu 2024, §III; π(τ) and
+    Formula: E[Wq] = τ·π(τ) + E[Wq,served]·(1 − π(τ))  (Yang, Jiao & Xu 2024; π(τ) and
     E[Wq,served] themselves come from an M/G/1+D analysis or a simulation).
     """
     tau = check_nonnegative("tau", tau)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["UnstableError", "check_positive", "check_nonnegative"]
+__all__ = ["UnstableError", "check_nonnegative", "check_positive"]
 
 
 def _fmt(x: float) -> str:

@@ -8,9 +8,10 @@ All times are seconds, rates are per second. Every function returns a :class:`Qu
 * ``system_len`` E[L] = λ·E[T] (Little's law, customers waiting or in service);
 * ``rho``        utilisation λ·E[S].
 
-Source for all formulas: any queueing text, e.g. Kleinrock, *Queueing Systems* vol. 1 (1975), §5.6
-(P–K mean value formula); Harchol-Balter, *Performance Modeling and Design of Computer Systems* (2013),
-ch. 23. Used for LLM serving by Yang, Jiao & Xu, arXiv 2407.05347 (2024), Eq. (1).
+Source for all formulas: any queueing text, e.g. Kleinrock, *Queueing Systems* vol. 1 (1975), ch. 3
+(M/M/1) and ch. 5 (M/G/1, the P–K mean value formula); Harchol-Balter, *Performance Modeling and
+Design of Computer Systems* (2013), ch. 23. Used for LLM serving by Yang, Jiao & Xu, arXiv 2407.05347
+(2024).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def mg1(lam: float, es: float, es2: float) -> QueueResult:
 
     Formula: ρ = λE[S];  E[Wq] = λE[S²] / (2(1 − ρ));  E[T] = E[Wq] + E[S];  Lq = λE[Wq], L = λE[T].
 
-    Source: Pollaczek (1930), Khinchine (1932); Kleinrock vol. 1, Eq. (5.72).
+    Source: Pollaczek (1930), Khinchine (1932); Kleinrock vol. 1, ch. 5.
 
     Raises ``ValueError`` if λ ≤ 0, E[S] ≤ 0 or E[S²] < E[S]², and :class:`UnstableError` if ρ ≥ 1.
     """
@@ -82,7 +83,7 @@ def mm1(lam: float, mu: float) -> QueueResult:
 
     Formula: ρ = λ/μ;  E[Wq] = ρ / (μ − λ);  E[T] = 1 / (μ − λ)  (P–K with E[S²] = 2/μ²).
 
-    Source: Kleinrock vol. 1, §3.2, Eq. (3.26). Raises :class:`UnstableError` if λ ≥ μ.
+    Source: Kleinrock vol. 1, ch. 3. Raises :class:`UnstableError` if λ ≥ μ.
     """
     mu = check_positive("mu", mu)
     return mg1(lam, 1.0 / mu, 2.0 / (mu * mu))
@@ -94,7 +95,7 @@ def md1(lam: float, service_s: float) -> QueueResult:
     Formula: ρ = λD;  E[Wq] = ρD / (2(1 − ρ)) — half the M/M/1 wait at the same mean service
     (P–K with E[S²] = D²).
 
-    Source: Kleinrock vol. 1, §5.6. Raises :class:`UnstableError` if λD ≥ 1.
+    Source: Kleinrock vol. 1, ch. 5. Raises :class:`UnstableError` if λD ≥ 1.
     """
     d = check_positive("service_s", service_s)
     return mg1(lam, d, d * d)
