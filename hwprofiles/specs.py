@@ -17,13 +17,9 @@ class GPUSpec(BaseModel):
     name: str
     memory_bytes: float = Field(gt=0, description="HBM/GDDR capacity in bytes")
     bf16_flops: float = Field(gt=0, description="dense bf16 tensor-core peak, FLOP/s")
-    fp8_flops: float | None = Field(
-        default=None, gt=0, description="dense fp8 peak, FLOP/s; None if unsupported"
-    )
+    fp8_flops: float | None = Field(default=None, gt=0, description="dense fp8 peak, FLOP/s; None if unsupported")
     mem_bw: float = Field(gt=0, description="memory bandwidth, bytes/s")
-    intra_node_bw: float = Field(
-        gt=0, description="GPU-GPU bandwidth per direction (NVLink or PCIe), bytes/s"
-    )
+    intra_node_bw: float = Field(gt=0, description="GPU-GPU bandwidth per direction (NVLink or PCIe), bytes/s")
     intra_node_link: str = Field(default="nvlink", description="nvlink | pcie")
     host_link_bw: float = Field(gt=0, description="host<->device bandwidth per direction (PCIe), bytes/s")
     price_per_hour: float = Field(ge=0, description="on-demand cloud price per GPU-hour, USD")

@@ -1,6 +1,16 @@
-"""Pluggable decisions: batch schedulers and routers, each registered under its YAML `kind`."""
+"""Pluggable decisions: batch schedulers, routers and length predictors, each registered under its YAML `kind`."""
 
-from policies import continuous, routers  # noqa: F401  (register the built-ins)
-from policies.registry import ROUTERS, SCHEDULERS
+from policies import (  # noqa: F401  (register the built-ins)
+    continuous,
+    length_group,
+    ltr,
+    mlfq,
+    predictors,
+    priority,
+    routers,
+    sjf,
+    static,
+)
+from policies.registry import PREDICTORS, ROUTERS, SCHEDULERS
 
-__all__ = ["ROUTERS", "SCHEDULERS"]
+__all__ = ["PREDICTORS", "ROUTERS", "SCHEDULERS"]

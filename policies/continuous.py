@@ -33,9 +33,7 @@ class SarathiConfig(_Strict):
 
     kind: Literal["sarathi"] = "sarathi"
     max_num_seqs: int = Field(default=256, ge=1)
-    token_budget: int = Field(
-        default=512, ge=1, description="tokens per iteration (decodes + prefill chunks)"
-    )
+    token_budget: int = Field(default=512, ge=1, description="tokens per iteration (decodes + prefill chunks)")
 
 
 def plan_decodes(inst: InstanceView, candidates: list[Request], plan: BatchPlan) -> None:
@@ -64,8 +62,37 @@ def plan_decodes(inst: InstanceView, candidates: list[Request], plan: BatchPlan)
             plan.decode.append(req)
 
 
+def swapped_out(req: Request) -> bool:
+    """A waiting request whose KV sits in host memory (preempted with `kv_cache.preemption: swap`)."""
+    return req.kv_tokens > 0
+
+
+def swap_in(inst: InstanceView, plan: BatchPlan, max_seqs: int, left: int) -> int:
+    """Bring swapped-out requests at the head of the queue back while they fit; returns the budget left."""
+    waiting = inst.waiting
+    while left > 0 and waiting and len(inst.running) < max_seqs:
+        req = waiting[0]
+        if not swapped_out(req) or not inst.can_admit(req):
+            break
+        inst.admit(req)
+        if req.in_prefill:  # swapped in the middle of a chunked prefill
+            n = min(req.prefill_target - req.prefill_done, left)
+            plan.prefill.append((req, n))
+            left -= n
+        elif inst.reserve_decode_slot(req):
+            plan.decode.append(req)
+            left -= 1
+        else:
+            inst.preempt(req)
+            plan.preempted += 1
+            break
+    return left
+
+
 class FCFS:
     """Prefill-first: admit as many waiting prompts as fit, else decode every running request."""
+
+    cohort_decoding = True  # every decode plan covers all decoding requests: the engine may aggregate them
 
     def __init__(self, cfg: FCFSConfig) -> None:
         self.max_seqs = cfg.max_num_seqs
@@ -77,6 +104,8 @@ class FCFS:
         waiting, running = inst.waiting, inst.running
         while waiting and len(running) < self.max_seqs:
             req = waiting[0]
+            if swapped_out(req):
+                break  # vLLM: no new prompts while swapped-out requests wait to come back
             n = req.prefill_target
             if plan.prefill and tokens + n > self.budget:
                 break  # a prompt longer than the budget still runs, alone
@@ -87,7 +116,10 @@ class FCFS:
             tokens += n
         if plan.prefill:
             return plan
-        plan_decodes(inst, running, plan)
+        if not inst.decode_all(plan):
+            plan_decodes(inst, inst.decoding(), plan)
+        if plan.preempted == 0:
+            swap_in(inst, plan, self.max_seqs, self.budget)
         return plan
 
     def decision_horizon(self, inst: InstanceView, plan: BatchPlan) -> int:
@@ -98,25 +130,30 @@ class FCFS:
 class Sarathi:
     """Decode-maximal batches: all decodes, then partial prefills, then new prompts, within the budget."""
 
+    cohort_decoding = True
+
     def __init__(self, cfg: SarathiConfig) -> None:
         self.max_seqs = cfg.max_num_seqs
         self.budget = cfg.token_budget
 
     def schedule(self, inst: InstanceView, now: float) -> BatchPlan:
         plan = BatchPlan()
-        plan_decodes(inst, [r for r in inst.running if not r.in_prefill], plan)
-        left = self.budget - len(plan.decode)
-        for req in inst.running:
+        if not inst.decode_all(plan):
+            plan_decodes(inst, inst.decoding(), plan)
+        left = self.budget - plan.decode_count
+        if plan.preempted == 0:
+            left = swap_in(inst, plan, self.max_seqs, left)
+        for req in inst.prefilling:
             if left <= 0:
                 break
-            if req.in_prefill:
+            if not any(r is req for r, _ in plan.prefill):
                 n = min(req.prefill_target - req.prefill_done, left)
                 plan.prefill.append((req, n))
                 left -= n
         waiting, running = inst.waiting, inst.running
         while left > 0 and waiting and len(running) < self.max_seqs:
             req = waiting[0]
-            if not inst.can_admit(req):
+            if swapped_out(req) or not inst.can_admit(req):
                 break
             inst.admit(req)
             n = min(req.prefill_target, left)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from policies.routing import Router
 from sim.batch import BatchScheduler
 from sim.registry import Registry
 
 SCHEDULERS: Registry[BatchScheduler] = Registry("scheduler")
 ROUTERS: Registry[Router] = Registry("router")
+PREDICTORS: Registry[Any] = Registry("length predictor")  # policies.predictors.LengthPredictor

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from sim.request import Request
@@ -13,11 +13,15 @@ class InstanceLoad(Protocol):
 
     index: int
     num_blocks: int
+    waiting: Iterable[Request]
+    running: list[Request]
 
     @property
     def num_requests(self) -> int: ...
 
     def kv_used_blocks(self) -> int: ...
+
+    def admit_blocks(self, req: Request) -> int: ...
 
 
 class Router(Protocol):

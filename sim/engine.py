@@ -16,6 +16,7 @@ from sim.recorder import RequestLog
 from sim.request import Request
 from sim.rng import streams
 from sim.scenario import Scenario
+from sim.tracing import Tracer
 from sim.workload import Requests, build_requests
 
 Progress = Callable[[int, int], None]  # (arrived so far, total)
@@ -59,7 +60,11 @@ class Simulation:
     """One run: the environment, instances, router and the log of requests."""
 
     def __init__(
-        self, sc: Scenario, requests: Requests | None = None, progress: Progress | None = None
+        self,
+        sc: Scenario,
+        requests: Requests | None = None,
+        progress: Progress | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.scenario = sc
         self.requests = requests if requests is not None else build_requests(sc)
@@ -75,16 +80,22 @@ class Simulation:
             Instance(
                 self.env,
                 i,
-                SCHEDULERS.build(sc.scheduler, rng=self.rngs["policy"]),
+                SCHEDULERS.build(sc.scheduler, rng=self.rngs["policy"], cost=self.cost),
                 self.cost,
                 self.capacity,
                 self.log,
                 max_context=model.max_context,
                 watermark=sc.kv_cache.watermark,
                 fast_forward=sc.engine.fast_forward,
+                cohort=sc.engine.cohort_decoding,
+                preemption=sc.kv_cache.preemption,
+                # each GPU of the TP group moves its shard of a block over its own host link
+                swap_block_s=self.capacity.bytes_per_block / sc.gpu_spec.host_link_bw,
             )
             for i in range(sc.cluster.instances)
         ]
+        for inst in self.instances:
+            inst.tracer = tracer
         self.router = ROUTERS.build(sc.cluster.router, rng=self.rngs["routing"])
         self.done = self.env.event()
         self.log.on_all_done = self.done
@@ -99,6 +110,10 @@ class Simulation:
         prompt = rq.prompt_tokens.tolist()
         output = rq.output_tokens.tolist()
         hashes = rq.hash_ids
+        zeros = [0] * len(arrival)
+        cls = rq.cls.tolist() if rq.cls is not None else zeros
+        prio = rq.priority.tolist() if rq.priority is not None else zeros
+        pred = rq.predicted.tolist() if rq.predicted is not None else [-1] * len(arrival)
         route, instances = self.router.route, self.instances
         n = len(arrival)
         tick = max(1, n // 200)
@@ -106,11 +121,15 @@ class Simulation:
             t = arrival[i]
             if t > env.now:
                 yield env.timeout(t - env.now)
-            req = Request(i, t, prompt[i], output[i], hashes[i] if hashes is not None else None)
+            req = Request(
+                i, t, prompt[i], output[i], hashes[i] if hashes is not None else None, prio[i], cls[i], pred[i]
+            )
             log.arrived(req)
             instances[route(req, instances, t)].enqueue(req)
             if self.progress is not None and i % tick == 0:
                 self.progress(i + 1, n)
+        for inst in instances:
+            inst.close_arrivals()
         if self.progress is not None:
             self.progress(n, n)
 
@@ -133,6 +152,8 @@ class Simulation:
         horizon = self.scenario.engine.horizon_s
         until = self.done if horizon is None else env.any_of([self.done, env.timeout(horizon)])
         env.run(until=until)
+        for inst in self.instances:
+            inst.sync_all()
         self.log.flush_in_flight()
         self.wall_s = time.perf_counter() - start
         return self
@@ -150,6 +171,7 @@ class Simulation:
                 "busy_fraction": inst.busy_s / now,
                 "output_tokens": inst.tokens_out,
                 "kv_blocks": inst.num_blocks,
+                "swap_s": inst.swap_s,
             }
             for inst in self.instances
         ]

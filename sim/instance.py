@@ -21,21 +21,24 @@ import numpy as np
 import simpy
 
 from sim.batch import BatchPlan, BatchScheduler
-from sim.costmodel import CostModel
+from sim.cohort import Cohort
+from sim.costmodel import CostModel, decode_coeffs
 from sim.kvcache import BlockPool, KVCapacity
 from sim.recorder import RequestLog
 from sim.request import Request
+from sim.tracing import Tracer
 
 
 class _Run:
     """A decode-only run in flight: its requests, absolute step end times and how many steps stand."""
 
-    __slots__ = ("decode", "k", "times")
+    __slots__ = ("cohort", "decode", "k", "times")
 
-    def __init__(self, decode: list[Request], times: np.ndarray) -> None:
+    def __init__(self, decode: list[Request], times: np.ndarray | list[float], cohort: bool = False) -> None:
         self.decode = decode
         self.times = times
         self.k = len(times)
+        self.cohort = cohort
 
 
 class Instance:
@@ -53,6 +56,9 @@ class Instance:
         max_context: int,
         watermark: float,
         fast_forward: bool,
+        cohort: bool = True,
+        preemption: str = "recompute",
+        swap_block_s: float = 0.0,
     ) -> None:
         self.env = env
         self.index = index
@@ -65,14 +71,26 @@ class Instance:
         self.num_blocks = capacity.num_blocks
         self.watermark_blocks = int(watermark * capacity.num_blocks)
         self.pool = BlockPool(capacity.num_blocks)
-        self.waiting: deque[Request] = deque()
+        self.preemption = preemption  # "recompute" drops a preempted request's KV, "swap" moves it to host
+        self.swap_block_s = swap_block_s  # seconds to move one KV block over the host link, one way
+        make_queue = getattr(scheduler, "waiting_queue", None)  # a scheduler may keep waiting in its own order
+        self.waiting: deque[Request] = make_queue() if make_queue is not None else deque()
         self.running: list[Request] = []
+        self.prefilling: list[Request] = []  # running requests still in their prefill pass
+        # lockstep decoders as aggregates (O(1) per step) when the scheduler decodes everyone each step
+        use_cohort = cohort and getattr(scheduler, "cohort_decoding", False)
+        self.cohort: Cohort | None = Cohort(capacity.block_size) if use_cohort else None
+        self.held: list[Request] = []  # finished, response held until the running batch ends (`Request.hold`)
+        self.arrivals_closed = False  # the workload will route no more requests here
+        self.swap_s = 0.0  # total seconds of swap traffic priced into iterations
+        self._swap_pending = 0.0  # swap seconds incurred while planning, added to the next iteration
         self.t = 0.0  # the instance's exact clock (env.now may differ by rounding)
         self.iterations = 0
         self.busy_s = 0.0
         self.tokens_out = 0
         self._idle: simpy.Event | None = None
         self._run: _Run | None = None
+        self.tracer: Tracer | None = None  # `sim.tracing.Tracer` when the run writes a trace; None = no cost
         self.process = env.process(self._loop())
 
     # -- InstanceView ------------------------------------------------------------------------------
@@ -83,18 +101,59 @@ class Instance:
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
 
+    def admit_blocks(self, req: Request) -> int:
+        """Blocks `req` takes on admission: its whole prefill pass, or its swapped-out KV."""
+        return self.blocks_for(req.prefill_target if req.prefill_done < req.prefill_target else req.kv_tokens)
+
     def can_admit(self, req: Request) -> bool:
-        return self.pool.free - self.blocks_for(req.prefill_target) >= self.watermark_blocks
+        return self.pool.free - self.admit_blocks(req) >= self.watermark_blocks
 
     def admit(self, req: Request) -> None:
-        head = self.waiting.popleft()
-        assert head is req, "admit() takes the head of the waiting queue"
-        need = self.blocks_for(req.prefill_target)
+        if self.waiting[0] is req:
+            self.waiting.popleft()
+        else:
+            self.waiting.remove(req)
+        need = self.admit_blocks(req)
         self.pool.take(need)
         req.blocks = need
+        if req.kv_tokens:  # swapped out earlier: copy its KV back in
+            self._swap_pending += self.blocks_for(req.kv_tokens) * self.swap_block_s
         if math.isnan(req.first_scheduled):
             req.first_scheduled = self.t
         self.running.append(req)
+        if req.prefill_done < req.prefill_target:
+            self.prefilling.append(req)
+        elif self.cohort is not None and not self.cohort.reserved:  # swapped back in after its prefill
+            self.cohort.join(req)  # (while a step is reserved it joins once its own slot is: see `_adopt`)
+
+    def decode_all(self, plan: BatchPlan) -> bool:
+        co = self.cohort
+        if co is None or co.n == 0 or co.reserved:
+            return False
+        need = co.blocks(0, 1)
+        if need > self.pool.free:
+            return False
+        self.pool.take(need)
+        co.reserved = True
+        plan.cohort = True
+        plan.cohort_n = co.n
+        return True
+
+    def decoding(self) -> list[Request]:
+        co = self.cohort
+        if co is None:
+            return [r for r in self.running if r.prefill_done >= r.prefill_target]
+        members = [r for r in self.running if r.co_base >= 0]
+        for r in members:
+            co.sync(r)
+        return members
+
+    def sync_all(self) -> None:
+        """Write every cohort member's true state into its fields (before reading them from outside)."""
+        if self.cohort is not None:
+            for r in self.running:
+                if r.co_base >= 0:
+                    self.cohort.sync(r)
 
     def reserve_decode_slot(self, req: Request) -> bool:
         if req.kv_tokens + 1 <= req.blocks * self.block_size:
@@ -117,12 +176,20 @@ class Instance:
         return True
 
     def preempt(self, req: Request) -> None:
+        if req.co_base >= 0:
+            self.cohort.leave(req)  # type: ignore[union-attr]
+        elif req.prefill_done < req.prefill_target:
+            self.prefilling.remove(req)
         self.running.remove(req)
         self.pool.give(req.blocks)
         req.blocks = 0
-        req.kv_tokens = 0
-        req.prefill_done = 0
-        req.prefill_target = req.prompt + req.generated
+        if self.preemption == "swap" and req.kv_tokens:
+            # KV goes to host memory (assumed large enough) and comes back on admission; progress is kept
+            self._swap_pending += self.blocks_for(req.kv_tokens) * self.swap_block_s
+        else:
+            req.kv_tokens = 0
+            req.prefill_done = 0
+            req.prefill_target = req.prompt + req.generated
         req.preemptions += 1
         self.waiting.appendleft(req)
 
@@ -137,7 +204,9 @@ class Instance:
         run = self._run
         if run is not None:
             done = bisect.bisect_right(run.times, self.env.now, 0, run.k)
-            if done:
+            if done and run.cohort:
+                used += self.cohort.blocks(1, done - 1)  # type: ignore[union-attr]
+            elif done:
                 used += sum(max(0, self.blocks_for(r.kv_tokens + done) - r.blocks) for r in run.decode)
         return used
 
@@ -159,6 +228,13 @@ class Instance:
         elif self._run is not None:
             self._truncate(self.env.now)
 
+    def close_arrivals(self) -> None:
+        """No more requests will come: wake a scheduler that waits to fill a batch so it can flush."""
+        self.arrivals_closed = True
+        if self._idle is not None:
+            idle, self._idle = self._idle, None
+            idle.succeed()
+
     def _truncate(self, now: float) -> None:
         """Cut the run in flight at the end of the step running at `now`, so the next plan sees the arrival."""
         run = self._run
@@ -172,6 +248,8 @@ class Instance:
     def _loop(self):  # type: ignore[no-untyped-def]
         env = self.env
         while True:
+            if self.held and not self.running:
+                self._release_held()
             if not self.waiting and not self.running:
                 self._idle = env.event()
                 yield self._idle
@@ -179,14 +257,44 @@ class Instance:
                 continue
             plan = self.scheduler.schedule(self, self.t)
             if plan.empty:
-                raise RuntimeError(
-                    f"instance {self.index}: scheduler planned nothing with {len(self.waiting)} waiting "
-                    f"and {len(self.running)} running (free blocks {self.pool.free})"
-                )
+                wake = plan.wait_until
+                if wake is None or (wake == math.inf and self.arrivals_closed) or self._swap_pending:
+                    raise RuntimeError(
+                        f"instance {self.index}: scheduler planned nothing with {len(self.waiting)} waiting "
+                        f"and {len(self.running)} running (free blocks {self.pool.free})"
+                    )
+                # the policy waits (e.g. to fill a fixed-size batch): sleep until an arrival or its wake time
+                self._idle = env.event()
+                yield self._idle if wake == math.inf else self._idle | env.timeout(max(0.0, wake - env.now))
+                self._idle = None
+                self.t = env.now
+                continue
+            if self.cohort is not None and (plan.decode or plan.cohort):
+                self._adopt(plan)
             if plan.prefill:
                 yield from self._mixed(plan)
+            elif plan.cohort:
+                yield from self._decode_cohort(plan)
             else:
                 yield from self._decode(plan)
+
+    def _adopt(self, plan: BatchPlan) -> None:
+        """Turn a cohort scheduler's decode plan into a cohort step. Either `decode_all` reserved the
+        members' next slots (and `plan.decode` holds requests swapped in since, each with its slot
+        reserved), or the slow path reserved every member's slot one by one (after preemption)."""
+        co = self.cohort
+        assert co is not None
+        if plan.cohort:
+            for r in plan.decode:  # swapped in after `decode_all`, slot reserved one by one
+                if r.co_base < 0:
+                    co.join(r)
+        elif len(plan.decode) != co.n or any(r.co_base < 0 for r in plan.decode):
+            raise RuntimeError(
+                f"scheduler {type(self.scheduler).__name__} declares cohort_decoding but planned "
+                f"{len(plan.decode)} of {co.n} decoding requests"
+            )
+        plan.cohort, plan.cohort_n, plan.decode = True, co.n, []
+        co.reserved = True
 
     def _sleep_until(self, t_end: float):  # type: ignore[no-untyped-def]
         yield self.env.timeout(max(0.0, t_end - self.env.now))
@@ -194,20 +302,34 @@ class Instance:
     def _mixed(self, plan: BatchPlan):  # type: ignore[no-untyped-def]
         """An iteration with prefill work (and, for chunked schedulers, decodes)."""
         decode = plan.decode
+        co = self.cohort if plan.cohort else None
         chunks = [(n, r.prefill_done) for r, n in plan.prefill]
-        ctx = sum(r.kv_tokens for r in decode) + len(decode)
-        dt = self.cost.iteration(chunks, len(decode), ctx)
+        if co is not None:
+            n_dec, ctx = co.n, co.kv + co.n
+        else:
+            n_dec, ctx = len(decode), sum(r.kv_tokens for r in decode) + len(decode)
+        dt = self.cost.iteration(chunks, n_dec, ctx)
+        if self._swap_pending:
+            dt += self._take_swap()
         t_end = self.t + dt
         yield from self._sleep_until(t_end)
+        if self.tracer is not None:
+            self.tracer.iteration(self.index, self.t, t_end, len(chunks), sum(c[0] for c in chunks), n_dec)
         self.t = t_end
         self.iterations += 1
         self.busy_s += dt
         itl = self.log.itl
         finished = []
+        if co is not None:  # the cohort steps before this iteration's prefills join it
+            new, finished = co.step(1, t_end, t_end, itl)
+            self.pool.take(new)
+        prefilled = 0
         for req, n in plan.prefill:
             req.prefill_done += n
             req.kv_tokens += n
             if req.prefill_done == req.prefill_target:
+                prefilled += 1
+                self.prefilling.remove(req)
                 if req.generated == 0:
                     req.first_token = t_end
                 else:
@@ -216,6 +338,8 @@ class Instance:
                 req.last_token = t_end
                 if req.generated == req.output:
                     finished.append(req)
+                elif self.cohort is not None:
+                    self.cohort.join(req)
         for req in decode:
             itl.add_one(t_end - req.last_token)
             req.generated += 1
@@ -223,7 +347,7 @@ class Instance:
             req.last_token = t_end
             if req.generated == req.output:
                 finished.append(req)
-        self.tokens_out += len(decode) + sum(1 for r, _ in plan.prefill if not r.in_prefill)
+        self.tokens_out += n_dec + prefilled
         self._finish(finished)
 
     def _decode(self, plan: BatchPlan):  # type: ignore[no-untyped-def]
@@ -242,8 +366,13 @@ class Instance:
             k = min(k_max, self.scheduler.decision_horizon(self, plan))
             if n * (-(-k // self.block_size)) > self.pool.free:  # blocks might run short within k steps
                 k = self._block_limit(decode, k)
+        if self._swap_pending:
+            k = 1  # swap traffic lengthens this step only; both modes take the same single step
         steps = np.arange(1, k + 1, dtype=np.int64)
         durations = self.cost.decode_run(n, ctx0 + n * steps)
+        if self._swap_pending:
+            durations = durations.copy()
+            durations[0] += self._take_swap()
         times = np.cumsum(np.concatenate(([self.t], durations)))[1:]
         run = _Run(decode, times)
         if k > 1:
@@ -262,6 +391,8 @@ class Instance:
             yield from self._sleep_until(float(times[0]))
         k = run.k
         t_end = float(times[k - 1])
+        if self.tracer is not None:  # one span for the whole run, not k
+            self.tracer.decode_run(self.index, self.t, t_end, k, n)
         self.t = t_end
         self.iterations += k
         self.busy_s += float(durations[:k].sum())
@@ -293,6 +424,71 @@ class Instance:
             itl.add(times[1:k] - times[: k - 1], n)
         self._finish(finished)
 
+    def _decode_cohort(self, plan: BatchPlan):  # type: ignore[no-untyped-def]
+        """`_decode` for a cohort plan: the same steps and times, O(block_size) bookkeeping."""
+        co = self.cohort
+        assert co is not None
+        n = co.n
+        k = 1
+        if self.fast_forward and plan.preempted == 0 and not self._swap_pending:
+            k_max = co.steps_to_completion()
+            if k_max > 1:
+                k = co.block_limit(min(k_max, self.scheduler.decision_horizon(self, plan)), self.pool.free)
+        times = self._step_times(n, co.kv, k, self._take_swap() if self._swap_pending else 0.0)
+        t0 = self.t
+        env = self.env
+        if k > 1:
+            run = self._run = _Run([], times, cohort=True)
+            try:
+                yield env.timeout(max(0.0, times[-1] - env.now))
+            except simpy.Interrupt:
+                while True:  # finish the step in flight; later arrivals cannot cut further back
+                    try:
+                        yield env.timeout(max(0.0, times[run.k - 1] - env.now))
+                        break
+                    except simpy.Interrupt:
+                        continue
+            self._run = None
+            k = run.k
+        else:
+            yield env.timeout(max(0.0, times[0] - env.now))
+        t_end = times[k - 1]
+        if self.tracer is not None:  # one span for the whole run, not k
+            self.tracer.decode_run(self.index, t0, t_end, k, n)
+        self.t = t_end
+        self.iterations += k
+        self.busy_s += t_end - t0
+        self.tokens_out += n * k
+        itl = self.log.itl
+        new, finished = co.step(k, times[0], t_end, itl)
+        self.pool.take(new)
+        if k > 1:
+            itl.add_gaps(times, k, n)
+        if finished:
+            self._finish(finished)
+
+    def _step_times(self, n: int, ctx0: int, k: int, extra_first: float = 0.0) -> list[float]:
+        """End times of k decode steps of n sequences from context sum ctx0, accumulated from `self.t`
+        (`extra_first` lengthens the first step, e.g. swap traffic). Bit-identical to `_decode`: the same
+        float operations in the same order, in plain Python for short affine runs."""
+        coeffs = decode_coeffs(self.cost, n) if k <= 64 else None
+        t = self.t
+        if coeffs is not None:
+            a, b = coeffs
+            out = []
+            for s in range(1, k + 1):
+                d = a + b * float(ctx0 + n * s)
+                if s == 1 and extra_first:
+                    d += extra_first
+                t = t + d
+                out.append(t)
+            return out
+        durations = self.cost.decode_run(n, ctx0 + n * np.arange(1, k + 1, dtype=np.int64))
+        if extra_first:
+            durations = durations.copy()
+            durations[0] += extra_first
+        return np.cumsum(np.concatenate(([t], durations)))[1:].tolist()
+
     def _block_limit(self, decode: list[Request], k: int) -> int:
         """Largest number of steps (≤ k) whose new KV blocks fit in the free pool."""
         bs = self.block_size
@@ -313,7 +509,23 @@ class Instance:
         else:
             self.running.remove(finished[0])
         for req in finished:
-            req.completion = self.t
             self.pool.give(req.blocks)
             req.blocks = 0
+            if req.hold:  # generated in full; its response goes out with its batch
+                self.held.append(req)
+            else:
+                req.completion = self.t
+                self.log.complete(req)
+
+    def _release_held(self) -> None:
+        """The batch is over: deliver the responses held for it (completion = batch end)."""
+        for req in self.held:
+            req.completion = self.t
             self.log.complete(req)
+        self.held.clear()
+
+    def _take_swap(self) -> float:
+        """Swap seconds incurred while planning, charged to the iteration about to run (PCIe is serial)."""
+        s, self._swap_pending = self._swap_pending, 0.0
+        self.swap_s += s
+        return s

@@ -23,9 +23,14 @@ STATUS_NAMES = np.array(["in_flight", "completed", "rejected"])
 
 
 def requests_frame(
-    arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray, log: RequestLog
+    arrival: np.ndarray,
+    prompt: np.ndarray,
+    output: np.ndarray,
+    log: RequestLog,
+    *,
+    extra: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """One row per request: raw timestamps (seconds) and derived latencies."""
+    """One row per request: raw timestamps (seconds) and derived latencies (+ `extra` columns, e.g. class)."""
     ttft = log.first_token - arrival
     e2el = log.completion - arrival
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -50,6 +55,7 @@ def requests_frame(
             "tpot_s": tpot,
             "e2el_s": e2el,
             "queue_delay_s": log.first_scheduled - arrival,
+            **(extra or {}),
         }
     )
 
@@ -83,7 +89,36 @@ def slo_met(df: pd.DataFrame, slo: SLO) -> np.ndarray:
     return ok
 
 
-def summarize(df: pd.DataFrame, log: RequestLog, slo: SLO, simulated_s: float) -> dict[str, Any]:
+def class_summary(df: pd.DataFrame, slo: SLO, classes: list[Any], span: float) -> dict[str, Any]:
+    """Per traffic class: counts, latency stats, and SLO attainment against the class's own SLOs."""
+    out: dict[str, Any] = {}
+    for c in classes:
+        sub = df[df["class"] == c.name]
+        merged = slo.model_copy(update={k: v for k, v in (c.slo.model_dump() if c.slo else {}).items() if v})
+        done = sub["status"] == "completed"
+        met = slo_met(sub, merged)
+        finished = int(done.sum()) + int((sub["status"] == "rejected").sum())
+        out[c.name] = {
+            "priority": c.priority,
+            "slo": merged.model_dump(),
+            "counts": {
+                "arrived": len(sub),
+                "completed": int(done.sum()),
+                "rejected": int((sub["status"] == "rejected").sum()),
+                "in_flight": int((sub["status"] == "in_flight").sum()),
+            },
+            "metrics": {
+                k: stats(sub.loc[done, k].to_numpy()) for k in ("ttft_s", "tpot_s", "e2el_s", "queue_delay_s")
+            },
+            "goodput_rps": int(met.sum()) / span,
+            "slo_attainment": (int(met.sum()) / finished) if finished else math.nan,
+        }
+    return out
+
+
+def summarize(
+    df: pd.DataFrame, log: RequestLog, slo: SLO, simulated_s: float, classes: list[Any] | None = None
+) -> dict[str, Any]:
     status = log.status
     completed = int((status == COMPLETED).sum())
     rejected = int((status == REJECTED).sum())
@@ -95,7 +130,7 @@ def summarize(df: pd.DataFrame, log: RequestLog, slo: SLO, simulated_s: float) -
     met = slo_met(df, slo)
     finished = completed + rejected
     reasons = {r: int((log.reason[status == REJECTED] == i).sum()) for i, r in enumerate(REJECT_REASONS) if r}
-    return {
+    out = {
         "counts": {
             "arrived": n,
             "completed": completed,
@@ -119,6 +154,11 @@ def summarize(df: pd.DataFrame, log: RequestLog, slo: SLO, simulated_s: float) -
             "duration_s": span,
         },
     }
+    if "clipped" in df.columns:
+        out["counts"]["clipped"] = int(df["clipped"].sum())  # outputs cut by admission.max_tokens
+    if classes and "class" in df.columns:
+        out["classes"] = class_summary(df, slo, classes, span)
+    return out
 
 
 def check_conservation(log: RequestLog) -> None:

@@ -43,6 +43,18 @@ class LogHistogram:
             if len(self._values) >= self.FLUSH:
                 self._flush()
 
+    def add_gaps(self, times: list[float], k: int, weight: int) -> None:
+        """Add the k − 1 gaps between consecutive `times[:k]`, each counted `weight` times."""
+        vals = self._values
+        prev = times[0]
+        for i in range(1, k):
+            t = times[i]
+            vals.append(t - prev)
+            prev = t
+        self._weights.extend([float(weight)] * (k - 1))
+        if len(vals) >= self.FLUSH:
+            self._flush()
+
     def add_one(self, x: float, weight: int = 1) -> None:
         self._values.append(x)
         self._weights.append(float(weight))

@@ -19,22 +19,29 @@ class Request:
     __slots__ = (
         "arrival",
         "blocks",
+        "co_base",
+        "co_join",
+        "co_seq",
+        "cls",
         "completion",
         "first_scheduled",
         "first_token",
         "generated",
         "hash_ids",
+        "hold",
         "id",
         "instance",
         "kv_tokens",
         "last_token",
         "output",
+        "predicted",
         "preemptions",
         "prefill_done",
         "prefill_target",
         "priority",
         "prompt",
         "reject_reason",
+        "sched",
     )
 
     def __init__(
@@ -45,13 +52,19 @@ class Request:
         output: int,
         hash_ids: np.ndarray | None = None,
         priority: int = 0,
+        cls: int = 0,
+        predicted: int = -1,
     ) -> None:
         self.id = rid
         self.arrival = arrival
         self.prompt = prompt
         self.output = output
         self.hash_ids = hash_ids
-        self.priority = priority
+        self.priority = priority  # lower is served first (vLLM's convention)
+        self.cls = cls  # index into `workload.classes` (0 when no classes are configured)
+        self.predicted = predicted  # predicted output tokens from the scenario's predictor; -1 = none
+        self.hold = False  # request-level batching: deliver the response when the batch ends, not at the last token
+        self.sched: object = None  # scratch state owned by the batch scheduler (levels, counters, caps)
         self.instance = -1
         self.generated = 0  # output tokens emitted so far
         self.prefill_target = prompt  # tokens the current prefill pass must compute (prompt + generated)
@@ -64,6 +77,9 @@ class Request:
         self.last_token = NAN
         self.completion = NAN
         self.reject_reason: str | None = None
+        self.co_base = -1  # decode-cohort step at which the fields were last written; -1 = not a member
+        self.co_join = -1
+        self.co_seq = 0
 
     @property
     def remaining(self) -> int:

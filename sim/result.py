@@ -16,6 +16,8 @@ from sim.engine import Progress, Simulation
 from sim.metrics import check_conservation, requests_frame, summarize
 from sim.recorder import COMPLETED
 from sim.scenario import Scenario, load_scenario
+from sim.tracing import Tracer
+from sim.workload import Requests
 
 VERSION = "0.1.0"
 
@@ -71,15 +73,37 @@ def _check_tokens(sim: Simulation) -> None:
         raise AssertionError(f"request {int(over[0])} generated more tokens than its output")
 
 
-def run(scenario: Scenario | str | Path | dict[str, Any], progress: Progress | None = None) -> Result:
-    """Simulate a scenario (object, YAML path or dict) and return its `Result`."""
+def _extra_columns(sc: Scenario, rq: Requests) -> dict[str, Any]:
+    """Columns that exist only when the scenario asks for them: class, priority, predicted length, clipping."""
+    extra: dict[str, Any] = {}
+    if rq.cls is not None and sc.workload.classes:
+        names = [c.name for c in sc.workload.classes]
+        extra["class"] = pd.Categorical.from_codes(rq.cls, categories=names)
+        extra["priority"] = rq.priority
+    if rq.predicted is not None:
+        extra["predicted_tokens"] = rq.predicted
+    if rq.clipped is not None:
+        extra["clipped"] = rq.clipped
+    return extra
+
+
+def run(
+    scenario: Scenario | str | Path | dict[str, Any],
+    progress: Progress | None = None,
+    trace_events: str | Path | Tracer | None = None,
+) -> Result:
+    """Simulate a scenario (object, YAML path or dict) and return its `Result`.
+
+    `trace_events`: a path to write a Chrome/Perfetto trace of the run to, or a `sim.tracing.Tracer`.
+    """
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
-    sim = Simulation(sc, progress=progress).run()
+    tracer = trace_events if isinstance(trace_events, Tracer) or trace_events is None else Tracer(trace_events)
+    sim = Simulation(sc, progress=progress, tracer=tracer).run()
     check_conservation(sim.log)
     _check_tokens(sim)
     rq = sim.requests
-    df = requests_frame(rq.arrival_s, rq.prompt_tokens, rq.output_tokens, sim.log)
-    summary = summarize(df, sim.log, sc.slo, sim.simulated_s)
+    df = requests_frame(rq.arrival_s, rq.prompt_tokens, rq.output_tokens, sim.log, extra=_extra_columns(sc, rq))
+    summary = summarize(df, sim.log, sc.slo, sim.simulated_s, sc.workload.classes)
     summary["sim"] = {
         "wall_s": sim.wall_s,
         "events": sim.env.events,
@@ -93,4 +117,6 @@ def run(scenario: Scenario | str | Path | dict[str, Any], progress: Progress | N
     summary["version"] = VERSION
     tl = pd.DataFrame(sim.timeline, columns=["time_s", "instance", "kv_used_blocks", "running", "waiting"])
     tl["kv_utilization"] = tl["kv_used_blocks"] / sim.capacity.num_blocks
+    if tracer is not None:
+        tracer.finish(df, tl, n_instances=len(sim.instances), metadata={"scenario": sc.name, "seed": sc.seed})
     return Result(sc, df, tl, summary, pd.DataFrame(sim.instance_stats()))

@@ -22,7 +22,8 @@ from pydantic import (
 
 import policies  # noqa: F401  (registers the built-in policies before the unions are built)
 from hwprofiles import GPUSpec, ModelSpec, catalog
-from policies.registry import ROUTERS, SCHEDULERS
+from policies.admission import AdmissionConfig
+from policies.registry import PREDICTORS, ROUTERS, SCHEDULERS
 from sim.costmodel import COST_MODELS, RooflineCostConfig
 from sim.errors import ServesimError, UnknownNameError
 from sim.yamlio import Positions, apply_overrides, format_validation_error, load_yaml, register_tags
@@ -98,6 +99,15 @@ Arrival = Annotated[PoissonArrival | GammaArrival | TraceArrival, Field(discrimi
 Lengths = Annotated[TraceLengths | FixedLengths | LognormalLengths, Field(discriminator="kind")]
 
 
+class RequestClass(Strict):
+    """A traffic class: a share of the requests with its own priority and SLOs (per-class metrics follow)."""
+
+    name: str
+    share: float = Field(gt=0, description="relative weight; shares are normalised over the classes")
+    priority: int = Field(default=0, description="lower is served first by the `priority` scheduler")
+    slo: SLO | None = Field(default=None, description="this class's targets; unset ones fall back to `slo`")
+
+
 class Workload(Strict):
     num_requests: int | None = Field(default=None, ge=1, description="stop generating after this many")
     duration_s: float | None = Field(
@@ -105,9 +115,16 @@ class Workload(Strict):
     )
     arrival: Arrival = Field(default_factory=lambda: PoissonArrival(rate=1.0))
     lengths: Lengths | None = None
+    classes: list[RequestClass] | None = Field(
+        default=None, description="traffic classes, drawn per request from the `classes` stream by share"
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> Workload:
+        if self.classes is not None:
+            names = [c.name for c in self.classes]
+            if not names or len(set(names)) != len(names):
+                raise ValueError(f"classes need distinct names, got {names}")
         if self.arrival.kind != "trace":
             if self.lengths is None:
                 raise ValueError(
@@ -120,11 +137,13 @@ class Workload(Strict):
 
 # -- cluster and instance --------------------------------------------------------------------------------
 SchedulerConfig = SCHEDULERS.union()
+PredictorConfig = PREDICTORS.union()
 RouterConfig = ROUTERS.union()
 CostModelConfig = COST_MODELS.union()
 register_tags(
     SCHEDULERS.kinds()
     + ROUTERS.kinds()
+    + PREDICTORS.kinds()
     + COST_MODELS.kinds()
     + ["poisson", "gamma", "trace", "fixed", "lognormal"]
 )
@@ -143,7 +162,9 @@ class KVCache(Strict):
     watermark: float = Field(
         default=0.01, ge=0, lt=1, description="fraction of blocks kept free at admission"
     )
-    preemption: Literal["recompute"] = "recompute"
+    preemption: Literal["recompute", "swap"] = Field(
+        default="recompute", description="a preempted request's KV: dropped and recomputed, or swapped to host"
+    )
 
 
 class SLO(Strict):
@@ -162,6 +183,9 @@ class Engine(Strict):
     timeline_interval_s: float | None = Field(
         default=None, gt=0, description="sampling period; auto if unset"
     )
+    cohort_decoding: bool = Field(
+        default=True, description="O(1) bookkeeping of lockstep decoders; off = the per-request reference path"
+    )
 
 
 class Scenario(Strict):
@@ -176,6 +200,10 @@ class Scenario(Strict):
     cost_model: CostModelConfig = Field(default_factory=RooflineCostConfig)
     slo: SLO = Field(default_factory=SLO)
     engine: Engine = Field(default_factory=Engine)
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    predictor: PredictorConfig | None = Field(
+        default=None, description="output-length predictor; its prediction is stored on each request"
+    )
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
     @field_validator("model", mode="before")
@@ -197,6 +225,15 @@ class Scenario(Strict):
             except UnknownNameError as e:
                 raise ValueError(str(e)) from None
         return v
+
+    @model_validator(mode="after")
+    def _predictor_present(self) -> Scenario:
+        if getattr(self.scheduler, "needs_predictor", False) and self.predictor is None:
+            raise ValueError(
+                f"scheduler {self.scheduler.kind!r} orders by predicted lengths: add a `predictor` section, "
+                "e.g. predictor: {kind: rank, tau: 0.6} (or {kind: oracle})"
+            )
+        return self
 
     @property
     def model_spec(self) -> ModelSpec:

@@ -69,6 +69,7 @@ class Trace:
     arrival_s: np.ndarray | None  # float64 seconds after the first request (first = 0.0), non-decreasing
     hash_ids: list[np.ndarray] | None  # Mooncake 512-token prompt block ids, one int64 array per request
     source: str  # the path it came from
+    classes: np.ndarray | None = None  # traffic-class name per request (a csv trace's optional `class` column)
 
     def __post_init__(self) -> None:
         n = len(self.prompt_tokens)
@@ -210,7 +211,7 @@ def _load_vidur(path: Path) -> Trace:
 
 
 def _load_csv(path: Path) -> Trace:
-    """Generic ``arrival_s,prompt_tokens,output_tokens`` CSV; arrivals are shifted so the first is 0."""
+    """Generic ``arrival_s,prompt_tokens,output_tokens[,class]`` CSV; arrivals are shifted so the first is 0."""
     df = _read_csv(path, _CSV_COLUMNS)
     arrival = pd.to_numeric(df["arrival_s"], errors="coerce").to_numpy(np.float64, na_value=np.nan)
     bad = ~np.isfinite(arrival)
@@ -224,6 +225,7 @@ def _load_csv(path: Path) -> Trace:
         arrival_s=arrival - arrival[0],
         hash_ids=None,
         source=str(path),
+        classes=df["class"].astype(str).str.strip().to_numpy() if "class" in df.columns else None,
     )
 
 

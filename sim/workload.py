@@ -33,6 +33,10 @@ class Requests:
     prompt_tokens: np.ndarray
     output_tokens: np.ndarray
     hash_ids: list[np.ndarray] | None = None
+    clipped: np.ndarray | None = None  # True where `admission.max_tokens` cut the output
+    cls: np.ndarray | None = None  # index into `workload.classes`
+    priority: np.ndarray | None = None  # the class's priority (lower is served first)
+    predicted: np.ndarray | None = None  # the `predictor`'s output length, when one is configured
 
     def __len__(self) -> int:
         return len(self.arrival_s)
@@ -96,6 +100,7 @@ def build_requests(sc: Scenario) -> Requests:
     rngs = streams(sc.seed)
     wl = sc.workload
     hash_ids = None
+    labels = None  # class names from the trace, when it has them
     if isinstance(wl.arrival, TraceArrival):
         tr = _read(wl.arrival.path, wl.arrival.format, sc.base_dir)
         if tr.arrival_s is None:
@@ -114,6 +119,8 @@ def build_requests(sc: Scenario) -> Requests:
         if wl.num_requests is not None:
             idx = idx[: wl.num_requests]
         t = t[idx]
+        if tr.classes is not None:
+            labels = tr.classes[idx]
         if wl.lengths is None:
             prompt, output = tr.prompt_tokens[idx], tr.output_tokens[idx]
             if tr.hash_ids is not None:
@@ -125,6 +132,31 @@ def build_requests(sc: Scenario) -> Requests:
         prompt, output = _sample_lengths(sc, len(t), rngs["lengths"])
     if len(t) == 0:
         raise ServesimError("workload: no requests (check num_requests, duration_s and the trace)")
+    output, clipped = sc.admission.clip(output)
+    cls = priority = predicted = None
+    if wl.classes and labels is not None:  # the trace names each request's class
+        names = {c.name: i for i, c in enumerate(wl.classes)}
+        unknown = sorted(set(labels.tolist()) - set(names))
+        if unknown:
+            raise ServesimError(f"workload: trace class {unknown[0]!r} is not in workload.classes {sorted(names)}")
+        cls = np.array([names[x] for x in labels.tolist()], dtype=np.int64)
+        priority = np.array([c.priority for c in wl.classes], dtype=np.int64)[cls]
+    elif wl.classes:
+        share = np.array([c.share for c in wl.classes], dtype=np.float64)
+        cls = rngs["classes"].choice(len(share), size=len(t), p=share / share.sum()).astype(np.int64)
+        priority = np.array([c.priority for c in wl.classes], dtype=np.int64)[cls]
+    if sc.predictor is not None:
+        from policies.registry import PREDICTORS
+
+        predictor = PREDICTORS.build(sc.predictor)
+        predicted = predictor.predict(output, prompt, rngs["predictor"]).astype(np.int64)
     return Requests(
-        np.asarray(t, dtype=np.float64), prompt.astype(np.int64), output.astype(np.int64), hash_ids
+        np.asarray(t, dtype=np.float64),
+        prompt.astype(np.int64),
+        output.astype(np.int64),
+        hash_ids,
+        clipped if sc.admission.max_tokens is not None else None,
+        cls,
+        priority,
+        predicted,
     )

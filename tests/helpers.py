@@ -52,6 +52,7 @@ def scenario(
     router: str = "round_robin",
     fast_forward: bool = True,
     watermark: float = 0.0,
+    preemption: str = "recompute",
     **extra: Any,
 ) -> dict[str, Any]:
     sc: dict[str, Any] = {
@@ -61,7 +62,8 @@ def scenario(
         "workload": {"arrival": {"kind": "trace", "path": str(trace), "format": "csv"}},
         "cluster": {"instances": instances, "router": {"kind": router}},
         "scheduler": scheduler or {"kind": "fcfs"},
-        "kv_cache": {"gpu_memory_utilization": 1.0, "reserve_gb": 0.0, "watermark": watermark},
+        "kv_cache": {"gpu_memory_utilization": 1.0, "reserve_gb": 0.0, "watermark": watermark,
+                     "preemption": preemption},
         "cost_model": cost
         or {"kind": "linear", "base_s": 0.01, "per_prefill_token_s": 0.001, "per_decode_seq_s": 0.002},
         "engine": {"fast_forward": fast_forward},

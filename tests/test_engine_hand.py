@@ -127,3 +127,22 @@ def test_decode_run_matches_stepwise_bit_for_bit():
     run = cm.decode_run(32, ctx)
     steps = [float(cm.decode_run(32, ctx[i : i + 1])[0]) for i in range(len(ctx))]
     assert run.tolist() == steps
+
+
+@pytest.mark.parametrize("sched", [{"kind": "fcfs"}, {"kind": "sarathi", "token_budget": 32}])
+def test_swap_preemption_under_pressure_matches_reference(tmp_path, sched):
+    """Swap-ins that join the decode cohort mid-plan (and fail to get a slot) keep the KV books exact."""
+    tr = write_csv(tmp_path / "t.csv", [(0.0, 20, 60), (0.0, 20, 60), (0.001, 30, 50), (0.002, 20, 60), (0.05, 10, 40)])
+    runs = {
+        (coh, ff): sim.run(
+            scenario(tr, kv_blocks=9, scheduler=sched, preemption="swap",
+                     engine={"fast_forward": ff, "cohort_decoding": coh})
+        ).requests
+        for coh in (True, False)
+        for ff in (True, False)
+    }
+    ref = runs[(False, False)]
+    assert ref["preemptions"].sum() > 10
+    assert (ref["generated_tokens"] == ref["output_tokens"]).all()
+    for df in runs.values():
+        assert df.equals(ref)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -71,13 +72,20 @@ def test_accounting_and_bounds(tmp_path, reqs, sched, cost, kv, instances, route
 
 @SETTINGS
 @given(reqs=st.lists(request, min_size=1, max_size=25), sched=schedulers, cost=costs, kv=st.integers(12, 200),
-       instances=st.integers(1, 2))
-def test_fast_forward_is_exact(tmp_path, reqs, sched, cost, kv, instances):
-    kw = dict(scheduler=sched, cost=cost, kv_blocks=kv, instances=instances)
-    a = _run(tmp_path, reqs, fast_forward=True, **kw)
-    b = _run(tmp_path, reqs, fast_forward=False, **kw)
-    pd.testing.assert_frame_equal(a.requests, b.requests, check_exact=True)
-    assert a.summary["sim"]["iterations"] == b.summary["sim"]["iterations"]
+       instances=st.integers(1, 2), preemption=st.sampled_from(["recompute", "swap"]))
+def test_fast_forward_is_exact(tmp_path, reqs, sched, cost, kv, instances, preemption):
+    kw = dict(scheduler=sched, cost=cost, kv_blocks=kv, instances=instances, preemption=preemption)
+    # the reference: one iteration at a time, per-request bookkeeping
+    ref = _run(tmp_path, reqs, fast_forward=False, engine={"fast_forward": False, "cohort_decoding": False}, **kw)
+    for ff in (True, False):
+        for cohort in (True, False):
+            got = _run(tmp_path, reqs, engine={"fast_forward": ff, "cohort_decoding": cohort}, **kw)
+            pd.testing.assert_frame_equal(got.requests, ref.requests, check_exact=True)
+            assert got.summary["sim"]["iterations"] == ref.summary["sim"]["iterations"]
+            itl, ref_itl = got.summary["metrics"]["itl_s"], ref.summary["metrics"]["itl_s"]
+            assert itl["mean"] == pytest.approx(ref_itl["mean"], rel=1e-12, nan_ok=True)  # summation order differs
+            for key in ("p50", "p90", "p95", "p99", "count"):
+                assert itl[key] == pytest.approx(ref_itl[key], rel=0, abs=0, nan_ok=True), key
 
 
 def _shipped(tmp_path, name, extra):

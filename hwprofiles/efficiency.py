@@ -1,0 +1,247 @@
+"""Efficiency curves: how far measured kernels sit from the roofline, learned from a device's tables.
+
+For every measured operator row we take the ratio `r = measured / roofline_at_peak`, where the roofline
+is `max(FLOPs / peak FLOP/s, bytes / peak bandwidth)`; `1/r` is the achieved fraction of peak. The ratio
+depends on the operator's size: small GEMMs pay launch latency and low occupancy, token counts just
+past a tile boundary waste a wave (Vidur's A100 tables: r ~ 1.3 at M = 128 but ~ 2.2 at M = 136).
+
+A new shape's curve is predicted from the measured shapes nearest to it: GEMMs by inverse-distance
+weighting in (log K, log N) at each token count M of the union grid, so tile and wave effects in M carry
+over; memory-bound operators (norms, rotary, activation, residual add, embedding, KV write) by width in
+the same class. Held out whole models, this reproduces Vidur's A100/H100 GEMMs within a few per cent
+(`servesim fidelity`). Nothing here imports torch or the simulator.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from hwprofiles.specs import ModelSpec
+from hwprofiles.tables import GEMM_OPS, MeasuredTables, spec_from_shape
+
+# memory-bound operator classes: table op name -> class
+MEM_CLASS = {
+    "input_layernorm": "norm",
+    "post_attention_layernorm": "norm2",
+    "attn_rope": "rope",
+    "mlp_act": "act",
+    "add": "add",
+    "emb": "emb",
+    "attn_kv_cache_save": "kv_save",
+}
+RatioCurve = tuple[np.ndarray, np.ndarray]  # (sizes ascending, log ratio)
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Per-GPU widths of one model under `tp`-way tensor parallelism (the cost model's shapes)."""
+
+    h: float
+    hq: float
+    hkv: float
+    inter: float
+    up_out: float
+    vocab: float
+    a: float
+
+    @classmethod
+    def of(cls, m: ModelSpec, tp: int) -> Widths:
+        inter = m.intermediate_size / tp
+        return cls(
+            h=float(m.hidden_size),
+            hq=float(max(1, m.num_heads // tp) * m.head_dim),
+            hkv=float(max(1, m.num_kv_heads // tp) * m.head_dim),
+            inter=inter,
+            up_out=(2 if m.gated_mlp else 1) * inter,
+            vocab=m.vocab_size / tp,
+            a=float(m.dtype_bytes),
+        )
+
+    def gemm(self, op: str) -> tuple[float, float]:
+        """(K, N) of a linear operator."""
+        return {
+            "attn_pre_proj": (self.h, self.hq + 2 * self.hkv),
+            "attn_post_proj": (self.hq, self.h),
+            "mlp_up_proj": (self.h, self.up_out),
+            "mlp_down_proj": (self.inter, self.h),
+            "lm_head": (self.h, self.vocab),
+        }[op]
+
+    def mem(self, cls: str) -> tuple[float, float]:
+        """(width, bytes per token) of a memory-bound operator class."""
+        a = self.a
+        return {
+            "norm": (self.h, 2 * self.h * a),
+            "norm2": (self.h, 2 * self.h * a),
+            "add": (self.h, 3 * self.h * a),
+            "rope": (self.hq + self.hkv, 2 * (self.hq + self.hkv) * a),
+            "act": (self.inter, (self.up_out + self.inter) * a),
+            "emb": (self.h, 2 * self.h * a),
+            "kv_save": (self.hkv, 4 * self.hkv * a),
+        }[cls]
+
+
+def gemm_roof(m: np.ndarray | float, k: float, n: float, a: float, flops: float, bw: float) -> np.ndarray:
+    """Roofline seconds of an (m x k) @ (k x n) GEMM at the given peak rates."""
+    m = np.asarray(m, dtype=np.float64)
+    return np.maximum(2.0 * m * k * n / flops, (k * n + m * k + m * n) * a / bw)
+
+
+def attention_roof(
+    phase: str, batch: np.ndarray, q: np.ndarray, kv: np.ndarray, w: Widths, flops: float, bw: float
+) -> np.ndarray:
+    """Roofline seconds of one layer's attention: prefill (per sequence, causal) or decode (batch x kv)."""
+    if phase == "prefill":
+        f = 4.0 * w.hq * q * (kv + 0.5 * q)
+        b = ((kv + q) * 2 * w.hkv + 2 * q * w.hq) * w.a
+    else:
+        f = 4.0 * w.hq * batch * kv
+        b = (batch * kv * 2 * w.hkv + 2 * batch * w.hq) * w.a
+    return np.maximum(f / flops, b / bw)
+
+
+def interp_log(x: float, curve: RatioCurve) -> float:
+    """exp of log-ratio interpolated linearly in log size, flat beyond the ends."""
+    xs, ly = curve
+    return math.exp(float(np.interp(math.log(x), xs, ly)))
+
+
+class Efficiency:
+    """Ratio curves learned from one device's tables at its peak rates (`flops`, `bw`)."""
+
+    def __init__(
+        self,
+        tables: MeasuredTables,
+        flops: float,
+        bw: float,
+        *,
+        k: int = 4,
+        power: float = 2.0,
+        eps: float = 0.1,
+        per_op: bool = False,
+    ) -> None:
+        self.tables, self.flops, self.bw = tables, flops, bw
+        self.k, self.power, self.eps = k, power, eps
+        gemm, mem = self._ratios()
+        self._gemm = _pivot(gemm, ["K", "N"])
+        # one model's own tables: each linear operator keeps its own curve (two may share a shape)
+        self._by_op = {op: _pivot(g, ["K", "N"]) for op, g in gemm.groupby("op")} if per_op and len(gemm) else {}
+        self._mem = {c: _pivot(g, ["W"]) for c, g in mem.groupby("cls")} if len(mem) else {}
+        self._attn = {ph: self._attention_grid(ph) for ph in ("prefill", "decode")}
+
+    # -- learning -------------------------------------------------------------------------------------
+    def _ratios(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        ops = self.tables.operators
+        a = self.tables.dtype_bytes
+        gemm: list[pd.DataFrame] = []
+        mem: list[pd.DataFrame] = []
+        if ops.empty:
+            return pd.DataFrame(columns=["op", "K", "N", "M", "lr"]), pd.DataFrame(columns=["cls", "W", "M", "lr"])
+        for (_, tp), rows in ops.groupby(["model", "tp"]):
+            w = Widths.of(spec_from_shape("t", rows.iloc[0], dtype_bytes=a), int(tp))
+            m = rows["num_tokens"].to_numpy(np.float64)
+            for op in rows.columns:
+                t = rows[op].to_numpy(np.float64) * 1e-3 if op in GEMM_OPS or op in MEM_CLASS else None
+                if t is None:
+                    continue
+                ok = np.isfinite(t) & (t > 0)
+                if op in GEMM_OPS:
+                    kk, nn = w.gemm(op)
+                    roof = gemm_roof(m, kk, nn, a, self.flops, self.bw)
+                    lr = np.log(t[ok] / roof[ok])
+                    gemm.append(pd.DataFrame({"op": op, "K": kk, "N": nn, "M": m[ok], "lr": lr}))
+                else:
+                    cls = MEM_CLASS[op]
+                    width, per_tok = w.mem(cls)
+                    roof = m * per_tok / self.bw
+                    mem.append(pd.DataFrame({"cls": cls, "W": width, "M": m[ok], "lr": np.log(t[ok] / roof[ok])}))
+        g = pd.concat(gemm, ignore_index=True) if gemm else pd.DataFrame(columns=["op", "K", "N", "M", "lr"])
+        e = pd.concat(mem, ignore_index=True) if mem else pd.DataFrame(columns=["cls", "W", "M", "lr"])
+        return g, e
+
+    def _attention_grid(self, phase: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Median log ratio on the (x, y) grid pooled over models: prefill (q, kv+1), decode (batch, kv)."""
+        att = self.tables.attention
+        if att.empty:
+            return None
+        rows = att[att["phase"] == phase]
+        if rows.empty:
+            return None
+        parts = []
+        for (_, tp), g in rows.groupby(["model", "tp"]):
+            w = Widths.of(spec_from_shape("t", g.iloc[0], dtype_bytes=self.tables.dtype_bytes), int(tp))
+            b, q, kv = (g[c].to_numpy(np.float64) for c in ("batch", "q_tokens", "kv_tokens"))
+            roof = attention_roof(phase, b, q, kv, w, self.flops, self.bw)
+            x, y = (q, kv + 1) if phase == "prefill" else (b, kv)
+            parts.append(pd.DataFrame({"x": x, "y": y, "lr": np.log(g["time_ms"].to_numpy() * 1e-3 / roof)}))
+        return grid2d(pd.concat(parts, ignore_index=True))
+
+    # -- predicting ----------------------------------------------------------------------------------------
+    def gemm_curve(self, k: float, n: float, op: str | None = None) -> RatioCurve | None:
+        """Log ratio vs log M for a (K, N) GEMM, by inverse-distance weighting of the nearest shapes
+        (with `per_op`, the named operator's own measured curve)."""
+        if self._by_op:
+            piv = self._by_op.get(op or "")
+            return None if piv is None else self._idw(piv, np.array([math.log(k), math.log(n)]))
+        return self._idw(self._gemm, np.array([math.log(k), math.log(n)]))
+
+    def mem_curve(self, cls: str, width: float) -> RatioCurve | None:
+        """Log ratio vs log M for a memory-bound operator class at this width."""
+        piv = self._mem.get(cls)
+        return None if piv is None else self._idw(piv, np.array([math.log(width)]))
+
+    def attention_grid(self, phase: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(log x, log y, log ratio) grid for attention, or None when the tables have no attention rows."""
+        return self._attn.get(phase)
+
+    def _idw(self, piv: tuple[np.ndarray, np.ndarray, np.ndarray] | None, at: np.ndarray) -> RatioCurve | None:
+        if piv is None:
+            return None
+        keys, logm, lr = piv
+        d = np.sqrt(((keys - at) ** 2).sum(axis=1))
+        idx = np.argsort(d, kind="stable")[: self.k]
+        w = 1.0 / (d[idx] + self.eps) ** self.power
+        return logm, (w[:, None] * lr[idx]).sum(axis=0) / w.sum()
+
+
+def _pivot(df: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(log key matrix, log M grid, log ratio matrix) with every shape filled onto the union M grid."""
+    if df.empty:
+        return None
+    g = df.groupby([*keys, "M"])["lr"].median().reset_index()
+    grid = np.unique(g["M"].to_numpy(np.float64))
+    lgrid = np.log(grid)
+    shapes, rows = [], []
+    for key, s in g.groupby(keys):
+        key = key if isinstance(key, tuple) else (key,)
+        shapes.append([math.log(float(v)) for v in key])
+        s = s.sort_values("M")
+        rows.append(np.interp(lgrid, np.log(s["M"].to_numpy(np.float64)), s["lr"].to_numpy(np.float64)))
+    return np.array(shapes), lgrid, np.array(rows)
+
+
+def grid2d(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median of `lr` on the (x, y) grid, gaps filled along y then x: (log xs, log ys, values[x, y])."""
+    piv = df.groupby(["x", "y"])["lr"].median().unstack("y").sort_index().sort_index(axis=1)
+    piv = piv.interpolate(axis=1, limit_direction="both").interpolate(axis=0, limit_direction="both")
+    return (
+        np.log(piv.index.to_numpy(np.float64)),
+        np.log(piv.columns.to_numpy(np.float64)),
+        piv.to_numpy(np.float64),
+    )
+
+
+def bilinear(lx: float, ly: float, grid: tuple[np.ndarray, np.ndarray, np.ndarray]) -> float:
+    """Bilinear interpolation on a log grid, clamped to its box."""
+    xs, ys, v = grid
+    if len(xs) == 1:
+        return float(np.interp(ly, ys, v[0]))
+    i = int(np.clip(np.searchsorted(xs, lx) - 1, 0, len(xs) - 2))
+    fx = float(np.clip((lx - xs[i]) / (xs[i + 1] - xs[i]), 0.0, 1.0))
+    lo = float(np.interp(ly, ys, v[i]))
+    hi = float(np.interp(ly, ys, v[i + 1]))
+    return lo + fx * (hi - lo)

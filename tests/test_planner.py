@@ -1,0 +1,199 @@
+"""The capacity planner: options, bounds and pruning reasons, and the search against brute force."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sim.cli import app
+from sim.errors import ServesimError
+from sim.planner import PlanRequest, base_scenario, plan
+from sim.planner_bounds import analyse, erlang_c, estimate, ggc_wait
+from sim.planner_grid import exhaustive
+from sim.planner_slo import parse_slo
+from sim.planner_space import SHAPES, Config, Space, parse_schedulers
+from sim.planner_traffic import make_traffic
+from sim.scenario import load_scenario
+from sim.sweep_exec import SerialBackend, run_scenarios
+
+SLO = "ttft_p99=0.5,tpot_p99=0.03"
+
+
+def tiny_request(**kw: object) -> PlanRequest:
+    """8B model, 20 req/s of 512-in/128-out prompts: cheap GPUs need several instances, H100 one."""
+    traffic = make_traffic(None, 20, "fixed:512,128", num_requests=600)
+    args: dict[str, object] = {
+        "hardware": ["a100-80g", "l40s"],
+        "tps": [1],
+        "shapes": ["colocated"],
+        "schedulers": parse_schedulers("fcfs,sarathi:512", [256]),
+        "budget": 4,
+        "top": 1,
+        "replications": 2,
+    }
+    args.update(kw)
+    slo = args.pop("slo", parse_slo(SLO))
+    return PlanRequest("llama-3.1-8b", traffic, slo, **args)  # type: ignore[arg-type]
+
+
+def test_parse_slo() -> None:
+    s = parse_slo("ttft_p99=2, tpot_p99=100ms,e2el_mean=30")
+    assert [(t.metric, t.stat, t.limit_s) for t in s.targets] == [
+        ("ttft", "p99", 2.0),
+        ("tpot", "p99", 0.1),
+        ("e2el", "mean", 30.0),
+    ]
+    assert s.scenario_slo() == {"ttft_s": 2.0, "tpot_s": 0.1, "e2el_s": 30.0}
+    for bad in ("ttft=2", "ttft_p99=-1", "latency_p99=1", ""):
+        with pytest.raises(ServesimError, match="--slo"):
+            parse_slo(bad)
+    ok, head, why = s.check(
+        {"status": "ok", "ttft_p99_s": 1.0, "tpot_p99_s": 0.05, "e2el_mean_s": 3.0, "slo_attainment": 0.95}
+    )
+    assert ok and head == pytest.approx(0.5) and not why
+    ok, head, why = s.check(
+        {"status": "ok", "ttft_p99_s": 3.0, "tpot_p99_s": 0.05, "e2el_mean_s": 3, "slo_attainment": 0.5}
+    )
+    assert not ok and "ttft p99 3s > 2s" in why and "attainment 50.0% < 90%" in why and head < 0
+
+
+def test_traffic_options(tmp_path: Path) -> None:
+    tr = make_traffic("azure-conv", None, None)
+    assert tr.rate == pytest.approx(5.53, rel=0.01) and tr.ca2 > 0.5
+    fast = make_traffic("azure-conv", 11.06, None)
+    assert fast.workload["arrival"]["time_scale"] == pytest.approx(0.5, rel=0.01)
+    assert fast.at_rate(5.53).workload["arrival"]["time_scale"] == pytest.approx(1.0, rel=0.01)
+    syn = make_traffic(None, 3, "sharegpt", num_requests=100)
+    assert syn.workload["arrival"] == {"kind": "poisson", "rate": 3}
+    assert syn.workload["lengths"] == {"kind": "trace", "path": "sharegpt", "format": "vidur"}
+    f = tmp_path / "lens.csv"
+    f.write_text("num_prefill_tokens,num_decode_tokens\n100,10\n200,20\n")
+    own = make_traffic(None, 1, str(f))
+    assert own.prompt.tolist() == [100, 200] and own.workload["lengths"]["path"] == str(f.resolve())
+    g = tmp_path / "full.csv"
+    g.write_text("arrival_s,prompt_tokens,output_tokens\n0,5,6\n1,7,8\n")
+    assert make_traffic(None, 1, str(g)).workload["lengths"]["format"] == "csv"
+    assert make_traffic(str(g), None, None).rate == pytest.approx(1.0)
+    with pytest.raises(ServesimError, match="no timestamps"):
+        make_traffic("sharegpt", None, None)
+    with pytest.raises(ServesimError, match="give --traffic"):
+        make_traffic(None, 3, None)
+    with pytest.raises(ServesimError, match="fixed:PROMPT,OUTPUT"):
+        make_traffic(None, 3, "fixed:12")
+
+
+def test_schedulers_and_space() -> None:
+    s = parse_schedulers("fcfs,sarathi:512", [128, 256])
+    assert s[2] == {"kind": "sarathi", "max_num_seqs": 128, "token_budget": 512}
+    assert parse_schedulers("fcfs:4096", [8])[0]["max_num_batched_tokens"] == 4096
+    with pytest.raises(ServesimError, match="unknown scheduler kind 'nope'"):
+        parse_schedulers("nope", [8])
+    space = Space.build(["h100", "l40s"], [1, 2], ["colocated", "disaggregated"], s)
+    assert len(space.configs) == 2 * 2 * 2 * 4 and space.configs[0].gpu == "h100-sxm"
+    with pytest.raises(ServesimError, match="--shapes"):
+        Space.build(["h100"], [1], ["ring"], s)
+
+
+def test_queueing_helpers() -> None:
+    # M/M/1: Wq = rho / (mu - lambda); M/M/c Erlang C against a textbook value (c=2, a=1: 1/3)
+    assert ggc_wait(0.5, 1.0, 1.0, 1.0, 1) == pytest.approx(1.0)
+    assert erlang_c(2, 1.0) == pytest.approx(1 / 3)
+    assert math.isinf(ggc_wait(2.0, 1.0, 1.0, 1.0, 1))
+
+
+def _bounds(cfg: Config, req: PlanRequest):  # type: ignore[no-untyped-def]
+    return analyse(cfg, base_scenario(req, req.traffic), req.traffic, req.slo)
+
+
+def test_pruning_reasons() -> None:
+    req = tiny_request()
+    sched = tuple(sorted(req.schedulers[0].items()))
+    mem = _bounds(Config("l40s", 1, "colocated", sched), PlanRequest("llama-3.1-70b", req.traffic, req.slo))
+    assert mem.prune_kind == "memory" and "does not fit on 1 x l40s" in mem.prune_why
+    floor = _bounds(Config("l40s", 1, "colocated", sched), tiny_request(slo=parse_slo("ttft_p99=0.001")))
+    assert floor.prune_kind == "latency_floor" and "ttft_p99_s floor" in floor.prune_why
+    long = PlanRequest("llama-3.1-8b", make_traffic(None, 1, "fixed:200000,10", num_requests=10), req.slo)
+    kv = _bounds(Config("h100-sxm", 1, "colocated", sched), long)
+    assert kv.prune_kind == "kv_length" and "100.0% of requests exceed" in kv.prune_why
+    ok = _bounds(Config("l40s", 1, "colocated", sched), req)
+    assert ok.prune_kind is None and ok.n_min["total"] >= 2 and ok.work_s > 0
+    assert estimate(ok, req.traffic, req.slo, 1, 1.5).why  # one L40S cannot keep up
+    assert not estimate(ok, req.traffic, req.slo, 8, 1.5).why
+
+
+def test_plan_logs_pruned_and_unavailable(tmp_path: Path) -> None:
+    req = tiny_request(hardware=["l40s"], shapes=["colocated", "disaggregated"], budget=1)
+    res = plan(req, tmp_path)
+    kinds = {cfg.shape: kind for cfg, (kind, _) in res.pruned.items()}
+    assert kinds == {"disaggregated": "unavailable", "colocated": "budget"}
+    assert any("disaggregated: unavailable" in line for line in res.log)
+    assert res.best is None and res.simulations == 0
+    assert SHAPES["disaggregated"].unavailable()
+
+
+def brute_force(req: PlanRequest, runs: Path) -> tuple[Config, tuple[int, ...]]:
+    """Simulate every (config, size) within the budget; the cheapest feasible (then fewer GPUs, headroom)."""
+    space = Space.build(req.hardware, req.tps, ["colocated"], req.schedulers)
+    items = [(c, n) for c in space.configs for n in range(1, req.budget // c.tp + 1)]
+    base = base_scenario(req, req.traffic)
+    scs = [load_scenario(SHAPES["colocated"].scenario(c, (n,), base)) for c, n in items]
+    rows = run_scenarios(scs, runs, SerialBackend(), save_requests=False)
+    feasible = []
+    for (c, n), row in zip(items, rows, strict=True):
+        ok, head, _ = req.slo.check(row)
+        if ok:
+            feasible.append((round(n * c.price_per_instance, 6), n * c.tp, -head, c.label, c, (n,)))
+    return min(feasible)[4:]
+
+
+def test_plan_matches_brute_force_with_fewer_simulations(tmp_path: Path) -> None:
+    req = tiny_request()
+    res = plan(req, tmp_path / "plan")
+    assert res.best is not None
+    want = brute_force(req, tmp_path / "brute")
+    assert (res.best.config, res.best.size) == want
+    assert res.best.config.gpu == "l40s" and res.best.size[0] > 1  # non-trivial: cheap GPUs, several of them
+    assert len(res.evaluated) < len(req.hardware) * 2 * req.budget  # fewer than the grid
+    assert all(c.feasible for c in res.confirmations) and len(res.confirmations) == 2
+    sc = load_scenario(res.best_scenario())  # ready for `servesim run`
+    assert sc.cluster.instances == res.best.size[0] and sc.hardware == "l40s"
+    again = plan(req, tmp_path / "plan")
+    assert again.simulations == 0  # the run cache makes a re-plan free
+
+
+@pytest.mark.slow
+def test_plan_matches_exhaustive_on_a_wider_space(tmp_path: Path) -> None:
+    req = tiny_request(hardware=["h100-sxm", "a100-80g", "l40s"], tps=[1, 2], budget=6, top=3)
+    res = plan(req, tmp_path / "plan")
+    ref = exhaustive(req, tmp_path / "grid")
+    assert res.best is not None and ref.best is not None
+    assert (res.best.config, res.best.size) == (ref.best.config, ref.best.size)
+    assert [(e.config, e.size) for e in res.ranked] == [(e.config, e.size) for e in ref.ranked]
+    assert len(res.evaluated) < len(ref.evaluated) / 3
+
+
+def test_cli_plan_and_capacity(tmp_path: Path) -> None:
+    args = ["plan", "--model", "llama-3.1-8b", "--rate", "20", "--lengths", "fixed:512,128", "--requests", "300",
+            "--slo", SLO, "--hardware", "h100-sxm", "--tp", "1", "--shapes", "colocated", "--schedulers", "sarathi:512",
+            "--budget", "2", "--replications", "1", "--workers", "1", "-q"]  # fmt: skip
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "p")])
+    assert r.exit_code == 0, r.output
+    for f in ("best.yaml", "pareto.png", "search_log.txt", "candidates.parquet", "plan.json"):
+        assert (tmp_path / "p" / f).exists(), f
+    sc = load_scenario(tmp_path / "p" / "best.yaml")
+    assert sc.hardware == "h100-sxm"
+    r = CliRunner().invoke(app, [*args, "--capacity", "--out", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    import pandas as pd
+
+    cap = pd.read_parquet(tmp_path / "c" / "capacity.parquet")
+    assert 0 < cap["capacity_rps"].iloc[0] < cap["upper_rps"].iloc[0]
+    probes = np.array(json.loads(cap["probes"].iloc[0]))  # [[rate, ok], ...]
+    assert probes[:, 1].any() and not probes[:, 1].all()
+    bad = CliRunner().invoke(app, [*args[:-1], "--slo", "ttft=2", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "--slo" in bad.output

@@ -1,0 +1,88 @@
+"""`servesim report`: one self-contained HTML page with the run's key numbers, plots and scenario."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+import sim
+from sim.cli import app
+from sim.errors import ServesimError
+from sim.report import ms, render, write_report
+from tests.helpers import scenario, write_csv
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("report")
+    tr = write_csv(d / "t.csv", [(0.02 * i, 30 + i % 11, 2 + i % 9) for i in range(80)] + [(2.0, 5000, 5)])
+    sc = scenario(tr, instances=2, slo={"ttft_s": 0.05, "tpot_s": 0.02}, name="report-demo")
+    res = sim.run(sc)
+    res.save(d / "run")
+    return d / "run", res
+
+
+def _external_refs(page: str) -> list[str]:
+    """Every src=/href= that is not an inline data: URI (or an in-page #anchor)."""
+    refs = re.findall(r"""(?:src|href)\s*=\s*["']?([^"'\s>]+)""", page, flags=re.I)
+    return [r for r in refs if not r.startswith(("data:", "#"))]
+
+
+def test_report_is_self_contained_with_key_numbers(run_dir):
+    d, res = run_dir
+    path = write_report(d)
+    assert path == d / "report.html"
+    page = path.read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert _external_refs(page) == []
+    assert "@import" not in page and "url(" not in page  # no external CSS either
+    assert page.count("data:image/png;base64,") >= 2
+    s = res.summary
+    assert "report-demo" in page
+    assert f"{s['counts']['completed']} / {s['counts']['arrived']}" in page
+    for key in ("ttft_s", "tpot_s", "e2el_s"):
+        for stat in ("p50", "p99"):
+            assert ms(s["metrics"][key][stat]) in page
+    assert f"{s['throughput']['requests_per_s']:.2f}" in page
+    assert f"{s['throughput']['slo_attainment']:.1%}" in page
+    assert "exceeds_context" in page  # the rejected request is reported
+    assert "kind: linear" in page and "per_decode_seq_s" in page  # the scenario YAML
+
+
+def test_report_draws_plots_when_the_run_has_none(run_dir, tmp_path):
+    d, _ = run_dir
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in ("summary.json", "requests.parquet", "timeline.parquet"):
+        (bare / f).write_bytes((d / f).read_bytes())
+    page = render(bare)
+    assert page.count("data:image/png;base64,") == 2
+
+
+def test_report_needs_only_summary_json(run_dir, tmp_path):
+    d, _ = run_dir
+    (tmp_path / "summary.json").write_bytes((d / "summary.json").read_bytes())
+    page = render(tmp_path)
+    assert "Latency (ms)" in page and "data:image" not in page
+
+
+def test_cli_report(run_dir, tmp_path):
+    d, _ = run_dir
+    out = tmp_path / "share" / "page.html"
+    r = runner.invoke(app, ["report", str(d), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert out.exists() and _external_refs(out.read_text()) == []
+    assert runner.invoke(app, ["report", str(tmp_path / "missing")]).exit_code == 2
+    (tmp_path / "empty").mkdir()
+    r = runner.invoke(app, ["report", str(tmp_path / "empty")])
+    assert r.exit_code == 2 and "summary.json" in r.output
+
+
+def test_bad_summary_is_a_user_error(tmp_path):
+    (tmp_path / "summary.json").write_text("{not json")
+    with pytest.raises(ServesimError, match="not JSON"):
+        render(tmp_path)
