@@ -1,14 +1,21 @@
-"""Planner benchmark: time and simulations of the target plan, and the planner against an exhaustive grid.
+"""Planner benchmark: time and simulations of the target plan, and the planner against exhaustive grids.
 
-    python benchmarks/planner_bench.py [--workers 2] [--out runs/planner-bench] [--only target|grid]
+    python benchmarks/planner_bench.py [--workers 2] [--out runs/planner-bench] [--only target|grid|notebook]
+                                       [--no-grid] [--results PATH]
 
 1. target: `servesim plan` for Llama-3.1-70B on the Azure conversation trace over H100-SXM, A100-80G and
    L40S, tp 2/4/8, colocated + disaggregated, the default scheduler settings; fresh cache.
 2. grid: the same traffic on a smaller space (tp 4/8, fcfs + sarathi:512, at most 24 GPUs) solved by
    the planner and by simulating every (configuration, instance count); same answer expected.
+3. notebook: the setting of notebooks/capacity.ipynb where the old planner's queueing-estimate pruning
+   skipped feasible, cheaper sizes (Llama-3.1-8B, the Azure conversation trace at 20 req/s, first 3000
+   requests, tp 1, three scheduler settings, at most 6 GPUs), planner against the exhaustive grid.
 
-Writes `benchmarks/planner_results.json`; PLANNER.md quotes it. Wall times depend on the machine and on
-what else runs on it: the numbers in PLANNER.md come from a shared 2-core machine.
+Writes `benchmarks/planner_results.json` (or `--results`); PLANNER.md quotes it. Only `plan`,
+`exhaustive` and `PlanRequest` are used, so the same script can time an older planner from a snapshot of
+the tree (`PYTHONPATH=snapshot python benchmarks/planner_bench.py --no-grid --results ...`). Wall times
+depend on the machine and on what else runs on it: the numbers in PLANNER.md come from a shared 2-core
+machine.
 """
 
 from __future__ import annotations
@@ -30,6 +37,14 @@ from sim.planner_traffic import make_traffic
 from sim.sweep_exec import make_backend
 
 HERE = Path(__file__).resolve().parent
+COUNTS = {  # plan.json counters worth keeping (old planners had the two `sizes skipped` ones)
+    "sizes ruled out by the demand bound": "sizes_ruled_out_by_bound",
+    "sizes settled by monotonicity": "sizes_settled_by_monotonicity",
+    "search rounds": "search_rounds",
+    "monotonicity contradictions": "monotonicity_contradictions",
+    "sizes skipped: roofline": "sizes_skipped_roofline",
+    "sizes skipped: queueing estimate": "sizes_skipped_queueing",
+}
 
 
 def _summary(res: PlanResult) -> dict[str, Any]:
@@ -43,18 +58,30 @@ def _summary(res: PlanResult) -> dict[str, Any]:
         "simulations": res.counts["simulated"],
         "cache_hits": res.counts["cached"],
         "pruned": {k: sum(1 for v in res.pruned.values() if v[0] == k) for k in {v[0] for v in res.pruned.values()}},
-        "sizes_skipped_roofline": res.counts["sizes skipped: roofline"],
-        "sizes_skipped_queueing": res.counts["sizes skipped: queueing estimate"],
+        **{v: res.counts[k] for k, v in COUNTS.items() if k in res.counts},
         "wall_s": round(res.wall_s, 1),
         "ranked": [f"{e.config.label} x {e.size[0]} ${e.cost_per_hour:.2f}/h" for e in res.ranked],
     }
+
+
+def _versus(p: PlanResult, g: PlanResult | None, space: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"space": space, "planner": _summary(p)}
+    if g is not None:
+        out["exhaustive"] = {**_summary(g), "grid_points": len(g.evaluated)}
+        out["same_answer"] = (
+            p.best is not None and g.best is not None and (p.best.config, p.best.size) == (g.best.config, g.best.size)
+        )
+        out["same_ranking"] = [(e.config, e.size) for e in p.ranked] == [(e.config, e.size) for e in g.ranked]
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", type=Path, default=Path("runs/planner-bench"))
-    ap.add_argument("--only", choices=["target", "grid"], default=None)
+    ap.add_argument("--only", choices=["target", "grid", "notebook"], default=None)
+    ap.add_argument("--no-grid", action="store_true", help="skip the exhaustive grids (planner only)")
+    ap.add_argument("--results", type=Path, default=HERE / "planner_results.json")
     a = ap.parse_args()
     shutil.rmtree(a.out, ignore_errors=True)  # measure from a cold cache
     traffic = make_traffic("azure-conv", None, None)
@@ -85,23 +112,33 @@ def main() -> None:
             top=3,
         )
         p = plan(small, a.out / "grid-plan", backend)
-        g = exhaustive(small, a.out / "grid-all", backend)
-        results["grid"] = {
-            "space": "h100-sxm/a100-80g/l40s x tp 4,8 x fcfs,sarathi:512 x 1..24 GPUs, colocated",
-            "planner": _summary(p),
-            "exhaustive": {**_summary(g), "grid_points": len(g.evaluated)},
-            "same_answer": (
-                p.best is not None
-                and g.best is not None
-                and (p.best.config, p.best.size) == (g.best.config, g.best.size)
-            ),
-            "same_ranking": [(e.config, e.size) for e in p.ranked] == [(e.config, e.size) for e in g.ranked],
-        }
+        (a.out / "grid-plan" / "search_log.txt").write_text("\n".join(p.log) + "\n")
+        g = None if a.no_grid else exhaustive(small, a.out / "grid-all", backend)
+        space = "h100-sxm/a100-80g/l40s x tp 4,8 x fcfs,sarathi:512 x 1..24 GPUs, colocated"
+        results["grid"] = _versus(p, g, space)
         print(json.dumps(results["grid"], indent=1))
+    if a.only in (None, "notebook"):
+        nb = PlanRequest(
+            "llama-3.1-8b",
+            make_traffic("azure-conv", 20.0, None, num_requests=3000),
+            slo,
+            tps=[1],
+            shapes=["colocated"],
+            schedulers=parse_schedulers("fcfs,sarathi:512,sarathi:2048", [256]),
+            budget=6,
+            top=3,
+        )
+        p = plan(nb, a.out / "notebook-plan", backend)
+        (a.out / "notebook-plan" / "search_log.txt").write_text("\n".join(p.log) + "\n")
+        g = None if a.no_grid else exhaustive(nb, a.out / "notebook-all", backend)
+        space = "llama-3.1-8b, azure-conv @ 20 req/s (3000 requests), h100-sxm/a100-80g/l40s x tp 1 x "
+        space += "fcfs,sarathi:512,sarathi:2048 x 1..6 instances"
+        results["notebook"] = _versus(p, g, space)
+        print(json.dumps(results["notebook"], indent=1))
     backend.close()
-    path = HERE / "planner_results.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
-    path.write_text(json.dumps({**old, **results}, indent=1) + "\n")
+    old = json.loads(a.results.read_text()) if a.results.exists() else {}
+    a.results.parent.mkdir(parents=True, exist_ok=True)
+    a.results.write_text(json.dumps({**old, **results}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

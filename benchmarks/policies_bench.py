@@ -37,7 +37,8 @@ SCHEDULERS: dict[str, dict[str, Any]] = {
     "static-elastic": {"kind": "static", "mode": "elastic", "batch_size": 256},
     "sjf": {"kind": "sjf"},
     "srpt": {"kind": "srpt"},
-    "ltr": {"kind": "ltr"},
+    "ltr": {"kind": "ltr"},  # with vllm-ltr's starvation guard (starv 200, period 10)
+    "ltr-noguard": {"kind": "ltr", "starvation_iters": None},
     "mlfq": {"kind": "mlfq"},
     "priority": {"kind": "priority"},
     "length_group": {"kind": "length_group"},
@@ -115,7 +116,10 @@ def _s(x: float) -> str:
 
 def tables(rows: list[dict[str, Any]]) -> str:
     """Markdown: one table per workload and load."""
-    parts = []
+    parts = [
+        "Latencies in seconds (TPOT in ms); LS = the latency-sensitive class; preemptions = KV evictions"
+        " (swap or recompute), not a request merely left out of a batch; tok/s = output tokens per second."
+    ]
     for workload, scales in LOADS.items():
         for scale in scales:
             sel = [r for r in rows if r["workload"] == workload and r["time_scale"] == scale]
@@ -167,7 +171,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
                     [r["arrival_rps"] for r in sel],
                     [r[what][stat] for r in sel],
                     style,
-                    marker="o",
+                    marker="osD^v<>pP*Xhd8"[k % 14],
                     color=cmap(k),
                     label=name,
                 )
@@ -185,7 +189,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--only", default="", help="comma-separated scheduler names: rerun these, keep the other results")
+    ap.add_argument("--report", action="store_true", help="only rebuild the tables and plot from the saved results")
     args = ap.parse_args()
+    if args.report:
+        write_report(json.loads((OUT / "policies_results.json").read_text()))
+        return
     work = jobs()
     old: list[dict[str, Any]] = []
     if args.only:
@@ -206,12 +214,17 @@ def main() -> None:
     order = {(w[0], w[1], w[2]): i for i, w in enumerate(jobs())}
     rows = sorted(old + rows, key=lambda r: order.get((r["workload"], r["time_scale"], r["scheduler"]), 1 << 30))
     (OUT / "policies_results.json").write_text(json.dumps(rows, indent=1) + "\n")
+    write_report(rows)
+    print(f"{len(rows)} runs in {time.perf_counter() - t0:.0f} s")
+
+
+def write_report(rows: list[dict[str, Any]]) -> None:
+    """The plot, and the generated tables between the markers of POLICIES.md (the prose is kept)."""
     plot(rows, OUT / "policies.png")
     md = OUT / "POLICIES.md"
     text = md.read_text() if md.exists() else "<!-- results:start -->\n<!-- results:end -->\n"
     body = f"<!-- results:start -->\n{tables(rows)}\n<!-- results:end -->"
     md.write_text(re.sub(r"<!-- results:start -->.*<!-- results:end -->", lambda _: body, text, flags=re.S))
-    print(f"{len(rows)} runs in {time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":

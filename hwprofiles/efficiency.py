@@ -3,7 +3,7 @@
 For every measured operator row we take the ratio `r = measured / roofline_at_peak`, where the roofline
 is `max(FLOPs / peak FLOP/s, bytes / peak bandwidth)`; `1/r` is the achieved fraction of peak. The ratio
 depends on the operator's size: small GEMMs pay launch latency and low occupancy, token counts just
-past a tile boundary waste a wave (Vidur's A100 tables: r ~ 1.3 at M = 128 but ~ 2.2 at M = 136).
+past a tile boundary waste a wave (Vidur's A100 tables: r ≈ 1.5 at M = 128 but ≈ 2.3 at M = 136).
 
 A new shape's curve is predicted from the measured shapes nearest to it: GEMMs by inverse-distance
 weighting in (log K, log N) at each token count M of the union grid, so tile and wave effects in M carry

@@ -11,3 +11,4 @@ from sim.registry import Registry
 SCHEDULERS: Registry[BatchScheduler] = Registry("scheduler")
 ROUTERS: Registry[Router] = Registry("router")
 PREDICTORS: Registry[Any] = Registry("length predictor")  # policies.predictors.LengthPredictor
+MIGRATIONS: Registry[Any] = Registry("migration policy")  # policies.migration.MigrationPolicy

@@ -1,7 +1,27 @@
-"""servesim's event core. The public API: `load_scenario`, `run`, `Result`, `Scenario`."""
+"""servesim's event core. The public API: `load_scenario`, `run`, `Result`, `Scenario`, `ServesimError`.
+
+The names are imported lazily (PEP 562) so that light modules such as `sim.errors` can be imported by
+`hwprofiles` and `queueing` without pulling in the whole engine (and without an import cycle).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from sim.errors import ServesimError
-from sim.result import Result, run
-from sim.scenario import Scenario, load_scenario
+
+if TYPE_CHECKING:
+    from sim.result import Result, run
+    from sim.scenario import Scenario, load_scenario
 
 __all__ = ["Result", "Scenario", "ServesimError", "load_scenario", "run"]
+
+_LAZY = {"Result": "sim.result", "run": "sim.result", "Scenario": "sim.scenario", "load_scenario": "sim.scenario"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sim' has no attribute {name!r}")

@@ -90,11 +90,7 @@ def run(
             if bar is not None:
                 bar.stop()
         d = out_dir or Path("runs") / sc.name
-        if no_plots:
-            from sim import plots
-
-            plots.save_all = lambda *a, **k: []  # type: ignore[assignment]
-        res.save(d)
+        res.save(d, plots=not no_plots)
     except ServesimError as e:
         _fail(str(e))
         return

@@ -15,6 +15,7 @@ fitted `profile` (see `calibrate.fit`) of engine-level overheads and efficiency 
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from functools import lru_cache
@@ -164,6 +165,8 @@ class LinearCost:
         }
 
 
+_CURVE_LISTS: dict[int, tuple[Any, list[float], list[float]]] = {}  # curve id -> (curve, log sizes, log ratios)
+
 # memory-bound classes priced per layer, with how many times each runs per layer
 _ELEMENTWISE = (("norm", 1), ("norm2", 1), ("add", 2), ("rope", 1), ("act", 1), ("kv_save", 1))
 
@@ -249,8 +252,20 @@ class RooflineCost:
 
     @staticmethod
     def _ratio(x: float, curve: Any) -> float:
-        xs, ly = curve
-        return math.exp(float(np.interp(math.log(x), xs, ly)))
+        """exp(interp(log x)) on a learned curve, held flat outside it; plain Python (np.interp on one
+        scalar costs microseconds and this runs for every operator of every new batch size)."""
+        got = _CURVE_LISTS.get(id(curve))
+        if got is None or got[0] is not curve:
+            got = _CURVE_LISTS[id(curve)] = (curve, [float(v) for v in curve[0]], [float(v) for v in curve[1]])
+        _, xs, ly = got
+        lx = math.log(x)
+        if lx <= xs[0]:
+            return math.exp(ly[0])
+        if lx >= xs[-1]:
+            return math.exp(ly[-1])
+        i = bisect.bisect_right(xs, lx)
+        x0, x1, y0, y1 = xs[i - 1], xs[i], ly[i - 1], ly[i]
+        return math.exp(y0 + (lx - x0) * (y1 - y0) / (x1 - x0))
 
     # -- operators -----------------------------------------------------------------------------------
     def _gemm(self, m: float, k: float, n: float, weight_copies: float = 1.0) -> float:

@@ -8,10 +8,11 @@ from collections.abc import Callable
 import simpy
 
 from hwprofiles.specs import GPUSpec, ModelSpec
-from policies.registry import ROUTERS, SCHEDULERS
+from policies.registry import ROUTERS
 from sim.costmodel import COST_MODELS, CostModel
-from sim.instance import Instance
 from sim.kvcache import KVCapacity, kv_capacity
+from sim.late import LateQueue
+from sim.pools import build_instances, cluster_features, pool_specs
 from sim.recorder import RequestLog
 from sim.request import Request
 from sim.rng import streams
@@ -70,33 +71,20 @@ class Simulation:
         self.requests = requests if requests is not None else build_requests(sc)
         self.progress = progress
         self.rngs = streams(sc.seed)
-        self.capacity = capacity(sc)
-        self.cost = build_cost_model(sc)
         self.env = CountingEnvironment()
         n = len(self.requests)
         self.log = RequestLog(n)
-        model = sc.model_spec
-        self.instances = [
-            Instance(
-                self.env,
-                i,
-                SCHEDULERS.build(sc.scheduler, rng=self.rngs["policy"], cost=self.cost),
-                self.cost,
-                self.capacity,
-                self.log,
-                max_context=model.max_context,
-                watermark=sc.kv_cache.watermark,
-                fast_forward=sc.engine.fast_forward,
-                cohort=sc.engine.cohort_decoding,
-                preemption=sc.kv_cache.preemption,
-                # each GPU of the TP group moves its shard of a block over its own host link
-                swap_block_s=self.capacity.bytes_per_block / sc.gpu_spec.host_link_bw,
-            )
-            for i in range(sc.cluster.instances)
-        ]
+        self.pools = pool_specs(sc)  # [colocated], or [prefill, decode] (`sim.pools`)
+        self.capacity = self.pools[0].capacity  # the (first) pool's
+        self.cost = self.pools[0].cost
+        self.instances = build_instances(self.env, sc, self.pools, self.log, self.rngs["policy"])
+        self.pool_of = [spec for spec in self.pools for _ in range(spec.instances)]
         for inst in self.instances:
             inst.tracer = tracer
-        self.router = ROUTERS.build(sc.cluster.router, rng=self.rngs["routing"])
+        self.router = ROUTERS.build(self.pools[0].router, rng=self.rngs["routing"])
+        self.entry = [inst for inst in self.instances if inst.role != "decode"]  # where arrivals are routed
+        self.late = LateQueue(self.env)
+        self.features = cluster_features(self)  # disaggregation, migration, prefix caching (each optional)
         self.done = self.env.event()
         self.log.on_all_done = self.done
         span = float(self.requests.arrival_s[-1]) if n else 0.0
@@ -114,7 +102,7 @@ class Simulation:
         cls = rq.cls.tolist() if rq.cls is not None else zeros
         prio = rq.priority.tolist() if rq.priority is not None else zeros
         pred = rq.predicted.tolist() if rq.predicted is not None else [-1] * len(arrival)
-        route, instances = self.router.route, self.instances
+        route, instances = self.router.route, self.entry
         n = len(arrival)
         tick = max(1, n // 200)
         for i in range(n):
@@ -162,7 +150,7 @@ class Simulation:
     def simulated_s(self) -> float:
         return float(self.env.now)
 
-    def instance_stats(self) -> list[dict[str, float]]:
+    def instance_stats(self) -> list[dict[str, object]]:
         now = max(self.env.now, 1e-12)
         return [
             {
@@ -172,6 +160,16 @@ class Simulation:
                 "output_tokens": inst.tokens_out,
                 "kv_blocks": inst.num_blocks,
                 "swap_s": inst.swap_s,
+                "role": inst.role,
+                "hardware": spec.gpu.name,
+                "gpus": spec.tp,
             }
-            for inst in self.instances
+            for inst, spec in zip(self.instances, self.pool_of, strict=True)
         ]
+
+    def extra_columns(self) -> dict[str, object]:
+        """Per-request columns that the cluster features add (e.g. `kv_transfer_s`, `migrations`)."""
+        out: dict[str, object] = {}
+        for f in self.features:
+            out.update(f.columns())
+        return out

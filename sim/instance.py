@@ -16,6 +16,8 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
@@ -24,9 +26,13 @@ from sim.batch import BatchPlan, BatchScheduler
 from sim.cohort import Cohort
 from sim.costmodel import CostModel, decode_coeffs
 from sim.kvcache import BlockPool, KVCapacity
+from sim.late import exact_delay
 from sim.recorder import RequestLog
 from sim.request import Request
 from sim.tracing import Tracer
+
+if TYPE_CHECKING:
+    from sim.prefix_cache import PrefixPool
 
 
 class _Run:
@@ -91,6 +97,14 @@ class Instance:
         self._idle: simpy.Event | None = None
         self._run: _Run | None = None
         self.tracer: Tracer | None = None  # `sim.tracing.Tracer` when the run writes a trace; None = no cost
+        # cluster shapes (set by their builders after construction; None/empty = off, no cost)
+        self.role = "colocated"  # or "prefill" / "decode" (disaggregated pools)
+        self.prefix_cache: PrefixPool | None = None  # also `self.pool` when prefix caching is on
+        self.handoff: Callable[[Request, float, float], None] | None = None  # prefill done: (req, start, end)
+        self.on_release: Callable[[Instance], None] | None = None  # called after finished requests free blocks
+        self.outgoing = 0  # requests whose blocks stay here while their KV is copied out
+        self.max_kv_tokens = 1 << 62  # where it decodes next (a decode pool) holds at most this many tokens
+        self.evicting: list[tuple[Request, Callable[[Request | None], None]]] = []  # leave at the next boundary
         self.process = env.process(self._loop())
 
     # -- InstanceView ------------------------------------------------------------------------------
@@ -102,22 +116,35 @@ class Instance:
         return -(-tokens // self.block_size)
 
     def admit_blocks(self, req: Request) -> int:
-        """Blocks `req` takes on admission: its whole prefill pass, or its swapped-out KV."""
-        return self.blocks_for(req.prefill_target if req.prefill_done < req.prefill_target else req.kv_tokens)
+        """Blocks `req` takes from the free pool on admission: its whole prefill pass (less prefix-cache hits
+        that others hold), its swapped-out KV, or none when its KV was copied here already."""
+        if req.kv_here:
+            return 0
+        if req.prefill_done < req.prefill_target:
+            if self.prefix_cache is not None and req.kv_tokens == 0:
+                return self.prefix_cache.admit_blocks(req)
+            return self.blocks_for(req.prefill_target)
+        return self.blocks_for(req.kv_tokens)
 
     def can_admit(self, req: Request) -> bool:
-        return self.pool.free - self.admit_blocks(req) >= self.watermark_blocks
+        need = self.admit_blocks(req)
+        return need == 0 or self.pool.free - need >= self.watermark_blocks
 
     def admit(self, req: Request) -> None:
         if self.waiting[0] is req:
             self.waiting.popleft()
         else:
             self.waiting.remove(req)
-        need = self.admit_blocks(req)
-        self.pool.take(need)
-        req.blocks = need
-        if req.kv_tokens:  # swapped out earlier: copy its KV back in
-            self._swap_pending += self.blocks_for(req.kv_tokens) * self.swap_block_s
+        if req.kv_here:  # transferred or migrated: its blocks are held here already, nothing to copy
+            req.kv_here = False
+        elif self.prefix_cache is not None and req.kv_tokens == 0 and req.prefill_done < req.prefill_target:
+            self.prefix_cache.admit(req)  # cached prompt blocks are shared; the prefill starts after them
+        else:
+            need = self.admit_blocks(req)
+            self.pool.take(need)
+            req.blocks = need
+            if req.kv_tokens:  # swapped out earlier: copy its KV back in
+                self._swap_pending += self.blocks_for(req.kv_tokens) * self.swap_block_s
         if math.isnan(req.first_scheduled):
             req.first_scheduled = self.t
         self.running.append(req)
@@ -181,8 +208,7 @@ class Instance:
         elif req.prefill_done < req.prefill_target:
             self.prefilling.remove(req)
         self.running.remove(req)
-        self.pool.give(req.blocks)
-        req.blocks = 0
+        self._give(req)
         if self.preemption == "swap" and req.kv_tokens:
             # KV goes to host memory (assumed large enough) and comes back on admission; progress is kept
             self._swap_pending += self.blocks_for(req.kv_tokens) * self.swap_block_s
@@ -199,11 +225,12 @@ class Instance:
         return len(self.waiting) + len(self.running)
 
     def kv_used_blocks(self) -> int:
-        """Blocks in use now, counting the steps of a fast-forward run already behind us."""
+        """Blocks in use now, counting the steps of a fast-forward run already behind us and the step in
+        flight (step-by-step reserves a step's blocks when it starts, so the step running now counts)."""
         used = self.pool.used
         run = self._run
         if run is not None:
-            done = bisect.bisect_right(run.times, self.env.now, 0, run.k)
+            done = min(bisect.bisect_right(run.times, self.env.now, 0, run.k) + 1, run.k)
             if done and run.cohort:
                 used += self.cohort.blocks(1, done - 1)  # type: ignore[union-attr]
             elif done:
@@ -218,7 +245,8 @@ class Instance:
         if total > self.max_context:
             self.log.reject(req, "exceeds_context")
             return
-        if self.blocks_for(total) > self.num_blocks - self.watermark_blocks:
+        held = req.prompt if self.role == "prefill" else total  # a prefill instance holds only the prompt's KV
+        if self.blocks_for(held) > self.num_blocks - self.watermark_blocks or total > self.max_kv_tokens:
             self.log.reject(req, "exceeds_kv_cache")
             return
         self.waiting.append(req)
@@ -235,11 +263,12 @@ class Instance:
             idle, self._idle = self._idle, None
             idle.succeed()
 
-    def _truncate(self, now: float) -> None:
-        """Cut the run in flight at the end of the step running at `now`, so the next plan sees the arrival."""
+    def _truncate(self, now: float, strict: bool = False) -> None:
+        """Cut the run in flight at the end of the step running at `now`, so the next plan sees the arrival.
+        `strict`: a step ending exactly at `now` has ended (late-phase callers, `sim.late`)."""
         run = self._run
         assert run is not None
-        j = bisect.bisect_left(run.times, now, 0, run.k)
+        j = (bisect.bisect_right if strict else bisect.bisect_left)(run.times, now, 0, run.k)
         if j + 1 < run.k:
             run.k = j + 1
             self.process.interrupt()
@@ -248,6 +277,8 @@ class Instance:
     def _loop(self):  # type: ignore[no-untyped-def]
         env = self.env
         while True:
+            if self.evicting:
+                self._evict()
             if self.held and not self.running:
                 self._release_held()
             if not self.waiting and not self.running:
@@ -258,7 +289,9 @@ class Instance:
             plan = self.scheduler.schedule(self, self.t)
             if plan.empty:
                 wake = plan.wait_until
-                if wake is None or (wake == math.inf and self.arrivals_closed) or self._swap_pending:
+                if self.outgoing and wake is None:  # memory held by KV copies out of here returns in `release`
+                    wake = math.inf
+                elif wake is None or (wake == math.inf and self.arrivals_closed) or self._swap_pending:
                     raise RuntimeError(
                         f"instance {self.index}: scheduler planned nothing with {len(self.waiting)} waiting "
                         f"and {len(self.running)} running (free blocks {self.pool.free})"
@@ -297,12 +330,14 @@ class Instance:
         co.reserved = True
 
     def _sleep_until(self, t_end: float):  # type: ignore[no-untyped-def]
-        yield self.env.timeout(max(0.0, t_end - self.env.now))
+        yield self.env.timeout(exact_delay(self.env.now, t_end))
 
     def _mixed(self, plan: BatchPlan):  # type: ignore[no-untyped-def]
         """An iteration with prefill work (and, for chunked schedulers, decodes)."""
         decode = plan.decode
         co = self.cohort if plan.cohort else None
+        if self.prefix_cache is not None:  # a chunk sized before admission may exceed what a cache hit left
+            plan.prefill = [(r, min(n, r.prefill_target - r.prefill_done)) for r, n in plan.prefill]
         chunks = [(n, r.prefill_done) for r, n in plan.prefill]
         if co is not None:
             n_dec, ctx = co.n, co.kv + co.n
@@ -324,9 +359,12 @@ class Instance:
             new, finished = co.step(1, t_end, t_end, itl)
             self.pool.take(new)
         prefilled = 0
+        handed = []
         for req, n in plan.prefill:
             req.prefill_done += n
             req.kv_tokens += n
+            if req.prefix is not None and self.prefix_cache is not None:
+                self.prefix_cache.insert(req)  # its full prompt blocks become shareable as they are computed
             if req.prefill_done == req.prefill_target:
                 prefilled += 1
                 self.prefilling.remove(req)
@@ -338,6 +376,8 @@ class Instance:
                 req.last_token = t_end
                 if req.generated == req.output:
                     finished.append(req)
+                elif self.handoff is not None:  # a prefill instance: decoding happens elsewhere
+                    handed.append(req)
                 elif self.cohort is not None:
                     self.cohort.join(req)
         for req in decode:
@@ -348,6 +388,8 @@ class Instance:
             if req.generated == req.output:
                 finished.append(req)
         self.tokens_out += n_dec + prefilled
+        if handed:
+            self._hand_off(handed, t_end - dt, t_end)
         self._finish(finished)
 
     def _decode(self, plan: BatchPlan):  # type: ignore[no-untyped-def]
@@ -434,24 +476,24 @@ class Instance:
             k_max = co.steps_to_completion()
             if k_max > 1:
                 k = co.block_limit(min(k_max, self.scheduler.decision_horizon(self, plan)), self.pool.free)
-        times = self._step_times(n, co.kv, k, self._take_swap() if self._swap_pending else 0.0)
+        times, arr = self._step_times(n, co.kv, k, self._take_swap() if self._swap_pending else 0.0)
         t0 = self.t
         env = self.env
         if k > 1:
             run = self._run = _Run([], times, cohort=True)
             try:
-                yield env.timeout(max(0.0, times[-1] - env.now))
+                yield env.timeout(exact_delay(env.now, times[-1]))
             except simpy.Interrupt:
                 while True:  # finish the step in flight; later arrivals cannot cut further back
                     try:
-                        yield env.timeout(max(0.0, times[run.k - 1] - env.now))
+                        yield env.timeout(exact_delay(env.now, times[run.k - 1]))
                         break
                     except simpy.Interrupt:
                         continue
             self._run = None
             k = run.k
         else:
-            yield env.timeout(max(0.0, times[0] - env.now))
+            yield env.timeout(exact_delay(env.now, times[0]))
         t_end = times[k - 1]
         if self.tracer is not None:  # one span for the whole run, not k
             self.tracer.decode_run(self.index, t0, t_end, k, n)
@@ -463,15 +505,20 @@ class Instance:
         new, finished = co.step(k, times[0], t_end, itl)
         self.pool.take(new)
         if k > 1:
-            itl.add_gaps(times, k, n)
+            if arr is not None:
+                itl.add(arr[1:k] - arr[: k - 1], n)
+            else:
+                itl.add_gaps(times, k, n)
         if finished:
             self._finish(finished)
 
-    def _step_times(self, n: int, ctx0: int, k: int, extra_first: float = 0.0) -> list[float]:
+    def _step_times(
+        self, n: int, ctx0: int, k: int, extra_first: float = 0.0
+    ) -> tuple[list[float], np.ndarray | None]:
         """End times of k decode steps of n sequences from context sum ctx0, accumulated from `self.t`
         (`extra_first` lengthens the first step, e.g. swap traffic). Bit-identical to `_decode`: the same
         float operations in the same order, in plain Python for short affine runs."""
-        coeffs = decode_coeffs(self.cost, n) if k <= 64 else None
+        coeffs = decode_coeffs(self.cost, n) if k <= 64 else None  # numpy wins for longer runs
         t = self.t
         if coeffs is not None:
             a, b = coeffs
@@ -482,12 +529,13 @@ class Instance:
                     d += extra_first
                 t = t + d
                 out.append(t)
-            return out
+            return out, None
         durations = self.cost.decode_run(n, ctx0 + n * np.arange(1, k + 1, dtype=np.int64))
         if extra_first:
             durations = durations.copy()
             durations[0] += extra_first
-        return np.cumsum(np.concatenate(([t], durations)))[1:].tolist()
+        arr = np.cumsum(np.concatenate(([t], durations)))[1:]
+        return arr.tolist(), arr
 
     def _block_limit(self, decode: list[Request], k: int) -> int:
         """Largest number of steps (≤ k) whose new KV blocks fit in the free pool."""
@@ -509,13 +557,14 @@ class Instance:
         else:
             self.running.remove(finished[0])
         for req in finished:
-            self.pool.give(req.blocks)
-            req.blocks = 0
+            self._give(req)
             if req.hold:  # generated in full; its response goes out with its batch
                 self.held.append(req)
             else:
                 req.completion = self.t
                 self.log.complete(req)
+        if self.on_release is not None:
+            self.on_release(self)
 
     def _release_held(self) -> None:
         """The batch is over: deliver the responses held for it (completion = batch end)."""
@@ -529,3 +578,96 @@ class Instance:
         s, self._swap_pending = self._swap_pending, 0.0
         self.swap_s += s
         return s
+
+    # -- cluster shapes: KV copied in and out (disaggregation, migration; see sim/disagg.py, sim/migration.py)
+    def _give(self, req: Request) -> None:
+        """Return a request's blocks to the pool (its shared prefix-cache blocks go back to the cache)."""
+        if req.prefix is not None and self.prefix_cache is not None:
+            self.prefix_cache.free_request(req)
+        else:
+            self.pool.give(req.blocks)
+        req.blocks = 0
+
+    def _hand_off(self, reqs: list[Request], start: float, end: float) -> None:
+        """Prefilled requests leave for a decode instance; their blocks stay until their KV is copied out."""
+        gone = set(map(id, reqs))
+        self.running = [r for r in self.running if id(r) not in gone]
+        self.outgoing += len(reqs)
+        assert self.handoff is not None
+        for req in reqs:
+            self.handoff(req, start, end)
+
+    def _nudge(self) -> None:
+        """Something outside changed this instance's queue or memory at `now` (in the late phase): replan at
+        the end of the step in flight, as step-by-step would."""
+        if self._idle is not None:
+            idle, self._idle = self._idle, None
+            idle.succeed()
+        elif self._run is not None:
+            self._truncate(self.env.now, strict=True)
+
+    def settle(self) -> int:
+        """Free blocks once the step in flight ends (a fast-forward run is cut there first), so that blocks
+        taken from outside now — a KV copy coming in — cannot collide with the run's own growth."""
+        if self._run is not None:
+            self._truncate(self.env.now, strict=True)
+        return self.num_blocks - self.kv_used_blocks()
+
+    def reserve_incoming(self, blocks: int) -> bool:
+        """Take `blocks` for a KV copy coming in, if they fit above the watermark after the step in flight."""
+        if self.settle() - blocks < self.watermark_blocks:
+            return False
+        self.pool.take(blocks)
+        return True
+
+    def unreserve_incoming(self, blocks: int) -> None:
+        """A copy coming in was called off: its blocks are free again."""
+        self.pool.give(blocks)
+        self._nudge()
+
+    def deliver(self, req: Request, front: bool = False) -> None:
+        """Queue a request whose KV now sits here (`req.blocks` taken from this pool by `reserve_incoming`);
+        the scheduler admits it like a swap-in that copies nothing."""
+        req.kv_here = True
+        if front:
+            self.waiting.appendleft(req)
+        else:
+            self.waiting.append(req)
+        self._nudge()
+
+    def release(self, req: Request) -> None:
+        """`req`'s KV has been copied out: free the blocks it kept here."""
+        self._give(req)
+        self.outgoing -= 1
+        self._nudge()
+        if self.on_release is not None:
+            self.on_release(self)
+
+    def exact_kv(self, req: Request) -> int:
+        """KV tokens a running request holds now (a cohort member's fields lag; steps behind a run count)."""
+        kv = req.kv_tokens
+        if req.co_base >= 0 and self.cohort is not None:
+            kv += self.cohort.G - req.co_base
+        run = self._run
+        if run is not None and (req.co_base >= 0 if run.cohort else req in run.decode):
+            kv += bisect.bisect_right(run.times, self.env.now, 0, run.k)
+        return kv
+
+    def request_evict(self, req: Request, done: Callable[[Request | None], None]) -> None:
+        """Take a decoding request out at the end of the step in flight (a migration's stop-and-copy); `done`
+        gets it with exact fields and its blocks still held here (`outgoing`), or None if it is no longer
+        running here."""
+        self.evicting.append((req, done))
+        self._nudge()
+
+    def _evict(self) -> None:
+        todo, self.evicting = self.evicting, []
+        for req, done in todo:
+            if req.blocks and not req.in_prefill and req in self.running:
+                if req.co_base >= 0:
+                    self.cohort.leave(req)  # type: ignore[union-attr]
+                self.running.remove(req)
+                self.outgoing += 1
+                done(req)
+            else:
+                done(None)

@@ -1,12 +1,27 @@
-"""`servesim plan`: the cheapest cluster that serves a traffic within its SLOs, found by best-first search.
+"""`servesim plan`: the cheapest cluster that serves a traffic within its SLOs, found by branch and bound.
 
-Every configuration (GPU × tp × shape × scheduler knobs) first goes through the analytic bounds of
-`sim.planner_bounds`; survivors enter a priority queue keyed by $/hour at their smallest plausible size.
-The planner simulates the cheapest entries (in parallel, through the sweep machinery and its run
-cache), grows infeasible ones to the next size, and stops once the `top` cheapest feasible
-configurations are known and nothing cheaper is left in the queue. Assuming more instances never hurt,
-that is the same answer as simulating the whole grid (benchmarks/PLANNER.md checks it). The winner is
-then confirmed with a full-traffic run and replications; if it fails, the search goes on.
+Every configuration (GPU × tp × shape × scheduler knobs) first goes through the sound bounds of
+`sim.planner_bounds` (memory fit, rejections, latency floors, a finite-horizon demand bound on the
+instance count); they rule out configurations and instance counts that cannot meet the SLO in the
+screening run. What is left is searched along each configuration's instance axis in $/hour order:
+the cheapest unresolved (configuration, size) pairs are settled `workers` at a time through the sweep
+machinery and its run cache, and the search stops once the `top` cheapest feasible configurations are
+known and no unresolved candidate is as cheap. The winner is then confirmed with a full-traffic run and
+replications; if that fails, the search goes on past it.
+
+A candidate is settled by simulating it or a *probe*: another size of the same configuration whose
+outcome decides it under one assumption, stated here because the answer depends on it —
+
+**Monotonicity in instances**: for one configuration, if n instances miss the SLO in the screening run,
+so do fewer (and if n meet it, so do more), colocated or per pool. So an infeasible probe settles
+every smaller size and a feasible one every larger size; a run that *fails* (an error, not an SLO miss)
+settles only itself. The exhaustive grid (`sim.planner_grid`) makes no such assumption; the tests and
+benchmarks/PLANNER.md compare the two, and the search log flags any pair of runs that contradicts it.
+
+Where to probe comes from the M/G/c estimate (`estimate`): first at the smallest size it thinks meets
+the SLO, then just below a feasible probe (then bisecting), or — once `top` feasible configurations set
+a price threshold — at the largest size under the threshold, which settles the whole configuration in
+one run when it fails. The estimate orders the work; it never excludes a size.
 """
 
 from __future__ import annotations
@@ -14,15 +29,16 @@ from __future__ import annotations
 import copy
 import heapq
 import itertools
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim.planner_bounds import Bounds, analyse, estimate
+from sim.planner_bounds import Bounds, Screen, analyse, estimated_start
 from sim.planner_slo import SLOSpec
-from sim.planner_space import SHAPES, Config, Size, Space, parse_schedulers
+from sim.planner_space import SHAPES, Config, Shape, Size, Space, parse_schedulers
 from sim.planner_traffic import Traffic
 from sim.scenario import load_scenario
 from sim.sweep_exec import Backend, SerialBackend, run_scenarios
@@ -45,7 +61,7 @@ class PlanRequest:
     budget: int = 64  # most GPUs in one configuration
     top: int = 3  # how many feasible configurations to rank
     replications: int = 3  # confirming runs of the winner (the first is the full-traffic, seed-0 run)
-    margin: float = 1.5  # queueing estimates skip a size only when they miss by more than this factor
+    margin: float = 1.5  # the search starts at the smallest size whose estimate is within margin × the limits
     router: str = "least_requests"
     search_requests: int | None = None  # screen on the first N requests; confirm on the full traffic
     base: dict[str, Any] | None = None  # scenario keys to inherit: cost_model, kv_cache, engine, ...
@@ -158,9 +174,13 @@ class SearchLog(list[str]):
 def prune_space(
     req: PlanRequest, space: Space, log: SearchLog
 ) -> tuple[dict[Config, Bounds], dict[Config, tuple[str, str]]]:
-    """Analytic bounds of every configuration, and the ones ruled out before any simulation (kind, why)."""
-    base = base_scenario(req, req.traffic)
+    """Bounds of every configuration, and the ones ruled out before any simulation (kind, why).
+
+    The bounds are computed on the screening run's exact requests (seed 0, `search_requests`)."""
+    base = base_scenario(req, req.traffic.truncated(req.search_requests))
+    base["seed"] = 0  # as `scenario_for` sets it
     load_scenario({**base, "hardware": space.configs[0].gpu})  # a bad --base or model fails here, once
+    screen = Screen.of(base)
     bounds, pruned = {}, {}
     for shape in dict.fromkeys(c.shape for c in space.configs):
         why = SHAPES[shape].unavailable()
@@ -171,31 +191,134 @@ def prune_space(
         if why:
             pruned[cfg] = ("unavailable", why)
             continue
-        b = analyse(cfg, base, req.traffic, req.slo)
+        b = analyse(cfg, base, req.traffic, req.slo, screen)
         bounds[cfg] = b
         if b.prune_kind:
             pruned[cfg] = (b.prune_kind, b.prune_why)
     return bounds, pruned
 
 
-def _start(req: PlanRequest, cfg: Config, b: Bounds, counts: Counter[str]) -> Size | None:
-    """Smallest size passing the roofline bound and the queueing estimate, or None past the budget."""
-    shape = SHAPES[cfg.shape]
-    size = shape.start(b.n_min)
-    counts["sizes skipped: roofline"] += shape.instances(size) - 1
-    while shape.instances(size) * cfg.tp <= req.budget:
-        if cfg.shape != "colocated":
-            return size
-        est = estimate(b, req.traffic, req.slo, size[0], req.margin)
-        if not est.why:
-            return size
-        counts["sizes skipped: queueing estimate"] += 1
-        size = shape.successors(size)[0]
-    return None
+EPS = 1e-6  # $/hour: candidates within this of the threshold are resolved too (ties break on headroom)
+
+
+def _leq(a: Size, b: Size) -> bool:
+    return len(a) == len(b) and all(x <= y for x, y in zip(a, b, strict=True))
+
+
+@dataclass(eq=False)
+class Axis:
+    """What the search knows about one configuration's sizes (see the module doc for the assumption)."""
+
+    config: Config
+    bounds: Bounds
+    floor: Size  # smallest size the bounds allow
+    est: int | None = None  # where the estimate says to start (colocated)
+    feasible: dict[Size, Evaluated] = field(default_factory=dict)
+    infeasible: set[Size] = field(default_factory=set)  # SLO misses, rejected confirmations: settle smaller
+    failed: set[Size] = field(default_factory=set)  # runs that errored: settle only themselves
+    downs: int = 0  # feasible results so far (the first probe below one trusts the estimate, later bisect)
+
+    @property
+    def shape(self) -> Shape:
+        return SHAPES[self.config.shape]
+
+    def cost(self, size: Size) -> float:
+        return self.shape.instances(size) * self.config.price_per_instance
+
+    def below_bounds(self, size: Size) -> bool:
+        return not _leq(self.floor, size) or self.shape.instances(size) < self.bounds.n_min["total"]
+
+    def settled_infeasible(self, size: Size) -> bool:
+        return self.below_bounds(size) or size in self.failed or any(_leq(size, x) for x in self.infeasible)
+
+    def settled_feasible(self, size: Size) -> bool:
+        return any(_leq(x, size) for x in self.feasible)
+
+    def best(self) -> Evaluated | None:
+        return min(self.feasible.values(), key=Evaluated.rank_key, default=None)
+
+    def record(self, ev: Evaluated, log: SearchLog, counts: Counter[str]) -> None:
+        if ev.feasible:
+            self.feasible[ev.size] = ev
+            self.downs += 1
+        elif ev.row.get("status") == "ok":
+            self.infeasible.add(ev.size)
+        else:
+            self.failed.add(ev.size)
+        for ok in self.feasible:
+            for bad in self.infeasible:
+                if _leq(ok, bad) and ok != bad and (ok, bad) not in self._flagged:
+                    self._flagged.add((ok, bad))
+                    counts["monotonicity contradictions"] += 1
+                    log(
+                        f"  note: {self.config.label}: {self.shape.describe(ok)} meets the SLO but "
+                        f"{self.shape.describe(bad)} does not (more instances hurt here; see the module doc)"
+                    )
+
+    def __post_init__(self) -> None:
+        self._flagged: set[tuple[Size, Size]] = set()
+
+
+def _threshold(axes: list[Axis], top: int) -> float:
+    """$/hour of the `top`-th cheapest configuration known to be feasible (inf until there are that many)."""
+    costs = sorted(round(b.cost_per_hour, 6) for b in (a.best() for a in axes) if b is not None)
+    return costs[top - 1] if len(costs) >= top else math.inf
+
+
+def _probe(req: PlanRequest, ax: Axis, size: Size, threshold: float) -> Size:
+    """Which size to simulate to settle the unresolved candidate `size` (itself, or a colocated probe)."""
+    if ax.config.shape != "colocated":
+        return size
+    n = size[0]
+    upper = req.budget // ax.config.tp
+    if threshold < math.inf:
+        upper = min(upper, math.floor((threshold + EPS) / ax.config.price_per_instance))
+    hi = min((s[0] for s in ax.feasible), default=None)
+    if hi is not None:  # below a feasible size: next size down first, then bisect
+        upper = min(upper, hi - 1)
+        target = upper if ax.downs <= 1 else (n + upper + 1) // 2
+    elif ax.est is not None and ax.est >= n:  # the estimate is not refuted yet
+        target = ax.est
+    elif threshold < math.inf:  # the largest size under the threshold: settles the rest if it fails
+        target = upper
+    else:  # no threshold yet: double past the refuted estimate
+        target = 2 * n - 1
+    probe = max(n, min(target, upper))
+    while probe > n and (probe,) in ax.failed:
+        probe -= 1
+    return (probe,)
+
+
+def _axes(
+    req: PlanRequest, bounds: dict[Config, Bounds], pruned: dict[Config, tuple[str, str]], log: SearchLog
+) -> list[Axis]:
+    """One axis per configuration the bounds leave, with its floor and estimated start (budget-pruned ones
+    go to `pruned`)."""
+    axes = []
+    for cfg, b in bounds.items():
+        if cfg in pruned:
+            continue
+        shape = SHAPES[cfg.shape]
+        floor = shape.start(b.n_min)
+        if shape.instances(floor) * cfg.tp > req.budget:
+            pruned[cfg] = (
+                "budget",
+                f"the demand bound needs >= {b.demand.get('total', 0):.2f} instances × tp{cfg.tp}, "
+                f"more than {req.budget} GPUs",
+            )
+            continue
+        ax = Axis(cfg, b, floor)
+        if cfg.shape == "colocated":
+            ax.est = estimated_start(b, req.traffic, req.slo, floor[0], req.budget // cfg.tp, req.margin)
+        axes.append(ax)
+        start = f"; estimate starts at {ax.est}" if ax.est is not None else ""
+        total = b.demand.get("total", 0)
+        log(f"  {cfg.label}: demand bound {total:.2f} instances → from {shape.describe(floor)}{start}")
+    return axes
 
 
 def plan(req: PlanRequest, out_dir: Path, backend: Backend | None = None, progress: Any = None) -> PlanResult:
-    """Best-first search for the cheapest configurations meeting the SLOs, then confirmation of the winner."""
+    """Branch and bound for the cheapest configurations meeting the SLOs, then confirmation of the winner."""
     t0 = time.perf_counter()
     backend = backend or SerialBackend()
     runs_dir = out_dir / "runs"
@@ -210,68 +333,72 @@ def plan(req: PlanRequest, out_dir: Path, backend: Backend | None = None, progre
         f"/ output {req.traffic.output.mean():.0f} tokens"
     )
     bounds, pruned = prune_space(req, space, log)
-    heap: list[tuple[float, int, str, int, Config, Size]] = []
-    seq = itertools.count()
-    seen: set[tuple[Config, Size]] = set()
-
-    def push(cfg: Config, size: Size) -> None:
-        shape = SHAPES[cfg.shape]
-        if shape.instances(size) * cfg.tp > req.budget or (cfg, size) in seen:
-            return
-        seen.add((cfg, size))
-        cost = shape.instances(size) * cfg.price_per_instance
-        heapq.heappush(heap, (round(cost, 6), shape.instances(size) * cfg.tp, cfg.label, next(seq), cfg, size))
-
-    for cfg, b in bounds.items():
-        if cfg in pruned:
-            continue
-        size = _start(req, cfg, b, counts)
-        if size is None:
-            pruned[cfg] = (
-                "budget",
-                f"needs more than {req.budget} GPUs (roofline minimum {b.n_min['total']} "
-                f"instances × tp{cfg.tp}, or the queueing estimate)",
-            )
-        else:
-            push(cfg, size)
+    log("bounds (sound; sizes below the demand bound cannot meet the SLO):")
+    axes = _axes(req, bounds, pruned, log)
     for kind, n in sorted(Counter(k for k, _ in pruned.values()).items()):
         log(f"pruned before simulating — {kind}: {n} configurations")
     for cfg, (kind, why) in pruned.items():
         if kind != "unavailable":
             log(f"  {cfg.label}: {kind}: {why}")
-    for k in ("sizes skipped: roofline", "sizes skipped: queueing estimate"):
-        log(f"{k}: {counts[k]}")
-    width = getattr(backend, "workers", 1)
+    counts["sizes ruled out by the demand bound"] = sum(
+        ax.shape.instances(ax.floor) - 1 for ax in axes if ax.config.shape == "colocated"
+    )
+    log(f"sizes ruled out by the demand bound: {counts['sizes ruled out by the demand bound']}")
+    width = max(1, int(getattr(backend, "workers", 1)))
+    heap: list[tuple[float, int, str, int, Axis, Size]] = []
+    seq = itertools.count()
+    seen: set[tuple[Config, Size]] = set()
+
+    def push(ax: Axis, size: Size, again: bool = False) -> None:
+        key = (ax.config, size)
+        if ax.shape.instances(size) * ax.config.tp > req.budget or (key in seen and not again):
+            return
+        seen.add(key)
+        gpus = ax.shape.instances(size) * ax.config.tp
+        heapq.heappush(heap, (round(ax.cost(size), 6), gpus, ax.config.label, next(seq), ax, size))
+
+    for ax in axes:
+        push(ax, ax.floor)
     evaluated: list[Evaluated] = []
-    found: dict[Config, Evaluated] = {}
     confirmations: list[Evaluated] = []
-    rejected: set[tuple[Config, Size]] = set()
     best: Evaluated | None = None
     while True:
-        while heap and len(evaluated) < req.max_simulations:
-            ranked = sorted(found.values(), key=Evaluated.rank_key)
-            threshold = ranked[req.top - 1].rank_key()[0] if len(ranked) >= req.top else float("inf")
-            batch: list[tuple[Config, Size]] = []
-            while heap and len(batch) < width and heap[0][0] <= threshold:
-                *_, cfg, size = heapq.heappop(heap)
-                if cfg not in found:
-                    batch.append((cfg, size))
+        while len(evaluated) < req.max_simulations:
+            thr = _threshold(axes, req.top)
+            batch: list[tuple[Axis, Size]] = []
+            keep, busy = [], set()
+            while heap and len(batch) < width and heap[0][0] <= thr + EPS:
+                item = heapq.heappop(heap)
+                ax, size = item[-2], item[-1]
+                if ax.settled_infeasible(size):
+                    if not ax.below_bounds(size) and size not in ax.infeasible and size not in ax.failed:
+                        counts["sizes settled by monotonicity"] += 1
+                    for nxt in ax.shape.successors(size):
+                        push(ax, nxt)
+                    continue
+                if ax.settled_feasible(size):
+                    continue
+                keep.append(item)
+                if ax.config not in busy:
+                    busy.add(ax.config)
+                    batch.append((ax, _probe(req, ax, size, thr)))
+            for item in keep:
+                heapq.heappush(heap, item)
             if not batch:
                 break
-            for ev in simulate(req, batch, runs_dir, backend, "search"):
+            counts["search rounds"] += 1
+            evs = simulate(req, [(ax.config, s) for ax, s in batch], runs_dir, backend, "search")
+            for (ax, _), ev in zip(batch, evs, strict=True):
                 evaluated.append(ev)
                 state = "feasible" if ev.feasible else f"infeasible ({ev.why})"
                 log(f"sim {len(evaluated):3d}: {ev.label}: ${ev.cost_per_hour:.2f}/h {state}")
                 if progress:
                     progress(len(evaluated), ev)
-                if ev.feasible and (ev.config, ev.size) not in rejected:
-                    found[ev.config] = ev
-                else:
-                    for nxt in SHAPES[ev.config.shape].successors(ev.size):
-                        push(ev.config, nxt)
-        if len(evaluated) >= req.max_simulations:
-            log(f"stopped at --max-simulations {req.max_simulations}")
-        ranked = sorted(found.values(), key=Evaluated.rank_key)
+                ax.record(ev, log, counts)
+        if len(evaluated) >= req.max_simulations and not counts["stopped"]:
+            counts["stopped"] = 1
+            log(f"stopped at --max-simulations {req.max_simulations}: the answer may not be the cheapest")
+        ranked = sorted((b for b in (ax.best() for ax in axes) if b is not None), key=Evaluated.rank_key)
         if not ranked or best is not None:
             break
         cand = ranked[0]
@@ -285,17 +412,20 @@ def plan(req: PlanRequest, out_dir: Path, backend: Backend | None = None, progre
         if not bad:
             best = cand
             break
-        rejected.add((cand.config, cand.size))
-        del found[cand.config]
-        for nxt in SHAPES[cand.config.shape].successors(cand.size):
-            push(cand.config, nxt)
-    ranked = sorted(found.values(), key=Evaluated.rank_key)[: max(req.top, 1)]
+        ax = next(a for a in axes if a.config == cand.config)
+        del ax.feasible[cand.size]
+        ax.infeasible.add(cand.size)
+        for nxt in ax.shape.successors(cand.size):
+            push(ax, nxt, again=True)
+    ranked = sorted((b for b in (ax.best() for ax in axes) if b is not None), key=Evaluated.rank_key)
+    ranked = ranked[: max(req.top, 1)]
     counts["simulated"] = sum(1 for e in evaluated + confirmations if not e.row.get("cached"))
     counts["cached"] = sum(1 for e in evaluated + confirmations if e.row.get("cached"))
     wall = time.perf_counter() - t0
     log(
-        f"search: {len(evaluated)} candidate runs, {len(confirmations)} confirming runs "
-        f"({counts['simulated']} simulated, {counts['cached']} from the cache) in {wall:.1f} s"
+        f"search: {len(evaluated)} candidate runs in {counts['search rounds']} rounds, {len(confirmations)} "
+        f"confirming runs ({counts['simulated']} simulated, {counts['cached']} from the cache) in {wall:.1f} s; "
+        f"{counts['sizes settled by monotonicity']} sizes settled by monotonicity without a run"
     )
     log(
         f"answer: {best.label} at ${best.cost_per_hour:.2f}/h"

@@ -2,9 +2,12 @@
 
 Capacity as Sarathi-Serve and Vidur-Search define it: binary search on the request rate (a trace is
 time-scaled, a synthetic process re-rated) for the largest rate whose simulation still meets the
-SLO. The bracket starts at [0, roofline ceiling]: the roofline bound on busy time per request gives a
-rate no configuration can exceed, so the search never probes wildly above it. All configurations
-advance in lockstep, one probe each per round, so a round's simulations run in parallel.
+SLO. The bracket starts at [0, throughput ceiling]: `sim.planner_bounds` gives a lower bound on busy
+seconds per request, so `instances / work` is a rate no configuration sustains in steady state. A short
+run can still pass above it (the backlog has no time to build up), so the first probe of each
+configuration is the ceiling itself, doubled while it passes: the bracket's upper end is always a rate
+seen to fail. All configurations advance in lockstep, one probe each per round, so a round's
+simulations run in parallel.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from sim.planner import PlanRequest, SearchLog, base_scenario, prune_space
-from sim.planner_bounds import SLACK
 from sim.planner_space import SHAPES, Config, Space
 from sim.scenario import load_scenario
 from sim.sweep_exec import Backend, SerialBackend, run_scenarios
@@ -26,7 +28,8 @@ class CapacityRow:
     config: Config
     instances: int
     lo: float = 0.0  # highest rate seen to meet the SLO
-    hi: float = 0.0  # lowest rate seen to miss it (or the roofline ceiling)
+    hi: float = 0.0  # lowest rate seen to miss it (until `verified`: the next rate to try)
+    verified: bool = False  # whether `hi` was seen to miss
     probes: list[tuple[float, bool]] = field(default_factory=list)
     best_row: dict[str, Any] | None = None
 
@@ -69,14 +72,14 @@ def capacity_search(
         if cfg.shape != "colocated":
             pruned[cfg] = ("unavailable", f"capacity search covers colocated shapes only ({cfg.shape})")
             continue
-        ceiling = instances / (b.work_s * SLACK) if b.work_s > 0 else 1e6
+        ceiling = instances / b.work_s if b.work_s > 0 else 1e6
         rows.append(CapacityRow(cfg, instances, 0.0, ceiling))
     sims = 0
     for rnd in range(max_rounds):
-        active = [r for r in rows if r.hi - r.lo > rel_tol * r.hi]
+        active = [r for r in rows if not r.verified or r.hi - r.lo > rel_tol * r.hi]
         if not active:
             break
-        rates = [(r.lo + r.hi) / 2 for r in active]
+        rates = [(r.lo + r.hi) / 2 if r.verified else r.hi for r in active]
         scs = []
         for r, rate in zip(active, rates, strict=True):
             traffic = req.traffic.truncated(req.search_requests).at_rate(rate)
@@ -89,8 +92,10 @@ def capacity_search(
             r.probes.append((rate, ok))
             if ok:
                 r.lo, r.best_row = rate, row
+                if not r.verified:
+                    r.hi = 2 * rate
             else:
-                r.hi = rate
+                r.hi, r.verified = rate, True
         log(f"round {rnd + 1}: {len(active)} probes")
     rows.sort(key=lambda r: -r.lo / max(r.cost_per_hour, 1e-9))
     return CapacityResult(rows, pruned, log, sims, time.perf_counter() - t0)

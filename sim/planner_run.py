@@ -79,7 +79,7 @@ def build_request(o: PlanOptions) -> PlanRequest:
         if val < 1:
             raise ServesimError(f"--{name} must be >= 1, got {val}")
     if o.margin < 1:
-        raise ServesimError(f"--margin must be >= 1 (it widens the queueing estimate), got {o.margin}")
+        raise ServesimError(f"--margin must be >= 1 (slack on the estimate that picks where to start), got {o.margin}")
     return PlanRequest(
         model=o.model,
         traffic=traffic,

@@ -5,10 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files, not windows: runs headless in CI and in `servesim run`
-import matplotlib.pyplot as plt
+import matplotlib.pyplot as plt  # picks Agg by itself when there is no display
 import numpy as np
 import pandas as pd
 

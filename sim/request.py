@@ -19,10 +19,10 @@ class Request:
     __slots__ = (
         "arrival",
         "blocks",
+        "cls",
         "co_base",
         "co_join",
         "co_seq",
-        "cls",
         "completion",
         "first_scheduled",
         "first_token",
@@ -31,13 +31,16 @@ class Request:
         "hold",
         "id",
         "instance",
+        "kv_here",
         "kv_tokens",
         "last_token",
+        "mig",
         "output",
         "predicted",
         "preemptions",
         "prefill_done",
         "prefill_target",
+        "prefix",
         "priority",
         "prompt",
         "reject_reason",
@@ -80,6 +83,9 @@ class Request:
         self.co_base = -1  # decode-cohort step at which the fields were last written; -1 = not a member
         self.co_join = -1
         self.co_seq = 0
+        self.kv_here = False  # waiting with its KV already in this instance's memory (transferred or migrated)
+        self.prefix: object = None  # prefix-cache state on its current instance (`sim.prefix_cache.PrefixState`)
+        self.mig: object = None  # a live migration in progress (`sim.migration`), else None
 
     @property
     def remaining(self) -> int:

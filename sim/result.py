@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim import plots
+from sim import plots as _plots
 from sim.engine import Progress, Simulation
 from sim.metrics import check_conservation, requests_frame, summarize
+from sim.power import cost_summary
 from sim.recorder import COMPLETED
 from sim.scenario import Scenario, load_scenario
 from sim.tracing import Tracer
@@ -33,19 +34,21 @@ class Result:
     instances: pd.DataFrame
 
     def plot_latency_cdfs(self, ax: Any = None) -> Any:
-        return plots.latency_cdfs(self.requests, ax)
+        return _plots.latency_cdfs(self.requests, ax)
 
     def plot_timeline(self) -> Any:
-        return plots.timeline(self.timeline)
+        return _plots.timeline(self.timeline)
 
-    def save(self, out: str | Path) -> Path:
-        """Write requests.parquet, timeline.parquet, summary.json and plots/ under `out`."""
+    def save(self, out: str | Path, plots: bool = True) -> Path:
+        """Write requests.parquet, timeline.parquet, summary.json and (unless `plots=False`) plots/ under `out`."""
         d = Path(out)
-        (d / "plots").mkdir(parents=True, exist_ok=True)
+        d.mkdir(parents=True, exist_ok=True)
         self.requests.to_parquet(d / "requests.parquet", index=False)
         self.timeline.to_parquet(d / "timeline.parquet", index=False)
         (d / "summary.json").write_text(json.dumps(_jsonable(self.summary), indent=2, sort_keys=False) + "\n")
-        plots.save_all(self, d / "plots")
+        if plots:
+            (d / "plots").mkdir(exist_ok=True)
+            _plots.save_all(self, d / "plots")
         return d
 
 
@@ -102,8 +105,13 @@ def run(
     check_conservation(sim.log)
     _check_tokens(sim)
     rq = sim.requests
-    df = requests_frame(rq.arrival_s, rq.prompt_tokens, rq.output_tokens, sim.log, extra=_extra_columns(sc, rq))
+    extra = {**_extra_columns(sc, rq), **sim.extra_columns()}
+    df = requests_frame(rq.arrival_s, rq.prompt_tokens, rq.output_tokens, sim.log, extra=extra)
     summary = summarize(df, sim.log, sc.slo, sim.simulated_s, sc.workload.classes)
+    tput = summary["throughput"]
+    summary["cost"] = cost_summary(sim, tput["output_tokens_per_s"], tput["duration_s"])
+    for feature in sim.features:
+        summary[feature.name] = feature.summary()
     summary["sim"] = {
         "wall_s": sim.wall_s,
         "events": sim.env.events,
@@ -116,7 +124,8 @@ def run(
     summary["seed"] = sc.seed
     summary["version"] = VERSION
     tl = pd.DataFrame(sim.timeline, columns=["time_s", "instance", "kv_used_blocks", "running", "waiting"])
-    tl["kv_utilization"] = tl["kv_used_blocks"] / sim.capacity.num_blocks
+    blocks = np.array([inst.num_blocks for inst in sim.instances], dtype=np.float64)  # pools may differ
+    tl["kv_utilization"] = tl["kv_used_blocks"] / blocks[tl["instance"].to_numpy(dtype=np.int64)]
     if tracer is not None:
         tracer.finish(df, tl, n_instances=len(sim.instances), metadata={"scenario": sc.name, "seed": sc.seed})
     return Result(sc, df, tl, summary, pd.DataFrame(sim.instance_stats()))

@@ -23,7 +23,7 @@ from pydantic import (
 import policies  # noqa: F401  (registers the built-in policies before the unions are built)
 from hwprofiles import GPUSpec, ModelSpec, catalog
 from policies.admission import AdmissionConfig
-from policies.registry import PREDICTORS, ROUTERS, SCHEDULERS
+from policies.registry import MIGRATIONS, PREDICTORS, ROUTERS, SCHEDULERS
 from sim.costmodel import COST_MODELS, RooflineCostConfig
 from sim.errors import ServesimError, UnknownNameError
 from sim.yamlio import Positions, apply_overrides, format_validation_error, load_yaml, register_tags
@@ -140,19 +140,95 @@ SchedulerConfig = SCHEDULERS.union()
 PredictorConfig = PREDICTORS.union()
 RouterConfig = ROUTERS.union()
 CostModelConfig = COST_MODELS.union()
+MigrationConfig = MIGRATIONS.union()
 register_tags(
     SCHEDULERS.kinds()
     + ROUTERS.kinds()
+    + MIGRATIONS.kinds()
     + PREDICTORS.kinds()
     + COST_MODELS.kinds()
     + ["poisson", "gamma", "trace", "fixed", "lognormal"]
 )
 
 
+def _known_gpu_name(v: Any) -> Any:
+    if isinstance(v, str):
+        try:
+            catalog.gpu(v)
+        except UnknownNameError as e:
+            raise ValueError(str(e)) from None
+    return v
+
+
+class Link(Strict):
+    """The path a KV cache takes between instances (prefill → decode, or a migration): one FIFO link per
+    sending instance; each GPU of a tensor-parallel group sends its shard over its own lane."""
+
+    bandwidth_gbps: float | None = Field(
+        default=None, gt=0, description="Gbit/s per GPU lane; unset: the GPUs' intra_node_bw (NVLink, same node)"
+    )
+    latency_s: float = Field(default=0.0, ge=0, description="fixed cost per copy (setup, last-hop latency)")
+
+
+class Pool(Strict):
+    """One pool of a disaggregated cluster: its own instance count, tp, GPU and (optionally) policies."""
+
+    instances: int = Field(default=1, ge=1)
+    tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per instance")
+    hardware: str | GPUSpec | None = Field(default=None, description="unset: the scenario's `hardware`")
+    scheduler: SchedulerConfig | None = Field(default=None, description="unset: the scenario's `scheduler`")
+    router: RouterConfig | None = Field(
+        default=None,
+        description="picks an instance of this pool (prefill: on arrival, default cluster.router; decode: when "
+        "a prefill ends, default least_kv)",
+    )
+
+    @field_validator("hardware", mode="before")
+    @classmethod
+    def _known_gpu(cls, v: Any) -> Any:
+        return _known_gpu_name(v)
+
+
 class Cluster(Strict):
     instances: int = Field(default=1, ge=1)
     tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per instance")
     router: RouterConfig = Field(default_factory=lambda: ROUTERS.get("round_robin").config())
+    prefill: Pool | None = Field(default=None, description="disaggregated: the prefill pool (with `decode`)")
+    decode: Pool | None = Field(default=None, description="disaggregated: the decode pool (with `prefill`)")
+    link: Link = Field(default_factory=Link, description="KV copies between instances")
+    kv_transfer: Literal["layerwise", "serialized"] = Field(
+        default="layerwise",
+        description="prefill→decode copy: overlapped layer by layer with the prefill, or after it",
+    )
+    migration: MigrationConfig | None = Field(
+        default=None, description="live migration of running requests between instances of a pool (Llumnix)"
+    )
+    idle_power_fraction: float = Field(
+        default=0.2, ge=0, le=1, description="GPU power when idle, as a fraction of TDP (power model)"
+    )
+
+    @model_validator(mode="after")
+    def _pools(self) -> Cluster:
+        if (self.prefill is None) != (self.decode is None):
+            raise ValueError("a disaggregated cluster needs both `prefill` and `decode` pools")
+        if self.prefill is not None and {"instances", "tp"} & self.model_fields_set:
+            raise ValueError("with prefill/decode pools, give instances and tp per pool, not on the cluster")
+        return self
+
+    @property
+    def disaggregated(self) -> bool:
+        return self.prefill is not None
+
+
+class PrefixCache(Strict):
+    """Automatic prefix caching: full prompt blocks are keyed by the prompt's block ids (Mooncake `hash_ids`)
+    or, for traces without them, by a shared system prompt; a hit skips those blocks' prefill compute."""
+
+    enabled: bool = True
+    block_tokens: int = Field(default=512, ge=1, description="prompt tokens per trace block id (Mooncake: 512)")
+    system_prompt_tokens: int = Field(
+        default=0, ge=0, description="traces without block ids: every prompt starts with this many shared tokens"
+    )
 
 
 class KVCache(Strict):
@@ -164,6 +240,9 @@ class KVCache(Strict):
     )
     preemption: Literal["recompute", "swap"] = Field(
         default="recompute", description="a preempted request's KV: dropped and recomputed, or swapped to host"
+    )
+    prefix_cache: PrefixCache | None = Field(
+        default=None, description="share KV blocks of common prompt prefixes across requests (LRU eviction)"
     )
 
 

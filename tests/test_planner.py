@@ -1,19 +1,23 @@
-"""The capacity planner: options, bounds and pruning reasons, and the search against brute force."""
+"""The capacity planner: options, sound bounds and pruning reasons, and the search against brute force."""
 
 from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import sim.planner as planner_mod
 from sim.cli import app
+from sim.costmodel import COST_MODELS
 from sim.errors import ServesimError
-from sim.planner import PlanRequest, base_scenario, plan
-from sim.planner_bounds import analyse, erlang_c, estimate, ggc_wait
+from sim.planner import Evaluated, PlanRequest, base_scenario, plan, simulate
+from sim.planner_bounds import Bounds, analyse, attention_coefficient, erlang_c, estimate, floor_curve, ggc_wait
 from sim.planner_grid import exhaustive
 from sim.planner_slo import parse_slo
 from sim.planner_space import SHAPES, Config, Space, parse_schedulers
@@ -126,6 +130,59 @@ def test_pruning_reasons() -> None:
     assert not estimate(ok, req.traffic, req.slo, 8, 1.5).why
 
 
+LINEAR = {"kind": "linear", "base_s": 4e-3}
+FLOOR_CASES = [  # (model, gpu, tp, cost_model section): learned curves, plain roofline, table, linear both ways
+    ("llama-3.1-8b", "h100-sxm", 1, {"kind": "roofline"}),
+    ("llama-3.1-8b", "l40s", 1, {"kind": "roofline"}),
+    ("llama-3.1-70b", "a100-80g", 4, {"kind": "table"}),
+    ("mixtral-8x7b", "h100-sxm", 2, {"kind": "roofline", "seq_overhead_s": 1e-5}),
+    ("llama-3.1-8b", "l40s", 1, {**LINEAR, "per_prefill_token_s": 2e-5, "per_decode_seq_s": 1e-4}),
+    ("llama-3.1-8b", "l40s", 1, {**LINEAR, "per_prefill_token_s": 2e-4, "per_decode_seq_s": 1e-5}),
+]
+
+
+@pytest.mark.parametrize("case", FLOOR_CASES, ids=[f"{c[1]}-{c[3]['kind']}-tp{c[2]}" for c in FLOOR_CASES])
+def test_cost_floor_bounds_every_iteration(case: tuple[str, str, int, dict[str, Any]]) -> None:
+    """The assumption the bounds rest on: an iteration of m tokens costs at least F(m) (+ b per decode-context
+    token for affine models), on random mixed, prefill-only and decode-only batches."""
+    model, gpu, tp, cost = case
+    sc = load_scenario(
+        {"model": model, "hardware": gpu, "cluster": {"tp": tp}, "cost_model": cost,
+         "workload": {"num_requests": 1, "arrival": {"kind": "poisson", "rate": 1},
+                      "lengths": {"kind": "fixed", "prompt": 8, "output": 8}}}
+    )  # fmt: skip
+    cm = COST_MODELS.build(sc.cost_model, model=sc.model_spec, gpu=sc.gpu_spec, tp=tp, base_dir=sc.base_dir)
+    m_max = 3000
+    f = floor_curve(cm, ("test", model, gpu, str(tp), json.dumps(cost)), m_max)
+    attn = attention_coefficient(cm, 256)
+    assert np.all(f[1:] > 0) and (attn == 0) == (cost["kind"] == "linear")
+    rng = random.Random(7)
+    for _ in range(400):
+        chunks = [(rng.randint(1, 600), rng.choice([0, rng.randint(0, 8000)])) for _ in range(rng.randint(0, 3))]
+        n = rng.randint(0 if chunks else 1, 256)
+        m = sum(q for q, _ in chunks) + n
+        if m > m_max:
+            continue
+        ctx = n + rng.randint(0, 4000) * n
+        assert cm.iteration(chunks, n, ctx) >= f[m] + attn * ctx - 1e-12
+        if n:
+            assert float(cm.decode_run(n, np.array([float(ctx)]))[0]) >= f[n] + attn * ctx - 1e-12
+
+
+def test_demand_bound_is_finite_horizon(tmp_path: Path) -> None:
+    """A 60-request screening run on one L40S meets a lax SLO although the steady-state throughput bound
+    (rate × work per request > 1 instance) says one instance is overloaded; the planner's bound keeps it."""
+    tr = make_traffic(None, 24, "fixed:512,128", num_requests=60)
+    req = tiny_request(slo=parse_slo("ttft_p99=10,tpot_p99=0.2"), hardware=["l40s"], budget=2)
+    req.traffic = tr
+    req.schedulers = parse_schedulers("fcfs", [256])
+    cfg = Config("l40s", 1, "colocated", tuple(sorted(req.schedulers[0].items())))
+    b = _bounds(cfg, req)
+    assert tr.rate * b.work_s > 1 and b.n_min["total"] == 1
+    (ev,) = simulate(req, [(cfg, (1,))], tmp_path, SerialBackend(), "grid")
+    assert ev.feasible, ev.why
+
+
 def test_plan_logs_pruned_and_unavailable(tmp_path: Path) -> None:
     req = tiny_request(hardware=["l40s"], shapes=["colocated", "disaggregated"], budget=1)
     res = plan(req, tmp_path)
@@ -164,6 +221,79 @@ def test_plan_matches_brute_force_with_fewer_simulations(tmp_path: Path) -> None
     assert sc.cluster.instances == res.best.size[0] and sc.hardware == "l40s"
     again = plan(req, tmp_path / "plan")
     assert again.simulations == 0  # the run cache makes a re-plan free
+
+
+def test_plan_finds_what_the_queueing_estimate_skipped(tmp_path: Path) -> None:
+    """The reviewer's case (notebooks/capacity.ipynb smoke setting): the M/G/c estimate misses L40S × 3 by
+    more than the old 1.5× margin, so the old planner skipped it and answered L40S × 4; it is feasible."""
+    traffic = make_traffic("azure-conv", 20.0, None, num_requests=300)
+    req = tiny_request(hardware=["l40s"], schedulers=parse_schedulers("sarathi:512", [256]), budget=5)
+    req.traffic = traffic
+    req.slo = parse_slo("ttft_p99=2,tpot_p99=0.1")
+    b = _bounds(Config("l40s", 1, "colocated", tuple(sorted(req.schedulers[0].items()))), req)
+    assert estimate(b, traffic, req.slo, 3, 1.5).why  # the approximation rules L40S × 3 out
+    want = brute_force(req, tmp_path / "brute")
+    assert want[1] == (3,)
+    res = plan(req, tmp_path / "plan")
+    assert res.best is not None and (res.best.config, res.best.size) == want
+    assert res.simulations < req.budget  # fewer than the grid
+
+
+def _oracle_plan(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, seed: int) -> None:
+    """The search alone, against a random monotone feasibility oracle (no simulator): its ranking equals the
+    oracle's brute force, with ties in $/hour broken on GPUs, headroom and label."""
+    rng = random.Random(seed)
+    req = tiny_request(
+        hardware=["h100-sxm", "a100-80g", "l40s"], tps=[1, 2, 4], budget=rng.choice([4, 8, 16]),
+        schedulers=parse_schedulers("fcfs,sarathi:512", [128, 256]), top=rng.choice([1, 2, 3]),
+    )  # fmt: skip
+    space = Space.build(req.hardware, req.tps, ["colocated"], req.schedulers)
+    need = {c: rng.randint(1, req.budget // c.tp + 2) for c in space.configs}  # > budget: never feasible
+    lower = {c: rng.randint(1, need[c]) for c in space.configs}  # a sound lower bound
+    start = {c: rng.randint(1, req.budget // c.tp + 1) for c in space.configs}  # a poor estimate
+    head = {(c, n): rng.choice([0.1, 0.2, 0.3]) for c in space.configs for n in range(1, 17)}
+    calls: list[tuple[Config, int]] = []
+
+    def fake_prune(r: PlanRequest, sp: Space, log: Any) -> tuple[dict[Config, Bounds], dict[Config, Any]]:
+        bounds = {}
+        for c in sp.configs:
+            lo = lower[c]
+            bounds[c] = Bounds(c, n_min={"total": lo, "prefill": 1, "decode": 1}, demand={"total": lo - 0.5})
+        return bounds, {}
+
+    def fake_sim(r: PlanRequest, items: list[Any], *a: Any, **k: Any) -> list[Evaluated]:
+        assert len(items) <= 2
+        out = []
+        for c, (n,) in items:
+            assert (c, n) not in calls, "a size was simulated twice"
+            calls.append((c, n))
+            ok = n >= need[c]
+            out.append(Evaluated(c, (n,), {"status": "ok"}, ok, head[c, n], "" if ok else "miss"))
+        return out
+
+    def fake_confirm(r: PlanRequest, cand: Evaluated, *a: Any) -> list[Evaluated]:
+        return [Evaluated(cand.config, cand.size, {"status": "ok"}, True, cand.headroom, "", "confirm")]
+
+    monkeypatch.setattr(planner_mod, "prune_space", fake_prune)
+    monkeypatch.setattr(planner_mod, "simulate", fake_sim)
+    monkeypatch.setattr(planner_mod, "confirm", fake_confirm)
+    monkeypatch.setattr(planner_mod, "estimated_start", lambda b, *a: max(a[2], start[b.config]))
+
+    class TwoWide(SerialBackend):
+        workers = 2
+
+    res = plan(req, tmp_path, TwoWide())
+    grid = [
+        Evaluated(c, (need[c],), {}, True, head[c, need[c]], "") for c in space.configs if need[c] <= req.budget // c.tp
+    ]
+    want = [(e.config, e.size) for e in sorted(grid, key=Evaluated.rank_key)[: req.top]]
+    assert [(e.config, e.size) for e in res.ranked] == want
+    assert len(calls) < sum(req.budget // c.tp for c in space.configs)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_search_matches_oracle_brute_force(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, seed: int) -> None:
+    _oracle_plan(monkeypatch, tmp_path, seed)
 
 
 @pytest.mark.slow

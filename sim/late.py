@@ -1,0 +1,79 @@
+"""Exact event times and a "late" phase for decisions that read several instances at once.
+
+Cluster-level mechanisms (KV transfers, migration, the decode-pool router) act on instances from the
+outside. For step-by-step and fast-forward runs to stay identical, such an action at time t must see
+every instance *after* all of its own events at t: a step that ends at t has ended, the step that starts
+at t has reserved its blocks. Two things make that so:
+
+- `exact_delay` picks the delay whose `now + delay` lands exactly on t (SimPy adds the delay to `now`,
+  which can miss t by an ulp, and then two things "at t" would be ordered by rounding);
+- `LateQueue` runs actions in a phase after every normal-priority event at t (SimPy orders events of
+  one time by priority), in a canonical order (by key), so ties between instances do not depend on the
+  order in which SimPy happened to schedule them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import simpy
+
+LATE = 2  # SimPy: URGENT = 0, NORMAL = 1; larger runs later among events of the same time
+
+
+def exact_delay(now: float, t: float) -> float:
+    """A delay d ≥ 0 with `now + d == t` in floating point when one exists (else the closest above)."""
+    if t <= now:
+        return 0.0
+    d = t - now
+    for _ in range(8):  # nearly always exact at once; else the residual (exact, by Sterbenz) corrects it
+        s = now + d
+        if s == t:
+            return d
+        d += t - s
+    while now + d < t:  # never seen: fall back to the first delay that reaches t
+        d = math.nextafter(d, math.inf)
+    return d
+
+
+def timeout_at(env: simpy.Environment, t: float, priority: int = 1) -> simpy.Event:
+    """An event that fires at exactly `t` (or now, if t is past) with the given SimPy priority."""
+    ev = simpy.Event(env)
+    ev._ok = True  # what simpy.Timeout does: an event must be ok before it is scheduled
+    ev._value = None
+    env.schedule(ev, priority, exact_delay(env.now, t))
+    return ev
+
+
+class LateQueue:
+    """Actions to run at given times, each time's batch after all normal events of that time, by key."""
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self._due: dict[float, list[tuple[Any, int, Callable[[], None]]]] = {}
+        self._seq = 0
+
+    def at(self, t: float, key: Any, action: Callable[[], None]) -> None:
+        """Run `action()` at time `t` (now if past) in the late phase; same-time actions run sorted by `key`."""
+        t = max(t, self.env.now)
+        self._seq += 1
+        batch = self._due.get(t)
+        if batch is None:
+            self._due[t] = batch = []
+            timeout_at(self.env, t, LATE).callbacks.append(lambda _ev, t=t: self._fire(t))
+        batch.append((key, self._seq, action))
+
+    def _fire(self, t: float) -> None:
+        while True:  # actions may add more for this same time: run them in a further sorted round
+            batch = self._due.pop(t, None)
+            if not batch:
+                return
+            batch.sort(key=lambda x: (x[0], x[1]))
+            self._due[t] = []  # an action adding to time t joins the next round, not a new event
+            for _, _, action in batch:
+                action()
+            if not self._due[t]:
+                del self._due[t]
+                return

@@ -1,0 +1,353 @@
+"""Cluster shapes: disaggregation, migration and prefix caching, by hand-computed cases and properties.
+
+Hand cases use the `linear` cost model (iteration = 0.01 + 0.001/prefill token + 0.002/decoding sequence)
+and the tiny model (8192 bytes per 16-token block, 2 layers), so every number can be checked on paper.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sim
+from sim.engine import Simulation
+from tests.helpers import scenario, tiny_gpu, write_csv
+
+BLOCK_BYTES = 8192
+
+
+def _disagg(trace, mode="serialized", gbps=1.0, latency=0.002, **kw):
+    cluster = {"prefill": {"instances": 1}, "decode": {"instances": 1}, "kv_transfer": mode,
+               "link": {"bandwidth_gbps": gbps, "latency_s": latency}}
+    cluster.update(kw.pop("cluster", {}))
+    return scenario(trace, cluster=cluster, **kw)
+
+
+# -- disaggregation -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["serialized", "layerwise"])
+def test_disagg_single_request_ttft_and_second_token(tmp_path, mode):
+    res = sim.run(_disagg(write_csv(tmp_path / "w.csv", [(0.0, 100, 5)]), mode=mode))
+    r = res.requests.iloc[0]
+    prefill = 0.01 + 0.001 * 100
+    copy = 7 * BLOCK_BYTES / (1.0e9 / 8)  # ceil(100/16) blocks over 1 Gbit/s
+    exposed = (copy if mode == "serialized" else copy / 2) + 0.002  # layer-wise: the last of 2 layers
+    step = 0.01 + 0.002
+    assert r.ttft_s == pytest.approx(prefill, abs=1e-12)  # the prefill instance emits the first token
+    assert r.kv_transfer_s == pytest.approx(exposed, abs=1e-12)
+    assert r.kv_transfer_wait_s == 0.0
+    assert (r.instance, r.decode_instance) == (0, 1)
+    assert r.completion_s == pytest.approx(prefill + exposed + 4 * step, abs=1e-12)  # 2nd token: + copy + step
+    assert r.tpot_s == pytest.approx((exposed + 4 * step) / 4, abs=1e-12)
+    c = res.summary["cost"]
+    assert c["gpus"] == 2 and set(c["pools"]) == {"prefill", "decode"}
+
+
+def test_disagg_layerwise_overlap_shrinks_when_the_link_is_slow(tmp_path):
+    """A copy slower than the prefill it overlaps cannot hide: it ends `copy` after the prefill starts."""
+    trace = write_csv(tmp_path / "w.csv", [(0.0, 100, 3)])
+    r = sim.run(_disagg(trace, mode="layerwise", gbps=0.1, latency=0.0)).requests.iloc[0]
+    copy = 7 * BLOCK_BYTES / (0.1e9 / 8)
+    assert copy > 0.11
+    assert r.kv_transfer_s == pytest.approx(copy - 0.11, abs=1e-12)
+
+
+def test_disagg_link_queueing_and_decode_memory_wait(tmp_path):
+    """Two prompts prefilled together share the link (the second waits for the first); a decode pool too
+    small for both makes the second wait for memory until the first finishes."""
+    trace = write_csv(tmp_path / "w.csv", [(0.0, 100, 3), (0.0, 100, 3)])
+    res = sim.run(_disagg(trace, gbps=1.0, latency=0.0))
+    copy = 7 * BLOCK_BYTES / (1.0e9 / 8)
+    r = res.requests
+    assert r.loc[0, "kv_transfer_s"] == pytest.approx(copy, abs=1e-12)
+    assert r.loc[1, "kv_transfer_wait_s"] == pytest.approx(copy, abs=1e-12)
+    assert r.loc[1, "kv_transfer_s"] == pytest.approx(2 * copy, abs=1e-12)
+    # decode instance with room for one request (7 + 1 blocks) only
+    sc = _disagg(trace, gbps=1.0, latency=0.0,
+                 cluster={"decode": {"instances": 1, "hardware": tiny_gpu(9)}})
+    r = sim.run(sc).requests
+    first_done = r.loc[0, "completion_s"]
+    assert r.loc[1, "kv_transfer_wait_s"] == pytest.approx(first_done - 0.01 - 0.2, abs=1e-12)
+    assert (r["status"] == "completed").all()
+
+
+def test_disagg_rejects_what_no_decode_instance_can_hold(tmp_path):
+    trace = write_csv(tmp_path / "w.csv", [(0.0, 100, 100), (0.0, 10, 2)])
+    res = sim.run(_disagg(trace, cluster={"decode": {"instances": 1, "hardware": tiny_gpu(8)}}))
+    assert list(res.requests["status"]) == ["rejected", "completed"]
+
+
+def test_disagg_pools_with_different_hardware_and_tp(tmp_path):
+    trace = write_csv(tmp_path / "w.csv", [(0.0, 64, 4)])
+    sc = scenario(trace, cost={"kind": "roofline"}, model="llama-3.1-8b", hardware="h100-sxm",
+                  kv_cache={"gpu_memory_utilization": 0.9},
+                  cluster={"prefill": {"instances": 1, "tp": 2}, "decode": {"instances": 2, "hardware": "a100-80g"}})
+    res = sim.run(sc)
+    c = res.summary["cost"]
+    assert c["gpus"] == 4
+    assert c["pools"]["prefill"]["hardware"] == "h100-sxm" and c["pools"]["decode"]["hardware"] == "a100-80g"
+    assert c["dollars_per_hour"] == pytest.approx(2 * 2.99 + 2 * 1.79)
+    assert res.requests.loc[0, "decode_instance"] in (1, 2)
+    assert set(res.instances["role"]) == {"prefill", "decode"}
+
+
+# -- prefix caching -----------------------------------------------------------------------------------------
+def test_prefix_hit_skips_exactly_the_cached_blocks(tmp_path):
+    trace = write_csv(tmp_path / "w.csv", [(0.0, 100, 5), (1.0, 100, 5), (2.0, 40, 3)])
+    res = sim.run(scenario(trace, kv_cache={"gpu_memory_utilization": 1.0, "reserve_gb": 0.0, "watermark": 0.0,
+                                             "prefix_cache": {"system_prompt_tokens": 48}}))
+    r = res.requests
+    assert list(r["prefix_hit_tokens"]) == [0, 48, 32]  # 3 shared blocks; a 40-token prompt keeps its last token
+    assert r.loc[0, "ttft_s"] == pytest.approx(0.01 + 0.001 * 100, abs=1e-12)
+    assert r.loc[1, "ttft_s"] == pytest.approx(0.01 + 0.001 * (100 - 48), abs=1e-12)
+    assert r.loc[2, "ttft_s"] == pytest.approx(0.01 + 0.001 * (40 - 32), abs=1e-12)
+    assert res.summary["prefix_cache"]["hit_rate"] == pytest.approx(80 / 240)
+
+
+def test_prefix_blocks_are_shared_not_double_counted(tmp_path):
+    """Two concurrent requests with one cached 48-token prefix hold 3 shared + their own blocks."""
+    trace = write_csv(tmp_path / "w.csv", [(0.0, 50, 2), (1.0, 100, 40), (1.0, 100, 40)])
+    sc = sim.load_scenario(scenario(trace, kv_cache={"gpu_memory_utilization": 1.0, "reserve_gb": 0.0,
+                                                     "watermark": 0.0, "prefix_cache": {"system_prompt_tokens": 48}}))
+    s = Simulation(sc)
+    seen = []
+
+    def probe():  # type: ignore[no-untyped-def]
+        yield s.env.timeout(1.2)
+        inst = s.instances[0]
+        seen.append((inst.pool.used, [r.blocks for r in inst.running]))
+
+    s.env.process(probe())
+    s.run()
+    used, blocks = seen[0]
+    assert len(blocks) == 2 and used == sum(blocks) - 3  # the 3 prefix blocks are counted once
+    assert s.instances[0].pool.free == s.instances[0].pool.total  # all back (cached ones are free, evictable)
+
+
+def test_prefix_lru_evicts_unreferenced_blocks(tmp_path):
+    """A pool too small to keep the cached prefix evicts it; the next request misses."""
+    trace = write_csv(tmp_path / "w.csv", [(0.0, 100, 2), (1.0, 150, 2), (2.0, 100, 2)])
+    kv = {"gpu_memory_utilization": 1.0, "reserve_gb": 0.0, "watermark": 0.0, "prefix_cache": {"system_prompt_tokens": 64}}
+    r = sim.run(scenario(trace, kv_blocks=10, kv_cache=kv)).requests
+    assert list(r["prefix_hit_tokens"]) == [0, 64, 64]
+    r = sim.run(scenario(write_csv(tmp_path / "x.csv", [(0.0, 100, 2), (1.0, 159, 1), (2.0, 100, 2)]),
+                         kv_blocks=10, kv_cache=kv)).requests
+    assert list(r["prefix_hit_tokens"]) == [0, 64, 64]
+
+
+def test_prefix_mooncake_block_ids(tmp_path):
+    """Mooncake ids (one per 512 tokens): a shared first id shares 32 engine blocks."""
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"timestamp": 0, "input_length": 600, "output_length": 2, "hash_ids": [7, 8]}\n'
+                    '{"timestamp": 1000, "input_length": 600, "output_length": 2, "hash_ids": [7, 9]}\n'
+                    '{"timestamp": 2000, "input_length": 600, "output_length": 2, "hash_ids": [7, 8]}\n')
+    sc = scenario(path, kv_cache={"gpu_memory_utilization": 1.0, "reserve_gb": 0.0, "watermark": 0.0,
+                                  "prefix_cache": {}})
+    sc["workload"]["arrival"]["format"] = "mooncake"
+    r = sim.run(sc).requests
+    assert list(r["prefix_hit_tokens"]) == [0, 512, 592]  # 3rd: both ids, up to the last full block < 600
+
+
+def test_prefix_affinity_router_follows_the_prefix(tmp_path):
+    path = tmp_path / "m.jsonl"
+    rows = [(0, [1, 2]), (10, [3, 4]), (2000, [1, 5]), (2010, [3, 6]), (4000, [3, 7])]
+    path.write_text("".join(f'{{"timestamp": {t}, "input_length": 600, "output_length": 2, "hash_ids": {ids}}}\n'
+                            for t, ids in rows))
+    sc = scenario(path, instances=2, router="prefix_affinity", kv_cache={"prefix_cache": {}, "watermark": 0.0,
+                                                                          "gpu_memory_utilization": 1.0, "reserve_gb": 0.0})
+    sc["workload"]["arrival"]["format"] = "mooncake"
+    r = sim.run(sc).requests
+    assert list(r["instance"]) == [0, 1, 0, 1, 1]
+    assert list(r["prefix_hit_tokens"]) == [0, 0, 512, 512, 512]
+
+
+# -- migration ----------------------------------------------------------------------------------------------
+MIG_TRACE = [(0.0, 100, 200), (0.001, 10, 2), (0.002, 100, 200), (0.003, 10, 2), (0.5, 100, 20), (0.6, 100, 20)]
+
+
+def _mig(trace, gbps=0.01, **kw):
+    return scenario(trace, kv_blocks=30, instances=2, router="round_robin",
+                    cluster={"instances": 2, "router": {"kind": "round_robin"},
+                             "migration": {"kind": "llumnix", "interval_s": 0.05, **kw},
+                             "link": {"bandwidth_gbps": gbps, "latency_s": 0.001}})
+
+
+def test_migration_moves_once_and_holds_blocks_on_both_sides_only_while_copying(tmp_path):
+    sc = sim.load_scenario(_mig(write_csv(tmp_path / "w.csv", MIG_TRACE)))
+    s = Simulation(sc)
+    samples = []
+
+    def probe():  # type: ignore[no-untyped-def]
+        while not s.done.triggered:
+            a, b = s.instances
+            samples.append((s.env.now, a.kv_used_blocks(), b.kv_used_blocks(), a.outgoing))
+            yield s.env.timeout(0.001)
+
+    s.env.process(probe())
+    s.run()
+    res = s.log
+    assert list(res.generated) == [t[2] for t in MIG_TRACE]  # every token once, none lost or repeated
+    mig = s.features[0]
+    assert list(mig.migrations) == [0, 0, 1, 0, 0, 0]
+    assert mig.migrated_to[2] == 1
+    assert mig.counts["completed"] == 1
+    # while r2's copy is in flight instance 1 holds its blocks too; after it lands, instance 0 holds none of it
+    moving = [x for x in samples if x[3]]
+    assert moving, "the stop-and-copy is observable"
+    assert all(x[1] + x[2] <= 30 + 30 for x in samples)
+    for inst in s.instances:
+        assert inst.pool.free == inst.pool.total and inst.outgoing == 0
+
+
+def test_migration_downtime_is_the_final_copy(tmp_path):
+    res = sim.run(_mig(write_csv(tmp_path / "w.csv", MIG_TRACE), final_blocks=0, max_stages=1))
+    r = res.requests.loc[2]
+    m = res.summary["migration"]
+    assert r.migrations == 1 and m["completed"] == 1
+    assert r.migration_downtime_s >= 0.001  # at least the latency of the stop-and-copy
+    assert m["mean_stages"] == 1.0
+
+
+def test_migration_aborts_cleanly_without_room(tmp_path):
+    """A destination that cannot take the request: nothing moves, nothing leaks."""
+    trace = write_csv(tmp_path / "w.csv", MIG_TRACE)
+    sc = sim.load_scenario(_mig(trace))
+    s = Simulation(sc)
+    dst = s.instances[1]
+    dst.watermark_blocks = 29  # (the policy sees room, the copy does not)
+    s.run()
+    assert list(s.log.generated) == [t[2] for t in MIG_TRACE]
+    for inst in s.instances:
+        assert inst.pool.free == inst.pool.total and inst.outgoing == 0
+
+
+# -- properties ---------------------------------------------------------------------------------------------
+request = st.tuples(
+    st.floats(min_value=0.0, max_value=1.5, allow_nan=False),
+    st.integers(min_value=1, max_value=120),
+    st.integers(min_value=1, max_value=60),
+)
+schedulers = st.sampled_from([{"kind": "fcfs"}, {"kind": "fcfs", "max_num_seqs": 3, "max_num_batched_tokens": 64},
+                              {"kind": "sarathi", "token_budget": 32}])
+costs = st.builds(
+    lambda b, p, d: {"kind": "linear", "base_s": b, "per_prefill_token_s": p, "per_decode_seq_s": d},
+    st.floats(1e-4, 0.02), st.floats(0.0, 1e-3), st.floats(0.0, 5e-3),
+)
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _check(s: Simulation, reqs: list[tuple[float, int, int]]) -> None:
+    log = s.log
+    status = log.status
+    assert (status != 0).all()  # conservation: nothing left in flight, everything completed or rejected
+    done = status == 1
+    out = np.array([r[2] for r in sorted(reqs)])
+    assert (log.generated[done] == out[done]).all()  # every token exactly once
+    for inst in s.instances:  # every block back, no copy left half-way
+        assert inst.pool.free == inst.pool.total and inst.outgoing == 0 and not inst.evicting
+    for t, i, used, *_ in s.timeline:
+        assert 0 <= used <= s.instances[i].num_blocks, (t, i, used)
+
+
+def _outcome(s: Simulation) -> tuple:
+    log = s.log
+    cols = s.extra_columns()
+    return (log.first_scheduled.tobytes(), log.first_token.tobytes(), log.completion.tobytes(), log.generated.tobytes(),
+            log.preemptions.tobytes(), log.instance.tobytes(), log.status.tobytes(),
+            tuple((k, np.asarray(v).tobytes()) for k, v in sorted(cols.items())),
+            sum(i.iterations for i in s.instances))
+
+
+def _runs(tmp_path, reqs, sc_dict) -> None:
+    """Conservation and bounds, and identical outcomes for fast-forward on/off × cohort on/off."""
+    reqs = sorted(reqs)
+    sc_dict = {**sc_dict, "workload": {"arrival": {"kind": "trace", "path": str(write_csv(tmp_path / "w.csv", reqs)),
+                                                   "format": "csv"}}}
+    ref = None
+    for ff in (False, True):
+        for cohort in (False, True):
+            s = Simulation(sim.load_scenario({**sc_dict, "engine": {"fast_forward": ff, "cohort_decoding": cohort}}))
+            s.env.process(_probe_kv(s))
+            s.run()
+            _check(s, reqs)
+            got = _outcome(s)
+            if ref is None:
+                ref = got
+            else:
+                assert got == ref, (ff, cohort)
+
+
+def _probe_kv(s: Simulation):  # type: ignore[no-untyped-def]
+    """Check pool bounds often, mid-run too (during copies)."""
+    while not s.done.triggered:
+        for inst in s.instances:
+            assert 0 <= inst.pool.free <= inst.pool.total
+            assert 0 <= inst.kv_used_blocks() <= inst.num_blocks
+        yield s.env.timeout(0.003)
+
+
+@SETTINGS
+@given(reqs=st.lists(request, min_size=1, max_size=20), sched=schedulers, cost=costs, kv=st.integers(12, 120),
+       kv_d=st.integers(12, 120), n_p=st.integers(1, 2), n_d=st.integers(1, 2),
+       mode=st.sampled_from(["serialized", "layerwise"]), gbps=st.floats(0.01, 10.0),
+       latency=st.sampled_from([0.0, 0.001]), router=st.sampled_from(["least_kv", "round_robin", "llumnix"]),
+       prefix=st.sampled_from([None, 32]))
+def test_disaggregated_properties(tmp_path, reqs, sched, cost, kv, kv_d, n_p, n_d, mode, gbps, latency, router,
+                                  prefix):
+    kvc = {"gpu_memory_utilization": 1.0, "reserve_gb": 0.0, "watermark": 0.01}
+    if prefix:
+        kvc["prefix_cache"] = {"system_prompt_tokens": prefix}
+    sc = scenario(write_csv(tmp_path / "x.csv", [(0.0, 1, 1)]), scheduler=sched, cost=cost, kv_blocks=kv,
+                  kv_cache=kvc,
+                  cluster={"prefill": {"instances": n_p}, "decode": {"instances": n_d, "hardware": tiny_gpu(kv_d),
+                                                                      "router": {"kind": router}},
+                           "kv_transfer": mode, "link": {"bandwidth_gbps": gbps, "latency_s": latency}})
+    _runs(tmp_path, reqs, sc)
+
+
+@SETTINGS
+@given(reqs=st.lists(request, min_size=1, max_size=20), sched=schedulers, cost=costs, kv=st.integers(12, 120),
+       instances=st.integers(2, 3), gbps=st.floats(0.001, 1.0), interval=st.sampled_from([0.01, 0.05]),
+       stages=st.integers(1, 3), final=st.integers(0, 4), preemption=st.sampled_from(["recompute", "swap"]),
+       prefix=st.sampled_from([None, 32]), disagg=st.booleans())
+def test_migration_properties(tmp_path, reqs, sched, cost, kv, instances, gbps, interval, stages, final, preemption,
+                              prefix, disagg):
+    kvc = {"gpu_memory_utilization": 1.0, "reserve_gb": 0.0, "watermark": 0.01, "preemption": preemption}
+    if prefix:
+        kvc["prefix_cache"] = {"system_prompt_tokens": prefix}
+    cluster = {"router": {"kind": "random"}, "link": {"bandwidth_gbps": gbps, "latency_s": 0.0005},
+               "migration": {"kind": "llumnix", "interval_s": interval, "max_stages": stages, "final_blocks": final,
+                             "threshold": 1.0}}
+    if disagg:
+        cluster.update({"prefill": {"instances": 1}, "decode": {"instances": instances}})
+    else:
+        cluster["instances"] = instances
+    sc = scenario(write_csv(tmp_path / "x.csv", [(0.0, 1, 1)]), scheduler=sched, cost=cost, kv_blocks=kv,
+                  kv_cache=kvc, cluster=cluster)
+    _runs(tmp_path, reqs, sc)
+
+
+def test_kv_routers_fast_forward_exact(tmp_path):
+    """least_kv / llumnix routing reads KV use mid-run: fast-forward must count the step in flight."""
+    rng = np.random.default_rng(5)
+    reqs = [(float(t), int(p), int(o)) for t, p, o in
+            zip(np.sort(rng.uniform(0, 1.0, 60)), rng.integers(1, 200, 60), rng.integers(1, 80, 60), strict=True)]
+    for router in ("least_kv", "llumnix"):
+        sc = scenario(write_csv(tmp_path / "x.csv", [(0.0, 1, 1)]), kv_blocks=60, instances=3,
+                      cluster={"instances": 3, "router": {"kind": router}})
+        _runs(tmp_path, reqs, sc)
+
+
+def test_cost_summary_is_consistent(tmp_path):
+    res = sim.run(scenario(write_csv(tmp_path / "w.csv", [(0.0, 100, 50), (0.1, 50, 20)]), instances=2,
+                           cluster={"instances": 2, "idle_power_fraction": 0.25}))
+    c = res.summary["cost"]
+    tput = res.summary["throughput"]
+    assert c["gpus"] == 2 and c["dollars_per_hour"] == pytest.approx(2.0)
+    assert c["dollars_per_million_output_tokens"] == pytest.approx(2.0 / (tput["output_tokens_per_s"] * 3600) * 1e6)
+    busy = res.instances["busy_fraction"].to_numpy()
+    assert c["avg_power_w"] == pytest.approx(sum(100 * (0.25 + 0.75 * b) for b in busy))
+    assert not math.isnan(c["energy_kwh"])
