@@ -87,9 +87,11 @@ def main(argv: list[str]) -> None:
     if {"azure", "azure-stepwise"} <= set(cases):
         same = a.read_bytes() == b.read_bytes()
         ev = {r["case"]: r["events"] for r in rows}
-        print(f"fast-forward: {ev['azure-stepwise'] / ev['azure']:.1f}x fewer events; requests.parquet identical: {same}")
+        ratio = ev["azure-stepwise"] / ev["azure"]
+        print(f"fast-forward: {ratio:.1f}x fewer events; requests.parquet identical: {same}")
     if not argv:
-        machine = f"{platform.processor() or platform.machine()}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+        cpu = platform.processor() or platform.machine()
+        machine = f"{cpu}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
         write_results(table, machine, same, {r["case"]: r for r in rows})
 
 

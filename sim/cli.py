@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sim.errors import ServesimError
+from sim.power import cost_caption
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Discrete-event simulator of LLM serving clusters."
@@ -51,6 +52,9 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
         f"simulated {summary['sim']['simulated_s']:.1f} s in {summary['sim']['wall_s']:.2f} s wall, "
         f"{summary['sim']['events']} events"
     )
+    cost = cost_caption(summary)
+    if cost:
+        t.caption += f" | {cost}"
     t.caption_justify = "left"
     return t
 
@@ -97,7 +101,7 @@ def run(
     out.print(
         summary_table(
             res.summary,
-            f"{sc.name}: {sc.model_spec.name} on {sc.cluster.instances} x {sc.cluster.tp} x {sc.gpu_spec.name}",
+            f"{sc.name}: {sc.model_spec.name} on {sim.pools.cluster_label(sc)}",
         )
     )
     out.print(f"wrote {d}/ (requests.parquet, timeline.parquet, summary.json, plots/)")
@@ -364,7 +368,7 @@ def check_queueing(
     workers: Annotated[int | None, typer.Option(help="worker processes (default: CPU count)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON rows")] = False,
 ) -> None:
-    """Theory vs simulation: closed-form queueing results against the simulator; exit 1 if an exact one fails."""
+    """Theory vs simulation for closed-form queueing results; exit 1 if an exact formula or a bound fails."""
     from queueing import check
 
     try:

@@ -41,6 +41,7 @@ class _Handoff:
     start: float  # the prefill's last iteration: start and end
     end: float
     blocks: int
+    dst: Instance | None = None  # once decode memory is reserved
 
 
 class Disaggregation:
@@ -67,6 +68,7 @@ class Disaggregation:
         self.pending: deque[_Handoff] = deque()  # waiting for decode memory, in order
         self._retry_due = False
         self.in_transit = 0
+        self.moving: dict[int, _Handoff] = {}  # request id -> its hand-off, from prefill end to landing
         limit = (d_spec.capacity.num_blocks - self.decode[0].watermark_blocks) * d_spec.capacity.block_size
         for p in self.prefill:
             p.handoff = partial(self._handoff, p)
@@ -78,7 +80,7 @@ class Disaggregation:
     def _handoff(self, src: Instance, req: Request, start: float, end: float) -> None:
         """Called by the prefill instance as the prefill ends (its blocks stay held there)."""
         self.in_transit += 1
-        x = _Handoff(req, src, start, end, src.blocks_for(req.kv_tokens))
+        x = self.moving[req.id] = _Handoff(req, src, start, end, src.blocks_for(req.kv_tokens))
         self.late.at(end, (0, req.id), partial(self._arrive, x))
 
     def _arrive(self, x: _Handoff) -> None:
@@ -118,6 +120,7 @@ class Disaggregation:
         self.kv_transfer_s[req.id] = ready - x.end
         self.kv_transfer_wait_s[req.id] = queued
         self.decode_instance[req.id] = dst.index
+        x.dst = dst
         self.late.at(ready, (0, req.id), partial(self._land, x, dst))
         return True
 
@@ -126,6 +129,7 @@ class Disaggregation:
         x.src.release(req)
         req.blocks = x.blocks
         dst.deliver(req)
+        del self.moving[req.id]
         self.in_transit -= 1
         if not self.in_transit and all(p.arrivals_closed and not p.waiting and not p.running for p in self.prefill):
             for d in self.decode:

@@ -95,6 +95,7 @@ class Instance:
         self.busy_s = 0.0
         self.tokens_out = 0
         self._idle: simpy.Event | None = None
+        self._wake_t = 0.0  # arrival time of the request that last woke this idle instance
         self._run: _Run | None = None
         self.tracer: Tracer | None = None  # `sim.tracing.Tracer` when the run writes a trace; None = no cost
         # cluster shapes (set by their builders after construction; None/empty = off, no cost)
@@ -103,6 +104,7 @@ class Instance:
         self.handoff: Callable[[Request, float, float], None] | None = None  # prefill done: (req, start, end)
         self.on_release: Callable[[Instance], None] | None = None  # called after finished requests free blocks
         self.outgoing = 0  # requests whose blocks stay here while their KV is copied out
+        self.incoming = 0  # blocks taken for KV copies on their way in
         self.max_kv_tokens = 1 << 62  # where it decodes next (a decode pool) holds at most this many tokens
         self.evicting: list[tuple[Request, Callable[[Request | None], None]]] = []  # leave at the next boundary
         self.process = env.process(self._loop())
@@ -251,6 +253,7 @@ class Instance:
             return
         self.waiting.append(req)
         if self._idle is not None:
+            self._wake_t = req.arrival  # env.now may sit one rounding step below the exact arrival time
             idle, self._idle = self._idle, None
             idle.succeed()
         elif self._run is not None:
@@ -284,13 +287,15 @@ class Instance:
             if not self.waiting and not self.running:
                 self._idle = env.event()
                 yield self._idle
-                self.t = env.now
+                self.t = max(env.now, self._wake_t)
                 continue
             plan = self.scheduler.schedule(self, self.t)
             if plan.empty:
                 wake = plan.wait_until
-                if self.outgoing and wake is None:  # memory held by KV copies out of here returns in `release`
-                    wake = math.inf
+                if wake is None and not self.running and self._admit_present():
+                    continue  # requests holding their KV here were stuck behind the queue's head: let them in
+                if wake is None and (self.outgoing or self.incoming):
+                    wake = math.inf  # memory held for KV copies out of or into here comes back when they end
                 elif wake is None or (wake == math.inf and self.arrivals_closed) or self._swap_pending:
                     raise RuntimeError(
                         f"instance {self.index}: scheduler planned nothing with {len(self.waiting)} waiting "
@@ -300,7 +305,7 @@ class Instance:
                 self._idle = env.event()
                 yield self._idle if wake == math.inf else self._idle | env.timeout(max(0.0, wake - env.now))
                 self._idle = None
-                self.t = env.now
+                self.t = max(env.now, self._wake_t)
                 continue
             if self.cohort is not None and (plan.decode or plan.cohort):
                 self._adopt(plan)
@@ -618,17 +623,22 @@ class Instance:
         if self.settle() - blocks < self.watermark_blocks:
             return False
         self.pool.take(blocks)
+        self.incoming += blocks
         return True
 
     def unreserve_incoming(self, blocks: int) -> None:
         """A copy coming in was called off: its blocks are free again."""
         self.pool.give(blocks)
+        self.incoming -= blocks
         self._nudge()
 
-    def deliver(self, req: Request, front: bool = False) -> None:
-        """Queue a request whose KV now sits here (`req.blocks` taken from this pool by `reserve_incoming`);
-        the scheduler admits it like a swap-in that copies nothing."""
+    def deliver(self, req: Request, front: bool = False, copied: bool = True) -> None:
+        """Queue a request whose KV now sits here: copied in (`req.blocks` taken by `reserve_incoming`), or,
+        `copied=False`, never gone (a migration called off after the stop). The scheduler admits it like a
+        swap-in that copies nothing."""
         req.kv_here = True
+        if copied:
+            self.incoming -= req.blocks
         if front:
             self.waiting.appendleft(req)
         else:
@@ -659,6 +669,13 @@ class Instance:
         running here."""
         self.evicting.append((req, done))
         self._nudge()
+
+    def _admit_present(self) -> bool:
+        """Admit the waiting requests whose KV is here already (they hold memory the queue's head may need)."""
+        present = [r for r in self.waiting if r.kv_here]
+        for req in present:
+            self.admit(req)
+        return bool(present)
 
     def _evict(self) -> None:
         todo, self.evicting = self.evicting, []

@@ -66,6 +66,7 @@ class Migrator:
         self.downtime = np.zeros(n, dtype=np.float64)
         self.migrated_to = np.full(n, -1, dtype=np.int32)
         self.busy: set[int] = set()  # pool positions with a move in flight (in or out)
+        self.active: dict[int, _Move] = {}  # request id -> its move in flight
         self.counts: Counter[str] = Counter()
         self.stages: list[int] = []
         self.downtimes: list[float] = []
@@ -94,6 +95,7 @@ class Migrator:
             return
         m = _Move(req, src, dst, blocks, req.preemptions)
         req.mig = m
+        self.active[req.id] = m
         self.busy.update((self.pos[src.index], self.pos[dst.index]))
         self.counts["started"] += 1
         self._copy(m, blocks, self._stage_done)
@@ -119,7 +121,7 @@ class Migrator:
         if req is None or req.preemptions != m.preemptions:
             if req is not None:  # cannot happen (a preempted request is not running), but stay safe
                 m.src.outgoing -= 1
-                m.src.deliver(req, front=True)
+                m.src.deliver(req, front=True, copied=False)
             self._abort(m, "aborted_gone")
             return
         m.stopped = self.env.now
@@ -130,7 +132,7 @@ class Migrator:
         delta = m.src.blocks_for(req.kv_tokens) - m.copied
         if delta > 0 and not m.dst.reserve_incoming(delta):
             m.src.outgoing -= 1
-            m.src.deliver(req, front=True)  # resumes on the source with its KV, which never left
+            m.src.deliver(req, front=True, copied=False)  # resumes on the source with its KV, which never left
             self._abort(m, "aborted_no_room")
             return
         m.copied += max(delta, 0)
@@ -158,6 +160,7 @@ class Migrator:
         self._done(m)
 
     def _done(self, m: _Move) -> None:
+        del self.active[m.req.id]
         self.busy.discard(self.pos[m.src.index])
         self.busy.discard(self.pos[m.dst.index])
 

@@ -18,10 +18,10 @@ every smaller size and a feasible one every larger size; a run that *fails* (an 
 settles only itself. The exhaustive grid (`sim.planner_grid`) makes no such assumption; the tests and
 benchmarks/PLANNER.md compare the two, and the search log flags any pair of runs that contradicts it.
 
-Where to probe comes from the M/G/c estimate (`estimate`): first at the smallest size it thinks meets
-the SLO, then just below a feasible probe (then bisecting), or — once `top` feasible configurations set
-a price threshold — at the largest size under the threshold, which settles the whole configuration in
-one run when it fails. The estimate orders the work; it never excludes a size.
+Where to probe comes from the M/G/c estimate (`estimated_start`, see `_probe`): around the smallest size it
+thinks meets the SLO, then just below a feasible probe (then bisecting), or — once `top` feasible
+configurations set a price threshold — at the largest size under the threshold, which settles the whole
+configuration in one run when it fails. The estimate orders the work; it never excludes a size.
 """
 
 from __future__ import annotations
@@ -266,7 +266,14 @@ def _threshold(axes: list[Axis], top: int) -> float:
 
 
 def _probe(req: PlanRequest, ax: Axis, size: Size, threshold: float) -> Size:
-    """Which size to simulate to settle the unresolved candidate `size` (itself, or a colocated probe)."""
+    """Which size to simulate to settle the unresolved candidate `size` (itself, or a colocated probe).
+
+    Colocated, with `upper` the largest size within the budget and the price threshold: below a feasible
+    size, the next size down, then bisection; else, while the estimate `e` stands (e >= n), e − 1 (the
+    cheaper side of where the estimate puts the boundary: if it fails, e comes next; if the candidate is
+    not competitive, e may never be needed) — or `upper` when e is above it (one failing run there settles
+    the configuration); once the estimate is refuted, `upper` when there is a threshold, else galloping up.
+    """
     if ax.config.shape != "colocated":
         return size
     n = size[0]
@@ -274,15 +281,16 @@ def _probe(req: PlanRequest, ax: Axis, size: Size, threshold: float) -> Size:
     if threshold < math.inf:
         upper = min(upper, math.floor((threshold + EPS) / ax.config.price_per_instance))
     hi = min((s[0] for s in ax.feasible), default=None)
-    if hi is not None:  # below a feasible size: next size down first, then bisect
+    est = ax.est
+    if hi is not None:
         upper = min(upper, hi - 1)
         target = upper if ax.downs <= 1 else (n + upper + 1) // 2
-    elif ax.est is not None and ax.est >= n:  # the estimate is not refuted yet
-        target = ax.est
-    elif threshold < math.inf:  # the largest size under the threshold: settles the rest if it fails
-        target = upper
-    else:  # no threshold yet: double past the refuted estimate
-        target = 2 * n - 1
+    elif est is not None and est >= n:
+        target = upper if est > upper else est - 1
+    elif threshold < math.inf or est is None:
+        target = upper if est is not None else n
+    else:
+        target = n + max(0, n - 1 - est)
     probe = max(n, min(target, upper))
     while probe > n and (probe,) in ax.failed:
         probe -= 1

@@ -535,11 +535,11 @@ def estimate(b: Bounds, traffic: Traffic, slo: SLOSpec, n: int, margin: float) -
 
 
 def estimated_start(b: Bounds, traffic: Traffic, slo: SLOSpec, lo: int, hi: int, margin: float) -> int:
-    """Where the search first simulates a colocated configuration: the smallest n in [lo, hi] whose estimate
-    is within `margin` × the limits, else `hi` (one run there settles every smaller n if it fails)."""
+    """Where the estimate puts a colocated configuration's boundary: the smallest n in [lo, hi] whose estimate
+    is within `margin` × the limits, else hi + 1 (nothing fits: the search then tries `hi` first)."""
     if b.cost is None:
         return lo
     for n in range(lo, hi + 1):
         if not estimate(b, traffic, slo, n, margin).why:
             return n
-    return hi
+    return hi + 1

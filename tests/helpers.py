@@ -53,6 +53,7 @@ def scenario(
     fast_forward: bool = True,
     watermark: float = 0.0,
     preemption: str = "recompute",
+    system_prompt: int | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     sc: dict[str, Any] = {
@@ -68,5 +69,7 @@ def scenario(
         or {"kind": "linear", "base_s": 0.01, "per_prefill_token_s": 0.001, "per_decode_seq_s": 0.002},
         "engine": {"fast_forward": fast_forward},
     }
+    if system_prompt:  # prefix caching with every prompt starting with this many shared tokens
+        sc["kv_cache"]["prefix_cache"] = {"system_prompt_tokens": system_prompt}
     sc.update(extra)
     return sc

@@ -37,10 +37,11 @@ def _run(tmp_path, reqs, **kw) -> sim.Result:
 
 @SETTINGS
 @given(reqs=st.lists(request, min_size=1, max_size=25), sched=schedulers, cost=costs,
-       kv=st.integers(12, 200), instances=st.integers(1, 3), router=st.sampled_from(["round_robin", "least_requests"]))
-def test_accounting_and_bounds(tmp_path, reqs, sched, cost, kv, instances, router):
+       kv=st.integers(12, 200), instances=st.integers(1, 3), router=st.sampled_from(["round_robin", "least_requests"]),
+       prefix=st.sampled_from([None, 32]))
+def test_accounting_and_bounds(tmp_path, reqs, sched, cost, kv, instances, router, prefix):
     res = _run(tmp_path, reqs, scheduler=sched, cost=cost, kv_blocks=kv, instances=instances, router=router,
-               watermark=0.01)
+               watermark=0.01, system_prompt=prefix)
     df = res.requests
     c = res.summary["counts"]
     # conservation: everything that arrived ended somewhere
@@ -58,23 +59,28 @@ def test_accounting_and_bounds(tmp_path, reqs, sched, cost, kv, instances, route
     assert (tl["kv_used_blocks"] >= 0).all() and (tl["kv_used_blocks"] <= kv).all()
     for _, g in tl.groupby("instance"):
         assert g["time_s"].is_monotonic_increasing
-    # TTFT is at least the prompt's prefill alone on an empty instance
+    # TTFT is at least the prompt's prefill alone on an empty instance (less what a prefix hit can skip)
     lin = LinearCost(LinearCostConfig(**{k: v for k, v in cost.items() if k != "kind"}))
     for r in done.itertuples():
+        hit = min(prefix or 0, r.prompt_tokens - 1) // 16 * 16
+        assert 0 <= (r.prefix_hit_tokens if prefix else 0) <= hit
+        todo = r.prompt_tokens - hit
         if sched["kind"] == "sarathi":
             b = sched["token_budget"]
-            chunks = [min(b, r.prompt_tokens - i) for i in range(0, r.prompt_tokens, b)]
+            chunks = [min(b, todo - i) for i in range(0, todo, b)]
             alone = sum(lin.iteration([(q, 0)], 0, 0) for q in chunks)
         else:
-            alone = lin.iteration([(r.prompt_tokens, 0)], 0, 0)
+            alone = lin.iteration([(todo, 0)], 0, 0)
         assert r.ttft_s >= alone - 1e-12
 
 
 @SETTINGS
 @given(reqs=st.lists(request, min_size=1, max_size=25), sched=schedulers, cost=costs, kv=st.integers(12, 200),
-       instances=st.integers(1, 2), preemption=st.sampled_from(["recompute", "swap"]))
-def test_fast_forward_is_exact(tmp_path, reqs, sched, cost, kv, instances, preemption):
-    kw = dict(scheduler=sched, cost=cost, kv_blocks=kv, instances=instances, preemption=preemption)
+       instances=st.integers(1, 2), preemption=st.sampled_from(["recompute", "swap"]),
+       prefix=st.sampled_from([None, 32]))
+def test_fast_forward_is_exact(tmp_path, reqs, sched, cost, kv, instances, preemption, prefix):
+    kw = dict(scheduler=sched, cost=cost, kv_blocks=kv, instances=instances, preemption=preemption,
+              system_prompt=prefix)
     # the reference: one iteration at a time, per-request bookkeeping
     ref = _run(tmp_path, reqs, fast_forward=False, engine={"fast_forward": False, "cohort_decoding": False}, **kw)
     for ff in (True, False):

@@ -307,6 +307,22 @@ def test_plan_matches_exhaustive_on_a_wider_space(tmp_path: Path) -> None:
     assert len(res.evaluated) < len(ref.evaluated) / 3
 
 
+@pytest.mark.slow
+def test_plan_matches_brute_force_on_the_notebook_traffic(tmp_path: Path) -> None:
+    """The reviewer's second case: 3000 requests, where the old planner skipped L40S sarathi/512 × 4
+    (feasible, the same $/hour as its answer, more headroom)."""
+    req = tiny_request(
+        hardware=["h100-sxm", "l40s"], schedulers=parse_schedulers("sarathi:512,sarathi:2048", [256]), budget=5
+    )
+    req.traffic = make_traffic("azure-conv", 20.0, None, num_requests=3000)
+    req.slo = parse_slo("ttft_p99=2,tpot_p99=0.1")
+    want = brute_force(req, tmp_path / "brute")
+    res = plan(req, tmp_path / "plan")
+    assert res.best is not None and (res.best.config, res.best.size) == want
+    assert res.best.config.gpu == "l40s" and res.best.size == (4,)
+    assert len(res.evaluated) < 2 * 2 * req.budget / 2
+
+
 def test_cli_plan_and_capacity(tmp_path: Path) -> None:
     args = ["plan", "--model", "llama-3.1-8b", "--rate", "20", "--lengths", "fixed:512,128", "--requests", "300",
             "--slo", SLO, "--hardware", "h100-sxm", "--tp", "1", "--shapes", "colocated", "--schedulers", "sarathi:512",

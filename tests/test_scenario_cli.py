@@ -61,7 +61,7 @@ def test_override_error_and_override_value(tmp_path):
     p = tmp_path / "s.yaml"
     p.write_text(BASE)
     assert sim.load_scenario(p, ["cluster.instances=3"]).cluster.instances == 3
-    with pytest.raises(ServesimError, match="cluster.instances"):
+    with pytest.raises(ServesimError, match=r"cluster\.instances"):
         sim.load_scenario(p, ["cluster.instances=-1"])
     with pytest.raises(ServesimError, match="KEY=VALUE"):
         sim.load_scenario(p, ["cluster.instances"])
