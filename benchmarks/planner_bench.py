@@ -1,15 +1,17 @@
 """Planner benchmark: time and simulations of the target plan, and the planner against exhaustive grids.
 
-    python benchmarks/planner_bench.py [--workers 2] [--out runs/planner-bench] [--only target|grid|notebook]
-                                       [--no-grid] [--results PATH]
+    python benchmarks/planner_bench.py [--workers 2] [--out runs/planner-bench] [--no-grid] [--results PATH]
+                                       [--only target|grid|shapes|notebook|target-colocated]
 
 1. target: `servesim plan` for Llama-3.1-70B on the Azure conversation trace over H100-SXM, A100-80G and
    L40S, tp 2/4/8, colocated + disaggregated, the default scheduler settings; fresh cache.
 2. grid: the same traffic on a smaller space (tp 4/8, fcfs + sarathi:512, at most 24 GPUs) solved by
    the planner and by simulating every (configuration, instance count); same answer expected.
-3. notebook: the setting of notebooks/capacity.ipynb where the old planner's queueing-estimate pruning
+3. shapes: as 2. over both shapes (every prefill:decode pair) at most 16 GPUs, against the exhaustive grid.
+4. notebook: the setting of notebooks/capacity.ipynb where the old planner's queueing-estimate pruning
    skipped feasible, cheaper sizes (Llama-3.1-8B, the Azure conversation trace at 20 req/s, first 3000
    requests, tp 1, three scheduler settings, at most 6 GPUs), planner against the exhaustive grid.
+5. target-colocated: 1. without the disaggregated shape (the space older planners could search).
 
 Writes `benchmarks/planner_results.json` (or `--results`); PLANNER.md quotes it. Only `plan`,
 `exhaustive` and `PlanRequest` are used, so the same script can time an older planner from a snapshot of
@@ -79,7 +81,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", type=Path, default=Path("runs/planner-bench"))
-    ap.add_argument("--only", choices=["target", "grid", "notebook"], default=None)
+    ap.add_argument("--only", choices=["target", "grid", "shapes", "notebook", "target-colocated"], default=None)
     ap.add_argument("--no-grid", action="store_true", help="skip the exhaustive grids (planner only)")
     ap.add_argument("--results", type=Path, default=HERE / "planner_results.json")
     a = ap.parse_args()
@@ -92,31 +94,33 @@ def main() -> None:
         "note": "shared machine: other jobs ran concurrently, wall times are noisy",
     }
     backend = make_backend(a.workers)
-    if a.only in (None, "target"):
-        req = PlanRequest("llama-3.1-70b", traffic, slo, tps=[2, 4, 8])
+
+    def target(name: str, shapes: list[str]) -> None:
+        req = PlanRequest("llama-3.1-70b", traffic, slo, tps=[2, 4, 8], shapes=shapes)
         t0 = time.perf_counter()
-        res = plan(req, a.out / "target", backend)
-        results["target"] = {**_summary(res), "command_wall_s": round(time.perf_counter() - t0, 1)}
-        (a.out / "target").mkdir(parents=True, exist_ok=True)
-        (a.out / "target" / "search_log.txt").write_text("\n".join(res.log) + "\n")
-        print(json.dumps(results["target"], indent=1))
+        res = plan(req, a.out / name, backend)
+        results[name] = {**_summary(res), "command_wall_s": round(time.perf_counter() - t0, 1)}
+        (a.out / name).mkdir(parents=True, exist_ok=True)
+        (a.out / name / "search_log.txt").write_text("\n".join(res.log) + "\n")
+        print(json.dumps(results[name], indent=1))
+
+    def versus(name: str, req: PlanRequest, space: str) -> None:
+        p = plan(req, a.out / f"{name}-plan", backend)
+        (a.out / f"{name}-plan" / "search_log.txt").write_text("\n".join(p.log) + "\n")
+        g = None if a.no_grid else exhaustive(req, a.out / f"{name}-all", backend)
+        results[name] = _versus(p, g, space)
+        print(json.dumps(results[name], indent=1))
+
+    if a.only in (None, "target"):
+        target("target", ["colocated", "disaggregated"])
+    small: dict[str, Any] = {"tps": [4, 8], "schedulers": parse_schedulers("fcfs,sarathi:512", [256]), "top": 3}
     if a.only in (None, "grid"):
-        small = PlanRequest(
-            "llama-3.1-70b",
-            traffic,
-            slo,
-            tps=[4, 8],
-            shapes=["colocated"],
-            schedulers=parse_schedulers("fcfs,sarathi:512", [256]),
-            budget=24,
-            top=3,
-        )
-        p = plan(small, a.out / "grid-plan", backend)
-        (a.out / "grid-plan" / "search_log.txt").write_text("\n".join(p.log) + "\n")
-        g = None if a.no_grid else exhaustive(small, a.out / "grid-all", backend)
-        space = "h100-sxm/a100-80g/l40s x tp 4,8 x fcfs,sarathi:512 x 1..24 GPUs, colocated"
-        results["grid"] = _versus(p, g, space)
-        print(json.dumps(results["grid"], indent=1))
+        req = PlanRequest("llama-3.1-70b", traffic, slo, shapes=["colocated"], budget=24, **small)
+        versus("grid", req, "h100-sxm/a100-80g/l40s x tp 4,8 x fcfs,sarathi:512 x 1..24 GPUs, colocated")
+    if a.only in (None, "shapes"):
+        req = PlanRequest("llama-3.1-70b", traffic, slo, shapes=["colocated", "disaggregated"], budget=16, **small)
+        space = "h100-sxm/a100-80g/l40s x tp 4,8 x fcfs,sarathi:512 x colocated 1..16 GPUs + every P:D pair <= 16 GPUs"
+        versus("shapes", req, space)
     if a.only in (None, "notebook"):
         nb = PlanRequest(
             "llama-3.1-8b",
@@ -128,13 +132,10 @@ def main() -> None:
             budget=6,
             top=3,
         )
-        p = plan(nb, a.out / "notebook-plan", backend)
-        (a.out / "notebook-plan" / "search_log.txt").write_text("\n".join(p.log) + "\n")
-        g = None if a.no_grid else exhaustive(nb, a.out / "notebook-all", backend)
         space = "llama-3.1-8b, azure-conv @ 20 req/s (3000 requests), h100-sxm/a100-80g/l40s x tp 1 x "
-        space += "fcfs,sarathi:512,sarathi:2048 x 1..6 instances"
-        results["notebook"] = _versus(p, g, space)
-        print(json.dumps(results["notebook"], indent=1))
+        versus("notebook", nb, space + "fcfs,sarathi:512,sarathi:2048 x 1..6 instances")
+    if a.only in (None, "target-colocated"):
+        target("target-colocated", ["colocated"])
     backend.close()
     old = json.loads(a.results.read_text()) if a.results.exists() else {}
     a.results.parent.mkdir(parents=True, exist_ok=True)

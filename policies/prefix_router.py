@@ -31,6 +31,10 @@ class PrefixAffinityConfig(BaseModel):
         default=8, ge=0, description="load cap: skip instances with more than (fewest + this) requests"
     )
     block_tokens: int = Field(default=512, ge=1, description="prompt tokens per block id (Mooncake: 512)")
+    index_tokens: int | None = Field(
+        default=None, ge=1, description="prompt tokens remembered per instance; unset: its GPU KV capacity "
+        "(raise it when a host-memory tier keeps more)"
+    )
 
 
 class PrefixAffinity:
@@ -42,7 +46,7 @@ class PrefixAffinity:
     def _ensure(self, instances: Sequence[InstanceLoad]) -> None:
         while len(self.index) < len(instances):
             inst = instances[len(self.index)]
-            tokens = inst.num_blocks * getattr(inst, "block_size", 16)
+            tokens = self.cfg.index_tokens or inst.num_blocks * getattr(inst, "block_size", 16)
             self.index.append(OrderedDict())
             self.capacity.append(max(1, tokens // self.cfg.block_tokens))
 

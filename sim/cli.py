@@ -159,12 +159,15 @@ def list_(what: Annotated[str, typer.Argument(help="models | hardware | policies
                 f"{g.tdp_w:.0f}",
             )
     elif what == "policies":
-        from policies.registry import ROUTERS, SCHEDULERS
+        from policies.registry import MIGRATIONS, ROUTERS, SCHEDULERS
         from sim.costmodel import COST_MODELS
 
         for c in ("family", "kind", "what it does"):
             t.add_column(c)
-        for fam, reg in (("scheduler", SCHEDULERS), ("router", ROUTERS), ("cost_model", COST_MODELS)):
+        families = (
+            ("scheduler", SCHEDULERS), ("router", ROUTERS), ("migration", MIGRATIONS), ("cost_model", COST_MODELS)
+        )
+        for fam, reg in families:
             for e in reg.entries.values():
                 t.add_row(fam, e.kind, e.doc)
     elif what == "traces":

@@ -21,10 +21,13 @@ identical results.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 
 from sim.recorder import LogHistogram
 from sim.request import Request
+
+_JOINS = itertools.count(1)  # join tickets; only their order within one cohort matters (heap ties)
 
 
 class Cohort:
@@ -52,7 +55,7 @@ class Cohort:
         g = self.G
         req.co_base = g
         req.co_join = g
-        self.seq += 1
+        self.seq = next(_JOINS)  # unique across cohorts: a request that moved on leaves stale entries behind
         req.co_seq = self.seq
         self.n += 1
         self.kv += req.kv_tokens
@@ -70,7 +73,7 @@ class Cohort:
             req.kv_tokens += d
             req.last_token = self.last
             req.co_base = self.G
-        req.blocks = -(-(req.kv_tokens + (1 if self.reserved else 0)) // self.bs)
+        req.blocks = -(-(req.kv_tokens + (1 if self.reserved else 0)) // self.bs) - req.shared_blocks
 
     def leave(self, req: Request) -> None:
         """Remove a member (completion or preemption), leaving its fields exact."""

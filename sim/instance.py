@@ -90,6 +90,9 @@ class Instance:
         self.arrivals_closed = False  # the workload will route no more requests here
         self.swap_s = 0.0  # total seconds of swap traffic priced into iterations
         self._swap_pending = 0.0  # swap seconds incurred while planning, added to the next iteration
+        # admitted a request whose KV was here already: the queue's head changed, so the next plan may differ
+        # although no block freed — take one step, as a swap-in does
+        self._one_step = False
         self.t = 0.0  # the instance's exact clock (env.now may differ by rounding)
         self.iterations = 0
         self.busy_s = 0.0
@@ -139,8 +142,10 @@ class Instance:
             self.waiting.remove(req)
         if req.kv_here:  # transferred or migrated: its blocks are held here already, nothing to copy
             req.kv_here = False
+            self._one_step = True
         elif self.prefix_cache is not None and req.kv_tokens == 0 and req.prefill_done < req.prefill_target:
-            self.prefix_cache.admit(req)  # cached prompt blocks are shared; the prefill starts after them
+            # cached prompt blocks are shared, the prefill starts after them; host-tier ones are copied back
+            self._swap_pending += self.prefix_cache.admit(req) * self.swap_block_s
         else:
             need = self.admit_blocks(req)
             self.pool.take(need)
@@ -185,7 +190,7 @@ class Instance:
                     self.cohort.sync(r)
 
     def reserve_decode_slot(self, req: Request) -> bool:
-        if req.kv_tokens + 1 <= req.blocks * self.block_size:
+        if req.kv_tokens + 1 <= (req.blocks + req.shared_blocks) * self.block_size:
             return True
         if self.pool.free == 0:
             return False
@@ -198,7 +203,7 @@ class Instance:
             return False
         bs, taken = self.block_size, 0
         for r in reqs:
-            if r.kv_tokens >= r.blocks * bs:
+            if r.kv_tokens >= (r.blocks + r.shared_blocks) * bs:
                 r.blocks += 1
                 taken += 1
         self.pool.take(taken)
@@ -236,7 +241,9 @@ class Instance:
             if done and run.cohort:
                 used += self.cohort.blocks(1, done - 1)  # type: ignore[union-attr]
             elif done:
-                used += sum(max(0, self.blocks_for(r.kv_tokens + done) - r.blocks) for r in run.decode)
+                used += sum(
+                    max(0, self.blocks_for(r.kv_tokens + done) - r.blocks - r.shared_blocks) for r in run.decode
+                )
         return used
 
     # -- arrivals ------------------------------------------------------------------------------------
@@ -315,6 +322,7 @@ class Instance:
                 yield from self._decode_cohort(plan)
             else:
                 yield from self._decode(plan)
+            self._one_step = False
 
     def _adopt(self, plan: BatchPlan) -> None:
         """Turn a cohort scheduler's decode plan into a cohort step. Either `decode_all` reserved the
@@ -409,7 +417,7 @@ class Instance:
             left = r.output - r.generated
             if left < k_max:
                 k_max = left
-        if self.fast_forward and plan.preempted == 0 and k_max > 1:
+        if self.fast_forward and plan.preempted == 0 and k_max > 1 and not self._one_step:
             k = min(k_max, self.scheduler.decision_horizon(self, plan))
             if n * (-(-k // self.block_size)) > self.pool.free:  # blocks might run short within k steps
                 k = self._block_limit(decode, k)
@@ -456,7 +464,7 @@ class Instance:
             req.generated = g
             kv = req.kv_tokens + k
             req.kv_tokens = kv
-            need = -(-kv // bs) - req.blocks
+            need = -(-kv // bs) - req.blocks - req.shared_blocks
             if need > 0:
                 new_blocks += need
                 req.blocks += need
@@ -477,7 +485,7 @@ class Instance:
         assert co is not None
         n = co.n
         k = 1
-        if self.fast_forward and plan.preempted == 0 and not self._swap_pending:
+        if self.fast_forward and plan.preempted == 0 and not self._swap_pending and not self._one_step:
             k_max = co.steps_to_completion()
             if k_max > 1:
                 k = co.block_limit(min(k_max, self.scheduler.decision_horizon(self, plan)), self.pool.free)
@@ -545,7 +553,9 @@ class Instance:
     def _block_limit(self, decode: list[Request], k: int) -> int:
         """Largest number of steps (≤ k) whose new KV blocks fit in the free pool."""
         bs = self.block_size
-        spare = np.fromiter((r.blocks * bs - r.kv_tokens for r in decode), dtype=np.int64, count=len(decode))
+        spare = np.fromiter(
+            ((r.blocks + r.shared_blocks) * bs - r.kv_tokens for r in decode), dtype=np.int64, count=len(decode)
+        )
         # a request with e = spare slots needs a new block at steps e+1, e+1+bs, ...; step 1 is reserved
         counts = np.bincount(spare, minlength=bs + 1)
         s = np.arange(1, k + 1)
@@ -680,7 +690,7 @@ class Instance:
     def _evict(self) -> None:
         todo, self.evicting = self.evicting, []
         for req, done in todo:
-            if req.blocks and not req.in_prefill and req in self.running:
+            if not req.in_prefill and req in self.running:
                 if req.co_base >= 0:
                     self.cohort.leave(req)  # type: ignore[union-attr]
                 self.running.remove(req)

@@ -18,10 +18,12 @@ every smaller size and a feasible one every larger size; a run that *fails* (an 
 settles only itself. The exhaustive grid (`sim.planner_grid`) makes no such assumption; the tests and
 benchmarks/PLANNER.md compare the two, and the search log flags any pair of runs that contradicts it.
 
-Where to probe comes from the M/G/c estimate (`estimated_start`, see `_probe`): around the smallest size it
-thinks meets the SLO, then just below a feasible probe (then bisecting), or — once `top` feasible
-configurations set a price threshold — at the largest size under the threshold, which settles the whole
-configuration in one run when it fails. The estimate orders the work; it never excludes a size.
+The M/G/c estimate (`estimated_start`: the smallest size it thinks meets the SLO) decides which
+unresolved candidates go first (`_priority`: the estimated cheapest configurations) and where to probe
+(`_probe`: at or just below the estimated size, then just below a feasible probe and bisecting, or — once
+`top` feasible configurations set a price threshold — at the largest size under the threshold, which
+settles the rest of the configuration in one run when it fails). It orders the work and never excludes
+a size: every candidate cheaper than the threshold is settled by a run before the search ends.
 """
 
 from __future__ import annotations
@@ -265,17 +267,26 @@ def _threshold(axes: list[Axis], top: int) -> float:
     return costs[top - 1] if len(costs) >= top else math.inf
 
 
+def _priority(ax: Axis, size: Size) -> float:
+    """Which unresolved candidates to settle first (all of them are settled before the search ends): the
+    configurations the estimate thinks cheapest, so that a price threshold is known early."""
+    if ax.est is None or ax.feasible:
+        return ax.cost(size)
+    return ax.config.price_per_instance * max(size[0], ax.est)
+
+
 def _probe(req: PlanRequest, ax: Axis, size: Size, threshold: float) -> Size:
     """Which size to simulate to settle the unresolved candidate `size` (itself, or a colocated probe).
 
     Colocated, with `upper` the largest size within the budget and the price threshold: below a feasible
-    size, the next size down, then bisection; else, while the estimate `e` stands (e >= n), e − 1 (the
-    cheaper side of where the estimate puts the boundary: if it fails, e comes next; if the candidate is
-    not competitive, e may never be needed) — or `upper` when e is above it (one failing run there settles
-    the configuration); once the estimate is refuted, `upper` when there is a threshold, else galloping up.
+    size, the next size down, then bisection. Else, while the estimate `e` stands (e >= n): `upper` when e
+    is above it (one failing run there settles the configuration); without a threshold yet, e itself (a
+    feasible run sets the threshold sooner); with one, e − 1 (the cheaper side: if it fails e comes next,
+    and if the configuration is not competitive e is never needed). Once the estimate is refuted: `upper`
+    when there is a threshold, else walking up, galloping as the estimate proves further off.
     """
     if ax.config.shape != "colocated":
-        return size
+        return _probe_pools(req, ax, size, threshold)
     n = size[0]
     upper = req.budget // ax.config.tp
     if threshold < math.inf:
@@ -285,16 +296,38 @@ def _probe(req: PlanRequest, ax: Axis, size: Size, threshold: float) -> Size:
     if hi is not None:
         upper = min(upper, hi - 1)
         target = upper if ax.downs <= 1 else (n + upper + 1) // 2
-    elif est is not None and est >= n:
-        target = upper if est > upper else est - 1
-    elif threshold < math.inf or est is None:
-        target = upper if est is not None else n
+    elif est is None:
+        target = n
+    elif est >= n:
+        target = upper if est > upper else est if threshold == math.inf else est - 1
+    elif threshold < math.inf:
+        target = upper
     else:
         target = n + max(0, n - 1 - est)
     probe = max(n, min(target, upper))
     while probe > n and (probe,) in ax.failed:
         probe -= 1
     return (probe,)
+
+
+def _probe_pools(req: PlanRequest, ax: Axis, size: Size, threshold: float) -> Size:
+    """For shapes with several pools, once there is a price threshold: `size` with one pool raised as far as
+    the budget and the threshold allow (one failing run settles every size it dominates: a whole row or
+    column of the grid), pool by pool, skipping extremes already known feasible; else `size` itself."""
+    if threshold == math.inf:
+        return size
+    for i in range(len(size)):
+        grown = list(size)
+        while True:
+            grown[i] += 1
+            t = tuple(grown)
+            if ax.shape.instances(t) * ax.config.tp > req.budget or round(ax.cost(t), 6) > threshold + EPS:
+                grown[i] -= 1
+                break
+        probe = tuple(grown)
+        if probe != size and probe not in ax.failed and not ax.settled_feasible(probe):
+            return probe
+    return size
 
 
 def _axes(
@@ -373,9 +406,8 @@ def plan(req: PlanRequest, out_dir: Path, backend: Backend | None = None, progre
     while True:
         while len(evaluated) < req.max_simulations:
             thr = _threshold(axes, req.top)
-            batch: list[tuple[Axis, Size]] = []
-            keep, busy = [], set()
-            while heap and len(batch) < width and heap[0][0] <= thr + EPS:
+            open_: list[tuple[float, int, str, int, Axis, Size]] = []  # unresolved candidates within the threshold
+            while heap and heap[0][0] <= thr + EPS:
                 item = heapq.heappop(heap)
                 ax, size = item[-2], item[-1]
                 if ax.settled_infeasible(size):
@@ -384,14 +416,17 @@ def plan(req: PlanRequest, out_dir: Path, backend: Backend | None = None, progre
                     for nxt in ax.shape.successors(size):
                         push(ax, nxt)
                     continue
-                if ax.settled_feasible(size):
-                    continue
-                keep.append(item)
-                if ax.config not in busy:
+                if not ax.settled_feasible(size):
+                    open_.append(item)
+            for item in open_:
+                heapq.heappush(heap, item)
+            batch: list[tuple[Axis, Size]] = []
+            busy: set[Config] = set()
+            for item in sorted(open_, key=lambda it: (_priority(it[-2], it[-1]), it[:4])):
+                ax, size = item[-2], item[-1]
+                if len(batch) < width and ax.config not in busy:
                     busy.add(ax.config)
                     batch.append((ax, _probe(req, ax, size, thr)))
-            for item in keep:
-                heapq.heappush(heap, item)
             if not batch:
                 break
             counts["search rounds"] += 1

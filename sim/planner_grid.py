@@ -10,10 +10,28 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from sim.errors import ServesimError
 from sim.planner import Evaluated, PlanRequest, PlanResult, SearchLog, confirm, simulate
 from sim.planner_space import SHAPES, Config, Size, Space
 from sim.sweep_exec import Backend, SerialBackend
+
+
+def sizes(req: PlanRequest, cfg: Config) -> list[Size]:
+    """Every size of a configuration within the GPU budget: from the smallest (one instance per pool) through
+    the shape's successors (colocated: 1..budget/tp; two pools: every (prefill, decode) pair)."""
+    shape = SHAPES[cfg.shape]
+    first = shape.start({"total": 1, "prefill": 1, "decode": 1})
+    out: list[Size] = []
+    todo, seen = [first], {first}
+    while todo:
+        size = todo.pop()
+        if shape.instances(size) * cfg.tp > req.budget:
+            continue
+        out.append(size)
+        for nxt in shape.successors(size):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return sorted(out)
 
 
 def exhaustive(req: PlanRequest, out_dir: Path, backend: Backend | None = None) -> PlanResult:
@@ -29,9 +47,7 @@ def exhaustive(req: PlanRequest, out_dir: Path, backend: Backend | None = None) 
         if shape.unavailable():
             pruned[cfg] = ("unavailable", shape.unavailable() or "")
             continue
-        if cfg.shape != "colocated":
-            raise ServesimError(f"exhaustive grid: shape {cfg.shape} has no size grid yet")
-        items += [(cfg, (n,)) for n in range(1, req.budget // cfg.tp + 1)]
+        items += [(cfg, size) for size in sizes(req, cfg)]
     evaluated = simulate(req, items, out_dir / "runs", backend, "grid")
     ok = [e for e in evaluated if e.row.get("status") == "ok"]
     counts["simulated"] = sum(1 for e in ok if not e.row.get("cached"))

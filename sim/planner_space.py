@@ -129,16 +129,16 @@ class Colocated:
 class Disaggregated:
     """A prefill pool and a decode pool (Splitwise, DistServe); size = (prefill, decode) instances.
 
-    Everything but `scenario()` is written: the search grows either pool, bounds start each pool at its
-    own roofline minimum. `scenario()` waits for `cluster.prefill` / `cluster.decode` in the schema.
+    The search grows either pool, bounds start each pool at its own roofline minimum; both pools use the
+    configuration's GPU, tp and scheduler, and the base scenario's link and transfer mode.
     """
 
     name: str = "disaggregated"
 
     def unavailable(self) -> str | None:
         if not {"prefill", "decode"} <= set(Cluster.model_fields):
-            return "cluster.prefill/cluster.decode pools are not in the scenario schema yet (issue 5)"
-        return "the schema has prefill/decode pools but Disaggregated.scenario() is not written yet"
+            return "cluster.prefill/cluster.decode pools are not in the scenario schema"
+        return None
 
     def start(self, n_min: dict[str, int]) -> Size:
         return (max(1, n_min["prefill"]), max(1, n_min["decode"]))
@@ -150,7 +150,15 @@ class Disaggregated:
         return size[0] + size[1]
 
     def scenario(self, cfg: Config, size: Size, base: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError(self.unavailable())
+        sc = copy.deepcopy(base)
+        sc["hardware"] = cfg.gpu
+        cluster = sc.setdefault("cluster", {})
+        for key in ("instances", "tp"):  # per pool now
+            cluster.pop(key, None)
+        cluster["prefill"] = {**cluster.get("prefill", {}), "instances": size[0], "tp": cfg.tp}
+        cluster["decode"] = {**cluster.get("decode", {}), "instances": size[1], "tp": cfg.tp}
+        sc["scheduler"] = cfg.scheduler_dict
+        return sc
 
     def describe(self, size: Size) -> str:
         return f"{size[0]}P:{size[1]}D"

@@ -18,10 +18,16 @@ from hwprofiles import catalog
 from hwprofiles.specs import GPUSpec
 from policies.registry import ROUTERS, SCHEDULERS
 from sim.costmodel import COST_MODELS, CostModel
+from sim.errors import ServesimError
 from sim.instance import Instance
 from sim.kvcache import KVCapacity, kv_capacity
 from sim.recorder import RequestLog
 from sim.scenario import Scenario
+
+# schedulers that keep per-request state in `Request.sched`: a request handed from one pool to the other
+# would carry one scheduler's state into a scheduler of another kind (and back into the first's lazy
+# structures), so pools with different schedulers may use only the stateless kinds
+STATEFUL_SCHEDULERS = frozenset({"ltr", "mlfq", "length_group"})
 
 
 @dataclass
@@ -63,6 +69,13 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
         cost = COST_MODELS.build(sc.cost_model, model=model, gpu=gpu, tp=pool.tp, base_dir=sc.base_dir)
         router = pool.router or (c.router if role == "prefill" else ROUTERS.get("least_kv").config())
         specs.append(PoolSpec(role, pool.instances, pool.tp, gpu, pool.scheduler or sc.scheduler, router, cap, cost))
+    kinds = {s.scheduler.kind for s in specs}
+    if len(kinds) > 1 and kinds & STATEFUL_SCHEDULERS:
+        raise ServesimError(
+            f"cluster.prefill and cluster.decode use schedulers {sorted(kinds)}: "
+            f"{sorted(kinds & STATEFUL_SCHEDULERS)[0]!r} keeps per-request state that cannot cross the hand-off "
+            "to a scheduler of another kind; use one kind in both pools, or stateless kinds only"
+        )
     return specs
 
 
@@ -94,8 +107,9 @@ def build_instances(
             if pc is not None and pc.enabled:
                 from sim.prefix_cache import PrefixPool
 
+                host = int(pc.host_memory_gb * 1e9 // spec.capacity.bytes_per_block)  # per GPU, like the KV shards
                 inst.pool = inst.prefix_cache = PrefixPool(
-                    spec.capacity.num_blocks, spec.capacity.block_size, pc.block_tokens, pc.system_prompt_tokens
+                    spec.capacity.num_blocks, spec.capacity.block_size, pc.block_tokens, pc.system_prompt_tokens, host
                 )
             out.append(inst)
     return out
@@ -141,6 +155,7 @@ class PrefixStats:
         looked = sum(p.lookup_tokens for p in self.pools)
         return {
             "hit_tokens": hit,
+            "host_hit_tokens": sum(p.host_hit_tokens for p in self.pools),
             "prompt_tokens_admitted": looked,
             "hit_rate": hit / looked if looked else math.nan,
             "admissions": sum(p.admissions for p in self.pools),

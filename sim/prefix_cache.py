@@ -8,18 +8,24 @@ still holding its content, so it can be hit again until allocation reaches it at
 LRU eviction. The pool's `free` count therefore includes evictable cached blocks, and everything that
 reads `free` (schedulers, fast-forward, watermarks) keeps its meaning.
 
+Host tier (optional, Mooncake's "more storage for less computation"): a cached block evicted from GPU
+memory is kept in a host-memory LRU of `host_blocks` blocks. A prefix found there (after the blocks found
+on the GPU) is not recomputed but copied back over the host link, priced like a swap-in; once back it is
+registered on the GPU again.
+
 Keys: with Mooncake-style block ids (one id per `block_tokens` prompt tokens, chained over the prefix),
 engine block j (block_size tokens) is keyed by (id of the trace block holding its last token, j). For
 traces without ids, `system_prompt_tokens` makes the first N tokens of every prompt one shared prefix.
 
-A request's `blocks` is its whole block table; `PrefixState.shared` lists the blocks of it the cache
-owns (hit at admission, or its own prompt blocks once registered). Freeing a request gives back
-`blocks − len(shared)` anonymous blocks and drops one reference from each shared one.
+A request's block table is `shared_blocks` blocks the cache owns (hit at admission, or its own prompt blocks
+once registered; their keys are in `PrefixState.shared`) plus `blocks` of its own. So `blocks` counts what
+freeing the request surely returns (what a scheduler choosing a victim may count on); freeing it gives back
+its own blocks and drops one reference from each shared one (which returns too if it was the last).
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 
 import numpy as np
 
@@ -51,6 +57,9 @@ class PrefixPool(BlockPool):
         "evictions",
         "hit_log",
         "hit_tokens",
+        "host",
+        "host_blocks",
+        "host_hit_tokens",
         "inserted",
         "lookup_tokens",
         "queue",
@@ -58,7 +67,9 @@ class PrefixPool(BlockPool):
         "tok",
     )
 
-    def __init__(self, total: int, block_size: int, block_tokens: int = 512, system_prompt_tokens: int = 0) -> None:
+    def __init__(
+        self, total: int, block_size: int, block_tokens: int = 512, system_prompt_tokens: int = 0, host_blocks: int = 0
+    ) -> None:
         super().__init__(total)
         self.block_size = block_size
         self.block_tokens = block_tokens
@@ -68,6 +79,9 @@ class PrefixPool(BlockPool):
         self.queue: deque[int | tuple[int, int]] = deque([total]) if total else deque()
         self.cache: dict[int, list[int]] = {}  # key -> [references, token in the free list (0: in use)]
         self.tok = 0
+        self.host_blocks = host_blocks  # capacity of the host-memory tier, in blocks (0: none)
+        self.host: OrderedDict[int, None] = OrderedDict()  # keys evicted from the GPU, least recent first
+        self.host_hit_tokens = 0
         self.hit_log: np.ndarray | None = None  # per request id: prompt tokens served from the cache
         self.hit_tokens = 0
         self.lookup_tokens = 0
@@ -97,6 +111,10 @@ class PrefixPool(BlockPool):
                     del cache[key]
                     self.evictions += 1
                     n -= 1
+                    if self.host_blocks:  # ... to host memory
+                        self.host[key] = None
+                        if len(self.host) > self.host_blocks:
+                            self.host.popitem(last=False)
 
     def give(self, n: int) -> None:
         if n <= 0:
@@ -144,31 +162,38 @@ class PrefixPool(BlockPool):
             return (np.asarray(ids, dtype=np.int64)[h[ok]] * _POS + j[ok]).tolist()
         return [-(j + 1) for j in range(min(n, self.system_blocks))]
 
-    def lookup(self, req: Request) -> tuple[int, int]:
-        """(blocks of the prompt found in the cache from its start, how many of those are in use by others).
-        At least one prompt token is always computed (its logits give the first token)."""
+    def lookup(self, req: Request) -> tuple[int, int, int]:
+        """(prompt blocks found on the GPU from its start, how many of those others use, blocks found in the
+        host tier right after them). At least one prompt token is always computed (its logits give the first
+        token)."""
         st = self.state(req)
-        limit = min(len(st.keys), (req.prefill_target - 1) // self.block_size)
+        keys = st.keys
+        limit = min(len(keys), (req.prefill_target - 1) // self.block_size)
         cache = self.cache
         hit = used = 0
-        for key in st.keys[:limit]:
-            e = cache.get(key)
+        while hit < limit:
+            e = cache.get(keys[hit])
             if e is None:
                 break
             hit += 1
             if e[0]:
                 used += 1
-        return hit, used
+        more = 0
+        host = self.host
+        while hit + more < limit and keys[hit + more] in host:
+            more += 1
+        return hit, used, more
 
     def admit_blocks(self, req: Request) -> int:
         """Free blocks admitting `req` consumes: its prefill's blocks less hits that others hold."""
-        _, used = self.lookup(req)
+        _, used, _ = self.lookup(req)
         return -(-req.prefill_target // self.block_size) - used
 
-    def admit(self, req: Request) -> None:
-        """Reference the cached prefix, allocate the rest; the prefill starts after the hit."""
+    def admit(self, req: Request) -> int:
+        """Reference the cached prefix, allocate the rest; the prefill starts after the hit. Returns the blocks
+        to copy back from the host tier (the caller prices the copy)."""
         st = self.state(req)
-        hit, _ = self.lookup(req)
+        hit, _, more = self.lookup(req)
         keys = st.keys[:hit]
         cache = self.cache
         for key in keys:
@@ -179,18 +204,23 @@ class PrefixPool(BlockPool):
             e[0] += 1
         if self.free < 0:
             raise AssertionError(f"KV pool over-allocated by a prefix hit: free {self.free}")
+        for key in st.keys[hit : hit + more]:  # most recent before the allocation below evicts into the tier
+            self.host.move_to_end(key)
         total = -(-req.prefill_target // self.block_size)
         self.take(total - hit)
-        req.blocks = total
+        req.blocks = total - hit
+        req.shared_blocks = hit
         st.shared = list(keys)
-        st.upto = hit
-        tokens = hit * self.block_size
+        st.upto = hit  # host-tier blocks [hit, hit + more) are private copies until `insert` registers them
+        tokens = (hit + more) * self.block_size
         req.prefill_done = req.kv_tokens = tokens
         self.admissions += 1
         self.hit_tokens += tokens
+        self.host_hit_tokens += more * self.block_size
         self.lookup_tokens += req.prompt
         if self.hit_log is not None and req.generated == 0:
             self.hit_log[req.id] = tokens
+        return more
 
     def insert(self, req: Request) -> None:
         """Register the request's prompt blocks computed so far (a key already cached stays a private copy)."""
@@ -200,16 +230,18 @@ class PrefixPool(BlockPool):
             return
         cache = self.cache
         for key in st.keys[st.upto : m]:
-            if key not in cache:
+            if key not in cache:  # its own block becomes the cache's, still referenced by it
                 cache[key] = [1, 0]
                 st.shared.append(key)
+                req.blocks -= 1
+                req.shared_blocks += 1
                 self.inserted += 1
         st.upto = m
 
     def free_request(self, req: Request) -> None:
         """Give back its private blocks, then its shared ones (last first, so a prompt's tail is evicted first)."""
         st: PrefixState = req.prefix  # type: ignore[assignment]
-        self.give(req.blocks - len(st.shared))
+        self.give(req.blocks)
         cache, q = self.cache, self.queue
         for key in reversed(st.shared):
             e = cache[key]
@@ -223,6 +255,7 @@ class PrefixPool(BlockPool):
             raise AssertionError(f"KV pool over-freed: free {self.free} > total {self.total}")
         st.shared = []
         st.upto = 0
+        req.shared_blocks = 0
         if len(q) > 2 * self.total + 64:
             self._compact()
 

@@ -45,6 +45,7 @@ class Request:
         "prompt",
         "reject_reason",
         "sched",
+        "shared_blocks",
     )
 
     def __init__(
@@ -73,7 +74,8 @@ class Request:
         self.prefill_target = prompt  # tokens the current prefill pass must compute (prompt + generated)
         self.prefill_done = 0  # tokens of the current prefill pass already computed
         self.kv_tokens = 0  # tokens whose K/V are stored
-        self.blocks = 0  # KV blocks held
+        self.blocks = 0  # KV blocks held that are its own (excludes `shared_blocks`)
+        self.shared_blocks = 0  # leading blocks it references from the prefix cache (shared, counted there)
         self.preemptions = 0
         self.first_scheduled = NAN
         self.first_token = NAN

@@ -211,7 +211,7 @@ class Cluster(Strict):
     def _pools(self) -> Cluster:
         if (self.prefill is None) != (self.decode is None):
             raise ValueError("a disaggregated cluster needs both `prefill` and `decode` pools")
-        if self.prefill is not None and {"instances", "tp"} & self.model_fields_set:
+        if self.prefill is not None and (self.instances, self.tp) != (1, 1):  # (1, 1): unset, or a dump of a run
             raise ValueError("with prefill/decode pools, give instances and tp per pool, not on the cluster")
         return self
 
@@ -228,6 +228,10 @@ class PrefixCache(Strict):
     block_tokens: int = Field(default=512, ge=1, description="prompt tokens per trace block id (Mooncake: 512)")
     system_prompt_tokens: int = Field(
         default=0, ge=0, description="traces without block ids: every prompt starts with this many shared tokens"
+    )
+    host_memory_gb: float = Field(
+        default=0.0, ge=0, description="per GPU: a host-memory tier for blocks evicted from the GPU (Mooncake); "
+        "a hit there is copied back over the host link instead of recomputed"
     )
 
 
