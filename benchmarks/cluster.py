@@ -44,8 +44,10 @@ DISAGG_SLO = {"ttft_s": 0.25, "tpot_s": 0.025}  # DistServe-style chat SLOs, sca
 DISAGG_RATES = [8, 12, 16, 20, 24, 28, 32]
 DISAGG = {
     "colocated 4 fcfs": {"cluster": {"instances": 4, "router": LR}},
-    "colocated 4 sarathi-512": {"cluster": {"instances": 4, "router": LR},
-                                "scheduler": {"kind": "sarathi", "token_budget": 512}},
+    "colocated 4 sarathi-512": {
+        "cluster": {"instances": 4, "router": LR},
+        "scheduler": {"kind": "sarathi", "token_budget": 512},
+    },
     "disagg 2P:2D": {"cluster": {"router": LR, "prefill": {"instances": 2}, "decode": {"instances": 2}}},
     "disagg 1P:3D": {"cluster": {"router": LR, "prefill": {"instances": 1}, "decode": {"instances": 3}}},
     "disagg 3P:1D": {"cluster": {"router": LR, "prefill": {"instances": 3}, "decode": {"instances": 1}}},
@@ -54,28 +56,52 @@ DISAGG = {
 COST_SLO = {"ttft_s": 0.5, "tpot_s": 0.05}
 # Splitwise's SLOs: percentiles no worse than these multiples of the same percentile on an uncontended
 # machine (here one A100 serving the same trace one request at a time, the slowest GPU in the comparison)
-SPLITWISE_SLO = {("ttft_s", "p50"): 2.0, ("ttft_s", "p90"): 3.0, ("ttft_s", "p99"): 6.0,
-                 ("itl_s", "p50"): 1.25, ("itl_s", "p90"): 1.5, ("itl_s", "p99"): 5.0}
+SPLITWISE_SLO = {
+    ("ttft_s", "p50"): 2.0,
+    ("ttft_s", "p90"): 3.0,
+    ("ttft_s", "p99"): 6.0,
+    ("itl_s", "p50"): 1.25,
+    ("itl_s", "p90"): 1.5,
+    ("itl_s", "p99"): 5.0,
+}
 COST_SCALES = [1.0, 0.6, 0.4, 0.3, 0.2, 0.15, 0.12, 0.1, 0.085, 0.075]  # Azure conv at 1x .. 13x its speed
 IB = {"bandwidth_gbps": 200, "latency_s": 0.001}  # HDR InfiniBand per GPU, 1 ms per copy
 COST = {
     "colocated 3 x H100": {"cluster": {"instances": 3, "router": LR}},
     "colocated 5 x A100": {"hardware": A100, "cluster": {"instances": 5, "router": LR}},
-    "HH 2P:1D H100": {"cluster": {"router": LR, "prefill": {"instances": 2}, "decode": {"instances": 1},
-                                  "link": IB}},
-    "HA 1P H100 : 3D A100": {"cluster": {"router": LR, "prefill": {"instances": 1},
-                                         "decode": {"instances": 3, "hardware": A100}, "link": IB}},
-    "HA 2P H100 : 2D A100": {"cluster": {"router": LR, "prefill": {"instances": 2},
-                                         "decode": {"instances": 2, "hardware": A100}, "link": IB}},
-    "HA 2P:2D serialized": {"cluster": {"router": LR, "prefill": {"instances": 2}, "kv_transfer": "serialized",
-                                        "decode": {"instances": 2, "hardware": A100}, "link": IB}},
+    "HH 2P:1D H100": {"cluster": {"router": LR, "prefill": {"instances": 2}, "decode": {"instances": 1}, "link": IB}},
+    "HA 1P H100 : 3D A100": {
+        "cluster": {"router": LR, "prefill": {"instances": 1}, "decode": {"instances": 3, "hardware": A100}, "link": IB}
+    },
+    "HA 2P H100 : 2D A100": {
+        "cluster": {"router": LR, "prefill": {"instances": 2}, "decode": {"instances": 2, "hardware": A100}, "link": IB}
+    },
+    "HA 2P:2D serialized": {
+        "cluster": {
+            "router": LR,
+            "prefill": {"instances": 2},
+            "kv_transfer": "serialized",
+            "decode": {"instances": 2, "hardware": A100},
+            "link": IB,
+        }
+    },
 }
 
 LLUMNIX_RATES = [8, 9, 10, 11]
 LLUMNIX_BASE: dict[str, Any] = {
-    "workload": {"num_requests": 3000, "arrival": {"kind": "gamma", "rate": 9, "cv": 3},
-                 "lengths": {"kind": "lognormal", "prompt_median": 512, "prompt_sigma": 1.0, "output_median": 256,
-                             "output_sigma": 1.0, "max_prompt": 8192, "max_output": 4096}},
+    "workload": {
+        "num_requests": 3000,
+        "arrival": {"kind": "gamma", "rate": 9, "cv": 3},
+        "lengths": {
+            "kind": "lognormal",
+            "prompt_median": 512,
+            "prompt_sigma": 1.0,
+            "output_median": 256,
+            "output_sigma": 1.0,
+            "max_prompt": 8192,
+            "max_output": 4096,
+        },
+    },
     "kv_cache": {"gpu_memory_utilization": 0.27},
     "slo": {"ttft_s": 2.0, "tpot_s": 0.1},
 }
@@ -85,8 +111,9 @@ LLUMNIX = {
     "random": {"cluster": {"instances": 4, "router": {"kind": "random"}, "link": NET}},
     "random + migration": {"cluster": {"instances": 4, "router": {"kind": "random"}, "migration": MIG, "link": NET}},
     "llumnix dispatch": {"cluster": {"instances": 4, "router": {"kind": "llumnix"}, "link": NET}},
-    "llumnix dispatch + migration": {"cluster": {"instances": 4, "router": {"kind": "llumnix"}, "migration": MIG,
-                                                 "link": NET}},
+    "llumnix dispatch + migration": {
+        "cluster": {"instances": 4, "router": {"kind": "llumnix"}, "migration": MIG, "link": NET}
+    },
 }
 
 PREFIX_BASE: dict[str, Any] = {
@@ -119,20 +146,33 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def _scenario(exp: str, name: str, x: float) -> dict[str, Any]:
-    base: dict[str, Any] = {"name": f"{exp}-{name}", "seed": 0, "model": MODEL, "hardware": H100,
-                            "scheduler": {"kind": "fcfs"}, "cost_model": {"kind": "roofline"}}
+    base: dict[str, Any] = {
+        "name": f"{exp}-{name}",
+        "seed": 0,
+        "model": MODEL,
+        "hardware": H100,
+        "scheduler": {"kind": "fcfs"},
+        "cost_model": {"kind": "roofline"},
+    }
     if exp == "disagg":
-        base["workload"] = {"num_requests": 1500, "arrival": {"kind": "poisson", "rate": x},
-                            "lengths": {"kind": "trace", "path": "sharegpt", "format": "vidur"}}
+        base["workload"] = {
+            "num_requests": 1500,
+            "arrival": {"kind": "poisson", "rate": x},
+            "lengths": {"kind": "trace", "path": "sharegpt", "format": "vidur"},
+        }
         base["slo"] = DISAGG_SLO
         return _merge(base, DISAGG[name])
     if exp == "cost-ref":  # uncontended: one A100, arrivals 20x slower than recorded
-        base["workload"] = {"num_requests": 400,
-                            "arrival": {"kind": "trace", "path": "azure-conv", "format": "azure", "time_scale": x}}
+        base["workload"] = {
+            "num_requests": 400,
+            "arrival": {"kind": "trace", "path": "azure-conv", "format": "azure", "time_scale": x},
+        }
         return _merge(base, {"hardware": A100, "cluster": {"instances": 1}})
     if exp == "cost":
-        base["workload"] = {"num_requests": 3000,
-                            "arrival": {"kind": "trace", "path": "azure-conv", "format": "azure", "time_scale": x}}
+        base["workload"] = {
+            "num_requests": 3000,
+            "arrival": {"kind": "trace", "path": "azure-conv", "format": "azure", "time_scale": x},
+        }
         base["slo"] = COST_SLO
         return _merge(base, COST[name])
     if exp == "llumnix":
@@ -156,10 +196,15 @@ def run_point(job: tuple[str, str, float]) -> dict[str, Any]:
     s, df = res.summary, res.requests
     m = s["metrics"]
     row: dict[str, Any] = {
-        "exp": exp, "config": name, "x": x, "wall_s": time.perf_counter() - t0,
+        "exp": exp,
+        "config": name,
+        "x": x,
+        "wall_s": time.perf_counter() - t0,
         "rate": s["counts"]["arrived"] / max(df["arrival_s"].max() - df["arrival_s"].min(), 1e-9),
-        "completed": s["counts"]["completed"], "preemptions": s["counts"]["preemptions"],
-        "slo_attainment": s["throughput"]["slo_attainment"], "goodput_rps": s["throughput"]["goodput_rps"],
+        "completed": s["counts"]["completed"],
+        "preemptions": s["counts"]["preemptions"],
+        "slo_attainment": s["throughput"]["slo_attainment"],
+        "goodput_rps": s["throughput"]["goodput_rps"],
         "tokens_per_s": s["throughput"]["output_tokens_per_s"],
         "cost": {k: v for k, v in s["cost"].items() if k != "pools"},
     }
@@ -215,13 +260,17 @@ def table_disagg(rows: list[dict[str, Any]]) -> str:
     by = _by(rows, "disagg")
     if not by:
         return "_not run_"
-    lines = ["| config | rate (req/s) | TTFT p50 / p90 / p99 (ms) | TBT p50 / p99 (ms) | TPOT p90 (ms) | SLO att. |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| config | rate (req/s) | TTFT p50 / p90 / p99 (ms) | TBT p50 / p99 (ms) | TPOT p90 (ms) | SLO att. |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, rs in by.items():
         for r in rs:
             t, i = r["ttft_s"], r["itl_s"]
-            lines.append(f"| {name} | {r['x']:.0f} | {_ms(t['p50'])} / {_ms(t['p90'])} / {_ms(t['p99'])} | "
-                         f"{_ms(i['p50'])} / {_ms(i['p99'])} | {_ms(r['tpot_s']['p90'])} | {r['slo_attainment']:.0%} |")
+            lines.append(
+                f"| {name} | {r['x']:.0f} | {_ms(t['p50'])} / {_ms(t['p90'])} / {_ms(t['p99'])} | "
+                f"{_ms(i['p50'])} / {_ms(i['p99'])} | {_ms(r['tpot_s']['p90'])} | {r['slo_attainment']:.0%} |"
+            )
     lines += ["", "| config | GPUs | goodput at 90% SLO attainment (req/s) | per GPU |", "|---|---:|---:|---:|"]
     for name, rs in by.items():
         g, gpus = goodput_at(rs), rs[0]["cost"]["gpus"]
@@ -252,12 +301,15 @@ def table_cost(rows: list[dict[str, Any]]) -> str:
     if not by or not refs:
         return "_not run_"
     ref = refs[0]
-    lines = [f"Uncontended reference (1 x A100, 400 requests at 1/20 of the recorded rate): TTFT p50 / p90 / p99 "
-             f"{_ms(ref['ttft_s']['p50'])} / {_ms(ref['ttft_s']['p90'])} / {_ms(ref['ttft_s']['p99'])} ms, TBT "
-             f"{_ms(ref['itl_s']['p50'])} / {_ms(ref['itl_s']['p90'])} / {_ms(ref['itl_s']['p99'])} ms.", "",
-             "| config | GPUs | $/h | Splitwise-SLO throughput (req/s) | per $/h | goodput at 90% (req/s) | per $/h | "
-             "TTFT p90 (ms) | TBT p50 / p99 (ms) | KV copy exposed mean / p99 (ms) | $/M tokens | avg kW |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Uncontended reference (1 x A100, 400 requests at 1/20 of the recorded rate): TTFT p50 / p90 / p99 "
+        f"{_ms(ref['ttft_s']['p50'])} / {_ms(ref['ttft_s']['p90'])} / {_ms(ref['ttft_s']['p99'])} ms, TBT "
+        f"{_ms(ref['itl_s']['p50'])} / {_ms(ref['itl_s']['p90'])} / {_ms(ref['itl_s']['p99'])} ms.",
+        "",
+        "| config | GPUs | $/h | Splitwise-SLO throughput (req/s) | per $/h | goodput at 90% (req/s) | per $/h | "
+        "TTFT p90 (ms) | TBT p50 / p99 (ms) | KV copy exposed mean / p99 (ms) | $/M tokens | avg kW |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, rs in by.items():
         g, sw = goodput_at(rs), splitwise_rate(rs, ref)
         c = rs[0]["cost"]
@@ -272,8 +324,10 @@ def table_cost(rows: list[dict[str, Any]]) -> str:
             f"{at['cost']['dollars_per_million_output_tokens']:.3f} | {at['cost']['avg_power_w'] / 1000:.2f} |"
         )
     lines.append("")
-    lines.append("Latency, copy, $/M-token and power columns are at the busiest rate that met the Splitwise SLOs "
-                 "(or the lightest rate when none did).")
+    lines.append(
+        "Latency, copy, $/M-token and power columns are at the busiest rate that met the Splitwise SLOs "
+        "(or the lightest rate when none did)."
+    )
     return "\n".join(lines)
 
 
@@ -281,16 +335,21 @@ def table_llumnix(rows: list[dict[str, Any]]) -> str:
     by = _by(rows, "llumnix")
     if not by:
         return "_not run_"
-    lines = ["| config | rate (req/s) | TTFT p50 / p99 (ms) | E2E p99 (s) | TPOT p99 (ms) | preemptions | "
-             "migrations (aborted) | downtime mean (ms) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| config | rate (req/s) | TTFT p50 / p99 (ms) | E2E p99 (s) | TPOT p99 (ms) | preemptions | "
+        "migrations (aborted) | downtime mean (ms) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, rs in by.items():
         for r in rs:
             m = r.get("migration")
             mig = f"{m['completed']} ({sum(m['aborted'].values())})" if m else "—"
             down = _ms(m["downtime_s"]["mean"]) if m else "—"
             ttft = f"{_ms(r['ttft_s']['p50'])} / {_ms(r['ttft_s']['p99'])}"
-            lines.append(f"| {name} | {r['x']:.0f} | {ttft} | {r['e2el_s']['p99']:.1f} | {_ms(r['tpot_s']['p99'])} | "
-                         f"{r['preemptions']} | {mig} | {down} |")
+            lines.append(
+                f"| {name} | {r['x']:.0f} | {ttft} | {r['e2el_s']['p99']:.1f} | {_ms(r['tpot_s']['p99'])} | "
+                f"{r['preemptions']} | {mig} | {down} |"
+            )
     return "\n".join(lines)
 
 
@@ -318,19 +377,27 @@ def table_prefix(rows: list[dict[str, Any]]) -> str:
     by = _by(rows, "prefix")
     if not by:
         return "_not run_"
-    lines = ["| config | hit rate | of which host tier | TTFT mean / p50 / p99 (ms) | queue p50 (ms) | E2E mean (s) | "
-             "tok/s | $/M tokens |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| config | hit rate | of which host tier | TTFT mean / p50 / p99 (ms) | queue p50 (ms) | E2E mean (s) | "
+        "tok/s | $/M tokens |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, (r,) in by.items():
         p = r.get("prefix_cache")
         hit = f"{p['hit_rate']:.1%}" if p else "—"
         host = f"{p['host_hit_tokens'] / max(p['prompt_tokens_admitted'], 1):.1%}" if p else "—"
         t = r["ttft_s"]
-        lines.append(f"| {name} | {hit} | {host} | {_ms(t['mean'])} / {_ms(t['p50'])} / {_ms(t['p99'])} | "
-                     f"{_ms(r['queue_delay_s']['p50'])} | {r['e2el_s']['mean']:.2f} | {r['tokens_per_s']:.0f} | "
-                     f"{r['cost']['dollars_per_million_output_tokens']:.3f} |")
+        lines.append(
+            f"| {name} | {hit} | {host} | {_ms(t['mean'])} / {_ms(t['p50'])} / {_ms(t['p99'])} | "
+            f"{_ms(r['queue_delay_s']['p50'])} | {r['e2el_s']['mean']:.2f} | {r['tokens_per_s']:.0f} | "
+            f"{r['cost']['dollars_per_million_output_tokens']:.3f} |"
+        )
     n = PREFIX_BASE["workload"]["num_requests"]
-    lines += ["", f"Upper bound from the trace itself (an infinite cache that every request finds): "
-              f"{trace_hit_bound(n):.1%} of the prompt tokens of these {n} requests."]
+    lines += [
+        "",
+        f"Upper bound from the trace itself (an infinite cache that every request finds): "
+        f"{trace_hit_bound(n):.1%} of the prompt tokens of these {n} requests.",
+    ]
     return "\n".join(lines)
 
 
@@ -352,8 +419,12 @@ def plots(rows: list[dict[str, Any]]) -> list[str]:
             ax[1].plot(x, [r["itl_s"]["p99"] for r in rs], "o-", label=name)
             ax[2].plot(x, [r["slo_attainment"] for r in rs], "o-", label=name)
         ax[0].set(yscale="log", xlabel="offered load (req/s)", ylabel="TTFT p90 (s)", title="time to first token")
-        ax[1].set(yscale="log", xlabel="offered load (req/s)", ylabel="inter-token latency p99 (s)",
-                  title="time between tokens (tail)")
+        ax[1].set(
+            yscale="log",
+            xlabel="offered load (req/s)",
+            ylabel="inter-token latency p99 (s)",
+            title="time between tokens (tail)",
+        )
         ax[2].axhline(0.9, color="grey", ls="--")
         ax[2].set(xlabel="offered load (req/s)", ylabel="SLO attainment", title="TTFT ≤ 250 ms and TPOT ≤ 25 ms")
         ax[0].legend(fontsize=8)
@@ -427,13 +498,24 @@ def plots(rows: list[dict[str, Any]]) -> list[str]:
 
 # -- the page -------------------------------------------------------------------------------------------------
 def write_page(rows: list[dict[str, Any]]) -> None:
-    blocks = {"disagg": table_disagg(rows), "cost": table_cost(rows), "llumnix": table_llumnix(rows),
-              "prefix": table_prefix(rows)}
-    text = PAGE.read_text() if PAGE.exists() else "# Cluster shapes\n\n" + "".join(
-        f"## {k}\n\n<!-- gen:{k} -->\n<!-- /gen:{k} -->\n\n" for k in blocks)
+    blocks = {
+        "disagg": table_disagg(rows),
+        "cost": table_cost(rows),
+        "llumnix": table_llumnix(rows),
+        "prefix": table_prefix(rows),
+    }
+    text = (
+        PAGE.read_text()
+        if PAGE.exists()
+        else "# Cluster shapes\n\n" + "".join(f"## {k}\n\n<!-- gen:{k} -->\n<!-- /gen:{k} -->\n\n" for k in blocks)
+    )
     for k, body in blocks.items():
-        text = re.sub(rf"<!-- gen:{k} -->.*?<!-- /gen:{k} -->", lambda _m, k=k, b=body: f"<!-- gen:{k} -->\n{b}\n"
-                      f"<!-- /gen:{k} -->", text, flags=re.S)
+        text = re.sub(
+            rf"<!-- gen:{k} -->.*?<!-- /gen:{k} -->",
+            lambda _m, k=k, b=body: f"<!-- gen:{k} -->\n{b}\n<!-- /gen:{k} -->",
+            text,
+            flags=re.S,
+        )
     PAGE.write_text(text)
 
 

@@ -110,8 +110,11 @@ class LlumnixMigration:
             room = inst.num_blocks - inst.kv_used_blocks() - inst.admit_blocks(head)
             if room >= getattr(inst, "watermark_blocks", 0):
                 continue  # it gets in by itself
-            d = max((i for i in range(len(instances)) if i != s and i not in used), key=lambda i: (free[i], -i),
-                    default=None)
+            d = max(
+                (i for i in range(len(instances)) if i != s and i not in used),
+                key=lambda i: (free[i], -i),
+                default=None,
+            )
             if d is None or free[d] < self.cfg.threshold:
                 continue
             worst = max(r.priority for r in cands)

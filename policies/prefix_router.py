@@ -32,8 +32,10 @@ class PrefixAffinityConfig(BaseModel):
     )
     block_tokens: int = Field(default=512, ge=1, description="prompt tokens per block id (Mooncake: 512)")
     index_tokens: int | None = Field(
-        default=None, ge=1, description="prompt tokens remembered per instance; unset: its GPU KV capacity "
-        "(raise it when a host-memory tier keeps more)"
+        default=None,
+        ge=1,
+        description="prompt tokens remembered per instance; unset: its GPU KV capacity "
+        "(raise it when a host-memory tier keeps more)",
     )
 
 

@@ -58,6 +58,7 @@ class Disaggregation:
         self.router = ROUTERS.build(d_spec.router, rng=sim.rngs["routing"])
         bw = link_bandwidth(sc.cluster.link, p_spec.gpu, d_spec.gpu)
         self.block_s = max(p_spec.capacity.bytes_per_block, d_spec.capacity.bytes_per_block) / bw
+        self.block_bytes = p_spec.capacity.bytes_per_block * p_spec.tp  # the whole block, all GPUs' shards
         self.layerwise = sc.cluster.kv_transfer == "layerwise"
         self.layers = sc.model_spec.num_layers
         self.links = {p.index: Link(sc.cluster.link.latency_s) for p in self.prefill}
@@ -121,6 +122,9 @@ class Disaggregation:
         self.kv_transfer_wait_s[req.id] = queued
         self.decode_instance[req.id] = dst.index
         x.dst = dst
+        tracer = x.src.tracer
+        if tracer is not None:
+            tracer.kv_transfer(x.src.index, dst.index, start, ready, req.id, x.blocks * self.block_bytes)
         self.late.at(ready, (0, req.id), partial(self._land, x, dst))
         return True
 

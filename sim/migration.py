@@ -40,6 +40,7 @@ class _Move:
     dst: Instance
     copied: int  # blocks taken on the destination (and copied or being copied)
     preemptions: int  # the request's count when the move began: a preemption voids the copy
+    started: float
     stage: int = 1
     stopped: float = math.nan  # when the source took it out (stop-and-copy began)
 
@@ -93,7 +94,7 @@ class Migrator:
         if not dst.reserve_incoming(blocks):
             self.counts["aborted_no_room"] += 1
             return
-        m = _Move(req, src, dst, blocks, req.preemptions)
+        m = _Move(req, src, dst, blocks, req.preemptions, self.env.now)
         req.mig = m
         self.active[req.id] = m
         self.busy.update((self.pos[src.index], self.pos[dst.index]))
@@ -151,6 +152,18 @@ class Migrator:
         self.downtimes.append(down)
         self.stages.append(m.stage)
         self.counts["completed"] += 1
+        tracer = m.src.tracer
+        if tracer is not None:
+            tracer.migration(
+                m.src.index,
+                m.dst.index,
+                m.started,
+                self.env.now,
+                req.id,
+                stages=m.stage,
+                blocks=m.copied,
+                downtime_s=down,
+            )
         self._done(m)
 
     def _abort(self, m: _Move, why: str) -> None:

@@ -60,8 +60,11 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
     if c.prefill is None or c.decode is None:
         from sim.engine import build_cost_model, capacity  # the colocated path exactly as it always was
 
-        return [PoolSpec("colocated", c.instances, c.tp, sc.gpu_spec, sc.scheduler, c.router, capacity(sc),
-                         build_cost_model(sc))]
+        return [
+            PoolSpec(
+                "colocated", c.instances, c.tp, sc.gpu_spec, sc.scheduler, c.router, capacity(sc), build_cost_model(sc)
+            )
+        ]
     specs = []
     for role, pool in (("prefill", c.prefill), ("decode", c.decode)):
         gpu = _gpu(pool.hardware, sc.gpu_spec)

@@ -66,9 +66,10 @@ def cost_caption(summary: dict[str, Any]) -> str:
         f"output tokens, avg {c['avg_power_w'] / 1000:.2f} kW"
     )
     if len(c["pools"]) > 1:
-        line += " (" + "; ".join(
-            f"{role}: {p['gpus']} x {p['hardware']}, ${p['dollars_per_hour']:.2f}/h, busy {p['busy_fraction']:.0%}, "
-            f"{p['avg_power_w'] / 1000:.2f} kW"
+        parts = [
+            f"{role}: {p['gpus']} x {p['hardware']}, ${p['dollars_per_hour']:.2f}/h, "
+            f"busy {p['busy_fraction']:.0%}, {p['avg_power_w'] / 1000:.2f} kW"
             for role, p in c["pools"].items()
-        ) + ")"
+        ]
+        line += " (" + "; ".join(parts) + ")"
     return line

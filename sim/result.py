@@ -110,6 +110,14 @@ def run(
     summary = summarize(df, sim.log, sc.slo, sim.simulated_s, sc.workload.classes)
     tput = summary["throughput"]
     summary["cost"] = cost_summary(sim, tput["output_tokens_per_s"], tput["duration_s"])
+    summary["cluster"] = {
+        "mode": "disaggregated" if sc.cluster.disaggregated else "colocated",
+        "pools": {
+            p.role: {"instances": p.instances, "tp": p.tp, "hardware": p.gpu.name,
+                     "kv_blocks_per_instance": p.capacity.num_blocks, "kv_tokens_per_instance": p.capacity.tokens}
+            for p in sim.pools
+        },
+    }
     for feature in sim.features:
         summary[feature.name] = feature.summary()
     summary["sim"] = {

@@ -22,8 +22,12 @@ BLOCK_BYTES = 8192
 
 
 def _disagg(trace, mode="serialized", gbps=1.0, latency=0.002, **kw):
-    cluster = {"prefill": {"instances": 1}, "decode": {"instances": 1}, "kv_transfer": mode,
-               "link": {"bandwidth_gbps": gbps, "latency_s": latency}}
+    cluster = {
+        "prefill": {"instances": 1},
+        "decode": {"instances": 1},
+        "kv_transfer": mode,
+        "link": {"bandwidth_gbps": gbps, "latency_s": latency},
+    }
     cluster.update(kw.pop("cluster", {}))
     return scenario(trace, cluster=cluster, **kw)
 
@@ -47,6 +51,17 @@ def test_disagg_single_request_ttft_and_second_token(tmp_path, mode):
     assert c["gpus"] == 2 and set(c["pools"]) == {"prefill", "decode"}
 
 
+def test_transfers_and_migrations_are_traced(tmp_path):
+    from sim.tracing import Tracer
+
+    tracer = Tracer()
+    sim.run(_disagg(write_csv(tmp_path / "w.csv", [(0.0, 100, 5), (0.0, 50, 1)])), trace_events=tracer)
+    assert [(x[0], x[1], x[2]) for x in tracer._transfers] == [("kv transfer", 0, 1)]  # the 1-token one stays
+    tracer = Tracer()
+    sim.run(_mig(write_csv(tmp_path / "m.csv", MIG_TRACE)), trace_events=tracer)
+    assert [(x[0], x[5]["request"]) for x in tracer._transfers] == [("migration", 2)]
+
+
 def test_disagg_layerwise_overlap_shrinks_when_the_link_is_slow(tmp_path):
     """A copy slower than the prefill it overlaps cannot hide: it ends `copy` after the prefill starts."""
     trace = write_csv(tmp_path / "w.csv", [(0.0, 100, 3)])
@@ -67,8 +82,7 @@ def test_disagg_link_queueing_and_decode_memory_wait(tmp_path):
     assert r.loc[1, "kv_transfer_wait_s"] == pytest.approx(copy, abs=1e-12)
     assert r.loc[1, "kv_transfer_s"] == pytest.approx(2 * copy, abs=1e-12)
     # decode instance with room for one request (7 + 1 blocks) only
-    sc = _disagg(trace, gbps=1.0, latency=0.0,
-                 cluster={"decode": {"instances": 1, "hardware": tiny_gpu(9)}})
+    sc = _disagg(trace, gbps=1.0, latency=0.0, cluster={"decode": {"instances": 1, "hardware": tiny_gpu(9)}})
     r = sim.run(sc).requests
     first_done = r.loc[0, "completion_s"]
     assert r.loc[1, "kv_transfer_wait_s"] == pytest.approx(first_done - 0.01 - 0.2, abs=1e-12)
@@ -101,9 +115,14 @@ def test_example_scenarios_run(tmp_path):
 
 def test_disagg_pools_with_different_hardware_and_tp(tmp_path):
     trace = write_csv(tmp_path / "w.csv", [(0.0, 64, 4)])
-    sc = scenario(trace, cost={"kind": "roofline"}, model="llama-3.1-8b", hardware="h100-sxm",
-                  kv_cache={"gpu_memory_utilization": 0.9},
-                  cluster={"prefill": {"instances": 1, "tp": 2}, "decode": {"instances": 2, "hardware": "a100-80g"}})
+    sc = scenario(
+        trace,
+        cost={"kind": "roofline"},
+        model="llama-3.1-8b",
+        hardware="h100-sxm",
+        kv_cache={"gpu_memory_utilization": 0.9},
+        cluster={"prefill": {"instances": 1, "tp": 2}, "decode": {"instances": 2, "hardware": "a100-80g"}},
+    )
     res = sim.run(sc)
     c = res.summary["cost"]
     assert c["gpus"] == 4
@@ -116,8 +135,17 @@ def test_disagg_pools_with_different_hardware_and_tp(tmp_path):
 # -- prefix caching -----------------------------------------------------------------------------------------
 def test_prefix_hit_skips_exactly_the_cached_blocks(tmp_path):
     trace = write_csv(tmp_path / "w.csv", [(0.0, 100, 5), (1.0, 100, 5), (2.0, 40, 3)])
-    res = sim.run(scenario(trace, kv_cache={"gpu_memory_utilization": 1.0, "reserve_gb": 0.0, "watermark": 0.0,
-                                             "prefix_cache": {"system_prompt_tokens": 48}}))
+    res = sim.run(
+        scenario(
+            trace,
+            kv_cache={
+                "gpu_memory_utilization": 1.0,
+                "reserve_gb": 0.0,
+                "watermark": 0.0,
+                "prefix_cache": {"system_prompt_tokens": 48},
+            },
+        )
+    )
     r = res.requests
     assert list(r["prefix_hit_tokens"]) == [0, 48, 32]  # 3 shared blocks; a 40-token prompt keeps its last token
     assert r.loc[0, "ttft_s"] == pytest.approx(0.01 + 0.001 * 100, abs=1e-12)
@@ -129,8 +157,17 @@ def test_prefix_hit_skips_exactly_the_cached_blocks(tmp_path):
 def test_prefix_blocks_are_shared_not_double_counted(tmp_path):
     """Two concurrent requests with one cached 48-token prefix hold 3 shared + their own blocks."""
     trace = write_csv(tmp_path / "w.csv", [(0.0, 50, 2), (1.0, 100, 40), (1.0, 100, 40)])
-    sc = sim.load_scenario(scenario(trace, kv_cache={"gpu_memory_utilization": 1.0, "reserve_gb": 0.0,
-                                                     "watermark": 0.0, "prefix_cache": {"system_prompt_tokens": 48}}))
+    sc = sim.load_scenario(
+        scenario(
+            trace,
+            kv_cache={
+                "gpu_memory_utilization": 1.0,
+                "reserve_gb": 0.0,
+                "watermark": 0.0,
+                "prefix_cache": {"system_prompt_tokens": 48},
+            },
+        )
+    )
     s = Simulation(sc)
     seen = []
 
@@ -147,8 +184,12 @@ def test_prefix_blocks_are_shared_not_double_counted(tmp_path):
 
 
 def _mooncake(path, rows):
-    path.write_text("".join(f'{{"timestamp": {t}, "input_length": {n}, "output_length": {o}, "hash_ids": {ids}}}\n'
-                            for t, n, o, ids in rows))
+    path.write_text(
+        "".join(
+            f'{{"timestamp": {t}, "input_length": {n}, "output_length": {o}, "hash_ids": {ids}}}\n'
+            for t, n, o, ids in rows
+        )
+    )
     return path
 
 
@@ -168,8 +209,9 @@ def test_prefix_lru_evicts_the_oldest_unreferenced_blocks(tmp_path):
 def test_prefix_mooncake_block_ids(tmp_path):
     """Mooncake ids (one per 512 tokens): a shared first id shares 32 engine blocks."""
     path = _mooncake(tmp_path / "m.jsonl", [(0, 600, 2, [7, 8]), (1000, 600, 2, [7, 9]), (2000, 600, 2, [7, 8])])
-    sc = scenario(path, kv_cache={"gpu_memory_utilization": 1.0, "reserve_gb": 0.0, "watermark": 0.0,
-                                  "prefix_cache": {}})
+    sc = scenario(
+        path, kv_cache={"gpu_memory_utilization": 1.0, "reserve_gb": 0.0, "watermark": 0.0, "prefix_cache": {}}
+    )
     sc["workload"]["arrival"]["format"] = "mooncake"
     r = sim.run(sc).requests
     assert list(r["prefix_hit_tokens"]) == [0, 512, 592]  # 3rd: both ids, up to the last full block < 600
@@ -191,10 +233,18 @@ MIG_TRACE = [(0.0, 100, 200), (0.001, 10, 2), (0.002, 100, 200), (0.003, 10, 2),
 
 
 def _mig(trace, gbps=0.01, **kw):
-    return scenario(trace, kv_blocks=30, instances=2, router="round_robin",
-                    cluster={"instances": 2, "router": {"kind": "round_robin"},
-                             "migration": {"kind": "llumnix", "interval_s": 0.05, **kw},
-                             "link": {"bandwidth_gbps": gbps, "latency_s": 0.001}})
+    return scenario(
+        trace,
+        kv_blocks=30,
+        instances=2,
+        router="round_robin",
+        cluster={
+            "instances": 2,
+            "router": {"kind": "round_robin"},
+            "migration": {"kind": "llumnix", "interval_s": 0.05, **kw},
+            "link": {"bandwidth_gbps": gbps, "latency_s": 0.001},
+        },
+    )
 
 
 def _kv_identity(s: Simulation) -> None:
@@ -235,8 +285,9 @@ def _probe(s: Simulation, every: float, out: list):  # type: ignore[no-untyped-d
 
 
 def test_migration_moves_once_and_holds_blocks_on_both_sides_only_while_copying(tmp_path):
-    sc = sim.load_scenario({**_mig(write_csv(tmp_path / "w.csv", MIG_TRACE)),
-                            "engine": {"fast_forward": False, "cohort_decoding": False}})
+    sc = sim.load_scenario(
+        {**_mig(write_csv(tmp_path / "w.csv", MIG_TRACE)), "engine": {"fast_forward": False, "cohort_decoding": False}}
+    )
     s = Simulation(sc)
     samples: list = []
     s.env.process(_probe(s, 0.001, samples))
@@ -269,9 +320,12 @@ def test_migration_aborts_cleanly_when_the_destination_fills(tmp_path, stages):
     """The first stage gets room, the next reservation does not: the move is called off (before or after the
     stop), the destination's blocks come back and the request finishes where it was, every token once."""
     trace = MIG_TRACE  # a slow link: r2 fills new blocks while its first stage copies
-    sc = sim.load_scenario({**_mig(write_csv(tmp_path / "w.csv", trace), gbps=0.001, final_blocks=0,
-                                   max_stages=stages),
-                            "engine": {"fast_forward": False, "cohort_decoding": False}})
+    sc = sim.load_scenario(
+        {
+            **_mig(write_csv(tmp_path / "w.csv", trace), gbps=0.001, final_blocks=0, max_stages=stages),
+            "engine": {"fast_forward": False, "cohort_decoding": False},
+        }
+    )
     s = Simulation(sc)
     dst = s.instances[1]
     calls = []
@@ -299,11 +353,20 @@ request = st.tuples(
     st.integers(min_value=1, max_value=120),
     st.integers(min_value=1, max_value=60),
 )
-schedulers = st.sampled_from([{"kind": "fcfs"}, {"kind": "fcfs", "max_num_seqs": 3, "max_num_batched_tokens": 64},
-                              {"kind": "sarathi", "token_budget": 32}, {"kind": "mlfq"}, {"kind": "sjf"}])
+schedulers = st.sampled_from(
+    [
+        {"kind": "fcfs"},
+        {"kind": "fcfs", "max_num_seqs": 3, "max_num_batched_tokens": 64},
+        {"kind": "sarathi", "token_budget": 32},
+        {"kind": "mlfq"},
+        {"kind": "sjf"},
+    ]
+)
 costs = st.builds(
     lambda b, p, d: {"kind": "linear", "base_s": b, "per_prefill_token_s": p, "per_decode_seq_s": d},
-    st.floats(1e-4, 0.02), st.floats(0.0, 1e-3), st.floats(0.0, 5e-3),
+    st.floats(1e-4, 0.02),
+    st.floats(0.0, 1e-3),
+    st.floats(0.0, 5e-3),
 )
 EXAMPLES = int(os.environ.get("SERVESIM_EXAMPLES", "25"))  # raise for a longer hunt
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -330,17 +393,27 @@ def _check(s: Simulation, reqs: list[tuple[float, int, int]]) -> None:
 def _outcome(s: Simulation) -> tuple:
     log = s.log
     cols = s.extra_columns()
-    return (log.first_scheduled.tobytes(), log.first_token.tobytes(), log.completion.tobytes(), log.generated.tobytes(),
-            log.preemptions.tobytes(), log.instance.tobytes(), log.status.tobytes(),
-            tuple((k, np.asarray(v).tobytes()) for k, v in sorted(cols.items())),
-            sum(i.iterations for i in s.instances))
+    return (
+        log.first_scheduled.tobytes(),
+        log.first_token.tobytes(),
+        log.completion.tobytes(),
+        log.generated.tobytes(),
+        log.preemptions.tobytes(),
+        log.instance.tobytes(),
+        log.status.tobytes(),
+        tuple((k, np.asarray(v).tobytes()) for k, v in sorted(cols.items())),
+        sum(i.iterations for i in s.instances),
+    )
 
 
 def _runs(tmp_path, reqs, sc_dict) -> None:
     """Conservation and bounds, and identical outcomes for fast-forward on/off × cohort on/off."""
     reqs = sorted(reqs)
-    sc_dict = {**sc_dict, "workload": {"arrival": {"kind": "trace", "path": str(write_csv(tmp_path / "w.csv", reqs)),
-                                                   "format": "csv"}}, "predictor": {"kind": "oracle"}}
+    sc_dict = {
+        **sc_dict,
+        "workload": {"arrival": {"kind": "trace", "path": str(write_csv(tmp_path / "w.csv", reqs)), "format": "csv"}},
+        "predictor": {"kind": "oracle"},
+    }
     ref = None
     for ff in (False, True):
         for cohort in (False, True):
@@ -367,43 +440,84 @@ def _probe_kv(s: Simulation, exact: bool):  # type: ignore[no-untyped-def]
 
 
 @SETTINGS
-@given(reqs=st.lists(request, min_size=1, max_size=20), sched=schedulers, cost=costs, kv=st.integers(12, 120),
-       kv_d=st.integers(12, 120), n_p=st.integers(1, 2), n_d=st.integers(1, 2),
-       mode=st.sampled_from(["serialized", "layerwise"]), gbps=st.floats(0.01, 10.0),
-       latency=st.sampled_from([0.0, 0.001]), router=st.sampled_from(["least_kv", "round_robin", "llumnix"]),
-       prefix=st.sampled_from([None, 32]))
-def test_disaggregated_properties(tmp_path, reqs, sched, cost, kv, kv_d, n_p, n_d, mode, gbps, latency, router,
-                                  prefix):
+@given(
+    reqs=st.lists(request, min_size=1, max_size=20),
+    sched=schedulers,
+    cost=costs,
+    kv=st.integers(12, 120),
+    kv_d=st.integers(12, 120),
+    n_p=st.integers(1, 2),
+    n_d=st.integers(1, 2),
+    mode=st.sampled_from(["serialized", "layerwise"]),
+    gbps=st.floats(0.01, 10.0),
+    latency=st.sampled_from([0.0, 0.001]),
+    router=st.sampled_from(["least_kv", "round_robin", "llumnix"]),
+    prefix=st.sampled_from([None, 32]),
+)
+def test_disaggregated_properties(tmp_path, reqs, sched, cost, kv, kv_d, n_p, n_d, mode, gbps, latency, router, prefix):
     kvc = {"gpu_memory_utilization": 1.0, "reserve_gb": 0.0, "watermark": 0.01}
     if prefix:
         kvc["prefix_cache"] = {"system_prompt_tokens": prefix}
-    sc = scenario(write_csv(tmp_path / "x.csv", [(0.0, 1, 1)]), scheduler=sched, cost=cost, kv_blocks=kv,
-                  kv_cache=kvc,
-                  cluster={"prefill": {"instances": n_p}, "decode": {"instances": n_d, "hardware": tiny_gpu(kv_d),
-                                                                      "router": {"kind": router}},
-                           "kv_transfer": mode, "link": {"bandwidth_gbps": gbps, "latency_s": latency}})
+    sc = scenario(
+        write_csv(tmp_path / "x.csv", [(0.0, 1, 1)]),
+        scheduler=sched,
+        cost=cost,
+        kv_blocks=kv,
+        kv_cache=kvc,
+        cluster={
+            "prefill": {"instances": n_p},
+            "decode": {"instances": n_d, "hardware": tiny_gpu(kv_d), "router": {"kind": router}},
+            "kv_transfer": mode,
+            "link": {"bandwidth_gbps": gbps, "latency_s": latency},
+        },
+    )
     _runs(tmp_path, reqs, sc)
 
 
 @SETTINGS
-@given(reqs=st.lists(request, min_size=1, max_size=20), sched=schedulers, cost=costs, kv=st.integers(12, 120),
-       instances=st.integers(2, 3), gbps=st.floats(0.001, 1.0), interval=st.sampled_from([0.01, 0.05]),
-       stages=st.integers(1, 3), final=st.integers(0, 4), preemption=st.sampled_from(["recompute", "swap"]),
-       prefix=st.sampled_from([None, 32]), disagg=st.booleans())
-def test_migration_properties(tmp_path, reqs, sched, cost, kv, instances, gbps, interval, stages, final, preemption,
-                              prefix, disagg):
+@given(
+    reqs=st.lists(request, min_size=1, max_size=20),
+    sched=schedulers,
+    cost=costs,
+    kv=st.integers(12, 120),
+    instances=st.integers(2, 3),
+    gbps=st.floats(0.001, 1.0),
+    interval=st.sampled_from([0.01, 0.05]),
+    stages=st.integers(1, 3),
+    final=st.integers(0, 4),
+    preemption=st.sampled_from(["recompute", "swap"]),
+    prefix=st.sampled_from([None, 32]),
+    disagg=st.booleans(),
+)
+def test_migration_properties(
+    tmp_path, reqs, sched, cost, kv, instances, gbps, interval, stages, final, preemption, prefix, disagg
+):
     kvc = {"gpu_memory_utilization": 1.0, "reserve_gb": 0.0, "watermark": 0.01, "preemption": preemption}
     if prefix:
         kvc["prefix_cache"] = {"system_prompt_tokens": prefix}
-    cluster = {"router": {"kind": "random"}, "link": {"bandwidth_gbps": gbps, "latency_s": 0.0005},
-               "migration": {"kind": "llumnix", "interval_s": interval, "max_stages": stages, "final_blocks": final,
-                             "threshold": 1.0}}
+    cluster = {
+        "router": {"kind": "random"},
+        "link": {"bandwidth_gbps": gbps, "latency_s": 0.0005},
+        "migration": {
+            "kind": "llumnix",
+            "interval_s": interval,
+            "max_stages": stages,
+            "final_blocks": final,
+            "threshold": 1.0,
+        },
+    }
     if disagg:
         cluster.update({"prefill": {"instances": 1}, "decode": {"instances": instances}})
     else:
         cluster["instances"] = instances
-    sc = scenario(write_csv(tmp_path / "x.csv", [(0.0, 1, 1)]), scheduler=sched, cost=cost, kv_blocks=kv,
-                  kv_cache=kvc, cluster=cluster)
+    sc = scenario(
+        write_csv(tmp_path / "x.csv", [(0.0, 1, 1)]),
+        scheduler=sched,
+        cost=cost,
+        kv_blocks=kv,
+        kv_cache=kvc,
+        cluster=cluster,
+    )
     _runs(tmp_path, reqs, sc)
 
 
@@ -411,30 +525,50 @@ def test_migrated_request_is_not_stuck_behind_the_queue_head(tmp_path):
     """A request that holds its KV on the destination must get in even when the queue's head cannot (found by
     the property test: a recompute-preempted head waited for memory the migrated request held)."""
     reqs = [(0.0, 79, 3), (0.25, 81, 2), (0.25, 22, 28), (0.25, 33, 2)]
-    sc = scenario(write_csv(tmp_path / "x.csv", [(0.0, 1, 1)]), scheduler={"kind": "fcfs"},
-                  cost={"kind": "linear", "base_s": 0.0078125, "per_prefill_token_s": 0.0, "per_decode_seq_s": 0.0},
-                  kv_blocks=12, kv_cache={"gpu_memory_utilization": 1.0, "reserve_gb": 0.0, "watermark": 0.01},
-                  cluster={"router": {"kind": "random"}, "link": {"bandwidth_gbps": 0.001, "latency_s": 0.0005},
-                           "migration": {"kind": "llumnix", "interval_s": 0.01, "max_stages": 1, "final_blocks": 0,
-                                         "threshold": 1.0},
-                           "prefill": {"instances": 1}, "decode": {"instances": 2}})
+    sc = scenario(
+        write_csv(tmp_path / "x.csv", [(0.0, 1, 1)]),
+        scheduler={"kind": "fcfs"},
+        cost={"kind": "linear", "base_s": 0.0078125, "per_prefill_token_s": 0.0, "per_decode_seq_s": 0.0},
+        kv_blocks=12,
+        kv_cache={"gpu_memory_utilization": 1.0, "reserve_gb": 0.0, "watermark": 0.01},
+        cluster={
+            "router": {"kind": "random"},
+            "link": {"bandwidth_gbps": 0.001, "latency_s": 0.0005},
+            "migration": {"kind": "llumnix", "interval_s": 0.01, "max_stages": 1, "final_blocks": 0, "threshold": 1.0},
+            "prefill": {"instances": 1},
+            "decode": {"instances": 2},
+        },
+    )
     _runs(tmp_path, reqs, sc)
 
 
 def test_kv_routers_fast_forward_exact(tmp_path):
     """least_kv / llumnix routing reads KV use mid-run: fast-forward must count the step in flight."""
     rng = np.random.default_rng(5)
-    reqs = [(float(t), int(p), int(o)) for t, p, o in
-            zip(np.sort(rng.uniform(0, 1.0, 60)), rng.integers(1, 200, 60), rng.integers(1, 80, 60), strict=True)]
+    reqs = [
+        (float(t), int(p), int(o))
+        for t, p, o in zip(
+            np.sort(rng.uniform(0, 1.0, 60)), rng.integers(1, 200, 60), rng.integers(1, 80, 60), strict=True
+        )
+    ]
     for router in ("least_kv", "llumnix"):
-        sc = scenario(write_csv(tmp_path / "x.csv", [(0.0, 1, 1)]), kv_blocks=60, instances=3,
-                      cluster={"instances": 3, "router": {"kind": router}})
+        sc = scenario(
+            write_csv(tmp_path / "x.csv", [(0.0, 1, 1)]),
+            kv_blocks=60,
+            instances=3,
+            cluster={"instances": 3, "router": {"kind": router}},
+        )
         _runs(tmp_path, reqs, sc)
 
 
 def test_cost_summary_is_consistent(tmp_path):
-    res = sim.run(scenario(write_csv(tmp_path / "w.csv", [(0.0, 100, 50), (0.1, 50, 20)]), instances=2,
-                           cluster={"instances": 2, "idle_power_fraction": 0.25}))
+    res = sim.run(
+        scenario(
+            write_csv(tmp_path / "w.csv", [(0.0, 100, 50), (0.1, 50, 20)]),
+            instances=2,
+            cluster={"instances": 2, "idle_power_fraction": 0.25},
+        )
+    )
     c = res.summary["cost"]
     tput = res.summary["throughput"]
     assert c["gpus"] == 2 and c["dollars_per_hour"] == pytest.approx(2.0)
