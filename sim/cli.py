@@ -291,7 +291,10 @@ def plan(
     top: Annotated[int, typer.Option(help="feasible configurations to rank")] = 3,
     replications: Annotated[int, typer.Option(help="confirming runs of the winner")] = 3,
     router: Annotated[str, typer.Option(help="router kind for every candidate")] = "least_requests",
-    margin: Annotated[float, typer.Option(help="queueing-estimate pruning margin (>= 1)")] = 1.5,
+    margin: Annotated[
+        float,
+        typer.Option(help="sizes whose queueing estimate misses by more than this factor are tried last, never excluded"),
+    ] = 1.5,
     search_requests: Annotated[int | None, typer.Option(help="screen on the first N requests")] = None,
     base: Annotated[Path | None, typer.Option(help="scenario YAML to inherit cost_model, kv_cache, ...")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a base key: a.b=VALUE")] = None,
