@@ -293,7 +293,7 @@ def plan(
     router: Annotated[str, typer.Option(help="router kind for every candidate")] = "least_requests",
     margin: Annotated[
         float,
-        typer.Option(help="sizes whose queueing estimate misses by more than this factor are tried last, never excluded"),
+        typer.Option(help="sizes whose queueing estimate misses by this factor are tried last, never excluded"),
     ] = 1.5,
     search_requests: Annotated[int | None, typer.Option(help="screen on the first N requests")] = None,
     base: Annotated[Path | None, typer.Option(help="scenario YAML to inherit cost_model, kv_cache, ...")] = None,
