@@ -45,18 +45,19 @@ class Result:
         d.mkdir(parents=True, exist_ok=True)
         self.requests.to_parquet(d / "requests.parquet", index=False)
         self.timeline.to_parquet(d / "timeline.parquet", index=False)
-        (d / "summary.json").write_text(json.dumps(_jsonable(self.summary), indent=2, sort_keys=False) + "\n")
+        (d / "summary.json").write_text(json.dumps(jsonable(self.summary), indent=2, sort_keys=False) + "\n")
         if plots:
             (d / "plots").mkdir(exist_ok=True)
             _plots.save_all(self, d / "plots")
         return d
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
+    """Plain JSON values from a summary: numpy scalars to Python, NaN to null."""
     if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
+        return {k: jsonable(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, float | np.floating):
         return None if math.isnan(x) else float(x)
     if isinstance(x, np.integer):

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sim.errors import ServesimError
+from sim.result import jsonable
 from sim.scenario import Scenario
 from sim.sweep_spec import scenario_hash
 
@@ -61,18 +60,6 @@ def flatten_summary(summary: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float | np.floating):
-        return None if math.isnan(x) else float(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
-
-
 def cached_row(run_dir: str | Path) -> dict[str, Any] | None:
     """The flattened summary of a completed run directory, or None when it is missing or unreadable."""
     p = Path(run_dir) / SUMMARY
@@ -104,7 +91,7 @@ def run_task(task: Task) -> dict[str, Any]:
         if task.save_requests:
             res.requests.to_parquet(tmp / "requests.parquet", index=False)
         res.timeline.to_parquet(tmp / "timeline.parquet", index=False)
-        (tmp / SUMMARY).write_text(json.dumps(_jsonable(res.summary), indent=1) + "\n")
+        (tmp / SUMMARY).write_text(json.dumps(jsonable(res.summary), indent=1) + "\n")
         _publish(tmp, final)
         return {"status": "ok", "error": "", **flatten_summary(res.summary)}
     except Exception as e:  # a failing point is recorded and the sweep goes on
