@@ -356,7 +356,7 @@ def table_llumnix(rows: list[dict[str, Any]]) -> str:
 def trace_hit_bound(n: int) -> float:
     """Share of prompt tokens an infinite, perfectly routed cache could serve on the first n requests of the
     Mooncake trace (leading block ids seen before; at least one token per prompt is computed)."""
-    from sim.traces import load_trace, resolve_trace_path
+    from sim.workload.traces import load_trace, resolve_trace_path
 
     tr = load_trace(resolve_trace_path("mooncake-conv"), "mooncake")
     seen: set[int] = set()

@@ -31,12 +31,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sim.planner import PlanRequest, PlanResult, plan
-from sim.planner_grid import exhaustive
-from sim.planner_slo import parse_slo
-from sim.planner_space import parse_schedulers
-from sim.planner_traffic import make_traffic
-from sim.sweep_exec import make_backend
+from sim.tools.planner.grid import exhaustive
+from sim.tools.planner.search import PlanRequest, PlanResult, plan
+from sim.tools.planner.slo import parse_slo
+from sim.tools.planner.space import parse_schedulers
+from sim.tools.planner.traffic import make_traffic
+from sim.tools.sweep.execute import make_backend
 
 HERE = Path(__file__).resolve().parent
 COUNTS = {  # plan.json counters worth keeping (old planners had the two `sizes skipped` ones)

@@ -42,9 +42,9 @@ def roofline_a() -> dict[str, float]:
     """Decode step at batch 1 for LLaMA-2-7B on one A100-80GB from the roofline cost model (seconds)."""
     import sim  # noqa: F401  (import order: sim before hwprofiles)
     from hwprofiles import catalog
-    from queueing.check import azure_outputs
-    from sim.costmodel import RooflineCost, RooflineCostConfig
-    from sim.traces import load_trace, resolve_trace_path
+    from sim.costmodel.models import RooflineCost, RooflineCostConfig
+    from sim.tools.queueing_check import azure_outputs
+    from sim.workload.traces import load_trace, resolve_trace_path
 
     cost = RooflineCost(RooflineCostConfig(), catalog.model("llama-2-7b"), catalog.gpu("a100-80g"))
     prompts = load_trace(resolve_trace_path("azure-conv"), "azure").prompt_tokens
@@ -76,7 +76,7 @@ def clipping_plot(path: Path | None) -> tuple[list[dict[str, Any]], dict[str, fl
     import matplotlib.pyplot as plt
 
     import queueing as q
-    from queueing.check import azure_outputs
+    from sim.tools.queueing_check import azure_outputs
 
     out = azure_outputs()
     pmf = q.token_pmf(out)
@@ -184,7 +184,8 @@ def markdown_table(report: Any) -> list[str]:
 
 def exact_sojourn(rho: float) -> float:
     """Exact mean sojourn of the dyn-batch setup at load ρ = λα (embedded Markov chain)."""
-    from queueing import check, dynamic_batching_mean_wait
+    from sim.tools import dynamic_batching_mean_wait
+    from sim.tools import queueing_check as check
 
     return dynamic_batching_mean_wait(rho / check.BATCH_ALPHA, check.BATCH_ALPHA, check.BATCH_TAU0).sojourn_s
 
@@ -328,7 +329,7 @@ def main(argv: list[str]) -> None:
         return
     from rich.console import Console
 
-    from queueing import check
+    from sim.tools import queueing_check as check
 
     reps = {r: 4 for r in RHOS} if args.quick else FULL_REPLICATIONS
     reqs = {r: 3000 for r in RHOS} if args.quick else FULL_REQUESTS

@@ -1,7 +1,4 @@
 """Calibration: torch microbenchmarks into measured tables, fits of measured iterations into profiles.
 
-torch is imported lazily (only the harness and the CPU real run need it). `sim` is imported first
-because `hwprofiles`' catalogue imports `sim.errors` and the two packages must initialise in that order.
+torch is imported lazily (only the harness and the CPU real run need it).
 """
-
-import sim  # noqa: F401  (initialisation order, see above)

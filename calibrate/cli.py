@@ -1,6 +1,6 @@
 """`servesim calibrate ...` (measure, import-vidur, fit, serve-cpu) and `servesim fidelity`.
 
-Mounted on the main app by `sim.cli`; user mistakes print one line and exit 2, like every command.
+Mounted on the main app by `sim.tools.cli`; user mistakes print one line and exit 2, like every command.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from hwprofiles import catalog
 from hwprofiles.efficiency import Efficiency
 from hwprofiles.specs import GPUSpec, ModelSpec
 from hwprofiles.tables import GEMM_OPS, TOKEN_OPS, shipped_tables, spec_from_shape
-from sim.costmodel import RooflineCost, RooflineCostConfig
+from sim.costmodel.models import RooflineCost, RooflineCostConfig
 
 TRAIN = ("llama-2-7b", "llama-2-70b")
 HEADLINE = ("llama-3-8b", "codellama-34b")
@@ -192,7 +192,7 @@ def cpu_fidelity(
     from calibrate.fit import fit_profile, write_profile
     from calibrate.kernels import torch_mod
     from calibrate.realrun import CPU_MODEL, Engine, measure_iterations, scaled_trace, serve
-    from sim.costmodel import TableCostConfig, build_physical
+    from sim.costmodel.models import TableCostConfig, build_physical
 
     torch = torch_mod()
     torch.set_num_threads(1)

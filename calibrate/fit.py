@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 
 from hwprofiles.specs import GPUSpec, ModelSpec
-from sim.costmodel import COST_MODELS, CostProfile, ProfileParams, RooflineCost, physical_parts
+from sim.costmodel.models import COST_MODELS, CostProfile, ProfileParams, RooflineCost, physical_parts
 from sim.errors import ServesimError
 
 COLUMNS = ("prefill_tokens", "batch_size", "context_tokens", "time_ms")

@@ -315,7 +315,7 @@ def scaled_trace(
     skip: int = 0,
 ) -> pd.DataFrame:
     """The first `num_requests` of a shipped trace with lengths scaled down to fit a CPU (arrivals kept)."""
-    from sim.traces import TRACE_FORMATS, load_trace, resolve_trace_path
+    from sim.workload.traces import TRACE_FORMATS, load_trace, resolve_trace_path
 
     tr = load_trace(resolve_trace_path(name), TRACE_FORMATS.get(name, "csv"))
     sl = slice(skip, skip + num_requests)

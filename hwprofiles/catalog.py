@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel
 
+from hwprofiles.errors import UnknownNameError
 from hwprofiles.specs import GPUSpec, ModelSpec
-from sim.errors import UnknownNameError
 
 # Short names people type for the usual variant. Kept here rather than in the YAML so the data files
 # stay a plain name -> spec mapping.

@@ -205,7 +205,7 @@ def load_tables(root: str | Path) -> MeasuredTables:
 
 @cache
 def _load_cached(root: Path) -> MeasuredTables:
-    from sim.errors import ServesimError
+    from hwprofiles.errors import ServesimError
 
     if not root.is_dir():
         raise ServesimError(f"{root}: measured-table directory not found")

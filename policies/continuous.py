@@ -12,8 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies.registry import SCHEDULERS
-from sim.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
-from sim.request import Request
+from sim.core.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
+from sim.core.request import Request
 
 
 class _Strict(BaseModel):

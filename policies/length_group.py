@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from policies.continuous import plan_decodes
 from policies.registry import SCHEDULERS
-from sim.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
-from sim.request import Request
+from sim.core.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
+from sim.core.request import Request
 
 _FAILED = 1 << 40  # bucket of failed requests: served without a cap
 

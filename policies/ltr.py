@@ -22,8 +22,8 @@ from pydantic import Field
 from policies.queues import RankedQueue
 from policies.ranked import RankedConfig, RankedScheduler
 from policies.registry import SCHEDULERS
-from sim.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
-from sim.request import Request
+from sim.core.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
+from sim.core.request import Request
 
 
 class LTRConfig(RankedConfig):

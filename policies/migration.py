@@ -1,6 +1,6 @@
 """Migration policies (Llumnix): which running request moves from which instance to which, every tick.
 
-The mechanism (`sim/migration.py`) prices and performs the move; a policy only chooses. It sees the
+The mechanism (`sim/cluster/migration.py`) prices and performs the move; a policy only chooses. It sees the
 instances of one pool through the router's view (`InstanceLoad`) and must read nothing that a
 fast-forward run leaves stale: freeness (from `kv_used_blocks`), queue and running lists, and each
 request's priority and prefill status are exact at any time; token counts of running requests are not.
@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from policies.registry import MIGRATIONS
 from policies.routers import freeness
-from policies.routing import InstanceLoad
-from sim.request import Request
+from sim.core.request import Request
+from sim.core.router import InstanceLoad
 
 Move = tuple[Request, int, int]  # (request, source index, destination index) into the instance list
 

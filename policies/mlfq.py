@@ -25,9 +25,9 @@ from pydantic import Field
 
 from policies.ranked import RankedConfig, RankedScheduler
 from policies.registry import SCHEDULERS
-from sim.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
-from sim.costmodel import CostModel
-from sim.request import Request
+from sim.core.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
+from sim.core.request import Request
+from sim.costmodel.models import CostModel
 
 
 class MLFQConfig(RankedConfig):

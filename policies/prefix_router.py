@@ -16,8 +16,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies.registry import ROUTERS
-from policies.routing import InstanceLoad, Router
-from sim.request import Request
+from sim.core.request import Request
+from sim.core.router import InstanceLoad, Router
 
 
 class PrefixAffinityConfig(BaseModel):

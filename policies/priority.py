@@ -15,8 +15,8 @@ from pydantic import Field
 
 from policies.ranked import RankedConfig, RankedScheduler
 from policies.registry import SCHEDULERS
-from sim.batch import BatchScheduler
-from sim.request import Request
+from sim.core.batch import BatchScheduler
+from sim.core.request import Request
 
 
 class PriorityConfig(RankedConfig):

@@ -12,7 +12,7 @@ import heapq
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sim.request import Request
+from sim.core.request import Request
 
 
 class RankedQueue:

@@ -29,8 +29,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies.queues import RankedQueue
-from sim.batch import UNBOUNDED, BatchPlan, InstanceView
-from sim.request import Request
+from sim.core.batch import UNBOUNDED, BatchPlan, InstanceView
+from sim.core.request import Request
 
 
 class RankedConfig(BaseModel):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from policies.routing import Router
-from sim.batch import BatchScheduler
-from sim.registry import Registry
+from sim.core.batch import BatchScheduler
+from sim.core.registry import Registry
+from sim.core.router import Router
 
 SCHEDULERS: Registry[BatchScheduler] = Registry("scheduler")
 ROUTERS: Registry[Router] = Registry("router")

@@ -10,8 +10,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from policies.registry import ROUTERS
-from policies.routing import InstanceLoad, Router
-from sim.request import Request
+from sim.core.request import Request
+from sim.core.router import InstanceLoad, Router
 
 
 class _Strict(BaseModel):

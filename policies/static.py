@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from policies.continuous import plan_decodes
 from policies.registry import SCHEDULERS
-from sim.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
+from sim.core.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
 
 
 class StaticConfig(BaseModel):

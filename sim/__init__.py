@@ -11,12 +11,17 @@ from typing import TYPE_CHECKING, Any
 from sim.errors import ServesimError
 
 if TYPE_CHECKING:
-    from sim.result import Result, run
-    from sim.scenario import Scenario, load_scenario
+    from sim.config.scenario import Scenario, load_scenario
+    from sim.output.result import Result, run
 
 __all__ = ["Result", "Scenario", "ServesimError", "load_scenario", "run"]
 
-_LAZY = {"Result": "sim.result", "run": "sim.result", "Scenario": "sim.scenario", "load_scenario": "sim.scenario"}
+_LAZY = {
+    "Result": "sim.output.result",
+    "run": "sim.output.result",
+    "Scenario": "sim.config.scenario",
+    "load_scenario": "sim.config.scenario",
+}
 
 
 def __getattr__(name: str) -> Any:

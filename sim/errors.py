@@ -1,18 +1,11 @@
-"""User-facing errors: one class so the CLI can print a one-line message and exit 2."""
+"""User-facing errors: one class so the CLI can print a one-line message and exit 2.
+
+The classes live in `hwprofiles.errors` (the lowest layer, which imports nothing of `sim`); this is the
+name the simulator's modules use.
+"""
 
 from __future__ import annotations
 
+from hwprofiles.errors import ServesimError, UnknownNameError
 
-class ServesimError(Exception):
-    """A mistake in the user's input (scenario, trace, option): reported without a traceback."""
-
-
-class UnknownNameError(ServesimError, KeyError):
-    """A name (model, hardware, kind, trace) that is not in a catalogue; lists the known names."""
-
-    def __init__(self, what: str, name: str, known: list[str]) -> None:
-        self.what, self.name, self.known = what, name, sorted(known)
-        super().__init__(f"unknown {what} {name!r}; known: {', '.join(self.known)}")
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
+__all__ = ["ServesimError", "UnknownNameError"]

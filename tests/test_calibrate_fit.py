@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 import sim  # noqa: F401
 from calibrate.fit import Fitter, fit_profile, predict, read_measurements, write_profile
 from hwprofiles import catalog
-from sim.cli import app
-from sim.costmodel import ProfileParams, load_profile
+from sim.costmodel.models import ProfileParams, load_profile
 from sim.errors import ServesimError
+from sim.tools.cli import app
 
 runner = CliRunner()
 TRUE = ProfileParams(

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 import sim  # noqa: F401  (initialises sim before hwprofiles' catalogue)
 from hwprofiles import GPUSpec, ModelSpec
 from hwprofiles.tables import load_tables
-from sim.costmodel import TableCostConfig, build_physical
+from sim.costmodel.models import TableCostConfig, build_physical
 
 torch = pytest.importorskip("torch")
 
@@ -66,7 +66,7 @@ def test_measured_tables_drive_the_table_kind(tiny_tables):
 
 
 def test_cli_measure_tiny(tmp_path):
-    from sim.cli import app
+    from sim.tools.cli import app
 
     (tmp_path / "m.yaml").write_text(yaml.safe_dump(SMALL.model_dump(exclude={"num_params"})))
     r = CliRunner().invoke(

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sim
-from sim.engine import Simulation
+from sim.core.engine import Simulation
 from tests.helpers import scenario, tiny_gpu, write_csv
 
 BLOCK_BYTES = 8192
@@ -52,7 +52,7 @@ def test_disagg_single_request_ttft_and_second_token(tmp_path, mode):
 
 
 def test_transfers_and_migrations_are_traced(tmp_path):
-    from sim.tracing import Tracer
+    from sim.output.perfetto import Tracer
 
     tracer = Tracer()
     sim.run(_disagg(write_csv(tmp_path / "w.csv", [(0.0, 100, 5), (0.0, 50, 1)])), trace_events=tracer)

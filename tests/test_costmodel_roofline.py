@@ -7,7 +7,7 @@ import pytest
 
 import sim  # noqa: F401  (initialises sim before hwprofiles' catalogue)
 from hwprofiles import GPUSpec, ModelSpec, catalog
-from sim.costmodel import RooflineCost, RooflineCostConfig, TableCostConfig, build_physical
+from sim.costmodel.models import RooflineCost, RooflineCostConfig, TableCostConfig, build_physical
 
 # round numbers so every expectation below can be done on paper
 GPU = GPUSpec(

@@ -100,7 +100,7 @@ def test_horizon_leaves_requests_in_flight(tmp_path):
 
 def test_roofline_decode_is_memory_bound():
     from hwprofiles import catalog
-    from sim.costmodel import RooflineCost, RooflineCostConfig
+    from sim.costmodel.models import RooflineCost, RooflineCostConfig
 
     cfg = RooflineCostConfig(iteration_overhead_s=0.0)
     cm = RooflineCost(cfg, catalog.model("llama-3.1-8b"), catalog.gpu("h100-sxm"), 1)
@@ -120,7 +120,7 @@ def test_decode_run_matches_stepwise_bit_for_bit():
     import numpy as np
 
     from hwprofiles import catalog
-    from sim.costmodel import RooflineCost, RooflineCostConfig
+    from sim.costmodel.models import RooflineCost, RooflineCostConfig
 
     cm = RooflineCost(RooflineCostConfig(), catalog.model("llama-2-70b"), catalog.gpu("a100-80g"), 4)
     ctx = np.arange(5000, 5000 + 32 * 50, 32)

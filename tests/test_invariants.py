@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sim
-from sim.costmodel import LinearCost, LinearCostConfig
+from sim.costmodel.models import LinearCost, LinearCostConfig
 from tests.helpers import scenario, write_csv
 
 request = st.tuples(
@@ -136,7 +136,7 @@ def test_same_seed_same_bytes_different_seed_differs(tmp_path):
 
 
 def test_poisson_rate_and_gamma_cv():
-    from sim.workload import build_requests
+    from sim.workload.generate import build_requests
 
     base = {"model": "llama-3.1-8b", "hardware": "h100-sxm",
             "workload": {"num_requests": 20000, "lengths": {"kind": "fixed", "prompt": 1, "output": 1}}}

@@ -12,18 +12,18 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import sim.planner as planner_mod
-from sim.cli import app
-from sim.costmodel import COST_MODELS
+import sim.tools.planner.search as planner_mod
+from sim.config.scenario import load_scenario
+from sim.costmodel.models import COST_MODELS
 from sim.errors import ServesimError
-from sim.planner import Evaluated, PlanRequest, base_scenario, plan, simulate
-from sim.planner_bounds import Bounds, analyse, attention_coefficient, erlang_c, estimate, floor_curve, ggc_wait
-from sim.planner_grid import exhaustive
-from sim.planner_slo import parse_slo
-from sim.planner_space import SHAPES, Config, Space, parse_schedulers
-from sim.planner_traffic import make_traffic
-from sim.scenario import load_scenario
-from sim.sweep_exec import SerialBackend, run_scenarios
+from sim.tools.cli import app
+from sim.tools.planner.bounds import Bounds, analyse, attention_coefficient, erlang_c, estimate, floor_curve, ggc_wait
+from sim.tools.planner.grid import exhaustive
+from sim.tools.planner.search import Evaluated, PlanRequest, base_scenario, plan, simulate
+from sim.tools.planner.slo import parse_slo
+from sim.tools.planner.space import SHAPES, Config, Space, parse_schedulers
+from sim.tools.planner.traffic import make_traffic
+from sim.tools.sweep.execute import SerialBackend, run_scenarios
 
 SLO = "ttft_p99=0.5,tpot_p99=0.03"
 

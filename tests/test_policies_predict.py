@@ -8,7 +8,7 @@ import pytest
 import sim
 from policies.predictors import Bucket, BucketConfig, Noisy, NoisyConfig, Rank, RankConfig, kendall_tau
 from policies.routers import Llumnix, freeness
-from sim.workload import build_requests
+from sim.workload.generate import build_requests
 from tests.helpers import scenario, write_csv
 
 

@@ -1,4 +1,4 @@
-"""The simulator against queueing theory (queueing/check.py, `servesim check-queueing`).
+"""The simulator against queueing theory (sim/tools/queueing_check.py, `servesim check-queueing`).
 
 Three layers: (1) the engine reproduces each model's queue *exactly* on a given sample (hand case,
 Lindley's recursion, direct batch recursions) — the strongest check, no statistics; (2) replications
@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 
 import queueing as q
 import sim
-from queueing import check
-from sim.cli import app
+from sim.tools import queueing_check as check
+from sim.tools.cli import app
 
 RHOS = (0.3, 0.6, 0.8)
 

@@ -11,9 +11,9 @@ import yaml
 from rich.console import Console
 from typer.testing import CliRunner
 
-from sim.cli import app
 from sim.errors import ServesimError
-from sim.regress import (
+from sim.tools.cli import app
+from sim.tools.regress import (
     REGENERATE,
     compare,
     find_scenarios,

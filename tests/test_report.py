@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 import sim
-from sim.cli import app
 from sim.errors import ServesimError
-from sim.report import ms, render, write_report
+from sim.output.report import ms, render, write_report
+from sim.tools.cli import app
 from tests.helpers import scenario, write_csv
 
 runner = CliRunner()

@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 import sim
-from sim.cli import app
 from sim.errors import ServesimError
+from sim.tools.cli import app
 
 runner = CliRunner()
 

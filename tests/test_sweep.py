@@ -10,11 +10,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from sim.cli import app
 from sim.errors import ServesimError
-from sim.sweep import run_sweep
-from sim.sweep_plots import parse_plot_spec, save_plot
-from sim.sweep_spec import load_sweep, replication_seeds, scenario_hash, short_labels
+from sim.tools.cli import app
+from sim.tools.sweep.api import run_sweep
+from sim.tools.sweep.plots import parse_plot_spec, save_plot
+from sim.tools.sweep.spec import load_sweep, replication_seeds, scenario_hash, short_labels
 
 BASE: dict[str, Any] = {
     "model": "llama-3.1-8b",
@@ -125,7 +125,7 @@ def test_rerun_reads_the_cache_and_simulates_nothing(tmp_path: Path, monkeypatch
     def boom(task: Any) -> dict[str, Any]:
         raise AssertionError("simulated a cached point")
 
-    monkeypatch.setattr("sim.sweep_exec.run_task", boom)
+    monkeypatch.setattr("sim.tools.sweep.execute.run_task", boom)
     second = run_sweep(spec, tmp_path, workers=1)
     assert (second.simulated, second.cached) == (0, 4)
     pd.testing.assert_frame_equal(first.frame.drop(columns=["cached"]), second.frame.drop(columns=["cached"]))

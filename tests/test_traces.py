@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim.errors import ServesimError
-from sim.traces import (
+from sim.workload.traces import (
     FORMATS,
     TRACE_FORMATS,
     Trace,

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import sim
-from sim.cli import app
 from sim.errors import ServesimError
-from sim.tracing import PID_INSTANCES, PID_REQUESTS, PID_TRANSFERS, Tracer, pack_lanes
+from sim.output.perfetto import PID_INSTANCES, PID_REQUESTS, PID_TRANSFERS, Tracer, pack_lanes
+from sim.tools.cli import app
 from tests.helpers import scenario, write_csv
 
 TOL_US = 2e-3  # the trace rounds microseconds to the nanosecond

@@ -1,0 +1,165 @@
+"""Prefill/decode disaggregation (Splitwise, DistServe): the hand-off of a prefilled request's KV cache.
+
+A request is prefilled on a prefill-pool instance, which emits its first token (TTFT ends there). Then:
+
+1. the decode-pool router picks a decode instance, which must take the request's blocks above its
+   watermark (memory is held on both ends during the copy); if none has room the request waits, in
+   FIFO order, until a decode instance frees blocks;
+2. the KV cache crosses the sending instance's link (`sim.cluster.links`): `serialized` starts after the
+   prefill; `layerwise` sends each layer as soon as it is computed, overlapping the copy with the
+   prefill iteration, so only the last layer's share (~1/L of the copy) and the latency stay exposed —
+   when the link is free and fast enough; a busy link or a late decode slot shrinks the overlap;
+3. the prefill instance frees its copy; the decode instance admits the request like a swap-in that
+   copies nothing (its KV is present: `prefill_done == prefill_target`, `kv_tokens > 0`).
+
+Per request: `decode_instance`, `kv_transfer_s` (prefill end → KV usable on the decode side, i.e. the
+exposed transfer) and `kv_transfer_wait_s` (the part of it spent queueing for the link or for decode
+memory). Decode memory on the receiving side is counted from the prefill's end (a simplification for
+`layerwise`, whose first layers land a little earlier).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from policies.registry import ROUTERS
+from sim.cluster.links import Link, link_bandwidth
+from sim.core.instance import Instance
+from sim.core.request import Request
+
+
+@dataclass
+class _Handoff:
+    req: Request
+    src: Instance
+    start: float  # the prefill's last iteration: start and end
+    end: float
+    blocks: int
+    dst: Instance | None = None  # once decode memory is reserved
+
+
+class Disaggregation:
+    """Moves prefilled requests from the prefill pool to the decode pool (see the module docstring)."""
+
+    name = "disaggregation"
+
+    def __init__(self, sim: Any) -> None:
+        sc = sim.scenario
+        self.env, self.late = sim.env, sim.late
+        self.prefill: list[Instance] = [i for i in sim.instances if i.role == "prefill"]
+        self.decode: list[Instance] = [i for i in sim.instances if i.role == "decode"]
+        p_spec, d_spec = sim.pools
+        self.router = ROUTERS.build(d_spec.router, rng=sim.rngs["routing"])
+        bw = link_bandwidth(sc.cluster.link, p_spec.gpu, d_spec.gpu)
+        self.block_s = max(p_spec.capacity.bytes_per_block, d_spec.capacity.bytes_per_block) / bw
+        self.block_bytes = p_spec.capacity.bytes_per_block * p_spec.tp  # the whole block, all GPUs' shards
+        self.layerwise = sc.cluster.kv_transfer == "layerwise"
+        self.layers = sc.model_spec.num_layers
+        self.links = {p.index: Link(sc.cluster.link.latency_s) for p in self.prefill}
+        n = sim.log.n
+        self.decode_instance = np.full(n, -1, dtype=np.int32)
+        self.kv_transfer_s = np.full(n, np.nan)
+        self.kv_transfer_wait_s = np.full(n, np.nan)
+        self.pending: deque[_Handoff] = deque()  # waiting for decode memory, in order
+        self._retry_due = False
+        self.in_transit = 0
+        self.moving: dict[int, _Handoff] = {}  # request id -> its hand-off, from prefill end to landing
+        limit = (d_spec.capacity.num_blocks - self.decode[0].watermark_blocks) * d_spec.capacity.block_size
+        for p in self.prefill:
+            p.handoff = partial(self._handoff, p)
+            p.max_kv_tokens = limit  # a request that can never fit a decode instance is rejected on arrival
+        for d in self.decode:
+            d.on_release = self._released
+
+    # -- the hand-off ----------------------------------------------------------------------------------
+    def _handoff(self, src: Instance, req: Request, start: float, end: float) -> None:
+        """Called by the prefill instance as the prefill ends (its blocks stay held there)."""
+        self.in_transit += 1
+        x = self.moving[req.id] = _Handoff(req, src, start, end, src.blocks_for(req.kv_tokens))
+        self.late.at(end, (0, req.id), partial(self._arrive, x))
+
+    def _arrive(self, x: _Handoff) -> None:
+        if self.pending or not self._place(x):
+            self.pending.append(x)
+
+    def _released(self, inst: Instance) -> None:
+        """A decode instance freed blocks: retry the waiting hand-offs once this instant's events are in."""
+        if self.pending and not self._retry_due:
+            self._retry_due = True
+            self.late.at(self.env.now, (1, 0), self._retry)
+
+    def _retry(self) -> None:
+        self._retry_due = False
+        while self.pending and self._place(self.pending[0]):
+            self.pending.popleft()
+
+    def _place(self, x: _Handoff) -> bool:
+        """Reserve decode memory and book the copy; False if no decode instance has room now."""
+        req, now = x.req, self.env.now
+        dst = self.decode[self.router.route(req, self.decode, now)]
+        if not dst.reserve_incoming(x.blocks):
+            best = max(self.decode, key=lambda d: (d.settle(), -d.index))
+            if best is dst or not best.reserve_incoming(x.blocks):
+                return False
+            dst = best
+        link = self.links[x.src.index]
+        secs = x.blocks * self.block_s
+        overlap = self.layerwise and now == x.end  # layer-wise copy alongside the prefill's last iteration
+        if overlap:
+            start, data_end = link.book(x.start, secs, x.blocks, earliest_end=x.end + secs / self.layers)
+            queued = start - x.start
+        else:
+            start, data_end = link.book(now, secs, x.blocks)
+            queued = (now - x.end) + (start - now)
+        ready = data_end + link.latency_s
+        self.kv_transfer_s[req.id] = ready - x.end
+        self.kv_transfer_wait_s[req.id] = queued
+        self.decode_instance[req.id] = dst.index
+        x.dst = dst
+        tracer = x.src.tracer
+        if tracer is not None:
+            tracer.kv_transfer(x.src.index, dst.index, start, ready, req.id, x.blocks * self.block_bytes)
+        self.late.at(ready, (0, req.id), partial(self._land, x, dst))
+        return True
+
+    def _land(self, x: _Handoff, dst: Instance) -> None:
+        req = x.req
+        x.src.release(req)
+        req.blocks = x.blocks
+        dst.deliver(req)
+        del self.moving[req.id]
+        self.in_transit -= 1
+        if not self.in_transit and all(p.arrivals_closed and not p.waiting and not p.running for p in self.prefill):
+            for d in self.decode:
+                d.close_arrivals()
+
+    # -- results ---------------------------------------------------------------------------------------
+    def columns(self) -> dict[str, np.ndarray]:
+        return {
+            "decode_instance": self.decode_instance,
+            "kv_transfer_s": self.kv_transfer_s,
+            "kv_transfer_wait_s": self.kv_transfer_wait_s,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        x = self.kv_transfer_s[~np.isnan(self.kv_transfer_s)]
+        w = self.kv_transfer_wait_s[~np.isnan(self.kv_transfer_wait_s)]
+
+        def pct(v: np.ndarray, q: float) -> float:
+            return float(np.percentile(v, q)) if v.size else math.nan
+
+        return {
+            "mode": "layerwise" if self.layerwise else "serialized",
+            "transfers": int(x.size),
+            "kv_transfer_s": {"mean": float(x.mean()) if x.size else math.nan, "p50": pct(x, 50), "p99": pct(x, 99)},
+            "kv_transfer_wait_s": {"mean": float(w.mean()) if w.size else math.nan, "p99": pct(w, 99)},
+            "link_busy_s": sum(link.busy_s for link in self.links.values()),
+            "blocks_moved": sum(link.blocks for link in self.links.values()),
+            "waiting_for_decode_memory": len(self.pending),
+        }

@@ -1,0 +1,185 @@
+"""A cluster as pools of identical instances: one `colocated` pool, or a `prefill` and a `decode` pool.
+
+Each pool has its own GPU, tensor-parallel degree, scheduler, router, KV capacity and cost model, so a
+disaggregated cluster can put prefill on H100s and decode on A100s (Splitwise-HA). Instances are
+numbered across pools (prefill first), so the `instance` columns of every table stay unique.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import simpy
+
+from hwprofiles import catalog
+from hwprofiles.specs import GPUSpec
+from policies.registry import ROUTERS, SCHEDULERS
+from sim.config.scenario import Scenario
+from sim.core.instance import Instance
+from sim.core.kvcache import KVCapacity, kv_capacity
+from sim.core.recorder import RequestLog
+from sim.costmodel.models import COST_MODELS, CostModel
+from sim.errors import ServesimError
+
+# schedulers that keep per-request state in `Request.sched`: a request handed from one pool to the other
+# would carry one scheduler's state into a scheduler of another kind (and back into the first's lazy
+# structures), so pools with different schedulers may use only the stateless kinds
+STATEFUL_SCHEDULERS = frozenset({"ltr", "mlfq", "length_group"})
+
+
+@dataclass
+class PoolSpec:
+    """Everything needed to build one pool's instances."""
+
+    role: str  # "colocated" | "prefill" | "decode"
+    instances: int
+    tp: int
+    gpu: GPUSpec
+    scheduler: Any  # the scheduler config section
+    router: Any  # the router config section that picks an instance of this pool
+    capacity: KVCapacity
+    cost: CostModel
+
+    @property
+    def gpus(self) -> int:
+        return self.instances * self.tp
+
+
+def _gpu(hw: Any, default: GPUSpec) -> GPUSpec:
+    if hw is None:
+        return default
+    return catalog.gpu(hw) if isinstance(hw, str) else hw
+
+
+def pool_specs(sc: Scenario) -> list[PoolSpec]:
+    """The scenario's pools: `[colocated]`, or `[prefill, decode]` when `cluster.prefill/decode` are set."""
+    c, kv, model = sc.cluster, sc.kv_cache, sc.model_spec
+    if c.prefill is None or c.decode is None:
+        from sim.core.engine import build_cost_model, capacity  # the colocated path exactly as it always was
+
+        return [
+            PoolSpec(
+                "colocated", c.instances, c.tp, sc.gpu_spec, sc.scheduler, c.router, capacity(sc), build_cost_model(sc)
+            )
+        ]
+    specs = []
+    for role, pool in (("prefill", c.prefill), ("decode", c.decode)):
+        gpu = _gpu(pool.hardware, sc.gpu_spec)
+        cap = kv_capacity(model, gpu, pool.tp, kv.block_size, kv.gpu_memory_utilization, kv.reserve_gb * 1e9)
+        cost = COST_MODELS.build(sc.cost_model, model=model, gpu=gpu, tp=pool.tp, base_dir=sc.base_dir)
+        router = pool.router or (c.router if role == "prefill" else ROUTERS.get("least_kv").config())
+        specs.append(PoolSpec(role, pool.instances, pool.tp, gpu, pool.scheduler or sc.scheduler, router, cap, cost))
+    kinds = {s.scheduler.kind for s in specs}
+    if len(kinds) > 1 and kinds & STATEFUL_SCHEDULERS:
+        raise ServesimError(
+            f"cluster.prefill and cluster.decode use schedulers {sorted(kinds)}: "
+            f"{sorted(kinds & STATEFUL_SCHEDULERS)[0]!r} keeps per-request state that cannot cross the hand-off "
+            "to a scheduler of another kind; use one kind in both pools, or stateless kinds only"
+        )
+    return specs
+
+
+def build_instances(
+    env: simpy.Environment, sc: Scenario, specs: list[PoolSpec], log: RequestLog, policy_rng: np.random.Generator
+) -> list[Instance]:
+    """All instances of all pools, numbered across pools (in `specs` order); each knows its `role`."""
+    out: list[Instance] = []
+    model = sc.model_spec
+    pc = sc.kv_cache.prefix_cache
+    for spec in specs:
+        for _ in range(spec.instances):
+            inst = Instance(
+                env,
+                len(out),
+                SCHEDULERS.build(spec.scheduler, rng=policy_rng, cost=spec.cost),
+                spec.cost,
+                spec.capacity,
+                log,
+                max_context=model.max_context,
+                watermark=sc.kv_cache.watermark,
+                fast_forward=sc.engine.fast_forward,
+                cohort=sc.engine.cohort_decoding,
+                preemption=sc.kv_cache.preemption,
+                # each GPU of the TP group moves its shard of a block over its own host link
+                swap_block_s=spec.capacity.bytes_per_block / spec.gpu.host_link_bw,
+            )
+            inst.role = spec.role
+            if pc is not None and pc.enabled:
+                from sim.cluster.prefix_cache import PrefixPool
+
+                host = int(pc.host_memory_gb * 1e9 // spec.capacity.bytes_per_block)  # per GPU, like the KV shards
+                inst.pool = inst.prefix_cache = PrefixPool(
+                    spec.capacity.num_blocks, spec.capacity.block_size, pc.block_tokens, pc.system_prompt_tokens, host
+                )
+            out.append(inst)
+    return out
+
+
+def cluster_label(sc: Scenario) -> str:
+    """`4 x 1 x h100-sxm`, or `prefill 2 x 1 x h100-sxm + decode 2 x 1 x a100-80g`."""
+    c = sc.cluster
+    if c.prefill is None or c.decode is None:
+        return f"{c.instances} x {c.tp} x {sc.gpu_spec.name}"
+    return " + ".join(
+        f"{role} {p.instances} x {p.tp} x {_gpu(p.hardware, sc.gpu_spec).name}"
+        for role, p in (("prefill", c.prefill), ("decode", c.decode))
+    )
+
+
+class Feature(Protocol):
+    """A cluster mechanism attached to a run: it adds per-request columns and a summary section."""
+
+    name: str
+
+    def columns(self) -> dict[str, np.ndarray]: ...
+
+    def summary(self) -> dict[str, Any]: ...
+
+
+class PrefixStats:
+    """Collects prefix-cache hits per request and per instance."""
+
+    name = "prefix_cache"
+
+    def __init__(self, sim: Any) -> None:
+        self.pools = [inst.prefix_cache for inst in sim.instances if inst.prefix_cache is not None]
+        self.hits = np.zeros(sim.log.n, dtype=np.int64)
+        for p in self.pools:
+            p.hit_log = self.hits
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {"prefix_hit_tokens": self.hits}
+
+    def summary(self) -> dict[str, Any]:
+        hit = sum(p.hit_tokens for p in self.pools)
+        looked = sum(p.lookup_tokens for p in self.pools)
+        return {
+            "hit_tokens": hit,
+            "host_hit_tokens": sum(p.host_hit_tokens for p in self.pools),
+            "prompt_tokens_admitted": looked,
+            "hit_rate": hit / looked if looked else math.nan,
+            "admissions": sum(p.admissions for p in self.pools),
+            "blocks_registered": sum(p.inserted for p in self.pools),
+            "evictions": sum(p.evictions for p in self.pools),
+            "cached_blocks_at_end": sum(p.cached_blocks for p in self.pools),
+        }
+
+
+def cluster_features(sim: Any) -> list[Feature]:
+    """The optional mechanisms the scenario asks for, wired to the run's instances."""
+    sc = sim.scenario
+    out: list[Feature] = []
+    if any(inst.prefix_cache is not None for inst in sim.instances):
+        out.append(PrefixStats(sim))
+    if sc.cluster.disaggregated:
+        from sim.cluster.disagg import Disaggregation
+
+        out.append(Disaggregation(sim))
+    if sc.cluster.migration is not None:
+        from sim.cluster.migration import Migrator
+
+        out.append(Migrator(sim))
+    return out

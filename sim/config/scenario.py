@@ -1,0 +1,366 @@
+"""The scenario schema (pydantic v2, `extra="forbid"`) and loading it from YAML with overrides.
+
+Policy and cost-model sections are discriminated unions built from the registries, so the `kind`
+string chooses the config class, the JSON-schema branch and the factory at once.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+import policies  # noqa: F401  (registers the built-in policies before the unions are built)
+from hwprofiles import GPUSpec, ModelSpec, catalog
+from policies.admission import AdmissionConfig
+from policies.registry import MIGRATIONS, PREDICTORS, ROUTERS, SCHEDULERS
+from sim.config.yamlio import Positions, apply_overrides, format_validation_error, load_yaml, register_tags
+from sim.costmodel.models import COST_MODELS, RooflineCostConfig
+from sim.errors import ServesimError, UnknownNameError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- workload -------------------------------------------------------------------------------------------
+TraceFormat = Literal["azure", "mooncake", "vidur", "lengths", "csv"]
+
+
+class PoissonArrival(Strict):
+    """Exponential inter-arrival times at `rate` requests per second."""
+
+    kind: Literal["poisson"] = "poisson"
+    rate: float = Field(gt=0, description="requests per second")
+
+
+class GammaArrival(Strict):
+    """Gamma inter-arrival times with mean 1/rate and coefficient of variation `cv` (cv=1 is Poisson)."""
+
+    kind: Literal["gamma"] = "gamma"
+    rate: float = Field(gt=0)
+    cv: float = Field(gt=0, description="std/mean of inter-arrival times; >1 burstier than Poisson")
+
+
+class TraceArrival(Strict):
+    """Replay a trace's timestamps (and its lengths, unless `workload.lengths` is given)."""
+
+    kind: Literal["trace"] = "trace"
+    path: str = Field(description="a file, or a shipped trace name from `servesim list traces`")
+    format: TraceFormat
+    time_scale: float = Field(
+        default=1.0, gt=0, description="multiplies inter-arrival gaps: 0.5 = twice as fast"
+    )
+    spread_buckets: bool = Field(
+        default=False, description="spread requests sharing a timestamp over its bucket"
+    )
+
+
+class TraceLengths(Strict):
+    """Sample (prompt, output) pairs from a trace or length-only file."""
+
+    kind: Literal["trace"] = "trace"
+    path: str
+    format: TraceFormat = "vidur"
+    sample: Literal["random", "sequential"] = Field(
+        default="random", description="with replacement, or in order"
+    )
+
+
+class FixedLengths(Strict):
+    kind: Literal["fixed"] = "fixed"
+    prompt: int = Field(ge=1)
+    output: int = Field(ge=1)
+
+
+class LognormalLengths(Strict):
+    """Log-normal lengths given by median and log-space sigma, rounded and clipped to [1, max]."""
+
+    kind: Literal["lognormal"] = "lognormal"
+    prompt_median: float = Field(gt=0)
+    prompt_sigma: float = Field(default=1.0, ge=0)
+    output_median: float = Field(gt=0)
+    output_sigma: float = Field(default=1.0, ge=0)
+    max_prompt: int = Field(default=32768, ge=1)
+    max_output: int = Field(default=8192, ge=1)
+
+
+Arrival = Annotated[PoissonArrival | GammaArrival | TraceArrival, Field(discriminator="kind")]
+Lengths = Annotated[TraceLengths | FixedLengths | LognormalLengths, Field(discriminator="kind")]
+
+
+class RequestClass(Strict):
+    """A traffic class: a share of the requests with its own priority and SLOs (per-class metrics follow)."""
+
+    name: str
+    share: float = Field(gt=0, description="relative weight; shares are normalised over the classes")
+    priority: int = Field(default=0, description="lower is served first by the `priority` scheduler")
+    slo: SLO | None = Field(default=None, description="this class's targets; unset ones fall back to `slo`")
+
+
+class Workload(Strict):
+    num_requests: int | None = Field(default=None, ge=1, description="stop generating after this many")
+    duration_s: float | None = Field(
+        default=None, gt=0, description="stop generating arrivals after this time"
+    )
+    arrival: Arrival = Field(default_factory=lambda: PoissonArrival(rate=1.0))
+    lengths: Lengths | None = None
+    classes: list[RequestClass] | None = Field(
+        default=None, description="traffic classes, drawn per request from the `classes` stream by share"
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> Workload:
+        if self.classes is not None:
+            names = [c.name for c in self.classes]
+            if not names or len(set(names)) != len(names):
+                raise ValueError(f"classes need distinct names, got {names}")
+        if self.arrival.kind != "trace":
+            if self.lengths is None:
+                raise ValueError(
+                    "lengths are required with a synthetic arrival process (trace, fixed or lognormal)"
+                )
+            if self.num_requests is None and self.duration_s is None:
+                raise ValueError("give num_requests or duration_s for a synthetic arrival process")
+        return self
+
+
+# -- cluster and instance --------------------------------------------------------------------------------
+SchedulerConfig = SCHEDULERS.union()
+PredictorConfig = PREDICTORS.union()
+RouterConfig = ROUTERS.union()
+CostModelConfig = COST_MODELS.union()
+MigrationConfig = MIGRATIONS.union()
+register_tags(
+    SCHEDULERS.kinds()
+    + ROUTERS.kinds()
+    + MIGRATIONS.kinds()
+    + PREDICTORS.kinds()
+    + COST_MODELS.kinds()
+    + ["poisson", "gamma", "trace", "fixed", "lognormal"]
+)
+
+
+def _known_gpu_name(v: Any) -> Any:
+    if isinstance(v, str):
+        try:
+            catalog.gpu(v)
+        except UnknownNameError as e:
+            raise ValueError(str(e)) from None
+    return v
+
+
+class Link(Strict):
+    """The path a KV cache takes between instances (prefill → decode, or a migration): one FIFO link per
+    sending instance; each GPU of a tensor-parallel group sends its shard over its own lane."""
+
+    bandwidth_gbps: float | None = Field(
+        default=None, gt=0, description="Gbit/s per GPU lane; unset: the GPUs' intra_node_bw (NVLink, same node)"
+    )
+    latency_s: float = Field(default=0.0, ge=0, description="fixed cost per copy (setup, last-hop latency)")
+
+
+class Pool(Strict):
+    """One pool of a disaggregated cluster: its own instance count, tp, GPU and (optionally) policies."""
+
+    instances: int = Field(default=1, ge=1)
+    tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per instance")
+    hardware: str | GPUSpec | None = Field(default=None, description="unset: the scenario's `hardware`")
+    scheduler: SchedulerConfig | None = Field(default=None, description="unset: the scenario's `scheduler`")
+    router: RouterConfig | None = Field(
+        default=None,
+        description="picks an instance of this pool (prefill: on arrival, default cluster.router; decode: when "
+        "a prefill ends, default least_kv)",
+    )
+
+    @field_validator("hardware", mode="before")
+    @classmethod
+    def _known_gpu(cls, v: Any) -> Any:
+        return _known_gpu_name(v)
+
+
+class Cluster(Strict):
+    instances: int = Field(default=1, ge=1)
+    tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per instance")
+    router: RouterConfig = Field(default_factory=lambda: ROUTERS.get("round_robin").config())
+    prefill: Pool | None = Field(default=None, description="disaggregated: the prefill pool (with `decode`)")
+    decode: Pool | None = Field(default=None, description="disaggregated: the decode pool (with `prefill`)")
+    link: Link = Field(default_factory=Link, description="KV copies between instances")
+    kv_transfer: Literal["layerwise", "serialized"] = Field(
+        default="layerwise",
+        description="prefill→decode copy: overlapped layer by layer with the prefill, or after it",
+    )
+    migration: MigrationConfig | None = Field(
+        default=None, description="live migration of running requests between instances of a pool (Llumnix)"
+    )
+    idle_power_fraction: float = Field(
+        default=0.2, ge=0, le=1, description="GPU power when idle, as a fraction of TDP (power model)"
+    )
+
+    @model_validator(mode="after")
+    def _pools(self) -> Cluster:
+        if (self.prefill is None) != (self.decode is None):
+            raise ValueError("a disaggregated cluster needs both `prefill` and `decode` pools")
+        if self.prefill is not None and (self.instances, self.tp) != (1, 1):  # (1, 1): unset, or a dump of a run
+            raise ValueError("with prefill/decode pools, give instances and tp per pool, not on the cluster")
+        return self
+
+    @property
+    def disaggregated(self) -> bool:
+        return self.prefill is not None
+
+
+class PrefixCache(Strict):
+    """Automatic prefix caching: full prompt blocks are keyed by the prompt's block ids (Mooncake `hash_ids`)
+    or, for traces without them, by a shared system prompt; a hit skips those blocks' prefill compute."""
+
+    enabled: bool = True
+    block_tokens: int = Field(default=512, ge=1, description="prompt tokens per trace block id (Mooncake: 512)")
+    system_prompt_tokens: int = Field(
+        default=0, ge=0, description="traces without block ids: every prompt starts with this many shared tokens"
+    )
+    host_memory_gb: float = Field(
+        default=0.0, ge=0, description="per GPU: a host-memory tier for blocks evicted from the GPU (Mooncake); "
+        "a hit there is copied back over the host link instead of recomputed"
+    )
+
+
+class KVCache(Strict):
+    block_size: int = Field(default=16, ge=1)
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    reserve_gb: float = Field(default=2.0, ge=0, description="per GPU: activations, CUDA context, graphs")
+    watermark: float = Field(
+        default=0.01, ge=0, lt=1, description="fraction of blocks kept free at admission"
+    )
+    preemption: Literal["recompute", "swap"] = Field(
+        default="recompute", description="a preempted request's KV: dropped and recomputed, or swapped to host"
+    )
+    prefix_cache: PrefixCache | None = Field(
+        default=None, description="share KV blocks of common prompt prefixes across requests (LRU eviction)"
+    )
+
+
+class SLO(Strict):
+    ttft_s: float | None = Field(default=None, gt=0)
+    tpot_s: float | None = Field(default=None, gt=0)
+    e2el_s: float | None = Field(default=None, gt=0)
+
+
+class Engine(Strict):
+    fast_forward: bool = Field(
+        default=True, description="exact multi-step decode; off = one event per iteration"
+    )
+    horizon_s: float | None = Field(
+        default=None, gt=0, description="stop the clock here; the rest is in flight"
+    )
+    timeline_interval_s: float | None = Field(
+        default=None, gt=0, description="sampling period; auto if unset"
+    )
+    cohort_decoding: bool = Field(
+        default=True, description="O(1) bookkeeping of lockstep decoders; off = the per-request reference path"
+    )
+
+
+class Scenario(Strict):
+    name: str = "scenario"
+    seed: int = Field(default=0, ge=0)
+    model: str | ModelSpec
+    hardware: str | GPUSpec
+    workload: Workload
+    cluster: Cluster = Field(default_factory=Cluster)
+    scheduler: SchedulerConfig = Field(default_factory=lambda: SCHEDULERS.get("fcfs").config())
+    kv_cache: KVCache = Field(default_factory=KVCache)
+    cost_model: CostModelConfig = Field(default_factory=RooflineCostConfig)
+    slo: SLO = Field(default_factory=SLO)
+    engine: Engine = Field(default_factory=Engine)
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    predictor: PredictorConfig | None = Field(
+        default=None, description="output-length predictor; its prediction is stored on each request"
+    )
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _known_model(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                catalog.model(v)
+            except UnknownNameError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+    @field_validator("hardware", mode="before")
+    @classmethod
+    def _known_gpu(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                catalog.gpu(v)
+            except UnknownNameError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _predictor_present(self) -> Scenario:
+        if getattr(self.scheduler, "needs_predictor", False) and self.predictor is None:
+            raise ValueError(
+                f"scheduler {self.scheduler.kind!r} orders by predicted lengths: add a `predictor` section, "
+                "e.g. predictor: {kind: rank, tau: 0.6} (or {kind: oracle})"
+            )
+        return self
+
+    @property
+    def model_spec(self) -> ModelSpec:
+        return catalog.model(self.model) if isinstance(self.model, str) else self.model
+
+    @property
+    def gpu_spec(self) -> GPUSpec:
+        return catalog.gpu(self.hardware) if isinstance(self.hardware, str) else self.hardware
+
+    @property
+    def base_dir(self) -> Path:
+        """Directory relative paths in the scenario are resolved against (the YAML file's)."""
+        return self._base_dir
+
+
+def load_scenario(
+    source: str | Path | dict[str, Any] | Scenario, overrides: list[str] | None = None
+) -> Scenario:
+    """A validated `Scenario` from a YAML path, a dict or a Scenario, with `a.b=value` overrides applied."""
+    pos: Positions | None = None
+    base = Path.cwd()
+    if isinstance(source, Scenario):
+        data = source.model_dump(mode="json")
+        base = source.base_dir
+        label = "<scenario>"
+    elif isinstance(source, dict):
+        data, label = source, "<dict>"
+    else:
+        data, pos = load_yaml(source)
+        label = str(source)
+        base = Path(source).resolve().parent
+        if not isinstance(data, dict):
+            raise ServesimError(
+                f"{label}:1:1: expected a mapping of scenario keys, found {type(data).__name__}"
+            )
+    if overrides:
+        data = apply_overrides(copy.deepcopy(data), overrides)
+    try:
+        sc = Scenario.model_validate(data)
+    except ValidationError as e:
+        raise ServesimError(format_validation_error(e, label, pos)) from None
+    sc._base_dir = base
+    return sc
+
+
+def scenario_json_schema() -> dict[str, Any]:
+    return Scenario.model_json_schema()

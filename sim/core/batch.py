@@ -1,0 +1,112 @@
+"""The small public types a batch scheduler sees: the instance view it plans against and its plan.
+
+Policies import only this module (and `sim.core.request`), never the engine: the engine implements
+`InstanceView`, the policy returns a `BatchPlan`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sim.core.request import Request
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """One iteration's work: prefill chunks (request, tokens) and decoding requests (one token each)."""
+
+    prefill: list[tuple[Request, int]] = field(default_factory=list)
+    decode: list[Request] = field(default_factory=list)
+    preempted: int = 0  # preemptions performed while planning (the plan is not stable)
+    cohort: bool = False  # every decoding request decodes (`InstanceView.decode_all`); `decode` holds only joiners
+    cohort_n: int = 0  # how many requests that is
+    # an empty plan means "wait": until an arrival (math.inf) or this absolute time; None = nothing to wait for
+    wait_until: float | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.prefill and not self.decode and not self.cohort
+
+    @property
+    def decode_count(self) -> int:
+        return self.cohort_n + len(self.decode) if self.cohort else len(self.decode)
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(n for _, n in self.prefill) + len(self.decode)
+
+
+class InstanceView(Protocol):
+    """What a scheduler may read and do on its instance; allocation goes through these calls."""
+
+    waiting: deque[Request]  # or the scheduler's own `waiting_queue()` (same methods, its order)
+    running: list[Request]
+    block_size: int
+    num_blocks: int
+    free_blocks: int
+    watermark_blocks: int
+    iterations: int  # iterations run so far (a fast-forward run of k steps counts k)
+    arrivals_closed: bool  # no more requests will be routed here
+
+    def admit_blocks(self, req: Request) -> int:
+        """Blocks `req` takes on admission (its prefill pass, or its swapped-out KV)."""
+        ...
+
+    prefilling: list[Request]  # running requests still in their prefill pass, in admission order
+
+    def decode_all(self, plan: BatchPlan) -> bool:
+        """Schedule every decoding request for one step if memory allows without preemption (O(1) when
+        the engine aggregates lockstep decoders). False: plan decodes request by request over `decoding()`."""
+        ...
+
+    def decoding(self) -> list[Request]:
+        """Running requests past their prefill, in running order, with exact fields."""
+        ...
+
+    def blocks_for(self, tokens: int) -> int:
+        """Blocks needed to hold `tokens` tokens."""
+        ...
+
+    def can_admit(self, req: Request) -> bool:
+        """True if the request's whole prefill fits above the watermark."""
+        ...
+
+    def admit(self, req: Request) -> None:
+        """Move `req` (best the head) from waiting to running and allocate its blocks (swap-in is priced)."""
+        ...
+
+    def reserve_decode_slot(self, req: Request) -> bool:
+        """Allocate the block the request's next token needs, if any; False if memory is exhausted."""
+        ...
+
+    def reserve_decode_slots(self, reqs: list[Request]) -> bool:
+        """Reserve next-token slots for all `reqs` if the free pool covers them; else reserve none."""
+        ...
+
+    def preempt(self, req: Request) -> None:
+        """Free the request's KV (recompute, or swap to host per `kv_cache.preemption`) and requeue it first."""
+        ...
+
+
+class BatchScheduler(Protocol):
+    """A local batch-scheduling policy (registered by `kind`).
+
+    Optionally it defines `waiting_queue()`, returning a deque-like queue (`append`, `appendleft`, `popleft`,
+    `remove`, `[0]`, `len`, iteration) that keeps waiting requests in the policy's order, so a policy that
+    admits by rank does not sort the whole queue every iteration.
+    """
+
+    def schedule(self, inst: InstanceView, now: float) -> BatchPlan:
+        """Plan the next iteration, admitting/preempting through `inst`."""
+        ...
+
+    def decision_horizon(self, inst: InstanceView, plan: BatchPlan) -> int:
+        """How many iterations a decode-only `plan` stays this policy's decision if nothing outside changes
+        (no arrival, and until a request completes or a KV block runs short, which the engine detects).
+        Return 1 to opt out of fast-forward, `UNBOUNDED` when only those events can change it."""
+        ...
+
+
+UNBOUNDED = 1 << 62

@@ -1,0 +1,522 @@
+"""Iteration cost models: how long one batch (prefill chunks + decodes) takes on one instance.
+
+Every kind answers three questions: `iteration()` for any batch, `decode_run()` for k consecutive
+decode-only steps at once (the fast-forward path; vectorised), and `breakdown()` by operator for
+`servesim estimate`. Decode-only steps always go through `decode_run` so stepping one iteration at a
+time and fast-forwarding give bit-identical times: `decode_run` is elementwise in `ctx_sums` (no
+reductions, no SIMD-sensitive transcendental calls on the array).
+
+Kinds: `linear` (analytic), `roofline` (per-operator roofline; on a GPU with measured tables each
+operator's achieved fraction of peak comes from efficiency curves learned from them, see
+`hwprofiles.efficiency`, else spec-sheet efficiencies), `table` (the model's own measured operator
+tables, interpolated in log-space of tokens, the roofline beyond them). `roofline` and `table` accept a
+fitted `profile` (see `calibrate.fit`) of engine-level overheads and efficiency scales.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hwprofiles.specs import GPUSpec, ModelSpec
+from sim.core.registry import Registry
+from sim.errors import ServesimError
+
+Chunks = Sequence[tuple[int, int]]  # (new tokens q, cached tokens c) per prefill chunk
+
+
+class CostModel(Protocol):
+    def iteration(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> float:
+        """Seconds for one iteration: prefill chunks plus `n_decode` decodes over `decode_ctx` KV tokens."""
+        ...
+
+    def decode_run(self, n: int, ctx_sums: np.ndarray) -> np.ndarray:
+        """Seconds of each of len(ctx_sums) decode-only steps of `n` sequences (ctx_sums[s] = Σ context)."""
+        ...
+
+    def breakdown(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> dict[str, float]:
+        """Seconds by operator for one iteration (sums to `iteration()` up to rounding)."""
+        ...
+
+
+def decode_coeffs(cost: CostModel, n: int) -> tuple[float, float] | None:
+    """(a, b) with a decode step of n sequences costing exactly `a + b·context_sum` — the same float
+    operations as `decode_run` — when the model is affine in context; lets the engine price short runs in
+    plain Python. None otherwise."""
+    f = getattr(cost, "decode_coeffs", None)
+    return f(n) if f is not None else None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LinearCostConfig(_Strict):
+    """Analytic cost: base + per prefill token + per decoding sequence (queueing checks)."""
+
+    kind: Literal["linear"] = "linear"
+    base_s: float = Field(default=0.0, ge=0)
+    per_prefill_token_s: float = Field(default=0.0, ge=0)
+    per_decode_seq_s: float = Field(default=0.0, ge=0)
+
+
+class _PhysicalCostConfig(_Strict):
+    kind: str
+    compute_efficiency: float = Field(default=0.7, gt=0, le=1, description="achieved fraction of peak FLOP/s")
+    memory_efficiency: float = Field(default=0.8, gt=0, le=1, description="achieved fraction of HBM bandwidth")
+    link_efficiency: float = Field(default=0.8, gt=0, le=1, description="achieved fraction of link bandwidth")
+    iteration_overhead_s: float = Field(default=0.002, ge=0, description="CPU scheduling, sampling, launch")
+    layer_overhead_s: float = Field(default=0.0, ge=0, description="fixed cost per layer per iteration")
+    allreduce_latency_s: float = Field(default=1e-5, ge=0, description="fixed latency of one all-reduce")
+    seq_overhead_s: float = Field(default=0.0, ge=0, description="per sequence per iteration (sampling, bookkeeping)")
+    efficiency: Literal["curves", "constant"] = Field(
+        default="curves",
+        description="curves: achieved efficiency per operator learned from the GPU's measured tables (when it "
+        "has any); constant: compute_efficiency / memory_efficiency everywhere",
+    )
+    tables: str | None = Field(
+        default=None, description="measured-table directory (relative to the scenario); default: shipped for the GPU"
+    )
+    profile: str | None = Field(
+        default=None, description="fitted profile YAML from `servesim calibrate fit` (relative to the scenario)"
+    )
+
+
+class RooflineCostConfig(_PhysicalCostConfig):
+    """Per-operator roofline from GPU and model specs: max(FLOPs / achieved peak, bytes / achieved BW)."""
+
+    kind: Literal["roofline"] = "roofline"
+
+
+class TableCostConfig(_PhysicalCostConfig):
+    """Measured operator tables of this model on this GPU, interpolated; the roofline outside them."""
+
+    kind: Literal["table"] = "table"
+
+
+class ProfileParams(_Strict):
+    """Engine-level parameters that kernel tables miss, fitted to measured iterations."""
+
+    iteration_overhead_s: float = Field(default=0.0, ge=0, description="per iteration (scheduler, sampling, launch)")
+    layer_overhead_s: float = Field(default=0.0, ge=0, description="per layer per iteration (launches, syncs)")
+    seq_overhead_s: float = Field(default=0.0, ge=0, description="per sequence per iteration")
+    comm_latency_s: float = Field(default=0.0, ge=0, description="extra latency per all-reduce (engine sync)")
+    compute_scale: float = Field(default=1.0, gt=0, description="multiplies achieved FLOP/s")
+    memory_scale: float = Field(default=1.0, gt=0, description="multiplies achieved bandwidth")
+    attention_scale: float = Field(default=1.0, gt=0, description="multiplies attention's achieved rates")
+
+
+class CostProfile(_Strict):
+    """A profile file: the fitted parameters and where they came from."""
+
+    format: Literal["servesim-profile/1"] = "servesim-profile/1"
+    model: str = ""
+    hardware: str = ""
+    tp: int = Field(default=1, ge=1)
+    base: Literal["roofline", "table"] = "roofline"
+    params: ProfileParams = Field(default_factory=ProfileParams)
+    fit: dict[str, Any] = Field(default_factory=dict)
+
+
+def load_profile(path: str | Path) -> CostProfile:
+    """Read a profile YAML; a missing or malformed file is a user error."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ServesimError(f"{p}: profile file not found")
+    try:
+        return CostProfile.model_validate(yaml.safe_load(p.read_text()) or {})
+    except (ValidationError, yaml.YAMLError) as e:
+        first = str(e).splitlines()
+        raise ServesimError(f"{p}: not a servesim profile: {' '.join(first[:3])}") from None
+
+
+COST_MODELS: Registry[CostModel] = Registry("cost model")
+
+
+class LinearCost:
+    """`base + a·prefill_tokens + b·decoding_sequences`; exact service times for theory checks."""
+
+    def __init__(self, cfg: LinearCostConfig) -> None:
+        self.base, self.per_tok, self.per_seq = cfg.base_s, cfg.per_prefill_token_s, cfg.per_decode_seq_s
+
+    def iteration(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> float:
+        return self.base + self.per_tok * sum(q for q, _ in prefill) + self.per_seq * n_decode
+
+    def decode_run(self, n: int, ctx_sums: np.ndarray) -> np.ndarray:
+        return np.full(len(ctx_sums), self.base + self.per_seq * n)
+
+    def decode_coeffs(self, n: int) -> tuple[float, float] | None:
+        return self.base + self.per_seq * n, 0.0
+
+    def breakdown(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> dict[str, float]:
+        return {
+            "base": self.base,
+            "prefill": self.per_tok * sum(q for q, _ in prefill),
+            "decode": self.per_seq * n_decode,
+        }
+
+
+_CURVE_LISTS: dict[int, tuple[Any, list[float], list[float]]] = {}  # curve id -> (curve, log sizes, log ratios)
+
+# memory-bound classes priced per layer, with how many times each runs per layer
+_ELEMENTWISE = (("norm", 1), ("norm2", 1), ("add", 2), ("rope", 1), ("act", 1), ("kv_save", 1))
+
+
+class RooflineCost:
+    """Roofline per operator, summed over layers (see DESIGN.md "Cost model").
+
+    Linear layers are GEMMs with M = tokens in the batch and (K, N) from the model sharded by `tp`;
+    attention prefill is q new tokens over c cached + q new (causal), decode attention reads every
+    context token's K and V once; two ring all-reduces per layer when tp > 1; LM head over the
+    sequences that produce a token; a fixed per-iteration and per-layer overhead.
+
+    With `eff` (learned efficiency curves, `hwprofiles.efficiency.Efficiency`) each operator costs
+    `ratio(size) × roofline at peak`, the ratio interpolated in log size and held flat beyond the
+    measured range (so far from the tables it is the roofline scaled to the nearest measurement).
+    Without it, constant `compute_efficiency` / `memory_efficiency` apply (spec-sheet defaults).
+    `fallback` supplies curves for operators `eff` lacks; `collectives` is `hwprofiles.tables`'s
+    all-reduce (bytes, seconds) curve for this tp.
+    """
+
+    def __init__(
+        self,
+        cfg: _PhysicalCostConfig,
+        model: ModelSpec,
+        gpu: GPUSpec,
+        tp: int = 1,
+        *,
+        eff: Any = None,
+        fallback: Any = None,
+        collectives: tuple[np.ndarray, np.ndarray] | None = None,
+        params: ProfileParams | None = None,
+    ) -> None:
+        p = params or ProfileParams(
+            iteration_overhead_s=cfg.iteration_overhead_s,
+            layer_overhead_s=cfg.layer_overhead_s,
+            seq_overhead_s=cfg.seq_overhead_s,
+        )
+        self.cfg, self.model, self.gpu, self.tp, self.params = cfg, model, gpu, tp, p
+        self.flops = gpu.bf16_flops * cfg.compute_efficiency * p.compute_scale
+        self.bw = gpu.mem_bw * cfg.memory_efficiency * p.memory_scale
+        self.link = gpu.intra_node_bw * cfg.link_efficiency
+        self.peak_flops = gpu.bf16_flops * p.compute_scale  # curves are ratios to the spec peaks
+        self.peak_bw = gpu.mem_bw * p.memory_scale
+        sa = p.attention_scale
+        self.attn_flops, self.attn_bw = self.flops * sa, self.bw * sa
+        self.attn_peak_flops, self.attn_peak_bw = self.peak_flops * sa, self.peak_bw * sa
+        self.overhead = p.iteration_overhead_s + model.num_layers * p.layer_overhead_s
+        m, a = model, float(model.dtype_bytes)
+        self.a = a
+        self.L = m.num_layers
+        self.h = m.hidden_size
+        self.hq = max(1, m.num_heads // tp) * m.head_dim  # query width per GPU
+        self.hkv = max(1, m.num_kv_heads // tp) * m.head_dim  # KV width per GPU
+        self.inter = m.intermediate_size / tp
+        self.up_out = (2 if m.gated_mlp else 1) * self.inter
+        self.vocab = m.vocab_size / tp
+        # decode attention per layer per context token: 4·hq FLOPs (QK and SV), K+V bytes
+        self._attn_tok = max(4.0 * self.hq / self.attn_flops, 2.0 * self.hkv * a / self.attn_bw)
+        self._attn_coef = self.L * self._attn_tok
+        self._dense_cache: dict[int, dict[str, float]] = {}
+        self._decode_attn_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._setup_curves(eff, fallback, collectives)
+
+    # -- learned curves -----------------------------------------------------------------------------------
+    def _setup_curves(self, eff: Any, fallback: Any, collectives: tuple[np.ndarray, np.ndarray] | None) -> None:
+        from hwprofiles.efficiency import Widths
+
+        self.curves = eff is not None or fallback is not None
+        self._w = Widths.of(self.model, self.tp)
+        self._gemm_curves: dict[str, Any] = {}
+        self._mem_curves: dict[str, Any] = {}
+        self._attn_grids: dict[str, Any] = {}
+        sources = [s for s in (eff, fallback) if s is not None]
+        for op in ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj", "lm_head"):
+            k, n = self._w.gemm(op)
+            self._gemm_curves[op] = next((c for s in sources if (c := s.gemm_curve(k, n, op)) is not None), None)
+        for cls in ("norm", "norm2", "add", "rope", "act", "kv_save", "emb"):
+            width, _ = self._w.mem(cls)
+            self._mem_curves[cls] = next((c for s in sources if (c := s.mem_curve(cls, width)) is not None), None)
+        for phase in ("prefill", "decode"):
+            self._attn_grids[phase] = next((g for s in sources if (g := s.attention_grid(phase)) is not None), None)
+        self._coll = collectives if self.tp > 1 else None
+
+    @staticmethod
+    def _ratio(x: float, curve: Any) -> float:
+        """exp(interp(log x)) on a learned curve, held flat outside it; plain Python (np.interp on one
+        scalar costs microseconds and this runs for every operator of every new batch size)."""
+        got = _CURVE_LISTS.get(id(curve))
+        if got is None or got[0] is not curve:
+            got = _CURVE_LISTS[id(curve)] = (curve, [float(v) for v in curve[0]], [float(v) for v in curve[1]])
+        _, xs, ly = got
+        lx = math.log(x)
+        if lx <= xs[0]:
+            return math.exp(ly[0])
+        if lx >= xs[-1]:
+            return math.exp(ly[-1])
+        i = bisect.bisect_right(xs, lx)
+        x0, x1, y0, y1 = xs[i - 1], xs[i], ly[i - 1], ly[i]
+        return math.exp(y0 + (lx - x0) * (y1 - y0) / (x1 - x0))
+
+    # -- operators -----------------------------------------------------------------------------------
+    def _gemm(self, m: float, k: float, n: float, weight_copies: float = 1.0) -> float:
+        flops = 2.0 * m * k * n
+        byts = (k * n * weight_copies + m * k + m * n) * self.a
+        return max(flops / self.flops, byts / self.bw)
+
+    def _linear(self, op: str, m: float, k: float, n: float, weight_copies: float = 1.0) -> float:
+        """One linear operator: the learned curve when there is one, else the constant-efficiency roofline."""
+        curve = self._gemm_curves.get(op) if self.curves and weight_copies == 1.0 else None
+        if curve is None:
+            return self._gemm(m, k, n, weight_copies)
+        roof = max(2.0 * m * k * n / self.peak_flops, (k * n + m * k + m * n) * self.a / self.peak_bw)
+        return roof * self._ratio(m, curve)
+
+    def _mem(self, byts: float) -> float:
+        return byts / self.bw
+
+    def _elementwise(self, m: int, act_tokens: float) -> float:
+        mod, h, a = self.model, self.h, self.a
+        act = (3 if mod.gated_mlp else 2) * act_tokens * self.inter * a
+        if not self.curves:
+            return self.L * self._mem(2 * 2 * m * h * a + 2 * 3 * m * h * a + act + 2 * m * (self.hq + self.hkv) * a)
+        per_layer = 0.0
+        for cls, times in _ELEMENTWISE:
+            per_tok = self._w.mem(cls)[1]
+            curve = self._mem_curves.get(cls)
+            if cls == "act" and (curve is None or act_tokens != m):
+                per_layer += self._mem(act)
+                continue
+            if curve is None:
+                if cls != "kv_save":  # the constant model has no separate KV write
+                    per_layer += times * self._mem(m * per_tok)
+                continue
+            per_layer += times * (m * per_tok / self.peak_bw) * self._ratio(m, curve)
+        total = self.L * per_layer
+        emb = self._mem_curves.get("emb")
+        if emb is not None:
+            total += (m * self._w.mem("emb")[1] / self.peak_bw) * self._ratio(m, emb)
+        return total
+
+    def _allreduce(self, m: int) -> float:
+        msg = m * self.h * self.a
+        model = self.cfg.allreduce_latency_s + 2.0 * (self.tp - 1) / self.tp * msg / self.link
+        if self._coll is not None:
+            sizes, secs = self._coll
+            lo, hi = float(sizes[0]), float(sizes[-1])
+            x = min(max(msg, lo), hi)
+            at = math.exp(float(np.interp(math.log(x), np.log(sizes), np.log(secs))))
+            model_x = self.cfg.allreduce_latency_s + 2.0 * (self.tp - 1) / self.tp * x / self.link
+            model = at * model / model_x
+        return model + self.params.comm_latency_s
+
+    def _dense(self, m: int) -> dict[str, float]:
+        """Per-iteration seconds of token-count-dependent operators (all layers) for M = m tokens."""
+        got = self._dense_cache.get(m)
+        if got is not None:
+            return got
+        mod, L, h = self.model, self.L, self.h
+        ops: dict[str, float] = {}
+        ops["qkv_proj"] = L * self._linear("attn_pre_proj", m, h, self.hq + 2 * self.hkv)
+        ops["o_proj"] = L * self._linear("attn_post_proj", m, self.hq, h)
+        if mod.num_experts > 1:
+            routed = m * mod.experts_per_token
+            active = min(mod.num_experts, routed)
+            ops["mlp_up"] = L * self._linear("mlp_up_proj", routed, h, self.up_out, active)
+            ops["mlp_down"] = L * self._linear("mlp_down_proj", routed, self.inter, h, active)
+            act_tokens = routed
+        else:
+            ops["mlp_up"] = L * self._linear("mlp_up_proj", m, h, self.up_out)
+            ops["mlp_down"] = L * self._linear("mlp_down_proj", m, self.inter, h)
+            act_tokens = m
+        ops["elementwise"] = self._elementwise(m, act_tokens)
+        if self.tp > 1:
+            if self._coll is None and not self.params.comm_latency_s:
+                msg = m * h * self.a
+                one = self.cfg.allreduce_latency_s + 2.0 * (self.tp - 1) / self.tp * msg / self.link
+            else:
+                one = self._allreduce(m)
+            ops["allreduce"] = 2 * L * one
+        else:
+            ops["allreduce"] = 0.0
+        ops["overhead"] = self.overhead
+        if len(self._dense_cache) < 65536:
+            self._dense_cache[m] = ops
+        return ops
+
+    def _lm_head(self, seqs: int) -> float:
+        return self._linear("lm_head", seqs, self.h, self.vocab) if seqs else 0.0
+
+    def _prefill_attn(self, q: int, c: int) -> float:
+        flops = 4.0 * self.hq * q * (c + 0.5 * q)  # causal: new tokens see the cache and half of themselves
+        byts = ((c + q) * 2 * self.hkv + 2 * q * self.hq) * self.a
+        grid = self._attn_grids.get("prefill") if self.curves else None
+        if grid is None:
+            return self.L * max(flops / self.attn_flops, byts / self.attn_bw)
+        from hwprofiles.efficiency import bilinear
+
+        roof = max(flops / self.attn_peak_flops, byts / self.attn_peak_bw)
+        return self.L * roof * math.exp(bilinear(math.log(q), math.log(c + 1), grid))
+
+    def _decode_attn_table(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """For n sequences: (per-sequence context grid, ratio) densified so pricing needs no logarithms."""
+        got = self._decode_attn_cache.get(n)
+        if got is None:
+            from hwprofiles.efficiency import bilinear
+
+            _, ys, _ = grid = self._attn_grids["decode"]
+            dense = np.linspace(ys[0], ys[-1], max(2, int((ys[-1] - ys[0]) / math.log(2) * 16) + 1))
+            ratio = np.exp([bilinear(math.log(n), float(y), grid) for y in dense])
+            got = (np.exp(dense), ratio)
+            if len(self._decode_attn_cache) < 4096:
+                self._decode_attn_cache[n] = got
+        return got
+
+    def _decode_attn(self, n: int, ctx: np.ndarray) -> np.ndarray:
+        """Decode attention over all layers, elementwise in the context sums `ctx`."""
+        if not self.curves or self._attn_grids.get("decode") is None or n == 0:
+            return self._attn_coef * ctx
+        cgrid, ratio = self._decode_attn_table(n)
+        flops = 4.0 * self.hq * ctx
+        byts = (ctx * 2 * self.hkv + 2 * n * self.hq) * self.a
+        roof = np.maximum(flops / self.attn_peak_flops, byts / self.attn_peak_bw)
+        return self.L * roof * np.interp(ctx / n, cgrid, ratio)
+
+    def operator(self, op: str, m: int) -> float:
+        """Seconds of one measured-table operator (Vidur's names) on m tokens, one layer's worth
+        (`emb`, `lm_head`: per iteration); what fidelity checks and tests compare with table rows."""
+        from hwprofiles.efficiency import MEM_CLASS
+
+        if op in ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj", "lm_head"):
+            k, n = self._w.gemm(op)
+            return self._linear(op, m, k, n)
+        cls = MEM_CLASS[op]
+        per_tok = self._w.mem(cls)[1]
+        curve = self._mem_curves.get(cls) if self.curves else None
+        if curve is None:
+            return self._mem(m * per_tok)
+        return (m * per_tok / self.peak_bw) * self._ratio(m, curve)
+
+    # -- public ----------------------------------------------------------------------------------------
+    def breakdown(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> dict[str, float]:
+        tokens = sum(q for q, _ in prefill) + n_decode
+        ops = dict(self._dense(tokens))
+        seqs = len(prefill) + n_decode
+        if self.params.seq_overhead_s:
+            ops["overhead"] = ops["overhead"] + seqs * self.params.seq_overhead_s
+        ops["attn_prefill"] = sum(self._prefill_attn(q, c) for q, c in prefill)
+        ops["attn_decode"] = float(self._decode_attn(n_decode, np.array([float(decode_ctx)]))[0])
+        ops["lm_head"] = self._lm_head(seqs)
+        return ops
+
+    def iteration(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> float:
+        return sum(self.breakdown(prefill, n_decode, decode_ctx).values())
+
+    def decode_run(self, n: int, ctx_sums: np.ndarray) -> np.ndarray:
+        base = sum(self._dense(n).values()) + self._lm_head(n)
+        if self.params.seq_overhead_s:
+            base += n * self.params.seq_overhead_s
+        return base + self._decode_attn(n, np.asarray(ctx_sums, dtype=np.float64))
+
+    def decode_coeffs(self, n: int) -> tuple[float, float] | None:
+        """(a, b) when a decode step costs exactly a + b·context (no measured decode-attention curve)."""
+        if self.curves and self._attn_grids.get("decode") is not None and n:
+            return None
+        base = sum(self._dense(n).values()) + self._lm_head(n)
+        if self.params.seq_overhead_s:
+            base += n * self.params.seq_overhead_s
+        return base, self._attn_coef
+
+
+# -- building from a scenario ----------------------------------------------------------------------------
+def _resolve(path: str, base_dir: Path | None) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or base_dir is None else Path(base_dir) / p
+
+
+@lru_cache(maxsize=64)
+def _efficiency(root: Path, flops: float, bw: float) -> Any:
+    from hwprofiles.efficiency import Efficiency
+    from hwprofiles.tables import load_tables
+
+    return Efficiency(load_tables(root), flops, bw)
+
+
+_OWN: dict[tuple[Any, ...], Any] = {}
+
+
+def _own_efficiency(root: Path, model: ModelSpec, tp: int, flops: float, bw: float) -> Any:
+    """Curves from this model's own rows only (k = 1): the table kind's interpolation of its tables."""
+    from hwprofiles.efficiency import Efficiency
+    from hwprofiles.tables import load_tables, shape_of
+
+    key = (root, tuple(shape_of(model).values()), model.dtype_bytes, tp, flops, bw)
+    if key not in _OWN:
+        own = load_tables(root).for_model(model, tp)
+        _OWN[key] = None if own is None else Efficiency(own, flops, bw, k=1, per_op=True)
+    return _OWN[key]
+
+
+def physical_parts(
+    cfg: _PhysicalCostConfig, model: ModelSpec, gpu: GPUSpec, tp: int = 1, base_dir: Path | None = None
+) -> dict[str, Any]:
+    """Keyword arguments of `RooflineCost` for this config: its tables' curves, collectives and profile."""
+    from hwprofiles.tables import MEASURED_DIR, load_tables
+
+    root: Path | None = None
+    if cfg.tables is not None:
+        root = _resolve(cfg.tables, base_dir).resolve()
+        if not root.is_dir():
+            raise ServesimError(f"cost_model.tables: {root}: measured-table directory not found")
+    elif (MEASURED_DIR / gpu.name / "provenance.yaml").exists():
+        root = (MEASURED_DIR / gpu.name).resolve()
+    parts: dict[str, Any] = {"eff": None, "fallback": None, "collectives": None, "params": None}
+    if cfg.profile is not None:
+        parts["params"] = load_profile(_resolve(cfg.profile, base_dir)).params
+    if root is not None:
+        curves = cfg.efficiency == "curves"
+        if cfg.kind == "table":
+            parts["eff"] = _own_efficiency(root, model, tp, gpu.bf16_flops, gpu.mem_bw)
+        if curves:
+            parts["fallback"] = _efficiency(root, gpu.bf16_flops, gpu.mem_bw)
+        if (curves or cfg.kind == "table") and tp > 1:
+            parts["collectives"] = load_tables(root).collective_curve("all_reduce", tp)
+    return parts
+
+
+def build_physical(
+    cfg: _PhysicalCostConfig, model: ModelSpec, gpu: GPUSpec, tp: int = 1, base_dir: Path | None = None
+) -> RooflineCost:
+    """A roofline or table cost model with its tables, learned curves and profile resolved."""
+    return RooflineCost(cfg, model, gpu, tp, **physical_parts(cfg, model, gpu, tp, base_dir))
+
+
+@COST_MODELS.register("linear", LinearCostConfig)
+def _linear(cfg: LinearCostConfig, **_: object) -> CostModel:
+    """base + per prefill token + per decoding sequence (analytic checks)"""
+    return LinearCost(cfg)
+
+
+@COST_MODELS.register("roofline", RooflineCostConfig)
+def _roofline(
+    cfg: RooflineCostConfig, *, model: ModelSpec, gpu: GPUSpec, tp: int = 1, base_dir: Path | None = None, **_: object
+) -> CostModel:
+    """per-operator roofline; efficiency curves from the GPU's measured tables when it has any"""
+    return build_physical(cfg, model, gpu, tp, base_dir)
+
+
+@COST_MODELS.register("table", TableCostConfig)
+def _table(
+    cfg: TableCostConfig, *, model: ModelSpec, gpu: GPUSpec, tp: int = 1, base_dir: Path | None = None, **_: object
+) -> CostModel:
+    """measured operator tables of this model on this GPU, interpolated; roofline outside them"""
+    return build_physical(cfg, model, gpu, tp, base_dir)

@@ -1,0 +1,207 @@
+"""`servesim report RUN_DIR`: one self-contained HTML page of a run, for sharing a result.
+
+Everything is inline (CSS, plots as base64 PNG, the scenario as YAML), so the file can be mailed or
+attached to a ticket and opens anywhere without the run directory or network access.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from sim.errors import ServesimError
+
+LATENCY_ROWS = (
+    ("ttft_s", "TTFT"),
+    ("tpot_s", "TPOT"),
+    ("itl_s", "ITL"),
+    ("e2el_s", "E2E latency"),
+    ("queue_delay_s", "queue delay"),
+)
+STATS = ("mean", "p50", "p90", "p95", "p99")
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
+h1{font-size:1.5rem;margin-bottom:.2rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
+.sub{color:#666;margin-top:0} table{border-collapse:collapse;margin:.5rem 0}
+th,td{padding:.25rem .7rem;border-bottom:1px solid #eee;text-align:right} th:first-child,td:first-child{text-align:left}
+th{background:#f6f6f6} .kpi{display:flex;flex-wrap:wrap;gap:1rem} .kpi div{background:#f6f8fa;padding:.6rem 1rem;
+border-radius:6px} .kpi b{display:block;font-size:1.3rem} img{max-width:100%;border:1px solid #eee;margin:.5rem 0}
+pre{background:#f6f8fa;padding:1rem;overflow:auto;font-size:.85rem}
+"""
+
+
+def ms(x: Any) -> str:
+    """Seconds as milliseconds with one decimal ('-' when undefined)."""
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{float(x) * 1000:.1f}"
+
+
+def _num(x: Any, fmt: str = ".2f") -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _png(data: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def _figures(run_dir: Path, requests: pd.DataFrame | None, timeline: pd.DataFrame | None) -> list[tuple[str, bytes]]:
+    """The run's plots/*.png; when there are none (a `--no-plots` run), drawn now from the parquet tables."""
+    found = sorted((run_dir / "plots").glob("*.png")) if (run_dir / "plots").is_dir() else []
+    if found:
+        return [(p.stem.replace("_", " "), p.read_bytes()) for p in found]
+    import matplotlib.pyplot as plt
+
+    from sim.output import plots
+
+    figs = []
+    if requests is not None:
+        figs.append(("latency cdfs", plots.latency_cdfs(requests)))
+    if timeline is not None and not timeline.empty:
+        figs.append(("timeline", plots.timeline(timeline)))
+    out = []
+    for name, fig in figs:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        plt.close(fig)
+        out.append((name, buf.getvalue()))
+    return out
+
+
+def _per_instance(df: pd.DataFrame) -> str:
+    done = df[df["status"] == "completed"]
+    rows = []
+    for inst, g in df[df["instance"] >= 0].groupby("instance"):
+        d = done[done["instance"] == inst]
+        rows.append(
+            [
+                str(inst),
+                str(len(g)),
+                str(len(d)),
+                str(int(d["output_tokens"].sum())),
+                ms(d["ttft_s"].mean() if len(d) else None),
+                ms(d["ttft_s"].quantile(0.99) if len(d) else None),
+                ms(d["tpot_s"].mean() if len(d) else None),
+            ]
+        )
+    header = ["instance", "routed", "completed", "output tokens", "TTFT mean (ms)", "TTFT p99 (ms)", "TPOT mean (ms)"]
+    return _table(header, rows)
+
+
+def render(run_dir: str | Path) -> str:
+    """The HTML page of a run directory (needs summary.json; parquet tables and plots are used when present)."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise ServesimError(f"{d}: not a run directory")
+    try:
+        summary = json.loads((d / "summary.json").read_text())
+    except FileNotFoundError:
+        raise ServesimError(f"{d}: no summary.json (write one with `servesim run SCENARIO --out {d}`)") from None
+    except ValueError as e:
+        raise ServesimError(f"{d / 'summary.json'}: not JSON ({e})") from None
+    requests = pd.read_parquet(d / "requests.parquet") if (d / "requests.parquet").exists() else None
+    timeline = pd.read_parquet(d / "timeline.parquet") if (d / "timeline.parquet").exists() else None
+    sc = summary.get("scenario", {})
+    c, tp, simd = summary["counts"], summary["throughput"], summary.get("sim", {})
+    model = sc.get("model") if isinstance(sc.get("model"), str) else (sc.get("model") or {}).get("name", "?")
+    gpu = sc.get("hardware") if isinstance(sc.get("hardware"), str) else (sc.get("hardware") or {}).get("name", "?")
+    cl = sc.get("cluster", {})
+    name = sc.get("name", d.name)
+    e = html.escape
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(name)} — servesim report</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>{e(name)}</h1>",
+        f"<p class='sub'>{e(str(model))} on {cl.get('instances', '?')} × tp{cl.get('tp', '?')} × {e(str(gpu))}; "
+        f"scheduler {e(str(sc.get('scheduler', {}).get('kind', '?')))}, router "
+        f"{e(str(cl.get('router', {}).get('kind', '?')))}; seed {e(str(summary.get('seed', '?')))}; "
+        f"servesim {e(str(summary.get('version', '?')))}</p>",
+        "<div class='kpi'>",
+    ]
+    kpis = [
+        ("completed", f"{c['completed']} / {c['arrived']}"),
+        ("requests/s", _num(tp.get("requests_per_s"))),
+        ("output tokens/s", _num(tp.get("output_tokens_per_s"), ".0f")),
+        ("goodput (req/s)", _num(tp.get("goodput_rps"))),
+        ("SLO attainment", "-" if tp.get("slo_attainment") is None else f"{tp['slo_attainment']:.1%}"),
+        ("TTFT p99 (ms)", ms(summary["metrics"]["ttft_s"].get("p99"))),
+        ("TPOT p99 (ms)", ms(summary["metrics"]["tpot_s"].get("p99"))),
+    ]
+    parts += [f"<div>{e(k)}<b>{e(v)}</b></div>" for k, v in kpis]
+    parts.append("</div><h2>Latency (ms)</h2>")
+    lat = [[label, *(ms(summary["metrics"][k].get(s)) for s in STATS)] for k, label in LATENCY_ROWS]
+    parts.append(_table(["metric", *STATS], lat))
+    counts = [
+        ["arrived", str(c["arrived"])],
+        ["completed", str(c["completed"])],
+        ["rejected", str(c["rejected"])],
+        *([[f"  rejected: {r}", str(n)] for r, n in c.get("rejected_by_reason", {}).items() if n]),
+        ["in flight at the end", str(c["in_flight"])],
+        ["preemptions", str(c["preemptions"])],
+        *([["outputs clipped", str(c["clipped"])]] if "clipped" in c else []),
+        ["duration (s)", _num(tp.get("duration_s"), ".1f")],
+        ["simulated (s)", _num(simd.get("simulated_s"), ".1f")],
+        ["wall (s)", _num(simd.get("wall_s"), ".2f")],
+        ["iterations", str(simd.get("iterations", "-"))],
+        ["events", str(simd.get("events", "-"))],
+    ]
+    parts += ["<h2>Counts and throughput</h2>", _table(["", "value"], counts)]
+    slo = sc.get("slo") or {}
+    if any(v is not None for v in slo.values()):
+        targets = ", ".join(f"{k} ≤ {v * 1000:.0f} ms" for k, v in slo.items() if v is not None)
+        parts.append(f"<p>SLO: {e(targets)}</p>")
+    if summary.get("classes"):
+        rows = [
+            [
+                cname,
+                str(cs["priority"]),
+                f"{cs['counts']['completed']} / {cs['counts']['arrived']}",
+                ms(cs["metrics"]["ttft_s"].get("p50")),
+                ms(cs["metrics"]["ttft_s"].get("p99")),
+                ms(cs["metrics"]["tpot_s"].get("p99")),
+                "-" if cs["slo_attainment"] is None else f"{cs['slo_attainment']:.1%}",
+            ]
+            for cname, cs in summary["classes"].items()
+        ]
+        header = ["class", "priority", "completed", "TTFT p50", "TTFT p99", "TPOT p99", "SLO attainment"]
+        parts += ["<h2>Traffic classes (ms)</h2>", _table(header, rows)]
+    if requests is not None and not requests.empty:
+        parts += ["<h2>Instances</h2>", _per_instance(requests)]
+    figs = _figures(d, requests, timeline)
+    if figs:
+        parts.append("<h2>Plots</h2>")
+        parts += [_png(data, alt) for alt, data in figs]
+    parts += [
+        "<h2>Scenario</h2>",
+        f"<pre>{e(yaml.safe_dump(sc, sort_keys=False, allow_unicode=True))}</pre>",
+        "<details><summary>summary.json</summary>",
+        f"<pre>{e(json.dumps({k: v for k, v in summary.items() if k != 'scenario'}, indent=1))}</pre></details>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write the page (default RUN_DIR/report.html) and return its path."""
+    page = render(run_dir)
+    p = Path(out) if out is not None else Path(run_dir) / "report.html"
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(page, encoding="utf-8")
+    except OSError as e:
+        raise ServesimError(f"{p}: cannot write ({e.strerror or e})") from None
+    return p

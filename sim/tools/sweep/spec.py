@@ -1,0 +1,223 @@
+"""Sweep files: a base scenario, a `grid` and/or `zip` over dotted paths, and replications.
+
+Expanding a sweep yields one `Point` per grid cell × zip row × replication, each with a validated
+scenario, so a typo in any point fails with the sweep file's line before the first simulation starts.
+Replication seeds come from `numpy.random.SeedSequence(root).spawn(replications)` and are shared by all
+points (common random numbers), so differences between points are not sampling noise.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sim.config.scenario import Scenario
+from sim.config.yamlio import Positions, apply_overrides, format_validation_error, load_yaml
+from sim.errors import ServesimError
+from sim.output.result import VERSION
+from sim.workload.traces import trace_names
+
+
+class SweepSpec(BaseModel):
+    """The sweep file's schema."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str | None = Field(default=None, description="default: the sweep file's stem")
+    base: str | dict[str, Any] = Field(description="scenario YAML (relative to the sweep file) or inline scenario")
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="every combination of these values")
+    zip_: dict[str, list[Any]] = Field(default_factory=dict, alias="zip", description="values taken row by row")
+    replications: int = Field(default=1, ge=1, description="runs per point, each with its own seed")
+    seed: int | None = Field(default=None, ge=0, description="root of replication seeds; default the base seed")
+    save_requests: bool = Field(default=True, description="keep requests.parquet in each point's run directory")
+
+    @field_validator("grid", "zip_")
+    @classmethod
+    def _non_empty(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in v.items():
+            if not key or any(not part for part in key.split(".")):
+                raise ValueError(f"{key!r}: expected a dotted path such as cluster.instances")
+            if not values:
+                raise ValueError(f"{key}: give at least one value")
+        return v
+
+    @model_validator(mode="after")
+    def _zip_lengths(self) -> SweepSpec:
+        lengths = {k: len(v) for k, v in self.zip_.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"zip lists must have equal lengths; found {lengths}")
+        both = set(self.grid) & set(self.zip_)
+        if both:
+            raise ValueError(f"{sorted(both)} in both grid and zip; put each path in one")
+        return self
+
+
+@dataclass(frozen=True)
+class Point:
+    """One simulation of a sweep: its parameters, replication, seed and validated scenario."""
+
+    index: int  # grid cell × zip row, 0-based, shared by its replications
+    replication: int
+    params: dict[str, Any]
+    scenario: Scenario
+
+    @property
+    def seed(self) -> int:
+        return self.scenario.seed
+
+    @property
+    def key(self) -> str:
+        return scenario_hash(self.scenario)
+
+
+def scenario_hash(sc: Scenario) -> str:
+    """Content hash of a resolved scenario: canonical JSON of its dump + servesim version + base dir."""
+    payload = {"scenario": sc.model_dump(mode="json"), "version": VERSION, "base_dir": str(sc.base_dir)}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def replication_seeds(root: int, replications: int) -> list[int]:
+    """Independent 32-bit seeds for each replication, spawned from one root."""
+    children = np.random.SeedSequence(root).spawn(replications)
+    return [int(c.generate_state(1, dtype=np.uint32)[0]) for c in children]
+
+
+def absolute_trace_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """Rewrite relative trace paths to absolute ones, so a point runs the same in any worker's cwd."""
+    wl = data.get("workload")
+    if not isinstance(wl, dict):
+        return data
+    shipped = trace_names()
+    for section in ("arrival", "lengths"):
+        spec = wl.get(section)
+        path = spec.get("path") if isinstance(spec, dict) else None
+        if isinstance(path, str) and path not in shipped and not Path(path).is_absolute():
+            cand = base_dir / path
+            if cand.exists():
+                spec["path"] = str(cand.resolve())
+    return data
+
+
+def _label(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+@dataclass
+class Sweep:
+    """A loaded sweep: its spec, where it came from, and its expanded points."""
+
+    spec: SweepSpec
+    name: str
+    source: str
+    points: list[Point]
+
+    @property
+    def param_names(self) -> list[str]:
+        return [*self.spec.grid, *self.spec.zip_]
+
+
+def _shift(pos: Positions, prefix: tuple[str, ...]) -> Positions:
+    out = Positions()
+    for loc, lc in pos.items():
+        if loc[: len(prefix)] == prefix:
+            out[loc[len(prefix) :]] = lc
+    return out
+
+
+def _point_error(
+    e: ValidationError,
+    i: int,
+    params: dict[str, Any],
+    where: dict[str, tuple[int, int]],
+    src: str,
+    base_label: str,
+    base_pos: Positions | None,
+) -> ServesimError:
+    """Name the sweep file's line when the error is under a swept path, else the base scenario's."""
+    param_pos = Positions({tuple(k.split(".")): lc for k, lc in where.items()})
+    on_sweep = format_validation_error(e, src, param_pos).splitlines()
+    on_base = format_validation_error(e, base_label, base_pos).splitlines()
+    lines = [
+        s if s.startswith(f"{src}:") and s[len(src) + 1 : len(src) + 2].isdigit() else b
+        for s, b in zip(on_sweep, on_base, strict=True)
+    ]
+    shown = ", ".join(f"{k}={_label(v)}" for k, v in params.items())
+    return ServesimError(f"{lines[0]} (sweep point {i}: {shown})" + "".join("\n" + x for x in lines[1:]))
+
+
+def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
+    """Parse, validate and expand a sweep file (or dict) into validated points."""
+    if isinstance(source, dict):
+        raw, pos, src, here = source, Positions(), "<sweep>", Path.cwd()
+    else:
+        raw, pos = load_yaml(source)
+        src, here = str(source), Path(source).resolve().parent
+        if not isinstance(raw, dict):
+            raise ServesimError(f"{src}:1:1: expected a mapping with base, grid/zip, replications")
+    try:
+        spec = SweepSpec.model_validate(raw)
+    except ValidationError as e:
+        raise ServesimError(format_validation_error(e, src, pos)) from None
+    if isinstance(spec.base, str):
+        base_path = Path(spec.base) if Path(spec.base).is_absolute() else Path(src).parent / spec.base
+        base_path = Path(os.path.normpath(base_path))
+        base_data, base_pos = load_yaml(base_path)
+        if not isinstance(base_data, dict):
+            raise ServesimError(f"{base_path}:1:1: expected a mapping of scenario keys")
+        base_dir, base_label = base_path.resolve().parent, str(base_path)
+    else:
+        base_data, base_pos, base_dir, base_label = spec.base, _shift(pos, ("base",)), here, src
+    name = spec.name or (Path(src).stem if src != "<sweep>" else "sweep")
+    keys = [*spec.grid, *spec.zip_]
+    grid_idx = list(itertools.product(*(range(len(v)) for v in spec.grid.values())))
+    zip_len = len(next(iter(spec.zip_.values()))) if spec.zip_ else 1
+    points: list[Point] = []
+    for i, (g, z) in enumerate(itertools.product(grid_idx, range(zip_len))):
+        params, where = {}, {}
+        for k, j in zip(spec.grid, g, strict=True):
+            params[k], where[k] = spec.grid[k][j], pos.get(("grid", k, j), (0, 0))
+        for k in spec.zip_:
+            params[k], where[k] = spec.zip_[k][z], pos.get(("zip", k, z), (0, 0))
+        where = {k: lc for k, lc in where.items() if lc != (0, 0)}
+        data = apply_overrides(copy.deepcopy(base_data), [f"{k}={json.dumps(params[k])}" for k in keys])
+        data = absolute_trace_paths(data, base_dir)
+        try:
+            sc = Scenario.model_validate(data)
+        except ValidationError as e:
+            raise _point_error(e, i, params, where, src, base_label, base_pos) from None
+        seeds = (
+            [sc.seed]
+            if spec.replications == 1 and spec.seed is None
+            else replication_seeds(sc.seed if spec.seed is None else spec.seed, spec.replications)
+        )
+        for r, seed in enumerate(seeds):
+            rep = sc.model_copy(update={"seed": seed}, deep=True)
+            rep._base_dir = base_dir
+            points.append(Point(i, r, params, rep))
+    return Sweep(spec, name, src, points)
+
+
+def short_labels(values: list[Any]) -> dict[str, str]:
+    """Readable labels for swept values: mappings show only the keys that differ between values."""
+    texts = [_label(v) for v in values]
+    maps = [v for v in values if isinstance(v, dict)]
+    if len(maps) != len(values) or not maps:
+        return {t: t for t in texts}
+    keys = list(dict.fromkeys(k for m in maps for k in m))
+    varying = [k for k in keys if len({json.dumps(m.get(k), sort_keys=True) for m in maps}) > 1] or keys
+    if "kind" in varying and len({json.dumps(m.get("kind")) for m in maps}) == len(maps):
+        varying = ["kind"]  # the kind alone tells them apart
+    return {
+        t: " ".join(f"{k}={m[k]}" if k != "kind" else str(m[k]) for k in varying if k in m)
+        for t, m in zip(texts, maps, strict=True)
+    }
