@@ -91,7 +91,7 @@ class Migrator:
         if req.mig is not None or req not in src.running or req.in_prefill:
             return
         blocks = src.blocks_for(src.exact_kv(req))
-        if not dst.reserve_incoming(blocks):
+        if not dst.copies.reserve_incoming(blocks):
             self.counts["aborted_no_room"] += 1
             return
         m = _Move(req, src, dst, blocks, req.preemptions, self.env.now)
@@ -108,9 +108,9 @@ class Migrator:
             return
         delta = src.blocks_for(src.exact_kv(req)) - m.copied
         if delta <= self.policy.final_blocks or m.stage >= self.policy.max_stages:
-            src.request_evict(req, partial(self._stopped, m))
+            src.copies.request_evict(req, partial(self._stopped, m))
             return
-        if not m.dst.reserve_incoming(delta):
+        if not m.dst.copies.reserve_incoming(delta):
             self._abort(m, "aborted_no_room")
             return
         m.copied += delta
@@ -121,8 +121,8 @@ class Migrator:
         """The source took the request out (normal priority): finish in the late phase of this instant."""
         if req is None or req.preemptions != m.preemptions:
             if req is not None:  # cannot happen (a preempted request is not running), but stay safe
-                m.src.outgoing -= 1
-                m.src.deliver(req, front=True, copied=False)
+                m.src.copies.outgoing -= 1
+                m.src.copies.deliver(req, front=True, copied=False)
             self._abort(m, "aborted_gone")
             return
         m.stopped = self.env.now
@@ -131,9 +131,9 @@ class Migrator:
     def _final(self, m: _Move) -> None:
         req = m.req
         delta = m.src.blocks_for(req.kv_tokens) - m.copied
-        if delta > 0 and not m.dst.reserve_incoming(delta):
-            m.src.outgoing -= 1
-            m.src.deliver(req, front=True, copied=False)  # resumes on the source with its KV, which never left
+        if delta > 0 and not m.dst.copies.reserve_incoming(delta):
+            m.src.copies.outgoing -= 1
+            m.src.copies.deliver(req, front=True, copied=False)  # resumes on the source with its KV, which never left
             self._abort(m, "aborted_no_room")
             return
         m.copied += max(delta, 0)
@@ -141,10 +141,10 @@ class Migrator:
 
     def _land(self, m: _Move) -> None:
         req = m.req
-        m.src.release(req)
+        m.src.copies.release(req)
         req.blocks = m.copied
         req.mig = None
-        m.dst.deliver(req, front=True)
+        m.dst.copies.deliver(req, front=True)
         down = self.env.now - m.stopped
         self.migrations[req.id] += 1
         self.downtime[req.id] += down
@@ -167,7 +167,7 @@ class Migrator:
         self._done(m)
 
     def _abort(self, m: _Move, why: str) -> None:
-        m.dst.unreserve_incoming(m.copied)
+        m.dst.copies.unreserve_incoming(m.copied)
         m.req.mig = None
         self.counts[why] += 1
         self._done(m)

@@ -14,8 +14,9 @@ slow path, the horizon. Aggregates make a step O(block_size):
 - `fresh`: previous-token times of members that joined since the last step (everyone else's previous
   token came at `last`, the end of the last cohort step), so pooled inter-token gaps stay exact.
 
-The instance's per-request path (`engine.cohort_decoding: false`) is the reference; tests prove both give
-identical results.
+A scheduler that picks which requests decode (priority, MLFQ, ...) gets a cohort of its picks for one decode
+run (`dissolve` ends it). The per-request reference lives in the tests (`tests/oracle_decode.py`), which prove
+both give identical results.
 """
 
 from __future__ import annotations
@@ -90,6 +91,14 @@ class Cohort:
                 del self.fresh[lt]
             self.fresh_n -= 1
         req.co_base = -1  # its heap entry goes stale
+        if not self.n:
+            self.heap.clear()  # every entry left is stale
+
+    def dissolve(self) -> None:
+        """Every member leaves (a cohort formed for one decode run), its fields exact."""
+        for _, seq, req in list(self.heap):
+            if req.co_base >= 0 and req.co_seq == seq:
+                self.leave(req)
 
     # -- queries -------------------------------------------------------------------------------------
     def blocks(self, start: int, count: int) -> int:
