@@ -108,10 +108,10 @@ def build_instances(
         for _ in range(spec.instances):
             prefix = None
             if pc is not None and pc.enabled:
-                from sim.cluster.prefix_cache import PrefixPool
+                from sim.cluster.prefix_cache import PrefixCache
 
                 host_blocks = int(pc.host_memory_gb * 1e9 // spec.capacity.bytes_per_block)  # per GPU, like KV shards
-                prefix = PrefixPool(
+                prefix = PrefixCache(
                     spec.capacity.num_blocks, spec.capacity.block_size, pc.block_tokens, pc.system_prompt_tokens,
                     host_blocks,
                 )  # fmt: skip
@@ -168,26 +168,26 @@ class PrefixStats:
     name = "prefix_cache"
 
     def __init__(self, sim: Any) -> None:
-        self.pools = [inst.prefix_cache for inst in sim.instances if inst.prefix_cache is not None]
+        self.caches = [inst.prefix_cache for inst in sim.instances if inst.prefix_cache is not None]
         self.hits = np.zeros(sim.log.n, dtype=np.int64)
-        for p in self.pools:
+        for p in self.caches:
             p.hit_log = self.hits
 
     def columns(self) -> dict[str, np.ndarray]:
         return {"prefix_hit_tokens": self.hits}
 
     def summary(self) -> dict[str, Any]:
-        hit = sum(p.hit_tokens for p in self.pools)
-        looked = sum(p.lookup_tokens for p in self.pools)
+        hit = sum(p.hit_tokens for p in self.caches)
+        looked = sum(p.lookup_tokens for p in self.caches)
         return {
             "hit_tokens": hit,
-            "host_hit_tokens": sum(p.host_hit_tokens for p in self.pools),
+            "host_hit_tokens": sum(p.host_hit_tokens for p in self.caches),
             "prompt_tokens_admitted": looked,
             "hit_rate": hit / looked if looked else math.nan,
-            "admissions": sum(p.admissions for p in self.pools),
-            "blocks_registered": sum(p.inserted for p in self.pools),
-            "evictions": sum(p.evictions for p in self.pools),
-            "cached_blocks_at_end": sum(p.cached_blocks for p in self.pools),
+            "admissions": sum(p.admissions for p in self.caches),
+            "blocks_registered": sum(p.inserted for p in self.caches),
+            "evictions": sum(p.evictions for p in self.caches),
+            "cached_blocks_at_end": sum(p.cached_blocks for p in self.caches),
         }
 
 

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from sim.output.perfetto import Tracer
 
 
-class BlockAllocator(Protocol):
-    """Counts an instance's free KV blocks (`sim.core.kvcache.BlockAllocator`, or a prefix cache)."""
+class PrefixCaching(Protocol):
+    """What an instance needs of a prefix cache (`sim.cluster.prefix_cache.PrefixCache`): it is the instance's
+    block allocator (`sim.core.kvcache.BlockAllocator`), whose free blocks may still hold shared prompt blocks."""
 
     total: int
     free: int
@@ -31,10 +32,6 @@ class BlockAllocator(Protocol):
 
     @property
     def used(self) -> int: ...
-
-
-class PrefixCache(BlockAllocator, Protocol):
-    """A block allocator whose free blocks may still hold shared prompt blocks (`sim.cluster.prefix_cache`)."""
 
     def admit_blocks(self, req: Request) -> int:
         """Blocks `req` takes on admission, less the cached prompt blocks others hold."""
@@ -72,7 +69,7 @@ class Collaborators:
     """The optional mechanisms of one instance (None: off)."""
 
     host: HostSwap | None = None  # host memory: swap on preemption, host-tier prefix copies; None = recompute
-    prefix_cache: PrefixCache | None = None  # shared prompt blocks; also the instance's block allocator
+    prefix_cache: PrefixCaching | None = None  # shared prompt blocks; also the instance's block allocator
     handoff: HandOff | None = None  # set on a prefill instance: decoding happens elsewhere
     on_release: ReleaseListener | None = None  # told after finished or copied-out requests free blocks
     tracer: Tracer | None = None  # writes a Perfetto trace of the run

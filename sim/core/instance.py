@@ -19,8 +19,8 @@ import simpy
 
 from sim.core.batch import BatchPlan, BatchScheduler
 from sim.core.cohort import Cohort
-from sim.core.collaborators import BlockAllocator, Collaborators
-from sim.core.kvcache import BlockPool, KVCapacity
+from sim.core.collaborators import Collaborators, PrefixCaching
+from sim.core.kvcache import BlockAllocator, KVCapacity
 from sim.core.recorder import RequestLog
 from sim.core.request import Request
 from sim.core.steps import DecodeRun, decode_run, mixed_step
@@ -67,7 +67,7 @@ class Instance:
         self.watermark_blocks = int(watermark * capacity.num_blocks)
         c = collaborators
         self.prefix_cache = c.prefix_cache
-        self.allocator: BlockAllocator = c.prefix_cache or BlockPool(capacity.num_blocks)
+        self.allocator: BlockAllocator | PrefixCaching = c.prefix_cache or BlockAllocator(capacity.num_blocks)
         self.host = c.host or HostSwap()
         self.handoff = c.handoff
         self.on_release = c.on_release
@@ -164,7 +164,7 @@ class Instance:
     def decoding(self) -> list[Request]:
         if not self.lockstep:
             return [r for r in self.running if r.prefill_done >= r.prefill_target]
-        members = [r for r in self.running if r.co_base >= 0]
+        members = [r for r in self.running if r.cohort_step >= 0]
         for r in members:
             self.cohort.sync(r)
         return members
@@ -172,7 +172,7 @@ class Instance:
     def sync_all(self) -> None:
         """Write every cohort member's true state into its fields (before reading them from outside)."""
         for r in self.running:
-            if r.co_base >= 0:
+            if r.cohort_step >= 0:
                 self.cohort.sync(r)
 
     def reserve_decode_slot(self, req: Request) -> bool:
@@ -227,8 +227,8 @@ class Instance:
     def exact_kv(self, req: Request) -> int:
         """KV tokens a running request holds now (a cohort member's fields lag; steps behind a run count)."""
         kv = req.kv_tokens
-        if req.co_base >= 0:
-            kv += self.cohort.G - req.co_base
+        if req.cohort_step >= 0:
+            kv += self.cohort.steps - req.cohort_step
             run = self.run
             if run is not None:
                 kv += bisect.bisect_right(run.times, self.env.now, 0, run.k)
@@ -345,9 +345,9 @@ class Instance:
         co = self.cohort
         if plan.cohort:
             for r in plan.decode:  # swapped in after `decode_all`, slot reserved one by one
-                if r.co_base < 0:
+                if r.cohort_step < 0:
                     co.join(r)
-        elif len(plan.decode) != co.n or any(r.co_base < 0 for r in plan.decode):
+        elif len(plan.decode) != co.n or any(r.cohort_step < 0 for r in plan.decode):
             raise RuntimeError(
                 f"scheduler {type(self.scheduler).__name__} declares cohort_decoding but planned "
                 f"{len(plan.decode)} of {co.n} decoding requests"
@@ -388,7 +388,7 @@ class Instance:
 
     def remove_running(self, req: Request) -> None:
         """Take a running request out of the batch (its blocks stay held)."""
-        if req.co_base >= 0:
+        if req.cohort_step >= 0:
             self.cohort.leave(req)
         elif req.prefill_done < req.prefill_target:
             self.prefilling.remove(req)
