@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from typing import Any
 
 import simpy
 
@@ -98,7 +99,7 @@ class Simulation:
         self.timeline: list[tuple[float, int, int, int, int]] = []
         self.wall_s = 0.0
 
-    def _arrivals(self):  # type: ignore[no-untyped-def]
+    def _arrivals(self) -> Generator[simpy.Event, Any, None]:
         env, rq, log = self.env, self.requests, self.log
         arrival = rq.arrival_s.tolist()
         prompt = rq.prompt_tokens.tolist()
@@ -127,7 +128,7 @@ class Simulation:
         if self.progress is not None:
             self.progress(n, n)
 
-    def _monitor(self):  # type: ignore[no-untyped-def]
+    def _monitor(self) -> Generator[simpy.Event, Any, None]:
         env, rows = self.env, self.timeline
         while True:
             for inst in self.instances:
