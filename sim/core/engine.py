@@ -8,19 +8,18 @@ from typing import Any
 
 import simpy
 
-from hwprofiles.specs import GPUSpec, ModelSpec
 from policies.registry import ROUTERS
 from sim.cluster.disagg import Disaggregation
-from sim.cluster.pools import build_instances, cluster_features, pool_specs
+from sim.cluster.pools import build_cost_model, build_instances, capacity, cluster_features, pool_specs
 from sim.config.scenario import Scenario
-from sim.core.kvcache import KVCapacity, kv_capacity
 from sim.core.late import LateQueue
 from sim.core.recorder import RequestLog
 from sim.core.request import Request
 from sim.core.rng import streams
-from sim.costmodel.models import COST_MODELS, CostModel
 from sim.output.perfetto import Tracer
 from sim.workload.generate import Requests, build_requests
+
+__all__ = ["CountingEnvironment", "Progress", "Simulation", "build_cost_model", "capacity"]
 
 Progress = Callable[[int, int], None]  # (arrived so far, total)
 
@@ -35,28 +34,6 @@ class CountingEnvironment(simpy.Environment):
     def step(self) -> None:
         self.events += 1
         super().step()
-
-
-def build_cost_model(sc: Scenario, model: ModelSpec | None = None, gpu: GPUSpec | None = None) -> CostModel:
-    return COST_MODELS.build(
-        sc.cost_model,
-        model=model or sc.model_spec,
-        gpu=gpu or sc.gpu_spec,
-        tp=sc.cluster.tp,
-        base_dir=sc.base_dir,
-    )
-
-
-def capacity(sc: Scenario) -> KVCapacity:
-    kv = sc.kv_cache
-    return kv_capacity(
-        sc.model_spec,
-        sc.gpu_spec,
-        sc.cluster.tp,
-        kv.block_size,
-        kv.gpu_memory_utilization,
-        kv.reserve_gb * 1e9,
-    )
 
 
 class Simulation:
