@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sim
-from policies.registry import SCHEDULERS
+from sim.core.registry import SCHEDULERS
 from tests.helpers import scenario, write_csv
 
 # one or more configurations per registered kind; a new kind without an entry here fails the coverage test

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from policies.registry import ROUTERS
 from sim.cluster.links import Link, link_bandwidth
 from sim.core.instance import Instance
+from sim.core.registry import ROUTERS
 from sim.core.request import Request
 
 

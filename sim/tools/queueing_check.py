@@ -239,7 +239,7 @@ def _batch_scheduler(mode: str, b: int | None) -> dict[str, Any]:
     With 1-token requests every batch is one prefill iteration, so fcfs continuous batching with no
     limit is the same system as dynamic (and elastic) batching; fixed batching needs `static`.
     """
-    from policies.registry import SCHEDULERS
+    from sim.core.registry import SCHEDULERS
 
     size = (1 << 30) if b is None else b
     if "static" in SCHEDULERS.kinds():
@@ -250,7 +250,7 @@ def _batch_scheduler(mode: str, b: int | None) -> dict[str, Any]:
 
 
 def _fixed_unavailable() -> str | None:
-    from policies.registry import SCHEDULERS
+    from sim.core.registry import SCHEDULERS
 
     if "static" not in SCHEDULERS.kinds():
         return "needs the `static` batch scheduler (policies/static.py), which is not registered"

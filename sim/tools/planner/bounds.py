@@ -48,6 +48,7 @@ import numpy as np
 
 from sim.config.scenario import Scenario, load_scenario
 from sim.core.engine import build_cost_model, capacity
+from sim.core.registry import SCHEDULERS
 from sim.costmodel.models import CostModel, decode_coeffs
 from sim.errors import ServesimError
 from sim.tools.planner.slo import SLOSpec
@@ -60,8 +61,6 @@ try:  # the queueing package's M/G/c, when it is there
 except ImportError:  # pragma: no cover - depends on the tree's state
     _ggc_lib = None
 
-NO_MIX = frozenset({"fcfs"})  # schedulers that never put prefill and decode in one iteration
-WHOLE_PROMPTS = frozenset({"fcfs"})  # schedulers that prefill a prompt in one iteration
 DROP = ("attn_prefill", "attn_decode", "lm_head")  # breakdown terms left out of the floor F (all >= 0)
 TOL = 1e-9  # relative float tolerance, always in the direction that weakens a bound
 S_GRID, T_GRID = 24, 64  # window starts and ends tried by the demand bound (any subset is sound)
@@ -136,11 +135,11 @@ def _cost_key(sc: Scenario) -> tuple[str, ...]:
 
 def _iteration_tokens(sched: dict[str, Any], longest: int, max_seqs: int) -> int:
     """Most tokens one iteration can hold (M): from the scheduler's budget, batch and the longest request."""
-    kind = sched["kind"]
+    caps = SCHEDULERS.caps(sched["kind"])  # what the scheduler declares about its iterations
     budgets = [int(v) for k, v in sched.items() if k in ("token_budget", "max_num_batched_tokens")]
-    if kind == "sarathi":  # every decode (<= max_num_seqs), then chunks within what is left of the budget
+    if caps.prefill_chunk:  # every decode (<= max_num_seqs), then chunks within what is left of the budget
         return max([max_seqs, *budgets])
-    if kind == "fcfs":  # prompts up to the budget, or one longer prompt alone (a recompute: prompt + output)
+    if caps.whole_prompts:  # prompts up to the budget, or one longer prompt alone (a recompute: prompt + output)
         return max([max_seqs, longest, *budgets])
     return max([max_seqs, *budgets]) + longest  # other schedulers: a generous superset
 
@@ -338,12 +337,13 @@ def _latency_floors(
     screen: Screen, fl: Floors, sched: dict[str, Any], prefill_work: bool, attn: float
 ) -> dict[str, np.ndarray]:
     p, o = screen.prompt, screen.output
+    caps = SCHEDULERS.caps(sched["kind"])
     if not prefill_work:
         ttft = np.zeros(len(p))
-    elif sched["kind"] in WHOLE_PROMPTS:  # one iteration holding the whole prompt
+    elif caps.whole_prompts:  # one iteration holding the whole prompt
         ttft = fl.below[np.minimum(p.astype(np.int64), fl.m_max)]
-    elif sched["kind"] == "sarathi":  # chunks of at most the budget, each an iteration of at least F_min
-        ttft = np.maximum(np.ceil(p / int(sched["token_budget"])) * fl.f_min, fl.kappa * p)
+    elif caps.prefill_chunk:  # chunks of at most the budget, each an iteration of at least F_min
+        ttft = np.maximum(np.ceil(p / int(sched[caps.prefill_chunk])) * fl.f_min, fl.kappa * p)
     else:  # at least one iteration, every token at least κ
         ttft = np.maximum(fl.f_min, fl.kappa * p)
     steps = np.maximum(o - 1, 0)
@@ -424,7 +424,7 @@ def analyse(cfg: Config, base: dict[str, Any], traffic: Traffic, slo: SLOSpec, s
     b.kappa, b.c_d = fl.kappa, fl.c_d
     b.attn = attention_coefficient(cm, max_batch)
     prefill_work = not _prefix_caching(sc)
-    mixes = sched["kind"] not in NO_MIX
+    mixes = SCHEDULERS.caps(sched["kind"]).mixes_prefill_decode
     # 3. latency floors
     floors = _latency_floors(screen, fl, sched, prefill_work, b.attn)
     bad = _check_floors(b, floors, ok, slo, o, exact)
