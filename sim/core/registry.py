@@ -105,6 +105,10 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, kind: str) -> None:
+        """Remove a kind (tests and notebooks that register a throw-away policy clean up with this)."""
+        self._entries.pop(kind, None)
+
     def _all(self) -> dict[str, Entry[T]]:
         load_plugins()
         return self._entries
