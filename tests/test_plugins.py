@@ -150,8 +150,9 @@ def _servesim(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[
 
 def test_out_of_tree_scheduler_runs_from_its_entry_point(installed_plugin, tmp_path):
     out = tmp_path / "run"
-    p = _servesim(installed_plugin, "-m", "sim.tools.cli", "run", "lifo.yaml", "--out", str(out), "-q",
-                  "--no-plots", cwd=EXAMPLE)
+    p = _servesim(
+        installed_plugin, "-m", "sim.tools.cli", "run", "lifo.yaml", "--out", str(out), "-q", "--no-plots", cwd=EXAMPLE
+    )
     assert p.returncode == 0, p.stderr
     r = pd.read_parquet(out / "requests.parquet").set_index("request_id")
     # one seat: request 0 runs alone; 1..3 arrive during it and are served newest first
