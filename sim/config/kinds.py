@@ -31,7 +31,8 @@ class KindOf:
             (only,) = entries.values()
             return value if isinstance(value, only.config) else only.config.model_validate(value)
         if isinstance(value, BaseModel):
-            entry = entries.get(getattr(value, "kind", None))  # type: ignore[arg-type]  # None is never a kind
+            kind = getattr(value, "kind", None)
+            entry = entries.get(kind) if isinstance(kind, str) else None
             if entry is not None and isinstance(value, entry.config):
                 return value
             value = value.model_dump()
