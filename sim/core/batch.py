@@ -33,10 +33,6 @@ class BatchPlan:
     def decode_count(self) -> int:
         return self.cohort_n + len(self.decode) if self.cohort else len(self.decode)
 
-    @property
-    def num_tokens(self) -> int:
-        return sum(n for _, n in self.prefill) + len(self.decode)
-
 
 class InstanceView(Protocol):
     """What a scheduler may read and do on its instance; allocation goes through these calls."""
