@@ -227,7 +227,7 @@ def _price_and_simulate(
     from calibrate.realrun import CPU_MODEL
     from sim.costmodel.models import TableCostConfig, build_physical
 
-    variants = {
+    variants: dict[str, dict[str, Any]] = {
         "table": {"kind": "table", "tables": str(tables), "iteration_overhead_s": 0.0},
         "table+profile": {"kind": "table", "tables": str(tables), "profile": str(work / "profile.yaml")},
         "roofline curves+profile": {"kind": "roofline", "tables": str(tables), "profile": str(work / "profile.yaml")},

@@ -83,8 +83,8 @@ class Engine:
                 self.w,
                 torch.from_numpy(ids),
                 torch.from_numpy(pos),
-                [(len(s.prompt), 0, s.cache) for s in prefill],
-                [s.cache for s in decode],
+                [(len(s.prompt), 0, s.cache) for s in prefill],  # type: ignore[misc]  # admitted: cache is set
+                [s.cache for s in decode],  # type: ignore[misc]  # admitted: cache is set
                 [s.kv for s in decode],
             ).tolist()
         for s, tok in zip((*prefill, *decode), nxt, strict=True):

@@ -8,14 +8,18 @@
     of their modules in a fresh interpreter leaves `sim` out of `sys.modules`.
 (c) Modules <= 450 lines, functions <= 80 lines. `KNOWN_OFFENDERS` are the ones being refactored now; the
     list may only shrink (an entry that no longer offends fails the test until it is removed).
+(d) Every `# type: ignore` names its error code and says why: `# type: ignore[code]  # reason`
+    (`UNEXPLAINED_IGNORES`: files being refactored now; may only shrink).
 """
 
 from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +40,21 @@ KNOWN_OFFENDERS = frozenset(
         "policies/ranked.py::RankedScheduler.schedule",
     }
 )
+
+# Files whose bare `# type: ignore[code]` comments are being reworked by the refactors now in flight.
+UNEXPLAINED_IGNORES = frozenset(
+    {
+        "sim/cluster/prefix_cache.py",
+        "sim/core/engine.py",
+        "sim/core/instance.py",
+        "sim/core/registry.py",
+        "policies/ltr.py",
+        "policies/ranked.py",
+        "hwprofiles/specs.py",
+        "tests/test_cluster.py",
+    }
+)
+IGNORE_WITH_REASON = re.compile(r"#\s*type:\s*ignore\[[a-z0-9-]+(,\s*[a-z0-9-]+)*\]  # \S")
 
 
 @dataclass(frozen=True)
@@ -107,8 +126,8 @@ def _imports(name: str, path: Path) -> list[Import]:
             for child in node.orelse:
                 visit(child, module_level)
             return
-        for child in ast.iter_child_nodes(node):
-            visit(child, module_level)
+        for sub in ast.iter_child_nodes(node):
+            visit(sub, module_level)
 
     visit(tree, True)
     return found
@@ -248,3 +267,35 @@ def test_modules_and_functions_are_small() -> None:
 def test_known_offenders_only_shrink() -> None:
     stale = sorted(KNOWN_OFFENDERS - set(_size_offenders()))
     assert not stale, f"no longer too long, remove from KNOWN_OFFENDERS: {stale}"
+
+
+def _unexplained_ignores() -> dict[str, list[int]]:
+    """File -> lines with a `# type: ignore` that lacks an error code or a reason (product packages and tests)."""
+    files = [*MODULES.values(), *sorted((ROOT / "tests").glob("*.py"))]
+    out: dict[str, list[int]] = {}
+    for path in files:
+        with path.open("rb") as f:
+            comments = [t for t in tokenize.tokenize(f.readline) if t.type == tokenize.COMMENT]
+        for tok in comments:  # a comment token runs to the end of its line: the reason is inside it
+            if re.match(r"#\s*type:\s*ignore", tok.string) and not IGNORE_WITH_REASON.match(tok.string):
+                out.setdefault(path.relative_to(ROOT).as_posix(), []).append(tok.start[0])
+    return out
+
+
+def test_type_ignores_say_why() -> None:
+    assert IGNORE_WITH_REASON.match("# type: ignore[arg-type]  # rich literals")
+    assert not IGNORE_WITH_REASON.match("# type: ignore[arg-type]")
+    assert not IGNORE_WITH_REASON.match("# type: ignore  # why")
+    bad = {k: v for k, v in _unexplained_ignores().items() if k not in UNEXPLAINED_IGNORES}
+    assert not bad, f"write `# type: ignore[code]  # why`: {bad}"
+    stale = sorted(UNEXPLAINED_IGNORES - set(_unexplained_ignores()))
+    assert not stale, f"no unexplained ignores left, remove from UNEXPLAINED_IGNORES: {stale}"
+
+
+def test_ci_runs_the_readme_command() -> None:
+    """`.ci/run` runs exactly the README's test command: lint, format check, type check, tests."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()[-1]
+    readme = [ln.strip() for ln in (ROOT / "README.md").read_text(encoding="utf-8").splitlines()]
+    assert ci in readme, ci
+    for step in ("ruff check .", "ruff format --check .", "mypy", "python -m pytest -q -n 2"):
+        assert f"&& {step}" in ci, step
