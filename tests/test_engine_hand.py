@@ -135,8 +135,9 @@ def test_swap_preemption_under_pressure_matches_reference(tmp_path, sched):
     tr = write_csv(tmp_path / "t.csv", [(0.0, 20, 60), (0.0, 20, 60), (0.001, 30, 50), (0.002, 20, 60), (0.05, 10, 40)])
     runs = {
         (coh, ff): sim.run(
-            scenario(tr, kv_blocks=9, scheduler=sched, preemption="swap",
-                     engine={"fast_forward": ff, "cohort_decoding": coh})
+            scenario(
+                tr, kv_blocks=9, scheduler=sched, preemption="swap", engine={"fast_forward": ff, "cohort_decoding": coh}
+            )
         ).requests
         for coh in (True, False)
         for ff in (True, False)

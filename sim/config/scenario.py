@@ -58,12 +58,8 @@ class TraceArrival(Strict):
     kind: Literal["trace"] = "trace"
     path: str = Field(description="a file, or a shipped trace name from `servesim list traces`")
     format: TraceFormat
-    time_scale: float = Field(
-        default=1.0, gt=0, description="multiplies inter-arrival gaps: 0.5 = twice as fast"
-    )
-    spread_buckets: bool = Field(
-        default=False, description="spread requests sharing a timestamp over its bucket"
-    )
+    time_scale: float = Field(default=1.0, gt=0, description="multiplies inter-arrival gaps: 0.5 = twice as fast")
+    spread_buckets: bool = Field(default=False, description="spread requests sharing a timestamp over its bucket")
 
 
 class TraceLengths(Strict):
@@ -72,9 +68,7 @@ class TraceLengths(Strict):
     kind: Literal["trace"] = "trace"
     path: str
     format: TraceFormat = "vidur"
-    sample: Literal["random", "sequential"] = Field(
-        default="random", description="with replacement, or in order"
-    )
+    sample: Literal["random", "sequential"] = Field(default="random", description="with replacement, or in order")
 
 
 class FixedLengths(Strict):
@@ -110,9 +104,7 @@ class RequestClass(Strict):
 
 class Workload(Strict):
     num_requests: int | None = Field(default=None, ge=1, description="stop generating after this many")
-    duration_s: float | None = Field(
-        default=None, gt=0, description="stop generating arrivals after this time"
-    )
+    duration_s: float | None = Field(default=None, gt=0, description="stop generating arrivals after this time")
     arrival: Arrival = Field(default_factory=lambda: PoissonArrival(rate=1.0))
     lengths: Lengths | None = None
     classes: list[RequestClass] | None = Field(
@@ -127,9 +119,7 @@ class Workload(Strict):
                 raise ValueError(f"classes need distinct names, got {names}")
         if self.arrival.kind != "trace":
             if self.lengths is None:
-                raise ValueError(
-                    "lengths are required with a synthetic arrival process (trace, fixed or lognormal)"
-                )
+                raise ValueError("lengths are required with a synthetic arrival process (trace, fixed or lognormal)")
             if self.num_requests is None and self.duration_s is None:
                 raise ValueError("give num_requests or duration_s for a synthetic arrival process")
         return self
@@ -230,8 +220,10 @@ class PrefixCache(Strict):
         default=0, ge=0, description="traces without block ids: every prompt starts with this many shared tokens"
     )
     host_memory_gb: float = Field(
-        default=0.0, ge=0, description="per GPU: a host-memory tier for blocks evicted from the GPU (Mooncake); "
-        "a hit there is copied back over the host link instead of recomputed"
+        default=0.0,
+        ge=0,
+        description="per GPU: a host-memory tier for blocks evicted from the GPU (Mooncake); "
+        "a hit there is copied back over the host link instead of recomputed",
     )
 
 
@@ -239,9 +231,7 @@ class KVCache(Strict):
     block_size: int = Field(default=16, ge=1)
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     reserve_gb: float = Field(default=2.0, ge=0, description="per GPU: activations, CUDA context, graphs")
-    watermark: float = Field(
-        default=0.01, ge=0, lt=1, description="fraction of blocks kept free at admission"
-    )
+    watermark: float = Field(default=0.01, ge=0, lt=1, description="fraction of blocks kept free at admission")
     preemption: Literal["recompute", "swap"] = Field(
         default="recompute", description="a preempted request's KV: dropped and recomputed, or swapped to host"
     )
@@ -257,15 +247,9 @@ class SLO(Strict):
 
 
 class Engine(Strict):
-    fast_forward: bool = Field(
-        default=True, description="exact multi-step decode; off = one event per iteration"
-    )
-    horizon_s: float | None = Field(
-        default=None, gt=0, description="stop the clock here; the rest is in flight"
-    )
-    timeline_interval_s: float | None = Field(
-        default=None, gt=0, description="sampling period; auto if unset"
-    )
+    fast_forward: bool = Field(default=True, description="exact multi-step decode; off = one event per iteration")
+    horizon_s: float | None = Field(default=None, gt=0, description="stop the clock here; the rest is in flight")
+    timeline_interval_s: float | None = Field(default=None, gt=0, description="sampling period; auto if unset")
     cohort_decoding: bool = Field(
         default=True, description="O(1) bookkeeping of lockstep decoders; off = the per-request reference path"
     )
@@ -332,9 +316,7 @@ class Scenario(Strict):
         return self._base_dir
 
 
-def load_scenario(
-    source: str | Path | dict[str, Any] | Scenario, overrides: list[str] | None = None
-) -> Scenario:
+def load_scenario(source: str | Path | dict[str, Any] | Scenario, overrides: list[str] | None = None) -> Scenario:
     """A validated `Scenario` from a YAML path, a dict or a Scenario, with `a.b=value` overrides applied."""
     pos: Positions | None = None
     base = Path.cwd()
@@ -349,9 +331,7 @@ def load_scenario(
         label = str(source)
         base = Path(source).resolve().parent
         if not isinstance(data, dict):
-            raise ServesimError(
-                f"{label}:1:1: expected a mapping of scenario keys, found {type(data).__name__}"
-            )
+            raise ServesimError(f"{label}:1:1: expected a mapping of scenario keys, found {type(data).__name__}")
     if overrides:
         data = apply_overrides(copy.deepcopy(data), overrides)
     try:

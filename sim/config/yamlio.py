@@ -88,9 +88,7 @@ def format_validation_error(err: ValidationError, source: str, pos: Positions | 
     for e in err.errors():
         loc: Loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-")))
         # pydantic puts the union tag in the path (e.g. scheduler.fcfs.max_num_seqs); drop it
-        clean = tuple(
-            x for i, x in enumerate(loc) if not (i > 0 and isinstance(x, str) and _is_tag(x, loc, pos))
-        )
+        clean = tuple(x for i, x in enumerate(loc) if not (i > 0 and isinstance(x, str) and _is_tag(x, loc, pos)))
         dotted = ".".join(str(x) for x in clean) or "(top level)"
         where = source
         if pos is not None:

@@ -125,9 +125,7 @@ class Simulation:
         env, rows = self.env, self.timeline
         while True:
             for inst in self.instances:
-                rows.append(
-                    (env.now, inst.index, inst.kv_used_blocks(), len(inst.running), len(inst.waiting))
-                )
+                rows.append((env.now, inst.index, inst.kv_used_blocks(), len(inst.running), len(inst.waiting)))
             if self.done.triggered:
                 return
             yield env.timeout(self.interval)

@@ -525,9 +525,7 @@ class Instance:
         if finished:
             self._finish(finished)
 
-    def _step_times(
-        self, n: int, ctx0: int, k: int, extra_first: float = 0.0
-    ) -> tuple[list[float], np.ndarray | None]:
+    def _step_times(self, n: int, ctx0: int, k: int, extra_first: float = 0.0) -> tuple[list[float], np.ndarray | None]:
         """End times of k decode steps of n sequences from context sum ctx0, accumulated from `self.t`
         (`extra_first` lengthens the first step, e.g. swap traffic). Bit-identical to `_decode`: the same
         float operations in the same order, in plain Python for short affine runs."""
