@@ -3,6 +3,8 @@ fast-forward exactness and determinism."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 import sim
 from sim.costmodel.models import LinearCost, LinearCostConfig
 from tests.helpers import scenario, write_csv
+from tests.oracle_decode import per_request_decoding
 
 request = st.tuples(
     st.floats(min_value=0.0, max_value=2.0, allow_nan=False),
@@ -109,11 +112,13 @@ def test_fast_forward_is_exact(tmp_path, reqs, sched, cost, kv, instances, preem
     kw = dict(
         scheduler=sched, cost=cost, kv_blocks=kv, instances=instances, preemption=preemption, system_prompt=prefix
     )
-    # the reference: one iteration at a time, per-request bookkeeping
-    ref = _run(tmp_path, reqs, fast_forward=False, engine={"fast_forward": False, "cohort_decoding": False}, **kw)
+    # the reference: one iteration at a time, per-request bookkeeping (the oracle in tests/oracle_decode.py)
+    with per_request_decoding():
+        ref = _run(tmp_path, reqs, engine={"fast_forward": False}, **kw)
     for ff in (True, False):
-        for cohort in (True, False):
-            got = _run(tmp_path, reqs, engine={"fast_forward": ff, "cohort_decoding": cohort}, **kw)
+        for oracle in (True, False):
+            with per_request_decoding() if oracle else contextlib.nullcontext():
+                got = _run(tmp_path, reqs, engine={"fast_forward": ff}, **kw)
             pd.testing.assert_frame_equal(got.requests, ref.requests, check_exact=True)
             assert got.summary["sim"]["iterations"] == ref.summary["sim"]["iterations"]
             itl, ref_itl = got.summary["metrics"]["itl_s"], ref.summary["metrics"]["itl_s"]

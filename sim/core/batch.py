@@ -78,7 +78,7 @@ class InstanceView(Protocol):
         ...
 
     def reserve_decode_slots(self, reqs: list[Request]) -> bool:
-        """Reserve next-token slots for all `reqs` if the free pool covers them; else reserve none."""
+        """Reserve next-token slots for all `reqs` if the free blocks cover them; else reserve none."""
         ...
 
     def preempt(self, req: Request) -> None:
