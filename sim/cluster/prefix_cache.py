@@ -5,7 +5,7 @@ once computed, is registered under a key that names its content *and* everything
 requests whose prompts start the same way reference it instead of computing it ("a hit skips those
 blocks' prefill"). When its last user finishes, a cached block goes back to the *tail* of the free list
 still holding its content, so it can be hit again until allocation reaches it at the head — that is the
-LRU eviction. The pool's `free` count therefore includes evictable cached blocks, and everything that
+LRU eviction. The allocator's `free` count therefore includes evictable cached blocks, and everything that
 reads `free` (schedulers, fast-forward, watermarks) keeps its meaning.
 
 Host tier (optional, Mooncake's "more storage for less computation"): a cached block evicted from GPU
@@ -26,10 +26,11 @@ its own blocks and drops one reference from each shared one (which returns too i
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from typing import cast
 
 import numpy as np
 
-from sim.core.kvcache import BlockPool
+from sim.core.kvcache import BlockAllocator
 from sim.core.request import Request
 
 _POS = 1 << 20  # positions per id in a key (prompts up to 16M tokens at block size 16)
@@ -46,8 +47,8 @@ class PrefixState:
         self.upto = 0  # prompt blocks [0, upto) were hit or considered for registration
 
 
-class PrefixPool(BlockPool):
-    """A `BlockPool` whose free blocks may still hold cached prompt blocks (see the module docstring)."""
+class PrefixCache(BlockAllocator):
+    """A `BlockAllocator` whose free blocks may still hold cached prompt blocks (see the module docstring)."""
 
     __slots__ = (
         "admissions",
@@ -92,20 +93,20 @@ class PrefixPool(BlockPool):
     # -- the free list -------------------------------------------------------------------------------
     def take(self, n: int) -> None:
         if n > self.free:
-            raise AssertionError(f"KV pool over-allocated: want {n}, free {self.free}")
+            raise AssertionError(f"KV blocks over-allocated: want {n}, free {self.free}")
         self.free -= n
         q, cache = self.queue, self.cache
         while n > 0:
             head = q[0]
-            if head.__class__ is int:
+            if isinstance(head, int):
                 if head > n:
-                    q[0] = head - n  # type: ignore[operator]
+                    q[0] = head - n
                     return
                 q.popleft()
-                n -= head  # type: ignore[operator]
+                n -= head
             else:
                 q.popleft()
-                key, tok = head  # type: ignore[misc]
+                key, tok = head
                 e = cache.get(key)
                 if e is not None and e[1] == tok:  # a cached block reached the head: evict it
                     del cache[key]
@@ -121,10 +122,10 @@ class PrefixPool(BlockPool):
             return
         self.free += n
         if self.free > self.total:
-            raise AssertionError(f"KV pool over-freed: free {self.free} > total {self.total}")
+            raise AssertionError(f"KV blocks over-freed: free {self.free} > total {self.total}")
         q = self.queue
-        if q and q[-1].__class__ is int:
-            q[-1] += n  # type: ignore[operator]
+        if q and isinstance(q[-1], int):
+            q[-1] += n
         else:
             q.append(n)
 
@@ -133,23 +134,22 @@ class PrefixPool(BlockPool):
         cache = self.cache
         q: deque[int | tuple[int, int]] = deque()
         for x in self.queue:
-            if x.__class__ is int:
-                if q and q[-1].__class__ is int:
-                    q[-1] += x  # type: ignore[operator]
+            if isinstance(x, int):
+                if q and isinstance(q[-1], int):
+                    q[-1] += x
                 else:
                     q.append(x)
             else:
-                e = cache.get(x[0])  # type: ignore[index]
-                if e is not None and e[1] == x[1]:  # type: ignore[index]
+                e = cache.get(x[0])
+                if e is not None and e[1] == x[1]:
                     q.append(x)
         self.queue = q
 
     # -- requests ------------------------------------------------------------------------------------
     def state(self, req: Request) -> PrefixState:
-        st = req.prefix
-        if st is None:
-            st = req.prefix = PrefixState(self._keys(req))
-        return st  # type: ignore[return-value]
+        if req.prefix is None:
+            req.prefix = PrefixState(self._keys(req))
+        return cast(PrefixState, req.prefix)
 
     def _keys(self, req: Request) -> list[int]:
         bs = self.block_size
@@ -159,7 +159,8 @@ class PrefixPool(BlockPool):
             j = np.arange(n, dtype=np.int64)
             h = ((j + 1) * bs - 1) // self.block_tokens
             ok = h < len(ids)
-            return (np.asarray(ids, dtype=np.int64)[h[ok]] * _POS + j[ok]).tolist()
+            keys: list[int] = (np.asarray(ids, dtype=np.int64)[h[ok]] * _POS + j[ok]).tolist()
+            return keys
         return [-(j + 1) for j in range(min(n, self.system_blocks))]
 
     def lookup(self, req: Request) -> tuple[int, int, int]:
@@ -203,7 +204,7 @@ class PrefixPool(BlockPool):
                 self.free -= 1
             e[0] += 1
         if self.free < 0:
-            raise AssertionError(f"KV pool over-allocated by a prefix hit: free {self.free}")
+            raise AssertionError(f"KV blocks over-allocated by a prefix hit: free {self.free}")
         for key in st.keys[hit : hit + more]:  # most recent before the allocation below evicts into the tier
             self.host.move_to_end(key)
         total = -(-req.prefill_target // self.block_size)
@@ -224,7 +225,7 @@ class PrefixPool(BlockPool):
 
     def insert(self, req: Request) -> None:
         """Register the request's prompt blocks computed so far (a key already cached stays a private copy)."""
-        st: PrefixState = req.prefix  # type: ignore[assignment]
+        st = cast(PrefixState, req.prefix)
         m = min(min(req.prefill_done, req.prompt) // self.block_size, len(st.keys))
         if m <= st.upto:
             return
@@ -240,7 +241,7 @@ class PrefixPool(BlockPool):
 
     def free_request(self, req: Request) -> None:
         """Give back its private blocks, then its shared ones (last first, so a prompt's tail is evicted first)."""
-        st: PrefixState = req.prefix  # type: ignore[assignment]
+        st = cast(PrefixState, req.prefix)
         self.give(req.blocks)
         cache, q = self.cache, self.queue
         for key in reversed(st.shared):
@@ -252,7 +253,7 @@ class PrefixPool(BlockPool):
                 q.append((key, self.tok))
                 self.free += 1
         if self.free > self.total:
-            raise AssertionError(f"KV pool over-freed: free {self.free} > total {self.total}")
+            raise AssertionError(f"KV blocks over-freed: free {self.free} > total {self.total}")
         st.shared = []
         st.upto = 0
         req.shared_blocks = 0

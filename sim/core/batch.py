@@ -33,10 +33,6 @@ class BatchPlan:
     def decode_count(self) -> int:
         return self.cohort_n + len(self.decode) if self.cohort else len(self.decode)
 
-    @property
-    def num_tokens(self) -> int:
-        return sum(n for _, n in self.prefill) + len(self.decode)
-
 
 class InstanceView(Protocol):
     """What a scheduler may read and do on its instance; allocation goes through these calls."""
@@ -45,10 +41,14 @@ class InstanceView(Protocol):
     running: list[Request]
     block_size: int
     num_blocks: int
-    free_blocks: int
     watermark_blocks: int
     iterations: int  # iterations run so far (a fast-forward run of k steps counts k)
     arrivals_closed: bool  # no more requests will be routed here
+
+    @property
+    def free_blocks(self) -> int:
+        """KV blocks free now."""
+        ...
 
     def admit_blocks(self, req: Request) -> int:
         """Blocks `req` takes on admission (its prefill pass, or its swapped-out KV)."""
@@ -82,7 +82,7 @@ class InstanceView(Protocol):
         ...
 
     def reserve_decode_slots(self, reqs: list[Request]) -> bool:
-        """Reserve next-token slots for all `reqs` if the free pool covers them; else reserve none."""
+        """Reserve next-token slots for all `reqs` if the free blocks cover them; else reserve none."""
         ...
 
     def preempt(self, req: Request) -> None:
