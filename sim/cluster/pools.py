@@ -47,10 +47,11 @@ class PoolSpec:
     router: Any  # the router config section that picks an instance of this pool
     capacity: KVCapacity
     cost: CostModel
+    pp: int = 1  # pipeline stages, each of tp GPUs
 
     @property
     def gpus(self) -> int:
-        return self.instances * self.tp
+        return self.instances * self.tp * self.pp
 
 
 def _gpu(hw: Any, default: GPUSpec) -> GPUSpec:
@@ -61,13 +62,28 @@ def _gpu(hw: Any, default: GPUSpec) -> GPUSpec:
 
 def build_cost_model(sc: Scenario, model: ModelSpec | None = None, gpu: GPUSpec | None = None) -> CostModel:
     """The scenario's cost model (on `model`/`gpu` instead of the scenario's, for what-if comparisons)."""
-    return COST_MODELS.build(
-        sc.cost_model,
-        model=model or sc.model_spec,
-        gpu=gpu or sc.gpu_spec,
-        tp=sc.cluster.tp,
-        base_dir=sc.base_dir,
-    )
+    return _cost(sc, model or sc.model_spec, gpu or sc.gpu_spec, sc.cluster.tp, sc.cluster.pp)
+
+
+def _cost(sc: Scenario, model: ModelSpec, gpu: GPUSpec, tp: int, pp: int) -> CostModel:
+    """One instance's cost model; with pp > 1 a pipeline of per-stage cost models (`sim.costmodel.pipeline`)."""
+    if pp == 1:
+        return COST_MODELS.build(sc.cost_model, model=model, gpu=gpu, tp=tp, base_dir=sc.base_dir)
+    from sim.cluster.links import link_bandwidth
+    from sim.costmodel.pipeline import activation_hop, build_pipeline
+
+    if sc.cost_model.kind == "linear":
+        raise ServesimError(
+            "cluster.pp: the linear cost model has no layers to split over stages; use kind roofline or table"
+        )
+
+    def stage(layers: int) -> CostModel:
+        part = model.model_copy(update={"num_layers": layers})
+        return COST_MODELS.build(sc.cost_model, model=part, gpu=gpu, tp=tp, base_dir=sc.base_dir)
+
+    link = sc.cluster.pp_link
+    hop = activation_hop(model.hidden_size, model.dtype_bytes, link_bandwidth(link, gpu, gpu), link.latency_s)
+    return build_pipeline(stage, model.num_layers, pp, hop)
 
 
 def capacity(sc: Scenario) -> KVCapacity:
@@ -80,6 +96,7 @@ def capacity(sc: Scenario) -> KVCapacity:
         kv.block_size,
         kv.gpu_memory_utilization,
         kv.reserve_gb * 1e9,
+        sc.cluster.pp,
     )
 
 
@@ -87,18 +104,17 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
     """The scenario's pools: `[colocated]`, or `[prefill, decode]` when `cluster.prefill/decode` are set."""
     c, kv, model = sc.cluster, sc.kv_cache, sc.model_spec
     if c.prefill is None or c.decode is None:
-        return [
-            PoolSpec(
-                "colocated", c.instances, c.tp, sc.gpu_spec, sc.scheduler, c.router, capacity(sc), build_cost_model(sc)
-            )
-        ]
+        cost = build_cost_model(sc)
+        return [PoolSpec("colocated", c.instances, c.tp, sc.gpu_spec, sc.scheduler, c.router, capacity(sc), cost, c.pp)]
     specs = []
     for role, pool in (("prefill", c.prefill), ("decode", c.decode)):
         gpu = _gpu(pool.hardware, sc.gpu_spec)
-        cap = kv_capacity(model, gpu, pool.tp, kv.block_size, kv.gpu_memory_utilization, kv.reserve_gb * 1e9)
-        cost = COST_MODELS.build(sc.cost_model, model=model, gpu=gpu, tp=pool.tp, base_dir=sc.base_dir)
+        reserve = kv.reserve_gb * 1e9
+        cap = kv_capacity(model, gpu, pool.tp, kv.block_size, kv.gpu_memory_utilization, reserve, pool.pp)
+        cost = _cost(sc, model, gpu, pool.tp, pool.pp)
         router = pool.router or (c.router if role == "prefill" else ROUTERS.get("least_kv").config())
-        specs.append(PoolSpec(role, pool.instances, pool.tp, gpu, pool.scheduler or sc.scheduler, router, cap, cost))
+        scheduler = pool.scheduler or sc.scheduler
+        specs.append(PoolSpec(role, pool.instances, pool.tp, gpu, scheduler, router, cap, cost, pool.pp))
     kinds = {s.scheduler.kind for s in specs}
     stateful = sorted(k for k in kinds if SCHEDULERS.caps(k).stateful)  # declared by each scheduler
     if len(kinds) > 1 and stateful:
@@ -167,11 +183,16 @@ def cluster_label(sc: Scenario) -> str:
     """`4 x 1 x h100-sxm`, or `prefill 2 x 1 x h100-sxm + decode 2 x 1 x a100-80g`."""
     c = sc.cluster
     if c.prefill is None or c.decode is None:
-        return f"{c.instances} x {c.tp} x {sc.gpu_spec.name}"
+        return f"{c.instances} x {_tp_pp(c.tp, c.pp)} x {sc.gpu_spec.name}"
     return " + ".join(
-        f"{role} {p.instances} x {p.tp} x {_gpu(p.hardware, sc.gpu_spec).name}"
+        f"{role} {p.instances} x {_tp_pp(p.tp, p.pp)} x {_gpu(p.hardware, sc.gpu_spec).name}"
         for role, p in (("prefill", c.prefill), ("decode", c.decode))
     )
+
+
+def _tp_pp(tp: int, pp: int) -> str:
+    """`tp`, or `tp·pp` (tp x pp GPUs per instance) when pipelined."""
+    return str(tp) if pp == 1 else f"{tp}x{pp}pp"
 
 
 class Feature(Protocol):

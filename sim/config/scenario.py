@@ -104,6 +104,7 @@ class Pool(Strict):
 
     instances: int = Field(default=1, ge=1)
     tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per instance")
+    pp: int = Field(default=1, ge=1, description="pipeline stages per instance (each of tp GPUs)")
     hardware: str | GPUSpec | None = Field(default=None, description="unset: the scenario's `hardware`")
     scheduler: SchedulerConfig | None = Field(default=None, description="unset: the scenario's `scheduler`")
     router: RouterConfig | None = Field(
@@ -121,6 +122,10 @@ class Pool(Strict):
 class Cluster(Strict):
     instances: int = Field(default=1, ge=1)
     tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per instance")
+    pp: int = Field(default=1, ge=1, description="pipeline stages per instance: layers split over pp groups of tp GPUs")
+    pp_link: Link = Field(
+        default_factory=Link, description="activations between pipeline stages (default: the GPUs' NVLink/PCIe)"
+    )
     router: RouterConfig = Field(default_factory=lambda: ROUTERS.get("round_robin").config())
     prefill: Pool | None = Field(default=None, description="disaggregated: the prefill pool (with `decode`)")
     decode: Pool | None = Field(default=None, description="disaggregated: the decode pool (with `prefill`)")
@@ -140,8 +145,8 @@ class Cluster(Strict):
     def _pools(self) -> Cluster:
         if (self.prefill is None) != (self.decode is None):
             raise ValueError("a disaggregated cluster needs both `prefill` and `decode` pools")
-        if self.prefill is not None and (self.instances, self.tp) != (1, 1):  # (1, 1): unset, or a dump of a run
-            raise ValueError("with prefill/decode pools, give instances and tp per pool, not on the cluster")
+        if self.prefill is not None and (self.instances, self.tp, self.pp) != (1, 1, 1):  # unset, or a dumped run
+            raise ValueError("with prefill/decode pools, give instances, tp and pp per pool, not on the cluster")
         return self
 
     @property

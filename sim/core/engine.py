@@ -144,7 +144,7 @@ class Simulation:
                 "swap_s": inst.swap_s,
                 "role": inst.role,
                 "hardware": spec.gpu.name,
-                "gpus": spec.tp,
+                "gpus": spec.tp * spec.pp,
             }
             for inst, spec in zip(self.instances, self.pool_of, strict=True)
         ]
