@@ -22,6 +22,7 @@ from sim.core.instance import Instance
 from sim.core.kvcache import KVCapacity, kv_capacity
 from sim.core.recorder import RequestLog
 from sim.core.registry import ROUTERS, SCHEDULERS
+from sim.core.speculative import DraftCost, Speculation
 from sim.core.swap import HostSwap
 from sim.costmodel.models import COST_MODELS, CostModel
 from sim.errors import ServesimError
@@ -135,6 +136,7 @@ def build_instances(
     *,
     tracer: Tracer | None = None,
     disagg: Disaggregation | None = None,
+    spec_rng: np.random.Generator | None = None,
 ) -> list[Instance]:
     """All instances of all pools, numbered across pools (in `specs` order), each with its collaborators:
     host memory, a prefix cache when enabled, and — disaggregated — the hand-off (prefill pool) or the
@@ -143,6 +145,7 @@ def build_instances(
     model = sc.model_spec
     pc = sc.kv_cache.prefix_cache
     for spec in specs:
+        draft = _draft_cost(sc, spec) if sc.speculative is not None else None
         for _ in range(spec.instances):
             prefix = None
             if pc is not None and pc.enabled:
@@ -160,6 +163,9 @@ def build_instances(
                 handoff=disagg if disagg is not None and spec.role == "prefill" else None,
                 on_release=disagg if disagg is not None and spec.role == "decode" else None,
                 tracer=tracer,
+                speculative=None
+                if draft is None or sc.speculative is None
+                else Speculation(sc.speculative.rates, spec_rng or np.random.default_rng(sc.seed), draft),
             )
             inst = Instance(
                 env,
@@ -177,6 +183,28 @@ def build_instances(
             )
             out.append(inst)
     return out
+
+
+def _draft_cost(sc: Scenario, spec: PoolSpec) -> DraftCost:
+    """Seconds of drafting k tokens for n sequences over Σ context: k sequential decode steps of the draft
+    model (draft_model), or of a one-layer head shaped like one target layer (eagle, mtp), on the pool's GPUs,
+    each without the roofline's per-iteration overhead. The draft's weights and KV are not taken from the
+    target's memory (a small draft; not modelled)."""
+    cfg = sc.speculative
+    assert cfg is not None
+    if cfg.draft_model is not None:
+        model = catalog.model(cfg.draft_model) if isinstance(cfg.draft_model, str) else cfg.draft_model
+    else:
+        model = sc.model_spec.model_copy(update={"num_layers": 1})
+    cost = COST_MODELS.build(sc.cost_model, model=model, gpu=spec.gpu, tp=spec.tp, base_dir=sc.base_dir)
+    k = cfg.num_tokens
+    # the engine's per-iteration overhead (scheduling, sampling) is paid once by the step, not per draft token
+    fixed = float(getattr(getattr(cost, "params", None), "iteration_overhead_s", 0.0))
+
+    def draft(n: int, ctx: int) -> float:
+        return sum(cost.iteration([], n, ctx + n * i) - fixed for i in range(k))
+
+    return draft
 
 
 def cluster_label(sc: Scenario) -> str:
@@ -234,6 +262,25 @@ class PrefixStats:
         }
 
 
+class SpeculativeStats:
+    """Speculative decoding's tokens per verified sequence-step, against the closed form."""
+
+    name = "speculative"
+
+    def __init__(self, sim: Any) -> None:
+        self.specs = [inst.speculation for inst in sim.instances if inst.speculation is not None]
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def summary(self) -> dict[str, Any]:
+        steps = sum(s.steps for s in self.specs)
+        tokens = sum(s.tokens for s in self.specs)
+        out: dict[str, Any] = self.specs[0].summary() if self.specs else {}
+        out.update(sequence_steps=steps, tokens=tokens, tokens_per_step=tokens / steps if steps else math.nan)
+        return out
+
+
 def cluster_features(sim: Any) -> list[Feature]:
     """The optional mechanisms the scenario asks for, wired to the run's instances."""
     sc = sim.scenario
@@ -243,6 +290,8 @@ def cluster_features(sim: Any) -> list[Feature]:
     if sim.disagg is not None:
         sim.disagg.bind(sim.instances)
         out.append(sim.disagg)
+    if sc.speculative is not None:
+        out.append(SpeculativeStats(sim))
     if sc.cluster.migration is not None:
         from sim.cluster.migration import Migrator
 
