@@ -171,3 +171,19 @@ def test_gpus_and_errors(tmp_path):
         sim.run({**sc, "cluster": {"pp": 3}})
     with pytest.raises(ServesimError, match="linear cost model"):
         sim.run({**sc, "cost_model": {"kind": "linear"}})
+
+
+def test_disaggregated_pools_take_their_own_pp(tmp_path):
+    """pp per pool: the decode pool's instances span tp × pp GPUs and hold the KV of their stage's layers."""
+    tr = write_csv(tmp_path / "t.csv", [(0.01 * i, 64, 16) for i in range(8)])
+    sc = scenario(tr, cost=ROOF)
+    sc["model"] = {**TINY_MODEL, "num_layers": 4}
+    sc["hardware"] = {**tiny_gpu(10), "memory_bytes": 1e9}
+    sc["cluster"] = {"prefill": {"instances": 1}, "decode": {"instances": 1, "tp": 2, "pp": 2}}
+    res = sim.run(sc)
+    assert (res.requests["generated_tokens"] == 16).all()
+    pools = res.summary["cluster"]["pools"]
+    assert pools["decode"]["pp"] == 2 and "pp" not in pools["prefill"]
+    assert res.summary["cost"]["gpus"] == 1 + 4
+    # half the layers per GPU on 2-way tp: a block is a quarter of the prefill instance's
+    assert pools["decode"]["kv_blocks_per_instance"] > 3 * pools["prefill"]["kv_blocks_per_instance"]

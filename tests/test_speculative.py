@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sim
 from sim.core.engine import Simulation
+from sim.core.recorder import COMPLETED
 from sim.core.speculative import Speculation, expected_tokens
 from sim.errors import ServesimError
 from tests.helpers import scenario, write_csv
+from tests.strategies import examples, linear_costs, request_rows
 
 # linear cost: verify = 0.01 + 0.001 × (k + 1) × n; each draft step of a one-layer head = 0.01 + 0.002 × n
 LIN = {"kind": "linear", "base_s": 0.01, "per_prefill_token_s": 0.001, "per_decode_seq_s": 0.002}
@@ -111,3 +115,48 @@ def test_bad_speculative_sections(tmp_path):
     ]:
         with pytest.raises(ServesimError, match=msg):
             sim.run({**base, "speculative": spec})
+
+
+def test_mixed_step_verifies_decodes_beside_a_prefill(tmp_path):
+    """sarathi, acceptance 1, k = 2. A: prefill [0, 0.02]; speculative step [0.02, 0.057] (3 tokens). B arrives
+    at 0.021: the next iteration mixes B's 10-token prefill with A's verification — draft 2 × 0.012, verify
+    0.01 + 0.001 × (10 + 3) — ending 0.104, where A has its 7 tokens; B then takes two steps of 0.037."""
+    spec = {"kind": "eagle", "num_tokens": 2, "acceptance": 1.0}
+    rows = [(0.0, 10, 7), (0.021, 10, 7)]
+    for ff in (True, False):
+        sc = _sc(tmp_path, rows, spec, cost=LIN, scheduler={"kind": "sarathi"}, fast_forward=ff)
+        df = sim.run(sc).requests
+        assert df["completion_s"][0] == pytest.approx(0.104)
+        assert df["first_token_s"][1] == pytest.approx(0.104)
+        assert df["completion_s"][1] == pytest.approx(0.104 + 2 * 0.037)
+
+
+@settings(max_examples=examples(25))
+@given(
+    rows=st.lists(request_rows(1.0, 80, 50), min_size=1, max_size=15),
+    cost=linear_costs,
+    k=st.integers(1, 5),
+    a=st.floats(0.0, 1.0),
+    sched=st.sampled_from([{"kind": "fcfs"}, {"kind": "sarathi", "token_budget": 32}, {"kind": "sjf"}]),
+    blocks=st.sampled_from([12, 1000]),
+)
+def test_property_every_token_once_no_block_leak(tmp_path_factory, rows, cost, k, a, sched, blocks):
+    """Any workload, scheduler and memory: every request completes with its output, once; blocks all return;
+    time runs forward (first token ≤ completion); fast-forward on or off changes nothing."""
+    tmp = tmp_path_factory.mktemp("w")
+    spec = {"kind": "mtp", "num_tokens": k, "acceptance": a}
+    out = []
+    for ff in (True, False):
+        sc = sim.load_scenario(
+            _sc(tmp, sorted(rows), spec, cost=cost, kv_blocks=blocks, scheduler=sched, fast_forward=ff)
+        )
+        run = Simulation(sc).run()
+        log = run.log
+        ok = log.status == COMPLETED
+        assert log.done == len(rows)
+        outputs = np.array([o for _, _, o in sorted(rows)])
+        assert (log.generated[ok] == outputs[ok]).all()
+        assert (log.first_token[ok] <= log.completion[ok]).all()
+        assert all(inst.allocator.free == inst.allocator.total for inst in run.instances)
+        out.append(log.completion.tolist())
+    assert np.array_equal(out[0], out[1], equal_nan=True)
