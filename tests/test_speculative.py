@@ -8,11 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sim
+from hwprofiles import ModelSpec
 from sim.core.engine import Simulation
 from sim.core.recorder import COMPLETED
 from sim.core.speculative import Speculation, expected_tokens
 from sim.errors import ServesimError
-from tests.helpers import scenario, write_csv
+from tests.helpers import TINY_MODEL, scenario, write_csv
 from tests.strategies import examples, linear_costs, request_rows
 
 # linear cost: verify = 0.01 + 0.001 × (k + 1) × n; each draft step of a one-layer head = 0.01 + 0.002 × n
@@ -74,12 +75,18 @@ def test_hand_computed_step(tmp_path):
 
 def test_draft_model_cost_and_capped_last_step(tmp_path):
     """draft_model: k sequential decode steps of the draft model; the last step emits only what is left."""
-    spec = {"kind": "draft_model", "num_tokens": 4, "acceptance": 1.0, "draft_model": "llama-3.1-8b"}
-    df = sim.run(_sc(tmp_path, [(0.0, 10, 8)], spec, cost=LIN)).requests
+    draft = {**TINY_MODEL, "name": "tiny-draft", "num_layers": 1}
+    spec = {"kind": "draft_model", "num_tokens": 4, "acceptance": 1.0, "draft_model": draft}
+    sc = _sc(tmp_path, [(0.0, 10, 8)], spec, cost=LIN)
+    df = sim.run(sc).requests
     step = 4 * (0.01 + 0.002) + (0.01 + 5 * 0.001)  # linear: the draft model costs what the target does
     # 7 tokens after the first: 5 + 2 (capped)
     assert df.iloc[0]["completion_s"] == pytest.approx(0.02 + 2 * step)
     assert df.iloc[0]["generated_tokens"] == 8
+    # the draft's weights come off the KV memory: 1 of the tiny model's 2 layers, its embeddings in full
+    block = 16 * 512  # the tiny model's KV per 16-token block; the GPU leaves exactly 10 000 of them
+    left = (10_000 * block - ModelSpec(**draft).weight_bytes(1)) // block
+    assert Simulation(sim.load_scenario(sc)).capacity.num_blocks == left < 10_000
 
 
 def test_same_seed_same_result_and_seed_matters(tmp_path):

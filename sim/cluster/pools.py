@@ -96,9 +96,18 @@ def capacity(sc: Scenario) -> KVCapacity:
         sc.cluster.tp,
         kv.block_size,
         kv.gpu_memory_utilization,
-        kv.reserve_gb * 1e9,
+        kv.reserve_gb * 1e9 + _draft_weights(sc, sc.cluster.tp),
         sc.cluster.pp,
     )
+
+
+def _draft_weights(sc: Scenario, tp: int) -> float:
+    """Per GPU: a draft model's weights (kind draft_model), held beside the target's; 0 without one."""
+    spec = sc.speculative
+    if spec is None or spec.draft_model is None:
+        return 0.0
+    draft = catalog.model(spec.draft_model) if isinstance(spec.draft_model, str) else spec.draft_model
+    return draft.weight_bytes(tp)
 
 
 def pool_specs(sc: Scenario) -> list[PoolSpec]:
@@ -110,7 +119,7 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
     specs = []
     for role, pool in (("prefill", c.prefill), ("decode", c.decode)):
         gpu = _gpu(pool.hardware, sc.gpu_spec)
-        reserve = kv.reserve_gb * 1e9
+        reserve = kv.reserve_gb * 1e9 + _draft_weights(sc, pool.tp)
         cap = kv_capacity(model, gpu, pool.tp, kv.block_size, kv.gpu_memory_utilization, reserve, pool.pp)
         cost = _cost(sc, model, gpu, pool.tp, pool.pp)
         router = pool.router or (c.router if role == "prefill" else ROUTERS.get("least_kv").config())
@@ -188,8 +197,8 @@ def build_instances(
 def _draft_cost(sc: Scenario, spec: PoolSpec) -> DraftCost:
     """Seconds of drafting k tokens for n sequences over Σ context: k sequential decode steps of the draft
     model (draft_model), or of a one-layer head shaped like one target layer (eagle, mtp), on the pool's GPUs,
-    each without the roofline's per-iteration overhead. The draft's weights and KV are not taken from the
-    target's memory (a small draft; not modelled)."""
+    each without the roofline's per-iteration overhead. A draft model's weights come off the KV memory
+    (`_draft_weights`); its own KV cache is not modelled."""
     cfg = sc.speculative
     assert cfg is not None
     if cfg.draft_model is not None:
