@@ -25,6 +25,7 @@ from hwprofiles import GPUSpec, ModelSpec, catalog
 from policies.admission import AdmissionConfig
 from policies.registry import MIGRATIONS, PREDICTORS, ROUTERS, SCHEDULERS
 from sim.config.yamlio import Positions, apply_overrides, format_validation_error, load_yaml, register_tags
+from sim.costmodel.engine import ServingEngineConfig
 from sim.costmodel.models import COST_MODELS, RooflineCostConfig
 from sim.errors import ServesimError, UnknownNameError
 
@@ -281,6 +282,11 @@ class Scenario(Strict):
     scheduler: SchedulerConfig = Field(default_factory=lambda: SCHEDULERS.get("fcfs").config())
     kv_cache: KVCache = Field(default_factory=KVCache)
     cost_model: CostModelConfig = Field(default_factory=RooflineCostConfig)
+    serving_engine: ServingEngineConfig = Field(
+        default_factory=ServingEngineConfig,
+        description="engine overheads around the kernels: a preset `kind` (vllm-v1, vllm-v0, sglang, trtllm) "
+        "with any term overridden (`servesim list engines`)",
+    )
     slo: SLO = Field(default_factory=SLO)
     engine: Engine = Field(default_factory=Engine)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
@@ -308,6 +314,13 @@ class Scenario(Strict):
             except UnknownNameError as e:
                 raise ValueError(str(e)) from None
         return v
+
+    @model_validator(mode="after")
+    def _engine_to_cost_model(self) -> Scenario:
+        """The cost model prices the serving engine's terms; every builder of it gets only `cost_model`."""
+        if hasattr(self.cost_model, "_serving_engine"):
+            self.cost_model._serving_engine = self.serving_engine
+        return self
 
     @model_validator(mode="after")
     def _predictor_present(self) -> Scenario:

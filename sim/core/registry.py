@@ -67,3 +67,8 @@ class Registry(Generic[T]):
         if len(configs) == 1:
             return configs[0]
         return Annotated[functools.reduce(operator.or_, configs), Field(discriminator="kind")]
+
+
+# Serving-engine presets (`serving_engine.kind`): each entry's factory returns its resolved terms
+# (`sim.costmodel.engine.ServingEngineConfig`); registered by `sim.costmodel.engine`.
+ENGINES: Registry[Any] = Registry("serving engine")

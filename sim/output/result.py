@@ -107,7 +107,8 @@ def run(
     _check_tokens(sim)
     rq = sim.requests
     extra = {**_extra_columns(sc, rq), **sim.extra_columns()}
-    df = requests_frame(rq.arrival_s, rq.prompt_tokens, rq.output_tokens, sim.log, extra=extra)
+    fe = sc.serving_engine.frontend_s  # client-side front end: into TTFT and E2E
+    df = requests_frame(rq.arrival_s, rq.prompt_tokens, rq.output_tokens, sim.log, extra=extra, frontend_s=fe)
     summary = summarize(df, sim.log, sc.slo, sim.simulated_s, sc.workload.classes)
     tput = summary["throughput"]
     summary["cost"] = cost_summary(sim, tput["output_tokens_per_s"], tput["duration_s"])
