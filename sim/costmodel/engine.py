@@ -16,6 +16,9 @@ A real engine spends time outside the model's kernels, and how much depends on t
   is not part of any iteration: it is added to each request's TTFT and E2E as a client sees them
   (`sim.output.metrics.requests_frame`), and leaves TPOT/ITL alone (tokens stream at the engine's pace).
 
+The terms apply with the physical cost models (`roofline`, `table`; a fitted `profile` replaces the
+per-iteration ones, having measured them); the analytic `linear` kind ignores them, front end included.
+
 `kind` names a preset (`servesim list engines`); any term given next to it overrides the preset's value.
 Every fittable float carries `json_schema_extra={"fit_bounds": [lo, hi]}`: `calibrate fit-run` fits exactly
 those fields, so keep the names stable.
