@@ -12,6 +12,7 @@ from policies import (  # noqa: F401  (register the built-ins)
     routers,
     sjf,
     static,
+    vllm,
 )
 from policies.registry import MIGRATIONS, PREDICTORS, ROUTERS, SCHEDULERS
 

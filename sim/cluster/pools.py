@@ -88,17 +88,18 @@ def build_instances(
     """All instances of all pools, numbered across pools (in `specs` order); each knows its `role`."""
     out: list[Instance] = []
     model = sc.model_spec
-    pc = sc.kv_cache.prefix_cache
     for spec in specs:
+        pc = _prefix_cache(sc, spec.scheduler)
+        max_len = getattr(spec.scheduler, "max_model_len", None)  # `vllm`: the API server's length limit
         for _ in range(spec.instances):
             inst = Instance(
                 env,
                 len(out),
-                SCHEDULERS.build(spec.scheduler, rng=policy_rng, cost=spec.cost),
+                SCHEDULERS.build(spec.scheduler, rng=policy_rng, cost=spec.cost, gpu=spec.gpu),
                 spec.cost,
                 spec.capacity,
                 log,
-                max_context=model.max_context,
+                max_context=min(model.max_context, max_len) if max_len else model.max_context,
                 watermark=sc.kv_cache.watermark,
                 fast_forward=sc.engine.fast_forward,
                 cohort=sc.engine.cohort_decoding,
@@ -116,6 +117,18 @@ def build_instances(
                 )
             out.append(inst)
     return out
+
+
+def _prefix_cache(sc: Scenario, scheduler: Any) -> Any:
+    """`kv_cache.prefix_cache`, or its defaults when the scheduler turns caching on itself (`vllm`)."""
+    pc = sc.kv_cache.prefix_cache
+    if pc is None and getattr(scheduler, "enable_prefix_caching", False):
+        from sim.config.scenario import PrefixCache
+
+        return PrefixCache()
+    if pc is not None and getattr(scheduler, "enable_prefix_caching", True) is False:
+        return None  # the scheduler's switch wins
+    return pc
 
 
 def cluster_label(sc: Scenario) -> str:
