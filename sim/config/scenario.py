@@ -279,7 +279,7 @@ class Scenario(Strict):
     hardware: str | GPUSpec
     workload: Workload
     cluster: Cluster = Field(default_factory=Cluster)
-    scheduler: SchedulerConfig = Field(default_factory=lambda: SCHEDULERS.get("fcfs").config())
+    scheduler: SchedulerConfig = Field(default_factory=lambda: SCHEDULERS.get("vllm").config())
     kv_cache: KVCache = Field(default_factory=KVCache)
     cost_model: CostModelConfig = Field(default_factory=RooflineCostConfig)
     serving_engine: ServingEngineConfig = Field(
