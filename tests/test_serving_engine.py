@@ -108,6 +108,9 @@ def test_tensor_parallel_step_uses_the_engines_allreduce():
     msg = 16 * 4096 * 2  # 16 decode tokens' activations: 128 KiB -> custom one-shot on NVLink
     one = eng.custom_allreduce_latency_s + 3 * msg / (1e11 * CFG.link_efficiency)
     assert cm.breakdown([], 16, 16000)["allreduce"] == pytest.approx(2 * 10 * one, rel=1e-12)
+    slow = RooflineCost(CFG, MODEL, GPU, 4, engine=preset("vllm-v1", allreduce_bw_scale=0.25))
+    one = eng.custom_allreduce_latency_s + 3 * msg / (1e11 * CFG.link_efficiency * 0.25)
+    assert slow.breakdown([], 16, 16000)["allreduce"] == pytest.approx(2 * 10 * one, rel=1e-12)
 
 
 def test_presets_overrides_and_fit_contract():

@@ -86,6 +86,15 @@ class ServingEngineConfig(BaseModel):
     nccl_latency_s: float = Field(
         default=2.5e-5, ge=0, description="fixed latency of one NCCL all-reduce", json_schema_extra=_fit(5e-6, 1e-4)
     )
+    # The all-reduce's achieved share of `intra_node_bw × link_efficiency`: 1 on NVLink and on PCIe with
+    # peer-to-peer access; well below 1 where PCIe GPUs have no P2P (NCCL then stages through host memory).
+    allreduce_bw_scale: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="scales the link bandwidth all-reduces achieve",
+        json_schema_extra=_fit(0.05, 1.0),
+    )
     # HTTP request parsing, tokenising the prompt and streaming tokens back through the OpenAI server: about a
     # millisecond each on a local client (no measurement in the shared data; fit it with `calibrate fit-run`).
     frontend_s: float = Field(

@@ -253,7 +253,7 @@ class RooflineCost:
         else:
             self.ar = AllReduce(
                 self.tp,
-                self.link,
+                self.link * engine.allreduce_bw_scale,
                 engine.allreduce,
                 gpu.intra_node_link == "nvlink",
                 float(engine.custom_allreduce_max_bytes),
