@@ -360,7 +360,7 @@ def _silicon_md(sil: dict[str, Any] | None) -> list[str]:
             "No row is expressible yet: every dense colocated row of `silicon_sample.csv` is FP8 or FP4 "
             "(none is bf16), and this tree's scenario has no `quantization` section. The harness "
             "(`--silicon`) runs them as soon as it has: `batch_size` clients in an exact closed loop (fixed-point "
-            f"replay, {GENERATIONS} requests per client, the first generation as warm-up), the backend's engine preset.",
+            f"replay, {GENERATIONS} requests per client, the first generation as warm-up), the backend's preset.",
         ]
     lines += [
         "`batch_size` clients in an exact closed loop (each sends its next request when the last completes; "
