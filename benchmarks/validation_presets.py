@@ -398,7 +398,8 @@ def markdown(res: dict[str, Any]) -> str:
                 "  What-if (not a preset, not used above): with `serving_engine.allreduce_bw_scale: 0.25` (all-reduces "
                 "at a quarter of the PCIe link, as NCCL through host memory when peer-to-peer access is off) the means "
                 f"become TTFT {_pct(wi['ttft_s.mean']['error'])}, TPOT {_pct(wi['tpot_s.mean']['error'])}, "
-                f"E2E {_pct(wi['e2el_s.mean']['error'])}. The TP1 run prices its decode steps within 10 % (too slow, not fast), "
+                f"E2E {_pct(wi['e2el_s.mean']['error'])}. The TP1 run prices its decode steps within 10 % "
+                "(too slow, not fast), "
                 "so the TP2 gap sits in what TP adds: the PCIe all-reduce. Whether these GPUs had P2P is not "
                 "recorded; `calibrate fit-run` fits this term on another run of the same machine."
             )
