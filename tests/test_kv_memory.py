@@ -58,3 +58,29 @@ def test_budget_grows_with_smaller_token_budget_and_is_realistic_for_8b_on_h100(
     assert small.kv > big.kv
     # vLLM reports a few GB of non-KV memory beyond weights for an 8B model on an 80 GB GPU: 1-4 GB
     assert 1e9 < big.reserve < 4e9
+
+
+def test_scenarios_size_kv_by_the_formula_with_the_vllm_scheduler():
+    import sim
+    from sim.core.engine import capacity
+    from sim.costmodel.kv_memory import DEFAULT_RESERVE_GB
+
+    base = {
+        "model": "llama-3.1-8b",
+        "hardware": "h100-sxm",
+        "workload": {
+            "num_requests": 1,
+            "arrival": {"kind": "poisson", "rate": 1},
+            "lengths": {"kind": "fixed", "prompt": 8, "output": 2},
+        },
+    }
+    m, g = catalog.model("llama-3.1-8b"), catalog.gpu("h100-sxm")
+    per_block = m.kv_bytes_per_token(1) * 16
+    # vllm on an H100: vllm serve's 8192 tokens / 1024 sequences; V1 graphs up to min(2 x 1024, 512) = 512
+    b = vllm_kv_budget(m, g, 1, 0.9, 8192, 1024, 512)
+    cap = capacity(sim.load_scenario({**base, "scheduler": {"kind": "vllm"}}))
+    assert cap.num_blocks == int(b.kv // per_block)
+    fixed = capacity(sim.load_scenario({**base, "scheduler": {"kind": "vllm"}, "kv_cache": {"reserve_gb": 3.0}}))
+    assert fixed.num_blocks == int((0.9 * 80e9 - m.weight_bytes(1) - 3e9) // per_block)
+    other = capacity(sim.load_scenario({**base, "scheduler": {"kind": "sarathi"}}))
+    assert other.num_blocks == int((0.9 * 80e9 - m.weight_bytes(1) - DEFAULT_RESERVE_GB * 1e9) // per_block)

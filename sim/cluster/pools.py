@@ -23,6 +23,7 @@ from sim.core.instance import Instance
 from sim.core.kvcache import KVCapacity, kv_capacity
 from sim.core.recorder import RequestLog
 from sim.core.swap import HostSwap
+from sim.costmodel.kv_memory import reserve_bytes
 from sim.costmodel.models import COST_MODELS, CostModel
 from sim.errors import ServesimError
 from sim.output.perfetto import Tracer
@@ -74,7 +75,9 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
     specs = []
     for role, pool in (("prefill", c.prefill), ("decode", c.decode)):
         gpu = _gpu(pool.hardware, sc.gpu_spec)
-        cap = kv_capacity(model, gpu, pool.tp, kv.block_size, kv.gpu_memory_utilization, kv.reserve_gb * 1e9)
+        sched = pool.scheduler or sc.scheduler
+        reserve = reserve_bytes(kv.reserve_gb, model, gpu, pool.tp, sched, sc.serving_engine, kv.gpu_memory_utilization)
+        cap = kv_capacity(model, gpu, pool.tp, kv.block_size, kv.gpu_memory_utilization, reserve)
         cost = COST_MODELS.build(sc.cost_model, model=model, gpu=gpu, tp=pool.tp, base_dir=sc.base_dir)
         router = pool.router or (c.router if role == "prefill" else ROUTERS.get("least_kv").config())
         specs.append(PoolSpec(role, pool.instances, pool.tp, gpu, pool.scheduler or sc.scheduler, router, cap, cost))

@@ -239,7 +239,12 @@ class PrefixCache(Strict):
 class KVCache(Strict):
     block_size: int = Field(default=16, ge=1)
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
-    reserve_gb: float = Field(default=2.0, ge=0, description="per GPU: activations, CUDA context, graphs")
+    reserve_gb: float | None = Field(
+        default=None,
+        ge=0,
+        description="per GPU: activations, CUDA context, graphs; unset: vLLM's profiled budget with the `vllm` "
+        "scheduler (sim/costmodel/kv_memory.py), else 2 GB",
+    )
     watermark: float = Field(
         default=0.01, ge=0, lt=1, description="fraction of blocks kept free at admission"
     )

@@ -17,6 +17,7 @@ from sim.core.late import LateQueue
 from sim.core.recorder import RequestLog
 from sim.core.request import Request
 from sim.core.rng import streams
+from sim.costmodel.kv_memory import reserve_bytes
 from sim.costmodel.models import COST_MODELS, CostModel
 from sim.output.perfetto import Tracer
 from sim.workload.generate import Requests, build_requests
@@ -48,14 +49,9 @@ def build_cost_model(sc: Scenario, model: ModelSpec | None = None, gpu: GPUSpec 
 
 def capacity(sc: Scenario) -> KVCapacity:
     kv = sc.kv_cache
-    return kv_capacity(
-        sc.model_spec,
-        sc.gpu_spec,
-        sc.cluster.tp,
-        kv.block_size,
-        kv.gpu_memory_utilization,
-        kv.reserve_gb * 1e9,
-    )
+    m, g, tp = sc.model_spec, sc.gpu_spec, sc.cluster.tp
+    reserve = reserve_bytes(kv.reserve_gb, m, g, tp, sc.scheduler, sc.serving_engine, kv.gpu_memory_utilization)
+    return kv_capacity(m, g, tp, kv.block_size, kv.gpu_memory_utilization, reserve)
 
 
 class Simulation:

@@ -23,6 +23,7 @@ Here, per GPU of a tensor-parallel group:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from hwprofiles.specs import GPUSpec, ModelSpec
 
@@ -54,6 +55,23 @@ class KVBudget:
     def reserve(self) -> float:
         """Everything but weights and KV: what a fixed `reserve_gb` stood for."""
         return self.activation + self.cuda_graphs + self.non_torch
+
+
+DEFAULT_RESERVE_GB = 2.0  # other schedulers, `kv_cache.reserve_gb` unset
+
+
+def reserve_bytes(
+    reserve_gb: float | None, model: ModelSpec, gpu: GPUSpec, tp: int, scheduler: Any, engine: Any, util: float
+) -> float:
+    """Per-GPU bytes besides weights and KV: `reserve_gb` when set; with the `vllm` scheduler vLLM's profiled
+    activation + CUDA-graph pool + non-torch memory at its resolved batch sizes; else the 2 GB default."""
+    if reserve_gb is not None:
+        return reserve_gb * 1e9
+    if getattr(scheduler, "kind", None) != "vllm":
+        return DEFAULT_RESERVE_GB * 1e9
+    seqs, tokens = scheduler.resolved(gpu)
+    graphs = min(engine.cuda_graph_max_batch, 2 * seqs) if engine is not None else 0  # V1: min(2 x seqs, 512)
+    return vllm_kv_budget(model, gpu, tp, util, tokens, seqs, graphs).reserve
 
 
 def vllm_kv_budget(
