@@ -13,8 +13,10 @@ Defaults are `vllm serve`'s (vllm/engine/arg_utils.py `get_batch_defaults`, usag
 OPENAI_API_SERVER): on a GPU with at least 70 GiB that is not an A100, `max_num_batched_tokens` 8192 and
 `max_num_seqs` 1024; otherwise 2048 and 256. vLLM requires `max_num_batched_tokens >= max_num_seqs`.
 
-Differences that remain: admission reserves the whole prompt's blocks (V1 allocates chunk by chunk), and
-KV capacity comes from `kv_cache` (not yet vLLM's profiled formula).
+KV capacity, with `kv_cache.reserve_gb` unset, is vLLM's profiled budget (`sim.costmodel.kv_memory`): memory ×
+utilisation − weights − activation at `max_num_batched_tokens` − CUDA-graph pool − non-torch memory.
+
+A difference that remains: admission reserves the whole prompt's blocks (V1 allocates chunk by chunk).
 """
 
 from __future__ import annotations
