@@ -26,8 +26,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from policies.continuous import Sarathi
-from policies.registry import SCHEDULERS
 from sim.core.batch import BatchScheduler
+from sim.core.registry import SCHEDULERS
 
 GIB = 1024**3
 
@@ -72,7 +72,7 @@ class VLLMScheduler(Sarathi):
         self.max_seqs, self.budget = cfg.resolved(gpu)
 
 
-@SCHEDULERS.register("vllm", VLLMConfig)
+@SCHEDULERS.register("vllm", VLLMConfig, prefill_chunk="max_num_batched_tokens")
 def _vllm(cfg: VLLMConfig, gpu: Any = None, **_: object) -> BatchScheduler:
     """vLLM V1: shared token budget, chunked prefill, prefix caching, recompute preemption"""
     return VLLMScheduler(cfg, gpu)

@@ -111,7 +111,7 @@ class ServingEngineConfig(BaseModel):
         if not isinstance(data, dict):
             return data
         kind = data.get("kind", "vllm-v1")
-        if kind not in ENGINES.entries:
+        if kind not in ENGINES:
             raise ValueError(f"unknown serving engine {kind!r}; expected one of {', '.join(ENGINES.kinds())}")
         return {**PRESETS[kind], **data}
 
