@@ -127,9 +127,9 @@ def fit_fields() -> dict[str, tuple[float, float]]:
     out: dict[str, tuple[float, float]] = {}
     for name, f in ServingEngineConfig.model_fields.items():
         extra = f.json_schema_extra
-        if isinstance(extra, dict) and "fit_bounds" in extra:
-            lo, hi = extra["fit_bounds"]  # type: ignore[misc]
-            out[name] = (float(lo), float(hi))
+        bounds: Any = extra.get("fit_bounds") if isinstance(extra, dict) else None
+        if bounds is not None:
+            out[name] = (float(bounds[0]), float(bounds[1]))
     return out
 
 
