@@ -68,6 +68,7 @@ def build_cost_model(sc: Scenario, model: ModelSpec | None = None, gpu: GPUSpec 
         gpu=gpu or sc.gpu_spec,
         tp=sc.cluster.tp,
         base_dir=sc.base_dir,
+        engine=sc.serving_engine,
     )
 
 
@@ -94,7 +95,9 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
         sched = pool.scheduler or sc.scheduler
         reserve = reserve_bytes(kv.reserve_gb, model, gpu, pool.tp, sched, sc.serving_engine, kv.gpu_memory_utilization)
         cap = kv_capacity(model, gpu, pool.tp, kv.block_size, kv.gpu_memory_utilization, reserve)
-        cost = COST_MODELS.build(sc.cost_model, model=model, gpu=gpu, tp=pool.tp, base_dir=sc.base_dir)
+        cost = COST_MODELS.build(
+            sc.cost_model, model=model, gpu=gpu, tp=pool.tp, base_dir=sc.base_dir, engine=sc.serving_engine
+        )
         router = pool.router or (c.router if role == "prefill" else ROUTERS.get("least_kv").config())
         specs.append(PoolSpec(role, pool.instances, pool.tp, gpu, pool.scheduler or sc.scheduler, router, cap, cost))
     kinds = {s.scheduler.kind for s in specs}

@@ -245,13 +245,6 @@ class Scenario(Strict):
         return v
 
     @model_validator(mode="after")
-    def _engine_to_cost_model(self) -> Scenario:
-        """The cost model prices the serving engine's terms; every builder of it gets only `cost_model`."""
-        if hasattr(self.cost_model, "_serving_engine"):
-            self.cost_model._serving_engine = self.serving_engine
-        return self
-
-    @model_validator(mode="after")
     def _predictor_present(self) -> Scenario:
         if getattr(self.scheduler, "needs_predictor", False) and self.predictor is None:
             raise ValueError(

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hwprofiles.specs import GPUSpec, ModelSpec
 from sim.core.registry import COST_MODELS
@@ -93,9 +93,6 @@ class _PhysicalCostConfig(_Strict):
     profile: str | None = Field(
         default=None, description="fitted profile YAML from `servesim calibrate fit` (relative to the scenario)"
     )
-    # the scenario's `serving_engine`, handed over by `Scenario` (builders of the cost model pass only
-    # model/gpu/tp); None outside a scenario means the default preset
-    _serving_engine: ServingEngineConfig | None = PrivateAttr(default=None)
 
 
 class RooflineCostConfig(_PhysicalCostConfig):
@@ -533,7 +530,12 @@ def _own_efficiency(root: Path, model: ModelSpec, tp: int, flops: float, bw: flo
 
 
 def physical_parts(
-    cfg: _PhysicalCostConfig, model: ModelSpec, gpu: GPUSpec, tp: int = 1, base_dir: Path | None = None
+    cfg: _PhysicalCostConfig,
+    model: ModelSpec,
+    gpu: GPUSpec,
+    tp: int = 1,
+    base_dir: Path | None = None,
+    engine: ServingEngineConfig | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments of `RooflineCost` for this config: its tables' curves, collectives and profile."""
     from hwprofiles.tables import MEASURED_DIR, load_tables
@@ -549,7 +551,7 @@ def physical_parts(
     if cfg.profile is not None:  # a fitted profile measured its engine's overheads: it replaces serving_engine's
         parts["params"] = load_profile(_resolve(cfg.profile, base_dir)).params
     else:
-        parts["engine"] = cfg._serving_engine or ServingEngineConfig()
+        parts["engine"] = engine or ServingEngineConfig()  # the scenario's `serving_engine`, else the default
     if root is not None:
         curves = cfg.efficiency == "curves"
         if cfg.kind == "table":
@@ -562,10 +564,20 @@ def physical_parts(
 
 
 def build_physical(
-    cfg: _PhysicalCostConfig, model: ModelSpec, gpu: GPUSpec, tp: int = 1, base_dir: Path | None = None
+    cfg: _PhysicalCostConfig,
+    model: ModelSpec,
+    gpu: GPUSpec,
+    tp: int = 1,
+    base_dir: Path | None = None,
+    engine: ServingEngineConfig | None = None,
 ) -> RooflineCost:
-    """A roofline or table cost model with its tables, learned curves and profile resolved."""
-    return RooflineCost(cfg, model, gpu, tp, **physical_parts(cfg, model, gpu, tp, base_dir))
+    """A roofline or table cost model with its tables, learned curves, profile and serving engine resolved."""
+    return RooflineCost(cfg, model, gpu, tp, **physical_parts(cfg, model, gpu, tp, base_dir, engine))
+
+
+def prices_serving_engine(cfg: BaseModel) -> bool:
+    """Whether a cost-model config prices `serving_engine` (the physical kinds; `linear` is an exact service time)."""
+    return isinstance(cfg, _PhysicalCostConfig)
 
 
 @COST_MODELS.register("linear", LinearCostConfig)
@@ -576,15 +588,29 @@ def _linear(cfg: LinearCostConfig, **_: object) -> CostModel:
 
 @COST_MODELS.register("roofline", RooflineCostConfig, fits_profile=True)
 def _roofline(
-    cfg: RooflineCostConfig, *, model: ModelSpec, gpu: GPUSpec, tp: int = 1, base_dir: Path | None = None, **_: object
+    cfg: RooflineCostConfig,
+    *,
+    model: ModelSpec,
+    gpu: GPUSpec,
+    tp: int = 1,
+    base_dir: Path | None = None,
+    engine: ServingEngineConfig | None = None,
+    **_: object,
 ) -> CostModel:
     """per-operator roofline; efficiency curves from the GPU's measured tables when it has any"""
-    return build_physical(cfg, model, gpu, tp, base_dir)
+    return build_physical(cfg, model, gpu, tp, base_dir, engine)
 
 
 @COST_MODELS.register("table", TableCostConfig, fits_profile=True)
 def _table(
-    cfg: TableCostConfig, *, model: ModelSpec, gpu: GPUSpec, tp: int = 1, base_dir: Path | None = None, **_: object
+    cfg: TableCostConfig,
+    *,
+    model: ModelSpec,
+    gpu: GPUSpec,
+    tp: int = 1,
+    base_dir: Path | None = None,
+    engine: ServingEngineConfig | None = None,
+    **_: object,
 ) -> CostModel:
     """measured operator tables of this model on this GPU, interpolated; roofline outside them"""
-    return build_physical(cfg, model, gpu, tp, base_dir)
+    return build_physical(cfg, model, gpu, tp, base_dir, engine)
