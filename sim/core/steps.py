@@ -68,8 +68,7 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
     co = inst.cohort
     picked = not plan.cohort  # the scheduler picked these decoders: they form the cohort for this run
     if picked:
-        for r in plan.decode:
-            co.join(r)
+        co.form(plan.decode)
         co.reserved = True
     n = co.n
     k = 1
@@ -99,7 +98,7 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
         else:
             itl.add_gaps(times, k, n)
     if picked:
-        co.dissolve()
+        co.dissolve(plan.decode)
     if finished:
         inst.finish(finished)
 
