@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from policies.registry import SCHEDULERS
 from sim.core.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
+from sim.core.registry import SCHEDULERS
 from sim.core.request import Request
 
 
@@ -47,16 +47,17 @@ def plan_decodes(inst: InstanceView, candidates: list[Request], plan: BatchPlan)
     while i < end:
         req = queue[i]
         i += 1
+        preempted_self = False
         while not inst.reserve_decode_slot(req):
             if end > i:  # a later, lower-priority request gives its blocks
                 end -= 1
                 inst.preempt(queue[end])
             else:
                 inst.preempt(req)
-                req = None
+                preempted_self = True
                 break
             plan.preempted += 1
-        if req is None:
+        if preempted_self:
             plan.preempted += 1
         else:
             plan.decode.append(req)
@@ -165,13 +166,13 @@ class Sarathi:
         return UNBOUNDED
 
 
-@SCHEDULERS.register("fcfs", FCFSConfig)
+@SCHEDULERS.register("fcfs", FCFSConfig, whole_prompts=True, mixes_prefill_decode=False)
 def _fcfs(cfg: FCFSConfig, **_: object) -> BatchScheduler:
     """vLLM continuous batching, prefill-first"""
     return FCFS(cfg)
 
 
-@SCHEDULERS.register("sarathi", SarathiConfig)
+@SCHEDULERS.register("sarathi", SarathiConfig, prefill_chunk="token_budget")
 def _sarathi(cfg: SarathiConfig, **_: object) -> BatchScheduler:
     """Sarathi-Serve chunked prefill with a token budget"""
     return Sarathi(cfg)
