@@ -69,7 +69,15 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
     for role, pool in (("prefill", c.prefill), ("decode", c.decode)):
         gpu = _gpu(pool.hardware, sc.gpu_spec)
         cap = kv_capacity(model, gpu, pool.tp, kv.block_size, kv.gpu_memory_utilization, kv.reserve_gb * 1e9)
-        cost = COST_MODELS.build(sc.cost_model, model=model, gpu=gpu, tp=pool.tp, base_dir=sc.base_dir)
+        cost = COST_MODELS.build(
+            sc.cost_model,
+            model=model,
+            gpu=gpu,
+            tp=pool.tp,
+            base_dir=sc.base_dir,
+            layout=pool.layout,
+            quant=sc.quantization,
+        )
         router = pool.router or (c.router if role == "prefill" else ROUTERS.get("least_kv").config())
         specs.append(PoolSpec(role, pool.instances, pool.tp, gpu, pool.scheduler or sc.scheduler, router, cap, cost))
     kinds = {s.scheduler.kind for s in specs}

@@ -25,7 +25,9 @@ from hwprofiles import GPUSpec, ModelSpec, catalog
 from policies.admission import AdmissionConfig
 from policies.registry import MIGRATIONS, PREDICTORS, ROUTERS, SCHEDULERS
 from sim.config.yamlio import Positions, apply_overrides, format_validation_error, load_yaml, register_tags
+from sim.costmodel.layout import Layout
 from sim.costmodel.models import COST_MODELS, RooflineCostConfig
+from sim.costmodel.quant import Quantization, support_error
 from sim.errors import ServesimError, UnknownNameError
 
 
@@ -58,12 +60,8 @@ class TraceArrival(Strict):
     kind: Literal["trace"] = "trace"
     path: str = Field(description="a file, or a shipped trace name from `servesim list traces`")
     format: TraceFormat
-    time_scale: float = Field(
-        default=1.0, gt=0, description="multiplies inter-arrival gaps: 0.5 = twice as fast"
-    )
-    spread_buckets: bool = Field(
-        default=False, description="spread requests sharing a timestamp over its bucket"
-    )
+    time_scale: float = Field(default=1.0, gt=0, description="multiplies inter-arrival gaps: 0.5 = twice as fast")
+    spread_buckets: bool = Field(default=False, description="spread requests sharing a timestamp over its bucket")
 
 
 class TraceLengths(Strict):
@@ -72,9 +70,7 @@ class TraceLengths(Strict):
     kind: Literal["trace"] = "trace"
     path: str
     format: TraceFormat = "vidur"
-    sample: Literal["random", "sequential"] = Field(
-        default="random", description="with replacement, or in order"
-    )
+    sample: Literal["random", "sequential"] = Field(default="random", description="with replacement, or in order")
 
 
 class FixedLengths(Strict):
@@ -110,9 +106,7 @@ class RequestClass(Strict):
 
 class Workload(Strict):
     num_requests: int | None = Field(default=None, ge=1, description="stop generating after this many")
-    duration_s: float | None = Field(
-        default=None, gt=0, description="stop generating arrivals after this time"
-    )
+    duration_s: float | None = Field(default=None, gt=0, description="stop generating arrivals after this time")
     arrival: Arrival = Field(default_factory=lambda: PoissonArrival(rate=1.0))
     lengths: Lengths | None = None
     classes: list[RequestClass] | None = Field(
@@ -127,9 +121,7 @@ class Workload(Strict):
                 raise ValueError(f"classes need distinct names, got {names}")
         if self.arrival.kind != "trace":
             if self.lengths is None:
-                raise ValueError(
-                    "lengths are required with a synthetic arrival process (trace, fixed or lognormal)"
-                )
+                raise ValueError("lengths are required with a synthetic arrival process (trace, fixed or lognormal)")
             if self.num_requests is None and self.duration_s is None:
                 raise ValueError("give num_requests or duration_s for a synthetic arrival process")
         return self
@@ -175,6 +167,11 @@ class Pool(Strict):
 
     instances: int = Field(default=1, ge=1)
     tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per instance")
+    attention_dp: int = Field(default=1, ge=1, description="attention data-parallel ranks per instance (MoE)")
+    ep: int = Field(default=1, ge=1, description="expert-parallel ranks (MoE); moe_tp x ep = tp x attention_dp")
+    moe_tp: int | None = Field(
+        default=None, ge=1, description="tensor parallelism inside each expert; unset: tp x attention_dp / ep"
+    )
     hardware: str | GPUSpec | None = Field(default=None, description="unset: the scenario's `hardware`")
     scheduler: SchedulerConfig | None = Field(default=None, description="unset: the scenario's `scheduler`")
     router: RouterConfig | None = Field(
@@ -188,10 +185,19 @@ class Pool(Strict):
     def _known_gpu(cls, v: Any) -> Any:
         return _known_gpu_name(v)
 
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.tp, self.attention_dp, self.ep, self.moe_tp)
+
 
 class Cluster(Strict):
     instances: int = Field(default=1, ge=1)
     tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per instance")
+    attention_dp: int = Field(default=1, ge=1, description="attention data-parallel ranks per instance (MoE)")
+    ep: int = Field(default=1, ge=1, description="expert-parallel ranks (MoE); moe_tp x ep = tp x attention_dp")
+    moe_tp: int | None = Field(
+        default=None, ge=1, description="tensor parallelism inside each expert; unset: tp x attention_dp / ep"
+    )
     router: RouterConfig = Field(default_factory=lambda: ROUTERS.get("round_robin").config())
     prefill: Pool | None = Field(default=None, description="disaggregated: the prefill pool (with `decode`)")
     decode: Pool | None = Field(default=None, description="disaggregated: the decode pool (with `prefill`)")
@@ -219,6 +225,10 @@ class Cluster(Strict):
     def disaggregated(self) -> bool:
         return self.prefill is not None
 
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.tp, self.attention_dp, self.ep, self.moe_tp)
+
 
 class PrefixCache(Strict):
     """Automatic prefix caching: full prompt blocks are keyed by the prompt's block ids (Mooncake `hash_ids`)
@@ -230,8 +240,10 @@ class PrefixCache(Strict):
         default=0, ge=0, description="traces without block ids: every prompt starts with this many shared tokens"
     )
     host_memory_gb: float = Field(
-        default=0.0, ge=0, description="per GPU: a host-memory tier for blocks evicted from the GPU (Mooncake); "
-        "a hit there is copied back over the host link instead of recomputed"
+        default=0.0,
+        ge=0,
+        description="per GPU: a host-memory tier for blocks evicted from the GPU (Mooncake); "
+        "a hit there is copied back over the host link instead of recomputed",
     )
 
 
@@ -239,9 +251,7 @@ class KVCache(Strict):
     block_size: int = Field(default=16, ge=1)
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     reserve_gb: float = Field(default=2.0, ge=0, description="per GPU: activations, CUDA context, graphs")
-    watermark: float = Field(
-        default=0.01, ge=0, lt=1, description="fraction of blocks kept free at admission"
-    )
+    watermark: float = Field(default=0.01, ge=0, lt=1, description="fraction of blocks kept free at admission")
     preemption: Literal["recompute", "swap"] = Field(
         default="recompute", description="a preempted request's KV: dropped and recomputed, or swapped to host"
     )
@@ -257,15 +267,9 @@ class SLO(Strict):
 
 
 class Engine(Strict):
-    fast_forward: bool = Field(
-        default=True, description="exact multi-step decode; off = one event per iteration"
-    )
-    horizon_s: float | None = Field(
-        default=None, gt=0, description="stop the clock here; the rest is in flight"
-    )
-    timeline_interval_s: float | None = Field(
-        default=None, gt=0, description="sampling period; auto if unset"
-    )
+    fast_forward: bool = Field(default=True, description="exact multi-step decode; off = one event per iteration")
+    horizon_s: float | None = Field(default=None, gt=0, description="stop the clock here; the rest is in flight")
+    timeline_interval_s: float | None = Field(default=None, gt=0, description="sampling period; auto if unset")
     cohort_decoding: bool = Field(
         default=True, description="O(1) bookkeeping of lockstep decoders; off = the per-request reference path"
     )
@@ -281,6 +285,9 @@ class Scenario(Strict):
     scheduler: SchedulerConfig = Field(default_factory=lambda: SCHEDULERS.get("fcfs").config())
     kv_cache: KVCache = Field(default_factory=KVCache)
     cost_model: CostModelConfig = Field(default_factory=RooflineCostConfig)
+    quantization: Quantization = Field(
+        default_factory=Quantization, description="weights / activations / kv_cache precision (default bf16)"
+    )
     slo: SLO = Field(default_factory=SLO)
     engine: Engine = Field(default_factory=Engine)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
@@ -310,6 +317,32 @@ class Scenario(Strict):
         return v
 
     @model_validator(mode="after")
+    def _deployment_supported(self) -> Scenario:
+        """Precision the GPU lacks, or a parallel layout the model cannot use: one line before any run."""
+        model = self.model_spec
+        c = self.cluster
+        pools = (
+            [("cluster", c.layout, self.gpu_spec)]
+            if c.prefill is None or c.decode is None
+            else [
+                (
+                    f"cluster.{role}",
+                    p.layout,
+                    catalog.gpu(p.hardware) if isinstance(p.hardware, str) else p.hardware or self.gpu_spec,
+                )
+                for role, p in (("prefill", c.prefill), ("decode", c.decode))
+            ]
+        )
+        for where, layout, gpu in pools:
+            msg = layout.error(model)
+            if msg is not None:
+                raise ValueError(msg.replace("cluster", where, 1))
+            msg = support_error(self.quantization, gpu, model)
+            if msg is not None:
+                raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
     def _predictor_present(self) -> Scenario:
         if getattr(self.scheduler, "needs_predictor", False) and self.predictor is None:
             raise ValueError(
@@ -332,9 +365,7 @@ class Scenario(Strict):
         return self._base_dir
 
 
-def load_scenario(
-    source: str | Path | dict[str, Any] | Scenario, overrides: list[str] | None = None
-) -> Scenario:
+def load_scenario(source: str | Path | dict[str, Any] | Scenario, overrides: list[str] | None = None) -> Scenario:
     """A validated `Scenario` from a YAML path, a dict or a Scenario, with `a.b=value` overrides applied."""
     pos: Positions | None = None
     base = Path.cwd()
@@ -349,9 +380,7 @@ def load_scenario(
         label = str(source)
         base = Path(source).resolve().parent
         if not isinstance(data, dict):
-            raise ServesimError(
-                f"{label}:1:1: expected a mapping of scenario keys, found {type(data).__name__}"
-            )
+            raise ServesimError(f"{label}:1:1: expected a mapping of scenario keys, found {type(data).__name__}")
     if overrides:
         data = apply_overrides(copy.deepcopy(data), overrides)
     try:

@@ -494,10 +494,27 @@ def physical_parts(
 
 
 def build_physical(
-    cfg: _PhysicalCostConfig, model: ModelSpec, gpu: GPUSpec, tp: int = 1, base_dir: Path | None = None
+    cfg: _PhysicalCostConfig,
+    model: ModelSpec,
+    gpu: GPUSpec,
+    tp: int = 1,
+    base_dir: Path | None = None,
+    layout: Any = None,
+    quant: Any = None,
 ) -> RooflineCost:
-    """A roofline or table cost model with its tables, learned curves and profile resolved."""
-    return RooflineCost(cfg, model, gpu, tp, **physical_parts(cfg, model, gpu, tp, base_dir))
+    """A roofline or table cost model with its tables, learned curves and profile resolved; the structured
+    roofline (`sim.costmodel.structured`) when the model, layout (`sim.costmodel.layout.Layout`) or
+    precision (`sim.costmodel.quant.Quantization`) needs more than dense bf16 GQA on tp GPUs."""
+    from sim.costmodel.layout import Layout
+    from sim.costmodel.quant import DEFAULT
+    from sim.costmodel.structured import StructuredCost, needs_structure
+
+    layout = layout or Layout(tp=tp)
+    quant = quant or DEFAULT
+    parts = physical_parts(cfg, model, gpu, layout.tp, base_dir)
+    if needs_structure(model, layout, quant):
+        return StructuredCost(cfg, model, gpu, layout.tp, layout=layout, quant=quant, **parts)
+    return RooflineCost(cfg, model, gpu, tp, **parts)
 
 
 @COST_MODELS.register("linear", LinearCostConfig)
@@ -508,15 +525,31 @@ def _linear(cfg: LinearCostConfig, **_: object) -> CostModel:
 
 @COST_MODELS.register("roofline", RooflineCostConfig)
 def _roofline(
-    cfg: RooflineCostConfig, *, model: ModelSpec, gpu: GPUSpec, tp: int = 1, base_dir: Path | None = None, **_: object
+    cfg: RooflineCostConfig,
+    *,
+    model: ModelSpec,
+    gpu: GPUSpec,
+    tp: int = 1,
+    base_dir: Path | None = None,
+    layout: Any = None,
+    quant: Any = None,
+    **_: object,
 ) -> CostModel:
     """per-operator roofline; efficiency curves from the GPU's measured tables when it has any"""
-    return build_physical(cfg, model, gpu, tp, base_dir)
+    return build_physical(cfg, model, gpu, tp, base_dir, layout, quant)
 
 
 @COST_MODELS.register("table", TableCostConfig)
 def _table(
-    cfg: TableCostConfig, *, model: ModelSpec, gpu: GPUSpec, tp: int = 1, base_dir: Path | None = None, **_: object
+    cfg: TableCostConfig,
+    *,
+    model: ModelSpec,
+    gpu: GPUSpec,
+    tp: int = 1,
+    base_dir: Path | None = None,
+    layout: Any = None,
+    quant: Any = None,
+    **_: object,
 ) -> CostModel:
     """measured operator tables of this model on this GPU, interpolated; roofline outside them"""
-    return build_physical(cfg, model, gpu, tp, base_dir)
+    return build_physical(cfg, model, gpu, tp, base_dir, layout, quant)
