@@ -340,6 +340,8 @@ class Scenario(Strict):
             msg = support_error(self.quantization, gpu, model)
             if msg is not None:
                 raise ValueError(msg)
+        if hasattr(self.cost_model, "_deployment"):
+            self.cost_model._deployment = (c.layout, self.quantization)
         return self
 
     @model_validator(mode="after")

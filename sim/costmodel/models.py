@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from hwprofiles.specs import GPUSpec, ModelSpec
 from sim.core.registry import Registry
@@ -87,6 +87,9 @@ class _PhysicalCostConfig(_Strict):
     profile: str | None = Field(
         default=None, description="fitted profile YAML from `servesim calibrate fit` (relative to the scenario)"
     )
+    # the scenario's colocated (layout, quantization), handed over by `Scenario` because the colocated
+    # builder passes only model/gpu/tp; pools pass theirs explicitly
+    _deployment: tuple[Any, Any] | None = PrivateAttr(default=None)
 
 
 class RooflineCostConfig(_PhysicalCostConfig):
@@ -167,6 +170,16 @@ class LinearCost:
 
 _CURVE_LISTS: dict[int, tuple[Any, list[float], list[float]]] = {}  # curve id -> (curve, log sizes, log ratios)
 
+# memory-bound class -> the measured operator whose launch floor bounds it
+_CLASS_OP = {
+    "norm": "input_layernorm",
+    "norm2": "post_attention_layernorm",
+    "add": "add",
+    "rope": "attn_rope",
+    "act": "mlp_act",
+    "kv_save": "attn_kv_cache_save",
+    "emb": "emb",
+}
 # memory-bound classes priced per layer, with how many times each runs per layer
 _ELEMENTWISE = (("norm", 1), ("norm2", 1), ("add", 2), ("rope", 1), ("act", 1), ("kv_save", 1))
 
@@ -198,7 +211,11 @@ class RooflineCost:
         fallback: Any = None,
         collectives: tuple[np.ndarray, np.ndarray] | None = None,
         params: ProfileParams | None = None,
+        floors: dict[str, float] | None = None,
+        transferred_from: str | None = None,
     ) -> None:
+        self._floors = floors or {}  # launch floors of transferred curves (sim.costmodel.transfer)
+        self._transferred = transferred_from
         p = params or ProfileParams(
             iteration_overhead_s=cfg.iteration_overhead_s,
             layer_overhead_s=cfg.layer_overhead_s,
@@ -229,6 +246,24 @@ class RooflineCost:
         self._dense_cache: dict[int, dict[str, float]] = {}
         self._decode_attn_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._setup_curves(eff, fallback, collectives)
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """Where each part of the cost comes from: measured tables, transferred from another GPU, or the
+        spec sheet (constant efficiencies); what summary.json and the run table report."""
+        if not self.curves:
+            kern = "spec-sheet (constant efficiency)"
+        elif self._transferred:
+            kern = f"transferred from {self._transferred} (scaled by peaks, with launch floors)"
+        else:
+            kern = f"measured ({self.gpu.name} tables)"
+        attn = kern if self.curves and self._attn_grids.get("decode") is not None else "spec-sheet (roofline)"
+        return {
+            "gemm": kern,
+            "elementwise": kern,
+            "attention": attn,
+            "collectives": "measured" if self._coll is not None else "formula (link bandwidth)",
+        }
 
     # -- learned curves -----------------------------------------------------------------------------------
     def _setup_curves(self, eff: Any, fallback: Any, collectives: tuple[np.ndarray, np.ndarray] | None) -> None:
@@ -279,6 +314,8 @@ class RooflineCost:
         if curve is None:
             return self._gemm(m, k, n, weight_copies)
         roof = max(2.0 * m * k * n / self.peak_flops, (k * n + m * k + m * n) * self.a / self.peak_bw)
+        if self._floors:
+            return max(roof * self._ratio(m, curve), self._floors.get(op, self._floors.get("gemm", 0.0)))
         return roof * self._ratio(m, curve)
 
     def _mem(self, byts: float) -> float:
@@ -300,7 +337,8 @@ class RooflineCost:
                 if cls != "kv_save":  # the constant model has no separate KV write
                     per_layer += times * self._mem(m * per_tok)
                 continue
-            per_layer += times * (m * per_tok / self.peak_bw) * self._ratio(m, curve)
+            t = times * (m * per_tok / self.peak_bw) * self._ratio(m, curve)
+            per_layer += max(t, times * self._floors.get(_CLASS_OP[cls], 0.0)) if self._floors else t
         total = self.L * per_layer
         emb = self._mem_curves.get("emb")
         if emb is not None:
@@ -404,7 +442,8 @@ class RooflineCost:
         curve = self._mem_curves.get(cls) if self.curves else None
         if curve is None:
             return self._mem(m * per_tok)
-        return (m * per_tok / self.peak_bw) * self._ratio(m, curve)
+        t = (m * per_tok / self.peak_bw) * self._ratio(m, curve)
+        return max(t, self._floors.get(op, 0.0)) if self._floors else t
 
     # -- public ----------------------------------------------------------------------------------------
     def breakdown(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> dict[str, float]:
@@ -482,6 +521,10 @@ def physical_parts(
     parts: dict[str, Any] = {"eff": None, "fallback": None, "collectives": None, "params": None}
     if cfg.profile is not None:
         parts["params"] = load_profile(_resolve(cfg.profile, base_dir)).params
+    if root is None and cfg.efficiency == "curves":
+        from sim.costmodel.transfer import transferred_parts
+
+        parts.update(transferred_parts(gpu))
     if root is not None:
         curves = cfg.efficiency == "curves"
         if cfg.kind == "table":
@@ -509,6 +552,8 @@ def build_physical(
     from sim.costmodel.quant import DEFAULT
     from sim.costmodel.structured import StructuredCost, needs_structure
 
+    if layout is None and cfg._deployment is not None and cfg._deployment[0].tp == tp:
+        layout, quant = cfg._deployment[0], quant or cfg._deployment[1]
     layout = layout or Layout(tp=tp)
     quant = quant or DEFAULT
     parts = physical_parts(cfg, model, gpu, layout.tp, base_dir)

@@ -97,7 +97,8 @@ class StructuredCost(RooflineCost):
         if curve is None:
             return max(flops / self.gemm_flops, byts / self.bw)
         roof = max(flops / self.gemm_peak, byts / self.peak_bw)
-        return roof * self._ratio(max(1.0, m / copies), curve)
+        t = roof * self._ratio(max(1.0, m / copies), curve)
+        return max(t, self._floors.get("gemm", 0.0)) if self._floors else t
 
     # -- per-step operators ----------------------------------------------------------------------------
     def _rank_tokens(self, m: int) -> int:

@@ -115,7 +115,8 @@ def run(
         "mode": "disaggregated" if sc.cluster.disaggregated else "colocated",
         "pools": {
             p.role: {"instances": p.instances, "tp": p.tp, "hardware": p.gpu.name,
-                     "kv_blocks_per_instance": p.capacity.num_blocks, "kv_tokens_per_instance": p.capacity.tokens}
+                     "kv_blocks_per_instance": p.capacity.num_blocks, "kv_tokens_per_instance": p.capacity.tokens,
+                     "cost_model": getattr(p.cost, "provenance", {})}
             for p in sim.pools
         },
     }
