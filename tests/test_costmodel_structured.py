@@ -214,3 +214,19 @@ def test_unsupported_combinations_are_one_line(patch: dict, needle: str) -> None
         load_scenario({**BASE, **patch})
     assert needle in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_kv_capacity_follows_the_deployment() -> None:
+    from sim.core.engine import capacity
+
+    base = {**BASE, "model": "qwen3-30b-a3b", "hardware": "h200"}
+    one = capacity(load_scenario(base))
+    fp8 = capacity(load_scenario({**base, "quantization": {"weights": "fp8", "activations": "fp8", "kv_cache": "fp8"}}))
+    dp = capacity(load_scenario({**base, "cluster": {"tp": 1, "attention_dp": 4, "ep": 4, "moe_tp": 1}}))
+    m = catalog.model("qwen3-30b-a3b")
+    # fp8 weights free ~half the weight bytes; fp8 KV halves a token's bytes
+    assert fp8.weight_bytes_per_gpu == pytest.approx(m.embedding_params * 2 + (m.num_params - m.embedding_params))
+    assert fp8.bytes_per_block == pytest.approx(one.bytes_per_block / 2)
+    # 4 attention-DP ranks, each caching its own sequences; experts split 4 ways
+    assert dp.bytes_per_block == pytest.approx(one.bytes_per_block / 4)
+    assert dp.weight_bytes_per_gpu < one.weight_bytes_per_gpu / 2

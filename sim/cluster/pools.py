@@ -21,6 +21,7 @@ from sim.config.scenario import Scenario
 from sim.core.instance import Instance
 from sim.core.kvcache import KVCapacity, kv_capacity
 from sim.core.recorder import RequestLog
+from sim.costmodel.layout import deployed
 from sim.costmodel.models import COST_MODELS, CostModel
 from sim.errors import ServesimError
 
@@ -68,10 +69,11 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
     specs = []
     for role, pool in (("prefill", c.prefill), ("decode", c.decode)):
         gpu = _gpu(pool.hardware, sc.gpu_spec)
-        cap = kv_capacity(model, gpu, pool.tp, kv.block_size, kv.gpu_memory_utilization, kv.reserve_gb * 1e9)
+        pool_model = deployed(model, pool.layout, sc.quantization)
+        cap = kv_capacity(pool_model, gpu, pool.tp, kv.block_size, kv.gpu_memory_utilization, kv.reserve_gb * 1e9)
         cost = COST_MODELS.build(
             sc.cost_model,
-            model=model,
+            model=pool_model,
             gpu=gpu,
             tp=pool.tp,
             base_dir=sc.base_dir,
@@ -79,7 +81,8 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
             quant=sc.quantization,
         )
         router = pool.router or (c.router if role == "prefill" else ROUTERS.get("least_kv").config())
-        specs.append(PoolSpec(role, pool.instances, pool.tp, gpu, pool.scheduler or sc.scheduler, router, cap, cost))
+        gpus = pool.tp * pool.attention_dp  # GPUs per instance (power, cost, KV-transfer lanes)
+        specs.append(PoolSpec(role, pool.instances, gpus, gpu, pool.scheduler or sc.scheduler, router, cap, cost))
     kinds = {s.scheduler.kind for s in specs}
     if len(kinds) > 1 and kinds & STATEFUL_SCHEDULERS:
         raise ServesimError(

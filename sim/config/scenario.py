@@ -25,7 +25,7 @@ from hwprofiles import GPUSpec, ModelSpec, catalog
 from policies.admission import AdmissionConfig
 from policies.registry import MIGRATIONS, PREDICTORS, ROUTERS, SCHEDULERS
 from sim.config.yamlio import Positions, apply_overrides, format_validation_error, load_yaml, register_tags
-from sim.costmodel.layout import Layout
+from sim.costmodel.layout import Layout, deployed
 from sim.costmodel.models import COST_MODELS, RooflineCostConfig
 from sim.costmodel.quant import Quantization, support_error
 from sim.errors import ServesimError, UnknownNameError
@@ -319,7 +319,7 @@ class Scenario(Strict):
     @model_validator(mode="after")
     def _deployment_supported(self) -> Scenario:
         """Precision the GPU lacks, or a parallel layout the model cannot use: one line before any run."""
-        model = self.model_spec
+        model = self.base_model_spec
         c = self.cluster
         pools = (
             [("cluster", c.layout, self.gpu_spec)]
@@ -355,6 +355,13 @@ class Scenario(Strict):
 
     @property
     def model_spec(self) -> ModelSpec:
+        """The model as the colocated cluster deploys it (layout and quantization, see `deployed`)."""
+        base = self.base_model_spec
+        return base if self.cluster.disaggregated else deployed(base, self.cluster.layout, self.quantization)
+
+    @property
+    def base_model_spec(self) -> ModelSpec:
+        """The model as its config describes it."""
         return catalog.model(self.model) if isinstance(self.model, str) else self.model
 
     @property

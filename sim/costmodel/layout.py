@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import PrivateAttr
+
 from hwprofiles.specs import ModelSpec
 from sim.costmodel.quant import DEFAULT, Quantization
 
@@ -81,3 +83,36 @@ class Layout:
         if quant.kv_cache == "bf16" and context is None and self.pp == 1:
             return model.kv_bytes_per_token(self.tp)
         return model.kv_bytes_per_token(self.tp, kv_bits=quant.kv_bits, context=context) / self.pp
+
+
+class DeployedModel(ModelSpec):
+    """A ModelSpec that answers `weight_bytes(tp)` and `kv_bytes_per_token(tp)` for its deployment (layout and
+    precision), so KV-capacity code written for dense bf16 tp shards sizes MoE/EP/attention-DP/quantised
+    instances right: weights per GPU from `Layout.weight_bytes_per_gpu`, and the instance's KV bytes per
+    token per GPU divided by `attention_dp` (each rank caches only its own sequences)."""
+
+    _layout: Layout = PrivateAttr(default_factory=Layout)
+    _quant: Quantization = PrivateAttr(default=DEFAULT)
+
+    def weight_bytes(self, tp: int = 1, weight_bits: float | None = None) -> float:
+        if weight_bits is None and tp == self._layout.tp:
+            return self._layout.weight_bytes_per_gpu(self._plain(), self._quant)
+        return super().weight_bytes(tp, weight_bits)
+
+    def kv_bytes_per_token(self, tp: int = 1, kv_bits: float | None = None, context: int | None = None) -> float:
+        if kv_bits is None and context is None and tp == self._layout.tp:
+            lay = self._layout
+            return self._plain().kv_bytes_per_token(tp, kv_bits=self._quant.kv_bits) / lay.pp / lay.attention_dp
+        return super().kv_bytes_per_token(tp, kv_bits, context)
+
+    def _plain(self) -> ModelSpec:
+        return ModelSpec.model_validate(self.model_dump(exclude={"num_params"}))
+
+
+def deployed(model: ModelSpec, layout: Layout, quant: Quantization) -> ModelSpec:
+    """`model` as `layout` and `quant` deploy it (the model itself when both are the defaults)."""
+    if layout.is_default and quant.is_default:
+        return model
+    out = DeployedModel.model_validate(model.model_dump(exclude={"num_params"}))
+    out._layout, out._quant = layout, quant
+    return out
