@@ -38,9 +38,9 @@ sys.path.insert(0, str(ROOT))
 import sim  # noqa: E402
 from hwprofiles import catalog  # noqa: E402
 from hwprofiles.specs import GPUSpec, ModelSpec  # noqa: E402
+from sim.config.scenario import Workload, load_scenario  # noqa: E402
 from sim.costmodel.layout import Layout  # noqa: E402
 from sim.costmodel.quant import Quantization  # noqa: E402
-from sim.config.scenario import Workload, load_scenario  # noqa: E402
 from sim.errors import ServesimError  # noqa: E402
 
 CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "silicon_sample.csv"

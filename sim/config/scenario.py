@@ -267,11 +267,18 @@ class SLO(Strict):
 
 
 class Engine(Strict):
-    fast_forward: bool = Field(default=True, description="exact multi-step decode; off = one event per iteration")
-    horizon_s: float | None = Field(default=None, gt=0, description="stop the clock here; the rest is in flight")
-    timeline_interval_s: float | None = Field(default=None, gt=0, description="sampling period; auto if unset")
-    cohort_decoding: bool = Field(
-        default=True, description="O(1) bookkeeping of lockstep decoders; off = the per-request reference path"
+    fast_forward: bool = Field(
+        default=True, description="exact multi-step decode; off = one event per iteration"
+    )
+    horizon_s: float | None = Field(
+        default=None, gt=0, description="stop the clock here; the rest is in flight"
+    )
+    timeline_interval_s: float | None = Field(
+        default=None, gt=0, description="sampling period; auto if unset"
+    )
+    cohort_decoding: bool | None = Field(
+        default=None,
+        description="deprecated, ignored: decoders are always kept as a cohort (results never depended on it)",
     )
 
 
