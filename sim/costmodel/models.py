@@ -15,157 +15,40 @@ fitted `profile` (see `calibrate.fit`) of engine-level overheads and efficiency 
 
 from __future__ import annotations
 
-import bisect
 import math
-from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from hwprofiles.interp import exp_interp_log, loglog_at
 from hwprofiles.specs import GPUSpec, ModelSpec
-from sim.core.registry import Registry
+from sim.costmodel.base import COST_MODELS, Chunks, CostModel, decode_coeffs
+from sim.costmodel.config import RooflineCostConfig, TableCostConfig, _PhysicalCostConfig
+from sim.costmodel.curves import _efficiency, _own_efficiency, _resolve
+from sim.costmodel.linear import LinearCost, LinearCostConfig
+from sim.costmodel.profile import CostProfile, ProfileParams, load_profile
 from sim.errors import ServesimError
 
-Chunks = Sequence[tuple[int, int]]  # (new tokens q, cached tokens c) per prefill chunk
-
-
-class CostModel(Protocol):
-    def iteration(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> float:
-        """Seconds for one iteration: prefill chunks plus `n_decode` decodes over `decode_ctx` KV tokens."""
-        ...
-
-    def decode_run(self, n: int, ctx_sums: np.ndarray) -> np.ndarray:
-        """Seconds of each of len(ctx_sums) decode-only steps of `n` sequences (ctx_sums[s] = Σ context)."""
-        ...
-
-    def breakdown(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> dict[str, float]:
-        """Seconds by operator for one iteration (sums to `iteration()` up to rounding)."""
-        ...
-
-
-def decode_coeffs(cost: CostModel, n: int) -> tuple[float, float] | None:
-    """(a, b) with a decode step of n sequences costing exactly `a + b·context_sum` — the same float
-    operations as `decode_run` — when the model is affine in context; lets the engine price short runs in
-    plain Python. None otherwise."""
-    f = getattr(cost, "decode_coeffs", None)
-    return f(n) if f is not None else None
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class LinearCostConfig(_Strict):
-    """Analytic cost: base + per prefill token + per decoding sequence (queueing checks)."""
-
-    kind: Literal["linear"] = "linear"
-    base_s: float = Field(default=0.0, ge=0)
-    per_prefill_token_s: float = Field(default=0.0, ge=0)
-    per_decode_seq_s: float = Field(default=0.0, ge=0)
-
-
-class _PhysicalCostConfig(_Strict):
-    kind: str
-    compute_efficiency: float = Field(default=0.7, gt=0, le=1, description="achieved fraction of peak FLOP/s")
-    memory_efficiency: float = Field(default=0.8, gt=0, le=1, description="achieved fraction of HBM bandwidth")
-    link_efficiency: float = Field(default=0.8, gt=0, le=1, description="achieved fraction of link bandwidth")
-    iteration_overhead_s: float = Field(default=0.002, ge=0, description="CPU scheduling, sampling, launch")
-    layer_overhead_s: float = Field(default=0.0, ge=0, description="fixed cost per layer per iteration")
-    allreduce_latency_s: float = Field(default=1e-5, ge=0, description="fixed latency of one all-reduce")
-    seq_overhead_s: float = Field(default=0.0, ge=0, description="per sequence per iteration (sampling, bookkeeping)")
-    efficiency: Literal["curves", "constant"] = Field(
-        default="curves",
-        description="curves: achieved efficiency per operator learned from the GPU's measured tables (when it "
-        "has any); constant: compute_efficiency / memory_efficiency everywhere",
-    )
-    tables: str | None = Field(
-        default=None, description="measured-table directory (relative to the scenario); default: shipped for the GPU"
-    )
-    profile: str | None = Field(
-        default=None, description="fitted profile YAML from `servesim calibrate fit` (relative to the scenario)"
-    )
-    # the scenario's colocated (layout, quantization), handed over by `Scenario` because the colocated
-    # builder passes only model/gpu/tp; pools pass theirs explicitly
-    _deployment: tuple[Any, Any] | None = PrivateAttr(default=None)
-
-
-class RooflineCostConfig(_PhysicalCostConfig):
-    """Per-operator roofline from GPU and model specs: max(FLOPs / achieved peak, bytes / achieved BW)."""
-
-    kind: Literal["roofline"] = "roofline"
-
-
-class TableCostConfig(_PhysicalCostConfig):
-    """Measured operator tables of this model on this GPU, interpolated; the roofline outside them."""
-
-    kind: Literal["table"] = "table"
-
-
-class ProfileParams(_Strict):
-    """Engine-level parameters that kernel tables miss, fitted to measured iterations."""
-
-    iteration_overhead_s: float = Field(default=0.0, ge=0, description="per iteration (scheduler, sampling, launch)")
-    layer_overhead_s: float = Field(default=0.0, ge=0, description="per layer per iteration (launches, syncs)")
-    seq_overhead_s: float = Field(default=0.0, ge=0, description="per sequence per iteration")
-    comm_latency_s: float = Field(default=0.0, ge=0, description="extra latency per all-reduce (engine sync)")
-    compute_scale: float = Field(default=1.0, gt=0, description="multiplies achieved FLOP/s")
-    memory_scale: float = Field(default=1.0, gt=0, description="multiplies achieved bandwidth")
-    attention_scale: float = Field(default=1.0, gt=0, description="multiplies attention's achieved rates")
-
-
-class CostProfile(_Strict):
-    """A profile file: the fitted parameters and where they came from."""
-
-    format: Literal["servesim-profile/1"] = "servesim-profile/1"
-    model: str = ""
-    hardware: str = ""
-    tp: int = Field(default=1, ge=1)
-    base: Literal["roofline", "table"] = "roofline"
-    params: ProfileParams = Field(default_factory=ProfileParams)
-    fit: dict[str, Any] = Field(default_factory=dict)
-
-
-def load_profile(path: str | Path) -> CostProfile:
-    """Read a profile YAML; a missing or malformed file is a user error."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise ServesimError(f"{p}: profile file not found")
-    try:
-        return CostProfile.model_validate(yaml.safe_load(p.read_text()) or {})
-    except (ValidationError, yaml.YAMLError) as e:
-        first = str(e).splitlines()
-        raise ServesimError(f"{p}: not a servesim profile: {' '.join(first[:3])}") from None
-
-
-COST_MODELS: Registry[CostModel] = Registry("cost model")
-
-
-class LinearCost:
-    """`base + a·prefill_tokens + b·decoding_sequences`; exact service times for theory checks."""
-
-    def __init__(self, cfg: LinearCostConfig) -> None:
-        self.base, self.per_tok, self.per_seq = cfg.base_s, cfg.per_prefill_token_s, cfg.per_decode_seq_s
-
-    def iteration(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> float:
-        return self.base + self.per_tok * sum(q for q, _ in prefill) + self.per_seq * n_decode
-
-    def decode_run(self, n: int, ctx_sums: np.ndarray) -> np.ndarray:
-        return np.full(len(ctx_sums), self.base + self.per_seq * n)
-
-    def decode_coeffs(self, n: int) -> tuple[float, float] | None:
-        return self.base + self.per_seq * n, 0.0
-
-    def breakdown(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> dict[str, float]:
-        return {
-            "base": self.base,
-            "prefill": self.per_tok * sum(q for q, _ in prefill),
-            "decode": self.per_seq * n_decode,
-        }
+__all__ = [
+    "COST_MODELS",
+    "Chunks",
+    "CostModel",
+    "CostProfile",
+    "LinearCost",
+    "LinearCostConfig",
+    "ProfileParams",
+    "RooflineCost",
+    "RooflineCostConfig",
+    "TableCostConfig",
+    "_efficiency",
+    "_own_efficiency",
+    "_resolve",
+    "build_physical",
+    "decode_coeffs",
+    "load_profile",
+    "physical_parts",
+]
 
 
 _CURVE_LISTS: dict[int, tuple[Any, list[float], list[float]]] = {}  # curve id -> (curve, log sizes, log ratios)
@@ -292,15 +175,7 @@ class RooflineCost:
         got = _CURVE_LISTS.get(id(curve))
         if got is None or got[0] is not curve:
             got = _CURVE_LISTS[id(curve)] = (curve, [float(v) for v in curve[0]], [float(v) for v in curve[1]])
-        _, xs, ly = got
-        lx = math.log(x)
-        if lx <= xs[0]:
-            return math.exp(ly[0])
-        if lx >= xs[-1]:
-            return math.exp(ly[-1])
-        i = bisect.bisect_right(xs, lx)
-        x0, x1, y0, y1 = xs[i - 1], xs[i], ly[i - 1], ly[i]
-        return math.exp(y0 + (lx - x0) * (y1 - y0) / (x1 - x0))
+        return exp_interp_log(x, got[1], got[2])
 
     # -- operators -----------------------------------------------------------------------------------
     def _gemm(self, m: float, k: float, n: float, weight_copies: float = 1.0) -> float:
@@ -352,7 +227,7 @@ class RooflineCost:
             sizes, secs = self._coll
             lo, hi = float(sizes[0]), float(sizes[-1])
             x = min(max(msg, lo), hi)
-            at = math.exp(float(np.interp(math.log(x), np.log(sizes), np.log(secs))))
+            at = loglog_at(x, sizes, secs)
             model_x = self.cfg.allreduce_latency_s + 2.0 * (self.tp - 1) / self.tp * x / self.link
             model = at * model / model_x
         return model + self.params.comm_latency_s
@@ -477,32 +352,6 @@ class RooflineCost:
 
 
 # -- building from a scenario ----------------------------------------------------------------------------
-def _resolve(path: str, base_dir: Path | None) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() or base_dir is None else Path(base_dir) / p
-
-
-@lru_cache(maxsize=64)
-def _efficiency(root: Path, flops: float, bw: float) -> Any:
-    from hwprofiles.efficiency import Efficiency
-    from hwprofiles.tables import load_tables
-
-    return Efficiency(load_tables(root), flops, bw)
-
-
-_OWN: dict[tuple[Any, ...], Any] = {}
-
-
-def _own_efficiency(root: Path, model: ModelSpec, tp: int, flops: float, bw: float) -> Any:
-    """Curves from this model's own rows only (k = 1): the table kind's interpolation of its tables."""
-    from hwprofiles.efficiency import Efficiency
-    from hwprofiles.tables import load_tables, shape_of
-
-    key = (root, tuple(shape_of(model).values()), model.dtype_bytes, tp, flops, bw)
-    if key not in _OWN:
-        own = load_tables(root).for_model(model, tp)
-        _OWN[key] = None if own is None else Efficiency(own, flops, bw, k=1, per_op=True)
-    return _OWN[key]
 
 
 def physical_parts(
@@ -560,12 +409,6 @@ def build_physical(
     if needs_structure(model, layout, quant):
         return StructuredCost(cfg, model, gpu, layout.tp, layout=layout, quant=quant, **parts)
     return RooflineCost(cfg, model, gpu, tp, **parts)
-
-
-@COST_MODELS.register("linear", LinearCostConfig)
-def _linear(cfg: LinearCostConfig, **_: object) -> CostModel:
-    """base + per prefill token + per decoding sequence (analytic checks)"""
-    return LinearCost(cfg)
 
 
 @COST_MODELS.register("roofline", RooflineCostConfig)

@@ -65,7 +65,7 @@ _OPS = set(GEMM_OPS) | {
 def transferred_parts(gpu: GPUSpec) -> dict[str, Any]:
     """`RooflineCost` keyword arguments for a GPU without tables: the nearest measured GPU's curves (ratios
     to *its* peaks, applied to this GPU's peaks), its launch floors, and where they came from."""
-    from sim.costmodel.models import _efficiency
+    from sim.costmodel.curves import _efficiency
 
     src = nearest_measured(gpu)
     if src is None or src.name == gpu.name:
