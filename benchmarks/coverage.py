@@ -92,10 +92,14 @@ def _layout(row: pd.Series, prefix: str = "", moe: bool = True) -> dict[str, int
 
 
 def concurrency(row: pd.Series) -> int:
-    if row["mode"] == "agg":
-        return _int(row["batch_size"])
+    """Clients of the run: `silicon_concurrency` in the source column (agg `batch_size` is per attention-DP
+    rank: 16 x 16 ranks = c256), else batch_size x attention_dp_size."""
     m = re.search(r"silicon_concurrency=(\d+)", str(row["silicon_data_source"]))
-    return int(m.group(1)) if m else _int(row["decode_batch_size"])
+    if m:
+        return int(m.group(1))
+    if row["mode"] == "agg":
+        return _int(row["batch_size"]) * _int(row["attention_dp_size"])
+    return _int(row["decode_batch_size"])
 
 
 def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
