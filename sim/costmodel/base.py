@@ -1,4 +1,5 @@
-"""The cost-model contract every kind implements, and the registry the scenario's `cost_model.kind` selects from."""
+"""The cost-model contract every kind implements; `COST_MODELS` (the registry the scenario's `cost_model.kind`
+selects from) lives with the other registries in `sim.core.registry` and is re-exported here."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from sim.core.registry import Registry
+from sim.core.registry import COST_MODELS
 
 Chunks = Sequence[tuple[int, int]]  # (new tokens q, cached tokens c) per prefill chunk
 
@@ -38,5 +39,4 @@ def decode_coeffs(cost: CostModel, n: int) -> tuple[float, float] | None:
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-
-COST_MODELS: Registry[CostModel] = Registry("cost model")
+__all__ = ["COST_MODELS", "Chunks", "CostModel", "_Strict", "decode_coeffs"]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from sim.costmodel.base import _Strict
 
@@ -29,9 +29,6 @@ class _PhysicalCostConfig(_Strict):
     profile: str | None = Field(
         default=None, description="fitted profile YAML from `servesim calibrate fit` (relative to the scenario)"
     )
-    # the scenario's colocated (layout, quantization), handed over by `Scenario` because the colocated
-    # builder passes only model/gpu/tp; pools pass theirs explicitly
-    _deployment: tuple[Any, Any] | None = PrivateAttr(default=None)
 
 
 class RooflineCostConfig(_PhysicalCostConfig):

@@ -401,8 +401,6 @@ def build_physical(
     from sim.costmodel.quant import DEFAULT
     from sim.costmodel.structured import StructuredCost, needs_structure
 
-    if layout is None and cfg._deployment is not None and cfg._deployment[0].tp == tp:
-        layout, quant = cfg._deployment[0], quant or cfg._deployment[1]
     layout = layout or Layout(tp=tp)
     quant = quant or DEFAULT
     parts = physical_parts(cfg, model, gpu, layout.tp, base_dir)
@@ -411,7 +409,7 @@ def build_physical(
     return RooflineCost(cfg, model, gpu, tp, **parts)
 
 
-@COST_MODELS.register("roofline", RooflineCostConfig)
+@COST_MODELS.register("roofline", RooflineCostConfig, fits_profile=True)
 def _roofline(
     cfg: RooflineCostConfig,
     *,
@@ -427,7 +425,7 @@ def _roofline(
     return build_physical(cfg, model, gpu, tp, base_dir, layout, quant)
 
 
-@COST_MODELS.register("table", TableCostConfig)
+@COST_MODELS.register("table", TableCostConfig, fits_profile=True)
 def _table(
     cfg: TableCostConfig,
     *,

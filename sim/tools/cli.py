@@ -15,7 +15,9 @@ import calibrate.cli as _calibrate  # the calibrate sub-app and the fidelity rep
 from sim.cluster.power import cost_caption
 from sim.errors import ServesimError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Discrete-event simulator of LLM serving clusters.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Discrete-event simulator of LLM serving clusters."
+)
 out = Console()
 err = Console(stderr=True)
 
@@ -68,7 +70,9 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
 def run(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML")],
     out_dir: Annotated[Path | None, typer.Option("--out", help="run directory (default runs/<name>)")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: a.b=VALUE (repeatable)")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override a key: a.b=VALUE (repeatable)")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="skip writing plots")] = False,
     trace_events: Annotated[
@@ -162,20 +166,13 @@ def list_(what: Annotated[str, typer.Argument(help="models | hardware | policies
                 f"{g.tdp_w:.0f}",
             )
     elif what == "policies":
-        from policies.registry import MIGRATIONS, ROUTERS, SCHEDULERS
-        from sim.costmodel.models import COST_MODELS
+        from sim.core.registry import FAMILIES, describe_caps
 
-        for c in ("family", "kind", "what it does"):
+        for c in ("family", "kind", "what it does", "declares"):
             t.add_column(c)
-        families = (
-            ("scheduler", SCHEDULERS),
-            ("router", ROUTERS),
-            ("migration", MIGRATIONS),
-            ("cost_model", COST_MODELS),
-        )
-        for fam, reg in families:
-            for e in reg.entries.values():
-                t.add_row(fam, e.kind, e.doc)
+        for fam, reg in FAMILIES.items():  # built-in kinds and those of installed plugins
+            for e in reg:
+                t.add_row(fam, e.kind, e.doc, describe_caps(e.caps))
     elif what == "traces":
         from sim.workload.traces import trace_names
 
@@ -255,7 +252,9 @@ def sweep(
     out_dir: Annotated[Path | None, typer.Option("--out", help="output directory (default runs/sweeps/<name>)")] = None,
     workers: Annotated[int | None, typer.Option(help="local worker processes (default: CPU count)")] = None,
     cluster: Annotated[str | None, typer.Option(help="Dask scheduler address, e.g. tcp://HOST:8786")] = None,
-    plot: Annotated[list[str] | None, typer.Option(help="figure: x=COL,y=COL[+COL],hue=COL (repeatable)")] = None,
+    plot: Annotated[
+        list[str] | None, typer.Option(help="figure: x=COL,y=COL[+COL],hue=COL (repeatable)")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
 ) -> None:
     """Run a sweep (cached points are read, not re-run); write sweep.parquet and optional plots."""
@@ -314,33 +313,9 @@ def plan(
     from sim.tools.planner.run import PlanOptions, run_plan
 
     opts = PlanOptions(
-        model,
-        traffic,
-        rate,
-        lengths,
-        format_,
-        requests,
-        cv,
-        slo,
-        attainment,
-        hardware,
-        tp,
-        shapes,
-        schedulers,
-        max_batch,
-        budget,
-        top,
-        replications,
-        router,
-        margin,
-        search_requests,
-        base,
-        set_,
-        capacity,
-        instances,
-        workers,
-        cluster,
-        max_simulations,
+        model, traffic, rate, lengths, format_, requests, cv, slo, attainment, hardware, tp, shapes, schedulers,
+        max_batch, budget, top, replications, router, margin, search_requests, base, set_, capacity, instances,
+        workers, cluster, max_simulations,
     )
 
     def show(i: int, ev: Any) -> None:
