@@ -107,7 +107,8 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
     c = concurrency(row)
     model, gpu = catalog.model(row["model_path"]), catalog.gpu(row["system"])
     quant = quantization(row, gpu)
-    sched = {"kind": "fcfs", "max_num_seqs": max(256, c), "max_num_batched_tokens": 8192}
+    # vLLM V1, SGLang and TRT-LLM all default to chunked prefill mixed with decodes (8192-token budget)
+    sched = {"kind": "sarathi", "max_num_seqs": max(256, c), "token_budget": 8192}
     sc: dict[str, Any] = {
         "name": str(row["id"])[:80],
         "model": row["model_path"],
