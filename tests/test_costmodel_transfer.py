@@ -4,6 +4,7 @@ H100's curves onto it, and comparing with A100's own measured operator rows (hel
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from hwprofiles import catalog
@@ -15,9 +16,9 @@ GEMMS = ("mlp_up_proj", "mlp_down_proj")
 ELEMENTWISE = ("input_layernorm", "post_attention_layernorm", "add", "mlp_act")
 
 
-def _errors(cost: RooflineCost, rows: object, op: str) -> np.ndarray:
-    m = rows["num_tokens"].to_numpy(np.int64)  # type: ignore[index]
-    measured = rows[op].to_numpy(np.float64) * 1e-3  # type: ignore[index]
+def _errors(cost: RooflineCost, rows: pd.DataFrame, op: str) -> np.ndarray:
+    m = rows["num_tokens"].to_numpy(np.int64)
+    measured = rows[op].to_numpy(np.float64) * 1e-3
     pred = np.array([cost.operator(op, int(x)) for x in m])
     return np.abs(pred / measured - 1)
 

@@ -114,9 +114,14 @@ def run(
     summary["cluster"] = {
         "mode": "disaggregated" if sc.cluster.disaggregated else "colocated",
         "pools": {
-            p.role: {"instances": p.instances, "tp": p.tp, "hardware": p.gpu.name,
-                     "kv_blocks_per_instance": p.capacity.num_blocks, "kv_tokens_per_instance": p.capacity.tokens,
-                     "cost_model": getattr(p.cost, "provenance", {})}
+            p.role: {
+                "instances": p.instances,
+                "tp": p.tp,
+                "hardware": p.gpu.name,
+                "kv_blocks_per_instance": p.capacity.num_blocks,
+                "kv_tokens_per_instance": p.capacity.tokens,
+                "cost_model": getattr(p.cost, "provenance", {}),  # measured / transferred / spec-sheet parts
+            }
             for p in sim.pools
         },
     }
