@@ -54,8 +54,9 @@ def test_transfer_h100_to_a100_beats_the_spec_sheet() -> None:
 
 def test_gpus_without_tables_say_where_their_curves_come_from() -> None:
     m = catalog.model("llama-3.1-8b")
-    assert nearest_measured(catalog.gpu("a40")).name == "a100-80g"
-    assert nearest_measured(catalog.gpu("b200")).name == "h100-sxm"
+    a40, b200_src = nearest_measured(catalog.gpu("a40")), nearest_measured(catalog.gpu("b200"))
+    assert a40 is not None and a40.name == "a100-80g"
+    assert b200_src is not None and b200_src.name == "h100-sxm"
     b200 = build_physical(RooflineCostConfig(), m, catalog.gpu("b200"), 1)
     assert b200.provenance["gemm"].startswith("transferred from h100-sxm")
     assert build_physical(RooflineCostConfig(), m, catalog.gpu("h100"), 1).provenance["gemm"].startswith("measured")

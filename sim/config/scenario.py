@@ -260,7 +260,7 @@ class Scenario(Strict):
     def _deployment_supported(self) -> Scenario:
         """Precision the GPU lacks, or a parallel layout the model cannot use: one line before any run."""
         model, c = self.base_model_spec, self.cluster
-        pools = [("cluster", c.layout, self.gpu_spec)]
+        pools: list[tuple[str, Layout, GPUSpec | None]] = [("cluster", c.layout, self.gpu_spec)]
         if c.prefill is not None and c.decode is not None:
             pools = [
                 (f"cluster.{role}", p.layout, catalog.gpu(p.hardware) if isinstance(p.hardware, str) else p.hardware)

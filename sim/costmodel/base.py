@@ -39,4 +39,5 @@ def decode_coeffs(cost: CostModel, n: int) -> tuple[float, float] | None:
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+
 __all__ = ["COST_MODELS", "Chunks", "CostModel", "_Strict", "decode_coeffs"]

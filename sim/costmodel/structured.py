@@ -47,8 +47,8 @@ class StructuredCost(RooflineCost):
         self.kva = quant.kv_bits / 8.0
         self.dp = lay.attention_dp
         self.L = lay.stage_layers(m)
-        self.n_full, self.n_local, self.n_lin = (m.layer_count(k) for k in "FLG")
-        self.n_moe, self.n_dense = m.num_moe_layers, m.num_dense_layers
+        self.n_full, self.n_local, self.n_lin = (float(m.layer_count(k)) for k in "FLG")
+        self.n_moe, self.n_dense = float(m.num_moe_layers), float(m.num_dense_layers)
         if lay.pp > 1:  # one stage's share of each kind
             f = self.L / m.num_layers
             self.n_full, self.n_local, self.n_lin = self.n_full * f, self.n_local * f, self.n_lin * f
