@@ -27,6 +27,8 @@ from sim.config.kinds import KindOf
 from sim.config.yamlio import Positions, apply_overrides, format_validation_error, load_yaml
 from sim.core.registry import ARRIVALS, COST_MODELS, LENGTHS, MIGRATIONS, PREDICTORS, ROUTERS, SCHEDULERS
 from sim.costmodel.engine import ServingEngineConfig
+from sim.costmodel.layout import Layout, deployed
+from sim.costmodel.quant import Quantization, support_error
 from sim.errors import ServesimError, UnknownNameError
 
 
@@ -106,6 +108,11 @@ class Pool(Strict):
     instances: int = Field(default=1, ge=1)
     tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per instance")
     pp: int = Field(default=1, ge=1, description="pipeline stages per instance (each of tp GPUs)")
+    attention_dp: int = Field(default=1, ge=1, description="attention data-parallel ranks per instance (MoE)")
+    ep: int = Field(default=1, ge=1, description="expert-parallel ranks (MoE); moe_tp x ep = tp x attention_dp")
+    moe_tp: int | None = Field(
+        default=None, ge=1, description="tensor parallelism inside each expert; unset: tp x attention_dp / ep"
+    )
     hardware: str | GPUSpec | None = Field(default=None, description="unset: the scenario's `hardware`")
     scheduler: SchedulerConfig | None = Field(default=None, description="unset: the scenario's `scheduler`")
     router: RouterConfig | None = Field(
@@ -119,10 +126,19 @@ class Pool(Strict):
     def _known_gpu(cls, v: Any) -> Any:
         return _known_gpu_name(v)
 
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.tp, self.attention_dp, self.ep, self.moe_tp)
+
 
 class Cluster(Strict):
     instances: int = Field(default=1, ge=1)
     tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per instance")
+    attention_dp: int = Field(default=1, ge=1, description="attention data-parallel ranks per instance (MoE)")
+    ep: int = Field(default=1, ge=1, description="expert-parallel ranks (MoE); moe_tp x ep = tp x attention_dp")
+    moe_tp: int | None = Field(
+        default=None, ge=1, description="tensor parallelism inside each expert; unset: tp x attention_dp / ep"
+    )
     pp: int = Field(default=1, ge=1, description="pipeline stages per instance: layers split over pp groups of tp GPUs")
     pp_link: Link = Field(
         default_factory=Link, description="activations between pipeline stages (default: the GPUs' NVLink/PCIe)"
@@ -153,6 +169,10 @@ class Cluster(Strict):
     @property
     def disaggregated(self) -> bool:
         return self.prefill is not None
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.tp, self.attention_dp, self.ep, self.moe_tp)
 
 
 class PrefixCache(Strict):
@@ -263,6 +283,9 @@ class Scenario(Strict):
         description="engine overheads around the kernels: a preset `kind` (vllm-v1, vllm-v0, sglang, trtllm) "
         "with any term overridden (`servesim list engines`)",
     )
+    quantization: Quantization = Field(
+        default_factory=Quantization, description="weights / activations / kv_cache precision (default bf16)"
+    )
     slo: SLO = Field(default_factory=SLO)
     engine: Engine = Field(default_factory=Engine)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
@@ -293,6 +316,22 @@ class Scenario(Strict):
         return v
 
     @model_validator(mode="after")
+    def _deployment_supported(self) -> Scenario:
+        """Precision the GPU lacks, or a parallel layout the model cannot use: one line before any run."""
+        model, c = self.base_model_spec, self.cluster
+        pools: list[tuple[str, Layout, GPUSpec | None]] = [("cluster", c.layout, self.gpu_spec)]
+        if c.prefill is not None and c.decode is not None:
+            pools = [
+                (f"cluster.{role}", p.layout, catalog.gpu(p.hardware) if isinstance(p.hardware, str) else p.hardware)
+                for role, p in (("prefill", c.prefill), ("decode", c.decode))
+            ]
+        for where, layout, gpu in pools:
+            msg = layout.error(model) or support_error(self.quantization, gpu or self.gpu_spec, model)
+            if msg is not None:
+                raise ValueError(msg.replace("cluster", where, 1) if msg.startswith("cluster") else msg)
+        return self
+
+    @model_validator(mode="after")
     def _predictor_present(self) -> Scenario:
         if getattr(self.scheduler, "needs_predictor", False) and self.predictor is None:
             raise ValueError(
@@ -303,6 +342,13 @@ class Scenario(Strict):
 
     @property
     def model_spec(self) -> ModelSpec:
+        """The model as the colocated cluster deploys it (layout and quantization, see `deployed`)."""
+        base = self.base_model_spec
+        return base if self.cluster.disaggregated else deployed(base, self.cluster.layout, self.quantization)
+
+    @property
+    def base_model_spec(self) -> ModelSpec:
+        """The model as its config describes it."""
         return catalog.model(self.model) if isinstance(self.model, str) else self.model
 
     @property
