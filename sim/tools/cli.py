@@ -68,6 +68,9 @@ def run(
         list[str] | None, typer.Option("--set", help="override a key: a.b=VALUE (repeatable)")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    profile: Annotated[
+        Path | None, typer.Option(help="profile overlay from `calibrate fit-run`, applied before --set")
+    ] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="skip writing plots")] = False,
     trace_events: Annotated[
         Path | None, typer.Option("--trace-events", help="write a Chrome/Perfetto trace (JSON) of the run here")
@@ -77,7 +80,7 @@ def run(
     import sim
 
     try:
-        sc = sim.load_scenario(scenario, set_ or [])
+        sc = sim.load_scenario(scenario, (_calibrate.overlay_overrides(profile) if profile else []) + (set_ or []))
         progress_cb, bar = None, None
         if not quiet and sys.stderr.isatty():
             from rich.progress import Progress
@@ -419,6 +422,7 @@ def report(
 
 app.add_typer(_calibrate.app, name="calibrate")
 app.command("fidelity")(_calibrate.fidelity)
+app.command("validate")(_calibrate.validate)
 
 
 def main() -> None:
