@@ -175,13 +175,13 @@ def fit_run_cmd(
             max_evals=max_evals,
             log=None if quiet else (lambda m: err.print(m, highlight=False)),
         )
-        doc = overlay(res, run, str(scenario) if scenario else None)
+        doc = overlay(res, [run], str(scenario) if scenario else None)
         write_overlay(doc, out_path)
     except ServesimError as e:
         _fail(str(e))
         return
-    out.print(compare_table(res.before, "before the fit"))
-    out.print(compare_table(res.after, "after the fit (on the fitted run itself: not a validation)"))
+    out.print(compare_table(res.before[0], "before the fit"))
+    out.print(compare_table(res.after[0], "after the fit (on the fitted run itself: not a validation)"))
     out.print("fitted: " + ", ".join(f"{k}={v:.4g}" for k, v in res.values.items()))
     if res.at_bounds:
         out.print(f"[yellow]at their bounds:[/] {', '.join(res.at_bounds)}")

@@ -123,10 +123,13 @@ def residuals(run: ObservedRun, simd: Simulated) -> np.ndarray:
         if m.size == 0:
             continue
         if s.size == 0:
-            out.extend([w * 5.0] * (len(QUANTILES) + 1))
+            out.extend([w * 5.0] * (1 if run.means_only else len(QUANTILES) + 1))
             continue
-        mq = np.append(np.percentile(m, QUANTILES), m.mean())
-        sq = np.append(np.percentile(s, QUANTILES), s.mean())
+        if run.means_only:  # only the run's means were measured
+            mq, sq = np.array([m.mean()]), np.array([s.mean()])
+        else:
+            mq = np.append(np.percentile(m, QUANTILES), m.mean())
+            sq = np.append(np.percentile(s, QUANTILES), s.mean())
         floor = 1e-6
         out.extend((w * np.log(np.maximum(sq, floor) / np.maximum(mq, floor))).tolist())
     unfinished = int(np.sum(~np.isfinite(simd.e2e_s))) / max(1, len(simd.e2e_s))
@@ -138,8 +141,8 @@ def residuals(run: ObservedRun, simd: Simulated) -> np.ndarray:
 class FitResult:
     params: list[Param]
     values: dict[str, float]
-    before: dict[str, Any]
-    after: dict[str, Any]
+    before: list[dict[str, Any]]  # per fitted run: `replay.compare` at the start values
+    after: list[dict[str, Any]]  # ... and at the fitted values
     evaluations: int
     wall_s: float
     at_bounds: list[str] = field(default_factory=list)
@@ -155,41 +158,55 @@ def fit_run(
     max_evals: int = 60,
     log: Callable[[str], None] | None = None,
 ) -> FitResult:
-    """Fit the free parameters of `base` to `run` (see the module docstring); bounded, robust, reported."""
+    """Fit the free parameters of `base` to one observed run (see the module docstring)."""
+    return fit_runs([(run, base)], explicit, max_evals=max_evals, log=log)
+
+
+def fit_runs(
+    pairs: list[tuple[ObservedRun, Scenario]],
+    explicit: list[tuple[str, float, float]] | None = None,
+    *,
+    max_evals: int = 60,
+    log: Callable[[str], None] | None = None,
+) -> FitResult:
+    """One set of parameter values for several observed runs, each replayed on its own scenario (e.g. the
+    configurations of one engine on one GPU); the parameters are the first scenario's, set in all of them."""
     from scipy.optimize import least_squares
 
-    params = make_params(base, explicit)
-    replay = Replay(run, base)
+    params = make_params(pairs[0][1], explicit)
+    replays = [Replay(run, sc) for run, sc in pairs]
     start = time.perf_counter()
-    data0 = scenario_data(base)
-    cache: dict[tuple[float, ...], tuple[np.ndarray, Simulated]] = {}
+    data0 = [scenario_data(sc) for _, sc in pairs]
+    cache: dict[tuple[float, ...], tuple[np.ndarray, list[Simulated]]] = {}
 
-    def evaluate(u: np.ndarray) -> tuple[np.ndarray, Simulated]:
+    def evaluate(u: np.ndarray) -> tuple[np.ndarray, list[Simulated]]:
         key = tuple(np.round(u, 12).tolist())
         if key not in cache:
-            d = copy.deepcopy(data0)
-            for p, ui in zip(params, u, strict=True):
-                set_path(d, p.path, p.from_unit(float(ui)))
-            simd = replay.simulate(replay.scenario(d))
-            cache[key] = (residuals(run, simd), simd)
+            sims, res = [], []
+            for rp, d0 in zip(replays, data0, strict=True):
+                d = copy.deepcopy(d0)
+                for p, ui in zip(params, u, strict=True):
+                    set_path(d, p.path, p.from_unit(float(ui)))
+                sims.append(rp.simulate(rp.scenario(d)))
+                res.append(residuals(rp.run, sims[-1]) / math.sqrt(len(replays)))
+            cache[key] = (np.concatenate(res), sims)
             if log is not None:
                 vals = ", ".join(
                     f"{p.path.rsplit('.', 1)[-1]}={p.from_unit(float(x)):.4g}" for p, x in zip(params, u, strict=True)
                 )
-                log(f"eval {len(cache)}: cost {0.5 * float(np.sum(cache[key][0] ** 2)):.4f} ({vals})")
+                log(f"eval {len(cache)}: loss {float(np.sum(_soft_l1(cache[key][0]))):.5f} ({vals})")
         return cache[key]
 
     try:
         u0 = np.array([p.to_unit(p.x0) for p in params])
         r0, sim0 = evaluate(u0)
         n_global = min(max(4, max_evals // 2), 4 * 2 ** len(params))
-        for u in _sobol(len(params), n_global, base.seed):  # the objective is rugged: look widely first
+        for u in _sobol(len(params), n_global, pairs[0][1].seed):  # the objective is rugged: look widely first
             evaluate(u)
-        start_u = np.array(_best(cache))
         left = max(1, max_evals - len(cache))
         least_squares(
             lambda u: evaluate(u)[0],
-            start_u,
+            np.array(_best(cache)),
             bounds=(0.0, 1.0),
             method="trf",
             loss="soft_l1",
@@ -202,14 +219,16 @@ def fit_run(
         best_u = _best(cache)
         r1, sim1 = cache[best_u]
     finally:
-        replay.close()
+        for rp in replays:
+            rp.close()
     values = {p.path: p.from_unit(u) for p, u in zip(params, best_u, strict=True)}
     at = [p.path for p, u in zip(params, best_u, strict=True) if u <= 1e-3 or u >= 1 - 1e-3]
+    runs = [run for run, _ in pairs]
     return FitResult(
         params,
         values,
-        compare(run, sim0),
-        compare(run, sim1),
+        [compare(r, s) for r, s in zip(runs, sim0, strict=True)],
+        [compare(r, s) for r, s in zip(runs, sim1, strict=True)],
         len(cache),
         time.perf_counter() - start,
         at,
@@ -236,21 +255,33 @@ def _soft_l1(r: np.ndarray, f: float = 0.05) -> np.ndarray:
     return f**2 * 2 * (np.sqrt(1 + z) - 1)
 
 
-def quality(cmp: dict[str, Any]) -> dict[str, float]:
+def quality(cmp: dict[str, Any]) -> dict[str, float | None]:
     """Signed error (%) of the mean and p90 of each metric: the fit's headline numbers."""
-    return {f"{m}_{s}_error_pct": round(v[s]["error_pct"], 3) for m, v in cmp.items() for s in ("mean", "p90")}
+    out: dict[str, float | None] = {}
+    for m, v in cmp.items():
+        for s in ("mean", "p90"):
+            if s not in v:
+                continue
+            e = v[s]["error_pct"]
+            out[f"{m}_{s}_error_pct"] = round(e, 3) if math.isfinite(e) else None
+    return out
 
 
-def overlay(res: FitResult, run: ObservedRun, scenario_path: str | None) -> dict[str, Any]:
+def overlay(res: FitResult, runs: list[ObservedRun], scenario_path: str | None) -> dict[str, Any]:
     """The profile: the fitted values at their scenario paths, plus `fit_run` provenance (ignored on apply)."""
     out: dict[str, Any] = {"format": OVERLAY_FORMAT}
     for path, v in res.values.items():
         set_path(out, path, float(f"{v:.6g}"))
     out["fit_run"] = {
-        "observed": run.source,
-        "observed_format": run.fmt,
-        "observed_requests": len(run),
-        "observed_meta": {k: v for k, v in run.meta.items() if isinstance(v, str | int | float)},
+        "observed": [
+            {
+                "file": run.source,
+                "format": run.fmt,
+                "requests": len(run),
+                "meta": {k: v for k, v in run.meta.items() if isinstance(v, str | int | float)},
+            }
+            for run in runs
+        ],
         "scenario": scenario_path,
         "fitted_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "method": "scipy least_squares trf, soft_l1 on log-ratios of TTFT/TPOT/E2E deciles and means",
@@ -260,8 +291,8 @@ def overlay(res: FitResult, run: ObservedRun, scenario_path: str | None) -> dict
         "wall_s": round(res.wall_s, 2),
         "loss_before": round(res.cost_before, 6),
         "loss_after": round(res.cost_after, 6),
-        "before": quality(res.before),
-        "after": quality(res.after),
+        "before": [quality(c) for c in res.before],
+        "after": [quality(c) for c in res.after],
         "at_bounds": res.at_bounds,
     }
     return out

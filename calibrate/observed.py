@@ -52,6 +52,7 @@ class ObservedRun:
     burstiness: float = 1.0
     failed: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    means_only: bool = False  # the log gives only per-run means (every request carries them): compare means
 
     def __len__(self) -> int:
         return len(self.prompt_tokens)

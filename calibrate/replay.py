@@ -127,7 +127,7 @@ def compare(run: ObservedRun, simd: Simulated) -> dict[str, dict[str, dict[str, 
         if m not in measured:
             continue
         out[m] = {}
-        for s in STATS:
+        for s in STATS[:1] if run.means_only else STATS:
             a, b = measured[m][s], simulated[m][s]
             err = (b - a) / a * 100 if a and math.isfinite(a) and math.isfinite(b) else math.nan
             out[m][s] = {"measured_s": a, "simulated_s": b, "error_pct": err, "abs_error_pct": abs(err)}

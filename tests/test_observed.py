@@ -60,10 +60,12 @@ def test_fit_run_recovers_a_known_parameter(tmp_path):
     wrong = sim.load_scenario(sc, ["cost_model.base_s=0.008"])
     res = fit_run(run, wrong, [("cost_model.base_s", 0.0, 0.05)], max_evals=40)
     assert res.values["cost_model.base_s"] == pytest.approx(0.02, rel=0.03)
-    assert abs(res.before["e2e"]["mean"]["error_pct"]) > 20  # the start was far off
-    assert abs(res.after["e2e"]["mean"]["error_pct"]) < 2
-    doc = overlay(res, run, None)
-    assert doc["fit_run"]["after"]["e2e_mean_error_pct"] == pytest.approx(res.after["e2e"]["mean"]["error_pct"], 1e-3)
+    assert abs(res.before[0]["e2e"]["mean"]["error_pct"]) > 20  # the start was far off
+    assert abs(res.after[0]["e2e"]["mean"]["error_pct"]) < 2
+    doc = overlay(res, [run], None)
+    assert doc["fit_run"]["after"][0]["e2e_mean_error_pct"] == pytest.approx(
+        res.after[0]["e2e"]["mean"]["error_pct"], 1e-3
+    )
     p = tmp_path / "profile.yaml"
     write_overlay(doc, p)
     ov = overlay_overrides(p)

@@ -66,6 +66,22 @@ class TraceArrival(Strict):
     )
 
 
+class ClosedLoopArrival(Strict):
+    """`concurrency` clients, each sending its next request when its previous one ends (completed, rejected
+    or abandoned) plus a think time — how vLLM `bench serve --max-concurrency`, aiperf, GuideLLM and
+    inference-perf drive a server. Requests are issued in workload order until `num_requests`."""
+
+    kind: Literal["closed_loop"] = "closed_loop"
+    concurrency: int = Field(ge=1, description="clients, each with at most one request outstanding")
+    think_time_s: float = Field(default=0.0, ge=0, description="mean pause between a response and the next request")
+    think_time: Literal["fixed", "exponential"] = Field(
+        default="fixed", description="think-time distribution (exponential draws from the `think` stream)"
+    )
+    ramp_up_s: float = Field(
+        default=0.0, ge=0, description="client i sends its first request at i * ramp_up_s / concurrency"
+    )
+
+
 class TraceLengths(Strict):
     """Sample (prompt, output) pairs from a trace or length-only file."""
 
@@ -95,7 +111,9 @@ class LognormalLengths(Strict):
     max_output: int = Field(default=8192, ge=1)
 
 
-Arrival = Annotated[PoissonArrival | GammaArrival | TraceArrival, Field(discriminator="kind")]
+Arrival = Annotated[
+    PoissonArrival | GammaArrival | TraceArrival | ClosedLoopArrival, Field(discriminator="kind")
+]
 Lengths = Annotated[TraceLengths | FixedLengths | LognormalLengths, Field(discriminator="kind")]
 
 
@@ -118,6 +136,12 @@ class Workload(Strict):
     classes: list[RequestClass] | None = Field(
         default=None, description="traffic classes, drawn per request from the `classes` stream by share"
     )
+    timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="a client gives up on a request not completed this long after its arrival: it is counted "
+        "`abandoned` and its queue slot, batch slot and KV blocks are released",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> Workload:
@@ -132,6 +156,11 @@ class Workload(Strict):
                 )
             if self.num_requests is None and self.duration_s is None:
                 raise ValueError("give num_requests or duration_s for a synthetic arrival process")
+            if self.arrival.kind == "closed_loop" and (self.num_requests is None or self.duration_s is not None):
+                raise ValueError(
+                    "a closed-loop workload takes num_requests (the clients stop after that many), not duration_s "
+                    "(to stop the clock early, set engine.horizon_s)"
+                )
         return self
 
 
@@ -147,7 +176,7 @@ register_tags(
     + MIGRATIONS.kinds()
     + PREDICTORS.kinds()
     + COST_MODELS.kinds()
-    + ["poisson", "gamma", "trace", "fixed", "lognormal"]
+    + ["poisson", "gamma", "trace", "closed_loop", "fixed", "lognormal"]
 )
 
 

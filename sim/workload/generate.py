@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.config.scenario import (
+    ClosedLoopArrival,
     FixedLengths,
     GammaArrival,
     LognormalLengths,
@@ -27,7 +28,7 @@ from sim.workload.traces import Trace, load_trace, resolve_trace_path, spread_bu
 
 @dataclass(frozen=True)
 class Requests:
-    """The workload as columns, sorted by arrival."""
+    """The workload as columns, sorted by arrival (closed loop: NaN until the engine sends each request)."""
 
     arrival_s: np.ndarray
     prompt_tokens: np.ndarray
@@ -127,6 +128,10 @@ def build_requests(sc: Scenario) -> Requests:
                 hash_ids = [tr.hash_ids[i] for i in idx]
         else:
             prompt, output = _sample_lengths(sc, len(t), rngs["lengths"])
+    elif isinstance(wl.arrival, ClosedLoopArrival):  # sent when a client is free: times are set by the engine
+        assert wl.num_requests is not None
+        t = np.full(wl.num_requests, np.nan)
+        prompt, output = _sample_lengths(sc, len(t), rngs["lengths"])
     else:
         t = _synthetic_arrivals(sc, rngs["arrivals"])
         prompt, output = _sample_lengths(sc, len(t), rngs["lengths"])
