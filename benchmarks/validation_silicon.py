@@ -7,8 +7,10 @@ A row is replayed as `workload.arrival: {kind: closed_loop, concurrency: batch_s
 requests (with fixed lengths the clients move in waves, so every wave sees the same latencies). Rows are kept
 when the catalogue has the model and GPU, the layout is plain TP (pp = attention-dp = 1, MoE on the same TP,
 no EP), the mode is `agg`, and the precision can be expressed (bf16, or a quantisation the scenario schema
-offers). The fit/report split: per (backend, system), fit on the rows whose aiconfigurator config id is even,
-report on the odd ones; no error is reported on a fitted row.
+offers). The CSV repeats many measurements under several ids: rows are deduplicated by configuration
+(engine, version, GPU, model, precision, layout, isl, osl, clients). The fit/report split: per engine+GPU, the
+configurations sorted by (tp, isl, osl, clients) alternate — even positions are fitted, odd ones reported;
+no error is reported on a fitted configuration.
 """
 
 from __future__ import annotations
@@ -45,9 +47,8 @@ FALLBACK_PARAMS = [
 MAX_FIT_ROWS = 6  # rows per fit (each evaluation simulates all of them)
 
 
-def _config_id(row: pd.Series) -> int:
-    tail = str(row["id"]).rsplit("_cfg", 1)
-    return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else abs(hash(row["id"])) % 1000
+CONFIG = ["backend", "backend_version", "system", "model_path", "precision", "gemm_quant_mode", "mode", "tp_size",
+          "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size", "isl", "osl", "batch_size"]
 
 
 def _precision_overrides(row: pd.Series) -> list[str] | None:
@@ -97,8 +98,9 @@ def scenario_for(row: pd.Series) -> tuple[Scenario | None, str]:
 
 def engine_preset(backend: str) -> list[str]:
     """Overrides choosing the engine preset of `backend` when the schema has engine presets."""
-    if "serving_engine" in Scenario.model_fields:
-        return [f"serving_engine.kind={backend}"] if backend in ("vllm", "sglang") else []
+    kinds = {"vllm": "vllm-v1", "sglang": "sglang", "trtllm": "trtllm"}
+    if "serving_engine" in Scenario.model_fields and backend in kinds:
+        return [f"serving_engine.kind={kinds[backend]}"]
     return []
 
 
@@ -131,7 +133,9 @@ def _replay(run: ObservedRun, sc: Scenario) -> dict[str, Any]:
 
 def silicon(quick: bool = False, out_dir: Path | None = None) -> dict[str, Any]:
     df = pd.read_csv(CSV)
-    kept, skipped = [], {}
+    df = df[df["mode"] == "agg"].drop_duplicates(subset=CONFIG, keep="first")
+    df = df.sort_values(["backend", "system", "tp_size", "isl", "osl", "batch_size"], kind="stable")
+    kept, skipped = [], {"disaggregated (not replayed here)": int((pd.read_csv(CSV)["mode"] != "agg").sum())}
     for _, row in df.iterrows():
         sc, why = scenario_for(row)
         if sc is None:
@@ -146,8 +150,8 @@ def silicon(quick: bool = False, out_dir: Path | None = None) -> dict[str, Any]:
         if quick:
             rows = rows[:8]
         presets = {str(r["id"]): _replay(observed_row(r, sc), sc) for r, sc in rows}
-        fit = [(r, sc) for r, sc in rows if _config_id(r) % 2 == 0][:MAX_FIT_ROWS]
-        report = [(r, sc) for r, sc in rows if _config_id(r) % 2 == 1]
+        fit = rows[0::2][:MAX_FIT_ROWS]  # alternate configurations: even positions fitted ...
+        report = rows[1::2]  # ... odd ones reported (never a fitted one)
         g: dict[str, Any] = {"presets": presets, "fit_rows": [str(r["id"]) for r, _ in fit], "fitted": {}}
         if fit and report:
             params = fittable_paths(fit[0][1]) or FALLBACK_PARAMS
@@ -169,7 +173,7 @@ def silicon_tables(res: dict[str, Any]) -> str:
     lines = [
         "**aiconfigurator silicon rows (closed loop)**",
         "",
-        "| engine + GPU | rows | presets: TTFT | TPOT | E2E | fitted on (even ids) | reported (odd ids): TTFT | "
+        "| engine + GPU | configs | presets: TTFT | TPOT | E2E | fitted on (even) | reported (odd): TTFT | "
         "TPOT | E2E |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

@@ -53,6 +53,7 @@ class ObservedRun:
     failed: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
     means_only: bool = False  # the log gives only per-run means (every request carries them): compare means
+    engine_side: bool = False  # timestamps taken inside the engine: no HTTP/tokeniser front end in TTFT/E2E
 
     def __len__(self) -> int:
         return len(self.prompt_tokens)
@@ -156,6 +157,7 @@ def _read_jsonl(p: Path, text: str) -> ObservedRun:
         a[:, 4],
         arrival_s=a[:, 0] - a[0, 0],
         meta=meta,
+        engine_side=True,
     )
 
 

@@ -20,6 +20,15 @@ from sim.config.scenario import Scenario, load_scenario
 from sim.errors import ServesimError
 
 METRICS = ("ttft", "tpot", "itl", "e2e")
+FRONTEND = "frontend_s"  # the serving engine's per-request front-end term (HTTP, tokenisation, streaming)
+
+
+def _engine_fields() -> set[str]:
+    """The `serving_engine` section's fields, if the schema has one."""
+    field = Scenario.model_fields.get("serving_engine")
+    ann = getattr(field, "annotation", None) if field is not None else None
+    fields = getattr(ann, "model_fields", None)
+    return set(fields) if fields else set()
 STATS = ("mean", "p50", "p90", "p99")
 
 
@@ -76,6 +85,8 @@ class Replay:
         """The base scenario (or `data`, a dump of it) with the observed workload; horizon and SLO untouched."""
         d = dict(data if data is not None else scenario_data(self.base))
         d["workload"] = self.workload()
+        if self.run.engine_side and FRONTEND in _engine_fields():  # the log's clock starts inside the engine
+            d["serving_engine"] = {**d.get("serving_engine", {}), FRONTEND: 0.0}
         return load_scenario(d, overrides)
 
     def simulate(self, sc: Scenario) -> Simulated:
