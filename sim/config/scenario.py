@@ -340,6 +340,15 @@ class Scenario(Strict):
         return v
 
     @model_validator(mode="after")
+    def _timeouts_colocated(self) -> Scenario:
+        if self.workload.timeout_s is not None and (self.cluster.disaggregated or self.cluster.migration):
+            raise ValueError(
+                "workload.timeout_s is supported on colocated clusters without migration (a request in a KV "
+                "copy between instances cannot be abandoned yet)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _predictor_present(self) -> Scenario:
         if getattr(self.scheduler, "needs_predictor", False) and self.predictor is None:
             raise ValueError(

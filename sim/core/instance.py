@@ -82,6 +82,7 @@ class Instance:
         self.lockstep: bool = getattr(scheduler, "cohort_decoding", False)
         self.cohort = Cohort(capacity.block_size)
         self.held: list[Request] = []  # finished, response held until the running batch ends (`Request.hold`)
+        self.abandoning: list[Request] = []  # their clients gave up: leave the batch at the next step boundary
         self.arrivals_closed = False  # the workload will route no more requests here
         # admitted a request whose KV was here already: the queue's head changed, so the next plan may differ
         # although no block freed — take one step, as a swap-in does
@@ -254,6 +255,32 @@ class Instance:
         elif self.run is not None:
             self._truncate(self.env.now)
 
+    def abandon(self, req: Request) -> None:
+        """Its client gave up on `req` (late phase, `workload.timeout_s`): a queued request leaves now; one in
+        the batch (or held for it) leaves at the end of the step in flight, its blocks freed then. Either
+        way the next plan is made without it, step by step or fast-forwarding."""
+        self.log.abandon(req)
+        if req in self.waiting:
+            self.waiting.remove(req)
+            self.give_blocks(req)  # a request whose KV was swapped or copied here may hold some
+            self.log.let_go(req)
+            self.released()
+        else:
+            self.abandoning.append(req)
+        self.nudge()
+
+    def _let_go_abandoned(self) -> None:
+        """Take the requests whose clients gave up out of the batch (the step they were in has ended)."""
+        todo, self.abandoning = self.abandoning, []
+        for req in todo:
+            if req in self.running:
+                self.remove_running(req)
+                self.give_blocks(req)
+            elif req in self.held:
+                self.held.remove(req)
+            self.log.let_go(req)
+        self.released()
+
     def close_arrivals(self) -> None:
         """No more requests will come: wake a scheduler that waits to fill a batch so it can flush."""
         self.arrivals_closed = True
@@ -288,6 +315,8 @@ class Instance:
     # -- the loop ------------------------------------------------------------------------------------
     def _loop(self) -> Generator[simpy.Event, Any, None]:
         while True:
+            if self.abandoning:
+                self._let_go_abandoned()
             if self.copies.evicting:
                 self.copies.evict()
             if self.held and not self.running:
@@ -367,6 +396,8 @@ class Instance:
             self.running.remove(finished[0])
         for req in finished:
             self.give_blocks(req)
+            if self.abandoning and self.log.is_abandoned(req):
+                continue  # its client gave up during the step that generated its last token
             if req.hold:  # generated in full; its response goes out with its batch
                 self.held.append(req)
             else:
