@@ -8,7 +8,8 @@ requests (with fixed lengths the clients move in waves, so every wave sees the s
 when the catalogue has the model and GPU, the layout is plain TP (pp = attention-dp = 1, MoE on the same TP,
 no EP), the mode is `agg`, and the precision can be expressed (bf16, or a quantisation the scenario schema
 offers). The CSV repeats many measurements under several ids: rows are deduplicated by configuration
-(engine, version, GPU, model, precision, layout, isl, osl, clients). The fit/report split: per engine+GPU, the
+(engine, GPU, model, precision, layout, isl, osl, clients, and the measured means to 1 ms / 0.1 ms, so
+that a configuration re-measured by another engine version stays). The fit/report split: per engine+GPU, the
 configurations sorted by (tp, isl, osl, clients) alternate — even positions are fitted, odd ones reported;
 no error is reported on a fitted configuration.
 """
@@ -47,7 +48,7 @@ FALLBACK_PARAMS = [
 MAX_FIT_ROWS = 6  # rows per fit (each evaluation simulates all of them)
 
 
-CONFIG = ["backend", "backend_version", "system", "model_path", "precision", "gemm_quant_mode", "mode", "tp_size",
+CONFIG = ["backend", "system", "model_path", "precision", "gemm_quant_mode", "mode", "tp_size",
           "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size", "isl", "osl", "batch_size"]
 
 
@@ -133,7 +134,10 @@ def _replay(run: ObservedRun, sc: Scenario) -> dict[str, Any]:
 
 def silicon(quick: bool = False, out_dir: Path | None = None) -> dict[str, Any]:
     df = pd.read_csv(CSV)
-    df = df[df["mode"] == "agg"].drop_duplicates(subset=CONFIG, keep="first")
+    df = df[df["mode"] == "agg"].assign(  # the same measurement, re-listed (rounded) under other ids/versions
+        ttft_key=lambda d: d["silicon_ttft_ms"].round(0), tpot_key=lambda d: d["silicon_tpot_ms"].round(1)
+    )
+    df = df.drop_duplicates(subset=[*CONFIG, "ttft_key", "tpot_key"], keep="first")
     df = df.sort_values(["backend", "system", "tp_size", "isl", "osl", "batch_size"], kind="stable")
     kept, skipped = [], {"disaggregated (not replayed here)": int((pd.read_csv(CSV)["mode"] != "agg").sum())}
     for _, row in df.iterrows():
@@ -144,7 +148,7 @@ def silicon(quick: bool = False, out_dir: Path | None = None) -> dict[str, Any]:
             kept.append((row, sc))
     groups: dict[str, list[tuple[pd.Series, Scenario]]] = {}
     for row, sc in kept:
-        groups.setdefault(f"{row['backend']} {row['backend_version']} {row['system']}", []).append((row, sc))
+        groups.setdefault(f"{row['backend']} {row['system']}", []).append((row, sc))
     out: dict[str, Any] = {"skipped": skipped, "groups": {}}
     for name, rows in sorted(groups.items()):
         if quick:
