@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from typing import Any
 
 import simpy
 
-from hwprofiles.specs import GPUSpec, ModelSpec
 from policies.registry import ROUTERS
 from sim.cluster.disagg import Disaggregation
-from sim.cluster.pools import build_instances, cluster_features, pool_specs
+from sim.cluster.pools import build_cost_model, build_instances, capacity, cluster_features, pool_specs
 from sim.config.scenario import ClosedLoopArrival, Scenario
-from sim.core.kvcache import KVCapacity, kv_capacity
 from sim.core.late import LateQueue
 from sim.core.recorder import RequestLog
 from sim.core.request import Request
 from sim.core.rng import streams
-from sim.costmodel.models import COST_MODELS, CostModel
 from sim.output.perfetto import Tracer
 from sim.workload.clients import ClosedLoopClients
 from sim.workload.generate import Requests, build_requests
+
+__all__ = ["CountingEnvironment", "Progress", "Simulation", "build_cost_model", "capacity"]
 
 Progress = Callable[[int, int], None]  # (arrived so far, total)
 
@@ -35,28 +35,6 @@ class CountingEnvironment(simpy.Environment):
     def step(self) -> None:
         self.events += 1
         super().step()
-
-
-def build_cost_model(sc: Scenario, model: ModelSpec | None = None, gpu: GPUSpec | None = None) -> CostModel:
-    return COST_MODELS.build(
-        sc.cost_model,
-        model=model or sc.model_spec,
-        gpu=gpu or sc.gpu_spec,
-        tp=sc.cluster.tp,
-        base_dir=sc.base_dir,
-    )
-
-
-def capacity(sc: Scenario) -> KVCapacity:
-    kv = sc.kv_cache
-    return kv_capacity(
-        sc.model_spec,
-        sc.gpu_spec,
-        sc.cluster.tp,
-        kv.block_size,
-        kv.gpu_memory_utilization,
-        kv.reserve_gb * 1e9,
-    )
 
 
 class Simulation:
@@ -95,7 +73,7 @@ class Simulation:
         self.done = self.env.event()
         self.log.on_all_done = self.done
         self.by_index = {inst.index: inst for inst in self.instances}
-        self._cols: tuple[list, ...] | None = None  # the request columns as lists (`_request`)
+        self._cols: tuple[list[Any], ...] | None = None  # the request columns as lists (`_request`)
         self.clients: ClosedLoopClients | None = None
         if isinstance(sc.workload.arrival, ClosedLoopArrival):  # arrivals follow completions
             self.clients = ClosedLoopClients(self.late, sc.workload.arrival, n, self._send, self.rngs["think"])
@@ -132,7 +110,7 @@ class Simulation:
         if req.id in self.log.in_flight and not self.log.is_abandoned(req):
             self.by_index[req.instance].abandon(req)
 
-    def _arrivals(self):  # type: ignore[no-untyped-def]
+    def _arrivals(self) -> Generator[simpy.Event, Any, None]:
         env = self.env
         arrival = self.requests.arrival_s.tolist()
         n = len(arrival)
@@ -161,7 +139,7 @@ class Simulation:
         if self.clients is not None and self.clients.done_sending:
             self._close_arrivals()
 
-    def _monitor(self):  # type: ignore[no-untyped-def]
+    def _monitor(self) -> Generator[simpy.Event, Any, None]:
         env, rows = self.env, self.timeline
         while True:
             for inst in self.instances:
