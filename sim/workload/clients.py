@@ -14,6 +14,7 @@ iteration at a time or fast-forward, so both modes stay identical; same-time sen
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class ClosedLoopClients:
         c = self.spec.concurrency
         for k in range(min(c, self.n)):  # clients beyond the workload's size never send
             t = k * self.spec.ramp_up_s / c
-            self.late.at(t, (4, k), lambda k=k, t=t: self._send(k, t))
+            self.late.at(t, (4, k), partial(self._send, k, t))
 
     def _think(self) -> float:
         z = self.spec.think_time_s
@@ -67,7 +68,7 @@ class ClosedLoopClients:
         if k < 0 or self.sent >= self.n:
             return
         t_next = t + self._think()
-        self.late.at(t_next, (4, k), lambda: self._send(k, t_next))
+        self.late.at(t_next, (4, k), partial(self._send, k, t_next))
 
     @property
     def done_sending(self) -> bool:
