@@ -192,7 +192,8 @@ def cpu_fidelity(
     from calibrate.fit import fit_profile, write_profile
     from calibrate.kernels import torch_mod
     from calibrate.realrun import CPU_MODEL, Engine, measure_iterations, scaled_trace, serve
-    from sim.costmodel.models import TableCostConfig, build_physical
+    from sim.core.registry import COST_MODELS
+    from sim.costmodel.models import build_physical
 
     torch = torch_mod()
     torch.set_num_threads(1)
@@ -241,7 +242,7 @@ def cpu_fidelity(
     it = real.iterations.copy()
     iteration: dict[str, Any] = {}
     for name, cm in variants.items():
-        cfg = (TableCostConfig if cm["kind"] == "table" else RooflineCostConfig).model_validate(cm)
+        cfg = COST_MODELS.get(cm["kind"]).config.model_validate(cm)
         pred = price_iterations(build_physical(cfg, CPU_MODEL, hw, 1), it)
         err = pred / it["time_s"].to_numpy() - 1
         it[f"pred_{name}_s"] = pred

@@ -100,8 +100,9 @@ class Fitter:
         prior: float = 0.01,
     ) -> None:
         cfg_dict = {"kind": "roofline", **(base or {})}
-        if cfg_dict.get("kind") not in ("roofline", "table"):
-            raise ServesimError(f"fit base kind must be roofline or table, not {cfg_dict.get('kind')!r}")
+        fittable = [k for k in COST_MODELS.kinds() if COST_MODELS.caps(k).fits_profile]
+        if cfg_dict.get("kind") not in fittable:
+            raise ServesimError(f"fit base kind must be {' or '.join(fittable)}, not {cfg_dict.get('kind')!r}")
         cfg_dict.pop("profile", None)
         self.cfg = COST_MODELS.get(cfg_dict["kind"]).config.model_validate(cfg_dict)
         self.model, self.gpu, self.tp, self.prior = model, gpu, tp, prior

@@ -8,12 +8,12 @@ from typing import Any
 
 import simpy
 
-from policies.registry import ROUTERS
 from sim.cluster.disagg import Disaggregation
 from sim.cluster.pools import build_cost_model, build_instances, capacity, cluster_features, pool_specs
-from sim.config.scenario import ClosedLoopArrival, Scenario
+from sim.config.scenario import Scenario
 from sim.core.late import LateQueue
 from sim.core.recorder import RequestLog
+from sim.core.registry import ARRIVALS, ROUTERS
 from sim.core.request import Request
 from sim.core.rng import streams
 from sim.output.perfetto import Tracer
@@ -75,7 +75,7 @@ class Simulation:
         self.by_index = {inst.index: inst for inst in self.instances}
         self._cols: tuple[list[Any], ...] | None = None  # the request columns as lists (`_request`)
         self.clients: ClosedLoopClients | None = None
-        if isinstance(sc.workload.arrival, ClosedLoopArrival):  # arrivals follow completions
+        if ARRIVALS.caps(sc.workload.arrival.kind).follows_completions:  # closed loop: sends follow ends
             self.clients = ClosedLoopClients(self.late, sc.workload.arrival, n, self._send, self.rngs["think"])
             self.log.on_end = self.clients.ended
             self.log.clock = lambda: self.env.now

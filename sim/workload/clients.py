@@ -18,8 +18,8 @@ from functools import partial
 
 import numpy as np
 
-from sim.config.scenario import ClosedLoopArrival
 from sim.core.late import LateQueue
+from sim.workload.arrivals import ClosedLoopArrival
 
 
 class ClosedLoopClients:

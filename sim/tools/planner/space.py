@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hwprofiles import catalog
-from policies.registry import SCHEDULERS
 from sim.config.scenario import Cluster
+from sim.core.registry import SCHEDULERS
 from sim.errors import ServesimError, UnknownNameError
 
 Size = tuple[int, ...]
