@@ -101,7 +101,7 @@ def write_results(table: list[str], machine: str, same: bool | None, rows: dict[
 
 Command: `python benchmarks/core.py` (each case in a fresh process, one core; wall time of `sim.run`
 including building the workload and the output tables, not writing files).
-Machine: {machine}; run on {time.strftime('%Y-%m-%d')}.
+Machine: {machine}; run on {time.strftime("%Y-%m-%d")}.
 
 {chr(10).join(table)}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -135,7 +136,7 @@ def test_exact_models_theory_inside_ci() -> None:
 
 
 def test_results_do_not_depend_on_workers() -> None:
-    kw = {"replications": 2, "requests": 300, "models": ["md1", "dyn-batch"], "seed": 3}
+    kw: dict[str, Any] = {"replications": 2, "requests": 300, "models": ["md1", "dyn-batch"], "seed": 3}
     one = check.run_checks([0.5], workers=1, **kw)
     two = check.run_checks([0.5], workers=2, **kw)
     assert [r.to_json() for r in one.rows] == [r.to_json() for r in two.rows]

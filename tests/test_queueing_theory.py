@@ -168,7 +168,7 @@ def test_multi_validation() -> None:
     with pytest.raises(ValueError, match="servers"):
         q.erlang_c(0, 0.5)
     with pytest.raises(ValueError, match="servers"):
-        q.mmc(1.0, 1.0, 2.5)  # type: ignore[arg-type]
+        q.mmc(1.0, 1.0, 2.5)  # type: ignore[arg-type]  # a non-integer server count is the point
 
 
 def test_mc_mmc() -> None:

@@ -56,9 +56,7 @@ class RequestClass(Strict):
 
 class Workload(Strict):
     num_requests: int | None = Field(default=None, ge=1, description="stop generating after this many")
-    duration_s: float | None = Field(
-        default=None, gt=0, description="stop generating arrivals after this time"
-    )
+    duration_s: float | None = Field(default=None, gt=0, description="stop generating arrivals after this time")
     arrival: Arrival = Field(default_factory=lambda: ARRIVALS.get("poisson").config(rate=1.0))
     lengths: Lengths | None = None
     classes: list[RequestClass] | None = Field(
@@ -174,8 +172,10 @@ class PrefixCache(Strict):
         default=0, ge=0, description="traces without block ids: every prompt starts with this many shared tokens"
     )
     host_memory_gb: float = Field(
-        default=0.0, ge=0, description="per GPU: a host-memory tier for blocks evicted from the GPU (Mooncake); "
-        "a hit there is copied back over the host link instead of recomputed"
+        default=0.0,
+        ge=0,
+        description="per GPU: a host-memory tier for blocks evicted from the GPU (Mooncake); "
+        "a hit there is copied back over the host link instead of recomputed",
     )
 
 
@@ -183,9 +183,7 @@ class KVCache(Strict):
     block_size: int = Field(default=16, ge=1)
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     reserve_gb: float = Field(default=2.0, ge=0, description="per GPU: activations, CUDA context, graphs")
-    watermark: float = Field(
-        default=0.01, ge=0, lt=1, description="fraction of blocks kept free at admission"
-    )
+    watermark: float = Field(default=0.01, ge=0, lt=1, description="fraction of blocks kept free at admission")
     preemption: Literal["recompute", "swap"] = Field(
         default="recompute", description="a preempted request's KV: dropped and recomputed, or swapped to host"
     )
@@ -201,15 +199,9 @@ class SLO(Strict):
 
 
 class Engine(Strict):
-    fast_forward: bool = Field(
-        default=True, description="exact multi-step decode; off = one event per iteration"
-    )
-    horizon_s: float | None = Field(
-        default=None, gt=0, description="stop the clock here; the rest is in flight"
-    )
-    timeline_interval_s: float | None = Field(
-        default=None, gt=0, description="sampling period; auto if unset"
-    )
+    fast_forward: bool = Field(default=True, description="exact multi-step decode; off = one event per iteration")
+    horizon_s: float | None = Field(default=None, gt=0, description="stop the clock here; the rest is in flight")
+    timeline_interval_s: float | None = Field(default=None, gt=0, description="sampling period; auto if unset")
     cohort_decoding: bool | None = Field(
         default=None,
         description="deprecated, ignored: decoders are always kept as a cohort (results never depended on it)",
@@ -286,9 +278,7 @@ class Scenario(Strict):
         return self._base_dir
 
 
-def load_scenario(
-    source: str | Path | dict[str, Any] | Scenario, overrides: list[str] | None = None
-) -> Scenario:
+def load_scenario(source: str | Path | dict[str, Any] | Scenario, overrides: list[str] | None = None) -> Scenario:
     """A validated `Scenario` from a YAML path, a dict or a Scenario, with `a.b=value` overrides applied."""
     pos: Positions | None = None
     base = Path.cwd()
@@ -303,9 +293,7 @@ def load_scenario(
         label = str(source)
         base = Path(source).resolve().parent
         if not isinstance(data, dict):
-            raise ServesimError(
-                f"{label}:1:1: expected a mapping of scenario keys, found {type(data).__name__}"
-            )
+            raise ServesimError(f"{label}:1:1: expected a mapping of scenario keys, found {type(data).__name__}")
     if overrides:
         data = apply_overrides(copy.deepcopy(data), overrides)
     try:

@@ -103,5 +103,3 @@ def format_validation_error(err: ValidationError, source: str, pos: Positions | 
             msg = "unknown field"
         lines.append(f"{where}: {dotted}: {msg}{found}")
     return "\n".join(lines)
-
-

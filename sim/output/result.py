@@ -114,8 +114,13 @@ def run(
     summary["cluster"] = {
         "mode": "disaggregated" if sc.cluster.disaggregated else "colocated",
         "pools": {
-            p.role: {"instances": p.instances, "tp": p.tp, "hardware": p.gpu.name,
-                     "kv_blocks_per_instance": p.capacity.num_blocks, "kv_tokens_per_instance": p.capacity.tokens}
+            p.role: {
+                "instances": p.instances,
+                "tp": p.tp,
+                "hardware": p.gpu.name,
+                "kv_blocks_per_instance": p.capacity.num_blocks,
+                "kv_tokens_per_instance": p.capacity.tokens,
+            }
             for p in sim.pools
         },
     }

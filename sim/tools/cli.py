@@ -15,9 +15,7 @@ import calibrate.cli as _calibrate  # the calibrate sub-app and the fidelity rep
 from sim.cluster.power import cost_caption
 from sim.errors import ServesimError
 
-app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Discrete-event simulator of LLM serving clusters."
-)
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Discrete-event simulator of LLM serving clusters.")
 out = Console()
 err = Console(stderr=True)
 
@@ -64,9 +62,7 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
 def run(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML")],
     out_dir: Annotated[Path | None, typer.Option("--out", help="run directory (default runs/<name>)")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="override a key: a.b=VALUE (repeatable)")
-    ] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: a.b=VALUE (repeatable)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
     profile: Annotated[
         Path | None, typer.Option(help="profile overlay from `calibrate fit-run`, applied before --set")
@@ -249,9 +245,7 @@ def sweep(
     out_dir: Annotated[Path | None, typer.Option("--out", help="output directory (default runs/sweeps/<name>)")] = None,
     workers: Annotated[int | None, typer.Option(help="local worker processes (default: CPU count)")] = None,
     cluster: Annotated[str | None, typer.Option(help="Dask scheduler address, e.g. tcp://HOST:8786")] = None,
-    plot: Annotated[
-        list[str] | None, typer.Option(help="figure: x=COL,y=COL[+COL],hue=COL (repeatable)")
-    ] = None,
+    plot: Annotated[list[str] | None, typer.Option(help="figure: x=COL,y=COL[+COL],hue=COL (repeatable)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
 ) -> None:
     """Run a sweep (cached points are read, not re-run); write sweep.parquet and optional plots."""
@@ -313,7 +307,7 @@ def plan(
         model, traffic, rate, lengths, format_, requests, cv, slo, attainment, hardware, tp, shapes, schedulers,
         max_batch, budget, top, replications, router, margin, search_requests, base, set_, capacity, instances,
         workers, cluster, max_simulations,
-    )
+    )  # fmt: skip
 
     def show(i: int, ev: Any) -> None:
         state = "meets SLO" if ev.feasible else "misses"

@@ -58,9 +58,7 @@ _CSV_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
 _POSITIVE_INT = "a positive integer"
 _MISSING = object()
 # pandas 3 parses floats exactly by default (and deprecates the option); pandas 2 needs asking
-_EXACT_FLOATS: dict[str, str] = (
-    {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
-)
+_EXACT_FLOATS: dict[str, str] = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 
 
 @dataclass(frozen=True, eq=False)

@@ -125,9 +125,9 @@ def _check_floors(
     if slo.attainment is not None and slo.scenario_slo():
         meets = ok.copy()
         for metric in ("ttft", "tpot", "e2el"):
-            t = slo.limit(metric)
-            if t is not None:
-                meets &= np.nan_to_num(floors[metric], nan=0.0) * (1 - TOL) <= t.limit_s
+            lim = slo.limit(metric)
+            if lim is not None:
+                meets &= np.nan_to_num(floors[metric], nan=0.0) * (1 - TOL) <= lim.limit_s
         need = math.ceil(slo.attainment * len(o) - 1e-6)
         if meets.sum() < need:
             bad.append(f"only {meets.mean():.1%} of requests can meet the SLO even on an idle instance")

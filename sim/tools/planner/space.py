@@ -76,7 +76,8 @@ def parse_schedulers(text: str, max_batch: list[int]) -> list[dict[str, Any]]:
 
 
 class Shape(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def unavailable(self) -> str | None:
         """Why this shape cannot be planned with this build of servesim, or None."""
