@@ -48,8 +48,22 @@ FALLBACK_PARAMS = [
 MAX_FIT_ROWS = 6  # rows per fit (each evaluation simulates all of them)
 
 
-CONFIG = ["backend", "system", "model_path", "precision", "gemm_quant_mode", "mode", "tp_size",
-          "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size", "isl", "osl", "batch_size"]
+CONFIG = [
+    "backend",
+    "system",
+    "model_path",
+    "precision",
+    "gemm_quant_mode",
+    "mode",
+    "tp_size",
+    "pp_size",
+    "attention_dp_size",
+    "moe_tp_size",
+    "moe_ep_size",
+    "isl",
+    "osl",
+    "batch_size",
+]
 
 
 def _precision_overrides(row: pd.Series) -> list[str] | None:

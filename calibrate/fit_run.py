@@ -59,8 +59,9 @@ def fittable_paths(model: BaseModel, prefix: str = "") -> list[tuple[str, float,
         path = f"{prefix}{name}"
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         if "fit_bounds" in extra:
-            lo, hi = extra["fit_bounds"]  # type: ignore[misc]
-            out.append((path, float(lo), float(hi)))
+            bounds = extra["fit_bounds"]
+            assert isinstance(bounds, list) and len(bounds) == 2, f"{path}: fit_bounds must be [lo, hi]"
+            out.append((path, float(str(bounds[0])), float(str(bounds[1]))))
         elif isinstance(value, BaseModel):
             out.extend(fittable_paths(value, path + "."))
     return out
@@ -208,7 +209,7 @@ def fit_runs(
         left = max(1, max_evals - len(cache))
         least_squares(
             lambda u: evaluate(u)[0],
-            np.array(_best(cache)),
+            np.asarray(_best(cache), dtype=np.float64),
             bounds=(0.0, 1.0),
             method="trf",
             loss="soft_l1",
@@ -247,7 +248,7 @@ def _sobol(dim: int, n: int, seed: int) -> np.ndarray:
     return qmc.Sobol(dim, scramble=True, seed=rng).random_base2(max(1, int(math.log2(n))))  # balanced: 2^m points
 
 
-def _best(cache: dict[tuple[float, ...], tuple[np.ndarray, Simulated]]) -> tuple[float, ...]:
+def _best(cache: dict[tuple[float, ...], tuple[np.ndarray, list[Simulated]]]) -> tuple[float, ...]:
     """The evaluated point with the lowest robust loss (the optimiser's last point need not be it)."""
     return min(cache, key=lambda k: float(np.sum(_soft_l1(cache[k][0]))))
 

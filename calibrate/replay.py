@@ -29,6 +29,8 @@ def _engine_fields() -> set[str]:
     ann = getattr(field, "annotation", None) if field is not None else None
     fields = getattr(ann, "model_fields", None)
     return set(fields) if fields else set()
+
+
 STATS = ("mean", "p50", "p90", "p99")
 
 
@@ -51,7 +53,7 @@ class Replay:
         self.run = run
         self.base = base
         self._tmp = tempfile.TemporaryDirectory(prefix="servesim-replay-") if workdir is None else None
-        self.dir = Path(self._tmp.name) if self._tmp is not None else Path(workdir)  # type: ignore[arg-type]
+        self.dir = Path(self._tmp.name if self._tmp is not None else str(workdir))
         self.trace = self.dir / "observed-trace.csv"
         arrival = run.arrival_s if run.arrival_s is not None else np.zeros(len(run))
         with self.trace.open("w") as f:
