@@ -113,6 +113,18 @@ def make_params(sc: Scenario, explicit: list[tuple[str, float, float]] | None) -
     return params
 
 
+TP_ONLY = ("allreduce", "nccl")  # engine terms that cost nothing on one GPU
+
+
+def informed(path: str, pairs: list[tuple[ObservedRun, Scenario]]) -> bool:
+    """Whether the observed runs say anything about the term at `path`: all-reduce terms need a run with
+    tp > 1; the front-end term needs a log whose clock starts at the client (not inside the engine)."""
+    name = path.rsplit(".", 1)[-1]
+    if any(k in name for k in TP_ONLY) and all(sc.cluster.tp == 1 for _, sc in pairs):
+        return False
+    return not (name == "frontend_s" and all(run.engine_side for run, _ in pairs))
+
+
 def residuals(run: ObservedRun, simd: Simulated) -> np.ndarray:
     """Log-ratios simulated/measured of the mean and deciles of TTFT, TPOT and E2E (a replay that left
     requests unfinished is penalised through their missing latencies: quantiles over what finished)."""
@@ -175,8 +187,8 @@ def fit_runs(
     from scipy.optimize import least_squares
 
     params = make_params(pairs[0][1], explicit)
-    if all(run.engine_side for run, _ in pairs):  # no front end in the logs' clocks: the replay pins it at 0
-        params = [p for p in params if not p.path.endswith(".frontend_s")] or params
+    if not explicit:  # terms the runs cannot inform keep the scenario's (preset) values
+        params = [p for p in params if informed(p.path, pairs)] or params
     replays = [Replay(run, sc) for run, sc in pairs]
     start = time.perf_counter()
     data0 = [scenario_data(sc) for _, sc in pairs]

@@ -254,3 +254,16 @@ def test_vllm_bench_json_replays_closed_loop_at_its_concurrency(tmp_path):
     for m in ("ttft", "tpot", "e2e"):
         assert abs(cmp[m]["mean"]["error_pct"]) < 1e-6, (m, cmp[m]["mean"])
     assert "itl" in cmp and abs(cmp["itl"]["mean"]["error_pct"]) < 0.5  # the simulated ITLs are binned (±0.12%)
+
+
+def test_terms_the_runs_cannot_inform_are_not_fitted(tmp_path):
+    from calibrate.fit_run import informed
+
+    obs, sc, _ = _truth(tmp_path)
+    csv_run, jsonl_run = read_observed(obs), read_observed(GT)
+    tp1, tp2 = sim.load_scenario(sc), sim.load_scenario(sc, ["cluster.tp=2"])
+    assert not informed("serving_engine.nccl_latency_s", [(csv_run, tp1)])
+    assert informed("serving_engine.nccl_latency_s", [(csv_run, tp1), (csv_run, tp2)])
+    assert not informed("serving_engine.frontend_s", [(jsonl_run, tp1)])  # engine-side clock: no front end
+    assert informed("serving_engine.frontend_s", [(csv_run, tp1)])
+    assert informed("serving_engine.scheduler_s", [(jsonl_run, tp1)])
