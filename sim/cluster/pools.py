@@ -23,6 +23,7 @@ from sim.core.kvcache import KVCapacity, kv_capacity
 from sim.core.recorder import RequestLog
 from sim.core.registry import ROUTERS, SCHEDULERS
 from sim.core.swap import HostSwap
+from sim.costmodel.kv_memory import reserve_bytes
 from sim.costmodel.models import COST_MODELS, CostModel
 from sim.errors import ServesimError
 from sim.output.perfetto import Tracer
@@ -67,20 +68,16 @@ def build_cost_model(sc: Scenario, model: ModelSpec | None = None, gpu: GPUSpec 
         gpu=gpu or sc.gpu_spec,
         tp=sc.cluster.tp,
         base_dir=sc.base_dir,
+        engine=sc.serving_engine,
     )
 
 
 def capacity(sc: Scenario) -> KVCapacity:
     """KV blocks of one instance of a colocated cluster."""
     kv = sc.kv_cache
-    return kv_capacity(
-        sc.model_spec,
-        sc.gpu_spec,
-        sc.cluster.tp,
-        kv.block_size,
-        kv.gpu_memory_utilization,
-        kv.reserve_gb * 1e9,
-    )
+    m, g, tp = sc.model_spec, sc.gpu_spec, sc.cluster.tp
+    reserve = reserve_bytes(kv.reserve_gb, m, g, tp, sc.scheduler, sc.serving_engine, kv.gpu_memory_utilization)
+    return kv_capacity(m, g, tp, kv.block_size, kv.gpu_memory_utilization, reserve)
 
 
 def pool_specs(sc: Scenario) -> list[PoolSpec]:
@@ -95,8 +92,12 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
     specs = []
     for role, pool in (("prefill", c.prefill), ("decode", c.decode)):
         gpu = _gpu(pool.hardware, sc.gpu_spec)
-        cap = kv_capacity(model, gpu, pool.tp, kv.block_size, kv.gpu_memory_utilization, kv.reserve_gb * 1e9)
-        cost = COST_MODELS.build(sc.cost_model, model=model, gpu=gpu, tp=pool.tp, base_dir=sc.base_dir)
+        sched = pool.scheduler or sc.scheduler
+        reserve = reserve_bytes(kv.reserve_gb, model, gpu, pool.tp, sched, sc.serving_engine, kv.gpu_memory_utilization)
+        cap = kv_capacity(model, gpu, pool.tp, kv.block_size, kv.gpu_memory_utilization, reserve)
+        cost = COST_MODELS.build(
+            sc.cost_model, model=model, gpu=gpu, tp=pool.tp, base_dir=sc.base_dir, engine=sc.serving_engine
+        )
         router = pool.router or (c.router if role == "prefill" else ROUTERS.get("least_kv").config())
         specs.append(PoolSpec(role, pool.instances, pool.tp, gpu, pool.scheduler or sc.scheduler, router, cap, cost))
     kinds = {s.scheduler.kind for s in specs}
@@ -125,8 +126,9 @@ def build_instances(
     hand-off's wait for memory (decode pool)."""
     out: list[Instance] = []
     model = sc.model_spec
-    pc = sc.kv_cache.prefix_cache
     for spec in specs:
+        pc = _prefix_cache(sc, spec.scheduler)
+        max_len = getattr(spec.scheduler, "max_model_len", None)  # `vllm`: the API server's length limit
         for _ in range(spec.instances):
             prefix = None
             if pc is not None and pc.enabled:
@@ -148,11 +150,11 @@ def build_instances(
             inst = Instance(
                 env,
                 len(out),
-                SCHEDULERS.build(spec.scheduler, rng=policy_rng, cost=spec.cost),
+                SCHEDULERS.build(spec.scheduler, rng=policy_rng, cost=spec.cost, gpu=spec.gpu),
                 spec.cost,
                 spec.capacity,
                 log,
-                max_context=model.max_context,
+                max_context=min(model.max_context, max_len) if max_len else model.max_context,
                 watermark=sc.kv_cache.watermark,
                 fast_forward=sc.engine.fast_forward,
                 role=spec.role,
@@ -161,6 +163,18 @@ def build_instances(
             )
             out.append(inst)
     return out
+
+
+def _prefix_cache(sc: Scenario, scheduler: Any) -> Any:
+    """`kv_cache.prefix_cache`, or its defaults when the scheduler turns caching on itself (`vllm`)."""
+    pc = sc.kv_cache.prefix_cache
+    if pc is None and getattr(scheduler, "enable_prefix_caching", False):
+        from sim.config.scenario import PrefixCache
+
+        return PrefixCache()
+    if pc is not None and getattr(scheduler, "enable_prefix_caching", True) is False:
+        return None  # the scheduler's switch wins
+    return pc
 
 
 def cluster_label(sc: Scenario) -> str:
