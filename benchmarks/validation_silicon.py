@@ -101,7 +101,8 @@ def scenario_for(row: pd.Series) -> tuple[Scenario | None, str]:
             "lengths": {"kind": "fixed", "prompt": int(row["isl"]), "output": int(row["osl"])},
         },
         "cluster": {"tp": int(row["tp_size"])},
-        "scheduler": {"kind": "sarathi", "max_num_seqs": max(256, c), "token_budget": 8192},
+        # one token budget shared by decodes and chunked prefills (vLLM V1; SGLang chunks prefills alike)
+        "scheduler": {"kind": "vllm", "max_num_seqs": max(256, c), "max_num_batched_tokens": 8192},
     }
     overrides = list(prec) + engine_preset(str(row["backend"]))
     try:

@@ -119,7 +119,11 @@ TP_ONLY = ("allreduce", "nccl")  # engine terms that cost nothing on one GPU
 def informed(path: str, pairs: list[tuple[ObservedRun, Scenario]]) -> bool:
     """Whether the observed runs say anything about the term at `path`: all-reduce terms need a run with
     tp > 1; the front-end term needs a log whose clock starts at the client (not inside the engine)."""
+    from sim.costmodel.models import prices_serving_engine
+
     name = path.rsplit(".", 1)[-1]
+    if path.startswith("serving_engine.") and not any(prices_serving_engine(sc.cost_model) for _, sc in pairs):
+        return False  # an analytic cost model (`linear`) ignores the engine terms
     if any(k in name for k in TP_ONLY) and all(sc.cluster.tp == 1 for _, sc in pairs):
         return False
     return not (name == "frontend_s" and all(run.engine_side for run, _ in pairs))
@@ -188,7 +192,9 @@ def fit_runs(
 
     params = make_params(pairs[0][1], explicit)
     if not explicit:  # terms the runs cannot inform keep the scenario's (preset) values
-        params = [p for p in params if informed(p.path, pairs)] or params
+        params = [p for p in params if informed(p.path, pairs)]
+        if not params:
+            raise ServesimError("nothing to fit: no free term these runs inform; name some with --param path=lo:hi")
     replays = [Replay(run, sc) for run, sc in pairs]
     start = time.perf_counter()
     data0 = [scenario_data(sc) for _, sc in pairs]

@@ -75,7 +75,7 @@ def test_fit_run_recovers_a_known_parameter(tmp_path):
 
 def test_fit_run_without_fittable_fields_asks_for_params(tmp_path):
     obs, sc, _ = _truth(tmp_path)
-    with pytest.raises(ServesimError, match="--param"):
+    with pytest.raises(ServesimError, match="--param"):  # a linear cost model ignores the engine terms
         fit_run(read_observed(obs), sim.load_scenario(sc), None)
     with pytest.raises(ServesimError, match="no field"):
         fit_run(read_observed(obs), sim.load_scenario(sc), [("cost_model.nope", 0, 1)])
@@ -261,7 +261,10 @@ def test_terms_the_runs_cannot_inform_are_not_fitted(tmp_path):
 
     obs, sc, _ = _truth(tmp_path)
     csv_run, jsonl_run = read_observed(obs), read_observed(GT)
-    tp1, tp2 = sim.load_scenario(sc), sim.load_scenario(sc, ["cluster.tp=2"])
+    lin = sim.load_scenario(sc)
+    tp1 = sim.load_scenario(sc, ["cost_model={kind: roofline}"])
+    tp2 = sim.load_scenario(sc, ["cost_model={kind: roofline}", "cluster.tp=2"])
+    assert not informed("serving_engine.scheduler_s", [(csv_run, lin)])  # linear ignores the engine terms
     assert not informed("serving_engine.nccl_latency_s", [(csv_run, tp1)])
     assert informed("serving_engine.nccl_latency_s", [(csv_run, tp1), (csv_run, tp2)])
     assert not informed("serving_engine.frontend_s", [(jsonl_run, tp1)])  # engine-side clock: no front end
