@@ -45,8 +45,9 @@ FALLBACK_PARAMS = [
 HEADLINE = ("ttft", "tpot", "e2e")
 
 
-def free_params(sc: Scenario) -> list[tuple[str, float, float]]:
-    return fittable_paths(sc) or FALLBACK_PARAMS
+def free_params(sc: Scenario) -> list[tuple[str, float, float]] | None:
+    """None: the scenario's `fit_bounds` fields that the runs inform (`calibrate.fit_run.informed`)."""
+    return None if fittable_paths(sc) else FALLBACK_PARAMS
 
 
 def replay(run: ObservedRun, sc: Scenario) -> dict[str, Any]:

@@ -45,7 +45,7 @@ FALLBACK_PARAMS = [
     ("cost_model.memory_efficiency", 0.3, 1.0),
     ("cost_model.compute_efficiency", 0.2, 1.0),
 ]
-MAX_FIT_ROWS = 6  # rows per fit (each evaluation simulates all of them)
+MAX_FIT_ROWS = 10  # rows per fit (each evaluation simulates all of them)
 
 
 CONFIG = [
@@ -173,7 +173,7 @@ def silicon(quick: bool = False, out_dir: Path | None = None) -> dict[str, Any]:
         report = rows[1::2]  # ... odd ones reported (never a fitted one)
         g: dict[str, Any] = {"presets": presets, "fit_rows": [str(r["id"]) for r, _ in fit], "fitted": {}}
         if fit and report:
-            params = fittable_paths(fit[0][1]) or FALLBACK_PARAMS
+            params = None if fittable_paths(fit[0][1]) else FALLBACK_PARAMS
             res = fit_runs([(observed_row(r, sc), sc) for r, sc in fit], params, max_evals=12 if quick else 40)
             g["params"] = res.values
             for r, sc in report:
