@@ -61,7 +61,7 @@ class AllReduce:
     nvlink: bool = True  # GPUs fully connected by NVLink (else PCIe)
     custom_max_bytes: float = 8 * 1024 * KIB
     custom_latency_s: float = 5e-6
-    nccl_latency_s: float = 2.5e-5
+    nccl_latency_s: float = 3.2e-5
     measured: tuple[np.ndarray, np.ndarray] | None = None  # NCCL (bytes, seconds) for this n
 
     def regime(self, msg_bytes: float) -> str:

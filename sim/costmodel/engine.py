@@ -81,10 +81,11 @@ class ServingEngineConfig(BaseModel):
     custom_allreduce_latency_s: float = Field(
         default=5e-6, ge=0, description="fixed latency of one custom all-reduce", json_schema_extra=_fit(1e-6, 5e-5)
     )
-    # Fit: median of the smallest message sizes (2 KiB and 10 KiB rows) of ../shared/data/gpu-profiles/
-    # network/{a100,h100}_{dgx,pairwise_nvlink}/all_reduce.csv (torch.distributed/NCCL): 23-56 us; 25 us.
+    # From data: the median all-reduce times of the two smallest sizes (2 KiB, 10 KiB) in ../shared/data/
+    # gpu-profiles/network/{a100,h100}_{dgx,pairwise_nvlink}/all_reduce.csv (torch.distributed/NCCL) are
+    # 7-56 us; their median, 32 us.
     nccl_latency_s: float = Field(
-        default=2.5e-5, ge=0, description="fixed latency of one NCCL all-reduce", json_schema_extra=_fit(5e-6, 1e-4)
+        default=3.2e-5, ge=0, description="fixed latency of one NCCL all-reduce", json_schema_extra=_fit(5e-6, 1e-4)
     )
     # The all-reduce's achieved share of `intra_node_bw × link_efficiency`: 1 on NVLink and on PCIe with
     # peer-to-peer access; well below 1 where PCIe GPUs have no P2P (NCCL then stages through host memory).
