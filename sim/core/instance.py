@@ -274,26 +274,21 @@ class Instance:
             self._truncate(self.env.now)
 
     def abandon(self, req: Request) -> None:
-        """Its client gave up on `req` (late phase, `workload.timeout_s`): a queued request leaves now; one in
-        the batch (or held for it) leaves at the end of the step in flight, its blocks freed then. Either
-        way the next plan is made without it, step by step or fast-forwarding."""
+        """Its client gave up on `req` (late phase, `workload.timeout_s`): it leaves the queue or the batch at
+        the end of the step in flight (at once when idle), so both decode modes plan next without it."""
         self.log.abandon(req)
-        if req in self.waiting:
-            self.waiting.remove(req)
-            self.give_blocks(req)  # a request whose KV was swapped or copied here may hold some
-            self.log.let_go(req)
-            self.released()
-        else:
-            self.abandoning.append(req)
+        self.abandoning.append(req)
         self.nudge()
 
     def _let_go_abandoned(self) -> None:
-        """Take the requests whose clients gave up out of the batch (the step they were in has ended)."""
         todo, self.abandoning = self.abandoning, []
         for req in todo:
             if req in self.running:
                 self.remove_running(req)
                 self.give_blocks(req)
+            elif req in self.waiting:
+                self.waiting.remove(req)
+                self.give_blocks(req)  # a request whose KV was swapped or copied here may hold some
             elif req in self.held:
                 self.held.remove(req)
             self.log.let_go(req)
