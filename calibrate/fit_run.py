@@ -263,7 +263,8 @@ def _sobol(dim: int, n: int, seed: int) -> np.ndarray:
     from scipy.stats import qmc
 
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5F17]))
-    return qmc.Sobol(dim, scramble=True, seed=rng).random_base2(max(1, int(math.log2(n))))  # balanced: 2^m points
+    points = qmc.Sobol(dim, scramble=True, seed=rng).random_base2(max(1, int(math.log2(n))))  # balanced: 2^m
+    return np.asarray(points, dtype=np.float64)
 
 
 def _best(cache: dict[tuple[float, ...], tuple[np.ndarray, list[Simulated]]]) -> tuple[float, ...]:

@@ -99,7 +99,10 @@ class Replay:
         if len(df) != len(self.run):
             raise ServesimError(f"replay issued {len(df)} requests, the log has {len(self.run)}")
         ok = (df["status"] == "completed").to_numpy()
-        pick = lambda c: np.where(ok, df[c].to_numpy(dtype=np.float64), np.nan)  # noqa: E731
+
+        def pick(c: str) -> np.ndarray:
+            return np.where(ok, df[c].to_numpy(dtype=np.float64), np.nan)
+
         itl = res.summary["metrics"]["itl_s"]
         return Simulated(
             pick("ttft_s"),
