@@ -248,3 +248,9 @@ def fidelity(
 
     out.print(Markdown(to_markdown(report)))
     out.print(f"wrote {out_dir}/report.md, report.json and the raw rows")
+
+
+# observed per-request logs: `calibrate fit-run`; `validate` and `run --profile` are mounted by sim.tools.cli
+from calibrate.cli_observed import fit_run_cmd, overlay_overrides, validate  # noqa: E402,F401
+
+app.command("fit-run")(fit_run_cmd)

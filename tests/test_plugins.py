@@ -88,7 +88,7 @@ def test_unknown_kind_names_late_kinds_on_one_line(late_kinds, tmp_path):
         load_scenario(f)
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith(f"{f}:4:12: workload.arrival: Input tag 'evry'")
-    assert "'poisson', 'gamma', 'trace', 'every'" in msg
+    assert "'poisson', 'gamma', 'trace', 'closed_loop', 'every'" in msg
 
 
 def test_a_synthetic_plugin_arrival_needs_lengths(late_kinds):

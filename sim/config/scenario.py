@@ -65,6 +65,12 @@ class Workload(Strict):
     classes: list[RequestClass] | None = Field(
         default=None, description="traffic classes, drawn per request from the `classes` stream by share"
     )
+    timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="a client gives up on a request not completed this long after its arrival: it is counted "
+        "`abandoned` and its queue slot, batch slot and KV blocks are released",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> Workload:
@@ -79,6 +85,13 @@ class Workload(Strict):
                 raise ValueError(f"lengths are required with a synthetic arrival process ({known})")
             if self.num_requests is None and self.duration_s is None:
                 raise ValueError("give num_requests or duration_s for a synthetic arrival process")
+        if ARRIVALS.caps(self.arrival.kind).follows_completions and (
+            self.num_requests is None or self.duration_s is not None
+        ):
+            raise ValueError(
+                "a closed-loop workload takes num_requests (the clients stop after that many), not duration_s "
+                "(to stop the clock early, set engine.horizon_s)"
+            )
         return self
 
 
@@ -329,6 +342,15 @@ class Scenario(Strict):
             msg = layout.error(model) or support_error(self.quantization, gpu or self.gpu_spec, model)
             if msg is not None:
                 raise ValueError(msg.replace("cluster", where, 1) if msg.startswith("cluster") else msg)
+        return self
+
+    @model_validator(mode="after")
+    def _timeouts_colocated(self) -> Scenario:
+        if self.workload.timeout_s is not None and (self.cluster.disaggregated or self.cluster.migration):
+            raise ValueError(
+                "workload.timeout_s is supported on colocated clusters without migration (a request in a KV "
+                "copy between instances cannot be abandoned yet)"
+            )
         return self
 
     @model_validator(mode="after")

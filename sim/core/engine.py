@@ -13,10 +13,11 @@ from sim.cluster.pools import build_cost_model, build_instances, capacity, clust
 from sim.config.scenario import Scenario
 from sim.core.late import LateQueue
 from sim.core.recorder import RequestLog
-from sim.core.registry import ROUTERS
+from sim.core.registry import ARRIVALS, ROUTERS
 from sim.core.request import Request
 from sim.core.rng import streams
 from sim.output.perfetto import Tracer
+from sim.workload.clients import ClosedLoopClients
 from sim.workload.generate import Requests, build_requests
 
 __all__ = ["CountingEnvironment", "Progress", "Simulation", "build_cost_model", "capacity"]
@@ -78,39 +79,72 @@ class Simulation:
         self.features = cluster_features(self)  # disaggregation, migration, prefix caching (each optional)
         self.done = self.env.event()
         self.log.on_all_done = self.done
-        span = float(self.requests.arrival_s[-1]) if n else 0.0
+        self.by_index = {inst.index: inst for inst in self.instances}
+        self._cols: tuple[list[Any], ...] | None = None  # the request columns as lists (`_request`)
+        self.clients: ClosedLoopClients | None = None
+        if ARRIVALS.caps(sc.workload.arrival.kind).follows_completions:  # closed loop: sends follow ends
+            self.clients = ClosedLoopClients(self.late, sc.workload.arrival, n, self._send, self.rngs["think"])
+            self.log.on_end = self.clients.ended
+            self.log.clock = lambda: self.env.now
+        span = float(self.requests.arrival_s[-1]) if n and self.clients is None else 0.0
         self.interval = sc.engine.timeline_interval_s or max(0.05, span / 500.0)
         self.timeline: list[tuple[float, int, int, int, int]] = []
         self.wall_s = 0.0
 
+    def _request(self, i: int, t: float) -> Request:
+        if self._cols is None:  # plain lists once: indexing numpy arrays per request is slow
+            rq, n = self.requests, len(self.requests)
+            self._cols = (
+                rq.prompt_tokens.tolist(),
+                rq.output_tokens.tolist(),
+                rq.hash_ids if rq.hash_ids is not None else [None] * n,
+                rq.priority.tolist() if rq.priority is not None else [0] * n,
+                rq.cls.tolist() if rq.cls is not None else [0] * n,
+                rq.predicted.tolist() if rq.predicted is not None else [-1] * n,
+            )
+        prompt, output, hashes, prio, cls, pred = self._cols
+        return Request(i, t, prompt[i], output[i], hashes[i], prio[i], cls[i], pred[i])
+
+    def _issue(self, req: Request, t: float) -> None:
+        """Request `req` arrives at t: routed, and given up on after `workload.timeout_s` unless it ended."""
+        self.log.arrived(req)
+        self.entry[self.router.route(req, self.entry, t)].enqueue(req)
+        timeout = self.scenario.workload.timeout_s
+        if timeout is not None and req.id in self.log.in_flight:
+            self.late.at(t + timeout, (3, req.id), lambda: self._give_up(req))
+
+    def _give_up(self, req: Request) -> None:
+        if req.id in self.log.in_flight and not self.log.is_abandoned(req):
+            self.by_index[req.instance].abandon(req)
+
     def _arrivals(self) -> Generator[simpy.Event, Any, None]:
-        env, rq, log = self.env, self.requests, self.log
-        arrival = rq.arrival_s.tolist()
-        prompt = rq.prompt_tokens.tolist()
-        output = rq.output_tokens.tolist()
-        hashes = rq.hash_ids
-        zeros = [0] * len(arrival)
-        cls = rq.cls.tolist() if rq.cls is not None else zeros
-        prio = rq.priority.tolist() if rq.priority is not None else zeros
-        pred = rq.predicted.tolist() if rq.predicted is not None else [-1] * len(arrival)
-        route, instances = self.router.route, self.entry
+        env = self.env
+        arrival = self.requests.arrival_s.tolist()
         n = len(arrival)
         tick = max(1, n // 200)
         for i in range(n):
             t = arrival[i]
             if t > env.now:
                 yield env.timeout(t - env.now)
-            req = Request(
-                i, t, prompt[i], output[i], hashes[i] if hashes is not None else None, prio[i], cls[i], pred[i]
-            )
-            log.arrived(req)
-            instances[route(req, instances, t)].enqueue(req)
+            self._issue(self._request(i, t), t)
             if self.progress is not None and i % tick == 0:
                 self.progress(i + 1, n)
-        for inst in instances:
+        self._close_arrivals()
+
+    def _close_arrivals(self) -> None:
+        for inst in self.entry:
             inst.close_arrivals()
         if self.progress is not None:
-            self.progress(n, n)
+            self.progress(len(self.requests), len(self.requests))
+
+    def _send(self, i: int, t: float) -> None:
+        """A closed-loop client sends request i at t (`sim.workload.clients`)."""
+        self.requests.arrival_s[i] = t
+        self._issue(self._request(i, t), t)
+        if self.progress is not None:
+            self.progress(i + 1, len(self.requests))
+        if self.clients is not None and self.clients.done_sending:
+            self._close_arrivals()
 
     def _monitor(self) -> Generator[simpy.Event, Any, None]:
         env, rows = self.env, self.timeline
@@ -124,7 +158,10 @@ class Simulation:
     def run(self) -> Simulation:
         start = time.perf_counter()
         env = self.env
-        env.process(self._arrivals())
+        if self.clients is not None:
+            self.clients.start()
+        else:
+            env.process(self._arrivals())
         env.process(self._monitor())
         horizon = self.scenario.engine.horizon_s
         until = self.done if horizon is None else env.any_of([self.done, env.timeout(horizon)])
@@ -161,4 +198,6 @@ class Simulation:
         out: dict[str, object] = {}
         for f in self.features:
             out.update(f.columns())
+        if self.clients is not None:
+            out["client"] = self.clients.client
         return out

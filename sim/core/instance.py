@@ -85,6 +85,7 @@ class Instance:
         self.lockstep: bool = getattr(scheduler, "cohort_decoding", False) and self.speculation is None
         self.cohort = Cohort(capacity.block_size)
         self.held: list[Request] = []  # finished, response held until the running batch ends (`Request.hold`)
+        self.abandoning: list[Request] = []  # their clients gave up: leave the batch at the next step boundary
         self.arrivals_closed = False  # the workload will route no more requests here
         # admitted a request whose KV was here already: the queue's head changed, so the next plan may differ
         # although no block freed — take one step, as a swap-in does
@@ -272,6 +273,27 @@ class Instance:
         elif self.run is not None:
             self._truncate(self.env.now)
 
+    def abandon(self, req: Request) -> None:
+        """Its client gave up on `req` (late phase, `workload.timeout_s`): it leaves the queue or the batch at
+        the end of the step in flight (at once when idle), so both decode modes plan next without it."""
+        self.log.abandon(req)
+        self.abandoning.append(req)
+        self.nudge()
+
+    def _let_go_abandoned(self) -> None:
+        todo, self.abandoning = self.abandoning, []
+        for req in todo:
+            if req in self.running:
+                self.remove_running(req)
+                self.give_blocks(req)
+            elif req in self.waiting:
+                self.waiting.remove(req)
+                self.give_blocks(req)  # a request whose KV was swapped or copied here may hold some
+            elif req in self.held:
+                self.held.remove(req)
+            self.log.let_go(req)
+        self.released()
+
     def close_arrivals(self) -> None:
         """No more requests will come: wake a scheduler that waits to fill a batch so it can flush."""
         self.arrivals_closed = True
@@ -306,6 +328,8 @@ class Instance:
     # -- the loop ------------------------------------------------------------------------------------
     def _loop(self) -> Generator[simpy.Event, Any, None]:
         while True:
+            if self.abandoning:
+                self._let_go_abandoned()
             if self.copies.evicting:
                 self.copies.evict()
             if self.held and not self.running:
@@ -387,6 +411,8 @@ class Instance:
             self.running.remove(finished[0])
         for req in finished:
             self.give_blocks(req)
+            if self.abandoning and self.log.is_abandoned(req):
+                continue  # its client gave up during the step that generated its last token
             if req.hold:  # generated in full; its response goes out with its batch
                 self.held.append(req)
             else:

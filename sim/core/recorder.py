@@ -6,6 +6,7 @@ Requests are dropped from memory once recorded, so a million-request run holds o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ import numpy as np
 from sim.core.request import Request
 
 # status codes in `RequestLog.status`
-PENDING, COMPLETED, REJECTED = 0, 1, 2
+PENDING, COMPLETED, REJECTED, ABANDONED = 0, 1, 2, 3
 REJECT_REASONS = ("", "exceeds_context", "exceeds_kv_cache")
 
 
@@ -115,6 +116,10 @@ class RequestLog:
         self.done = 0
         self.in_flight: dict[int, Request] = {}
         self.on_all_done: Any = None  # a SimPy event to succeed when every request is finished
+        # a request ended for its client (completed, rejected or abandoned) at time t: `on_end(id, t)`; `clock`
+        # gives the time of the ends that have none of their own (closed-loop clients, `sim.workload.clients`)
+        self.on_end: Callable[[int, float], None] | None = None
+        self.clock: Callable[[], float] = lambda: math.nan
 
     def arrived(self, req: Request) -> None:
         self.in_flight[req.id] = req
@@ -135,15 +140,36 @@ class RequestLog:
     def complete(self, req: Request) -> None:
         self.status[req.id] = COMPLETED
         self._store(req)
+        if self.on_end is not None:
+            self.on_end(req.id, req.completion)
 
     def reject(self, req: Request, reason: str) -> None:
         req.reject_reason = reason
         self.status[req.id] = REJECTED
         self.reason[req.id] = REJECT_REASONS.index(reason)
         self._store(req)
+        if self.on_end is not None:
+            self.on_end(req.id, self.clock())
+
+    def abandon(self, req: Request) -> None:
+        """The client gave up on `req` now (`workload.timeout_s`). Its fields are stored when the instance lets
+        go of it (`let_go`): at once from the queue, at the end of the step in flight from the batch."""
+        self.status[req.id] = ABANDONED
+        if self.on_end is not None:
+            self.on_end(req.id, self.clock())
+
+    def is_abandoned(self, req: Request) -> bool:
+        return bool(self.status[req.id] == ABANDONED)
+
+    def let_go(self, req: Request) -> None:
+        """An abandoned request has left its instance: store its final fields (it completes nothing)."""
+        if req.id in self.in_flight:
+            req.completion = math.nan
+            self._store(req)
 
     def flush_in_flight(self) -> None:
-        """At the horizon: keep the partial state of requests still in the system (status stays pending)."""
+        """At the horizon: keep the partial state of requests still in the system (status stays pending, or
+        abandoned for those their client gave up on)."""
         hook, self.on_all_done = self.on_all_done, None
         for req in list(self.in_flight.values()):
             self._store(req)

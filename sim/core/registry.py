@@ -67,6 +67,9 @@ class ArrivalCaps(Capabilities):
     replays_trace: bool = False
     """Replays a file's timestamps: it brings its own lengths (`workload.lengths` optional), ends by itself, and
     is sped up by `time_scale` rather than by a `rate`."""
+    follows_completions: bool = False
+    """Closed loop: clients send each request when their previous one ends, so the engine sets the arrival times
+    as the run goes (the factory hands back NaN times; `sim.workload.clients` drives the sends)."""
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 
-STREAMS = ("arrivals", "lengths", "predictor", "routing", "failures", "spread", "policy", "classes", "speculative")
+STREAMS = (
+    "arrivals",
+    "lengths",
+    "predictor",
+    "routing",
+    "failures",
+    "spread",
+    "policy",
+    "classes",
+    "speculative",
+    "think",
+)
 
 
 def streams(seed: int) -> dict[str, np.random.Generator]:

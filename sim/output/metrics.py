@@ -3,9 +3,9 @@
 ttft = first token − arrival + `serving_engine.frontend_s` (the front end, as a client sees it); tpot =
 (e2el − ttft)/(output − 1) for outputs longer than one token; itl = every gap between consecutive tokens
 of a request, pooled (from a streaming histogram); e2el = completion − arrival + frontend_s;
-queue_delay = first scheduled − arrival. Goodput counts completed
-requests meeting every SLO that is set; SLO attainment is that count over requests that finished or
-were rejected (a rejected request misses its SLO).
+queue_delay = first scheduled − arrival. Goodput counts completed requests meeting every SLO that is set;
+SLO attainment is that count over requests that finished, were rejected or were abandoned by their client
+(each of those misses its SLO).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from sim.config.scenario import SLO
-from sim.core.recorder import COMPLETED, REJECT_REASONS, REJECTED, LogHistogram, RequestLog
+from sim.core.recorder import ABANDONED, COMPLETED, REJECT_REASONS, REJECTED, LogHistogram, RequestLog
 
 PERCENTILES = (50, 90, 95, 99)
-STATUS_NAMES = np.array(["in_flight", "completed", "rejected"])
+STATUS_NAMES = np.array(["in_flight", "completed", "rejected", "abandoned"])
 
 
 def requests_frame(
@@ -102,7 +102,7 @@ def class_summary(df: pd.DataFrame, slo: SLO, classes: list[Any], span: float) -
         merged = slo.model_copy(update={k: v for k, v in (c.slo.model_dump() if c.slo else {}).items() if v})
         done = sub["status"] == "completed"
         met = slo_met(sub, merged)
-        finished = int(done.sum()) + int((sub["status"] == "rejected").sum())
+        finished = int(done.sum()) + int(sub["status"].isin(["rejected", "abandoned"]).sum())
         out[c.name] = {
             "priority": c.priority,
             "slo": merged.model_dump(),
@@ -110,6 +110,7 @@ def class_summary(df: pd.DataFrame, slo: SLO, classes: list[Any], span: float) -
                 "arrived": len(sub),
                 "completed": int(done.sum()),
                 "rejected": int((sub["status"] == "rejected").sum()),
+                "abandoned": int((sub["status"] == "abandoned").sum()),
                 "in_flight": int((sub["status"] == "in_flight").sum()),
             },
             "metrics": {k: stats(sub.loc[done, k].to_numpy()) for k in ("ttft_s", "tpot_s", "e2el_s", "queue_delay_s")},
@@ -125,20 +126,23 @@ def summarize(
     status = log.status
     completed = int((status == COMPLETED).sum())
     rejected = int((status == REJECTED).sum())
-    n = log.n
+    abandoned = int((status == ABANDONED).sum())
+    unsent = int(np.isnan(df["arrival_s"].to_numpy()).sum())  # closed loop stopped by the horizon
+    n = log.n - unsent
     done = df["status"] == "completed"
     first = float(df["arrival_s"].min()) if n else 0.0
     end = float(np.nanmax(df["completion_s"])) if completed else simulated_s
     span = max(end - first, 1e-12)
     met = slo_met(df, slo)
-    finished = completed + rejected
+    finished = completed + rejected + abandoned
     reasons = {r: int((log.reason[status == REJECTED] == i).sum()) for i, r in enumerate(REJECT_REASONS) if r}
     out: dict[str, Any] = {
         "counts": {
             "arrived": n,
             "completed": completed,
             "rejected": rejected,
-            "in_flight": n - completed - rejected,
+            "abandoned": abandoned,
+            "in_flight": n - completed - rejected - abandoned,
             "rejected_by_reason": reasons,
             "preemptions": int(log.preemptions.sum()),
         },
@@ -157,6 +161,8 @@ def summarize(
             "duration_s": span,
         },
     }
+    if unsent:
+        out["counts"]["not_sent"] = unsent  # closed-loop requests the clients had not sent by the horizon
     if "clipped" in df.columns:
         out["counts"]["clipped"] = int(df["clipped"].sum())  # outputs cut by admission.max_tokens
     if classes and "class" in df.columns:
@@ -165,10 +171,10 @@ def summarize(
 
 
 def check_conservation(log: RequestLog) -> None:
-    """Every request that arrived is completed, rejected or still in flight — and tokens add up."""
+    """Every request that arrived is completed, rejected, abandoned or still in flight — and tokens add up."""
     status = log.status
-    assert ((status == COMPLETED) | (status == REJECTED) | (status == 0)).all()
+    assert ((status == COMPLETED) | (status == REJECTED) | (status == ABANDONED) | (status == 0)).all()
     n_c, n_r = int((status == COMPLETED).sum()), int((status == REJECTED).sum())
-    n_f = int((status == 0).sum())
-    if n_c + n_r + n_f != log.n:
-        raise AssertionError(f"conservation: {n_c} + {n_r} + {n_f} != {log.n} arrived")
+    n_a, n_f = int((status == ABANDONED).sum()), int((status == 0).sum())
+    if n_c + n_r + n_a + n_f != log.n:
+        raise AssertionError(f"conservation: {n_c} + {n_r} + {n_a} + {n_f} != {log.n} arrived")

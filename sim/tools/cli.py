@@ -70,6 +70,9 @@ def run(
     out_dir: Annotated[Path | None, typer.Option("--out", help="run directory (default runs/<name>)")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: a.b=VALUE (repeatable)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    profile: Annotated[
+        Path | None, typer.Option(help="profile overlay from `calibrate fit-run`, applied before --set")
+    ] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="skip writing plots")] = False,
     trace_events: Annotated[
         Path | None, typer.Option("--trace-events", help="write a Chrome/Perfetto trace (JSON) of the run here")
@@ -79,7 +82,7 @@ def run(
     import sim
 
     try:
-        sc = sim.load_scenario(scenario, set_ or [])
+        sc = sim.load_scenario(scenario, (_calibrate.overlay_overrides(profile) if profile else []) + (set_ or []))
         progress_cb, bar = None, None
         if not quiet and sys.stderr.isatty():
             from rich.progress import Progress
@@ -432,6 +435,7 @@ def report(
 
 app.add_typer(_calibrate.app, name="calibrate")
 app.command("fidelity")(_calibrate.fidelity)
+app.command("validate")(_calibrate.validate)
 
 
 def main() -> None:

@@ -141,3 +141,26 @@ def _trace(
         [tr.hash_ids[i] for i in idx] if tr.hash_ids is not None else None,
         tr.classes[idx] if tr.classes is not None else None,
     )
+
+
+class ClosedLoopArrival(_Strict):
+    """`concurrency` clients, each sending its next request when its previous one ends (completed, rejected
+    or abandoned) plus a think time — how vLLM `bench serve --max-concurrency`, aiperf, GuideLLM and
+    inference-perf drive a server. Requests are issued in workload order until `num_requests`."""
+
+    kind: Literal["closed_loop"] = "closed_loop"
+    concurrency: int = Field(ge=1, description="clients, each with at most one request outstanding")
+    think_time_s: float = Field(default=0.0, ge=0, description="mean pause between a response and the next request")
+    think_time: Literal["fixed", "exponential"] = Field(
+        default="fixed", description="think-time distribution (exponential draws from the `think` stream)"
+    )
+    ramp_up_s: float = Field(
+        default=0.0, ge=0, description="client i sends its first request at i * ramp_up_s / concurrency"
+    )
+
+
+@ARRIVALS.register("closed_loop", ClosedLoopArrival, follows_completions=True)
+def _closed_loop(cfg: ClosedLoopArrival, *, num_requests: int | None, **_: object) -> Arrivals:
+    """closed loop: `concurrency` clients, each sending its next request when its previous one ends"""
+    assert num_requests is not None  # the workload validator requires it
+    return Arrivals(np.full(num_requests, np.nan))  # times are set by the engine as clients send

@@ -1,0 +1,142 @@
+"""servesim against real serving engines: every usable run of `../shared/data/ground-truth/` replayed.
+
+    python benchmarks/validation.py [--quick] [--out benchmarks/validation_results.json]
+
+(a) presets: the shipped engine preset, nothing fitted to the run; (b) `calibrate fit-run` on some runs and
+errors reported only on the others (the split is printed with every table). LLMServingSim's two vLLM runs on
+RTX PRO 6000 are fitted one on the other (Llama-3.1-8B -> Qwen3-32B and back); the aiconfigurator silicon rows
+(closed loop, `batch_size` clients, fixed isl/osl) are fitted per engine+GPU on the rows with an even
+config id and reported on the odd ones (see `benchmarks/validation_silicon.py`). Writes the numbers as JSON
+and prints the markdown tables of benchmarks/VALIDATION.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from calibrate.fit_run import fit_runs, fittable_paths, overlay, overlay_overrides, write_overlay  # noqa: E402
+from calibrate.observed import ObservedRun, read_observed  # noqa: E402
+from calibrate.replay import Replay, compare  # noqa: E402
+from sim.config.scenario import Scenario, load_scenario  # noqa: E402
+
+GT = ROOT.parent / "shared" / "data" / "ground-truth"
+SCEN = ROOT / "benchmarks" / "ground_truth"
+RUNS = {  # name: (observed log, scenario of its engine + hardware)
+    "Llama-3.1-8B TP1": (GT / "llmservingsim/RTXPRO6000/Llama-3.1-8B", SCEN / "llama31-8b-rtxpro6000.yaml"),
+    "Qwen3-32B TP2": (GT / "llmservingsim/RTXPRO6000/Qwen3-32B", SCEN / "qwen3-32b-rtxpro6000.yaml"),
+}
+# free parameters when the scenario marks none with fit_bounds (engine-level terms of the roofline model)
+FALLBACK_PARAMS = [
+    ("cost_model.iteration_overhead_s", 0.0, 0.02),
+    ("cost_model.layer_overhead_s", 0.0, 2e-4),
+    ("cost_model.memory_efficiency", 0.3, 1.0),
+    ("cost_model.compute_efficiency", 0.2, 1.0),
+]
+HEADLINE = ("ttft", "tpot", "e2e")
+
+
+def free_params(sc: Scenario) -> list[tuple[str, float, float]] | None:
+    """None: the scenario's `fit_bounds` fields that the runs inform (`calibrate.fit_run.informed`)."""
+    return None if fittable_paths(sc) else FALLBACK_PARAMS
+
+
+def replay(run: ObservedRun, sc: Scenario) -> dict[str, Any]:
+    rp = Replay(run, sc)
+    try:
+        t = time.perf_counter()
+        simd = rp.simulate(rp.scenario())
+        wall = time.perf_counter() - t
+    finally:
+        rp.close()
+    return {"compare": compare(run, simd), "completed": simd.completed, "requests": len(run), "wall_s": wall}
+
+
+def mean_errors(cmp: dict[str, Any]) -> dict[str, float]:
+    return {m: cmp[m]["mean"]["error_pct"] for m in HEADLINE if m in cmp}
+
+
+def llmservingsim(max_evals: int, out_dir: Path) -> dict[str, Any]:
+    runs = {name: (read_observed(log), load_scenario(sc)) for name, (log, sc) in RUNS.items()}
+    presets = {name: replay(run, sc) for name, (run, sc) in runs.items()}
+    fitted: dict[str, Any] = {}
+    for fit_on, (run, sc) in runs.items():
+        params = free_params(sc)
+        res = fit_runs([(run, sc)], params, max_evals=max_evals)
+        prof = out_dir / f"profile-{fit_on.split()[0].lower()}.yaml"
+        write_overlay(overlay(res, [run], str(RUNS[fit_on][1].relative_to(ROOT))), prof)
+        for other, (orun, _) in runs.items():
+            if other == fit_on:
+                continue  # never report an error on the run we fitted
+            applied = load_scenario(RUNS[other][1], overlay_overrides(prof))
+            fitted[f"{fit_on} -> {other}"] = {
+                "fit_on": fit_on,
+                "report_on": other,
+                "params": res.values,
+                "evaluations": res.evaluations,
+                "fit_wall_s": res.wall_s,
+                **replay(orun, applied),
+            }
+    return {"presets": presets, "fitted": fitted}
+
+
+def table(rows: dict[str, Any], title: str) -> str:
+    lines = [f"**{title}**", "", "| run | TTFT mean | TPOT mean | E2E mean | TTFT p90 | E2E p90 | completed |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        c = r["compare"]
+
+        def f(m: str, s: str, c: dict[str, Any] = c) -> str:
+            e = c.get(m, {}).get(s, {}).get("error_pct", math.nan)
+            return "-" if not math.isfinite(e) else f"{e:+.1f}%"
+
+        lines.append(
+            f"| {name} | {f('ttft', 'mean')} | {f('tpot', 'mean')} | {f('e2e', 'mean')} | {f('ttft', 'p90')} | "
+            f"{f('e2e', 'p90')} | {r['completed']}/{r['requests']} |"
+        )
+    med = {m: statistics.median(abs(mean_errors(r["compare"])[m]) for r in rows.values()) for m in HEADLINE}
+    lines.append("")
+    lines.append("median |error| of the means: " + ", ".join(f"{m.upper()} {v:.1f}%" for m, v in med.items()))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer fit evaluations")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "validation_results.json")
+    ap.add_argument("--profiles", type=Path, default=ROOT / "runs" / "validation", help="where fitted profiles go")
+    args = ap.parse_args()
+    args.profiles.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    results: dict[str, Any] = {"llmservingsim": llmservingsim(20 if args.quick else 60, args.profiles)}
+    try:
+        from benchmarks.validation_silicon import silicon
+    except ImportError:
+        silicon = None  # type: ignore[assignment]
+    if silicon is not None:
+        results["silicon"] = silicon(quick=args.quick, out_dir=args.profiles)
+    results["wall_s"] = time.perf_counter() - t0
+    args.out.write_text(json.dumps(results, indent=1, default=float, allow_nan=True) + "\n")
+    ls = results["llmservingsim"]
+    print(table(ls["presets"], "LLMServingSim vLLM 0.19 runs, presets (nothing fitted)"))
+    print()
+    print(table(ls["fitted"], "fit-run on one run, errors on the other (fit -> report)"))
+    if "silicon" in results:
+        from benchmarks.validation_silicon import silicon_tables
+
+        print()
+        print(silicon_tables(results["silicon"]))
+    print(f"\n{results['wall_s']:.0f} s; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""`servesim calibrate fit-run` and `servesim validate`: observed per-request logs against the simulator.
+
+Mounted by `calibrate.cli` (fit-run) and `sim.tools.cli` (validate); user mistakes print one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sim.errors import ServesimError
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(msg: str) -> None:
+    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def overlay_overrides(path: Path) -> list[str]:
+    """A fit-run profile as `a.b=value` overrides (imported lazily: the CLI starts without scipy)."""
+    from calibrate.fit_run import overlay_overrides as read
+
+    return read(path)
+
+
+def scenario_from_meta(run: Any, hardware: str | None) -> dict[str, Any]:
+    """A scenario for a log with engine arguments (LLMServingSim's meta.json) when no --scenario is given."""
+    from hwprofiles import catalog
+
+    hf = str(run.meta.get("model") or "")
+    names = [n for n in catalog.model_names() if catalog.model(n).hf_id.lower() == hf.lower()]
+    if not names:
+        raise ServesimError(f"{run.source}: the log names no catalogue model ({hf or 'none'}); give --scenario")
+    if hardware is None:
+        raise ServesimError(f"{run.source}: the log does not name its GPU; give --scenario or --hardware")
+    m = run.meta
+    return {
+        "name": f"observed-{names[0]}",
+        "model": names[0],
+        "hardware": hardware,
+        "workload": {
+            "num_requests": 1,
+            "arrival": {"kind": "poisson", "rate": 1},
+            "lengths": {"kind": "fixed", "prompt": 1, "output": 1},
+        },
+        "cluster": {"tp": int(m.get("tensor_parallel_size", 1))},
+        "scheduler": {
+            "kind": "sarathi",
+            "max_num_seqs": int(m.get("max_num_seqs", 256)),
+            "token_budget": int(m.get("max_num_batched_tokens", 2048)),
+        },
+    }
+
+
+def _base(
+    observed: Path, scenario: Path | None, hardware: str | None, profile: Path | None, set_: list[str] | None
+) -> tuple[Any, Any]:
+    from calibrate.fit_run import overlay_overrides
+    from calibrate.observed import read_observed
+    from sim.config.scenario import load_scenario
+
+    run = read_observed(observed)
+    overrides = (overlay_overrides(profile) if profile is not None else []) + list(set_ or [])
+    if scenario is not None:
+        return run, load_scenario(scenario, overrides)
+    return run, load_scenario(scenario_from_meta(run, hardware), overrides)
+
+
+def _ms(x: float) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x * 1000:.2f}"
+
+
+def compare_table(cmp: dict[str, Any], title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    for c in ("metric", "stat", "measured ms", "simulated ms", "error", "|error|"):
+        t.add_column(c, justify="right" if c not in ("metric", "stat") else "left")
+    for m, stats in cmp.items():
+        for s, v in stats.items():
+            e = v["error_pct"]
+            t.add_row(
+                m.upper(),
+                s,
+                _ms(v["measured_s"]),
+                _ms(v["simulated_s"]),
+                "-" if not math.isfinite(e) else f"{e:+.1f}%",
+                "-" if not math.isfinite(e) else f"{abs(e):.1f}%",
+            )
+    return t
+
+
+def validate(
+    observed: Annotated[Path, typer.Option(help="per-request log: requests.jsonl (or its dir), vLLM bench JSON, CSV")],
+    scenario: Annotated[Path, typer.Option(help="scenario YAML of the engine and hardware (workload is replaced)")],
+    profile: Annotated[Path | None, typer.Option(help="overlay from `calibrate fit-run` to apply first")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: a.b=VALUE (repeatable)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Replay an observed run and print measured vs simulated mean/p50/p90/p99 of TTFT, TPOT, ITL, E2E."""
+    from calibrate.replay import Replay, compare
+
+    try:
+        run, sc = _base(observed, scenario, None, profile, set_)
+        rp = Replay(run, sc)
+        try:
+            simd = rp.simulate(rp.scenario())
+        finally:
+            rp.close()
+        cmp = compare(run, simd)
+    except ServesimError as e:
+        _fail(str(e))
+        return
+    if as_json:
+        doc = {
+            "observed": run.source,
+            "format": run.fmt,
+            "requests": len(run),
+            "failed_in_log": run.failed,
+            "simulated_completed": simd.completed,
+            "replay": "closed_loop" if run.closed_loop else "open_loop",
+            "metrics": cmp,
+        }
+        print(_dumps(doc))
+        return
+    mode = f"closed loop, {run.concurrency} clients" if run.closed_loop else "open loop"
+    out.print(compare_table(cmp, f"{run.source} ({run.fmt}, {len(run)} requests, {mode}) vs {sc.name}"))
+    out.print(f"simulated: {simd.completed} of {len(run)} completed")
+
+
+def _dumps(doc: Any) -> str:
+    def clean(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        return x
+
+    return json.dumps(clean(doc))
+
+
+def fit_run_cmd(
+    observed: Annotated[Path, typer.Option(help="per-request log: requests.jsonl (or its dir), vLLM bench JSON, CSV")],
+    out_path: Annotated[Path, typer.Option("--out", help="profile overlay YAML to write")],
+    scenario: Annotated[
+        Path | None, typer.Option(help="scenario YAML (default: built from the log's meta.json)")
+    ] = None,
+    hardware: Annotated[str | None, typer.Option(help="GPU name, when there is no --scenario")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option(help="free parameter path=lo:hi (repeatable; default: fields with fit_bounds)")
+    ] = None,
+    max_evals: Annotated[int, typer.Option(help="most simulations the fit may run")] = 60,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: a.b=VALUE (repeatable)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no per-evaluation log")] = False,
+) -> None:
+    """Fit engine terms so a replay of an observed run matches its TTFT/TPOT/E2E; write a profile overlay."""
+    from calibrate.fit_run import fit_run, overlay, parse_param, write_overlay
+
+    try:
+        if max_evals < 1:
+            raise ServesimError("--max-evals must be >= 1")
+        run, sc = _base(observed, scenario, hardware, None, set_)
+        explicit = [parse_param(p) for p in param or []]
+        res = fit_run(
+            run,
+            sc,
+            explicit or None,
+            max_evals=max_evals,
+            log=None if quiet else (lambda m: err.print(m, highlight=False)),
+        )
+        doc = overlay(res, [run], str(scenario) if scenario else None)
+        write_overlay(doc, out_path)
+    except ServesimError as e:
+        _fail(str(e))
+        return
+    out.print(compare_table(res.before[0], "before the fit"))
+    out.print(compare_table(res.after[0], "after the fit (on the fitted run itself: not a validation)"))
+    out.print("fitted: " + ", ".join(f"{k}={v:.4g}" for k, v in res.values.items()))
+    if res.at_bounds:
+        out.print(f"[yellow]at their bounds:[/] {', '.join(res.at_bounds)}")
+    out.print(
+        f"{res.evaluations} simulations in {res.wall_s:.1f} s; wrote {out_path} (servesim run S --profile {out_path})"
+    )
