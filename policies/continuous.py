@@ -143,10 +143,11 @@ class Sarathi:
         left = self.budget - plan.decode_count
         if plan.preempted == 0:
             left = swap_in(inst, plan, self.max_seqs, left)
+        swapped = {id(r) for r, _ in plan.prefill}  # swapped back in mid-prefill: planned already
         for req in inst.prefilling:
             if left <= 0:
                 break
-            if not any(r is req for r, _ in plan.prefill):
+            if id(req) not in swapped:
                 n = min(req.prefill_target - req.prefill_done, left)
                 plan.prefill.append((req, n))
                 left -= n

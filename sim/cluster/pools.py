@@ -23,6 +23,7 @@ from sim.core.instance import Instance
 from sim.core.kvcache import KVCapacity, kv_capacity
 from sim.core.recorder import RequestLog
 from sim.core.swap import HostSwap
+from sim.costmodel.memo import memoised
 from sim.costmodel.models import COST_MODELS, CostModel
 from sim.errors import ServesimError
 from sim.output.perfetto import Tracer
@@ -105,6 +106,7 @@ def build_instances(
     model = sc.model_spec
     pc = sc.kv_cache.prefix_cache
     for spec in specs:
+        cost = memoised(spec.cost)  # one pricing cache per pool, shared by its instances
         for _ in range(spec.instances):
             prefix = None
             if pc is not None and pc.enabled:
@@ -126,8 +128,8 @@ def build_instances(
             inst = Instance(
                 env,
                 len(out),
-                SCHEDULERS.build(spec.scheduler, rng=policy_rng, cost=spec.cost),
-                spec.cost,
+                SCHEDULERS.build(spec.scheduler, rng=policy_rng, cost=cost),
+                cost,
                 spec.capacity,
                 log,
                 max_context=model.max_context,
