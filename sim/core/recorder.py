@@ -115,6 +115,7 @@ class RequestLog:
         self.done = 0
         self.in_flight: dict[int, Request] = {}
         self.on_all_done: Any = None  # a SimPy event to succeed when every request is finished
+        self.watch: Any = None  # a `sim.core.verdict.SLOWatch` when the run may stop once it misses its SLO
 
     def arrived(self, req: Request) -> None:
         self.in_flight[req.id] = req
@@ -135,12 +136,16 @@ class RequestLog:
     def complete(self, req: Request) -> None:
         self.status[req.id] = COMPLETED
         self._store(req)
+        if self.watch is not None:
+            self.watch.completed(req)
 
     def reject(self, req: Request, reason: str) -> None:
         req.reject_reason = reason
         self.status[req.id] = REJECTED
         self.reason[req.id] = REJECT_REASONS.index(reason)
         self._store(req)
+        if self.watch is not None:
+            self.watch.rejected()
 
     def flush_in_flight(self) -> None:
         """At the horizon: keep the partial state of requests still in the system (status stays pending)."""

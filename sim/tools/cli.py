@@ -15,9 +15,7 @@ import calibrate.cli as _calibrate  # the calibrate sub-app and the fidelity rep
 from sim.cluster.power import cost_caption
 from sim.errors import ServesimError
 
-app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Discrete-event simulator of LLM serving clusters."
-)
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Discrete-event simulator of LLM serving clusters.")
 out = Console()
 err = Console(stderr=True)
 
@@ -64,9 +62,7 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
 def run(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML")],
     out_dir: Annotated[Path | None, typer.Option("--out", help="run directory (default runs/<name>)")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="override a key: a.b=VALUE (repeatable)")
-    ] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: a.b=VALUE (repeatable)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="skip writing plots")] = False,
     trace_events: Annotated[
@@ -166,7 +162,10 @@ def list_(what: Annotated[str, typer.Argument(help="models | hardware | policies
         for c in ("family", "kind", "what it does"):
             t.add_column(c)
         families = (
-            ("scheduler", SCHEDULERS), ("router", ROUTERS), ("migration", MIGRATIONS), ("cost_model", COST_MODELS)
+            ("scheduler", SCHEDULERS),
+            ("router", ROUTERS),
+            ("migration", MIGRATIONS),
+            ("cost_model", COST_MODELS),
         )
         for fam, reg in families:
             for e in reg.entries.values():
@@ -250,9 +249,7 @@ def sweep(
     out_dir: Annotated[Path | None, typer.Option("--out", help="output directory (default runs/sweeps/<name>)")] = None,
     workers: Annotated[int | None, typer.Option(help="local worker processes (default: CPU count)")] = None,
     cluster: Annotated[str | None, typer.Option(help="Dask scheduler address, e.g. tcp://HOST:8786")] = None,
-    plot: Annotated[
-        list[str] | None, typer.Option(help="figure: x=COL,y=COL[+COL],hue=COL (repeatable)")
-    ] = None,
+    plot: Annotated[list[str] | None, typer.Option(help="figure: x=COL,y=COL[+COL],hue=COL (repeatable)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
 ) -> None:
     """Run a sweep (cached points are read, not re-run); write sweep.parquet and optional plots."""
@@ -304,6 +301,9 @@ def plan(
     workers: Annotated[int | None, typer.Option(help="local worker processes (default: CPU count)")] = None,
     cluster: Annotated[str | None, typer.Option(help="Dask scheduler address")] = None,
     max_simulations: Annotated[int, typer.Option(help="stop the search after this many runs")] = 400,
+    early_stop: Annotated[
+        bool, typer.Option(help="stop a search run once its SLO miss is certain (confirmations always run in full)")
+    ] = True,
     out_dir: Annotated[Path, typer.Option("--out", help="output directory")] = Path("runs/plan"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
 ) -> None:
@@ -311,9 +311,34 @@ def plan(
     from sim.tools.planner.run import PlanOptions, run_plan
 
     opts = PlanOptions(
-        model, traffic, rate, lengths, format_, requests, cv, slo, attainment, hardware, tp, shapes, schedulers,
-        max_batch, budget, top, replications, router, margin, search_requests, base, set_, capacity, instances,
-        workers, cluster, max_simulations,
+        model,
+        traffic,
+        rate,
+        lengths,
+        format_,
+        requests,
+        cv,
+        slo,
+        attainment,
+        hardware,
+        tp,
+        shapes,
+        schedulers,
+        max_batch,
+        budget,
+        top,
+        replications,
+        router,
+        margin,
+        search_requests,
+        base,
+        set_,
+        capacity,
+        instances,
+        workers,
+        cluster,
+        max_simulations,
+        early_stop,
     )
 
     def show(i: int, ev: Any) -> None:
