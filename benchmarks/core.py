@@ -3,7 +3,7 @@
     python benchmarks/core.py                 # the standard cases; writes benchmarks/SPEED.md
     python benchmarks/core.py --million       # also 1M requests (fcfs and chunked prefill; minutes each)
     python benchmarks/core.py --planner       # also the README's planner example (wall time, 2 workers)
-    python benchmarks/core.py --cases azure-issue bare-simpy   # some cases only, no file written
+    python benchmarks/core.py --cases azure-issue bare-simpy   # rerun some cases (others keep their rows)
     python benchmarks/core.py --before /work/main   # also time another checkout (same cases), for a diff
 
 Cases: `bare-simpy` (1M bare SimPy timeouts: the scale every target is stated in), `azure` (the Azure 2023
@@ -205,13 +205,36 @@ def verdicts(rows: dict[str, dict[str, object]]) -> list[str]:
     return out
 
 
+RESULTS = ROOT / "benchmarks" / "speed_results.json"
+ORDER = [*STANDARD, *MILLION, "planner"]
+
+
+def record(rows: list[dict[str, object]], before: list[dict[str, object]]) -> tuple[list[dict], list[dict]]:
+    """Merge this run's rows into `speed_results.json` (a partial rerun updates only its cases; a lock lets
+    several runs share the file) and return every recorded row, in the standard order."""
+    import fcntl
+
+    with open(ROOT / "benchmarks" / ".speed.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"after": {}, "before": {}}
+        for key, new in (("after", rows), ("before", before)):
+            data[key].update({str(r["case"]): r for r in new})
+        RESULTS.write_text(json.dumps(data, indent=1) + "\n")
+
+    def ordered(d: dict[str, dict]) -> list[dict]:
+        return sorted(d.values(), key=lambda r: ORDER.index(r["case"]) if r["case"] in ORDER else len(ORDER))
+
+    return ordered(data["after"]), ordered(data["before"])
+
+
 def write_speed(rows: list[dict[str, object]], before: list[dict[str, object]] | None) -> None:
     by = {str(r["case"]): r for r in rows}
     text = [
         "# Speed",
         "",
         "Written by `python benchmarks/core.py` (add `--million` for the 1M cases, `--planner` for the planner",
-        "example). Each case runs in a fresh process; `cpu_s` is the CPU time of the whole `sim.run` call",
+        "example; `--cases` reruns some, keeping the other rows of `speed_results.json`). Each case runs in a",
+        "fresh process; `cpu_s` is the CPU time of the whole `sim.run` call",
         "(building the workload and the output tables included, writing files not), `req_per_cpu_s` requests",
         "per CPU-second, `peak_rss_mb` the process's peak RSS.",
         "",
@@ -235,6 +258,7 @@ def main() -> None:
     ap.add_argument("--planner", action="store_true", help="also the README planner example")
     ap.add_argument("--workers", type=int, default=2, help="planner worker processes (default 2)")
     ap.add_argument("--before", type=Path, help="another checkout to time the same cases on")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave SPEED.md and speed_results.json")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -250,8 +274,9 @@ def main() -> None:
             print("before:", before[-1], file=sys.stderr)
     print("\n".join(table(rows)))
     print("\n".join(verdicts({str(r["case"]): r for r in rows})))
-    if not a.cases:
-        write_speed(rows, before or None)
+    if not a.no_write:
+        every, every_before = record(rows, before)
+        write_speed(every, every_before or None)
 
 
 if __name__ == "__main__":
