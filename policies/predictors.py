@@ -20,7 +20,7 @@ from typing import Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from policies.registry import PREDICTORS
+from sim.core.registry import PREDICTORS
 
 
 class _Strict(BaseModel):

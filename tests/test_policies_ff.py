@@ -1,5 +1,6 @@
-"""Every scheduler, with fast-forward on and off, gives the same requests table — under KV pressure,
-with recompute and with swap preemption — and keeps the engine's invariants."""
+"""Every scheduler, with fast-forward on and off, gives the same requests table as the per-request decode
+oracle (`tests/oracle_decode.py`) — under KV pressure, with recompute and with swap preemption — and keeps
+the engine's invariants."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sim
-from policies.registry import SCHEDULERS
+from sim.core.registry import SCHEDULERS
 from tests.helpers import scenario, write_csv
+from tests.oracle_decode import per_request_decoding
+from tests.strategies import request_rows
 
 # one or more configurations per registered kind; a new kind without an entry here fails the coverage test
 CONFIGS: dict[str, list[dict[str, Any]]] = {
@@ -90,20 +93,19 @@ def test_fast_forward_is_exact(tmp_path, sched, preemption):
     kv = 24  # 384 tokens of KV: constant preemption pressure
     a = sim.run(_scenario(tmp_path, reqs, sched, kv=kv, preemption=preemption, ff=True, cost=ROOFLINE))
     b = sim.run(_scenario(tmp_path, reqs, sched, kv=kv, preemption=preemption, ff=False, cost=ROOFLINE))
-    pd.testing.assert_frame_equal(a.requests, b.requests)
-    assert a.summary["sim"]["iterations"] == b.summary["sim"]["iterations"]
+    with per_request_decoding():
+        ref = sim.run(_scenario(tmp_path, reqs, sched, kv=kv, preemption=preemption, ff=False, cost=ROOFLINE))
+    pd.testing.assert_frame_equal(a.requests, ref.requests, check_exact=True)
+    pd.testing.assert_frame_equal(b.requests, ref.requests, check_exact=True)
+    assert a.summary["sim"]["iterations"] == b.summary["sim"]["iterations"] == ref.summary["sim"]["iterations"]
     assert a.summary["sim"]["events"] < b.summary["sim"]["events"]  # fast-forward did skip steps
     _check(a, len(reqs), kv)
 
 
-request = st.tuples(
-    st.floats(min_value=0.0, max_value=1.0, allow_nan=False),
-    st.integers(min_value=1, max_value=100),
-    st.integers(min_value=1, max_value=60),
-)
+request = request_rows(1.0, 100, 60)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60)
 @given(
     reqs=st.lists(request, min_size=1, max_size=20),
     sched=st.sampled_from(ALL),
@@ -113,5 +115,8 @@ request = st.tuples(
 def test_invariants_and_exactness_on_random_workloads(tmp_path, reqs, sched, kv, preemption):
     a = sim.run(_scenario(tmp_path, reqs, sched, kv=kv, preemption=preemption, ff=True))
     b = sim.run(_scenario(tmp_path, reqs, sched, kv=kv, preemption=preemption, ff=False))
+    with per_request_decoding():
+        ref = sim.run(_scenario(tmp_path, reqs, sched, kv=kv, preemption=preemption, ff=True))
     pd.testing.assert_frame_equal(a.requests, b.requests)
+    pd.testing.assert_frame_equal(a.requests, ref.requests, check_exact=True)
     _check(a, len(reqs), kv)

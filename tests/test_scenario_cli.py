@@ -68,16 +68,22 @@ def test_override_error_and_override_value(tmp_path):
 
 
 def test_model_that_does_not_fit_is_a_clear_error():
-    sc = sim.load_scenario({**sim.load_scenario("scenarios/quickstart.yaml").model_dump(mode="json"),
-                            "model": "llama-3.1-70b", "hardware": "l40s"})
+    sc = sim.load_scenario(
+        {
+            **sim.load_scenario("scenarios/quickstart.yaml").model_dump(mode="json"),
+            "model": "llama-3.1-70b",
+            "hardware": "l40s",
+        }
+    )
     with pytest.raises(ServesimError, match=r"does not fit on 1 x l40s.*short by \d+\.\d GB"):
         sim.run(sc)
 
 
 def test_cli_run_writes_outputs_and_bad_input_exits_2(tmp_path):
     out = tmp_path / "run"
-    r = runner.invoke(app, ["run", "scenarios/quickstart.yaml", "--out", str(out), "--set", "workload.num_requests=200",
-                            "-q"])
+    r = runner.invoke(
+        app, ["run", "scenarios/quickstart.yaml", "--out", str(out), "--set", "workload.num_requests=200", "-q"]
+    )
     assert r.exit_code == 0, r.output
     for f in ("requests.parquet", "timeline.parquet", "summary.json", "plots/latency_cdfs.png", "plots/timeline.png"):
         assert (out / f).exists(), f
@@ -92,8 +98,21 @@ def test_cli_run_writes_outputs_and_bad_input_exits_2(tmp_path):
 
 
 def test_cli_estimate_json_and_list():
-    r = runner.invoke(app, ["estimate", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--batch-size", "8",
-                            "--context-tokens", "1000", "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "estimate",
+            "--model",
+            "llama-3.1-8b",
+            "--hardware",
+            "h100-sxm",
+            "--batch-size",
+            "8",
+            "--context-tokens",
+            "1000",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert d["iteration_s"] == pytest.approx(sum(d["breakdown"].values()))

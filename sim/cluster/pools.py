@@ -15,13 +15,13 @@ import numpy as np
 import simpy
 
 from hwprofiles import catalog
-from hwprofiles.specs import GPUSpec
-from policies.registry import ROUTERS, SCHEDULERS
+from hwprofiles.specs import GPUSpec, ModelSpec
 from sim.config.scenario import Scenario
 from sim.core.collaborators import Collaborators
 from sim.core.instance import Instance
 from sim.core.kvcache import KVCapacity, kv_capacity
 from sim.core.recorder import RequestLog
+from sim.core.registry import ROUTERS, SCHEDULERS
 from sim.core.swap import HostSwap
 from sim.costmodel.memo import memoised
 from sim.costmodel.models import COST_MODELS, CostModel
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 # schedulers that keep per-request state in `Request.sched`: a request handed from one pool to the other
 # would carry one scheduler's state into a scheduler of another kind (and back into the first's lazy
 # structures), so pools with different schedulers may use only the stateless kinds
-STATEFUL_SCHEDULERS = frozenset({"ltr", "mlfq", "length_group"})
 
 
 @dataclass
@@ -61,12 +60,34 @@ def _gpu(hw: Any, default: GPUSpec) -> GPUSpec:
     return catalog.gpu(hw) if isinstance(hw, str) else hw
 
 
+def build_cost_model(sc: Scenario, model: ModelSpec | None = None, gpu: GPUSpec | None = None) -> CostModel:
+    """The scenario's cost model (on `model`/`gpu` instead of the scenario's, for what-if comparisons)."""
+    return COST_MODELS.build(
+        sc.cost_model,
+        model=model or sc.model_spec,
+        gpu=gpu or sc.gpu_spec,
+        tp=sc.cluster.tp,
+        base_dir=sc.base_dir,
+    )
+
+
+def capacity(sc: Scenario) -> KVCapacity:
+    """KV blocks of one instance of a colocated cluster."""
+    kv = sc.kv_cache
+    return kv_capacity(
+        sc.model_spec,
+        sc.gpu_spec,
+        sc.cluster.tp,
+        kv.block_size,
+        kv.gpu_memory_utilization,
+        kv.reserve_gb * 1e9,
+    )
+
+
 def pool_specs(sc: Scenario) -> list[PoolSpec]:
     """The scenario's pools: `[colocated]`, or `[prefill, decode]` when `cluster.prefill/decode` are set."""
     c, kv, model = sc.cluster, sc.kv_cache, sc.model_spec
     if c.prefill is None or c.decode is None:
-        from sim.core.engine import build_cost_model, capacity  # the colocated path exactly as it always was
-
         return [
             PoolSpec(
                 "colocated", c.instances, c.tp, sc.gpu_spec, sc.scheduler, c.router, capacity(sc), build_cost_model(sc)
@@ -80,10 +101,11 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
         router = pool.router or (c.router if role == "prefill" else ROUTERS.get("least_kv").config())
         specs.append(PoolSpec(role, pool.instances, pool.tp, gpu, pool.scheduler or sc.scheduler, router, cap, cost))
     kinds = {s.scheduler.kind for s in specs}
-    if len(kinds) > 1 and kinds & STATEFUL_SCHEDULERS:
+    stateful = sorted(k for k in kinds if SCHEDULERS.caps(k).stateful)  # declared by each scheduler
+    if len(kinds) > 1 and stateful:
         raise ServesimError(
             f"cluster.prefill and cluster.decode use schedulers {sorted(kinds)}: "
-            f"{sorted(kinds & STATEFUL_SCHEDULERS)[0]!r} keeps per-request state that cannot cross the hand-off "
+            f"{stateful[0]!r} keeps per-request state that cannot cross the hand-off "
             "to a scheduler of another kind; use one kind in both pools, or stateless kinds only"
         )
     return specs

@@ -1,7 +1,8 @@
 """The scenario schema (pydantic v2, `extra="forbid"`) and loading it from YAML with overrides.
 
-Policy and cost-model sections are discriminated unions built from the registries, so the `kind`
-string chooses the config class, the JSON-schema branch and the factory at once.
+Every `kind` section (policies, cost model, arrivals, lengths) is resolved through its family's registry
+(`sim.core.registry`) at validation time, so the `kind` string chooses the config class, the JSON-schema
+branch and the factory at once, for built-in and plugin kinds alike.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from pydantic import (
     model_validator,
 )
 
-import policies  # noqa: F401  (registers the built-in policies before the unions are built)
 from hwprofiles import GPUSpec, ModelSpec, catalog
 from policies.admission import AdmissionConfig
-from policies.registry import MIGRATIONS, PREDICTORS, ROUTERS, SCHEDULERS
-from sim.config.yamlio import Positions, apply_overrides, format_validation_error, load_yaml, register_tags
-from sim.costmodel.models import COST_MODELS, RooflineCostConfig
+from sim.config.kinds import KindOf
+from sim.config.yamlio import Positions, apply_overrides, format_validation_error, load_yaml
+from sim.core.registry import ARRIVALS, COST_MODELS, LENGTHS, MIGRATIONS, PREDICTORS, ROUTERS, SCHEDULERS
 from sim.errors import ServesimError, UnknownNameError
 
 
@@ -34,69 +34,15 @@ class Strict(BaseModel):
 
 
 # -- workload -------------------------------------------------------------------------------------------
-TraceFormat = Literal["azure", "mooncake", "vidur", "lengths", "csv"]
-
-
-class PoissonArrival(Strict):
-    """Exponential inter-arrival times at `rate` requests per second."""
-
-    kind: Literal["poisson"] = "poisson"
-    rate: float = Field(gt=0, description="requests per second")
-
-
-class GammaArrival(Strict):
-    """Gamma inter-arrival times with mean 1/rate and coefficient of variation `cv` (cv=1 is Poisson)."""
-
-    kind: Literal["gamma"] = "gamma"
-    rate: float = Field(gt=0)
-    cv: float = Field(gt=0, description="std/mean of inter-arrival times; >1 burstier than Poisson")
-
-
-class TraceArrival(Strict):
-    """Replay a trace's timestamps (and its lengths, unless `workload.lengths` is given)."""
-
-    kind: Literal["trace"] = "trace"
-    path: str = Field(description="a file, or a shipped trace name from `servesim list traces`")
-    format: TraceFormat
-    time_scale: float = Field(
-        default=1.0, gt=0, description="multiplies inter-arrival gaps: 0.5 = twice as fast"
-    )
-    spread_buckets: bool = Field(
-        default=False, description="spread requests sharing a timestamp over its bucket"
-    )
-
-
-class TraceLengths(Strict):
-    """Sample (prompt, output) pairs from a trace or length-only file."""
-
-    kind: Literal["trace"] = "trace"
-    path: str
-    format: TraceFormat = "vidur"
-    sample: Literal["random", "sequential"] = Field(
-        default="random", description="with replacement, or in order"
-    )
-
-
-class FixedLengths(Strict):
-    kind: Literal["fixed"] = "fixed"
-    prompt: int = Field(ge=1)
-    output: int = Field(ge=1)
-
-
-class LognormalLengths(Strict):
-    """Log-normal lengths given by median and log-space sigma, rounded and clipped to [1, max]."""
-
-    kind: Literal["lognormal"] = "lognormal"
-    prompt_median: float = Field(gt=0)
-    prompt_sigma: float = Field(default=1.0, ge=0)
-    output_median: float = Field(gt=0)
-    output_sigma: float = Field(default=1.0, ge=0)
-    max_prompt: int = Field(default=32768, ge=1)
-    max_output: int = Field(default=8192, ge=1)
-
-
-Arrival = Annotated[PoissonArrival | GammaArrival | TraceArrival, Field(discriminator="kind")]
-Lengths = Annotated[TraceLengths | FixedLengths | LognormalLengths, Field(discriminator="kind")]
+# A `kind` section is validated through its family's registry when the scenario is validated, so kinds
+# registered after this module was imported (plugins, tests) are accepted (see sim.config.kinds).
+Arrival = Annotated[Any, KindOf(ARRIVALS)]
+Lengths = Annotated[Any, KindOf(LENGTHS)]
+SchedulerConfig = Annotated[Any, KindOf(SCHEDULERS)]
+PredictorConfig = Annotated[Any, KindOf(PREDICTORS)]
+RouterConfig = Annotated[Any, KindOf(ROUTERS)]
+CostModelConfig = Annotated[Any, KindOf(COST_MODELS)]
+MigrationConfig = Annotated[Any, KindOf(MIGRATIONS)]
 
 
 class RequestClass(Strict):
@@ -110,10 +56,8 @@ class RequestClass(Strict):
 
 class Workload(Strict):
     num_requests: int | None = Field(default=None, ge=1, description="stop generating after this many")
-    duration_s: float | None = Field(
-        default=None, gt=0, description="stop generating arrivals after this time"
-    )
-    arrival: Arrival = Field(default_factory=lambda: PoissonArrival(rate=1.0))
+    duration_s: float | None = Field(default=None, gt=0, description="stop generating arrivals after this time")
+    arrival: Arrival = Field(default_factory=lambda: ARRIVALS.get("poisson").config(rate=1.0))
     lengths: Lengths | None = None
     classes: list[RequestClass] | None = Field(
         default=None, description="traffic classes, drawn per request from the `classes` stream by share"
@@ -125,32 +69,17 @@ class Workload(Strict):
             names = [c.name for c in self.classes]
             if not names or len(set(names)) != len(names):
                 raise ValueError(f"classes need distinct names, got {names}")
-        if self.arrival.kind != "trace":
+        if not ARRIVALS.caps(self.arrival.kind).replays_trace:
             if self.lengths is None:
-                raise ValueError(
-                    "lengths are required with a synthetic arrival process (trace, fixed or lognormal)"
-                )
+                *rest, last = LENGTHS.kinds()
+                known = f"{', '.join(rest)} or {last}" if rest else last
+                raise ValueError(f"lengths are required with a synthetic arrival process ({known})")
             if self.num_requests is None and self.duration_s is None:
                 raise ValueError("give num_requests or duration_s for a synthetic arrival process")
         return self
 
 
 # -- cluster and instance --------------------------------------------------------------------------------
-SchedulerConfig = SCHEDULERS.union()
-PredictorConfig = PREDICTORS.union()
-RouterConfig = ROUTERS.union()
-CostModelConfig = COST_MODELS.union()
-MigrationConfig = MIGRATIONS.union()
-register_tags(
-    SCHEDULERS.kinds()
-    + ROUTERS.kinds()
-    + MIGRATIONS.kinds()
-    + PREDICTORS.kinds()
-    + COST_MODELS.kinds()
-    + ["poisson", "gamma", "trace", "fixed", "lognormal"]
-)
-
-
 def _known_gpu_name(v: Any) -> Any:
     if isinstance(v, str):
         try:
@@ -230,8 +159,10 @@ class PrefixCache(Strict):
         default=0, ge=0, description="traces without block ids: every prompt starts with this many shared tokens"
     )
     host_memory_gb: float = Field(
-        default=0.0, ge=0, description="per GPU: a host-memory tier for blocks evicted from the GPU (Mooncake); "
-        "a hit there is copied back over the host link instead of recomputed"
+        default=0.0,
+        ge=0,
+        description="per GPU: a host-memory tier for blocks evicted from the GPU (Mooncake); "
+        "a hit there is copied back over the host link instead of recomputed",
     )
 
 
@@ -239,9 +170,7 @@ class KVCache(Strict):
     block_size: int = Field(default=16, ge=1)
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     reserve_gb: float = Field(default=2.0, ge=0, description="per GPU: activations, CUDA context, graphs")
-    watermark: float = Field(
-        default=0.01, ge=0, lt=1, description="fraction of blocks kept free at admission"
-    )
+    watermark: float = Field(default=0.01, ge=0, lt=1, description="fraction of blocks kept free at admission")
     preemption: Literal["recompute", "swap"] = Field(
         default="recompute", description="a preempted request's KV: dropped and recomputed, or swapped to host"
     )
@@ -257,15 +186,9 @@ class SLO(Strict):
 
 
 class Engine(Strict):
-    fast_forward: bool = Field(
-        default=True, description="exact multi-step decode; off = one event per iteration"
-    )
-    horizon_s: float | None = Field(
-        default=None, gt=0, description="stop the clock here; the rest is in flight"
-    )
-    timeline_interval_s: float | None = Field(
-        default=None, gt=0, description="sampling period; auto if unset"
-    )
+    fast_forward: bool = Field(default=True, description="exact multi-step decode; off = one event per iteration")
+    horizon_s: float | None = Field(default=None, gt=0, description="stop the clock here; the rest is in flight")
+    timeline_interval_s: float | None = Field(default=None, gt=0, description="sampling period; auto if unset")
     cohort_decoding: bool | None = Field(
         default=None,
         description="deprecated, ignored: decoders are always kept as a cohort (results never depended on it)",
@@ -281,7 +204,7 @@ class Scenario(Strict):
     cluster: Cluster = Field(default_factory=Cluster)
     scheduler: SchedulerConfig = Field(default_factory=lambda: SCHEDULERS.get("fcfs").config())
     kv_cache: KVCache = Field(default_factory=KVCache)
-    cost_model: CostModelConfig = Field(default_factory=RooflineCostConfig)
+    cost_model: CostModelConfig = Field(default_factory=lambda: COST_MODELS.get("roofline").config())
     slo: SLO = Field(default_factory=SLO)
     engine: Engine = Field(default_factory=Engine)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
@@ -333,9 +256,7 @@ class Scenario(Strict):
         return self._base_dir
 
 
-def load_scenario(
-    source: str | Path | dict[str, Any] | Scenario, overrides: list[str] | None = None
-) -> Scenario:
+def load_scenario(source: str | Path | dict[str, Any] | Scenario, overrides: list[str] | None = None) -> Scenario:
     """A validated `Scenario` from a YAML path, a dict or a Scenario, with `a.b=value` overrides applied."""
     pos: Positions | None = None
     base = Path.cwd()
@@ -350,9 +271,7 @@ def load_scenario(
         label = str(source)
         base = Path(source).resolve().parent
         if not isinstance(data, dict):
-            raise ServesimError(
-                f"{label}:1:1: expected a mapping of scenario keys, found {type(data).__name__}"
-            )
+            raise ServesimError(f"{label}:1:1: expected a mapping of scenario keys, found {type(data).__name__}")
     if overrides:
         data = apply_overrides(copy.deepcopy(data), overrides)
     try:

@@ -86,11 +86,8 @@ def format_validation_error(err: ValidationError, source: str, pos: Positions | 
     """First line: the first error with its position; then one line per further error."""
     lines = []
     for e in err.errors():
-        loc: Loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-")))
-        # pydantic puts the union tag in the path (e.g. scheduler.fcfs.max_num_seqs); drop it
-        clean = tuple(
-            x for i, x in enumerate(loc) if not (i > 0 and isinstance(x, str) and _is_tag(x, loc, pos))
-        )
+        # `kind` sections are validated through the registry (sim.config.kinds), so no union tag is in the path
+        clean: Loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-")))
         dotted = ".".join(str(x) for x in clean) or "(top level)"
         where = source
         if pos is not None:
@@ -106,15 +103,3 @@ def format_validation_error(err: ValidationError, source: str, pos: Positions | 
             msg = "unknown field"
         lines.append(f"{where}: {dotted}: {msg}{found}")
     return "\n".join(lines)
-
-
-_TAGS: set[str] = set()
-
-
-def register_tags(tags: list[str]) -> None:
-    """Kinds used as union tags, so error paths can skip them."""
-    _TAGS.update(tags)
-
-
-def _is_tag(x: str, loc: Loc, pos: Positions | None) -> bool:
-    return x in _TAGS and (pos is None or loc not in pos)

@@ -102,25 +102,24 @@ def _per_instance(df: pd.DataFrame) -> str:
     return _table(header, rows)
 
 
-def render(run_dir: str | Path) -> str:
-    """The HTML page of a run directory (needs summary.json; parquet tables and plots are used when present)."""
-    d = Path(run_dir)
+def _load_summary(d: Path) -> dict[str, Any]:
     if not d.is_dir():
         raise ServesimError(f"{d}: not a run directory")
     try:
-        summary = json.loads((d / "summary.json").read_text())
+        return dict(json.loads((d / "summary.json").read_text()))
     except FileNotFoundError:
         raise ServesimError(f"{d}: no summary.json (write one with `servesim run SCENARIO --out {d}`)") from None
     except ValueError as e:
         raise ServesimError(f"{d / 'summary.json'}: not JSON ({e})") from None
-    requests = pd.read_parquet(d / "requests.parquet") if (d / "requests.parquet").exists() else None
-    timeline = pd.read_parquet(d / "timeline.parquet") if (d / "timeline.parquet").exists() else None
+
+
+def _heading(summary: dict[str, Any], name: str) -> list[str]:
+    """Title, the one-line setup (model, cluster, scheduler, router, seed) and the KPI tiles (left open)."""
     sc = summary.get("scenario", {})
-    c, tp, simd = summary["counts"], summary["throughput"], summary.get("sim", {})
+    c, tp = summary["counts"], summary["throughput"]
     model = sc.get("model") if isinstance(sc.get("model"), str) else (sc.get("model") or {}).get("name", "?")
     gpu = sc.get("hardware") if isinstance(sc.get("hardware"), str) else (sc.get("hardware") or {}).get("name", "?")
     cl = sc.get("cluster", {})
-    name = sc.get("name", d.name)
     e = html.escape
     parts = [
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(name)} — servesim report</title>",
@@ -142,9 +141,11 @@ def render(run_dir: str | Path) -> str:
         ("TPOT p99 (ms)", ms(summary["metrics"]["tpot_s"].get("p99"))),
     ]
     parts += [f"<div>{e(k)}<b>{e(v)}</b></div>" for k, v in kpis]
-    parts.append("</div><h2>Latency (ms)</h2>")
-    lat = [[label, *(ms(summary["metrics"][k].get(s)) for s in STATS)] for k, label in LATENCY_ROWS]
-    parts.append(_table(["metric", *STATS], lat))
+    return parts
+
+
+def _counts(summary: dict[str, Any]) -> str:
+    c, tp, simd = summary["counts"], summary["throughput"], summary.get("sim", {})
     counts = [
         ["arrived", str(c["arrived"])],
         ["completed", str(c["completed"])],
@@ -159,26 +160,45 @@ def render(run_dir: str | Path) -> str:
         ["iterations", str(simd.get("iterations", "-"))],
         ["events", str(simd.get("events", "-"))],
     ]
-    parts += ["<h2>Counts and throughput</h2>", _table(["", "value"], counts)]
+    return _table(["", "value"], counts)
+
+
+def _classes(classes: dict[str, Any]) -> str:
+    rows = [
+        [
+            cname,
+            str(cs["priority"]),
+            f"{cs['counts']['completed']} / {cs['counts']['arrived']}",
+            ms(cs["metrics"]["ttft_s"].get("p50")),
+            ms(cs["metrics"]["ttft_s"].get("p99")),
+            ms(cs["metrics"]["tpot_s"].get("p99")),
+            "-" if cs["slo_attainment"] is None else f"{cs['slo_attainment']:.1%}",
+        ]
+        for cname, cs in classes.items()
+    ]
+    header = ["class", "priority", "completed", "TTFT p50", "TTFT p99", "TPOT p99", "SLO attainment"]
+    return _table(header, rows)
+
+
+def render(run_dir: str | Path) -> str:
+    """The HTML page of a run directory (needs summary.json; parquet tables and plots are used when present)."""
+    d = Path(run_dir)
+    summary = _load_summary(d)
+    requests = pd.read_parquet(d / "requests.parquet") if (d / "requests.parquet").exists() else None
+    timeline = pd.read_parquet(d / "timeline.parquet") if (d / "timeline.parquet").exists() else None
+    sc = summary.get("scenario", {})
+    e = html.escape
+    parts = _heading(summary, sc.get("name", d.name))
+    parts.append("</div><h2>Latency (ms)</h2>")
+    lat = [[label, *(ms(summary["metrics"][k].get(s)) for s in STATS)] for k, label in LATENCY_ROWS]
+    parts.append(_table(["metric", *STATS], lat))
+    parts += ["<h2>Counts and throughput</h2>", _counts(summary)]
     slo = sc.get("slo") or {}
     if any(v is not None for v in slo.values()):
         targets = ", ".join(f"{k} ≤ {v * 1000:.0f} ms" for k, v in slo.items() if v is not None)
         parts.append(f"<p>SLO: {e(targets)}</p>")
     if summary.get("classes"):
-        rows = [
-            [
-                cname,
-                str(cs["priority"]),
-                f"{cs['counts']['completed']} / {cs['counts']['arrived']}",
-                ms(cs["metrics"]["ttft_s"].get("p50")),
-                ms(cs["metrics"]["ttft_s"].get("p99")),
-                ms(cs["metrics"]["tpot_s"].get("p99")),
-                "-" if cs["slo_attainment"] is None else f"{cs['slo_attainment']:.1%}",
-            ]
-            for cname, cs in summary["classes"].items()
-        ]
-        header = ["class", "priority", "completed", "TTFT p50", "TTFT p99", "TPOT p99", "SLO attainment"]
-        parts += ["<h2>Traffic classes (ms)</h2>", _table(header, rows)]
+        parts += ["<h2>Traffic classes (ms)</h2>", _classes(summary["classes"])]
     if requests is not None and not requests.empty:
         parts += ["<h2>Instances</h2>", _per_instance(requests)]
     figs = _figures(d, requests, timeline)

@@ -156,20 +156,13 @@ def list_(what: Annotated[str, typer.Argument(help="models | hardware | policies
                 f"{g.tdp_w:.0f}",
             )
     elif what == "policies":
-        from policies.registry import MIGRATIONS, ROUTERS, SCHEDULERS
-        from sim.costmodel.models import COST_MODELS
+        from sim.core.registry import FAMILIES, describe_caps
 
-        for c in ("family", "kind", "what it does"):
+        for c in ("family", "kind", "what it does", "declares"):
             t.add_column(c)
-        families = (
-            ("scheduler", SCHEDULERS),
-            ("router", ROUTERS),
-            ("migration", MIGRATIONS),
-            ("cost_model", COST_MODELS),
-        )
-        for fam, reg in families:
-            for e in reg.entries.values():
-                t.add_row(fam, e.kind, e.doc)
+        for fam, reg in FAMILIES.items():  # built-in kinds and those of installed plugins
+            for e in reg:
+                t.add_row(fam, e.kind, e.doc, describe_caps(e.caps))
     elif what == "traces":
         from sim.workload.traces import trace_names
 
@@ -311,35 +304,10 @@ def plan(
     from sim.tools.planner.run import PlanOptions, run_plan
 
     opts = PlanOptions(
-        model,
-        traffic,
-        rate,
-        lengths,
-        format_,
-        requests,
-        cv,
-        slo,
-        attainment,
-        hardware,
-        tp,
-        shapes,
-        schedulers,
-        max_batch,
-        budget,
-        top,
-        replications,
-        router,
-        margin,
-        search_requests,
-        base,
-        set_,
-        capacity,
-        instances,
-        workers,
-        cluster,
-        max_simulations,
-        early_stop,
-    )
+        model, traffic, rate, lengths, format_, requests, cv, slo, attainment, hardware, tp, shapes, schedulers,
+        max_batch, budget, top, replications, router, margin, search_requests, base, set_, capacity, instances,
+        workers, cluster, max_simulations, early_stop,
+    )  # fmt: skip
 
     def show(i: int, ev: Any) -> None:
         state = "meets SLO" if ev.feasible else "misses"

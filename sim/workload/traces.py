@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -30,12 +30,15 @@ __all__ = [
     "TRACE_FORMATS",
     "Trace",
     "load_trace",
+    "read_trace",
     "resolve_trace_path",
     "spread_buckets",
     "trace_names",
 ]
 
 FORMATS = ("azure", "mooncake", "vidur", "csv")
+TraceFormat = Literal["azure", "mooncake", "vidur", "lengths", "csv"]
+"""The `format` a scenario may give a trace (`lengths` is `vidur`)."""
 _ALIASES = {"lengths": "vidur"}
 
 TRACES_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "traces"
@@ -380,3 +383,12 @@ def resolve_trace_path(path: str) -> Path:
     if not candidate.is_absolute() and from_root.exists():
         return from_root
     raise ServesimError(f"{path}: file not found, and not a shipped trace name ({', '.join(names)})")
+
+
+def read_trace(path: str, format: str, base: Path) -> Trace:
+    """A scenario's trace: `path` relative to the scenario's directory `base` when it exists there, else as
+    resolve_trace_path finds it."""
+    p = Path(path)
+    if not p.is_absolute() and not p.exists() and (base / p).exists():
+        return load_trace(base / p, "vidur" if format == "lengths" else format)
+    return load_trace(resolve_trace_path(path), "vidur" if format == "lengths" else format)

@@ -100,7 +100,9 @@ def absolute_trace_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]
     shipped = trace_names()
     for section in ("arrival", "lengths"):
         spec = wl.get(section)
-        path = spec.get("path") if isinstance(spec, dict) else None
+        if not isinstance(spec, dict):
+            continue
+        path = spec.get("path")
         if isinstance(path, str) and path not in shipped and not Path(path).is_absolute():
             cand = base_dir / path
             if cand.exists():
