@@ -103,3 +103,29 @@ def test_engine_stops_only_certain_misses() -> None:
     # the overloaded single instance must have stopped, else the test above proves nothing
     one = run(sim.load_scenario(base, ["cluster.instances=1", "workload.num_requests=300"]), stop_on_miss=spec)
     assert one.summary["sim"].get("stopped_early") and not math.isnan(one.summary["sim"]["simulated_s"])
+
+
+def test_planner_answer_unchanged_by_early_stop(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Same winner, same verdict for every candidate run, with and without early stop — and some runs did
+    stop (the infeasible ones of a small space), with fewer simulated seconds."""
+    from sim.tools.planner.request import PlanRequest
+    from sim.tools.planner.search import plan
+    from sim.tools.planner.space import parse_schedulers
+    from sim.tools.planner.traffic import make_traffic
+
+    def request(early: bool) -> PlanRequest:
+        traffic = make_traffic(None, 20, "fixed:512,128", num_requests=600)
+        slo = parse_slo("ttft_p99=0.5,tpot_p99=0.03")
+        return PlanRequest(
+            "llama-3.1-8b", traffic, slo, hardware=["l40s"], tps=[1], shapes=["colocated"],
+            schedulers=parse_schedulers("sarathi:512", [256]), budget=4, top=1, replications=1, early_stop=early,
+        )  # fmt: skip
+
+    fast, full = plan(request(True), tmp_path / "fast"), plan(request(False), tmp_path / "full")
+    assert fast.best is not None and full.best is not None
+    assert (fast.best.config, fast.best.size) == (full.best.config, full.best.size)
+    verdicts = {(e.config, e.size): e.feasible for e in full.evaluated}
+    assert {(e.config, e.size): e.feasible for e in fast.evaluated} == verdicts
+    stopped = [e for e in fast.evaluated if e.row.get("stopped_early")]
+    assert stopped and all(not e.feasible for e in stopped)
+    assert all(len(c.row) and not c.row.get("stopped_early") for c in fast.confirmations)
