@@ -18,6 +18,7 @@ import sim  # noqa: F401  (initialises sim before hwprofiles' catalogue)
 from hwprofiles import catalog
 from sim.costmodel.memo import MemoCost, memoised
 from sim.costmodel.models import (
+    Chunks,
     LinearCost,
     LinearCostConfig,
     ProfileParams,
@@ -90,7 +91,7 @@ def test_other_models_and_subclasses_are_not_wrapped() -> None:
     assert memoised(lin) is lin
 
     class Custom(RooflineCost):
-        def breakdown(self, prefill, n_decode, decode_ctx):  # type: ignore[no-untyped-def]
+        def breakdown(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> dict[str, float]:
             return {"all": 1.0}
 
     c = Custom(RooflineCostConfig(), catalog.model("llama-3.1-8b"), catalog.gpu("h100-sxm"), 1)

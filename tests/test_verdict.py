@@ -10,6 +10,7 @@ stop is the same run, byte for byte.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import simpy
@@ -105,7 +106,7 @@ def test_engine_stops_only_certain_misses() -> None:
     assert one.summary["sim"].get("stopped_early") and not math.isnan(one.summary["sim"]["simulated_s"])
 
 
-def test_planner_answer_unchanged_by_early_stop(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_planner_answer_unchanged_by_early_stop(tmp_path: Path) -> None:
     """Same winner, same verdict for every candidate run, with and without early stop — and some runs did
     stop (the infeasible ones of a small space), with fewer simulated seconds."""
     from sim.tools.planner.request import PlanRequest

@@ -49,12 +49,12 @@ class MemoCost:
         return self.cost.decode_run(n, ctx_sums)
 
     def decode_coeffs(self, n: int) -> tuple[float, float] | None:
-        got = self._coeffs.get(n, self)
-        if got is self:
-            got = self.cost.decode_coeffs(n)
-            if len(self._coeffs) < _MAX_ENTRIES:
-                self._coeffs[n] = got
-        return got  # type: ignore[return-value]
+        if n in self._coeffs:
+            return self._coeffs[n]
+        got = self.cost.decode_coeffs(n)
+        if len(self._coeffs) < _MAX_ENTRIES:
+            self._coeffs[n] = got
+        return got
 
     def iteration(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> float:
         """`sum(breakdown(...).values())`, the same floats summed in the same order."""
@@ -91,5 +91,5 @@ class MemoCost:
 def memoised(cost: CostModel) -> CostModel:
     """`cost` with exact per-term memoisation when it is a roofline/table model this file mirrors."""
     if isinstance(cost, RooflineCost) and type(cost).breakdown is _MIRRORED:
-        return MemoCost(cost)  # type: ignore[return-value]
+        return MemoCost(cost)  # type: ignore[return-value]  # duck-typed CostModel (a Protocol)
     return cost
