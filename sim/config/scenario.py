@@ -104,6 +104,7 @@ class Pool(Strict):
 
     instances: int = Field(default=1, ge=1)
     tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per instance")
+    pp: int = Field(default=1, ge=1, description="pipeline stages per instance (each of tp GPUs)")
     hardware: str | GPUSpec | None = Field(default=None, description="unset: the scenario's `hardware`")
     scheduler: SchedulerConfig | None = Field(default=None, description="unset: the scenario's `scheduler`")
     router: RouterConfig | None = Field(
@@ -121,6 +122,10 @@ class Pool(Strict):
 class Cluster(Strict):
     instances: int = Field(default=1, ge=1)
     tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per instance")
+    pp: int = Field(default=1, ge=1, description="pipeline stages per instance: layers split over pp groups of tp GPUs")
+    pp_link: Link = Field(
+        default_factory=Link, description="activations between pipeline stages (default: the GPUs' NVLink/PCIe)"
+    )
     router: RouterConfig = Field(default_factory=lambda: ROUTERS.get("round_robin").config())
     prefill: Pool | None = Field(default=None, description="disaggregated: the prefill pool (with `decode`)")
     decode: Pool | None = Field(default=None, description="disaggregated: the decode pool (with `prefill`)")
@@ -140,8 +145,8 @@ class Cluster(Strict):
     def _pools(self) -> Cluster:
         if (self.prefill is None) != (self.decode is None):
             raise ValueError("a disaggregated cluster needs both `prefill` and `decode` pools")
-        if self.prefill is not None and (self.instances, self.tp) != (1, 1):  # (1, 1): unset, or a dump of a run
-            raise ValueError("with prefill/decode pools, give instances and tp per pool, not on the cluster")
+        if self.prefill is not None and (self.instances, self.tp, self.pp) != (1, 1, 1):  # unset, or a dumped run
+            raise ValueError("with prefill/decode pools, give instances, tp and pp per pool, not on the cluster")
         return self
 
     @property
@@ -195,6 +200,48 @@ class Engine(Strict):
     )
 
 
+class Speculative(Strict):
+    """Speculative decoding: each decode step drafts `num_tokens` tokens and verifies them in one wider step."""
+
+    kind: Literal["draft_model", "eagle", "mtp"] = Field(
+        description="draft_model: a smaller model drafts (k sequential decode steps); eagle / mtp: a one-layer "
+        "head on the target's hidden states drafts (one head step per token)"
+    )
+    num_tokens: int = Field(ge=1, le=64, description="k: draft tokens per step")
+    acceptance: float | list[float] = Field(
+        description="probability that draft token i is accepted given the ones before it were: one i.i.d. rate, "
+        "or one per position (num_tokens values)"
+    )
+    draft_model: str | ModelSpec | None = Field(default=None, description="kind draft_model: the drafting model")
+
+    @field_validator("draft_model", mode="before")
+    @classmethod
+    def _known_draft(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                catalog.model(v)
+            except UnknownNameError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Speculative:
+        rates = self.acceptance if isinstance(self.acceptance, list) else [self.acceptance]
+        if isinstance(self.acceptance, list) and len(rates) != self.num_tokens:
+            raise ValueError(f"acceptance has {len(rates)} values; expected one per draft token ({self.num_tokens})")
+        if any(not 0.0 <= a <= 1.0 for a in rates):
+            raise ValueError(f"acceptance rates are probabilities in [0, 1]; found {rates}")
+        if (self.kind == "draft_model") != (self.draft_model is not None):
+            raise ValueError("give draft_model exactly when kind is draft_model")
+        return self
+
+    @property
+    def rates(self) -> list[float]:
+        """Acceptance per draft position."""
+        a = self.acceptance
+        return list(a) if isinstance(a, list) else [a] * self.num_tokens
+
+
 class Scenario(Strict):
     name: str = "scenario"
     seed: int = Field(default=0, ge=0)
@@ -211,6 +258,7 @@ class Scenario(Strict):
     predictor: PredictorConfig | None = Field(
         default=None, description="output-length predictor; its prediction is stored on each request"
     )
+    speculative: Speculative | None = Field(default=None, description="speculative decoding (off when unset)")
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
     @field_validator("model", mode="before")

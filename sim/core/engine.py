@@ -8,12 +8,12 @@ from typing import Any
 
 import simpy
 
-from policies.registry import ROUTERS
 from sim.cluster.disagg import Disaggregation
 from sim.cluster.pools import build_cost_model, build_instances, capacity, cluster_features, pool_specs
 from sim.config.scenario import Scenario
 from sim.core.late import LateQueue
 from sim.core.recorder import RequestLog
+from sim.core.registry import ROUTERS
 from sim.core.request import Request
 from sim.core.rng import streams
 from sim.output.perfetto import Tracer
@@ -65,7 +65,14 @@ class Simulation:
             else None
         )
         self.instances = build_instances(
-            self.env, sc, self.pools, self.log, self.rngs["policy"], tracer=tracer, disagg=self.disagg
+            self.env,
+            sc,
+            self.pools,
+            self.log,
+            self.rngs["policy"],
+            tracer=tracer,
+            disagg=self.disagg,
+            spec_rng=self.rngs["speculative"],
         )
         self.pool_of = [spec for spec in self.pools for _ in range(spec.instances)]
         self.entry = [inst for inst in self.instances if inst.role != "decode"]  # where arrivals are routed
@@ -157,7 +164,7 @@ class Simulation:
                 "swap_s": inst.swap_s,
                 "role": inst.role,
                 "hardware": spec.gpu.name,
-                "gpus": spec.tp,
+                "gpus": spec.tp * spec.pp,
             }
             for inst, spec in zip(self.instances, self.pool_of, strict=True)
         ]

@@ -90,6 +90,7 @@ class MemoCost:
 
 def memoised(cost: CostModel) -> CostModel:
     """`cost` with exact per-term memoisation when it is a roofline/table model this file mirrors."""
-    if isinstance(cost, RooflineCost) and type(cost).breakdown is _MIRRORED:
+    kind = type(cost)
+    if isinstance(cost, RooflineCost) and kind.breakdown is _MIRRORED and kind.iteration is RooflineCost.iteration:
         return MemoCost(cost)  # type: ignore[return-value]  # duck-typed CostModel (a Protocol)
     return cost

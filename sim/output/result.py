@@ -122,6 +122,7 @@ def run(
             p.role: {
                 "instances": p.instances,
                 "tp": p.tp,
+                **({"pp": p.pp} if p.pp > 1 else {}),
                 "hardware": p.gpu.name,
                 "kv_blocks_per_instance": p.capacity.num_blocks,
                 "kv_tokens_per_instance": p.capacity.tokens,
