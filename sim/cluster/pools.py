@@ -24,6 +24,7 @@ from sim.core.recorder import RequestLog
 from sim.core.registry import ROUTERS, SCHEDULERS
 from sim.core.speculative import DraftCost, Speculation
 from sim.core.swap import HostSwap
+from sim.costmodel.kv_memory import reserve_bytes
 from sim.costmodel.memo import memoised
 from sim.costmodel.models import COST_MODELS, CostModel
 from sim.errors import ServesimError
@@ -69,8 +70,9 @@ def build_cost_model(sc: Scenario, model: ModelSpec | None = None, gpu: GPUSpec 
 
 def _cost(sc: Scenario, model: ModelSpec, gpu: GPUSpec, tp: int, pp: int) -> CostModel:
     """One instance's cost model; with pp > 1 a pipeline of per-stage cost models (`sim.costmodel.pipeline`)."""
+    engine = sc.serving_engine
     if pp == 1:
-        return COST_MODELS.build(sc.cost_model, model=model, gpu=gpu, tp=tp, base_dir=sc.base_dir)
+        return COST_MODELS.build(sc.cost_model, model=model, gpu=gpu, tp=tp, base_dir=sc.base_dir, engine=engine)
     from sim.cluster.links import link_bandwidth
     from sim.costmodel.pipeline import activation_hop, build_pipeline
 
@@ -81,7 +83,7 @@ def _cost(sc: Scenario, model: ModelSpec, gpu: GPUSpec, tp: int, pp: int) -> Cos
 
     def stage(layers: int) -> CostModel:
         part = model.model_copy(update={"num_layers": layers})
-        return COST_MODELS.build(sc.cost_model, model=part, gpu=gpu, tp=tp, base_dir=sc.base_dir)
+        return COST_MODELS.build(sc.cost_model, model=part, gpu=gpu, tp=tp, base_dir=sc.base_dir, engine=engine)
 
     link = sc.cluster.pp_link
     hop = activation_hop(model.hidden_size, model.dtype_bytes, link_bandwidth(link, gpu, gpu), link.latency_s)
@@ -91,14 +93,10 @@ def _cost(sc: Scenario, model: ModelSpec, gpu: GPUSpec, tp: int, pp: int) -> Cos
 def capacity(sc: Scenario) -> KVCapacity:
     """KV blocks of one instance of a colocated cluster."""
     kv = sc.kv_cache
+    m, g, tp = sc.model_spec, sc.gpu_spec, sc.cluster.tp
+    reserve = reserve_bytes(kv.reserve_gb, m, g, tp, sc.scheduler, sc.serving_engine, kv.gpu_memory_utilization)
     return kv_capacity(
-        sc.model_spec,
-        sc.gpu_spec,
-        sc.cluster.tp,
-        kv.block_size,
-        kv.gpu_memory_utilization,
-        kv.reserve_gb * 1e9 + _draft_weights(sc, sc.cluster.tp),
-        sc.cluster.pp,
+        m, g, tp, kv.block_size, kv.gpu_memory_utilization, reserve + _draft_weights(sc, tp), sc.cluster.pp
     )
 
 
@@ -120,7 +118,9 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
     specs = []
     for role, pool in (("prefill", c.prefill), ("decode", c.decode)):
         gpu = _gpu(pool.hardware, sc.gpu_spec)
-        reserve = kv.reserve_gb * 1e9 + _draft_weights(sc, pool.tp)
+        sched = pool.scheduler or sc.scheduler
+        reserve = reserve_bytes(kv.reserve_gb, model, gpu, pool.tp, sched, sc.serving_engine, kv.gpu_memory_utilization)
+        reserve += _draft_weights(sc, pool.tp)
         cap = kv_capacity(model, gpu, pool.tp, kv.block_size, kv.gpu_memory_utilization, reserve, pool.pp)
         cost = _cost(sc, model, gpu, pool.tp, pool.pp)
         router = pool.router or (c.router if role == "prefill" else ROUTERS.get("least_kv").config())
@@ -153,10 +153,11 @@ def build_instances(
     hand-off's wait for memory (decode pool)."""
     out: list[Instance] = []
     model = sc.model_spec
-    pc = sc.kv_cache.prefix_cache
     for spec in specs:
         cost = memoised(spec.cost)  # one pricing cache per pool, shared by its instances
         draft = _draft_cost(sc, spec) if sc.speculative is not None else None
+        pc = _prefix_cache(sc, spec.scheduler)
+        max_len = getattr(spec.scheduler, "max_model_len", None)  # `vllm`: the API server's length limit
         for _ in range(spec.instances):
             prefix = None
             if pc is not None and pc.enabled:
@@ -181,11 +182,11 @@ def build_instances(
             inst = Instance(
                 env,
                 len(out),
-                SCHEDULERS.build(spec.scheduler, rng=policy_rng, cost=cost),
+                SCHEDULERS.build(spec.scheduler, rng=policy_rng, cost=cost, gpu=spec.gpu),
                 cost,
                 spec.capacity,
                 log,
-                max_context=model.max_context,
+                max_context=min(model.max_context, max_len) if max_len else model.max_context,
                 watermark=sc.kv_cache.watermark,
                 fast_forward=sc.engine.fast_forward,
                 role=spec.role,
@@ -216,6 +217,18 @@ def _draft_cost(sc: Scenario, spec: PoolSpec) -> DraftCost:
         return sum(cost.iteration([], n, ctx + n * i) - fixed for i in range(k))
 
     return draft
+
+
+def _prefix_cache(sc: Scenario, scheduler: Any) -> Any:
+    """`kv_cache.prefix_cache`, or its defaults when the scheduler turns caching on itself (`vllm`)."""
+    pc = sc.kv_cache.prefix_cache
+    if pc is None and getattr(scheduler, "enable_prefix_caching", False):
+        from sim.config.scenario import PrefixCache
+
+        return PrefixCache()
+    if pc is not None and getattr(scheduler, "enable_prefix_caching", True) is False:
+        return None  # the scheduler's switch wins
+    return pc
 
 
 def cluster_label(sc: Scenario) -> str:

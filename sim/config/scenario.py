@@ -26,6 +26,7 @@ from policies.admission import AdmissionConfig
 from sim.config.kinds import KindOf
 from sim.config.yamlio import Positions, apply_overrides, format_validation_error, load_yaml
 from sim.core.registry import ARRIVALS, COST_MODELS, LENGTHS, MIGRATIONS, PREDICTORS, ROUTERS, SCHEDULERS
+from sim.costmodel.engine import ServingEngineConfig
 from sim.errors import ServesimError, UnknownNameError
 
 
@@ -174,7 +175,12 @@ class PrefixCache(Strict):
 class KVCache(Strict):
     block_size: int = Field(default=16, ge=1)
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
-    reserve_gb: float = Field(default=2.0, ge=0, description="per GPU: activations, CUDA context, graphs")
+    reserve_gb: float | None = Field(
+        default=None,
+        ge=0,
+        description="per GPU: activations, CUDA context, graphs; unset: vLLM's profiled budget with the `vllm` "
+        "scheduler (sim/costmodel/kv_memory.py), else 2 GB",
+    )
     watermark: float = Field(default=0.01, ge=0, lt=1, description="fraction of blocks kept free at admission")
     preemption: Literal["recompute", "swap"] = Field(
         default="recompute", description="a preempted request's KV: dropped and recomputed, or swapped to host"
@@ -249,9 +255,14 @@ class Scenario(Strict):
     hardware: str | GPUSpec
     workload: Workload
     cluster: Cluster = Field(default_factory=Cluster)
-    scheduler: SchedulerConfig = Field(default_factory=lambda: SCHEDULERS.get("fcfs").config())
+    scheduler: SchedulerConfig = Field(default_factory=lambda: SCHEDULERS.get("vllm").config())
     kv_cache: KVCache = Field(default_factory=KVCache)
     cost_model: CostModelConfig = Field(default_factory=lambda: COST_MODELS.get("roofline").config())
+    serving_engine: ServingEngineConfig = Field(
+        default_factory=ServingEngineConfig,
+        description="engine overheads around the kernels: a preset `kind` (vllm-v1, vllm-v0, sglang, trtllm) "
+        "with any term overridden (`servesim list engines`)",
+    )
     slo: SLO = Field(default_factory=SLO)
     engine: Engine = Field(default_factory=Engine)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)

@@ -57,7 +57,10 @@ class MemoCost:
         return got
 
     def iteration(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> float:
-        """`sum(breakdown(...).values())`, the same floats summed in the same order."""
+        """`RooflineCost.iteration`: the same floats summed in the same order."""
+        if not prefill:  # decode-only goes through `decode_run` (fast-forward equality): nothing to cache here
+            return self.cost.iteration(prefill, n_decode, decode_ctx)
+        cost = self.cost
         seqs = len(prefill) + n_decode
         tokens = n_decode
         pre = self._prefill
@@ -66,26 +69,29 @@ class MemoCost:
             tokens += q
             v = pre.get((q, c))
             if v is None:
-                v = self.cost._prefill_attn(q, c)
+                v = cost._prefill_attn(q, c)
                 if len(pre) < _MAX_ENTRIES:
                     pre[(q, c)] = v
             parts.append(v)
         dense = self._dense.get(tokens)
         if dense is None:
-            dense = tuple(self.cost._dense(tokens).values())
+            dense = tuple(cost._dense(tokens).values())
             if len(self._dense) < _MAX_ENTRIES:
                 self._dense[tokens] = dense
+        i = self._overhead_at
         if self._seq_s:
-            i = self._overhead_at
             dense = (*dense[:i], dense[i] + seqs * self._seq_s, *dense[i + 1 :])
         lm = self._lm.get(seqs)
         if lm is None:
-            lm = self._lm[seqs] = self.cost._lm_head(seqs)
+            lm = self._lm[seqs] = cost._lm_head(seqs)
         if self._decode_linear or n_decode == 0:
-            attn_decode = self.cost._attn_coef * float(decode_ctx)
+            attn_decode = cost._attn_coef * float(decode_ctx)
         else:
-            attn_decode = float(self.cost._decode_attn(n_decode, np.array([float(decode_ctx)]))[0])
-        return sum((*dense, sum(parts), attn_decode, lm))
+            attn_decode = float(cost._decode_attn(n_decode, np.array([float(decode_ctx)]))[0])
+        attn_decode += cost._attn_floor if n_decode else 0.0
+        ops = (*dense, sum(parts), attn_decode, lm)
+        engine_cpu, launch = cost._engine_s(tokens, seqs, False, sum(ops) - dense[i])
+        return sum((*ops, engine_cpu, launch))
 
 
 def memoised(cost: CostModel) -> CostModel:

@@ -180,6 +180,9 @@ def build_pipeline(
             out += float(lm(seqs)) if lm is not None else 0.0
         if s != 0:
             out += float(getattr(getattr(cost, "params", None), "iteration_overhead_s", 0.0))
+            engine = getattr(cost, "engine", None)  # serving-engine CPU time (scheduling, sampling): once per step
+            if engine is not None and seqs:
+                out += engine.scheduler_s + seqs * engine.sample_per_seq_s
         return out
 
     return PipelineCost(stages, hop, strip)

@@ -15,6 +15,7 @@ from sim.cluster.power import cost_summary
 from sim.config.scenario import Scenario, load_scenario
 from sim.core.engine import Progress, Simulation
 from sim.core.recorder import COMPLETED
+from sim.costmodel.models import prices_serving_engine
 from sim.output import plots as _plots
 from sim.output.metrics import check_conservation, requests_frame, summarize
 from sim.output.perfetto import Tracer
@@ -112,7 +113,10 @@ def run(
     _check_tokens(sim)
     rq = sim.requests
     extra = {**_extra_columns(sc, rq), **sim.extra_columns()}
-    df = requests_frame(rq.arrival_s, rq.prompt_tokens, rq.output_tokens, sim.log, extra=extra)
+    # client-side front end into TTFT and E2E; the serving engine applies to physical cost models only (the
+    # analytic `linear` kind is an exact service time for theory checks)
+    fe = sc.serving_engine.frontend_s if prices_serving_engine(sc.cost_model) else 0.0
+    df = requests_frame(rq.arrival_s, rq.prompt_tokens, rq.output_tokens, sim.log, extra=extra, frontend_s=fe)
     summary = summarize(df, sim.log, sc.slo, sim.simulated_s, sc.workload.classes)
     tput = summary["throughput"]
     summary["cost"] = cost_summary(sim, tput["output_tokens_per_s"], tput["duration_s"])

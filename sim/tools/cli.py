@@ -121,7 +121,7 @@ def schema(
 
 
 @app.command("list")
-def list_(what: Annotated[str, typer.Argument(help="models | hardware | policies | traces")]) -> None:
+def list_(what: Annotated[str, typer.Argument(help="models | hardware | policies | engines | traces")]) -> None:
     """List what is built in."""
     from hwprofiles import catalog
 
@@ -163,6 +163,8 @@ def list_(what: Annotated[str, typer.Argument(help="models | hardware | policies
         for fam, reg in FAMILIES.items():  # built-in kinds and those of installed plugins
             for e in reg:
                 t.add_row(fam, e.kind, e.doc, describe_caps(e.caps))
+    elif what == "engines":
+        _engines_table(t)
     elif what == "traces":
         from sim.workload.traces import trace_names
 
@@ -171,8 +173,25 @@ def list_(what: Annotated[str, typer.Argument(help="models | hardware | policies
         for n, p in trace_names().items():
             t.add_row(n, str(p))
     else:
-        _fail(f"unknown list {what!r}; known: hardware, models, policies, traces")
+        _fail(f"unknown list {what!r}; known: hardware, models, policies, engines, traces")
     out.print(t)
+
+
+def _engines_table(t: Table) -> None:
+    """Serving-engine presets (`serving_engine.kind`) with every term's value; * marks the fittable ones."""
+    from sim.core.registry import ENGINES
+    from sim.costmodel.engine import ServingEngineConfig, fit_fields, preset
+
+    fit = fit_fields()
+    t.add_column("term")
+    kinds = ENGINES.kinds()
+    for k in kinds:
+        t.add_column(k)
+    t.add_row("what it is", *(ENGINES.get(k).doc for k in kinds))
+    presets = [preset(k) for k in kinds]
+    for name in ServingEngineConfig.model_fields:
+        if name != "kind":
+            t.add_row(name + (" *" if name in fit else ""), *(str(getattr(p, name)) for p in presets))
 
 
 @app.command()
