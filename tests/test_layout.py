@@ -45,7 +45,6 @@ UNEXPLAINED_IGNORES = frozenset(
     {
         "policies/ranked.py",
         "hwprofiles/specs.py",
-        "tests/test_cluster.py",
         "tests/oracle_decode.py",
     }
 )
