@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -50,6 +49,7 @@ def load_gpu(name: str) -> Any:
 
 
 def _spec_file(p: Path, cls: Any) -> Any:
+    import yaml
     from pydantic import ValidationError
 
     if not p.is_file():

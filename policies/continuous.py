@@ -142,16 +142,19 @@ class Sarathi:
         if not inst.decode_all(plan):
             plan_decodes(inst, inst.decoding(), plan)
         left = self.budget - plan.decode_count
-        if plan.preempted == 0:
-            left = swap_in(inst, plan, self.max_seqs, left)
-        for req in inst.prefilling:
-            if left <= 0:
-                break
-            if not any(r is req for r, _ in plan.prefill):
-                n = min(req.prefill_target - req.prefill_done, left)
-                plan.prefill.append((req, n))
-                left -= n
         waiting, running = inst.waiting, inst.running
+        if plan.preempted == 0 and waiting:
+            left = swap_in(inst, plan, self.max_seqs, left)
+        if left > 0 and inst.prefilling:
+            prefill = plan.prefill
+            swapped = {id(r) for r, _ in prefill} if prefill else ()  # swapped back in mid-prefill: planned
+            for req in inst.prefilling:
+                if left <= 0:
+                    break
+                if id(req) not in swapped:
+                    n = min(req.prefill_target - req.prefill_done, left)
+                    prefill.append((req, n))
+                    left -= n
         while left > 0 and waiting and len(running) < self.max_seqs:
             req = waiting[0]
             if swapped_out(req) or not inst.can_admit(req):

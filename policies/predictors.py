@@ -19,8 +19,6 @@ from typing import Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.special import ndtri
-from scipy.stats import rankdata
 
 from sim.core.registry import PREDICTORS
 
@@ -102,6 +100,9 @@ class Rank:
         if n < 2:
             return out.copy()
         rho = math.sin(math.pi * self.tau / 2.0)
+        from scipy.special import ndtri  # scipy loads on first use: `servesim list` starts fast
+        from scipy.stats import rankdata
+
         z = ndtri((rankdata(out) - 0.5) / n)
         score = rho * z + math.sqrt(max(0.0, 1.0 - rho * rho)) * rng.standard_normal(n)
         order = np.argsort(score, kind="stable")

@@ -26,6 +26,7 @@ from sim.core.speculative import DraftCost, Speculation
 from sim.core.swap import HostSwap
 from sim.costmodel.kv_memory import reserve_bytes
 from sim.costmodel.layout import deployed
+from sim.costmodel.memo import memoised
 from sim.costmodel.models import COST_MODELS, CostModel
 from sim.errors import ServesimError
 from sim.output.perfetto import Tracer
@@ -158,6 +159,7 @@ def build_instances(
     out: list[Instance] = []
     model = sc.model_spec
     for spec in specs:
+        cost = memoised(spec.cost)  # one pricing cache per pool, shared by its instances
         draft = _draft_cost(sc, spec) if sc.speculative is not None else None
         pc = _prefix_cache(sc, spec.scheduler)
         max_len = getattr(spec.scheduler, "max_model_len", None)  # `vllm`: the API server's length limit
@@ -185,8 +187,8 @@ def build_instances(
             inst = Instance(
                 env,
                 len(out),
-                SCHEDULERS.build(spec.scheduler, rng=policy_rng, cost=spec.cost, gpu=spec.gpu),
-                spec.cost,
+                SCHEDULERS.build(spec.scheduler, rng=policy_rng, cost=cost, gpu=spec.gpu),
+                cost,
                 spec.capacity,
                 log,
                 max_context=min(model.max_context, max_len) if max_len else model.max_context,

@@ -46,6 +46,7 @@ class Simulation:
         requests: Requests | None = None,
         progress: Progress | None = None,
         tracer: Tracer | None = None,
+        stop_on_miss: dict[str, Any] | None = None,
     ) -> None:
         self.scenario = sc
         self.requests = requests if requests is not None else build_requests(sc)
@@ -79,6 +80,12 @@ class Simulation:
         self.features = cluster_features(self)  # disaggregation, migration, prefix caching (each optional)
         self.done = self.env.event()
         self.log.on_all_done = self.done
+        self.stop: simpy.Event | None = None  # a watch's verdict is certain (`sim.core.verdict`)
+        if stop_on_miss is not None:
+            from sim.core.verdict import SLOWatch
+
+            self.stop = self.env.event()
+            self.log.watch = SLOWatch(stop_on_miss, n, sc.slo.model_dump(), self.stop)
         self.by_index = {inst.index: inst for inst in self.instances}
         self._cols: tuple[list[Any], ...] | None = None  # the request columns as lists (`_request`)
         self.clients: ClosedLoopClients | None = None
@@ -164,13 +171,19 @@ class Simulation:
             env.process(self._arrivals())
         env.process(self._monitor())
         horizon = self.scenario.engine.horizon_s
-        until = self.done if horizon is None else env.any_of([self.done, env.timeout(horizon)])
+        ends = [self.done] + ([] if horizon is None else [env.timeout(horizon)]) + ([self.stop] if self.stop else [])
+        until = ends[0] if len(ends) == 1 else env.any_of(ends)
         env.run(until=until)
         for inst in self.instances:
             inst.sync_all()
         self.log.flush_in_flight()
         self.wall_s = time.perf_counter() - start
         return self
+
+    @property
+    def stopped_early(self) -> str:
+        """Why the run stopped before its end (its SLO miss was certain), or ""."""
+        return self.log.watch.reason if self.log.watch is not None else ""
 
     @property
     def simulated_s(self) -> float:

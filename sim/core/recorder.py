@@ -116,6 +116,7 @@ class RequestLog:
         self.done = 0
         self.in_flight: dict[int, Request] = {}
         self.on_all_done: Any = None  # a SimPy event to succeed when every request is finished
+        self.watch: Any = None  # a `sim.core.verdict.SLOWatch` when the run may stop once it misses its SLO
         # a request ended for its client (completed, rejected or abandoned) at time t: `on_end(id, t)`; `clock`
         # gives the time of the ends that have none of their own (closed-loop clients, `sim.workload.clients`)
         self.on_end: Callable[[int, float], None] | None = None
@@ -140,6 +141,8 @@ class RequestLog:
     def complete(self, req: Request) -> None:
         self.status[req.id] = COMPLETED
         self._store(req)
+        if self.watch is not None:
+            self.watch.completed(req)
         if self.on_end is not None:
             self.on_end(req.id, req.completion)
 
@@ -148,6 +151,8 @@ class RequestLog:
         self.status[req.id] = REJECTED
         self.reason[req.id] = REJECT_REASONS.index(reason)
         self._store(req)
+        if self.watch is not None:
+            self.watch.rejected()
         if self.on_end is not None:
             self.on_end(req.id, self.clock())
 

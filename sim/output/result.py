@@ -96,14 +96,19 @@ def run(
     scenario: Scenario | str | Path | dict[str, Any],
     progress: Progress | None = None,
     trace_events: str | Path | Tracer | None = None,
+    *,
+    requests: Requests | None = None,
+    stop_on_miss: dict[str, Any] | None = None,
 ) -> Result:
     """Simulate a scenario (object, YAML path or dict) and return its `Result`.
 
     `trace_events`: a path to write a Chrome/Perfetto trace of the run to, or a `sim.output.perfetto.Tracer`.
+    `requests`: the scenario's requests when built already (`build_requests(sc)`; shared across runs of one
+    workload). `stop_on_miss`: stop once the run provably misses its SLO (`sim.core.verdict`, the planner).
     """
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     tracer = trace_events if isinstance(trace_events, Tracer) or trace_events is None else Tracer(trace_events)
-    sim = Simulation(sc, progress=progress, tracer=tracer).run()
+    sim = Simulation(sc, requests, progress=progress, tracer=tracer, stop_on_miss=stop_on_miss).run()
     check_conservation(sim.log)
     _check_tokens(sim)
     rq = sim.requests
@@ -140,6 +145,8 @@ def run(
         "kv_blocks_per_instance": sim.capacity.num_blocks,
         "kv_tokens_per_instance": sim.capacity.tokens,
     }
+    if sim.stopped_early:
+        summary["sim"]["stopped_early"] = sim.stopped_early
     summary["scenario"] = sc.model_dump(mode="json")
     summary["seed"] = sc.seed
     summary["version"] = VERSION

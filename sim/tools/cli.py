@@ -322,6 +322,9 @@ def plan(
     workers: Annotated[int | None, typer.Option(help="local worker processes (default: CPU count)")] = None,
     cluster: Annotated[str | None, typer.Option(help="Dask scheduler address")] = None,
     max_simulations: Annotated[int, typer.Option(help="stop the search after this many runs")] = 400,
+    early_stop: Annotated[
+        bool, typer.Option(help="stop a search run once its SLO miss is certain (confirmations always run in full)")
+    ] = True,
     out_dir: Annotated[Path, typer.Option("--out", help="output directory")] = Path("runs/plan"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
 ) -> None:
@@ -331,7 +334,7 @@ def plan(
     opts = PlanOptions(
         model, traffic, rate, lengths, format_, requests, cv, slo, attainment, hardware, tp, shapes, schedulers,
         max_batch, budget, top, replications, router, margin, search_requests, base, set_, capacity, instances,
-        workers, cluster, max_simulations,
+        workers, cluster, max_simulations, early_stop,
     )  # fmt: skip
 
     def show(i: int, ev: Any) -> None:

@@ -16,12 +16,14 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from sim.errors import ServesimError
+
+if TYPE_CHECKING:  # pandas loads on first trace read, so `servesim list` starts fast
+    import pandas as pd
 
 __all__ = [
     "FORMATS",
@@ -57,8 +59,11 @@ _VIDUR_COLUMNS = ("num_prefill_tokens", "num_decode_tokens")
 _CSV_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
 _POSITIVE_INT = "a positive integer"
 _MISSING = object()
-# pandas 3 parses floats exactly by default (and deprecates the option); pandas 2 needs asking
-_EXACT_FLOATS: dict[str, str] = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+
+
+def _exact_floats(pd: Any) -> dict[str, str]:
+    """pandas 3 parses floats exactly by default (and deprecates the option); pandas 2 needs asking."""
+    return {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,9 +137,11 @@ def _shape_error(path: Path, detail: str) -> ServesimError:
 
 def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     """Read a CSV with a header that must contain ``columns`` (others are ignored) and at least one row."""
+    import pandas as pd
+
     header = f"a header with columns {','.join(columns)}"
     try:
-        df = pd.read_csv(path, skipinitialspace=True, **_EXACT_FLOATS)
+        df = pd.read_csv(path, skipinitialspace=True, **_exact_floats(pd))
     except pd.errors.EmptyDataError:
         raise _error(path, 1, "header", header, "an empty file") from None
     except pd.errors.ParserError as exc:
@@ -155,6 +162,8 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
 
 def _positive_ints(path: Path, df: pd.DataFrame, column: str) -> np.ndarray:
     """Token counts as int64; integral floats ('12.0') are accepted, anything below 1 is not."""
+    import pandas as pd
+
     s = df[column]
     if s.dtype.kind in "iu":
         values = s.to_numpy(np.int64)
@@ -182,6 +191,8 @@ def _check_sorted(path: Path, ticks: np.ndarray, column: str) -> None:
 
 def _load_azure(path: Path) -> Trace:
     """Azure LLM inference trace: wall-clock TIMESTAMP (7 fractional digits), context and generated tokens."""
+    import pandas as pd
+
     df = _read_csv(path, _AZURE_COLUMNS)
     stamps = pd.to_datetime(df["TIMESTAMP"].astype(str), format="ISO8601", errors="coerce", utc=True)
     bad = stamps.isna().to_numpy()
@@ -213,6 +224,8 @@ def _load_vidur(path: Path) -> Trace:
 
 def _load_csv(path: Path) -> Trace:
     """Generic ``arrival_s,prompt_tokens,output_tokens[,class]`` CSV; arrivals are shifted so the first is 0."""
+    import pandas as pd
+
     df = _read_csv(path, _CSV_COLUMNS)
     arrival = pd.to_numeric(df["arrival_s"], errors="coerce").to_numpy(np.float64, na_value=np.nan)
     bad = ~np.isfinite(arrival)

@@ -84,7 +84,10 @@ def simulate(
     seed: int = 0,
 ) -> list[Evaluated]:
     scs = [load_scenario(scenario_for(req, c, s, full, seed)) for c, s in items]
-    rows = run_scenarios(scs, runs_dir, backend, save_requests=False)
+    # the search only needs each run's verdict: a run stops once its miss is certain (`sim.core.verdict`);
+    # the exhaustive grid (the reference) and confirmations run in full
+    stop = req.slo.stop_spec() if phase == "search" and req.early_stop else None
+    rows = run_scenarios(scs, runs_dir, backend, save_requests=False, stop_on_miss=stop)
     out = []
     for (c, s), row in zip(items, rows, strict=True):
         ok, head, why = req.slo.check(row)

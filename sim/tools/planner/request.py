@@ -32,6 +32,7 @@ class PlanRequest:
     search_requests: int | None = None  # screen on the first N requests; confirm on the full traffic
     base: dict[str, Any] | None = None  # scenario keys to inherit: cost_model, kv_cache, engine, ...
     max_simulations: int = 400
+    early_stop: bool = True  # search runs stop once their SLO miss is certain (`sim.core.verdict`)
 
 
 def base_scenario(req: PlanRequest, traffic: Traffic) -> dict[str, Any]:

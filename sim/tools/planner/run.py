@@ -58,6 +58,7 @@ class PlanOptions:
     workers: int | None = None
     cluster: str | None = None
     max_simulations: int = 400
+    early_stop: bool = True
 
 
 def build_request(o: PlanOptions) -> PlanRequest:
@@ -98,6 +99,7 @@ def build_request(o: PlanOptions) -> PlanRequest:
         search_requests=o.search_requests,
         base=base,
         max_simulations=o.max_simulations,
+        early_stop=o.early_stop,
     )
 
 

@@ -57,6 +57,13 @@ class SLOSpec:
                 out[key] = t.limit_s
         return out
 
+    def stop_spec(self) -> dict[str, Any]:
+        """What a run may stop on once its miss is certain (`sim.core.verdict`): attainment and the
+        percentile limits of per-request metrics; means, itl and queue_delay never stop a run."""
+        targets = [[t.metric, int(t.stat[1:]), t.limit_s] for t in self.targets if t.stat != "mean"]
+        att = self.attainment if self.attainment is not None and self.scenario_slo() else None
+        return {"attainment": att, "targets": [t for t in targets if t[0] in _SCENARIO_SLO]}
+
     def check(self, row: dict[str, Any]) -> tuple[bool, float, str]:
         """(feasible, headroom, why not). Headroom is the smallest relative slack over all limits."""
         if row.get("status") != "ok":
@@ -74,7 +81,9 @@ class SLOSpec:
             slack = min(slack, (att - self.attainment) / max(1e-9, 1.0 - self.attainment))
             if att < self.attainment:
                 misses.append(f"attainment {att:.1%} < {self.attainment:.0%}")
-        if row.get("in_flight", 0):
+        if row.get("stopped_early"):
+            misses.append(f"stopped early, miss certain ({row['stopped_early']})")
+        elif row.get("in_flight", 0):
             misses.append(f"{row['in_flight']} requests still in flight at the horizon")
         return not misses, slack, "; ".join(misses)
 

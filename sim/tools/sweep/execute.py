@@ -9,6 +9,7 @@ identical rows; only `wall_s` differs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -38,6 +39,7 @@ class Task:
     base_dir: str
     run_dir: str
     save_requests: bool = True
+    stop_on_miss: dict[str, Any] | None = None  # stop once the SLO miss is certain (`sim.core.verdict`)
 
 
 def flatten_summary(summary: dict[str, Any]) -> dict[str, Any]:
@@ -57,6 +59,8 @@ def flatten_summary(summary: dict[str, Any]) -> dict[str, Any]:
     row["wall_s"] = float(summary["sim"]["wall_s"])
     row["simulated_s"] = float(summary["sim"]["simulated_s"])
     row["events"] = int(summary["sim"]["events"])
+    if summary["sim"].get("stopped_early"):  # only runs that may stop early have the column
+        row["stopped_early"] = str(summary["sim"]["stopped_early"])
     return row
 
 
@@ -84,7 +88,7 @@ def run_task(task: Task) -> dict[str, Any]:
     try:
         sc = load_scenario(task.scenario)
         sc._base_dir = Path(task.base_dir)
-        res = run(sc)
+        res = run(sc, requests=shared_requests(sc), stop_on_miss=task.stop_on_miss)
         final = Path(task.run_dir)
         tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
         tmp.mkdir(parents=True)
@@ -99,9 +103,43 @@ def run_task(task: Task) -> dict[str, Any]:
         return {"status": "failed", "error": f"{type(e).__name__}: {msg}"}
 
 
-def make_task(sc: Scenario, runs_dir: Path, save_requests: bool = True) -> Task:
-    """The task for a scenario; its run directory is `runs_dir/<content hash>`."""
-    return Task(sc.model_dump(mode="json"), str(sc.base_dir), str(runs_dir / scenario_hash(sc)), save_requests)
+_WORKLOADS: dict[str, Any] = {}  # workload key -> Requests, in this worker process (a few, most recent last)
+
+
+def shared_requests(sc: Scenario) -> Any:
+    """The scenario's requests, generated once per worker process for every run with the same workload.
+
+    Planner candidates and sweep points mostly differ in cluster and scheduler, not in traffic, and reading
+    a trace or sampling a million lengths costs as much as a short run. The key holds everything
+    `build_requests` reads; the arrays are only read by a run."""
+    from sim.workload.generate import build_requests
+
+    key = json.dumps(
+        [
+            sc.seed,
+            str(sc.base_dir),
+            *(sc.model_dump(mode="json").get(k) for k in ("workload", "admission", "predictor")),
+        ],
+        sort_keys=True,
+    )
+    got = _WORKLOADS.pop(key, None)
+    if got is None:
+        got = build_requests(sc)
+    _WORKLOADS[key] = got
+    while len(_WORKLOADS) > 4:
+        del _WORKLOADS[next(iter(_WORKLOADS))]
+    return got
+
+
+def make_task(
+    sc: Scenario, runs_dir: Path, save_requests: bool = True, stop_on_miss: dict[str, Any] | None = None
+) -> Task:
+    """The task for a scenario; its run directory is `runs_dir/<content hash>` (a run that may stop early
+    gets its own name, so a full run never reads its partial numbers)."""
+    name = scenario_hash(sc)
+    if stop_on_miss is not None:
+        name += "-stop" + hashlib.sha256(json.dumps(stop_on_miss, sort_keys=True).encode()).hexdigest()[:8]
+    return Task(sc.model_dump(mode="json"), str(sc.base_dir), str(runs_dir / name), save_requests, stop_on_miss)
 
 
 # -- backends ----------------------------------------------------------------------------------------------
@@ -240,13 +278,15 @@ def run_scenarios(
     save_requests: bool = True,
     progress: bool = False,
     label: str = "simulating",
+    stop_on_miss: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per scenario (input order): read from the cache when present, else simulated on `backend`.
+    """One row per scenario (input order): read from the cache when present, else simulated on `backend`
+    (`stop_on_miss`: each run stops once its SLO miss is certain, see `sim.core.verdict`).
 
     Rows carry `key` (the content hash), `run_dir`, `cached`, `status` and `error` besides the metrics.
     """
     runs_dir.mkdir(parents=True, exist_ok=True)
-    tasks = [make_task(sc, runs_dir, save_requests) for sc in scenarios]
+    tasks = [make_task(sc, runs_dir, save_requests, stop_on_miss) for sc in scenarios]
     rows: list[dict[str, Any] | None] = [None] * len(tasks)
     todo: list[int] = []
     first: dict[str, int] = {}  # identical scenarios run once

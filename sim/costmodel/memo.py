@@ -1,0 +1,102 @@
+"""Exact memoisation of iteration pricing: each distinct shape is priced once.
+
+`RooflineCost.iteration` rebuilds the whole operator breakdown for every mixed iteration — per-operator
+rooflines, learned-curve interpolation, a one-element numpy array for decode attention — although the
+terms depend on few inputs each: the dense operators on the batch's token count, prefill attention on each
+chunk's (new, cached) tokens, the LM head on the sequence count. `MemoCost` caches every term on exactly
+its own inputs and adds the same floats in the same order with the same `sum()` calls, so every iteration
+time is bit-identical to the unwrapped model (``tests/test_costmemo.py`` proves it on random batches).
+
+Only `RooflineCost` (the `roofline` and `table` kinds) is wrapped, and only while its `breakdown` is the
+one this file mirrors; any other model is returned as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sim.costmodel.models import Chunks, CostModel, RooflineCost
+
+_MAX_ENTRIES = 1 << 18  # per cache: bounds memory on long runs with ever-new shapes (then priced afresh)
+
+# the breakdown `MemoCost.iteration` mirrors; a model whose class overrides it is not wrapped
+_MIRRORED = RooflineCost.breakdown
+
+
+class MemoCost:
+    """A `RooflineCost` whose `iteration()` prices each term once per distinct input (see module doc).
+    Everything else (`breakdown`, `decode_run`, attributes) is the wrapped model's."""
+
+    def __init__(self, cost: RooflineCost) -> None:
+        self.cost = cost
+        self._seq_s = cost.params.seq_overhead_s
+        self._dense: dict[int, tuple[float, ...]] = {}  # tokens -> dense operator seconds, breakdown's order
+        self._overhead_at = list(cost._dense(1)).index("overhead")
+        self._prefill: dict[tuple[int, int], float] = {}  # (new, cached) -> prefill attention seconds
+        self._lm: dict[int, float] = {}  # sequences -> LM head seconds
+        self._coeffs: dict[int, tuple[float, float] | None] = {}  # sequences -> decode_coeffs (pure in n)
+        self._decode_linear = not (cost.curves and cost._attn_grids.get("decode") is not None)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cost, name)
+
+    def breakdown(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> dict[str, float]:
+        return self.cost.breakdown(prefill, n_decode, decode_ctx)
+
+    def decode_run(self, n: int, ctx_sums: np.ndarray) -> np.ndarray:
+        return self.cost.decode_run(n, ctx_sums)
+
+    def decode_coeffs(self, n: int) -> tuple[float, float] | None:
+        if n in self._coeffs:
+            return self._coeffs[n]
+        got = self.cost.decode_coeffs(n)
+        if len(self._coeffs) < _MAX_ENTRIES:
+            self._coeffs[n] = got
+        return got
+
+    def iteration(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> float:
+        """`RooflineCost.iteration`: the same floats summed in the same order."""
+        if not prefill:  # decode-only goes through `decode_run` (fast-forward equality): nothing to cache here
+            return self.cost.iteration(prefill, n_decode, decode_ctx)
+        cost = self.cost
+        seqs = len(prefill) + n_decode
+        tokens = n_decode
+        pre = self._prefill
+        parts = []
+        for q, c in prefill:
+            tokens += q
+            v = pre.get((q, c))
+            if v is None:
+                v = cost._prefill_attn(q, c)
+                if len(pre) < _MAX_ENTRIES:
+                    pre[(q, c)] = v
+            parts.append(v)
+        dense = self._dense.get(tokens)
+        if dense is None:
+            dense = tuple(cost._dense(tokens).values())
+            if len(self._dense) < _MAX_ENTRIES:
+                self._dense[tokens] = dense
+        i = self._overhead_at
+        if self._seq_s:
+            dense = (*dense[:i], dense[i] + seqs * self._seq_s, *dense[i + 1 :])
+        lm = self._lm.get(seqs)
+        if lm is None:
+            lm = self._lm[seqs] = cost._lm_head(seqs)
+        if self._decode_linear or n_decode == 0:
+            attn_decode = cost._attn_coef * float(decode_ctx)
+        else:
+            attn_decode = float(cost._decode_attn(n_decode, np.array([float(decode_ctx)]))[0])
+        attn_decode += cost._attn_floor if n_decode else 0.0
+        ops = (*dense, sum(parts), attn_decode, lm)
+        engine_cpu, launch = cost._engine_s(tokens, seqs, False, sum(ops) - dense[i])
+        return sum((*ops, engine_cpu, launch))
+
+
+def memoised(cost: CostModel) -> CostModel:
+    """`cost` with exact per-term memoisation when it is a roofline/table model this file mirrors."""
+    kind = type(cost)
+    if isinstance(cost, RooflineCost) and kind.breakdown is _MIRRORED and kind.iteration is RooflineCost.iteration:
+        return MemoCost(cost)
+    return cost

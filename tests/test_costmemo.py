@@ -1,0 +1,106 @@
+"""The memoised pricing path (`sim.costmodel.memo`) gives bit-identical iteration times.
+
+Any difference — one ulp — would change event times and therefore every output byte; so the property is
+exact float equality with the unwrapped model's `iteration()`, on random batches, for the
+cost-model variants whose code paths differ (learned curves or constant efficiency, tp 1 / 2 / 4 with and
+without measured collectives, a fitted per-sequence overhead, a mixture-of-experts model, the table kind).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import sim  # noqa: F401  (initialises sim before hwprofiles' catalogue)
+from hwprofiles import catalog
+from sim.costmodel.build import build_physical
+from sim.costmodel.engine import ServingEngineConfig
+from sim.costmodel.memo import MemoCost, memoised
+from sim.costmodel.models import (
+    Chunks,
+    LinearCost,
+    LinearCostConfig,
+    ProfileParams,
+    RooflineCost,
+    RooflineCostConfig,
+    TableCostConfig,
+    decode_coeffs,
+)
+
+
+def _variants() -> dict[str, RooflineCost]:
+    a100, h100 = catalog.gpu("a100-80g"), catalog.gpu("h100-sxm")
+    code, llama, moe = catalog.model("codellama-34b"), catalog.model("llama-3.1-8b"), catalog.model("mixtral-8x7b")
+    seq = RooflineCost(
+        RooflineCostConfig(efficiency="constant"),
+        llama,
+        h100,
+        2,
+        params=ProfileParams(iteration_overhead_s=1e-3, seq_overhead_s=3.7e-6, comm_latency_s=2e-6),
+    )
+    return {
+        "curves-a100-tp2": build_physical(RooflineCostConfig(), code, a100, 2),
+        "curves-h100-tp1": build_physical(RooflineCostConfig(), llama, h100, 1),
+        "constant-tp4": build_physical(RooflineCostConfig(efficiency="constant"), llama, h100, 4),
+        "seq-overhead": seq,
+        "moe-tp2": build_physical(RooflineCostConfig(), moe, h100, 2),
+        "table": build_physical(TableCostConfig(), llama, h100, 1),
+        # a serving-engine model: CPU time per step and launch-bound excess outside graph-captured sizes
+        "engine-eager": build_physical(
+            RooflineCostConfig(), llama, h100, 2, engine=ServingEngineConfig(cuda_graph_max_batch=0)
+        ),
+        "engine-graphs": build_physical(RooflineCostConfig(), code, a100, 2, engine=ServingEngineConfig()),
+    }
+
+
+VARIANTS = _variants()
+chunks = st.lists(st.tuples(st.integers(1, 4096), st.integers(0, 32768)), max_size=6)
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+@settings(max_examples=60, deadline=None)
+@given(prefill=chunks, n_decode=st.integers(0, 300), per_seq_ctx=st.integers(1, 8000))
+def test_memoised_iteration_is_bit_identical(name: str, prefill: list, n_decode: int, per_seq_ctx: int) -> None:
+    assume(prefill or n_decode)  # an iteration has work (the engine never prices an empty batch)
+    cost = VARIANTS[name]
+    memo = memoised(cost)
+    if not isinstance(memo, MemoCost):  # a subclass this file does not mirror (StructuredCost) is left alone
+        assert memo is cost and type(cost).breakdown is not RooflineCost.breakdown
+        return
+    ctx = n_decode * per_seq_ctx if n_decode else 0
+    want = cost.iteration(prefill, n_decode, ctx)
+    got = memo.iteration(prefill, n_decode, ctx)
+    again = memo.iteration(prefill, n_decode, ctx)  # from the caches this time
+    assert math.isfinite(got) and got > 0
+    assert got.hex() == want.hex() and again.hex() == want.hex()
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_memoised_decode_coeffs_match(name: str) -> None:
+    cost = VARIANTS[name]
+    memo = memoised(cost)
+    for n in (1, 7, 64, 255, 7):
+        assert decode_coeffs(memo, n) == decode_coeffs(cost, n)
+
+
+def test_memo_sees_a_changed_term() -> None:
+    """The comparison above can fail: a model whose LM head differs prices differently through the memo."""
+    llama, h100 = catalog.model("llama-3.1-8b"), catalog.gpu("h100-sxm")
+    a = MemoCost(build_physical(RooflineCostConfig(), llama, h100, 1))
+    b = MemoCost(build_physical(RooflineCostConfig(), llama.model_copy(update={"vocab_size": 256000}), h100, 1))
+    assert a.iteration([(512, 0)], 3, 3000) != b.iteration([(512, 0)], 3, 3000)
+
+
+def test_other_models_and_subclasses_are_not_wrapped() -> None:
+    lin = LinearCost(LinearCostConfig(base_s=0.01))
+    assert memoised(lin) is lin
+
+    class Custom(RooflineCost):
+        def breakdown(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> dict[str, float]:
+            return {"all": 1.0}
+
+    c = Custom(RooflineCostConfig(), catalog.model("llama-3.1-8b"), catalog.gpu("h100-sxm"), 1)
+    assert memoised(c) is c
