@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -24,13 +25,41 @@ import policies  # noqa: F401  (registers the built-in policies before the union
 from hwprofiles import GPUSpec, ModelSpec, catalog
 from policies.admission import AdmissionConfig
 from policies.registry import MIGRATIONS, PREDICTORS, ROUTERS, SCHEDULERS
-from sim.config.yamlio import Positions, apply_overrides, format_validation_error, load_yaml, register_tags
+from sim.config.limits import (
+    MAX_INSTANCES,
+    MAX_RATE,
+    MAX_REQUESTS,
+    MAX_SECONDS,
+    MAX_TOKENS,
+    MAX_TP,
+    check_name,
+    fallback,
+    first_non_finite,
+    physical_problem,
+)
+from sim.config.yamlio import (
+    Positions,
+    apply_overrides,
+    format_validation_error,
+    load_yaml,
+    locate,
+    register_tags,
+)
 from sim.costmodel.models import COST_MODELS, RooflineCostConfig
 from sim.errors import ServesimError, UnknownNameError
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _no_bool(v: Any) -> Any:
+    if isinstance(v, bool):  # YAML `true` is not a count
+        raise ValueError("expected an integer, not a boolean")
+    return v
+
+
+Int = Annotated[int, BeforeValidator(_no_bool)]
 
 
 # -- workload -------------------------------------------------------------------------------------------
@@ -41,15 +70,15 @@ class PoissonArrival(Strict):
     """Exponential inter-arrival times at `rate` requests per second."""
 
     kind: Literal["poisson"] = "poisson"
-    rate: float = Field(gt=0, description="requests per second")
+    rate: float = Field(gt=0, le=MAX_RATE, description="requests per second")
 
 
 class GammaArrival(Strict):
     """Gamma inter-arrival times with mean 1/rate and coefficient of variation `cv` (cv=1 is Poisson)."""
 
     kind: Literal["gamma"] = "gamma"
-    rate: float = Field(gt=0)
-    cv: float = Field(gt=0, description="std/mean of inter-arrival times; >1 burstier than Poisson")
+    rate: float = Field(gt=0, le=MAX_RATE)
+    cv: float = Field(gt=0, le=1000, description="std/mean of inter-arrival times; >1 burstier than Poisson")
 
 
 class TraceArrival(Strict):
@@ -59,11 +88,9 @@ class TraceArrival(Strict):
     path: str = Field(description="a file, or a shipped trace name from `servesim list traces`")
     format: TraceFormat
     time_scale: float = Field(
-        default=1.0, gt=0, description="multiplies inter-arrival gaps: 0.5 = twice as fast"
+        default=1.0, ge=1e-6, le=1e6, description="multiplies inter-arrival gaps: 0.5 = twice as fast"
     )
-    spread_buckets: bool = Field(
-        default=False, description="spread requests sharing a timestamp over its bucket"
-    )
+    spread_buckets: bool = Field(default=False, description="spread requests sharing a timestamp over its bucket")
 
 
 class TraceLengths(Strict):
@@ -72,27 +99,25 @@ class TraceLengths(Strict):
     kind: Literal["trace"] = "trace"
     path: str
     format: TraceFormat = "vidur"
-    sample: Literal["random", "sequential"] = Field(
-        default="random", description="with replacement, or in order"
-    )
+    sample: Literal["random", "sequential"] = Field(default="random", description="with replacement, or in order")
 
 
 class FixedLengths(Strict):
     kind: Literal["fixed"] = "fixed"
-    prompt: int = Field(ge=1)
-    output: int = Field(ge=1)
+    prompt: Int = Field(ge=1, le=MAX_TOKENS)
+    output: Int = Field(ge=1, le=MAX_TOKENS)
 
 
 class LognormalLengths(Strict):
     """Log-normal lengths given by median and log-space sigma, rounded and clipped to [1, max]."""
 
     kind: Literal["lognormal"] = "lognormal"
-    prompt_median: float = Field(gt=0)
-    prompt_sigma: float = Field(default=1.0, ge=0)
-    output_median: float = Field(gt=0)
-    output_sigma: float = Field(default=1.0, ge=0)
-    max_prompt: int = Field(default=32768, ge=1)
-    max_output: int = Field(default=8192, ge=1)
+    prompt_median: float = Field(gt=0, le=MAX_TOKENS)
+    prompt_sigma: float = Field(default=1.0, ge=0, le=10)
+    output_median: float = Field(gt=0, le=MAX_TOKENS)
+    output_sigma: float = Field(default=1.0, ge=0, le=10)
+    max_prompt: Int = Field(default=32768, ge=1, le=MAX_TOKENS)
+    max_output: Int = Field(default=8192, ge=1, le=MAX_TOKENS)
 
 
 Arrival = Annotated[PoissonArrival | GammaArrival | TraceArrival, Field(discriminator="kind")]
@@ -103,15 +128,17 @@ class RequestClass(Strict):
     """A traffic class: a share of the requests with its own priority and SLOs (per-class metrics follow)."""
 
     name: str
-    share: float = Field(gt=0, description="relative weight; shares are normalised over the classes")
-    priority: int = Field(default=0, description="lower is served first by the `priority` scheduler")
+    share: float = Field(gt=0, le=1e9, description="relative weight; shares are normalised over the classes")
+    priority: Int = Field(
+        default=0, ge=-1_000_000, le=1_000_000, description="lower is served first by the `priority` scheduler"
+    )
     slo: SLO | None = Field(default=None, description="this class's targets; unset ones fall back to `slo`")
 
 
 class Workload(Strict):
-    num_requests: int | None = Field(default=None, ge=1, description="stop generating after this many")
+    num_requests: Int | None = Field(default=None, ge=1, le=MAX_REQUESTS, description="stop generating after this many")
     duration_s: float | None = Field(
-        default=None, gt=0, description="stop generating arrivals after this time"
+        default=None, gt=0, le=MAX_SECONDS, description="stop generating arrivals after this time"
     )
     arrival: Arrival = Field(default_factory=lambda: PoissonArrival(rate=1.0))
     lengths: Lengths | None = None
@@ -127,11 +154,16 @@ class Workload(Strict):
                 raise ValueError(f"classes need distinct names, got {names}")
         if self.arrival.kind != "trace":
             if self.lengths is None:
-                raise ValueError(
-                    "lengths are required with a synthetic arrival process (trace, fixed or lognormal)"
-                )
+                raise ValueError("lengths are required with a synthetic arrival process (trace, fixed or lognormal)")
             if self.num_requests is None and self.duration_s is None:
                 raise ValueError("give num_requests or duration_s for a synthetic arrival process")
+            if self.num_requests is None and self.duration_s is not None:
+                expected = self.duration_s * self.arrival.rate
+                if expected > MAX_REQUESTS:
+                    raise ValueError(
+                        f"duration_s x rate = {expected:.3g} requests, more than the {MAX_REQUESTS:,} a run may "
+                        "simulate; shorten duration_s or set num_requests"
+                    )
         return self
 
 
@@ -165,16 +197,19 @@ class Link(Strict):
     sending instance; each GPU of a tensor-parallel group sends its shard over its own lane."""
 
     bandwidth_gbps: float | None = Field(
-        default=None, gt=0, description="Gbit/s per GPU lane; unset: the GPUs' intra_node_bw (NVLink, same node)"
+        default=None,
+        ge=1e-3,
+        le=1e6,
+        description="Gbit/s per GPU lane; unset: the GPUs' intra_node_bw (NVLink, same node)",
     )
-    latency_s: float = Field(default=0.0, ge=0, description="fixed cost per copy (setup, last-hop latency)")
+    latency_s: float = Field(default=0.0, ge=0, le=3600, description="fixed cost per copy (setup, last-hop latency)")
 
 
 class Pool(Strict):
     """One pool of a disaggregated cluster: its own instance count, tp, GPU and (optionally) policies."""
 
-    instances: int = Field(default=1, ge=1)
-    tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per instance")
+    instances: Int = Field(default=1, ge=1, le=MAX_INSTANCES)
+    tp: Int = Field(default=1, ge=1, le=MAX_TP, description="tensor-parallel GPUs per instance")
     hardware: str | GPUSpec | None = Field(default=None, description="unset: the scenario's `hardware`")
     scheduler: SchedulerConfig | None = Field(default=None, description="unset: the scenario's `scheduler`")
     router: RouterConfig | None = Field(
@@ -190,8 +225,8 @@ class Pool(Strict):
 
 
 class Cluster(Strict):
-    instances: int = Field(default=1, ge=1)
-    tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per instance")
+    instances: Int = Field(default=1, ge=1, le=MAX_INSTANCES)
+    tp: Int = Field(default=1, ge=1, le=MAX_TP, description="tensor-parallel GPUs per instance")
     router: RouterConfig = Field(default_factory=lambda: ROUTERS.get("round_robin").config())
     prefill: Pool | None = Field(default=None, description="disaggregated: the prefill pool (with `decode`)")
     decode: Pool | None = Field(default=None, description="disaggregated: the decode pool (with `prefill`)")
@@ -225,23 +260,29 @@ class PrefixCache(Strict):
     or, for traces without them, by a shared system prompt; a hit skips those blocks' prefill compute."""
 
     enabled: bool = True
-    block_tokens: int = Field(default=512, ge=1, description="prompt tokens per trace block id (Mooncake: 512)")
-    system_prompt_tokens: int = Field(
-        default=0, ge=0, description="traces without block ids: every prompt starts with this many shared tokens"
+    block_tokens: Int = Field(
+        default=512, ge=1, le=1_000_000, description="prompt tokens per trace block id (Mooncake: 512)"
+    )
+    system_prompt_tokens: Int = Field(
+        default=0,
+        ge=0,
+        le=MAX_TOKENS,
+        description="traces without block ids: every prompt starts with this many shared tokens",
     )
     host_memory_gb: float = Field(
-        default=0.0, ge=0, description="per GPU: a host-memory tier for blocks evicted from the GPU (Mooncake); "
-        "a hit there is copied back over the host link instead of recomputed"
+        default=0.0,
+        ge=0,
+        le=1e6,
+        description="per GPU: a host-memory tier for blocks evicted from the GPU (Mooncake); "
+        "a hit there is copied back over the host link instead of recomputed",
     )
 
 
 class KVCache(Strict):
-    block_size: int = Field(default=16, ge=1)
+    block_size: Int = Field(default=16, ge=1, le=1_000_000)
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
-    reserve_gb: float = Field(default=2.0, ge=0, description="per GPU: activations, CUDA context, graphs")
-    watermark: float = Field(
-        default=0.01, ge=0, lt=1, description="fraction of blocks kept free at admission"
-    )
+    reserve_gb: float = Field(default=2.0, ge=0, le=1e6, description="per GPU: activations, CUDA context, graphs")
+    watermark: float = Field(default=0.01, ge=0, lt=1, description="fraction of blocks kept free at admission")
     preemption: Literal["recompute", "swap"] = Field(
         default="recompute", description="a preempted request's KV: dropped and recomputed, or swapped to host"
     )
@@ -251,20 +292,18 @@ class KVCache(Strict):
 
 
 class SLO(Strict):
-    ttft_s: float | None = Field(default=None, gt=0)
-    tpot_s: float | None = Field(default=None, gt=0)
-    e2el_s: float | None = Field(default=None, gt=0)
+    ttft_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    tpot_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    e2el_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
 
 
 class Engine(Strict):
-    fast_forward: bool = Field(
-        default=True, description="exact multi-step decode; off = one event per iteration"
-    )
+    fast_forward: bool = Field(default=True, description="exact multi-step decode; off = one event per iteration")
     horizon_s: float | None = Field(
-        default=None, gt=0, description="stop the clock here; the rest is in flight"
+        default=None, gt=0, le=MAX_SECONDS, description="stop the clock here; the rest is in flight"
     )
     timeline_interval_s: float | None = Field(
-        default=None, gt=0, description="sampling period; auto if unset"
+        default=None, ge=1e-4, le=MAX_SECONDS, description="sampling period; auto if unset"
     )
     cohort_decoding: bool = Field(
         default=True, description="O(1) bookkeeping of lockstep decoders; off = the per-request reference path"
@@ -272,8 +311,8 @@ class Engine(Strict):
 
 
 class Scenario(Strict):
-    name: str = "scenario"
-    seed: int = Field(default=0, ge=0)
+    name: str = Field(default="scenario", description="plain name of the run directory (runs/<name>)")
+    seed: Int = Field(default=0, ge=0, le=2**63 - 1)
     model: str | ModelSpec
     hardware: str | GPUSpec
     workload: Workload
@@ -288,6 +327,11 @@ class Scenario(Strict):
         default=None, description="output-length predictor; its prediction is stored on each request"
     )
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        return check_name(v)
 
     @field_validator("model", mode="before")
     @classmethod
@@ -332,9 +376,7 @@ class Scenario(Strict):
         return self._base_dir
 
 
-def load_scenario(
-    source: str | Path | dict[str, Any] | Scenario, overrides: list[str] | None = None
-) -> Scenario:
+def load_scenario(source: str | Path | dict[str, Any] | Scenario, overrides: list[str] | None = None) -> Scenario:
     """A validated `Scenario` from a YAML path, a dict or a Scenario, with `a.b=value` overrides applied."""
     pos: Positions | None = None
     base = Path.cwd()
@@ -349,16 +391,31 @@ def load_scenario(
         label = str(source)
         base = Path(source).resolve().parent
         if not isinstance(data, dict):
-            raise ServesimError(
-                f"{label}:1:1: expected a mapping of scenario keys, found {type(data).__name__}"
-            )
+            raise ServesimError(f"{label}:1:1: expected a mapping of scenario keys, found {type(data).__name__}")
     if overrides:
         data = apply_overrides(copy.deepcopy(data), overrides)
+    return validate_scenario(data, label, pos, base)
+
+
+def validate_scenario(data: Any, label: str, pos: Positions | None, base: Path) -> Scenario:
+    """Validate plain data into a Scenario; every mistake (schema, non-finite number, physics: tp vs heads,
+    model fit, trace path, run length) is one ServesimError line naming label:line:col."""
+    bad = first_non_finite(data)
+    if bad is not None:
+        loc, v = bad
+        dotted = ".".join(map(str, loc))
+        raise ServesimError(f"{locate(loc, label, pos)}: {dotted}: expected a finite number, found {v!r}")
     try:
         sc = Scenario.model_validate(data)
     except ValidationError as e:
         raise ServesimError(format_validation_error(e, label, pos)) from None
     sc._base_dir = base
+    problem = physical_problem(sc)
+    if problem is not None:
+        loc, msg = problem
+        if pos is not None and loc not in pos:
+            loc = fallback(loc)
+        raise ServesimError(f"{locate(loc, label, pos)}: {'.'.join(map(str, loc))}: {msg}")
     return sc
 
 

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sim.config.scenario import Scenario
+from sim.config.limits import check_name
+from sim.config.scenario import Scenario, validate_scenario
 from sim.config.yamlio import Positions, apply_overrides, format_validation_error, load_yaml
 from sim.errors import ServesimError
 from sim.output.result import VERSION
@@ -39,6 +40,11 @@ class SweepSpec(BaseModel):
     replications: int = Field(default=1, ge=1, description="runs per point, each with its own seed")
     seed: int | None = Field(default=None, ge=0, description="root of replication seeds; default the base seed")
     save_requests: bool = Field(default=True, description="keep requests.parquet in each point's run directory")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str | None) -> str | None:
+        return None if v is None else check_name(v)
 
     @field_validator("grid", "zip_")
     @classmethod
@@ -195,6 +201,11 @@ def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
             sc = Scenario.model_validate(data)
         except ValidationError as e:
             raise _point_error(e, i, params, where, src, base_label, base_pos) from None
+        try:  # non-finite numbers and physics (tp vs heads, fit, trace path), named at the base's key
+            sc = validate_scenario(data, base_label, base_pos, base_dir)
+        except ServesimError as e:
+            shown = ", ".join(f"{k}={_label(v)}" for k, v in params.items())
+            raise ServesimError(f"{e} (sweep point {i}: {shown})") from None
         seeds = (
             [sc.seed]
             if spec.replications == 1 and spec.seed is None
