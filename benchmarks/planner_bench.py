@@ -31,8 +31,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sim.tools.planner.evaluate import PlanResult
 from sim.tools.planner.grid import exhaustive
-from sim.tools.planner.search import PlanRequest, PlanResult, plan
+from sim.tools.planner.request import PlanRequest
+from sim.tools.planner.search import plan
 from sim.tools.planner.slo import parse_slo
 from sim.tools.planner.space import parse_schedulers
 from sim.tools.planner.traffic import make_traffic

@@ -217,7 +217,6 @@ def write_markdown(report: Any, clip_rows: list[dict[str, Any]], roof: dict[str,
         + "."
     )
     setups = "\n".join(f"| {s.name} | {s.title} | {s.how} |" for s in check.SETUPS.values())
-    unavailable = "".join(f"\n- **{k}** not run: {v}." for k, v in report.unavailable.items())
     clip = [
         "| case | λ (req/s) | a (s/token) | ρ unclipped | E[Wq] unclipped (s) | n* | E[Wq](n*) (s) | clipped at n* "
         f"| E[Wq] with n_max = p90 ({clip_rows[0]['p90']:.0f}) (s) |",
@@ -254,7 +253,6 @@ mean sojourn. A = {check.A} s/token everywhere.
 | setup | model | engine configuration |
 |---|---|---|
 {setups}
-{unavailable}
 
 How a token law becomes an M/G/1 service time: with `fcfs` and `max_num_seqs: 1` a request runs
 alone, one prefill iteration then n − 1 decode iterations, and the next request is admitted at the

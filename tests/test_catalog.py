@@ -13,7 +13,23 @@ import hwprofiles
 from hwprofiles import GPUSpec, ModelSpec, gpu, gpu_names, model, model_names
 from sim.errors import UnknownNameError
 
-EXPECTED_GPUS = {"a100-40g", "a100-80g", "h100-sxm", "h200", "l40s", "a40"}
+EXPECTED_GPUS = {
+    "a100-40g",
+    "a100-80g",
+    "h100-sxm",
+    "h200",
+    "l40s",
+    "a40",
+    "b200",
+    "b300",
+    "gb200",
+    "gb300",
+    "l4",
+    "rtx-4090",
+    "rtx-pro-6000",
+    "mi300x",
+    "mi325x",
+}
 
 # Published parameter counts. Exact figures are the safetensors totals shown on each Hugging Face
 # model page; round ones are the vendor's stated size where HF gives no exact total.
@@ -32,6 +48,38 @@ PUBLISHED_PARAMS: dict[str, float] = {
     "opt-13b": 13.0e9,  # OPT paper size; biases + learned positions are the uncounted remainder
     "opt-66b": 66.0e9,  # OPT paper size
     "bloom-176b": 176.247e9,  # 176,247,271,424 (BLOOM model card)
+    "llama-3.1-405b": 405.853e9,  # 405,853,388,800 (HF)
+    "llama-4-scout": 109e9,  # model card "109B total"; the vision tower (~1 %) is not counted here
+    "llama-4-maverick": 400e9,  # model card "400B total"
+    "qwen3-8b": 8.2e9,  # model card
+    "qwen3-32b": 32.8e9,  # model card
+    "qwen3-30b-a3b": 30.5e9,  # model card
+    "qwen3-235b-a22b": 235e9,  # model card
+    "qwen3.5-397b-a17b": 397e9,  # model card
+    "deepseek-v3": 671e9,  # model card: 671B main model + 14B MTP module
+    "deepseek-r1": 671e9,
+    "gpt-oss-20b": 20.9e9,  # gpt-oss model card: 20.91B total
+    "gpt-oss-120b": 116.8e9,  # gpt-oss model card: 116.83B total
+    "kimi-k2": 1.0e12,  # model card "1T total"
+    "kimi-k2.5": 1.0e12,  # model card "1T total" (text model)
+    "glm-4.5": 355e9,  # model card "355B total"
+    "glm-5": 744e9,  # model card "744B total"
+    "minimax-m2.5": 230e9,  # model card "230B total"
+}
+
+# Published active parameters per token (model cards). Cards differ on whether embeddings count, so the
+# tolerance is wider than for totals; a shared-expert or top-k mistake is far outside it.
+PUBLISHED_ACTIVE: dict[str, float] = {
+    "deepseek-v3": 37e9,
+    "qwen3-235b-a22b": 22e9,
+    "qwen3-30b-a3b": 3.3e9,
+    "llama-4-scout": 17e9,
+    "llama-4-maverick": 17e9,
+    "kimi-k2": 32e9,
+    "glm-4.5": 32e9,
+    "glm-5": 40e9,
+    "qwen3.5-397b-a17b": 17e9,
+    "mixtral-8x7b": 12.9e9,
 }
 
 
@@ -47,13 +95,17 @@ def test_every_gpu_validates(name: str) -> None:
     spec = gpu(name)
     assert isinstance(spec, GPUSpec)
     assert spec.name == name
-    assert spec.intra_node_link in {"nvlink", "pcie"}
+    assert spec.intra_node_link in {"nvlink", "pcie", "infinity_fabric"}
     assert spec.sources, "every GPU must cite where its numbers come from"
     # fp8 is only claimed where the tensor cores support it, and then at ~2x bf16 (both dense; the
     # L40S datasheet's 733 vs 2 x 362.05 is NVIDIA's own rounding, hence 2%). A sparse figure
     # slipping into either field would break this.
     if spec.fp8_flops is not None:
         assert spec.fp8_flops == pytest.approx(2 * spec.bf16_flops, rel=0.02)
+    # FP4 only where there is FP8, and 2x (Blackwell) or 3x (Blackwell Ultra's boosted FP4) of it.
+    if spec.fp4_flops is not None:
+        assert spec.fp8_flops is not None
+        assert spec.fp4_flops / spec.fp8_flops in (pytest.approx(2.0), pytest.approx(3.0))
     # Round-trips through pydantic (what an inline scenario spec would go through).
     assert GPUSpec.model_validate(spec.model_dump()) == spec
 
@@ -73,6 +125,11 @@ def test_every_model_validates(name: str) -> None:
 @pytest.mark.parametrize(("name", "published"), sorted(PUBLISHED_PARAMS.items()))
 def test_param_count_matches_published(name: str, published: float) -> None:
     assert model(name).num_params == pytest.approx(published, rel=0.03)
+
+
+@pytest.mark.parametrize(("name", "published"), sorted(PUBLISHED_ACTIVE.items()))
+def test_active_params_match_published(name: str, published: float) -> None:
+    assert model(name).active_params == pytest.approx(published, rel=0.08)
 
 
 def test_llama_2_70b_param_count_is_exact() -> None:
@@ -105,9 +162,26 @@ def test_config_details_that_are_easy_to_get_wrong() -> None:
         assert model(name).tied_embeddings
     assert not model("qwen2.5-7b").tied_embeddings
     assert model("bloom-176b").intermediate_size == 4 * model("bloom-176b").hidden_size
+    # head_dim is hidden / heads for the classic models; the 2026 ones set it explicitly (Qwen3:
+    # 128 with 64 x 128 != 5120; MLA: qk_nope + qk_rope), which the catalogue must copy, not derive.
+    explicit = {
+        "qwen3-32b": 128,
+        "qwen3-30b-a3b": 128,
+        "qwen3-235b-a22b": 128,
+        "qwen3.5-397b-a17b": 256,
+        "gpt-oss-120b": 64,
+        "deepseek-v3": 192,
+        "deepseek-r1": 192,
+        "glm-4.5": 128,
+        "kimi-k2.5": 192,
+        "gpt-oss-20b": 64,
+        "kimi-k2": 192,
+        "glm-5": 256,
+        "minimax-m2.5": 128,
+    }
     for name in model_names():
         spec = model(name)
-        assert spec.head_dim == spec.hidden_size // spec.num_heads
+        assert spec.head_dim == explicit.get(name, spec.hidden_size // spec.num_heads), name
 
 
 def test_memory_uses_vendor_gb() -> None:

@@ -17,9 +17,13 @@ from sim.config.scenario import load_scenario
 from sim.costmodel.models import COST_MODELS
 from sim.errors import ServesimError
 from sim.tools.cli import app
-from sim.tools.planner.bounds import Bounds, analyse, attention_coefficient, erlang_c, estimate, floor_curve, ggc_wait
+from sim.tools.planner.bounds import Bounds, analyse
+from sim.tools.planner.estimate import estimate, ggc_wait
+from sim.tools.planner.evaluate import Evaluated, simulate
+from sim.tools.planner.floors import attention_coefficient, floor_curve
 from sim.tools.planner.grid import exhaustive
-from sim.tools.planner.search import Evaluated, PlanRequest, base_scenario, plan, simulate
+from sim.tools.planner.request import PlanRequest, base_scenario
+from sim.tools.planner.search import plan
 from sim.tools.planner.slo import parse_slo
 from sim.tools.planner.space import SHAPES, Config, Space, parse_schedulers
 from sim.tools.planner.traffic import make_traffic
@@ -104,9 +108,11 @@ def test_schedulers_and_space() -> None:
 
 
 def test_queueing_helpers() -> None:
-    # M/M/1: Wq = rho / (mu - lambda); M/M/c Erlang C against a textbook value (c=2, a=1: 1/3)
+    # M/M/1: Wq = rho / (mu - lambda); M/M/2 at a = 1: Erlang C = 1/3, Wq = C·E[S]/(c − a) = 1/3;
+    # no load waits 0; at or beyond c servers' capacity the estimate's wait is inf (queueing raises)
     assert ggc_wait(0.5, 1.0, 1.0, 1.0, 1) == pytest.approx(1.0)
-    assert erlang_c(2, 1.0) == pytest.approx(1 / 3)
+    assert ggc_wait(1.0, 1.0, 1.0, 1.0, 2) == pytest.approx(1 / 3)
+    assert ggc_wait(0.0, 1.0, 1.0, 1.0, 2) == 0.0
     assert math.isinf(ggc_wait(2.0, 1.0, 1.0, 1.0, 1))
 
 

@@ -1,4 +1,4 @@
-"""The simulator against queueing theory (sim/tools/queueing_check.py, `servesim check-queueing`).
+"""The simulator against queueing theory (sim/tools/queueing_check/, `servesim check-queueing`).
 
 Three layers: (1) the engine reproduces each model's queue *exactly* on a given sample (hand case,
 Lindley's recursion, direct batch recursions) — the strongest check, no statistics; (2) replications
@@ -23,6 +23,7 @@ import queueing as q
 import sim
 from sim.tools import queueing_check as check
 from sim.tools.cli import app
+from sim.tools.queueing_check import scenarios, setups
 
 RHOS = (0.3, 0.6, 0.8)
 
@@ -71,11 +72,11 @@ def test_hand_case(tmp_path: Path, fast_forward: bool) -> None:
     # c = 0.1, a = 0.2: S = c + a·n = 0.7, 0.5, 0.3, 0.3 for n = 3, 2, 1, 1
     trace = tmp_path / "t.csv"
     trace.write_text("arrival_s,prompt_tokens,output_tokens\n0,1,3\n0.5,1,2\n0.6,1,1\n5,1,1\n")
-    sc = check._scenario(
+    sc = scenarios.check_scenario(
         "hand",
         np.random.SeedSequence(0),
         {"arrival": {"kind": "trace", "path": str(trace), "format": "csv"}},
-        check._prompt_one_cost(0.2, 0.1),
+        scenarios.prompt_one_cost(0.2, 0.1),
         engine={"fast_forward": fast_forward},
     )
     df = sim.run(sc).requests
@@ -107,8 +108,6 @@ def test_engine_is_dynamic_batching(tmp_path: Path, name: str, cap: int | None) 
 
 
 def test_engine_is_fixed_batching(tmp_path: Path) -> None:
-    if check._fixed_unavailable():
-        pytest.skip("the `static` scheduler is not registered")
     df = one_run("fixed-batch", 0.8, 3000, tmp_path).requests
     expect = fixed_waits(df["arrival_s"].to_numpy(), check.BATCH_ALPHA, check.BATCH_TAU0, check.FIXED_B)
     assert len(df) == expect.size
@@ -176,7 +175,7 @@ def test_t_interval_and_parse() -> None:
 
 def test_reference_numbers() -> None:
     assert check.mm1_reference_gap() == pytest.approx(-0.5 / check.GEO_MEAN)
-    es, es2 = check._azure_moments()
+    es, es2 = setups.azure_moments()
     out = check.azure_outputs().astype(float)
     assert es == pytest.approx(check.A * out.mean()) and es2 == pytest.approx(check.A**2 * np.mean(out**2))
 

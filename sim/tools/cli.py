@@ -393,8 +393,6 @@ def check_queueing(
         return
     if as_json:
         print(json.dumps([r.to_json() for r in rep.rows], indent=2))
-        for name, why in rep.unavailable.items():
-            err.print(f"{name}: unavailable — {why}", highlight=False)
     else:
         out.print(check.render_table(rep))
     if not rep.passed:

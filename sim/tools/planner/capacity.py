@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from sim.config.scenario import load_scenario
-from sim.tools.planner.search import PlanRequest, SearchLog, base_scenario, prune_space
+from sim.tools.planner.evaluate import SearchLog, prune_space
+from sim.tools.planner.request import PlanRequest, base_scenario
 from sim.tools.planner.space import SHAPES, Config, Space
 from sim.tools.sweep.execute import Backend, SerialBackend, run_scenarios
 

@@ -10,7 +10,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from sim.tools.planner.search import Evaluated, PlanRequest, PlanResult, SearchLog, confirm, simulate
+from sim.tools.planner.evaluate import Evaluated, PlanResult, SearchLog, confirm, simulate
+from sim.tools.planner.request import PlanRequest
 from sim.tools.planner.space import SHAPES, Config, Size, Space
 from sim.tools.sweep.execute import Backend, SerialBackend
 

@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from sim.config.scenario import Scenario
-from sim.tools.planner.search import Evaluated, PlanResult
+from sim.tools.planner.evaluate import Evaluated, PlanResult
 
 
 def dollars_per_mtok(ev: Evaluated, res: PlanResult) -> float:

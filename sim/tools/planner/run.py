@@ -14,8 +14,10 @@ from hwprofiles import catalog
 from sim.config.yamlio import apply_overrides, load_yaml
 from sim.errors import ServesimError, UnknownNameError
 from sim.tools.planner.capacity import CapacityResult, capacity_search, capacity_table, write_capacity
+from sim.tools.planner.evaluate import PlanResult
 from sim.tools.planner.report import ranked_table, write_outputs
-from sim.tools.planner.search import PlanRequest, PlanResult, plan
+from sim.tools.planner.request import PlanRequest
+from sim.tools.planner.search import plan
 from sim.tools.planner.slo import parse_slo
 from sim.tools.planner.space import SHAPES, parse_ints, parse_list, parse_schedulers
 from sim.tools.planner.traffic import make_traffic

@@ -1,0 +1,157 @@
+"""A ModelSpec from a Hugging Face `config.json`, so any published model can be simulated without a catalogue entry.
+
+Covers the config dialects of the catalogue's families: Llama/Mistral/Qwen (dense), Mixtral/Qwen-MoE/gpt-oss/
+MiniMax (routed experts), DeepSeek/Kimi/GLM-5 (MLA, shared experts, leading dense layers), Llama-4 (chunked
+attention, interleaved MoE), Qwen3.5/Qwen3-Next (linear-attention layers), and nested `text_config` (VLMs).
+A file that cannot be read or lacks a required key is one `ServesimError` line naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from hwprofiles.errors import ServesimError
+from hwprofiles.specs import ModelSpec
+
+_LAYER_KIND = {
+    "full_attention": "F",
+    "attention": "F",
+    "sliding_attention": "L",
+    "chunked_attention": "L",
+    "linear_attention": "G",
+}
+
+
+# Families whose MLP is up -> activation -> down (2 matrices); everything else in the catalogue is gated.
+_TWO_MATRIX_MLP = ("opt", "bloom", "gpt2", "gpt_neox", "gptj", "falcon", "phi")
+
+
+def is_config_path(name: str) -> bool:
+    """A model string that names a config file rather than a catalogue entry."""
+    return name.strip().lower().endswith(".json")
+
+
+def _first(cfg: dict[str, Any], *keys: str, default: Any = None) -> Any:
+    for k in keys:
+        if cfg.get(k) is not None:
+            return cfg[k]
+    return default
+
+
+def _pattern(cfg: dict[str, Any], layers: int) -> tuple[str, int | None]:
+    """(attention_pattern, window) from layer_types, full_attention_interval or Llama-4's chunked layers."""
+    types = cfg.get("layer_types")
+    window = _first(cfg, "sliding_window", "attention_chunk_size")
+    if isinstance(types, list) and types:
+        kinds = "".join(_LAYER_KIND.get(str(t), "F") for t in types)
+        for n in range(1, len(kinds) + 1):  # shortest period that reproduces the list
+            if len(kinds) % n == 0 and kinds[:n] * (len(kinds) // n) == kinds:
+                kinds = kinds[:n]
+                break
+        return kinds, (int(window) if "L" in kinds and window else None)
+    interval = cfg.get("full_attention_interval")
+    if interval and int(interval) > 1 and cfg.get("linear_num_value_heads"):
+        return "G" * (int(interval) - 1) + "F", None
+    chunk = cfg.get("attention_chunk_size")
+    nope = cfg.get("no_rope_layers")
+    if chunk and isinstance(nope, list) and nope:
+        kinds = "".join("L" if flag else "F" for flag in nope[:layers])
+        return kinds, int(chunk)
+    if chunk and cfg.get("model_type", "").startswith("llama4"):
+        return "LLLF", int(chunk)
+    if window and cfg.get("use_sliding_window", True) and cfg.get("model_type") in ("mistral", "gemma2"):
+        return "L", int(window)
+    return "F", None
+
+
+def spec_from_config(cfg: dict[str, Any], name: str, source: str = "") -> ModelSpec:
+    """The ModelSpec a config dict describes (raises KeyError naming a missing required key)."""
+    if isinstance(cfg.get("text_config"), dict):
+        cfg = {**cfg, **cfg["text_config"]}
+    raw_layers = _first(cfg, "num_hidden_layers", "n_layer", "num_layers")
+    if raw_layers is None:
+        raise KeyError("num_hidden_layers")
+    layers = int(raw_layers)
+    hidden = int(cfg["hidden_size"])
+    heads = int(_first(cfg, "num_attention_heads", "n_head", default=0)) or int(cfg["num_attention_heads"])
+    kv_heads = int(_first(cfg, "num_key_value_heads", default=heads))
+    rope = int(cfg.get("qk_rope_head_dim") or 0)
+    mla = cfg.get("kv_lora_rank") is not None
+    head_dim = int(cfg["qk_nope_head_dim"]) + rope if mla else int(_first(cfg, "head_dim", default=hidden // heads))
+    experts = int(_first(cfg, "num_local_experts", "n_routed_experts", "num_experts", default=1) or 1)
+    moe_w = _first(cfg, "moe_intermediate_size")
+    dense_w = int(_first(cfg, "intermediate_size_mlp", "intermediate_size", "ffn_dim", default=4 * hidden))
+    if experts > 1 and moe_w is None:  # Mixtral/gpt-oss/MiniMax/Llama-4 name the expert width intermediate_size
+        moe_w = cfg.get("intermediate_size")
+    pattern, window = _pattern(cfg, layers)
+    fields: dict[str, Any] = {
+        "name": name,
+        "hf_id": str(cfg.get("_name_or_path", "")),
+        "num_layers": layers,
+        "hidden_size": hidden,
+        "num_heads": heads,
+        "num_kv_heads": kv_heads,
+        "head_dim": head_dim,
+        "intermediate_size": dense_w,
+        "vocab_size": int(cfg["vocab_size"]),
+        "max_context": int(_first(cfg, "max_position_embeddings", "n_positions", "seq_length", default=4096)),
+        "gated_mlp": cfg.get("model_type") not in _TWO_MATRIX_MLP,
+        "num_experts": experts,
+        "experts_per_token": int(_first(cfg, "num_experts_per_tok", "experts_per_token", default=1) or 1),
+        "num_shared_experts": int(_first(cfg, "n_shared_experts", default=0) or 0),
+        "moe_intermediate_size": int(moe_w) if moe_w else None,
+        "first_dense_layers": int(_first(cfg, "first_k_dense_replace", default=0) or 0),
+        "moe_layer_interval": int(_first(cfg, "interleave_moe_layer_step", "decoder_sparse_step", default=1) or 1),
+        "attention_pattern": pattern,
+        "sliding_window": window,
+        "attention_topk": cfg.get("index_topk"),
+        "tied_embeddings": bool(cfg.get("tie_word_embeddings", False)),
+        "sources": [source] if source else [],
+    }
+    shared_w = cfg.get("shared_expert_intermediate_size")
+    if shared_w:
+        fields["num_shared_experts"] = max(1, fields["num_shared_experts"])
+        fields["shared_expert_intermediate_size"] = int(shared_w)
+    if cfg.get("model_type", "").startswith("llama4") and experts > 1:
+        fields["num_shared_experts"] = 1  # every Llama-4 MoE layer has one shared expert (not in the config)
+    if mla:
+        fields.update(
+            kv_lora_rank=int(cfg["kv_lora_rank"]),
+            q_lora_rank=int(cfg["q_lora_rank"]) if cfg.get("q_lora_rank") else None,
+            qk_rope_head_dim=rope,
+            v_head_dim=int(cfg["v_head_dim"]),
+        )
+    if "G" in pattern:
+        fields.update(
+            linear_num_key_heads=int(cfg["linear_num_key_heads"]),
+            linear_num_value_heads=int(cfg["linear_num_value_heads"]),
+            linear_head_dim=int(_first(cfg, "linear_key_head_dim", default=128)),
+        )
+    return ModelSpec.model_validate(fields)
+
+
+def load_hf_config(path: str | Path) -> ModelSpec:
+    """The model a Hugging Face config.json file describes; one-line ServesimError if it cannot be used."""
+    p = Path(path).expanduser()
+    try:
+        cfg = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ServesimError(f"model: {p}: cannot read config.json ({e.strerror or e})") from None
+    except json.JSONDecodeError as e:
+        raise ServesimError(f"model: {p}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from None
+    if not isinstance(cfg, dict):
+        raise ServesimError(
+            f"model: {p}: expected a JSON object (a Hugging Face config.json), found {type(cfg).__name__}"
+        )
+    name = str(cfg.get("_name_or_path") or p.parent.name or p.stem).split("/")[-1].lower() or "model"
+    try:
+        return spec_from_config(cfg, name, source=str(p))
+    except KeyError as e:
+        raise ServesimError(f"model: {p}: config.json lacks {e.args[0]!r}, needed to size the model") from None
+    except (TypeError, ValueError) as e:
+        msg = e.errors()[0]["msg"] if isinstance(e, ValidationError) else str(e)
+        raise ServesimError(f"model: {p}: config.json describes no model servesim can size ({msg})") from None
