@@ -68,10 +68,12 @@ def test_override_error_and_override_value(tmp_path):
 
 
 def test_model_that_does_not_fit_is_a_clear_error(tmp_path):
-    """Caught at load, not at run time, and named at the key that sets the group size."""
+    """A file is caught at load, named at the key that sets the group size; a dict (the planner's candidates)
+    at run time."""
+    sc = sim.load_scenario({**sim.load_scenario("scenarios/quickstart.yaml").model_dump(mode="json"),
+                            "model": "llama-3.1-70b", "hardware": "l40s"})
     with pytest.raises(ServesimError, match=r"does not fit on 1 x l40s.*short by \d+\.\d GB"):
-        sim.load_scenario({**sim.load_scenario("scenarios/quickstart.yaml").model_dump(mode="json"),
-                           "model": "llama-3.1-70b", "hardware": "l40s"})
+        sim.run(sc)
     msg = _err(tmp_path, BASE.replace("llama-3.1-8b", "llama-3.1-70b").replace("h100-sxm", "l40s") + "cluster:\n  tp: 1\n")
     assert msg.startswith(f"{tmp_path}/s.yaml:8:7: cluster.tp: model llama-3.1-70b does not fit") and "\n" not in msg
 

@@ -197,8 +197,10 @@ def _cost_problem(sc: Scenario) -> tuple[Loc, str] | None:
     return None
 
 
-def physical_problem(sc: Scenario) -> tuple[Loc, str] | None:
-    """The first physics/feasibility problem of a schema-valid scenario, as (path of the key, message)."""
+def physical_problem(sc: Scenario, feasibility: bool = True) -> tuple[Loc, str] | None:
+    """The first physics problem of a schema-valid scenario, as (path of the key, message). Bounds that keep
+    a run finite always apply; `feasibility` (tp vs heads, the model fitting, the trace existing) is for
+    scenarios a person wrote: the planner builds candidates that do not fit on purpose, to prune them."""
     for hw, loc in [(sc.hardware, ("hardware",))] + [
         (getattr(p, "hardware", None), ("cluster", role, "hardware"))
         for role, p in (("prefill", sc.cluster.prefill), ("decode", sc.cluster.decode))
@@ -207,7 +209,8 @@ def physical_problem(sc: Scenario) -> tuple[Loc, str] | None:
         prob = _hardware_problem(hw, loc)
         if prob:
             return prob
-    for check in (_model_problem, _fit_problem, _trace_problem, _tick_problem, _cost_problem):
+    checks = [_model_problem, _tick_problem, _cost_problem] + ([_fit_problem, _trace_problem] if feasibility else [])
+    for check in checks:
         prob = check(sc)
         if prob:
             return prob

@@ -376,8 +376,13 @@ class Scenario(Strict):
         return self._base_dir
 
 
-def load_scenario(source: str | Path | dict[str, Any] | Scenario, overrides: list[str] | None = None) -> Scenario:
-    """A validated `Scenario` from a YAML path, a dict or a Scenario, with `a.b=value` overrides applied."""
+def load_scenario(
+    source: str | Path | dict[str, Any] | Scenario,
+    overrides: list[str] | None = None,
+    feasibility: bool | None = None,
+) -> Scenario:
+    """A validated `Scenario` from a YAML path, a dict or a Scenario, with `a.b=value` overrides applied.
+    `feasibility` (default: for files) also checks tp against the heads, the fit in memory and trace paths."""
     pos: Positions | None = None
     base = Path.cwd()
     if isinstance(source, Scenario):
@@ -393,11 +398,35 @@ def load_scenario(source: str | Path | dict[str, Any] | Scenario, overrides: lis
         if not isinstance(data, dict):
             raise ServesimError(f"{label}:1:1: expected a mapping of scenario keys, found {type(data).__name__}")
     if overrides:
-        data = apply_overrides(copy.deepcopy(data), overrides)
-    return validate_scenario(data, label, pos, base)
+        data = _cwd_paths(apply_overrides(copy.deepcopy(data), overrides), overrides)
+    if feasibility is None:
+        feasibility = pos is not None
+    return validate_scenario(data, label, pos, base, feasibility)
 
 
-def validate_scenario(data: Any, label: str, pos: Positions | None, base: Path) -> Scenario:
+_PATH_KEYS = ("path", "profile", "tables")
+
+
+def _cwd_paths(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A relative path given with `--set` is relative to the working directory (where it was typed), not to
+    the scenario's folder: make those that exist there absolute."""
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        parts = [k for k in key.split(".") if k]
+        if not parts or parts[-1] not in _PATH_KEYS:
+            continue
+        node: Any = data
+        for k in parts[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        v = node.get(parts[-1]) if isinstance(node, dict) else None
+        if isinstance(v, str) and v and not Path(v).is_absolute() and Path(v).exists():
+            node[parts[-1]] = str(Path(v).resolve())
+    return data
+
+
+def validate_scenario(
+    data: Any, label: str, pos: Positions | None, base: Path, feasibility: bool = True
+) -> Scenario:
     """Validate plain data into a Scenario; every mistake (schema, non-finite number, physics: tp vs heads,
     model fit, trace path, run length) is one ServesimError line naming label:line:col."""
     bad = first_non_finite(data)
@@ -410,7 +439,7 @@ def validate_scenario(data: Any, label: str, pos: Positions | None, base: Path) 
     except ValidationError as e:
         raise ServesimError(format_validation_error(e, label, pos)) from None
     sc._base_dir = base
-    problem = physical_problem(sc)
+    problem = physical_problem(sc, feasibility)
     if problem is not None:
         loc, msg = problem
         if pos is not None and loc not in pos:

@@ -14,29 +14,114 @@ from rich.table import Table
 import calibrate.cli as _calibrate  # the calibrate sub-app and the fidelity report
 from sim.cluster.power import cost_caption
 from sim.errors import ServesimError
+from sim.tools.tables import safe, show
 
-app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Discrete-event simulator of LLM serving clusters."
-)
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Discrete-event simulator of LLM serving clusters.")
 out = Console()
 err = Console(stderr=True)
 
 
 def _fail(msg: str) -> None:
-    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    """One line on stderr (user text escaped, never read as markup) and exit 2."""
+    err.print(f"[bold red]error:[/] {safe(' '.join(str(msg).split()))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("servesim")
+        except PackageNotFoundError:
+            from sim.output.result import VERSION as v
+        print(f"servesim {v}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _v: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Discrete-event simulator of LLM serving clusters."""
+
+
+def _check_out_dir(d: Path, option: str = "--out") -> None:
+    """Fail before any work when the output directory cannot be a writable directory."""
+    probe = d
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe == d and not d.is_dir():
+        raise ServesimError(f"{option} {d}: is a file, expected a directory")
+    if probe != d and not probe.is_dir():
+        raise ServesimError(f"{option} {d}: {probe} is a file, so the directory cannot be created")
+    import os
+
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ServesimError(f"{option} {d}: {probe} is not writable")
 
 
 def _fmt_ms(x: float | None) -> str:
     return "-" if x is None or x != x else f"{x * 1000:.1f}"
 
 
-def summary_table(summary: dict[str, Any], title: str) -> Table:
+DEFAULT_PERCENTILES = (50.0, 90.0, 95.0, 99.0)
+
+
+def parse_percentiles(text: str | None) -> tuple[float, ...]:
+    """`50,90,99,99.9` → percentiles in (0, 100); one line naming --percentiles otherwise."""
+    if text is None:
+        return DEFAULT_PERCENTILES
+    try:
+        ps = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ServesimError(f"--percentiles {text!r}: expected comma-separated numbers, e.g. 50,90,99,99.9") from None
+    if not ps or any(not 0 < p < 100 for p in ps):
+        raise ServesimError(f"--percentiles {text!r}: each must be in (0, 100)")
+    return ps
+
+
+def _pct_label(p: float) -> str:
+    return f"p{p:g}"
+
+
+def _metric_row(summary: dict[str, Any], requests: Any, key: str, ps: tuple[float, ...]) -> list[float | None]:
+    """Mean and percentiles of one latency: from the per-request rows when given, else the summary's."""
+    import numpy as np
+
+    m = summary["metrics"][key]
+    if requests is None or key not in getattr(requests, "columns", ()):
+        return [m.get("mean"), *(m.get(_pct_label(p)) for p in ps)]
+    rows = requests if key == "queue_delay_s" else requests[requests["status"] == "completed"]
+    v = rows[key].to_numpy(dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return [None] * (len(ps) + 1)
+    return [float(v.mean()), *(float(x) for x in np.percentile(v, ps))]
+
+
+def _slo_set(summary: dict[str, Any]) -> bool:
+    slo = (summary.get("scenario") or {}).get("slo") or summary.get("slo")
+    if isinstance(slo, dict):
+        return any(v is not None for v in slo.values())
+    return True
+
+
+def summary_table(
+    summary: dict[str, Any],
+    title: str,
+    requests: Any = None,
+    percentiles: tuple[float, ...] = DEFAULT_PERCENTILES,
+    slo: bool | None = None,
+) -> Table:
+    """Latency table (mean and percentiles, ms) with counts, throughput, goodput and cost as the caption."""
     c, tp = summary["counts"], summary["throughput"]
     t = Table(title=title, title_justify="left")
-    t.add_column("metric")
-    for p in ("mean", "p50", "p90", "p95", "p99"):
-        t.add_column(f"{p} (ms)", justify="right")
+    t.add_column("metric", no_wrap=True)
+    for p in ("mean", *map(_pct_label, percentiles)):
+        t.add_column(f"{p} (ms)", justify="right", no_wrap=True)
     for key, label in (
         ("ttft_s", "TTFT"),
         ("tpot_s", "TPOT"),
@@ -44,12 +129,23 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
         ("e2el_s", "E2E"),
         ("queue_delay_s", "queue delay"),
     ):
-        m = summary["metrics"][key]
-        t.add_row(label, *(_fmt_ms(m.get(p)) for p in ("mean", "p50", "p90", "p95", "p99")))
+        t.add_row(label, *(_fmt_ms(x) for x in _metric_row(summary, requests, key, percentiles)))
+    span = tp.get("duration_s") or 0.0
+    in_tok = tp.get("input_tokens_per_s")
+    if in_tok is None and requests is not None and span > 0 and "prompt_tokens" in requests.columns:
+        in_tok = float(requests.loc[requests["status"] == "completed", "prompt_tokens"].sum()) / span
+    tokens = f"{tp['output_tokens_per_s']:.0f} output tok/s"
+    if in_tok is not None:
+        tokens = f"{in_tok:.0f} input + {tokens} = {in_tok + tp['output_tokens_per_s']:.0f} total tok/s"
+    has_slo = _slo_set(summary) if slo is None else slo
+    good = (
+        f"goodput {tp['goodput_rps']:.2f} req/s, SLO attainment {tp['slo_attainment']:.1%}"
+        if has_slo
+        else "no SLO set (add `slo:` for goodput)"
+    )
     t.caption = (
         f"requests {c['arrived']}: completed {c['completed']}, rejected {c['rejected']}, in flight {c['in_flight']}, "
-        f"preemptions {c['preemptions']} | {tp['requests_per_s']:.2f} req/s, {tp['output_tokens_per_s']:.0f} tok/s, "
-        f"goodput {tp['goodput_rps']:.2f} req/s, SLO attainment {tp['slo_attainment']:.1%} | "
+        f"preemptions {c['preemptions']} | {tp['requests_per_s']:.2f} req/s, {tokens}, {good} | "
         f"simulated {summary['sim']['simulated_s']:.1f} s in {summary['sim']['wall_s']:.2f} s wall, "
         f"{summary['sim']['events']} events"
     )
@@ -60,24 +156,43 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
     return t
 
 
+FORMATS = ("parquet", "csv", "json")
+MAX_BATCH = 1_000_000
+
+
 @app.command()
 def run(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML")],
     out_dir: Annotated[Path | None, typer.Option("--out", help="run directory (default runs/<name>)")] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="override a key: a.b=VALUE (repeatable)")
+        list[str] | None,
+        typer.Option("--set", help="override a key: a.b=VALUE (repeatable; relative paths from the working dir)"),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="skip writing plots")] = False,
     trace_events: Annotated[
         Path | None, typer.Option("--trace-events", help="write a Chrome/Perfetto trace (JSON) of the run here")
     ] = None,
+    format_: Annotated[
+        str,
+        typer.Option("--format", help="per-request rows also as requests.csv or requests.json (parquet always)"),
+    ] = "parquet",
+    percentiles: Annotated[
+        str | None, typer.Option("--percentiles", help="latency percentiles to print, e.g. 50,90,99,99.9")
+    ] = None,
 ) -> None:
     """Run one simulation: print a summary table and write the run directory."""
     import sim
 
     try:
+        if format_ not in FORMATS:
+            raise ServesimError(f"--format {format_!r}: expected one of {', '.join(FORMATS)}")
+        ps = parse_percentiles(percentiles)
         sc = sim.load_scenario(scenario, set_ or [])
+        d = out_dir or Path("runs") / sc.name
+        _check_out_dir(d)
+        if trace_events is not None:
+            _check_out_dir(trace_events.parent, "--trace-events")
         progress_cb, bar = None, None
         if not quiet and sys.stderr.isatty():
             from rich.progress import Progress
@@ -94,20 +209,25 @@ def run(
         finally:
             if bar is not None:
                 bar.stop()
-        d = out_dir or Path("runs") / sc.name
-        res.save(d, plots=not no_plots)
+        try:
+            res.save(d, plots=not no_plots)
+            if format_ == "csv":
+                res.requests.to_csv(d / "requests.csv", index=False)
+            elif format_ == "json":
+                res.requests.to_json(d / "requests.json", orient="records", lines=True)
+        except OSError as e:
+            raise ServesimError(f"--out {d}: cannot write ({e.strerror or e})") from None
     except ServesimError as e:
         _fail(str(e))
         return
-    out.print(
-        summary_table(
-            res.summary,
-            f"{sc.name}: {sc.model_spec.name} on {sim.cluster.pools.cluster_label(sc)}",
-        )
-    )
-    out.print(f"wrote {d}/ (requests.parquet, timeline.parquet, summary.json, plots/)")
+    has_slo = any(v is not None for v in sc.slo.model_dump().values())
+    title = f"{sc.name}: {sc.model_spec.name} on {sim.cluster.pools.cluster_label(sc)}"
+    show(out, summary_table(res.summary, safe(title), res.requests, ps, has_slo))
+    files = ["requests.parquet", *([f"requests.{format_}"] if format_ != "parquet" else [])]
+    files += ["timeline.parquet", "summary.json", *([] if no_plots else ["plots/"])]
+    out.print(f"wrote {safe(d)}/ ({', '.join(files)})", highlight=False)
     if trace_events is not None:
-        out.print(f"wrote {trace_events} (open in https://ui.perfetto.dev or chrome://tracing)")
+        out.print(f"wrote {safe(trace_events)} (open in https://ui.perfetto.dev or chrome://tracing)", highlight=False)
 
 
 @app.command()
@@ -166,7 +286,10 @@ def list_(what: Annotated[str, typer.Argument(help="models | hardware | policies
         for c in ("family", "kind", "what it does"):
             t.add_column(c)
         families = (
-            ("scheduler", SCHEDULERS), ("router", ROUTERS), ("migration", MIGRATIONS), ("cost_model", COST_MODELS)
+            ("scheduler", SCHEDULERS),
+            ("router", ROUTERS),
+            ("migration", MIGRATIONS),
+            ("cost_model", COST_MODELS),
         )
         for fam, reg in families:
             for e in reg.entries.values():
@@ -180,12 +303,12 @@ def list_(what: Annotated[str, typer.Argument(help="models | hardware | policies
             t.add_row(n, str(p))
     else:
         _fail(f"unknown list {what!r}; known: hardware, models, policies, traces")
-    out.print(t)
+    show(out, t)
 
 
 @app.command()
 def estimate(
-    model: Annotated[str, typer.Option(help="model name")],
+    model: Annotated[str, typer.Option(help="model name, Hugging Face config.json, or inline spec YAML")],
     hardware: Annotated[str, typer.Option(help="GPU name")],
     tp: Annotated[int, typer.Option(help="tensor-parallel degree")] = 1,
     prefill_tokens: Annotated[int, typer.Option(help="tokens per prompt (0 = a decode step)")] = 0,
@@ -196,15 +319,21 @@ def estimate(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Price one iteration and show its breakdown by operator."""
+    from sim.config.limits import MAX_TOKENS
+    from sim.config.modelarg import model_arg, model_label
     from sim.config.scenario import load_scenario
     from sim.core.engine import build_cost_model
 
     try:
-        if batch_size < 1 or prefill_tokens < 0 or context_tokens < 0:
-            raise ServesimError("--batch-size must be >= 1, token counts >= 0")
+        if not 1 <= batch_size <= MAX_BATCH:
+            raise ServesimError(f"--batch-size: expected 1 to {MAX_BATCH:,}, found {batch_size}")
+        for opt, v in (("--prefill-tokens", prefill_tokens), ("--context-tokens", context_tokens)):
+            if not 0 <= v <= MAX_TOKENS:
+                raise ServesimError(f"{opt}: expected 0 to {MAX_TOKENS:,}, found {v}")
+        spec = model_arg(model)
         sc = load_scenario(
             {
-                "model": model,
+                "model": spec,
                 "hardware": hardware,
                 "cluster": {"tp": tp},
                 "cost_model": {"kind": cost_model, **({"profile": str(profile.resolve())} if profile else {})},
@@ -228,7 +357,7 @@ def estimate(
         print(json.dumps({"iteration_s": total, "breakdown": parts}))
         return
     t = Table(
-        title=f"{model} on {tp} x {hardware}: "
+        title=f"{safe(model_label(spec))} on {tp} x {safe(hardware)}: "
         + (
             f"prefill {batch_size} x {prefill_tokens}"
             if prefill_tokens
@@ -241,7 +370,7 @@ def estimate(
     for k, v in parts.items():
         t.add_row(k, f"{v * 1000:.3f}", f"{v / total:.1%}" if total else "-")
     t.add_row("[bold]iteration[/]", f"[bold]{total * 1000:.3f}[/]", "100%")
-    out.print(t)
+    show(out, t)
 
 
 @app.command()
@@ -250,9 +379,7 @@ def sweep(
     out_dir: Annotated[Path | None, typer.Option("--out", help="output directory (default runs/sweeps/<name>)")] = None,
     workers: Annotated[int | None, typer.Option(help="local worker processes (default: CPU count)")] = None,
     cluster: Annotated[str | None, typer.Option(help="Dask scheduler address, e.g. tcp://HOST:8786")] = None,
-    plot: Annotated[
-        list[str] | None, typer.Option(help="figure: x=COL,y=COL[+COL],hue=COL (repeatable)")
-    ] = None,
+    plot: Annotated[list[str] | None, typer.Option(help="figure: x=COL,y=COL[+COL],hue=COL (repeatable)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
 ) -> None:
     """Run a sweep (cached points are read, not re-run); write sweep.parquet and optional plots."""
@@ -267,14 +394,16 @@ def sweep(
     except ServesimError as e:
         _fail(str(e))
         return
-    out.print(sweep_table(res))
+    show(out, sweep_table(res))
     for f in figs:
-        out.print(f"wrote {f}")
+        out.print(f"wrote {safe(f)}", highlight=False)
 
 
 @app.command()
 def plan(
-    model: Annotated[str, typer.Option(help="model name (servesim list models)")],
+    model: Annotated[
+        str, typer.Option(help="model name (servesim list models), Hugging Face config.json, or inline spec YAML")
+    ],
     traffic: Annotated[str | None, typer.Option(help="trace to replay: shipped name or file")] = None,
     rate: Annotated[float | None, typer.Option(help="target req/s (with --lengths; rescales --traffic)")] = None,
     lengths: Annotated[str | None, typer.Option(help="lengths: shipped name, length-only CSV, fixed:P,O")] = None,
@@ -299,35 +428,71 @@ def plan(
     search_requests: Annotated[int | None, typer.Option(help="screen on the first N requests")] = None,
     base: Annotated[Path | None, typer.Option(help="scenario YAML to inherit cost_model, kv_cache, ...")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a base key: a.b=VALUE")] = None,
-    capacity: Annotated[bool, typer.Option("--capacity", help="max sustainable rate per configuration")] = False,
+    capacity: Annotated[
+        bool,
+        typer.Option(
+            "--capacity",
+            help="max sustainable rate per configuration: the highest request rate (binary search) whose run still "
+            "meets --slo; default criterion median queueing delay <= 2 s (Sarathi-Serve's)",
+        ),
+    ] = False,
     instances: Annotated[int, typer.Option(help="instances per configuration for --capacity")] = 1,
     workers: Annotated[int | None, typer.Option(help="local worker processes (default: CPU count)")] = None,
     cluster: Annotated[str | None, typer.Option(help="Dask scheduler address")] = None,
     max_simulations: Annotated[int, typer.Option(help="stop the search after this many runs")] = 400,
     out_dir: Annotated[Path, typer.Option("--out", help="output directory")] = Path("runs/plan"),
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="no progress on stderr; only the result table on stdout")
+    ] = False,
 ) -> None:
     """Find the cheapest configuration meeting the SLOs (or, with --capacity, each one's max rate)."""
     from sim.tools.planner.run import PlanOptions, run_plan
 
     opts = PlanOptions(
-        model, traffic, rate, lengths, format_, requests, cv, slo, attainment, hardware, tp, shapes, schedulers,
-        max_batch, budget, top, replications, router, margin, search_requests, base, set_, capacity, instances,
-        workers, cluster, max_simulations,
+        model,
+        traffic,
+        rate,
+        lengths,
+        format_,
+        requests,
+        cv,
+        slo,
+        attainment,
+        hardware,
+        tp,
+        shapes,
+        schedulers,
+        max_batch,
+        budget,
+        top,
+        replications,
+        router,
+        margin,
+        search_requests,
+        base,
+        set_,
+        capacity,
+        instances,
+        workers,
+        cluster,
+        max_simulations,
     )
 
-    def show(i: int, ev: Any) -> None:
+    def progress(i: int, ev: Any) -> None:
         state = "meets SLO" if ev.feasible else "misses"
-        err.print(f"[{i}] {ev.label}: ${ev.cost_per_hour:.2f}/h {state}", highlight=False)
+        err.print(safe(f"[{i}] {ev.label}: ${ev.cost_per_hour:.2f}/h {state}"), highlight=False)
 
     try:
-        res, table, files = run_plan(opts, out_dir, None if quiet else show)
+        _check_out_dir(out_dir)
+        res, table, files = run_plan(opts, out_dir, None if quiet else progress)
     except ServesimError as e:
         _fail(str(e))
         return
-    out.print("\n".join(res.log))
-    out.print(table)
-    out.print(f"wrote {', '.join(str(f) for f in files)}")
+    if not quiet:
+        out.print(safe("\n".join(res.log)), highlight=False)
+    show(out, table)
+    if not quiet:
+        out.print(f"wrote {safe(', '.join(str(f) for f in files))}", highlight=False)
 
 
 @app.command()
@@ -348,18 +513,18 @@ def regress(
 
     def progress(name: str) -> None:
         if sys.stderr.isatty():
-            err.print(f"[dim]running {name}[/]", highlight=False)
+            err.print(f"[dim]running {safe(name)}[/]", highlight=False)
 
     try:
         rep, _ = run_regress(scenarios or [Path("scenarios/regression")], baseline, tolerance, update, progress)
     except ServesimError as e:
         _fail(str(e))
         return
-    out.print(table(rep, show_all))
+    show(out, table(rep, show_all))
     if update:
-        out.print(f"wrote {baseline} ({len(rep.scenarios)} scenarios)")
+        out.print(f"wrote {safe(baseline)} ({len(rep.scenarios)} scenarios)", highlight=False)
         return
-    out.print(verdict(rep), highlight=False)
+    out.print(safe(verdict(rep)), highlight=False)
     if rep.failed:
         raise typer.Exit(1)
 
@@ -394,7 +559,7 @@ def check_queueing(
     if as_json:
         print(json.dumps([r.to_json() for r in rep.rows], indent=2))
     else:
-        out.print(check.render_table(rep))
+        show(out, check.render_table(rep))
     if not rep.passed:
         raise typer.Exit(1)
 
@@ -412,19 +577,49 @@ def report(
     except ServesimError as e:
         _fail(str(e))
         return
-    out.print(f"wrote {path}")
+    out.print(f"wrote {safe(path)}", highlight=False)
 
 
 app.add_typer(_calibrate.app, name="calibrate")
 app.command("fidelity")(_calibrate.fidelity)
 
 
-def main() -> None:
+def _usage_error() -> type[Exception]:
+    """click's UsageError (typer >= 0.26 vendors click as typer._click)."""
     try:
-        app()
+        from typer._click.exceptions import UsageError
+    except ImportError:  # older typer: click itself
+        from click.exceptions import UsageError
+    return UsageError
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    """The command line as a function returning the exit status: a bad option or value is one line naming
+    the option (click's usage box is for --help), a user mistake anywhere one line; both exit 2."""
+    usage = _usage_error()
+    try:
+        rc = app(args=argv, prog_name="servesim", standalone_mode=False)
+    except usage as e:
+        if type(e).__name__ == "NoArgsIsHelpError" or (not argv and argv is not None):
+            return 2
+        msg = " ".join(e.format_message().split())  # type: ignore[attr-defined]
+        ctx = getattr(e, "ctx", None)
+        cmd = ctx.command_path if ctx is not None else "servesim"
+        err.print(f"[bold red]error:[/] {safe(msg)} (see {safe(cmd)} --help)", highlight=False, soft_wrap=True)
+        return 2
+    except typer.Exit as e:
+        return int(e.exit_code)
+    except typer.Abort:
+        err.print("aborted", highlight=False)
+        return 130
     except ServesimError as e:  # anything that slipped past a command's own handling
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        sys.exit(2)
+        err.print(f"[bold red]error:[/] {safe(' '.join(str(e).split()))}", highlight=False, soft_wrap=True)
+        return 2
+    return int(rc or 0) if isinstance(rc, int) else 0
+
+
+def main() -> None:
+    sys.exit(run_cli())
 
 
 if __name__ == "__main__":

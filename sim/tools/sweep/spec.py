@@ -201,8 +201,8 @@ def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
             sc = Scenario.model_validate(data)
         except ValidationError as e:
             raise _point_error(e, i, params, where, src, base_label, base_pos) from None
-        try:  # non-finite numbers and physics (tp vs heads, fit, trace path), named at the base's key
-            sc = validate_scenario(data, base_label, base_pos, base_dir)
+        try:  # non-finite numbers and bounds, named at the base's key; a point that does not fit fails alone
+            sc = validate_scenario(data, base_label, base_pos, base_dir, feasibility=False)
         except ServesimError as e:
             shown = ", ".join(f"{k}={_label(v)}" for k, v in params.items())
             raise ServesimError(f"{e} (sweep point {i}: {shown})") from None
