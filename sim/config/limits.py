@@ -117,6 +117,15 @@ def _tp_problem(sc: Scenario, tp: int, loc: Loc) -> str | None:
     return None
 
 
+def tp_problem(sc: Scenario) -> str | None:
+    """Why the cluster's tensor-parallel degree cannot split the model, or None."""
+    for tp, _, loc in _groups(sc):
+        msg = _tp_problem(sc, tp, loc)
+        if msg:
+            return msg
+    return None
+
+
 def _groups(sc: Scenario) -> list[tuple[int, Any, Loc]]:
     """(tp, GPU spec, path of the key that sets tp) for each instance group of the cluster."""
     c = sc.cluster

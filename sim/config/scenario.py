@@ -424,9 +424,7 @@ def _cwd_paths(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     return data
 
 
-def validate_scenario(
-    data: Any, label: str, pos: Positions | None, base: Path, feasibility: bool = True
-) -> Scenario:
+def validate_scenario(data: Any, label: str, pos: Positions | None, base: Path, feasibility: bool = True) -> Scenario:
     """Validate plain data into a Scenario; every mistake (schema, non-finite number, physics: tp vs heads,
     model fit, trace path, run length) is one ServesimError line naming label:line:col."""
     bad = first_non_finite(data)

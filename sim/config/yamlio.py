@@ -92,12 +92,23 @@ def _check_depth(yml: YAML, text: str, where: str) -> None:
             depth -= 1
 
 
+def _depth_bound(text: str) -> int:
+    """A cheap upper bound on nesting: every flow bracket, plus per line the indentation and `- `/`? ` markers
+    (block nesting needs one of those per level); the exact token scan runs only when this is large."""
+    deepest = 0
+    for line in text.splitlines():
+        stripped = line.lstrip(" -?\t")
+        deepest = max(deepest, len(line) - len(stripped))
+    return text.count("[") + text.count("{") + deepest + 1
+
+
 def parse_yaml_text(text: str, where: str) -> Any:
     """Round-trip parse of `text` (positions on nodes, duplicate keys rejected); errors name where:line:col."""
     yml = YAML(typ="rt", pure=True)
     yml.allow_duplicate_keys = False
     try:
-        _check_depth(yml, text, where)
+        if _depth_bound(text) > MAX_DEPTH:
+            _check_depth(yml, text, where)
         return yml.load(text)
     except YAMLError as e:
         raise _yaml_error(where, e) from None

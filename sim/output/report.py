@@ -113,6 +113,9 @@ def render(run_dir: str | Path) -> str:
         raise ServesimError(f"{d}: no summary.json (write one with `servesim run SCENARIO --out {d}`)") from None
     except ValueError as e:
         raise ServesimError(f"{d / 'summary.json'}: not JSON ({e})") from None
+    need = ("counts", "metrics", "throughput")
+    if not isinstance(summary, dict) or any(not isinstance(summary.get(k), dict) for k in need):
+        raise ServesimError(f"{d / 'summary.json'}: not a servesim run summary (needs {', '.join(need)})")
     requests = pd.read_parquet(d / "requests.parquet") if (d / "requests.parquet").exists() else None
     timeline = pd.read_parquet(d / "timeline.parquet") if (d / "timeline.parquet").exists() else None
     sc = summary.get("scenario", {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -319,7 +320,7 @@ def estimate(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Price one iteration and show its breakdown by operator."""
-    from sim.config.limits import MAX_TOKENS
+    from sim.config.limits import MAX_TOKENS, tp_problem
     from sim.config.modelarg import model_arg, model_label
     from sim.config.scenario import load_scenario
     from sim.core.engine import build_cost_model
@@ -344,6 +345,9 @@ def estimate(
                 },
             }
         )
+        bad_tp = tp_problem(sc)
+        if bad_tp:
+            raise ServesimError(f"--tp: {bad_tp}")
         cm = build_cost_model(sc)
     except ServesimError as e:
         _fail(str(e))
@@ -593,12 +597,18 @@ def _usage_error() -> type[Exception]:
     return UsageError
 
 
+@functools.cache
+def _command() -> Any:
+    """The click command typer builds from `app` (built once: typer rebuilds it on every `app()` call)."""
+    return typer.main.get_command(app)
+
+
 def run_cli(argv: list[str] | None = None) -> int:
     """The command line as a function returning the exit status: a bad option or value is one line naming
     the option (click's usage box is for --help), a user mistake anywhere one line; both exit 2."""
     usage = _usage_error()
     try:
-        rc = app(args=argv, prog_name="servesim", standalone_mode=False)
+        rc = _command().main(args=argv, prog_name="servesim", standalone_mode=False)
     except usage as e:
         if type(e).__name__ == "NoArgsIsHelpError" or (not argv and argv is not None):
             return 2
