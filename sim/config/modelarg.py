@@ -42,9 +42,9 @@ def inline_spec(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ServesimError(f"{path}:1:1: expected a mapping of model fields (name, num_layers, hidden_size, ...)")
     data.setdefault("name", path.stem)
-    if "head_dim" not in data and isinstance(data.get("hidden_size"), int) and isinstance(data.get("num_heads"), int):
-        if data["num_heads"] > 0 and data["hidden_size"] % data["num_heads"] == 0:
-            data["head_dim"] = data["hidden_size"] // data["num_heads"]
+    h, n = data.get("hidden_size"), data.get("num_heads")
+    if "head_dim" not in data and isinstance(h, int) and isinstance(n, int) and n > 0 and h % n == 0:
+        data["head_dim"] = h // n
     try:
         spec = ModelSpec.model_validate(data)
     except ValidationError as e:
