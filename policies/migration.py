@@ -54,7 +54,7 @@ class LlumnixMigrationConfig(BaseModel):
 
 def _candidates(inst: InstanceLoad) -> list[Request]:
     """Decoding requests not already moving, most recently admitted last."""
-    return [r for r in inst.running if not r.in_prefill and r.mig is None and r.kv_tokens > 0]
+    return [r for r in inst.running if not r.in_prefill and r.migration is None and r.kv_tokens > 0]
 
 
 class LlumnixMigration:

@@ -6,6 +6,7 @@ and the tiny model (8192 bytes per 16-token block, 2 layers), so every number ca
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 import sim
 from sim.core.engine import Simulation
 from tests.helpers import scenario, tiny_gpu, write_csv
+from tests.oracle_decode import per_request_decoding
 
 BLOCK_BYTES = 8192
 
@@ -174,13 +176,13 @@ def test_prefix_blocks_are_shared_not_double_counted(tmp_path):
     def probe():  # type: ignore[no-untyped-def]
         yield s.env.timeout(1.2)
         inst = s.instances[0]
-        seen.append((inst.pool.used, [r.blocks for r in inst.running]))
+        seen.append((inst.allocator.used, [r.blocks for r in inst.running]))
 
     s.env.process(probe())
     s.run()
     used, blocks = seen[0]
     assert len(blocks) == 2 and used == sum(blocks) + 3  # own blocks, and the 3 shared prefix blocks once
-    assert s.instances[0].pool.free == s.instances[0].pool.total  # all back (cached ones are free, evictable)
+    assert s.instances[0].allocator.free == s.instances[0].allocator.total  # all back (cached ones are free, evictable)
 
 
 def _mooncake(path, rows):
@@ -250,7 +252,7 @@ def _mig(trace, gbps=0.01, **kw):
 def _kv_identity(s: Simulation) -> None:
     """Every block in use belongs to a running request, a request waiting with its KV present, a request held
     here while its KV is copied out, a copy coming in, or the prefix cache (blocks some request references).
-    Needs exact request fields: fast_forward and cohort_decoding off."""
+    Needs exact request fields: fast_forward off, on the per-request reference (`tests/oracle_decode.py`)."""
     moves = [f for f in s.features if f.name == "migration"]
     handoffs = [f for f in s.features if f.name == "disaggregation"]
     active = list(moves[0].active.values()) if moves else []
@@ -274,7 +276,7 @@ def _kv_identity(s: Simulation) -> None:
                 expect += own(x.req, inst)
             if x.dst is inst:
                 expect += x.blocks
-        assert inst.pool.used == expect, (s.env.now, inst.index, inst.pool.used, expect)
+        assert inst.allocator.used == expect, (s.env.now, inst.index, inst.allocator.used, expect)
 
 
 def _probe(s: Simulation, every: float, out: list):  # type: ignore[no-untyped-def]
@@ -285,10 +287,9 @@ def _probe(s: Simulation, every: float, out: list):  # type: ignore[no-untyped-d
 
 
 def test_migration_moves_once_and_holds_blocks_on_both_sides_only_while_copying(tmp_path):
-    sc = sim.load_scenario(
-        {**_mig(write_csv(tmp_path / "w.csv", MIG_TRACE)), "engine": {"fast_forward": False, "cohort_decoding": False}}
-    )
-    s = Simulation(sc)
+    sc = sim.load_scenario({**_mig(write_csv(tmp_path / "w.csv", MIG_TRACE)), "engine": {"fast_forward": False}})
+    with per_request_decoding():
+        s = Simulation(sc)
     samples: list = []
     s.env.process(_probe(s, 0.001, samples))
     s.run()
@@ -301,9 +302,9 @@ def test_migration_moves_once_and_holds_blocks_on_both_sides_only_while_copying(
     after = [t for t, act in samples if t > max(live)]
     src = s.instances[0]
     assert after and all(not act for t, act in samples if t > max(live))
-    assert src.outgoing == 0
+    assert src.copies.outgoing == 0
     for inst in s.instances:
-        assert inst.pool.free == inst.pool.total and inst.outgoing == 0
+        assert inst.allocator.free == inst.allocator.total and inst.copies.outgoing == 0
 
 
 def test_migration_downtime_is_the_final_copy(tmp_path):
@@ -323,19 +324,20 @@ def test_migration_aborts_cleanly_when_the_destination_fills(tmp_path, stages):
     sc = sim.load_scenario(
         {
             **_mig(write_csv(tmp_path / "w.csv", trace), gbps=0.001, final_blocks=0, max_stages=stages),
-            "engine": {"fast_forward": False, "cohort_decoding": False},
+            "engine": {"fast_forward": False},
         }
     )
-    s = Simulation(sc)
+    with per_request_decoding():
+        s = Simulation(sc)
     dst = s.instances[1]
     calls = []
-    real = dst.reserve_incoming
+    real = dst.copies.reserve_incoming
 
     def first_only(blocks: int) -> bool:
         calls.append(blocks)
         return real(blocks) if len(calls) == 1 else False
 
-    dst.reserve_incoming = first_only  # type: ignore[method-assign]
+    dst.copies.reserve_incoming = first_only  # type: ignore[method-assign]
     samples: list = []
     s.env.process(_probe(s, 0.001, samples))
     s.run()
@@ -344,7 +346,7 @@ def test_migration_aborts_cleanly_when_the_destination_fills(tmp_path, stages):
     assert list(s.log.generated) == [t[2] for t in trace]
     assert list(mig.migrations) == [0] * 6 and s.log.instance[2] == 0
     for inst in s.instances:
-        assert inst.pool.free == inst.pool.total and inst.outgoing == 0
+        assert inst.allocator.free == inst.allocator.total and inst.copies.outgoing == 0
 
 
 # -- properties ---------------------------------------------------------------------------------------------
@@ -385,7 +387,7 @@ def _check(s: Simulation, reqs: list[tuple[float, int, int]]) -> None:
     for m in moves[0].active.values() if moves else []:
         assert s.log.status[m.req.id] == 1
     for inst in s.instances:
-        assert inst.pool.used == inst.incoming and inst.outgoing == 0 and not inst.evicting
+        assert inst.allocator.used == inst.copies.incoming and inst.copies.outgoing == 0 and not inst.copies.evicting
     for t, i, used, *_ in s.timeline:
         assert 0 <= used <= s.instances[i].num_blocks, (t, i, used)
 
@@ -407,7 +409,8 @@ def _outcome(s: Simulation) -> tuple:
 
 
 def _runs(tmp_path, reqs, sc_dict) -> None:
-    """Conservation and bounds, and identical outcomes for fast-forward on/off × cohort on/off."""
+    """Conservation and bounds, and identical outcomes for fast-forward on/off × the cohort path or the
+    per-request oracle."""
     reqs = sorted(reqs)
     sc_dict = {
         **sc_dict,
@@ -416,16 +419,17 @@ def _runs(tmp_path, reqs, sc_dict) -> None:
     }
     ref = None
     for ff in (False, True):
-        for cohort in (False, True):
-            s = Simulation(sim.load_scenario({**sc_dict, "engine": {"fast_forward": ff, "cohort_decoding": cohort}}))
-            s.env.process(_probe_kv(s, exact=not ff and not cohort))
+        for oracle in (True, False):
+            with per_request_decoding() if oracle else contextlib.nullcontext():
+                s = Simulation(sim.load_scenario({**sc_dict, "engine": {"fast_forward": ff}}))
+            s.env.process(_probe_kv(s, exact=not ff and oracle))
             s.run()
             _check(s, reqs)
             got = _outcome(s)
             if ref is None:
                 ref = got
             else:
-                assert got == ref, (ff, cohort)
+                assert got == ref, (ff, oracle)
 
 
 def _probe_kv(s: Simulation, exact: bool):  # type: ignore[no-untyped-def]
@@ -434,7 +438,7 @@ def _probe_kv(s: Simulation, exact: bool):  # type: ignore[no-untyped-def]
         if exact:
             _kv_identity(s)
         for inst in s.instances:
-            assert 0 <= inst.pool.free <= inst.pool.total
+            assert 0 <= inst.allocator.free <= inst.allocator.total
             assert 0 <= inst.kv_used_blocks() <= inst.num_blocks
         yield s.env.timeout(0.003)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
 
 import sim
 from tests.helpers import scenario, write_csv
+from tests.oracle_decode import per_request_decoding
 
 LIN = {"kind": "linear", "base_s": 0.01, "per_prefill_token_s": 0.001, "per_decode_seq_s": 0.002}
 
@@ -133,15 +135,13 @@ def test_decode_run_matches_stepwise_bit_for_bit():
 def test_swap_preemption_under_pressure_matches_reference(tmp_path, sched):
     """Swap-ins that join the decode cohort mid-plan (and fail to get a slot) keep the KV books exact."""
     tr = write_csv(tmp_path / "t.csv", [(0.0, 20, 60), (0.0, 20, 60), (0.001, 30, 50), (0.002, 20, 60), (0.05, 10, 40)])
-    runs = {
-        (coh, ff): sim.run(
-            scenario(tr, kv_blocks=9, scheduler=sched, preemption="swap",
-                     engine={"fast_forward": ff, "cohort_decoding": coh})
-        ).requests
-        for coh in (True, False)
-        for ff in (True, False)
-    }
-    ref = runs[(False, False)]
+    runs = {}
+    for oracle in (True, False):
+        for ff in (True, False):
+            with per_request_decoding() if oracle else contextlib.nullcontext():
+                sc = scenario(tr, kv_blocks=9, scheduler=sched, preemption="swap", engine={"fast_forward": ff})
+                runs[(oracle, ff)] = sim.run(sc).requests
+    ref = runs[(True, False)]  # the per-request reference, step by step
     assert ref["preemptions"].sum() > 10
     assert (ref["generated_tokens"] == ref["output_tokens"]).all()
     for df in runs.values():

@@ -3,6 +3,8 @@ fast-forward exactness and determinism."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 import sim
 from sim.costmodel.models import LinearCost, LinearCostConfig
 from tests.helpers import scenario, write_csv
+from tests.oracle_decode import per_request_decoding
 
 request = st.tuples(
     st.floats(min_value=0.0, max_value=2.0, allow_nan=False),
@@ -19,12 +22,18 @@ request = st.tuples(
     st.integers(min_value=1, max_value=60),
 )
 schedulers = st.sampled_from(
-    [{"kind": "fcfs"}, {"kind": "fcfs", "max_num_seqs": 3, "max_num_batched_tokens": 64},
-     {"kind": "sarathi", "token_budget": 32}, {"kind": "sarathi", "token_budget": 256, "max_num_seqs": 4}]
+    [
+        {"kind": "fcfs"},
+        {"kind": "fcfs", "max_num_seqs": 3, "max_num_batched_tokens": 64},
+        {"kind": "sarathi", "token_budget": 32},
+        {"kind": "sarathi", "token_budget": 256, "max_num_seqs": 4},
+    ]
 )
 costs = st.builds(
     lambda b, p, d: {"kind": "linear", "base_s": b, "per_prefill_token_s": p, "per_decode_seq_s": d},
-    st.floats(1e-4, 0.02), st.floats(0.0, 1e-3), st.floats(0.0, 5e-3),
+    st.floats(1e-4, 0.02),
+    st.floats(0.0, 1e-3),
+    st.floats(0.0, 5e-3),
 )
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -36,12 +45,27 @@ def _run(tmp_path, reqs, **kw) -> sim.Result:
 
 
 @SETTINGS
-@given(reqs=st.lists(request, min_size=1, max_size=25), sched=schedulers, cost=costs,
-       kv=st.integers(12, 200), instances=st.integers(1, 3), router=st.sampled_from(["round_robin", "least_requests"]),
-       prefix=st.sampled_from([None, 32]))
+@given(
+    reqs=st.lists(request, min_size=1, max_size=25),
+    sched=schedulers,
+    cost=costs,
+    kv=st.integers(12, 200),
+    instances=st.integers(1, 3),
+    router=st.sampled_from(["round_robin", "least_requests"]),
+    prefix=st.sampled_from([None, 32]),
+)
 def test_accounting_and_bounds(tmp_path, reqs, sched, cost, kv, instances, router, prefix):
-    res = _run(tmp_path, reqs, scheduler=sched, cost=cost, kv_blocks=kv, instances=instances, router=router,
-               watermark=0.01, system_prompt=prefix)
+    res = _run(
+        tmp_path,
+        reqs,
+        scheduler=sched,
+        cost=cost,
+        kv_blocks=kv,
+        instances=instances,
+        router=router,
+        watermark=0.01,
+        system_prompt=prefix,
+    )
     df = res.requests
     c = res.summary["counts"]
     # conservation: everything that arrived ended somewhere
@@ -75,17 +99,26 @@ def test_accounting_and_bounds(tmp_path, reqs, sched, cost, kv, instances, route
 
 
 @SETTINGS
-@given(reqs=st.lists(request, min_size=1, max_size=25), sched=schedulers, cost=costs, kv=st.integers(12, 200),
-       instances=st.integers(1, 2), preemption=st.sampled_from(["recompute", "swap"]),
-       prefix=st.sampled_from([None, 32]))
+@given(
+    reqs=st.lists(request, min_size=1, max_size=25),
+    sched=schedulers,
+    cost=costs,
+    kv=st.integers(12, 200),
+    instances=st.integers(1, 2),
+    preemption=st.sampled_from(["recompute", "swap"]),
+    prefix=st.sampled_from([None, 32]),
+)
 def test_fast_forward_is_exact(tmp_path, reqs, sched, cost, kv, instances, preemption, prefix):
-    kw = dict(scheduler=sched, cost=cost, kv_blocks=kv, instances=instances, preemption=preemption,
-              system_prompt=prefix)
-    # the reference: one iteration at a time, per-request bookkeeping
-    ref = _run(tmp_path, reqs, fast_forward=False, engine={"fast_forward": False, "cohort_decoding": False}, **kw)
+    kw = dict(
+        scheduler=sched, cost=cost, kv_blocks=kv, instances=instances, preemption=preemption, system_prompt=prefix
+    )
+    # the reference: one iteration at a time, per-request bookkeeping (the oracle in tests/oracle_decode.py)
+    with per_request_decoding():
+        ref = _run(tmp_path, reqs, engine={"fast_forward": False}, **kw)
     for ff in (True, False):
-        for cohort in (True, False):
-            got = _run(tmp_path, reqs, engine={"fast_forward": ff, "cohort_decoding": cohort}, **kw)
+        for oracle in (True, False):
+            with per_request_decoding() if oracle else contextlib.nullcontext():
+                got = _run(tmp_path, reqs, engine={"fast_forward": ff}, **kw)
             pd.testing.assert_frame_equal(got.requests, ref.requests, check_exact=True)
             assert got.summary["sim"]["iterations"] == ref.summary["sim"]["iterations"]
             itl, ref_itl = got.summary["metrics"]["itl_s"], ref.summary["metrics"]["itl_s"]
@@ -105,9 +138,14 @@ def test_fast_forward_exact_on_shipped_scenarios(tmp_path):
     for sched in ("{kind: fcfs}", "{kind: sarathi, token_budget: 512}"):
         name = sched.split()[1].rstrip(",}")
         for ff in ("true", "false"):
-            over = [f"scheduler={sched}", f"engine.fast_forward={ff}", "workload.num_requests=600",
-                    "kv_cache.gpu_memory_utilization=0.24", "workload.arrival.time_scale=0.25",
-                    "cluster.instances=1"]
+            over = [
+                f"scheduler={sched}",
+                f"engine.fast_forward={ff}",
+                "workload.num_requests=600",
+                "kv_cache.gpu_memory_utilization=0.24",
+                "workload.arrival.time_scale=0.25",
+                "cluster.instances=1",
+            ]
             res = sim.run(sim.load_scenario("scenarios/azure-conv.yaml", over))
             assert res.summary["counts"]["preemptions"] > 0  # the fast-forward must survive preemption
             res.requests.to_parquet(tmp_path / f"{name}-{ff}.parquet", index=False)
@@ -138,8 +176,11 @@ def test_same_seed_same_bytes_different_seed_differs(tmp_path):
 def test_poisson_rate_and_gamma_cv():
     from sim.workload.generate import build_requests
 
-    base = {"model": "llama-3.1-8b", "hardware": "h100-sxm",
-            "workload": {"num_requests": 20000, "lengths": {"kind": "fixed", "prompt": 1, "output": 1}}}
+    base = {
+        "model": "llama-3.1-8b",
+        "hardware": "h100-sxm",
+        "workload": {"num_requests": 20000, "lengths": {"kind": "fixed", "prompt": 1, "output": 1}},
+    }
     for arrival, cv in (({"kind": "poisson", "rate": 10.0}, 1.0), ({"kind": "gamma", "rate": 10.0, "cv": 3.0}, 3.0)):
         sc = sim.load_scenario({**base, "workload": {**base["workload"], "arrival": arrival}})
         gaps = np.diff(build_requests(sc).arrival_s)

@@ -24,14 +24,20 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import simpy
 
 from policies.registry import ROUTERS
 from sim.cluster.links import Link, link_bandwidth
+from sim.config.scenario import Scenario
 from sim.core.instance import Instance
+from sim.core.late import LateQueue
 from sim.core.request import Request
+
+if TYPE_CHECKING:
+    from sim.cluster.pools import PoolSpec
 
 
 @dataclass
@@ -49,36 +55,48 @@ class Disaggregation:
 
     name = "disaggregation"
 
-    def __init__(self, sim: Any) -> None:
-        sc = sim.scenario
-        self.env, self.late = sim.env, sim.late
-        self.prefill: list[Instance] = [i for i in sim.instances if i.role == "prefill"]
-        self.decode: list[Instance] = [i for i in sim.instances if i.role == "decode"]
-        p_spec, d_spec = sim.pools
-        self.router = ROUTERS.build(d_spec.router, rng=sim.rngs["routing"])
+    def __init__(
+        self,
+        sc: Scenario,
+        pools: list[PoolSpec],
+        env: simpy.Environment,
+        late: LateQueue,
+        n_requests: int,
+        routing_rng: np.random.Generator,
+    ) -> None:
+        """Built before the instances, which take it as their hand-off (prefill pool) or release listener
+        (decode pool); `bind` then gives it the instances."""
+        self.env, self.late = env, late
+        p_spec, d_spec = pools
+        self.router = ROUTERS.build(d_spec.router, rng=routing_rng)
         bw = link_bandwidth(sc.cluster.link, p_spec.gpu, d_spec.gpu)
         self.block_s = max(p_spec.capacity.bytes_per_block, d_spec.capacity.bytes_per_block) / bw
         self.block_bytes = p_spec.capacity.bytes_per_block * p_spec.tp  # the whole block, all GPUs' shards
         self.layerwise = sc.cluster.kv_transfer == "layerwise"
         self.layers = sc.model_spec.num_layers
-        self.links = {p.index: Link(sc.cluster.link.latency_s) for p in self.prefill}
-        n = sim.log.n
-        self.decode_instance = np.full(n, -1, dtype=np.int32)
-        self.kv_transfer_s = np.full(n, np.nan)
-        self.kv_transfer_wait_s = np.full(n, np.nan)
+        self.latency_s = sc.cluster.link.latency_s
+        d_watermark = int(sc.kv_cache.watermark * d_spec.capacity.num_blocks)
+        # a request that can never fit a decode instance is rejected on arrival at the prefill instance
+        self.max_kv_tokens = (d_spec.capacity.num_blocks - d_watermark) * d_spec.capacity.block_size
+        self.prefill: list[Instance] = []
+        self.decode: list[Instance] = []
+        self.links: dict[int, Link] = {}
+        self.decode_instance = np.full(n_requests, -1, dtype=np.int32)
+        self.kv_transfer_s = np.full(n_requests, np.nan)
+        self.kv_transfer_wait_s = np.full(n_requests, np.nan)
         self.pending: deque[_Handoff] = deque()  # waiting for decode memory, in order
         self._retry_due = False
         self.in_transit = 0
         self.moving: dict[int, _Handoff] = {}  # request id -> its hand-off, from prefill end to landing
-        limit = (d_spec.capacity.num_blocks - self.decode[0].watermark_blocks) * d_spec.capacity.block_size
-        for p in self.prefill:
-            p.handoff = partial(self._handoff, p)
-            p.max_kv_tokens = limit  # a request that can never fit a decode instance is rejected on arrival
-        for d in self.decode:
-            d.on_release = self._released
+
+    def bind(self, instances: list[Instance]) -> None:
+        """The run's instances: the pools it moves requests between, a link per prefill instance."""
+        self.prefill = [i for i in instances if i.role == "prefill"]
+        self.decode = [i for i in instances if i.role == "decode"]
+        self.links = {p.index: Link(self.latency_s) for p in self.prefill}
 
     # -- the hand-off ----------------------------------------------------------------------------------
-    def _handoff(self, src: Instance, req: Request, start: float, end: float) -> None:
+    def prefilled(self, src: Instance, req: Request, start: float, end: float) -> None:
         """Called by the prefill instance as the prefill ends (its blocks stay held there)."""
         self.in_transit += 1
         x = self.moving[req.id] = _Handoff(req, src, start, end, src.blocks_for(req.kv_tokens))
@@ -88,7 +106,7 @@ class Disaggregation:
         if self.pending or not self._place(x):
             self.pending.append(x)
 
-    def _released(self, inst: Instance) -> None:
+    def released(self, inst: Instance) -> None:
         """A decode instance freed blocks: retry the waiting hand-offs once this instant's events are in."""
         if self.pending and not self._retry_due:
             self._retry_due = True
@@ -103,9 +121,9 @@ class Disaggregation:
         """Reserve decode memory and book the copy; False if no decode instance has room now."""
         req, now = x.req, self.env.now
         dst = self.decode[self.router.route(req, self.decode, now)]
-        if not dst.reserve_incoming(x.blocks):
-            best = max(self.decode, key=lambda d: (d.settle(), -d.index))
-            if best is dst or not best.reserve_incoming(x.blocks):
+        if not dst.copies.reserve_incoming(x.blocks):
+            best = max(self.decode, key=lambda d: (d.copies.settle(), -d.index))
+            if best is dst or not best.copies.reserve_incoming(x.blocks):
                 return False
             dst = best
         link = self.links[x.src.index]
@@ -130,9 +148,9 @@ class Disaggregation:
 
     def _land(self, x: _Handoff, dst: Instance) -> None:
         req = x.req
-        x.src.release(req)
+        x.src.copies.release(req)
         req.blocks = x.blocks
-        dst.deliver(req)
+        dst.copies.deliver(req)
         del self.moving[req.id]
         self.in_transit -= 1
         if not self.in_transit and all(p.arrivals_closed and not p.waiting and not p.running for p in self.prefill):

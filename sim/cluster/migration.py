@@ -8,7 +8,7 @@ moves. A move is a staged live copy:
 2. once at most `final_blocks` are left, or after `max_stages`, the source takes the request out at the
    end of its step in flight (stop-and-copy: the cohort's `leave` gives its exact state), the last
    blocks cross the link, and the destination admits it with its KV present;
-3. every stage first takes the blocks it copies from the destination's pool (above its watermark);
+3. every stage first takes the blocks it copies from the destination's free blocks (above its watermark);
    when they are not there the move is aborted cleanly: the destination's blocks go back and the
    request carries on where it was (after the stop, it is re-admitted on the source, KV intact).
 
@@ -56,30 +56,30 @@ class Migrator:
         self.env, self.late = sim.env, sim.late
         self.policy = MIGRATIONS.build(cfg)
         role = "decode" if sc.cluster.disaggregated else "colocated"
-        self.pool: list[Instance] = [i for i in sim.instances if i.role == role]
-        self.pos = {inst.index: k for k, inst in enumerate(self.pool)}
+        self.instances: list[Instance] = [i for i in sim.instances if i.role == role]
+        self.position = {inst.index: k for k, inst in enumerate(self.instances)}
         spec = sim.pools[-1]
         self.block_s = spec.capacity.bytes_per_block / link_bandwidth(sc.cluster.link, spec.gpu, spec.gpu)
-        self.links = {i.index: Link(sc.cluster.link.latency_s) for i in self.pool}
+        self.links = {i.index: Link(sc.cluster.link.latency_s) for i in self.instances}
         self.log = sim.log
         n = sim.log.n
         self.migrations = np.zeros(n, dtype=np.int32)
         self.downtime = np.zeros(n, dtype=np.float64)
         self.migrated_to = np.full(n, -1, dtype=np.int32)
-        self.busy: set[int] = set()  # pool positions with a move in flight (in or out)
+        self.busy: set[int] = set()  # positions in `instances` with a move in flight (in or out)
         self.active: dict[int, _Move] = {}  # request id -> its move in flight
         self.counts: Counter[str] = Counter()
         self.stages: list[int] = []
         self.downtimes: list[float] = []
-        if len(self.pool) > 1:
+        if len(self.instances) > 1:
             self.late.at(self.policy.interval_s, (2, 0), self._tick)
 
     # -- decisions -------------------------------------------------------------------------------------
     def _tick(self) -> None:
         now = self.env.now
         if self.log.done < self.log.n:
-            for req, s, d in self.policy.plan(self.pool, set(self.busy), now):
-                self._start(req, self.pool[s], self.pool[d])
+            for req, s, d in self.policy.plan(self.instances, set(self.busy), now):
+                self._start(req, self.instances[s], self.instances[d])
         self.late.at(now + self.policy.interval_s, (2, 0), self._tick)
 
     # -- a move ------------------------------------------------------------------------------------------
@@ -88,16 +88,16 @@ class Migrator:
         self.late.at(end + self.links[m.src.index].latency_s, (1, m.req.id), partial(then, m))
 
     def _start(self, req: Request, src: Instance, dst: Instance) -> None:
-        if req.mig is not None or req not in src.running or req.in_prefill:
+        if req.migration is not None or req not in src.running or req.in_prefill:
             return
         blocks = src.blocks_for(src.exact_kv(req))
-        if not dst.reserve_incoming(blocks):
+        if not dst.copies.reserve_incoming(blocks):
             self.counts["aborted_no_room"] += 1
             return
         m = _Move(req, src, dst, blocks, req.preemptions, self.env.now)
-        req.mig = m
+        req.migration = m
         self.active[req.id] = m
-        self.busy.update((self.pos[src.index], self.pos[dst.index]))
+        self.busy.update((self.position[src.index], self.position[dst.index]))
         self.counts["started"] += 1
         self._copy(m, blocks, self._stage_done)
 
@@ -108,9 +108,9 @@ class Migrator:
             return
         delta = src.blocks_for(src.exact_kv(req)) - m.copied
         if delta <= self.policy.final_blocks or m.stage >= self.policy.max_stages:
-            src.request_evict(req, partial(self._stopped, m))
+            src.copies.request_evict(req, partial(self._stopped, m))
             return
-        if not m.dst.reserve_incoming(delta):
+        if not m.dst.copies.reserve_incoming(delta):
             self._abort(m, "aborted_no_room")
             return
         m.copied += delta
@@ -121,8 +121,8 @@ class Migrator:
         """The source took the request out (normal priority): finish in the late phase of this instant."""
         if req is None or req.preemptions != m.preemptions:
             if req is not None:  # cannot happen (a preempted request is not running), but stay safe
-                m.src.outgoing -= 1
-                m.src.deliver(req, front=True, copied=False)
+                m.src.copies.outgoing -= 1
+                m.src.copies.deliver(req, front=True, copied=False)
             self._abort(m, "aborted_gone")
             return
         m.stopped = self.env.now
@@ -131,9 +131,9 @@ class Migrator:
     def _final(self, m: _Move) -> None:
         req = m.req
         delta = m.src.blocks_for(req.kv_tokens) - m.copied
-        if delta > 0 and not m.dst.reserve_incoming(delta):
-            m.src.outgoing -= 1
-            m.src.deliver(req, front=True, copied=False)  # resumes on the source with its KV, which never left
+        if delta > 0 and not m.dst.copies.reserve_incoming(delta):
+            m.src.copies.outgoing -= 1
+            m.src.copies.deliver(req, front=True, copied=False)  # resumes on the source with its KV, which never left
             self._abort(m, "aborted_no_room")
             return
         m.copied += max(delta, 0)
@@ -141,10 +141,10 @@ class Migrator:
 
     def _land(self, m: _Move) -> None:
         req = m.req
-        m.src.release(req)
+        m.src.copies.release(req)
         req.blocks = m.copied
-        req.mig = None
-        m.dst.deliver(req, front=True)
+        req.migration = None
+        m.dst.copies.deliver(req, front=True)
         down = self.env.now - m.stopped
         self.migrations[req.id] += 1
         self.downtime[req.id] += down
@@ -167,15 +167,15 @@ class Migrator:
         self._done(m)
 
     def _abort(self, m: _Move, why: str) -> None:
-        m.dst.unreserve_incoming(m.copied)
-        m.req.mig = None
+        m.dst.copies.unreserve_incoming(m.copied)
+        m.req.migration = None
         self.counts[why] += 1
         self._done(m)
 
     def _done(self, m: _Move) -> None:
         del self.active[m.req.id]
-        self.busy.discard(self.pos[m.src.index])
-        self.busy.discard(self.pos[m.dst.index])
+        self.busy.discard(self.position[m.src.index])
+        self.busy.discard(self.position[m.dst.index])
 
     # -- results ---------------------------------------------------------------------------------------
     def columns(self) -> dict[str, np.ndarray]:

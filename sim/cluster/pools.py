@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import simpy
@@ -18,11 +18,17 @@ from hwprofiles import catalog
 from hwprofiles.specs import GPUSpec
 from policies.registry import ROUTERS, SCHEDULERS
 from sim.config.scenario import Scenario
+from sim.core.collaborators import Collaborators
 from sim.core.instance import Instance
 from sim.core.kvcache import KVCapacity, kv_capacity
 from sim.core.recorder import RequestLog
+from sim.core.swap import HostSwap
 from sim.costmodel.models import COST_MODELS, CostModel
 from sim.errors import ServesimError
+from sim.output.perfetto import Tracer
+
+if TYPE_CHECKING:
+    from sim.cluster.disagg import Disaggregation
 
 # schedulers that keep per-request state in `Request.sched`: a request handed from one pool to the other
 # would carry one scheduler's state into a scheduler of another kind (and back into the first's lazy
@@ -83,14 +89,40 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
 
 
 def build_instances(
-    env: simpy.Environment, sc: Scenario, specs: list[PoolSpec], log: RequestLog, policy_rng: np.random.Generator
+    env: simpy.Environment,
+    sc: Scenario,
+    specs: list[PoolSpec],
+    log: RequestLog,
+    policy_rng: np.random.Generator,
+    *,
+    tracer: Tracer | None = None,
+    disagg: Disaggregation | None = None,
 ) -> list[Instance]:
-    """All instances of all pools, numbered across pools (in `specs` order); each knows its `role`."""
+    """All instances of all pools, numbered across pools (in `specs` order), each with its collaborators:
+    host memory, a prefix cache when enabled, and — disaggregated — the hand-off (prefill pool) or the
+    hand-off's wait for memory (decode pool)."""
     out: list[Instance] = []
     model = sc.model_spec
     pc = sc.kv_cache.prefix_cache
     for spec in specs:
         for _ in range(spec.instances):
+            prefix = None
+            if pc is not None and pc.enabled:
+                from sim.cluster.prefix_cache import PrefixCache
+
+                host_blocks = int(pc.host_memory_gb * 1e9 // spec.capacity.bytes_per_block)  # per GPU, like KV shards
+                prefix = PrefixCache(
+                    spec.capacity.num_blocks, spec.capacity.block_size, pc.block_tokens, pc.system_prompt_tokens,
+                    host_blocks,
+                )  # fmt: skip
+            collaborators = Collaborators(
+                # each GPU of the TP group moves its shard of a block over its own host link
+                host=HostSwap(spec.capacity.bytes_per_block / spec.gpu.host_link_bw, sc.kv_cache.preemption == "swap"),
+                prefix_cache=prefix,
+                handoff=disagg if disagg is not None and spec.role == "prefill" else None,
+                on_release=disagg if disagg is not None and spec.role == "decode" else None,
+                tracer=tracer,
+            )
             inst = Instance(
                 env,
                 len(out),
@@ -101,19 +133,10 @@ def build_instances(
                 max_context=model.max_context,
                 watermark=sc.kv_cache.watermark,
                 fast_forward=sc.engine.fast_forward,
-                cohort=sc.engine.cohort_decoding,
-                preemption=sc.kv_cache.preemption,
-                # each GPU of the TP group moves its shard of a block over its own host link
-                swap_block_s=spec.capacity.bytes_per_block / spec.gpu.host_link_bw,
+                role=spec.role,
+                max_kv_tokens=disagg.max_kv_tokens if disagg is not None and spec.role == "prefill" else 1 << 62,
+                collaborators=collaborators,
             )
-            inst.role = spec.role
-            if pc is not None and pc.enabled:
-                from sim.cluster.prefix_cache import PrefixPool
-
-                host = int(pc.host_memory_gb * 1e9 // spec.capacity.bytes_per_block)  # per GPU, like the KV shards
-                inst.pool = inst.prefix_cache = PrefixPool(
-                    spec.capacity.num_blocks, spec.capacity.block_size, pc.block_tokens, pc.system_prompt_tokens, host
-                )
             out.append(inst)
     return out
 
@@ -145,26 +168,26 @@ class PrefixStats:
     name = "prefix_cache"
 
     def __init__(self, sim: Any) -> None:
-        self.pools = [inst.prefix_cache for inst in sim.instances if inst.prefix_cache is not None]
+        self.caches = [inst.prefix_cache for inst in sim.instances if inst.prefix_cache is not None]
         self.hits = np.zeros(sim.log.n, dtype=np.int64)
-        for p in self.pools:
+        for p in self.caches:
             p.hit_log = self.hits
 
     def columns(self) -> dict[str, np.ndarray]:
         return {"prefix_hit_tokens": self.hits}
 
     def summary(self) -> dict[str, Any]:
-        hit = sum(p.hit_tokens for p in self.pools)
-        looked = sum(p.lookup_tokens for p in self.pools)
+        hit = sum(p.hit_tokens for p in self.caches)
+        looked = sum(p.lookup_tokens for p in self.caches)
         return {
             "hit_tokens": hit,
-            "host_hit_tokens": sum(p.host_hit_tokens for p in self.pools),
+            "host_hit_tokens": sum(p.host_hit_tokens for p in self.caches),
             "prompt_tokens_admitted": looked,
             "hit_rate": hit / looked if looked else math.nan,
-            "admissions": sum(p.admissions for p in self.pools),
-            "blocks_registered": sum(p.inserted for p in self.pools),
-            "evictions": sum(p.evictions for p in self.pools),
-            "cached_blocks_at_end": sum(p.cached_blocks for p in self.pools),
+            "admissions": sum(p.admissions for p in self.caches),
+            "blocks_registered": sum(p.inserted for p in self.caches),
+            "evictions": sum(p.evictions for p in self.caches),
+            "cached_blocks_at_end": sum(p.cached_blocks for p in self.caches),
         }
 
 
@@ -174,10 +197,9 @@ def cluster_features(sim: Any) -> list[Feature]:
     out: list[Feature] = []
     if any(inst.prefix_cache is not None for inst in sim.instances):
         out.append(PrefixStats(sim))
-    if sc.cluster.disaggregated:
-        from sim.cluster.disagg import Disaggregation
-
-        out.append(Disaggregation(sim))
+    if sim.disagg is not None:
+        sim.disagg.bind(sim.instances)
+        out.append(sim.disagg)
     if sc.cluster.migration is not None:
         from sim.cluster.migration import Migrator
 

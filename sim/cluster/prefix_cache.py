@@ -5,7 +5,7 @@ once computed, is registered under a key that names its content *and* everything
 requests whose prompts start the same way reference it instead of computing it ("a hit skips those
 blocks' prefill"). When its last user finishes, a cached block goes back to the *tail* of the free list
 still holding its content, so it can be hit again until allocation reaches it at the head — that is the
-LRU eviction. The pool's `free` count therefore includes evictable cached blocks, and everything that
+LRU eviction. The allocator's `free` count therefore includes evictable cached blocks, and everything that
 reads `free` (schedulers, fast-forward, watermarks) keeps its meaning.
 
 Host tier (optional, Mooncake's "more storage for less computation"): a cached block evicted from GPU
@@ -29,7 +29,7 @@ from collections import OrderedDict, deque
 
 import numpy as np
 
-from sim.core.kvcache import BlockPool
+from sim.core.kvcache import BlockAllocator
 from sim.core.request import Request
 
 _POS = 1 << 20  # positions per id in a key (prompts up to 16M tokens at block size 16)
@@ -46,8 +46,8 @@ class PrefixState:
         self.upto = 0  # prompt blocks [0, upto) were hit or considered for registration
 
 
-class PrefixPool(BlockPool):
-    """A `BlockPool` whose free blocks may still hold cached prompt blocks (see the module docstring)."""
+class PrefixCache(BlockAllocator):
+    """A `BlockAllocator` whose free blocks may still hold cached prompt blocks (see the module docstring)."""
 
     __slots__ = (
         "admissions",
@@ -92,7 +92,7 @@ class PrefixPool(BlockPool):
     # -- the free list -------------------------------------------------------------------------------
     def take(self, n: int) -> None:
         if n > self.free:
-            raise AssertionError(f"KV pool over-allocated: want {n}, free {self.free}")
+            raise AssertionError(f"KV blocks over-allocated: want {n}, free {self.free}")
         self.free -= n
         q, cache = self.queue, self.cache
         while n > 0:
@@ -121,7 +121,7 @@ class PrefixPool(BlockPool):
             return
         self.free += n
         if self.free > self.total:
-            raise AssertionError(f"KV pool over-freed: free {self.free} > total {self.total}")
+            raise AssertionError(f"KV blocks over-freed: free {self.free} > total {self.total}")
         q = self.queue
         if q and q[-1].__class__ is int:
             q[-1] += n  # type: ignore[operator]
@@ -203,7 +203,7 @@ class PrefixPool(BlockPool):
                 self.free -= 1
             e[0] += 1
         if self.free < 0:
-            raise AssertionError(f"KV pool over-allocated by a prefix hit: free {self.free}")
+            raise AssertionError(f"KV blocks over-allocated by a prefix hit: free {self.free}")
         for key in st.keys[hit : hit + more]:  # most recent before the allocation below evicts into the tier
             self.host.move_to_end(key)
         total = -(-req.prefill_target // self.block_size)
@@ -252,7 +252,7 @@ class PrefixPool(BlockPool):
                 q.append((key, self.tok))
                 self.free += 1
         if self.free > self.total:
-            raise AssertionError(f"KV pool over-freed: free {self.free} > total {self.total}")
+            raise AssertionError(f"KV blocks over-freed: free {self.free} > total {self.total}")
         st.shared = []
         st.upto = 0
         req.shared_blocks = 0

@@ -305,8 +305,9 @@ class Engine(Strict):
     timeline_interval_s: float | None = Field(
         default=None, ge=1e-4, le=MAX_SECONDS, description="sampling period; auto if unset"
     )
-    cohort_decoding: bool = Field(
-        default=True, description="O(1) bookkeeping of lockstep decoders; off = the per-request reference path"
+    cohort_decoding: bool | None = Field(
+        default=None,
+        description="deprecated, ignored: decoders are always kept as a cohort (results never depended on it)",
     )
 
 

@@ -33,10 +33,6 @@ class BatchPlan:
     def decode_count(self) -> int:
         return self.cohort_n + len(self.decode) if self.cohort else len(self.decode)
 
-    @property
-    def num_tokens(self) -> int:
-        return sum(n for _, n in self.prefill) + len(self.decode)
-
 
 class InstanceView(Protocol):
     """What a scheduler may read and do on its instance; allocation goes through these calls."""
@@ -82,7 +78,7 @@ class InstanceView(Protocol):
         ...
 
     def reserve_decode_slots(self, reqs: list[Request]) -> bool:
-        """Reserve next-token slots for all `reqs` if the free pool covers them; else reserve none."""
+        """Reserve next-token slots for all `reqs` if the free blocks cover them; else reserve none."""
         ...
 
     def preempt(self, req: Request) -> None:

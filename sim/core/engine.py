@@ -9,6 +9,7 @@ import simpy
 
 from hwprofiles.specs import GPUSpec, ModelSpec
 from policies.registry import ROUTERS
+from sim.cluster.disagg import Disaggregation
 from sim.cluster.pools import build_instances, cluster_features, pool_specs
 from sim.config.scenario import Scenario
 from sim.core.kvcache import KVCapacity, kv_capacity
@@ -77,13 +78,18 @@ class Simulation:
         self.pools = pool_specs(sc)  # [colocated], or [prefill, decode] (`sim.cluster.pools`)
         self.capacity = self.pools[0].capacity  # the (first) pool's
         self.cost = self.pools[0].cost
-        self.instances = build_instances(self.env, sc, self.pools, self.log, self.rngs["policy"])
-        self.pool_of = [spec for spec in self.pools for _ in range(spec.instances)]
-        for inst in self.instances:
-            inst.tracer = tracer
-        self.router = ROUTERS.build(self.pools[0].router, rng=self.rngs["routing"])
-        self.entry = [inst for inst in self.instances if inst.role != "decode"]  # where arrivals are routed
         self.late = LateQueue(self.env)
+        self.router = ROUTERS.build(self.pools[0].router, rng=self.rngs["routing"])
+        self.disagg = (  # built first: the instances hand requests to it
+            Disaggregation(sc, self.pools, self.env, self.late, n, self.rngs["routing"])
+            if sc.cluster.disaggregated
+            else None
+        )
+        self.instances = build_instances(
+            self.env, sc, self.pools, self.log, self.rngs["policy"], tracer=tracer, disagg=self.disagg
+        )
+        self.pool_of = [spec for spec in self.pools for _ in range(spec.instances)]
+        self.entry = [inst for inst in self.instances if inst.role != "decode"]  # where arrivals are routed
         self.features = cluster_features(self)  # disaggregation, migration, prefix caching (each optional)
         self.done = self.env.event()
         self.log.on_all_done = self.done
@@ -125,9 +131,7 @@ class Simulation:
         env, rows = self.env, self.timeline
         while True:
             for inst in self.instances:
-                rows.append(
-                    (env.now, inst.index, inst.kv_used_blocks(), len(inst.running), len(inst.waiting))
-                )
+                rows.append((env.now, inst.index, inst.kv_used_blocks(), len(inst.running), len(inst.waiting)))
             if self.done.triggered:
                 return
             yield env.timeout(self.interval)

@@ -1,4 +1,4 @@
-"""Paged KV cache: capacity from GPU memory, and a block pool that never goes negative.
+"""Paged KV cache: capacity from GPU memory, and a block allocator that never goes negative.
 
 Capacity follows vLLM: `gpu_memory_utilization × memory − weights − activation reserve`, per GPU of a
 tensor-parallel group, divided by one block's bytes (block_size tokens × per-token K/V bytes / tp).
@@ -50,7 +50,7 @@ def kv_capacity(
     return KVCapacity(int(free // per_block), block_size, per_block, weights, free)
 
 
-class BlockPool:
+class BlockAllocator:
     """Counts free blocks. Per-request ownership lives on the request (`Request.blocks`)."""
 
     __slots__ = ("free", "total")
@@ -61,13 +61,13 @@ class BlockPool:
 
     def take(self, n: int) -> None:
         if n > self.free:
-            raise AssertionError(f"KV pool over-allocated: want {n}, free {self.free}")
+            raise AssertionError(f"KV blocks over-allocated: want {n}, free {self.free}")
         self.free -= n
 
     def give(self, n: int) -> None:
         self.free += n
         if self.free > self.total:
-            raise AssertionError(f"KV pool over-freed: free {self.free} > total {self.total}")
+            raise AssertionError(f"KV blocks over-freed: free {self.free} > total {self.total}")
 
     @property
     def used(self) -> int:

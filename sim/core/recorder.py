@@ -67,10 +67,7 @@ class LogHistogram:
         x = np.asarray(self._values)
         w = np.asarray(self._weights)
         with np.errstate(divide="ignore"):
-            idx = (
-                np.floor((np.log10(np.maximum(x, 1e-300)) - self.LO) * self.BINS_PER_DECADE).astype(np.int64)
-                + 1
-            )
+            idx = np.floor((np.log10(np.maximum(x, 1e-300)) - self.LO) * self.BINS_PER_DECADE).astype(np.int64) + 1
         idx = np.where(x <= 0, 0, np.clip(idx, 0, self.nbins - 1))
         self.counts += np.bincount(idx, weights=w, minlength=self.nbins)
         self.total += float(np.dot(x, w))

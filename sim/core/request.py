@@ -20,9 +20,9 @@ class Request:
         "arrival",
         "blocks",
         "cls",
-        "co_base",
-        "co_join",
-        "co_seq",
+        "cohort_joined",
+        "cohort_step",
+        "cohort_ticket",
         "completion",
         "first_scheduled",
         "first_token",
@@ -34,7 +34,7 @@ class Request:
         "kv_here",
         "kv_tokens",
         "last_token",
-        "mig",
+        "migration",
         "output",
         "predicted",
         "preemptions",
@@ -82,12 +82,12 @@ class Request:
         self.last_token = NAN
         self.completion = NAN
         self.reject_reason: str | None = None
-        self.co_base = -1  # decode-cohort step at which the fields were last written; -1 = not a member
-        self.co_join = -1
-        self.co_seq = 0
+        self.cohort_step = -1  # the decode cohort's step count when these fields were last written; -1 = not a member
+        self.cohort_joined = -1  # the cohort's step count when it joined
+        self.cohort_ticket = 0  # its join ticket: tells its live heap entry in the cohort from stale ones
         self.kv_here = False  # waiting with its KV already in this instance's memory (transferred or migrated)
         self.prefix: object = None  # prefix-cache state here (`sim.cluster.prefix_cache.PrefixState`)
-        self.mig: object = None  # a live migration in progress (`sim.cluster.migration`), else None
+        self.migration: object = None  # a live migration in progress (`sim.cluster.migration`), else None
 
     @property
     def remaining(self) -> int:

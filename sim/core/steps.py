@@ -1,0 +1,197 @@
+"""The two kinds of work an instance runs: a mixed iteration (prefill chunks, maybe decodes) and a decode run.
+
+Decode run (the one decode path): the plan's decoders form a `Cohort` — the instance's lockstep cohort
+when the scheduler decodes everyone each step, else the requests it picked, for this run only. When the
+policy says its decision holds, the run prices the next k steps at once (k = until the first completion or
+the first step that would run out of KV blocks) and sleeps once. An arrival during the run truncates it at
+the end of the iteration in flight (via `simpy.Interrupt`), so the next plan sees the same state as
+step-by-step would. Step-by-step mode runs the very same code with k = 1; clocks are accumulated with the
+same float additions, so both modes give bit-identical timestamps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import simpy
+
+from sim.core.batch import BatchPlan
+from sim.core.late import exact_delay
+from sim.core.request import Request
+from sim.costmodel.models import CostModel, decode_coeffs
+
+if TYPE_CHECKING:
+    from sim.core.instance import Instance
+
+Steps = Generator[simpy.Event, Any, None]
+
+
+class DecodeRun:
+    """A decode run in flight: its absolute step end times and how many steps stand (a cut lowers `k`)."""
+
+    __slots__ = ("k", "times")
+
+    def __init__(self, times: list[float]) -> None:
+        self.times = times
+        self.k = len(times)
+
+
+def step_times(
+    cost: CostModel, t: float, n: int, ctx0: int, k: int, extra_first: float = 0.0
+) -> tuple[list[float], np.ndarray | None]:
+    """End times of k decode steps of n sequences from context sum ctx0, accumulated from `t`
+    (`extra_first` lengthens the first step, e.g. swap traffic); also the numpy array when numpy built it.
+    Plain Python for short affine runs does the same float operations in the same order as numpy."""
+    coeffs = decode_coeffs(cost, n) if k <= 64 else None  # numpy wins for longer runs
+    if coeffs is not None:
+        a, b = coeffs
+        out = []
+        for s in range(1, k + 1):
+            d = a + b * float(ctx0 + n * s)
+            if s == 1 and extra_first:
+                d += extra_first
+            t = t + d
+            out.append(t)
+        return out, None
+    durations = cost.decode_run(n, ctx0 + n * np.arange(1, k + 1, dtype=np.int64))
+    if extra_first:
+        durations = durations.copy()
+        durations[0] += extra_first
+    arr = np.cumsum(np.concatenate(([t], durations)))[1:]
+    return arr.tolist(), arr
+
+
+def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
+    """k decode-only steps (k = 1 unless fast-forwarding); step 1's slots were reserved by the plan."""
+    co = inst.cohort
+    picked = not plan.cohort  # the scheduler picked these decoders: they form the cohort for this run
+    if picked:
+        for r in plan.decode:
+            co.join(r)
+        co.reserved = True
+    n = co.n
+    k = 1
+    if inst.fast_forward and plan.preempted == 0 and not inst.one_step:
+        k_max = co.steps_to_completion()
+        if k_max > 1:
+            k = co.block_limit(min(k_max, inst.scheduler.decision_horizon(inst, plan)), inst.allocator.free)
+    host = inst.host
+    if host.pending:
+        k = 1  # swap traffic lengthens this step only; both modes take the same single step
+    times, arr = step_times(inst.cost, inst.t, n, co.kv, k, host.take() if host.pending else 0.0)
+    t0 = inst.t
+    k = yield from _sleep_run(inst, times)
+    t_end = times[k - 1]
+    if inst.tracer is not None:  # one span for the whole run, not k
+        inst.tracer.decode_run(inst.index, t0, t_end, k, n)
+    inst.t = t_end
+    inst.iterations += k
+    inst.busy_s += t_end - t0
+    inst.tokens_out += n * k
+    itl = inst.log.itl
+    new, finished = co.step(k, times[0], t_end, itl)
+    inst.allocator.take(new)
+    if k > 1:
+        if arr is not None:
+            itl.add(arr[1:k] - arr[: k - 1], n)
+        else:
+            itl.add_gaps(times, k, n)
+    if picked:
+        co.dissolve()
+    if finished:
+        inst.finish(finished)
+
+
+def _sleep_run(inst: Instance, times: list[float]) -> Generator[simpy.Event, Any, int]:
+    """Sleep to the end of the run; an interrupt cuts it to the step in flight. Returns the steps run."""
+    env = inst.env
+    if len(times) == 1:
+        yield env.timeout(exact_delay(env.now, times[0]))
+        return 1
+    run = inst.run = DecodeRun(times)
+    try:
+        yield env.timeout(exact_delay(env.now, times[-1]))
+    except simpy.Interrupt:
+        while True:  # finish the step in flight; later arrivals cannot cut further back
+            try:
+                yield env.timeout(exact_delay(env.now, times[run.k - 1]))
+                break
+            except simpy.Interrupt:
+                continue
+    inst.run = None
+    return run.k
+
+
+def mixed_step(inst: Instance, plan: BatchPlan) -> Steps:
+    """An iteration with prefill work (and, for chunked schedulers, decodes)."""
+    decode = plan.decode
+    co = inst.cohort if plan.cohort else None
+    if inst.prefix_cache is not None:  # a chunk sized before admission may exceed what a cache hit left
+        plan.prefill = [(r, min(n, r.prefill_target - r.prefill_done)) for r, n in plan.prefill]
+    chunks = [(n, r.prefill_done) for r, n in plan.prefill]
+    if co is not None:
+        n_dec, ctx = co.n, co.kv + co.n
+    else:
+        n_dec, ctx = len(decode), sum(r.kv_tokens for r in decode) + len(decode)
+    dt = inst.cost.iteration(chunks, n_dec, ctx)
+    if inst.host.pending:
+        dt += inst.host.take()
+    t_end = inst.t + dt
+    env = inst.env
+    yield env.timeout(exact_delay(env.now, t_end))
+    if inst.tracer is not None:
+        inst.tracer.iteration(inst.index, inst.t, t_end, len(chunks), sum(c[0] for c in chunks), n_dec)
+    inst.t = t_end
+    inst.iterations += 1
+    inst.busy_s += dt
+    itl = inst.log.itl
+    finished: list[Request] = []
+    if co is not None:  # the cohort steps before this iteration's prefills join it
+        new, finished = co.step(1, t_end, t_end, itl)
+        inst.allocator.take(new)
+    prefilled, handed = _advance_prefills(inst, plan, t_end, finished)
+    for req in decode:  # decoders the scheduler picked: one token each
+        itl.add_one(t_end - req.last_token)
+        req.generated += 1
+        req.kv_tokens += 1
+        req.last_token = t_end
+        if req.generated == req.output:
+            finished.append(req)
+    inst.tokens_out += n_dec + prefilled
+    if handed:
+        inst.copies.hand_off(handed, t_end - dt, t_end)
+    inst.finish(finished)
+
+
+def _advance_prefills(
+    inst: Instance, plan: BatchPlan, t_end: float, finished: list[Request]
+) -> tuple[int, list[Request]]:
+    """Credit the iteration's prefill chunks; a completed prefill emits a token. Returns (prefills completed,
+    requests to hand off); requests that emitted their last token go to `finished`."""
+    prefilled = 0
+    handed = []
+    itl = inst.log.itl
+    cache = inst.prefix_cache
+    for req, n in plan.prefill:
+        req.prefill_done += n
+        req.kv_tokens += n
+        if req.prefix is not None and cache is not None:
+            cache.insert(req)  # its full prompt blocks become shareable as they are computed
+        if req.prefill_done == req.prefill_target:
+            prefilled += 1
+            inst.prefilling.remove(req)
+            if req.generated == 0:
+                req.first_token = t_end
+            else:
+                itl.add_one(t_end - req.last_token)
+            req.generated += 1
+            req.last_token = t_end
+            if req.generated == req.output:
+                finished.append(req)
+            elif inst.handoff is not None:  # a prefill instance: decoding happens elsewhere
+                handed.append(req)
+            elif inst.lockstep:
+                inst.cohort.join(req)
+    return prefilled, handed
