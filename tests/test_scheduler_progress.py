@@ -51,3 +51,20 @@ def test_mlfq_with_prefix_cache_under_kv_pressure_finishes() -> None:
     assert c["preemptions"] > 0  # it was under pressure, and got out of it by preempting
     done = res.requests[res.requests["status"] == "completed"]
     assert (done["generated_tokens"] == done["output_tokens"]).all()
+
+
+def test_every_run_is_bounded_by_an_event_budget(tmp_path) -> None:
+    """A run past engine.max_events stops with one line (exit 2), instead of running on; nothing is written."""
+    import io
+    from contextlib import redirect_stderr
+
+    from sim.tools.cli import run_cli
+
+    e = io.StringIO()
+    with redirect_stderr(e):
+        rc = run_cli(
+            ["run", "scenarios/quickstart.yaml", "--set", "engine.max_events=300", "--out", str(tmp_path / "o"), "-q"]
+        )
+    lines = e.getvalue().strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and "simulation stopped after 300 events" in lines[0], lines
+    assert not (tmp_path / "o").exists()

@@ -305,6 +305,12 @@ class Engine(Strict):
     timeline_interval_s: float | None = Field(
         default=None, ge=1e-4, le=MAX_SECONDS, description="sampling period; auto if unset"
     )
+    max_events: Int | None = Field(
+        default=None,
+        ge=1,
+        description="stop with an error after this many simulation events (default 5e7 + 5000 per request): "
+        "every run is bounded, so a scenario that would never end says so instead of hanging",
+    )
     cohort_decoding: bool | None = Field(
         default=None,
         description="deprecated, ignored: decoders are always kept as a cohort (results never depended on it)",

@@ -17,23 +17,41 @@ from sim.core.late import LateQueue
 from sim.core.recorder import RequestLog
 from sim.core.request import Request
 from sim.core.rng import streams
+from sim.core.steps import settle_run
 from sim.costmodel.models import COST_MODELS, CostModel
+from sim.errors import ServesimError
 from sim.output.perfetto import Tracer
 from sim.workload.generate import Requests, build_requests
 
 Progress = Callable[[int, int], None]  # (arrived so far, total)
 
 
-class CountingEnvironment(simpy.Environment):
-    """A SimPy environment that counts processed events (reported as `sim.events`)."""
+MAX_SIMULATED_S = 1e8  # past this the clock is running away (no scenario describes three years)
 
-    def __init__(self) -> None:
+
+class CountingEnvironment(simpy.Environment):
+    """A SimPy environment that counts processed events (reported as `sim.events`) and bounds the run: past
+    `max_events` events or `MAX_SIMULATED_S` simulated seconds it stops with one clear error."""
+
+    def __init__(self, max_events: int | None = None) -> None:
         super().__init__()
         self.events = 0
+        self.max_events = max_events if max_events is not None else 1 << 62
 
     def step(self) -> None:
         self.events += 1
+        if self.events > self.max_events or self.now > MAX_SIMULATED_S:
+            raise ServesimError(
+                f"simulation stopped after {self.events - 1:,} events at {self.now:.4g} simulated s "
+                f"(limits: engine.max_events={self.max_events:,}, {MAX_SIMULATED_S:g} s): a run that would not "
+                "end; check rates, the cost model, horizons and periods, or raise engine.max_events"
+            )
         super().step()
+
+
+def event_budget(sc: Scenario, n_requests: int) -> int:
+    """Events a run may take: `engine.max_events`, or a generous default that grows with the requests."""
+    return sc.engine.max_events or 50_000_000 + 5_000 * n_requests
 
 
 def build_cost_model(sc: Scenario, model: ModelSpec | None = None, gpu: GPUSpec | None = None) -> CostModel:
@@ -72,8 +90,8 @@ class Simulation:
         self.requests = requests if requests is not None else build_requests(sc)
         self.progress = progress
         self.rngs = streams(sc.seed)
-        self.env = CountingEnvironment()
         n = len(self.requests)
+        self.env = CountingEnvironment(event_budget(sc, n))
         self.log = RequestLog(n)
         self.pools = pool_specs(sc)  # [colocated], or [prefill, decode] (`sim.cluster.pools`)
         self.capacity = self.pools[0].capacity  # the (first) pool's
@@ -96,6 +114,7 @@ class Simulation:
         span = float(self.requests.arrival_s[-1]) if n else 0.0
         self.interval = sc.engine.timeline_interval_s or max(0.05, span / 500.0)
         self.timeline: list[tuple[float, int, int, int, int]] = []
+        self.n_arrived = 0
         self.wall_s = 0.0
 
     def _arrivals(self):  # type: ignore[no-untyped-def]
@@ -119,6 +138,7 @@ class Simulation:
                 i, t, prompt[i], output[i], hashes[i] if hashes is not None else None, prio[i], cls[i], pred[i]
             )
             log.arrived(req)
+            self.n_arrived = i + 1
             instances[route(req, instances, t)].enqueue(req)
             if self.progress is not None and i % tick == 0:
                 self.progress(i + 1, n)
@@ -144,9 +164,15 @@ class Simulation:
         horizon = self.scenario.engine.horizon_s
         until = self.done if horizon is None else env.any_of([self.done, env.timeout(horizon)])
         env.run(until=until)
+        if not self.done.triggered:  # stopped at the horizon
+            for inst in self.instances:
+                settle_run(inst, env.now)
         for inst in self.instances:
             inst.sync_all()
         self.log.flush_in_flight()
+        if self.n_arrived < len(self.requests):  # requests due after the horizon never arrived: not in the run
+            self.log.truncate(self.n_arrived)
+            self.requests = self.requests.head(self.n_arrived)
         self.wall_s = time.perf_counter() - start
         return self
 

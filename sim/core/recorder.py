@@ -116,6 +116,21 @@ class RequestLog:
         self.in_flight: dict[int, Request] = {}
         self.on_all_done: Any = None  # a SimPy event to succeed when every request is finished
 
+    def truncate(self, m: int) -> None:
+        """Keep the first `m` requests (those that arrived before the horizon; ids follow arrival order)."""
+        self.n = m
+        for name in (
+            "first_scheduled",
+            "first_token",
+            "completion",
+            "generated",
+            "preemptions",
+            "instance",
+            "status",
+            "reason",
+        ):
+            setattr(self, name, getattr(self, name)[:m])
+
     def arrived(self, req: Request) -> None:
         self.in_flight[req.id] = req
 

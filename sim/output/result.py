@@ -107,6 +107,7 @@ def run(
     _check_tokens(sim)
     rq = sim.requests
     extra = {**_extra_columns(sc, rq), **sim.extra_columns()}
+    extra = {k: v[: len(rq)] if hasattr(v, "__len__") and len(v) > len(rq) else v for k, v in extra.items()}
     df = requests_frame(rq.arrival_s, rq.prompt_tokens, rq.output_tokens, sim.log, extra=extra)
     summary = summarize(df, sim.log, sc.slo, sim.simulated_s, sc.workload.classes)
     tput = summary["throughput"]
@@ -114,8 +115,13 @@ def run(
     summary["cluster"] = {
         "mode": "disaggregated" if sc.cluster.disaggregated else "colocated",
         "pools": {
-            p.role: {"instances": p.instances, "tp": p.tp, "hardware": p.gpu.name,
-                     "kv_blocks_per_instance": p.capacity.num_blocks, "kv_tokens_per_instance": p.capacity.tokens}
+            p.role: {
+                "instances": p.instances,
+                "tp": p.tp,
+                "hardware": p.gpu.name,
+                "kv_blocks_per_instance": p.capacity.num_blocks,
+                "kv_tokens_per_instance": p.capacity.tokens,
+            }
             for p in sim.pools
         },
     }
