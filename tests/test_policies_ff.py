@@ -1,5 +1,6 @@
-"""Every scheduler, with fast-forward on and off, gives the same requests table — under KV pressure,
-with recompute and with swap preemption — and keeps the engine's invariants."""
+"""Every scheduler, with fast-forward on and off, gives the same requests table as the per-request decode
+oracle (`tests/oracle_decode.py`) — under KV pressure, with recompute and with swap preemption — and keeps
+the engine's invariants."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 import sim
 from policies.registry import SCHEDULERS
 from tests.helpers import scenario, write_csv
+from tests.oracle_decode import per_request_decoding
 
 # one or more configurations per registered kind; a new kind without an entry here fails the coverage test
 CONFIGS: dict[str, list[dict[str, Any]]] = {
@@ -90,8 +92,11 @@ def test_fast_forward_is_exact(tmp_path, sched, preemption):
     kv = 24  # 384 tokens of KV: constant preemption pressure
     a = sim.run(_scenario(tmp_path, reqs, sched, kv=kv, preemption=preemption, ff=True, cost=ROOFLINE))
     b = sim.run(_scenario(tmp_path, reqs, sched, kv=kv, preemption=preemption, ff=False, cost=ROOFLINE))
-    pd.testing.assert_frame_equal(a.requests, b.requests)
-    assert a.summary["sim"]["iterations"] == b.summary["sim"]["iterations"]
+    with per_request_decoding():
+        ref = sim.run(_scenario(tmp_path, reqs, sched, kv=kv, preemption=preemption, ff=False, cost=ROOFLINE))
+    pd.testing.assert_frame_equal(a.requests, ref.requests, check_exact=True)
+    pd.testing.assert_frame_equal(b.requests, ref.requests, check_exact=True)
+    assert a.summary["sim"]["iterations"] == b.summary["sim"]["iterations"] == ref.summary["sim"]["iterations"]
     assert a.summary["sim"]["events"] < b.summary["sim"]["events"]  # fast-forward did skip steps
     _check(a, len(reqs), kv)
 
@@ -113,5 +118,8 @@ request = st.tuples(
 def test_invariants_and_exactness_on_random_workloads(tmp_path, reqs, sched, kv, preemption):
     a = sim.run(_scenario(tmp_path, reqs, sched, kv=kv, preemption=preemption, ff=True))
     b = sim.run(_scenario(tmp_path, reqs, sched, kv=kv, preemption=preemption, ff=False))
+    with per_request_decoding():
+        ref = sim.run(_scenario(tmp_path, reqs, sched, kv=kv, preemption=preemption, ff=True))
     pd.testing.assert_frame_equal(a.requests, b.requests)
+    pd.testing.assert_frame_equal(a.requests, ref.requests, check_exact=True)
     _check(a, len(reqs), kv)

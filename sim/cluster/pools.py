@@ -15,7 +15,7 @@ import numpy as np
 import simpy
 
 from hwprofiles import catalog
-from hwprofiles.specs import GPUSpec
+from hwprofiles.specs import GPUSpec, ModelSpec
 from policies.registry import ROUTERS, SCHEDULERS
 from sim.config.scenario import Scenario
 from sim.core.collaborators import Collaborators
@@ -60,12 +60,34 @@ def _gpu(hw: Any, default: GPUSpec) -> GPUSpec:
     return catalog.gpu(hw) if isinstance(hw, str) else hw
 
 
+def build_cost_model(sc: Scenario, model: ModelSpec | None = None, gpu: GPUSpec | None = None) -> CostModel:
+    """The scenario's cost model (on `model`/`gpu` instead of the scenario's, for what-if comparisons)."""
+    return COST_MODELS.build(
+        sc.cost_model,
+        model=model or sc.model_spec,
+        gpu=gpu or sc.gpu_spec,
+        tp=sc.cluster.tp,
+        base_dir=sc.base_dir,
+    )
+
+
+def capacity(sc: Scenario) -> KVCapacity:
+    """KV blocks of one instance of a colocated cluster."""
+    kv = sc.kv_cache
+    return kv_capacity(
+        sc.model_spec,
+        sc.gpu_spec,
+        sc.cluster.tp,
+        kv.block_size,
+        kv.gpu_memory_utilization,
+        kv.reserve_gb * 1e9,
+    )
+
+
 def pool_specs(sc: Scenario) -> list[PoolSpec]:
     """The scenario's pools: `[colocated]`, or `[prefill, decode]` when `cluster.prefill/decode` are set."""
     c, kv, model = sc.cluster, sc.kv_cache, sc.model_spec
     if c.prefill is None or c.decode is None:
-        from sim.core.engine import build_cost_model, capacity  # the colocated path exactly as it always was
-
         return [
             PoolSpec(
                 "colocated", c.instances, c.tp, sc.gpu_spec, sc.scheduler, c.router, capacity(sc), build_cost_model(sc)

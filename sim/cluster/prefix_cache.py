@@ -26,6 +26,7 @@ its own blocks and drops one reference from each shared one (which returns too i
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from typing import cast
 
 import numpy as np
 
@@ -97,15 +98,15 @@ class PrefixCache(BlockAllocator):
         q, cache = self.queue, self.cache
         while n > 0:
             head = q[0]
-            if head.__class__ is int:
+            if isinstance(head, int):
                 if head > n:
-                    q[0] = head - n  # type: ignore[operator]
+                    q[0] = head - n
                     return
                 q.popleft()
-                n -= head  # type: ignore[operator]
+                n -= head
             else:
                 q.popleft()
-                key, tok = head  # type: ignore[misc]
+                key, tok = head
                 e = cache.get(key)
                 if e is not None and e[1] == tok:  # a cached block reached the head: evict it
                     del cache[key]
@@ -123,8 +124,8 @@ class PrefixCache(BlockAllocator):
         if self.free > self.total:
             raise AssertionError(f"KV blocks over-freed: free {self.free} > total {self.total}")
         q = self.queue
-        if q and q[-1].__class__ is int:
-            q[-1] += n  # type: ignore[operator]
+        if q and isinstance(q[-1], int):
+            q[-1] += n
         else:
             q.append(n)
 
@@ -133,23 +134,22 @@ class PrefixCache(BlockAllocator):
         cache = self.cache
         q: deque[int | tuple[int, int]] = deque()
         for x in self.queue:
-            if x.__class__ is int:
-                if q and q[-1].__class__ is int:
-                    q[-1] += x  # type: ignore[operator]
+            if isinstance(x, int):
+                if q and isinstance(q[-1], int):
+                    q[-1] += x
                 else:
                     q.append(x)
             else:
-                e = cache.get(x[0])  # type: ignore[index]
-                if e is not None and e[1] == x[1]:  # type: ignore[index]
+                e = cache.get(x[0])
+                if e is not None and e[1] == x[1]:
                     q.append(x)
         self.queue = q
 
     # -- requests ------------------------------------------------------------------------------------
     def state(self, req: Request) -> PrefixState:
-        st = req.prefix
-        if st is None:
-            st = req.prefix = PrefixState(self._keys(req))
-        return st  # type: ignore[return-value]
+        if req.prefix is None:
+            req.prefix = PrefixState(self._keys(req))
+        return cast(PrefixState, req.prefix)
 
     def _keys(self, req: Request) -> list[int]:
         bs = self.block_size
@@ -159,7 +159,8 @@ class PrefixCache(BlockAllocator):
             j = np.arange(n, dtype=np.int64)
             h = ((j + 1) * bs - 1) // self.block_tokens
             ok = h < len(ids)
-            return (np.asarray(ids, dtype=np.int64)[h[ok]] * _POS + j[ok]).tolist()
+            keys: list[int] = (np.asarray(ids, dtype=np.int64)[h[ok]] * _POS + j[ok]).tolist()
+            return keys
         return [-(j + 1) for j in range(min(n, self.system_blocks))]
 
     def lookup(self, req: Request) -> tuple[int, int, int]:
@@ -224,7 +225,7 @@ class PrefixCache(BlockAllocator):
 
     def insert(self, req: Request) -> None:
         """Register the request's prompt blocks computed so far (a key already cached stays a private copy)."""
-        st: PrefixState = req.prefix  # type: ignore[assignment]
+        st = cast(PrefixState, req.prefix)
         m = min(min(req.prefill_done, req.prompt) // self.block_size, len(st.keys))
         if m <= st.upto:
             return
@@ -249,7 +250,7 @@ class PrefixCache(BlockAllocator):
 
     def free_request(self, req: Request) -> None:
         """Give back its private blocks, then its shared ones (last first, so a prompt's tail is evicted first)."""
-        st: PrefixState = req.prefix  # type: ignore[assignment]
+        st = cast(PrefixState, req.prefix)
         self.give(req.blocks)
         cache, q = self.cache, self.queue
         for key in reversed(st.shared):

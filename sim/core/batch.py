@@ -41,10 +41,14 @@ class InstanceView(Protocol):
     running: list[Request]
     block_size: int
     num_blocks: int
-    free_blocks: int
     watermark_blocks: int
     iterations: int  # iterations run so far (a fast-forward run of k steps counts k)
     arrivals_closed: bool  # no more requests will be routed here
+
+    @property
+    def free_blocks(self) -> int:
+        """KV blocks free now."""
+        ...
 
     def admit_blocks(self, req: Request) -> int:
         """Blocks `req` takes on admission (its prefill pass, or its swapped-out KV)."""

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from typing import Any
 
 import simpy
 
-from hwprofiles.specs import GPUSpec, ModelSpec
 from policies.registry import ROUTERS
 from sim.cluster.disagg import Disaggregation
-from sim.cluster.pools import build_instances, cluster_features, pool_specs
+from sim.cluster.pools import build_cost_model, build_instances, capacity, cluster_features, pool_specs
 from sim.config.scenario import Scenario
-from sim.core.kvcache import KVCapacity, kv_capacity
 from sim.core.late import LateQueue
 from sim.core.recorder import RequestLog
 from sim.core.request import Request
 from sim.core.rng import streams
 from sim.core.steps import settle_run
-from sim.costmodel.models import COST_MODELS, CostModel
 from sim.errors import ServesimError
 from sim.output.perfetto import Tracer
 from sim.workload.generate import Requests, build_requests
+
+__all__ = ["CountingEnvironment", "Progress", "Simulation", "build_cost_model", "capacity"]
 
 Progress = Callable[[int, int], None]  # (arrived so far, total)
 
@@ -52,28 +52,6 @@ class CountingEnvironment(simpy.Environment):
 def event_budget(sc: Scenario, n_requests: int) -> int:
     """Events a run may take: `engine.max_events`, or a generous default that grows with the requests."""
     return sc.engine.max_events or 50_000_000 + 5_000 * n_requests
-
-
-def build_cost_model(sc: Scenario, model: ModelSpec | None = None, gpu: GPUSpec | None = None) -> CostModel:
-    return COST_MODELS.build(
-        sc.cost_model,
-        model=model or sc.model_spec,
-        gpu=gpu or sc.gpu_spec,
-        tp=sc.cluster.tp,
-        base_dir=sc.base_dir,
-    )
-
-
-def capacity(sc: Scenario) -> KVCapacity:
-    kv = sc.kv_cache
-    return kv_capacity(
-        sc.model_spec,
-        sc.gpu_spec,
-        sc.cluster.tp,
-        kv.block_size,
-        kv.gpu_memory_utilization,
-        kv.reserve_gb * 1e9,
-    )
 
 
 class Simulation:
@@ -117,7 +95,7 @@ class Simulation:
         self.n_arrived = 0
         self.wall_s = 0.0
 
-    def _arrivals(self):  # type: ignore[no-untyped-def]
+    def _arrivals(self) -> Generator[simpy.Event, Any, None]:
         env, rq, log = self.env, self.requests, self.log
         arrival = rq.arrival_s.tolist()
         prompt = rq.prompt_tokens.tolist()
@@ -147,7 +125,7 @@ class Simulation:
         if self.progress is not None:
             self.progress(n, n)
 
-    def _monitor(self):  # type: ignore[no-untyped-def]
+    def _monitor(self) -> Generator[simpy.Event, Any, None]:
         env, rows = self.env, self.timeline
         while True:
             for inst in self.instances:

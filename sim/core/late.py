@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import simpy
+from simpy.events import EventPriority
 
 LATE = 2  # SimPy: URGENT = 0, NORMAL = 1; larger runs later among events of the same time
 
@@ -43,7 +45,7 @@ def timeout_at(env: simpy.Environment, t: float, priority: int = 1) -> simpy.Eve
     ev = simpy.Event(env)
     ev._ok = True  # what simpy.Timeout does: an event must be ok before it is scheduled
     ev._value = None
-    env.schedule(ev, priority, exact_delay(env.now, t))
+    env.schedule(ev, EventPriority(priority), exact_delay(env.now, t))
     return ev
 
 
@@ -62,8 +64,11 @@ class LateQueue:
         batch = self._due.get(t)
         if batch is None:
             self._due[t] = batch = []
-            timeout_at(self.env, t, LATE).callbacks.append(lambda _ev, t=t: self._fire(t))
+            timeout_at(self.env, t, LATE).callbacks.append(partial(self._fired, t))
         batch.append((key, self._seq, action))
+
+    def _fired(self, t: float, _event: simpy.Event) -> None:
+        self._fire(t)
 
     def _fire(self, t: float) -> None:
         while True:  # actions may add more for this same time: run them in a further sorted round

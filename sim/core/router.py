@@ -9,12 +9,19 @@ from sim.core.request import Request
 
 
 class InstanceLoad(Protocol):
-    """What a router may read of an instance."""
+    """What a router may read of an instance (read-only)."""
 
-    index: int
-    num_blocks: int
-    waiting: Iterable[Request]
-    running: list[Request]
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def num_blocks(self) -> int: ...
+
+    @property
+    def waiting(self) -> Iterable[Request]: ...
+
+    @property
+    def running(self) -> list[Request]: ...
 
     @property
     def num_requests(self) -> int: ...
