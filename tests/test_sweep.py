@@ -212,3 +212,21 @@ def test_cli_sweep(tmp_path: Path) -> None:
 def test_shipped_sweeps_validate(path: Path) -> None:
     sw = load_sweep(path)
     assert sw.points and all(p.scenario.workload for p in sw.points)
+
+
+def test_cache_is_keyed_on_trace_contents_and_run_dirs_are_absolute(tmp_path: Path, monkeypatch) -> None:
+    """Editing a trace file invalidates the cached points that read it (issue 15); a relative --out still
+    gives absolute run directories (a Dask worker's working directory is not ours)."""
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n" + "".join(f"{i * 0.1},100,10\n" for i in range(30)))
+    base = {**BASE, "workload": {"arrival": {"kind": "trace", "path": "t.csv", "format": "csv"}}}
+    f = write(tmp_path, "s.yaml", {"base": base, "grid": {"seed": [1]}})
+    monkeypatch.chdir(tmp_path)
+    a = run_sweep(f, "out", workers=1)
+    assert a.simulated == 1 and Path(a.frame["run_dir"][0]).is_absolute()
+    assert run_sweep(f, "out", workers=1).cached == 1  # unchanged: read back
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n" + "".join(f"{i * 0.1},100,20\n" for i in range(30)))
+    b = run_sweep(f, "out", workers=1)
+    assert b.simulated == 1 and b.cached == 0
+    assert b.frame["run_dir"][0] != a.frame["run_dir"][0]
+    assert b.frame["output_tokens_per_s"][0] > a.frame["output_tokens_per_s"][0]

@@ -245,6 +245,7 @@ def run_scenarios(
 
     Rows carry `key` (the content hash), `run_dir`, `cached`, `status` and `error` besides the metrics.
     """
+    runs_dir = runs_dir.resolve()  # a Dask worker's working directory is not ours
     runs_dir.mkdir(parents=True, exist_ok=True)
     tasks = [make_task(sc, runs_dir, save_requests) for sc in scenarios]
     rows: list[dict[str, Any] | None] = [None] * len(tasks)

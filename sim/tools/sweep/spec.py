@@ -9,6 +9,7 @@ points (common random numbers), so differences between points are not sampling n
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import itertools
 import json
@@ -86,10 +87,63 @@ class Point:
 
 
 def scenario_hash(sc: Scenario) -> str:
-    """Content hash of a resolved scenario: canonical JSON of its dump + servesim version + base dir."""
-    payload = {"scenario": sc.model_dump(mode="json"), "version": VERSION, "base_dir": str(sc.base_dir)}
+    """Content hash of a resolved scenario: canonical JSON of its dump + servesim version + base dir + the
+    bytes of the files it reads (traces, profiles, measured tables), so an edited trace is not served stale."""
+    payload = {
+        "scenario": sc.model_dump(mode="json"),
+        "version": VERSION,
+        "base_dir": str(sc.base_dir),
+        "inputs": input_digests(sc),
+    }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(path: str, size: int, mtime_ns: int) -> str:  # size and mtime in the key: an edit re-hashes
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:20]
+
+
+def file_digest(p: Path) -> str:
+    """sha256 of a file's bytes (of every file under a directory), cached on (path, size, mtime)."""
+    files = sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]
+    parts = []
+    for f in files:
+        st = f.stat()
+        parts.append(
+            f"{f.relative_to(p) if p.is_dir() else ''}:{_digest(str(f.resolve()), st.st_size, st.st_mtime_ns)}"
+        )
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+def input_digests(sc: Scenario) -> dict[str, str]:
+    """Digest of each file a scenario reads: trace files (arrivals, lengths), cost-model profile and tables."""
+    from sim.workload.generate import _resolve
+
+    paths: list[Path] = []
+    for sec in (sc.workload.arrival, sc.workload.lengths):
+        if getattr(sec, "kind", None) == "trace":
+            try:
+                paths.append(_resolve(sec.path, sc.base_dir))
+            except ServesimError:
+                continue  # the run reports it
+    for attr in ("profile", "tables"):
+        v = getattr(sc.cost_model, attr, None)
+        if isinstance(v, str) and v:
+            p = Path(v) if Path(v).is_absolute() else sc.base_dir / v
+            if p.exists():
+                paths.append(p)
+    out = {}
+    for p in paths:
+        try:
+            out[str(p.resolve())] = file_digest(p)
+        except OSError:
+            continue
+    return out
 
 
 def replication_seeds(root: int, replications: int) -> list[int]:
