@@ -107,9 +107,7 @@ def class_summary(df: pd.DataFrame, slo: SLO, classes: list[Any], span: float) -
                 "rejected": int((sub["status"] == "rejected").sum()),
                 "in_flight": int((sub["status"] == "in_flight").sum()),
             },
-            "metrics": {
-                k: stats(sub.loc[done, k].to_numpy()) for k in ("ttft_s", "tpot_s", "e2el_s", "queue_delay_s")
-            },
+            "metrics": {k: stats(sub.loc[done, k].to_numpy()) for k in ("ttft_s", "tpot_s", "e2el_s", "queue_delay_s")},
             "goodput_rps": int(met.sum()) / span,
             "slo_attainment": (int(met.sum()) / finished) if finished else math.nan,
         }
