@@ -230,3 +230,32 @@ def test_cache_is_keyed_on_trace_contents_and_run_dirs_are_absolute(tmp_path: Pa
     assert b.simulated == 1 and b.cached == 0
     assert b.frame["run_dir"][0] != a.frame["run_dir"][0]
     assert b.frame["output_tokens_per_s"][0] > a.frame["output_tokens_per_s"][0]
+
+
+def test_plot_facets_readable_legends_and_named_averages(tmp_path: Path) -> None:
+    """col=/row= facet the figure; a hue over scheduler mappings is labelled by what differs (not raw JSON);
+    a swept dimension the figure does not show is named in the title instead of silently averaged."""
+    from sim.tools.sweep.plots import plot_sweep, value_labels
+
+    scheds = [{"kind": "fcfs"}, {"kind": "sarathi", "token_budget": 512}]
+    res = run_sweep(
+        sweep(grid={"workload.arrival.rate": [5, 10], "scheduler": scheds, "cluster.instances": [1, 2]}),
+        tmp_path,
+        workers=1,
+    )
+    params = res.sweep.param_names
+    labels = value_labels(sorted(res.frame["scheduler"].unique()))
+    assert sorted(labels.values()) == ["fcfs", "sarathi"]
+    fig = plot_sweep(res.frame, "workload.arrival.rate", "ttft_p99_s", "scheduler", col="cluster.instances",
+                     params=params)
+    assert len(fig.axes) == 2 and fig._suptitle is None  # every swept dimension is shown
+    assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == ["fcfs", "sarathi"]
+    fig = plot_sweep(res.frame, "workload.arrival.rate", "ttft_p99_s", "scheduler", params=params)
+    assert "averaged over cluster.instances (2 values)" in fig._suptitle.get_text()
+    fig = plot_sweep(res.frame, "workload.arrival.rate", "ttft_p99_s", col="scheduler", row="cluster.instances",
+                     params=params)
+    assert len(fig.axes) == 4 and {a.get_title() for a in fig.axes} >= {"scheduler: fcfs | cluster.instances: 1"}
+    path = save_plot(res.frame, "x=workload.arrival.rate y=ttft_p99_s hue=scheduler col=cluster.instances", tmp_path,
+                     params)
+    assert path.exists()
+    assert parse_plot_spec("x=a,y=b,col=c,row=d") == {"x": "a", "y": ["b"], "col": "c", "row": "d"}

@@ -394,7 +394,7 @@ def sweep(
         for spec in plot or []:
             parse_plot_spec(spec)
         res = run_sweep(sweep_file, out_dir, workers=workers, cluster=cluster, progress=not quiet)
-        figs = [save_plot(res.frame, spec, res.out_dir) for spec in plot or []]
+        figs = [save_plot(res.frame, spec, res.out_dir, res.sweep.param_names) for spec in plot or []]
     except ServesimError as e:
         _fail(str(e))
         return
