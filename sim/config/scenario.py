@@ -348,6 +348,8 @@ class Scenario(Strict):
                 catalog.model(v)
             except UnknownNameError as e:
                 raise ValueError(str(e)) from None
+        if isinstance(v, dict) and "num_params" in v:  # a dump of an inline spec carries the computed count
+            v = {k: x for k, x in v.items() if k != "num_params"}
         return v
 
     @field_validator("hardware", mode="before")

@@ -482,9 +482,19 @@ def plan(
         max_simulations,
     )
 
+    most = [0]
+
     def progress(i: int, ev: Any) -> None:
+        if isinstance(ev, str):  # the up-front count
+            import re
+
+            m = re.search(r"at most (\d+) candidate runs", ev)
+            most[0] = int(m.group(1)) if m else 0
+            err.print(safe(ev), highlight=False)
+            return
         state = "meets SLO" if ev.feasible else "misses"
-        err.print(safe(f"[{i}] {ev.label}: ${ev.cost_per_hour:.2f}/h {state}"), highlight=False)
+        of = f"/{most[0]}" if most[0] else ""
+        err.print(safe(f"[{i}{of}] {ev.label}: ${ev.cost_per_hour:.2f}/h {state}"), highlight=False)
 
     try:
         _check_out_dir(out_dir)
