@@ -406,9 +406,10 @@ def test_cli_plan_says_how_many_runs_shows_progress_and_quiets(tmp_path: Path) -
     import re as _re
     from contextlib import redirect_stderr, redirect_stdout
 
+    import yaml
+
     from sim.tools.cli import run_cli
     from sim.tools.planner.slo import secs
-    import yaml
 
     spec = {k: v for k, v in load_scenario({"model": "llama-3.1-8b", "hardware": "h100-sxm", "workload": {
         "num_requests": 1, "arrival": {"kind": "poisson", "rate": 1}, "lengths": {"kind": "fixed", "prompt": 1,
