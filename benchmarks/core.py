@@ -70,6 +70,13 @@ def main(argv: list[str]) -> None:
     if len(argv) == 2 and argv[0] == "--child":
         print(json.dumps(one(argv[1])))
         return
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__.strip())
+        return
+    unknown = [a for a in argv if a not in CASES]
+    if unknown:
+        print(f"error: unknown case {unknown[0]!r}; known: {', '.join(CASES)} (see --help)", file=sys.stderr)
+        sys.exit(2)
     cases = argv or list(CASES)
     rows = []
     for c in cases:
@@ -101,7 +108,7 @@ def write_results(table: list[str], machine: str, same: bool | None, rows: dict[
 
 Command: `python benchmarks/core.py` (each case in a fresh process, one core; wall time of `sim.run`
 including building the workload and the output tables, not writing files).
-Machine: {machine}; run on {time.strftime('%Y-%m-%d')}.
+Machine: {machine}; run on {time.strftime("%Y-%m-%d")}.
 
 {chr(10).join(table)}
 

@@ -61,7 +61,12 @@ def show(console: Console, t: Table) -> None:
         c.overflow = "fold"
         c.no_wrap = True
     need = Measurement.get(console, console.options.update_width(MAX_WIDTH), t).maximum
-    console.print(t, width=min(max(console.width, need), MAX_WIDTH), crop=False)
+    old = console._width  # Console.print(width=) never exceeds the console's width: widen it for this table
+    console.width = min(max(console.width, need), MAX_WIDTH)
+    try:
+        console.print(t, crop=False)
+    finally:
+        console._width = old
 
 
 def safe(text: Any) -> str:
