@@ -86,11 +86,24 @@ def test_run_formats_percentiles_throughput_and_no_slo(tmp_path: Path) -> None:
 
 def test_set_paths_resolve_against_the_working_directory(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "sub").mkdir()
-    sc = _small(tmp_path / "sub")
+    _small(tmp_path / "sub")
     (tmp_path / "t.csv").write_text("arrival_s,prompt_tokens,output_tokens\n" + "".join(
         f"{i * 0.1},50,5\n" for i in range(7)))  # fmt: skip
     monkeypatch.chdir(tmp_path)
-    rc, out, err = _cli(["run", "sub/s.yaml", "--out", "o", "-q", "--no-plots", "--set",
-                         "workload.arrival={kind: trace, path: t.csv, format: csv}", "--set", "workload.lengths=null"])  # fmt: skip
+    trace = "workload.arrival={kind: trace, path: t.csv, format: csv}"
+    rc, _, err = _cli(["run", "sub/s.yaml", "--out", "o", "-q", "--no-plots", "--set", trace,
+                       "--set", "workload.lengths=null"])  # fmt: skip
     assert rc == 0, err
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["counts"]["arrived"] == 7
+
+
+def test_cdf_plots_draw_the_slo_targets(tmp_path: Path) -> None:
+    import sim
+
+    res = sim.run(sim.load_scenario(_small(tmp_path)))  # quickstart's SLO: ttft 2 s, tpot 0.1 s
+    fig = res.plot_latency_cdfs()
+    lines = {ax.get_xlabel(): [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"] for ax in fig.axes}
+    assert [ln.get_xdata()[0] for ln in lines["TTFT (s)"]] == [2.0]
+    assert [ln.get_xdata()[0] for ln in lines["TPOT (s)"]] == [0.1]
+    assert lines["E2E latency (s)"] == []
+    assert "meet it" in fig.axes[0].get_legend().get_texts()[0].get_text()

@@ -34,7 +34,7 @@ class Result:
     instances: pd.DataFrame
 
     def plot_latency_cdfs(self, ax: Any = None) -> Any:
-        return _plots.latency_cdfs(self.requests, ax)
+        return _plots.latency_cdfs(self.requests, ax, self.scenario.slo.model_dump())
 
     def plot_timeline(self) -> Any:
         return _plots.timeline(self.timeline)
