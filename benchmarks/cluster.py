@@ -361,7 +361,7 @@ def trace_hit_bound(n: int) -> float:
     tr = load_trace(resolve_trace_path("mooncake-conv"), "mooncake")
     seen: set[int] = set()
     hit = total = 0
-    for ids, p in zip(tr.hash_ids[:n], tr.prompt_tokens[:n].tolist(), strict=True):  # type: ignore[index]
+    for ids, p in zip(tr.hash_ids[:n], tr.prompt_tokens[:n].tolist(), strict=True):  # type: ignore[index]  # mooncake traces carry hash_ids
         k = 0
         for h in ids.tolist():
             if h not in seen:

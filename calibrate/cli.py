@@ -191,12 +191,14 @@ def fit(
 ) -> None:
     """Fit engine-level overheads and efficiency scales to measured iterations; write a profile."""
     from calibrate.fit import fit_profile, read_measurements, row_errors, write_profile
+    from sim.core.registry import COST_MODELS
 
     try:
         if tp < 1:
             raise ServesimError("--tp must be >= 1")
-        if kind not in ("roofline", "table"):
-            raise ServesimError(f"--kind must be roofline or table, not {kind!r}")
+        fittable = [k for k in COST_MODELS.kinds() if COST_MODELS.caps(k).fits_profile]
+        if kind not in fittable:
+            raise ServesimError(f"--kind must be {' or '.join(fittable)}, not {kind!r}")
         if efficiency not in ("curves", "constant"):
             raise ServesimError(f"--efficiency must be curves or constant, not {efficiency!r}")
         rows = read_measurements(measurements)

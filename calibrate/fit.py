@@ -18,14 +18,22 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import yaml
 
 from hwprofiles.specs import GPUSpec, ModelSpec
-from sim.costmodel.models import COST_MODELS, CostProfile, ProfileParams, RooflineCost, physical_parts
+from sim.costmodel.models import (
+    COST_MODELS,
+    CostProfile,
+    ProfileParams,
+    RooflineCost,
+    RooflineCostConfig,
+    TableCostConfig,
+    physical_parts,
+)
 from sim.errors import ServesimError
 
 COLUMNS = ("prefill_tokens", "batch_size", "context_tokens", "time_ms")
@@ -100,10 +108,12 @@ class Fitter:
         prior: float = 0.01,
     ) -> None:
         cfg_dict = {"kind": "roofline", **(base or {})}
-        if cfg_dict.get("kind") not in ("roofline", "table"):
-            raise ServesimError(f"fit base kind must be roofline or table, not {cfg_dict.get('kind')!r}")
+        fittable = [k for k in COST_MODELS.kinds() if COST_MODELS.caps(k).fits_profile]
+        if cfg_dict.get("kind") not in fittable:
+            raise ServesimError(f"fit base kind must be {' or '.join(fittable)}, not {cfg_dict.get('kind')!r}")
         cfg_dict.pop("profile", None)
-        self.cfg = COST_MODELS.get(cfg_dict["kind"]).config.model_validate(cfg_dict)
+        config = COST_MODELS.get(cfg_dict["kind"]).config.model_validate(cfg_dict)
+        self.cfg = cast(RooflineCostConfig | TableCostConfig, config)  # the kind was checked just above
         self.model, self.gpu, self.tp, self.prior = model, gpu, tp, prior
         self.parts = physical_parts(self.cfg, model, gpu, tp, base_dir)
         self.free = list(free or default_params(tp))

@@ -245,10 +245,10 @@ def measure_attention(
             qq = torch.randn(q, s.nq, s.d, device=dev, dtype=dt)
             kk = torch.randn(q, s.nkv, s.d, device=dev, dtype=dt)
 
-            def fn(qq: Any = qq, kk: Any = kk, cache: Any = cache, c: int = c) -> Any:
+            def prefill(qq: Any = qq, kk: Any = kk, cache: Any = cache, c: int = c) -> Any:
                 return K.attn_prefill(torch, qq, kk, kk, cache, c)
 
-            t = timer(fn)
+            t = timer(prefill)
             rows.append(
                 {**base, "phase": "prefill", "batch": 1, "q_tokens": q, "kv_tokens": c, "time_ms": t.median_s * 1e3}
             )
@@ -268,10 +268,10 @@ def measure_attention(
             kk = torch.randn(b, s.nkv, s.d, device=dev, dtype=dt)
             ctx = [c - 1] * b  # write at c-1, attend over c tokens
 
-            def fn(qq: Any = qq, kk: Any = kk, caches: Any = caches, ctx: Any = ctx) -> Any:
+            def decode(qq: Any = qq, kk: Any = kk, caches: Any = caches, ctx: Any = ctx) -> Any:
                 return K.attn_decode(torch, qq, kk, kk, caches, ctx)
 
-            t = timer(fn)
+            t = timer(decode)
             rows.append(
                 {**base, "phase": "decode", "batch": b, "q_tokens": 1, "kv_tokens": c, "time_ms": t.median_s * 1e3}
             )
@@ -291,7 +291,11 @@ def measure_copies(torch: Any, device: str, plan: Plan, timer: Timer) -> pd.Data
             a, b = torch.empty(size, dtype=torch.uint8), torch.empty(size, dtype=torch.uint8)
             pairs = {"memcpy": (a, b)}
         for direction, (dst, src) in pairs.items():
-            t = timer(lambda dst=dst, src=src: dst.copy_(src, non_blocking=False))
+
+            def copy(dst: Any = dst, src: Any = src) -> Any:
+                return dst.copy_(src, non_blocking=False)
+
+            t = timer(copy)
             rows.append({"direction": direction, "size_bytes": size, "time_ms": t.median_s * 1e3})
     return pd.DataFrame(rows)
 
@@ -310,7 +314,11 @@ def _allreduce_worker(rank: int, world: int, device: str, init: str, sizes: list
     for size in sizes:
         buf = torch.ones(size // 2, dtype=torch.bfloat16 if cuda else torch.float16, device=dev)
         dist.barrier()
-        t = timer(lambda buf=buf: dist.all_reduce(buf))
+
+        def all_reduce(buf: Any = buf) -> Any:
+            return dist.all_reduce(buf)
+
+        t = timer(all_reduce)
         rows.append({"size_bytes": size, "time_ms": t.median_s * 1e3})
     if rank == 0:
         pd.DataFrame(rows).to_csv(out, index=False)

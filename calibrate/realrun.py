@@ -83,8 +83,8 @@ class Engine:
                 self.w,
                 torch.from_numpy(ids),
                 torch.from_numpy(pos),
-                [(len(s.prompt), 0, s.cache) for s in prefill],
-                [s.cache for s in decode],
+                [(len(s.prompt), 0, s.cache) for s in prefill],  # type: ignore[misc]  # admitted: cache is set
+                [s.cache for s in decode],  # type: ignore[misc]  # admitted: cache is set
                 [s.kv for s in decode],
             ).tolist()
         for s, tok in zip((*prefill, *decode), nxt, strict=True):
@@ -204,7 +204,17 @@ def serve(
         if progress is not None:
             progress(len(done), total)
     wall = clk.now()
-    req = pd.DataFrame(
+    return RunLog(
+        add_latencies(_request_frame(done)),
+        _iteration_frame(iters),
+        wall,
+        {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens, "seed": seed, "clock": clock},
+    )
+
+
+def _request_frame(done: list[Seq]) -> pd.DataFrame:
+    """One row per finished request (raw timestamps), in request order."""
+    return pd.DataFrame(
         {
             "request": [s.rid for s in done],
             "arrival_s": [s.arrival_s for s in done],
@@ -214,6 +224,10 @@ def serve(
             "completion_s": [s.completion_s for s in done],
         }
     ).sort_values("request", ignore_index=True)
+
+
+def _iteration_frame(iters: list[tuple[float, float, int, int, str, int, int, int]]) -> pd.DataFrame:
+    """One row per iteration: its span, its prefill and decode work, and the OS preemptions it suffered."""
     it = pd.DataFrame(
         iters,
         columns=[
@@ -228,12 +242,7 @@ def serve(
         ],
     )
     it["time_s"] = it["end_s"] - it["start_s"]
-    return RunLog(
-        add_latencies(req),
-        it,
-        wall,
-        {"max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens, "seed": seed, "clock": clock},
-    )
+    return it
 
 
 def add_latencies(req: pd.DataFrame) -> pd.DataFrame:

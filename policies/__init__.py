@@ -1,4 +1,5 @@
-"""Pluggable decisions: schedulers, routers, migration and length predictors, registered under their YAML `kind`."""
+"""Pluggable decisions: schedulers, routers, migration and length predictors, registered under their YAML `kind`
+in the registries of `sim.core.registry` (importing this package registers the built-ins)."""
 
 from policies import (  # noqa: F401  (register the built-ins)
     continuous,
@@ -13,6 +14,3 @@ from policies import (  # noqa: F401  (register the built-ins)
     sjf,
     static,
 )
-from policies.registry import MIGRATIONS, PREDICTORS, ROUTERS, SCHEDULERS
-
-__all__ = ["MIGRATIONS", "PREDICTORS", "ROUTERS", "SCHEDULERS"]

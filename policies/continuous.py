@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from policies.registry import SCHEDULERS
 from sim.core.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
+from sim.core.registry import SCHEDULERS
 from sim.core.request import Request
 
 
@@ -165,13 +165,13 @@ class Sarathi:
         return UNBOUNDED
 
 
-@SCHEDULERS.register("fcfs", FCFSConfig)
+@SCHEDULERS.register("fcfs", FCFSConfig, whole_prompts=True, mixes_prefill_decode=False)
 def _fcfs(cfg: FCFSConfig, **_: object) -> BatchScheduler:
     """vLLM continuous batching, prefill-first"""
     return FCFS(cfg)
 
 
-@SCHEDULERS.register("sarathi", SarathiConfig)
+@SCHEDULERS.register("sarathi", SarathiConfig, prefill_chunk="token_budget")
 def _sarathi(cfg: SarathiConfig, **_: object) -> BatchScheduler:
     """Sarathi-Serve chunked prefill with a token budget"""
     return Sarathi(cfg)

@@ -22,8 +22,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies.continuous import plan_decodes
-from policies.registry import SCHEDULERS
 from sim.core.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
+from sim.core.registry import SCHEDULERS
 from sim.core.request import Request
 
 _FAILED = 1 << 40  # bucket of failed requests: served without a cap
@@ -130,7 +130,7 @@ class LengthGroup:
         return max(1, h)
 
 
-@SCHEDULERS.register("length_group", LengthGroupConfig)
+@SCHEDULERS.register("length_group", LengthGroupConfig, stateful=True)
 def _length_group(cfg: LengthGroupConfig, **_: object) -> BatchScheduler:
     """batches of similar predicted length, failures recomputed"""
     return LengthGroup(cfg)

@@ -21,8 +21,8 @@ from pydantic import Field
 
 from policies.queues import RankedQueue
 from policies.ranked import RankedConfig, RankedScheduler
-from policies.registry import SCHEDULERS
 from sim.core.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
+from sim.core.registry import SCHEDULERS
 from sim.core.request import Request
 
 
@@ -133,7 +133,7 @@ class LTR(RankedScheduler):
         return max(1, h)
 
 
-@SCHEDULERS.register("ltr", LTRConfig)
+@SCHEDULERS.register("ltr", LTRConfig, stateful=True)
 def _ltr(cfg: LTRConfig, **_: object) -> BatchScheduler:
     """learning-to-rank order by predicted length, starvation guard"""
     return LTR(cfg)

@@ -14,8 +14,8 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from policies.registry import MIGRATIONS
 from policies.routers import freeness
+from sim.core.registry import MIGRATIONS
 from sim.core.request import Request
 from sim.core.router import InstanceLoad
 

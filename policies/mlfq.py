@@ -24,8 +24,8 @@ import numpy as np
 from pydantic import Field
 
 from policies.ranked import RankedConfig, RankedScheduler
-from policies.registry import SCHEDULERS
 from sim.core.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
+from sim.core.registry import SCHEDULERS
 from sim.core.request import Request
 from sim.costmodel.models import CostModel
 
@@ -103,7 +103,7 @@ class MLFQ(RankedScheduler):
         return max(1, h)
 
 
-@SCHEDULERS.register("mlfq", MLFQConfig)
+@SCHEDULERS.register("mlfq", MLFQConfig, stateful=True)
 def _mlfq(cfg: MLFQConfig, *, cost: CostModel, **_: object) -> BatchScheduler:
     """FastServe skip-join MLFQ, token-level preemption"""
     return MLFQ(cfg, cost)

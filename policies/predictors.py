@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.special import ndtri
 from scipy.stats import rankdata
 
-from policies.registry import PREDICTORS
+from sim.core.registry import PREDICTORS
 
 
 class _Strict(BaseModel):

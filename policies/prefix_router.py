@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from policies.registry import ROUTERS
+from sim.core.registry import ROUTERS
 from sim.core.request import Request
 from sim.core.router import InstanceLoad, Router
 

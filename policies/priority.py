@@ -14,8 +14,8 @@ from typing import Literal
 from pydantic import Field
 
 from policies.ranked import RankedConfig, RankedScheduler
-from policies.registry import SCHEDULERS
 from sim.core.batch import BatchScheduler
+from sim.core.registry import SCHEDULERS
 from sim.core.request import Request
 
 

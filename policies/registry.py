@@ -1,14 +1,6 @@
-"""The registries of pluggable decisions, keyed by the `kind` string the scenario YAML uses."""
+"""Moved: every family of kinds lives in `sim.core.registry`. Kept only for `sim.core.engine`'s import until it
+switches; new code imports from `sim.core.registry`."""
 
-from __future__ import annotations
+from sim.core.registry import MIGRATIONS, PREDICTORS, ROUTERS, SCHEDULERS
 
-from typing import Any
-
-from sim.core.batch import BatchScheduler
-from sim.core.registry import Registry
-from sim.core.router import Router
-
-SCHEDULERS: Registry[BatchScheduler] = Registry("scheduler")
-ROUTERS: Registry[Router] = Registry("router")
-PREDICTORS: Registry[Any] = Registry("length predictor")  # policies.predictors.LengthPredictor
-MIGRATIONS: Registry[Any] = Registry("migration policy")  # policies.migration.MigrationPolicy
+__all__ = ["MIGRATIONS", "PREDICTORS", "ROUTERS", "SCHEDULERS"]

@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from policies.registry import ROUTERS
+from sim.core.registry import ROUTERS
 from sim.core.request import Request
 from sim.core.router import InstanceLoad, Router
 

@@ -25,8 +25,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies.continuous import plan_decodes
-from policies.registry import SCHEDULERS
 from sim.core.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
+from sim.core.registry import SCHEDULERS
 
 
 class StaticConfig(BaseModel):

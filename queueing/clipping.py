@@ -106,8 +106,8 @@ def token_pmf(lengths: TokenPmf | tuple[ArrayLike, ArrayLike] | ArrayLike) -> To
     if isinstance(lengths, TokenPmf):
         return lengths
     if _is_pair(lengths):
-        values = np.asarray(lengths[0], dtype=float)  # type: ignore[index]
-        probs = np.asarray(lengths[1], dtype=float)  # type: ignore[index]
+        values = np.asarray(lengths[0], dtype=float)  # type: ignore[index]  # _is_pair: a (values, probs) pair
+        probs = np.asarray(lengths[1], dtype=float)  # type: ignore[index]  # _is_pair: a (values, probs) pair
         if values.shape != probs.shape or values.size == 0:
             raise ValueError("pmf values and probs must be non-empty and of equal length")
         if not np.all(np.isfinite(probs)) or np.any(probs < 0.0):

@@ -63,8 +63,12 @@ def scenario(
         "workload": {"arrival": {"kind": "trace", "path": str(trace), "format": "csv"}},
         "cluster": {"instances": instances, "router": {"kind": router}},
         "scheduler": scheduler or {"kind": "fcfs"},
-        "kv_cache": {"gpu_memory_utilization": 1.0, "reserve_gb": 0.0, "watermark": watermark,
-                     "preemption": preemption},
+        "kv_cache": {
+            "gpu_memory_utilization": 1.0,
+            "reserve_gb": 0.0,
+            "watermark": watermark,
+            "preemption": preemption,
+        },
         "cost_model": cost
         or {"kind": "linear", "base_s": 0.01, "per_prefill_token_s": 0.001, "per_decode_seq_s": 0.002},
         "engine": {"fast_forward": fast_forward},

@@ -115,7 +115,7 @@ def test_gloo_allreduce_two_workers():
 
 
 def test_real_run_and_simulation_agree_on_a_few_requests(tiny_tables):
-    from calibrate.fidelity import price_iterations, request_errors, simulate
+    from calibrate.cpu_fidelity import price_iterations, request_errors, simulate
     from calibrate.realrun import Engine, add_latencies, measure_iterations, serve
 
     eng = Engine(SMALL, seed=3)

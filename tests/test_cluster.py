@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sim
 from sim.core.engine import Simulation
 from tests.helpers import scenario, tiny_gpu, write_csv
 from tests.oracle_decode import per_request_decoding
+from tests.strategies import examples, linear_costs, request_rows
 
 BLOCK_BYTES = 8192
 
@@ -350,11 +350,7 @@ def test_migration_aborts_cleanly_when_the_destination_fills(tmp_path, stages):
 
 
 # -- properties ---------------------------------------------------------------------------------------------
-request = st.tuples(
-    st.floats(min_value=0.0, max_value=1.5, allow_nan=False),
-    st.integers(min_value=1, max_value=120),
-    st.integers(min_value=1, max_value=60),
-)
+request = request_rows(1.5, 120, 60)
 schedulers = st.sampled_from(
     [
         {"kind": "fcfs"},
@@ -364,14 +360,8 @@ schedulers = st.sampled_from(
         {"kind": "sjf"},
     ]
 )
-costs = st.builds(
-    lambda b, p, d: {"kind": "linear", "base_s": b, "per_prefill_token_s": p, "per_decode_seq_s": d},
-    st.floats(1e-4, 0.02),
-    st.floats(0.0, 1e-3),
-    st.floats(0.0, 5e-3),
-)
-EXAMPLES = int(os.environ.get("SERVESIM_EXAMPLES", "25"))  # raise for a longer hunt
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+costs = linear_costs
+SETTINGS = settings(max_examples=examples(25))  # SERVESIM_EXAMPLES=500 for a longer hunt
 
 
 def _check(s: Simulation, reqs: list[tuple[float, int, int]]) -> None:

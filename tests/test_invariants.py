@@ -8,19 +8,16 @@ import contextlib
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sim
 from sim.costmodel.models import LinearCost, LinearCostConfig
 from tests.helpers import scenario, write_csv
 from tests.oracle_decode import per_request_decoding
+from tests.strategies import examples, linear_costs, request_rows
 
-request = st.tuples(
-    st.floats(min_value=0.0, max_value=2.0, allow_nan=False),
-    st.integers(min_value=1, max_value=120),
-    st.integers(min_value=1, max_value=60),
-)
+request = request_rows(2.0, 120, 60)
 schedulers = st.sampled_from(
     [
         {"kind": "fcfs"},
@@ -29,14 +26,9 @@ schedulers = st.sampled_from(
         {"kind": "sarathi", "token_budget": 256, "max_num_seqs": 4},
     ]
 )
-costs = st.builds(
-    lambda b, p, d: {"kind": "linear", "base_s": b, "per_prefill_token_s": p, "per_decode_seq_s": d},
-    st.floats(1e-4, 0.02),
-    st.floats(0.0, 1e-3),
-    st.floats(0.0, 5e-3),
-)
+costs = linear_costs
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=examples(40))  # deadline and health checks: the profile (tests/conftest.py)
 
 
 def _run(tmp_path, reqs, **kw) -> sim.Result:

@@ -46,7 +46,7 @@ def tiny_request(**kw: object) -> PlanRequest:
     }
     args.update(kw)
     slo = args.pop("slo", parse_slo(SLO))
-    return PlanRequest("llama-3.1-8b", traffic, slo, **args)  # type: ignore[arg-type]
+    return PlanRequest("llama-3.1-8b", traffic, slo, **args)  # type: ignore[arg-type]  # options of mixed types
 
 
 def test_parse_slo() -> None:
@@ -116,7 +116,7 @@ def test_queueing_helpers() -> None:
     assert math.isinf(ggc_wait(2.0, 1.0, 1.0, 1.0, 1))
 
 
-def _bounds(cfg: Config, req: PlanRequest):  # type: ignore[no-untyped-def]
+def _bounds(cfg: Config, req: PlanRequest) -> Bounds:
     return analyse(cfg, base_scenario(req, req.traffic), req.traffic, req.slo)
 
 
@@ -137,7 +137,8 @@ def test_pruning_reasons() -> None:
 
 
 LINEAR = {"kind": "linear", "base_s": 4e-3}
-FLOOR_CASES = [  # (model, gpu, tp, cost_model section): learned curves, plain roofline, table, linear both ways
+FloorCase = tuple[str, str, int, dict[str, Any]]  # (model, gpu, tp, cost_model section)
+FLOOR_CASES: list[FloorCase] = [  # learned curves, plain roofline, table, linear both ways
     ("llama-3.1-8b", "h100-sxm", 1, {"kind": "roofline"}),
     ("llama-3.1-8b", "l40s", 1, {"kind": "roofline"}),
     ("llama-3.1-70b", "a100-80g", 4, {"kind": "table"}),
@@ -204,7 +205,7 @@ def test_disaggregated_candidate_runs(tmp_path: Path) -> None:
     cfg = Space.build(req.hardware, req.tps, ["disaggregated"], req.schedulers).configs[0]
     data = SHAPES["disaggregated"].scenario(cfg, (1, 2), base_scenario(req, req.traffic))
     sc = load_scenario(data)
-    assert sc.cluster.prefill.instances == 1 and sc.cluster.decode.instances == 2  # type: ignore[union-attr]
+    assert sc.cluster.prefill.instances == 1 and sc.cluster.decode.instances == 2  # type: ignore[union-attr]  # pools set
     (ev,) = simulate(req, [(cfg, (1, 2))], tmp_path, SerialBackend(), "grid")
     assert ev.row["status"] == "ok", ev.row
     assert ev.gpus == 3
@@ -234,7 +235,9 @@ def test_plan_matches_brute_force_with_fewer_simulations(tmp_path: Path) -> None
     assert res.best.config.gpu == "l40s" and res.best.size[0] > 1  # non-trivial: cheap GPUs, several of them
     assert len(res.evaluated) < len(req.hardware) * 2 * req.budget  # fewer than the grid
     assert all(c.feasible for c in res.confirmations) and len(res.confirmations) == 2
-    sc = load_scenario(res.best_scenario())  # ready for `servesim run`
+    best = res.best_scenario()
+    assert best is not None
+    sc = load_scenario(best)  # ready for `servesim run`
     assert sc.cluster.instances == res.best.size[0] and sc.hardware == "l40s"
     again = plan(req, tmp_path / "plan")
     assert again.simulations == 0  # the run cache makes a re-plan free

@@ -8,13 +8,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sim
-from policies.registry import SCHEDULERS
+from sim.core.registry import SCHEDULERS
 from tests.helpers import scenario, write_csv
 from tests.oracle_decode import per_request_decoding
+from tests.strategies import request_rows
 
 # one or more configurations per registered kind; a new kind without an entry here fails the coverage test
 CONFIGS: dict[str, list[dict[str, Any]]] = {
@@ -101,14 +102,10 @@ def test_fast_forward_is_exact(tmp_path, sched, preemption):
     _check(a, len(reqs), kv)
 
 
-request = st.tuples(
-    st.floats(min_value=0.0, max_value=1.0, allow_nan=False),
-    st.integers(min_value=1, max_value=100),
-    st.integers(min_value=1, max_value=60),
-)
+request = request_rows(1.0, 100, 60)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60)
 @given(
     reqs=st.lists(request, min_size=1, max_size=20),
     sched=st.sampled_from(ALL),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ import sim
 from sim.tools import queueing_check as check
 from sim.tools.cli import app
 from sim.tools.queueing_check import scenarios, setups
+from tests.strategies import token_pmfs
 
 RHOS = (0.3, 0.6, 0.8)
 
@@ -134,7 +136,7 @@ def test_exact_models_theory_inside_ci() -> None:
 
 
 def test_results_do_not_depend_on_workers() -> None:
-    kw = {"replications": 2, "requests": 300, "models": ["md1", "dyn-batch"], "seed": 3}
+    kw: dict[str, Any] = {"replications": 2, "requests": 300, "models": ["md1", "dyn-batch"], "seed": 3}
     one = check.run_checks([0.5], workers=1, **kw)
     two = check.run_checks([0.5], workers=2, **kw)
     assert [r.to_json() for r in one.rows] == [r.to_json() for r in two.rows]
@@ -200,7 +202,7 @@ def test_cli_json_and_errors() -> None:
 
 # --------------------------------------------------------------------------- clipping properties
 
-pmfs = st.lists(st.tuples(st.integers(1, 3000), st.floats(0.01, 1.0)), min_size=1, max_size=10)
+pmfs = token_pmfs(3000, 10)
 
 
 def _pmf(pairs: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
@@ -209,7 +211,7 @@ def _pmf(pairs: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
     return v, p / p.sum()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(pmf=pmfs, load=st.floats(0.05, 0.95), gamma=st.floats(0.0, 200.0), extra=st.integers(0, 3000))
 def test_clipping_never_raises_delay_above_the_optimum(
     pmf: list[tuple[int, float]], load: float, gamma: float, extra: int
@@ -227,7 +229,7 @@ def test_clipping_never_raises_delay_above_the_optimum(
     assert opt.mean_wait_s == pytest.approx(q.mean_delay(lam, (v, p), a, c, opt.n_max).wait_s)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(pmf=pmfs, u1=st.floats(0.02, 0.95), u2=st.floats(0.02, 0.95), n_max=st.integers(1, 3000))
 def test_clipped_delay_monotone_in_lambda(pmf: list[tuple[int, float]], u1: float, u2: float, n_max: int) -> None:
     v, p = _pmf(pmf)
@@ -241,7 +243,7 @@ def test_clipped_delay_monotone_in_lambda(pmf: list[tuple[int, float]], u1: floa
     assert w_hi.frac_clipped == w_lo.frac_clipped  # the cap, not the load, decides who is clipped
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(pmf=pmfs, rho=st.floats(1.0001, 20.0), n_max=st.integers(1, 3000))
 def test_clipped_overload_raises(pmf: list[tuple[int, float]], rho: float, n_max: int) -> None:
     v, p = _pmf(pmf)

@@ -16,6 +16,7 @@ from scipy.stats import norm
 
 import queueing as q
 from queueing.batching import _unbounded_moments
+from tests.strategies import token_pmfs
 
 N_MC = 200_000
 
@@ -167,7 +168,7 @@ def test_multi_validation() -> None:
     with pytest.raises(ValueError, match="servers"):
         q.erlang_c(0, 0.5)
     with pytest.raises(ValueError, match="servers"):
-        q.mmc(1.0, 1.0, 2.5)  # type: ignore[arg-type]
+        q.mmc(1.0, 1.0, 2.5)  # type: ignore[arg-type]  # a non-integer server count is the point
 
 
 def test_mc_mmc() -> None:
@@ -370,7 +371,7 @@ svc = st.floats(0.05, 5.0)
 scv = st.floats(0.0, 4.0)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(u1=rates, u2=rates, es=svc, cs2=scv, c=st.integers(1, 8))
 def test_single_and_multi_monotone_in_lambda(u1: float, u2: float, es: float, cs2: float, c: int) -> None:
     lo, hi = sorted((u1, u2))
@@ -389,7 +390,7 @@ def test_single_and_multi_monotone_in_lambda(u1: float, u2: float, es: float, cs
     assert q.erlang_c(c, c * hi) >= q.erlang_c(c, c * lo)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(rho=st.floats(1.0001, 50.0), es=svc, cs2=scv, c=st.integers(1, 8))
 def test_overload_raises_unstable(rho: float, es: float, cs2: float, c: int) -> None:
     lam = rho / es
@@ -412,10 +413,10 @@ def test_overload_raises_unstable(rho: float, es: float, cs2: float, c: int) -> 
             call()
 
 
-pmfs = st.lists(st.tuples(st.integers(1, 4000), st.floats(0.01, 1.0)), min_size=1, max_size=12)
+pmfs = token_pmfs(4000, 12)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(pmf=pmfs, n1=st.integers(1, 4500), n2=st.integers(1, 4500), load=st.floats(0.05, 0.95))
 def test_clipping_wait_monotone_in_n_max(pmf: list[tuple[int, float]], n1: int, n2: int, load: float) -> None:
     values = np.array([v for v, _ in pmf], dtype=float)
@@ -433,7 +434,7 @@ def test_clipping_wait_monotone_in_n_max(pmf: list[tuple[int, float]], n1: int, 
     assert w_more.wait_s >= w_lo.wait_s
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25)
 @given(
     u1=st.floats(0.02, 0.9),
     u2=st.floats(0.02, 0.9),

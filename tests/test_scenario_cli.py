@@ -70,18 +70,25 @@ def test_override_error_and_override_value(tmp_path):
 def test_model_that_does_not_fit_is_a_clear_error(tmp_path):
     """A file is caught at load, named at the key that sets the group size; a dict (the planner's candidates)
     at run time."""
-    sc = sim.load_scenario({**sim.load_scenario("scenarios/quickstart.yaml").model_dump(mode="json"),
-                            "model": "llama-3.1-70b", "hardware": "l40s"})
+    sc = sim.load_scenario(
+        {
+            **sim.load_scenario("scenarios/quickstart.yaml").model_dump(mode="json"),
+            "model": "llama-3.1-70b",
+            "hardware": "l40s",
+        }
+    )
     with pytest.raises(ServesimError, match=r"does not fit on 1 x l40s.*short by \d+\.\d GB"):
         sim.run(sc)
-    msg = _err(tmp_path, BASE.replace("llama-3.1-8b", "llama-3.1-70b").replace("h100-sxm", "l40s") + "cluster:\n  tp: 1\n")
+    text = BASE.replace("llama-3.1-8b", "llama-3.1-70b").replace("h100-sxm", "l40s") + "cluster:\n  tp: 1\n"
+    msg = _err(tmp_path, text)
     assert msg.startswith(f"{tmp_path}/s.yaml:8:7: cluster.tp: model llama-3.1-70b does not fit") and "\n" not in msg
 
 
 def test_cli_run_writes_outputs_and_bad_input_exits_2(tmp_path):
     out = tmp_path / "run"
-    r = runner.invoke(app, ["run", "scenarios/quickstart.yaml", "--out", str(out), "--set", "workload.num_requests=200",
-                            "-q"])
+    r = runner.invoke(
+        app, ["run", "scenarios/quickstart.yaml", "--out", str(out), "--set", "workload.num_requests=200", "-q"]
+    )
     assert r.exit_code == 0, r.output
     for f in ("requests.parquet", "timeline.parquet", "summary.json", "plots/latency_cdfs.png", "plots/timeline.png"):
         assert (out / f).exists(), f
@@ -96,8 +103,21 @@ def test_cli_run_writes_outputs_and_bad_input_exits_2(tmp_path):
 
 
 def test_cli_estimate_json_and_list():
-    r = runner.invoke(app, ["estimate", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--batch-size", "8",
-                            "--context-tokens", "1000", "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "estimate",
+            "--model",
+            "llama-3.1-8b",
+            "--hardware",
+            "h100-sxm",
+            "--batch-size",
+            "8",
+            "--context-tokens",
+            "1000",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert d["iteration_s"] == pytest.approx(sum(d["breakdown"].values()))

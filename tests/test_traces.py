@@ -272,7 +272,7 @@ rows_strategy = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(rows=rows_strategy, crlf=st.booleans())
 def test_generic_csv_round_trips(tmp_path_factory: pytest.TempPathFactory, rows, crlf: bool) -> None:
     rows = sorted(rows)

@@ -152,7 +152,7 @@ def test_transfer_hooks_make_a_transfers_track():
     assert len({e["tid"] for e in spans}) == 2  # they overlap, so two lanes
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50)
 @given(st.lists(st.tuples(st.floats(0, 100), st.floats(0, 10)), max_size=60))
 def test_pack_lanes_never_overlaps(intervals):
     start = np.array([s for s, _ in intervals])

@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import simpy
 
-from policies.registry import ROUTERS
 from sim.cluster.links import Link, link_bandwidth
 from sim.config.scenario import Scenario
 from sim.core.instance import Instance
 from sim.core.late import LateQueue
+from sim.core.registry import ROUTERS
 from sim.core.request import Request
 
 if TYPE_CHECKING:

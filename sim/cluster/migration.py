@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from policies.registry import MIGRATIONS
 from sim.cluster.links import Link, link_bandwidth
 from sim.core.instance import Instance
+from sim.core.registry import MIGRATIONS
 from sim.core.request import Request
 
 

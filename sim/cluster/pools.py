@@ -16,12 +16,12 @@ import simpy
 
 from hwprofiles import catalog
 from hwprofiles.specs import GPUSpec, ModelSpec
-from policies.registry import ROUTERS, SCHEDULERS
 from sim.config.scenario import Scenario
 from sim.core.collaborators import Collaborators
 from sim.core.instance import Instance
 from sim.core.kvcache import KVCapacity, kv_capacity
 from sim.core.recorder import RequestLog
+from sim.core.registry import ROUTERS, SCHEDULERS
 from sim.core.swap import HostSwap
 from sim.costmodel.models import COST_MODELS, CostModel
 from sim.errors import ServesimError
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 # schedulers that keep per-request state in `Request.sched`: a request handed from one pool to the other
 # would carry one scheduler's state into a scheduler of another kind (and back into the first's lazy
 # structures), so pools with different schedulers may use only the stateless kinds
-STATEFUL_SCHEDULERS = frozenset({"ltr", "mlfq", "length_group"})
 
 
 @dataclass
@@ -101,10 +100,11 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
         router = pool.router or (c.router if role == "prefill" else ROUTERS.get("least_kv").config())
         specs.append(PoolSpec(role, pool.instances, pool.tp, gpu, pool.scheduler or sc.scheduler, router, cap, cost))
     kinds = {s.scheduler.kind for s in specs}
-    if len(kinds) > 1 and kinds & STATEFUL_SCHEDULERS:
+    stateful = sorted(k for k in kinds if SCHEDULERS.caps(k).stateful)  # declared by each scheduler
+    if len(kinds) > 1 and stateful:
         raise ServesimError(
             f"cluster.prefill and cluster.decode use schedulers {sorted(kinds)}: "
-            f"{sorted(kinds & STATEFUL_SCHEDULERS)[0]!r} keeps per-request state that cannot cross the hand-off "
+            f"{stateful[0]!r} keeps per-request state that cannot cross the hand-off "
             "to a scheduler of another kind; use one kind in both pools, or stateless kinds only"
         )
     return specs

@@ -169,11 +169,11 @@ def fallback(loc: Loc) -> Loc:
 
 
 def _trace_problem(sc: Scenario) -> tuple[Loc, str] | None:
-    from sim.workload.generate import _resolve
+    from sim.workload.traces import scenario_trace_path as _resolve
 
     wl = sc.workload
     for key, sec in (("arrival", wl.arrival), ("lengths", wl.lengths)):
-        if getattr(sec, "kind", None) == "trace":
+        if getattr(sec, "kind", None) == "trace" and isinstance(getattr(sec, "path", None), str):
             try:
                 p = _resolve(sec.path, sc.base_dir)
             except ServesimError as e:

@@ -329,14 +329,10 @@ def format_validation_error(err: ValidationError, source: str, pos: Positions | 
     return lines[0] + (f" (and {more} more error{'s' if more > 1 else ''})" if more else "")
 
 
-_TAGS: set[str] = set()
+# union branches pydantic puts in an error's path (`model.ModelSpec.num_layers`); `kind` sections are validated
+# through the registry (sim.config.kinds), so no union tag appears there
 _BRANCHES = {"str", "int", "float", "GPUSpec", "ModelSpec"}
 
 
-def register_tags(tags: list[str]) -> None:
-    """Kinds used as union tags, so error paths can skip them."""
-    _TAGS.update(tags)
-
-
 def _is_tag(x: str, loc: Loc, pos: Positions | None) -> bool:
-    return (x in _TAGS or x in _BRANCHES) and (pos is None or loc not in pos)
+    return x in _BRANCHES and (pos is None or loc not in pos)

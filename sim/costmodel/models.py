@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hwprofiles.specs import GPUSpec, ModelSpec
-from sim.core.registry import Registry
+from sim.core.registry import COST_MODELS
 from sim.errors import ServesimError
 
 Chunks = Sequence[tuple[int, int]]  # (new tokens q, cached tokens c) per prefill chunk
@@ -137,9 +137,6 @@ def load_profile(path: str | Path) -> CostProfile:
     except (ValidationError, yaml.YAMLError) as e:
         first = str(e).splitlines()
         raise ServesimError(f"{p}: not a servesim profile: {' '.join(first[:3])}") from None
-
-
-COST_MODELS: Registry[CostModel] = Registry("cost model")
 
 
 class LinearCost:
@@ -506,7 +503,7 @@ def _linear(cfg: LinearCostConfig, **_: object) -> CostModel:
     return LinearCost(cfg)
 
 
-@COST_MODELS.register("roofline", RooflineCostConfig)
+@COST_MODELS.register("roofline", RooflineCostConfig, fits_profile=True)
 def _roofline(
     cfg: RooflineCostConfig, *, model: ModelSpec, gpu: GPUSpec, tp: int = 1, base_dir: Path | None = None, **_: object
 ) -> CostModel:
@@ -514,7 +511,7 @@ def _roofline(
     return build_physical(cfg, model, gpu, tp, base_dir)
 
 
-@COST_MODELS.register("table", TableCostConfig)
+@COST_MODELS.register("table", TableCostConfig, fits_profile=True)
 def _table(
     cfg: TableCostConfig, *, model: ModelSpec, gpu: GPUSpec, tp: int = 1, base_dir: Path | None = None, **_: object
 ) -> CostModel:

@@ -128,7 +128,7 @@ def summarize(
     met = slo_met(df, slo)
     finished = completed + rejected
     reasons = {r: int((log.reason[status == REJECTED] == i).sum()) for i, r in enumerate(REJECT_REASONS) if r}
-    out = {
+    out: dict[str, Any] = {
         "counts": {
             "arrived": n,
             "completed": completed,

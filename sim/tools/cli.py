@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
@@ -13,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 import calibrate.cli as _calibrate  # the calibrate sub-app and the fidelity report
-from sim.cluster.power import cost_caption
 from sim.errors import ServesimError
+from sim.tools.summary import check_out_dir, parse_percentiles, summary_table
 from sim.tools.tables import safe, show
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Discrete-event simulator of LLM serving clusters.")
@@ -47,114 +46,6 @@ def _root(
     ] = False,
 ) -> None:
     """Discrete-event simulator of LLM serving clusters."""
-
-
-def _check_out_dir(d: Path, option: str = "--out") -> None:
-    """Fail before any work when the output directory cannot be a writable directory."""
-    probe = d
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if probe == d and not d.is_dir():
-        raise ServesimError(f"{option} {d}: is a file, expected a directory")
-    if probe != d and not probe.is_dir():
-        raise ServesimError(f"{option} {d}: {probe} is a file, so the directory cannot be created")
-    import os
-
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ServesimError(f"{option} {d}: {probe} is not writable")
-
-
-def _fmt_ms(x: float | None) -> str:
-    return "-" if x is None or x != x else f"{x * 1000:.1f}"
-
-
-DEFAULT_PERCENTILES = (50.0, 90.0, 95.0, 99.0)
-
-
-def parse_percentiles(text: str | None) -> tuple[float, ...]:
-    """`50,90,99,99.9` → percentiles in (0, 100); one line naming --percentiles otherwise."""
-    if text is None:
-        return DEFAULT_PERCENTILES
-    try:
-        ps = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise ServesimError(f"--percentiles {text!r}: expected comma-separated numbers, e.g. 50,90,99,99.9") from None
-    if not ps or any(not 0 < p < 100 for p in ps):
-        raise ServesimError(f"--percentiles {text!r}: each must be in (0, 100)")
-    return ps
-
-
-def _pct_label(p: float) -> str:
-    return f"p{p:g}"
-
-
-def _metric_row(summary: dict[str, Any], requests: Any, key: str, ps: tuple[float, ...]) -> list[float | None]:
-    """Mean and percentiles of one latency: from the per-request rows when given, else the summary's."""
-    import numpy as np
-
-    m = summary["metrics"][key]
-    if requests is None or key not in getattr(requests, "columns", ()):
-        return [m.get("mean"), *(m.get(_pct_label(p)) for p in ps)]
-    rows = requests if key == "queue_delay_s" else requests[requests["status"] == "completed"]
-    v = rows[key].to_numpy(dtype=float)
-    v = v[~np.isnan(v)]
-    if v.size == 0:
-        return [None] * (len(ps) + 1)
-    return [float(v.mean()), *(float(x) for x in np.percentile(v, ps))]
-
-
-def _slo_set(summary: dict[str, Any]) -> bool:
-    slo = (summary.get("scenario") or {}).get("slo") or summary.get("slo")
-    if isinstance(slo, dict):
-        return any(v is not None for v in slo.values())
-    return True
-
-
-def summary_table(
-    summary: dict[str, Any],
-    title: str,
-    requests: Any = None,
-    percentiles: tuple[float, ...] = DEFAULT_PERCENTILES,
-    slo: bool | None = None,
-) -> Table:
-    """Latency table (mean and percentiles, ms) with counts, throughput, goodput and cost as the caption."""
-    c, tp = summary["counts"], summary["throughput"]
-    t = Table(title=title, title_justify="left")
-    t.add_column("metric", no_wrap=True)
-    for p in ("mean", *map(_pct_label, percentiles)):
-        t.add_column(f"{p} (ms)", justify="right", no_wrap=True)
-    for key, label in (
-        ("ttft_s", "TTFT"),
-        ("tpot_s", "TPOT"),
-        ("itl_s", "ITL"),
-        ("e2el_s", "E2E"),
-        ("queue_delay_s", "queue delay"),
-    ):
-        t.add_row(label, *(_fmt_ms(x) for x in _metric_row(summary, requests, key, percentiles)))
-    span = tp.get("duration_s") or 0.0
-    in_tok = tp.get("input_tokens_per_s")
-    if in_tok is None and requests is not None and span > 0 and "prompt_tokens" in requests.columns:
-        in_tok = float(requests.loc[requests["status"] == "completed", "prompt_tokens"].sum()) / span
-    tokens = f"{tp['output_tokens_per_s']:.0f} output tok/s"
-    if in_tok is not None:
-        tokens = f"{in_tok:.0f} input + {tokens} = {in_tok + tp['output_tokens_per_s']:.0f} total tok/s"
-    has_slo = _slo_set(summary) if slo is None else slo
-    good = (
-        f"goodput {tp['goodput_rps']:.2f} req/s, SLO attainment {tp['slo_attainment']:.1%}"
-        if has_slo
-        else "no SLO set (add `slo:` for goodput)"
-    )
-    t.caption = (
-        f"requests {c['arrived']}: completed {c['completed']}, rejected {c['rejected']}, in flight {c['in_flight']}, "
-        f"preemptions {c['preemptions']} | {tp['requests_per_s']:.2f} req/s, {tokens}, {good} | "
-        f"simulated {summary['sim']['simulated_s']:.1f} s in {summary['sim']['wall_s']:.2f} s wall, "
-        f"{summary['sim']['events']} events"
-    )
-    cost = cost_caption(summary)
-    if cost:
-        t.caption += f" | {cost}"
-    t.caption_justify = "left"
-    return t
 
 
 FORMATS = ("parquet", "csv", "json")
@@ -191,9 +82,9 @@ def run(
         ps = parse_percentiles(percentiles)
         sc = sim.load_scenario(scenario, set_ or [])
         d = out_dir or Path("runs") / sc.name
-        _check_out_dir(d)
+        check_out_dir(d)
         if trace_events is not None:
-            _check_out_dir(trace_events.parent, "--trace-events")
+            check_out_dir(trace_events.parent, "--trace-events")
         progress_cb, bar = None, None
         if not quiet and sys.stderr.isatty():
             from rich.progress import Progress
@@ -248,62 +139,13 @@ def schema(
 @app.command("list")
 def list_(what: Annotated[str, typer.Argument(help="models | hardware | policies | traces")]) -> None:
     """List what is built in."""
-    from hwprofiles import catalog
+    from sim.tools.listing import list_table
 
-    t = Table()
-    if what == "models":
-        for c in ("name", "layers", "hidden", "heads", "kv heads", "params", "context", "hf id"):
-            t.add_column(c)
-        for n in catalog.model_names():
-            m = catalog.model(n)
-            t.add_row(
-                n,
-                str(m.num_layers),
-                str(m.hidden_size),
-                str(m.num_heads),
-                str(m.num_kv_heads),
-                f"{m.num_params / 1e9:.1f}B",
-                str(m.max_context),
-                m.hf_id,
-            )
-    elif what == "hardware":
-        for c in ("name", "memory GB", "bf16 TFLOP/s", "HBM TB/s", "link GB/s", "$/h", "TDP W"):
-            t.add_column(c)
-        for n in catalog.gpu_names():
-            g = catalog.gpu(n)
-            t.add_row(
-                n,
-                f"{g.memory_bytes / 1e9:.0f}",
-                f"{g.bf16_flops / 1e12:.0f}",
-                f"{g.mem_bw / 1e12:.2f}",
-                f"{g.intra_node_bw / 1e9:.0f} {g.intra_node_link}",
-                f"{g.price_per_hour:.2f}",
-                f"{g.tdp_w:.0f}",
-            )
-    elif what == "policies":
-        from policies.registry import MIGRATIONS, ROUTERS, SCHEDULERS
-        from sim.costmodel.models import COST_MODELS
-
-        for c in ("family", "kind", "what it does"):
-            t.add_column(c)
-        families = (
-            ("scheduler", SCHEDULERS),
-            ("router", ROUTERS),
-            ("migration", MIGRATIONS),
-            ("cost_model", COST_MODELS),
-        )
-        for fam, reg in families:
-            for e in reg.entries.values():
-                t.add_row(fam, e.kind, e.doc)
-    elif what == "traces":
-        from sim.workload.traces import trace_names
-
-        t.add_column("name")
-        t.add_column("path")
-        for n, p in trace_names().items():
-            t.add_row(n, str(p))
-    else:
-        _fail(f"unknown list {what!r}; known: hardware, models, policies, traces")
+    try:
+        t = list_table(what)
+    except ServesimError as e:
+        _fail(str(e))
+        return
     show(out, t)
 
 
@@ -453,34 +295,10 @@ def plan(
     from sim.tools.planner.run import PlanOptions, run_plan
 
     opts = PlanOptions(
-        model,
-        traffic,
-        rate,
-        lengths,
-        format_,
-        requests,
-        cv,
-        slo,
-        attainment,
-        hardware,
-        tp,
-        shapes,
-        schedulers,
-        max_batch,
-        budget,
-        top,
-        replications,
-        router,
-        margin,
-        search_requests,
-        base,
-        set_,
-        capacity,
-        instances,
-        workers,
-        cluster,
-        max_simulations,
-    )
+        model, traffic, rate, lengths, format_, requests, cv, slo, attainment, hardware, tp, shapes, schedulers,
+        max_batch, budget, top, replications, router, margin, search_requests, base, set_, capacity, instances,
+        workers, cluster, max_simulations,
+    )  # fmt: skip
 
     most = [0]
 
@@ -497,7 +315,7 @@ def plan(
         err.print(safe(f"[{i}{of}] {ev.label}: ${ev.cost_per_hour:.2f}/h {state}"), highlight=False)
 
     try:
-        _check_out_dir(out_dir)
+        check_out_dir(out_dir)
         res, table, files = run_plan(opts, out_dir, None if quiet else progress)
     except ServesimError as e:
         _fail(str(e))
@@ -598,44 +416,11 @@ app.add_typer(_calibrate.app, name="calibrate")
 app.command("fidelity")(_calibrate.fidelity)
 
 
-def _usage_error() -> type[Exception]:
-    """click's UsageError (typer >= 0.26 vendors click as typer._click)."""
-    try:
-        from typer._click.exceptions import UsageError
-    except ImportError:  # older typer: click itself
-        from click.exceptions import UsageError
-    return UsageError
-
-
-@functools.cache
-def _command() -> Any:
-    """The click command typer builds from `app` (built once: typer rebuilds it on every `app()` call)."""
-    return typer.main.get_command(app)
-
-
 def run_cli(argv: list[str] | None = None) -> int:
-    """The command line as a function returning the exit status: a bad option or value is one line naming
-    the option (click's usage box is for --help), a user mistake anywhere one line; both exit 2."""
-    usage = _usage_error()
-    try:
-        rc = _command().main(args=argv, prog_name="servesim", standalone_mode=False)
-    except usage as e:
-        if type(e).__name__ == "NoArgsIsHelpError" or (not argv and argv is not None):
-            return 2
-        msg = " ".join(e.format_message().split())  # type: ignore[attr-defined]
-        ctx = getattr(e, "ctx", None)
-        cmd = ctx.command_path if ctx is not None else "servesim"
-        err.print(f"[bold red]error:[/] {safe(msg)} (see {safe(cmd)} --help)", highlight=False, soft_wrap=True)
-        return 2
-    except typer.Exit as e:
-        return int(e.exit_code)
-    except typer.Abort:
-        err.print("aborted", highlight=False)
-        return 130
-    except ServesimError as e:  # anything that slipped past a command's own handling
-        err.print(f"[bold red]error:[/] {safe(' '.join(str(e).split()))}", highlight=False, soft_wrap=True)
-        return 2
-    return int(rc or 0) if isinstance(rc, int) else 0
+    """The command line as a function returning the exit status (see sim.tools.entry)."""
+    from sim.tools.entry import run_cli as _run
+
+    return _run(argv)
 
 
 def main() -> None:

@@ -287,7 +287,7 @@ def regress(
 
 def registered_kinds(family: str = "scheduler") -> list[str]:
     """The kinds registered for a policy family: `scheduler` or `router`."""
-    from policies.registry import ROUTERS, SCHEDULERS
+    from sim.core.registry import ROUTERS, SCHEDULERS
 
     return (SCHEDULERS if family == "scheduler" else ROUTERS).kinds()
 

@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -30,12 +30,15 @@ __all__ = [
     "TRACE_FORMATS",
     "Trace",
     "load_trace",
+    "read_trace",
     "resolve_trace_path",
     "spread_buckets",
     "trace_names",
 ]
 
 FORMATS = ("azure", "mooncake", "vidur", "csv")
+TraceFormat = Literal["azure", "mooncake", "vidur", "lengths", "csv"]
+"""The `format` a scenario may give a trace (`lengths` is `vidur`)."""
 _ALIASES = {"lengths": "vidur"}
 
 TRACES_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "traces"
@@ -404,3 +407,17 @@ def resolve_trace_path(path: str) -> Path:
     if not candidate.is_absolute() and from_root.exists():
         return from_root
     raise ServesimError(f"{path}: file not found, and not a shipped trace name ({', '.join(names)})")
+
+
+def scenario_trace_path(path: str, base: Path) -> Path:
+    """Where a scenario's trace `path` is: relative to the scenario's directory `base` when it exists there,
+    else as resolve_trace_path finds it (ServesimError when nowhere)."""
+    p = Path(path)
+    if not p.is_absolute() and not p.exists() and (base / p).exists():
+        return base / p
+    return resolve_trace_path(path)
+
+
+def read_trace(path: str, format: str, base: Path) -> Trace:
+    """A scenario's trace (see scenario_trace_path)."""
+    return load_trace(scenario_trace_path(path, base), "vidur" if format == "lengths" else format)

@@ -29,6 +29,7 @@ import numpy as np
 
 from sim.config.scenario import Scenario, load_scenario
 from sim.core.engine import build_cost_model, capacity
+from sim.core.registry import SCHEDULERS
 from sim.costmodel.models import CostModel
 from sim.errors import ServesimError
 from sim.tools.planner.demand import Screen, demand_bound, families
@@ -37,8 +38,6 @@ from sim.tools.planner.slo import SLOSpec, secs
 from sim.tools.planner.space import Config
 from sim.tools.planner.traffic import Traffic
 
-NO_MIX = frozenset({"fcfs"})  # schedulers that never put prefill and decode in one iteration
-WHOLE_PROMPTS = frozenset({"fcfs"})  # schedulers that prefill a prompt in one iteration
 SAMPLE = 4000  # requests the estimate's statistics are taken from
 
 
@@ -92,12 +91,13 @@ def _latency_floors(
     screen: Screen, fl: Floors, sched: dict[str, Any], prefill_work: bool, attn: float
 ) -> dict[str, np.ndarray]:
     p, o = screen.prompt, screen.output
+    caps = SCHEDULERS.caps(sched["kind"])  # what the scheduler declares about its prefill
     if not prefill_work:
         ttft = np.zeros(len(p))
-    elif sched["kind"] in WHOLE_PROMPTS:  # one iteration holding the whole prompt
+    elif caps.whole_prompts:  # one iteration holding the whole prompt
         ttft = fl.below[np.minimum(p.astype(np.int64), fl.m_max)]
-    elif sched["kind"] == "sarathi":  # chunks of at most the budget, each an iteration of at least F_min
-        ttft = np.maximum(np.ceil(p / int(sched["token_budget"])) * fl.f_min, fl.kappa * p)
+    elif caps.prefill_chunk:  # chunks of at most the budget, each an iteration of at least F_min
+        ttft = np.maximum(np.ceil(p / int(sched[caps.prefill_chunk])) * fl.f_min, fl.kappa * p)
     else:  # at least one iteration, every token at least κ
         ttft = np.maximum(fl.f_min, fl.kappa * p)
     steps = np.maximum(o - 1, 0)
@@ -125,9 +125,9 @@ def _check_floors(
     if slo.attainment is not None and slo.scenario_slo():
         meets = ok.copy()
         for metric in ("ttft", "tpot", "e2el"):
-            t = slo.limit(metric)
-            if t is not None:
-                meets &= np.nan_to_num(floors[metric], nan=0.0) * (1 - TOL) <= t.limit_s
+            lim = slo.limit(metric)
+            if lim is not None:
+                meets &= np.nan_to_num(floors[metric], nan=0.0) * (1 - TOL) <= lim.limit_s
         need = math.ceil(slo.attainment * len(o) - 1e-6)
         if meets.sum() < need:
             bad.append(f"only {meets.mean():.1%} of requests can meet the SLO even on an idle instance")
@@ -178,7 +178,7 @@ def analyse(cfg: Config, base: dict[str, Any], traffic: Traffic, slo: SLOSpec, s
     b.kappa, b.c_d = fl.kappa, fl.c_d
     b.attn = attention_coefficient(cm, max_batch)
     prefill_work = not _prefix_caching(sc)
-    mixes = sched["kind"] not in NO_MIX
+    mixes = SCHEDULERS.caps(sched["kind"]).mixes_prefill_decode
     # 3. latency floors
     floors = _latency_floors(screen, fl, sched, prefill_work, b.attn)
     bad = _check_floors(b, floors, ok, slo, o, exact)

@@ -32,7 +32,6 @@ class CapacityRow:
     hi: float = 0.0  # lowest rate seen to miss it (until `verified`: the next rate to try)
     verified: bool = False  # whether `hi` was seen to miss
     probes: list[tuple[float, bool]] = field(default_factory=list)
-    best_row: dict[str, Any] | None = None
 
     @property
     def gpus(self) -> int:
@@ -92,7 +91,7 @@ def capacity_search(
             ok, _, _ = req.slo.check(row)
             r.probes.append((rate, ok))
             if ok:
-                r.lo, r.best_row = rate, row
+                r.lo = rate
                 if not r.verified:
                     r.hi = 2 * rate
             else:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from sim.config.scenario import Scenario
+from sim.core.registry import SCHEDULERS
 from sim.costmodel.models import CostModel, decode_coeffs
 
 DROP = ("attn_prefill", "attn_decode", "lm_head")  # breakdown terms left out of the floor F (all >= 0)
@@ -92,10 +93,10 @@ def cost_key(sc: Scenario) -> tuple[str, ...]:
 
 def iteration_tokens(sched: dict[str, Any], longest: int, max_seqs: int) -> int:
     """Most tokens one iteration can hold (M): from the scheduler's budget, batch and the longest request."""
-    kind = sched["kind"]
+    caps = SCHEDULERS.caps(sched["kind"])  # what the scheduler declares about its iterations
     budgets = [int(v) for k, v in sched.items() if k in ("token_budget", "max_num_batched_tokens")]
-    if kind == "sarathi":  # every decode (<= max_num_seqs), then chunks within what is left of the budget
+    if caps.prefill_chunk:  # every decode (<= max_num_seqs), then chunks within what is left of the budget
         return max([max_seqs, *budgets])
-    if kind == "fcfs":  # prompts up to the budget, or one longer prompt alone (a recompute: prompt + output)
+    if caps.whole_prompts:  # prompts up to the budget, or one longer prompt alone (a recompute: prompt + output)
         return max([max_seqs, longest, *budgets])
     return max([max_seqs, *budgets]) + longest  # other schedulers: a generous superset

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hwprofiles import catalog
-from policies.registry import SCHEDULERS
 from sim.config.scenario import Cluster
+from sim.core.registry import SCHEDULERS
 from sim.errors import ServesimError, UnknownNameError
 
 Size = tuple[int, ...]
@@ -76,7 +76,8 @@ def parse_schedulers(text: str, max_batch: list[int]) -> list[dict[str, Any]]:
 
 
 class Shape(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def unavailable(self) -> str | None:
         """Why this shape cannot be planned with this build of servesim, or None."""

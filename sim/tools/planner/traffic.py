@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from sim.config.limits import MAX_RATE, MAX_REQUESTS
+from sim.core.registry import ARRIVALS
 from sim.errors import ServesimError
 from sim.workload.traces import TRACE_FORMATS, Trace, load_trace, resolve_trace_path
 
@@ -41,7 +42,7 @@ class Traffic:
         """The same traffic at another mean rate: a trace is time-scaled, a synthetic process re-rated."""
         wl = copy.deepcopy(self.workload)
         arr = wl["arrival"]
-        if arr["kind"] == "trace":
+        if ARRIVALS.caps(arr["kind"]).replays_trace:
             arr["time_scale"] = float(arr.get("time_scale", 1.0)) * self.rate / rate
         else:
             arr["rate"] = rate

@@ -101,7 +101,7 @@ def render_table(report: CheckReport) -> Any:
         ("kind", "left"),
         ("ok", "left"),
     ):
-        t.add_column(col, justify=just, no_wrap=col in ("model", "ok"))  # type: ignore[arg-type]
+        t.add_column(col, justify=just, no_wrap=col in ("model", "ok"))  # type: ignore[arg-type]  # rich JustifyMethod literals
     for r in report.rows:
         label = r.model + (" [sojourn]" if r.kind == "bound" else "")
         verdict = "[green]yes[/]" if r.in_ci else "[yellow]yes*[/]" if r.passed else "[bold red]NO[/]"

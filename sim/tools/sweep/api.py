@@ -94,17 +94,6 @@ def run_sweep(
     return SweepResult(sw, frame, out_dir, len(frame) - n_cached, n_cached, n_failed)
 
 
-def mean_over_replications(frame: pd.DataFrame, params: list[str]) -> pd.DataFrame:
-    """Mean of every numeric column per point (for tables and plots of replicated sweeps)."""
-    ok = frame[frame["status"] == "ok"]
-    num = [
-        c
-        for c in ok.columns
-        if c not in (*params, "point", "replication", "seed") and pd.api.types.is_numeric_dtype(ok[c]) and c != "cached"
-    ]
-    return ok.groupby(["point", *params], sort=True, dropna=False)[num].mean().reset_index()
-
-
 def sweep_table(res: SweepResult, max_rows: int = 40) -> Any:
     """A rich table of the sweep: parameters, then the metrics people look at first."""
     from rich.table import Table

@@ -122,11 +122,11 @@ def file_digest(p: Path) -> str:
 
 def input_digests(sc: Scenario) -> dict[str, str]:
     """Digest of each file a scenario reads: trace files (arrivals, lengths), cost-model profile and tables."""
-    from sim.workload.generate import _resolve
+    from sim.workload.traces import scenario_trace_path as _resolve
 
     paths: list[Path] = []
     for sec in (sc.workload.arrival, sc.workload.lengths):
-        if getattr(sec, "kind", None) == "trace":
+        if getattr(sec, "kind", None) == "trace" and isinstance(getattr(sec, "path", None), str):
             try:
                 paths.append(_resolve(sec.path, sc.base_dir))
             except ServesimError:
@@ -160,7 +160,9 @@ def absolute_trace_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]
     shipped = trace_names()
     for section in ("arrival", "lengths"):
         spec = wl.get(section)
-        path = spec.get("path") if isinstance(spec, dict) else None
+        if not isinstance(spec, dict):
+            continue
+        path = spec.get("path")
         if isinstance(path, str) and path not in shipped and not Path(path).is_absolute():
             cand = base_dir / path
             if cand.exists():
