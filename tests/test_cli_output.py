@@ -107,3 +107,30 @@ def test_cdf_plots_draw_the_slo_targets(tmp_path: Path) -> None:
     assert [ln.get_xdata()[0] for ln in lines["TPOT (s)"]] == [0.1]
     assert lines["E2E latency (s)"] == []
     assert "meet it" in fig.axes[0].get_legend().get_texts()[0].get_text()
+
+
+def test_estimate_takes_a_config_json_or_an_inline_spec_yaml(tmp_path: Path, monkeypatch) -> None:
+    """The same model as a Hugging Face config.json and as an inline spec YAML without head_dim (derived as
+    hidden_size / num_heads = 64) prices the same iteration; tp must divide its heads."""
+    hf = {
+        "model_type": "llama",
+        "hidden_size": 1024,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 4,
+        "intermediate_size": 4096,
+        "vocab_size": 32000,
+        "max_position_embeddings": 4096,
+    }
+    (tmp_path / "config.json").write_text(json.dumps(hf))
+    spec = {"name": "mini", "num_layers": 4, "hidden_size": 1024, "num_heads": 16, "num_kv_heads": 4,
+            "intermediate_size": 4096, "vocab_size": 32000, "max_context": 4096}  # fmt: skip
+    (tmp_path / "mini.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.chdir(tmp_path)
+    args = ["--hardware", "h100-sxm", "--prefill-tokens", "512", "--json"]
+    rc1, out1, _ = _cli(["estimate", "--model", "config.json", *args])
+    rc2, out2, _ = _cli(["estimate", "--model", "mini.yaml", *args])
+    assert rc1 == rc2 == 0
+    assert json.loads(out1)["iteration_s"] == json.loads(out2)["iteration_s"] > 0
+    rc, _, err = _cli(["estimate", "--model", "mini.yaml", "--hardware", "h100-sxm", "--tp", "3"])
+    assert rc == 2 and "tp 3 must divide mini's 16 attention heads" in err and len(err.strip().splitlines()) == 1

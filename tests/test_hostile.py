@@ -64,6 +64,16 @@ def _check(case: Case, rc: int, out: str, err: str, secs: float, before: set[str
     assert after == before, f"{case.name}: wrote {sorted(after - before)}"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _warm() -> None:
+    """Pay the one-off imports (the simulator, matplotlib, the click command) before any case is timed."""
+    import sim
+    from sim.tools.entry import _command
+
+    _command()
+    sim.load_scenario(REPO / "scenarios/quickstart.yaml")
+
+
 def test_corpus_is_hundreds_of_distinct_cases() -> None:
     names = [c.name for c in CASES]
     assert len(names) >= 300

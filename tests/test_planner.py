@@ -67,7 +67,7 @@ def test_parse_slo() -> None:
     ok, head, why = s.check(
         {"status": "ok", "ttft_p99_s": 3.0, "tpot_p99_s": 0.05, "e2el_mean_s": 3, "slo_attainment": 0.5}
     )
-    assert not ok and "ttft p99 3s > 2s" in why and "attainment 50.0% < 90%" in why and head < 0
+    assert not ok and "ttft p99 3.00 s > 2.00 s" in why and "attainment 50.0% < 90%" in why and head < 0
 
 
 def test_traffic_options(tmp_path: Path) -> None:

@@ -4,13 +4,15 @@ a request frees (its shared blocks nobody else references) so eviction is not ju
 
 from __future__ import annotations
 
+import numpy as np
+
 import sim
 from sim.cluster.prefix_cache import PrefixCache
 from sim.core.request import Request
 
 
 def _req(rid: int, prompt: int, ids: list[int]) -> Request:
-    return Request(rid, 0.0, prompt, 4, hash_ids=ids)
+    return Request(rid, 0.0, prompt, 4, hash_ids=np.array(ids, dtype=np.int64))
 
 
 def test_freeable_counts_shared_blocks_only_this_request_references() -> None:

@@ -246,16 +246,19 @@ def test_plot_facets_readable_legends_and_named_averages(tmp_path: Path) -> None
     params = res.sweep.param_names
     labels = value_labels(sorted(res.frame["scheduler"].unique()))
     assert sorted(labels.values()) == ["fcfs", "sarathi"]
-    fig = plot_sweep(res.frame, "workload.arrival.rate", "ttft_p99_s", "scheduler", col="cluster.instances",
-                     params=params)
+    fig = plot_sweep(
+        res.frame, "workload.arrival.rate", "ttft_p99_s", "scheduler", col="cluster.instances", params=params
+    )
     assert len(fig.axes) == 2 and fig._suptitle is None  # every swept dimension is shown
     assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == ["fcfs", "sarathi"]
     fig = plot_sweep(res.frame, "workload.arrival.rate", "ttft_p99_s", "scheduler", params=params)
     assert "averaged over cluster.instances (2 values)" in fig._suptitle.get_text()
-    fig = plot_sweep(res.frame, "workload.arrival.rate", "ttft_p99_s", col="scheduler", row="cluster.instances",
-                     params=params)
+    fig = plot_sweep(
+        res.frame, "workload.arrival.rate", "ttft_p99_s", col="scheduler", row="cluster.instances", params=params
+    )
     assert len(fig.axes) == 4 and {a.get_title() for a in fig.axes} >= {"scheduler: fcfs | cluster.instances: 1"}
-    path = save_plot(res.frame, "x=workload.arrival.rate y=ttft_p99_s hue=scheduler col=cluster.instances", tmp_path,
-                     params)
+    path = save_plot(
+        res.frame, "x=workload.arrival.rate y=ttft_p99_s hue=scheduler col=cluster.instances", tmp_path, params
+    )
     assert path.exists()
     assert parse_plot_spec("x=a,y=b,col=c,row=d") == {"x": "a", "y": ["b"], "col": "c", "row": "d"}

@@ -129,11 +129,12 @@ def tp_problem(sc: Scenario) -> str | None:
 def _groups(sc: Scenario) -> list[tuple[int, Any, Loc]]:
     """(tp, GPU spec, path of the key that sets tp) for each instance group of the cluster."""
     c = sc.cluster
+    here: Loc = ("cluster", "tp")
     if c.prefill is None or c.decode is None:
-        return [(c.tp, sc.gpu_spec, ("cluster", "tp"))]
+        return [(c.tp, sc.gpu_spec, here)]
     from hwprofiles import catalog
 
-    out = []
+    out: list[tuple[int, Any, Loc]] = []
     for role, pool in (("prefill", c.prefill), ("decode", c.decode)):
         hw = pool.hardware
         gpu = sc.gpu_spec if hw is None else (catalog.gpu(hw) if isinstance(hw, str) else hw)
@@ -173,9 +174,10 @@ def _trace_problem(sc: Scenario) -> tuple[Loc, str] | None:
 
     wl = sc.workload
     for key, sec in (("arrival", wl.arrival), ("lengths", wl.lengths)):
-        if getattr(sec, "kind", None) == "trace" and isinstance(getattr(sec, "path", None), str):
+        path = getattr(sec, "path", None)
+        if getattr(sec, "kind", None) == "trace" and isinstance(path, str):
             try:
-                p = _resolve(sec.path, sc.base_dir)
+                p = _resolve(path, sc.base_dir)
             except ServesimError as e:
                 return ("workload", key, "path"), str(e)
             if p.is_dir():

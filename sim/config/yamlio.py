@@ -125,7 +125,8 @@ def _node_lc(node: Any) -> tuple[int, int]:
 
 def _child_lc(node: Any, key: Any) -> tuple[int, int]:
     try:
-        line, col = node.lc.value(key) if isinstance(node, dict) else node.lc.item(key)
+        lc: Any = getattr(node, "lc")  # noqa: B009  (ruamel's position record, not typed on dict)
+        line, col = lc.value(key) if isinstance(node, dict) else lc.item(key)
         return line + 1, col + 1
     except (AttributeError, KeyError, TypeError, IndexError):
         return _node_lc(node)

@@ -15,11 +15,14 @@ from sim.tools.tables import safe
 
 def _usage_error() -> type[Exception]:
     """click's UsageError (typer >= 0.26 vendors click as typer._click)."""
+    import importlib
+
     try:
-        from typer._click.exceptions import UsageError
+        mod = importlib.import_module("typer._click.exceptions")
     except ImportError:  # older typer: click itself
-        from click.exceptions import UsageError
-    return UsageError
+        mod = importlib.import_module("click.exceptions")
+    err_type: type[Exception] = mod.UsageError
+    return err_type
 
 
 @functools.cache

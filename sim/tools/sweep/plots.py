@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from sim.errors import ServesimError
@@ -111,7 +112,7 @@ def plot_sweep(
             len(rows), len(cols), figsize=(5.2 * len(cols) + 1.8, 3.8 * len(rows)), squeeze=False, sharey=True
         )
     else:
-        fig, axes = ax.figure, [[ax]]
+        fig, axes = ax.figure, np.array([[ax]])
     hue_labels = value_labels(sorted(ok[hue].unique(), key=str)) if hue else {}
     col_labels = value_labels(cols) if col else {}
     row_labels = value_labels(rows) if row else {}

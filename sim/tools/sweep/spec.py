@@ -126,9 +126,10 @@ def input_digests(sc: Scenario) -> dict[str, str]:
 
     paths: list[Path] = []
     for sec in (sc.workload.arrival, sc.workload.lengths):
-        if getattr(sec, "kind", None) == "trace" and isinstance(getattr(sec, "path", None), str):
+        path = getattr(sec, "path", None)
+        if getattr(sec, "kind", None) == "trace" and isinstance(path, str):
             try:
-                paths.append(_resolve(sec.path, sc.base_dir))
+                paths.append(_resolve(path, sc.base_dir))
             except ServesimError:
                 continue  # the run reports it
     for attr in ("profile", "tables"):
