@@ -170,9 +170,9 @@ def estimate(
     try:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ServesimError(f"--batch-size: expected 1 to {MAX_BATCH:,}, found {batch_size}")
-        for opt, v in (("--prefill-tokens", prefill_tokens), ("--context-tokens", context_tokens)):
-            if not 0 <= v <= MAX_TOKENS:
-                raise ServesimError(f"{opt}: expected 0 to {MAX_TOKENS:,}, found {v}")
+        for opt, count in (("--prefill-tokens", prefill_tokens), ("--context-tokens", context_tokens)):
+            if not 0 <= count <= MAX_TOKENS:
+                raise ServesimError(f"{opt}: expected 0 to {MAX_TOKENS:,}, found {count}")
         spec = model_arg(model)
         sc = load_scenario(
             {
