@@ -236,7 +236,7 @@ def _price_and_simulate(
     iteration: dict[str, Any] = {}
     for name, cm in variants.items():
         cfg = COST_MODELS.get(cm["kind"]).config.model_validate(cm)
-        pred = price_iterations(build_physical(cfg, CPU_MODEL, hw, 1), it)
+        pred = price_iterations(build_physical(cfg, CPU_MODEL, hw, 1), it)  # type: ignore[arg-type]  # roofline or table config, by kind
         err = pred / it["time_s"].to_numpy() - 1
         it[f"pred_{name}_s"] = pred
         iteration[name] = _err_summary(err, it)

@@ -47,16 +47,17 @@ def plan_decodes(inst: InstanceView, candidates: list[Request], plan: BatchPlan)
     while i < end:
         req = queue[i]
         i += 1
+        preempted_self = False
         while not inst.reserve_decode_slot(req):
             if end > i:  # a later, lower-priority request gives its blocks
                 end -= 1
                 inst.preempt(queue[end])
             else:
                 inst.preempt(req)
-                req = None
+                preempted_self = True
                 break
             plan.preempted += 1
-        if req is None:
+        if preempted_self:
             plan.preempted += 1
         else:
             plan.decode.append(req)

@@ -15,7 +15,7 @@ vllm-ltr's fairness runs (`starv200-period10`), which swap preempted KV to host 
 from __future__ import annotations
 
 import heapq
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 from pydantic import Field
 
@@ -44,6 +44,11 @@ class _Starve:
     def __init__(self) -> None:
         self.mark = -1  # iteration count at which the request was last in a batch (or first seen)
         self.runs = 0  # promoted iterations left (> 0 = promoted)
+
+
+def _st(r: Request) -> _Starve:
+    """The starvation state LTR keeps on each request it has seen (`Request.sched` is untyped for policies)."""
+    return cast(_Starve, r.sched)
 
 
 class LTR(RankedScheduler):
@@ -89,24 +94,26 @@ class LTR(RankedScheduler):
                 st.runs = max(0, st.runs - steps)
         self._iter = it
         for r in self._new:
-            r.sched.mark = it  # type: ignore[attr-defined]
+            _st(r).mark = it
             if self.starv is not None and r in inst.waiting:
                 heapq.heappush(self._marks, (it, r.id, r))
         self._new.clear()
         if self.starv is None:
             return
         for r in inst.running:  # resident but possibly left out of the batch
-            st = r.sched
-            if st.runs == 0 and it - st.mark >= self.starv:  # type: ignore[union-attr]
-                st.runs, st.mark = self.period, it  # type: ignore[union-attr]
+            st = _st(r)
+            if st.runs == 0 and it - st.mark >= self.starv:
+                st.runs, st.mark = self.period, it
         marks, queue = self._marks, self._queue
+        if queue is None:  # no waiting queue yet, so nothing was ever marked
+            return
         while marks and it - marks[0][0] >= self.starv:
             mark, _, r = heapq.heappop(marks)
-            st = r.sched
-            if r not in queue or st.mark != mark or st.runs > 0:  # type: ignore[operator, union-attr]
+            st = _st(r)
+            if r not in queue or st.mark != mark or st.runs > 0:
                 continue  # stale: admitted, re-queued with a newer mark, or already promoted
-            st.runs, st.mark = self.period, it  # type: ignore[union-attr]
-            queue.rekey(r)  # type: ignore[union-attr]
+            st.runs, st.mark = self.period, it
+            queue.rekey(r)
 
     def planned(self, inst: InstanceView, plan: BatchPlan) -> None:
         self._last = plan.decode + [r for r, _ in plan.prefill]
@@ -118,15 +125,17 @@ class LTR(RankedScheduler):
         h = UNBOUNDED
         in_batch = {id(r) for r in plan.decode}
         for r in plan.decode:  # a promotion running out re-ranks a batch member
-            if r.sched.runs > 0:  # type: ignore[union-attr]
-                h = min(h, r.sched.runs)  # type: ignore[union-attr]
+            if _st(r).runs > 0:
+                h = min(h, _st(r).runs)
         for r in inst.running:  # a resident left out reaching the threshold is promoted
-            if id(r) not in in_batch and r.sched.runs == 0:  # type: ignore[union-attr]
-                h = min(h, r.sched.mark + self.starv - it)  # type: ignore[union-attr]
+            if id(r) not in in_batch and _st(r).runs == 0:
+                h = min(h, _st(r).mark + self.starv - it)
         marks, queue = self._marks, self._queue
+        if queue is None:
+            return max(1, h)
         while marks:  # the longest-waiting request's promotion (drop stale heads first)
             mark, _, r = marks[0]
-            if r in queue and r.sched.mark == mark and r.sched.runs == 0:  # type: ignore[operator, union-attr]
+            if r in queue and _st(r).mark == mark and _st(r).runs == 0:
                 h = min(h, mark + self.starv - it)
                 break
             heapq.heappop(marks)

@@ -66,7 +66,8 @@ class BucketConfig(_Strict):
 
 
 def _as_tokens(x: np.ndarray) -> np.ndarray:
-    return np.maximum(1, np.rint(x)).astype(np.int64)
+    out: np.ndarray = np.maximum(1, np.rint(x)).astype(np.int64)
+    return out
 
 
 class Oracle:

@@ -13,11 +13,8 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-_COMMON = {
-    "deadline": None,
-    # tests take pytest's tmp_path; every example writes its own files in it, so sharing it is harmless
-    "suppress_health_check": [HealthCheck.function_scoped_fixture],
-}
-settings.register_profile("ci", derandomize=True, print_blob=True, **_COMMON)
-settings.register_profile("explore", derandomize=False, print_blob=True, **_COMMON)
+# tests take pytest's tmp_path; every example writes its own files in it, so sharing it is harmless
+_SUPPRESS = [HealthCheck.function_scoped_fixture]
+settings.register_profile("ci", derandomize=True, print_blob=True, deadline=None, suppress_health_check=_SUPPRESS)
+settings.register_profile("explore", derandomize=False, print_blob=True, deadline=None, suppress_health_check=_SUPPRESS)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -242,7 +242,7 @@ class PrefixCache(BlockAllocator):
     def freeable(self, req: Request) -> int:
         """Blocks `free_request(req)` would return to the free pool: its private ones, and the shared ones no
         other request references (they stay cached, but are free for anyone to take)."""
-        st: PrefixState | None = req.prefix  # type: ignore[assignment]
+        st: PrefixState | None = req.prefix  # type: ignore[assignment]  # req.prefix is typed as object on Request
         if st is None:
             return req.blocks
         cache = self.cache

@@ -66,5 +66,7 @@ class KindOf:
     ) -> JsonSchemaValue:
         union = self.registry.union()
         if isinstance(union, type) and issubclass(union, BaseModel):  # a family of one: a $ref to its model
-            return handler(union.__pydantic_core_schema__)
+            model = union.__pydantic_core_schema__
+            ref = core_schema.definition_reference_schema(model["ref"])  # a model schema has one
+            return handler(core_schema.definitions_schema(ref, [model]))
         return handler(TypeAdapter(union).core_schema)

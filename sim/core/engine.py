@@ -8,12 +8,12 @@ from typing import Any
 
 import simpy
 
-from policies.registry import ROUTERS
 from sim.cluster.disagg import Disaggregation
 from sim.cluster.pools import build_cost_model, build_instances, capacity, cluster_features, pool_specs
 from sim.config.scenario import Scenario
 from sim.core.late import LateQueue
 from sim.core.recorder import RequestLog
+from sim.core.registry import ROUTERS
 from sim.core.request import Request
 from sim.core.rng import streams
 from sim.core.steps import settle_run
