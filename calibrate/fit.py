@@ -116,6 +116,7 @@ class Fitter:
         self.cfg = cast(RooflineCostConfig | TableCostConfig, config)  # the kind was checked just above
         self.model, self.gpu, self.tp, self.prior = model, gpu, tp, prior
         self.parts = physical_parts(self.cfg, model, gpu, tp, base_dir)
+        self.parts["engine"] = None  # a fitted profile replaces the serving engine's terms (see physical_parts)
         self.free = list(free or default_params(tp))
         unknown = [f for f in self.free if f not in ALL_PARAMS]
         if unknown:

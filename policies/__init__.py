@@ -13,4 +13,5 @@ from policies import (  # noqa: F401  (register the built-ins)
     routers,
     sjf,
     static,
+    vllm,
 )

@@ -7,6 +7,7 @@ import pytest
 
 import sim  # noqa: F401  (initialises sim before hwprofiles' catalogue)
 from hwprofiles import GPUSpec, ModelSpec, catalog
+from sim.costmodel.engine import ServingEngineConfig
 from sim.costmodel.models import RooflineCost, RooflineCostConfig, TableCostConfig, build_physical
 
 # round numbers so every expectation below can be done on paper
@@ -31,7 +32,10 @@ MODEL = ModelSpec(
     vocab_size=32000,
     max_context=8192,
 )
-CFG = RooflineCostConfig(compute_efficiency=0.5, memory_efficiency=0.5, link_efficiency=0.5, iteration_overhead_s=0.0)
+# constant efficiencies: attention from the spec sheet too (the measured-efficiency attention has its own tests)
+CFG = RooflineCostConfig(
+    compute_efficiency=0.5, memory_efficiency=0.5, link_efficiency=0.5, iteration_overhead_s=0.0, efficiency="constant"
+)
 
 
 def test_single_gemm_memory_and_compute_bound():
@@ -76,10 +80,11 @@ def test_prefill_attention_causal_flops():
 
 
 def test_gpu_without_tables_is_the_constant_roofline():
-    # l40s has no measured tables: the scenario's roofline is exactly the spec-sheet roofline
+    # l40s has no measured tables: the scenario's roofline is exactly the spec-sheet roofline (with the default
+    # serving engine's terms, which a scenario always has)
     m, g = catalog.model("llama-3.1-8b"), catalog.gpu("l40s")
     built = build_physical(RooflineCostConfig(), m, g, 1)
-    direct = RooflineCost(RooflineCostConfig(), m, g, 1)
+    direct = RooflineCost(RooflineCostConfig(), m, g, 1, engine=ServingEngineConfig())
     ctx = np.arange(1000.0, 5000.0, 64.0)
     assert built.decode_run(8, ctx).tolist() == direct.decode_run(8, ctx).tolist()
     assert built.iteration([(700, 0), (33, 100)], 3, 999) == direct.iteration([(700, 0), (33, 100)], 3, 999)

@@ -192,6 +192,7 @@ def test_demand_bound_is_finite_horizon(tmp_path: Path) -> None:
 
 def test_plan_logs_pruned(tmp_path: Path) -> None:
     req = tiny_request(hardware=["l40s"], shapes=["colocated", "disaggregated"], budget=1)
+    req.traffic = make_traffic(None, 60, "fixed:512,128", num_requests=600)  # beyond one L40S by the demand bound
     res = plan(req, tmp_path)
     kinds = {cfg.shape: kind for cfg, (kind, _) in res.pruned.items()}
     assert kinds == {"disaggregated": "budget", "colocated": "budget"}  # a P:D pair needs 2 GPUs at least

@@ -21,6 +21,10 @@ from tests.strategies import request_rows
 CONFIGS: dict[str, list[dict[str, Any]]] = {
     "fcfs": [{"kind": "fcfs", "max_num_seqs": 6, "max_num_batched_tokens": 200}],
     "sarathi": [{"kind": "sarathi", "token_budget": 48, "max_num_seqs": 6}],
+    "vllm": [
+        {"kind": "vllm", "max_num_batched_tokens": 48, "max_num_seqs": 6},
+        {"kind": "vllm", "max_num_batched_tokens": 16, "max_num_seqs": 3, "enable_prefix_caching": False},
+    ],
     "static": [
         {"kind": "static", "mode": "dynamic", "batch_size": 5},
         {"kind": "static", "mode": "fixed", "batch_size": 3},

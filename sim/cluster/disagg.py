@@ -71,7 +71,7 @@ class Disaggregation:
         self.router = ROUTERS.build(d_spec.router, rng=routing_rng)
         bw = link_bandwidth(sc.cluster.link, p_spec.gpu, d_spec.gpu)
         self.block_s = max(p_spec.capacity.bytes_per_block, d_spec.capacity.bytes_per_block) / bw
-        self.block_bytes = p_spec.capacity.bytes_per_block * p_spec.tp  # the whole block, all GPUs' shards
+        self.block_bytes = p_spec.capacity.bytes_per_block * p_spec.tp * p_spec.pp  # all GPUs' shards
         self.layerwise = sc.cluster.kv_transfer == "layerwise"
         self.layers = sc.model_spec.num_layers
         self.latency_s = sc.cluster.link.latency_s

@@ -22,7 +22,9 @@ from sim.core.instance import Instance
 from sim.core.kvcache import KVCapacity, kv_capacity
 from sim.core.recorder import RequestLog
 from sim.core.registry import ROUTERS, SCHEDULERS
+from sim.core.speculative import DraftCost, Speculation
 from sim.core.swap import HostSwap
+from sim.costmodel.kv_memory import reserve_bytes
 from sim.costmodel.models import COST_MODELS, CostModel
 from sim.errors import ServesimError
 from sim.output.perfetto import Tracer
@@ -47,10 +49,11 @@ class PoolSpec:
     router: Any  # the router config section that picks an instance of this pool
     capacity: KVCapacity
     cost: CostModel
+    pp: int = 1  # pipeline stages, each of tp GPUs
 
     @property
     def gpus(self) -> int:
-        return self.instances * self.tp
+        return self.instances * self.tp * self.pp
 
 
 def _gpu(hw: Any, default: GPUSpec) -> GPUSpec:
@@ -61,44 +64,67 @@ def _gpu(hw: Any, default: GPUSpec) -> GPUSpec:
 
 def build_cost_model(sc: Scenario, model: ModelSpec | None = None, gpu: GPUSpec | None = None) -> CostModel:
     """The scenario's cost model (on `model`/`gpu` instead of the scenario's, for what-if comparisons)."""
-    return COST_MODELS.build(
-        sc.cost_model,
-        model=model or sc.model_spec,
-        gpu=gpu or sc.gpu_spec,
-        tp=sc.cluster.tp,
-        base_dir=sc.base_dir,
-    )
+    return _cost(sc, model or sc.model_spec, gpu or sc.gpu_spec, sc.cluster.tp, sc.cluster.pp)
+
+
+def _cost(sc: Scenario, model: ModelSpec, gpu: GPUSpec, tp: int, pp: int) -> CostModel:
+    """One instance's cost model; with pp > 1 a pipeline of per-stage cost models (`sim.costmodel.pipeline`)."""
+    engine = sc.serving_engine
+    if pp == 1:
+        return COST_MODELS.build(sc.cost_model, model=model, gpu=gpu, tp=tp, base_dir=sc.base_dir, engine=engine)
+    from sim.cluster.links import link_bandwidth
+    from sim.costmodel.pipeline import activation_hop, build_pipeline
+
+    if sc.cost_model.kind == "linear":
+        raise ServesimError(
+            "cluster.pp: the linear cost model has no layers to split over stages; use kind roofline or table"
+        )
+
+    def stage(layers: int) -> CostModel:
+        part = model.model_copy(update={"num_layers": layers})
+        return COST_MODELS.build(sc.cost_model, model=part, gpu=gpu, tp=tp, base_dir=sc.base_dir, engine=engine)
+
+    link = sc.cluster.pp_link
+    hop = activation_hop(model.hidden_size, model.dtype_bytes, link_bandwidth(link, gpu, gpu), link.latency_s)
+    return build_pipeline(stage, model.num_layers, pp, hop)
 
 
 def capacity(sc: Scenario) -> KVCapacity:
     """KV blocks of one instance of a colocated cluster."""
     kv = sc.kv_cache
+    m, g, tp = sc.model_spec, sc.gpu_spec, sc.cluster.tp
+    reserve = reserve_bytes(kv.reserve_gb, m, g, tp, sc.scheduler, sc.serving_engine, kv.gpu_memory_utilization)
     return kv_capacity(
-        sc.model_spec,
-        sc.gpu_spec,
-        sc.cluster.tp,
-        kv.block_size,
-        kv.gpu_memory_utilization,
-        kv.reserve_gb * 1e9,
+        m, g, tp, kv.block_size, kv.gpu_memory_utilization, reserve + _draft_weights(sc, tp), sc.cluster.pp
     )
+
+
+def _draft_weights(sc: Scenario, tp: int) -> float:
+    """Per GPU: a draft model's weights (kind draft_model), held beside the target's; 0 without one."""
+    spec = sc.speculative
+    if spec is None or spec.draft_model is None:
+        return 0.0
+    draft = catalog.model(spec.draft_model) if isinstance(spec.draft_model, str) else spec.draft_model
+    return draft.weight_bytes(tp)
 
 
 def pool_specs(sc: Scenario) -> list[PoolSpec]:
     """The scenario's pools: `[colocated]`, or `[prefill, decode]` when `cluster.prefill/decode` are set."""
     c, kv, model = sc.cluster, sc.kv_cache, sc.model_spec
     if c.prefill is None or c.decode is None:
-        return [
-            PoolSpec(
-                "colocated", c.instances, c.tp, sc.gpu_spec, sc.scheduler, c.router, capacity(sc), build_cost_model(sc)
-            )
-        ]
+        cost = build_cost_model(sc)
+        return [PoolSpec("colocated", c.instances, c.tp, sc.gpu_spec, sc.scheduler, c.router, capacity(sc), cost, c.pp)]
     specs = []
     for role, pool in (("prefill", c.prefill), ("decode", c.decode)):
         gpu = _gpu(pool.hardware, sc.gpu_spec)
-        cap = kv_capacity(model, gpu, pool.tp, kv.block_size, kv.gpu_memory_utilization, kv.reserve_gb * 1e9)
-        cost = COST_MODELS.build(sc.cost_model, model=model, gpu=gpu, tp=pool.tp, base_dir=sc.base_dir)
+        sched = pool.scheduler or sc.scheduler
+        reserve = reserve_bytes(kv.reserve_gb, model, gpu, pool.tp, sched, sc.serving_engine, kv.gpu_memory_utilization)
+        reserve += _draft_weights(sc, pool.tp)
+        cap = kv_capacity(model, gpu, pool.tp, kv.block_size, kv.gpu_memory_utilization, reserve, pool.pp)
+        cost = _cost(sc, model, gpu, pool.tp, pool.pp)
         router = pool.router or (c.router if role == "prefill" else ROUTERS.get("least_kv").config())
-        specs.append(PoolSpec(role, pool.instances, pool.tp, gpu, pool.scheduler or sc.scheduler, router, cap, cost))
+        scheduler = pool.scheduler or sc.scheduler
+        specs.append(PoolSpec(role, pool.instances, pool.tp, gpu, scheduler, router, cap, cost, pool.pp))
     kinds = {s.scheduler.kind for s in specs}
     stateful = sorted(k for k in kinds if SCHEDULERS.caps(k).stateful)  # declared by each scheduler
     if len(kinds) > 1 and stateful:
@@ -119,14 +145,17 @@ def build_instances(
     *,
     tracer: Tracer | None = None,
     disagg: Disaggregation | None = None,
+    spec_rng: np.random.Generator | None = None,
 ) -> list[Instance]:
     """All instances of all pools, numbered across pools (in `specs` order), each with its collaborators:
     host memory, a prefix cache when enabled, and — disaggregated — the hand-off (prefill pool) or the
     hand-off's wait for memory (decode pool)."""
     out: list[Instance] = []
     model = sc.model_spec
-    pc = sc.kv_cache.prefix_cache
     for spec in specs:
+        draft = _draft_cost(sc, spec) if sc.speculative is not None else None
+        pc = _prefix_cache(sc, spec.scheduler)
+        max_len = getattr(spec.scheduler, "max_model_len", None)  # `vllm`: the API server's length limit
         for _ in range(spec.instances):
             prefix = None
             if pc is not None and pc.enabled:
@@ -144,15 +173,18 @@ def build_instances(
                 handoff=disagg if disagg is not None and spec.role == "prefill" else None,
                 on_release=disagg if disagg is not None and spec.role == "decode" else None,
                 tracer=tracer,
+                speculative=None
+                if draft is None or sc.speculative is None
+                else Speculation(sc.speculative.rates, spec_rng or np.random.default_rng(sc.seed), draft),
             )
             inst = Instance(
                 env,
                 len(out),
-                SCHEDULERS.build(spec.scheduler, rng=policy_rng, cost=spec.cost),
+                SCHEDULERS.build(spec.scheduler, rng=policy_rng, cost=spec.cost, gpu=spec.gpu),
                 spec.cost,
                 spec.capacity,
                 log,
-                max_context=model.max_context,
+                max_context=min(model.max_context, max_len) if max_len else model.max_context,
                 watermark=sc.kv_cache.watermark,
                 fast_forward=sc.engine.fast_forward,
                 role=spec.role,
@@ -163,15 +195,54 @@ def build_instances(
     return out
 
 
+def _draft_cost(sc: Scenario, spec: PoolSpec) -> DraftCost:
+    """Seconds of drafting k tokens for n sequences over Σ context: k sequential decode steps of the draft
+    model (draft_model), or of a one-layer head shaped like one target layer (eagle, mtp), on the pool's GPUs,
+    each without the roofline's per-iteration overhead. A draft model's weights come off the KV memory
+    (`_draft_weights`); its own KV cache is not modelled."""
+    cfg = sc.speculative
+    assert cfg is not None
+    if cfg.draft_model is not None:
+        model = catalog.model(cfg.draft_model) if isinstance(cfg.draft_model, str) else cfg.draft_model
+    else:
+        model = sc.model_spec.model_copy(update={"num_layers": 1})
+    cost = COST_MODELS.build(sc.cost_model, model=model, gpu=spec.gpu, tp=spec.tp, base_dir=sc.base_dir)
+    k = cfg.num_tokens
+    # the engine's per-iteration overhead (scheduling, sampling) is paid once by the step, not per draft token
+    fixed = float(getattr(getattr(cost, "params", None), "iteration_overhead_s", 0.0))
+
+    def draft(n: int, ctx: int) -> float:
+        return sum(cost.iteration([], n, ctx + n * i) - fixed for i in range(k))
+
+    return draft
+
+
+def _prefix_cache(sc: Scenario, scheduler: Any) -> Any:
+    """`kv_cache.prefix_cache`, or its defaults when the scheduler turns caching on itself (`vllm`)."""
+    pc = sc.kv_cache.prefix_cache
+    if pc is None and getattr(scheduler, "enable_prefix_caching", False):
+        from sim.config.scenario import PrefixCache
+
+        return PrefixCache()
+    if pc is not None and getattr(scheduler, "enable_prefix_caching", True) is False:
+        return None  # the scheduler's switch wins
+    return pc
+
+
 def cluster_label(sc: Scenario) -> str:
     """`4 x 1 x h100-sxm`, or `prefill 2 x 1 x h100-sxm + decode 2 x 1 x a100-80g`."""
     c = sc.cluster
     if c.prefill is None or c.decode is None:
-        return f"{c.instances} x {c.tp} x {sc.gpu_spec.name}"
+        return f"{c.instances} x {_tp_pp(c.tp, c.pp)} x {sc.gpu_spec.name}"
     return " + ".join(
-        f"{role} {p.instances} x {p.tp} x {_gpu(p.hardware, sc.gpu_spec).name}"
+        f"{role} {p.instances} x {_tp_pp(p.tp, p.pp)} x {_gpu(p.hardware, sc.gpu_spec).name}"
         for role, p in (("prefill", c.prefill), ("decode", c.decode))
     )
+
+
+def _tp_pp(tp: int, pp: int) -> str:
+    """`tp`, or `tp·pp` (tp x pp GPUs per instance) when pipelined."""
+    return str(tp) if pp == 1 else f"{tp}x{pp}pp"
 
 
 class Feature(Protocol):
@@ -213,6 +284,25 @@ class PrefixStats:
         }
 
 
+class SpeculativeStats:
+    """Speculative decoding's tokens per verified sequence-step, against the closed form."""
+
+    name = "speculative"
+
+    def __init__(self, sim: Any) -> None:
+        self.specs = [inst.speculation for inst in sim.instances if inst.speculation is not None]
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def summary(self) -> dict[str, Any]:
+        steps = sum(s.steps for s in self.specs)
+        tokens = sum(s.tokens for s in self.specs)
+        out: dict[str, Any] = self.specs[0].summary() if self.specs else {}
+        out.update(sequence_steps=steps, tokens=tokens, tokens_per_step=tokens / steps if steps else math.nan)
+        return out
+
+
 def cluster_features(sim: Any) -> list[Feature]:
     """The optional mechanisms the scenario asks for, wired to the run's instances."""
     sc = sim.scenario
@@ -222,6 +312,8 @@ def cluster_features(sim: Any) -> list[Feature]:
     if sim.disagg is not None:
         sim.disagg.bind(sim.instances)
         out.append(sim.disagg)
+    if sc.speculative is not None:
+        out.append(SpeculativeStats(sim))
     if sc.cluster.migration is not None:
         from sim.cluster.migration import Migrator
 

@@ -34,6 +34,7 @@ def cost_summary(sim: Any, output_tokens_per_s: float, duration_s: float) -> dic
             "hardware": spec.gpu.name,
             "instances": spec.instances,
             "tp": spec.tp,
+            **({"pp": spec.pp} if spec.pp > 1 else {}),
             "gpus": gpus,
             "dollars_per_hour": gpus * spec.gpu.price_per_hour,
             "busy_fraction": busy,

@@ -143,17 +143,31 @@ def _groups(sc: Scenario) -> list[tuple[int, Any, Loc]]:
 
 
 def _fit_problem(sc: Scenario) -> tuple[Loc, str] | None:
+    """tp against the heads, then the model fitting each group's GPUs (the engine's own capacity function)."""
+    from sim.cluster import pools
     from sim.core.kvcache import kv_capacity
+    from sim.costmodel.kv_memory import reserve_bytes
 
-    kv = sc.kv_cache
-    for tp, gpu, loc in _groups(sc):
+    for tp, _gpu, loc in _groups(sc):
         msg = _tp_problem(sc, tp, loc)
         if msg:
             return loc, msg
-        try:
-            kv_capacity(sc.model_spec, gpu, tp, kv.block_size, kv.gpu_memory_utilization, kv.reserve_gb * 1e9)
-        except ServesimError as e:
-            return loc, str(e)
+    c, kv = sc.cluster, sc.kv_cache
+    loc = ("cluster", "tp")
+    try:
+        if c.prefill is None or c.decode is None:
+            pools.capacity(sc)
+            return None
+        for tp, gpu, loc in _groups(sc):
+            pool = c.prefill if loc[1] == "prefill" else c.decode
+            assert pool is not None
+            sched = pool.scheduler or sc.scheduler
+            util = kv.gpu_memory_utilization
+            reserve = reserve_bytes(kv.reserve_gb, sc.model_spec, gpu, tp, sched, sc.serving_engine, util)
+            reserve += pools._draft_weights(sc, tp)
+            kv_capacity(sc.model_spec, gpu, tp, kv.block_size, util, reserve, pool.pp)
+    except ServesimError as e:
+        return loc, str(e)
     return None
 
 

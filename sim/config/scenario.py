@@ -38,6 +38,7 @@ from sim.config.limits import (
 )
 from sim.config.yamlio import Positions, apply_overrides, format_validation_error, load_yaml, locate
 from sim.core.registry import ARRIVALS, COST_MODELS, LENGTHS, MIGRATIONS, PREDICTORS, ROUTERS, SCHEDULERS
+from sim.costmodel.engine import ServingEngineConfig
 from sim.errors import ServesimError, UnknownNameError
 
 
@@ -139,6 +140,7 @@ class Pool(Strict):
 
     instances: Int = Field(default=1, ge=1, le=MAX_INSTANCES)
     tp: Int = Field(default=1, ge=1, le=MAX_TP, description="tensor-parallel GPUs per instance")
+    pp: Int = Field(default=1, ge=1, le=1024, description="pipeline stages per instance (each of tp GPUs)")
     hardware: str | GPUSpec | None = Field(default=None, description="unset: the scenario's `hardware`")
     scheduler: SchedulerConfig | None = Field(default=None, description="unset: the scenario's `scheduler`")
     router: RouterConfig | None = Field(
@@ -156,6 +158,12 @@ class Pool(Strict):
 class Cluster(Strict):
     instances: Int = Field(default=1, ge=1, le=MAX_INSTANCES)
     tp: Int = Field(default=1, ge=1, le=MAX_TP, description="tensor-parallel GPUs per instance")
+    pp: Int = Field(
+        default=1, ge=1, le=1024, description="pipeline stages per instance: layers split over pp groups of tp GPUs"
+    )
+    pp_link: Link = Field(
+        default_factory=Link, description="activations between pipeline stages (default: the GPUs' NVLink/PCIe)"
+    )
     router: RouterConfig = Field(default_factory=lambda: ROUTERS.get("round_robin").config())
     prefill: Pool | None = Field(default=None, description="disaggregated: the prefill pool (with `decode`)")
     decode: Pool | None = Field(default=None, description="disaggregated: the decode pool (with `prefill`)")
@@ -175,8 +183,8 @@ class Cluster(Strict):
     def _pools(self) -> Cluster:
         if (self.prefill is None) != (self.decode is None):
             raise ValueError("a disaggregated cluster needs both `prefill` and `decode` pools")
-        if self.prefill is not None and (self.instances, self.tp) != (1, 1):  # (1, 1): unset, or a dump of a run
-            raise ValueError("with prefill/decode pools, give instances and tp per pool, not on the cluster")
+        if self.prefill is not None and (self.instances, self.tp, self.pp) != (1, 1, 1):  # unset, or a dumped run
+            raise ValueError("with prefill/decode pools, give instances, tp and pp per pool, not on the cluster")
         return self
 
     @property
@@ -210,7 +218,13 @@ class PrefixCache(Strict):
 class KVCache(Strict):
     block_size: Int = Field(default=16, ge=1, le=1_000_000)
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
-    reserve_gb: float = Field(default=2.0, ge=0, le=1e6, description="per GPU: activations, CUDA context, graphs")
+    reserve_gb: float | None = Field(
+        default=None,
+        ge=0,
+        le=1e6,
+        description="per GPU: activations, CUDA context, graphs; unset: vLLM's profiled budget with the `vllm` "
+        "scheduler (sim/costmodel/kv_memory.py), else 2 GB",
+    )
     watermark: float = Field(default=0.01, ge=0, lt=1, description="fraction of blocks kept free at admission")
     preemption: Literal["recompute", "swap"] = Field(
         default="recompute", description="a preempted request's KV: dropped and recomputed, or swapped to host"
@@ -246,6 +260,48 @@ class Engine(Strict):
     )
 
 
+class Speculative(Strict):
+    """Speculative decoding: each decode step drafts `num_tokens` tokens and verifies them in one wider step."""
+
+    kind: Literal["draft_model", "eagle", "mtp"] = Field(
+        description="draft_model: a smaller model drafts (k sequential decode steps); eagle / mtp: a one-layer "
+        "head on the target's hidden states drafts (one head step per token)"
+    )
+    num_tokens: int = Field(ge=1, le=64, description="k: draft tokens per step")
+    acceptance: float | list[float] = Field(
+        description="probability that draft token i is accepted given the ones before it were: one i.i.d. rate, "
+        "or one per position (num_tokens values)"
+    )
+    draft_model: str | ModelSpec | None = Field(default=None, description="kind draft_model: the drafting model")
+
+    @field_validator("draft_model", mode="before")
+    @classmethod
+    def _known_draft(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                catalog.model(v)
+            except UnknownNameError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Speculative:
+        rates = self.acceptance if isinstance(self.acceptance, list) else [self.acceptance]
+        if isinstance(self.acceptance, list) and len(rates) != self.num_tokens:
+            raise ValueError(f"acceptance has {len(rates)} values; expected one per draft token ({self.num_tokens})")
+        if any(not 0.0 <= a <= 1.0 for a in rates):
+            raise ValueError(f"acceptance rates are probabilities in [0, 1]; found {rates}")
+        if (self.kind == "draft_model") != (self.draft_model is not None):
+            raise ValueError("give draft_model exactly when kind is draft_model")
+        return self
+
+    @property
+    def rates(self) -> list[float]:
+        """Acceptance per draft position."""
+        a = self.acceptance
+        return list(a) if isinstance(a, list) else [a] * self.num_tokens
+
+
 class Scenario(Strict):
     name: str = Field(default="scenario", description="plain name of the run directory (runs/<name>)")
     seed: Int = Field(default=0, ge=0, le=2**63 - 1)
@@ -253,15 +309,21 @@ class Scenario(Strict):
     hardware: str | GPUSpec
     workload: Workload
     cluster: Cluster = Field(default_factory=Cluster)
-    scheduler: SchedulerConfig = Field(default_factory=lambda: SCHEDULERS.get("fcfs").config())
+    scheduler: SchedulerConfig = Field(default_factory=lambda: SCHEDULERS.get("vllm").config())
     kv_cache: KVCache = Field(default_factory=KVCache)
     cost_model: CostModelConfig = Field(default_factory=lambda: COST_MODELS.get("roofline").config())
+    serving_engine: ServingEngineConfig = Field(
+        default_factory=ServingEngineConfig,
+        description="engine overheads around the kernels: a preset `kind` (vllm-v1, vllm-v0, sglang, trtllm) "
+        "with any term overridden (`servesim list engines`)",
+    )
     slo: SLO = Field(default_factory=SLO)
     engine: Engine = Field(default_factory=Engine)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     predictor: PredictorConfig | None = Field(
         default=None, description="output-length predictor; its prediction is stored on each request"
     )
+    speculative: Speculative | None = Field(default=None, description="speculative decoding (off when unset)")
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
     @field_validator("name")

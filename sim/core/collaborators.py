@@ -16,6 +16,7 @@ from sim.core.swap import HostSwap
 
 if TYPE_CHECKING:
     from sim.core.instance import Instance
+    from sim.core.speculative import Speculation
     from sim.output.perfetto import Tracer
 
 
@@ -75,3 +76,4 @@ class Collaborators:
     handoff: HandOff | None = None  # set on a prefill instance: decoding happens elsewhere
     on_release: ReleaseListener | None = None  # told after finished or copied-out requests free blocks
     tracer: Tracer | None = None  # writes a Perfetto trace of the run
+    speculative: Speculation | None = None  # speculative decoding: per-request decode steps, no cohort

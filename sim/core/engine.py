@@ -82,7 +82,14 @@ class Simulation:
             else None
         )
         self.instances = build_instances(
-            self.env, sc, self.pools, self.log, self.rngs["policy"], tracer=tracer, disagg=self.disagg
+            self.env,
+            sc,
+            self.pools,
+            self.log,
+            self.rngs["policy"],
+            tracer=tracer,
+            disagg=self.disagg,
+            spec_rng=self.rngs["speculative"],
         )
         self.pool_of = [spec for spec in self.pools for _ in range(spec.instances)]
         self.entry = [inst for inst in self.instances if inst.role != "decode"]  # where arrivals are routed
@@ -170,7 +177,7 @@ class Simulation:
                 "swap_s": inst.swap_s,
                 "role": inst.role,
                 "hardware": spec.gpu.name,
-                "gpus": spec.tp,
+                "gpus": spec.tp * spec.pp,
             }
             for inst, spec in zip(self.instances, self.pool_of, strict=True)
         ]

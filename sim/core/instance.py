@@ -23,6 +23,7 @@ from sim.core.collaborators import Collaborators, PrefixCaching
 from sim.core.kvcache import BlockAllocator, KVCapacity
 from sim.core.recorder import RequestLog
 from sim.core.request import Request
+from sim.core.speculative import reserve_lookahead
 from sim.core.steps import DecodeRun, decode_run, mixed_step
 from sim.core.swap import HostSwap
 from sim.core.transfers import KVCopies
@@ -72,6 +73,7 @@ class Instance:
         self.handoff = c.handoff
         self.on_release = c.on_release
         self.tracer = c.tracer
+        self.speculation = c.speculative
         self.copies = KVCopies(self)
         make_queue = getattr(scheduler, "waiting_queue", None)  # a scheduler may keep waiting in its own order
         self.waiting: deque[Request] = make_queue() if make_queue is not None else deque()
@@ -79,7 +81,8 @@ class Instance:
         self.prefilling: list[Request] = []  # running requests still in their prefill pass
         # decoders as aggregates: all of them, in lockstep, when the scheduler decodes everyone each step;
         # else the ones a scheduler picked, for one decode run
-        self.lockstep: bool = getattr(scheduler, "cohort_decoding", False)
+        # (speculative decoding advances each sequence by its own draw: per request, never a cohort)
+        self.lockstep: bool = getattr(scheduler, "cohort_decoding", False) and self.speculation is None
         self.cohort = Cohort(capacity.block_size)
         self.held: list[Request] = []  # finished, response held until the running batch ends (`Request.hold`)
         self.arrivals_closed = False  # the workload will route no more requests here
@@ -183,6 +186,8 @@ class Instance:
                 self.cohort.sync(r)
 
     def reserve_decode_slot(self, req: Request) -> bool:
+        if self.speculation is not None:
+            return self._reserve_lookahead([req])
         if req.kv_tokens + 1 <= (req.blocks + req.shared_blocks) * self.block_size:
             return True
         if self.allocator.free == 0:
@@ -192,6 +197,8 @@ class Instance:
         return True
 
     def reserve_decode_slots(self, reqs: list[Request]) -> bool:
+        if self.speculation is not None:
+            return self._reserve_lookahead(reqs)
         if len(reqs) > self.allocator.free:
             return False
         bs, taken = self.block_size, 0
@@ -200,6 +207,17 @@ class Instance:
                 r.blocks += 1
                 taken += 1
         self.allocator.take(taken)
+        return True
+
+    def _reserve_lookahead(self, reqs: list[Request]) -> bool:
+        """Speculative decoding: blocks for k + 1 new tokens per sequence, all or none."""
+        assert self.speculation is not None
+        need = [reserve_lookahead(self, r, self.speculation.lookahead) for r in reqs]
+        if sum(need) > self.allocator.free:
+            return False
+        for r, n in zip(reqs, need, strict=True):
+            r.blocks += n
+        self.allocator.take(sum(need))
         return True
 
     def preempt(self, req: Request) -> None:
@@ -312,6 +330,8 @@ class Instance:
                 self._adopt(plan)
             if plan.prefill:
                 yield from mixed_step(self, plan)
+            elif self.speculation is not None:
+                yield from self.speculation.step(self, plan)
             else:
                 yield from self.decode_steps(self, plan)
             self.one_step = False

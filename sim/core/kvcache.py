@@ -34,15 +34,24 @@ def kv_capacity(
     block_size: int,
     gpu_memory_utilization: float,
     reserve_bytes: float,
+    pp: int = 1,
 ) -> KVCapacity:
-    """Blocks one instance holds; a clear error with the numbers when the model does not fit."""
+    """Blocks one instance holds; a clear error with the numbers when the model does not fit.
+
+    With `pp` pipeline stages each GPU holds 1/pp of the weights (the stage's share of the tp shard) and the
+    KV of its stage's layers; the stage with the most layers (ceil(L / pp)) sets how many blocks fit."""
     weights = model.weight_bytes(tp)
+    per_token = model.kv_bytes_per_token(tp)
+    if pp > 1:
+        weights /= pp
+        per_token *= -(-model.num_layers // pp) / model.num_layers
     budget = gpu.memory_bytes * gpu_memory_utilization
     free = budget - weights - reserve_bytes
-    per_block = model.kv_bytes_per_token(tp) * block_size
+    per_block = per_token * block_size
     if free < per_block:
+        shape = f"{tp} x {gpu.name}" if pp == 1 else f"{tp} x {pp} (tp x pp) x {gpu.name}"
         raise ServesimError(
-            f"model {model.name} does not fit on {tp} x {gpu.name}: per GPU, weights need {weights / GB:.1f} GB "
+            f"model {model.name} does not fit on {shape}: per GPU, weights need {weights / GB:.1f} GB "
             f"+ {reserve_bytes / GB:.1f} GB reserve, but only {budget / GB:.1f} GB "
             f"({gpu_memory_utilization:.0%} of {gpu.memory_bytes / GB:.0f} GB) is usable; short by "
             f"{(weights + reserve_bytes + per_block - budget) / GB:.1f} GB — raise cluster.tp or pick a larger GPU"

@@ -33,7 +33,13 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 PLUGIN_GROUP = "servesim.plugins"
-BUILTINS: list[str] = ["policies", "sim.costmodel.models", "sim.workload.arrivals", "sim.workload.lengths"]
+BUILTINS: list[str] = [
+    "policies",
+    "sim.costmodel.models",
+    "sim.costmodel.engine",
+    "sim.workload.arrivals",
+    "sim.workload.lengths",
+]
 """Modules that register the built-in kinds (loaded before any plugin). A new built-in family adds its module."""
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-STREAMS = ("arrivals", "lengths", "predictor", "routing", "failures", "spread", "policy", "classes")
+STREAMS = ("arrivals", "lengths", "predictor", "routing", "failures", "spread", "policy", "classes", "speculative")
 
 
 def streams(seed: int) -> dict[str, np.random.Generator]:

@@ -157,11 +157,15 @@ def mixed_step(inst: Instance, plan: BatchPlan) -> Steps:
     if inst.prefix_cache is not None:  # a chunk sized before admission may exceed what a cache hit left
         plan.prefill = [(r, min(n, r.prefill_target - r.prefill_done)) for r, n in plan.prefill]
     chunks = [(n, r.prefill_done) for r, n in plan.prefill]
+    spec = inst.speculation
     if co is not None:
         n_dec, ctx = co.n, co.kv + co.n
     else:
         n_dec, ctx = len(decode), sum(r.kv_tokens for r in decode) + len(decode)
-    dt = inst.cost.iteration(chunks, n_dec, ctx)
+    if spec is not None and decode:  # the decodes verify k + 1 tokens each, after their draft
+        dt = spec.draft_s(decode) + inst.cost.iteration(chunks + spec.verify_chunks(decode), 0, 0)
+    else:
+        dt = inst.cost.iteration(chunks, n_dec, ctx)
     if inst.host.pending:
         dt += inst.host.take()
     t_end = inst.t + dt
@@ -178,6 +182,9 @@ def mixed_step(inst: Instance, plan: BatchPlan) -> Steps:
         new, finished = co.step(1, t_end, t_end, itl)
         inst.allocator.take(new)
     prefilled, handed = _advance_prefills(inst, plan, t_end, finished)
+    if spec is not None:
+        n_dec = spec.credit(inst, decode, t_end, finished)
+        decode = []
     for req in decode:  # decoders the scheduler picked: one token each
         itl.add_one(t_end - req.last_token)
         req.generated += 1

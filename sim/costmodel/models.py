@@ -27,6 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hwprofiles.specs import GPUSpec, ModelSpec
 from sim.core.registry import COST_MODELS
+from sim.costmodel import attention as _attention
+from sim.costmodel.comm import AllReduce
+from sim.costmodel.engine import ServingEngineConfig
 from sim.errors import ServesimError
 
 Chunks = Sequence[tuple[int, int]]  # (new tokens q, cached tokens c) per prefill chunk
@@ -72,10 +75,13 @@ class _PhysicalCostConfig(_Strict):
     compute_efficiency: float = Field(default=0.7, gt=0, le=1, description="achieved fraction of peak FLOP/s")
     memory_efficiency: float = Field(default=0.8, gt=0, le=1, description="achieved fraction of HBM bandwidth")
     link_efficiency: float = Field(default=0.8, gt=0, le=1, description="achieved fraction of link bandwidth")
-    iteration_overhead_s: float = Field(default=0.002, ge=0, description="CPU scheduling, sampling, launch")
-    layer_overhead_s: float = Field(default=0.0, ge=0, description="fixed cost per layer per iteration")
-    allreduce_latency_s: float = Field(default=1e-5, ge=0, description="fixed latency of one all-reduce")
-    seq_overhead_s: float = Field(default=0.0, ge=0, description="per sequence per iteration (sampling, bookkeeping)")
+    # engine overheads live in `serving_engine` (sim.costmodel.engine); these add to them (0 by default)
+    iteration_overhead_s: float = Field(default=0.0, ge=0, description="extra per iteration, beyond serving_engine")
+    layer_overhead_s: float = Field(default=0.0, ge=0, description="extra fixed cost per layer per iteration")
+    allreduce_latency_s: float = Field(
+        default=1e-5, ge=0, description="all-reduce latency when no serving engine applies (a fitted profile)"
+    )
+    seq_overhead_s: float = Field(default=0.0, ge=0, description="extra per sequence per iteration")
     efficiency: Literal["curves", "constant"] = Field(
         default="curves",
         description="curves: achieved efficiency per operator learned from the GPU's measured tables (when it "
@@ -195,6 +201,7 @@ class RooflineCost:
         fallback: Any = None,
         collectives: tuple[np.ndarray, np.ndarray] | None = None,
         params: ProfileParams | None = None,
+        engine: ServingEngineConfig | None = None,
     ) -> None:
         p = params or ProfileParams(
             iteration_overhead_s=cfg.iteration_overhead_s,
@@ -223,9 +230,46 @@ class RooflineCost:
         # decode attention per layer per context token: 4·hq FLOPs (QK and SV), K+V bytes
         self._attn_tok = max(4.0 * self.hq / self.attn_flops, 2.0 * self.hkv * a / self.attn_bw)
         self._attn_coef = self.L * self._attn_tok
+        self._attn_floor = 0.0  # decode attention launch floor, all layers (measured-efficiency attention)
         self._dense_cache: dict[int, dict[str, float]] = {}
         self._decode_attn_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._setup_curves(eff, fallback, collectives)
+        self._setup_engine(engine)
+
+    # -- serving engine (sim.costmodel.engine, comm, attention) ------------------------------------------
+    def _setup_engine(self, engine: ServingEngineConfig | None) -> None:
+        """Engine terms, all-reduce implementation and measured attention efficiency. `engine` None: kernels
+        and the config's/profile's own overheads only (what `calibrate fit` and fitted profiles use)."""
+        self.engine = engine
+        gpu, cfg = self.gpu, self.cfg
+        if engine is None:
+            self.ar = AllReduce(self.tp, self.link, "nccl", nccl_latency_s=cfg.allreduce_latency_s, measured=self._coll)
+        else:
+            self.ar = AllReduce(
+                self.tp,
+                self.link * engine.allreduce_bw_scale,
+                engine.allreduce,
+                gpu.intra_node_link == "nvlink",
+                float(engine.custom_allreduce_max_bytes),
+                engine.custom_allreduce_latency_s,
+                engine.nccl_latency_s,
+                self._coll,
+            )
+        # attention from measured efficiency, unless the tables carry attention or efficiency is constant
+        self.attn_eff = _attention.DEFAULT if cfg.efficiency == "curves" else None
+        if self.attn_eff is not None and not (self.curves and self._attn_grids.get("decode") is not None):
+            floor, per_tok = self.attn_eff.decode_coeffs(self.hkv, self.a, self.attn_peak_bw)
+            self._attn_floor, self._attn_coef = self.L * floor, self.L * per_tok
+
+    def _engine_s(self, tokens: int, seqs: int, decode_only: bool, kernels: float) -> tuple[float, float]:
+        """(engine CPU time, launch-bound excess) of one iteration whose kernels take `kernels` seconds."""
+        e = self.engine
+        if e is None or tokens == 0:
+            return 0.0, 0.0
+        cpu = e.scheduler_s + seqs * e.sample_per_seq_s
+        if e.graph_captured(tokens, decode_only) or not e.launch_per_layer_s:
+            return cpu, 0.0
+        return cpu, max(0.0, self.L * e.launch_per_layer_s - kernels)
 
     # -- learned curves -----------------------------------------------------------------------------------
     def _setup_curves(self, eff: Any, fallback: Any, collectives: tuple[np.ndarray, np.ndarray] | None) -> None:
@@ -305,16 +349,8 @@ class RooflineCost:
         return total
 
     def _allreduce(self, m: int) -> float:
-        msg = m * self.h * self.a
-        model = self.cfg.allreduce_latency_s + 2.0 * (self.tp - 1) / self.tp * msg / self.link
-        if self._coll is not None:
-            sizes, secs = self._coll
-            lo, hi = float(sizes[0]), float(sizes[-1])
-            x = min(max(msg, lo), hi)
-            at = math.exp(float(np.interp(math.log(x), np.log(sizes), np.log(secs))))
-            model_x = self.cfg.allreduce_latency_s + 2.0 * (self.tp - 1) / self.tp * x / self.link
-            model = at * model / model_x
-        return model + self.params.comm_latency_s
+        """One all-reduce of m tokens' activations (`sim.costmodel.comm`)."""
+        return self.ar.seconds(m * self.h * self.a) + self.params.comm_latency_s
 
     def _dense(self, m: int) -> dict[str, float]:
         """Per-iteration seconds of token-count-dependent operators (all layers) for M = m tokens."""
@@ -337,12 +373,7 @@ class RooflineCost:
             act_tokens = m
         ops["elementwise"] = self._elementwise(m, act_tokens)
         if self.tp > 1:
-            if self._coll is None and not self.params.comm_latency_s:
-                msg = m * h * self.a
-                one = self.cfg.allreduce_latency_s + 2.0 * (self.tp - 1) / self.tp * msg / self.link
-            else:
-                one = self._allreduce(m)
-            ops["allreduce"] = 2 * L * one
+            ops["allreduce"] = 2 * L * self._allreduce(m)
         else:
             ops["allreduce"] = 0.0
         ops["overhead"] = self.overhead
@@ -358,6 +389,8 @@ class RooflineCost:
         byts = ((c + q) * 2 * self.hkv + 2 * q * self.hq) * self.a
         grid = self._attn_grids.get("prefill") if self.curves else None
         if grid is None:
+            if self.attn_eff is not None:  # measured FlashAttention efficiency on this GPU's peaks
+                return self.L * self.attn_eff.prefill_s(q, c, self.hq, self.attn_peak_flops)
             return self.L * max(flops / self.attn_flops, byts / self.attn_bw)
         from hwprofiles.efficiency import bilinear
 
@@ -381,7 +414,7 @@ class RooflineCost:
     def _decode_attn(self, n: int, ctx: np.ndarray) -> np.ndarray:
         """Decode attention over all layers, elementwise in the context sums `ctx`."""
         if not self.curves or self._attn_grids.get("decode") is None or n == 0:
-            return self._attn_coef * ctx
+            return self._attn_coef * ctx  # the launch floor (`_attn_floor`) is in `_decode_base`
         cgrid, ratio = self._decode_attn_table(n)
         flops = 4.0 * self.hq * ctx
         byts = (ctx * 2 * self.hkv + 2 * n * self.hq) * self.a
@@ -405,6 +438,8 @@ class RooflineCost:
 
     # -- public ----------------------------------------------------------------------------------------
     def breakdown(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> dict[str, float]:
+        if not prefill:  # decode-only: exactly what decode_run charges (fast-forward equality)
+            return self._decode_breakdown(n_decode, float(decode_ctx))
         tokens = sum(q for q, _ in prefill) + n_decode
         ops = dict(self._dense(tokens))
         seqs = len(prefill) + n_decode
@@ -412,26 +447,57 @@ class RooflineCost:
             ops["overhead"] = ops["overhead"] + seqs * self.params.seq_overhead_s
         ops["attn_prefill"] = sum(self._prefill_attn(q, c) for q, c in prefill)
         ops["attn_decode"] = float(self._decode_attn(n_decode, np.array([float(decode_ctx)]))[0])
+        ops["attn_decode"] += self._attn_floor if n_decode else 0.0
         ops["lm_head"] = self._lm_head(seqs)
+        ops["engine_cpu"], ops["launch"] = self._engine_s(tokens, seqs, False, sum(ops.values()) - ops["overhead"])
+        return ops
+
+    def _decode_breakdown(self, n: int, ctx: float) -> dict[str, float]:
+        ops = dict(self._dense(n))
+        ops["lm_head"] = self._lm_head(n)
+        if self.params.seq_overhead_s:
+            ops["overhead"] = ops["overhead"] + n * self.params.seq_overhead_s
+        ops["attn_decode"] = float(self._decode_attn(n, np.array([ctx]))[0]) + (self._attn_floor if n else 0.0)
+        ops["engine_cpu"], ops["launch"] = self._engine_s(n, n, True, sum(ops.values()) - ops["overhead"])
         return ops
 
     def iteration(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> float:
+        if not prefill:
+            return float(self.decode_run(n_decode, np.array([float(decode_ctx)]))[0])
         return sum(self.breakdown(prefill, n_decode, decode_ctx).values())
 
-    def decode_run(self, n: int, ctx_sums: np.ndarray) -> np.ndarray:
+    def _decode_base(self, n: int) -> float:
+        """Context-independent seconds of a decode step of n sequences (dense operators, LM head, overheads)."""
         base = sum(self._dense(n).values()) + self._lm_head(n)
         if self.params.seq_overhead_s:
             base += n * self.params.seq_overhead_s
-        return base + self._decode_attn(n, np.asarray(ctx_sums, dtype=np.float64))
+        if n:
+            base += self._attn_floor
+        if self.engine is not None and n:
+            base += self.engine.scheduler_s + n * self.engine.sample_per_seq_s
+        return base
+
+    def _launch_bound(self, n: int) -> bool:
+        e = self.engine
+        return e is not None and n > 0 and bool(e.launch_per_layer_s) and not e.graph_captured(n, True)
+
+    def decode_run(self, n: int, ctx_sums: np.ndarray) -> np.ndarray:
+        base = self._decode_base(n)
+        attn = self._decode_attn(n, np.asarray(ctx_sums, dtype=np.float64))
+        if not self._launch_bound(n):
+            return base + attn
+        # eager: the host issues L layers of launches while the GPU runs; the slower of the two sets the pace
+        assert self.engine is not None
+        cpu = self.engine.scheduler_s + n * self.engine.sample_per_seq_s
+        kernels = (base - cpu - self.overhead) + attn  # GPU time: what the launches race against
+        return base + attn + np.maximum(0.0, self.L * self.engine.launch_per_layer_s - kernels)
 
     def decode_coeffs(self, n: int) -> tuple[float, float] | None:
-        """(a, b) when a decode step costs exactly a + b·context (no measured decode-attention curve)."""
-        if self.curves and self._attn_grids.get("decode") is not None and n:
+        """(a, b) when a decode step costs exactly a + b·context (no measured decode-attention curve, and not
+        launch-bound)."""
+        if (self.curves and self._attn_grids.get("decode") is not None and n) or self._launch_bound(n):
             return None
-        base = sum(self._dense(n).values()) + self._lm_head(n)
-        if self.params.seq_overhead_s:
-            base += n * self.params.seq_overhead_s
-        return base, self._attn_coef
+        return self._decode_base(n), self._attn_coef
 
 
 # -- building from a scenario ----------------------------------------------------------------------------
@@ -464,7 +530,12 @@ def _own_efficiency(root: Path, model: ModelSpec, tp: int, flops: float, bw: flo
 
 
 def physical_parts(
-    cfg: _PhysicalCostConfig, model: ModelSpec, gpu: GPUSpec, tp: int = 1, base_dir: Path | None = None
+    cfg: _PhysicalCostConfig,
+    model: ModelSpec,
+    gpu: GPUSpec,
+    tp: int = 1,
+    base_dir: Path | None = None,
+    engine: ServingEngineConfig | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments of `RooflineCost` for this config: its tables' curves, collectives and profile."""
     from hwprofiles.tables import MEASURED_DIR, load_tables
@@ -477,8 +548,10 @@ def physical_parts(
     elif (MEASURED_DIR / gpu.name / "provenance.yaml").exists():
         root = (MEASURED_DIR / gpu.name).resolve()
     parts: dict[str, Any] = {"eff": None, "fallback": None, "collectives": None, "params": None}
-    if cfg.profile is not None:
+    if cfg.profile is not None:  # a fitted profile measured its engine's overheads: it replaces serving_engine's
         parts["params"] = load_profile(_resolve(cfg.profile, base_dir)).params
+    else:
+        parts["engine"] = engine or ServingEngineConfig()  # the scenario's `serving_engine`, else the default
     if root is not None:
         curves = cfg.efficiency == "curves"
         if cfg.kind == "table":
@@ -491,10 +564,20 @@ def physical_parts(
 
 
 def build_physical(
-    cfg: _PhysicalCostConfig, model: ModelSpec, gpu: GPUSpec, tp: int = 1, base_dir: Path | None = None
+    cfg: _PhysicalCostConfig,
+    model: ModelSpec,
+    gpu: GPUSpec,
+    tp: int = 1,
+    base_dir: Path | None = None,
+    engine: ServingEngineConfig | None = None,
 ) -> RooflineCost:
-    """A roofline or table cost model with its tables, learned curves and profile resolved."""
-    return RooflineCost(cfg, model, gpu, tp, **physical_parts(cfg, model, gpu, tp, base_dir))
+    """A roofline or table cost model with its tables, learned curves, profile and serving engine resolved."""
+    return RooflineCost(cfg, model, gpu, tp, **physical_parts(cfg, model, gpu, tp, base_dir, engine))
+
+
+def prices_serving_engine(cfg: BaseModel) -> bool:
+    """Whether a cost-model config prices `serving_engine` (the physical kinds; `linear` is an exact service time)."""
+    return isinstance(cfg, _PhysicalCostConfig)
 
 
 @COST_MODELS.register("linear", LinearCostConfig)
@@ -505,15 +588,29 @@ def _linear(cfg: LinearCostConfig, **_: object) -> CostModel:
 
 @COST_MODELS.register("roofline", RooflineCostConfig, fits_profile=True)
 def _roofline(
-    cfg: RooflineCostConfig, *, model: ModelSpec, gpu: GPUSpec, tp: int = 1, base_dir: Path | None = None, **_: object
+    cfg: RooflineCostConfig,
+    *,
+    model: ModelSpec,
+    gpu: GPUSpec,
+    tp: int = 1,
+    base_dir: Path | None = None,
+    engine: ServingEngineConfig | None = None,
+    **_: object,
 ) -> CostModel:
     """per-operator roofline; efficiency curves from the GPU's measured tables when it has any"""
-    return build_physical(cfg, model, gpu, tp, base_dir)
+    return build_physical(cfg, model, gpu, tp, base_dir, engine)
 
 
 @COST_MODELS.register("table", TableCostConfig, fits_profile=True)
 def _table(
-    cfg: TableCostConfig, *, model: ModelSpec, gpu: GPUSpec, tp: int = 1, base_dir: Path | None = None, **_: object
+    cfg: TableCostConfig,
+    *,
+    model: ModelSpec,
+    gpu: GPUSpec,
+    tp: int = 1,
+    base_dir: Path | None = None,
+    engine: ServingEngineConfig | None = None,
+    **_: object,
 ) -> CostModel:
     """measured operator tables of this model on this GPU, interpolated; roofline outside them"""
-    return build_physical(cfg, model, gpu, tp, base_dir)
+    return build_physical(cfg, model, gpu, tp, base_dir, engine)

@@ -1,8 +1,9 @@
 """Per-request table and summary metrics, with vLLM's names and definitions.
 
-ttft = first token − arrival; tpot = (e2el − ttft)/(output − 1) for outputs longer than one token;
-itl = every gap between consecutive tokens of a request, pooled (from a streaming histogram);
-e2el = completion − arrival; queue_delay = first scheduled − arrival. Goodput counts completed
+ttft = first token − arrival + `serving_engine.frontend_s` (the front end, as a client sees it); tpot =
+(e2el − ttft)/(output − 1) for outputs longer than one token; itl = every gap between consecutive tokens
+of a request, pooled (from a streaming histogram); e2el = completion − arrival + frontend_s;
+queue_delay = first scheduled − arrival. Goodput counts completed
 requests meeting every SLO that is set; SLO attainment is that count over requests that finished or
 were rejected (a rejected request misses its SLO).
 """
@@ -29,10 +30,14 @@ def requests_frame(
     log: RequestLog,
     *,
     extra: dict[str, Any] | None = None,
+    frontend_s: float = 0.0,
 ) -> pd.DataFrame:
-    """One row per request: raw timestamps (seconds) and derived latencies (+ `extra` columns, e.g. class)."""
-    ttft = log.first_token - arrival
-    e2el = log.completion - arrival
+    """One row per request: raw timestamps (seconds) and derived latencies (+ `extra` columns, e.g. class).
+
+    `frontend_s` (`serving_engine.frontend_s`: HTTP, tokenisation, streaming) is added to TTFT and E2E as a
+    client sees them; `first_token_s` / `completion_s` stay engine-side timestamps, TPOT is unchanged."""
+    ttft = log.first_token - arrival + frontend_s
+    e2el = log.completion - arrival + frontend_s
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where(output > 1, (e2el - ttft) / (output - 1), np.nan)
     return pd.DataFrame(

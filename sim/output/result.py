@@ -15,6 +15,7 @@ from sim.cluster.power import cost_summary
 from sim.config.scenario import Scenario, load_scenario
 from sim.core.engine import Progress, Simulation
 from sim.core.recorder import COMPLETED
+from sim.costmodel.models import prices_serving_engine
 from sim.output import plots as _plots
 from sim.output.metrics import check_conservation, requests_frame, summarize
 from sim.output.perfetto import Tracer
@@ -108,7 +109,10 @@ def run(
     rq = sim.requests
     extra = {**_extra_columns(sc, rq), **sim.extra_columns()}
     extra = {k: v[: len(rq)] if hasattr(v, "__len__") and len(v) > len(rq) else v for k, v in extra.items()}
-    df = requests_frame(rq.arrival_s, rq.prompt_tokens, rq.output_tokens, sim.log, extra=extra)
+    # client-side front end into TTFT and E2E; the serving engine applies to physical cost models only (the
+    # analytic `linear` kind is an exact service time for theory checks)
+    fe = sc.serving_engine.frontend_s if prices_serving_engine(sc.cost_model) else 0.0
+    df = requests_frame(rq.arrival_s, rq.prompt_tokens, rq.output_tokens, sim.log, extra=extra, frontend_s=fe)
     summary = summarize(df, sim.log, sc.slo, sim.simulated_s, sc.workload.classes)
     tput = summary["throughput"]
     summary["cost"] = cost_summary(sim, tput["output_tokens_per_s"], tput["duration_s"])
@@ -118,6 +122,7 @@ def run(
             p.role: {
                 "instances": p.instances,
                 "tp": p.tp,
+                **({"pp": p.pp} if p.pp > 1 else {}),
                 "hardware": p.gpu.name,
                 "kv_blocks_per_instance": p.capacity.num_blocks,
                 "kv_tokens_per_instance": p.capacity.tokens,

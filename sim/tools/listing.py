@@ -8,7 +8,7 @@ from sim.errors import ServesimError
 
 
 def list_table(what: str) -> Table:
-    """models | hardware | policies | traces; one line naming the choices otherwise."""
+    """models | hardware | policies | engines | traces; one line naming the choices otherwise."""
     from hwprofiles import catalog
 
     t = Table()
@@ -49,6 +49,8 @@ def list_table(what: str) -> Table:
         for fam, reg in FAMILIES.items():  # built-in kinds and those of installed plugins
             for e in reg:
                 t.add_row(fam, e.kind, e.doc, describe_caps(e.caps))
+    elif what == "engines":
+        _engines_table(t)
     elif what == "traces":
         from sim.workload.traces import trace_names
 
@@ -57,5 +59,22 @@ def list_table(what: str) -> Table:
         for n, p in trace_names().items():
             t.add_row(n, str(p))
     else:
-        raise ServesimError(f"unknown list {what!r}; known: hardware, models, policies, traces")
+        raise ServesimError(f"unknown list {what!r}; known: hardware, models, policies, engines, traces")
     return t
+
+
+def _engines_table(t: Table) -> None:
+    """Serving-engine presets (`serving_engine.kind`) with every term's value; * marks the fittable ones."""
+    from sim.core.registry import ENGINES
+    from sim.costmodel.engine import ServingEngineConfig, fit_fields, preset
+
+    fit = fit_fields()
+    t.add_column("term")
+    kinds = ENGINES.kinds()
+    for k in kinds:
+        t.add_column(k)
+    t.add_row("what it is", *(ENGINES.get(k).doc for k in kinds))
+    presets = [preset(k) for k in kinds]
+    for name in ServingEngineConfig.model_fields:
+        if name != "kind":
+            t.add_row(name + (" *" if name in fit else ""), *(str(getattr(p, name)) for p in presets))

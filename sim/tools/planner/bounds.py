@@ -96,7 +96,7 @@ def _latency_floors(
         ttft = np.zeros(len(p))
     elif caps.whole_prompts:  # one iteration holding the whole prompt
         ttft = fl.below[np.minimum(p.astype(np.int64), fl.m_max)]
-    elif caps.prefill_chunk:  # chunks of at most the budget, each an iteration of at least F_min
+    elif caps.prefill_chunk and sched.get(caps.prefill_chunk):  # chunks of at most the budget, each >= F_min
         ttft = np.maximum(np.ceil(p / int(sched[caps.prefill_chunk])) * fl.f_min, fl.kappa * p)
     else:  # at least one iteration, every token at least κ
         ttft = np.maximum(fl.f_min, fl.kappa * p)

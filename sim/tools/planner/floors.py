@@ -94,7 +94,7 @@ def cost_key(sc: Scenario) -> tuple[str, ...]:
 def iteration_tokens(sched: dict[str, Any], longest: int, max_seqs: int) -> int:
     """Most tokens one iteration can hold (M): from the scheduler's budget, batch and the longest request."""
     caps = SCHEDULERS.caps(sched["kind"])  # what the scheduler declares about its iterations
-    budgets = [int(v) for k, v in sched.items() if k in ("token_budget", "max_num_batched_tokens")]
+    budgets = [int(v) for k, v in sched.items() if k in ("token_budget", "max_num_batched_tokens") and v is not None]
     if caps.prefill_chunk:  # every decode (<= max_num_seqs), then chunks within what is left of the budget
         return max([max_seqs, *budgets])
     if caps.whole_prompts:  # prompts up to the budget, or one longer prompt alone (a recompute: prompt + output)

@@ -1,0 +1,78 @@
+"""vLLM V1's scheduler (`kind: vllm`): one token budget per step shared by decodes and chunked prefills.
+
+Each step (vllm/v1/core/sched/scheduler.py) first serves the running requests in order — every decode
+takes one token of the budget, a request still in its prefill takes a chunk of what is left — then, if
+nothing was preempted, admits waiting requests in FCFS order while the budget and `max_num_seqs` allow,
+each with a chunk of its prompt. When a running request needs a KV block that is not there, the newest
+running request is preempted and recomputed later (V1's only preemption mode). Prefix caching is on by
+default (full-block hashing: a hit skips those blocks' prefill; `sim.cluster.prefix_cache`, keyed by the
+trace's block ids or a shared system prompt) and `enable_prefix_caching: false` turns it off. A request
+whose prompt + output exceeds `max_model_len` is rejected (`exceeds_context`), as the API server does.
+
+Defaults are `vllm serve`'s (vllm/engine/arg_utils.py `get_batch_defaults`, usage context
+OPENAI_API_SERVER): on a GPU with at least 70 GiB that is not an A100, `max_num_batched_tokens` 8192 and
+`max_num_seqs` 1024; otherwise 2048 and 256. vLLM requires `max_num_batched_tokens >= max_num_seqs`.
+
+KV capacity, with `kv_cache.reserve_gb` unset, is vLLM's profiled budget (`sim.costmodel.kv_memory`): memory ×
+utilisation − weights − activation at `max_num_batched_tokens` − CUDA-graph pool − non-torch memory.
+
+A difference that remains: admission reserves the whole prompt's blocks (V1 allocates chunk by chunk).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from policies.continuous import Sarathi
+from sim.core.batch import BatchScheduler
+from sim.core.registry import SCHEDULERS
+
+GIB = 1024**3
+
+
+class VLLMConfig(BaseModel):
+    """vLLM V1: decodes first, then chunked prefills, in one token budget; prefix caching on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["vllm"] = "vllm"
+    max_num_seqs: int | None = Field(
+        default=None, ge=1, description="most running requests (unset: 1024 on >= 70 GiB non-A100 GPUs, else 256)"
+    )
+    max_num_batched_tokens: int | None = Field(
+        default=None, ge=1, description="token budget per step (unset: 8192 on >= 70 GiB non-A100 GPUs, else 2048)"
+    )
+    enable_prefix_caching: bool = Field(default=True, description="reuse full KV blocks of shared prompt prefixes")
+    max_model_len: int | None = Field(
+        default=None, ge=1, description="reject prompt + output longer than this (unset: the model's context)"
+    )
+
+    @model_validator(mode="after")
+    def _budget_covers_seqs(self) -> VLLMConfig:
+        s, t = self.max_num_seqs, self.max_num_batched_tokens
+        if s is not None and t is not None and t < s:
+            raise ValueError(f"max_num_batched_tokens ({t}) must be >= max_num_seqs ({s}), as vLLM requires")
+        return self
+
+    def resolved(self, gpu: Any = None) -> tuple[int, int]:
+        """(max_num_seqs, max_num_batched_tokens) with `vllm serve`'s defaults for this GPU."""
+        big = gpu is not None and gpu.memory_bytes >= 70 * GIB and "a100" not in gpu.name.lower()
+        seqs = self.max_num_seqs if self.max_num_seqs is not None else (1024 if big else 256)
+        tokens = self.max_num_batched_tokens if self.max_num_batched_tokens is not None else (8192 if big else 2048)
+        return seqs, max(tokens, seqs)
+
+
+class VLLMScheduler(Sarathi):
+    """Sarathi's step plan (decodes, running prefill chunks, then new prompts, in one budget) with V1's knobs."""
+
+    def __init__(self, cfg: VLLMConfig, gpu: Any = None) -> None:
+        self.cfg = cfg
+        self.max_seqs, self.budget = cfg.resolved(gpu)
+
+
+@SCHEDULERS.register("vllm", VLLMConfig, prefill_chunk="max_num_batched_tokens")
+def _vllm(cfg: VLLMConfig, gpu: Any = None, **_: object) -> BatchScheduler:
+    """vLLM V1: shared token budget, chunked prefill, prefix caching, recompute preemption"""
+    return VLLMScheduler(cfg, gpu)

@@ -1,0 +1,192 @@
+"""The serving engine around the kernels: physically named overheads that a kernel roofline misses.
+
+A real engine spends time outside the model's kernels, and how much depends on the engine, not the GPU:
+
+- `scheduler_s`: CPU time per iteration that the GPU waits for (scheduling, input preparation, output
+  processing that is not overlapped with the next step);
+- `launch_per_layer_s`: host-side kernel-launch time per decoder layer in eager mode. The GPU runs
+  asynchronously, so an eager iteration takes max(kernel time, L × launch_per_layer_s): launch-bound at
+  small batches, kernel-bound at large ones. CUDA graphs replay a captured iteration with one launch, so
+  a decode-only batch of at most `cuda_graph_max_batch` sequences (with `piecewise_graphs`, any batch of
+  at most that many tokens) pays no launch term;
+- `sample_per_seq_s`: per sequence producing a token per iteration (sampling, detokenisation, stop checks);
+- the all-reduce implementation (`sim.costmodel.comm`): custom one-/two-shot all-reduce for small
+  messages where the engine has one, NCCL ring otherwise, each with its own fixed latency;
+- `frontend_s`: per request, outside the engine loop (HTTP, tokenisation, streaming the tokens back). It
+  is not part of any iteration: it is added to each request's TTFT and E2E as a client sees them
+  (`sim.output.metrics.requests_frame`), and leaves TPOT/ITL alone (tokens stream at the engine's pace).
+
+The terms apply with the physical cost models (`roofline`, `table`; a fitted `profile` replaces the
+per-iteration ones, having measured them); the analytic `linear` kind ignores them, front end included.
+
+`kind` names a preset (`servesim list engines`); any term given next to it overrides the preset's value.
+Every fittable float carries `json_schema_extra={"fit_bounds": [lo, hi]}`: `calibrate fit-run` fits exactly
+those fields, so keep the names stable.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sim.core.registry import ENGINES
+
+MIB = 1024 * 1024
+
+
+def _fit(lo: float, hi: float) -> dict[str, Any]:
+    return {"fit_bounds": [lo, hi]}
+
+
+class ServingEngineConfig(BaseModel):
+    """`serving_engine:` — a preset by `kind`, with any term overridden. Defaults below are vLLM V1's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(default="vllm-v1", description="engine preset (`servesim list engines`)")
+    # The V1 engine core runs scheduling and output processing in a busy loop beside the GPU and overlaps
+    # most of it (vLLM blog "vLLM V1: A Major Upgrade to vLLM's Core Architecture", Jan 2025); what is left
+    # on the critical path is a few hundred microseconds per step.
+    scheduler_s: float = Field(
+        default=3e-4, ge=0, description="CPU time per iteration the GPU waits for", json_schema_extra=_fit(0.0, 5e-3)
+    )
+    # Eager PyTorch issues ~12 kernels per decoder layer (2 norms, QKV, RoPE, cache write, attention, O,
+    # all-reduce, gate/up, activation, down, residual adds) at ~4-5 us of host time each (CUDA launch
+    # latency): ~50 us per layer. Only matters outside CUDA graphs.
+    launch_per_layer_s: float = Field(
+        default=5e-5, ge=0, description="host launch time per layer, eager mode", json_schema_extra=_fit(0.0, 3e-4)
+    )
+    # vLLM V1 captures batch sizes 1, 2, 4, 8, 16, ... up to min(2 x max_num_seqs, 512)
+    # (vllm/config/vllm.py `_set_cudagraph_sizes`; compilation_config.max_cudagraph_capture_size).
+    cuda_graph_max_batch: int = Field(default=512, ge=0, description="largest graph-captured batch (0: eager)")
+    # V1 compiles the model piecewise (torch.compile splitting at attention): mixed prefill/decode batches
+    # up to the capture size replay graphs too (vLLM docs "CUDA Graphs", cudagraph_mode FULL_AND_PIECEWISE).
+    piecewise_graphs: bool = Field(default=True, description="mixed batches up to the capture size use graphs")
+    # Sampling and detokenisation per sequence: V1 samples on the GPU and detokenises in the front-end
+    # process, overlapped (same blog); a few microseconds remain per sequence.
+    sample_per_seq_s: float = Field(
+        default=5e-6,
+        ge=0,
+        description="per sequence per iteration (sampling, stop checks)",
+        json_schema_extra=_fit(0.0, 1e-4),
+    )
+    allreduce: Literal["custom", "nccl"] = Field(
+        default="custom", description="custom: vLLM/SGLang/TRT-LLM one-/two-shot all-reduce for small messages"
+    )
+    # vLLM CustomAllreduce(max_size=8192 * 1024), world sizes 2, 4, 6, 8 (vllm/distributed/
+    # device_communicators/custom_all_reduce.py); larger messages go to NCCL.
+    custom_allreduce_max_bytes: int = Field(default=8 * MIB, ge=0, description="custom all-reduce up to this size")
+    # One NVLink/PCIe peer write plus a flag barrier: a few microseconds (no measurement in the shared data).
+    custom_allreduce_latency_s: float = Field(
+        default=5e-6, ge=0, description="fixed latency of one custom all-reduce", json_schema_extra=_fit(1e-6, 5e-5)
+    )
+    # From data: the median all-reduce times of the two smallest sizes (2 KiB, 10 KiB) in ../shared/data/
+    # gpu-profiles/network/{a100,h100}_{dgx,pairwise_nvlink}/all_reduce.csv (torch.distributed/NCCL) are
+    # 7-56 us; their median, 32 us.
+    nccl_latency_s: float = Field(
+        default=3.2e-5, ge=0, description="fixed latency of one NCCL all-reduce", json_schema_extra=_fit(5e-6, 1e-4)
+    )
+    # The all-reduce's achieved share of `intra_node_bw × link_efficiency`: 1 on NVLink and on PCIe with
+    # peer-to-peer access; well below 1 where PCIe GPUs have no P2P (NCCL then stages through host memory).
+    allreduce_bw_scale: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="scales the link bandwidth all-reduces achieve",
+        json_schema_extra=_fit(0.05, 1.0),
+    )
+    # HTTP request parsing, tokenising the prompt and streaming tokens back through the OpenAI server: about a
+    # millisecond each on a local client (no measurement in the shared data; fit it with `calibrate fit-run`).
+    frontend_s: float = Field(
+        default=2e-3,
+        ge=0,
+        description="per request: HTTP, tokenisation, streaming (added to TTFT and E2E)",
+        json_schema_extra=_fit(0.0, 0.05),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        """Fill unset terms from the preset that `kind` names (an explicit term wins)."""
+        if not isinstance(data, dict):
+            return data
+        kind = data.get("kind", "vllm-v1")
+        if kind not in ENGINES:
+            raise ValueError(f"unknown serving engine {kind!r}; expected one of {', '.join(ENGINES.kinds())}")
+        return {**PRESETS[kind], **data}
+
+    def graph_captured(self, tokens: int, decode_only: bool) -> bool:
+        """True when an iteration of `tokens` tokens replays a CUDA graph (no per-layer launch term)."""
+        if tokens > self.cuda_graph_max_batch:
+            return False
+        return decode_only or self.piecewise_graphs
+
+
+def fit_fields() -> dict[str, tuple[float, float]]:
+    """The fittable terms and their bounds (the `fit_bounds` contract with `calibrate fit-run`)."""
+    out: dict[str, tuple[float, float]] = {}
+    for name, f in ServingEngineConfig.model_fields.items():
+        extra = f.json_schema_extra
+        bounds: Any = extra.get("fit_bounds") if isinstance(extra, dict) else None
+        if bounds is not None:
+            out[name] = (float(bounds[0]), float(bounds[1]))
+    return out
+
+
+# Presets: only what differs from the vLLM V1 defaults above, each with its source.
+PRESETS: dict[str, dict[str, Any]] = {
+    "vllm-v1": {},
+    "vllm-v0": {
+        # V0's scheduler, sampler and detokeniser run in the same process between steps, not overlapped
+        # (the motivation of V1, vLLM blog Jan 2025): ~1-2 ms per step at moderate batch.
+        "scheduler_s": 1.5e-3,
+        "sample_per_seq_s": 2e-5,
+        # V0 captured decode batches 1, 2, 4, 8, ..., 256 (`_BATCH_SIZES_TO_CAPTURE`, vllm/worker/model_runner.py);
+        # prefill and mixed batches ran eagerly.
+        "cuda_graph_max_batch": 256,
+        "piecewise_graphs": False,
+    },
+    "sglang": {
+        # SGLang overlaps CPU scheduling with the GPU ("zero-overhead batch scheduler", SGLang v0.4 blog, Dec 2024).
+        "scheduler_s": 1e-4,
+        # `--cuda-graph-max-bs`: decode-only graphs; the default is chosen from GPU memory and TP (about 160-256
+        # on 80 GB-class GPUs; approximate, check your server's log).
+        "cuda_graph_max_batch": 160,
+        "piecewise_graphs": False,
+    },
+    "trtllm": {
+        # TensorRT-LLM's C++ executor with in-flight batching and an overlap scheduler; CUDA graphs for decode
+        # up to `cuda_graph_config.max_batch_size`, default 128 (TensorRT-LLM LLM API `CudaGraphConfig`).
+        "scheduler_s": 1e-4,
+        "cuda_graph_max_batch": 128,
+        "piecewise_graphs": False,
+        "sample_per_seq_s": 2e-6,
+    },
+}
+
+
+def _describe(kind: str) -> str:
+    return {
+        "vllm-v1": "vLLM V1 (default): overlapped scheduling, piecewise CUDA graphs to 512, custom all-reduce",
+        "vllm-v0": "vLLM V0 engine: serial scheduling/sampling, decode CUDA graphs up to 256",
+        "sglang": "SGLang: overlap scheduler, decode CUDA graphs (cuda_graph_max_bs), custom all-reduce",
+        "trtllm": "TensorRT-LLM (PyTorch backend): overlap scheduler, decode CUDA graphs up to 128",
+    }[kind]
+
+
+def _register(kind: str) -> None:
+    def factory(cfg: ServingEngineConfig, **_: object) -> ServingEngineConfig:
+        return cfg
+
+    factory.__doc__ = _describe(kind)
+    ENGINES.register(kind, ServingEngineConfig)(factory)
+
+
+for _kind in PRESETS:
+    _register(_kind)
+
+
+def preset(kind: str = "vllm-v1", **overrides: Any) -> ServingEngineConfig:
+    """A preset's terms, with overrides."""
+    return ServingEngineConfig.model_validate({"kind": kind, **overrides})

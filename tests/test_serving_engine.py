@@ -1,0 +1,164 @@
+"""The serving-engine model: hand-computed engine terms, the all-reduce regimes, presets and the front end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import sim
+from hwprofiles import GPUSpec, ModelSpec
+from sim.costmodel.comm import AllReduce, one_shot_s, ring_s, two_shot_s
+from sim.costmodel.engine import ServingEngineConfig, fit_fields, preset
+from sim.costmodel.models import RooflineCost, RooflineCostConfig
+from tests.helpers import scenario, write_csv
+
+GPU = GPUSpec(
+    name="paper-gpu",
+    memory_bytes=80e9,
+    bf16_flops=1e15,
+    mem_bw=2e12,
+    intra_node_bw=1e11,
+    host_link_bw=3e10,
+    price_per_hour=1.0,
+    tdp_w=100,
+)
+MODEL = ModelSpec(
+    name="paper-model",
+    num_layers=10,
+    hidden_size=4096,
+    num_heads=32,
+    num_kv_heads=8,
+    head_dim=128,
+    intermediate_size=8192,
+    vocab_size=32000,
+    max_context=8192,
+)
+CFG = RooflineCostConfig()
+# launch cost so large that an eager step of the paper model is launch-bound (10 layers x 1 ms = 10 ms)
+EAGER = dict(scheduler_s=1e-3, sample_per_seq_s=1e-5, launch_per_layer_s=1e-3, cuda_graph_max_batch=8)
+
+
+def test_decode_inside_graph_size_has_no_launch_term_outside_pays_the_launches():
+    eng = preset("vllm-v0", **EAGER)
+    cm, kernels_only = RooflineCost(CFG, MODEL, GPU, 1, engine=eng), RooflineCost(CFG, MODEL, GPU, 1)
+    ctx = np.array([8000.0, 16000.0])
+    # n = 8 is captured: kernels + scheduler + 8 sequences' sampling, nothing per layer
+    inside = cm.decode_run(8, ctx)
+    assert inside == pytest.approx(kernels_only.decode_run(8, ctx) + 1e-3 + 8 * 1e-5, rel=1e-12)
+    # n = 9 runs eagerly; its kernels (~3.8 ms of weights) finish before 10 layers x 1 ms of launches
+    kern9 = kernels_only.decode_run(9, ctx)
+    assert (kern9 < 10e-3).all()
+    assert cm.decode_run(9, ctx) == pytest.approx(np.full(2, 10e-3 + 1e-3 + 9 * 1e-5), rel=1e-12)
+    # and fast-forward's affine shortcut is offered only where the step is affine in the context
+    assert cm.decode_coeffs(8) is not None and cm.decode_coeffs(9) is None
+
+
+def test_kernel_bound_eager_step_pays_no_launch_excess():
+    eng = preset("vllm-v0", scheduler_s=0.0, sample_per_seq_s=0.0, launch_per_layer_s=1e-5, cuda_graph_max_batch=0)
+    cm, kernels_only = RooflineCost(CFG, MODEL, GPU, 1, engine=eng), RooflineCost(CFG, MODEL, GPU, 1)
+    ctx = np.array([4000.0])
+    assert cm.decode_run(4, ctx)[0] == pytest.approx(kernels_only.decode_run(4, ctx)[0], rel=1e-12)
+
+
+def test_piecewise_graphs_cover_small_mixed_batches_only():
+    pw = RooflineCost(CFG, MODEL, GPU, 1, engine=preset("vllm-v1", **EAGER, piecewise_graphs=True))
+    assert pw.breakdown([(4, 0)], 2, 100)["launch"] == 0.0  # 6 tokens <= 8: piecewise graph
+    big = pw.breakdown([(6, 0)], 3, 100)  # 9 tokens: eager, launch-bound
+    kernels = sum(v for k, v in big.items() if k not in ("launch", "engine_cpu", "overhead"))
+    assert big["launch"] == pytest.approx(10e-3 - kernels, rel=1e-12)
+    assert big["engine_cpu"] == pytest.approx(1e-3 + 4 * 1e-5, rel=1e-12)  # 4 sequences sample
+    v0 = RooflineCost(CFG, MODEL, GPU, 1, engine=preset("vllm-v0", **EAGER))
+    assert v0.breakdown([(4, 0)], 2, 100)["launch"] > 0.0  # no piecewise graphs: mixed batches are eager
+
+
+def test_allreduce_regimes_switch_by_size_world_and_link():
+    bw = 1e11
+    ar4 = AllReduce(4, bw, "custom", True, 8 * 2**20, 5e-6, 2.5e-5)
+    assert ar4.regime(100 * 1024) == "one_shot"
+    assert ar4.seconds(100 * 1024) == pytest.approx(5e-6 + 3 * 102400 / bw, rel=1e-12)
+    assert ar4.regime(2**20) == "two_shot"
+    assert ar4.seconds(2**20) == pytest.approx(2 * 5e-6 + 2 * 3 / 4 * 2**20 / bw, rel=1e-12)
+    assert ar4.regime(16 * 2**20) == "nccl"
+    assert ar4.seconds(16 * 2**20) == pytest.approx(2.5e-5 + 2 * 3 / 4 * 16 * 2**20 / bw, rel=1e-12)
+    ar8 = AllReduce(8, bw, "custom", True)
+    assert ar8.regime(300 * 1024) == "two_shot" and ar8.regime(200 * 1024) == "one_shot"
+    assert AllReduce(2, bw, "custom", False).regime(4 * 2**20) == "one_shot"  # 2 GPUs: PCIe peers too
+    assert AllReduce(4, bw, "custom", False).regime(1024) == "nccl"  # 4 PCIe GPUs: not fully connected
+    assert AllReduce(4, bw, "nccl", True).regime(1024) == "nccl"
+    assert AllReduce(3, bw, "custom", True).regime(1024) == "nccl"  # unsupported world size
+    assert AllReduce(1, bw, "custom").seconds(1e6) == 0.0
+    # the formulas themselves
+    assert ring_s(1e6, 4, bw, 0.0) == pytest.approx(1.5e6 / bw)
+    assert one_shot_s(1e6, 4, bw, 0.0) == pytest.approx(3e6 / bw)
+    assert two_shot_s(1e6, 2, bw, 1e-6) == pytest.approx(2e-6 + 1e6 / bw)
+
+
+def test_measured_nccl_curve_sets_the_time_and_the_ring_scales_beyond_it():
+    sizes, secs = np.array([1e3, 1e6]), np.array([2e-5, 8e-5])
+    ar = AllReduce(2, 1e11, "nccl", True, nccl_latency_s=1e-5, measured=(sizes, secs))
+    assert ar.seconds(1e3) == pytest.approx(2e-5)
+    assert ar.seconds(10**4.5) == pytest.approx(4e-5, rel=1e-9)  # log-log midpoint
+    beyond = 4e6  # scaled by the formula's ratio at the edge
+    assert ar.seconds(beyond) == pytest.approx(8e-5 * ring_s(beyond, 2, 1e11, 1e-5) / ring_s(1e6, 2, 1e11, 1e-5))
+
+
+def test_tensor_parallel_step_uses_the_engines_allreduce():
+    eng = preset("vllm-v1")
+    cm = RooflineCost(CFG, MODEL, GPU, 4, engine=eng)
+    msg = 16 * 4096 * 2  # 16 decode tokens' activations: 128 KiB -> custom one-shot on NVLink
+    one = eng.custom_allreduce_latency_s + 3 * msg / (1e11 * CFG.link_efficiency)
+    assert cm.breakdown([], 16, 16000)["allreduce"] == pytest.approx(2 * 10 * one, rel=1e-12)
+    slow = RooflineCost(CFG, MODEL, GPU, 4, engine=preset("vllm-v1", allreduce_bw_scale=0.25))
+    one = eng.custom_allreduce_latency_s + 3 * msg / (1e11 * CFG.link_efficiency * 0.25)
+    assert slow.breakdown([], 16, 16000)["allreduce"] == pytest.approx(2 * 10 * one, rel=1e-12)
+
+
+def test_presets_overrides_and_fit_contract():
+    v0 = ServingEngineConfig.model_validate({"kind": "vllm-v0", "scheduler_s": 0.01})
+    assert v0.scheduler_s == 0.01 and v0.cuda_graph_max_batch == 256 and not v0.piecewise_graphs
+    assert preset().kind == "vllm-v1" and preset().cuda_graph_max_batch == 512
+    # a dump loads back to the same terms (the preset fills only what is unset)
+    assert ServingEngineConfig.model_validate(v0.model_dump()) == v0
+    fit = fit_fields()
+    assert {
+        "scheduler_s",
+        "launch_per_layer_s",
+        "sample_per_seq_s",
+        "custom_allreduce_latency_s",
+        "nccl_latency_s",
+        "frontend_s",
+    } <= set(fit)
+    for kind in ("vllm-v1", "vllm-v0", "sglang", "trtllm"):
+        p = preset(kind)
+        for name, (lo, hi) in fit.items():
+            assert lo <= getattr(p, name) <= hi, (kind, name)
+
+
+def test_unknown_engine_is_a_user_error(tmp_path):
+    tr = write_csv(tmp_path / "w.csv", [(0.0, 8, 2)])
+    sc = scenario(tr, cost={"kind": "roofline"}, serving_engine={"kind": "vllm-v9"})
+    with pytest.raises(sim.ServesimError, match="vllm-v9"):
+        sim.load_scenario(sc)
+
+
+def test_frontend_time_enters_ttft_and_e2e_not_tpot(tmp_path):
+    tr = write_csv(tmp_path / "w.csv", [(0.0, 40, 5), (0.01, 30, 4)])
+    runs = []
+    for fe in (0.0, 0.05):
+        sc = scenario(tr, cost={"kind": "roofline"}, serving_engine={"kind": "vllm-v1", "frontend_s": fe})
+        runs.append(sim.run(sc).requests)
+    a, b = runs
+    assert np.allclose(b["ttft_s"] - a["ttft_s"], 0.05, rtol=0, atol=1e-12)
+    assert np.allclose(b["e2el_s"] - a["e2el_s"], 0.05, rtol=0, atol=1e-12)
+    assert np.allclose(b["tpot_s"], a["tpot_s"], rtol=1e-9)
+    assert (b["first_token_s"] == a["first_token_s"]).all()  # engine-side timestamps unchanged
+
+
+def test_engine_choice_changes_a_scenarios_steps(tmp_path):
+    tr = write_csv(tmp_path / "w.csv", [(0.0, 40, 20)])
+    e2e = {}
+    for kind in ("vllm-v1", "vllm-v0"):
+        sc = scenario(tr, cost={"kind": "roofline"}, serving_engine={"kind": kind, "frontend_s": 0.0})
+        e2e[kind] = float(sim.run(sc).requests["e2el_s"][0])
+    # V0 pays 1.5 ms of scheduling per step where V1 pays 0.3 ms: 20 steps (1 prefill, 19 decodes)
+    assert e2e["vllm-v0"] - e2e["vllm-v1"] == pytest.approx(20 * 1.2e-3, rel=0.05)

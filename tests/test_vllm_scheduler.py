@@ -1,0 +1,66 @@
+"""The `vllm` scheduler (vLLM V1) on hand-computed timelines: token budget, prefix hits, max_model_len, defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+import sim
+from hwprofiles import catalog
+from policies.vllm import VLLMConfig
+from tests.helpers import scenario, write_csv
+
+LINEAR = {"kind": "linear", "base_s": 0.01, "per_prefill_token_s": 0.001, "per_decode_seq_s": 0.002}
+
+
+def _run(tmp_path, rows, sched, **kw):
+    tr = write_csv(tmp_path / "w.csv", rows)
+    return sim.run(scenario(tr, scheduler=sched, cost=LINEAR, **kw))
+
+
+def test_token_budget_shared_by_decodes_and_chunks_by_hand(tmp_path):
+    # A (prompt 10, 3 tokens) and B (prompt 4, 2 tokens) arrive at 0; budget 8 tokens per step.
+    # step 1: A's chunk of 8 (budget spent, B waits)       0.01 + 8 ms            -> t = 0.018
+    # step 2: A's last 2, then B's whole 4 (6 <= 8)         0.01 + 6 ms            -> t = 0.034: both first tokens
+    # step 3: decodes A, B                                  0.01 + 2 x 2 ms        -> t = 0.048: B done
+    # step 4: decode A                                      0.01 + 2 ms            -> t = 0.060: A done
+    sched = {"kind": "vllm", "max_num_seqs": 2, "max_num_batched_tokens": 8, "enable_prefix_caching": False}
+    df = _run(tmp_path, [(0.0, 10, 3), (0.0, 4, 2)], sched).requests
+    assert df["first_token_s"].tolist() == pytest.approx([0.034, 0.034], abs=1e-12)
+    assert df["completion_s"].tolist() == pytest.approx([0.060, 0.048], abs=1e-12)
+
+
+def test_decodes_come_first_and_max_num_seqs_holds_new_prompts(tmp_path):
+    # max_num_seqs 1: B may not start until A completes; A: 1 prefill step (0.01 + 5 ms), 1 decode (0.012)
+    sched = {"kind": "vllm", "max_num_seqs": 1, "max_num_batched_tokens": 64, "enable_prefix_caching": False}
+    df = _run(tmp_path, [(0.0, 5, 2), (0.0, 5, 1)], sched).requests
+    assert df["completion_s"].tolist() == pytest.approx([0.027, 0.027 + 0.015], abs=1e-12)
+
+
+def test_prefix_cache_is_on_by_default_and_counts_hits(tmp_path):
+    # 48 shared system-prompt tokens = 3 full blocks of 16: the second request (after the first finished) hits them
+    rows = [(0.0, 64, 2), (1.0, 80, 2)]
+    kw = {"system_prompt": 48}
+    on = _run(tmp_path, rows, {"kind": "vllm"}, **kw)
+    off = _run(tmp_path, rows, {"kind": "vllm", "enable_prefix_caching": False}, **kw)
+    assert on.requests["prefix_hit_tokens"].tolist() == [0, 48]
+    assert on.summary["prefix_cache"]["hit_tokens"] == 48
+    assert "prefix_cache" not in off.summary
+    # the hit skips 48 tokens of prefill: 48 ms less TTFT at 1 ms per prefill token
+    ttft_on, ttft_off = on.requests["ttft_s"][1], off.requests["ttft_s"][1]
+    assert ttft_off - ttft_on == pytest.approx(0.048, abs=1e-12)
+
+
+def test_max_model_len_rejects_longer_requests(tmp_path):
+    res = _run(tmp_path, [(0.0, 100, 20), (0.0, 100, 30)], {"kind": "vllm", "max_model_len": 125})
+    df = res.requests
+    assert df["status"].tolist() == ["completed", "rejected"]
+    assert df["reject_reason"].tolist() == ["", "exceeds_context"]
+
+
+def test_serve_defaults_follow_the_gpu():
+    assert VLLMConfig().resolved(catalog.gpu("h100-sxm")) == (1024, 8192)
+    assert VLLMConfig().resolved(catalog.gpu("a100-80g")) == (256, 2048)  # vLLM keeps A100 on the small defaults
+    assert VLLMConfig().resolved(catalog.gpu("l40s")) == (256, 2048)  # 48 GB
+    assert VLLMConfig(max_num_seqs=64).resolved(catalog.gpu("h100-sxm")) == (64, 8192)
+    with pytest.raises(ValueError, match="max_num_batched_tokens"):
+        VLLMConfig(max_num_seqs=512, max_num_batched_tokens=256)
