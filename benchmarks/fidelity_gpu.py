@@ -24,7 +24,8 @@ from calibrate.harness import Plan, measure
 from hwprofiles import catalog
 from hwprofiles.efficiency import Widths, attention_roof
 from hwprofiles.tables import TOKEN_OPS, load_tables
-from sim.costmodel.models import TableCostConfig, build_physical
+from sim.costmodel.build import build_physical
+from sim.costmodel.models import TableCostConfig
 
 
 def main() -> None:

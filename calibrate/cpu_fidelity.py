@@ -225,7 +225,7 @@ def _price_and_simulate(
     (iterations with predictions, iteration error summaries, request error summaries); files go to `work`."""
     from calibrate.realrun import CPU_MODEL
     from sim.core.registry import COST_MODELS
-    from sim.costmodel.models import build_physical
+    from sim.costmodel.build import build_physical
 
     variants: dict[str, dict[str, Any]] = {
         "table": {"kind": "table", "tables": str(tables), "iteration_overhead_s": 0.0},

@@ -25,6 +25,7 @@ import pandas as pd
 import yaml
 
 from hwprofiles.specs import GPUSpec, ModelSpec
+from sim.costmodel.build import physical_parts
 from sim.costmodel.models import (
     COST_MODELS,
     CostProfile,
@@ -32,7 +33,6 @@ from sim.costmodel.models import (
     RooflineCost,
     RooflineCostConfig,
     TableCostConfig,
-    physical_parts,
 )
 from sim.errors import ServesimError
 

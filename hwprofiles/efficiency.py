@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from hwprofiles.interp import exp_interp_log
 from hwprofiles.specs import ModelSpec
 from hwprofiles.tables import GEMM_OPS, MeasuredTables, spec_from_shape
 
@@ -105,9 +106,9 @@ def attention_roof(
 
 
 def interp_log(x: float, curve: RatioCurve) -> float:
-    """exp of log-ratio interpolated linearly in log size, flat beyond the ends."""
+    """exp of log-ratio interpolated linearly in log size, flat beyond the ends (`hwprofiles.interp`)."""
     xs, ly = curve
-    return math.exp(float(np.interp(math.log(x), xs, ly)))
+    return exp_interp_log(x, [float(v) for v in xs], [float(v) for v in ly])
 
 
 class Efficiency:

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from hwprofiles.interp import loglog
 from hwprofiles.specs import ModelSpec
 
 MEASURED_DIR = Path(__file__).resolve().parent / "measured"
@@ -96,9 +97,7 @@ def _match(df: pd.DataFrame, model: ModelSpec) -> pd.Series:
     return pd.Series(m, index=df.index)
 
 
-def loglog_interp(x: np.ndarray | float, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """Piecewise-linear interpolation of log y in log x; flat beyond the ends (callers extend them)."""
-    return np.exp(np.interp(np.log(np.asarray(x, dtype=np.float64)), np.log(xs), np.log(ys)))
+loglog_interp = loglog  # the one log-log interpolation (hwprofiles.interp), under its historical name
 
 
 @dataclass(frozen=True, eq=False)

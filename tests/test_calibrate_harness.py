@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 import sim  # noqa: F401  (initialises sim before hwprofiles' catalogue)
 from hwprofiles import GPUSpec, ModelSpec
 from hwprofiles.tables import load_tables
-from sim.costmodel.models import TableCostConfig, build_physical
+from sim.costmodel.build import build_physical
+from sim.costmodel.models import TableCostConfig
 
 torch = pytest.importorskip("torch")
 

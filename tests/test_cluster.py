@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -173,7 +174,7 @@ def test_prefix_blocks_are_shared_not_double_counted(tmp_path):
     s = Simulation(sc)
     seen = []
 
-    def probe():  # type: ignore[no-untyped-def]
+    def probe():
         yield s.env.timeout(1.2)
         inst = s.instances[0]
         seen.append((inst.allocator.used, [r.blocks for r in inst.running]))
@@ -253,19 +254,20 @@ def _kv_identity(s: Simulation) -> None:
     """Every block in use belongs to a running request, a request waiting with its KV present, a request held
     here while its KV is copied out, a copy coming in, or the prefix cache (blocks some request references).
     Needs exact request fields: fast_forward off, on the per-request reference (`tests/oracle_decode.py`)."""
-    moves = [f for f in s.features if f.name == "migration"]
-    handoffs = [f for f in s.features if f.name == "disaggregation"]
+    moves: list[Any] = [f for f in s.features if f.name == "migration"]  # concrete features, read in full
+    handoffs: list[Any] = [f for f in s.features if f.name == "disaggregation"]
     active = list(moves[0].active.values()) if moves else []
     moving = list(handoffs[0].moving.values()) if handoffs else []
 
-    def own(r, inst) -> int:  # type: ignore[no-untyped-def]
+    def own(r, inst) -> int:
         assert r.shared_blocks == (len(r.prefix.shared) if r.prefix is not None else 0)
         return r.blocks
 
     for inst in s.instances:
         expect = sum(own(r, inst) for r in inst.running) + sum(own(r, inst) for r in inst.waiting if r.kv_here)
         if inst.prefix_cache is not None:
-            expect += sum(1 for e in inst.prefix_cache.cache.values() if e[0] > 0)
+            cache: Any = inst.prefix_cache
+            expect += sum(1 for e in cache.cache.values() if e[0] > 0)
         for m in active:
             if m.dst is inst:
                 expect += m.copied
@@ -279,10 +281,10 @@ def _kv_identity(s: Simulation) -> None:
         assert inst.allocator.used == expect, (s.env.now, inst.index, inst.allocator.used, expect)
 
 
-def _probe(s: Simulation, every: float, out: list):  # type: ignore[no-untyped-def]
+def _probe(s: Simulation, every: float, out: list):
     while not s.done.triggered:
         _kv_identity(s)
-        out.append((s.env.now, dict(s.features[0].active) if s.features else {}))
+        out.append((s.env.now, dict(cast(Any, s.features[0]).active) if s.features else {}))
         yield s.env.timeout(every)
 
 
@@ -337,7 +339,7 @@ def test_migration_aborts_cleanly_when_the_destination_fills(tmp_path, stages):
         calls.append(blocks)
         return real(blocks) if len(calls) == 1 else False
 
-    dst.copies.reserve_incoming = first_only  # type: ignore[method-assign]
+    dst.copies.reserve_incoming = first_only
     samples: list = []
     s.env.process(_probe(s, 0.001, samples))
     s.run()
@@ -373,7 +375,7 @@ def _check(s: Simulation, reqs: list[tuple[float, int, int]]) -> None:
     assert (log.generated[done] == out[done]).all()  # every token exactly once
     # every block back, but for copies into an instance still on the wire when the last request ended (a move
     # whose request finished meanwhile: it would be called off at its next stage)
-    moves = [f for f in s.features if f.name == "migration"]
+    moves: list[Any] = [f for f in s.features if f.name == "migration"]
     for m in moves[0].active.values() if moves else []:
         assert s.log.status[m.req.id] == 1
     for inst in s.instances:
@@ -422,7 +424,7 @@ def _runs(tmp_path, reqs, sc_dict) -> None:
                 assert got == ref, (ff, oracle)
 
 
-def _probe_kv(s: Simulation, exact: bool):  # type: ignore[no-untyped-def]
+def _probe_kv(s: Simulation, exact: bool):
     """Check pool bounds often, mid-run too (during copies), and the block accounting when fields are exact."""
     while not s.done.triggered:
         if exact:

@@ -7,8 +7,9 @@ import pytest
 
 import sim  # noqa: F401  (initialises sim before hwprofiles' catalogue)
 from hwprofiles import GPUSpec, ModelSpec, catalog
+from sim.costmodel.build import build_physical
 from sim.costmodel.engine import ServingEngineConfig
-from sim.costmodel.models import RooflineCost, RooflineCostConfig, TableCostConfig, build_physical
+from sim.costmodel.models import RooflineCost, RooflineCostConfig, TableCostConfig
 
 # round numbers so every expectation below can be done on paper
 GPU = GPUSpec(
@@ -79,15 +80,20 @@ def test_prefill_attention_causal_flops():
     assert cm.breakdown([(q, c)], 0, 0)["attn_prefill"] == pytest.approx(10 * max(flops / 5e14, byts / 1e12))
 
 
-def test_gpu_without_tables_is_the_constant_roofline():
-    # l40s has no measured tables: the scenario's roofline is exactly the spec-sheet roofline (with the default
-    # serving engine's terms, which a scenario always has)
+def test_gpu_without_tables_constant_is_the_spec_sheet_roofline():
+    # l40s has no measured tables: with `efficiency: constant` the scenario's roofline is exactly the
+    # spec-sheet roofline (with the default serving engine's terms, which a scenario always has); with the
+    # default curves it uses A100's transferred curves (issue 13, item 6)
     m, g = catalog.model("llama-3.1-8b"), catalog.gpu("l40s")
-    built = build_physical(RooflineCostConfig(), m, g, 1)
-    direct = RooflineCost(RooflineCostConfig(), m, g, 1, engine=ServingEngineConfig())
+    cfg = RooflineCostConfig(efficiency="constant")
+    built = build_physical(cfg, m, g, 1)
+    direct = RooflineCost(cfg, m, g, 1, engine=ServingEngineConfig())
     ctx = np.arange(1000.0, 5000.0, 64.0)
     assert built.decode_run(8, ctx).tolist() == direct.decode_run(8, ctx).tolist()
     assert built.iteration([(700, 0), (33, 100)], 3, 999) == direct.iteration([(700, 0), (33, 100)], 3, 999)
+    transferred = build_physical(RooflineCostConfig(), m, g, 1)
+    assert transferred.provenance["gemm"].startswith("transferred from a100-80g")
+    assert transferred.iteration([(700, 0)], 3, 999) != direct.iteration([(700, 0)], 3, 999)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ import yaml
 import sim
 from hwprofiles import catalog
 from hwprofiles.tables import MEASURED_DIR, TOKEN_OPS, load_tables, write_tables
-from sim.costmodel.models import TableCostConfig, build_physical
+from sim.costmodel.build import build_physical
+from sim.costmodel.models import TableCostConfig
 from sim.errors import ServesimError
 
 CATALOGUED = ("llama-2-7b", "llama-2-70b", "llama-3-8b", "codellama-34b")

@@ -25,6 +25,7 @@ from sim.core.registry import ROUTERS, SCHEDULERS
 from sim.core.speculative import DraftCost, Speculation
 from sim.core.swap import HostSwap
 from sim.costmodel.kv_memory import reserve_bytes
+from sim.costmodel.layout import deployed
 from sim.costmodel.models import COST_MODELS, CostModel
 from sim.errors import ServesimError
 from sim.output.perfetto import Tracer
@@ -64,14 +65,15 @@ def _gpu(hw: Any, default: GPUSpec) -> GPUSpec:
 
 def build_cost_model(sc: Scenario, model: ModelSpec | None = None, gpu: GPUSpec | None = None) -> CostModel:
     """The scenario's cost model (on `model`/`gpu` instead of the scenario's, for what-if comparisons)."""
-    return _cost(sc, model or sc.model_spec, gpu or sc.gpu_spec, sc.cluster.tp, sc.cluster.pp)
+    return _cost(sc, model or sc.model_spec, gpu or sc.gpu_spec, sc.cluster.tp, sc.cluster.pp, sc.cluster.layout)
 
 
-def _cost(sc: Scenario, model: ModelSpec, gpu: GPUSpec, tp: int, pp: int) -> CostModel:
+def _cost(sc: Scenario, model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, layout: Any) -> CostModel:
     """One instance's cost model; with pp > 1 a pipeline of per-stage cost models (`sim.costmodel.pipeline`)."""
-    engine = sc.serving_engine
+    kw: dict[str, Any] = {"gpu": gpu, "tp": tp, "base_dir": sc.base_dir, "engine": sc.serving_engine}
+    kw.update(layout=layout, quant=sc.quantization)
     if pp == 1:
-        return COST_MODELS.build(sc.cost_model, model=model, gpu=gpu, tp=tp, base_dir=sc.base_dir, engine=engine)
+        return COST_MODELS.build(sc.cost_model, model=model, **kw)
     from sim.cluster.links import link_bandwidth
     from sim.costmodel.pipeline import activation_hop, build_pipeline
 
@@ -82,7 +84,7 @@ def _cost(sc: Scenario, model: ModelSpec, gpu: GPUSpec, tp: int, pp: int) -> Cos
 
     def stage(layers: int) -> CostModel:
         part = model.model_copy(update={"num_layers": layers})
-        return COST_MODELS.build(sc.cost_model, model=part, gpu=gpu, tp=tp, base_dir=sc.base_dir, engine=engine)
+        return COST_MODELS.build(sc.cost_model, model=part, **kw)
 
     link = sc.cluster.pp_link
     hop = activation_hop(model.hidden_size, model.dtype_bytes, link_bandwidth(link, gpu, gpu), link.latency_s)
@@ -112,19 +114,22 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
     """The scenario's pools: `[colocated]`, or `[prefill, decode]` when `cluster.prefill/decode` are set."""
     c, kv, model = sc.cluster, sc.kv_cache, sc.model_spec
     if c.prefill is None or c.decode is None:
+        gpus = c.tp * c.attention_dp  # GPUs per instance and pipeline stage
         cost = build_cost_model(sc)
-        return [PoolSpec("colocated", c.instances, c.tp, sc.gpu_spec, sc.scheduler, c.router, capacity(sc), cost, c.pp)]
+        return [PoolSpec("colocated", c.instances, gpus, sc.gpu_spec, sc.scheduler, c.router, capacity(sc), cost, c.pp)]
     specs = []
     for role, pool in (("prefill", c.prefill), ("decode", c.decode)):
         gpu = _gpu(pool.hardware, sc.gpu_spec)
+        pool_model = deployed(model, pool.layout, sc.quantization)
         sched = pool.scheduler or sc.scheduler
-        reserve = reserve_bytes(kv.reserve_gb, model, gpu, pool.tp, sched, sc.serving_engine, kv.gpu_memory_utilization)
+        util = kv.gpu_memory_utilization
+        reserve = reserve_bytes(kv.reserve_gb, pool_model, gpu, pool.tp, sched, sc.serving_engine, util)
         reserve += _draft_weights(sc, pool.tp)
-        cap = kv_capacity(model, gpu, pool.tp, kv.block_size, kv.gpu_memory_utilization, reserve, pool.pp)
-        cost = _cost(sc, model, gpu, pool.tp, pool.pp)
+        cap = kv_capacity(pool_model, gpu, pool.tp, kv.block_size, util, reserve, pool.pp)
+        cost = _cost(sc, pool_model, gpu, pool.tp, pool.pp, pool.layout)
         router = pool.router or (c.router if role == "prefill" else ROUTERS.get("least_kv").config())
-        scheduler = pool.scheduler or sc.scheduler
-        specs.append(PoolSpec(role, pool.instances, pool.tp, gpu, scheduler, router, cap, cost, pool.pp))
+        gpus = pool.tp * pool.attention_dp  # GPUs per instance (power, cost, KV-transfer lanes)
+        specs.append(PoolSpec(role, pool.instances, gpus, gpu, sched, router, cap, cost, pool.pp))
     kinds = {s.scheduler.kind for s in specs}
     stateful = sorted(k for k in kinds if SCHEDULERS.caps(k).stateful)  # declared by each scheduler
     if len(kinds) > 1 and stateful:

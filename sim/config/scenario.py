@@ -7,7 +7,6 @@ branch and the factory at once, for built-in and plugin kinds alike.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,7 +16,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -32,14 +30,12 @@ from sim.config.limits import (
     MAX_TOKENS,
     MAX_TP,
     check_name,
-    fallback,
-    first_non_finite,
-    physical_problem,
 )
-from sim.config.yamlio import Positions, apply_overrides, format_validation_error, load_yaml, locate
 from sim.core.registry import ARRIVALS, COST_MODELS, LENGTHS, MIGRATIONS, PREDICTORS, ROUTERS, SCHEDULERS
 from sim.costmodel.engine import ServingEngineConfig
-from sim.errors import ServesimError, UnknownNameError
+from sim.costmodel.layout import Layout, deployed
+from sim.costmodel.quant import Quantization, support_error
+from sim.errors import UnknownNameError
 
 
 class Strict(BaseModel):
@@ -141,6 +137,15 @@ class Pool(Strict):
     instances: Int = Field(default=1, ge=1, le=MAX_INSTANCES)
     tp: Int = Field(default=1, ge=1, le=MAX_TP, description="tensor-parallel GPUs per instance")
     pp: Int = Field(default=1, ge=1, le=1024, description="pipeline stages per instance (each of tp GPUs)")
+    attention_dp: Int = Field(
+        default=1, ge=1, le=MAX_INSTANCES, description="attention data-parallel ranks per instance (MoE)"
+    )
+    ep: Int = Field(
+        default=1, ge=1, le=MAX_INSTANCES, description="expert-parallel ranks (MoE); moe_tp x ep = tp x attention_dp"
+    )
+    moe_tp: int | None = Field(
+        default=None, ge=1, description="tensor parallelism inside each expert; unset: tp x attention_dp / ep"
+    )
     hardware: str | GPUSpec | None = Field(default=None, description="unset: the scenario's `hardware`")
     scheduler: SchedulerConfig | None = Field(default=None, description="unset: the scenario's `scheduler`")
     router: RouterConfig | None = Field(
@@ -154,10 +159,23 @@ class Pool(Strict):
     def _known_gpu(cls, v: Any) -> Any:
         return _known_gpu_name(v)
 
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.tp, self.attention_dp, self.ep, self.moe_tp)
+
 
 class Cluster(Strict):
     instances: Int = Field(default=1, ge=1, le=MAX_INSTANCES)
     tp: Int = Field(default=1, ge=1, le=MAX_TP, description="tensor-parallel GPUs per instance")
+    attention_dp: Int = Field(
+        default=1, ge=1, le=MAX_INSTANCES, description="attention data-parallel ranks per instance (MoE)"
+    )
+    ep: Int = Field(
+        default=1, ge=1, le=MAX_INSTANCES, description="expert-parallel ranks (MoE); moe_tp x ep = tp x attention_dp"
+    )
+    moe_tp: int | None = Field(
+        default=None, ge=1, description="tensor parallelism inside each expert; unset: tp x attention_dp / ep"
+    )
     pp: Int = Field(
         default=1, ge=1, le=1024, description="pipeline stages per instance: layers split over pp groups of tp GPUs"
     )
@@ -190,6 +208,10 @@ class Cluster(Strict):
     @property
     def disaggregated(self) -> bool:
         return self.prefill is not None
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.tp, self.attention_dp, self.ep, self.moe_tp)
 
 
 class PrefixCache(Strict):
@@ -317,6 +339,9 @@ class Scenario(Strict):
         description="engine overheads around the kernels: a preset `kind` (vllm-v1, vllm-v0, sglang, trtllm) "
         "with any term overridden (`servesim list engines`)",
     )
+    quantization: Quantization = Field(
+        default_factory=Quantization, description="weights / activations / kv_cache precision (default bf16)"
+    )
     slo: SLO = Field(default_factory=SLO)
     engine: Engine = Field(default_factory=Engine)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
@@ -354,6 +379,22 @@ class Scenario(Strict):
         return v
 
     @model_validator(mode="after")
+    def _deployment_supported(self) -> Scenario:
+        """Precision the GPU lacks, or a parallel layout the model cannot use: one line before any run."""
+        model, c = self.base_model_spec, self.cluster
+        pools: list[tuple[str, Layout, GPUSpec | None]] = [("cluster", c.layout, self.gpu_spec)]
+        if c.prefill is not None and c.decode is not None:
+            pools = [
+                (f"cluster.{role}", p.layout, catalog.gpu(p.hardware) if isinstance(p.hardware, str) else p.hardware)
+                for role, p in (("prefill", c.prefill), ("decode", c.decode))
+            ]
+        for where, layout, gpu in pools:
+            msg = layout.error(model) or support_error(self.quantization, gpu or self.gpu_spec, model)
+            if msg is not None:
+                raise ValueError(msg.replace("cluster", where, 1) if msg.startswith("cluster") else msg)
+        return self
+
+    @model_validator(mode="after")
     def _predictor_present(self) -> Scenario:
         if getattr(self.scheduler, "needs_predictor", False) and self.predictor is None:
             raise ValueError(
@@ -364,6 +405,13 @@ class Scenario(Strict):
 
     @property
     def model_spec(self) -> ModelSpec:
+        """The model as the colocated cluster deploys it (layout and quantization, see `deployed`)."""
+        base = self.base_model_spec
+        return base if self.cluster.disaggregated else deployed(base, self.cluster.layout, self.quantization)
+
+    @property
+    def base_model_spec(self) -> ModelSpec:
+        """The model as its config describes it."""
         return catalog.model(self.model) if isinstance(self.model, str) else self.model
 
     @property
@@ -376,75 +424,20 @@ class Scenario(Strict):
         return self._base_dir
 
 
-def load_scenario(
-    source: str | Path | dict[str, Any] | Scenario,
-    overrides: list[str] | None = None,
-    feasibility: bool | None = None,
-) -> Scenario:
-    """A validated `Scenario` from a YAML path, a dict or a Scenario, with `a.b=value` overrides applied.
-    `feasibility` (default: for files) also checks tp against the heads, the fit in memory and trace paths."""
-    pos: Positions | None = None
-    base = Path.cwd()
-    if isinstance(source, Scenario):
-        data = source.model_dump(mode="json")
-        base = source.base_dir
-        label = "<scenario>"
-    elif isinstance(source, dict):
-        data, label = source, "<dict>"
-    else:
-        data, pos = load_yaml(source)
-        label = str(source)
-        base = Path(source).resolve().parent
-        if not isinstance(data, dict):
-            raise ServesimError(f"{label}:1:1: expected a mapping of scenario keys, found {type(data).__name__}")
-    if overrides:
-        data = _cwd_paths(apply_overrides(copy.deepcopy(data), overrides), overrides)
-    if feasibility is None:
-        feasibility = pos is not None
-    return validate_scenario(data, label, pos, base, feasibility)
-
-
-_PATH_KEYS = ("path", "profile", "tables")
-
-
-def _cwd_paths(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """A relative path given with `--set` is relative to the working directory (where it was typed), not to
-    the scenario's folder: make those that exist there absolute."""
-    for item in overrides:
-        key = item.split("=", 1)[0].strip()
-        parts = [k for k in key.split(".") if k]
-        if not parts or parts[-1] not in _PATH_KEYS:
-            continue
-        node: Any = data
-        for k in parts[:-1]:
-            node = node.get(k) if isinstance(node, dict) else None
-        v = node.get(parts[-1]) if isinstance(node, dict) else None
-        if isinstance(v, str) and v and not Path(v).is_absolute() and Path(v).exists():
-            node[parts[-1]] = str(Path(v).resolve())
-    return data
-
-
-def validate_scenario(data: Any, label: str, pos: Positions | None, base: Path, feasibility: bool = True) -> Scenario:
-    """Validate plain data into a Scenario; every mistake (schema, non-finite number, physics: tp vs heads,
-    model fit, trace path, run length) is one ServesimError line naming label:line:col."""
-    bad = first_non_finite(data)
-    if bad is not None:
-        loc, v = bad
-        dotted = ".".join(map(str, loc))
-        raise ServesimError(f"{locate(loc, label, pos)}: {dotted}: expected a finite number, found {v!r}")
-    try:
-        sc = Scenario.model_validate(data)
-    except ValidationError as e:
-        raise ServesimError(format_validation_error(e, label, pos)) from None
-    sc._base_dir = base
-    problem = physical_problem(sc, feasibility)
-    if problem is not None:
-        loc, msg = problem
-        if pos is not None and loc not in pos:
-            loc = fallback(loc)
-        raise ServesimError(f"{locate(loc, label, pos)}: {'.'.join(map(str, loc))}: {msg}")
-    return sc
-
-
 def scenario_json_schema() -> dict[str, Any]:
     return Scenario.model_json_schema()
+
+
+def load_scenario(source: Any, overrides: list[str] | None = None, feasibility: bool | None = None) -> Scenario:
+    """A validated Scenario from a YAML path, a dict or a Scenario, with `a.b=value` overrides applied (the
+    work is in sim.config.loading, imported here lazily: it imports this module)."""
+    from sim.config.loading import load_scenario as load
+
+    return load(source, overrides, feasibility)
+
+
+def validate_scenario(data: Any, label: str, pos: Any, base: Path, feasibility: bool = True) -> Scenario:
+    """Plain data to a Scenario, every mistake one line naming label:line:col (see sim.config.loading)."""
+    from sim.config.loading import validate_scenario as validate
+
+    return validate(data, label, pos, base, feasibility)

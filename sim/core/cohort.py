@@ -15,7 +15,7 @@ completion, preemption, a scheduler's slow path, the horizon. Aggregates make a 
   token came at `last_token`, the end of the last cohort step), so pooled inter-token gaps stay exact.
 
 A scheduler that picks which requests decode (priority, MLFQ, ...) gets a cohort of its picks for one decode
-run (`dissolve` ends it). The per-request reference lives in the tests (`tests/oracle_decode.py`), which prove
+run (`form` … `dissolve`). The per-request reference lives in the tests (`tests/oracle_decode.py`), which prove
 both give identical results.
 """
 
@@ -106,11 +106,45 @@ class Cohort:
         if not self.n:
             self.heap.clear()  # every entry left is stale
 
-    def dissolve(self) -> None:
-        """Every member leaves (a cohort formed for one decode run), its fields exact."""
-        for _, ticket, req in list(self.heap):
-            if req.cohort_step >= 0 and req.cohort_ticket == ticket:
-                self.leave(req)
+    def form(self, reqs: list[Request]) -> None:
+        """An empty cohort takes `reqs` (a scheduler's picks for one decode run): `join` for each, in one pass."""
+        assert self.n == 0
+        g, bs = self.steps, self.block_size
+        phase, fresh, heap = self.phase, self.fresh, self.heap
+        kv = 0
+        ticket = self.ticket
+        for req in reqs:
+            ticket = next(_JOINS)
+            req.cohort_step = g
+            req.cohort_joined = g
+            req.cohort_ticket = ticket
+            kv += req.kv_tokens
+            phase[(req.kv_tokens - g) % bs] += 1
+            heap.append((g + req.output - req.generated, ticket, req))
+            lt = req.last_token
+            fresh[lt] = fresh.get(lt, 0) + 1
+        heapq.heapify(heap)
+        self.ticket = ticket
+        self.n = self.fresh_count = len(reqs)
+        self.kv = kv
+
+    def dissolve(self, reqs: list[Request]) -> None:
+        """Every member leaves, its fields exact (`reqs`: those `form` took; finished ones have left)."""
+        g, bs, last = self.steps, self.block_size, self.last_token
+        reserved = 1 if self.reserved else 0
+        for req in reqs:  # `sync` inlined: this runs once per member per decode run
+            if req.cohort_step >= 0:
+                d = g - req.cohort_step
+                if d:
+                    req.generated += d
+                    req.kv_tokens += d
+                    req.last_token = last
+                req.blocks = -(-(req.kv_tokens + reserved) // bs) - req.shared_blocks
+                req.cohort_step = -1
+        self.n = self.kv = self.fresh_count = 0
+        self.phase = [0] * self.block_size
+        self.heap.clear()
+        self.fresh.clear()
 
     # -- queries -------------------------------------------------------------------------------------
     def blocks(self, start: int, count: int) -> int:

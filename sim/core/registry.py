@@ -36,6 +36,7 @@ PLUGIN_GROUP = "servesim.plugins"
 BUILTINS: list[str] = [
     "policies",
     "sim.costmodel.models",
+    "sim.costmodel.build",
     "sim.costmodel.engine",
     "sim.workload.arrivals",
     "sim.workload.lengths",

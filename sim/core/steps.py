@@ -69,8 +69,7 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
     co = inst.cohort
     picked = not plan.cohort  # the scheduler picked these decoders: they form the cohort for this run
     if picked:
-        for r in plan.decode:
-            co.join(r)
+        co.form(plan.decode)
         co.reserved = True
     n = co.n
     k = 1
@@ -83,7 +82,22 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
         k = 1  # swap traffic lengthens this step only; both modes take the same single step
     times, arr = step_times(inst.cost, inst.t, n, co.kv, k, host.take() if host.pending else 0.0)
     t0 = inst.t
-    k = yield from _sleep_run(inst, times)
+    env = inst.env
+    if k == 1:
+        yield env.timeout(exact_delay(env.now, times[0]))
+    else:  # an interrupt (an arrival, a nudge) cuts the run to the step in flight
+        run = inst.run = DecodeRun(times)
+        try:
+            yield env.timeout(exact_delay(env.now, times[-1]))
+        except simpy.Interrupt:
+            while True:  # finish the step in flight; later arrivals cannot cut further back
+                try:
+                    yield env.timeout(exact_delay(env.now, times[run.k - 1]))
+                    break
+                except simpy.Interrupt:
+                    continue
+        inst.run = None
+        k = run.k
     t_end = times[k - 1]
     if inst.tracer is not None:  # one span for the whole run, not k
         inst.tracer.decode_run(inst.index, t0, t_end, k, n)
@@ -100,29 +114,9 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
         else:
             itl.add_gaps(times, k, n)
     if picked:
-        co.dissolve()
+        co.dissolve(plan.decode)
     if finished:
         inst.finish(finished)
-
-
-def _sleep_run(inst: Instance, times: list[float]) -> Generator[simpy.Event, Any, int]:
-    """Sleep to the end of the run; an interrupt cuts it to the step in flight. Returns the steps run."""
-    env = inst.env
-    if len(times) == 1:
-        yield env.timeout(exact_delay(env.now, times[0]))
-        return 1
-    run = inst.run = DecodeRun(times)
-    try:
-        yield env.timeout(exact_delay(env.now, times[-1]))
-    except simpy.Interrupt:
-        while True:  # finish the step in flight; later arrivals cannot cut further back
-            try:
-                yield env.timeout(exact_delay(env.now, times[run.k - 1]))
-                break
-            except simpy.Interrupt:
-                continue
-    inst.run = None
-    return run.k
 
 
 def settle_run(inst: Instance, now: float) -> None:

@@ -15,161 +15,53 @@ fitted `profile` (see `calibrate.fit`) of engine-level overheads and efficiency 
 
 from __future__ import annotations
 
-import bisect
 import math
-from collections.abc import Sequence
-from functools import lru_cache
-from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hwprofiles.interp import exp_interp_log
 from hwprofiles.specs import GPUSpec, ModelSpec
-from sim.core.registry import COST_MODELS
 from sim.costmodel import attention as _attention
+from sim.costmodel.base import COST_MODELS, Chunks, CostModel, decode_coeffs
 from sim.costmodel.comm import AllReduce
+from sim.costmodel.config import RooflineCostConfig, TableCostConfig, _PhysicalCostConfig
+from sim.costmodel.curves import _efficiency, _own_efficiency, _resolve
 from sim.costmodel.engine import ServingEngineConfig
-from sim.errors import ServesimError
+from sim.costmodel.linear import LinearCost, LinearCostConfig
+from sim.costmodel.profile import CostProfile, ProfileParams, load_profile
 
-Chunks = Sequence[tuple[int, int]]  # (new tokens q, cached tokens c) per prefill chunk
-
-
-class CostModel(Protocol):
-    def iteration(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> float:
-        """Seconds for one iteration: prefill chunks plus `n_decode` decodes over `decode_ctx` KV tokens."""
-        ...
-
-    def decode_run(self, n: int, ctx_sums: np.ndarray) -> np.ndarray:
-        """Seconds of each of len(ctx_sums) decode-only steps of `n` sequences (ctx_sums[s] = Σ context)."""
-        ...
-
-    def breakdown(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> dict[str, float]:
-        """Seconds by operator for one iteration (sums to `iteration()` up to rounding)."""
-        ...
-
-
-def decode_coeffs(cost: CostModel, n: int) -> tuple[float, float] | None:
-    """(a, b) with a decode step of n sequences costing exactly `a + b·context_sum` — the same float
-    operations as `decode_run` — when the model is affine in context; lets the engine price short runs in
-    plain Python. None otherwise."""
-    f = getattr(cost, "decode_coeffs", None)
-    return f(n) if f is not None else None
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class LinearCostConfig(_Strict):
-    """Analytic cost: base + per prefill token + per decoding sequence (queueing checks)."""
-
-    kind: Literal["linear"] = "linear"
-    base_s: float = Field(default=0.0, ge=0)
-    per_prefill_token_s: float = Field(default=0.0, ge=0)
-    per_decode_seq_s: float = Field(default=0.0, ge=0)
-
-
-class _PhysicalCostConfig(_Strict):
-    kind: str
-    compute_efficiency: float = Field(default=0.7, gt=0, le=1, description="achieved fraction of peak FLOP/s")
-    memory_efficiency: float = Field(default=0.8, gt=0, le=1, description="achieved fraction of HBM bandwidth")
-    link_efficiency: float = Field(default=0.8, gt=0, le=1, description="achieved fraction of link bandwidth")
-    # engine overheads live in `serving_engine` (sim.costmodel.engine); these add to them (0 by default)
-    iteration_overhead_s: float = Field(default=0.0, ge=0, description="extra per iteration, beyond serving_engine")
-    layer_overhead_s: float = Field(default=0.0, ge=0, description="extra fixed cost per layer per iteration")
-    allreduce_latency_s: float = Field(
-        default=1e-5, ge=0, description="all-reduce latency when no serving engine applies (a fitted profile)"
-    )
-    seq_overhead_s: float = Field(default=0.0, ge=0, description="extra per sequence per iteration")
-    efficiency: Literal["curves", "constant"] = Field(
-        default="curves",
-        description="curves: achieved efficiency per operator learned from the GPU's measured tables (when it "
-        "has any); constant: compute_efficiency / memory_efficiency everywhere",
-    )
-    tables: str | None = Field(
-        default=None, description="measured-table directory (relative to the scenario); default: shipped for the GPU"
-    )
-    profile: str | None = Field(
-        default=None, description="fitted profile YAML from `servesim calibrate fit` (relative to the scenario)"
-    )
-
-
-class RooflineCostConfig(_PhysicalCostConfig):
-    """Per-operator roofline from GPU and model specs: max(FLOPs / achieved peak, bytes / achieved BW)."""
-
-    kind: Literal["roofline"] = "roofline"
-
-
-class TableCostConfig(_PhysicalCostConfig):
-    """Measured operator tables of this model on this GPU, interpolated; the roofline outside them."""
-
-    kind: Literal["table"] = "table"
-
-
-class ProfileParams(_Strict):
-    """Engine-level parameters that kernel tables miss, fitted to measured iterations."""
-
-    iteration_overhead_s: float = Field(default=0.0, ge=0, description="per iteration (scheduler, sampling, launch)")
-    layer_overhead_s: float = Field(default=0.0, ge=0, description="per layer per iteration (launches, syncs)")
-    seq_overhead_s: float = Field(default=0.0, ge=0, description="per sequence per iteration")
-    comm_latency_s: float = Field(default=0.0, ge=0, description="extra latency per all-reduce (engine sync)")
-    compute_scale: float = Field(default=1.0, gt=0, description="multiplies achieved FLOP/s")
-    memory_scale: float = Field(default=1.0, gt=0, description="multiplies achieved bandwidth")
-    attention_scale: float = Field(default=1.0, gt=0, description="multiplies attention's achieved rates")
-
-
-class CostProfile(_Strict):
-    """A profile file: the fitted parameters and where they came from."""
-
-    format: Literal["servesim-profile/1"] = "servesim-profile/1"
-    model: str = ""
-    hardware: str = ""
-    tp: int = Field(default=1, ge=1)
-    base: Literal["roofline", "table"] = "roofline"
-    params: ProfileParams = Field(default_factory=ProfileParams)
-    fit: dict[str, Any] = Field(default_factory=dict)
-
-
-def load_profile(path: str | Path) -> CostProfile:
-    """Read a profile YAML; a missing or malformed file is a user error."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise ServesimError(f"{p}: profile file not found")
-    try:
-        return CostProfile.model_validate(yaml.safe_load(p.read_text()) or {})
-    except (ValidationError, yaml.YAMLError) as e:
-        first = str(e).splitlines()
-        raise ServesimError(f"{p}: not a servesim profile: {' '.join(first[:3])}") from None
-
-
-class LinearCost:
-    """`base + a·prefill_tokens + b·decoding_sequences`; exact service times for theory checks."""
-
-    def __init__(self, cfg: LinearCostConfig) -> None:
-        self.base, self.per_tok, self.per_seq = cfg.base_s, cfg.per_prefill_token_s, cfg.per_decode_seq_s
-
-    def iteration(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> float:
-        return self.base + self.per_tok * sum(q for q, _ in prefill) + self.per_seq * n_decode
-
-    def decode_run(self, n: int, ctx_sums: np.ndarray) -> np.ndarray:
-        return np.full(len(ctx_sums), self.base + self.per_seq * n)
-
-    def decode_coeffs(self, n: int) -> tuple[float, float] | None:
-        return self.base + self.per_seq * n, 0.0
-
-    def breakdown(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> dict[str, float]:
-        return {
-            "base": self.base,
-            "prefill": self.per_tok * sum(q for q, _ in prefill),
-            "decode": self.per_seq * n_decode,
-        }
+__all__ = [
+    "COST_MODELS",
+    "Chunks",
+    "CostModel",
+    "CostProfile",
+    "LinearCost",
+    "LinearCostConfig",
+    "ProfileParams",
+    "RooflineCost",
+    "RooflineCostConfig",
+    "TableCostConfig",
+    "_efficiency",
+    "_own_efficiency",
+    "_resolve",
+    "decode_coeffs",
+    "load_profile",
+]
 
 
 _CURVE_LISTS: dict[int, tuple[Any, list[float], list[float]]] = {}  # curve id -> (curve, log sizes, log ratios)
 
+# memory-bound class -> the measured operator whose launch floor bounds it
+_CLASS_OP = {
+    "norm": "input_layernorm",
+    "norm2": "post_attention_layernorm",
+    "add": "add",
+    "rope": "attn_rope",
+    "act": "mlp_act",
+    "kv_save": "attn_kv_cache_save",
+    "emb": "emb",
+}
 # memory-bound classes priced per layer, with how many times each runs per layer
 _ELEMENTWISE = (("norm", 1), ("norm2", 1), ("add", 2), ("rope", 1), ("act", 1), ("kv_save", 1))
 
@@ -202,7 +94,11 @@ class RooflineCost:
         collectives: tuple[np.ndarray, np.ndarray] | None = None,
         params: ProfileParams | None = None,
         engine: ServingEngineConfig | None = None,
+        floors: dict[str, float] | None = None,
+        transferred_from: str | None = None,
     ) -> None:
+        self._floors = floors or {}  # launch floors of transferred curves (sim.costmodel.transfer)
+        self._transferred = transferred_from
         p = params or ProfileParams(
             iteration_overhead_s=cfg.iteration_overhead_s,
             layer_overhead_s=cfg.layer_overhead_s,
@@ -271,6 +167,24 @@ class RooflineCost:
             return cpu, 0.0
         return cpu, max(0.0, self.L * e.launch_per_layer_s - kernels)
 
+    @property
+    def provenance(self) -> dict[str, str]:
+        """Where each part of the cost comes from: measured tables, transferred from another GPU, or the
+        spec sheet (constant efficiencies); what summary.json and the run table report."""
+        if not self.curves:
+            kern = "spec-sheet (constant efficiency)"
+        elif self._transferred:
+            kern = f"transferred from {self._transferred} (scaled by peaks, with launch floors)"
+        else:
+            kern = f"measured ({self.gpu.name} tables)"
+        attn = kern if self.curves and self._attn_grids.get("decode") is not None else "spec-sheet (roofline)"
+        return {
+            "gemm": kern,
+            "elementwise": kern,
+            "attention": attn,
+            "collectives": "measured" if self._coll is not None else "formula (link bandwidth)",
+        }
+
     # -- learned curves -----------------------------------------------------------------------------------
     def _setup_curves(self, eff: Any, fallback: Any, collectives: tuple[np.ndarray, np.ndarray] | None) -> None:
         from hwprofiles.efficiency import Widths
@@ -298,15 +212,7 @@ class RooflineCost:
         got = _CURVE_LISTS.get(id(curve))
         if got is None or got[0] is not curve:
             got = _CURVE_LISTS[id(curve)] = (curve, [float(v) for v in curve[0]], [float(v) for v in curve[1]])
-        _, xs, ly = got
-        lx = math.log(x)
-        if lx <= xs[0]:
-            return math.exp(ly[0])
-        if lx >= xs[-1]:
-            return math.exp(ly[-1])
-        i = bisect.bisect_right(xs, lx)
-        x0, x1, y0, y1 = xs[i - 1], xs[i], ly[i - 1], ly[i]
-        return math.exp(y0 + (lx - x0) * (y1 - y0) / (x1 - x0))
+        return exp_interp_log(x, got[1], got[2])
 
     # -- operators -----------------------------------------------------------------------------------
     def _gemm(self, m: float, k: float, n: float, weight_copies: float = 1.0) -> float:
@@ -320,6 +226,8 @@ class RooflineCost:
         if curve is None:
             return self._gemm(m, k, n, weight_copies)
         roof = max(2.0 * m * k * n / self.peak_flops, (k * n + m * k + m * n) * self.a / self.peak_bw)
+        if self._floors:
+            return max(roof * self._ratio(m, curve), self._floors.get(op, self._floors.get("gemm", 0.0)))
         return roof * self._ratio(m, curve)
 
     def _mem(self, byts: float) -> float:
@@ -341,7 +249,8 @@ class RooflineCost:
                 if cls != "kv_save":  # the constant model has no separate KV write
                     per_layer += times * self._mem(m * per_tok)
                 continue
-            per_layer += times * (m * per_tok / self.peak_bw) * self._ratio(m, curve)
+            t = times * (m * per_tok / self.peak_bw) * self._ratio(m, curve)
+            per_layer += max(t, times * self._floors.get(_CLASS_OP[cls], 0.0)) if self._floors else t
         total = self.L * per_layer
         emb = self._mem_curves.get("emb")
         if emb is not None:
@@ -434,7 +343,8 @@ class RooflineCost:
         curve = self._mem_curves.get(cls) if self.curves else None
         if curve is None:
             return self._mem(m * per_tok)
-        return (m * per_tok / self.peak_bw) * self._ratio(m, curve)
+        t = (m * per_tok / self.peak_bw) * self._ratio(m, curve)
+        return max(t, self._floors.get(op, 0.0)) if self._floors else t
 
     # -- public ----------------------------------------------------------------------------------------
     def breakdown(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> dict[str, float]:
@@ -498,119 +408,3 @@ class RooflineCost:
         if (self.curves and self._attn_grids.get("decode") is not None and n) or self._launch_bound(n):
             return None
         return self._decode_base(n), self._attn_coef
-
-
-# -- building from a scenario ----------------------------------------------------------------------------
-def _resolve(path: str, base_dir: Path | None) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() or base_dir is None else Path(base_dir) / p
-
-
-@lru_cache(maxsize=64)
-def _efficiency(root: Path, flops: float, bw: float) -> Any:
-    from hwprofiles.efficiency import Efficiency
-    from hwprofiles.tables import load_tables
-
-    return Efficiency(load_tables(root), flops, bw)
-
-
-_OWN: dict[tuple[Any, ...], Any] = {}
-
-
-def _own_efficiency(root: Path, model: ModelSpec, tp: int, flops: float, bw: float) -> Any:
-    """Curves from this model's own rows only (k = 1): the table kind's interpolation of its tables."""
-    from hwprofiles.efficiency import Efficiency
-    from hwprofiles.tables import load_tables, shape_of
-
-    key = (root, tuple(shape_of(model).values()), model.dtype_bytes, tp, flops, bw)
-    if key not in _OWN:
-        own = load_tables(root).for_model(model, tp)
-        _OWN[key] = None if own is None else Efficiency(own, flops, bw, k=1, per_op=True)
-    return _OWN[key]
-
-
-def physical_parts(
-    cfg: _PhysicalCostConfig,
-    model: ModelSpec,
-    gpu: GPUSpec,
-    tp: int = 1,
-    base_dir: Path | None = None,
-    engine: ServingEngineConfig | None = None,
-) -> dict[str, Any]:
-    """Keyword arguments of `RooflineCost` for this config: its tables' curves, collectives and profile."""
-    from hwprofiles.tables import MEASURED_DIR, load_tables
-
-    root: Path | None = None
-    if cfg.tables is not None:
-        root = _resolve(cfg.tables, base_dir).resolve()
-        if not root.is_dir():
-            raise ServesimError(f"cost_model.tables: {root}: measured-table directory not found")
-    elif (MEASURED_DIR / gpu.name / "provenance.yaml").exists():
-        root = (MEASURED_DIR / gpu.name).resolve()
-    parts: dict[str, Any] = {"eff": None, "fallback": None, "collectives": None, "params": None}
-    if cfg.profile is not None:  # a fitted profile measured its engine's overheads: it replaces serving_engine's
-        parts["params"] = load_profile(_resolve(cfg.profile, base_dir)).params
-    else:
-        parts["engine"] = engine or ServingEngineConfig()  # the scenario's `serving_engine`, else the default
-    if root is not None:
-        curves = cfg.efficiency == "curves"
-        if cfg.kind == "table":
-            parts["eff"] = _own_efficiency(root, model, tp, gpu.bf16_flops, gpu.mem_bw)
-        if curves:
-            parts["fallback"] = _efficiency(root, gpu.bf16_flops, gpu.mem_bw)
-        if (curves or cfg.kind == "table") and tp > 1:
-            parts["collectives"] = load_tables(root).collective_curve("all_reduce", tp)
-    return parts
-
-
-def build_physical(
-    cfg: _PhysicalCostConfig,
-    model: ModelSpec,
-    gpu: GPUSpec,
-    tp: int = 1,
-    base_dir: Path | None = None,
-    engine: ServingEngineConfig | None = None,
-) -> RooflineCost:
-    """A roofline or table cost model with its tables, learned curves, profile and serving engine resolved."""
-    return RooflineCost(cfg, model, gpu, tp, **physical_parts(cfg, model, gpu, tp, base_dir, engine))
-
-
-def prices_serving_engine(cfg: BaseModel) -> bool:
-    """Whether a cost-model config prices `serving_engine` (the physical kinds; `linear` is an exact service time)."""
-    return isinstance(cfg, _PhysicalCostConfig)
-
-
-@COST_MODELS.register("linear", LinearCostConfig)
-def _linear(cfg: LinearCostConfig, **_: object) -> CostModel:
-    """base + per prefill token + per decoding sequence (analytic checks)"""
-    return LinearCost(cfg)
-
-
-@COST_MODELS.register("roofline", RooflineCostConfig, fits_profile=True)
-def _roofline(
-    cfg: RooflineCostConfig,
-    *,
-    model: ModelSpec,
-    gpu: GPUSpec,
-    tp: int = 1,
-    base_dir: Path | None = None,
-    engine: ServingEngineConfig | None = None,
-    **_: object,
-) -> CostModel:
-    """per-operator roofline; efficiency curves from the GPU's measured tables when it has any"""
-    return build_physical(cfg, model, gpu, tp, base_dir, engine)
-
-
-@COST_MODELS.register("table", TableCostConfig, fits_profile=True)
-def _table(
-    cfg: TableCostConfig,
-    *,
-    model: ModelSpec,
-    gpu: GPUSpec,
-    tp: int = 1,
-    base_dir: Path | None = None,
-    engine: ServingEngineConfig | None = None,
-    **_: object,
-) -> CostModel:
-    """measured operator tables of this model on this GPU, interpolated; roofline outside them"""
-    return build_physical(cfg, model, gpu, tp, base_dir, engine)

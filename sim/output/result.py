@@ -15,7 +15,7 @@ from sim.cluster.power import cost_summary
 from sim.config.scenario import Scenario, load_scenario
 from sim.core.engine import Progress, Simulation
 from sim.core.recorder import COMPLETED
-from sim.costmodel.models import prices_serving_engine
+from sim.costmodel.build import prices_serving_engine
 from sim.output import plots as _plots
 from sim.output.metrics import check_conservation, requests_frame, summarize
 from sim.output.perfetto import Tracer
@@ -126,6 +126,7 @@ def run(
                 "hardware": p.gpu.name,
                 "kv_blocks_per_instance": p.capacity.num_blocks,
                 "kv_tokens_per_instance": p.capacity.tokens,
+                "cost_model": getattr(p.cost, "provenance", {}),  # measured / transferred / spec-sheet parts
             }
             for p in sim.pools
         },

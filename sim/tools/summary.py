@@ -115,5 +115,11 @@ def summary_table(
     cost = cost_caption(summary)
     if cost:
         t.caption += f" | {cost}"
+    pools = summary.get("cluster", {}).get("pools", {})
+    for role, pool in pools.items():  # which parts of the cost model are measured / transferred / spec-sheet
+        prov = pool.get("cost_model") or {}
+        if prov:
+            parts = "; ".join(f"{k} {v}" for k, v in prov.items())
+            t.caption += f" | cost model{'' if len(pools) == 1 else f' ({role})'}: {parts}"
     t.caption_justify = "left"
     return t

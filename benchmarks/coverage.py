@@ -1,0 +1,305 @@
+"""How much of aiconfigurator's silicon measurements servesim can express, and how close it comes, unfitted.
+
+    python benchmarks/coverage.py                     # all rows for coverage, a stratified sample for errors
+    python benchmarks/coverage.py --sample 0          # coverage only (seconds)
+    python benchmarks/coverage.py --sample 400 --md benchmarks/COVERAGE.md --json benchmarks/coverage_results.json
+
+Each row of `../shared/data/ground-truth/aiconfigurator/silicon_sample.csv` (real vLLM / SGLang / TRT-LLM
+runs) becomes a scenario: the model by its Hugging Face id, the GPU by its system name, the precision from
+`gemm_quant_mode` / `moe_quant_mode`, the layout from `tp_size`, `attention_dp_size`, `moe_tp_size`,
+`moe_ep_size` (per pool for `disagg` rows), fixed `isl` / `osl`, and `batch_size` closed-loop clients
+(disagg: the `silicon_concurrency` of the run). A row is *expressible* when the scenario validates and its
+instances fit in GPU memory. Errors compare servesim's mean TTFT / TPOT with the measured means; nothing
+is fitted to these rows (default roofline, default efficiencies).
+
+Closed loop: when the scenario schema has `workload.arrival.kind: closed_loop` it is used; otherwise it is
+emulated by fixed-point iteration over a CSV trace (client i's request w arrives when its request w - 1
+completed in the previous pass), which converges to the same schedule for fixed lengths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import sim  # noqa: E402
+from hwprofiles import catalog  # noqa: E402
+from hwprofiles.specs import GPUSpec, ModelSpec  # noqa: E402
+from sim.config.scenario import Workload, load_scenario  # noqa: E402
+from sim.costmodel.layout import Layout  # noqa: E402
+from sim.costmodel.quant import Quantization  # noqa: E402
+from sim.errors import ServesimError  # noqa: E402
+
+CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "silicon_sample.csv"
+WAVES = 3  # requests per client
+MAX_CLIENTS = 1024  # larger closed loops are expressible but not simulated for errors (run time)
+QUANT = {  # quant mode -> (weights, activations)
+    "nvfp4": ("fp4", "fp4"),
+    "fp8": ("fp8", "fp8"),
+    "fp8_block": ("fp8", "fp8"),
+    "int4_wo": ("int4", "bf16"),
+}
+
+
+def _int(v: Any, default: int = 1) -> int:
+    return default if v is None or (isinstance(v, float) and math.isnan(v)) or int(v) <= 0 else int(v)
+
+
+def native_closed_loop() -> bool:
+    return "closed_loop" in str(Workload.model_fields["arrival"].annotation)
+
+
+def quantization(row: pd.Series, gpu: GPUSpec) -> dict[str, str]:
+    mode = row["moe_quant_mode"] if isinstance(row["moe_quant_mode"], str) else row["gemm_quant_mode"]
+    if isinstance(mode, str) and mode in QUANT:
+        w, a = QUANT[mode]
+    elif "gpt-oss" in str(row["model_path"]):  # ships MXFP4 experts; NaN mode = the checkpoint as published
+        w, a = "fp4", "bf16"
+    else:
+        w, a = "bf16", "bf16"
+    if gpu.peak_flops(a) is None:  # e.g. MXFP4 experts on Hopper: FP4 weights, FP8 activations (W4A8)
+        a = "fp8" if gpu.fp8_flops else "bf16"
+    # TRT-LLM serves FP8/FP4 checkpoints with an FP8 KV cache; vLLM / SGLang default to the model dtype
+    kv = "fp8" if row["backend"] == "trtllm" and w in ("fp8", "fp4") else "bf16"
+    return {"weights": w, "activations": a, "kv_cache": kv}
+
+
+def _layout(row: pd.Series, prefix: str = "", moe: bool = True) -> dict[str, int]:
+    tp, dp = _int(row[f"{prefix}tp_size"]), _int(row[f"{prefix}attention_dp_size"])
+    if not moe:  # the moe_* columns of dense models are placeholders
+        return {"tp": tp, **({"attention_dp": dp} if dp > 1 else {})}
+    ep = _int(row[f"{prefix}moe_ep_size"])
+    moe_tp = _int(row[f"{prefix}moe_tp_size"], (tp * dp) // ep)
+    out = {"tp": tp}
+    if dp > 1:
+        out["attention_dp"] = dp
+    if ep > 1 or moe_tp != tp * dp:
+        out.update(ep=ep, moe_tp=moe_tp)
+    return out
+
+
+def concurrency(row: pd.Series) -> int:
+    """Clients of the run: `silicon_concurrency` in the source column (agg `batch_size` is per attention-DP
+    rank: 16 x 16 ranks = c256), else batch_size x attention_dp_size."""
+    m = re.search(r"silicon_concurrency=(\d+)", str(row["silicon_data_source"]))
+    if m:
+        return int(m.group(1))
+    if row["mode"] == "agg":
+        return _int(row["batch_size"]) * _int(row["attention_dp_size"])
+    return _int(row["decode_batch_size"])
+
+
+def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
+    """The servesim scenario of one silicon row (workload supplied by the caller)."""
+    c = concurrency(row)
+    model, gpu = catalog.model(row["model_path"]), catalog.gpu(row["system"])
+    quant = quantization(row, gpu)
+    # vLLM V1, SGLang and TRT-LLM all default to chunked prefill mixed with decodes (8192-token budget)
+    sched = {"kind": "sarathi", "max_num_seqs": max(256, c), "token_budget": 8192}
+    sc: dict[str, Any] = {
+        "name": str(row["id"])[:80],
+        "model": row["model_path"],
+        "hardware": row["system"],
+        "quantization": quant,
+        "workload": workload,
+        "scheduler": sched,
+    }
+    if row["mode"] == "agg":
+        sc["cluster"] = _layout(row, moe=model.is_moe)
+        lay = [sc["cluster"]]
+    else:
+        pools = {
+            role: {"instances": _int(row[f"{role}_num_workers"]), **_layout(row, f"{role}_", model.is_moe)}
+            for role in ("prefill", "decode")
+        }
+        lay = list(pools.values())
+        sc["cluster"] = {**pools, "router": {"kind": "round_robin"}}
+    sc["kv_cache"] = {"gpu_memory_utilization": memory_fraction(row["backend"], model, gpu, quant, lay)}
+    return sc
+
+
+def memory_fraction(backend: str, model: ModelSpec, gpu: GPUSpec, quant: dict[str, str], pools: list[dict]) -> float:
+    """servesim's `gpu_memory_utilization` (a share of the whole GPU) matching each engine's default: vLLM
+    0.9 of the GPU; TRT-LLM and SGLang give the KV cache ~0.9 of what the weights leave free."""
+    if backend == "vllm":
+        return 0.9
+    q = Quantization(**quant)
+    w = max(Layout(**{k: v for k, v in p.items() if k != "instances"}).weight_bytes_per_gpu(model, q) for p in pools)
+    return min(0.97, max(0.9, (w + 0.9 * (gpu.memory_bytes - w)) / gpu.memory_bytes))
+
+
+def _fixed_workload(n: int, row: pd.Series) -> dict[str, Any]:
+    return {
+        "arrival": {"kind": "poisson", "rate": 1.0},
+        "num_requests": n,
+        "lengths": {"kind": "fixed", "prompt": int(row["isl"]), "output": int(row["osl"])},
+    }
+
+
+def expressible(row: pd.Series) -> str | None:
+    """None if servesim can express the row, else why not (one line)."""
+    if _int(row.get("pp_size")) > 1:
+        return "pipeline parallelism (cluster.pp) not modelled"
+    try:
+        sc = load_scenario(scenario(row, _fixed_workload(1, row)))
+        from sim.cluster.pools import pool_specs
+
+        pool_specs(sc)
+    except ServesimError as e:
+        return str(e).split(": ", 1)[-1][:160]
+    return None
+
+
+def _run(sc: dict[str, Any]) -> pd.DataFrame:
+    return sim.run(load_scenario(sc)).requests
+
+
+def simulate(row: pd.Series) -> tuple[float, float]:
+    """Mean TTFT and TPOT (seconds) of the row's closed loop."""
+    c, n = concurrency(row), concurrency(row) * WAVES
+    lengths = {"kind": "fixed", "prompt": int(row["isl"]), "output": int(row["osl"])}
+    if native_closed_loop():
+        wl = {"arrival": {"kind": "closed_loop", "concurrency": c}, "num_requests": n, "lengths": lengths}
+        df = _run(scenario(row, wl))
+        return float(df["ttft_s"].mean()), float(df["tpot_s"].mean())
+    arrivals = np.zeros((c, WAVES))
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "closed.csv"
+        for _ in range(4):  # fixed point: arrivals of wave w = completions of wave w - 1
+            order = np.argsort(arrivals.ravel(), kind="stable")
+            flat = arrivals.ravel()[order]
+            pd.DataFrame(
+                {"arrival_s": flat, "prompt_tokens": int(row["isl"]), "output_tokens": int(row["osl"])}
+            ).to_csv(path, index=False)
+            wl = {"arrival": {"kind": "trace", "path": str(path), "format": "csv"}}
+            df = _run(scenario(row, wl))
+            done = np.empty(c * WAVES)
+            done[order] = df["completion_s"].to_numpy()
+            nxt = np.zeros_like(arrivals)
+            nxt[:, 1:] = done.reshape(c, WAVES)[:, :-1]
+            if np.allclose(nxt, arrivals, rtol=1e-3, atol=1e-4):
+                break
+            arrivals = nxt
+    return float(df["ttft_s"].mean()), float(df["tpot_s"].mean())
+
+
+def _share(df: pd.DataFrame, by: str) -> dict[str, str]:
+    g = df.groupby(by)["ok"].agg(["sum", "count"])
+    return {str(k): f"{int(r['sum'])}/{int(r['count'])} ({r['sum'] / r['count']:.0%})" for k, r in g.iterrows()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--csv", type=Path, default=CSV)
+    ap.add_argument("--sample", type=int, default=200, help="rows simulated for errors (stratified); 0: none")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=None, help="write results here")
+    ap.add_argument("--md", type=Path, default=None, help="write a markdown table here")
+    args = ap.parse_args()
+    df = pd.read_csv(args.csv)
+    df["why"] = [expressible(r) for _, r in df.iterrows()]
+    df["ok"] = df["why"].isna()
+    out: dict[str, Any] = {
+        "rows": len(df),
+        "expressible": int(df["ok"].sum()),
+        "closed_loop": "native" if native_closed_loop() else "emulated (fixed-point trace)",
+        "by": {k: _share(df, k) for k in ("mode", "backend", "model_path", "system")},
+        "reasons": df.loc[~df["ok"], "why"].value_counts().head(15).to_dict(),
+    }
+    print(f"expressible: {out['expressible']}/{out['rows']} ({out['expressible'] / out['rows']:.1%})")
+    if args.sample:
+        ok = df[df["ok"] & (df.apply(concurrency, axis=1) <= MAX_CLIENTS)]
+        rng = np.random.default_rng(np.random.SeedSequence(args.seed))
+        strata = ok.groupby(["model_path", "system", "mode"])
+        per = max(1, args.sample // max(1, strata.ngroups))
+        picks = [g.iloc[rng.permutation(len(g))[:per]] for _, g in strata]
+        sample = pd.concat(picks).head(args.sample) if picks else ok.head(0)
+        rows = []
+        t0 = time.time()
+        for _, r in sample.iterrows():
+            ttft, tpot = simulate(r)
+            rows.append(
+                {
+                    "id": r["id"],
+                    "mode": r["mode"],
+                    "backend": r["backend"],
+                    "model": r["model_path"],
+                    "gpu": r["system"],
+                    "clients": concurrency(r),
+                    "isl": int(r["isl"]),
+                    "osl": int(r["osl"]),
+                    "ttft_ms": round(ttft * 1e3, 2),
+                    "silicon_ttft_ms": round(float(r["silicon_ttft_ms"]), 2),
+                    "tpot_ms": round(tpot * 1e3, 3),
+                    "silicon_tpot_ms": round(float(r["silicon_tpot_ms"]), 3),
+                    "ttft_err": ttft * 1e3 / r["silicon_ttft_ms"] - 1,
+                    "tpot_err": tpot * 1e3 / r["silicon_tpot_ms"] - 1,
+                }
+            )
+        res = pd.DataFrame(rows)
+        out["errors"] = {
+            "rows": len(res),
+            "wall_s": round(time.time() - t0, 1),
+            "median_abs_ttft_err": float(res["ttft_err"].abs().median()),
+            "median_abs_tpot_err": float(res["tpot_err"].abs().median()),
+            "by": {
+                k: res.groupby(k)[["ttft_err", "tpot_err"]]
+                .agg(lambda x: float(x.abs().median()))
+                .round(3)
+                .to_dict(orient="index")
+                for k in ("mode", "backend", "model", "gpu")
+            },
+            "signed_median": {"ttft": float(res["ttft_err"].median()), "tpot": float(res["tpot_err"].median())},
+            "per_row": res.round(4).to_dict(orient="records"),
+        }
+        e = out["errors"]
+        print(
+            f"errors on {e['rows']} rows: median |TTFT err| {e['median_abs_ttft_err']:.1%}, "
+            f"median |TPOT err| {e['median_abs_tpot_err']:.1%}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    if args.md:
+        args.md.write_text(render(out))
+
+
+def render(out: dict[str, Any]) -> str:
+    """The numbers as markdown tables (COVERAGE.md's generated section)."""
+    lines = [
+        f"Expressible: **{out['expressible']} / {out['rows']}** rows "
+        f"({out['expressible'] / out['rows']:.1%}); closed loop {out['closed_loop']}.",
+        "",
+    ]
+    for k, shares in out["by"].items():
+        lines += [f"| {k} | expressible |", "|---|---|"] + [f"| {a} | {b} |" for a, b in shares.items()] + [""]
+    if out["reasons"]:
+        lines += ["| why not | rows |", "|---|---|"] + [f"| {a} | {b} |" for a, b in out["reasons"].items()] + [""]
+    e = out.get("errors")
+    if e:
+        lines += [
+            f"Errors on {e['rows']} simulated rows (stratified sample): median |TTFT error| "
+            f"**{e['median_abs_ttft_err']:.1%}**, median |TPOT error| **{e['median_abs_tpot_err']:.1%}** "
+            f"(signed medians: TTFT {e['signed_median']['ttft']:+.1%}, TPOT {e['signed_median']['tpot']:+.1%}).",
+            "",
+        ]
+        for k, tab in e["by"].items():
+            lines += [f"| {k} | median abs TTFT err | median abs TPOT err |", "|---|---|---|"]
+            lines += [f"| {a} | {v['ttft_err']:.1%} | {v['tpot_err']:.1%} |" for a, v in tab.items()] + [""]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

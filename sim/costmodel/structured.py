@@ -1,0 +1,287 @@
+"""The roofline for model structures and layouts the dense-GQA picture misses: MoE (routed + shared experts,
+expert parallelism with all-to-all and load imbalance), MLA (compressed latent cache, absorbed decode),
+local-window / linear / sparse attention layers, quantised GEMMs, and attention data parallelism.
+
+`RooflineCost` prices a bf16 dense model on a plain tp layout exactly as before; the builder switches to
+`StructuredCost` only when the model, the layout or the precision needs it. The instance's batch is split
+over `attention_dp` ranks in lockstep: a step costs what its busiest rank costs (ceil(n / dp) sequences,
+chunks placed largest-first), while routed experts see every rank's tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hwprofiles.specs import GPUSpec, ModelSpec
+from sim.costmodel import moe
+from sim.costmodel.alltoall import alltoall_s
+from sim.costmodel.layout import Layout
+from sim.costmodel.models import Chunks, RooflineCost, _PhysicalCostConfig
+from sim.costmodel.quant import DEFAULT, Quantization
+
+
+class StructuredCost(RooflineCost):
+    """Per-operator roofline over the model's actual layer structure (see module docstring)."""
+
+    def __init__(
+        self,
+        cfg: _PhysicalCostConfig,
+        model: ModelSpec,
+        gpu: GPUSpec,
+        tp: int = 1,
+        *,
+        layout: Layout | None = None,
+        quant: Quantization = DEFAULT,
+        **parts: Any,
+    ) -> None:
+        self.layout = layout or Layout(tp=tp)
+        self.quant = quant
+        super().__init__(cfg, model, gpu, tp, **parts)
+        m, lay = model, self.layout
+        peak = gpu.peak_flops(quant.activations) or gpu.bf16_flops
+        self.gemm_peak = peak * self.params.compute_scale
+        self.gemm_flops = self.gemm_peak * cfg.compute_efficiency
+        self.wa, self.aa = quant.weight_bits / 8.0, quant.act_bytes
+        self.kva = quant.kv_bits / 8.0
+        self.dp = lay.attention_dp
+        self.L = lay.stage_layers(m)
+        self.n_full, self.n_local, self.n_lin = (float(m.layer_count(k)) for k in "FLG")
+        self.n_moe, self.n_dense = float(m.num_moe_layers), float(m.num_dense_layers)
+        if lay.pp > 1:  # one stage's share of each kind
+            f = self.L / m.num_layers
+            self.n_full, self.n_local, self.n_lin = self.n_full * f, self.n_local * f, self.n_lin * f
+            self.n_moe, self.n_dense = self.n_moe * f, self.n_dense * f
+        self.heads = max(1, m.num_heads // tp)
+        self.overhead = self.params.iteration_overhead_s + self.L * self.params.layer_overhead_s
+        self._shape_curves: dict[tuple[str, float, float], Any] = {}
+        self._setup_attention()
+
+    # -- attention coefficients -----------------------------------------------------------------------
+    def _setup_attention(self) -> None:
+        """Seconds per context token per layer of decode attention, for full and local layers."""
+        m, hd = self.model, self.heads
+        if m.is_mla:
+            lat = float(m.kv_lora_rank or 0)
+            flops = 2.0 * hd * (lat + m.qk_rope_head_dim) + 2.0 * hd * lat  # scores over latent+rope, values
+            byts = (lat + m.qk_rope_head_dim) * self.kva
+        else:
+            flops = 4.0 * self.hq
+            byts = float(m.kv_elems_per_token_layer(self.tp)) * self.kva
+        self._tok_s = max(flops / self.attn_flops, byts / self.attn_bw)
+        # linear (G) layers: read + write the fp32 recurrent state of each sequence once per step
+        self._lin_seq_s = 2.0 * m.state_bytes_per_sequence(self.tp) / max(1, m.layer_count("G")) / self.attn_bw
+        self._capped = m.attention_topk is not None or self.n_local > 0
+
+    # -- GEMMs at the deployment's precision -----------------------------------------------------------
+    def _curve(self, op: str, k: float, n: float) -> Any:
+        key = (op, k, n)
+        if key not in self._shape_curves:
+            srcs = [s for s in (self._eff, self._fallback) if s is not None]
+            self._shape_curves[key] = next((c for s in srcs if (c := s.gemm_curve(k, n, op)) is not None), None)
+        return self._shape_curves[key]
+
+    def _setup_curves(self, eff: Any, fallback: Any, collectives: Any) -> None:
+        self._eff, self._fallback = eff, fallback
+        super()._setup_curves(eff, fallback, collectives)
+
+    def gemm(self, op: str, m: float, k: float, n: float, copies: float = 1.0) -> float:
+        """An (m x k) @ (k x n) GEMM over `copies` weight matrices (a grouped expert GEMM reads each active
+        expert's weights once): the learned curve at the tokens per matrix when there is one."""
+        if m <= 0:
+            return 0.0
+        flops = 2.0 * m * k * n
+        byts = k * n * copies * self.wa + (m * k + m * n) * self.aa
+        curve = self._curve(op, k, n) if self.curves else None
+        if curve is None:
+            return max(flops / self.gemm_flops, byts / self.bw)
+        roof = max(flops / self.gemm_peak, byts / self.peak_bw)
+        t = roof * self._ratio(max(1.0, m / copies), curve)
+        return max(t, self._floors.get("gemm", 0.0)) if self._floors else t
+
+    # -- per-step operators ----------------------------------------------------------------------------
+    def _rank_tokens(self, m: int) -> int:
+        return -(-m // self.dp)
+
+    def _proj(self, m: int) -> dict[str, float]:
+        """Attention projections of one rank's m tokens (all layers of the stage)."""
+        mod, h = self.model, self.h
+        attn_layers = self.n_full + self.n_local
+        if mod.is_mla:
+            hd, lat, rope = self.heads, float(mod.kv_lora_rank or 0), mod.qk_rope_head_dim
+            q = (
+                self.gemm("attn_pre_proj", m, h, mod.q_lora_rank)
+                + self.gemm("q_b", m, mod.q_lora_rank, hd * mod.head_dim)
+                if mod.q_lora_rank
+                else self.gemm("attn_pre_proj", m, h, hd * mod.head_dim)
+            )
+            kv_a = self.gemm("kv_a", m, h, lat + rope)
+            # absorbed decode / prefill: W_UK folds into q, W_UV into the output (per-head batched GEMMs)
+            absorb = self.gemm("uk", m, hd * (mod.head_dim - rope), lat) + self.gemm("uv", m, hd * lat, mod.value_dim)
+            qkv = attn_layers * (q + kv_a + absorb)
+            o = attn_layers * self.gemm("attn_post_proj", m, hd * mod.value_dim, h)
+        else:
+            qkv = attn_layers * self.gemm("attn_pre_proj", m, h, self.hq + 2 * self.hkv)
+            o = attn_layers * self.gemm("attn_post_proj", m, self.hq, h)
+        if self.n_lin:
+            kd = mod.linear_num_key_heads * mod.linear_head_dim / self.tp
+            vd = mod.linear_num_value_heads * mod.linear_head_dim / self.tp
+            qkv += self.n_lin * self.gemm("lin_in", m, h, 2 * kd + 2 * vd)
+            o += self.n_lin * self.gemm("lin_out", m, vd, h)
+        return {"qkv_proj": qkv, "o_proj": o}
+
+    def _mlp(self, m: int, m_all: int) -> dict[str, float]:
+        """Dense MLP layers and MoE layers (shared experts on the rank's m tokens, routed experts on the
+        busiest EP rank's share of all m_all tokens)."""
+        mod, h, lay = self.model, self.h, self.layout
+        mult = 2 if mod.gated_mlp else 1
+        ops = {"mlp_up": 0.0, "mlp_down": 0.0, "moe_experts": 0.0, "moe_comm": 0.0, "act_bytes": 0.0}
+        if self.n_dense:
+            inter = mod.intermediate_size / self.tp
+            ops["mlp_up"] += self.n_dense * self.gemm("mlp_up_proj", m, h, mult * inter)
+            ops["mlp_down"] += self.n_dense * self.gemm("mlp_down_proj", m, inter, h)
+            ops["act_bytes"] += self.n_dense * m * 3 * inter
+        if not self.n_moe:
+            return ops
+        if mod.shared_width:
+            sw = mod.shared_width / self.tp
+            ops["mlp_up"] += self.n_moe * self.gemm("mlp_up_proj", m, h, mult * sw)
+            ops["mlp_down"] += self.n_moe * self.gemm("mlp_down_proj", m, sw, h)
+            ops["act_bytes"] += self.n_moe * m * 3 * sw
+        k, E, ep = mod.experts_per_token, mod.num_experts, lay.ep
+        pairs = m_all * k / ep * moe.imbalance(m_all, k, ep)
+        active = moe.active_experts(m_all, k, E, E / ep)
+        width = mod.expert_width / lay.moe_tp_size
+        router = self.gemm("router", m, h, E)
+        up = self.gemm("moe_up", pairs, h, mult * width, active)
+        down = self.gemm("moe_down", pairs, width, h, active)
+        ops["moe_experts"] = self.n_moe * (router + up + down)
+        ops["act_bytes"] += self.n_moe * pairs * 3 * width
+        if ep > 1:  # dispatch at the activation precision, combine in bf16; each GPU sends its token slice
+            per_gpu = m / self.tp
+            eff = self.cfg.link_efficiency
+            one = alltoall_s(per_gpu, k, h, self.aa, ep, self.gpu, eff) + alltoall_s(
+                per_gpu, k, h, 2.0, ep, self.gpu, eff
+            )
+            ops["moe_comm"] = self.n_moe * one
+        elif lay.moe_tp_size > 1 and self.dp > 1:  # tokens gathered from all ranks, results scattered back
+            ops["moe_comm"] = self.n_moe * self._allreduce(m_all)
+        return ops
+
+    def _dense(self, m_all: int) -> dict[str, float]:
+        got = self._dense_cache.get(m_all)
+        if got is not None:
+            return got
+        m = self._rank_tokens(m_all)
+        ops = self._proj(m)
+        mlp = self._mlp(m, m_all)
+        act = mlp.pop("act_bytes")
+        ops.update(mlp)
+        h, L = self.h, self.L
+        per_tok = 2 * 2 * h + 2 * 3 * h + 2 * (self.hq + self.hkv)  # norms, residual adds, rope (elements)
+        ops["elementwise"] = (L * m * per_tok * self.aa + act * self.aa) / self.bw
+        if self.tp > 1:  # after attention; after dense MLPs; after MoE when experts are tp-sharded (no EP/DP)
+            n_ar = L + self.n_dense + (self.n_moe if self.layout.ep == 1 and self.dp == 1 else 0)
+            ops["allreduce"] = n_ar * self._allreduce(m)
+        else:
+            ops["allreduce"] = 0.0
+        ops["overhead"] = self.overhead
+        if len(self._dense_cache) < 65536:
+            self._dense_cache[m_all] = ops
+        return ops
+
+    def _lm_head(self, seqs: int) -> float:
+        return self.gemm("lm_head", self._rank_tokens(seqs), self.h, self.vocab) if seqs else 0.0
+
+    # -- attention -------------------------------------------------------------------------------------
+    def _prefill_one(self, q: int, c: int) -> float:
+        """One sequence's prefill attention over all layers of the stage."""
+        mod, hd = self.model, self.heads
+        t = 0.0
+        for layers, cap in ((self.n_full, mod.attention_topk), (self.n_local, mod.sliding_window)):
+            if not layers:
+                continue
+            seen = c + 0.5 * q if cap is None else min(c + 0.5 * q, float(cap))
+            if mod.is_mla:  # decompress the latent of cached + new tokens, then MHA at qk / v widths
+                lat = float(mod.kv_lora_rank or 0)
+                up = self.gemm("kv_b", c + q, lat, hd * (mod.head_dim - mod.qk_rope_head_dim + mod.value_dim))
+                flops = 2.0 * hd * q * seen * (mod.head_dim + mod.value_dim)
+                byts = (c + q) * (lat + mod.qk_rope_head_dim) * self.kva + 2 * q * hd * mod.head_dim * self.aa
+                t += layers * (up + max(flops / self.attn_flops, byts / self.attn_bw))
+            else:
+                flops = 4.0 * self.hq * q * seen
+                kv_tokens = c + q if cap is None else min(c + q, float(cap) + q)
+                byts = kv_tokens * mod.kv_elems_per_token_layer(self.tp) * self.kva + 2 * q * self.hq * self.aa
+                t += layers * max(flops / self.attn_flops, byts / self.attn_bw)
+        if self.n_lin:  # chunked delta rule: ~4 d_k d_v FLOPs per token per value head
+            d = mod.linear_head_dim
+            flops = 4.0 * q * (mod.linear_num_value_heads / self.tp) * d * d
+            t += self.n_lin * (flops / self.attn_flops + self._lin_seq_s)
+        return t
+
+    def _prefill_attn(self, q: int, c: int) -> float:
+        return self._prefill_one(q, c)
+
+    def _prefill_ranks(self, prefill: Chunks) -> float:
+        """Busiest rank's prefill attention: chunks placed largest-first on the least-loaded rank."""
+        costs = sorted((self._prefill_one(q, c) for q, c in prefill), reverse=True)
+        if self.dp == 1:
+            return sum(costs)
+        loads = [0.0] * self.dp
+        for x in costs:
+            i = loads.index(min(loads))
+            loads[i] += x
+        return max(loads)
+
+    def _decode_attn(self, n: int, ctx: np.ndarray) -> np.ndarray:
+        """Busiest rank's decode attention, elementwise in the instance's context sums."""
+        if n == 0:
+            return np.zeros_like(ctx)
+        if not (self._capped or self.n_lin):
+            return self._coef(n) * ctx
+        nr = -(-n // self.dp)
+        ctx_r = ctx * (nr / n)
+        mod = self.model
+        t = np.zeros_like(ctx_r)
+        for layers, cap in ((self.n_full, mod.attention_topk), (self.n_local, mod.sliding_window)):
+            if layers:
+                seen = ctx_r if cap is None else nr * np.minimum(ctx_r / nr, float(cap))
+                t = t + layers * self._tok_s * seen
+        if self.n_lin:
+            t = t + self.n_lin * nr * self._lin_seq_s
+        return t
+
+    def breakdown(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> dict[str, float]:
+        if not prefill:  # decode-only: exactly what decode_run charges (RooflineCost's, with these operators)
+            return self._decode_breakdown(n_decode, float(decode_ctx))
+        tokens = sum(q for q, _ in prefill) + n_decode
+        ops = dict(self._dense(tokens))
+        seqs = len(prefill) + n_decode
+        if self.params.seq_overhead_s:
+            ops["overhead"] = ops["overhead"] + seqs * self.params.seq_overhead_s
+        ops["attn_prefill"] = self._prefill_ranks(prefill)
+        ops["attn_decode"] = float(self._decode_attn(n_decode, np.array([float(decode_ctx)]))[0])
+        ops["attn_decode"] += self._attn_floor if n_decode else 0.0
+        ops["lm_head"] = self._lm_head(seqs)
+        # serving-engine terms (sim.costmodel.engine): CPU time per step, launch-bound excess outside CUDA graphs
+        ops["engine_cpu"], ops["launch"] = self._engine_s(tokens, seqs, False, sum(ops.values()) - ops["overhead"])
+        return ops
+
+    # decode_run is RooflineCost's: `_decode_base` (this class's dense operators and LM head, the engine's
+    # per-step terms) plus this class's `_decode_attn`, with the same launch-bound rule
+
+    def decode_coeffs(self, n: int) -> tuple[float, float] | None:
+        if self._capped or self.n_lin or self._launch_bound(n):
+            return None
+        return self._decode_base(n), self._coef(n)
+
+    def _coef(self, n: int) -> float:
+        """Seconds per unit of the instance's context sum (full layers; the busiest rank's share)."""
+        return self.n_full * self._tok_s * ((-(-n // self.dp)) / n) if n else 0.0
+
+
+def needs_structure(model: ModelSpec, layout: Layout, quant: Quantization) -> bool:
+    """Whether the plain roofline would misprice this deployment."""
+    plain_attention = model.attention_pattern == "F" and not model.is_mla and model.attention_topk is None
+    return model.is_moe or not plain_attention or not layout.is_default or not quant.is_default

@@ -1,0 +1,235 @@
+"""MoE, MLA, local attention, quantisation and parallel layouts in the cost model: hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hwprofiles import catalog
+from hwprofiles.specs import GPUSpec, ModelSpec
+from sim.config.scenario import load_scenario
+from sim.costmodel import moe
+from sim.costmodel.build import build_physical
+from sim.costmodel.layout import Layout
+from sim.costmodel.models import RooflineCost, RooflineCostConfig
+from sim.costmodel.quant import Quantization
+from sim.costmodel.structured import StructuredCost
+from sim.errors import ServesimError
+
+# Round numbers so every expected value below is arithmetic on literals.
+GPU = GPUSpec(
+    name="toy",
+    memory_bytes=80e9,
+    bf16_flops=1e12,
+    fp8_flops=2e12,
+    mem_bw=1e9,
+    intra_node_bw=1e8,
+    host_link_bw=1e8,
+    price_per_hour=1.0,
+    tdp_w=100,
+)
+EXACT = RooflineCostConfig(efficiency="constant", compute_efficiency=1.0, memory_efficiency=1.0, link_efficiency=1.0)
+TOY_MOE = ModelSpec(
+    name="toy-moe",
+    num_layers=1,
+    hidden_size=64,
+    num_heads=4,
+    num_kv_heads=4,
+    head_dim=16,
+    intermediate_size=128,
+    moe_intermediate_size=32,
+    num_experts=8,
+    experts_per_token=2,
+    num_shared_experts=1,
+    vocab_size=100,
+    max_context=1024,
+)
+TOY_MLA = ModelSpec(
+    name="toy-mla",
+    num_layers=2,
+    hidden_size=64,
+    num_heads=4,
+    num_kv_heads=4,
+    head_dim=24,  # qk_nope 16 + qk_rope 8
+    v_head_dim=16,
+    kv_lora_rank=32,
+    qk_rope_head_dim=8,
+    intermediate_size=128,
+    vocab_size=100,
+    max_context=1024,
+)
+
+
+def test_moe_layer_flops_and_bytes_by_hand() -> None:
+    cost = StructuredCost(EXACT, TOY_MOE, GPU, 1)
+    ops = cost._mlp(4, 4)
+    # 4 tokens x top-2 = 8 token-expert pairs; experts hit: 8 * (1 - (6/8)^4) = 5.46875
+    active = 8 * (1 - 0.75**4)
+    assert active == pytest.approx(5.46875)
+    router = max(2 * 4 * 64 * 8 / 1e12, (64 * 8 + 4 * 64 + 4 * 8) * 2 / 1e9)
+    # up: 8 pairs x 64 -> 2*32 (gate+up), weights of 5.47 experts read once; memory-bound
+    up = max(2 * 8 * 64 * 64 / 1e12, (64 * 64 * active + 8 * 64 + 8 * 64) * 2 / 1e9)
+    down = max(2 * 8 * 32 * 64 / 1e12, (32 * 64 * active + 8 * 32 + 8 * 64) * 2 / 1e9)
+    assert ops["moe_experts"] == pytest.approx(router + up + down, rel=1e-12)
+    # the shared expert runs dense on every token (width 32)
+    shared_up = max(2 * 4 * 64 * 64 / 1e12, (64 * 64 + 4 * 64 + 4 * 64) * 2 / 1e9)
+    assert ops["mlp_up"] == pytest.approx(shared_up, rel=1e-12)
+    assert ops["moe_comm"] == 0.0  # no expert parallelism
+
+
+def test_fp8_gemm_halves_weight_bytes_and_doubles_peak() -> None:
+    q = Quantization(weights="fp8", activations="fp8")
+    cost = StructuredCost(EXACT, TOY_MOE, GPU, 1, quant=q)
+    big = cost.gemm("x", 8192, 8192, 8192)  # compute-bound
+    assert big == pytest.approx(2 * 8192**3 / 2e12)
+    small = cost.gemm("x", 1, 1024, 1024)  # memory-bound: 1-byte weights and activations
+    assert small == pytest.approx((1024 * 1024 + 1024 + 1024) * 1 / 1e9)
+    w4 = StructuredCost(EXACT, TOY_MOE, GPU, 1, quant=Quantization(weights="int4"))
+    # weight-only int4: 4.5 bits per weight read, bf16 activations, bf16 peak
+    assert w4.gemm("x", 1, 1024, 1024) == pytest.approx((1024 * 1024 * 4.5 / 8 + (1024 + 1024) * 2) / 1e9)
+    assert w4.gemm("x", 8192, 8192, 8192) == pytest.approx(2 * 8192**3 / 1e12)
+
+
+def test_mla_decode_step_by_hand() -> None:
+    cost = StructuredCost(EXACT, TOY_MLA, GPU, 1)
+    # absorbed decode per context token per layer: scores 2*4*(32+8) + values 2*4*32 FLOPs; reads (32+8)*2 bytes
+    per_tok = max((2 * 4 * 40 + 2 * 4 * 32) / 1e12, 40 * 2 / 1e9)
+    ctx = np.array([1000.0, 3000.0])
+    assert np.allclose(cost._decode_attn(2, ctx), 2 * per_tok * ctx, rtol=1e-12)
+    # latent + rope key cached once per layer, not per head: 2 layers x 40 elements x 2 bytes
+    assert TOY_MLA.kv_bytes_per_token() == 2 * 40 * 2
+    assert TOY_MLA.kv_bytes_per_token(tp=4) == 2 * 40 * 2  # every TP rank holds the whole latent
+    assert TOY_MLA.kv_bytes_per_token(kv_bits=8) == 2 * 40
+
+
+def test_kv_bytes_per_token_of_catalogue_models() -> None:
+    assert catalog.model("deepseek-v3").kv_bytes_per_token() == 61 * (512 + 64) * 2
+    assert catalog.model("llama-3.1-8b").kv_bytes_per_token() == 32 * 2 * 8 * 128 * 2
+    assert catalog.model("llama-3.1-8b").kv_bytes_per_token(tp=4) == 32 * 2 * 2 * 128 * 2
+    oss = catalog.model("gpt-oss-120b")  # 18 full + 18 sliding(128) layers, 8 KV heads x 64
+    per_layer = 2 * 8 * 64 * 2
+    assert oss.kv_bytes_per_token(context=4096) == pytest.approx(per_layer * (18 + 18 * 128 / 4096))
+    assert oss.kv_bytes_per_token(context=100) == pytest.approx(per_layer * 36)
+    q35 = catalog.model("qwen3.5-397b-a17b")  # 15 full layers; 45 linear layers keep a fixed state
+    assert q35.kv_bytes_per_token() == 15 * 2 * 2 * 256 * 2
+    assert q35.state_bytes_per_sequence() == 45 * 64 * 128 * 128 * 4
+
+
+def test_quantised_weight_bytes() -> None:
+    m = catalog.model("llama-3.1-8b")
+    emb = 2 * 128256 * 4096
+    fp8 = Layout(tp=1).weight_bytes_per_gpu(m, Quantization(weights="fp8", activations="fp8"))
+    assert fp8 == pytest.approx(emb * 2 + (m.num_params - emb) * 1)
+    ds = catalog.model("deepseek-v3")
+    lay = Layout(tp=8, ep=8, moe_tp=1)
+    per_gpu = lay.weight_bytes_per_gpu(ds, Quantization(weights="fp8", activations="fp8"))
+    # ~671 GB of fp8 weights over 8 GPUs, embeddings in bf16: 84-86 GB each
+    assert 84e9 < per_gpu < 86e9
+    assert Layout(tp=2).weight_bytes_per_gpu(m) == m.weight_bytes(2)
+
+
+@pytest.mark.parametrize(("tokens", "k", "ep"), [(1, 8, 8), (16, 8, 8), (64, 8, 32), (512, 4, 4), (3, 2, 64)])
+def test_imbalance_matches_monte_carlo(tokens: int, k: int, ep: int) -> None:
+    rng = np.random.default_rng(np.random.SeedSequence(13))
+    E = 256
+    trials = max(300, min(4000, 100_000 // tokens))
+    maxes = np.empty(trials)
+    for t in range(trials):  # each token routes to k distinct experts, uniformly
+        experts = np.argpartition(rng.random((tokens, E)), k, axis=1)[:, :k].ravel()
+        loads = np.bincount(experts % ep, minlength=ep)  # experts dealt round-robin to EP ranks
+        maxes[t] = loads.max()
+    mc = maxes.mean() / (tokens * k / ep)
+    assert moe.imbalance(tokens, k, ep) == pytest.approx(mc, rel=0.04)
+
+
+def test_imbalance_limits() -> None:
+    assert moe.imbalance(100, 8, 1) == 1.0
+    assert moe.imbalance(1, 1, 8) == pytest.approx(8.0)  # one pair: the busiest rank has all of it
+    assert 1.0 < moe.imbalance(100000, 8, 8) < 1.02  # law of large numbers
+
+
+def test_attention_dp_takes_the_busiest_rank() -> None:
+    dp = StructuredCost(EXACT, TOY_MOE, GPU, 1, layout=Layout(tp=1, attention_dp=4, ep=4, moe_tp=1))
+    one = StructuredCost(EXACT, TOY_MOE, GPU, 1)
+    ctx = np.array([4000.0])
+    # 5 sequences over 4 ranks: the busiest has 2 of them, i.e. 2/5 of the context
+    assert dp._decode_attn(5, ctx)[0] == pytest.approx(one._decode_attn(5, ctx * 2 / 5)[0])
+    assert dp._prefill_ranks([(100, 0), (100, 0), (50, 0)]) == pytest.approx(one._prefill_ranks([(100, 0)]))
+
+
+def test_expert_parallel_all_to_all_on_the_link() -> None:
+    lay = Layout(tp=1, attention_dp=4, ep=4, moe_tp=1)
+    cost = StructuredCost(EXACT, TOY_MOE, GPU, 1, layout=lay)
+    ops = cost._mlp(10, 40)
+    # each rank sends its 10 tokens x 2 experts x 64 x 2 bytes, 3/4 of it off-GPU, dispatch and combine
+    one = 15e-6 + 10 * 2 * 64 * 2 * 3 / 4 / 1e8
+    assert ops["moe_comm"] == pytest.approx(2 * one)
+
+
+def test_plain_dense_bf16_keeps_the_roofline() -> None:
+    m, g = catalog.model("llama-3.1-8b"), catalog.gpu("h100")
+    assert type(build_physical(RooflineCostConfig(), m, g, 1)) is RooflineCost
+    q = Quantization(weights="fp8", activations="fp8")
+    assert isinstance(build_physical(RooflineCostConfig(), m, g, 1, quant=q), StructuredCost)
+
+
+def test_decode_run_matches_coefficients() -> None:
+    cost = build_physical(
+        RooflineCostConfig(),
+        catalog.model("deepseek-v3"),
+        catalog.gpu("h200"),
+        8,
+        layout=Layout(tp=8, ep=8, moe_tp=1),
+        quant=Quantization(weights="fp8", activations="fp8"),
+    )
+    coeffs = cost.decode_coeffs(32)
+    assert coeffs is not None  # affine in context: no window, no linear layers, no measured attention
+    a, b = coeffs
+    ctx = np.array([1000.0, 50000.0])
+    assert np.array_equal(cost.decode_run(32, ctx), a + b * ctx)
+    assert cost.iteration([], 32, 50000) == pytest.approx(float(cost.decode_run(32, np.array([50000.0]))[0]))
+
+
+BASE = {
+    "model": "llama-3.1-8b",
+    "hardware": "h100",
+    "workload": {
+        "arrival": {"kind": "poisson", "rate": 1},
+        "num_requests": 2,
+        "lengths": {"kind": "fixed", "prompt": 10, "output": 2},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("patch", "needle"),
+    [
+        ({"cluster": {"tp": 2, "ep": 2}}, "needs a mixture-of-experts model"),
+        ({"quantization": {"weights": "fp4", "activations": "fp4"}}, "does not have"),
+        ({"hardware": "a100", "quantization": {"weights": "fp8", "activations": "fp8"}}, "FP8 tensor cores"),
+        ({"model": "qwen3-30b-a3b", "cluster": {"tp": 4, "ep": 2, "moe_tp": 1}}, "moe_tp x ep"),
+        ({"model": "qwen3-30b-a3b", "cluster": {"tp": 3, "ep": 3}}, "does not divide"),
+        ({"quantization": {"weights": "int4", "activations": "fp8"}}, "weight-only"),
+    ],
+)
+def test_unsupported_combinations_are_one_line(patch: dict, needle: str) -> None:
+    with pytest.raises(ServesimError) as e:
+        load_scenario({**BASE, **patch})
+    assert needle in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_kv_capacity_follows_the_deployment() -> None:
+    from sim.core.engine import capacity
+
+    base = {**BASE, "model": "qwen3-30b-a3b", "hardware": "h200"}
+    one = capacity(load_scenario(base))
+    fp8 = capacity(load_scenario({**base, "quantization": {"weights": "fp8", "activations": "fp8", "kv_cache": "fp8"}}))
+    dp = capacity(load_scenario({**base, "cluster": {"tp": 1, "attention_dp": 4, "ep": 4, "moe_tp": 1}}))
+    m = catalog.model("qwen3-30b-a3b")
+    # fp8 weights free ~half the weight bytes; fp8 KV halves a token's bytes
+    assert fp8.weight_bytes_per_gpu == pytest.approx(m.embedding_params * 2 + (m.num_params - m.embedding_params))
+    assert fp8.bytes_per_block == pytest.approx(one.bytes_per_block / 2)
+    # 4 attention-DP ranks, each caching its own sequences; experts split 4 ways
+    assert dp.bytes_per_block == pytest.approx(one.bytes_per_block / 4)
+    assert dp.weight_bytes_per_gpu < one.weight_bytes_per_gpu / 2
