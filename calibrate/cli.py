@@ -38,6 +38,25 @@ def load_model(name: str) -> Any:
     return catalog.model(name)
 
 
+def work_estimate(spec: Any, tp: int, dtype: str, device: str) -> str:
+    """What `measure` is about to allocate and roughly how long it takes, said before it starts: the weights of
+    one layer plus the LM head at full size (tiny or not), which is what makes a large model slow on a CPU."""
+    h, d = spec.hidden_size, spec.head_dim
+    layer = h * (spec.num_heads * d) * 2 + 2 * h * (spec.num_kv_heads * d) + 3 * h * spec.intermediate_size
+    params = layer / tp + spec.vocab_size * h / tp
+    nbytes = params * (4 if dtype == "fp32" else 2)
+    gb = nbytes / 1e9
+    if device.startswith("cuda"):
+        how = "a GPU measures this in seconds to a few minutes"
+    elif params < 2e8:
+        how = "expect seconds on a CPU"
+    else:
+        how = "expect minutes on a CPU (--tiny shrinks the grid of shapes, not the layer)"
+    return (
+        f"measuring {spec.name}: one layer + LM head = {params / 1e6:.0f} M parameters, {gb:.1f} GB in {dtype}; {how}"
+    )
+
+
 def load_gpu(name: str) -> Any:
     """A catalogue GPU name, or a YAML file with an inline GPUSpec (e.g. a measured `device.yaml`)."""
     from hwprofiles import GPUSpec, catalog
@@ -69,7 +88,14 @@ def measure(
     device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
     tp: Annotated[int, typer.Option(help="shard shapes as one GPU of a tp-way group")] = 1,
     dtype: Annotated[str | None, typer.Option(help="fp32 | bf16 | fp16 (default: bf16 on GPU, fp32 on CPU)")] = None,
-    tiny: Annotated[bool, typer.Option("--tiny", help="CI-sized sweep: a few seconds on a CPU")] = False,
+    tiny: Annotated[
+        bool,
+        typer.Option(
+            "--tiny",
+            help="CI-sized grid: seconds on a CPU for a small model (under ~1B parameters); larger models still "
+            "build full-size layers, so an 8B model takes minutes and several GB (the estimate is printed first)",
+        ),
+    ] = False,
     max_tokens: Annotated[int | None, typer.Option(help="largest token count / prefill chunk")] = None,
     max_batch: Annotated[int | None, typer.Option(help="largest decode batch")] = None,
     max_context: Annotated[int | None, typer.Option(help="largest context for attention")] = None,
@@ -105,6 +131,9 @@ def measure(
         plan.clock = clock
         plan.collective_workers = collective_workers
         spec = load_model(model)
+        err.print(
+            work_estimate(spec, tp, dtype or ("bf16" if device.startswith("cuda") else "fp32"), device), highlight=False
+        )
         d = run_measure(
             spec, out_dir, device=device, tp=tp, dtype=dtype, plan=plan, threads=threads, seed=seed, log=out.print
         )

@@ -76,6 +76,21 @@ class RankedScheduler:
 
     # -- planning ------------------------------------------------------------------------------------
     def schedule(self, inst: InstanceView, now: float) -> BatchPlan:
+        """Plan by rank; if that plans nothing while residents are stuck for memory (the best-ranked requests
+        wait and cannot be admitted, the residents behind them cannot get a next-token slot), preempt the
+        worst-ranked resident and plan again, so the instance always makes progress."""
+        plan = self._plan(inst, now)
+        preempted = plan.preempted
+        while plan.empty and plan.wait_until is None and inst.running and inst.free_blocks == 0:
+            victim = max(inst.running, key=self.key) if self.preemptive else inst.running[-1]
+            inst.preempt(victim)
+            preempted += 1
+            plan = self._plan(inst, now)
+            preempted += plan.preempted
+        plan.preempted = preempted
+        return plan
+
+    def _plan(self, inst: InstanceView, now: float) -> BatchPlan:
         self.observe(inst, now)
         key = self.key
         plan = BatchPlan()
@@ -136,6 +151,9 @@ class RankedScheduler:
                     admitting = False
                     continue
                 tail = self._skip_evicted(victims, tail, evicted)
+                if not inst.can_admit(req):  # its prefix hits were held only by the evicted: it needs them back
+                    admitting = False
+                    continue
             inst.admit(req)
             if req.in_prefill:
                 plan.prefill.append((req, n))
@@ -197,17 +215,19 @@ class RankedScheduler:
         key = self.key
         kr = key(req)
         need = inst.admit_blocks(req) + inst.watermark_blocks - inst.free_blocks
+        freeable = getattr(inst, "freeable_blocks", None)
         chosen: list[Request] = []
         i = tail
         while need > 0 and i >= 0:
             v = victims[i]
             i -= 1
-            if id(v) in evicted or v.blocks == 0:
+            gain = freeable(v) if freeable is not None else v.blocks
+            if id(v) in evicted or gain == 0:
                 continue
             if not key(v) > kr:
                 break
             chosen.append(v)
-            need -= v.blocks
+            need -= gain
         if need > 0:
             return False
         for v in chosen:

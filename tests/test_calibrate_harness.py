@@ -90,8 +90,21 @@ def test_cli_measure_tiny(tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert sorted(load_tables(tmp_path / "t").operators["num_tokens"]) == [1, 2, 4, 8]
+    assert "expect seconds on a CPU" in r.output  # the small model: said up front, and it was seconds
     bad = CliRunner().invoke(app, ["calibrate", "measure", "--device", "tpu", "--model", "llama-2-7b", "--out", "x"])
     assert bad.exit_code == 2 and "--device" in bad.output
+
+
+def test_measure_says_how_big_and_slow_before_starting():
+    """--tiny shrinks the grid, not the layers: an 8B model on a CPU is minutes and GBs, and says so first."""
+    from calibrate.cli import work_estimate
+    from hwprofiles import catalog
+
+    msg = work_estimate(catalog.model("llama-3.1-8b"), 1, "fp32", "cpu")
+    assert "expect minutes on a CPU" in msg
+    gb = float(msg.split(" GB")[0].rsplit(" ", 1)[-1])
+    assert 2.5 < gb < 4.5  # one layer (~218 M) + LM head (128256 x 4096 = 525 M) parameters in fp32
+    assert "expect seconds" in work_estimate(SMALL, 1, "fp32", "cpu")
 
 
 @pytest.mark.slow  # process start-up and gloo rendezvous: seconds to tens of seconds on a busy machine

@@ -70,7 +70,7 @@ def test_parse_slo() -> None:
     ok, head, why = s.check(
         {"status": "ok", "ttft_p99_s": 3.0, "tpot_p99_s": 0.05, "e2el_mean_s": 3, "slo_attainment": 0.5}
     )
-    assert not ok and "ttft p99 3s > 2s" in why and "attainment 50.0% < 90%" in why and head < 0
+    assert not ok and "ttft p99 3.00 s > 2.00 s" in why and "attainment 50.0% < 90%" in why and head < 0
 
 
 def test_traffic_options(tmp_path: Path) -> None:
@@ -404,3 +404,36 @@ def test_cli_plan_and_capacity(tmp_path: Path) -> None:
     assert probes[:, 1].any() and not probes[:, 1].all()
     bad = CliRunner().invoke(app, [*args[:-1], "--slo", "ttft=2", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "--slo" in bad.output
+
+
+def test_cli_plan_says_how_many_runs_shows_progress_and_quiets(tmp_path: Path) -> None:
+    """Up front: at most how many candidate runs; then [i/N] progress on stderr; -q leaves only the table on
+    stdout; an inline spec YAML works where a model name does (head_dim derived); limits print as 2.00 s."""
+    import io
+    import re as _re
+    from contextlib import redirect_stderr, redirect_stdout
+
+    import yaml
+
+    from sim.tools.cli import run_cli
+    from sim.tools.planner.slo import secs
+
+    spec = {k: v for k, v in load_scenario({"model": "llama-3.1-8b", "hardware": "h100-sxm", "workload": {
+        "num_requests": 1, "arrival": {"kind": "poisson", "rate": 1}, "lengths": {"kind": "fixed", "prompt": 1,
+        "output": 1}}}).model_spec.model_dump(exclude={"num_params"}).items() if k != "head_dim"}  # fmt: skip
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump({**spec, "name": "my-8b"}))
+    args = ["plan", "--model", str(tmp_path / "m.yaml"), "--rate", "20", "--lengths", "fixed:512,128",
+            "--requests", "200", "--slo", SLO, "--hardware", "h100-sxm", "--tp", "1", "--shapes", "colocated",
+            "--schedulers", "sarathi:512", "--budget", "2", "--replications", "1", "--workers", "1"]  # fmt: skip
+    o, e = io.StringIO(), io.StringIO()
+    with redirect_stdout(o), redirect_stderr(e):
+        assert run_cli([*args, "--out", str(tmp_path / "p")]) == 0
+    m = _re.search(r"at most (\d+) candidate runs", e.getvalue())
+    assert m and int(m.group(1)) == 2  # one configuration, sizes 1 and 2 within the 2-GPU budget
+    assert f"[1/{m.group(1)}] " in e.getvalue() and "wrote" in o.getvalue()
+    o, e = io.StringIO(), io.StringIO()
+    with redirect_stdout(o), redirect_stderr(e):
+        assert run_cli([*args, "-q", "--out", str(tmp_path / "q")]) == 0
+    assert e.getvalue() == "" and "wrote" not in o.getvalue() and "search:" not in o.getvalue()
+    assert "my-8b" in (tmp_path / "q" / "best.yaml").read_text()
+    assert (secs(2.004), secs(2.0), secs(0.15), secs(0.008)) == ("2.00 s", "2.00 s", "0.150 s", "8.0 ms")

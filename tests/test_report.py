@@ -86,3 +86,23 @@ def test_bad_summary_is_a_user_error(tmp_path):
     (tmp_path / "summary.json").write_text("{not json")
     with pytest.raises(ServesimError, match="not JSON"):
         render(tmp_path)
+
+
+def test_disaggregated_report_names_both_pools_and_shows_cost_and_transfers(tmp_path):
+    """2 × H100 prefill + 2 × A100 decode is written as such (not `1 × tp1 × h100-sxm`), with the cost per
+    pool and the KV-transfer figures; a hostile scenario name is escaped by the template (jinja2 autoescape)."""
+    tr = write_csv(tmp_path / "t.csv", [(0.05 * i, 200, 8) for i in range(20)])
+    sc = {
+        "name": "<img src=x onerror=alert(1)>",
+        "model": "llama-3.1-8b",
+        "hardware": "h100-sxm",
+        "workload": {"arrival": {"kind": "trace", "path": str(tr), "format": "csv"}},
+        "cluster": {"prefill": {"instances": 2, "tp": 1}, "decode": {"instances": 2, "tp": 1, "hardware": "a100-80g"}},
+    }
+    sim.run(sc).save(tmp_path / "run", plots=False)
+    page = render(tmp_path / "run")
+    assert "2 × tp1 × h100-sxm (prefill) + 2 × tp1 × a100-80g (decode)" in page
+    assert "<h2>Cost and power</h2>" in page and "$ per million output tokens" in page
+    assert "<h2>KV transfer</h2>" in page and "transfers</td><td>20</td>" in page
+    assert "<img src=x onerror" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "No SLO set" in page

@@ -67,7 +67,9 @@ def test_override_error_and_override_value(tmp_path):
         sim.load_scenario(p, ["cluster.instances"])
 
 
-def test_model_that_does_not_fit_is_a_clear_error():
+def test_model_that_does_not_fit_is_a_clear_error(tmp_path):
+    """A file is caught at load, named at the key that sets the group size; a dict (the planner's candidates)
+    at run time."""
     sc = sim.load_scenario(
         {
             **sim.load_scenario("scenarios/quickstart.yaml").model_dump(mode="json"),
@@ -77,6 +79,9 @@ def test_model_that_does_not_fit_is_a_clear_error():
     )
     with pytest.raises(ServesimError, match=r"does not fit on 1 x l40s.*short by \d+\.\d GB"):
         sim.run(sc)
+    text = BASE.replace("llama-3.1-8b", "llama-3.1-70b").replace("h100-sxm", "l40s") + "cluster:\n  tp: 1\n"
+    msg = _err(tmp_path, text)
+    assert msg.startswith(f"{tmp_path}/s.yaml:8:7: cluster.tp: model llama-3.1-70b does not fit") and "\n" not in msg
 
 
 def test_cli_run_writes_outputs_and_bad_input_exits_2(tmp_path):

@@ -212,3 +212,53 @@ def test_cli_sweep(tmp_path: Path) -> None:
 def test_shipped_sweeps_validate(path: Path) -> None:
     sw = load_sweep(path)
     assert sw.points and all(p.scenario.workload for p in sw.points)
+
+
+def test_cache_is_keyed_on_trace_contents_and_run_dirs_are_absolute(tmp_path: Path, monkeypatch) -> None:
+    """Editing a trace file invalidates the cached points that read it (issue 15); a relative --out still
+    gives absolute run directories (a Dask worker's working directory is not ours)."""
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n" + "".join(f"{i * 0.1},100,10\n" for i in range(30)))
+    base = {**BASE, "workload": {"arrival": {"kind": "trace", "path": "t.csv", "format": "csv"}}}
+    f = write(tmp_path, "s.yaml", {"base": base, "grid": {"seed": [1]}})
+    monkeypatch.chdir(tmp_path)
+    a = run_sweep(f, "out", workers=1)
+    assert a.simulated == 1 and Path(a.frame["run_dir"][0]).is_absolute()
+    assert run_sweep(f, "out", workers=1).cached == 1  # unchanged: read back
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n" + "".join(f"{i * 0.1},100,20\n" for i in range(30)))
+    b = run_sweep(f, "out", workers=1)
+    assert b.simulated == 1 and b.cached == 0
+    assert b.frame["run_dir"][0] != a.frame["run_dir"][0]
+    assert b.frame["output_tokens_per_s"][0] > a.frame["output_tokens_per_s"][0]
+
+
+def test_plot_facets_readable_legends_and_named_averages(tmp_path: Path) -> None:
+    """col=/row= facet the figure; a hue over scheduler mappings is labelled by what differs (not raw JSON);
+    a swept dimension the figure does not show is named in the title instead of silently averaged."""
+    from sim.tools.sweep.plots import plot_sweep, value_labels
+
+    scheds = [{"kind": "fcfs"}, {"kind": "sarathi", "token_budget": 512}]
+    res = run_sweep(
+        sweep(grid={"workload.arrival.rate": [5, 10], "scheduler": scheds, "cluster.instances": [1, 2]}),
+        tmp_path,
+        workers=1,
+    )
+    params = res.sweep.param_names
+    labels = value_labels(sorted(res.frame["scheduler"].unique()))
+    assert sorted(labels.values()) == ["fcfs", "sarathi"]
+    fig = plot_sweep(
+        res.frame, "workload.arrival.rate", "ttft_p99_s", "scheduler", col="cluster.instances", params=params
+    )
+    assert len(fig.axes) == 2 and fig._suptitle is None  # every swept dimension is shown
+    assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == ["fcfs", "sarathi"]
+    fig = plot_sweep(res.frame, "workload.arrival.rate", "ttft_p99_s", "scheduler", params=params)
+    assert "averaged over cluster.instances (2 values)" in fig._suptitle.get_text()
+    fig = plot_sweep(
+        res.frame, "workload.arrival.rate", "ttft_p99_s", col="scheduler", row="cluster.instances", params=params
+    )
+    assert len(fig.axes) == 4 and {a.get_title() for a in fig.axes} >= {"scheduler: fcfs | cluster.instances: 1"}
+    path = save_plot(
+        res.frame, "x=workload.arrival.rate y=ttft_p99_s hue=scheduler col=cluster.instances", tmp_path, params
+    )
+    assert path.exists()
+    assert parse_plot_spec("x=a,y=b,col=c,row=d") == {"x": "a", "y": ["b"], "col": "c", "row": "d"}

@@ -239,6 +239,15 @@ class PrefixCache(BlockAllocator):
                 self.inserted += 1
         st.upto = m
 
+    def freeable(self, req: Request) -> int:
+        """Blocks `free_request(req)` would return to the free pool: its private ones, and the shared ones no
+        other request references (they stay cached, but are free for anyone to take)."""
+        st: PrefixState | None = req.prefix  # type: ignore[assignment]  # req.prefix is typed as object on Request
+        if st is None:
+            return req.blocks
+        cache = self.cache
+        return req.blocks + sum(1 for key in st.shared if cache[key][0] == 1)
+
     def free_request(self, req: Request) -> None:
         """Give back its private blocks, then its shared ones (last first, so a prompt's tail is evicted first)."""
         st = cast(PrefixState, req.prefix)

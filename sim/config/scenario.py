@@ -7,16 +7,15 @@ branch and the factory at once, for built-in and plugin kinds alike.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -24,16 +23,32 @@ from pydantic import (
 from hwprofiles import GPUSpec, ModelSpec, catalog
 from policies.admission import AdmissionConfig
 from sim.config.kinds import KindOf
-from sim.config.yamlio import Positions, apply_overrides, format_validation_error, load_yaml
+from sim.config.limits import (
+    MAX_INSTANCES,
+    MAX_REQUESTS,
+    MAX_SECONDS,
+    MAX_TOKENS,
+    MAX_TP,
+    check_name,
+)
 from sim.core.registry import ARRIVALS, COST_MODELS, LENGTHS, MIGRATIONS, PREDICTORS, ROUTERS, SCHEDULERS
 from sim.costmodel.engine import ServingEngineConfig
 from sim.costmodel.layout import Layout, deployed
 from sim.costmodel.quant import Quantization, support_error
-from sim.errors import ServesimError, UnknownNameError
+from sim.errors import UnknownNameError
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _no_bool(v: Any) -> Any:
+    if isinstance(v, bool):  # YAML `true` is not a count
+        raise ValueError("expected an integer, not a boolean")
+    return v
+
+
+Int = Annotated[int, BeforeValidator(_no_bool)]
 
 
 # -- workload -------------------------------------------------------------------------------------------
@@ -52,14 +67,18 @@ class RequestClass(Strict):
     """A traffic class: a share of the requests with its own priority and SLOs (per-class metrics follow)."""
 
     name: str
-    share: float = Field(gt=0, description="relative weight; shares are normalised over the classes")
-    priority: int = Field(default=0, description="lower is served first by the `priority` scheduler")
+    share: float = Field(gt=0, le=1e9, description="relative weight; shares are normalised over the classes")
+    priority: Int = Field(
+        default=0, ge=-1_000_000, le=1_000_000, description="lower is served first by the `priority` scheduler"
+    )
     slo: SLO | None = Field(default=None, description="this class's targets; unset ones fall back to `slo`")
 
 
 class Workload(Strict):
-    num_requests: int | None = Field(default=None, ge=1, description="stop generating after this many")
-    duration_s: float | None = Field(default=None, gt=0, description="stop generating arrivals after this time")
+    num_requests: Int | None = Field(default=None, ge=1, le=MAX_REQUESTS, description="stop generating after this many")
+    duration_s: float | None = Field(
+        default=None, gt=0, le=MAX_SECONDS, description="stop generating arrivals after this time"
+    )
     arrival: Arrival = Field(default_factory=lambda: ARRIVALS.get("poisson").config(rate=1.0))
     lengths: Lengths | None = None
     classes: list[RequestClass] | None = Field(
@@ -85,6 +104,13 @@ class Workload(Strict):
                 raise ValueError(f"lengths are required with a synthetic arrival process ({known})")
             if self.num_requests is None and self.duration_s is None:
                 raise ValueError("give num_requests or duration_s for a synthetic arrival process")
+            if self.num_requests is None and self.duration_s is not None:
+                expected = self.duration_s * float(getattr(self.arrival, "rate", 0.0) or 0.0)
+                if expected > MAX_REQUESTS:
+                    raise ValueError(
+                        f"duration_s x rate = {expected:.3g} requests, more than the {MAX_REQUESTS:,} a run may "
+                        "simulate; shorten duration_s or set num_requests"
+                    )
         if ARRIVALS.caps(self.arrival.kind).follows_completions and (
             self.num_requests is None or self.duration_s is not None
         ):
@@ -110,19 +136,26 @@ class Link(Strict):
     sending instance; each GPU of a tensor-parallel group sends its shard over its own lane."""
 
     bandwidth_gbps: float | None = Field(
-        default=None, gt=0, description="Gbit/s per GPU lane; unset: the GPUs' intra_node_bw (NVLink, same node)"
+        default=None,
+        ge=1e-3,
+        le=1e6,
+        description="Gbit/s per GPU lane; unset: the GPUs' intra_node_bw (NVLink, same node)",
     )
-    latency_s: float = Field(default=0.0, ge=0, description="fixed cost per copy (setup, last-hop latency)")
+    latency_s: float = Field(default=0.0, ge=0, le=3600, description="fixed cost per copy (setup, last-hop latency)")
 
 
 class Pool(Strict):
     """One pool of a disaggregated cluster: its own instance count, tp, GPU and (optionally) policies."""
 
-    instances: int = Field(default=1, ge=1)
-    tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per instance")
-    pp: int = Field(default=1, ge=1, description="pipeline stages per instance (each of tp GPUs)")
-    attention_dp: int = Field(default=1, ge=1, description="attention data-parallel ranks per instance (MoE)")
-    ep: int = Field(default=1, ge=1, description="expert-parallel ranks (MoE); moe_tp x ep = tp x attention_dp")
+    instances: Int = Field(default=1, ge=1, le=MAX_INSTANCES)
+    tp: Int = Field(default=1, ge=1, le=MAX_TP, description="tensor-parallel GPUs per instance")
+    pp: Int = Field(default=1, ge=1, le=1024, description="pipeline stages per instance (each of tp GPUs)")
+    attention_dp: Int = Field(
+        default=1, ge=1, le=MAX_INSTANCES, description="attention data-parallel ranks per instance (MoE)"
+    )
+    ep: Int = Field(
+        default=1, ge=1, le=MAX_INSTANCES, description="expert-parallel ranks (MoE); moe_tp x ep = tp x attention_dp"
+    )
     moe_tp: int | None = Field(
         default=None, ge=1, description="tensor parallelism inside each expert; unset: tp x attention_dp / ep"
     )
@@ -145,14 +178,20 @@ class Pool(Strict):
 
 
 class Cluster(Strict):
-    instances: int = Field(default=1, ge=1)
-    tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per instance")
-    attention_dp: int = Field(default=1, ge=1, description="attention data-parallel ranks per instance (MoE)")
-    ep: int = Field(default=1, ge=1, description="expert-parallel ranks (MoE); moe_tp x ep = tp x attention_dp")
+    instances: Int = Field(default=1, ge=1, le=MAX_INSTANCES)
+    tp: Int = Field(default=1, ge=1, le=MAX_TP, description="tensor-parallel GPUs per instance")
+    attention_dp: Int = Field(
+        default=1, ge=1, le=MAX_INSTANCES, description="attention data-parallel ranks per instance (MoE)"
+    )
+    ep: Int = Field(
+        default=1, ge=1, le=MAX_INSTANCES, description="expert-parallel ranks (MoE); moe_tp x ep = tp x attention_dp"
+    )
     moe_tp: int | None = Field(
         default=None, ge=1, description="tensor parallelism inside each expert; unset: tp x attention_dp / ep"
     )
-    pp: int = Field(default=1, ge=1, description="pipeline stages per instance: layers split over pp groups of tp GPUs")
+    pp: Int = Field(
+        default=1, ge=1, le=1024, description="pipeline stages per instance: layers split over pp groups of tp GPUs"
+    )
     pp_link: Link = Field(
         default_factory=Link, description="activations between pipeline stages (default: the GPUs' NVLink/PCIe)"
     )
@@ -193,24 +232,31 @@ class PrefixCache(Strict):
     or, for traces without them, by a shared system prompt; a hit skips those blocks' prefill compute."""
 
     enabled: bool = True
-    block_tokens: int = Field(default=512, ge=1, description="prompt tokens per trace block id (Mooncake: 512)")
-    system_prompt_tokens: int = Field(
-        default=0, ge=0, description="traces without block ids: every prompt starts with this many shared tokens"
+    block_tokens: Int = Field(
+        default=512, ge=1, le=1_000_000, description="prompt tokens per trace block id (Mooncake: 512)"
+    )
+    system_prompt_tokens: Int = Field(
+        default=0,
+        ge=0,
+        le=MAX_TOKENS,
+        description="traces without block ids: every prompt starts with this many shared tokens",
     )
     host_memory_gb: float = Field(
         default=0.0,
         ge=0,
+        le=1e6,
         description="per GPU: a host-memory tier for blocks evicted from the GPU (Mooncake); "
         "a hit there is copied back over the host link instead of recomputed",
     )
 
 
 class KVCache(Strict):
-    block_size: int = Field(default=16, ge=1)
+    block_size: Int = Field(default=16, ge=1, le=1_000_000)
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     reserve_gb: float | None = Field(
         default=None,
         ge=0,
+        le=1e6,
         description="per GPU: activations, CUDA context, graphs; unset: vLLM's profiled budget with the `vllm` "
         "scheduler (sim/costmodel/kv_memory.py), else 2 GB",
     )
@@ -224,15 +270,25 @@ class KVCache(Strict):
 
 
 class SLO(Strict):
-    ttft_s: float | None = Field(default=None, gt=0)
-    tpot_s: float | None = Field(default=None, gt=0)
-    e2el_s: float | None = Field(default=None, gt=0)
+    ttft_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    tpot_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    e2el_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
 
 
 class Engine(Strict):
     fast_forward: bool = Field(default=True, description="exact multi-step decode; off = one event per iteration")
-    horizon_s: float | None = Field(default=None, gt=0, description="stop the clock here; the rest is in flight")
-    timeline_interval_s: float | None = Field(default=None, gt=0, description="sampling period; auto if unset")
+    horizon_s: float | None = Field(
+        default=None, gt=0, le=MAX_SECONDS, description="stop the clock here; the rest is in flight"
+    )
+    timeline_interval_s: float | None = Field(
+        default=None, ge=1e-4, description="sampling period; auto if unset (a huge one turns sampling off)"
+    )
+    max_events: Int | None = Field(
+        default=None,
+        ge=1,
+        description="stop with an error after this many simulation events (default 5e7 + 5000 per request): "
+        "every run is bounded, so a scenario that would never end says so instead of hanging",
+    )
     cohort_decoding: bool | None = Field(
         default=None,
         description="deprecated, ignored: decoders are always kept as a cohort (results never depended on it)",
@@ -282,8 +338,8 @@ class Speculative(Strict):
 
 
 class Scenario(Strict):
-    name: str = "scenario"
-    seed: int = Field(default=0, ge=0)
+    name: str = Field(default="scenario", description="plain name of the run directory (runs/<name>)")
+    seed: Int = Field(default=0, ge=0, le=2**63 - 1)
     model: str | ModelSpec
     hardware: str | GPUSpec
     workload: Workload
@@ -308,6 +364,11 @@ class Scenario(Strict):
     speculative: Speculative | None = Field(default=None, description="speculative decoding (off when unset)")
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        return check_name(v)
+
     @field_validator("model", mode="before")
     @classmethod
     def _known_model(cls, v: Any) -> Any:
@@ -316,6 +377,8 @@ class Scenario(Strict):
                 catalog.model(v)
             except UnknownNameError as e:
                 raise ValueError(str(e)) from None
+        if isinstance(v, dict) and "num_params" in v:  # a dump of an inline spec carries the computed count
+            v = {k: x for k, x in v.items() if k != "num_params"}
         return v
 
     @field_validator("hardware", mode="before")
@@ -383,31 +446,20 @@ class Scenario(Strict):
         return self._base_dir
 
 
-def load_scenario(source: str | Path | dict[str, Any] | Scenario, overrides: list[str] | None = None) -> Scenario:
-    """A validated `Scenario` from a YAML path, a dict or a Scenario, with `a.b=value` overrides applied."""
-    pos: Positions | None = None
-    base = Path.cwd()
-    if isinstance(source, Scenario):
-        data = source.model_dump(mode="json")
-        base = source.base_dir
-        label = "<scenario>"
-    elif isinstance(source, dict):
-        data, label = source, "<dict>"
-    else:
-        data, pos = load_yaml(source)
-        label = str(source)
-        base = Path(source).resolve().parent
-        if not isinstance(data, dict):
-            raise ServesimError(f"{label}:1:1: expected a mapping of scenario keys, found {type(data).__name__}")
-    if overrides:
-        data = apply_overrides(copy.deepcopy(data), overrides)
-    try:
-        sc = Scenario.model_validate(data)
-    except ValidationError as e:
-        raise ServesimError(format_validation_error(e, label, pos)) from None
-    sc._base_dir = base
-    return sc
-
-
 def scenario_json_schema() -> dict[str, Any]:
     return Scenario.model_json_schema()
+
+
+def load_scenario(source: Any, overrides: list[str] | None = None, feasibility: bool | None = None) -> Scenario:
+    """A validated Scenario from a YAML path, a dict or a Scenario, with `a.b=value` overrides applied (the
+    work is in sim.config.loading, imported here lazily: it imports this module)."""
+    from sim.config.loading import load_scenario as load
+
+    return load(source, overrides, feasibility)
+
+
+def validate_scenario(data: Any, label: str, pos: Any, base: Path, feasibility: bool = True) -> Scenario:
+    """Plain data to a Scenario, every mistake one line naming label:line:col (see sim.config.loading)."""
+    from sim.config.loading import validate_scenario as validate
+
+    return validate(data, label, pos, base, feasibility)

@@ -1,54 +1,239 @@
-"""YAML with positions: load a file keeping each key's line:column, apply `--set` overrides, and turn
-pydantic errors into one-line messages that name file:line:col, the field path, expected and found."""
+"""YAML with positions: load a file keeping each value's line:column, apply `--set` overrides, and turn
+pydantic errors into one-line messages that name file:line:col, the field path, expected and found.
+
+Parsing is ruamel.yaml's round-trip loader: it records a position on every node and rejects duplicate
+keys itself. Before building plain data we bound what a hostile file can cost: nesting depth (checked on
+the token stream, so no recursion), the size of the tree once aliases are expanded (counted over the
+shared-node graph, linear in the file, so an alias bomb fails fast) and recursive aliases.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml import tokens as tok
+from ruamel.yaml.comments import CommentedBase
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from sim.errors import ServesimError
 
 Loc = tuple[str | int, ...]
+MAX_BYTES = 16 * 2**20  # scenario and sweep files are hand-written; a bigger one is a mistake
+MAX_DEPTH = 64  # nesting levels (the schema needs fewer than 10)
+MAX_NODES = 200_000  # values once aliases are expanded
 
 
 class Positions(dict[Loc, tuple[int, int]]):
     """Maps a path of keys/indices to the 1-based (line, column) of its value in the YAML file."""
 
 
-def _positions(node: yaml.Node, path: Loc, pos: Positions) -> None:
-    pos[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            _positions(v, (*path, k.value), pos)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            _positions(v, (*path, i), pos)
+_OPEN = (tok.BlockMappingStartToken, tok.BlockSequenceStartToken, tok.FlowMappingStartToken, tok.FlowSequenceStartToken)
+_CLOSE = (tok.BlockEndToken, tok.FlowMappingEndToken, tok.FlowSequenceEndToken)
 
 
-def load_yaml(path: str | Path) -> tuple[Any, Positions]:
-    """Parse a YAML file into plain data plus key positions; YAML syntax errors name file:line:col."""
-    p = Path(path)
+def _read_text(p: Path) -> str:
+    """The file as text, or one line saying why not (missing, a folder, too big, binary, not UTF-8)."""
     try:
-        text = p.read_text()
+        if p.is_dir():
+            raise ServesimError(f"{p}: is a directory, expected a YAML file")
+        size = p.stat().st_size
+        if size > MAX_BYTES:
+            raise ServesimError(f"{p}: {size / 2**20:.0f} MiB is too big for a YAML file (max {MAX_BYTES >> 20} MiB)")
+        raw = p.read_bytes()
     except FileNotFoundError:
         raise ServesimError(f"{p}: file not found") from None
     except OSError as e:
         raise ServesimError(f"{p}: cannot read: {e.strerror}") from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ServesimError(f"{p}:1:1: UTF-16 text; save the file as UTF-8")
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        line, col = _line_col(raw, nul)
+        raise ServesimError(f"{p}:{line}:{col}: binary data (a NUL byte), expected YAML text")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
-        problem = getattr(e, "problem", None) or str(e)
-        raise ServesimError(f"{where}: invalid YAML: {problem}") from None
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line, col = _line_col(raw, e.start)
+        raise ServesimError(f"{p}:{line}:{col}: not UTF-8 text (byte 0x{raw[e.start]:02x}); save it as UTF-8") from None
+
+
+def _line_col(raw: bytes, offset: int) -> tuple[int, int]:
+    line = raw.count(b"\n", 0, offset) + 1
+    return line, offset - (raw.rfind(b"\n", 0, offset) + 1) + 1
+
+
+def _yaml_error(where: str, e: YAMLError) -> ServesimError:
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    loc = f"{where}:{mark.line + 1}:{mark.column + 1}" if mark is not None else f"{where}:1:1"
+    problem = getattr(e, "problem", None) if isinstance(e, MarkedYAMLError) else None
+    problem = " ".join((problem or str(e).splitlines()[0] if str(e) else type(e).__name__).split())
+    if "duplicate key" in problem:
+        problem = problem.split(" with value")[0]
+    return ServesimError(f"{loc}: invalid YAML: {problem}")
+
+
+def _check_depth(yml: YAML, text: str, where: str) -> None:
+    """Reject deep nesting from the token stream before the (recursive) composer sees it."""
+    depth = 0
+    for t in yml.scan(text):
+        if isinstance(t, _OPEN):
+            depth += 1
+            if depth > MAX_DEPTH:
+                m = t.start_mark
+                raise ServesimError(
+                    f"{where}:{m.line + 1}:{m.column + 1}: invalid YAML: nested deeper than {MAX_DEPTH}"
+                )
+        elif isinstance(t, _CLOSE):
+            depth -= 1
+
+
+def _depth_bound(text: str) -> int:
+    """A cheap upper bound on nesting: every flow bracket, plus per line the indentation and `- `/`? ` markers
+    (block nesting needs one of those per level); the exact token scan runs only when this is large."""
+    deepest = 0
+    for line in text.splitlines():
+        stripped = line.lstrip(" -?\t")
+        deepest = max(deepest, len(line) - len(stripped))
+    return text.count("[") + text.count("{") + deepest + 1
+
+
+def parse_yaml_text(text: str, where: str) -> Any:
+    """Round-trip parse of `text` (positions on nodes, duplicate keys rejected); errors name where:line:col."""
+    yml = YAML(typ="rt", pure=True)
+    yml.allow_duplicate_keys = False
+    try:
+        if _depth_bound(text) > MAX_DEPTH:
+            _check_depth(yml, text, where)
+        return yml.load(text)
+    except YAMLError as e:
+        raise _yaml_error(where, e) from None
+    except RecursionError:
+        raise ServesimError(f"{where}:1:1: invalid YAML: nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as e:  # a constructor choking on a scalar (e.g. a bad date)
+        raise ServesimError(f"{where}:1:1: invalid YAML: {' '.join(str(e).split())[:120]}") from None
+
+
+def _node_lc(node: Any) -> tuple[int, int]:
+    lc = getattr(node, "lc", None)
+    return (lc.line + 1, lc.col + 1) if lc is not None and lc.line is not None else (1, 1)
+
+
+def _child_lc(node: Any, key: Any) -> tuple[int, int]:
+    try:
+        lc: Any = getattr(node, "lc")  # noqa: B009  (ruamel's position record, not typed on dict)
+        line, col = lc.value(key) if isinstance(node, dict) else lc.item(key)
+        return line + 1, col + 1
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return _node_lc(node)
+
+
+def _expanded_sizes(root: Any, where: str) -> dict[int, int]:
+    """Node count of each container with aliases expanded, over the shared-node graph (iterative, linear)."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if not isinstance(node, dict | list):
+            continue
+        i = id(node)
+        if done:
+            kids = node.values() if isinstance(node, dict) else node
+            sizes[i] = min(1 + sum(sizes.get(id(k), 1) for k in kids), 10 * MAX_NODES)
+            active.discard(i)
+            continue
+        if i in sizes:
+            continue
+        if i in active:
+            line, col = _node_lc(node)
+            raise ServesimError(f"{where}:{line}:{col}: invalid YAML: a recursive alias (a node containing itself)")
+        active.add(i)
+        stack.append((node, True))
+        for k in node.values() if isinstance(node, dict) else node:
+            if isinstance(k, dict | list) and id(k) not in sizes:
+                stack.append((k, False))
+    return sizes
+
+
+def _plain(node: Any, path: Loc, pos: Positions, where: str) -> Any:
+    """Plain dicts/lists/scalars (no ruamel subclasses) with each value's position recorded under its path."""
+    if isinstance(node, dict):
+        out: dict[Any, Any] = {}
+        for k, v in node.items():
+            if not isinstance(k, str | int | float | bool) and k is not None:
+                line, col = _child_lc(node, k)
+                raise ServesimError(f"{where}:{line}:{col}: invalid YAML: a key must be a plain value, found {k!r}")
+            key = _scalar(k)
+            pos[(*path, key)] = _child_lc(node, k)
+            out[key] = _plain(v, (*path, key), pos, where)
+        return out
+    if isinstance(node, list):
+        items = []
+        for i, v in enumerate(node):
+            pos[(*path, i)] = _child_lc(node, i)
+            items.append(_plain(v, (*path, i), pos, where))
+        return items
+    return _scalar(node)
+
+
+def _scalar(v: Any) -> Any:
+    if isinstance(v, bool) or v is None:
+        return v
+    for t in (int, float, str):
+        if isinstance(v, t):
+            return t(v)
+    if hasattr(v, "value") and isinstance(getattr(v, "value", None), str):  # a tagged scalar: keep its text
+        return str(v.value)
+    return v
+
+
+def to_plain(data: Any, where: str) -> tuple[Any, Positions]:
+    """Bounded conversion of a round-trip tree: alias bombs and recursive aliases fail fast with one line."""
     pos = Positions()
-    if node is not None:
-        _positions(node, (), pos)
-    return ({} if data is None else data), pos
+    if isinstance(data, CommentedBase):
+        pos[()] = _node_lc(data)
+    sizes = _expanded_sizes(data, where)
+    if sizes.get(id(data), 1) > MAX_NODES:
+        node = data  # descend to the innermost node that is still too big, to point at it
+        while True:
+            kids = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
+            big = [(k, v) for k, v in kids if sizes.get(id(v), 1) > MAX_NODES]
+            if not big:
+                break
+            node = big[0][1]
+        line, col = _node_lc(node)
+        raise ServesimError(
+            f"{where}:{line}:{col}: invalid YAML: aliases expand to more than {MAX_NODES:,} values (an alias bomb?)"
+        )
+    return _plain(data, (), pos, where), pos
+
+
+def load_yaml(path: str | Path) -> tuple[Any, Positions]:
+    """Parse a YAML file into plain data plus value positions; every problem is one line naming file:line:col."""
+    p = Path(path)
+    text = _read_text(p)
+    data = parse_yaml_text(text, str(p))
+    if data is None:
+        raise ServesimError(f"{p}:1:1: empty file (no YAML document), expected a mapping")
+    return to_plain(data, str(p))
+
+
+def parse_value(raw: str) -> Any:
+    """A `--set` value parsed as YAML (bounded like a file); text that is not valid YAML stays a string."""
+    if not raw.strip():
+        return ""
+    try:
+        data, _ = to_plain(parse_yaml_text(raw, "--set"), "--set")
+    except ServesimError as e:
+        if "invalid YAML" in str(e) and ("alias" in str(e) or "nested" in str(e) or "duplicate" in str(e)):
+            raise
+        return raw
+    return data
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -61,9 +246,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if not parts:
             raise ServesimError(f"--set {item!r}: empty key")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
+            value = parse_value(raw)
+        except ServesimError as e:
+            raise ServesimError(f"--set {key}: {str(e).split(': ', 1)[-1]}") from None
         node: Any = data
         for k in parts[:-1]:
             nxt = node.get(k) if isinstance(node, dict) else None
@@ -79,27 +264,76 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def _short(value: Any) -> str:
     s = repr(value)
+    s = " ".join(s.split())
     return s if len(s) <= 60 else s[:57] + "..."
 
 
-def format_validation_error(err: ValidationError, source: str, pos: Positions | None) -> str:
-    """First line: the first error with its position; then one line per further error."""
+_TYPE_ONLY = ("_type", "union_tag_invalid", "model_attributes_type", "dict_type")
+
+
+def _relevant(errors: list[Any]) -> list[Any]:
+    """Of a union's branch errors keep those of the branch the input looks like (a mapping for an inline
+    spec, a string for a name), so the first line is about the user's intent, not a branch they did not mean."""
+    keep = []
+    for e in errors:
+        branch_mismatch = e["type"].endswith(_TYPE_ONLY) and any(
+            isinstance(x, str) and x in ("str", "int", "float", "bool", "list", "dict") for x in e["loc"][-1:]
+        )
+        if not branch_mismatch:
+            keep.append(e)
+    return keep or errors
+
+
+def locate(loc: Loc, source: str, pos: Positions | None) -> str:
+    """`source:line:col` of the deepest recorded ancestor of `loc` (the key itself when the file has it)."""
+    if pos is None:
+        return source
+    probe = tuple(loc)
+    while probe and probe not in pos:
+        probe = probe[:-1]
+    if probe not in pos:
+        return source
+    line, col = pos[probe]
+    return f"{source}:{line}:{col}"
+
+
+def format_validation_lines(err: ValidationError, source: str, pos: Positions | None) -> list[str]:
+    """One line per pydantic error, each naming source:line:col, the field path, what was wrong and found."""
     lines = []
-    for e in err.errors():
-        # `kind` sections are validated through the registry (sim.config.kinds), so no union tag is in the path
-        clean: Loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+    for e in _relevant(err.errors()):
+        loc: Loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+        # pydantic puts the union branch in the path (e.g. scheduler.fcfs.max_num_seqs, model.ModelSpec.x); drop it
+        clean = tuple(x for i, x in enumerate(loc) if not (i > 0 and isinstance(x, str) and _is_tag(x, loc, pos)))
         dotted = ".".join(str(x) for x in clean) or "(top level)"
-        where = source
-        if pos is not None:
-            probe = clean
-            while probe and probe not in pos:
-                probe = probe[:-1]
-            if probe in pos:
-                line, col = pos[probe]
-                where = f"{source}:{line}:{col}"
-        msg = e["msg"]
+        where = locate(clean, source, pos)
+        msg = " ".join(str(e["msg"]).split()).removeprefix("Value error, ")
         found = f"; found {_short(e['input'])}" if e["type"] not in ("missing",) and "input" in e else ""
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
         lines.append(f"{where}: {dotted}: {msg}{found}")
-    return "\n".join(lines)
+    return lines
+
+
+def format_validation_error(err: ValidationError, source: str, pos: Positions | None) -> str:
+    """The first error on one line, with a count of the others (fix one, rerun, see the next)."""
+    lines = format_validation_lines(err, source, pos)
+    missing = [ln for ln in lines if ln.endswith(": Field required")]
+    if len(missing) > 1 and len(missing) == len(lines):  # an inline spec short of fields: name them all at once
+        parts = [ln.rsplit(": ", 2) for ln in missing]
+        where = parts[0][0]
+        fields = [p[1] for p in parts]
+        parent = fields[0].rsplit(".", 1)[0] if "." in fields[0] else "(top level)"
+        names = ", ".join(f.rsplit(".", 1)[-1] for f in fields)
+        if all(f.rsplit(".", 1)[0] == fields[0].rsplit(".", 1)[0] for f in fields):
+            return f"{where}: {parent}: missing required fields: {names}"
+    more = len(lines) - 1
+    return lines[0] + (f" (and {more} more error{'s' if more > 1 else ''})" if more else "")
+
+
+# union branches pydantic puts in an error's path (`model.ModelSpec.num_layers`); `kind` sections are validated
+# through the registry (sim.config.kinds), so no union tag appears there
+_BRANCHES = {"str", "int", "float", "GPUSpec", "ModelSpec"}
+
+
+def _is_tag(x: str, loc: Loc, pos: Positions | None) -> bool:
+    return x in _BRANCHES and (pos is None or loc not in pos)

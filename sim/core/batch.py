@@ -69,6 +69,10 @@ class InstanceView(Protocol):
         """Blocks needed to hold `tokens` tokens."""
         ...
 
+    def freeable_blocks(self, req: Request) -> int:
+        """Blocks preempting the running `req` would free (its own, and prefix blocks only it references)."""
+        ...
+
     def can_admit(self, req: Request) -> bool:
         """True if the request's whole prefill fits above the watermark."""
         ...

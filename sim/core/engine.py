@@ -16,6 +16,8 @@ from sim.core.recorder import RequestLog
 from sim.core.registry import ARRIVALS, ROUTERS
 from sim.core.request import Request
 from sim.core.rng import streams
+from sim.core.steps import settle_run
+from sim.errors import ServesimError
 from sim.output.perfetto import Tracer
 from sim.workload.clients import ClosedLoopClients
 from sim.workload.generate import Requests, build_requests
@@ -25,16 +27,32 @@ __all__ = ["CountingEnvironment", "Progress", "Simulation", "build_cost_model", 
 Progress = Callable[[int, int], None]  # (arrived so far, total)
 
 
-class CountingEnvironment(simpy.Environment):
-    """A SimPy environment that counts processed events (reported as `sim.events`)."""
+MAX_SIMULATED_S = 1e8  # past this the clock is running away (no scenario describes three years)
 
-    def __init__(self) -> None:
+
+class CountingEnvironment(simpy.Environment):
+    """A SimPy environment that counts processed events (reported as `sim.events`) and bounds the run: past
+    `max_events` events or `MAX_SIMULATED_S` simulated seconds it stops with one clear error."""
+
+    def __init__(self, max_events: int | None = None) -> None:
         super().__init__()
         self.events = 0
+        self.max_events = max_events if max_events is not None else 1 << 62
 
     def step(self) -> None:
         self.events += 1
+        if self.events > self.max_events or self.now > MAX_SIMULATED_S:
+            raise ServesimError(
+                f"simulation stopped after {self.events - 1:,} events at {self.now:.4g} simulated s "
+                f"(limits: engine.max_events={self.max_events:,}, {MAX_SIMULATED_S:g} s): a run that would not "
+                "end; check rates, the cost model, horizons and periods, or raise engine.max_events"
+            )
         super().step()
+
+
+def event_budget(sc: Scenario, n_requests: int) -> int:
+    """Events a run may take: `engine.max_events`, or a generous default that grows with the requests."""
+    return sc.engine.max_events or 50_000_000 + 5_000 * n_requests
 
 
 class Simulation:
@@ -52,8 +70,8 @@ class Simulation:
         self.requests = requests if requests is not None else build_requests(sc)
         self.progress = progress
         self.rngs = streams(sc.seed)
-        self.env = CountingEnvironment()
         n = len(self.requests)
+        self.env = CountingEnvironment(event_budget(sc, n))
         self.log = RequestLog(n)
         self.pools = pool_specs(sc)  # [colocated], or [prefill, decode] (`sim.cluster.pools`)
         self.capacity = self.pools[0].capacity  # the (first) pool's
@@ -96,6 +114,7 @@ class Simulation:
         span = float(self.requests.arrival_s[-1]) if n and self.clients is None else 0.0
         self.interval = sc.engine.timeline_interval_s or max(0.05, span / 500.0)
         self.timeline: list[tuple[float, int, int, int, int]] = []
+        self.n_arrived = 0
         self.wall_s = 0.0
 
     def _request(self, i: int, t: float) -> Request:
@@ -115,6 +134,7 @@ class Simulation:
     def _issue(self, req: Request, t: float) -> None:
         """Request `req` arrives at t: routed, and given up on after `workload.timeout_s` unless it ended."""
         self.log.arrived(req)
+        self.n_arrived = max(self.n_arrived, req.id + 1)
         self.entry[self.router.route(req, self.entry, t)].enqueue(req)
         timeout = self.scenario.workload.timeout_s
         if timeout is not None and req.id in self.log.in_flight:
@@ -174,9 +194,15 @@ class Simulation:
         ends = [self.done] + ([] if horizon is None else [env.timeout(horizon)]) + ([self.stop] if self.stop else [])
         until = ends[0] if len(ends) == 1 else env.any_of(ends)
         env.run(until=until)
+        if not self.done.triggered:  # stopped at the horizon
+            for inst in self.instances:
+                settle_run(inst, env.now)
         for inst in self.instances:
             inst.sync_all()
         self.log.flush_in_flight()
+        if self.clients is None and self.n_arrived < len(self.requests):  # due after the horizon: not in the run
+            self.log.truncate(self.n_arrived)
+            self.requests = self.requests.head(self.n_arrived)
         self.wall_s = time.perf_counter() - start
         return self
 

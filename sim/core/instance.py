@@ -123,6 +123,13 @@ class Instance:
             return self.blocks_for(req.prefill_target)
         return self.blocks_for(req.kv_tokens)
 
+    def freeable_blocks(self, req: Request) -> int:
+        """Blocks preempting `req` would return to the free pool (with a prefix cache, its shared blocks no one
+        else references count too: counting only `req.blocks` made eviction look useless and deadlocked)."""
+        if req.prefix is not None and self.prefix_cache is not None:
+            return self.prefix_cache.freeable(req)
+        return req.blocks
+
     def can_admit(self, req: Request) -> bool:
         need = self.admit_blocks(req)
         return need == 0 or self.allocator.free - need >= self.watermark_blocks

@@ -122,6 +122,21 @@ class RequestLog:
         self.on_end: Callable[[int, float], None] | None = None
         self.clock: Callable[[], float] = lambda: math.nan
 
+    def truncate(self, m: int) -> None:
+        """Keep the first `m` requests (those that arrived before the horizon; ids follow arrival order)."""
+        self.n = m
+        for name in (
+            "first_scheduled",
+            "first_token",
+            "completion",
+            "generated",
+            "preemptions",
+            "instance",
+            "status",
+            "reason",
+        ):
+            setattr(self, name, getattr(self, name)[:m])
+
     def arrived(self, req: Request) -> None:
         self.in_flight[req.id] = req
 

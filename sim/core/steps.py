@@ -11,6 +11,7 @@ same float additions, so both modes give bit-identical timestamps.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
@@ -115,6 +116,31 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
     if picked:
         co.dissolve(plan.decode)
     if finished:
+        inst.finish(finished)
+
+
+def settle_run(inst: Instance, now: float) -> None:
+    """At the horizon: credit the steps of the decode run in flight that ended before `now`, as step-by-step
+    would have (each of its steps is an event there); the step running at `now` stays unfinished in both."""
+    run = inst.run
+    if run is None:
+        return
+    j = bisect.bisect_left(run.times, now, 0, run.k)
+    inst.run = None
+    if j == 0:
+        return
+    times, co = run.times, inst.cohort
+    n, t_end = co.n, times[j - 1]
+    inst.iterations += j
+    inst.busy_s += t_end - inst.t
+    inst.tokens_out += n * j
+    itl = inst.log.itl
+    new, finished = co.step(j, times[0], t_end, itl)
+    inst.allocator.take(new)
+    if j > 1:
+        itl.add_gaps(times, j, n)
+    inst.t = t_end
+    if finished:  # cannot happen (a run ends at its first completion), kept for safety
         inst.finish(finished)
 
 

@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 METRICS = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2el_s", "E2E latency"))
 
 
-def latency_cdfs(requests: pd.DataFrame, axes: Any = None) -> Any:
-    """One panel per metric: empirical CDF over completed requests."""
+def latency_cdfs(requests: pd.DataFrame, axes: Any = None, slo: dict[str, Any] | None = None) -> Any:
+    """One panel per metric: empirical CDF over completed requests, with the SLO target (when set) as a
+    vertical line labelled with the share of requests meeting it."""
     if axes is None:
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     else:
@@ -27,6 +28,11 @@ def latency_cdfs(requests: pd.DataFrame, axes: Any = None) -> Any:
         if v.size:
             ax.plot(v, np.arange(1, v.size + 1) / v.size)
             ax.set_xscale("log")
+        target = (slo or {}).get(col)
+        if target:
+            met = float(np.mean(v <= target)) if v.size else float("nan")
+            ax.axvline(target, color="tab:red", ls="--", lw=1, label=f"SLO {target:g} s: {met:.0%} meet it")
+            ax.legend(fontsize=8, loc="lower right")
         ax.set_xlabel(f"{label} (s)")
         ax.set_ylabel("fraction of requests")
         ax.grid(True, alpha=0.3)

@@ -7,7 +7,6 @@ attached to a ticket and opens anywhere without the run directory or network acc
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import math
@@ -48,17 +47,6 @@ def _num(x: Any, fmt: str = ".2f") -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    e = html.escape
-    head = "".join(f"<th>{e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _png(data: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
-
-
 def _figures(run_dir: Path, requests: pd.DataFrame | None, timeline: pd.DataFrame | None) -> list[tuple[str, bytes]]:
     """The run's plots/*.png; when there are none (a `--no-plots` run), drawn now from the parquet tables."""
     found = sorted((run_dir / "plots").glob("*.png")) if (run_dir / "plots").is_dir() else []
@@ -82,7 +70,7 @@ def _figures(run_dir: Path, requests: pd.DataFrame | None, timeline: pd.DataFram
     return out
 
 
-def _per_instance(df: pd.DataFrame) -> str:
+def _per_instance(df: pd.DataFrame) -> dict[str, Any]:
     done = df[df["status"] == "completed"]
     rows = []
     for inst, g in df[df["instance"] >= 0].groupby("instance"):
@@ -99,58 +87,106 @@ def _per_instance(df: pd.DataFrame) -> str:
             ]
         )
     header = ["instance", "routed", "completed", "output tokens", "TTFT mean (ms)", "TTFT p99 (ms)", "TPOT mean (ms)"]
-    return _table(header, rows)
+    return {"header": header, "rows": rows}
 
 
-def _load_summary(d: Path) -> dict[str, Any]:
+def render(run_dir: str | Path) -> str:
+    """The HTML page of a run directory (needs summary.json; parquet tables and plots are used when present)."""
+    d = Path(run_dir)
     if not d.is_dir():
         raise ServesimError(f"{d}: not a run directory")
     try:
-        return dict(json.loads((d / "summary.json").read_text()))
+        summary = json.loads((d / "summary.json").read_text())
     except FileNotFoundError:
         raise ServesimError(f"{d}: no summary.json (write one with `servesim run SCENARIO --out {d}`)") from None
     except ValueError as e:
         raise ServesimError(f"{d / 'summary.json'}: not JSON ({e})") from None
+    need = ("counts", "metrics", "throughput")
+    if not isinstance(summary, dict) or any(not isinstance(summary.get(k), dict) for k in need):
+        raise ServesimError(f"{d / 'summary.json'}: not a servesim run summary (needs {', '.join(need)})")
+    requests = pd.read_parquet(d / "requests.parquet") if (d / "requests.parquet").exists() else None
+    timeline = pd.read_parquet(d / "timeline.parquet") if (d / "timeline.parquet").exists() else None
+    return _page(d, summary, requests, timeline)
 
 
-def _heading(summary: dict[str, Any], name: str) -> list[str]:
-    """Title, the one-line setup (model, cluster, scheduler, router, seed) and the KPI tiles (left open)."""
-    sc = summary.get("scenario", {})
-    c, tp = summary["counts"], summary["throughput"]
-    model = sc.get("model") if isinstance(sc.get("model"), str) else (sc.get("model") or {}).get("name", "?")
-    gpu = sc.get("hardware") if isinstance(sc.get("hardware"), str) else (sc.get("hardware") or {}).get("name", "?")
-    cl = sc.get("cluster", {})
-    e = html.escape
-    parts = [
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(name)} — servesim report</title>",
-        f"<style>{CSS}</style></head><body>",
-        f"<h1>{e(name)}</h1>",
-        f"<p class='sub'>{e(str(model))} on {cl.get('instances', '?')} × tp{cl.get('tp', '?')} × {e(str(gpu))}; "
-        f"scheduler {e(str(sc.get('scheduler', {}).get('kind', '?')))}, router "
-        f"{e(str(cl.get('router', {}).get('kind', '?')))}; seed {e(str(summary.get('seed', '?')))}; "
-        f"servesim {e(str(summary.get('version', '?')))}</p>",
-        "<div class='kpi'>",
+def cluster_label(summary: dict[str, Any]) -> str:
+    """`2 × tp1 × h100-sxm (prefill) + 2 × tp1 × a100-80g (decode)`: every pool as the run built it."""
+    pools = (summary.get("cluster") or {}).get("pools") or (summary.get("cost") or {}).get("pools")
+    if isinstance(pools, dict) and pools:
+        parts = [
+            f"{p.get('instances', '?')} × tp{p.get('tp', '?')} × {p.get('hardware', '?')}"
+            + ("" if role == "colocated" else f" ({role})")
+            for role, p in pools.items()
+            if isinstance(p, dict)
+        ]
+        return " + ".join(parts)
+    sc = summary.get("scenario") or {}
+    cl = sc.get("cluster") or {}
+    hw = sc.get("hardware")
+    gpu = hw if isinstance(hw, str) else (hw or {}).get("name", "?")
+    return f"{cl.get('instances', '?')} × tp{cl.get('tp', '?')} × {gpu}"
+
+
+def _cost_rows(summary: dict[str, Any]) -> list[list[str]]:
+    c = summary.get("cost") or {}
+    if not c:
+        return []
+    rows = [
+        ["GPUs", str(c.get("gpus", "-"))],
+        ["$ per hour", _num(c.get("dollars_per_hour"))],
+        ["$ per million output tokens", _num(c.get("dollars_per_million_output_tokens"), ".3f")],
+        ["average power (kW)", _num((c.get("avg_power_w") or math.nan) / 1000)],
     ]
+    for role, p in (c.get("pools") or {}).items():
+        rows.append(
+            [
+                f"  {role}: {p.get('gpus')} × {p.get('hardware')}",
+                f"${_num(p.get('dollars_per_hour'))}/h, busy {_num(100 * (p.get('busy_fraction') or 0), '.0f')} %",
+            ]
+        )
+    return rows
+
+
+def _transfer_rows(summary: dict[str, Any]) -> list[list[str]]:
+    t = summary.get("disaggregation") or {}
+    if not t:
+        return []
+    x, w = t.get("kv_transfer_s") or {}, t.get("kv_transfer_wait_s") or {}
+    return [
+        ["mode", str(t.get("mode", "-"))],
+        ["transfers", str(t.get("transfers", "-"))],
+        ["KV transfer mean / p50 / p99 (ms)", f"{ms(x.get('mean'))} / {ms(x.get('p50'))} / {ms(x.get('p99'))}"],
+        ["wait for decode memory mean / p99 (ms)", f"{ms(w.get('mean'))} / {ms(w.get('p99'))}"],
+        ["link busy (s)", _num(t.get("link_busy_s"))],
+        ["blocks moved", str(t.get("blocks_moved", "-"))],
+    ]
+
+
+def _page(d: Path, summary: dict[str, Any], requests: pd.DataFrame | None, timeline: pd.DataFrame | None) -> str:
+    sc = summary.get("scenario") or {}
+    c, tp, simd = summary["counts"], summary["throughput"], summary.get("sim") or {}
+    m = sc.get("model")
+    model = m if isinstance(m, str) else (m or {}).get("name", "?")
+    cl = sc.get("cluster") or {}
+    slo = sc.get("slo") or {}
+    has_slo = any(v is not None for v in slo.values())
     kpis = [
         ("completed", f"{c['completed']} / {c['arrived']}"),
         ("requests/s", _num(tp.get("requests_per_s"))),
         ("output tokens/s", _num(tp.get("output_tokens_per_s"), ".0f")),
-        ("goodput (req/s)", _num(tp.get("goodput_rps"))),
-        ("SLO attainment", "-" if tp.get("slo_attainment") is None else f"{tp['slo_attainment']:.1%}"),
+        ("goodput (req/s)", _num(tp.get("goodput_rps")) if has_slo else "no SLO"),
+        ("SLO attainment", f"{tp['slo_attainment']:.1%}" if has_slo and tp.get("slo_attainment") is not None else "-"),
         ("TTFT p99 (ms)", ms(summary["metrics"]["ttft_s"].get("p99"))),
         ("TPOT p99 (ms)", ms(summary["metrics"]["tpot_s"].get("p99"))),
     ]
-    parts += [f"<div>{e(k)}<b>{e(v)}</b></div>" for k, v in kpis]
-    return parts
-
-
-def _counts(summary: dict[str, Any]) -> str:
-    c, tp, simd = summary["counts"], summary["throughput"], summary.get("sim", {})
+    cost = summary.get("cost") or {}
+    if cost:
+        kpis.append(("$ per hour", _num(cost.get("dollars_per_hour"))))
     counts = [
         ["arrived", str(c["arrived"])],
         ["completed", str(c["completed"])],
         ["rejected", str(c["rejected"])],
-        *([[f"  rejected: {r}", str(n)] for r, n in c.get("rejected_by_reason", {}).items() if n]),
+        *([[f"  rejected: {r}", str(n)] for r, n in (c.get("rejected_by_reason") or {}).items() if n]),
         ["in flight at the end", str(c["in_flight"])],
         ["preemptions", str(c["preemptions"])],
         *([["outputs clipped", str(c["clipped"])]] if "clipped" in c else []),
@@ -160,11 +196,7 @@ def _counts(summary: dict[str, Any]) -> str:
         ["iterations", str(simd.get("iterations", "-"))],
         ["events", str(simd.get("events", "-"))],
     ]
-    return _table(["", "value"], counts)
-
-
-def _classes(classes: dict[str, Any]) -> str:
-    rows = [
+    classes = [
         [
             cname,
             str(cs["priority"]),
@@ -174,45 +206,38 @@ def _classes(classes: dict[str, Any]) -> str:
             ms(cs["metrics"]["tpot_s"].get("p99")),
             "-" if cs["slo_attainment"] is None else f"{cs['slo_attainment']:.1%}",
         ]
-        for cname, cs in classes.items()
+        for cname, cs in (summary.get("classes") or {}).items()
     ]
-    header = ["class", "priority", "completed", "TTFT p50", "TTFT p99", "TPOT p99", "SLO attainment"]
-    return _table(header, rows)
-
-
-def render(run_dir: str | Path) -> str:
-    """The HTML page of a run directory (needs summary.json; parquet tables and plots are used when present)."""
-    d = Path(run_dir)
-    summary = _load_summary(d)
-    requests = pd.read_parquet(d / "requests.parquet") if (d / "requests.parquet").exists() else None
-    timeline = pd.read_parquet(d / "timeline.parquet") if (d / "timeline.parquet").exists() else None
-    sc = summary.get("scenario", {})
-    e = html.escape
-    parts = _heading(summary, sc.get("name", d.name))
-    parts.append("</div><h2>Latency (ms)</h2>")
-    lat = [[label, *(ms(summary["metrics"][k].get(s)) for s in STATS)] for k, label in LATENCY_ROWS]
-    parts.append(_table(["metric", *STATS], lat))
-    parts += ["<h2>Counts and throughput</h2>", _counts(summary)]
-    slo = sc.get("slo") or {}
-    if any(v is not None for v in slo.values()):
-        targets = ", ".join(f"{k} ≤ {v * 1000:.0f} ms" for k, v in slo.items() if v is not None)
-        parts.append(f"<p>SLO: {e(targets)}</p>")
-    if summary.get("classes"):
-        parts += ["<h2>Traffic classes (ms)</h2>", _classes(summary["classes"])]
-    if requests is not None and not requests.empty:
-        parts += ["<h2>Instances</h2>", _per_instance(requests)]
     figs = _figures(d, requests, timeline)
-    if figs:
-        parts.append("<h2>Plots</h2>")
-        parts += [_png(data, alt) for alt, data in figs]
-    parts += [
-        "<h2>Scenario</h2>",
-        f"<pre>{e(yaml.safe_dump(sc, sort_keys=False, allow_unicode=True))}</pre>",
-        "<details><summary>summary.json</summary>",
-        f"<pre>{e(json.dumps({k: v for k, v in summary.items() if k != 'scenario'}, indent=1))}</pre></details>",
-        "</body></html>",
-    ]
-    return "\n".join(parts)
+    from sim.output.report_template import TEMPLATE
+
+    return TEMPLATE.render(
+        css=CSS,
+        name=sc.get("name", d.name),
+        model=model,
+        cluster=cluster_label(summary),
+        scheduler=(sc.get("scheduler") or {}).get("kind", "?"),
+        router=(cl.get("router") or {}).get("kind", "?"),
+        seed=summary.get("seed", "?"),
+        version=summary.get("version", "?"),
+        kpis=kpis,
+        latency={
+            "header": ["metric", *STATS],
+            "rows": [[label, *(ms(summary["metrics"][k].get(s)) for s in STATS)] for k, label in LATENCY_ROWS],
+        },
+        counts={"header": ["", "value"], "rows": counts},
+        slo=", ".join(f"{k} ≤ {v * 1000:.0f} ms" for k, v in slo.items() if v is not None),
+        cost={"header": ["cost", "value"], "rows": _cost_rows(summary)},
+        transfer={"header": ["KV transfer (prefill → decode)", "value"], "rows": _transfer_rows(summary)},
+        classes={
+            "header": ["class", "priority", "completed", "TTFT p50", "TTFT p99", "TPOT p99", "SLO attainment"],
+            "rows": classes,
+        },
+        instances=_per_instance(requests) if requests is not None and not requests.empty else None,
+        figures=[(alt, base64.b64encode(data).decode()) for alt, data in figs],
+        scenario_yaml=yaml.safe_dump(sc, sort_keys=False, allow_unicode=True),
+        summary_json=json.dumps({k: v for k, v in summary.items() if k != "scenario"}, indent=1),
+    )
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:

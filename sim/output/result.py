@@ -35,7 +35,7 @@ class Result:
     instances: pd.DataFrame
 
     def plot_latency_cdfs(self, ax: Any = None) -> Any:
-        return _plots.latency_cdfs(self.requests, ax)
+        return _plots.latency_cdfs(self.requests, ax, self.scenario.slo.model_dump())
 
     def plot_timeline(self) -> Any:
         return _plots.timeline(self.timeline)
@@ -113,6 +113,7 @@ def run(
     _check_tokens(sim)
     rq = sim.requests
     extra = {**_extra_columns(sc, rq), **sim.extra_columns()}
+    extra = {k: v[: len(rq)] if hasattr(v, "__len__") and len(v) > len(rq) else v for k, v in extra.items()}
     # client-side front end into TTFT and E2E; the serving engine applies to physical cost models only (the
     # analytic `linear` kind is an exact service time for theory checks)
     fe = sc.serving_engine.frontend_s if prices_serving_engine(sc.cost_model) else 0.0

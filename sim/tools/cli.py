@@ -12,8 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 import calibrate.cli as _calibrate  # the calibrate sub-app and the fidelity report
-from sim.cluster.power import cost_caption
 from sim.errors import ServesimError
+from sim.tools.summary import check_out_dir, parse_percentiles, summary_table
+from sim.tools.tables import safe, show
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Discrete-event simulator of LLM serving clusters.")
 out = Console()
@@ -21,54 +22,44 @@ err = Console(stderr=True)
 
 
 def _fail(msg: str) -> None:
-    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    """One line on stderr (user text escaped, never read as markup) and exit 2."""
+    err.print(f"[bold red]error:[/] {safe(' '.join(str(msg).split()))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
-def _fmt_ms(x: float | None) -> str:
-    return "-" if x is None or x != x else f"{x * 1000:.1f}"
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("servesim")
+        except PackageNotFoundError:
+            from sim.output.result import VERSION as v
+        print(f"servesim {v}")
+        raise typer.Exit()
 
 
-def summary_table(summary: dict[str, Any], title: str) -> Table:
-    c, tp = summary["counts"], summary["throughput"]
-    t = Table(title=title, title_justify="left")
-    t.add_column("metric")
-    for p in ("mean", "p50", "p90", "p95", "p99"):
-        t.add_column(f"{p} (ms)", justify="right")
-    for key, label in (
-        ("ttft_s", "TTFT"),
-        ("tpot_s", "TPOT"),
-        ("itl_s", "ITL"),
-        ("e2el_s", "E2E"),
-        ("queue_delay_s", "queue delay"),
-    ):
-        m = summary["metrics"][key]
-        t.add_row(label, *(_fmt_ms(m.get(p)) for p in ("mean", "p50", "p90", "p95", "p99")))
-    t.caption = (
-        f"requests {c['arrived']}: completed {c['completed']}, rejected {c['rejected']}, in flight {c['in_flight']}, "
-        f"preemptions {c['preemptions']} | {tp['requests_per_s']:.2f} req/s, {tp['output_tokens_per_s']:.0f} tok/s, "
-        f"goodput {tp['goodput_rps']:.2f} req/s, SLO attainment {tp['slo_attainment']:.1%} | "
-        f"simulated {summary['sim']['simulated_s']:.1f} s in {summary['sim']['wall_s']:.2f} s wall, "
-        f"{summary['sim']['events']} events"
-    )
-    cost = cost_caption(summary)
-    if cost:
-        t.caption += f" | {cost}"
-    pools = summary.get("cluster", {}).get("pools", {})
-    for role, pool in pools.items():  # which parts of the cost model are measured / transferred / spec-sheet
-        prov = pool.get("cost_model") or {}
-        if prov:
-            parts = "; ".join(f"{k} {v}" for k, v in prov.items())
-            t.caption += f" | cost model{'' if len(pools) == 1 else f' ({role})'}: {parts}"
-    t.caption_justify = "left"
-    return t
+@app.callback()
+def _root(
+    _v: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Discrete-event simulator of LLM serving clusters."""
+
+
+FORMATS = ("parquet", "csv", "json")
+MAX_BATCH = 1_000_000
 
 
 @app.command()
 def run(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML")],
     out_dir: Annotated[Path | None, typer.Option("--out", help="run directory (default runs/<name>)")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: a.b=VALUE (repeatable)")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override a key: a.b=VALUE (repeatable; relative paths from the working dir)"),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
     profile: Annotated[
         Path | None, typer.Option(help="profile overlay from `calibrate fit-run`, applied before --set")
@@ -77,12 +68,26 @@ def run(
     trace_events: Annotated[
         Path | None, typer.Option("--trace-events", help="write a Chrome/Perfetto trace (JSON) of the run here")
     ] = None,
+    format_: Annotated[
+        str,
+        typer.Option("--format", help="per-request rows also as requests.csv or requests.json (parquet always)"),
+    ] = "parquet",
+    percentiles: Annotated[
+        str | None, typer.Option("--percentiles", help="latency percentiles to print, e.g. 50,90,99,99.9")
+    ] = None,
 ) -> None:
     """Run one simulation: print a summary table and write the run directory."""
     import sim
 
     try:
+        if format_ not in FORMATS:
+            raise ServesimError(f"--format {format_!r}: expected one of {', '.join(FORMATS)}")
+        ps = parse_percentiles(percentiles)
         sc = sim.load_scenario(scenario, (_calibrate.overlay_overrides(profile) if profile else []) + (set_ or []))
+        d = out_dir or Path("runs") / sc.name
+        check_out_dir(d)
+        if trace_events is not None:
+            check_out_dir(trace_events.parent, "--trace-events")
         progress_cb, bar = None, None
         if not quiet and sys.stderr.isatty():
             from rich.progress import Progress
@@ -99,20 +104,25 @@ def run(
         finally:
             if bar is not None:
                 bar.stop()
-        d = out_dir or Path("runs") / sc.name
-        res.save(d, plots=not no_plots)
+        try:
+            res.save(d, plots=not no_plots)
+            if format_ == "csv":
+                res.requests.to_csv(d / "requests.csv", index=False)
+            elif format_ == "json":
+                res.requests.to_json(d / "requests.json", orient="records", lines=True)
+        except OSError as e:
+            raise ServesimError(f"--out {d}: cannot write ({e.strerror or e})") from None
     except ServesimError as e:
         _fail(str(e))
         return
-    out.print(
-        summary_table(
-            res.summary,
-            f"{sc.name}: {sc.model_spec.name} on {sim.cluster.pools.cluster_label(sc)}",
-        )
-    )
-    out.print(f"wrote {d}/ (requests.parquet, timeline.parquet, summary.json, plots/)")
+    has_slo = any(v is not None for v in sc.slo.model_dump().values())
+    title = f"{sc.name}: {sc.model_spec.name} on {sim.cluster.pools.cluster_label(sc)}"
+    show(out, summary_table(res.summary, safe(title), res.requests, ps, has_slo))
+    files = ["requests.parquet", *([f"requests.{format_}"] if format_ != "parquet" else [])]
+    files += ["timeline.parquet", "summary.json", *([] if no_plots else ["plots/"])]
+    out.print(f"wrote {safe(d)}/ ({', '.join(files)})", highlight=False)
     if trace_events is not None:
-        out.print(f"wrote {trace_events} (open in https://ui.perfetto.dev or chrome://tracing)")
+        out.print(f"wrote {safe(trace_events)} (open in https://ui.perfetto.dev or chrome://tracing)", highlight=False)
 
 
 @app.command()
@@ -132,58 +142,14 @@ def schema(
 @app.command("list")
 def list_(what: Annotated[str, typer.Argument(help="models | hardware | policies | engines | traces")]) -> None:
     """List what is built in."""
-    from hwprofiles import catalog
+    from sim.tools.listing import list_table
 
-    t = Table()
-    if what == "models":
-        for c in ("name", "layers", "hidden", "heads", "kv heads", "params", "context", "hf id"):
-            t.add_column(c)
-        for n in catalog.model_names():
-            m = catalog.model(n)
-            t.add_row(
-                n,
-                str(m.num_layers),
-                str(m.hidden_size),
-                str(m.num_heads),
-                str(m.num_kv_heads),
-                f"{m.num_params / 1e9:.1f}B",
-                str(m.max_context),
-                m.hf_id,
-            )
-    elif what == "hardware":
-        for c in ("name", "memory GB", "bf16 TFLOP/s", "HBM TB/s", "link GB/s", "$/h", "TDP W"):
-            t.add_column(c)
-        for n in catalog.gpu_names():
-            g = catalog.gpu(n)
-            t.add_row(
-                n,
-                f"{g.memory_bytes / 1e9:.0f}",
-                f"{g.bf16_flops / 1e12:.0f}",
-                f"{g.mem_bw / 1e12:.2f}",
-                f"{g.intra_node_bw / 1e9:.0f} {g.intra_node_link}",
-                f"{g.price_per_hour:.2f}",
-                f"{g.tdp_w:.0f}",
-            )
-    elif what == "policies":
-        from sim.core.registry import FAMILIES, describe_caps
-
-        for c in ("family", "kind", "what it does", "declares"):
-            t.add_column(c)
-        for fam, reg in FAMILIES.items():  # built-in kinds and those of installed plugins
-            for e in reg:
-                t.add_row(fam, e.kind, e.doc, describe_caps(e.caps))
-    elif what == "engines":
-        _engines_table(t)
-    elif what == "traces":
-        from sim.workload.traces import trace_names
-
-        t.add_column("name")
-        t.add_column("path")
-        for n, p in trace_names().items():
-            t.add_row(n, str(p))
-    else:
-        _fail(f"unknown list {what!r}; known: hardware, models, policies, engines, traces")
-    out.print(t)
+    try:
+        t = list_table(what)
+    except ServesimError as e:
+        _fail(str(e))
+        return
+    show(out, t)
 
 
 def _engines_table(t: Table) -> None:
@@ -205,7 +171,7 @@ def _engines_table(t: Table) -> None:
 
 @app.command()
 def estimate(
-    model: Annotated[str, typer.Option(help="model name")],
+    model: Annotated[str, typer.Option(help="model name, Hugging Face config.json, or inline spec YAML")],
     hardware: Annotated[str, typer.Option(help="GPU name")],
     tp: Annotated[int, typer.Option(help="tensor-parallel degree")] = 1,
     prefill_tokens: Annotated[int, typer.Option(help="tokens per prompt (0 = a decode step)")] = 0,
@@ -216,15 +182,21 @@ def estimate(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Price one iteration and show its breakdown by operator."""
+    from sim.config.limits import MAX_TOKENS, tp_problem
+    from sim.config.modelarg import model_arg, model_label
     from sim.config.scenario import load_scenario
     from sim.core.engine import build_cost_model
 
     try:
-        if batch_size < 1 or prefill_tokens < 0 or context_tokens < 0:
-            raise ServesimError("--batch-size must be >= 1, token counts >= 0")
+        if not 1 <= batch_size <= MAX_BATCH:
+            raise ServesimError(f"--batch-size: expected 1 to {MAX_BATCH:,}, found {batch_size}")
+        for opt, count in (("--prefill-tokens", prefill_tokens), ("--context-tokens", context_tokens)):
+            if not 0 <= count <= MAX_TOKENS:
+                raise ServesimError(f"{opt}: expected 0 to {MAX_TOKENS:,}, found {count}")
+        spec = model_arg(model)
         sc = load_scenario(
             {
-                "model": model,
+                "model": spec,
                 "hardware": hardware,
                 "cluster": {"tp": tp},
                 "cost_model": {"kind": cost_model, **({"profile": str(profile.resolve())} if profile else {})},
@@ -235,6 +207,9 @@ def estimate(
                 },
             }
         )
+        bad_tp = tp_problem(sc)
+        if bad_tp:
+            raise ServesimError(f"--tp: {bad_tp}")
         cm = build_cost_model(sc)
     except ServesimError as e:
         _fail(str(e))
@@ -248,7 +223,7 @@ def estimate(
         print(json.dumps({"iteration_s": total, "breakdown": parts}))
         return
     t = Table(
-        title=f"{model} on {tp} x {hardware}: "
+        title=f"{safe(model_label(spec))} on {tp} x {safe(hardware)}: "
         + (
             f"prefill {batch_size} x {prefill_tokens}"
             if prefill_tokens
@@ -261,7 +236,7 @@ def estimate(
     for k, v in parts.items():
         t.add_row(k, f"{v * 1000:.3f}", f"{v / total:.1%}" if total else "-")
     t.add_row("[bold]iteration[/]", f"[bold]{total * 1000:.3f}[/]", "100%")
-    out.print(t)
+    show(out, t)
 
 
 @app.command()
@@ -281,18 +256,20 @@ def sweep(
         for spec in plot or []:
             parse_plot_spec(spec)
         res = run_sweep(sweep_file, out_dir, workers=workers, cluster=cluster, progress=not quiet)
-        figs = [save_plot(res.frame, spec, res.out_dir) for spec in plot or []]
+        figs = [save_plot(res.frame, spec, res.out_dir, res.sweep.param_names) for spec in plot or []]
     except ServesimError as e:
         _fail(str(e))
         return
-    out.print(sweep_table(res))
+    show(out, sweep_table(res))
     for f in figs:
-        out.print(f"wrote {f}")
+        out.print(f"wrote {safe(f)}", highlight=False)
 
 
 @app.command()
 def plan(
-    model: Annotated[str, typer.Option(help="model name (servesim list models)")],
+    model: Annotated[
+        str, typer.Option(help="model name (servesim list models), Hugging Face config.json, or inline spec YAML")
+    ],
     traffic: Annotated[str | None, typer.Option(help="trace to replay: shipped name or file")] = None,
     rate: Annotated[float | None, typer.Option(help="target req/s (with --lengths; rescales --traffic)")] = None,
     lengths: Annotated[str | None, typer.Option(help="lengths: shipped name, length-only CSV, fixed:P,O")] = None,
@@ -317,7 +294,14 @@ def plan(
     search_requests: Annotated[int | None, typer.Option(help="screen on the first N requests")] = None,
     base: Annotated[Path | None, typer.Option(help="scenario YAML to inherit cost_model, kv_cache, ...")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a base key: a.b=VALUE")] = None,
-    capacity: Annotated[bool, typer.Option("--capacity", help="max sustainable rate per configuration")] = False,
+    capacity: Annotated[
+        bool,
+        typer.Option(
+            "--capacity",
+            help="max sustainable rate per configuration: the highest request rate (binary search) whose run still "
+            "meets --slo; default criterion median queueing delay <= 2 s (Sarathi-Serve's)",
+        ),
+    ] = False,
     instances: Annotated[int, typer.Option(help="instances per configuration for --capacity")] = 1,
     workers: Annotated[int | None, typer.Option(help="local worker processes (default: CPU count)")] = None,
     cluster: Annotated[str | None, typer.Option(help="Dask scheduler address")] = None,
@@ -326,7 +310,9 @@ def plan(
         bool, typer.Option(help="stop a search run once its SLO miss is certain (confirmations always run in full)")
     ] = True,
     out_dir: Annotated[Path, typer.Option("--out", help="output directory")] = Path("runs/plan"),
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="no progress on stderr; only the result table on stdout")
+    ] = False,
 ) -> None:
     """Find the cheapest configuration meeting the SLOs (or, with --capacity, each one's max rate)."""
     from sim.tools.planner.run import PlanOptions, run_plan
@@ -337,18 +323,31 @@ def plan(
         workers, cluster, max_simulations, early_stop,
     )  # fmt: skip
 
-    def show(i: int, ev: Any) -> None:
+    most = [0]
+
+    def progress(i: int, ev: Any) -> None:
+        if isinstance(ev, str):  # the up-front count
+            import re
+
+            m = re.search(r"at most (\d+) candidate runs", ev)
+            most[0] = int(m.group(1)) if m else 0
+            err.print(safe(ev), highlight=False)
+            return
         state = "meets SLO" if ev.feasible else "misses"
-        err.print(f"[{i}] {ev.label}: ${ev.cost_per_hour:.2f}/h {state}", highlight=False)
+        of = f"/{most[0]}" if most[0] else ""
+        err.print(safe(f"[{i}{of}] {ev.label}: ${ev.cost_per_hour:.2f}/h {state}"), highlight=False)
 
     try:
-        res, table, files = run_plan(opts, out_dir, None if quiet else show)
+        check_out_dir(out_dir)
+        res, table, files = run_plan(opts, out_dir, None if quiet else progress)
     except ServesimError as e:
         _fail(str(e))
         return
-    out.print("\n".join(res.log))
-    out.print(table)
-    out.print(f"wrote {', '.join(str(f) for f in files)}")
+    if not quiet:
+        out.print(safe("\n".join(res.log)), highlight=False)
+    show(out, table)
+    if not quiet:
+        out.print(f"wrote {safe(', '.join(str(f) for f in files))}", highlight=False)
 
 
 @app.command()
@@ -369,18 +368,18 @@ def regress(
 
     def progress(name: str) -> None:
         if sys.stderr.isatty():
-            err.print(f"[dim]running {name}[/]", highlight=False)
+            err.print(f"[dim]running {safe(name)}[/]", highlight=False)
 
     try:
         rep, _ = run_regress(scenarios or [Path("scenarios/regression")], baseline, tolerance, update, progress)
     except ServesimError as e:
         _fail(str(e))
         return
-    out.print(table(rep, show_all))
+    show(out, table(rep, show_all))
     if update:
-        out.print(f"wrote {baseline} ({len(rep.scenarios)} scenarios)")
+        out.print(f"wrote {safe(baseline)} ({len(rep.scenarios)} scenarios)", highlight=False)
         return
-    out.print(verdict(rep), highlight=False)
+    out.print(safe(verdict(rep)), highlight=False)
     if rep.failed:
         raise typer.Exit(1)
 
@@ -415,7 +414,7 @@ def check_queueing(
     if as_json:
         print(json.dumps([r.to_json() for r in rep.rows], indent=2))
     else:
-        out.print(check.render_table(rep))
+        show(out, check.render_table(rep))
     if not rep.passed:
         raise typer.Exit(1)
 
@@ -433,7 +432,7 @@ def report(
     except ServesimError as e:
         _fail(str(e))
         return
-    out.print(f"wrote {path}")
+    out.print(f"wrote {safe(path)}", highlight=False)
 
 
 app.add_typer(_calibrate.app, name="calibrate")
@@ -441,12 +440,15 @@ app.command("fidelity")(_calibrate.fidelity)
 app.command("validate")(_calibrate.validate)
 
 
+def run_cli(argv: list[str] | None = None) -> int:
+    """The command line as a function returning the exit status (see sim.tools.entry)."""
+    from sim.tools.entry import run_cli as _run
+
+    return _run(argv)
+
+
 def main() -> None:
-    try:
-        app()
-    except ServesimError as e:  # anything that slipped past a command's own handling
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        sys.exit(2)
+    sys.exit(run_cli())
 
 
 if __name__ == "__main__":

@@ -15,13 +15,14 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from sim.config.limits import MAX_RATE
 from sim.core.registry import ARRIVALS
 from sim.errors import ServesimError
 from sim.workload.traces import TraceFormat, read_trace, spread_buckets
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 @dataclass(frozen=True)
@@ -39,15 +40,15 @@ class PoissonArrival(_Strict):
     """Exponential inter-arrival times at `rate` requests per second."""
 
     kind: Literal["poisson"] = "poisson"
-    rate: float = Field(gt=0, description="requests per second")
+    rate: float = Field(gt=0, le=MAX_RATE, description="requests per second")
 
 
 class GammaArrival(_Strict):
     """Gamma inter-arrival times with mean 1/rate and coefficient of variation `cv` (cv=1 is Poisson)."""
 
     kind: Literal["gamma"] = "gamma"
-    rate: float = Field(gt=0)
-    cv: float = Field(gt=0, description="std/mean of inter-arrival times; >1 burstier than Poisson")
+    rate: float = Field(gt=0, le=MAX_RATE)
+    cv: float = Field(gt=0, le=1000, description="std/mean of inter-arrival times; >1 burstier than Poisson")
 
 
 class TraceArrival(_Strict):
@@ -56,7 +57,9 @@ class TraceArrival(_Strict):
     kind: Literal["trace"] = "trace"
     path: str = Field(description="a file, or a shipped trace name from `servesim list traces`")
     format: TraceFormat
-    time_scale: float = Field(default=1.0, gt=0, description="multiplies inter-arrival gaps: 0.5 = twice as fast")
+    time_scale: float = Field(
+        default=1.0, ge=1e-6, le=1e6, description="multiplies inter-arrival gaps: 0.5 = twice as fast"
+    )
     spread_buckets: bool = Field(default=False, description="spread requests sharing a timestamp over its bucket")
 
 

@@ -7,7 +7,9 @@ brings the trace's own lengths, used unless `workload.lengths` overrides them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +34,24 @@ class Requests:
 
     def __len__(self) -> int:
         return len(self.arrival_s)
+
+    def head(self, m: int) -> Requests:
+        """The first `m` requests (in arrival order)."""
+
+        def cut(x: Any) -> Any:
+            return None if x is None else x[:m]
+
+        return dataclasses.replace(
+            self,
+            arrival_s=self.arrival_s[:m],
+            prompt_tokens=self.prompt_tokens[:m],
+            output_tokens=self.output_tokens[:m],
+            hash_ids=cut(self.hash_ids),
+            clipped=cut(self.clipped),
+            cls=cut(self.cls),
+            priority=cut(self.priority),
+            predicted=cut(self.predicted),
+        )
 
 
 def build_requests(sc: Scenario) -> Requests:

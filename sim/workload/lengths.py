@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from sim.config.limits import MAX_TOKENS
 from sim.core.registry import LENGTHS
 from sim.workload.traces import TraceFormat, read_trace
 
@@ -19,7 +20,7 @@ LengthArrays = tuple[np.ndarray, np.ndarray]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class TraceLengths(_Strict):
@@ -33,20 +34,20 @@ class TraceLengths(_Strict):
 
 class FixedLengths(_Strict):
     kind: Literal["fixed"] = "fixed"
-    prompt: int = Field(ge=1)
-    output: int = Field(ge=1)
+    prompt: int = Field(ge=1, le=MAX_TOKENS, strict=True)
+    output: int = Field(ge=1, le=MAX_TOKENS, strict=True)
 
 
 class LognormalLengths(_Strict):
     """Log-normal lengths given by median and log-space sigma, rounded and clipped to [1, max]."""
 
     kind: Literal["lognormal"] = "lognormal"
-    prompt_median: float = Field(gt=0)
-    prompt_sigma: float = Field(default=1.0, ge=0)
-    output_median: float = Field(gt=0)
-    output_sigma: float = Field(default=1.0, ge=0)
-    max_prompt: int = Field(default=32768, ge=1)
-    max_output: int = Field(default=8192, ge=1)
+    prompt_median: float = Field(gt=0, le=MAX_TOKENS)
+    prompt_sigma: float = Field(default=1.0, ge=0, le=10)
+    output_median: float = Field(gt=0, le=MAX_TOKENS)
+    output_sigma: float = Field(default=1.0, ge=0, le=10)
+    max_prompt: int = Field(default=32768, ge=1, le=MAX_TOKENS)
+    max_output: int = Field(default=8192, ge=1, le=MAX_TOKENS)
 
 
 @LENGTHS.register("trace", TraceLengths)

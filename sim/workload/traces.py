@@ -12,11 +12,13 @@ non-integer count is reported as an error rather than silently changed.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -58,6 +60,8 @@ _AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 _VIDUR_COLUMNS = ("num_prefill_tokens", "num_decode_tokens")
 _CSV_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
 _POSITIVE_INT = "a positive integer"
+MAX_TOKENS = 10_000_000  # one prompt or output (as sim.config.limits); larger is a corrupt cell
+MAX_SPAN_S = 1e7  # seconds from the first arrival to the last (about 116 days)
 _MISSING = object()
 
 
@@ -103,9 +107,21 @@ def _clip(text: str, width: int = 60) -> str:
 # ------------------------------------------------------------------------------------------- CSV files
 
 
+def _is_gzip(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def _open_text(path: Path, newline: str | None = None) -> IO[str]:
+    """The file as text, gunzipped when it is gzip (as pandas reads it), so error lines match what pandas saw."""
+    if _is_gzip(path):
+        return gzip.open(path, "rt", newline=newline, encoding="utf-8-sig", errors="replace")
+    return path.open(newline=newline, encoding="utf-8-sig", errors="replace")
+
+
 def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
     """(physical line, fields) for each non-blank CSV record: the slow path that names lines for errors."""
-    with path.open(newline="", encoding="utf-8-sig", errors="replace") as f:
+    with _open_text(path, newline="") as f:
         reader = csv.reader(f)
         start = 1
         for rec in reader:
@@ -141,13 +157,19 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
 
     header = f"a header with columns {','.join(columns)}"
     try:
-        df = pd.read_csv(path, skipinitialspace=True, **_exact_floats(pd))
+        df = pd.read_csv(
+            path, skipinitialspace=True, compression="gzip" if _is_gzip(path) else None, **_exact_floats(pd)
+        )
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise ServesimError(f"{path}: a damaged gzip file ({exc})") from None
     except pd.errors.EmptyDataError:
         raise _error(path, 1, "header", header, "an empty file") from None
     except pd.errors.ParserError as exc:
         raise _shape_error(path, str(exc).strip()) from None
     except UnicodeDecodeError as exc:
         raise ServesimError(f"{path}: expected UTF-8 text, found byte {exc.object[exc.start]:#x}") from None
+    except (ValueError, OverflowError, MemoryError) as exc:  # e.g. a binary file pandas cannot tokenise
+        raise ServesimError(f"{path}: not a readable CSV file: {' '.join(str(exc).split())[:120]}") from None
     if not isinstance(df.index, pd.RangeIndex):  # the first row had one field too many
         raise _shape_error(path, "rows are longer than the header")
     df.columns = [str(c).strip() for c in df.columns]
@@ -167,11 +189,11 @@ def _positive_ints(path: Path, df: pd.DataFrame, column: str) -> np.ndarray:
     s = df[column]
     if s.dtype.kind in "iu":
         values = s.to_numpy(np.int64)
-        bad = values < 1
+        bad = (values < 1) | (values > MAX_TOKENS)
     else:
         x = pd.to_numeric(s, errors="coerce").to_numpy(np.float64, na_value=np.nan)
         with np.errstate(invalid="ignore"):
-            bad = ~np.isfinite(x) | (x < 1) | (x != np.floor(x))
+            bad = ~np.isfinite(x) | (x < 1) | (x != np.floor(x)) | (x > MAX_TOKENS)
         values = np.where(bad, 1, x).astype(np.int64)
     if bad.any():
         line, raw = _cell(path, int(np.argmax(bad)), column)
@@ -189,6 +211,14 @@ def _check_sorted(path: Path, ticks: np.ndarray, column: str) -> None:
         raise _error(path, line, column, f"a time not before {prev!r} on line {prev_line}", repr(raw))
 
 
+def _check_span(path: Path, seconds: np.ndarray, column: str, what: str) -> None:
+    """A trace spanning more than MAX_SPAN_S (a value like 1e30) would make a run that never ends."""
+    bad = seconds > MAX_SPAN_S
+    if bad.any():
+        line, raw = _cell(path, int(np.argmax(bad)), column)
+        raise _error(path, line, column, what, repr(raw))
+
+
 def _load_azure(path: Path) -> Trace:
     """Azure LLM inference trace: wall-clock TIMESTAMP (7 fractional digits), context and generated tokens."""
     import pandas as pd
@@ -201,6 +231,7 @@ def _load_azure(path: Path) -> Trace:
         raise _error(path, line, "TIMESTAMP", "a time like '2023-11-16 18:15:46.6805900'", repr(raw))
     seconds = (stamps - stamps.iloc[0]).dt.total_seconds().to_numpy(np.float64)  # any resolution pandas picks
     _check_sorted(path, seconds, "TIMESTAMP")
+    _check_span(path, seconds, "TIMESTAMP", "a time within 1e7 s of the first")
     return Trace(
         prompt_tokens=_positive_ints(path, df, "ContextTokens"),
         output_tokens=_positive_ints(path, df, "GeneratedTokens"),
@@ -233,6 +264,7 @@ def _load_csv(path: Path) -> Trace:
         line, raw = _cell(path, int(np.argmax(bad)), "arrival_s")
         raise _error(path, line, "arrival_s", "a number of seconds", repr(raw))
     _check_sorted(path, arrival, "arrival_s")
+    _check_span(path, arrival - arrival[0], "arrival_s", "a time within 1e7 s of the first")
     return Trace(
         prompt_tokens=_positive_ints(path, df, "prompt_tokens"),
         output_tokens=_positive_ints(path, df, "output_tokens"),
@@ -254,7 +286,7 @@ def _json_column(path: Path, rows: list[dict], lines: list[int], key: str, what:
         with np.errstate(invalid="ignore"):
             bad = ~np.isfinite(x)
             if what == _POSITIVE_INT:
-                bad |= (x < 1) | (x != np.floor(x))
+                bad |= (x < 1) | (x != np.floor(x)) | (x > MAX_TOKENS)
         if not bad.any():
             return x
         i = int(np.argmax(bad))
@@ -266,8 +298,11 @@ def _json_column(path: Path, rows: list[dict], lines: list[int], key: str, what:
 
 def _load_mooncake(path: Path) -> Trace:
     """Mooncake JSON lines: ``timestamp`` in ms, ``input_length``, ``output_length``, ``hash_ids``."""
-    with path.open(encoding="utf-8-sig", errors="replace") as f:
-        text = f.read()
+    try:
+        with _open_text(path) as f:
+            text = f.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise ServesimError(f"{path}: a damaged gzip file ({exc})") from None
     rows: list[Any] = []
     lines: list[int] = []
     for n, line in enumerate(text.split("\n"), 1):
@@ -291,6 +326,10 @@ def _load_mooncake(path: Path) -> Trace:
         i = int(np.argmax(back)) + 1
         what = f"a time not before {rows[i - 1]['timestamp']!r} on line {lines[i - 1]}"
         raise _error(path, lines[i], "timestamp", what, repr(rows[i]["timestamp"]))
+    far = (ts - ts[0]) / 1000.0 > MAX_SPAN_S
+    if far.any():
+        i = int(np.argmax(far))
+        raise _error(path, lines[i], "timestamp", "a time within 1e7 s of the first", repr(rows[i]["timestamp"]))
     prompt = _json_column(path, rows, lines, "input_length", _POSITIVE_INT).astype(np.int64)
     output = _json_column(path, rows, lines, "output_length", _POSITIVE_INT).astype(np.int64)
     return Trace(
@@ -385,10 +424,15 @@ def resolve_trace_path(path: str) -> Path:
     raise ServesimError(f"{path}: file not found, and not a shipped trace name ({', '.join(names)})")
 
 
-def read_trace(path: str, format: str, base: Path) -> Trace:
-    """A scenario's trace: `path` relative to the scenario's directory `base` when it exists there, else as
-    resolve_trace_path finds it."""
+def scenario_trace_path(path: str, base: Path) -> Path:
+    """Where a scenario's trace `path` is: relative to the scenario's directory `base` when it exists there,
+    else as resolve_trace_path finds it (ServesimError when nowhere)."""
     p = Path(path)
     if not p.is_absolute() and not p.exists() and (base / p).exists():
-        return load_trace(base / p, "vidur" if format == "lengths" else format)
-    return load_trace(resolve_trace_path(path), "vidur" if format == "lengths" else format)
+        return base / p
+    return resolve_trace_path(path)
+
+
+def read_trace(path: str, format: str, base: Path) -> Trace:
+    """A scenario's trace (see scenario_trace_path)."""
+    return load_trace(scenario_trace_path(path, base), "vidur" if format == "lengths" else format)

@@ -34,7 +34,7 @@ from sim.costmodel.models import CostModel
 from sim.errors import ServesimError
 from sim.tools.planner.demand import Screen, demand_bound, families
 from sim.tools.planner.floors import TOL, Floors, attention_coefficient, cost_key, floor_curve, iteration_tokens
-from sim.tools.planner.slo import SLOSpec
+from sim.tools.planner.slo import SLOSpec, secs
 from sim.tools.planner.space import Config
 from sim.tools.planner.traffic import Traffic
 
@@ -121,7 +121,7 @@ def _check_floors(
         val = float(v.mean() if t.stat == "mean" else np.percentile(v, t.quantile * 100))
         b.floors[t.column] = val
         if val > t.limit_s:
-            bad.append(f"{t.column} floor {val:.3g}s > {t.limit_s:g}s")
+            bad.append(f"{t.column} floor {secs(val)} > {secs(t.limit_s)}")
     if slo.attainment is not None and slo.scenario_slo():
         meets = ok.copy()
         for metric in ("ttft", "tpot", "e2el"):

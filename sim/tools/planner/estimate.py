@@ -14,7 +14,7 @@ import numpy as np
 
 from queueing.multi import ggc_allen_cunneen
 from sim.tools.planner.bounds import Bounds
-from sim.tools.planner.slo import SLOSpec
+from sim.tools.planner.slo import SLOSpec, secs
 from sim.tools.planner.traffic import Traffic
 
 
@@ -72,7 +72,7 @@ def estimate(b: Bounds, traffic: Traffic, slo: SLOSpec, n: int, margin: float) -
     for metric, est in (("ttft", ttft), ("tpot", tpot)):
         t = slo.limit(metric)
         if t is not None and est > margin * t.limit_s:
-            why.append(f"est. mean {metric} {est:.3g}s > {margin:g}×{t.limit_s:g}s")
+            why.append(f"est. mean {metric} {secs(est)} > {margin:g} × {secs(t.limit_s)}")
     return Estimate(ttft, tpot, rho, "; ".join(why))
 
 

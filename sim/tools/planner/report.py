@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import yaml
 
+from sim.config.modelarg import model_label
 from sim.config.scenario import Scenario
 from sim.tools.planner.evaluate import Evaluated, PlanResult
 
@@ -140,7 +141,7 @@ def pareto_plot(res: PlanResult, path: Path) -> Path:
         ax.set_ylabel(name)
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{res.request.model}: {res.request.traffic.label}")
+    fig.suptitle(f"{model_label(res.request.model)}: {res.request.traffic.label}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -17,7 +17,7 @@ DEFAULT_SCHEDULERS = "fcfs,sarathi:512,sarathi:2048"  # vLLM default; Sarathi's 
 class PlanRequest:
     """What to plan for and over which space."""
 
-    model: str
+    model: str | dict[str, Any]  # a catalogue name, a config.json path or an inline spec
     traffic: Traffic
     slo: SLOSpec
     hardware: list[str] = field(default_factory=lambda: ["h100-sxm", "a100-80g", "l40s"])

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hwprofiles import catalog
+from sim.config.modelarg import model_arg
 from sim.config.yamlio import apply_overrides, load_yaml
-from sim.errors import ServesimError, UnknownNameError
+from sim.errors import ServesimError
 from sim.tools.planner.capacity import CapacityResult, capacity_search, capacity_table, write_capacity
 from sim.tools.planner.evaluate import PlanResult
 from sim.tools.planner.report import ranked_table, write_outputs
@@ -63,10 +63,7 @@ class PlanOptions:
 
 def build_request(o: PlanOptions) -> PlanRequest:
     """Validate every option (one-line errors) and build the request."""
-    try:
-        catalog.model(o.model)
-    except UnknownNameError as e:
-        raise ServesimError(f"--model: {e}") from None
+    model = model_arg(o.model)  # a catalogue name, a config.json or an inline spec YAML
     traffic = make_traffic(o.traffic, o.rate, o.lengths, o.format, o.requests, o.cv)
     slo = parse_slo(o.slo or (CAPACITY_SLO if o.capacity else DEFAULT_SLO), o.attainment or None)
     base: dict[str, Any] = {}
@@ -84,7 +81,7 @@ def build_request(o: PlanOptions) -> PlanRequest:
     if o.margin < 1:
         raise ServesimError(f"--margin must be >= 1 (slack on the estimate that picks where to start), got {o.margin}")
     return PlanRequest(
-        model=o.model,
+        model=model,
         traffic=traffic,
         slo=slo,
         hardware=parse_list(o.hardware, "hardware"),

@@ -70,6 +70,20 @@ def _axes(
     return axes
 
 
+def candidate_runs(req: PlanRequest, axes: list[Axis]) -> int:
+    """Every size within the GPU budget at or above each axis's floor: what an exhaustive search would run."""
+    total = 0
+    for ax in axes:
+        cap = req.budget // ax.config.tp
+        floor = ax.floor if isinstance(ax.floor, tuple) else (ax.floor,)
+        if len(floor) == 1:
+            total += max(0, cap - floor[0] + 1)
+        else:  # (prefill, decode) pairs within the budget
+            p0, d0 = floor[0], floor[1]
+            total += sum(max(0, cap - p - d0 + 1) for p in range(p0, cap + 1))
+    return total
+
+
 def _screen(
     req: PlanRequest, log: SearchLog, counts: Counter[str]
 ) -> tuple[dict[Config, Bounds], dict[Config, tuple[str, str]], list[Axis]]:
@@ -144,6 +158,14 @@ def plan(req: PlanRequest, out_dir: Path, backend: Backend | None = None, progre
     runs_dir = out_dir / "runs"
     log, counts = SearchLog(), Counter[str]()
     bounds, pruned, axes = _screen(req, log, counts)
+    most = min(candidate_runs(req, axes), req.max_simulations)
+    up_front = (
+        f"searching {len(axes)} configurations: at most {most} candidate runs (branch and bound usually needs far "
+        f"fewer; capped by --max-simulations {req.max_simulations}), then {req.replications} confirming runs"
+    )
+    log(up_front)
+    if progress:
+        progress(0, up_front)
     width = max(1, int(getattr(backend, "workers", 1)))
     frontier = Frontier(req, axes)
     for ax in axes:

@@ -20,6 +20,17 @@ STATS = ("mean", "p50", "p90", "p95", "p99")
 _SCENARIO_SLO = {"ttft": "ttft_s", "tpot": "tpot_s", "e2el": "e2el_s"}  # thresholds the simulator scores
 
 
+def secs(x: float) -> str:
+    """Seconds for a log line with enough digits to tell a miss from the limit: `2.00 s`, `0.150 s`, `8.0 ms`."""
+    if not math.isfinite(x):
+        return f"{x} s"
+    if abs(x) >= 1:
+        return f"{x:.2f} s"
+    if abs(x) >= 0.01:
+        return f"{x:.3f} s"
+    return f"{x * 1000:.1f} ms"
+
+
 @dataclass(frozen=True)
 class Target:
     metric: str
@@ -74,7 +85,7 @@ class SLOSpec:
             v = math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
             slack = min(slack, 1.0 - v / t.limit_s)
             if v > t.limit_s:
-                misses.append(f"{t.metric} {t.stat} {v:.3g}s > {t.limit_s:g}s")
+                misses.append(f"{t.metric} {t.stat} {secs(v)} > {secs(t.limit_s)}")
         if self.attainment is not None and self.scenario_slo():
             att = row.get("slo_attainment", math.nan)
             att = 0.0 if att is None or math.isnan(att) else float(att)

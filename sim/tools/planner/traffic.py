@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.config.limits import MAX_RATE, MAX_REQUESTS
 from sim.core.registry import ARRIVALS
 from sim.errors import ServesimError
 from sim.workload.traces import TRACE_FORMATS, Trace, load_trace, resolve_trace_path
@@ -123,8 +124,8 @@ def synthetic_traffic(
     rate: float, lengths: str, fmt: str | None = None, num_requests: int = 2000, cv: float | None = None
 ) -> Traffic:
     """Poisson (or Gamma with `cv`) arrivals at `rate`, lengths sampled from a file, shipped name or fixed:P,O."""
-    if rate <= 0:
-        raise ServesimError(f"--rate must be > 0, got {rate}")
+    if not 0 < rate <= MAX_RATE:  # also refuses inf and nan
+        raise ServesimError(f"--rate: expected a number of requests/s in (0, {MAX_RATE:g}], found {rate}")
     if num_requests < 1:
         raise ServesimError(f"--requests must be >= 1, got {num_requests}")
     section, p, o = _lengths_section(lengths, fmt)
@@ -146,6 +147,12 @@ def make_traffic(
     """The CLI's `--traffic TRACE [--rate R]` or `--rate R --lengths L` as one `Traffic`."""
     if traffic and lengths:
         raise ServesimError("give --traffic TRACE or --rate R --lengths L, not both")
+    if rate is not None and not 0 < rate <= MAX_RATE:  # also refuses inf and nan
+        raise ServesimError(f"--rate: expected a number of requests/s in (0, {MAX_RATE:g}], found {rate}")
+    if cv is not None and not 0 < cv <= 1000:
+        raise ServesimError(f"--cv: expected a coefficient of variation in (0, 1000], found {cv}")
+    if num_requests is not None and not 1 <= num_requests <= MAX_REQUESTS:
+        raise ServesimError(f"--requests: expected 1 to {MAX_REQUESTS:,}, found {num_requests}")
     if traffic:
         return trace_traffic(traffic, fmt, rate, num_requests)
     if rate is None or not lengths:

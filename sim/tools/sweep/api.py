@@ -36,6 +36,17 @@ class SweepResult:
     def path(self) -> Path:
         return self.out_dir / "sweep.parquet"
 
+    # the result reads like its table: res.columns, res["ttft_p99_s"], len(res)
+    @property
+    def columns(self) -> list[str]:
+        return [str(c) for c in self.frame.columns]
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.frame[key]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
 
 def _cell(value: Any) -> Any:
     """Parquet columns need one type: scalars stay, mappings and lists become JSON text."""
@@ -55,7 +66,7 @@ def run_sweep(
     `cluster` is a Dask scheduler address or a `distributed.Client`; `workers` sizes the local pool.
     """
     sw = source if isinstance(source, Sweep) else load_sweep(source)
-    out_dir = Path(out) if out is not None else Path("runs") / "sweeps" / sw.name
+    out_dir = (Path(out) if out is not None else Path("runs") / "sweeps" / sw.name).resolve()  # workers elsewhere
     out_dir.mkdir(parents=True, exist_ok=True)
     backend = make_backend(workers, cluster)
     try:

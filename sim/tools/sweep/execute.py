@@ -112,6 +112,7 @@ def shared_requests(sc: Scenario) -> Any:
     Planner candidates and sweep points mostly differ in cluster and scheduler, not in traffic, and reading
     a trace or sampling a million lengths costs as much as a short run. The key holds everything
     `build_requests` reads; the arrays are only read by a run."""
+    from sim.tools.sweep.spec import input_digests
     from sim.workload.generate import build_requests
 
     key = json.dumps(
@@ -119,6 +120,7 @@ def shared_requests(sc: Scenario) -> Any:
             sc.seed,
             str(sc.base_dir),
             *(sc.model_dump(mode="json").get(k) for k in ("workload", "admission", "predictor")),
+            input_digests(sc),  # an edited trace is a new workload
         ],
         sort_keys=True,
     )
@@ -285,6 +287,7 @@ def run_scenarios(
 
     Rows carry `key` (the content hash), `run_dir`, `cached`, `status` and `error` besides the metrics.
     """
+    runs_dir = runs_dir.resolve()  # a Dask worker's working directory is not ours
     runs_dir.mkdir(parents=True, exist_ok=True)
     tasks = [make_task(sc, runs_dir, save_requests, stop_on_miss) for sc in scenarios]
     rows: list[dict[str, Any] | None] = [None] * len(tasks)

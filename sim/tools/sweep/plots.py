@@ -6,6 +6,7 @@ noisy. `latency_vs_rate` and `goodput_vs_instances` are the two figures people a
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from sim.errors import ServesimError
@@ -32,13 +34,16 @@ _LABELS = {
 
 
 def parse_plot_spec(spec: str) -> dict[str, Any]:
-    """`x=COL,y=COL[+COL...],hue=COL` (commas or spaces between parts) into {x, y: [..], hue}."""
+    """`x=COL,y=COL[+COL...],hue=COL,col=COL,row=COL` (commas or spaces between parts) into a dict."""
     parts = [p for p in re.split(r"[,\s]+", spec.strip()) if p]
     got: dict[str, Any] = {}
     for p in parts:
         key, sep, val = p.partition("=")
-        if not sep or key not in ("x", "y", "hue") or not val:
-            raise ServesimError(f"--plot {spec!r}: expected x=COLUMN y=COLUMN[+COLUMN] [hue=COLUMN], got {p!r}")
+        if not sep or key not in ("x", "y", "hue", "col", "row") or not val:
+            raise ServesimError(
+                f"--plot {spec!r}: expected x=COLUMN y=COLUMN[+COLUMN] [hue=COLUMN] [col=COLUMN] [row=COLUMN], "
+                f"got {p!r}"
+            )
         got[key] = val.split("+") if key == "y" else val
     if "x" not in got or "y" not in got:
         raise ServesimError(f"--plot {spec!r}: give both x= and y=")
@@ -60,31 +65,100 @@ def _check(frame: pd.DataFrame, cols: list[str]) -> None:
         )
 
 
-def plot_sweep(frame: pd.DataFrame, x: str, y: str | list[str], hue: str | None = None, ax: Any = None) -> Any:
-    """Mean of `y` (one or more columns) against `x`, a line per `hue` value, ± std band over replications."""
+def value_labels(values: list[Any]) -> dict[Any, str]:
+    """Readable labels for a column's values: a mapping stored as JSON text shows only the keys that differ
+    (`sarathi token_budget=512`), not the raw JSON."""
+    from sim.tools.sweep.spec import short_labels
+
+    parsed = []
+    for v in values:
+        try:
+            parsed.append(json.loads(v) if isinstance(v, str) and v[:1] in "{[" else v)
+        except ValueError:
+            parsed.append(v)
+    if parsed and all(isinstance(x, dict) for x in parsed):
+        labels = short_labels(parsed)
+        return {v: labels.get(json.dumps(x, sort_keys=True), str(v)) for v, x in zip(values, parsed, strict=True)}
+    return {v: str(v) for v in values}
+
+
+def averaged_dimensions(frame: pd.DataFrame, params: list[str], shown: list[str]) -> list[str]:
+    """Swept parameters a figure does not show (not x, hue, col or row) that take several values: the
+    figure averages over them, and must say so."""
+    return [p for p in params if p not in shown and p in frame.columns and frame[p].nunique(dropna=False) > 1]
+
+
+def plot_sweep(
+    frame: pd.DataFrame,
+    x: str,
+    y: str | list[str],
+    hue: str | None = None,
+    ax: Any = None,
+    *,
+    col: str | None = None,
+    row: str | None = None,
+    params: list[str] | None = None,
+) -> Any:
+    """Mean of `y` against `x`, a line per `hue` value, a panel per `col` × `row` value, ± std band over
+    replications (and over any swept parameter not shown, which the title names)."""
     ys = [y] if isinstance(y, str) else list(y)
-    _check(frame, [x, *ys, *([hue] if hue else [])])
+    shown = [c for c in (x, hue, col, row) if c]
+    _check(frame, [*shown, *ys])
     ok = frame[frame["status"] == "ok"] if "status" in frame.columns else frame
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    cols = sorted(ok[col].unique(), key=str) if col else [None]
+    rows = sorted(ok[row].unique(), key=str) if row else [None]
+    if ax is None or col or row:
+        fig, axes = plt.subplots(
+            len(rows), len(cols), figsize=(5.2 * len(cols) + 1.8, 3.8 * len(rows)), squeeze=False, sharey=True
+        )
     else:
-        fig = ax.figure
-    groups = list(ok.groupby(hue, sort=True)) if hue else [(None, ok)]
-    for hv, g in groups:
-        for col in ys:
-            stats = g.groupby(x, sort=True)[col].agg(["mean", "std"]).reset_index()
-            label = " ".join(s for s in (f"{hue}={hv}" if hue else "", _label(col) if len(ys) > 1 else "") if s)
-            line = ax.plot(stats[x], stats["mean"], marker="o", label=label or None)[0]
-            if stats["std"].notna().any():
-                lo, hi = stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0)
-                ax.fill_between(stats[x], lo, hi, color=line.get_color(), alpha=0.15)
-    ax.set_xlabel(_label(x))
-    ax.set_ylabel(_label(ys[0]) if len(ys) == 1 else ", ".join(_label(c) for c in ys))
-    if any(c.endswith("_s") and c.split("_")[0] in _LABELS for c in ys):
-        ax.set_yscale("log")
-    ax.grid(True, alpha=0.3)
-    if hue or len(ys) > 1:
-        ax.legend(fontsize=8)
+        fig, axes = ax.figure, np.array([[ax]])
+    hue_labels = value_labels(sorted(ok[hue].unique(), key=str)) if hue else {}
+    col_labels = value_labels(cols) if col else {}
+    row_labels = value_labels(rows) if row else {}
+    for i, rv in enumerate(rows):
+        for j, cv in enumerate(cols):
+            a = axes[i][j]
+            sub = ok
+            if col:
+                sub = sub[sub[col] == cv]
+            if row:
+                sub = sub[sub[row] == rv]
+            groups = list(sub.groupby(hue, sort=True)) if hue else [(None, sub)]
+            for hv, g in groups:
+                for c in ys:
+                    stats = g.groupby(x, sort=True)[c].agg(["mean", "std"]).reset_index()
+                    label = " ".join(
+                        s for s in (f"{hue_labels.get(hv, hv)}" if hue else "", _label(c) if len(ys) > 1 else "") if s
+                    )
+                    line = a.plot(stats[x], stats["mean"], marker="o", label=label or None)[0]
+                    if stats["std"].notna().any():
+                        lo, hi = stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0)
+                        a.fill_between(stats[x], lo, hi, color=line.get_color(), alpha=0.15)
+            title = " | ".join(
+                t
+                for t in (
+                    f"{col}: {col_labels.get(cv, cv)}" if col else "",
+                    f"{row}: {row_labels.get(rv, rv)}" if row else "",
+                )
+                if t
+            )
+            if title:
+                a.set_title(title, fontsize=9)
+            a.set_xlabel(_label(x))
+            if j == 0:
+                a.set_ylabel(_label(ys[0]) if len(ys) == 1 else ", ".join(_label(c) for c in ys))
+            if any(c.endswith("_s") and c.split("_")[0] in _LABELS for c in ys):
+                a.set_yscale("log")
+            a.grid(True, alpha=0.3)
+    if hue or len(ys) > 1:  # one legend, outside the data
+        handles, labels = axes[0][-1].get_legend_handles_labels()
+        fig.legend(
+            handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 0.98), title=hue, title_fontsize=8
+        )
+    hidden = averaged_dimensions(ok, params or [], shown)
+    if hidden:
+        fig.suptitle("averaged over " + ", ".join(f"{p} ({ok[p].nunique()} values)" for p in hidden), fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -101,13 +175,13 @@ def goodput_vs_instances(frame: pd.DataFrame, instances: str = "cluster.instance
     return plot_sweep(frame, instances, "goodput_rps", hue)
 
 
-def save_plot(frame: pd.DataFrame, spec: str, out_dir: Path) -> Path:
-    """Draw one `--plot` spec into `out_dir/plots/` and return the file."""
+def save_plot(frame: pd.DataFrame, spec: str, out_dir: Path, params: list[str] | None = None) -> Path:
+    """Draw one `--plot` spec into `out_dir/plots/` and return the file; `params` (the swept parameters) lets
+    the figure name any it averages over."""
     p = parse_plot_spec(spec)
-    fig = plot_sweep(frame, p["x"], p["y"], p.get("hue"))
-    name = re.sub(
-        r"[^A-Za-z0-9_.+-]+", "_", f"{'+'.join(p['y'])}_vs_{p['x']}" + (f"_by_{p['hue']}" if "hue" in p else "")
-    )
+    fig = plot_sweep(frame, p["x"], p["y"], p.get("hue"), col=p.get("col"), row=p.get("row"), params=params)
+    by = "".join(f"_{k}_{p[k]}" for k in ("hue", "col", "row") if k in p)
+    name = re.sub(r"[^A-Za-z0-9_.+-]+", "_", f"{'+'.join(p['y'])}_vs_{p['x']}{by}")
     path = out_dir / "plots" / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

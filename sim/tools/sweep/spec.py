@@ -9,6 +9,7 @@ points (common random numbers), so differences between points are not sampling n
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import itertools
 import json
@@ -20,7 +21,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sim.config.scenario import Scenario
+from sim.config.limits import check_name
+from sim.config.scenario import Scenario, validate_scenario
 from sim.config.yamlio import Positions, apply_overrides, format_validation_error, load_yaml
 from sim.errors import ServesimError
 from sim.output.result import VERSION
@@ -39,6 +41,11 @@ class SweepSpec(BaseModel):
     replications: int = Field(default=1, ge=1, description="runs per point, each with its own seed")
     seed: int | None = Field(default=None, ge=0, description="root of replication seeds; default the base seed")
     save_requests: bool = Field(default=True, description="keep requests.parquet in each point's run directory")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str | None) -> str | None:
+        return None if v is None else check_name(v)
 
     @field_validator("grid", "zip_")
     @classmethod
@@ -80,10 +87,64 @@ class Point:
 
 
 def scenario_hash(sc: Scenario) -> str:
-    """Content hash of a resolved scenario: canonical JSON of its dump + servesim version + base dir."""
-    payload = {"scenario": sc.model_dump(mode="json"), "version": VERSION, "base_dir": str(sc.base_dir)}
+    """Content hash of a resolved scenario: canonical JSON of its dump + servesim version + base dir + the
+    bytes of the files it reads (traces, profiles, measured tables), so an edited trace is not served stale."""
+    payload = {
+        "scenario": sc.model_dump(mode="json"),
+        "version": VERSION,
+        "base_dir": str(sc.base_dir),
+        "inputs": input_digests(sc),
+    }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(path: str, size: int, mtime_ns: int) -> str:  # size and mtime in the key: an edit re-hashes
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:20]
+
+
+def file_digest(p: Path) -> str:
+    """sha256 of a file's bytes (of every file under a directory), cached on (path, size, mtime)."""
+    files = sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]
+    parts = []
+    for f in files:
+        st = f.stat()
+        parts.append(
+            f"{f.relative_to(p) if p.is_dir() else ''}:{_digest(str(f.resolve()), st.st_size, st.st_mtime_ns)}"
+        )
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+def input_digests(sc: Scenario) -> dict[str, str]:
+    """Digest of each file a scenario reads: trace files (arrivals, lengths), cost-model profile and tables."""
+    from sim.workload.traces import scenario_trace_path as _resolve
+
+    paths: list[Path] = []
+    for sec in (sc.workload.arrival, sc.workload.lengths):
+        path = getattr(sec, "path", None)
+        if getattr(sec, "kind", None) == "trace" and isinstance(path, str):
+            try:
+                paths.append(_resolve(path, sc.base_dir))
+            except ServesimError:
+                continue  # the run reports it
+    for attr in ("profile", "tables"):
+        v = getattr(sc.cost_model, attr, None)
+        if isinstance(v, str) and v:
+            p = Path(v) if Path(v).is_absolute() else sc.base_dir / v
+            if p.exists():
+                paths.append(p)
+    out = {}
+    for p in paths:
+        try:
+            out[str(p.resolve())] = file_digest(p)
+        except OSError:
+            continue
+    return out
 
 
 def replication_seeds(root: int, replications: int) -> list[int]:
@@ -197,6 +258,11 @@ def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
             sc = Scenario.model_validate(data)
         except ValidationError as e:
             raise _point_error(e, i, params, where, src, base_label, base_pos) from None
+        try:  # non-finite numbers and bounds, named at the base's key; a point that does not fit fails alone
+            sc = validate_scenario(data, base_label, base_pos, base_dir, feasibility=False)
+        except ServesimError as e:
+            shown = ", ".join(f"{k}={_label(v)}" for k, v in params.items())
+            raise ServesimError(f"{e} (sweep point {i}: {shown})") from None
         seeds = (
             [sc.seed]
             if spec.replications == 1 and spec.seed is None
