@@ -152,23 +152,6 @@ def list_(what: Annotated[str, typer.Argument(help="models | hardware | policies
     show(out, t)
 
 
-def _engines_table(t: Table) -> None:
-    """Serving-engine presets (`serving_engine.kind`) with every term's value; * marks the fittable ones."""
-    from sim.core.registry import ENGINES
-    from sim.costmodel.engine import ServingEngineConfig, fit_fields, preset
-
-    fit = fit_fields()
-    t.add_column("term")
-    kinds = ENGINES.kinds()
-    for k in kinds:
-        t.add_column(k)
-    t.add_row("what it is", *(ENGINES.get(k).doc for k in kinds))
-    presets = [preset(k) for k in kinds]
-    for name in ServingEngineConfig.model_fields:
-        if name != "kind":
-            t.add_row(name + (" *" if name in fit else ""), *(str(getattr(p, name)) for p in presets))
-
-
 @app.command()
 def estimate(
     model: Annotated[str, typer.Option(help="model name, Hugging Face config.json, or inline spec YAML")],
