@@ -177,7 +177,12 @@ class RooflineCost:
             kern = f"transferred from {self._transferred} (scaled by peaks, with launch floors)"
         else:
             kern = f"measured ({self.gpu.name} tables)"
-        attn = kern if self.curves and self._attn_grids.get("decode") is not None else "spec-sheet (roofline)"
+        if self.curves and self._attn_grids.get("decode") is not None:
+            attn = kern
+        elif getattr(self, "attn_eff", None) is not None and type(self)._prefill_attn is RooflineCost._prefill_attn:
+            attn = "transferred (measured A100 FlashAttention efficiency, scaled by peaks)"
+        else:
+            attn = "spec-sheet (roofline)"
         return {
             "gemm": kern,
             "elementwise": kern,
