@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -53,14 +52,13 @@ def _tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
-def _check(case: Case, rc: int, out: str, err: str, secs: float, before: set[str], after: set[str]) -> None:
+def _check(case: Case, rc: int, out: str, err: str, before: set[str], after: set[str]) -> None:
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert rc == 2, f"{case.name}: exit {rc}, stderr {err!r}, stdout {out[-300:]!r}"
     assert len(lines) == 1, f"{case.name}: {len(lines)} lines on stderr:\n{err}"
     assert lines[0].startswith("error: "), lines[0]
     assert "Traceback" not in err and "Traceback" not in out
     assert re.search(case.expect, lines[0]), f"{case.name}: {lines[0]!r} does not match {case.expect!r}"
-    assert secs < CASE_TIMEOUT_S
     assert after == before, f"{case.name}: wrote {sorted(after - before)}"
 
 
@@ -86,10 +84,9 @@ def test_mistake_is_one_line_exit_2_nothing_written(case: Case, tmp_path: Path, 
     _write(tmp_path, case.files)
     before = _tree(tmp_path)
     o, e = io.StringIO(), io.StringIO()
-    t0 = time.perf_counter()
-    with redirect_stdout(o), redirect_stderr(e), _deadline(CASE_TIMEOUT_S):
+    with redirect_stdout(o), redirect_stderr(e), _deadline(CASE_TIMEOUT_S):  # a hang fails, it does not stall CI
         rc = run_cli(case.argv)
-    _check(case, rc, o.getvalue(), e.getvalue(), time.perf_counter() - t0, before, _tree(tmp_path))
+    _check(case, rc, o.getvalue(), e.getvalue(), before, _tree(tmp_path))
 
 
 SAMPLE = ["bomb-9x9", "trace-gz-bad-cell", "est--prefill-tokens-1e17"]
@@ -102,15 +99,12 @@ def test_sample_as_a_real_process(name: str, tmp_path: Path) -> None:
     _write(tmp_path, case.files)
     before = _tree(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "80"}
-    t0 = time.perf_counter()
     p = subprocess.run(
         [sys.executable, "-m", "sim.tools.cli", *case.argv],
         cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=30,  # a hang guard (interpreter start and imports included), not a speed measurement
     )
-    secs = time.perf_counter() - t0
-    _check(case, p.returncode, p.stdout, p.stderr, 0.0, before, _tree(tmp_path))
-    assert secs < 30  # includes the interpreter's start and imports
+    _check(case, p.returncode, p.stdout, p.stderr, before, _tree(tmp_path))

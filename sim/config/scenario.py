@@ -123,9 +123,20 @@ class Workload(Strict):
 
 # -- cluster and instance --------------------------------------------------------------------------------
 def _known_gpu_name(v: Any) -> Any:
+    """A GPU given by name must be in the catalogue (pydantic reports the ValueError at the key's position)."""
     if isinstance(v, str):
         try:
             catalog.gpu(v)
+        except UnknownNameError as e:
+            raise ValueError(str(e)) from None
+    return v
+
+
+def _known_model_name(v: Any) -> Any:
+    """A model given by name (or Hugging Face id / config.json path) must be one the catalogue can load."""
+    if isinstance(v, str):
+        try:
+            catalog.model(v)
         except UnknownNameError as e:
             raise ValueError(str(e)) from None
     return v
@@ -312,12 +323,7 @@ class Speculative(Strict):
     @field_validator("draft_model", mode="before")
     @classmethod
     def _known_draft(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            try:
-                catalog.model(v)
-            except UnknownNameError as e:
-                raise ValueError(str(e)) from None
-        return v
+        return _known_model_name(v)
 
     @model_validator(mode="after")
     def _consistent(self) -> Speculative:
@@ -372,11 +378,7 @@ class Scenario(Strict):
     @field_validator("model", mode="before")
     @classmethod
     def _known_model(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            try:
-                catalog.model(v)
-            except UnknownNameError as e:
-                raise ValueError(str(e)) from None
+        v = _known_model_name(v)
         if isinstance(v, dict) and "num_params" in v:  # a dump of an inline spec carries the computed count
             v = {k: x for k, x in v.items() if k != "num_params"}
         return v
@@ -384,12 +386,7 @@ class Scenario(Strict):
     @field_validator("hardware", mode="before")
     @classmethod
     def _known_gpu(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            try:
-                catalog.gpu(v)
-            except UnknownNameError as e:
-                raise ValueError(str(e)) from None
-        return v
+        return _known_gpu_name(v)
 
     @model_validator(mode="after")
     def _deployment_supported(self) -> Scenario:
