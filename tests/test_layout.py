@@ -36,7 +36,6 @@ KNOWN_OFFENDERS = frozenset(
     {
         # grew past the limit when the parallel branches of issues 12-15 were merged (timeouts and speculative
         # decoding in the instance; --profile/--format in the CLI): to split next
-        "sim/core/instance.py",
         "sim/tools/cli.py::plan",
     }
 )
