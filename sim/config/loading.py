@@ -10,7 +10,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sim.config.limits import fallback, first_non_finite, physical_problem
+from sim.config.limits import (
+    MAX_MAGNITUDE,
+    fallback,
+    first_bool_as_number,
+    first_huge,
+    first_non_finite,
+    physical_problem,
+)
 from sim.config.scenario import Scenario
 from sim.config.specfiles import names_a_file, resolve_spec_files
 from sim.config.yamlio import Positions, apply_overrides, format_validation_error, load_yaml, locate
@@ -77,10 +84,23 @@ def validate_scenario(data: Any, label: str, pos: Positions | None, base: Path, 
         loc, v = bad
         dotted = ".".join(map(str, loc))
         raise ServesimError(f"{locate(loc, label, pos)}: {dotted}: expected a finite number, found {v!r}")
+    huge = first_huge(data)
+    if huge is not None:
+        loc, v = huge
+        raise ServesimError(
+            f"{locate(loc, label, pos)}: {'.'.join(map(str, loc))}: expected a magnitude of at most "
+            f"{MAX_MAGNITUDE:g} (a unit or exponent typo?), found {v:g}"
+        )
     try:
         sc = Scenario.model_validate(data)
     except ValidationError as e:
         raise ServesimError(format_validation_error(e, label, pos)) from None
+    flag = first_bool_as_number(data, sc)
+    if flag is not None:
+        loc, b = flag
+        raise ServesimError(
+            f"{locate(loc, label, pos)}: {'.'.join(map(str, loc))}: expected a number, found the boolean {b}"
+        )
     sc._base_dir = base
     problem = physical_problem(sc, feasibility)
     if problem is not None:
