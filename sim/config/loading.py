@@ -19,7 +19,7 @@ from sim.config.limits import (
     physical_problem,
 )
 from sim.config.scenario import Scenario
-from sim.config.specfiles import names_a_file, resolve_spec_files
+from sim.config.specfiles import check_cost_files, names_a_file, resolve_spec_files
 from sim.config.yamlio import Positions, apply_overrides, format_validation_error, load_yaml, locate
 from sim.errors import ServesimError
 
@@ -79,6 +79,7 @@ def validate_scenario(data: Any, label: str, pos: Positions | None, base: Path, 
     model fit, trace path, run length) is one ServesimError line naming label:line:col."""
     if isinstance(data, dict):
         data, pos = resolve_spec_files(data, label, pos, base)
+        check_cost_files(data, label, pos, base)
     bad = first_non_finite(data)
     if bad is not None:
         loc, v = bad
