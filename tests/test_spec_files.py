@@ -98,8 +98,10 @@ def test_draft_model_and_pool_hardware_files(elsewhere: Path) -> None:
     spec = {"kind": "draft_model", "num_tokens": 2, "acceptance": 0.7, "draft_model": "draft.yaml"}
     f = write(elsewhere / "exp" / "s.yaml", scenario("llama-3.1-8b", speculative=spec, hardware="gpus/mygpu.yaml"))
     sc = sim.load_scenario(f)
-    assert sc.speculative is not None and not isinstance(sc.speculative.draft_model, str)
-    assert sc.speculative.draft_model.num_layers == 2
+    assert sc.speculative is not None
+    draft = sc.speculative.draft_model
+    assert draft is not None and not isinstance(draft, str)
+    assert draft.num_layers == 2
     assert (sc.gpu_spec.name, sc.gpu_spec.bf16_flops) == ("mygpu", 1.0e15)
     pools = {"prefill": {"instances": 1, "hardware": "gpus/mygpu.yaml"}, "decode": {"instances": 1}}
     f = write(elsewhere / "exp" / "d.yaml", scenario("llama-3.1-8b", cluster=pools))
