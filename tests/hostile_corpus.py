@@ -603,16 +603,19 @@ def named_file_cases() -> list[Case]:
     for k, v in {"missing": "nope.yaml", "dir": "d", "tables-missing": "nope-dir"}.items():
         key = "tables" if k.startswith("tables") else "profile"
         sc = dump(with_value("cost_model", {"kind": "table", key: v}))
-        files = {SC: sc, "d/x": ""}
-        out.append(Case(f"profile-{k}", files, ["run", SC, "--out", "out", "-q"], AT_SC + f"cost_model.{key}"))
-    for k, (body, expect) in {
+        argv = ["run", SC, "--out", "out", "-q"]
+        out.append(Case(f"profile-{k}", {SC: sc, "d/x": ""}, argv, AT_SC + f"cost_model.{key}"))
+    specs: dict[str, tuple[str | bytes | None, str]] = {
         "model-spec-binary": (b"\x00\x01", r"m\.yaml:1:1: binary"),
         "model-spec-field": ("num_layers: 4\nhidden_size: wide\n", r"m\.yaml:2:14: model\.hidden_size"),
         "model-spec-missing": (None, AT_SC + r"model: .*m\.yaml: file not found"),
         "model-json-bad": ('{"hidden_size": }', AT_SC + r"model: .*m\.json:1:\d+: not valid JSON"),
-    }.items():
+    }
+    for k, (spec, expect) in specs.items():
         name = "m.json" if "json" in k else "m.yaml"
-        files = {SC: dump(with_value("model", name))} | ({} if body is None else {name: body})
+        files: dict[str, str | bytes] = {SC: dump(with_value("model", name))}
+        if spec is not None:
+            files[name] = spec
         out.append(Case(k, files, ["run", SC, "--out", "out", "-q"], expect))
     return out
 
