@@ -12,7 +12,7 @@ same float additions, so both modes give bit-identical timestamps.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from itertools import accumulate, chain
 from typing import TYPE_CHECKING, Any
 
@@ -77,17 +77,17 @@ def step_times(
     coeffs = decode_coeffs(cost, n) if k <= PLAIN_STEPS and n else None
     if coeffs is not None:
         a, b = coeffs
-        durations = map(a.__add__, map(b.__mul__, range(ctx0 + n, ctx0 + n * k + 1, n)))
+        steps: Iterator[float] = map(a.__add__, map(b.__mul__, range(ctx0 + n, ctx0 + n * k + 1, n)))
         if extra_first:
-            durations = chain((next(durations) + extra_first,), durations)
-        out = list(accumulate(durations, initial=t))
+            steps = chain((next(steps) + extra_first,), steps)
+        out = list(accumulate(steps, initial=t))
         del out[0]
         return out, None
-    durations = cost.decode_run(n, ctx0 + n * np.arange(1, k + 1, dtype=np.int64))
+    durations: np.ndarray = cost.decode_run(n, ctx0 + n * np.arange(1, k + 1, dtype=np.int64))
     if extra_first:
         durations = durations.copy()
         durations[0] += extra_first
-    arr = np.cumsum(np.concatenate(([t], durations)))[1:]
+    arr: np.ndarray = np.cumsum(np.concatenate(([t], durations)))[1:]
     return arr.tolist(), arr
 
 
