@@ -83,11 +83,11 @@ def step_times(
         out = list(accumulate(steps, initial=t))
         del out[0]
         return out, None
-    durations = cost.decode_run(n, ctx0 + n * np.arange(1, k + 1, dtype=np.int64))
+    durations: np.ndarray = cost.decode_run(n, ctx0 + n * np.arange(1, k + 1, dtype=np.int64))
     if extra_first:
         durations = durations.copy()
         durations[0] += extra_first
-    arr = np.cumsum(np.concatenate(([t], durations)))[1:]
+    arr: np.ndarray = np.cumsum(np.concatenate(([t], durations)))[1:]
     return arr.tolist(), arr
 
 
