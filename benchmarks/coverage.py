@@ -52,6 +52,10 @@ CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "sil
 WAVES = 10  # requests per client: InferenceX runs `--num-prompts $((CONC * 10)) --max-concurrency $CONC`
 RANGE_RATIO = 0.8  # InferenceX `--random-range-ratio`: lengths uniform in [0.8 x, x]
 ENGINES = {"vllm": "vllm-v1", "sglang": "sglang", "trtllm": "trtllm"}  # backend -> serving_engine preset
+# InferenceX launches SGLang with `--stream-interval 10` (benchmarks/dsr1_*_slurm.sh and the other SGLang
+# recipes); TensorRT-LLM's `stream_interval: 10` does not hold back the first token (PyExecutor
+# `_handle_responses` answers at py_decoding_iter == 1), vLLM runs with its default of 1.
+STREAM_INTERVAL = {"sglang": 10}
 MAX_CLIENTS = 1024  # larger closed loops are expressible but not simulated for errors (run time)
 QUANT = {  # quant mode -> (weights, activations)
     "nvfp4": ("fp4", "fp4"),
@@ -231,7 +235,26 @@ def simulate(row: pd.Series, protocol: str = "inferencex") -> tuple[float, float
         if protocol == "inferencex":
             sc["serving_engine"] = {"kind": ENGINES[str(row["backend"])]}
         df = _run(sc)
-    return float(df["ttft_s"].mean()), float(df["tpot_s"].mean())
+    k = STREAM_INTERVAL.get(str(row["backend"]), 1) if protocol == "inferencex" and source(row) == "inferencex" else 1
+    ttft, tpot = client_view(df, k)
+    return float(np.mean(ttft)), float(np.nanmean(tpot))
+
+
+def client_view(df: pd.DataFrame, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-request TTFT and TPOT as the benchmark client computes them when the server streams every k-th
+    token. SGLang sends a streaming request's tokens only when `len(req.output_ids) % stream_interval == 0`
+    (or at the end) — no exception for the first one (scheduler output processor, `stream_output`) — so the
+    client's first chunk arrives with the k-th token: TTFT = engine TTFT + (k - 1) inter-token gaps (the
+    request's own mean gap; --ignore-eos runs have no early stop), and bench_serving's TPOT
+    (e2e - TTFT) / (output - 1) loses those gaps. k = 1 leaves both as simulated."""
+    ttft, tpot, out = df["ttft_s"].to_numpy(), df["tpot_s"].to_numpy(), df["output_tokens"].to_numpy()
+    if k <= 1:
+        return ttft, tpot
+    gaps = np.minimum(k, out) - 1
+    ttft_c = ttft + gaps * np.nan_to_num(tpot)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot_c = np.where(out > 1, (df["e2el_s"].to_numpy() - ttft_c) / (out - 1), np.nan)
+    return ttft_c, tpot_c
 
 
 def _share(df: pd.DataFrame, by: str) -> dict[str, str]:

@@ -90,3 +90,13 @@ def test_source_campaign(rows: pd.DataFrame) -> None:
     )
     gap = rows[rows["silicon_data_source"].str.contains("gap-analysis")].iloc[0]
     assert cov.source(gap) == "gap-analysis"
+
+
+def test_client_view_of_a_stream_interval() -> None:
+    """SGLang streams every k-th token: the client's first chunk carries token k (hand-computed)."""
+    df = pd.DataFrame({"ttft_s": [0.1, 0.1], "tpot_s": [0.01, 0.01], "output_tokens": [100, 5], "e2el_s": [1.09, 0.14]})
+    ttft, tpot = cov.client_view(df, 10)
+    assert ttft == pytest.approx([0.1 + 9 * 0.01, 0.14])  # 5 tokens < k: everything arrives at the end
+    assert tpot == pytest.approx([(1.09 - 0.19) / 99, 0.0])
+    same = cov.client_view(df, 1)
+    assert list(same[0]) == [0.1, 0.1] and list(same[1]) == [0.01, 0.01]
