@@ -275,8 +275,9 @@ def test_windowed_and_mla_prefill_attention_by_hand() -> None:
     assert s._prefill_one(q, 0) == pytest.approx(want, rel=1e-9)
     ds = catalog.model("deepseek-v3")
     mla = build_physical(RooflineCostConfig(), ds, g, 8, quant=Quantization(weights="fp8", activations="fp8"))
+    assert isinstance(mla, StructuredCost) and ds.is_mla
     hd = ds.num_heads // 8
     width = hd * (ds.head_dim + ds.value_dim) / 2.0
-    up = mla.gemm("kv_b", q, ds.kv_lora_rank, hd * (ds.head_dim - ds.qk_rope_head_dim + ds.value_dim))
+    up = mla.gemm("kv_b", q, float(ds.kv_lora_rank or 0), hd * (ds.head_dim - ds.qk_rope_head_dim + ds.value_dim))
     want = mla.n_full * (up + _fa_layer(q, q, width, g.bf16_flops))
     assert mla._prefill_one(q, 0) == pytest.approx(want, rel=1e-9)
