@@ -281,3 +281,21 @@ def test_windowed_and_mla_prefill_attention_by_hand() -> None:
     up = mla.gemm("kv_b", q, float(ds.kv_lora_rank or 0), hd * (ds.head_dim - ds.qk_rope_head_dim + ds.value_dim))
     want = mla.n_full * (up + _fa_layer(q, q, width, g.bf16_flops))
     assert mla._prefill_one(q, 0) == pytest.approx(want, rel=1e-9)
+
+
+def test_fp8_kv_cache_runs_prefill_attention_at_the_fp8_peak() -> None:
+    """An FP8 KV cache means FP8 attention kernels: the measured efficiency applies to the FP8 peak; a GPU
+    without FP8 (A100) keeps its bf16 peak."""
+    m, h100, a100 = catalog.model("llama-3.1-8b"), catalog.gpu("h100-sxm"), catalog.gpu("a100-80g")
+    kv8 = Quantization(weights="fp8", activations="fp8", kv_cache="fp8")
+    s = build_physical(RooflineCostConfig(), m, h100, 1, quant=kv8)
+    hq = m.num_heads * m.head_dim
+    assert h100.fp8_flops == pytest.approx(2 * h100.bf16_flops, rel=1e-3)
+    want = m.num_layers * _fa_layer(4096, 4096, hq, h100.fp8_flops)
+    assert s.breakdown([(4096, 0)], 0, 0)["attn_prefill"] == pytest.approx(want, rel=1e-9)
+    bf16_kv = build_physical(RooflineCostConfig(), m, h100, 1, quant=Quantization(weights="fp8", activations="fp8"))
+    assert s.breakdown([(4096, 0)], 0, 0)["attn_prefill"] < 0.55 * bf16_kv.breakdown([(4096, 0)], 0, 0)["attn_prefill"]
+    assert a100.fp8_flops is None
+    old = build_physical(RooflineCostConfig(), m, a100, 1, quant=Quantization(kv_cache="fp8"))
+    want = m.num_layers * _fa_layer(4096, 4096, hq, a100.bf16_flops)
+    assert old.breakdown([(4096, 0)], 0, 0)["attn_prefill"] == pytest.approx(want, rel=1e-9)

@@ -45,6 +45,11 @@ class StructuredCost(RooflineCost):
         self.gemm_flops = self.gemm_peak * cfg.compute_efficiency
         self.wa, self.aa = quant.weight_bits / 8.0, quant.act_bytes
         self.kva = quant.kv_bits / 8.0
+        # An FP8 KV cache runs prefill attention in FP8 (vLLM docs, "Quantized KV Cache": with FlashAttention 3
+        # and an FP8 KV cache the queries are quantised too and attention runs in the FP8 domain; TensorRT-LLM's
+        # FMHA takes FP8 inputs with an FP8 cache): the kernel's peak is the GPU's FP8 peak.
+        fp8 = gpu.peak_flops("fp8") if quant.kv_cache == "fp8" else None
+        self.fmha_scale = fp8 / gpu.bf16_flops if fp8 else 1.0
         self.dp = lay.attention_dp
         self.L = lay.stage_layers(m)
         self.n_full, self.n_local, self.n_lin = (float(m.layer_count(k)) for k in "FLG")
@@ -201,13 +206,14 @@ class StructuredCost(RooflineCost):
         pair, QK and PV). With efficiency curves: the measured FlashAttention efficiency (sim.costmodel.attention,
         fitted on A100 kernel timings, on this GPU's peak), which counts every new token against every key it
         may see, causal half included, as the kernel timings show — what RooflineCost uses; else the
-        spec-sheet roofline over the causal half."""
+        spec-sheet roofline over the causal half. Both at the FP8 peak when the KV cache is FP8."""
         if self.attn_eff is not None and self._attn_grids.get("prefill") is None:
             keys = float(c + q) if cap is None else min(float(c + q), float(cap))
             # prefill_s counts q x (c + q) pairs: pass the keys a query sees as c + q
-            return max(self.attn_eff.prefill_s(q, keys - q, width, self.attn_peak_flops), byts / self.attn_peak_bw)
+            peak = self.attn_peak_flops * self.fmha_scale
+            return max(self.attn_eff.prefill_s(q, keys - q, width, peak), byts / self.attn_peak_bw)
         seen = c + 0.5 * q if cap is None else min(c + 0.5 * q, float(cap))
-        return max(4.0 * width * q * seen / self.attn_flops, byts / self.attn_bw)
+        return max(4.0 * width * q * seen / (self.attn_flops * self.fmha_scale), byts / self.attn_bw)
 
     def _prefill_one(self, q: int, c: int) -> float:
         """One sequence's prefill attention over all layers of the stage."""
