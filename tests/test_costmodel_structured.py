@@ -290,8 +290,9 @@ def test_fp8_kv_cache_runs_prefill_attention_at_the_fp8_peak() -> None:
     kv8 = Quantization(weights="fp8", activations="fp8", kv_cache="fp8")
     s = build_physical(RooflineCostConfig(), m, h100, 1, quant=kv8)
     hq = m.num_heads * m.head_dim
-    assert h100.fp8_flops == pytest.approx(2 * h100.bf16_flops, rel=1e-3)
-    want = m.num_layers * _fa_layer(4096, 4096, hq, h100.fp8_flops)
+    fp8 = h100.fp8_flops
+    assert fp8 is not None and fp8 == pytest.approx(2 * h100.bf16_flops, rel=1e-3)
+    want = m.num_layers * _fa_layer(4096, 4096, hq, fp8)
     assert s.breakdown([(4096, 0)], 0, 0)["attn_prefill"] == pytest.approx(want, rel=1e-9)
     bf16_kv = build_physical(RooflineCostConfig(), m, h100, 1, quant=Quantization(weights="fp8", activations="fp8"))
     assert s.breakdown([(4096, 0)], 0, 0)["attn_prefill"] < 0.55 * bf16_kv.breakdown([(4096, 0)], 0, 0)["attn_prefill"]
