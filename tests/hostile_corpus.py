@@ -620,6 +620,49 @@ def named_file_cases() -> list[Case]:
     return out
 
 
+# -- sizes: files, sweeps and worker pools that would take minutes or exhaust the host -------------------------
+def size_cases() -> list[Case]:
+    ok = {SC: dump(BASE)}
+    big_list = "workload:\n  num_requests: 10\n  classes:\n" + "  - {name: c, share: 1}\n" * 6000  # 138 KiB
+    sweep = ["sweep", "w.yaml", "--out", "out", "-q"]
+    grid = {"base": SC, "grid": {"seed": list(range(200)), "cluster.instances": list(range(1, 101))}}
+    return [
+        run_case("size-scenario-138k", big_list, r"s\.yaml: 1\d\d KiB is too big"),
+        run_case("size-comments-1m", "# x\n" * 300_000, r"s\.yaml: 1,172 KiB is too big"),
+        Case(
+            "size-spec-file",
+            {SC: dump(with_value("model", "m.yaml")), "m.yaml": "#\n" * 70_000},
+            ["run", SC, "--out", "out", "-q"],
+            r"m\.yaml: 137 KiB is too big",
+        ),
+        Case("size-sweep-grid", {**ok, "w.yaml": dump(grid)}, sweep, r"w\.yaml:\d+:\d+: grid: 20,000 grid cells"),
+        Case(
+            "size-sweep-zip",
+            {**ok, "w.yaml": dump({"base": SC, "zip": {"seed": list(range(10_001))}})},
+            sweep,
+            r"w\.yaml:\d+:\d+: zip: .* 10,001 runs",
+        ),
+        Case(
+            "size-sweep-grid-x-reps",
+            {**ok, "w.yaml": dump({**grid, "grid": {"seed": list(range(11))}, "replications": 1000})},
+            sweep,
+            r"w\.yaml:\d+:\d+: replications: .* 11,000 runs",
+        ),
+        Case(
+            "size-sweep-reps",
+            {**ok, "w.yaml": dump({"base": SC, "replications": 10**9})},
+            sweep,
+            r"w\.yaml:\d+:\d+: replications",
+        ),
+        Case(
+            "size-sweep-workers",
+            {**ok, "w.yaml": dump({"base": SC, "grid": {"seed": [1, 2]}})},
+            [*sweep, "--workers", "100000"],
+            r"--workers 100000: at most",
+        ),
+    ]
+
+
 def all_cases() -> list[Case]:
     return [
         *value_cases(),
@@ -630,4 +673,5 @@ def all_cases() -> list[Case]:
         *trace_cases(),
         *option_cases(),
         *named_file_cases(),
+        *size_cases(),
     ]

@@ -67,9 +67,9 @@ def run_sweep(
     """
     sw = source if isinstance(source, Sweep) else load_sweep(source)
     out_dir = (Path(out) if out is not None else Path("runs") / "sweeps" / sw.name).resolve()  # workers elsewhere
-    out_dir.mkdir(parents=True, exist_ok=True)
-    backend = make_backend(workers, cluster)
+    backend = make_backend(workers, cluster)  # a bad --workers or --cluster writes nothing
     try:
+        out_dir.mkdir(parents=True, exist_ok=True)
         rows = run_scenarios(
             [p.scenario for p in sw.points],
             out_dir / "runs",

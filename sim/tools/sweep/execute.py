@@ -226,6 +226,9 @@ class DaskBackend:
 Backend = SerialBackend | LocalBackend | DaskBackend
 
 
+MAX_LOCAL_WORKERS = 256
+
+
 def make_backend(workers: int | None = None, cluster: Any = None) -> Backend:
     """Dask when a cluster is named, else local processes (serial when one worker)."""
     if cluster is not None:
@@ -233,6 +236,8 @@ def make_backend(workers: int | None = None, cluster: Any = None) -> Backend:
     n = workers if workers is not None else (os.cpu_count() or 1)
     if n < 1:
         raise ServesimError(f"--workers must be >= 1, got {n}")
+    if n > MAX_LOCAL_WORKERS:  # each is a process with the simulator imported: thousands would exhaust the host
+        raise ServesimError(f"--workers {n}: at most {MAX_LOCAL_WORKERS} local worker processes (use --cluster)")
     return SerialBackend() if n == 1 else LocalBackend(n)
 
 
