@@ -663,6 +663,25 @@ def size_cases() -> list[Case]:
     ]
 
 
+def more_option_cases() -> list[Case]:
+    """Options and paths in the way found by probing after the first corpus: each named on its one line."""
+    ok = {SC: dump(BASE), "w.yaml": dump({"base": SC, "grid": {"seed": [1, 2]}})}
+    cq = ["check-queueing", "--rho", "0.5"]
+    est = ["estimate", "--model", "llama-3.1-8b", "--hardware", "h100", "--prefill-tokens", "64"]
+    return [
+        Case("path-runs-is-a-file-run", {**ok, "runs": "x"}, ["run", SC, "-q"], r"--out runs/hostile: runs is a file"),
+        Case("path-runs-is-a-file-sweep", {**ok, "runs": "x"}, ["sweep", "w.yaml", "-q"], r"--out .*runs is a file"),
+        Case("path-sweep-out-file", {**ok, "o": "x"}, ["sweep", "w.yaml", "-q", "--out", "o"], r"--out .*o: is a file"),
+        Case("cq-requests-huge", {}, [*cq, "--requests", "1000000000000"], r"--requests: expected"),
+        Case("cq-replications-huge", {}, [*cq, "--replications", "100000000"], r"--replications: expected"),
+        Case("cq-workers-huge", {}, [*cq, "--workers", "100000"], r"--workers: expected"),
+        Case("cq-seed-negative", {}, [*cq, "--seed", "-1"], r"--seed: expected"),
+        Case("est-tp-0", {}, [*est, "--tp", "0"], r"^error: --tp cluster\.tp"),
+        Case("est-hardware-markup", {}, [*est[:3], "--hardware", "[/x]"], r"^error: --hardware hardware: unknown"),
+        Case("est-cost-model", {}, [*est, "--cost-model", "nope"], r"^error: --cost-model cost_model"),
+    ]
+
+
 def all_cases() -> list[Case]:
     return [
         *value_cases(),
@@ -674,4 +693,5 @@ def all_cases() -> list[Case]:
         *option_cases(),
         *named_file_cases(),
         *size_cases(),
+        *more_option_cases(),
     ]
