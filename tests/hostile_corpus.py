@@ -582,17 +582,24 @@ PROFILE_OK = "format: servesim-profile/1\nparams: {iteration_overhead_s: 0.001}\
 
 
 def named_file_cases() -> list[Case]:
+    bad = r"not a servesim profile: "
     profiles: dict[str, tuple[str | bytes, str]] = {
         "binary": (b"\x89PNG\r\n\x1a\n" + bytes(32), r"p\.yaml:3:1: binary"),  # the first NUL: line 3
         "nul": (PROFILE_OK.encode() + b"\x00", r"p\.yaml:3:1: binary"),
         "latin1": ("params: {}\nnote: caf\xe9\n".encode("latin-1"), r"p\.yaml:2:\d+: not UTF-8"),
         "utf16": (PROFILE_OK.encode("utf-16"), r"p\.yaml:1:1: UTF-16"),
         "syntax": ("params: {iteration_overhead_s: [\n", r"p\.yaml:\d+:\d+: invalid YAML"),
-        "list": ("- 1\n", r"p\.yaml:1:1: \(top level\)"),
+        "list": ("- 1\n", r"p\.yaml:1:1: not a servesim profile: \(top level\)"),
         "empty": ("", r"p\.yaml:1:1: empty file"),
-        "unknown-field": ("params: {iteration_overhead: 0.001}\n", r"p\.yaml:1:\d+: params\.iteration_overhead: unkn"),
-        "negative": ("params: {iteration_overhead_s: -1}\n", r"p\.yaml:1:\d+: params\.iteration_overhead_s"),
-        "format": ("format: other/9\n", r"p\.yaml:1:9: format"),
+        "unknown-field": (
+            "params: {iteration_overhead: 0.001}\n",
+            r"p\.yaml:1:\d+: " + bad + r"params\.iteration_overhead: unkn",
+        ),
+        "negative": (
+            "params: {iteration_overhead_s: -1}\n",
+            r"p\.yaml:1:\d+: " + bad + r"params\.iteration_overhead_s",
+        ),
+        "format": ("format: other/9\n", r"p\.yaml:1:9: not a servesim profile: format"),
         "dup": ("params: {}\nparams: {}\n", r"p\.yaml:2:1: invalid YAML: .*duplicate"),
         "bomb": (bomb(9, 9, "fit"), r"p\.yaml:\d+:\d+: invalid YAML: aliases"),
     }
