@@ -57,6 +57,8 @@ def _read_text(p: Path) -> str:
     try:
         if p.is_dir():
             raise ServesimError(f"{p}: is a directory, expected a YAML file")
+        if p.exists() and not p.is_file():  # a device or a pipe (/dev/zero, a FIFO) would be read forever
+            raise ServesimError(f"{p}: not a regular file, expected a YAML file")
         size = p.stat().st_size
         if size > MAX_BYTES:
             raise ServesimError(
