@@ -670,6 +670,9 @@ def size_cases() -> list[Case]:
     ]
 
 
+DEV_ZERO_TRACE = {"kind": "trace", "path": "/dev/zero", "format": "csv"}
+
+
 def more_option_cases() -> list[Case]:
     """Options and paths in the way found by probing after the first corpus: each named on its one line."""
     ok = {SC: dump(BASE), "w.yaml": dump({"base": SC, "grid": {"seed": [1, 2]}})}
@@ -693,7 +696,7 @@ def more_option_cases() -> list[Case]:
         ),
         Case(
             "path-sweep-trace-dev-zero",
-            {**ok, "w.yaml": dump({"base": SC, "grid": {"workload.arrival": [{"kind": "trace", "path": "/dev/zero"}]}})},
+            {**ok, "w.yaml": dump({"base": SC, "grid": {"workload.arrival": [DEV_ZERO_TRACE]}})},
             ["sweep", "w.yaml", "--out", "out", "-q"],
             r"w\.yaml:\d+:\d+: workload\.arrival\.path: /dev/zero is not a regular file",
         ),
