@@ -344,6 +344,8 @@ def trace_cases() -> list[Case]:
         "long-row": (CSV_HEAD + "0,10,10,99,98\n", AT_TRACE + "row"),
         "binary": (bytes(range(256)) * 4, r"t\.csv"),
         "latin1": ((CSV_HEAD + "0,10,10\n").encode() + b"\xe9\n", r"t\.csv"),
+        "row-of-millions": (CSV_HEAD + "0,10,10\n" + "1," * 2_000_000 + "\n", AT_TRACE.replace(r"\d+", "3") + "row"),
+        "row-of-1024": (CSV_HEAD + "0," * 1023 + "0\n", AT_TRACE.replace(r"\d+", "2") + "row"),
     }
     out = []
     for k, (body, expect) in csvs.items():
@@ -397,6 +399,9 @@ def trace_cases() -> list[Case]:
             "timestamp",
         ),
         "empty": ("\n\n", "file"),
+        "nested-100k": ("[" * 100_000 + "]" * 100_000 + "\n", "line"),
+        "object-nested-50k": ('{"a":' * 50_000 + "1" + "}" * 50_000 + "\n", "line"),
+        "int-5000-digits": ('{"timestamp": 0, "input_length": 1' + "0" * 5000 + ', "output_length": 3}\n', "line"),
     }
     for k, (body, col) in jsonl.items():
         out.append(
