@@ -705,6 +705,16 @@ def more_option_cases() -> list[Case]:
             ["sweep", "w.yaml", "--out", "out", "-q"],
             r"w\.yaml:\d+:\d+: workload\.arrival\.path: /dev/zero is not a regular file",
         ),
+        *[
+            Case(f"sweep-plot-{k}", ok, ["sweep", "w.yaml", "--out", "o", "-q", "--plot", v], r"--plot .*no such col")
+            for k, v in {
+                "x": "x=nope y=goodput_rps",
+                "y": "x=seed y=ttft_p99_s+nope",
+                "hue": "x=seed y=goodput_rps hue=nope",
+                "col": "x=seed,y=goodput_rps,col=nope",
+                "row": "x=seed y=goodput_rps row=Seed",
+            }.items()
+        ],
         Case("est-tp-0", {}, [*est, "--tp", "0"], r"^error: --tp cluster\.tp"),
         Case("est-hardware-markup", {}, [*est[:3], "--hardware", "[/x]"], r"^error: --hardware hardware: unknown"),
         Case("est-cost-model", {}, [*est, "--cost-model", "nope"], r"^error: --cost-model cost_model"),

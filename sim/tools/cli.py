@@ -188,12 +188,14 @@ def sweep(
 ) -> None:
     """Run a sweep (cached points are read, not re-run); write sweep.parquet and optional plots."""
     from sim.tools.sweep.api import run_sweep, sweep_table
-    from sim.tools.sweep.plots import parse_plot_spec, save_plot
+    from sim.tools.sweep.plots import check_plot_columns, save_plot
+    from sim.tools.sweep.spec import load_sweep
 
     try:
+        sw = load_sweep(sweep_file)
         for spec in plot or []:
-            parse_plot_spec(spec)
-        res = run_sweep(sweep_file, out_dir, workers=workers, cluster=cluster, progress=not quiet)
+            check_plot_columns(spec, sw.param_names)
+        res = run_sweep(sw, out_dir, workers=workers, cluster=cluster, progress=not quiet)
         figs = [save_plot(res.frame, spec, res.out_dir, res.sweep.param_names) for spec in plot or []]
     except ServesimError as e:
         _fail(str(e))

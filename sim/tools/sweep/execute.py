@@ -29,6 +29,16 @@ from sim.tools.sweep.spec import scenario_hash
 SUMMARY = "summary.json"
 LATENCIES = ("ttft_s", "tpot_s", "itl_s", "e2el_s", "queue_delay_s")
 STATS = ("mean", "p50", "p90", "p95", "p99")
+THROUGHPUT = ("requests_per_s", "output_tokens_per_s", "goodput_rps", "slo_attainment")
+COUNTS = ("arrived", "completed", "rejected", "in_flight", "preemptions")
+
+
+def row_columns() -> list[str]:
+    """Every column a run's row can have (run_scenarios + flatten_summary), so `--plot` can be checked before a
+    sweep runs."""
+    latencies = [f"{name[:-2]}_{s}_s" for name in LATENCIES for s in STATS]
+    sim = ["wall_s", "simulated_s", "events", "stopped_early"]
+    return ["key", "run_dir", "status", "error", "cached", *latencies, *THROUGHPUT, *COUNTS, *sim]
 
 
 @dataclass(frozen=True)
@@ -51,10 +61,10 @@ def flatten_summary(summary: dict[str, Any]) -> dict[str, Any]:
             v = m.get(s)
             row[f"{name[:-2]}_{s}_s"] = math.nan if v is None else float(v)
     tp = summary["throughput"]
-    for k in ("requests_per_s", "output_tokens_per_s", "goodput_rps", "slo_attainment"):
+    for k in THROUGHPUT:
         v = tp.get(k)
         row[k] = math.nan if v is None else float(v)
-    for k in ("arrived", "completed", "rejected", "in_flight", "preemptions"):
+    for k in COUNTS:
         row[k] = int(summary["counts"][k])
     row["wall_s"] = float(summary["sim"]["wall_s"])
     row["simulated_s"] = float(summary["sim"]["simulated_s"])
