@@ -715,6 +715,8 @@ def more_option_cases() -> list[Case]:
                 "row": "x=seed y=goodput_rps row=Seed",
             }.items()
         ],
+        Case("schema-out-under-file", {"f": "x"}, ["schema", "--out", "f/s.json"], r"--out f/s\.json: cannot write"),
+        Case("schema-out-dir", {"d/x": ""}, ["schema", "--out", "d"], r"--out d: cannot write"),
         Case("est-tp-0", {}, [*est, "--tp", "0"], r"^error: --tp cluster\.tp"),
         Case("est-hardware-markup", {}, [*est[:3], "--hardware", "[/x]"], r"^error: --hardware hardware: unknown"),
         Case("est-cost-model", {}, [*est, "--cost-model", "nope"], r"^error: --cost-model cost_model"),

@@ -132,7 +132,10 @@ def schema(
 
     text = json.dumps(scenario_json_schema(), indent=2)
     if output:
-        output.write_text(text + "\n")
+        try:
+            output.write_text(text + "\n")
+        except OSError as e:  # a folder, a file in the way, a full or read-only disk
+            _fail(f"--out {output}: cannot write ({e.strerror or e})")
     else:
         print(text)
 
