@@ -717,6 +717,18 @@ def more_option_cases() -> list[Case]:
         ],
         Case("schema-out-under-file", {"f": "x"}, ["schema", "--out", "f/s.json"], r"--out f/s\.json: cannot write"),
         Case("schema-out-dir", {"d/x": ""}, ["schema", "--out", "d"], r"--out d: cannot write"),
+        Case(
+            "regress-baseline-under-file",
+            {"rg/s.yaml": dump(BASE), "f": "x"},
+            ["regress", "rg", "--baseline", "f/b.json", "--update"],
+            r"--baseline f: is a file",
+        ),
+        Case(
+            "regress-baseline-dir",
+            {"rg/s.yaml": dump(BASE), "d/x": ""},
+            ["regress", "rg", "--baseline", "d", "--update"],
+            r"--baseline d: is a directory",
+        ),
         Case("est-tp-0", {}, [*est, "--tp", "0"], r"^error: --tp cluster\.tp"),
         Case("est-hardware-markup", {}, [*est[:3], "--hardware", "[/x]"], r"^error: --hardware hardware: unknown"),
         Case("est-cost-model", {}, [*est, "--cost-model", "nope"], r"^error: --cost-model cost_model"),

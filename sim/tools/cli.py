@@ -314,6 +314,12 @@ def regress(
             err.print(f"[dim]running {safe(name)}[/]", highlight=False)
 
     try:
+        if update:  # the baseline is written after every scenario ran: a path in the way fails first
+            from sim.tools.summary import check_out_dir
+
+            if baseline.is_dir():
+                raise ServesimError(f"--baseline {baseline}: is a directory, expected a JSON file")
+            check_out_dir(baseline.parent, "--baseline")
         rep, _ = run_regress(scenarios or [Path("scenarios/regression")], baseline, tolerance, update, progress)
     except ServesimError as e:
         _fail(str(e))
