@@ -141,7 +141,7 @@ def structure_cases() -> list[Case]:
     for key in ("model", "hardware"):
         for v in ("no-such", "[/x]", "[bold red]x", "ünïcødé", "x" * 5000, "", 42, ["a"], None):
             out.append(run_case(f"name-{key}-{str(v)[:12]}", dump(with_value(key, v)), AT_SC + key))
-    names = ("../../x", "/abs/x", "a/b", "..", ".", "", "a\\b", "c:x", "x\n y", "x" * 500)
+    names: tuple[str, ...] = ("../../x", "/abs/x", "a/b", "..", ".", "", "a\\b", "c:x", "x\n y", "x" * 500)
     names += ("a\u202eb", "a\x7f", "a\u2028")  # a right-to-left override, DEL, a line separator
     for v in names:
         out.append(run_case(f"runname-{v[:10]!r}", dump(with_value("name", v)), AT_SC + "name"))
