@@ -151,9 +151,11 @@ Item = tuple[float, int, str, int, Axis, Size]  # ($/hour, GPUs, label, insertio
 class Frontier:
     """Unresolved (configuration, size) candidates, cheapest first (then fewer GPUs, label, insertion order)."""
 
-    def __init__(self, req: PlanRequest, axes: list[Axis]) -> None:
+    def __init__(self, req: PlanRequest, axes: list[Axis], counts: Counter[str] | None = None) -> None:
         self.req = req
         self.axes = axes
+        self.axis = {ax.config: ax for ax in axes}
+        self.counts: Counter[str] = counts if counts is not None else Counter()
         self.heap: list[Item] = []
         self.seq = itertools.count()
         self.seen: set[tuple[Config, Size]] = set()
@@ -165,6 +167,14 @@ class Frontier:
         self.seen.add(key)
         gpus = ax.shape.instances(size) * ax.config.tp
         heapq.heappush(self.heap, (round(ax.cost(size), 6), gpus, ax.config.label, next(self.seq), ax, size))
+
+    def refute(self, cand: Evaluated) -> None:
+        """A feasible search run whose confirmation failed: infeasible from now on, and the search goes on past it."""
+        ax = self.axis[cand.config]
+        del ax.feasible[cand.size]
+        ax.infeasible.add(cand.size)
+        for nxt in ax.shape.successors(cand.size):
+            self.push(ax, nxt, again=True)
 
     def open_within(self, thr: float, counts: Counter[str]) -> list[Item]:
         """The unresolved candidates within the price threshold `thr` (they stay on the heap). Candidates the
