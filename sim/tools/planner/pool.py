@@ -14,6 +14,8 @@ candidate within the price threshold is still settled before the search ends (`s
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,8 @@ class CandidatePool:
         key: Key = (cfg, size, phase, seed)
         hit = cached_row(task.run_dir)
         if hit is not None:
-            self._ready.append((key, _row(task, {"status": "ok", "error": "", **hit}, cached=True)))
+            row = {"status": "ok", "error": "", **hit, **_cached_draws(task.run_dir)}
+            self._ready.append((key, _row(task, row, cached=True)))
         elif task.run_dir in self._by_dir:  # the same scenario is already running: share its result
             self._by_dir[task.run_dir].append(key)
         else:
@@ -71,8 +74,8 @@ class CandidatePool:
 
     def _start(self, task: Task) -> Any:
         if isinstance(self.backend, DaskBackend):
-            return self.backend.client.submit(run_task, task, pure=False)
-        return self._local().submit(run_task, task)
+            return self.backend.client.submit(run_candidate, task, pure=False)
+        return self._local().submit(run_candidate, task)
 
     def _local(self) -> Any:
         if self._executor is None:
@@ -97,7 +100,7 @@ class CandidatePool:
         if not self._ready:
             if self._queued:
                 keys, task = self._queued.pop(0)
-                self._finish(keys, task, run_task(task))
+                self._finish(keys, task, run_candidate(task))
             elif self._futures:
                 for fut in self._wait():
                     keys, task = self._futures.pop(fut)
@@ -140,3 +143,58 @@ class CandidatePool:
 
 def _row(task: Task, row: dict[str, Any], cached: bool) -> dict[str, Any]:
     return {"key": Path(task.run_dir).name, "run_dir": task.run_dir, **row, "cached": cached}
+
+
+DRAWS = "planner.json"  # beside a run's summary.json: whether the engine drew a random number
+
+
+def run_candidate(task: Task) -> dict[str, Any]:
+    """`run_task`, and whether the engine drew any random number during the run (`engine_draws`, kept beside
+    the run's summary so that a re-plan from the cache knows it too).
+
+    Every random number a run uses comes from the named streams `sim.core.rng.streams(seed)` makes (the
+    project keeps no global random state): the workload's, compared directly by `confirm`, and the engine's,
+    recorded here — the streams the engine makes are kept and, after the run, compared with fresh ones from
+    the same seed. Untouched streams (the same state and spawn count) mean no draw, and then the same scenario
+    with another seed is the very same run: up to a first draw nothing can depend on the seed, and there is
+    none. (A policy drawing from a `jumped()` copy of a stream would escape this; none in the project does.)
+    If the engine does not make its streams as expected (one `streams` call), the flag is left out and
+    nothing is reused."""
+    import sim.core.engine as engine
+
+    orig = getattr(engine, "streams", None)
+    if orig is None:
+        return run_task(task)
+    made: list[tuple[int, dict[str, Any]]] = []
+
+    def recording(seed: int) -> dict[str, Any]:
+        got = orig(seed)
+        made.append((seed, got))
+        return got
+
+    engine.streams = recording
+    try:
+        row = run_task(task)
+    finally:
+        engine.streams = orig
+    if row.get("status") == "ok" and len(made) == 1:
+        seed, used = made[0]
+        fresh = orig(seed)
+        row["engine_draws"] = any(_stream_state(used[k]) != _stream_state(fresh[k]) for k in fresh)
+        with contextlib.suppress(OSError):  # only a re-plan from the cache would miss it
+            (Path(task.run_dir) / DRAWS).write_text(json.dumps({"engine_draws": row["engine_draws"]}) + "\n")
+    return row
+
+
+def _stream_state(gen: Any) -> tuple[Any, int]:
+    """What any use of a generator changes: its bit generator's state (a draw) or its spawn count (a child)."""
+    seq = getattr(gen.bit_generator, "seed_seq", None)
+    return gen.bit_generator.state, int(getattr(seq, "n_children_spawned", 0))
+
+
+def _cached_draws(run_dir: str) -> dict[str, Any]:
+    try:
+        got = json.loads((Path(run_dir) / DRAWS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {"engine_draws": got["engine_draws"]} if isinstance(got.get("engine_draws"), bool) else {}

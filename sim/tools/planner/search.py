@@ -159,14 +159,22 @@ def _ranked(axes: list[Axis]) -> list[Evaluated]:
 
 
 def confirm(req: PlanRequest, cand: Evaluated, pool: CandidatePool) -> list[Evaluated]:
-    """The full-traffic seed-0 run plus replications with spawned seeds, in full. When the search screened the
-    whole traffic, its run of `cand` *is* the seed-0 run (the same scenario, and a run that meets the SLO never
-    stops early: the watch only stops certain misses), so it is reused rather than simulated twice."""
+    """The full-traffic seed-0 run plus replications with spawned seeds, in full — without simulating one run
+    twice: when the search screened the whole traffic, its run of `cand` *is* the seed-0 run (the same scenario,
+    and a run that meets the SLO never stops early: the watch stops only certain misses); and when that run drew
+    no random number (`engine_draws`, `sim.tools.planner.pool.run_candidate`) and another seed builds the same
+    requests, that replication is the same run too (a trace replay with deterministic policies)."""
     seeds = [0, *replication_seeds(0, max(req.replications, 1))[1:]]
     out: dict[int, Evaluated] = {}
     same = scenario_for(req, cand.config, cand.size) == scenario_for(req, cand.config, cand.size, full=True)
     if same and cand.row.get("status") == "ok" and not cand.row.get("stopped_early"):
         out[0] = replace(cand, row={**cand.row, "cached": True, "reused": "search run"}, phase="confirm")
+        if cand.row.get("engine_draws") is False:
+            reqs = same_requests(req, cand, seeds)
+            for seed in seeds[1:]:
+                if reqs[seed]:
+                    row = {**cand.row, "cached": True, "reused": "seed-0 run (no random draw, same requests)"}
+                    out[seed] = replace(cand, row=row, phase="confirm", seed=seed)
     for seed in seeds:
         if seed not in out:
             pool.submit(cand.config, cand.size, "confirm", seed)
@@ -174,6 +182,35 @@ def confirm(req: PlanRequest, cand: Evaluated, pool: CandidatePool) -> list[Eval
         for ev in pool.take():
             out[ev.seed] = ev
     return [out[s] for s in seeds]
+
+
+def same_requests(req: PlanRequest, cand: Evaluated, seeds: list[int]) -> dict[int, bool]:
+    """Whether each seed's full-traffic scenario builds exactly the requests seed `seeds[0]` builds."""
+    from sim.config.scenario import load_scenario
+    from sim.workload.generate import build_requests
+
+    def build(seed: int) -> Any:
+        return build_requests(load_scenario(scenario_for(req, cand.config, cand.size, full=True, seed=seed)))
+
+    ref = build(seeds[0])
+    return {s: _equal(ref, build(s)) for s in seeds[1:]}
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """Field by field: arrays element-wise (with their dtype), lists of arrays likewise, None only with None."""
+    import dataclasses
+
+    import numpy as np
+
+    def same(x: Any, y: Any) -> bool:
+        if x is None or y is None:
+            return x is None and y is None
+        if isinstance(x, list):
+            return isinstance(y, list) and len(x) == len(y) and all(same(u, v) for u, v in zip(x, y, strict=True))
+        x, y = np.asarray(x), np.asarray(y)
+        return x.dtype == y.dtype and x.shape == y.shape and bool(np.array_equal(x, y))
+
+    return all(same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
 
 
 def plan(req: PlanRequest, out_dir: Path, backend: Backend | None = None, progress: Any = None) -> PlanResult:
@@ -210,10 +247,10 @@ def plan(req: PlanRequest, out_dir: Path, backend: Backend | None = None, progre
             reps = confirm(req, cand, pool)
             confirmations.extend(reps)
             bad = [r for r in reps if not r.feasible]
-            reused = " (seed 0: the search's own full run)" if reps[0].row.get("reused") else ""
+            why = sorted({f"seed {r.seed}: {r.row['reused']}" for r in reps if r.row.get("reused")})
             log(
                 f"confirm {cand.label}: {len(reps) - len(bad)}/{len(reps)} full-traffic replications meet the SLO"
-                + reused
+                + (f" ({len(why)} not simulated again, being the same run — {'; '.join(why)})" if why else "")
                 + (f" — {bad[0].why}" if bad else "")
             )
             if not bad:
