@@ -120,7 +120,7 @@ def _pick(req: PlanRequest, frontier: Frontier, busy: dict[Config, Size]) -> tup
     configuration with no run in flight (its result may settle the candidate), and the size to probe for it."""
     thr = price_threshold(frontier.axes, req.top)
     open_ = frontier.open_within(thr, frontier.counts)
-    for item in sorted(open_, key=lambda it: (priority(it[-2], it[-1]), it[:4])):
+    for item in sorted(open_, key=lambda it: (priority(it[-2], it[-1], thr), it[:4])):
         ax, size = item[-2], item[-1]
         if ax.config not in busy:
             return ax, probe_size(req, ax, size, thr)
