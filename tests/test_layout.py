@@ -41,7 +41,6 @@ KNOWN_OFFENDERS = frozenset(
         # the CLI): to split next
         "sim/core/instance.py",
         "sim/config/scenario.py",
-        "sim/tools/cli.py::plan",
     }
 )
 
