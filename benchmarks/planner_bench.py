@@ -16,7 +16,7 @@
 6. --readme: the README's planner command itself, as a user runs it (a fresh process, default workers, cold
    cache): wall time, CPU time of the process and its workers, the load average around it, and the answer
    and top-3 it prints. With `--baseline TREE` (a checkout or `git archive` of an older commit) the old and
-   the new tree run alternately, `--repeat` times each, so both see the same load; written under
+   the new tree run in turn, `--repeat` times each, so both see the same load; written under
    `readme` in the results.
 
 Writes `benchmarks/planner_results.json` (or `--results`); PLANNER.md quotes it. Only `plan`,
@@ -122,12 +122,12 @@ def readme_run(tree: Path, out: Path) -> dict[str, Any]:
 
 
 def readme(a: argparse.Namespace) -> None:
-    trees = ([a.baseline] if a.baseline else []) + [HERE.parent]
+    trees = [*a.baseline, HERE.parent]
     runs: list[dict[str, Any]] = []
     for i in range(a.repeat):
         for j, tree in enumerate(trees):
             r = readme_run(tree.resolve(), a.out / f"readme-{i}-{j}")
-            r["which"] = "after" if tree == HERE.parent else "before"
+            r["which"] = "this tree" if tree == HERE.parent else f"baseline {j + 1}"
             print(json.dumps(r), flush=True)
             runs.append(r)
     old = json.loads(a.results.read_text()) if a.results.exists() else {}
@@ -144,7 +144,13 @@ def main() -> None:
     ap.add_argument("--no-grid", action="store_true", help="skip the exhaustive grids (planner only)")
     ap.add_argument("--results", type=Path, default=HERE / "planner_results.json")
     ap.add_argument("--readme", action="store_true", help="time the README's planner command (see the doc)")
-    ap.add_argument("--baseline", type=Path, default=None, help="with --readme: an older tree to run alternately")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        action="append",
+        default=[],
+        help="with --readme: an older tree to run alternately (repeatable)",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="with --readme: runs of each tree")
     a = ap.parse_args()
     if a.readme:
