@@ -158,12 +158,15 @@ def run_candidate(task: Task) -> dict[str, Any]:
     the same seed. Untouched streams (the same state and spawn count) mean no draw, and then the same scenario
     with another seed is the very same run: up to a first draw nothing can depend on the seed, and there is
     none. (A policy drawing from a `jumped()` copy of a stream would escape this; none in the project does.)
-    If the engine does not make its streams as expected (one `streams` call), the flag is left out and
+    If the engine does not make its streams as expected (one `streams` call), or the run is not on its
+    process's main thread (a Dask worker's threads could see each other's streams), the flag is left out and
     nothing is reused."""
+    import threading
+
     import sim.core.engine as engine
 
     orig = getattr(engine, "streams", None)
-    if orig is None:
+    if orig is None or threading.current_thread() is not threading.main_thread():
         return run_task(task)
     made: list[tuple[int, dict[str, Any]]] = []
 
