@@ -100,8 +100,9 @@ def _screen(
         f"traffic: {req.traffic.label}, {req.traffic.rate:.3g} req/s, mean prompt {req.traffic.prompt.mean():.0f} "
         f"/ output {req.traffic.output.mean():.0f} tokens"
     )
+    t0 = time.perf_counter()
     bounds, pruned = prune_space(req, space, log, pool)
-    log("bounds (sound; sizes below the demand bound cannot meet the SLO):")
+    log(f"bounds (sound; sizes below the demand bound cannot meet the SLO), {time.perf_counter() - t0:.1f} s:")
     axes = _axes(req, bounds, pruned, log)
     for kind, n in sorted(Counter(k for k, _ in pruned.values()).items()):
         log(f"pruned before simulating — {kind}: {n} configurations")
