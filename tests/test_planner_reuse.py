@@ -148,9 +148,11 @@ def test_plan_on_two_workers_matches_serial_and_grid(tmp_path: Path, shapes: lis
         base={"cost_model": {"kind": "roofline", "efficiency": "constant"}},
     )  # fmt: skip
     backend = LocalBackend(2)
+    ahead = exhaustive(req, tmp_path / "ahead", backend)  # joblib's Parallel before the plan's pool, and after
     par = plan(req, tmp_path / "par", backend)
     ser = plan(req, tmp_path / "ser")
-    ref = exhaustive(req, tmp_path / "grid")
+    ref = exhaustive(req, tmp_path / "grid", backend)
+    assert [(e.config, e.size) for e in ahead.ranked] == [(e.config, e.size) for e in ref.ranked]
     assert par.best is not None and ref.best is not None
     want = [(e.config, e.size) for e in ref.ranked]
     assert [(e.config, e.size) for e in par.ranked] == want == [(e.config, e.size) for e in ser.ranked]

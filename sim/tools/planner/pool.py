@@ -4,8 +4,8 @@ finish, instead of waiting for the slowest run of a round.
 Rounds of `workers` runs left workers idle whenever one run of a round outlasted the other (an early-stopped
 miss takes a fraction of a second, a feasible full run seconds). Here every free worker gets the best next
 candidate given every result so far. The runs themselves are the sweep machinery's (`run_task`, the
-content-addressed run cache, identical scenarios run once), on a reusable process pool (loky, the one joblib
-uses), a Dask cluster, or — one worker — in this process, in submission order.
+content-addressed run cache, identical scenarios run once), on joblib's reusable process pool (loky), a Dask
+cluster, or — one worker — in this process, in submission order.
 
 Which runs the search makes may now depend on which finishes first; what it concludes does not: every
 candidate within the price threshold is still settled before the search ends (`sim.tools.planner.search`).
@@ -79,10 +79,13 @@ class CandidatePool:
 
     def _local(self) -> Any:
         if self._executor is None:
-            from joblib.externals.loky import get_reusable_executor
+            # joblib's own reusable executor (the one `LocalBackend`'s `Parallel` uses), not loky's bare one: the
+            # two share loky's singleton, and `Parallel` expects joblib's kind there. Our arguments are small
+            # plain data, so no memmapping (a `Parallel` call afterwards starts its pool afresh).
+            from joblib.executor import get_memmapping_executor
 
             workers = self.backend.workers if isinstance(self.backend, LocalBackend) else self.width
-            self._executor = get_reusable_executor(max_workers=workers)
+            self._executor = get_memmapping_executor(workers, max_nbytes=None)
         return self._executor
 
     def run_all(self, fn: Callable[..., Any], args: list[tuple[Any, ...]]) -> list[Any]:
