@@ -148,6 +148,7 @@ def _row(task: Task, row: dict[str, Any], cached: bool) -> dict[str, Any]:
     return {"key": Path(task.run_dir).name, "run_dir": task.run_dir, **row, "cached": cached}
 
 
+_ENGINE_STREAMS = "streams"  # the name under which `sim.core.engine` holds `sim.core.rng.streams`
 DRAWS = "planner.json"  # beside a run's summary.json: whether the engine drew a random number
 
 
@@ -168,7 +169,7 @@ def run_candidate(task: Task) -> dict[str, Any]:
 
     import sim.core.engine as engine
 
-    orig = getattr(engine, "streams", None)
+    orig = getattr(engine, _ENGINE_STREAMS, None)
     if orig is None or threading.current_thread() is not threading.main_thread():
         return run_task(task)
     made: list[tuple[int, dict[str, Any]]] = []
@@ -178,11 +179,11 @@ def run_candidate(task: Task) -> dict[str, Any]:
         made.append((seed, got))
         return got
 
-    engine.streams = recording
+    setattr(engine, _ENGINE_STREAMS, recording)
     try:
         row = run_task(task)
     finally:
-        engine.streams = orig
+        setattr(engine, _ENGINE_STREAMS, orig)
     if row.get("status") == "ok" and len(made) == 1:
         seed, used = made[0]
         fresh = orig(seed)
