@@ -234,6 +234,26 @@ def _trace_problem(sc: Scenario) -> tuple[Loc, str] | None:
                 return ("workload", key, "path"), str(e)
             if p.is_dir():
                 return ("workload", key, "path"), f"{p} is a directory, expected a trace file"
+
+    return None
+
+
+def _device_problem(sc: Scenario) -> tuple[Loc, str] | None:
+    """A trace path naming a device or a pipe (/dev/zero, a FIFO) would be read forever: always an error, for
+    sweeps and the planner too (unlike a missing file, which only fails its own run)."""
+    from sim.workload.traces import scenario_trace_path as _resolve
+
+    wl = sc.workload
+    for key, sec in (("arrival", wl.arrival), ("lengths", wl.lengths)):
+        path = getattr(sec, "path", None)
+        if getattr(sec, "kind", None) != "trace" or not isinstance(path, str):
+            continue
+        try:
+            p = _resolve(path, sc.base_dir)
+        except ServesimError:
+            continue
+        if p.exists() and not p.is_file() and not p.is_dir():
+            return ("workload", key, "path"), f"{p} is not a regular file, expected a trace file"
     return None
 
 
@@ -272,7 +292,8 @@ def physical_problem(sc: Scenario, feasibility: bool = True) -> tuple[Loc, str] 
         prob = _hardware_problem(hw, loc)
         if prob:
             return prob
-    checks = [_model_problem, _tick_problem, _cost_problem] + ([_fit_problem, _trace_problem] if feasibility else [])
+    checks = [_model_problem, _device_problem, _tick_problem, _cost_problem]
+    checks += [_fit_problem, _trace_problem] if feasibility else []
     for check in checks:
         prob = check(sc)
         if prob:
