@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -258,31 +258,17 @@ def plan(
     ] = False,
 ) -> None:
     """Find the cheapest configuration meeting the SLOs (or, with --capacity, each one's max rate)."""
-    from sim.tools.planner.run import PlanOptions, run_plan
+    from sim.tools.planner.run import PlanOptions, ProgressLines, run_plan
 
     opts = PlanOptions(
         model, traffic, rate, lengths, format_, requests, cv, slo, attainment, hardware, tp, shapes, schedulers,
         max_batch, budget, top, replications, router, margin, search_requests, base, set_, capacity, instances,
         workers, cluster, max_simulations, early_stop,
     )  # fmt: skip
-
-    most = [0]
-
-    def progress(i: int, ev: Any) -> None:
-        if isinstance(ev, str):  # the up-front count
-            import re
-
-            m = re.search(r"at most (\d+) candidate runs", ev)
-            most[0] = int(m.group(1)) if m else 0
-            err.print(safe(ev), highlight=False)
-            return
-        state = "meets SLO" if ev.feasible else "misses"
-        of = f"/{most[0]}" if most[0] else ""
-        err.print(safe(f"[{i}{of}] {ev.label}: ${ev.cost_per_hour:.2f}/h {state}"), highlight=False)
-
     try:
         check_out_dir(out_dir)
-        res, table, files = run_plan(opts, out_dir, None if quiet else progress)
+        progress = None if quiet else ProgressLines(lambda line: err.print(safe(line), highlight=False))
+        res, table, files = run_plan(opts, out_dir, progress)
     except ServesimError as e:
         _fail(str(e))
         return
