@@ -1,0 +1,36 @@
+"""Hostile cases for the residuals of issue 15 (planner options, predictor sigma, measured tables, GPU spec
+files): each mistake is one line naming the option, or the file:line:col where the bad value is."""
+
+from __future__ import annotations
+
+from tests.hostile_corpus import Case
+
+PLAN = ["plan", "--model", "llama-3.1-8b", "--out", "out", "-q"]
+
+
+def planner_cases() -> list[Case]:
+    synth = [*PLAN, "--rate", "1", "--lengths"]
+    return [
+        Case("plan-traffic-dev-zero", {}, [*PLAN, "--traffic", "/dev/zero"], r"--traffic /dev/zero: found a char"),
+        Case("plan-traffic-dir", {"d/x": ""}, [*PLAN, "--traffic", "d"], r"--traffic d: found a directory"),
+        Case("plan-lengths-dev-null", {}, [*synth, "/dev/null"], r"--lengths /dev/null: found a character device"),
+        Case("plan-lengths-fixed-huge", {}, [*synth, "fixed:100000000000,5"], r"^error: --lengths 'fixed:1.*1 to"),
+        Case("plan-lengths-fixed-huge-out", {}, [*synth, "fixed:5,10000001"], r"^error: --lengths 'fixed:5.*1 to"),
+        Case(
+            "plan-lengths-vidur-bad-row",  # the Vidur reader got furthest: its error, not the CSV header's
+            {"l.csv": "num_prefill_tokens,num_decode_tokens,num_total_tokens,pd_ratio\n20000000,5,20000005,1\n"},
+            [*synth, "l.csv"],
+            r"^error: l\.csv:2: num_prefill_tokens",
+        ),
+        Case(
+            "plan-set-bad",
+            {},
+            [*synth, "fixed:100,5", "--set", "engine.timeline_interval_s=1e-12"],
+            r"^error: --base/--set: engine\.timeline_interval_s",
+        ),
+        Case("plan-model-unknown", {}, [*synth, "fixed:100,5", "--model", "nope"], r"^error: --model: unknown model"),
+    ]
+
+
+def residual_cases() -> list[Case]:
+    return [*planner_cases()]
