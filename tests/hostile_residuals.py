@@ -3,7 +3,7 @@ files): each mistake is one line naming the option, or the file:line:col where t
 
 from __future__ import annotations
 
-from tests.hostile_corpus import Case
+from tests.hostile_corpus import AT_SC, SC, Case, dump, with_value
 
 PLAN = ["plan", "--model", "llama-3.1-8b", "--out", "out", "-q"]
 
@@ -32,5 +32,16 @@ def planner_cases() -> list[Case]:
     ]
 
 
+def run_sc(name: str, data: dict, expect: str, files: dict | None = None) -> Case:
+    return Case(name, {SC: dump(data), **(files or {})}, ["run", SC, "--out", "out", "-q"], expect)
+
+
+def predictor_cases() -> list[Case]:
+    return [
+        run_sc(f"predictor-{k}-{v:g}", with_value("predictor", {"kind": "noisy", k: v}), AT_SC + k + r": .*10")
+        for k, v in (("sigma", 100.0), ("sigma", 10.5), ("bias", 1e3), ("bias", -11.0))
+    ]
+
+
 def residual_cases() -> list[Case]:
-    return [*planner_cases()]
+    return [*planner_cases(), *predictor_cases()]
