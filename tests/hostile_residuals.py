@@ -43,5 +43,19 @@ def predictor_cases() -> list[Case]:
     ]
 
 
+def tables_cases() -> list[Case]:
+    """A measured-table folder with no table, or a damaged one: named at the scenario's cost_model.tables."""
+    at = AT_SC.replace(r"[\w.]*", "") + r"cost_model\.tables: "
+    sc = with_value("cost_model", {"kind": "table", "tables": "t"})
+    ops = "model,n_head,n_kv_head,n_embd,n_expanded_embd,vocab_size,use_gated_mlp,tp,num_tokens\n"
+    return [
+        run_sc("tables-empty-folder", sc, at + r".*t: no operators\.csv, attention\.csv", {"t/README": "x"}),
+        run_sc("tables-binary-csv", sc, at + r".*operators\.csv: not a CSV table", {"t/operators.csv": b"\xff\xfe"}),
+        run_sc("tables-open-quote", sc, at + r".*operators\.csv: not a CSV", {"t/operators.csv": 'a,b\n"x\n'}),
+        run_sc("tables-no-columns", sc, at + r".*operators\.csv: expected columns", {"t/operators.csv": "a,b\n1,2\n"}),
+        run_sc("tables-attention-cols", sc, at + r".*attention\.csv: .*missing .*time_ms", {"t/attention.csv": ops}),
+    ]
+
+
 def residual_cases() -> list[Case]:
-    return [*planner_cases(), *predictor_cases()]
+    return [*planner_cases(), *predictor_cases(), *tables_cases()]
