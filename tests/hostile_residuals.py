@@ -57,5 +57,36 @@ def tables_cases() -> list[Case]:
     ]
 
 
+def spec_file_cases() -> list[Case]:
+    """A spec file short of fields is named itself, at its mapping (line 3 after a comment and a blank line),
+    not at the scenario key that names it; a bad value in it, at that value's line."""
+    gpu = "# my GPU\n\nname: g\nbf16_flops: 1.0e15\n"
+    model = "# my model\n\nname: m\nnum_layers: 2\n"
+    miss = r"^error: .*{f}:3:1: {key}: missing required fields: "
+    return [
+        run_sc(
+            "spec-gpu-missing",
+            with_value("hardware", "g.yaml"),
+            miss.format(f="g.yaml", key="hardware"),
+            {"g.yaml": gpu},
+        ),
+        run_sc(
+            "spec-gpu-missing-prefill",
+            with_value("cluster", {"prefill": {"hardware": "g.yaml"}, "decode": {}}),
+            miss.format(f="g.yaml", key=r"cluster\.prefill\.hardware"),
+            {"g.yaml": gpu},
+        ),
+        run_sc(
+            "spec-model-missing", with_value("model", "m.yaml"), miss.format(f="m.yaml", key="model"), {"m.yaml": model}
+        ),
+        run_sc(
+            "spec-gpu-bad-value",
+            with_value("hardware", "g.yaml"),
+            r"^error: .*g\.yaml:4:13: hardware\.bf16_flops",
+            {"g.yaml": gpu.replace("1.0e15", "-1") + "memory_bytes: 8.0e10\n"},
+        ),
+    ]
+
+
 def residual_cases() -> list[Case]:
-    return [*planner_cases(), *predictor_cases(), *tables_cases()]
+    return [*planner_cases(), *predictor_cases(), *tables_cases(), *spec_file_cases()]
