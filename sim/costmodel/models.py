@@ -150,6 +150,7 @@ class RooflineCost:
                 engine.custom_allreduce_latency_s,
                 engine.nccl_latency_s,
                 self._coll,
+                pcie=gpu.intra_node_link == "pcie",
             )
         # attention from measured efficiency, unless the tables carry attention or efficiency is constant
         self.attn_eff = _attention.DEFAULT if cfg.efficiency == "curves" else None
