@@ -18,6 +18,7 @@ from typing import Any
 import simpy
 
 from sim.core.batch import BatchPlan, BatchScheduler
+from sim.core.chunk_kv import ChunkKV
 from sim.core.cohort import Cohort
 from sim.core.collaborators import Collaborators, PrefixCaching
 from sim.core.kvcache import BlockAllocator, KVCapacity
@@ -32,7 +33,7 @@ from sim.costmodel.models import CostModel
 NO_COLLABORATORS = Collaborators()
 
 
-class Instance:
+class Instance(ChunkKV):
     """A replica on `tp` GPUs. Implements `sim.core.batch.InstanceView` for its scheduler."""
 
     # how a decode-only plan runs: the cohort path (the tests swap in the per-request reference to prove it)
@@ -112,15 +113,17 @@ class Instance:
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
 
-    def admit_blocks(self, req: Request) -> int:
-        """Blocks `req` takes from the free blocks on admission: its whole prefill pass (less prefix-cache hits
-        that others hold), its swapped-out KV, or none when its KV was copied here already."""
+    def admit_blocks(self, req: Request, tokens: int | None = None) -> int:
+        """Blocks `req` takes from the free blocks on admission: its whole prefill pass, or with `tokens` its
+        first chunk's (less prefix-cache hits that others hold), its swapped-out KV, or none when its KV was
+        copied here already."""
         if req.kv_here:
             return 0
         if req.prefill_done < req.prefill_target:
             if self.prefix_cache is not None and req.kv_tokens == 0:
-                return self.prefix_cache.admit_blocks(req)
-            return self.blocks_for(req.prefill_target)
+                return self.prefix_cache.admit_blocks(req, tokens)
+            upto = req.prefill_target if tokens is None else min(req.prefill_target, req.kv_tokens + tokens)
+            return self.blocks_for(upto)
         return self.blocks_for(req.kv_tokens)
 
     def freeable_blocks(self, req: Request) -> int:
@@ -130,11 +133,11 @@ class Instance:
             return self.prefix_cache.freeable(req)
         return req.blocks
 
-    def can_admit(self, req: Request) -> bool:
-        need = self.admit_blocks(req)
+    def can_admit(self, req: Request, tokens: int | None = None) -> bool:
+        need = self.admit_blocks(req, tokens)
         return need == 0 or self.allocator.free - need >= self.watermark_blocks
 
-    def admit(self, req: Request) -> None:
+    def admit(self, req: Request, tokens: int | None = None) -> None:
         if self.waiting[0] is req:
             self.waiting.popleft()
         else:
@@ -144,9 +147,9 @@ class Instance:
             self.one_step = True
         elif self.prefix_cache is not None and req.kv_tokens == 0 and req.prefill_done < req.prefill_target:
             # cached prompt blocks are shared, the prefill starts after them; host-tier ones are copied back
-            self.host.copy(self.prefix_cache.admit(req))
+            self.host.copy(self.prefix_cache.admit(req, tokens))
         else:
-            need = self.admit_blocks(req)
+            need = self.admit_blocks(req, tokens)
             self.allocator.take(need)
             req.blocks = need
             if req.kv_tokens:  # swapped out earlier: copy its KV back in
