@@ -27,7 +27,7 @@ from sim.costmodel.base import COST_MODELS, Chunks, CostModel, decode_coeffs
 from sim.costmodel.comm import AllReduce
 from sim.costmodel.config import RooflineCostConfig, TableCostConfig, _PhysicalCostConfig
 from sim.costmodel.curves import _efficiency, _own_efficiency, _resolve
-from sim.costmodel.engine import ServingEngineConfig
+from sim.costmodel.engine import ServingEngineConfig, kernel_scales
 from sim.costmodel.linear import LinearCost, LinearCostConfig
 from sim.costmodel.profile import CostProfile, ProfileParams, load_profile
 
@@ -103,6 +103,7 @@ class RooflineCost:
             iteration_overhead_s=cfg.iteration_overhead_s,
             layer_overhead_s=cfg.layer_overhead_s,
             seq_overhead_s=cfg.seq_overhead_s,
+            **kernel_scales(engine),  # the serving engine's kernel-efficiency terms (1 by default)
         )
         self.cfg, self.model, self.gpu, self.tp, self.params = cfg, model, gpu, tp, p
         self.flops = gpu.bf16_flops * cfg.compute_efficiency * p.compute_scale
