@@ -168,6 +168,16 @@ class Sarathi:
     def decision_horizon(self, inst: InstanceView, plan: BatchPlan) -> int:
         return UNBOUNDED
 
+    def chunk_horizon(self, inst: InstanceView, plan: BatchPlan) -> int:
+        """A plan of every decoder and one chunk that takes the whole budget repeats while nothing but its own
+        progress changes: the chunk goes to the first prefilling request again, no budget is left to admit
+        (arrivals queue behind), and no swapped-out request heads the queue to come back first."""
+        req, n = plan.prefill[0]
+        if n != self.budget - plan.decode_count or inst.prefilling[0] is not req:
+            return 1
+        waiting = inst.waiting
+        return 1 if waiting and swapped_out(waiting[0]) else UNBOUNDED
+
 
 @SCHEDULERS.register("fcfs", FCFSConfig, whole_prompts=True, mixes_prefill_decode=False)
 def _fcfs(cfg: FCFSConfig, **_: object) -> BatchScheduler:

@@ -92,17 +92,29 @@ class RankedScheduler:
 
     def _plan(self, inst: InstanceView, now: float) -> BatchPlan:
         self.observe(inst, now)
-        key = self.key
         plan = BatchPlan()
         running = list(inst.running)
         if self.preemptive:
-            running.sort(key=key)
-        waiting: RankedQueue = inst.waiting  # type: ignore[assignment]
-        cands = waiting.ordered()
-        order = heapq.merge(running, cands, key=key) if self.preemptive else itertools.chain(running, cands)
-        resident = {id(r) for r in running}
+            running.sort(key=self.key)
+        selected = self._select(inst, running)
+        evicted: set[int] = set()
+        self._reserve(inst, selected, running, evicted, plan)
+        chosen = {id(r) for r, _ in selected}
+        self._fill_seats(inst, running, chosen, evicted, plan)
+        # 4. unselected resident requests keep their KV, unless the policy drops it
+        if not self.keep_kv:
+            for r in running:
+                if id(r) not in chosen and id(r) not in evicted:
+                    self._evict(inst, r, evicted, plan)
+        self.planned(inst, plan)
+        return plan
 
-        # 1. select by rank within the sequence cap and the token budget
+    def _select(self, inst: InstanceView, running: list[Request]) -> list[tuple[Request, int]]:
+        """1. Select by rank (residents and the waiting queue merged) within the sequence cap and the token
+        budget: (request, tokens this iteration) pairs."""
+        waiting: RankedQueue = inst.waiting  # type: ignore[assignment]  # this family's queue (waiting_queue)
+        cands = waiting.ordered()
+        order = heapq.merge(running, cands, key=self.key) if self.preemptive else itertools.chain(running, cands)
         selected: list[tuple[Request, int]] = []
         left = self.budget
         for req in order:
@@ -116,11 +128,20 @@ class RankedScheduler:
             selected.append((req, n))
             left -= n
         waiting.put_back()
+        return selected
 
-        # 2. memory, in rank order; victims are resident requests ranked behind, worst first
+    def _reserve(
+        self,
+        inst: InstanceView,
+        selected: list[tuple[Request, int]],
+        running: list[Request],
+        evicted: set[int],
+        plan: BatchPlan,
+    ) -> None:
+        """2. Memory, in rank order; victims are resident requests ranked behind, worst first."""
+        resident = {id(r) for r in running}
         victims = running  # in rank order (preemptive) or admission order (non-preemptive)
         vpos = {id(r): i for i, r in enumerate(victims)}
-        evicted: set[int] = set()
         tail = len(victims) - 1
         admitting = True
         for req, n in selected:
@@ -157,37 +178,32 @@ class RankedScheduler:
             inst.admit(req)
             if req.in_prefill:
                 plan.prefill.append((req, n))
-            else:  # swapped back in, ready to decode
-                if inst.reserve_decode_slot(req):
-                    plan.decode.append(req)
-                else:
-                    self._evict(inst, req, evicted, plan)
+            elif inst.reserve_decode_slot(req):  # swapped back in, ready to decode
+                plan.decode.append(req)
+            else:
+                self._evict(inst, req, evicted, plan)
 
-        # 3. seats left by selected requests that could not be admitted go to resident decodes, in rank order
-        chosen = {id(r) for r, _ in selected}
+    def _fill_seats(
+        self, inst: InstanceView, running: list[Request], chosen: set[int], evicted: set[int], plan: BatchPlan
+    ) -> None:
+        """3. Seats left by selected requests that could not be admitted go to resident decodes, in rank order
+        (each one taken is added to `chosen`)."""
         seats = self.max_seqs - len(plan.decode) - len(plan.prefill)
         left = self.budget - len(plan.decode) - sum(n for _, n in plan.prefill)
-        if seats > 0 and left > 0:
-            for r in running:
-                if seats <= 0 or left <= 0:
-                    break
-                rid = id(r)
-                if rid in chosen or rid in evicted or r.in_prefill:
-                    continue
-                if not inst.reserve_decode_slot(r):
-                    break
-                plan.decode.append(r)
-                chosen.add(rid)
-                seats -= 1
-                left -= 1
-
-        # 4. unselected resident requests keep their KV, unless the policy drops it
-        if not self.keep_kv:
-            for r in running:
-                if id(r) not in chosen and id(r) not in evicted:
-                    self._evict(inst, r, evicted, plan)
-        self.planned(inst, plan)
-        return plan
+        if seats <= 0 or left <= 0:
+            return
+        for r in running:
+            if seats <= 0 or left <= 0:
+                break
+            rid = id(r)
+            if rid in chosen or rid in evicted or r.in_prefill:
+                continue
+            if not inst.reserve_decode_slot(r):
+                break
+            plan.decode.append(r)
+            chosen.add(rid)
+            seats -= 1
+            left -= 1
 
     # -- helpers -------------------------------------------------------------------------------------
     @staticmethod

@@ -134,6 +134,7 @@ class PerRequestInstance(Instance):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lockstep = False  # lockstep schedulers then plan request by request (`decode_all` says no)
+        self.chunk_horizon = None  # and every mixed iteration is its own step
 
     def kv_used_blocks(self) -> int:
         used = self.allocator.used

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from sim.config.limits import fallback, first_non_finite, physical_problem
 from sim.config.scenario import Scenario
+from sim.config.specfiles import names_a_file, resolve_spec_files
 from sim.config.yamlio import Positions, apply_overrides, format_validation_error, load_yaml, locate
 from sim.errors import ServesimError
 
@@ -53,12 +54,14 @@ def _cwd_paths(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     for item in overrides:
         key = item.split("=", 1)[0].strip()
         parts = [k for k in key.split(".") if k]
-        if not parts or parts[-1] not in _PATH_KEYS:
+        if not parts or parts[-1] not in (*_PATH_KEYS, "model", "draft_model", "hardware"):
             continue
         node: Any = data
         for k in parts[:-1]:
             node = node.get(k) if isinstance(node, dict) else None
         v = node.get(parts[-1]) if isinstance(node, dict) else None
+        if parts[-1] not in _PATH_KEYS and not names_a_file(v, "model"):
+            continue  # a catalogue name, not a path
         if isinstance(v, str) and v and not Path(v).is_absolute() and Path(v).exists():
             node[parts[-1]] = str(Path(v).resolve())
     return data
@@ -67,6 +70,8 @@ def _cwd_paths(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
 def validate_scenario(data: Any, label: str, pos: Positions | None, base: Path, feasibility: bool = True) -> Scenario:
     """Validate plain data into a Scenario; every mistake (schema, non-finite number, physics: tp vs heads,
     model fit, trace path, run length) is one ServesimError line naming label:line:col."""
+    if isinstance(data, dict):
+        data, pos = resolve_spec_files(data, label, pos, base)
     bad = first_non_finite(data)
     if bad is not None:
         loc, v = bad

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from hwprofiles import ModelSpec, catalog
 from hwprofiles.hfconfig import is_config_path
-from sim.config.yamlio import format_validation_error, load_yaml
+from sim.config.yamlio import Positions, format_validation_error, load_yaml
 from sim.errors import ServesimError, UnknownNameError
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -38,18 +38,31 @@ def model_arg(text: str, option: str = "--model") -> str | dict[str, Any]:
 
 def inline_spec(path: Path) -> dict[str, Any]:
     """A validated inline model spec from a YAML file, as plain data (head_dim derived when omitted)."""
-    data, pos = load_yaml(path)
-    if not isinstance(data, dict):
-        raise ServesimError(f"{path}:1:1: expected a mapping of model fields (name, num_layers, hidden_size, ...)")
-    data.setdefault("name", path.stem)
-    h, n = data.get("hidden_size"), data.get("num_heads")
-    if "head_dim" not in data and isinstance(h, int) and isinstance(n, int) and n > 0 and h % n == 0:
-        data["head_dim"] = h // n
+    data, pos = spec_file_data(path, "model")
     try:
         spec = ModelSpec.model_validate(data)
     except ValidationError as e:
         raise ServesimError(format_validation_error(e, str(path), pos)) from None
     return spec.model_dump(mode="json", exclude={"num_params"})
+
+
+def spec_file_data(path: Path, what: str) -> tuple[dict[str, Any], Positions]:
+    """The fields of a model (or GPU) spec file with their positions, not yet validated: `name` defaults to
+    the file's stem and a model's `head_dim` to hidden_size / num_heads."""
+    data, pos = load_yaml(path)
+    if not isinstance(data, dict):
+        fields = "name, num_layers, hidden_size, ..." if what == "model" else "name, memory_bytes, bf16_flops, ..."
+        raise ServesimError(f"{path}:1:1: expected a mapping of {what} fields ({fields})")
+    data.setdefault("name", path.stem)
+    h, n = _count(data.get("hidden_size")), _count(data.get("num_heads"))
+    if what == "model" and "head_dim" not in data and h and n and h % n == 0:
+        data["head_dim"] = h // n
+    return data, pos
+
+
+def _count(x: Any) -> int:
+    """A positive integer field, else 0 (booleans and other types are the schema's to report)."""
+    return x if isinstance(x, int) and not isinstance(x, bool) and x > 0 else 0
 
 
 def model_label(model: str | dict[str, Any]) -> str:

@@ -8,61 +8,34 @@ branch and the factory at once, for built-in and plugin kinds alike.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from hwprofiles import GPUSpec, ModelSpec, catalog
 from policies.admission import AdmissionConfig
-from sim.config.kinds import KindOf
-from sim.config.limits import (
-    MAX_INSTANCES,
-    MAX_REQUESTS,
-    MAX_SECONDS,
-    MAX_TOKENS,
-    MAX_TP,
-    check_name,
+from sim.config.cluster import Cluster as Cluster
+from sim.config.cluster import Link as Link
+from sim.config.cluster import Pool as Pool
+from sim.config.fields import (
+    Arrival,
+    CostModelConfig,
+    Int,
+    Lengths,
+    PredictorConfig,
+    SchedulerConfig,
+    Strict,
+    known_gpu_name,
+    known_model_name,
 )
-from sim.core.registry import ARRIVALS, COST_MODELS, LENGTHS, MIGRATIONS, PREDICTORS, ROUTERS, SCHEDULERS
+from sim.config.limits import MAX_REQUESTS, MAX_SECONDS, MAX_TOKENS, check_name
+from sim.core.registry import ARRIVALS, COST_MODELS, LENGTHS, SCHEDULERS
 from sim.costmodel.engine import ServingEngineConfig
 from sim.costmodel.layout import Layout, deployed
 from sim.costmodel.quant import Quantization, support_error
-from sim.errors import UnknownNameError
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-def _no_bool(v: Any) -> Any:
-    if isinstance(v, bool):  # YAML `true` is not a count
-        raise ValueError("expected an integer, not a boolean")
-    return v
-
-
-Int = Annotated[int, BeforeValidator(_no_bool)]
 
 
 # -- workload -------------------------------------------------------------------------------------------
-# A `kind` section is validated through its family's registry when the scenario is validated, so kinds
-# registered after this module was imported (plugins, tests) are accepted (see sim.config.kinds).
-Arrival = Annotated[Any, KindOf(ARRIVALS)]
-Lengths = Annotated[Any, KindOf(LENGTHS)]
-SchedulerConfig = Annotated[Any, KindOf(SCHEDULERS)]
-PredictorConfig = Annotated[Any, KindOf(PREDICTORS)]
-RouterConfig = Annotated[Any, KindOf(ROUTERS)]
-CostModelConfig = Annotated[Any, KindOf(COST_MODELS)]
-MigrationConfig = Annotated[Any, KindOf(MIGRATIONS)]
-
-
 class RequestClass(Strict):
     """A traffic class: a share of the requests with its own priority and SLOs (per-class metrics follow)."""
 
@@ -121,123 +94,7 @@ class Workload(Strict):
         return self
 
 
-# -- cluster and instance --------------------------------------------------------------------------------
-def _known_gpu_name(v: Any) -> Any:
-    """A GPU given by name must be in the catalogue (pydantic reports the ValueError at the key's position)."""
-    if isinstance(v, str):
-        try:
-            catalog.gpu(v)
-        except UnknownNameError as e:
-            raise ValueError(str(e)) from None
-    return v
-
-
-def _known_model_name(v: Any) -> Any:
-    """A model given by name (or Hugging Face id / config.json path) must be one the catalogue can load."""
-    if isinstance(v, str):
-        try:
-            catalog.model(v)
-        except UnknownNameError as e:
-            raise ValueError(str(e)) from None
-    return v
-
-
-class Link(Strict):
-    """The path a KV cache takes between instances (prefill → decode, or a migration): one FIFO link per
-    sending instance; each GPU of a tensor-parallel group sends its shard over its own lane."""
-
-    bandwidth_gbps: float | None = Field(
-        default=None,
-        ge=1e-3,
-        le=1e6,
-        description="Gbit/s per GPU lane; unset: the GPUs' intra_node_bw (NVLink, same node)",
-    )
-    latency_s: float = Field(default=0.0, ge=0, le=3600, description="fixed cost per copy (setup, last-hop latency)")
-
-
-class Pool(Strict):
-    """One pool of a disaggregated cluster: its own instance count, tp, GPU and (optionally) policies."""
-
-    instances: Int = Field(default=1, ge=1, le=MAX_INSTANCES)
-    tp: Int = Field(default=1, ge=1, le=MAX_TP, description="tensor-parallel GPUs per instance")
-    pp: Int = Field(default=1, ge=1, le=1024, description="pipeline stages per instance (each of tp GPUs)")
-    attention_dp: Int = Field(
-        default=1, ge=1, le=MAX_INSTANCES, description="attention data-parallel ranks per instance (MoE)"
-    )
-    ep: Int = Field(
-        default=1, ge=1, le=MAX_INSTANCES, description="expert-parallel ranks (MoE); moe_tp x ep = tp x attention_dp"
-    )
-    moe_tp: int | None = Field(
-        default=None, ge=1, description="tensor parallelism inside each expert; unset: tp x attention_dp / ep"
-    )
-    hardware: str | GPUSpec | None = Field(default=None, description="unset: the scenario's `hardware`")
-    scheduler: SchedulerConfig | None = Field(default=None, description="unset: the scenario's `scheduler`")
-    router: RouterConfig | None = Field(
-        default=None,
-        description="picks an instance of this pool (prefill: on arrival, default cluster.router; decode: when "
-        "a prefill ends, default least_kv)",
-    )
-
-    @field_validator("hardware", mode="before")
-    @classmethod
-    def _known_gpu(cls, v: Any) -> Any:
-        return _known_gpu_name(v)
-
-    @property
-    def layout(self) -> Layout:
-        return Layout(self.tp, self.attention_dp, self.ep, self.moe_tp)
-
-
-class Cluster(Strict):
-    instances: Int = Field(default=1, ge=1, le=MAX_INSTANCES)
-    tp: Int = Field(default=1, ge=1, le=MAX_TP, description="tensor-parallel GPUs per instance")
-    attention_dp: Int = Field(
-        default=1, ge=1, le=MAX_INSTANCES, description="attention data-parallel ranks per instance (MoE)"
-    )
-    ep: Int = Field(
-        default=1, ge=1, le=MAX_INSTANCES, description="expert-parallel ranks (MoE); moe_tp x ep = tp x attention_dp"
-    )
-    moe_tp: int | None = Field(
-        default=None, ge=1, description="tensor parallelism inside each expert; unset: tp x attention_dp / ep"
-    )
-    pp: Int = Field(
-        default=1, ge=1, le=1024, description="pipeline stages per instance: layers split over pp groups of tp GPUs"
-    )
-    pp_link: Link = Field(
-        default_factory=Link, description="activations between pipeline stages (default: the GPUs' NVLink/PCIe)"
-    )
-    router: RouterConfig = Field(default_factory=lambda: ROUTERS.get("round_robin").config())
-    prefill: Pool | None = Field(default=None, description="disaggregated: the prefill pool (with `decode`)")
-    decode: Pool | None = Field(default=None, description="disaggregated: the decode pool (with `prefill`)")
-    link: Link = Field(default_factory=Link, description="KV copies between instances")
-    kv_transfer: Literal["layerwise", "serialized"] = Field(
-        default="layerwise",
-        description="prefill→decode copy: overlapped layer by layer with the prefill, or after it",
-    )
-    migration: MigrationConfig | None = Field(
-        default=None, description="live migration of running requests between instances of a pool (Llumnix)"
-    )
-    idle_power_fraction: float = Field(
-        default=0.2, ge=0, le=1, description="GPU power when idle, as a fraction of TDP (power model)"
-    )
-
-    @model_validator(mode="after")
-    def _pools(self) -> Cluster:
-        if (self.prefill is None) != (self.decode is None):
-            raise ValueError("a disaggregated cluster needs both `prefill` and `decode` pools")
-        if self.prefill is not None and (self.instances, self.tp, self.pp) != (1, 1, 1):  # unset, or a dumped run
-            raise ValueError("with prefill/decode pools, give instances, tp and pp per pool, not on the cluster")
-        return self
-
-    @property
-    def disaggregated(self) -> bool:
-        return self.prefill is not None
-
-    @property
-    def layout(self) -> Layout:
-        return Layout(self.tp, self.attention_dp, self.ep, self.moe_tp)
-
-
+# -- cluster (sim.config.cluster) and instance ----------------------------------------------------------
 class PrefixCache(Strict):
     """Automatic prefix caching: full prompt blocks are keyed by the prompt's block ids (Mooncake `hash_ids`)
     or, for traces without them, by a shared system prompt; a hit skips those blocks' prefill compute."""
@@ -323,7 +180,7 @@ class Speculative(Strict):
     @field_validator("draft_model", mode="before")
     @classmethod
     def _known_draft(cls, v: Any) -> Any:
-        return _known_model_name(v)
+        return known_model_name(v)
 
     @model_validator(mode="after")
     def _consistent(self) -> Speculative:
@@ -378,7 +235,7 @@ class Scenario(Strict):
     @field_validator("model", mode="before")
     @classmethod
     def _known_model(cls, v: Any) -> Any:
-        v = _known_model_name(v)
+        v = known_model_name(v)
         if isinstance(v, dict) and "num_params" in v:  # a dump of an inline spec carries the computed count
             v = {k: x for k, x in v.items() if k != "num_params"}
         return v
@@ -386,7 +243,7 @@ class Scenario(Strict):
     @field_validator("hardware", mode="before")
     @classmethod
     def _known_gpu(cls, v: Any) -> Any:
-        return _known_gpu_name(v)
+        return known_gpu_name(v)
 
     @model_validator(mode="after")
     def _deployment_supported(self) -> Scenario:

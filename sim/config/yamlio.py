@@ -26,8 +26,23 @@ MAX_DEPTH = 64  # nesting levels (the schema needs fewer than 10)
 MAX_NODES = 200_000  # values once aliases are expanded
 
 
-class Positions(dict[Loc, tuple[int, int]]):
-    """Maps a path of keys/indices to the 1-based (line, column) of its value in the YAML file."""
+Where = tuple[int, int] | tuple[int, int, str]
+
+
+class Positions(dict[Loc, Where]):
+    """Maps a path of keys/indices to the 1-based (line, column) of its value in the YAML file; a third element
+    names another file the value came from (an inline model spec file, a sweep file's swept value)."""
+
+
+def graft(pos: Positions | None, at: Loc, other: Positions, source: str, root: bool = True) -> Positions:
+    """`pos` with the values under `at` taken from `other` (positions in the file `source`): errors about a
+    value that came from another file then name that file's line:col. `root`: `at` itself too (else it keeps
+    its own position, e.g. the `model:` key that names a spec file)."""
+    out = Positions({k: v for k, v in (pos or {}).items() if k[: len(at)] != at or (not root and len(k) == len(at))})
+    for k, v in other.items():
+        if k or root:
+            out[(*at, *k)] = (v[0], v[1], v[2] if len(v) == 3 else source)
+    return out
 
 
 _OPEN = (tok.BlockMappingStartToken, tok.BlockSequenceStartToken, tok.FlowMappingStartToken, tok.FlowSequenceStartToken)
@@ -293,8 +308,8 @@ def locate(loc: Loc, source: str, pos: Positions | None) -> str:
         probe = probe[:-1]
     if probe not in pos:
         return source
-    line, col = pos[probe]
-    return f"{source}:{line}:{col}"
+    where = pos[probe]
+    return f"{where[2] if len(where) == 3 else source}:{where[0]}:{where[1]}"
 
 
 def format_validation_lines(err: ValidationError, source: str, pos: Positions | None) -> list[str]:

@@ -19,6 +19,7 @@ import numpy as np
 import simpy
 
 from sim.core.batch import BatchPlan
+from sim.core.cohort import Cohort
 from sim.core.late import exact_delay
 from sim.core.request import Request
 from sim.costmodel.models import CostModel, decode_coeffs
@@ -30,13 +31,38 @@ Steps = Generator[simpy.Event, Any, None]
 
 
 class DecodeRun:
-    """A decode run in flight: its absolute step end times and how many steps stand (a cut lowers `k`)."""
+    """A run in flight: its absolute step end times and how many steps stand (a cut lowers `k`); `chunk`:
+    the (request, tokens per step) prefilled alongside the cohort's decodes, or None for a decode run."""
 
-    __slots__ = ("k", "times")
+    __slots__ = ("chunk", "k", "times")
 
-    def __init__(self, times: list[float]) -> None:
+    def __init__(self, times: list[float], chunk: tuple[Request, int] | None = None) -> None:
         self.times = times
         self.k = len(times)
+        self.chunk = chunk
+
+
+def sleep_run(
+    inst: Instance, times: list[float], chunk: tuple[Request, int] | None = None
+) -> Generator[simpy.Event, Any, int]:
+    """Sleep to the end of the last of `times` (one event), unless an interrupt (an arrival, a nudge) cuts the
+    run to the step in flight; returns how many steps ran."""
+    env = inst.env
+    if len(times) == 1:
+        yield env.timeout(exact_delay(env.now, times[0]))
+        return 1
+    run = inst.run = DecodeRun(times, chunk)
+    try:
+        yield env.timeout(exact_delay(env.now, times[-1]))
+    except simpy.Interrupt:
+        while True:  # finish the step in flight; later arrivals cannot cut further back
+            try:
+                yield env.timeout(exact_delay(env.now, times[run.k - 1]))
+                break
+            except simpy.Interrupt:
+                continue
+    inst.run = None
+    return run.k
 
 
 def step_times(
@@ -82,22 +108,7 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
         k = 1  # swap traffic lengthens this step only; both modes take the same single step
     times, arr = step_times(inst.cost, inst.t, n, co.kv, k, host.take() if host.pending else 0.0)
     t0 = inst.t
-    env = inst.env
-    if k == 1:
-        yield env.timeout(exact_delay(env.now, times[0]))
-    else:  # an interrupt (an arrival, a nudge) cuts the run to the step in flight
-        run = inst.run = DecodeRun(times)
-        try:
-            yield env.timeout(exact_delay(env.now, times[-1]))
-        except simpy.Interrupt:
-            while True:  # finish the step in flight; later arrivals cannot cut further back
-                try:
-                    yield env.timeout(exact_delay(env.now, times[run.k - 1]))
-                    break
-                except simpy.Interrupt:
-                    continue
-        inst.run = None
-        k = run.k
+    k = yield from sleep_run(inst, times)
     t_end = times[k - 1]
     if inst.tracer is not None:  # one span for the whole run, not k
         inst.tracer.decode_run(inst.index, t0, t_end, k, n)
@@ -135,10 +146,18 @@ def settle_run(inst: Instance, now: float) -> None:
     inst.busy_s += t_end - inst.t
     inst.tokens_out += n * j
     itl = inst.log.itl
-    new, finished = co.step(j, times[0], t_end, itl)
-    inst.allocator.take(new)
-    if j > 1:
-        itl.add_gaps(times, j, n)
+    finished: list[Request] = []
+    if n:
+        new, finished = co.step(j, times[0], t_end, itl)
+        inst.allocator.take(new)
+        if j > 1:
+            itl.add_gaps(times, j, n)
+        inst.allocator.take(co.blocks(0, 1))  # the step in flight holds its blocks, as a planned step does
+        co.reserved = True
+    if run.chunk is not None:  # a chunk run: its prefill ends at its last step, so not among these j
+        req, q = run.chunk
+        req.prefill_done += q * j
+        req.kv_tokens += q * j
     inst.t = t_end
     if finished:  # cannot happen (a run ends at its first completion), kept for safety
         inst.finish(finished)
@@ -158,6 +177,9 @@ def mixed_step(inst: Instance, plan: BatchPlan) -> Steps:
         n_dec, ctx = len(decode), sum(r.kv_tokens for r in decode) + len(decode)
     if spec is not None and decode:  # the decodes verify k + 1 tokens each, after their draft
         dt = spec.draft_s(decode) + inst.cost.iteration(chunks + spec.verify_chunks(decode), 0, 0)
+    elif inst.chunk_horizon is not None and (k := chunk_run_length(inst, plan, co)) > 1:
+        yield from chunk_run(inst, plan, co, n_dec, ctx, k)
+        return
     else:
         dt = inst.cost.iteration(chunks, n_dec, ctx)
     if inst.host.pending:
@@ -189,6 +211,60 @@ def mixed_step(inst: Instance, plan: BatchPlan) -> Steps:
     inst.tokens_out += n_dec + prefilled
     if handed:
         inst.copies.hand_off(handed, t_end - dt, t_end)
+    inst.finish(finished)
+
+
+MAX_CHUNK_RUN = 256  # steps priced ahead in one chunk run (an arrival may cut it; bounds the work wasted)
+
+
+def chunk_run_length(inst: Instance, plan: BatchPlan, co: Cohort | None) -> int:
+    """Steps a plan of every decoder plus one prefill chunk repeats unchanged: the scheduler vouches for its
+    decision (`chunk_horizon`); the engine stops at the step that ends the prefill, at the first completion
+    and before the cohort's KV blocks run short."""
+    if len(plan.prefill) != 1 or plan.decode or plan.preempted or inst.one_step or inst.host.pending:
+        return 1
+    req, q = plan.prefill[0]
+    k = min((req.prefill_target - req.prefill_done) // q, MAX_CHUNK_RUN)
+    if k <= 1:
+        return 1
+    assert inst.chunk_horizon is not None
+    k = min(k, inst.chunk_horizon(inst, plan))
+    if co is not None and k > 1:
+        k = min(k, co.steps_to_completion())
+        if k > 1:
+            k = co.block_limit(k, inst.allocator.free)
+    return k
+
+
+def chunk_run(inst: Instance, plan: BatchPlan, co: Cohort | None, n: int, ctx: int, k: int) -> Steps:
+    """k iterations of the same shape at once — every decoder one token further each step, the same request's
+    prefill one chunk further — priced step by step (same floats as stepping) and slept as one event."""
+    req, q = plan.prefill[0]
+    c0 = req.prefill_done
+    iteration = inst.cost.iteration
+    t = inst.t
+    times, durations = [], []
+    for j in range(k):
+        dt = iteration([(q, c0 + q * j)], n, ctx + n * j)
+        t = t + dt
+        times.append(t)
+        durations.append(dt)
+    k = yield from sleep_run(inst, times, (req, q))
+    t_end = times[k - 1]
+    inst.t = t_end
+    inst.iterations += k
+    for dt in durations[:k]:  # the busy time adds up as stepping adds it
+        inst.busy_s += dt
+    finished: list[Request] = []
+    if co is not None:  # the cohort steps before the prefill that may end at the last step joins it
+        itl = inst.log.itl
+        new, finished = co.step(k, times[0], t_end, itl)
+        inst.allocator.take(new)
+        if k > 1:
+            itl.add_gaps(times, k, n)
+    plan.prefill = [(req, q * k)]
+    prefilled, _ = _advance_prefills(inst, plan, t_end, finished)
+    inst.tokens_out += n * k + prefilled
     inst.finish(finished)
 
 

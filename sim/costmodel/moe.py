@@ -12,7 +12,6 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from scipy.stats import binom, poisson
 
 # Up to this many balls the multinomial maximum is computed exactly; beyond, counts are near-Gaussian and
 # the independent-bins formula is within a per cent (see the Monte-Carlo test).
@@ -22,6 +21,8 @@ EXACT_MAX_BALLS = 256
 def _exact_max(balls: int, bins: int) -> float:
     """E[max] of a uniform multinomial, exactly: by Poissonisation, P(max <= x) is the coefficient of s^N in
     (Σ_{j<=x} pois(j; N/B) s^j)^B divided by pois(N; N), all terms probabilities (no overflow)."""
+    from scipy.stats import poisson  # scipy.stats takes ~1 s to import: only MoE layouts pay it
+
     lam = balls / bins
     j = np.arange(balls + 1)
     pmf = poisson.pmf(j, lam)
@@ -61,6 +62,8 @@ def expected_max_load(balls: int, bins: int) -> float:
     lo = max(0, int(mean - 12 * sd) - 1)
     hi = min(balls, int(mean + 12 * sd) + 2)
     xs = np.arange(lo, hi + 1)
+    from scipy.stats import binom
+
     cdf = binom.cdf(xs, balls, p)
     return float(lo + np.sum(1.0 - cdf**bins))
 

@@ -16,7 +16,6 @@ from sim.config.scenario import Scenario, load_scenario
 from sim.core.engine import Progress, Simulation
 from sim.core.recorder import COMPLETED
 from sim.costmodel.build import prices_serving_engine
-from sim.output import plots as _plots
 from sim.output.metrics import check_conservation, requests_frame, summarize
 from sim.output.perfetto import Tracer
 from sim.workload.generate import Requests
@@ -35,9 +34,13 @@ class Result:
     instances: pd.DataFrame
 
     def plot_latency_cdfs(self, ax: Any = None) -> Any:
+        from sim.output import plots as _plots  # matplotlib loads on first plot, not with every run
+
         return _plots.latency_cdfs(self.requests, ax, self.scenario.slo.model_dump())
 
     def plot_timeline(self) -> Any:
+        from sim.output import plots as _plots
+
         return _plots.timeline(self.timeline)
 
     def save(self, out: str | Path, plots: bool = True) -> Path:
@@ -48,6 +51,8 @@ class Result:
         self.timeline.to_parquet(d / "timeline.parquet", index=False)
         (d / "summary.json").write_text(json.dumps(jsonable(self.summary), indent=2, sort_keys=False) + "\n")
         if plots:
+            from sim.output import plots as _plots
+
             (d / "plots").mkdir(exist_ok=True)
             _plots.save_all(self, d / "plots")
         return d

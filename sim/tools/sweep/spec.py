@@ -21,9 +21,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from hwprofiles.hfconfig import is_config_path
 from sim.config.limits import check_name
 from sim.config.scenario import Scenario, validate_scenario
-from sim.config.yamlio import Positions, apply_overrides, format_validation_error, load_yaml
+from sim.config.specfiles import names_a_file
+from sim.config.yamlio import Positions, apply_overrides, format_validation_error, graft, load_yaml
 from sim.errors import ServesimError
 from sim.output.result import VERSION
 from sim.workload.traces import trace_names
@@ -121,7 +123,8 @@ def file_digest(p: Path) -> str:
 
 
 def input_digests(sc: Scenario) -> dict[str, str]:
-    """Digest of each file a scenario reads: trace files (arrivals, lengths), cost-model profile and tables."""
+    """Digest of each file a scenario reads: trace files (arrivals, lengths), a model's config.json (made
+    absolute at load; spec YAML files are read into the scenario itself), cost-model profile and tables."""
     from sim.workload.traces import scenario_trace_path as _resolve
 
     paths: list[Path] = []
@@ -132,6 +135,8 @@ def input_digests(sc: Scenario) -> dict[str, str]:
                 paths.append(_resolve(path, sc.base_dir))
             except ServesimError:
                 continue  # the run reports it
+    models = [sc.model, getattr(sc.speculative, "draft_model", None)]
+    paths += [Path(m) for m in models if isinstance(m, str) and is_config_path(m) and Path(m).is_file()]
     for attr in ("profile", "tables"):
         v = getattr(sc.cost_model, attr, None)
         if isinstance(v, str) and v:
@@ -189,7 +194,7 @@ class Sweep:
         return [*self.spec.grid, *self.spec.zip_]
 
 
-def _shift(pos: Positions, prefix: tuple[str, ...]) -> Positions:
+def _shift(pos: Positions, prefix: tuple[str | int, ...]) -> Positions:
     out = Positions()
     for loc, lc in pos.items():
         if loc[: len(prefix)] == prefix:
@@ -197,25 +202,32 @@ def _shift(pos: Positions, prefix: tuple[str, ...]) -> Positions:
     return out
 
 
-def _point_error(
-    e: ValidationError,
-    i: int,
-    params: dict[str, Any],
-    where: dict[str, tuple[int, int]],
-    src: str,
-    base_label: str,
-    base_pos: Positions | None,
-) -> ServesimError:
-    """Name the sweep file's line when the error is under a swept path, else the base scenario's."""
-    param_pos = Positions({tuple(k.split(".")): lc for k, lc in where.items()})
-    on_sweep = format_validation_error(e, src, param_pos).splitlines()
-    on_base = format_validation_error(e, base_label, base_pos).splitlines()
-    lines = [
-        s if s.startswith(f"{src}:") and s[len(src) + 1 : len(src) + 2].isdigit() else b
-        for s, b in zip(on_sweep, on_base, strict=True)
-    ]
-    shown = ", ".join(f"{k}={_label(v)}" for k, v in params.items())
-    return ServesimError(f"{lines[0]} (sweep point {i}: {shown})" + "".join("\n" + x for x in lines[1:]))
+def _swept_positions(
+    base_pos: Positions | None, pos: Positions, src: str, where: dict[str, tuple[str, str, int]]
+) -> Positions:
+    """The base scenario's positions with each swept path's value (and everything under it) taken from the
+    sweep file, so a bad swept value is named at the sweep file's line:col and the rest at the base's."""
+    merged = Positions(base_pos or {})
+    for key, (table, k, j) in where.items():
+        merged = graft(merged, tuple(key.split(".")), _shift(pos, (table, k, j)), src)
+    return merged
+
+
+def _sweep_relative_files(data: dict[str, Any], params: dict[str, Any], here: Path) -> dict[str, Any]:
+    """A swept model/GPU spec file or config.json path is relative to the sweep file's folder (where it was
+    written), not the base scenario's: make it absolute."""
+    for key, value in params.items():
+        parts = key.split(".")
+        if parts[-1] not in ("model", "draft_model", "hardware") or not names_a_file(value, "model"):
+            continue
+        if Path(value.strip()).expanduser().is_absolute():
+            continue
+        node: Any = data
+        for k in parts[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node[parts[-1]] = str(here / value.strip())
+    return data
 
 
 def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
@@ -246,20 +258,16 @@ def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
     zip_len = len(next(iter(spec.zip_.values()))) if spec.zip_ else 1
     points: list[Point] = []
     for i, (g, z) in enumerate(itertools.product(grid_idx, range(zip_len))):
-        params, where = {}, {}
+        params: dict[str, Any] = {}
+        where: dict[str, tuple[str, str, int]] = {}
         for k, j in zip(spec.grid, g, strict=True):
-            params[k], where[k] = spec.grid[k][j], pos.get(("grid", k, j), (0, 0))
+            params[k], where[k] = spec.grid[k][j], ("grid", k, j)
         for k in spec.zip_:
-            params[k], where[k] = spec.zip_[k][z], pos.get(("zip", k, z), (0, 0))
-        where = {k: lc for k, lc in where.items() if lc != (0, 0)}
+            params[k], where[k] = spec.zip_[k][z], ("zip", k, z)
         data = apply_overrides(copy.deepcopy(base_data), [f"{k}={json.dumps(params[k])}" for k in keys])
-        data = absolute_trace_paths(data, base_dir)
-        try:
-            sc = Scenario.model_validate(data)
-        except ValidationError as e:
-            raise _point_error(e, i, params, where, src, base_label, base_pos) from None
-        try:  # non-finite numbers and bounds, named at the base's key; a point that does not fit fails alone
-            sc = validate_scenario(data, base_label, base_pos, base_dir, feasibility=False)
+        data = _sweep_relative_files(absolute_trace_paths(data, base_dir), params, here)
+        try:  # schema, non-finite numbers and bounds; a point that does not fit fails alone, at run time
+            sc = validate_scenario(data, base_label, _swept_positions(base_pos, pos, src, where), base_dir, False)
         except ServesimError as e:
             shown = ", ".join(f"{k}={_label(v)}" for k, v in params.items())
             raise ServesimError(f"{e} (sweep point {i}: {shown})") from None

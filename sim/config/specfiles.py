@@ -1,0 +1,74 @@
+"""Model and GPU fields of a scenario that name a file: an inline spec YAML (`model: specs/my-model.yaml`,
+`hardware: gpus/my-gpu.yaml`) or a Hugging Face `config.json`. Relative paths are relative to the scenario's
+folder (where the person who wrote them was looking); the spec's values keep their positions in the spec
+file, so a mistake there is one line naming spec-file:line:col."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from hwprofiles import catalog
+from hwprofiles.hfconfig import is_config_path
+from sim.config.modelarg import SPEC_SUFFIXES, spec_file_data
+from sim.config.yamlio import Loc, Positions, graft, locate
+from sim.errors import ServesimError
+
+# where a scenario names a model or a GPU, and which
+SPEC_FIELDS: tuple[tuple[Loc, str], ...] = (
+    (("model",), "model"),
+    (("speculative", "draft_model"), "model"),
+    (("hardware",), "gpu"),
+    (("cluster", "prefill", "hardware"), "gpu"),
+    (("cluster", "decode", "hardware"), "gpu"),
+)
+
+
+def names_a_file(value: Any, what: str) -> bool:
+    """Is this field value a path (spec YAML, or for a model a config.json) rather than a catalogue name?"""
+    if not isinstance(value, str):
+        return False
+    text = value.strip().lower()
+    return text.endswith(SPEC_SUFFIXES) or (what == "model" and is_config_path(text))
+
+
+def _parent(data: Any, loc: Loc) -> dict[str, Any] | None:
+    node = data
+    for k in loc[:-1]:
+        node = node.get(k) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
+
+
+def resolve_spec_files(
+    data: dict[str, Any], label: str, pos: Positions | None, base: Path
+) -> tuple[dict[str, Any], Positions | None]:
+    """`data` with spec files read in place (a copy when anything changes) and config.json paths made absolute,
+    so the scenario runs the same from any working directory; `pos` extended with the spec files' positions."""
+    copied = False
+    for loc, what in SPEC_FIELDS:
+        parent = _parent(data, loc)
+        value = parent.get(str(loc[-1])) if parent is not None else None
+        if not names_a_file(value, what):
+            continue
+        assert isinstance(value, str)
+        if not copied:
+            data, copied = copy.deepcopy(data), True
+        parent = _parent(data, loc)
+        assert parent is not None
+        path = Path(value.strip()).expanduser()
+        path = path if path.is_absolute() else base / path
+        where = f"{locate(loc, label, pos)}: {'.'.join(map(str, loc))}"
+        try:
+            if value.strip().lower().endswith(SPEC_SUFFIXES):
+                spec, spec_pos = spec_file_data(path, what)
+                parent[str(loc[-1])] = spec
+                pos = graft(pos, loc, spec_pos, str(path), root=False)
+            else:
+                if not path.is_file():
+                    raise ServesimError(f"{path}: file not found")
+                catalog.model(str(path.resolve()))
+                parent[str(loc[-1])] = str(path.resolve())
+        except ServesimError as e:
+            raise ServesimError(f"{where}: {str(e).removeprefix('model: ')}") from None
+    return data, pos

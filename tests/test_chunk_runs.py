@@ -1,0 +1,112 @@
+"""Chunk runs (`sim.core.steps.chunk_run`): iterations of every decoder plus one long prompt's chunk, taken k at a
+time, give the very same requests table, iteration count and timeline as stepping them one by one — with KV
+pressure (recompute and swap), several instances, arrivals cutting runs and a horizon landing inside one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sim
+from policies.continuous import Sarathi
+from tests.helpers import scenario, write_csv
+
+ROOFLINE = {"kind": "roofline", "iteration_overhead_s": 0.001}  # per-step prices depend on context and chunk
+
+
+def _workload(n: int, seed: int, rate: float) -> list[tuple[float, int, int]]:
+    rng = np.random.default_rng(seed)
+    t = np.cumsum(rng.exponential(1.0 / rate, n))
+    p = rng.integers(1, 700, n)  # prompts of up to ~15 chunks at the budgets below
+    o = np.minimum(200, np.maximum(1, rng.lognormal(3.0, 1.0, n).astype(int)))
+    return [(float(a), int(b), int(c)) for a, b, c in zip(t, p, o, strict=True)]
+
+
+def _run(tmp_path: Any, reqs: list[tuple[float, int, int]], *, ff: bool, **kw: Any) -> sim.Result:
+    budget, horizon, preemption = kw.pop("budget"), kw.pop("horizon", None), kw.pop("preemption", "recompute")
+    sc = scenario(
+        write_csv(tmp_path / "w.csv", sorted(reqs)),
+        scheduler={"kind": "sarathi", "token_budget": budget, "max_num_seqs": 8},
+        fast_forward=ff,
+        preemption=preemption,
+        **kw,
+    )
+    if horizon is not None:
+        sc["engine"]["horizon_s"] = horizon
+    return sim.run(sc)
+
+
+def _same(a: sim.Result, b: sim.Result) -> None:
+    pd.testing.assert_frame_equal(a.requests, b.requests, check_exact=True)
+    pd.testing.assert_frame_equal(a.timeline, b.timeline, check_exact=True)
+    assert a.summary["counts"] == b.summary["counts"]
+    assert a.summary["sim"]["iterations"] == b.summary["sim"]["iterations"]
+    cols = ["instance", "iterations", "output_tokens", "kv_blocks"]
+    pd.testing.assert_frame_equal(a.instances[cols], b.instances[cols], check_exact=True)
+
+
+def test_chunk_runs_skip_events_and_change_nothing(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    reqs = _workload(80, 3, rate=8.0)
+    kw = {"budget": 48, "kv_blocks": 60, "cost": ROOFLINE}
+    runs = _run(tmp_path, reqs, ff=True, **kw)
+    off = _run(tmp_path, reqs, ff=False, **kw)
+    monkeypatch.delattr(Sarathi, "chunk_horizon")
+    decode_runs_only = _run(tmp_path, reqs, ff=True, **kw)
+    _same(runs, off)
+    _same(runs, decode_runs_only)
+    # the chunk runs took many steps in one event each: fewer events than decode runs alone
+    assert runs.summary["sim"]["events"] < 0.8 * decode_runs_only.summary["sim"]["events"]
+    assert runs.summary["counts"]["completed"] == len(reqs)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    rate=st.sampled_from([2.0, 20.0, 200.0]),
+    budget=st.integers(8, 96),
+    kv=st.integers(48, 400),
+    instances=st.integers(1, 2),
+    preemption=st.sampled_from(["recompute", "swap"]),
+    horizon=st.one_of(st.none(), st.floats(0.05, 6.0)),
+)
+def test_chunk_runs_equal_stepping(
+    tmp_path: Any, seed: int, rate: float, budget: int, kv: int, instances: int, preemption: str, horizon: float | None
+) -> None:
+    reqs = _workload(30, seed, rate)
+    kw = {"budget": budget, "kv_blocks": kv, "instances": instances, "preemption": preemption, "horizon": horizon}
+    a = _run(tmp_path, reqs, ff=True, cost=ROOFLINE, **kw)
+    b = _run(tmp_path, reqs, ff=False, cost=ROOFLINE, **kw)
+    _same(a, b)
+
+
+def _state(s: Any) -> list[Any]:
+    """Every instance's exact state after a run: clock, counters, free blocks, each running request's fields."""
+    out: list[Any] = []
+    for inst in s.instances:
+        reqs = [(r.id, r.prefill_done, r.kv_tokens, r.generated, r.blocks, r.last_token) for r in inst.running]
+        out.append((inst.t, inst.iterations, inst.tokens_out, inst.allocator.free, reqs, len(inst.waiting)))
+    return out
+
+
+@pytest.mark.parametrize("at", [0.13, 0.5, 0.77, 0.98])
+def test_horizon_inside_a_chunk_run_credits_the_steps_behind(tmp_path: Any, at: float) -> None:
+    from sim.core.engine import Simulation
+
+    reqs = [(0.0, 30, 400), (0.0, 2000, 5)]  # one decoder beside a long prompt: one long chunk run
+    base = scenario(
+        write_csv(tmp_path / "w.csv", reqs), scheduler={"kind": "sarathi", "token_budget": 40}, cost=ROOFLINE
+    )
+    first_token = sim.run(base).requests["first_token_s"].to_numpy()
+    horizon = first_token[0] + at * (first_token[1] - first_token[0])  # while the long prompt is chunked
+    states = []
+    for ff in (True, False):
+        sc = {**base, "engine": {"fast_forward": ff, "horizon_s": horizon}}
+        s = Simulation(sim.load_scenario(sc)).run()
+        states.append(_state(s))
+        assert any(r.prefill_done < r.prefill_target for inst in s.instances for r in inst.running)
+    assert states[0] == states[1]
