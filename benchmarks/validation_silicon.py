@@ -34,8 +34,9 @@ from sim.errors import ServesimError
 
 ROOT = Path(__file__).resolve().parent.parent
 CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "silicon_sample.csv"
-MAX_FIT_ROWS = 10  # rows per fit (each evaluation simulates all of them)
-PER_GROUP = 24  # configurations replayed per engine + GPU (+ mode): run time on a shared 2-core machine
+MAX_FIT_ROWS = 6  # rows per fit (each evaluation simulates all of them)
+FIT_EVALS = 24  # evaluations per fit (a Sobol scan of the box, then least squares from the best point)
+PER_GROUP = 16  # configurations replayed per engine + GPU (+ mode): run time on a shared 2-core machine
 
 
 CONFIG = [
@@ -108,7 +109,9 @@ def _replay(run: ObservedRun, sc: Scenario) -> dict[str, Any]:
     return {m: c[m]["mean"] for m in ("ttft", "tpot", "e2e")} | {"completed": simd.completed, "requests": len(run)}
 
 
-def silicon(quick: bool = False, out_dir: Path | None = None, per_group: int = PER_GROUP) -> dict[str, Any]:
+def silicon(
+    quick: bool = False, out_dir: Path | None = None, per_group: int = PER_GROUP, fit: bool = True
+) -> dict[str, Any]:
     """Presets on up to `per_group` configurations of each engine + GPU (+ mode), an even/odd split for the fit."""
     df = pd.read_csv(CSV).assign(  # the same measurement, re-listed (rounded) under other ids/versions
         ttft_key=lambda d: d["silicon_ttft_ms"].round(0), tpot_key=lambda d: d["silicon_tpot_ms"].round(1)
@@ -133,12 +136,13 @@ def silicon(quick: bool = False, out_dir: Path | None = None, per_group: int = P
         if total > cap:  # evenly spaced over the sorted configurations (deterministic)
             rows = [rows[int(k * total / cap)] for k in range(cap)]
         presets = {str(r["id"]): _replay(observed_row(r, sc), sc) for r, sc in rows}
-        fit = rows[0::2][:MAX_FIT_ROWS]  # alternate configurations: even positions fitted ...
+        fit_rows = rows[0::2][:MAX_FIT_ROWS]  # alternate configurations: even positions fitted ...
         report = rows[1::2]  # ... odd ones reported (never a fitted one)
-        g: dict[str, Any] = {"configs": total, "presets": presets, "fit_rows": [str(r["id"]) for r, _ in fit]}
+        g: dict[str, Any] = {"configs": total, "presets": presets, "fit_rows": [str(r["id"]) for r, _ in fit_rows]}
         g["fitted"] = {}
-        if fit and report:
-            res = fit_runs([(observed_row(r, sc), sc) for r, sc in fit], None, max_evals=12 if quick else 40)
+        if fit_rows and report and fit:
+            pairs = [(observed_row(r, sc), sc) for r, sc in fit_rows]
+            res = fit_runs(pairs, None, max_evals=12 if quick else FIT_EVALS)
             g["params"] = res.values
             for r, sc in report:
                 applied = load_scenario(sc, [f"{k}={v!r}" for k, v in res.values.items()])

@@ -99,6 +99,11 @@ class VLLMScheduler(Sarathi):
             left -= n
         return plan
 
+    def chunk_horizon(self, inst: InstanceView, plan: BatchPlan) -> int:
+        """No chunk runs (`sim.core.steps.chunk_run`): each chunk takes its KV blocks when it is scheduled, and a
+        run of k chunks priced at once would skip those allocations."""
+        return 1
+
     @staticmethod
     def _running_prefills(inst: InstanceView, plan: BatchPlan, left: int) -> int:
         """The next chunk of each running prefill in admission order, each taking its blocks now."""

@@ -105,3 +105,7 @@ def test_chunked_allocation_under_pressure_completes_everything(tmp_path):
         assert (df["status"] == "completed").all()
         assert (df["generated_tokens"] == df["output_tokens"]).all()
         assert df["preemptions"].sum() > 0
+        # stepping one iteration at a time decides and allocates exactly as the fast-forwarded run did
+        step = _run(tmp_path, rows, sched, kv_blocks=40, system_prompt=32 if pc else None, fast_forward=False)
+        cols = ["first_token_s", "completion_s", "preemptions"]
+        assert step.requests[cols].equals(df[cols])
