@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -138,10 +139,11 @@ class Efficiency:
     def _ratios(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         ops = self.tables.operators
         a = self.tables.dtype_bytes
-        gemm: list[pd.DataFrame] = []
-        mem: list[pd.DataFrame] = []
         if ops.empty:
             return pd.DataFrame(columns=["op", "K", "N", "M", "lr"]), pd.DataFrame(columns=["cls", "W", "M", "lr"])
+        # columns gathered as arrays and framed once (a frame per (model, tp, op) cost most of start-up)
+        gemm: dict[str, list[Any]] = {"op": [], "K": [], "N": [], "M": [], "lr": []}
+        mem: dict[str, list[Any]] = {"cls": [], "W": [], "M": [], "lr": []}
         for (_, tp), rows in ops.groupby(["model", "tp"]):
             w = Widths.of(spec_from_shape("t", rows.iloc[0], dtype_bytes=a), int(tp))
             m = rows["num_tokens"].to_numpy(np.float64)
@@ -150,19 +152,23 @@ class Efficiency:
                 if t is None:
                     continue
                 ok = np.isfinite(t) & (t > 0)
+                n_ok = int(ok.sum())
                 if op in GEMM_OPS:
                     kk, nn = w.gemm(op)
                     roof = gemm_roof(m, kk, nn, a, self.flops, self.bw)
-                    lr = np.log(t[ok] / roof[ok])
-                    gemm.append(pd.DataFrame({"op": op, "K": kk, "N": nn, "M": m[ok], "lr": lr}))
+                    for col, v in (("op", [op] * n_ok), ("K", np.full(n_ok, kk)), ("N", np.full(n_ok, nn))):
+                        gemm[col].append(v)
+                    gemm["M"].append(m[ok])
+                    gemm["lr"].append(np.log(t[ok] / roof[ok]))
                 else:
                     cls = MEM_CLASS[op]
                     width, per_tok = w.mem(cls)
                     roof = m * per_tok / self.bw
-                    mem.append(pd.DataFrame({"cls": cls, "W": width, "M": m[ok], "lr": np.log(t[ok] / roof[ok])}))
-        g = pd.concat(gemm, ignore_index=True) if gemm else pd.DataFrame(columns=["op", "K", "N", "M", "lr"])
-        e = pd.concat(mem, ignore_index=True) if mem else pd.DataFrame(columns=["cls", "W", "M", "lr"])
-        return g, e
+                    mem["cls"].append([cls] * n_ok)
+                    mem["W"].append(np.full(n_ok, width))
+                    mem["M"].append(m[ok])
+                    mem["lr"].append(np.log(t[ok] / roof[ok]))
+        return _frame(gemm), _frame(mem)
 
     def _attention_grid(self, phase: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """Median log ratio on the (x, y) grid pooled over models: prefill (q, kv+1), decode (batch, kv)."""
@@ -207,6 +213,15 @@ class Efficiency:
         idx = np.argsort(d, kind="stable")[: self.k]
         w = 1.0 / (d[idx] + self.eps) ** self.power
         return logm, (w[:, None] * lr[idx]).sum(axis=0) / w.sum()
+
+
+def _frame(cols: dict[str, list[Any]]) -> pd.DataFrame:
+    """One frame from per-part column pieces (string columns as lists, numbers as arrays)."""
+    if not any(len(v) for v in cols["M"]):
+        return pd.DataFrame(columns=list(cols))
+    return pd.DataFrame(
+        {c: [x for part in v for x in part] if c in ("op", "cls") else np.concatenate(v) for c, v in cols.items()}
+    )
 
 
 def _pivot(df: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

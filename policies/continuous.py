@@ -139,16 +139,22 @@ class Sarathi:
 
     def schedule(self, inst: InstanceView, now: float) -> BatchPlan:
         plan = BatchPlan()
-        if not inst.decode_all(plan):
+        if inst.decode_all(plan):
+            left = self.budget - plan.cohort_n
+        else:
             plan_decodes(inst, inst.decoding(), plan)
-        left = self.budget - plan.decode_count
+            left = self.budget - len(plan.decode)
         waiting, running = inst.waiting, inst.running
-        if plan.preempted == 0 and waiting:
+        if waiting and plan.preempted == 0 and swapped_out(waiting[0]):  # (`swap_in` stops at once otherwise)
             left = swap_in(inst, plan, self.max_seqs, left)
-        if left > 0 and inst.prefilling:
+        prefilling = inst.prefilling
+        if left > 0 and prefilling:
             prefill = plan.prefill
+            if not prefill and prefilling[0].prefill_target - prefilling[0].prefill_done >= left:
+                plan.prefill = [(prefilling[0], left)]  # the first prefill takes the whole budget: the usual case
+                return plan
             swapped = {id(r) for r, _ in prefill} if prefill else ()  # swapped back in mid-prefill: planned
-            for req in inst.prefilling:
+            for req in prefilling:
                 if left <= 0:
                     break
                 if id(req) not in swapped:

@@ -577,6 +577,49 @@ def option_cases() -> list[Case]:
     return cases
 
 
+# -- files a scenario names besides traces: a fitted cost profile, measured tables, model/GPU spec files --------
+PROFILE_OK = "format: servesim-profile/1\nparams: {iteration_overhead_s: 0.001}\n"
+
+
+def named_file_cases() -> list[Case]:
+    profiles: dict[str, tuple[str | bytes, str]] = {
+        "binary": (b"\x89PNG\r\n\x1a\n" + bytes(32), r"p\.yaml:3:1: binary"),  # the first NUL: line 3
+        "nul": (PROFILE_OK.encode() + b"\x00", r"p\.yaml:3:1: binary"),
+        "latin1": ("params: {}\nnote: caf\xe9\n".encode("latin-1"), r"p\.yaml:2:\d+: not UTF-8"),
+        "utf16": (PROFILE_OK.encode("utf-16"), r"p\.yaml:1:1: UTF-16"),
+        "syntax": ("params: {iteration_overhead_s: [\n", r"p\.yaml:\d+:\d+: invalid YAML"),
+        "list": ("- 1\n", r"p\.yaml:1:1: \(top level\)"),
+        "empty": ("", r"p\.yaml:1:1: empty file"),
+        "unknown-field": ("params: {iteration_overhead: 0.001}\n", r"p\.yaml:1:\d+: params\.iteration_overhead: unkn"),
+        "negative": ("params: {iteration_overhead_s: -1}\n", r"p\.yaml:1:\d+: params\.iteration_overhead_s"),
+        "format": ("format: other/9\n", r"p\.yaml:1:9: format"),
+        "dup": ("params: {}\nparams: {}\n", r"p\.yaml:2:1: invalid YAML: .*duplicate"),
+        "bomb": (bomb(9, 9, "fit"), r"p\.yaml:\d+:\d+: invalid YAML: aliases"),
+    }
+    out = []
+    for k, (body, expect) in profiles.items():
+        sc = dump(with_value("cost_model", {"kind": "roofline", "profile": "p.yaml"}))
+        out.append(Case(f"profile-{k}", {SC: sc, "p.yaml": body}, ["run", SC, "--out", "out", "-q"], expect))
+    for k, v in {"missing": "nope.yaml", "dir": "d", "tables-missing": "nope-dir"}.items():
+        key = "tables" if k.startswith("tables") else "profile"
+        sc = dump(with_value("cost_model", {"kind": "table", key: v}))
+        argv = ["run", SC, "--out", "out", "-q"]
+        out.append(Case(f"profile-{k}", {SC: sc, "d/x": ""}, argv, AT_SC + f"cost_model.{key}"))
+    specs: dict[str, tuple[str | bytes | None, str]] = {
+        "model-spec-binary": (b"\x00\x01", r"m\.yaml:1:1: binary"),
+        "model-spec-field": ("num_layers: 4\nhidden_size: wide\n", r"m\.yaml:2:14: model\.hidden_size"),
+        "model-spec-missing": (None, AT_SC + r"model: .*m\.yaml: file not found"),
+        "model-json-bad": ('{"hidden_size": }', AT_SC + r"model: .*m\.json:1:\d+: not valid JSON"),
+    }
+    for k, (spec, expect) in specs.items():
+        name = "m.json" if "json" in k else "m.yaml"
+        files: dict[str, str | bytes] = {SC: dump(with_value("model", name))}
+        if spec is not None:
+            files[name] = spec
+        out.append(Case(k, files, ["run", SC, "--out", "out", "-q"], expect))
+    return out
+
+
 def all_cases() -> list[Case]:
     return [
         *value_cases(),
@@ -586,4 +629,5 @@ def all_cases() -> list[Case]:
         *encoding_cases(),
         *trace_cases(),
         *option_cases(),
+        *named_file_cases(),
     ]

@@ -31,6 +31,7 @@ class _Run(DecodeRun):
         self.decode = decode
         self.times = times
         self.k = len(times)
+        self.chunk = None
 
 
 def _block_limit(inst: Instance, decode: list[Request], k: int) -> int:

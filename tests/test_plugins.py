@@ -87,7 +87,7 @@ def test_unknown_kind_names_late_kinds_on_one_line(late_kinds, tmp_path):
     with pytest.raises(sim.ServesimError) as e:
         load_scenario(f)
     msg = str(e.value)
-    assert "\n" not in msg and msg.startswith(f"{f}:4:12: workload.arrival: Input tag 'evry'")
+    assert "\n" not in msg and msg.startswith(f"{f}:4:19: workload.arrival.kind: Input tag 'evry'")
     assert "'poisson', 'gamma', 'trace', 'closed_loop', 'every'" in msg
 
 

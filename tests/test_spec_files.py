@@ -68,7 +68,7 @@ def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_spec_yaml_is_relative_to_the_scenario_and_equals_the_inline_spec(elsewhere: Path) -> None:
     write(elsewhere / "exp" / "models" / "tiny.yaml", MODEL)
     f = write(elsewhere / "exp" / "s.yaml", scenario("models/tiny.yaml"))
-    inline = sim.load_scenario({**scenario({"name": "tiny", **MODEL, "head_dim": 64})})
+    inline = sim.load_scenario(scenario({"name": "tiny", **MODEL}))  # inline too: head_dim derived
     sc = sim.load_scenario(f)
     assert sc.model_spec == inline.model_spec  # name from the file's stem, head_dim = 1024 / 16
     assert sc.model_spec.head_dim == 64
@@ -78,6 +78,15 @@ def test_spec_yaml_is_relative_to_the_scenario_and_equals_the_inline_spec(elsewh
     # the dumped scenario carries the spec itself, so a saved run reloads without the file
     again = sim.load_scenario(sc)
     assert again.model_spec == sc.model_spec
+
+
+def test_head_dim_is_derived_only_when_the_heads_divide_the_width() -> None:
+    sc = sim.load_scenario(scenario({"name": "w", **MODEL, "hidden_size": 2048, "num_heads": 32}))
+    assert sc.model_spec.head_dim == 64
+    with pytest.raises(ServesimError, match=r"model: missing required fields: head_dim|model.head_dim: Field"):
+        sim.load_scenario(scenario({"name": "w", **MODEL, "hidden_size": 1000}))  # 1000 / 16 is not whole
+    explicit = sim.load_scenario(scenario({"name": "w", **MODEL, "head_dim": 128}))
+    assert explicit.model_spec.head_dim == 128  # a given head_dim is kept (MLA and Gemma differ from h / n)
 
 
 def test_config_json_is_relative_to_the_scenario_and_stored_absolute(elsewhere: Path) -> None:

@@ -38,13 +38,23 @@ def known_gpu_name(v: Any) -> Any:
 
 
 def known_model_name(v: Any) -> Any:
-    """A model given by name (or Hugging Face id / config.json path) must be one the catalogue can load."""
+    """A model given by name (or Hugging Face id / config.json path) must be one the catalogue can load; an
+    inline spec gets `head_dim` = hidden_size / num_heads when it leaves it out."""
     if isinstance(v, str):
         try:
             catalog.model(v)
         except UnknownNameError as e:
             raise ValueError(str(e)) from None
+    if isinstance(v, dict) and "head_dim" not in v:
+        h, n = _count(v.get("hidden_size")), _count(v.get("num_heads"))
+        if h and n and h % n == 0:
+            v = {**v, "head_dim": h // n}
     return v
+
+
+def _count(x: Any) -> int:
+    """A positive integer field, else 0 (booleans and other types are the schema's to report)."""
+    return x if isinstance(x, int) and not isinstance(x, bool) and x > 0 else 0
 
 
 # A `kind` section is validated through its family's registry when the scenario is validated, so kinds

@@ -25,6 +25,10 @@ MAX_INSTANCES = 100_000
 MAX_TP = 64  # one NVLink domain; larger groups are not tensor parallel in practice
 MAX_TICKS = 1_000_000  # periodic timeline samples or migration decisions in one run
 MAX_NAME = 120
+# No quantity in a scenario is larger (the biggest are FLOP/s, <= 1e18, and seeds, < 2**63): beyond it is a
+# unit or exponent typo. The one exception is a period meant as "never" (a huge timeline_interval_s).
+MAX_MAGNITUDE = 1e20
+_NEVER_PERIODS: frozenset[Loc] = frozenset({("engine", "timeline_interval_s")})
 
 # inline GPU: (low, high) of each rate/size; outside is a typo (units!) rather than a GPU
 _GPU_RANGES = {
@@ -73,6 +77,40 @@ def first_non_finite(data: Any) -> tuple[Loc, float] | None:
             stack.extend(((*loc, k), x) for k, x in reversed(list(v.items())))
         elif isinstance(v, list | tuple):
             stack.extend(((*loc, i), x) for i, x in reversed(list(enumerate(v))))
+    return None
+
+
+def first_huge(data: Any) -> tuple[Loc, float] | None:
+    """Path and value of the first number anywhere in plain data whose magnitude exceeds MAX_MAGNITUDE (a
+    threshold of 1e300, a sigma of 1e300: overflow, or a run that never ends), kind sections included."""
+    stack: list[tuple[Loc, Any]] = [((), data)]
+    while stack:
+        loc, v = stack.pop()
+        big = isinstance(v, int | float) and not isinstance(v, bool) and abs(v) > MAX_MAGNITUDE
+        if big and loc not in _NEVER_PERIODS:
+            return loc, v
+        if isinstance(v, dict):
+            stack.extend(((*loc, k), x) for k, x in reversed(list(v.items())))
+        elif isinstance(v, list | tuple):
+            stack.extend(((*loc, i), x) for i, x in reversed(list(enumerate(v))))
+    return None
+
+
+def first_bool_as_number(raw: Any, validated: Any) -> tuple[Loc, bool] | None:
+    """Path of the first YAML boolean the schema took as a number (pydantic reads `true` as 1 for a float
+    field or a policy's int knob): `rate: true` is a mistake, not 1 request/s."""
+    stack: list[tuple[Loc, Any, Any]] = [((), raw, validated)]
+    while stack:
+        loc, r, m = stack.pop()
+        if isinstance(r, bool):
+            if isinstance(m, int | float) and not isinstance(m, bool):
+                return loc, r
+        elif isinstance(r, dict):
+            for k, x in reversed(list(r.items())):
+                child = m.get(k) if isinstance(m, dict) else getattr(m, str(k), None)
+                stack.append(((*loc, k), x, child))
+        elif isinstance(r, list) and isinstance(m, list | tuple) and len(m) == len(r):
+            stack.extend(((*loc, i), x, y) for i, (x, y) in reversed(list(enumerate(zip(r, m, strict=True)))))
     return None
 
 

@@ -10,9 +10,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sim.config.limits import fallback, first_non_finite, physical_problem
+from sim.config.limits import (
+    MAX_MAGNITUDE,
+    fallback,
+    first_bool_as_number,
+    first_huge,
+    first_non_finite,
+    physical_problem,
+)
 from sim.config.scenario import Scenario
-from sim.config.specfiles import names_a_file, resolve_spec_files
+from sim.config.specfiles import check_cost_files, names_a_file, resolve_spec_files
 from sim.config.yamlio import Positions, apply_overrides, format_validation_error, load_yaml, locate
 from sim.errors import ServesimError
 
@@ -72,15 +79,29 @@ def validate_scenario(data: Any, label: str, pos: Positions | None, base: Path, 
     model fit, trace path, run length) is one ServesimError line naming label:line:col."""
     if isinstance(data, dict):
         data, pos = resolve_spec_files(data, label, pos, base)
+        check_cost_files(data, label, pos, base)
     bad = first_non_finite(data)
     if bad is not None:
         loc, v = bad
         dotted = ".".join(map(str, loc))
         raise ServesimError(f"{locate(loc, label, pos)}: {dotted}: expected a finite number, found {v!r}")
+    huge = first_huge(data)
+    if huge is not None:
+        loc, v = huge
+        raise ServesimError(
+            f"{locate(loc, label, pos)}: {'.'.join(map(str, loc))}: expected a magnitude of at most "
+            f"{MAX_MAGNITUDE:g} (a unit or exponent typo?), found {v:g}"
+        )
     try:
         sc = Scenario.model_validate(data)
     except ValidationError as e:
         raise ServesimError(format_validation_error(e, label, pos)) from None
+    flag = first_bool_as_number(data, sc)
+    if flag is not None:
+        loc, b = flag
+        raise ServesimError(
+            f"{locate(loc, label, pos)}: {'.'.join(map(str, loc))}: expected a number, found the boolean {b}"
+        )
     sc._base_dir = base
     problem = physical_problem(sc, feasibility)
     if problem is not None:

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from hwprofiles import ModelSpec, catalog
 from hwprofiles.hfconfig import is_config_path
+from sim.config.fields import known_model_name
 from sim.config.yamlio import Positions, format_validation_error, load_yaml
 from sim.errors import ServesimError, UnknownNameError
 
@@ -48,21 +49,13 @@ def inline_spec(path: Path) -> dict[str, Any]:
 
 def spec_file_data(path: Path, what: str) -> tuple[dict[str, Any], Positions]:
     """The fields of a model (or GPU) spec file with their positions, not yet validated: `name` defaults to
-    the file's stem and a model's `head_dim` to hidden_size / num_heads."""
+    the file's stem and a model's `head_dim` to hidden_size / num_heads (as for an inline spec)."""
     data, pos = load_yaml(path)
     if not isinstance(data, dict):
         fields = "name, num_layers, hidden_size, ..." if what == "model" else "name, memory_bytes, bf16_flops, ..."
         raise ServesimError(f"{path}:1:1: expected a mapping of {what} fields ({fields})")
     data.setdefault("name", path.stem)
-    h, n = _count(data.get("hidden_size")), _count(data.get("num_heads"))
-    if what == "model" and "head_dim" not in data and h and n and h % n == 0:
-        data["head_dim"] = h // n
-    return data, pos
-
-
-def _count(x: Any) -> int:
-    """A positive integer field, else 0 (booleans and other types are the schema's to report)."""
-    return x if isinstance(x, int) and not isinstance(x, bool) and x > 0 else 0
+    return (known_model_name(data) if what == "model" else data), pos
 
 
 def model_label(model: str | dict[str, Any]) -> str:

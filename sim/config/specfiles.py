@@ -1,4 +1,6 @@
-"""Model and GPU fields of a scenario that name a file: an inline spec YAML (`model: specs/my-model.yaml`,
+"""Files a scenario names besides traces, read when it is loaded so a bad one is one line naming file:line:col.
+
+Model and GPU fields of a scenario that name a file: an inline spec YAML (`model: specs/my-model.yaml`,
 `hardware: gpus/my-gpu.yaml`) or a Hugging Face `config.json`. Relative paths are relative to the scenario's
 folder (where the person who wrote them was looking); the spec's values keep their positions in the spec
 file, so a mistake there is one line naming spec-file:line:col."""
@@ -9,10 +11,12 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from hwprofiles import catalog
 from hwprofiles.hfconfig import is_config_path
 from sim.config.modelarg import SPEC_SUFFIXES, spec_file_data
-from sim.config.yamlio import Loc, Positions, graft, locate
+from sim.config.yamlio import Loc, Positions, format_validation_error, graft, load_yaml, locate
 from sim.errors import ServesimError
 
 # where a scenario names a model or a GPU, and which
@@ -72,3 +76,32 @@ def resolve_spec_files(
         except ServesimError as e:
             raise ServesimError(f"{where}: {str(e).removeprefix('model: ')}") from None
     return data, pos
+
+
+def check_cost_files(data: dict[str, Any], label: str, pos: Positions | None, base: Path) -> None:
+    """The cost model's fitted profile (a YAML file) and measured-table directory, relative to the scenario's
+    folder: a missing one is named at the scenario's key, a damaged profile (binary, not UTF-8, bad YAML, a
+    wrong field) at its own file:line:col, before any run starts."""
+    from sim.costmodel.profile import CostProfile
+
+    cm = data.get("cost_model")
+    if not isinstance(cm, dict):
+        return
+    for key in ("tables", "profile"):
+        value = cm.get(key)
+        if not isinstance(value, str) or not value.strip():
+            continue
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else base / path
+        where = f"{locate(('cost_model', key), label, pos)}: cost_model.{key}"
+        if key == "tables":
+            if not path.is_dir():
+                raise ServesimError(f"{where}: {path}: measured-table directory not found")
+            continue
+        if not path.is_file():
+            raise ServesimError(f"{where}: {path}: profile file not found")
+        profile, ppos = load_yaml(path)
+        try:
+            CostProfile.model_validate(profile)
+        except ValidationError as e:
+            raise ServesimError(format_validation_error(e, str(path), ppos)) from None

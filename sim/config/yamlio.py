@@ -319,14 +319,24 @@ def format_validation_lines(err: ValidationError, source: str, pos: Positions | 
         loc: Loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-")))
         # pydantic puts the union branch in the path (e.g. scheduler.fcfs.max_num_seqs, model.ModelSpec.x); drop it
         clean = tuple(x for i, x in enumerate(loc) if not (i > 0 and isinstance(x, str) and _is_tag(x, loc, pos)))
+        msg = " ".join(str(e["msg"]).split()).removeprefix("Value error, ")
+        inp = e.get("input")
+        if _bad_kind(e["type"], msg, inp) and pos is not None and (*clean, "kind") in pos:
+            clean, inp = (*clean, "kind"), inp["kind"]  # an unknown kind: point at it, not at its section
         dotted = ".".join(str(x) for x in clean) or "(top level)"
         where = locate(clean, source, pos)
-        msg = " ".join(str(e["msg"]).split()).removeprefix("Value error, ")
-        found = f"; found {_short(e['input'])}" if e["type"] not in ("missing",) and "input" in e else ""
+        found = f"; found {_short(inp)}" if e["type"] not in ("missing",) and "input" in e else ""
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
         lines.append(f"{where}: {dotted}: {msg}{found}")
     return lines
+
+
+def _bad_kind(kind: str, msg: str, inp: Any) -> bool:
+    """A `kind` section rejected for its kind (not for one of its fields)."""
+    if not isinstance(inp, dict) or "kind" not in inp:
+        return False
+    return kind == "union_tag_invalid" or (msg.startswith("unknown") and repr(inp["kind"]) in msg)
 
 
 def format_validation_error(err: ValidationError, source: str, pos: Positions | None) -> str:

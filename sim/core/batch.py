@@ -118,5 +118,10 @@ class BatchScheduler(Protocol):
         Return 1 to opt out of fast-forward, `UNBOUNDED` when only those events can change it."""
         ...
 
+    # Optional: `chunk_horizon(inst, plan) -> int` — how many iterations a plan of every decoder plus one
+    # request's prefill chunk repeats (the same request's next chunk of the same size) if nothing but its own
+    # progress changes, *arrivals included*: a chunk run is not cut when a request joins the queue. The engine
+    # stops where the prefill ends, at a completion and before KV runs short (`sim.core.steps.chunk_run`).
+
 
 UNBOUNDED = 1 << 62

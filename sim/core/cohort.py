@@ -153,13 +153,14 @@ class Cohort:
             return self.phase[-(self.steps + start) % self.block_size]
         if count <= 0:
             return 0
-        bs, ph = self.block_size, self.phase
+        bs = self.block_size
         full, rem = divmod(count, bs)
-        total = full * self.n
-        base = self.steps + start
-        for j in range(rem):
-            total += ph[-(base + j) % bs]
-        return total
+        if not rem:
+            return full * self.n
+        # phases -(base + j) % bs for j < rem: a descending cyclic window, summed as one slice of two laps
+        lo = -(self.steps + start + rem - 1) % bs
+        ph = self.phase
+        return full * self.n + (sum(ph[lo : lo + rem]) if lo + rem <= bs else sum((ph + ph)[lo : lo + rem]))
 
     def steps_to_completion(self) -> int:
         """Steps until the first member emits its last token."""

@@ -167,9 +167,9 @@ class Instance(ChunkKV):
 
     def decode_all(self, plan: BatchPlan) -> bool:
         co = self.cohort
-        if not self.lockstep or co.n == 0 or co.reserved:
+        if not co.n or co.reserved or not self.lockstep:
             return False
-        need = co.blocks(0, 1)
+        need = co.phase[-co.steps % co.block_size]  # `co.blocks(0, 1)`, inlined: once per plan
         if need > self.allocator.free:
             return False
         self.allocator.take(need)
@@ -283,7 +283,7 @@ class Instance(ChunkKV):
             self._wake_t = req.arrival  # env.now may sit one rounding step below the exact arrival time
             idle, self._idle = self._idle, None
             idle.succeed()
-        elif self.run is not None:
+        elif self.run is not None and self.run.chunk is None:  # a chunk run's plan holds whoever queues behind
             self._truncate(self.env.now)
 
     def abandon(self, req: Request) -> None:
@@ -340,23 +340,24 @@ class Instance(ChunkKV):
 
     # -- the loop ------------------------------------------------------------------------------------
     def _loop(self) -> Generator[simpy.Event, Any, None]:
+        schedule, copies = self.scheduler.schedule, self.copies  # (hot: once per plan)
         while True:
             if self.abandoning:
                 self._let_go_abandoned()
-            if self.copies.evicting:
-                self.copies.evict()
+            if copies.evicting:
+                copies.evict()
             if self.held and not self.running:
                 self._release_held()
-            if not self.waiting and not self.running:
+            if not self.running and not self.waiting:
                 yield from self._wait(math.inf)
                 continue
-            plan = self.scheduler.schedule(self, self.t)
-            if plan.empty:
+            plan = schedule(self, self.t)
+            if not plan.prefill and not plan.cohort and not plan.decode:  # `plan.empty`
                 wake = self._wake_time(plan)
                 if wake is not None:  # the policy waits (e.g. to fill a fixed-size batch)
                     yield from self._wait(wake)
                 continue
-            if self.lockstep and (plan.decode or plan.cohort):
+            if self.lockstep and (plan.cohort or plan.decode):
                 self._adopt(plan)
             if plan.prefill:
                 yield from mixed_step(self, plan)
@@ -401,6 +402,9 @@ class Instance(ChunkKV):
         reserved), or the slow path reserved every member's slot one by one (after preemption)."""
         co = self.cohort
         if plan.cohort:
+            if not plan.decode:  # the common case: nobody swapped in since `decode_all`
+                co.reserved = True
+                return
             for r in plan.decode:  # swapped in after `decode_all`, slot reserved one by one
                 if r.cohort_step < 0:
                     co.join(r)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from operator import sub
 from typing import Any
 
 import numpy as np
@@ -47,11 +48,7 @@ class LogHistogram:
     def add_gaps(self, times: list[float], k: int, weight: int) -> None:
         """Add the k − 1 gaps between consecutive `times[:k]`, each counted `weight` times."""
         vals = self._values
-        prev = times[0]
-        for i in range(1, k):
-            t = times[i]
-            vals.append(t - prev)
-            prev = t
+        vals.extend(map(sub, times[1:k], times[: k - 1]))  # times[i] - times[i - 1], in C
         self._weights.extend([float(weight)] * (k - 1))
         if len(vals) >= self.FLUSH:
             self._flush()

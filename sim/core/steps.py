@@ -12,7 +12,8 @@ same float additions, so both modes give bit-identical timestamps.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from itertools import accumulate, chain
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from sim.core.instance import Instance
 
 Steps = Generator[simpy.Event, Any, None]
+PLAIN_STEPS = 256  # longer affine decode runs are priced with numpy
 
 
 class DecodeRun:
@@ -70,23 +72,22 @@ def step_times(
 ) -> tuple[list[float], np.ndarray | None]:
     """End times of k decode steps of n sequences from context sum ctx0, accumulated from `t`
     (`extra_first` lengthens the first step, e.g. swap traffic); also the numpy array when numpy built it.
-    Plain Python for short affine runs does the same float operations in the same order as numpy."""
-    coeffs = decode_coeffs(cost, n) if k <= 64 else None  # numpy wins for longer runs
+    For affine runs of up to `PLAIN_STEPS` steps the same float operations as numpy's run in C-level `map` and
+    `accumulate`: a + b·context per step (an int context converts exactly), then t + d step after step."""
+    coeffs = decode_coeffs(cost, n) if k <= PLAIN_STEPS and n else None
     if coeffs is not None:
         a, b = coeffs
-        out = []
-        for s in range(1, k + 1):
-            d = a + b * float(ctx0 + n * s)
-            if s == 1 and extra_first:
-                d += extra_first
-            t = t + d
-            out.append(t)
+        steps: Iterator[float] = map(a.__add__, map(b.__mul__, range(ctx0 + n, ctx0 + n * k + 1, n)))
+        if extra_first:
+            steps = chain((next(steps) + extra_first,), steps)
+        out = list(accumulate(steps, initial=t))
+        del out[0]
         return out, None
-    durations = cost.decode_run(n, ctx0 + n * np.arange(1, k + 1, dtype=np.int64))
+    durations: np.ndarray = cost.decode_run(n, ctx0 + n * np.arange(1, k + 1, dtype=np.int64))
     if extra_first:
         durations = durations.copy()
         durations[0] += extra_first
-    arr = np.cumsum(np.concatenate(([t], durations)))[1:]
+    arr: np.ndarray = np.cumsum(np.concatenate(([t], durations)))[1:]
     return arr.tolist(), arr
 
 
