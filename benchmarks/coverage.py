@@ -12,9 +12,14 @@ runs) becomes a scenario: the model by its Hugging Face id, the GPU by its syste
 instances fit in GPU memory. Errors compare servesim's mean TTFT / TPOT with the measured means; nothing
 is fitted to these rows (default roofline, default efficiencies).
 
-Closed loop: when the scenario schema has `workload.arrival.kind: closed_loop` it is used; otherwise it is
-emulated by fixed-point iteration over a CSV trace (client i's request w arrives when its request w - 1
-completed in the previous pass), which converges to the same schedule for fixed lengths.
+Load: how the rows were measured. Most rows come from InferenceX (SemiAnalysis) recipes, whose client is
+vLLM's `benchmark_serving.py` run as `--dataset-name random --random-input-len $ISL --random-output-len $OSL
+--random-range-ratio 0.8 --num-prompts $((CONC * 10)) --max-concurrency $CONC --request-rate inf
+--ignore-eos` (InferenceMAX README and benchmarks/*.sh; aiconfigurator replays the same rows with
+`request_count = concurrency * 10, random_range_ratio = 0.8`). So: a native `closed_loop` of CONC clients
+all starting at t = 0, 10 x CONC requests, each length uniform in [int(0.8 L), L], every request in the
+means. `--protocol fixed` is the earlier reading (3 requests per client, exact isl / osl, no engine preset).
+The serving-engine preset follows the backend (vllm-v1, sglang, trtllm).
 """
 
 from __future__ import annotations
@@ -38,13 +43,19 @@ sys.path.insert(0, str(ROOT))
 import sim  # noqa: E402
 from hwprofiles import catalog  # noqa: E402
 from hwprofiles.specs import GPUSpec, ModelSpec  # noqa: E402
-from sim.config.scenario import Workload, load_scenario  # noqa: E402
+from sim.config.scenario import load_scenario  # noqa: E402
 from sim.costmodel.layout import Layout  # noqa: E402
 from sim.costmodel.quant import Quantization  # noqa: E402
 from sim.errors import ServesimError  # noqa: E402
 
 CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "silicon_sample.csv"
-WAVES = 3  # requests per client
+WAVES = 10  # requests per client: InferenceX runs `--num-prompts $((CONC * 10)) --max-concurrency $CONC`
+RANGE_RATIO = 0.8  # InferenceX `--random-range-ratio`: lengths uniform in [0.8 x, x]
+ENGINES = {"vllm": "vllm-v1", "sglang": "sglang", "trtllm": "trtllm"}  # backend -> serving_engine preset
+# InferenceX launches SGLang with `--stream-interval 10` (benchmarks/dsr1_*_slurm.sh and the other SGLang
+# recipes); TensorRT-LLM's `stream_interval: 10` does not hold back the first token (PyExecutor
+# `_handle_responses` answers at py_decoding_iter == 1), vLLM runs with its default of 1.
+STREAM_INTERVAL = {"sglang": 10}
 MAX_CLIENTS = 1024  # larger closed loops are expressible but not simulated for errors (run time)
 QUANT = {  # quant mode -> (weights, activations)
     "nvfp4": ("fp4", "fp4"),
@@ -56,10 +67,6 @@ QUANT = {  # quant mode -> (weights, activations)
 
 def _int(v: Any, default: int = 1) -> int:
     return default if v is None or (isinstance(v, float) and math.isnan(v)) or int(v) <= 0 else int(v)
-
-
-def native_closed_loop() -> bool:
-    return "closed_loop" in str(Workload.model_fields["arrival"].annotation)
 
 
 def quantization(row: pd.Series, gpu: GPUSpec) -> dict[str, str]:
@@ -77,12 +84,33 @@ def quantization(row: pd.Series, gpu: GPUSpec) -> dict[str, str]:
     return {"weights": w, "activations": a, "kv_cache": kv}
 
 
-def _layout(row: pd.Series, prefix: str = "", moe: bool = True) -> dict[str, int]:
+NODE_GPUS = {"h100_sxm": 8, "h200_sxm": 8, "b200_sxm": 8, "b300_sxm": 8}  # single-node HGX systems
+
+
+def recorded_layout(row: pd.Series, prefix: str = "") -> tuple[int, int, int, int]:
+    """(tp, attention_dp, moe_tp, ep) as the row lists them, except one recording slip: agg rows on an
+    8-GPU HGX node whose tp x attention_dp (= moe_tp x ep) is the square of the GPU count. Their ids name
+    the real layout (`…_tp8_ep8_…` is stored as tp 64, moe_tp 8, ep 8; `…_tp4_ep4_…` as tp 16 or
+    attention_dp 16, moe_tp 4, ep 4; vLLM's `…_tp4_ep4_…` as tp 4, attention_dp 4, ep 16): T GPUs with
+    EP E inside them, as TensorRT-LLM's `--tp_size=8 --ep_size=8` runs on one 8-GPU node. They are read
+    back as T GPUs: attention TP (or attention DP where only DP was listed) T, ep E, moe_tp T / E."""
     tp, dp = _int(row[f"{prefix}tp_size"]), _int(row[f"{prefix}attention_dp_size"])
-    if not moe:  # the moe_* columns of dense models are placeholders
-        return {"tp": tp, **({"attention_dp": dp} if dp > 1 else {})}
     ep = _int(row[f"{prefix}moe_ep_size"])
     moe_tp = _int(row[f"{prefix}moe_tp_size"], (tp * dp) // ep)
+    gpus = tp * dp
+    node = NODE_GPUS.get(str(row["system"]))
+    t = math.isqrt(gpus)
+    if row["mode"] == "agg" and node and gpus > node and t * t == gpus and moe_tp * ep == gpus:
+        e = math.isqrt(moe_tp * ep)
+        tp, dp = (1, t) if tp == 1 else (t, 1)
+        return tp, dp, t // e, e
+    return tp, dp, moe_tp, ep
+
+
+def _layout(row: pd.Series, prefix: str = "", moe: bool = True) -> dict[str, int]:
+    tp, dp, moe_tp, ep = recorded_layout(row, prefix)
+    if not moe:  # the moe_* columns of dense models are placeholders
+        return {"tp": tp, **({"attention_dp": dp} if dp > 1 else {})}
     out = {"tp": tp}
     if dp > 1:
         out["attention_dp"] = dp
@@ -167,33 +195,66 @@ def _run(sc: dict[str, Any]) -> pd.DataFrame:
     return sim.run(load_scenario(sc)).requests
 
 
-def simulate(row: pd.Series) -> tuple[float, float]:
-    """Mean TTFT and TPOT (seconds) of the row's closed loop."""
-    c, n = concurrency(row), concurrency(row) * WAVES
-    lengths = {"kind": "fixed", "prompt": int(row["isl"]), "output": int(row["osl"])}
-    if native_closed_loop():
-        wl = {"arrival": {"kind": "closed_loop", "concurrency": c}, "num_requests": n, "lengths": lengths}
-        df = _run(scenario(row, wl))
-        return float(df["ttft_s"].mean()), float(df["tpot_s"].mean())
-    arrivals = np.zeros((c, WAVES))
+def source(row: pd.Series) -> str:
+    """Which campaign measured the row: InferenceX (`source_file=2026-…csv`, `db-dump/…`: SemiAnalysis
+    InferenceMAX/InferenceX recipes) or aiconfigurator's own gap analysis (`…gap-analysis…`)."""
+    src = str(row["silicon_data_source"])
+    return "gap-analysis" if "gap-analysis" in src else "inferencex"
+
+
+def lengths(row: pd.Series, n: int, protocol: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Prompt and output lengths of the row's n requests. `inferencex`: the benchmark client's random
+    dataset, `np.random.randint(int(L * 0.8), L + 1)` for each of isl and osl (bench_serving
+    `sample_random_requests` with `--random-range-ratio 0.8`, the ratio InferenceX runs with); `fixed`:
+    isl / osl exactly."""
+    isl, osl = int(row["isl"]), int(row["osl"])
+    if protocol == "fixed":
+        return np.full(n, isl), np.full(n, osl)
+    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    lo = RANGE_RATIO
+    return rng.integers(int(isl * lo), isl + 1, n), rng.integers(int(osl * lo), osl + 1, n)
+
+
+def simulate(row: pd.Series, protocol: str = "inferencex") -> tuple[float, float]:
+    """Mean TTFT and TPOT (seconds) of the row's closed loop: `concurrency` clients that all send at t = 0
+    (request rate inf) and each send the next request when theirs completes, until `WAVES` x concurrency
+    requests (`--num-prompts $((CONC * 10)) --max-concurrency $CONC`); the means are over every request,
+    the first wave included, as the benchmark client reports them."""
+    c = concurrency(row)
+    n = c * (WAVES if protocol == "inferencex" else 3)
+    prompt, output = lengths(row, n, protocol)
     with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "closed.csv"
-        for _ in range(4):  # fixed point: arrivals of wave w = completions of wave w - 1
-            order = np.argsort(arrivals.ravel(), kind="stable")
-            flat = arrivals.ravel()[order]
-            pd.DataFrame(
-                {"arrival_s": flat, "prompt_tokens": int(row["isl"]), "output_tokens": int(row["osl"])}
-            ).to_csv(path, index=False)
-            wl = {"arrival": {"kind": "trace", "path": str(path), "format": "csv"}}
-            df = _run(scenario(row, wl))
-            done = np.empty(c * WAVES)
-            done[order] = df["completion_s"].to_numpy()
-            nxt = np.zeros_like(arrivals)
-            nxt[:, 1:] = done.reshape(c, WAVES)[:, :-1]
-            if np.allclose(nxt, arrivals, rtol=1e-3, atol=1e-4):
-                break
-            arrivals = nxt
-    return float(df["ttft_s"].mean()), float(df["tpot_s"].mean())
+        path = Path(d) / "lengths.csv"
+        pd.DataFrame({"arrival_s": 0.0, "prompt_tokens": prompt, "output_tokens": output}).to_csv(path, index=False)
+        wl = {
+            "arrival": {"kind": "closed_loop", "concurrency": c},
+            "num_requests": n,
+            "lengths": {"kind": "trace", "path": str(path), "format": "csv", "sample": "sequential"},
+        }
+        sc = scenario(row, wl)
+        if protocol == "inferencex":
+            sc["serving_engine"] = {"kind": ENGINES[str(row["backend"])]}
+        df = _run(sc)
+    k = STREAM_INTERVAL.get(str(row["backend"]), 1) if protocol == "inferencex" and source(row) == "inferencex" else 1
+    ttft, tpot = client_view(df, k)
+    return float(np.mean(ttft)), float(np.nanmean(tpot))
+
+
+def client_view(df: pd.DataFrame, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-request TTFT and TPOT as the benchmark client computes them when the server streams every k-th
+    token. SGLang sends a streaming request's tokens only when `len(req.output_ids) % stream_interval == 0`
+    (or at the end) — no exception for the first one (scheduler output processor, `stream_output`) — so the
+    client's first chunk arrives with the k-th token: TTFT = engine TTFT + (k - 1) inter-token gaps (the
+    request's own mean gap; --ignore-eos runs have no early stop), and bench_serving's TPOT
+    (e2e - TTFT) / (output - 1) loses those gaps. k = 1 leaves both as simulated."""
+    ttft, tpot, out = df["ttft_s"].to_numpy(), df["tpot_s"].to_numpy(), df["output_tokens"].to_numpy()
+    if k <= 1:
+        return ttft, tpot
+    gaps = np.minimum(k, out) - 1
+    ttft_c = ttft + gaps * np.nan_to_num(tpot)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot_c = np.where(out > 1, (df["e2el_s"].to_numpy() - ttft_c) / (out - 1), np.nan)
+    return ttft_c, tpot_c
 
 
 def _share(df: pd.DataFrame, by: str) -> dict[str, str]:
@@ -208,6 +269,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="write results here")
     ap.add_argument("--md", type=Path, default=None, help="write a markdown table here")
+    ap.add_argument("--protocol", choices=("inferencex", "fixed"), default="inferencex", help="load (see module doc)")
+    ap.add_argument("--only", default=None, help="simulate only rows whose id contains this (debugging)")
     args = ap.parse_args()
     df = pd.read_csv(args.csv)
     df["why"] = [expressible(r) for _, r in df.iterrows()]
@@ -215,7 +278,7 @@ def main() -> None:
     out: dict[str, Any] = {
         "rows": len(df),
         "expressible": int(df["ok"].sum()),
-        "closed_loop": "native" if native_closed_loop() else "emulated (fixed-point trace)",
+        "protocol": args.protocol,
         "by": {k: _share(df, k) for k in ("mode", "backend", "model_path", "system")},
         "reasons": df.loc[~df["ok"], "why"].value_counts().head(15).to_dict(),
     }
@@ -230,11 +293,14 @@ def main() -> None:
         rows = []
         t0 = time.time()
         for _, r in sample.iterrows():
-            ttft, tpot = simulate(r)
+            if args.only and args.only not in str(r["id"]):
+                continue
+            ttft, tpot = simulate(r, args.protocol)
             rows.append(
                 {
                     "id": r["id"],
                     "mode": r["mode"],
+                    "source": source(r),
                     "backend": r["backend"],
                     "model": r["model_path"],
                     "gpu": r["system"],
@@ -260,7 +326,7 @@ def main() -> None:
                 .agg(lambda x: float(x.abs().median()))
                 .round(3)
                 .to_dict(orient="index")
-                for k in ("mode", "backend", "model", "gpu")
+                for k in ("source", "mode", "backend", "model", "gpu")
             },
             "signed_median": {"ttft": float(res["ttft_err"].median()), "tpot": float(res["tpot_err"].median())},
             "per_row": res.round(4).to_dict(orient="records"),
@@ -280,7 +346,7 @@ def render(out: dict[str, Any]) -> str:
     """The numbers as markdown tables (COVERAGE.md's generated section)."""
     lines = [
         f"Expressible: **{out['expressible']} / {out['rows']}** rows "
-        f"({out['expressible'] / out['rows']:.1%}); closed loop {out['closed_loop']}.",
+        f"({out['expressible'] / out['rows']:.1%}); load protocol `{out['protocol']}`.",
         "",
     ]
     for k, shares in out["by"].items():

@@ -233,3 +233,70 @@ def test_kv_capacity_follows_the_deployment() -> None:
     # 4 attention-DP ranks, each caching its own sequences; experts split 4 ways
     assert dp.bytes_per_block == pytest.approx(one.bytes_per_block / 4)
     assert dp.weight_bytes_per_gpu < one.weight_bytes_per_gpu / 2
+
+
+def _fa_layer(q: float, keys: float, width: float, peak: float) -> float:
+    """One layer of the measured FlashAttention model (sim/costmodel/attention.py DEFAULT), by hand."""
+    eff = 0.4703 * q / (q + 20.45) * keys / (keys + 693.1)
+    return 1.062e-05 + 4.0 * width * q * keys / (peak * eff)
+
+
+def test_structured_prefill_attention_uses_the_measured_flashattention_efficiency() -> None:
+    """With efficiency curves the structured roofline prices prefill attention as RooflineCost does (the
+    A100-fitted FlashAttention efficiency on this GPU's bf16 peak), not at compute_efficiency: an FP8-weight
+    dense model (structured) and the same model in bf16 (plain roofline) give the same kernel time."""
+    m, g = catalog.model("llama-3.1-8b"), catalog.gpu("h100-sxm")
+    fp8 = Quantization(weights="fp8", activations="fp8")
+    s = build_physical(RooflineCostConfig(), m, g, 1, quant=fp8)
+    r = build_physical(RooflineCostConfig(), m, g, 1)
+    assert isinstance(s, StructuredCost) and type(r) is RooflineCost
+    hq = m.num_heads * m.head_dim
+    for q, c in ((4096, 0), (512, 3584), (64, 100)):
+        want = m.num_layers * _fa_layer(q, q + c, hq, g.bf16_flops)
+        assert s.breakdown([(q, c)], 0, 0)["attn_prefill"] == pytest.approx(want, rel=1e-9)
+        assert r.breakdown([(q, c)], 0, 0)["attn_prefill"] == pytest.approx(want, rel=1e-9)
+    # 4096 new tokens: the measured kernel is ~3.5x the spec-sheet causal roofline at 70 % (what it used to be)
+    roof = m.num_layers * 4.0 * hq * 4096 * 2048 / (g.bf16_flops * 0.7)
+    assert 3.0 < s.breakdown([(4096, 0)], 0, 0)["attn_prefill"] / roof < 4.0
+    assert "FlashAttention" in s.provenance["attention"]
+    const = build_physical(RooflineCostConfig(efficiency="constant"), m, g, 1, quant=fp8)
+    assert const.breakdown([(4096, 0)], 0, 0)["attn_prefill"] == pytest.approx(roof, rel=1e-9)
+
+
+def test_windowed_and_mla_prefill_attention_by_hand() -> None:
+    """A windowed layer's queries see at most `sliding_window` keys; MLA runs MHA at (qk + v) / 2 width."""
+    g = catalog.gpu("h100-sxm")
+    oss = catalog.model("gpt-oss-120b")
+    s = build_physical(RooflineCostConfig(), oss, g, 1, quant=Quantization(weights="fp4", activations="fp8"))
+    assert isinstance(s, StructuredCost) and oss.sliding_window
+    hq = oss.num_heads * oss.head_dim
+    q = 4096
+    want = s.n_full * _fa_layer(q, q, hq, g.bf16_flops) + s.n_local * _fa_layer(q, oss.sliding_window, hq, g.bf16_flops)
+    assert s._prefill_one(q, 0) == pytest.approx(want, rel=1e-9)
+    ds = catalog.model("deepseek-v3")
+    mla = build_physical(RooflineCostConfig(), ds, g, 8, quant=Quantization(weights="fp8", activations="fp8"))
+    assert isinstance(mla, StructuredCost) and ds.is_mla
+    hd = ds.num_heads // 8
+    width = hd * (ds.head_dim + ds.value_dim) / 2.0
+    up = mla.gemm("kv_b", q, float(ds.kv_lora_rank or 0), hd * (ds.head_dim - ds.qk_rope_head_dim + ds.value_dim))
+    want = mla.n_full * (up + _fa_layer(q, q, width, g.bf16_flops))
+    assert mla._prefill_one(q, 0) == pytest.approx(want, rel=1e-9)
+
+
+def test_fp8_kv_cache_runs_prefill_attention_at_the_fp8_peak() -> None:
+    """An FP8 KV cache means FP8 attention kernels: the measured efficiency applies to the FP8 peak; a GPU
+    without FP8 (A100) keeps its bf16 peak."""
+    m, h100, a100 = catalog.model("llama-3.1-8b"), catalog.gpu("h100-sxm"), catalog.gpu("a100-80g")
+    kv8 = Quantization(weights="fp8", activations="fp8", kv_cache="fp8")
+    s = build_physical(RooflineCostConfig(), m, h100, 1, quant=kv8)
+    hq = m.num_heads * m.head_dim
+    fp8 = h100.fp8_flops
+    assert fp8 is not None and fp8 == pytest.approx(2 * h100.bf16_flops, rel=1e-3)
+    want = m.num_layers * _fa_layer(4096, 4096, hq, fp8)
+    assert s.breakdown([(4096, 0)], 0, 0)["attn_prefill"] == pytest.approx(want, rel=1e-9)
+    bf16_kv = build_physical(RooflineCostConfig(), m, h100, 1, quant=Quantization(weights="fp8", activations="fp8"))
+    assert s.breakdown([(4096, 0)], 0, 0)["attn_prefill"] < 0.55 * bf16_kv.breakdown([(4096, 0)], 0, 0)["attn_prefill"]
+    assert a100.fp8_flops is None
+    old = build_physical(RooflineCostConfig(), m, a100, 1, quant=Quantization(kv_cache="fp8"))
+    want = m.num_layers * _fa_layer(4096, 4096, hq, a100.bf16_flops)
+    assert old.breakdown([(4096, 0)], 0, 0)["attn_prefill"] == pytest.approx(want, rel=1e-9)

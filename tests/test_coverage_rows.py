@@ -27,9 +27,10 @@ def rows() -> pd.DataFrame:
 
 def test_agg_dp_ep_row(rows: pd.DataFrame) -> None:
     r = rows.loc["2026_04_06_deepseek_r1_b200_sxm_trtllm_fp4_agg_8192x1024_c256_tp4_ep4_948"]
-    assert cov.concurrency(r) == 256  # batch_size 16 per rank x 16 attention-DP ranks
+    assert cov.concurrency(r) == 256  # silicon_concurrency in the source column
     sc = cov.scenario(r, cov._fixed_workload(1, r))
-    assert sc["cluster"] == {"tp": 1, "attention_dp": 16, "ep": 4, "moe_tp": 4}
+    # listed as attention_dp 16, moe_tp 4, ep 4 (16 GPUs on an 8-GPU node): the id's tp4_ep4 is 4 GPUs
+    assert sc["cluster"] == {"tp": 1, "attention_dp": 4, "ep": 4, "moe_tp": 1}
     assert sc["quantization"] == {"weights": "fp4", "activations": "fp4", "kv_cache": "fp8"}
     assert cov.expressible(r) is None
 
@@ -46,3 +47,56 @@ def test_disagg_row_has_per_pool_layouts(rows: pd.DataFrame) -> None:
 def test_dense_rows_ignore_moe_columns(rows: pd.DataFrame) -> None:
     r = rows[(rows["model_path"] == "Qwen/Qwen3-32B") & (rows["mode"] == "agg")].iloc[0]
     assert set(cov.scenario(r, cov._fixed_workload(1, r))["cluster"]) <= {"tp", "attention_dp"}
+
+
+def test_single_node_layout_slip_read_back_from_the_id(rows: pd.DataFrame) -> None:
+    """tp_size 64 = 8 x 8 on an 8-GPU H200 node: the id's tp8_ep8 (TensorRT-LLM `--tp_size=8 --ep_size=8`)."""
+    r = rows.loc["2026_04_06_gpt_oss_120b_h200_sxm_trtllm_fp4_agg_8192x1024_c8_tp8_ep8_928"]
+    assert (r["tp_size"], r["moe_tp_size"], r["moe_ep_size"]) == (64, 8, 8)
+    assert cov.recorded_layout(r) == (8, 1, 1, 8)
+    assert cov.scenario(r, cov._fixed_workload(1, r))["cluster"] == {"tp": 8, "ep": 8, "moe_tp": 1}
+    v = rows.loc["2026_04_06_minimax_m2_5_h100_sxm_vllm_fp8_agg_8192x1024_c32_tp4_ep4_1322"]
+    assert (v["tp_size"], v["attention_dp_size"], v["moe_tp_size"], v["moe_ep_size"]) == (4, 4, 1, 16)
+    assert cov.recorded_layout(v) == (4, 1, 1, 4)
+
+
+def test_layouts_that_fit_their_node_are_kept(rows: pd.DataFrame) -> None:
+    ok = rows.loc["2026_04_06_deepseek_r1_b200_sxm_trtllm_fp4_agg_8192x1024_c256_tp4_ep4_948"]
+    for _, r in rows.iterrows():
+        gpus = cov._int(r["tp_size"]) * cov._int(r["attention_dp_size"])
+        if r["mode"] == "agg" and (gpus <= 8 or r["system"] in ("gb200", "gb300")):
+            tp, dp = cov.recorded_layout(r)[:2]
+            assert (tp, dp) == (cov._int(r["tp_size"]), cov._int(r["attention_dp_size"])), r["id"]
+    # disagg pools span nodes (H100 DeepSeek prefill at tp 16): never rewritten
+    d = rows[(rows["mode"] == "disagg") & (rows["prefill_tp_size"] == 16)].iloc[0]
+    assert cov.recorded_layout(d, "prefill_")[0] == 16
+    assert cov.recorded_layout(ok)[0] * cov.recorded_layout(ok)[1] == 4
+
+
+def test_inferencex_lengths_are_uniform_between_0_8_and_1() -> None:
+    r = pd.Series({"isl": 1024, "osl": 8192})
+    p, o = cov.lengths(r, 20_000, "inferencex")
+    assert p.min() == int(1024 * 0.8) and p.max() == 1024  # np.random.randint(int(L * 0.8), L + 1)
+    assert o.min() == int(8192 * 0.8) and o.max() == 8192
+    assert abs(p.mean() - (819 + 1024) / 2) < 3 and abs(o.mean() - (6553 + 8192) / 2) < 20
+    fp, fo = cov.lengths(r, 5, "fixed")
+    assert list(fp) == [1024] * 5 and list(fo) == [8192] * 5
+    assert (cov.lengths(r, 50, "inferencex")[0] == cov.lengths(r, 50, "inferencex")[0]).all()  # seeded
+
+
+def test_source_campaign(rows: pd.DataFrame) -> None:
+    assert (
+        cov.source(rows.loc["2026_04_06_gpt_oss_120b_h200_sxm_trtllm_fp4_agg_8192x1024_c8_tp8_ep8_928"]) == "inferencex"
+    )
+    gap = rows[rows["silicon_data_source"].str.contains("gap-analysis")].iloc[0]
+    assert cov.source(gap) == "gap-analysis"
+
+
+def test_client_view_of_a_stream_interval() -> None:
+    """SGLang streams every k-th token: the client's first chunk carries token k (hand-computed)."""
+    df = pd.DataFrame({"ttft_s": [0.1, 0.1], "tpot_s": [0.01, 0.01], "output_tokens": [100, 5], "e2el_s": [1.09, 0.14]})
+    ttft, tpot = cov.client_view(df, 10)
+    assert ttft == pytest.approx([0.1 + 9 * 0.01, 0.14])  # 5 tokens < k: everything arrives at the end
+    assert tpot == pytest.approx([(1.09 - 0.19) / 99, 0.0])
+    same = cov.client_view(df, 1)
+    assert list(same[0]) == [0.1, 0.1] and list(same[1]) == [0.01, 0.01]

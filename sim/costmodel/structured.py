@@ -45,6 +45,11 @@ class StructuredCost(RooflineCost):
         self.gemm_flops = self.gemm_peak * cfg.compute_efficiency
         self.wa, self.aa = quant.weight_bits / 8.0, quant.act_bytes
         self.kva = quant.kv_bits / 8.0
+        # An FP8 KV cache runs prefill attention in FP8 (vLLM docs, "Quantized KV Cache": with FlashAttention 3
+        # and an FP8 KV cache the queries are quantised too and attention runs in the FP8 domain; TensorRT-LLM's
+        # FMHA takes FP8 inputs with an FP8 cache): the kernel's peak is the GPU's FP8 peak.
+        fp8 = gpu.peak_flops("fp8") if quant.kv_cache == "fp8" else None
+        self.fmha_scale = fp8 / gpu.bf16_flops if fp8 else 1.0
         self.dp = lay.attention_dp
         self.L = lay.stage_layers(m)
         self.n_full, self.n_local, self.n_lin = (float(m.layer_count(k)) for k in "FLG")
@@ -195,6 +200,21 @@ class StructuredCost(RooflineCost):
         return self.gemm("lm_head", self._rank_tokens(seqs), self.h, self.vocab) if seqs else 0.0
 
     # -- attention -------------------------------------------------------------------------------------
+    def _fmha(self, q: int, c: int, cap: float | None, width: float, byts: float) -> float:
+        """One layer's prefill attention kernel: q new tokens after c cached ones (each query sees at most
+        `cap` keys when the layer is windowed), query-key width `width` per GPU (4·width FLOPs per query-key
+        pair, QK and PV). With efficiency curves: the measured FlashAttention efficiency (sim.costmodel.attention,
+        fitted on A100 kernel timings, on this GPU's peak), which counts every new token against every key it
+        may see, causal half included, as the kernel timings show — what RooflineCost uses; else the
+        spec-sheet roofline over the causal half. Both at the FP8 peak when the KV cache is FP8."""
+        if self.attn_eff is not None and self._attn_grids.get("prefill") is None:
+            keys = float(c + q) if cap is None else min(float(c + q), float(cap))
+            # prefill_s counts q x (c + q) pairs: pass the keys a query sees as c + q
+            peak = self.attn_peak_flops * self.fmha_scale
+            return max(self.attn_eff.prefill_s(q, keys - q, width, peak), byts / self.attn_peak_bw)
+        seen = c + 0.5 * q if cap is None else min(c + 0.5 * q, float(cap))
+        return max(4.0 * width * q * seen / (self.attn_flops * self.fmha_scale), byts / self.attn_bw)
+
     def _prefill_one(self, q: int, c: int) -> float:
         """One sequence's prefill attention over all layers of the stage."""
         mod, hd = self.model, self.heads
@@ -202,18 +222,15 @@ class StructuredCost(RooflineCost):
         for layers, cap in ((self.n_full, mod.attention_topk), (self.n_local, mod.sliding_window)):
             if not layers:
                 continue
-            seen = c + 0.5 * q if cap is None else min(c + 0.5 * q, float(cap))
             if mod.is_mla:  # decompress the latent of cached + new tokens, then MHA at qk / v widths
                 lat = float(mod.kv_lora_rank or 0)
                 up = self.gemm("kv_b", c + q, lat, hd * (mod.head_dim - mod.qk_rope_head_dim + mod.value_dim))
-                flops = 2.0 * hd * q * seen * (mod.head_dim + mod.value_dim)
                 byts = (c + q) * (lat + mod.qk_rope_head_dim) * self.kva + 2 * q * hd * mod.head_dim * self.aa
-                t += layers * (up + max(flops / self.attn_flops, byts / self.attn_bw))
+                t += layers * (up + self._fmha(q, c, cap, hd * (mod.head_dim + mod.value_dim) / 2.0, byts))
             else:
-                flops = 4.0 * self.hq * q * seen
                 kv_tokens = c + q if cap is None else min(c + q, float(cap) + q)
                 byts = kv_tokens * mod.kv_elems_per_token_layer(self.tp) * self.kva + 2 * q * self.hq * self.aa
-                t += layers * max(flops / self.attn_flops, byts / self.attn_bw)
+                t += layers * self._fmha(q, c, cap, float(self.hq), byts)
         if self.n_lin:  # chunked delta rule: ~4 d_k d_v FLOPs per token per value head
             d = mod.linear_head_dim
             flops = 4.0 * q * (mod.linear_num_value_heads / self.tp) * d * d
@@ -222,6 +239,13 @@ class StructuredCost(RooflineCost):
 
     def _prefill_attn(self, q: int, c: int) -> float:
         return self._prefill_one(q, c)
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        out = dict(super().provenance)
+        if self.attn_eff is not None and self._attn_grids.get("prefill") is None:
+            out["attention"] = "transferred (measured A100 FlashAttention efficiency, scaled by peaks)"
+        return out
 
     def _prefill_ranks(self, prefill: Chunks) -> float:
         """Busiest rank's prefill attention: chunks placed largest-first on the least-loaded rank."""
