@@ -141,7 +141,9 @@ def structure_cases() -> list[Case]:
     for key in ("model", "hardware"):
         for v in ("no-such", "[/x]", "[bold red]x", "ünïcødé", "x" * 5000, "", 42, ["a"], None):
             out.append(run_case(f"name-{key}-{str(v)[:12]}", dump(with_value(key, v)), AT_SC + key))
-    for v in ("../../x", "/abs/x", "a/b", "..", ".", "", "a\\b", "c:x", "x\n y", "x" * 500):
+    names: tuple[str, ...] = ("../../x", "/abs/x", "a/b", "..", ".", "", "a\\b", "c:x", "x\n y", "x" * 500)
+    names += ("a\u202eb", "a\x7f", "a\u2028")  # a right-to-left override, DEL, a line separator
+    for v in names:
         out.append(run_case(f"runname-{v[:10]!r}", dump(with_value("name", v)), AT_SC + "name"))
     for top in ("workload", "cluster", "kv_cache", "slo", "engine"):
         for v in ([1, 2], "text", 3.5):
@@ -344,6 +346,8 @@ def trace_cases() -> list[Case]:
         "long-row": (CSV_HEAD + "0,10,10,99,98\n", AT_TRACE + "row"),
         "binary": (bytes(range(256)) * 4, r"t\.csv"),
         "latin1": ((CSV_HEAD + "0,10,10\n").encode() + b"\xe9\n", r"t\.csv"),
+        "row-of-millions": (CSV_HEAD + "0,10,10\n" + "1," * 2_000_000 + "\n", AT_TRACE.replace(r"\d+", "3") + "row"),
+        "row-of-1024": (CSV_HEAD + "0," * 1023 + "0\n", AT_TRACE.replace(r"\d+", "2") + "row"),
     }
     out = []
     for k, (body, expect) in csvs.items():
@@ -397,6 +401,9 @@ def trace_cases() -> list[Case]:
             "timestamp",
         ),
         "empty": ("\n\n", "file"),
+        "nested-100k": ("[" * 100_000 + "]" * 100_000 + "\n", "line"),
+        "object-nested-50k": ('{"a":' * 50_000 + "1" + "}" * 50_000 + "\n", "line"),
+        "int-5000-digits": ('{"timestamp": 0, "input_length": 1' + "0" * 5000 + ', "output_length": 3}\n', "line"),
     }
     for k, (body, col) in jsonl.items():
         out.append(
@@ -582,17 +589,24 @@ PROFILE_OK = "format: servesim-profile/1\nparams: {iteration_overhead_s: 0.001}\
 
 
 def named_file_cases() -> list[Case]:
+    bad = r"not a servesim profile: "
     profiles: dict[str, tuple[str | bytes, str]] = {
         "binary": (b"\x89PNG\r\n\x1a\n" + bytes(32), r"p\.yaml:3:1: binary"),  # the first NUL: line 3
         "nul": (PROFILE_OK.encode() + b"\x00", r"p\.yaml:3:1: binary"),
         "latin1": ("params: {}\nnote: caf\xe9\n".encode("latin-1"), r"p\.yaml:2:\d+: not UTF-8"),
         "utf16": (PROFILE_OK.encode("utf-16"), r"p\.yaml:1:1: UTF-16"),
         "syntax": ("params: {iteration_overhead_s: [\n", r"p\.yaml:\d+:\d+: invalid YAML"),
-        "list": ("- 1\n", r"p\.yaml:1:1: \(top level\)"),
+        "list": ("- 1\n", r"p\.yaml:1:1: not a servesim profile: \(top level\)"),
         "empty": ("", r"p\.yaml:1:1: empty file"),
-        "unknown-field": ("params: {iteration_overhead: 0.001}\n", r"p\.yaml:1:\d+: params\.iteration_overhead: unkn"),
-        "negative": ("params: {iteration_overhead_s: -1}\n", r"p\.yaml:1:\d+: params\.iteration_overhead_s"),
-        "format": ("format: other/9\n", r"p\.yaml:1:9: format"),
+        "unknown-field": (
+            "params: {iteration_overhead: 0.001}\n",
+            r"p\.yaml:1:\d+: " + bad + r"params\.iteration_overhead: unkn",
+        ),
+        "negative": (
+            "params: {iteration_overhead_s: -1}\n",
+            r"p\.yaml:1:\d+: " + bad + r"params\.iteration_overhead_s",
+        ),
+        "format": ("format: other/9\n", r"p\.yaml:1:9: not a servesim profile: format"),
         "dup": ("params: {}\nparams: {}\n", r"p\.yaml:2:1: invalid YAML: .*duplicate"),
         "bomb": (bomb(9, 9, "fit"), r"p\.yaml:\d+:\d+: invalid YAML: aliases"),
     }
@@ -620,6 +634,109 @@ def named_file_cases() -> list[Case]:
     return out
 
 
+# -- sizes: files, sweeps and worker pools that would take minutes or exhaust the host -------------------------
+def size_cases() -> list[Case]:
+    ok = {SC: dump(BASE)}
+    big_list = "workload:\n  num_requests: 10\n  classes:\n" + "  - {name: c, share: 1}\n" * 6000  # 138 KiB
+    sweep = ["sweep", "w.yaml", "--out", "out", "-q"]
+    grid = {"base": SC, "grid": {"seed": list(range(200)), "cluster.instances": list(range(1, 101))}}
+    return [
+        run_case("size-scenario-138k", big_list, r"s\.yaml: 1\d\d KiB is too big"),
+        run_case("size-comments-1m", "# x\n" * 300_000, r"s\.yaml: 1,172 KiB is too big"),
+        Case(
+            "size-spec-file",
+            {SC: dump(with_value("model", "m.yaml")), "m.yaml": "#\n" * 70_000},
+            ["run", SC, "--out", "out", "-q"],
+            r"m\.yaml: 137 KiB is too big",
+        ),
+        Case("size-sweep-grid", {**ok, "w.yaml": dump(grid)}, sweep, r"w\.yaml:\d+:\d+: grid: 20,000 grid cells"),
+        Case(
+            "size-sweep-zip",
+            {**ok, "w.yaml": dump({"base": SC, "zip": {"seed": list(range(10_001))}})},
+            sweep,
+            r"w\.yaml:\d+:\d+: zip: .* 10,001 runs",
+        ),
+        Case(
+            "size-sweep-grid-x-reps",
+            {**ok, "w.yaml": dump({**grid, "grid": {"seed": list(range(11))}, "replications": 1000})},
+            sweep,
+            r"w\.yaml:\d+:\d+: replications: .* 11,000 runs",
+        ),
+        Case(
+            "size-sweep-reps",
+            {**ok, "w.yaml": dump({"base": SC, "replications": 10**9})},
+            sweep,
+            r"w\.yaml:\d+:\d+: replications",
+        ),
+        Case(
+            "size-sweep-workers",
+            {**ok, "w.yaml": dump({"base": SC, "grid": {"seed": [1, 2]}})},
+            [*sweep, "--workers", "100000"],
+            r"--workers 100000: at most",
+        ),
+    ]
+
+
+DEV_ZERO_TRACE = {"kind": "trace", "path": "/dev/zero", "format": "csv"}
+
+
+def more_option_cases() -> list[Case]:
+    """Options and paths in the way found by probing after the first corpus: each named on its one line."""
+    ok = {SC: dump(BASE), "w.yaml": dump({"base": SC, "grid": {"seed": [1, 2]}})}
+    cq = ["check-queueing", "--rho", "0.5"]
+    est = ["estimate", "--model", "llama-3.1-8b", "--hardware", "h100", "--prefill-tokens", "64"]
+    return [
+        Case("path-runs-is-a-file-run", {**ok, "runs": "x"}, ["run", SC, "-q"], r"--out runs/hostile: runs is a file"),
+        Case("path-runs-is-a-file-sweep", {**ok, "runs": "x"}, ["sweep", "w.yaml", "-q"], r"--out .*runs is a file"),
+        Case("path-sweep-out-file", {**ok, "o": "x"}, ["sweep", "w.yaml", "-q", "--out", "o"], r"--out .*o: is a file"),
+        Case("cq-requests-huge", {}, [*cq, "--requests", "1000000000000"], r"--requests: expected"),
+        Case("cq-replications-huge", {}, [*cq, "--replications", "100000000"], r"--replications: expected"),
+        Case("cq-workers-huge", {}, [*cq, "--workers", "100000"], r"--workers: expected"),
+        Case("cq-seed-negative", {}, [*cq, "--seed", "-1"], r"--seed: expected"),
+        Case("path-scenario-dev-zero", {}, ["run", "/dev/zero", "--out", "out", "-q"], r"/dev/zero: not a regular"),
+        Case("path-sweep-dev-urandom", {}, ["sweep", "/dev/urandom", "--out", "out", "-q"], r"/dev/urandom: not a reg"),
+        Case(
+            "path-trace-dev-zero",
+            {SC: dump(with_value("workload.arrival", {"kind": "trace", "path": "/dev/zero", "format": "csv"}))},
+            ["run", SC, "--out", "out", "-q"],
+            AT_SC + r"path: /dev/zero is not a regular file",
+        ),
+        Case(
+            "path-sweep-trace-dev-zero",
+            {**ok, "w.yaml": dump({"base": SC, "grid": {"workload.arrival": [DEV_ZERO_TRACE]}})},
+            ["sweep", "w.yaml", "--out", "out", "-q"],
+            r"w\.yaml:\d+:\d+: workload\.arrival\.path: /dev/zero is not a regular file",
+        ),
+        *[
+            Case(f"sweep-plot-{k}", ok, ["sweep", "w.yaml", "--out", "o", "-q", "--plot", v], r"--plot .*no such col")
+            for k, v in {
+                "x": "x=nope y=goodput_rps",
+                "y": "x=seed y=ttft_p99_s+nope",
+                "hue": "x=seed y=goodput_rps hue=nope",
+                "col": "x=seed,y=goodput_rps,col=nope",
+                "row": "x=seed y=goodput_rps row=Seed",
+            }.items()
+        ],
+        Case("schema-out-under-file", {"f": "x"}, ["schema", "--out", "f/s.json"], r"--out f/s\.json: cannot write"),
+        Case("schema-out-dir", {"d/x": ""}, ["schema", "--out", "d"], r"--out d: cannot write"),
+        Case(
+            "regress-baseline-under-file",
+            {"rg/s.yaml": dump(BASE), "f": "x"},
+            ["regress", "rg", "--baseline", "f/b.json", "--update"],
+            r"--baseline f: is a file",
+        ),
+        Case(
+            "regress-baseline-dir",
+            {"rg/s.yaml": dump(BASE), "d/x": ""},
+            ["regress", "rg", "--baseline", "d", "--update"],
+            r"--baseline d: is a directory",
+        ),
+        Case("est-tp-0", {}, [*est, "--tp", "0"], r"^error: --tp cluster\.tp"),
+        Case("est-hardware-markup", {}, [*est[:3], "--hardware", "[/x]"], r"^error: --hardware hardware: unknown"),
+        Case("est-cost-model", {}, [*est, "--cost-model", "nope"], r"^error: --cost-model cost_model"),
+    ]
+
+
 def all_cases() -> list[Case]:
     return [
         *value_cases(),
@@ -630,4 +747,6 @@ def all_cases() -> list[Case]:
         *trace_cases(),
         *option_cases(),
         *named_file_cases(),
+        *size_cases(),
+        *more_option_cases(),
     ]

@@ -9,12 +9,13 @@ without measured collectives, a fitted per-sequence overhead, a mixture-of-exper
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-import sim  # noqa: F401  (initialises sim before hwprofiles' catalogue)
+import sim
 from hwprofiles import catalog
 from sim.costmodel.build import build_physical
 from sim.costmodel.engine import ServingEngineConfig
@@ -76,6 +77,7 @@ def test_memoised_iteration_is_bit_identical(name: str, prefill: list, n_decode:
     again = memo.iteration(prefill, n_decode, ctx)  # from the caches this time
     assert math.isfinite(got) and got > 0
     assert got.hex() == want.hex() and again.hex() == want.hex()
+    assert not memo.diverged  # exact through the mirror itself, not through its fallback
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
@@ -104,3 +106,84 @@ def test_other_models_and_subclasses_are_not_wrapped() -> None:
 
     c = Custom(RooflineCostConfig(), catalog.model("llama-3.1-8b"), catalog.gpu("h100-sxm"), 1)
     assert memoised(c) is c
+
+
+def _drifted(extra: dict[str, float], when: Any = None) -> type[RooflineCost]:
+    """RooflineCost with `extra` terms in its breakdown (only where `when(prefill, n_decode)` holds) — what a
+    change to the real breakdown that the memo's mirror missed would look like."""
+    real = RooflineCost.breakdown
+
+    def breakdown(self: RooflineCost, prefill: Chunks, n_decode: int, decode_ctx: int) -> dict[str, float]:
+        ops = real(self, prefill, n_decode, decode_ctx)
+        if when is None or when(prefill, n_decode):
+            ops.update(extra)
+        return ops
+
+    return breakdown  # type: ignore[return-value]  # a function to patch onto the class
+
+
+def test_a_drifted_breakdown_is_caught_when_the_memo_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    llama, h100 = catalog.model("llama-3.1-8b"), catalog.gpu("h100-sxm")
+    cost = build_physical(RooflineCostConfig(), llama, h100, 2)
+    monkeypatch.setattr(RooflineCost, "breakdown", _drifted({"new_term": 1e-5}, lambda p, n: n > 100))
+    monkeypatch.setattr("sim.costmodel.memo._MIRRORED", RooflineCost.breakdown)  # as if edited in place
+    with pytest.warns(RuntimeWarning, match="mirrors RooflineCost.breakdown no longer"):
+        got = memoised(cost)
+    assert got is cost  # unwrapped: priced by the real model
+    with pytest.warns(RuntimeWarning):
+        assert not MemoCost(cost).agrees()
+
+
+def test_a_drift_outside_the_probes_is_caught_at_its_first_new_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    llama, h100 = catalog.model("llama-3.1-8b"), catalog.gpu("h100-sxm")
+    cost = build_physical(RooflineCostConfig(), llama, h100, 1)
+    monkeypatch.setattr(RooflineCost, "breakdown", _drifted({"new_term": 3e-6}, lambda p, n: n == 37))
+    monkeypatch.setattr("sim.costmodel.memo._MIRRORED", RooflineCost.breakdown)
+    memo = memoised(cost)
+    assert isinstance(memo, MemoCost)  # the probes do not see it
+    assert memo.iteration([(100, 0)], 3, 3000).hex() == cost.iteration([(100, 0)], 3, 3000).hex()
+    with pytest.warns(RuntimeWarning, match="pricing unmemoised"):
+        first = memo.iteration([(100, 0)], 37, 37 * 500)
+    assert memo.diverged
+    assert first.hex() == cost.iteration([(100, 0)], 37, 37 * 500).hex()
+    for prefill, n in (([(64, 64)], 37), ([(100, 0)], 3), ([(9, 0), (5, 5)], 37)):
+        assert memo.iteration(prefill, n, n * 700).hex() == cost.iteration(prefill, n, n * 700).hex()
+
+
+def _pool_cost(kind: dict[str, Any], tp: int, pp: int = 1) -> Any:
+    from sim.cluster.pools import build_cost_model
+
+    over = [f"cost_model={kind}", f"cluster.tp={tp}", f"cluster.pp={pp}", "model=llama-3.1-8b"]
+    return build_cost_model(sim.load_scenario("scenarios/quickstart.yaml", over))
+
+
+ALL_KINDS: dict[str, tuple[dict[str, Any], int, int]] = {
+    "linear": ({"kind": "linear", "base_s": 0.01, "per_prefill_token_s": 1e-4, "per_decode_seq_s": 2e-4}, 1, 1),
+    "roofline-tp2": ({"kind": "roofline"}, 2, 1),
+    "roofline-pp2": ({"kind": "roofline"}, 1, 2),
+    "table": ({"kind": "table"}, 1, 1),
+}
+
+
+def test_every_registered_cost_kind_is_covered() -> None:
+    from sim.core.registry import COST_MODELS
+
+    assert {k.split("-")[0] for k in ALL_KINDS} == set(COST_MODELS.kinds())
+
+
+@pytest.mark.parametrize("name", list(ALL_KINDS))
+@settings(max_examples=30, deadline=None)
+@given(prefill=chunks, n_decode=st.integers(0, 300), per_seq_ctx=st.integers(1, 8000))
+def test_every_cost_kind_prices_the_same_through_the_memo(
+    name: str, prefill: list, n_decode: int, per_seq_ctx: int
+) -> None:
+    """What the engine prices with (`memoised` of the scenario's cost model) equals the model itself, bit for
+    bit, for every registered kind: wrapped (roofline, table) or passed through (linear, a pipeline)."""
+    assume(prefill or n_decode)
+    kind, tp, pp = ALL_KINDS[name]
+    cost = _pool_cost(kind, tp, pp)
+    memo = memoised(cost)
+    ctx = n_decode * per_seq_ctx if n_decode else 0
+    assert memo.iteration(prefill, n_decode, ctx).hex() == cost.iteration(prefill, n_decode, ctx).hex()
+    assert isinstance(memo, MemoCost) == (name in ("roofline-tp2", "table"))
+    assert not getattr(memo, "diverged", False)

@@ -8,6 +8,7 @@ Each check returns the path of the offending key so the caller can name file:lin
 from __future__ import annotations
 
 import math
+import unicodedata
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
@@ -59,9 +60,9 @@ def check_name(v: str) -> str:
     """A run or sweep name becomes a folder under runs/: it must be one plain path component."""
     if not v or len(v) > MAX_NAME:
         raise ValueError(f"expected a plain name of 1 to {MAX_NAME} characters")
-    bad = [c for c in v if ord(c) < 32 or c in "/\\:"]
+    bad = [c for c in v if unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp") or c in "/\\:"]
     if bad or v in (".", "..") or PurePosixPath(v).is_absolute() or PureWindowsPath(v).is_absolute():
-        raise ValueError("expected a plain name (no '/', '\\', ':', control characters, '.' or '..')")
+        raise ValueError("expected a plain name (no '/', '\\', ':', control or format characters, '.' or '..')")
     return v
 
 
@@ -234,6 +235,26 @@ def _trace_problem(sc: Scenario) -> tuple[Loc, str] | None:
                 return ("workload", key, "path"), str(e)
             if p.is_dir():
                 return ("workload", key, "path"), f"{p} is a directory, expected a trace file"
+
+    return None
+
+
+def _device_problem(sc: Scenario) -> tuple[Loc, str] | None:
+    """A trace path naming a device or a pipe (/dev/zero, a FIFO) would be read forever: always an error, for
+    sweeps and the planner too (unlike a missing file, which only fails its own run)."""
+    from sim.workload.traces import scenario_trace_path as _resolve
+
+    wl = sc.workload
+    for key, sec in (("arrival", wl.arrival), ("lengths", wl.lengths)):
+        path = getattr(sec, "path", None)
+        if getattr(sec, "kind", None) != "trace" or not isinstance(path, str):
+            continue
+        try:
+            p = _resolve(path, sc.base_dir)
+        except ServesimError:
+            continue
+        if p.exists() and not p.is_file() and not p.is_dir():
+            return ("workload", key, "path"), f"{p} is not a regular file, expected a trace file"
     return None
 
 
@@ -272,7 +293,8 @@ def physical_problem(sc: Scenario, feasibility: bool = True) -> tuple[Loc, str] 
         prob = _hardware_problem(hw, loc)
         if prob:
             return prob
-    checks = [_model_problem, _tick_problem, _cost_problem] + ([_fit_problem, _trace_problem] if feasibility else [])
+    checks = [_model_problem, _device_problem, _tick_problem, _cost_problem]
+    checks += [_fit_problem, _trace_problem] if feasibility else []
     for check in checks:
         prob = check(sc)
         if prob:

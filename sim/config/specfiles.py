@@ -104,4 +104,5 @@ def check_cost_files(data: dict[str, Any], label: str, pos: Positions | None, ba
         try:
             CostProfile.model_validate(profile)
         except ValidationError as e:
-            raise ServesimError(format_validation_error(e, str(path), ppos)) from None
+            where, _, what = format_validation_error(e, str(path), ppos).partition(": ")
+            raise ServesimError(f"{where}: not a servesim profile: {what}") from None

@@ -21,7 +21,10 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from sim.errors import ServesimError
 
 Loc = tuple[str | int, ...]
-MAX_BYTES = 16 * 2**20  # scenario and sweep files are hand-written; a bigger one is a mistake
+# scenario, sweep and spec files are hand-written (the shipped ones are under 2 KiB); a bigger one is a mistake,
+# and the round-trip parser (pure Python, for positions) reads about 100 KiB/s: the cap keeps every answer to
+# seconds
+MAX_BYTES = 128 * 2**10
 MAX_DEPTH = 64  # nesting levels (the schema needs fewer than 10)
 MAX_NODES = 200_000  # values once aliases are expanded
 
@@ -54,9 +57,13 @@ def _read_text(p: Path) -> str:
     try:
         if p.is_dir():
             raise ServesimError(f"{p}: is a directory, expected a YAML file")
+        if p.exists() and not p.is_file():  # a device or a pipe (/dev/zero, a FIFO) would be read forever
+            raise ServesimError(f"{p}: not a regular file, expected a YAML file")
         size = p.stat().st_size
         if size > MAX_BYTES:
-            raise ServesimError(f"{p}: {size / 2**20:.0f} MiB is too big for a YAML file (max {MAX_BYTES >> 20} MiB)")
+            raise ServesimError(
+                f"{p}: {size / 2**10:,.0f} KiB is too big for a hand-written YAML file (max {MAX_BYTES >> 10} KiB)"
+            )
         raw = p.read_bytes()
     except FileNotFoundError:
         raise ServesimError(f"{p}: file not found") from None
@@ -257,24 +264,32 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise ServesimError(f"--set {item!r}: expected KEY=VALUE, e.g. cluster.instances=8")
         key, raw = item.split("=", 1)
-        parts = [k for k in key.strip().split(".") if k]
-        if not parts:
+        if not [k for k in key.strip().split(".") if k]:
             raise ServesimError(f"--set {item!r}: empty key")
         try:
             value = parse_value(raw)
         except ServesimError as e:
             raise ServesimError(f"--set {key}: {str(e).split(': ', 1)[-1]}") from None
-        node: Any = data
-        for k in parts[:-1]:
-            nxt = node.get(k) if isinstance(node, dict) else None
-            if isinstance(nxt, str) and k in ("model", "hardware"):
-                raise ServesimError(f"--set {key}: {k} is a catalogue name ({nxt!r}); set it whole")
-            if not isinstance(nxt, dict):
-                nxt = {}
-                node[k] = nxt
-            node = nxt
-        node[parts[-1]] = value
+        set_value(data, key, value)
     return data
+
+
+def set_value(data: dict[str, Any], key: str, value: Any, what: str = "--set") -> None:
+    """Set the dotted path `key` to `value` (already parsed), creating levels as needed; `what` names where the
+    key came from in an error (the option, or a sweep file's line:col)."""
+    parts = [k for k in key.strip().split(".") if k]
+    if not parts:
+        raise ServesimError(f"{what} {key!r}: empty key")
+    node: Any = data
+    for k in parts[:-1]:
+        nxt = node.get(k) if isinstance(node, dict) else None
+        if isinstance(nxt, str) and k in ("model", "hardware"):
+            raise ServesimError(f"{what} {key}: {k} is a catalogue name ({nxt!r}); set it whole")
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[k] = nxt
+        node = nxt
+    node[parts[-1]] = value
 
 
 def _short(value: Any) -> str:

@@ -191,14 +191,15 @@ class Cohort:
 
         Blocks for the first step were reserved when the step was planned; the caller takes the rest.
         """
-        new_blocks = self.blocks(1 if self.reserved else 0, k - (1 if self.reserved else 0))
+        new_blocks = (self.blocks(1, k - 1) if k > 1 else 0) if self.reserved else self.blocks(0, k)
         old = self.n - self.fresh_count
         if old:
             itl.add_one(first - self.last_token, old)
-        for lt, c in self.fresh.items():
-            itl.add_one(first - lt, c)
-        self.fresh.clear()
-        self.fresh_count = 0
+        if self.fresh_count:
+            for lt, c in self.fresh.items():
+                itl.add_one(first - lt, c)
+            self.fresh.clear()
+            self.fresh_count = 0
         self.kv += self.n * k
         self.steps += k
         self.last_token = last

@@ -127,7 +127,7 @@ class Speculation:
         }
 
 
-def reserve_lookahead(inst: Instance, req: Request, need: int) -> int:
+def reserve_lookahead(block_size: int, req: Request, need: int) -> int:
     """Blocks `req` still needs for `need` new tokens (0 when its blocks hold them)."""
     n = min(need, req.output - req.generated)
-    return max(0, -(-(req.kv_tokens + n) // inst.block_size) - req.blocks - req.shared_blocks)
+    return max(0, -(-(req.kv_tokens + n) // block_size) - req.blocks - req.shared_blocks)

@@ -1,4 +1,4 @@
-"""The two kinds of work an instance runs: a mixed iteration (prefill chunks, maybe decodes) and a decode run.
+"""The kinds of work an instance runs: a mixed iteration (prefill chunks, maybe decodes) and a decode run.
 
 Decode run (the one decode path): the plan's decoders form a `Cohort` — the instance's lockstep cohort
 when the scheduler decodes everyone each step, else the requests it picked, for this run only. When the
@@ -7,6 +7,11 @@ the first step that would run out of KV blocks) and sleeps once. An arrival duri
 the end of the iteration in flight (via `simpy.Interrupt`), so the next plan sees the same state as
 step-by-step would. Step-by-step mode runs the very same code with k = 1; clocks are accumulated with the
 same float additions, so both modes give bit-identical timestamps.
+
+Chunk run: a mixed plan of every decoder plus one request's prefill chunk that the scheduler says repeats
+(`chunk_horizon`: the same request's next chunk of the same size, arrivals queueing behind) runs k steps
+the same way — priced step by step, slept as one event — up to the step that ends the prefill, the first
+completion or a KV shortfall. Only a nudge (`Instance.cut_run`) cuts it.
 """
 
 from __future__ import annotations
@@ -132,8 +137,9 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
 
 
 def settle_run(inst: Instance, now: float) -> None:
-    """At the horizon: credit the steps of the decode run in flight that ended before `now`, as step-by-step
-    would have (each of its steps is an event there); the step running at `now` stays unfinished in both."""
+    """At the horizon: credit the steps of the decode or chunk run in flight that ended before `now`, as
+    step-by-step would have (each of its steps is an event there); the step running at `now` stays unfinished
+    in both, its blocks held."""
     run = inst.run
     if run is None:
         return
@@ -215,7 +221,7 @@ def mixed_step(inst: Instance, plan: BatchPlan) -> Steps:
     inst.finish(finished)
 
 
-MAX_CHUNK_RUN = 256  # steps priced ahead in one chunk run (an arrival may cut it; bounds the work wasted)
+MAX_CHUNK_RUN = 256  # steps priced ahead in one chunk run (a nudge may cut it: bounds the work wasted)
 
 
 def chunk_run_length(inst: Instance, plan: BatchPlan, co: Cohort | None) -> int:

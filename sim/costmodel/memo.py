@@ -7,12 +7,17 @@ chunk's (new, cached) tokens, the LM head on the sequence count. `MemoCost` cach
 its own inputs and adds the same floats in the same order with the same `sum()` calls, so every iteration
 time is bit-identical to the unwrapped model (``tests/test_costmemo.py`` proves it on random batches).
 
-Only `RooflineCost` (the `roofline` and `table` kinds) is wrapped, and only while its `breakdown` is the
-one this file mirrors; any other model is returned as it is.
+That summation mirrors `RooflineCost.breakdown`, and the mirror cannot drift unnoticed: the memo checks itself
+against the real `iteration` on probe batches when it is built (`memoised` leaves the model unwrapped if one
+differs) and on every batch with a token or sequence count it has not seen; the first difference switches it to the real
+`iteration` for good, with a warning, so prices stay exact while the mirror waits to be brought in line.
+Only `RooflineCost` (the `roofline` and `table` kinds) is wrapped, and only while its class does not override
+`breakdown` or `iteration`; any other model is returned as it is.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -23,6 +28,18 @@ _MAX_ENTRIES = 1 << 18  # per cache: bounds memory on long runs with ever-new sh
 
 # the breakdown `MemoCost.iteration` mirrors; a model whose class overrides it is not wrapped
 _MIRRORED = RooflineCost.breakdown
+
+# (prefill chunks, decodes, per-decode context) checked when a memo is built: prefill alone, with decodes,
+# several chunks, long and short contexts, batch sizes in and beyond captured CUDA graphs
+PROBES: tuple[tuple[tuple[tuple[int, int], ...], int, int], ...] = (
+    (((512, 0),), 0, 0),
+    (((300, 1024),), 20, 900),
+    (((100, 0), (50, 2000), (7, 7)), 255, 1600),
+    (((1, 0),), 1, 100),
+    (((8192, 8192),), 0, 0),
+    (((4000, 0),), 600, 3000),
+    (((16, 32768),), 2048, 40),
+)
 
 
 class MemoCost:
@@ -38,6 +55,17 @@ class MemoCost:
         self._lm: dict[int, float] = {}  # sequences -> LM head seconds
         self._coeffs: dict[int, tuple[float, float] | None] = {}  # sequences -> decode_coeffs (pure in n)
         self._decode_linear = not (cost.curves and cost._attn_grids.get("decode") is not None)
+        self.diverged = False  # the mirror disagreed with the real `iteration` once: priced by it since
+
+    def agrees(self) -> bool:
+        """Whether the memo prices the probe batches exactly as the real model does."""
+        for prefill, n, per_seq in PROBES:  # distinct token counts: each probe is checked (`iteration`)
+            try:
+                self.cost.iteration(list(prefill), n, n * per_seq)
+            except Exception:  # the real model cannot price this shape (it would fail in a run too): skip it
+                continue
+            self.iteration(list(prefill), n, n * per_seq)
+        return not self.diverged
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.cost, name)
@@ -73,17 +101,21 @@ class MemoCost:
                 if len(pre) < _MAX_ENTRIES:
                     pre[(q, c)] = v
             parts.append(v)
-        dense = self._dense.get(tokens)
-        if dense is None:
+        cached = self._dense.get(tokens)
+        check = cached is None  # a token count not seen before: check the mirror against the real model
+        if cached is None:
             dense = tuple(cost._dense(tokens).values())
             if len(self._dense) < _MAX_ENTRIES:
                 self._dense[tokens] = dense
+        else:
+            dense = cached
         i = self._overhead_at
         if self._seq_s:
             dense = (*dense[:i], dense[i] + seqs * self._seq_s, *dense[i + 1 :])
         lm = self._lm.get(seqs)
-        if lm is None:
+        if lm is None:  # a sequence count not seen before: check too
             lm = self._lm[seqs] = cost._lm_head(seqs)
+            check = True
         if self._decode_linear or n_decode == 0:
             attn_decode = cost._attn_coef * float(decode_ctx)
         else:
@@ -91,12 +123,32 @@ class MemoCost:
         attn_decode += cost._attn_floor if n_decode else 0.0
         ops = (*dense, sum(parts), attn_decode, lm)
         engine_cpu, launch = cost._engine_s(tokens, seqs, False, sum(ops) - dense[i])
-        return sum((*ops, engine_cpu, launch))
+        got: float = sum((*ops, engine_cpu, launch))
+        if check:
+            real = cost.iteration(prefill, n_decode, decode_ctx)
+            if real.hex() != got.hex():
+                self._diverge(prefill, n_decode, decode_ctx, got, real)
+                return real
+        return got
+
+    def _diverge(self, prefill: Chunks, n_decode: int, decode_ctx: int, got: float, real: float) -> None:
+        """The mirror no longer matches `RooflineCost.breakdown`: price with the real model from now on."""
+        self.diverged = True
+        self.iteration = self.cost.iteration  # type: ignore[method-assign]  # this instance only, for good
+        warnings.warn(
+            f"sim/costmodel/memo.py mirrors RooflineCost.breakdown no longer ({got!r} != {real!r} for prefill "
+            f"{list(prefill)}, {n_decode} decodes, context {decode_ctx}): pricing unmemoised; bring it in line",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def memoised(cost: CostModel) -> CostModel:
     """`cost` with exact per-term memoisation when it is a roofline/table model this file mirrors."""
     kind = type(cost)
     if isinstance(cost, RooflineCost) and kind.breakdown is _MIRRORED and kind.iteration is RooflineCost.iteration:
-        return MemoCost(cost)
+        memo = MemoCost(cost)
+        if memo.agrees():
+            return memo
+        return cost
     return cost

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 import calibrate.cli as _calibrate  # the calibrate sub-app and the fidelity report
 from sim.errors import ServesimError
@@ -49,7 +48,6 @@ def _root(
 
 
 FORMATS = ("parquet", "csv", "json")
-MAX_BATCH = 1_000_000
 
 
 @app.command()
@@ -134,7 +132,10 @@ def schema(
 
     text = json.dumps(scenario_json_schema(), indent=2)
     if output:
-        output.write_text(text + "\n")
+        try:
+            output.write_text(text + "\n")
+        except OSError as e:  # a folder, a file in the way, a full or read-only disk
+            _fail(f"--out {output}: cannot write ({e.strerror or e})")
     else:
         print(text)
 
@@ -165,61 +166,18 @@ def estimate(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Price one iteration and show its breakdown by operator."""
-    from sim.config.limits import MAX_TOKENS, tp_problem
-    from sim.config.modelarg import model_arg, model_label
-    from sim.config.scenario import load_scenario
-    from sim.core.engine import build_cost_model
+    from sim.tools.estimate import Estimate, breakdown_table
 
     try:
-        if not 1 <= batch_size <= MAX_BATCH:
-            raise ServesimError(f"--batch-size: expected 1 to {MAX_BATCH:,}, found {batch_size}")
-        for opt, count in (("--prefill-tokens", prefill_tokens), ("--context-tokens", context_tokens)):
-            if not 0 <= count <= MAX_TOKENS:
-                raise ServesimError(f"{opt}: expected 0 to {MAX_TOKENS:,}, found {count}")
-        spec = model_arg(model)
-        sc = load_scenario(
-            {
-                "model": spec,
-                "hardware": hardware,
-                "cluster": {"tp": tp},
-                "cost_model": {"kind": cost_model, **({"profile": str(profile.resolve())} if profile else {})},
-                "workload": {
-                    "num_requests": 1,
-                    "arrival": {"kind": "poisson", "rate": 1},
-                    "lengths": {"kind": "fixed", "prompt": 1, "output": 1},
-                },
-            }
-        )
-        bad_tp = tp_problem(sc)
-        if bad_tp:
-            raise ServesimError(f"--tp: {bad_tp}")
-        cm = build_cost_model(sc)
+        est = Estimate(model, hardware, tp, prefill_tokens, batch_size, context_tokens, cost_model, profile)
+        parts = est.price()
     except ServesimError as e:
         _fail(str(e))
         return
-    if prefill_tokens > 0:
-        parts = cm.breakdown([(prefill_tokens, 0)] * batch_size, 0, 0)
-    else:
-        parts = cm.breakdown([], batch_size, batch_size * (context_tokens + 1))
-    total = sum(parts.values())
     if as_json:
-        print(json.dumps({"iteration_s": total, "breakdown": parts}))
+        print(json.dumps({"iteration_s": sum(parts.values()), "breakdown": parts}))
         return
-    t = Table(
-        title=f"{safe(model_label(spec))} on {tp} x {safe(hardware)}: "
-        + (
-            f"prefill {batch_size} x {prefill_tokens}"
-            if prefill_tokens
-            else f"decode {batch_size} seqs @ {context_tokens}"
-        )
-    )
-    t.add_column("operator")
-    t.add_column("ms", justify="right")
-    t.add_column("share", justify="right")
-    for k, v in parts.items():
-        t.add_row(k, f"{v * 1000:.3f}", f"{v / total:.1%}" if total else "-")
-    t.add_row("[bold]iteration[/]", f"[bold]{total * 1000:.3f}[/]", "100%")
-    show(out, t)
+    show(out, breakdown_table(est, parts))
 
 
 @app.command()
@@ -233,12 +191,14 @@ def sweep(
 ) -> None:
     """Run a sweep (cached points are read, not re-run); write sweep.parquet and optional plots."""
     from sim.tools.sweep.api import run_sweep, sweep_table
-    from sim.tools.sweep.plots import parse_plot_spec, save_plot
+    from sim.tools.sweep.plots import check_plot_columns, save_plot
+    from sim.tools.sweep.spec import load_sweep
 
     try:
+        sw = load_sweep(sweep_file)
         for spec in plot or []:
-            parse_plot_spec(spec)
-        res = run_sweep(sweep_file, out_dir, workers=workers, cluster=cluster, progress=not quiet)
+            check_plot_columns(spec, sw.param_names)
+        res = run_sweep(sw, out_dir, workers=workers, cluster=cluster, progress=not quiet)
         figs = [save_plot(res.frame, spec, res.out_dir, res.sweep.param_names) for spec in plot or []]
     except ServesimError as e:
         _fail(str(e))
@@ -298,31 +258,17 @@ def plan(
     ] = False,
 ) -> None:
     """Find the cheapest configuration meeting the SLOs (or, with --capacity, each one's max rate)."""
-    from sim.tools.planner.run import PlanOptions, run_plan
+    from sim.tools.planner.run import PlanOptions, ProgressLines, run_plan
 
     opts = PlanOptions(
         model, traffic, rate, lengths, format_, requests, cv, slo, attainment, hardware, tp, shapes, schedulers,
         max_batch, budget, top, replications, router, margin, search_requests, base, set_, capacity, instances,
         workers, cluster, max_simulations, early_stop,
     )  # fmt: skip
-
-    most = [0]
-
-    def progress(i: int, ev: Any) -> None:
-        if isinstance(ev, str):  # the up-front count
-            import re
-
-            m = re.search(r"at most (\d+) candidate runs", ev)
-            most[0] = int(m.group(1)) if m else 0
-            err.print(safe(ev), highlight=False)
-            return
-        state = "meets SLO" if ev.feasible else "misses"
-        of = f"/{most[0]}" if most[0] else ""
-        err.print(safe(f"[{i}{of}] {ev.label}: ${ev.cost_per_hour:.2f}/h {state}"), highlight=False)
-
     try:
         check_out_dir(out_dir)
-        res, table, files = run_plan(opts, out_dir, None if quiet else progress)
+        progress = None if quiet else ProgressLines(lambda line: err.print(safe(line), highlight=False))
+        res, table, files = run_plan(opts, out_dir, progress)
     except ServesimError as e:
         _fail(str(e))
         return
@@ -354,6 +300,12 @@ def regress(
             err.print(f"[dim]running {safe(name)}[/]", highlight=False)
 
     try:
+        if update:  # the baseline is written after every scenario ran: a path in the way fails first
+            from sim.tools.summary import check_out_dir
+
+            if baseline.is_dir():
+                raise ServesimError(f"--baseline {baseline}: is a directory, expected a JSON file")
+            check_out_dir(baseline.parent, "--baseline")
         rep, _ = run_regress(scenarios or [Path("scenarios/regression")], baseline, tolerance, update, progress)
     except ServesimError as e:
         _fail(str(e))
@@ -379,9 +331,19 @@ def check_queueing(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON rows")] = False,
 ) -> None:
     """Theory vs simulation for closed-form queueing results; exit 1 if an exact formula or a bound fails."""
+    from sim.config.limits import MAX_REQUESTS
     from sim.tools import queueing_check as check
+    from sim.tools.sweep.execute import MAX_LOCAL_WORKERS
 
     try:
+        for opt, v, lo, hi in (
+            ("--replications", replications, 2, 10_000),
+            ("--requests", requests, 10, MAX_REQUESTS),
+            ("--workers", workers or 1, 1, MAX_LOCAL_WORKERS),
+            ("--seed", seed, 0, 2**63 - 1),
+        ):
+            if not lo <= v <= hi:
+                raise ServesimError(f"{opt}: expected {lo:,} to {hi:,}, found {v:,}")
         rep = check.run_checks(
             check.parse_rhos(rho),
             replications=replications,

@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from sim.errors import ServesimError
+from sim.workload.trace_rows import MAX_FIELDS, wide_row
 
 if TYPE_CHECKING:  # pandas loads on first trace read, so `servesim list` starts fast
     import pandas as pd
@@ -156,6 +157,9 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     import pandas as pd
 
     header = f"a header with columns {','.join(columns)}"
+    wide = wide_row(path)
+    if wide is not None:
+        raise _error(path, wide[0], "row", f"at most {MAX_FIELDS:,} fields", f"{wide[1]:,} fields")
     try:
         df = pd.read_csv(
             path, skipinitialspace=True, compression="gzip" if _is_gzip(path) else None, **_exact_floats(pd)
@@ -313,6 +317,9 @@ def _load_mooncake(path: Path) -> Trace:
         except json.JSONDecodeError as exc:
             found = f"{_clip(line.strip())!r} ({exc.msg} at column {exc.colno})"
             raise _error(path, n, "line", "a JSON object", found) from None
+        except (ValueError, RecursionError) as exc:  # a 5,000-digit number, brackets nested 100,000 deep
+            why = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:80]
+            raise _error(path, n, "line", "a JSON object", f"{_clip(line.strip())!r} ({why})") from None
         lines.append(n)
     if not rows:
         raise _error(path, 1, "file", "one JSON object per line", "an empty file")

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from sim.tools.summary import check_out_dir
 from sim.tools.sweep.execute import make_backend, run_scenarios
 from sim.tools.sweep.spec import Sweep, load_sweep, short_labels
 
@@ -67,9 +68,10 @@ def run_sweep(
     """
     sw = source if isinstance(source, Sweep) else load_sweep(source)
     out_dir = (Path(out) if out is not None else Path("runs") / "sweeps" / sw.name).resolve()  # workers elsewhere
-    out_dir.mkdir(parents=True, exist_ok=True)
-    backend = make_backend(workers, cluster)
+    check_out_dir(out_dir)  # a file in the way: one line, before any work
+    backend = make_backend(workers, cluster)  # a bad --workers or --cluster writes nothing
     try:
+        out_dir.mkdir(parents=True, exist_ok=True)
         rows = run_scenarios(
             [p.scenario for p in sw.points],
             out_dir / "runs",

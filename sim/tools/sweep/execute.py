@@ -29,6 +29,16 @@ from sim.tools.sweep.spec import scenario_hash
 SUMMARY = "summary.json"
 LATENCIES = ("ttft_s", "tpot_s", "itl_s", "e2el_s", "queue_delay_s")
 STATS = ("mean", "p50", "p90", "p95", "p99")
+THROUGHPUT = ("requests_per_s", "output_tokens_per_s", "goodput_rps", "slo_attainment")
+COUNTS = ("arrived", "completed", "rejected", "in_flight", "preemptions")
+
+
+def row_columns() -> list[str]:
+    """Every column a run's row can have (run_scenarios + flatten_summary), so `--plot` can be checked before a
+    sweep runs."""
+    latencies = [f"{name[:-2]}_{s}_s" for name in LATENCIES for s in STATS]
+    sim = ["wall_s", "simulated_s", "events", "stopped_early"]
+    return ["key", "run_dir", "status", "error", "cached", *latencies, *THROUGHPUT, *COUNTS, *sim]
 
 
 @dataclass(frozen=True)
@@ -51,10 +61,10 @@ def flatten_summary(summary: dict[str, Any]) -> dict[str, Any]:
             v = m.get(s)
             row[f"{name[:-2]}_{s}_s"] = math.nan if v is None else float(v)
     tp = summary["throughput"]
-    for k in ("requests_per_s", "output_tokens_per_s", "goodput_rps", "slo_attainment"):
+    for k in THROUGHPUT:
         v = tp.get(k)
         row[k] = math.nan if v is None else float(v)
-    for k in ("arrived", "completed", "rejected", "in_flight", "preemptions"):
+    for k in COUNTS:
         row[k] = int(summary["counts"][k])
     row["wall_s"] = float(summary["sim"]["wall_s"])
     row["simulated_s"] = float(summary["sim"]["simulated_s"])
@@ -226,6 +236,9 @@ class DaskBackend:
 Backend = SerialBackend | LocalBackend | DaskBackend
 
 
+MAX_LOCAL_WORKERS = 256
+
+
 def make_backend(workers: int | None = None, cluster: Any = None) -> Backend:
     """Dask when a cluster is named, else local processes (serial when one worker)."""
     if cluster is not None:
@@ -233,6 +246,8 @@ def make_backend(workers: int | None = None, cluster: Any = None) -> Backend:
     n = workers if workers is not None else (os.cpu_count() or 1)
     if n < 1:
         raise ServesimError(f"--workers must be >= 1, got {n}")
+    if n > MAX_LOCAL_WORKERS:  # each is a process with the simulator imported: thousands would exhaust the host
+        raise ServesimError(f"--workers {n}: at most {MAX_LOCAL_WORKERS} local worker processes (use --cluster)")
     return SerialBackend() if n == 1 else LocalBackend(n)
 
 

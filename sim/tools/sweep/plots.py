@@ -50,6 +50,18 @@ def parse_plot_spec(spec: str) -> dict[str, Any]:
     return got
 
 
+def check_plot_columns(spec: str, params: list[str]) -> None:
+    """Every column a `--plot` names is one the sweep table will have: say so before the sweep runs."""
+    from sim.tools.sweep.execute import row_columns
+
+    known = list(dict.fromkeys(["point", "replication", "seed", *params, *row_columns()]))
+    got = parse_plot_spec(spec)
+    for key in ("x", "y", "hue", "col", "row"):
+        for col in got.get(key, []) if key == "y" else [got[key]] if key in got else []:
+            if col not in known:
+                raise ServesimError(f"--plot {spec!r}: {key}={col}: no such column; columns: {', '.join(known)}")
+
+
 def _label(col: str) -> str:
     m = re.fullmatch(r"(ttft|tpot|itl|e2el|queue_delay)_(mean|p\d+)_s", col)
     if m:

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +25,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from hwprofiles.hfconfig import is_config_path
 from sim.config.limits import check_name
 from sim.config.scenario import Scenario, validate_scenario
-from sim.config.specfiles import names_a_file
-from sim.config.yamlio import Positions, apply_overrides, format_validation_error, graft, load_yaml
+from sim.config.specfiles import names_a_file, resolve_spec_files
+from sim.config.yamlio import Positions, format_validation_error, graft, load_yaml, locate, set_value
 from sim.errors import ServesimError
 from sim.output.result import VERSION
 from sim.workload.traces import trace_names
+
+# points x replications a sweep may make: each is a simulation (seconds to minutes), so more is a typo or a
+# sweep to split; the bound keeps the expansion (one validated scenario per point) to seconds.
+MAX_SWEEP_RUNS = 10_000
 
 
 class SweepSpec(BaseModel):
@@ -40,7 +45,7 @@ class SweepSpec(BaseModel):
     base: str | dict[str, Any] = Field(description="scenario YAML (relative to the sweep file) or inline scenario")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="every combination of these values")
     zip_: dict[str, list[Any]] = Field(default_factory=dict, alias="zip", description="values taken row by row")
-    replications: int = Field(default=1, ge=1, description="runs per point, each with its own seed")
+    replications: int = Field(default=1, ge=1, le=MAX_SWEEP_RUNS, description="runs per point, each with its own seed")
     seed: int | None = Field(default=None, ge=0, description="root of replication seeds; default the base seed")
     save_requests: bool = Field(default=True, description="keep requests.parquet in each point's run directory")
 
@@ -230,6 +235,21 @@ def _sweep_relative_files(data: dict[str, Any], params: dict[str, Any], here: Pa
     return data
 
 
+def _check_size(spec: SweepSpec, src: str, pos: Positions) -> None:
+    """grid cells x zip rows x replications within MAX_SWEEP_RUNS, named at the key that makes it too many."""
+    cells = math.prod(len(v) for v in spec.grid.values())
+    rows = len(next(iter(spec.zip_.values()))) if spec.zip_ else 1
+    runs = cells * rows * spec.replications
+    if runs <= MAX_SWEEP_RUNS:
+        return
+    sizes = {"grid": cells, "zip": rows, "replications": spec.replications}
+    key = max(sizes, key=lambda k: sizes[k])
+    raise ServesimError(
+        f"{locate((key,), src, pos)}: {key}: {cells:,} grid cells x {rows:,} zip rows x {spec.replications:,} "
+        f"replications = {runs:,} runs, more than the {MAX_SWEEP_RUNS:,} a sweep may make; split the sweep"
+    )
+
+
 def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
     """Parse, validate and expand a sweep file (or dict) into validated points."""
     if isinstance(source, dict):
@@ -243,6 +263,7 @@ def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as e:
         raise ServesimError(format_validation_error(e, src, pos)) from None
+    _check_size(spec, src, pos)
     if isinstance(spec.base, str):
         base_path = Path(spec.base) if Path(spec.base).is_absolute() else Path(src).parent / spec.base
         base_path = Path(os.path.normpath(base_path))
@@ -252,8 +273,9 @@ def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
         base_dir, base_label = base_path.resolve().parent, str(base_path)
     else:
         base_data, base_pos, base_dir, base_label = spec.base, _shift(pos, ("base",)), here, src
+    base_data, resolved = resolve_spec_files(base_data, base_label, base_pos, base_dir)  # read once, not per point
+    base_pos = resolved if resolved is not None else base_pos
     name = spec.name or (Path(src).stem if src != "<sweep>" else "sweep")
-    keys = [*spec.grid, *spec.zip_]
     grid_idx = list(itertools.product(*(range(len(v)) for v in spec.grid.values())))
     zip_len = len(next(iter(spec.zip_.values()))) if spec.zip_ else 1
     points: list[Point] = []
@@ -264,7 +286,9 @@ def load_sweep(source: str | Path | dict[str, Any]) -> Sweep:
             params[k], where[k] = spec.grid[k][j], ("grid", k, j)
         for k in spec.zip_:
             params[k], where[k] = spec.zip_[k][z], ("zip", k, z)
-        data = apply_overrides(copy.deepcopy(base_data), [f"{k}={json.dumps(params[k])}" for k in keys])
+        data = copy.deepcopy(base_data)
+        for k, (table, _, _) in where.items():  # values as the sweep file has them (no JSON/YAML round trip)
+            set_value(data, k, copy.deepcopy(params[k]), f"{locate((table, k), src, pos)}:")
         data = _sweep_relative_files(absolute_trace_paths(data, base_dir), params, here)
         try:  # schema, non-finite numbers and bounds; a point that does not fit fails alone, at run time
             sc = validate_scenario(data, base_label, _swept_positions(base_pos, pos, src, where), base_dir, False)
