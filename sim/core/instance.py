@@ -100,6 +100,7 @@ class Instance(BatchView):
         # chunk runs (`steps.chunk_run`): the scheduler's `chunk_horizon`, where nothing else watches each step
         plain = c.prefix_cache is None and c.handoff is None and c.tracer is None and self.lockstep
         self.chunk_horizon = getattr(scheduler, "chunk_horizon", None) if fast_forward and plain else None
+        self.chunk_tail = getattr(scheduler, "chunk_tail", None) if self.chunk_horizon is not None else None
         self.process = env.process(self._loop())
 
     @property
@@ -124,8 +125,11 @@ class Instance(BatchView):
             self._wake_t = req.arrival  # env.now may sit one rounding step below the exact arrival time
             idle, self._idle = self._idle, None
             idle.succeed()
-        elif self.run is not None and self.run.chunk is None:  # a chunk run's plan holds whoever queues behind
-            self._truncate(self.env.now)
+        elif (run := self.run) is not None:
+            if run.chunk is None:
+                self._truncate(self.env.now)
+            elif run.tail:  # a chunk run's full chunks hold whoever queues behind; its remainder's step does not
+                self._cut_tail(run, self.env.now)
 
     def abandon(self, req: Request) -> None:
         """Its client gave up on `req` (late phase, `workload.timeout_s`): it leaves the queue or the batch at
@@ -177,6 +181,16 @@ class Instance(BatchView):
         j = (bisect.bisect_right if strict else bisect.bisect_left)(run.times, now, 0, run.k)
         if j + 1 < run.k:
             run.k = j + 1
+            run.tail = False
+            self.process.interrupt()
+
+    def _cut_tail(self, run: DecodeRun, now: float) -> None:
+        """An arrival at `now` is seen by the plan of a chunk run's remainder step unless that step is in flight
+        (planned at the end of the step before it, a step ending exactly now included, as `_truncate`): then
+        the remainder would share its step with the newcomer's chunk, so the run ends after its full chunks."""
+        run.tail = False
+        if bisect.bisect_left(run.times, now, 0, run.k) < run.k - 1:
+            run.k -= 1
             self.process.interrupt()
 
     # -- the loop ------------------------------------------------------------------------------------
