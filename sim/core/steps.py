@@ -4,14 +4,14 @@ Decode run (the one decode path): the plan's decoders form a `Cohort` — the in
 when the scheduler decodes everyone each step, else the requests it picked, for this run only. When the
 policy says its decision holds, the run prices the next k steps at once (k = until the first completion or
 the first step that would run out of KV blocks) and sleeps once. An arrival during the run truncates it at
-the end of the iteration in flight (via `simpy.Interrupt`), so the next plan sees the same state as
+the end of the iteration in flight (`Instance._cut` moves the wake-up), so the next plan sees the same state as
 step-by-step would. Step-by-step mode runs the very same code with k = 1; clocks are accumulated with the
 same float additions, so both modes give bit-identical timestamps.
 
 Chunk run: a mixed plan of every decoder plus one request's prefill chunk that the scheduler says repeats
 (`chunk_horizon`: the same request's next chunk of the same size, arrivals queueing behind) runs k steps
 the same way — priced step by step, slept as one event — up to the step that ends the prefill, the first
-completion or a KV shortfall. Only a nudge (`Instance.cut_run`) cuts it.
+completion or a KV shortfall. Only a nudge (`Instance.cut_run`) cuts it, and an arrival its remainder step.
 """
 
 from __future__ import annotations
@@ -61,15 +61,7 @@ def sleep_run(
         yield env.timeout(exact_delay(env.now, times[0]))
         return 1
     run = inst.run = DecodeRun(times, chunk, tail)
-    try:
-        yield env.timeout(exact_delay(env.now, times[-1]))
-    except simpy.Interrupt:
-        while True:  # finish the step in flight; later arrivals cannot cut further back
-            try:
-                yield env.timeout(exact_delay(env.now, times[run.k - 1]))
-                break
-            except simpy.Interrupt:
-                continue
+    yield env.timeout(exact_delay(env.now, times[-1]))  # a cut wakes it at the end of the step in flight instead
     inst.run = None
     return run.k
 
