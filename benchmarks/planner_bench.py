@@ -2,6 +2,7 @@
 
     python benchmarks/planner_bench.py [--workers 2] [--out runs/planner-bench] [--no-grid] [--results PATH]
                                        [--only target|grid|shapes|notebook|target-colocated]
+    python benchmarks/planner_bench.py --readme [--baseline TREE] [--repeat N]
 
 1. target: `servesim plan` for Llama-3.1-70B on the Azure conversation trace over H100-SXM, A100-80G and
    L40S, tp 2/4/8, colocated + disaggregated, the default scheduler settings; fresh cache.
@@ -12,6 +13,11 @@
    skipped feasible, cheaper sizes (Llama-3.1-8B, the Azure conversation trace at 20 req/s, first 3000
    requests, tp 1, three scheduler settings, at most 6 GPUs), planner against the exhaustive grid.
 5. target-colocated: 1. without the disaggregated shape (the space older planners could search).
+6. --readme: the README's planner command itself, as a user runs it (a fresh process, default workers, cold
+   cache): wall time, CPU time of the process and its workers, the load average around it, and the answer
+   and top-3 it prints. With `--baseline TREE` (a checkout or `git archive` of an older commit) the old and
+   the new tree run in turn, `--repeat` times each, so both see the same load; written under
+   `readme` in the results.
 
 Writes `benchmarks/planner_results.json` (or `--results`); PLANNER.md quotes it. Only `plan`,
 `exhaustive` and `PlanRequest` are used, so the same script can time an older planner from a snapshot of
@@ -27,20 +33,26 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from sim.tools.planner.evaluate import PlanResult
-from sim.tools.planner.grid import exhaustive
-from sim.tools.planner.request import PlanRequest
-from sim.tools.planner.search import plan
-from sim.tools.planner.slo import parse_slo
-from sim.tools.planner.space import parse_schedulers
-from sim.tools.planner.traffic import make_traffic
-from sim.tools.sweep.execute import make_backend
-
 HERE = Path(__file__).resolve().parent
+# benchmarks/queueing.py would shadow the `queueing` package the planner imports: take benchmarks/ off the path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
+
+from sim.tools.planner.evaluate import PlanResult  # noqa: E402
+from sim.tools.planner.grid import exhaustive  # noqa: E402
+from sim.tools.planner.request import PlanRequest  # noqa: E402
+from sim.tools.planner.search import plan  # noqa: E402
+from sim.tools.planner.slo import parse_slo  # noqa: E402
+from sim.tools.planner.space import parse_schedulers  # noqa: E402
+from sim.tools.planner.traffic import make_traffic  # noqa: E402
+from sim.tools.sweep.execute import make_backend  # noqa: E402
+
 COUNTS = {  # plan.json counters worth keeping (old planners had the two `sizes skipped` ones)
     "sizes ruled out by the demand bound": "sizes_ruled_out_by_bound",
     "sizes settled by monotonicity": "sizes_settled_by_monotonicity",
@@ -79,6 +91,51 @@ def _versus(p: PlanResult, g: PlanResult | None, space: str) -> dict[str, Any]:
     return out
 
 
+README_CMD = ["plan", "--model", "llama-3.1-70b", "--traffic", "azure-conv", "--tp", "2,4,8"]
+
+
+def readme_run(tree: Path, out: Path) -> dict[str, Any]:
+    """The README command in a fresh process on `tree`: wall, CPU (process and waited-for workers), load."""
+    import resource
+    import subprocess
+
+    shutil.rmtree(out, ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    load0 = os.getloadavg()[0]
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "sim.tools.cli", *README_CMD, "--out", str(out), "-q"]
+    proc = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    rows = [ln for ln in proc.stdout.splitlines() if ln[:1].isdigit()]  # the ranked table (CSV when piped)
+    log = (out / "search_log.txt").read_text() if (out / "search_log.txt").exists() else ""
+    return {
+        "tree": str(tree),
+        "rc": proc.returncode,
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime, 1),
+        "load_1min_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)],
+        "ranked": [",".join(r.split(",")[:4]) for r in rows],
+        "search": next((ln for ln in log.splitlines() if ln.startswith("search:")), ""),
+    }
+
+
+def readme(a: argparse.Namespace) -> None:
+    trees = [*a.baseline, HERE.parent]
+    runs: list[dict[str, Any]] = []
+    for i in range(a.repeat):
+        for j, tree in enumerate(trees):
+            r = readme_run(tree.resolve(), a.out / f"readme-{i}-{j}")
+            r["which"] = "this tree" if tree == HERE.parent else f"baseline {j + 1}"
+            print(json.dumps(r), flush=True)
+            runs.append(r)
+    old = json.loads(a.results.read_text()) if a.results.exists() else {}
+    machine = f"{platform.machine()}, {os.cpu_count()} cores (shared), python {platform.python_version()}"
+    old["readme"] = {"command": "servesim " + " ".join(README_CMD), "machine": machine, "runs": runs}
+    a.results.write_text(json.dumps(old, indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -86,7 +143,19 @@ def main() -> None:
     ap.add_argument("--only", choices=["target", "grid", "shapes", "notebook", "target-colocated"], default=None)
     ap.add_argument("--no-grid", action="store_true", help="skip the exhaustive grids (planner only)")
     ap.add_argument("--results", type=Path, default=HERE / "planner_results.json")
+    ap.add_argument("--readme", action="store_true", help="time the README's planner command (see the doc)")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        action="append",
+        default=[],
+        help="with --readme: an older tree to run alternately (repeatable)",
+    )
+    ap.add_argument("--repeat", type=int, default=1, help="with --readme: runs of each tree")
     a = ap.parse_args()
+    if a.readme:
+        readme(a)
+        return
     shutil.rmtree(a.out, ignore_errors=True)  # measure from a cold cache
     traffic = make_traffic("azure-conv", None, None)
     slo = parse_slo("ttft_p99=2,tpot_p99=0.1", 0.9)

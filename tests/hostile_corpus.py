@@ -141,7 +141,9 @@ def structure_cases() -> list[Case]:
     for key in ("model", "hardware"):
         for v in ("no-such", "[/x]", "[bold red]x", "ünïcødé", "x" * 5000, "", 42, ["a"], None):
             out.append(run_case(f"name-{key}-{str(v)[:12]}", dump(with_value(key, v)), AT_SC + key))
-    for v in ("../../x", "/abs/x", "a/b", "..", ".", "", "a\\b", "c:x", "x\n y", "x" * 500):
+    names: tuple[str, ...] = ("../../x", "/abs/x", "a/b", "..", ".", "", "a\\b", "c:x", "x\n y", "x" * 500)
+    names += ("a\u202eb", "a\x7f", "a\u2028")  # a right-to-left override, DEL, a line separator
+    for v in names:
         out.append(run_case(f"runname-{v[:10]!r}", dump(with_value("name", v)), AT_SC + "name"))
     for top in ("workload", "cluster", "kv_cache", "slo", "engine"):
         for v in ([1, 2], "text", 3.5):
@@ -715,6 +717,20 @@ def more_option_cases() -> list[Case]:
                 "row": "x=seed y=goodput_rps row=Seed",
             }.items()
         ],
+        Case("schema-out-under-file", {"f": "x"}, ["schema", "--out", "f/s.json"], r"--out f/s\.json: cannot write"),
+        Case("schema-out-dir", {"d/x": ""}, ["schema", "--out", "d"], r"--out d: cannot write"),
+        Case(
+            "regress-baseline-under-file",
+            {"rg/s.yaml": dump(BASE), "f": "x"},
+            ["regress", "rg", "--baseline", "f/b.json", "--update"],
+            r"--baseline f: is a file",
+        ),
+        Case(
+            "regress-baseline-dir",
+            {"rg/s.yaml": dump(BASE), "d/x": ""},
+            ["regress", "rg", "--baseline", "d", "--update"],
+            r"--baseline d: is a directory",
+        ),
         Case("est-tp-0", {}, [*est, "--tp", "0"], r"^error: --tp cluster\.tp"),
         Case("est-hardware-markup", {}, [*est[:3], "--hardware", "[/x]"], r"^error: --hardware hardware: unknown"),
         Case("est-cost-model", {}, [*est, "--cost-model", "nope"], r"^error: --cost-model cost_model"),

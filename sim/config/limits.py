@@ -8,6 +8,7 @@ Each check returns the path of the offending key so the caller can name file:lin
 from __future__ import annotations
 
 import math
+import unicodedata
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
@@ -59,9 +60,9 @@ def check_name(v: str) -> str:
     """A run or sweep name becomes a folder under runs/: it must be one plain path component."""
     if not v or len(v) > MAX_NAME:
         raise ValueError(f"expected a plain name of 1 to {MAX_NAME} characters")
-    bad = [c for c in v if ord(c) < 32 or c in "/\\:"]
+    bad = [c for c in v if unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp") or c in "/\\:"]
     if bad or v in (".", "..") or PurePosixPath(v).is_absolute() or PureWindowsPath(v).is_absolute():
-        raise ValueError("expected a plain name (no '/', '\\', ':', control characters, '.' or '..')")
+        raise ValueError("expected a plain name (no '/', '\\', ':', control or format characters, '.' or '..')")
     return v
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -132,7 +132,10 @@ def schema(
 
     text = json.dumps(scenario_json_schema(), indent=2)
     if output:
-        output.write_text(text + "\n")
+        try:
+            output.write_text(text + "\n")
+        except OSError as e:  # a folder, a file in the way, a full or read-only disk
+            _fail(f"--out {output}: cannot write ({e.strerror or e})")
     else:
         print(text)
 
@@ -255,31 +258,17 @@ def plan(
     ] = False,
 ) -> None:
     """Find the cheapest configuration meeting the SLOs (or, with --capacity, each one's max rate)."""
-    from sim.tools.planner.run import PlanOptions, run_plan
+    from sim.tools.planner.run import PlanOptions, ProgressLines, run_plan
 
     opts = PlanOptions(
         model, traffic, rate, lengths, format_, requests, cv, slo, attainment, hardware, tp, shapes, schedulers,
         max_batch, budget, top, replications, router, margin, search_requests, base, set_, capacity, instances,
         workers, cluster, max_simulations, early_stop,
     )  # fmt: skip
-
-    most = [0]
-
-    def progress(i: int, ev: Any) -> None:
-        if isinstance(ev, str):  # the up-front count
-            import re
-
-            m = re.search(r"at most (\d+) candidate runs", ev)
-            most[0] = int(m.group(1)) if m else 0
-            err.print(safe(ev), highlight=False)
-            return
-        state = "meets SLO" if ev.feasible else "misses"
-        of = f"/{most[0]}" if most[0] else ""
-        err.print(safe(f"[{i}{of}] {ev.label}: ${ev.cost_per_hour:.2f}/h {state}"), highlight=False)
-
     try:
         check_out_dir(out_dir)
-        res, table, files = run_plan(opts, out_dir, None if quiet else progress)
+        progress = None if quiet else ProgressLines(lambda line: err.print(safe(line), highlight=False))
+        res, table, files = run_plan(opts, out_dir, progress)
     except ServesimError as e:
         _fail(str(e))
         return
@@ -311,6 +300,12 @@ def regress(
             err.print(f"[dim]running {safe(name)}[/]", highlight=False)
 
     try:
+        if update:  # the baseline is written after every scenario ran: a path in the way fails first
+            from sim.tools.summary import check_out_dir
+
+            if baseline.is_dir():
+                raise ServesimError(f"--baseline {baseline}: is a directory, expected a JSON file")
+            check_out_dir(baseline.parent, "--baseline")
         rep, _ = run_regress(scenarios or [Path("scenarios/regression")], baseline, tolerance, update, progress)
     except ServesimError as e:
         _fail(str(e))

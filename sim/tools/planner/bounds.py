@@ -33,7 +33,15 @@ from sim.core.registry import SCHEDULERS
 from sim.costmodel.models import CostModel
 from sim.errors import ServesimError
 from sim.tools.planner.demand import Screen, demand_bound, families
-from sim.tools.planner.floors import TOL, Floors, attention_coefficient, cost_key, floor_curve, iteration_tokens
+from sim.tools.planner.floors import (
+    TOL,
+    FloorJob,
+    Floors,
+    attention_coefficient,
+    cost_key,
+    floor_curve,
+    iteration_tokens,
+)
 from sim.tools.planner.slo import SLOSpec, secs
 from sim.tools.planner.space import Config
 from sim.tools.planner.traffic import Traffic
@@ -134,6 +142,39 @@ def _check_floors(
     return bad
 
 
+def one_instance(cfg: Config, base: dict[str, Any]) -> dict[str, Any]:
+    """The scenario of one instance of `cfg` (what the bounds are computed on)."""
+    data = {**base, "hardware": cfg.gpu, "scheduler": cfg.scheduler_dict}
+    data["cluster"] = {**base.get("cluster", {}), "instances": 1, "tp": cfg.tp}
+    return data
+
+
+def _iteration_limits(sched: dict[str, Any], num_blocks: int, longest: int) -> tuple[int, int, int]:
+    """(max_num_seqs, largest decode batch, most tokens one iteration can hold)."""
+    max_seqs = int(sched.get("max_num_seqs", num_blocks))
+    max_batch = max(1, min(max_seqs, num_blocks))
+    return max_seqs, max_batch, iteration_tokens(sched, longest, max_batch)
+
+
+def floor_jobs(configs: list[Config], base: dict[str, Any], screen: Screen) -> dict[tuple[str, ...], FloorJob]:
+    """The cost-model floor curves `analyse` will need (per cost model, up to the longest iteration of any
+    configuration using it), so they can be computed ahead on workers (`sim.tools.planner.floors.warm`)."""
+    jobs: dict[tuple[str, ...], FloorJob] = {}
+    longest = int((screen.prompt + screen.output).max()) if len(screen) else 1
+    for cfg in configs:
+        data = one_instance(cfg, base)
+        sc = load_scenario(data)
+        try:
+            cap = capacity(sc)
+        except ServesimError:
+            continue  # `analyse` prunes it on memory
+        m_max = _iteration_limits(cfg.scheduler_dict, cap.num_blocks, longest)[2]
+        key = cost_key(sc)
+        if key not in jobs or jobs[key].m_max < m_max:
+            jobs[key] = FloorJob(data, str(sc.base_dir), m_max)
+    return jobs
+
+
 def analyse(cfg: Config, base: dict[str, Any], traffic: Traffic, slo: SLOSpec, screen: Screen | None = None) -> Bounds:
     """Memory fit, rejections, latency floors and the demand bound of one configuration (see the module doc).
 
@@ -143,9 +184,7 @@ def analyse(cfg: Config, base: dict[str, Any], traffic: Traffic, slo: SLOSpec, s
     b = Bounds(cfg)
     screen = screen or Screen.of(base)
     sched = cfg.scheduler_dict
-    data = {**base, "hardware": cfg.gpu, "scheduler": sched}
-    data["cluster"] = {**base.get("cluster", {}), "instances": 1, "tp": cfg.tp}
-    sc = load_scenario(data)
+    sc = load_scenario(one_instance(cfg, base))
     try:
         cap = capacity(sc)
     except ServesimError as e:
@@ -171,9 +210,7 @@ def analyse(cfg: Config, base: dict[str, Any], traffic: Traffic, slo: SLOSpec, s
         b.prune_why = f"{rejected.mean():.1%} of requests exceed one instance's {limit} KV/context tokens"
         return b
     # the cost-model floor
-    max_seqs = int(sched.get("max_num_seqs", cap.num_blocks))
-    max_batch = max(1, min(max_seqs, cap.num_blocks))
-    m_max = iteration_tokens(sched, int(total.max()), max_batch)
+    max_seqs, max_batch, m_max = _iteration_limits(sched, cap.num_blocks, int(total.max()))
     fl = Floors.of(floor_curve(cm, cost_key(sc), m_max), max_batch)
     b.kappa, b.c_d = fl.kappa, fl.c_d
     b.attn = attention_coefficient(cm, max_batch)

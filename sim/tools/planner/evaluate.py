@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from sim.config.scenario import load_scenario
-from sim.tools.planner.bounds import Bounds, analyse
+from sim.tools.planner.bounds import Bounds, analyse, floor_jobs
 from sim.tools.planner.demand import Screen
+from sim.tools.planner.floors import warm
 from sim.tools.planner.request import PlanRequest, base_scenario, scenario_for
 from sim.tools.planner.space import SHAPES, Config, Size, Space
 from sim.tools.sweep.execute import Backend, run_scenarios
@@ -28,6 +29,7 @@ class Evaluated:
     headroom: float
     why: str
     phase: str = "search"  # search | confirm | grid
+    seed: int = 0
 
     @property
     def instances(self) -> int:
@@ -103,11 +105,13 @@ class SearchLog(list[str]):
 
 
 def prune_space(
-    req: PlanRequest, space: Space, log: SearchLog
+    req: PlanRequest, space: Space, log: SearchLog, pool: Any = None
 ) -> tuple[dict[Config, Bounds], dict[Config, tuple[str, str]]]:
     """Bounds of every configuration, and the ones ruled out before any simulation (kind, why).
 
-    The bounds are computed on the screening run's exact requests (seed 0, `search_requests`)."""
+    The bounds are computed on the screening run's exact requests (seed 0, `search_requests`). With a `pool`
+    of several workers (`sim.tools.planner.pool.CandidatePool`), the cost-model floor curves — most of this
+    pass's time — are computed on them first."""
     base = base_scenario(req, req.traffic.truncated(req.search_requests))
     base["seed"] = 0  # as `scenario_for` sets it
     load_scenario({**base, "hardware": space.configs[0].gpu})  # a bad --base or model fails here, once
@@ -117,6 +121,9 @@ def prune_space(
         why = SHAPES[shape].unavailable()
         if why:
             log(f"shape {shape}: unavailable — {why}")
+    if pool is not None and pool.width > 1:
+        available = [c for c in space.configs if not SHAPES[c.shape].unavailable()]
+        warm(floor_jobs(available, base, screen), pool.run_all, 4 * pool.width)
     for cfg in space.configs:
         why = SHAPES[cfg.shape].unavailable()
         if why:
@@ -135,7 +142,7 @@ def confirm(req: PlanRequest, cand: Evaluated, runs_dir: Path, backend: Backend)
     scs = [load_scenario(scenario_for(req, cand.config, cand.size, full=True, seed=s)) for s in seeds]
     rows = run_scenarios(scs, runs_dir, backend, save_requests=False)
     out = []
-    for row in rows:
+    for seed, row in zip(seeds, rows, strict=True):
         ok, head, why = req.slo.check(row)
-        out.append(Evaluated(cand.config, cand.size, row, ok, head, why, "confirm"))
+        out.append(Evaluated(cand.config, cand.size, row, ok, head, why, "confirm", seed))
     return out

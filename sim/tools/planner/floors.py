@@ -33,19 +33,68 @@ def _dense(parts: dict[str, float]) -> float:
 _FLOOR_CACHE: dict[tuple[str, ...], np.ndarray] = {}
 
 
+def _floor_values(cm: CostModel, lo: int, hi: int) -> np.ndarray:
+    """F[m] for lo <= m < hi."""
+    return np.array(
+        [min(_dense(cm.breakdown([(m, 0)], 0, 0)), _dense(cm.breakdown([], m, 0))) for m in range(lo, hi)],
+        dtype=np.float64,
+    )
+
+
 def floor_curve(cm: CostModel, key: tuple[str, ...], m_max: int) -> np.ndarray:
     """F[m] for m = 0..m_max (F[0] = inf); cached per cost model `key` and extended on demand."""
     have = _FLOOR_CACHE.get(key)
     if have is not None and len(have) > m_max:
         return have[: m_max + 1]
     start = 1 if have is None else len(have)
-    new = np.array(
-        [min(_dense(cm.breakdown([(m, 0)], 0, 0)), _dense(cm.breakdown([], m, 0))) for m in range(start, m_max + 1)],
-        dtype=np.float64,
-    )
-    full = np.concatenate(([math.inf] if have is None else have, new))
+    full = np.concatenate(([math.inf] if have is None else have, _floor_values(cm, start, m_max + 1)))
     _FLOOR_CACHE[key] = full
     return full
+
+
+@dataclass(frozen=True)
+class FloorJob:
+    """A floor curve to compute ahead: the scenario of one instance (plain data, for a worker) and how far."""
+
+    scenario: dict[str, Any]
+    base_dir: str
+    m_max: int
+
+
+def floor_chunk(job: FloorJob, lo: int, hi: int) -> np.ndarray:
+    """F[m] for lo <= m < hi of the job's cost model — a worker's share of a curve (the same arithmetic as in
+    this process, so the curve is bit-identical however it is split)."""
+    from pathlib import Path
+
+    from sim.config.scenario import load_scenario
+    from sim.core.engine import build_cost_model
+
+    sc = load_scenario(job.scenario)
+    sc._base_dir = Path(job.base_dir)
+    return _floor_values(build_cost_model(sc), lo, hi)
+
+
+def warm(jobs: dict[tuple[str, ...], FloorJob], run_all: Any, pieces: int) -> None:
+    """Compute the missing parts of the `jobs` curves with `run_all(fn, [args, ...]) -> [result, ...]` (the
+    search's workers), cut into about `pieces` equal chunks in all, and cache them as `floor_curve` would."""
+    todo = []
+    for key, job in jobs.items():
+        have = _FLOOR_CACHE.get(key)
+        start = 1 if have is None else len(have)
+        if start <= job.m_max:
+            todo.append((key, job, start))
+    total = sum(job.m_max + 1 - start for _, job, start in todo)
+    if not todo:
+        return
+    step = max(256, -(-total // max(1, pieces)))
+    args = [
+        (job, lo, min(lo + step, job.m_max + 1)) for _, job, start in todo for lo in range(start, job.m_max + 1, step)
+    ]
+    parts = iter(run_all(floor_chunk, args))
+    for key, job, start in todo:
+        n = len(range(start, job.m_max + 1, step))
+        have = _FLOOR_CACHE.get(key)
+        _FLOOR_CACHE[key] = np.concatenate(([math.inf] if have is None else have, *[next(parts) for _ in range(n)]))
 
 
 @dataclass(frozen=True)

