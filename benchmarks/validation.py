@@ -65,11 +65,11 @@ def mean_errors(cmp: dict[str, Any]) -> dict[str, float]:
     return {m: cmp[m]["mean"]["error_pct"] for m in HEADLINE if m in cmp}
 
 
-def llmservingsim(max_evals: int, out_dir: Path) -> dict[str, Any]:
+def llmservingsim(max_evals: int, out_dir: Path, fit: bool = True) -> dict[str, Any]:
     runs = {name: (read_observed(log), load_scenario(sc)) for name, (log, sc) in RUNS.items()}
     presets = {name: replay(run, sc) for name, (run, sc) in runs.items()}
     fitted: dict[str, Any] = {}
-    for fit_on, (run, sc) in runs.items():
+    for fit_on, (run, sc) in runs.items() if fit else ():
         params = free_params(sc)
         res = fit_runs([(run, sc)], params, max_evals=max_evals)
         prof = out_dir / f"profile-{fit_on.split()[0].lower()}.yaml"
@@ -109,27 +109,59 @@ def table(rows: dict[str, Any], title: str) -> str:
     return "\n".join(lines)
 
 
+def before_after(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """Markdown: presets-only errors of the same runs and silicon groups on an earlier tree and on this one."""
+    lines = ["**Presets, before -> after** (signed error of the mean)", ""]
+    lines += ["| run | TTFT | TPOT | E2E |", "|---|---|---|---|"]
+    b, a = before["llmservingsim"]["presets"], after["llmservingsim"]["presets"]
+    for name in a:
+        eb, ea = mean_errors(b[name]["compare"]), mean_errors(a[name]["compare"])
+        lines.append(f"| {name} | " + " | ".join(f"{eb[m]:+.1f}% -> {ea[m]:+.1f}%" for m in HEADLINE) + " |")
+    for label, res in (("before", b), ("after", a)):
+        med = {m: statistics.median(abs(mean_errors(r["compare"])[m]) for r in res.values()) for m in HEADLINE}
+        lines.append(f"| median \\|error\\| {label} | " + " | ".join(f"{med[m]:.1f}%" for m in HEADLINE) + " |")
+    if "silicon" in before and "silicon" in after:
+        from benchmarks.validation_silicon import _med
+
+        lines += ["", "**Silicon rows, presets, before -> after** (median |error| of the per-row mean)", ""]
+        lines += ["| engine + GPU | rows | TTFT | TPOT | E2E |", "|---|---|---|---|---|"]
+        for name, g in after["silicon"]["groups"].items():
+            gb = before["silicon"]["groups"].get(name)
+            if gb is None:
+                continue
+            cells = " | ".join(f"{_med(gb['presets'], m):.1f}% -> {_med(g['presets'], m):.1f}%" for m in HEADLINE)
+            lines.append(f"| {name} | {len(g['presets'])} | {cells} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer fit evaluations")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "validation_results.json")
     ap.add_argument("--profiles", type=Path, default=ROOT / "runs" / "validation", help="where fitted profiles go")
+    ap.add_argument("--presets-only", action="store_true", help="no fits (e.g. to record a 'before' tree)")
+    ap.add_argument("--before", type=Path, help="a results JSON of an earlier tree: print before -> after tables")
     args = ap.parse_args()
+    if args.before is not None:
+        print(before_after(json.loads(args.before.read_text()), json.loads(args.out.read_text())))
+        return
     args.profiles.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    results: dict[str, Any] = {"llmservingsim": llmservingsim(20 if args.quick else 60, args.profiles)}
+    fit = not args.presets_only
+    results: dict[str, Any] = {"llmservingsim": llmservingsim(20 if args.quick else 60, args.profiles, fit)}
     try:
         from benchmarks.validation_silicon import silicon
     except ImportError:
         silicon = None  # type: ignore[assignment]
     if silicon is not None:
-        results["silicon"] = silicon(quick=args.quick, out_dir=args.profiles)
+        results["silicon"] = silicon(quick=args.quick, out_dir=args.profiles, fit=fit)
     results["wall_s"] = time.perf_counter() - t0
     args.out.write_text(json.dumps(results, indent=1, default=float, allow_nan=True) + "\n")
     ls = results["llmservingsim"]
     print(table(ls["presets"], "LLMServingSim vLLM 0.19 runs, presets (nothing fitted)"))
     print()
-    print(table(ls["fitted"], "fit-run on one run, errors on the other (fit -> report)"))
+    if ls["fitted"]:
+        print(table(ls["fitted"], "fit-run on one run, errors on the other (fit -> report)"))
     if "silicon" in results:
         from benchmarks.validation_silicon import silicon_tables
 

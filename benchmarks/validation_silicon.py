@@ -1,17 +1,17 @@
 """The aiconfigurator `silicon_sample.csv` closed-loop rows that servesim can express, replayed (used by
 benchmarks/validation.py).
 
-Each row is one measured configuration: `batch_size` concurrent clients (a closed loop), fixed `isl`/`osl`,
-one engine (`backend`) on one GPU (`system`) at a tensor-parallel size, with the run's mean TTFT and TPOT.
-A row is replayed as `workload.arrival: {kind: closed_loop, concurrency: batch_size}` with 3 x batch_size
-requests (with fixed lengths the clients move in waves, so every wave sees the same latencies). Rows are kept
-when the catalogue has the model and GPU, the layout is plain TP (pp = attention-dp = 1, MoE on the same TP,
-no EP), the mode is `agg`, and the precision can be expressed (bf16, or a quantisation the scenario schema
-offers). The CSV repeats many measurements under several ids: rows are deduplicated by configuration
-(engine, GPU, model, precision, layout, isl, osl, clients, and the measured means to 1 ms / 0.1 ms, so
-that a configuration re-measured by another engine version stays). The fit/report split: per engine+GPU, the
-configurations sorted by (tp, isl, osl, clients) alternate — even positions are fitted, odd ones reported;
-no error is reported on a fitted configuration.
+Each row is one measured configuration: a closed loop of concurrent clients, fixed `isl`/`osl`, one engine
+(`backend`) on one GPU (`system`) in one layout, with the run's mean TTFT and TPOT. The row -> scenario
+mapping is benchmarks/coverage.py's (imported, not copied): model, GPU, precision, TP / EP / attention-DP /
+moe_tp, disaggregated prefill/decode pools, clients (`silicon_concurrency`), KV share. This harness adds the
+engine preset of `backend` and the `vllm` scheduler, and replays each row as `workload.arrival: {kind:
+closed_loop}` with 3 x clients requests. Not replayed: rows coverage.py cannot express, and closed loops of
+more than coverage.MAX_CLIENTS clients (run time). The CSV repeats many measurements under several ids: rows
+are deduplicated by configuration (engine, GPU, model, precision, layout, isl, osl, clients, and the measured
+means to 1 ms / 0.1 ms). Groups are engine + GPU (+ disagg); a group's configurations, sorted by (tp, isl, osl,
+clients), are replayed at up to `PER_GROUP` evenly spaced positions; of those, even positions are fitted (up
+to `MAX_FIT_ROWS`) and odd ones reported — no error is reported on a fitted configuration.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from calibrate.fit_run import fit_runs, fittable_paths
+from benchmarks import coverage
+from calibrate.fit_run import fit_runs
 from calibrate.observed import ObservedRun
 from calibrate.replay import Replay, compare
 from sim.cluster.pools import pool_specs
@@ -33,20 +34,9 @@ from sim.errors import ServesimError
 
 ROOT = Path(__file__).resolve().parent.parent
 CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "silicon_sample.csv"
-SYSTEMS = {
-    "h100_sxm": "h100-sxm",
-    "h200_sxm": "h200",
-    "b200_sxm": "b200",
-    "b300_sxm": "b300",
-    "gb200": "gb200",
-    "gb300": "gb300",
-}
-FALLBACK_PARAMS = [
-    ("cost_model.iteration_overhead_s", 0.0, 0.02),
-    ("cost_model.memory_efficiency", 0.3, 1.0),
-    ("cost_model.compute_efficiency", 0.2, 1.0),
-]
-MAX_FIT_ROWS = 10  # rows per fit (each evaluation simulates all of them)
+MAX_FIT_ROWS = 6  # rows per fit (each evaluation simulates all of them)
+FIT_EVALS = 24  # evaluations per fit (a Sobol scan of the box, then least squares from the best point)
+PER_GROUP = 16  # configurations replayed per engine + GPU (+ mode): run time on a shared 2-core machine
 
 
 CONFIG = [
@@ -67,58 +57,29 @@ CONFIG = [
 ]
 
 
-def _precision_overrides(row: pd.Series) -> list[str] | None:
-    """Scenario overrides that express the row's precision, or None when the schema cannot."""
-    prec = str(row["precision"])
-    if prec == "bf16":
-        return []
-    fields = Scenario.model_fields
-    if "quantization" in fields:  # the schema's quantisation section (weights / KV / MoE), when it has one
-        return [f"quantization.weights={row['gemm_quant_mode']}"]
-    return None
-
-
 def scenario_for(row: pd.Series) -> tuple[Scenario | None, str]:
-    """The row's scenario (engine preset, GPU, layout), or None and why it cannot be expressed."""
-    if row["mode"] != "agg":
-        return None, "disaggregated"
-    if any(float(row[c]) != 1 for c in ("pp_size", "attention_dp_size", "moe_ep_size")) or float(
-        row["moe_tp_size"]
-    ) != float(row["tp_size"]):
-        return None, "layout (pp/attention-dp/EP)"
-    if row["system"] not in SYSTEMS:
-        return None, "GPU"
-    prec = _precision_overrides(row)
-    if prec is None:
-        return None, f"precision {row['precision']}"
-    c = int(row["batch_size"])
-    data: dict[str, Any] = {
-        "name": str(row["id"]),
-        "model": str(row["model_path"]),
-        "hardware": SYSTEMS[row["system"]],
-        "workload": {
-            "num_requests": 3 * c,
-            "arrival": {"kind": "closed_loop", "concurrency": c},
-            "lengths": {"kind": "fixed", "prompt": int(row["isl"]), "output": int(row["osl"])},
-        },
-        "cluster": {"tp": int(row["tp_size"])},
-        # one token budget shared by decodes and chunked prefills (vLLM V1; SGLang chunks prefills alike)
-        "scheduler": {"kind": "vllm", "max_num_seqs": max(256, c), "max_num_batched_tokens": 8192},
-    }
-    overrides = list(prec) + engine_preset(str(row["backend"]))
-    try:
-        return load_scenario(data, overrides), ""
-    except ServesimError as e:
-        reason = str(e).split(":")[1].strip() if ":" in str(e) else str(e)
-        return None, f"schema ({reason[:40]})"
-
-
-def engine_preset(backend: str) -> list[str]:
-    """Overrides choosing the engine preset of `backend` when the schema has engine presets."""
+    """The row's scenario, or None and why it cannot be expressed. The mapping is benchmarks/coverage.py's
+    (model, GPU, precision, layout with EP / attention-DP / moe_tp, disaggregated pools, clients, KV share);
+    this harness adds the engine's preset (`serving_engine.kind` from `backend`) and vLLM V1's scheduler
+    (one 8,192-token budget shared by decodes and chunked prefills; SGLang and TRT-LLM chunk alike)."""
+    why = coverage.expressible(row)
+    if why is not None:
+        return None, f"not expressible ({why.split(':')[0][:40]})"
+    c = coverage.concurrency(row)
+    if c > coverage.MAX_CLIENTS:
+        return None, f"more than {coverage.MAX_CLIENTS} clients (expressible, not simulated)"
+    lengths = {"kind": "fixed", "prompt": int(row["isl"]), "output": int(row["osl"])}
+    workload = {"num_requests": 3 * c, "arrival": {"kind": "closed_loop", "concurrency": c}, "lengths": lengths}
+    data = coverage.scenario(row, workload)
+    data["scheduler"] = {"kind": "vllm", "max_num_seqs": max(256, c), "max_num_batched_tokens": 8192}
     kinds = {"vllm": "vllm-v1", "sglang": "sglang", "trtllm": "trtllm"}
-    if "serving_engine" in Scenario.model_fields and backend in kinds:
-        return [f"serving_engine.kind={kinds[backend]}"]
-    return []
+    data["serving_engine"] = {"kind": kinds.get(str(row["backend"]), "vllm-v1")}
+    try:
+        sc = load_scenario(data)
+        pool_specs(sc)
+    except ServesimError as e:
+        return None, f"schema ({str(e).split(': ', 1)[-1][:40]})"
+    return sc, ""
 
 
 def observed_row(row: pd.Series, sc: Scenario) -> ObservedRun:
@@ -132,7 +93,7 @@ def observed_row(row: pd.Series, sc: Scenario) -> ObservedRun:
         np.full(n, osl),
         np.full(n, ttft),
         np.full(n, ttft + tpot * (osl - 1)),
-        concurrency=int(row["batch_size"]),
+        concurrency=coverage.concurrency(row),
         means_only=True,
         meta={"backend": row["backend"], "system": row["system"], "model": row["model_path"]},
     )
@@ -148,39 +109,40 @@ def _replay(run: ObservedRun, sc: Scenario) -> dict[str, Any]:
     return {m: c[m]["mean"] for m in ("ttft", "tpot", "e2e")} | {"completed": simd.completed, "requests": len(run)}
 
 
-def silicon(quick: bool = False, out_dir: Path | None = None) -> dict[str, Any]:
-    df = pd.read_csv(CSV)
-    df = df[df["mode"] == "agg"].assign(  # the same measurement, re-listed (rounded) under other ids/versions
+def silicon(
+    quick: bool = False, out_dir: Path | None = None, per_group: int = PER_GROUP, fit: bool = True
+) -> dict[str, Any]:
+    """Presets on up to `per_group` configurations of each engine + GPU (+ mode), an even/odd split for the fit."""
+    df = pd.read_csv(CSV).assign(  # the same measurement, re-listed (rounded) under other ids/versions
         ttft_key=lambda d: d["silicon_ttft_ms"].round(0), tpot_key=lambda d: d["silicon_tpot_ms"].round(1)
     )
     df = df.drop_duplicates(subset=[*CONFIG, "ttft_key", "tpot_key"], keep="first")
-    df = df.sort_values(["backend", "system", "tp_size", "isl", "osl", "batch_size"], kind="stable")
-    kept, skipped = [], {"disaggregated (not replayed here)": int((pd.read_csv(CSV)["mode"] != "agg").sum())}
+    df = df.sort_values(["backend", "system", "mode", "tp_size", "isl", "osl", "batch_size"], kind="stable")
+    kept, skipped = [], {}
     for _, row in df.iterrows():
         sc, why = scenario_for(row)
-        if sc is not None:
-            try:
-                pool_specs(sc)  # the listed layout must hold the model (this harness maps no EP/attention DP)
-            except ServesimError:
-                sc, why = None, "does not fit as this harness maps it (EP/attention-DP rows: see COVERAGE.md)"
         if sc is None:
             skipped[why] = skipped.get(why, 0) + 1
         else:
             kept.append((row, sc))
     groups: dict[str, list[tuple[pd.Series, Scenario]]] = {}
     for row, sc in kept:
-        groups.setdefault(f"{row['backend']} {row['system']}", []).append((row, sc))
-    out: dict[str, Any] = {"skipped": skipped, "groups": {}}
+        mode = "" if row["mode"] == "agg" else " disagg"
+        groups.setdefault(f"{row['backend']} {row['system']}{mode}", []).append((row, sc))
+    out: dict[str, Any] = {"skipped": skipped, "expressible": len(kept), "per_group": per_group, "groups": {}}
     for name, rows in sorted(groups.items()):
-        if quick:
-            rows = rows[:8]
+        total = len(rows)
+        cap = 8 if quick else per_group
+        if total > cap:  # evenly spaced over the sorted configurations (deterministic)
+            rows = [rows[int(k * total / cap)] for k in range(cap)]
         presets = {str(r["id"]): _replay(observed_row(r, sc), sc) for r, sc in rows}
-        fit = rows[0::2][:MAX_FIT_ROWS]  # alternate configurations: even positions fitted ...
+        fit_rows = rows[0::2][:MAX_FIT_ROWS]  # alternate configurations: even positions fitted ...
         report = rows[1::2]  # ... odd ones reported (never a fitted one)
-        g: dict[str, Any] = {"presets": presets, "fit_rows": [str(r["id"]) for r, _ in fit], "fitted": {}}
-        if fit and report:
-            params = None if fittable_paths(fit[0][1]) else FALLBACK_PARAMS
-            res = fit_runs([(observed_row(r, sc), sc) for r, sc in fit], params, max_evals=12 if quick else 40)
+        g: dict[str, Any] = {"configs": total, "presets": presets, "fit_rows": [str(r["id"]) for r, _ in fit_rows]}
+        g["fitted"] = {}
+        if fit_rows and report and fit:
+            pairs = [(observed_row(r, sc), sc) for r, sc in fit_rows]
+            res = fit_runs(pairs, None, max_evals=12 if quick else FIT_EVALS)
             g["params"] = res.values
             for r, sc in report:
                 applied = load_scenario(sc, [f"{k}={v!r}" for k, v in res.values.items()])

@@ -1,8 +1,9 @@
 """`calibrate fit-run`: fit engine terms so that a replay of an observed run matches it request by request.
 
-The free parameters are dotted scenario paths with bounds: by default every field of the scenario whose
-schema carries `json_schema_extra={"fit_bounds": [lo, hi]}` (the `serving_engine` terms), or any paths the
-caller names. Each evaluation is one simulation of the replayed run. The residuals are log-ratios
+The free parameters are dotted scenario paths with bounds: by default the fields of the scenario whose
+schema carries `json_schema_extra={"fit_bounds": [lo, hi], "fit_default": true}` (the `serving_engine` terms
+that end-to-end logs identify: kernel efficiency scales, per-iteration CPU time, all-reduce bandwidth, front
+end), or any paths the caller names. Each evaluation is one simulation of the replayed run. The residuals are log-ratios
 simulated/measured of the deciles and mean of TTFT, TPOT and E2E (quantiles, not single requests: a real
 run's request-to-request noise is not something a fit should chase), minimised with
 `scipy.optimize.least_squares` (trust-region reflective, soft-L1 loss, box bounds) over parameters scaled to
@@ -51,19 +52,20 @@ class Param:
         return self.lo + float(np.clip(u, 0.0, 1.0)) * (self.hi - self.lo)
 
 
-def fittable_paths(model: BaseModel, prefix: str = "") -> list[tuple[str, float, float]]:
-    """(path, lo, hi) of every field under `model` whose schema extra has `fit_bounds`, depth first."""
+def fittable_paths(model: BaseModel, prefix: str = "", defaults_only: bool = False) -> list[tuple[str, float, float]]:
+    """(path, lo, hi) of every field under `model` whose schema extra has `fit_bounds` (with `defaults_only`,
+    only those marked `fit_default`: the terms fitted when the caller names none), depth first."""
     out: list[tuple[str, float, float]] = []
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
         path = f"{prefix}{name}"
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        if "fit_bounds" in extra:
+        if "fit_bounds" in extra and (extra.get("fit_default", True) or not defaults_only):
             bounds = extra["fit_bounds"]
             assert isinstance(bounds, list) and len(bounds) == 2, f"{path}: fit_bounds must be [lo, hi]"
             out.append((path, float(str(bounds[0])), float(str(bounds[1]))))
         elif isinstance(value, BaseModel):
-            out.extend(fittable_paths(value, path + "."))
+            out.extend(fittable_paths(value, path + ".", defaults_only))
     return out
 
 
@@ -98,7 +100,7 @@ def parse_param(spec: str) -> tuple[str, float, float]:
 
 def make_params(sc: Scenario, explicit: list[tuple[str, float, float]] | None) -> list[Param]:
     """The free parameters, starting from the scenario's values (clipped into their bounds)."""
-    spec = explicit if explicit else fittable_paths(sc)
+    spec = explicit if explicit else fittable_paths(sc, defaults_only=True)
     if not spec:
         raise ServesimError(
             "nothing to fit: the scenario has no fields with fit_bounds; name some with --param path=lo:hi"

@@ -16,7 +16,12 @@ OPENAI_API_SERVER): on a GPU with at least 70 GiB that is not an A100, `max_num_
 KV capacity, with `kv_cache.reserve_gb` unset, is vLLM's profiled budget (`sim.costmodel.kv_memory`): memory ×
 utilisation − weights − activation at `max_num_batched_tokens` − CUDA-graph pool − non-torch memory.
 
-A difference that remains: admission reserves the whole prompt's blocks (V1 allocates chunk by chunk).
+KV blocks are allocated per scheduled chunk, as V1's `allocate_slots(request, num_new_tokens)` does: a new
+request is admitted when its first chunk's blocks are free (above `kv_cache.watermark`), and each later chunk
+takes its blocks when it is scheduled. A running prefill whose chunk finds no free blocks preempts the newest
+prefilling request not yet planned this step (recompute, or swap with `kv_cache.preemption: swap`); if there is
+none, the request itself is preempted, as V1 preempts the lowest-priority running request even when that is the
+one asking. Schedulers other than `vllm` reserve the whole prompt on admission.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from policies.continuous import Sarathi
-from sim.core.batch import BatchScheduler
+from policies.continuous import Sarathi, plan_decodes, swap_in, swapped_out
+from sim.core.batch import BatchPlan, BatchScheduler, InstanceView
 from sim.core.registry import SCHEDULERS
+from sim.core.request import Request
 
 GIB = 1024**3
 
@@ -65,11 +71,60 @@ class VLLMConfig(BaseModel):
 
 
 class VLLMScheduler(Sarathi):
-    """Sarathi's step plan (decodes, running prefill chunks, then new prompts, in one budget) with V1's knobs."""
+    """Sarathi's step plan (decodes, running prefill chunks, then new prompts, in one budget) with V1's knobs
+    and V1's per-chunk block allocation."""
 
     def __init__(self, cfg: VLLMConfig, gpu: Any = None) -> None:
         self.cfg = cfg
         self.max_seqs, self.budget = cfg.resolved(gpu)
+
+    def schedule(self, inst: InstanceView, now: float) -> BatchPlan:
+        plan = BatchPlan()
+        if not inst.decode_all(plan):
+            plan_decodes(inst, inst.decoding(), plan)
+        left = self.budget - plan.decode_count
+        if plan.preempted == 0 and inst.waiting:
+            left = swap_in(inst, plan, self.max_seqs, left)
+        if left > 0 and inst.prefilling:
+            left = self._running_prefills(inst, plan, left)
+        waiting, running = inst.waiting, inst.running
+        # V1 admits no new request in a step that preempted one
+        while plan.preempted == 0 and left > 0 and waiting and len(running) < self.max_seqs:
+            req = waiting[0]
+            if swapped_out(req) or not inst.can_admit(req, left):
+                break
+            inst.admit(req, left)  # blocks of the first chunk only (after any prefix-cache hit)
+            n = min(req.prefill_target - req.prefill_done, left)
+            plan.prefill.append((req, n))
+            left -= n
+        return plan
+
+    def chunk_horizon(self, inst: InstanceView, plan: BatchPlan) -> int:
+        """No chunk runs (`sim.core.steps.chunk_run`): each chunk takes its KV blocks when it is scheduled, and a
+        run of k chunks priced at once would skip those allocations."""
+        return 1
+
+    @staticmethod
+    def _running_prefills(inst: InstanceView, plan: BatchPlan, left: int) -> int:
+        """The next chunk of each running prefill in admission order, each taking its blocks now."""
+        planned = {id(r) for r, _ in plan.prefill}  # swapped back in mid-prefill: planned by swap_in
+        order = [r for r in inst.prefilling if id(r) not in planned]
+        i, end = 0, len(order)
+        while i < end and left > 0:
+            req: Request = order[i]
+            n = min(req.prefill_target - req.prefill_done, left)
+            while not inst.reserve_prefill(req, n) and end > i + 1:
+                end -= 1  # the newest prefill not yet planned gives its blocks back
+                inst.preempt(order[end])
+                plan.preempted += 1
+            if not inst.reserve_prefill(req, n):
+                inst.preempt(req)  # nothing newer to take from: V1 preempts the request itself
+                plan.preempted += 1
+                break
+            plan.prefill.append((req, n))
+            left -= n
+            i += 1
+        return left
 
 
 @SCHEDULERS.register("vllm", VLLMConfig, prefill_chunk="max_num_batched_tokens")

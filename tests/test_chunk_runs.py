@@ -110,3 +110,28 @@ def test_horizon_inside_a_chunk_run_credits_the_steps_behind(tmp_path: Any, at: 
         states.append(_state(s))
         assert any(r.prefill_done < r.prefill_target for inst in s.instances for r in inst.running)
     assert states[0] == states[1]
+
+
+def test_chunk_runs_take_the_prompts_remainder_along(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prompt that is no whole number of chunks ends its chunk run with its remainder (`Sarathi.chunk_tail`):
+    one event fewer per prompt, the same tables as without it and as stepping."""
+    reqs = [(0.0, 30, 400)] + [(5.0 * i, 700 + 13 * i, 5) for i in range(8)]  # spaced: nobody queues behind
+    kw = {"budget": 48, "cost": ROOFLINE}
+    tails = _run(tmp_path, reqs, ff=True, **kw)
+    _same(tails, _run(tmp_path, reqs, ff=False, **kw))
+    monkeypatch.delattr(Sarathi, "chunk_tail")
+    no_tails = _run(tmp_path, reqs, ff=True, **kw)
+    _same(tails, no_tails)
+    assert tails.summary["sim"]["events"] <= no_tails.summary["sim"]["events"] - 8
+
+
+@pytest.mark.parametrize("at", [0.3, 0.97, 0.995, 1.01])
+def test_arrival_before_the_remainder_cuts_it_off(tmp_path: Any, at: float) -> None:
+    """A request arriving before the remainder's step is admitted beside the remainder (stepping plans it so),
+    one arriving during that step waits for the next: the chunk run drops its last step in the first case."""
+    reqs = [(0.0, 30, 400), (0.0, 2005, 5)]  # one decoder beside a long prompt of 51 chunks and a remainder
+    first = _run(tmp_path, reqs, ff=True, budget=40, cost=ROOFLINE).requests["first_token_s"].to_numpy()
+    late = (float(first[0] + at * (first[1] - first[0])), 50, 5)
+    a = _run(tmp_path, [*reqs, late], ff=True, budget=40, cost=ROOFLINE)
+    b = _run(tmp_path, [*reqs, late], ff=False, budget=40, cost=ROOFLINE)
+    _same(a, b)

@@ -160,3 +160,33 @@ def test_conservation_with_timeouts(tmp_path, n, c, timeout, think, kv, kind):
     assert (done["e2el_s"] <= timeout + 1e-9).all()  # nobody completes after giving up
     assert (done["generated_tokens"] == done["output_tokens"]).all()
     assert not math.isnan(res.summary["sim"]["simulated_s"])
+
+
+ROOF = {"kind": "roofline", "efficiency": "constant"}
+
+
+@pytest.mark.parametrize("fe", [0.0, 0.25])
+def test_client_sends_after_it_sees_the_response(tmp_path, fe):
+    """The client reads the response `serving_engine.frontend_s` after the engine produced it (the same term the
+    client-side E2E carries), so its next request leaves then: arrival[j+1] = completion[j] + frontend_s.
+    Sending on the engine's completion instead would make the client faster than the E2E it measures."""
+    sc = closed(tmp_path, 12, 2, lengths={"kind": "lognormal", "prompt_median": 40, "output_median": 10})
+    sc["cost_model"] = ROOF
+    sc["serving_engine"] = {"kind": "vllm-v1", "frontend_s": fe}
+    df = sim.run(sc).requests
+    assert (df["status"] == "completed").all()
+    for _, g in df.sort_values("arrival_s").groupby("client"):
+        a, c, e2e = g["arrival_s"].to_numpy(), g["completion_s"].to_numpy(), g["e2el_s"].to_numpy()
+        np.testing.assert_allclose(a[1:], c[:-1] + fe, rtol=0, atol=1e-12)
+        # what the client measured ends exactly where its next request starts
+        np.testing.assert_allclose(a[1:], a[:-1] + e2e[:-1], rtol=0, atol=1e-9)
+
+
+def test_abandoned_request_does_not_wait_for_the_front_end(tmp_path):
+    """A request the client gave up on ends on the client's clock: the next send is at arrival + timeout_s."""
+    sc = closed(tmp_path, 3, 1, output=2000, timeout_s=0.05)
+    sc["cost_model"] = ROOF
+    sc["serving_engine"] = {"kind": "vllm-v1", "frontend_s": 0.5}
+    df = sim.run(sc).requests.sort_values("arrival_s")
+    assert (df["status"] == "abandoned").all()
+    np.testing.assert_allclose(df["arrival_s"].to_numpy(), [0.0, 0.05, 0.10], atol=1e-9)

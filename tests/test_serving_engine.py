@@ -162,3 +162,80 @@ def test_engine_choice_changes_a_scenarios_steps(tmp_path):
         e2e[kind] = float(sim.run(sc).requests["e2el_s"][0])
     # V0 pays 1.5 ms of scheduling per step where V1 pays 0.3 ms: 20 steps (1 prefill, 19 decodes)
     assert e2e["vllm-v0"] - e2e["vllm-v1"] == pytest.approx(20 * 1.2e-3, rel=0.05)
+
+
+def test_kernel_efficiency_scales_divide_the_kernel_time_they_govern():
+    """memory_efficiency_scale s divides a weight-streaming (decode) GEMM's time by s; compute_efficiency_scale
+    divides a compute-bound (long prefill) GEMM's; attention_efficiency_scale only attention; and the engine's
+    CPU terms stay as they are. With constant efficiencies every GEMM is max(FLOPs/F, bytes/B) by hand."""
+    cfg = RooflineCostConfig(efficiency="constant")
+    base = RooflineCost(cfg, MODEL, GPU, 1, engine=preset())
+    mem = RooflineCost(cfg, MODEL, GPU, 1, engine=preset(memory_efficiency_scale=0.5))
+    comp = RooflineCost(cfg, MODEL, GPU, 1, engine=preset(compute_efficiency_scale=1.25))
+    attn = RooflineCost(cfg, MODEL, GPU, 1, engine=preset(attention_efficiency_scale=0.8))
+    h, k, n = MODEL.hidden_size, MODEL.hidden_size, 2 * MODEL.intermediate_size
+    one = (k * n + k + n) * 2 / (GPU.mem_bw * cfg.memory_efficiency)  # M = 1: the weights, streamed
+    assert base.breakdown([], 1, 100)["mlp_up"] == pytest.approx(MODEL.num_layers * one, rel=1e-12)
+    assert mem.breakdown([], 1, 100)["mlp_up"] == pytest.approx(2 * MODEL.num_layers * one, rel=1e-12)
+    m = 4096  # compute-bound: 2·M·K·N FLOPs at 0.7 × peak
+    big = 2.0 * m * h * n / (GPU.bf16_flops * cfg.compute_efficiency)
+    assert base.breakdown([(m, 0)], 0, 0)["mlp_up"] == pytest.approx(MODEL.num_layers * big, rel=1e-12)
+    assert comp.breakdown([(m, 0)], 0, 0)["mlp_up"] == pytest.approx(MODEL.num_layers * big / 1.25, rel=1e-12)
+    b, a = base.breakdown([(m, 0)], 8, 8000), attn.breakdown([(m, 0)], 8, 8000)
+    assert a["attn_prefill"] == pytest.approx(b["attn_prefill"] / 0.8, rel=1e-12)
+    assert a["attn_decode"] == pytest.approx(b["attn_decode"] / 0.8, rel=1e-12)
+    assert a["mlp_up"] == b["mlp_up"] and a["engine_cpu"] == b["engine_cpu"]
+
+
+def test_fit_run_fits_only_the_default_terms_unless_named():
+    from calibrate.fit_run import fittable_paths
+    from sim.config.scenario import load_scenario
+
+    sc = load_scenario("benchmarks/ground_truth/qwen3-32b-rtxpro6000.yaml")
+    default = {p.rsplit(".", 1)[-1] for p, _, _ in fittable_paths(sc, defaults_only=True)}
+    assert default == {
+        "scheduler_s",
+        "allreduce_bw_scale",
+        "compute_efficiency_scale",
+        "memory_efficiency_scale",
+        "attention_efficiency_scale",
+        "frontend_s",
+    }
+    every = {p.rsplit(".", 1)[-1] for p, _, _ in fittable_paths(sc)}
+    assert {"launch_per_layer_s", "sample_per_seq_s", "nccl_latency_s"} <= every - default
+
+
+def test_pcie_all_reduce_by_hand() -> None:
+    # two PCIe GPUs, link 64 GB/s x 0.8: the custom kernel's peer loads at 0.3 of the raw link, NCCL at 0.6
+    bw, m = 64e9 * 0.8, 1.3e6
+    ar = AllReduce(2, bw, "custom", False, 8 * 2**20, 5e-6, 3e-5, pcie=True)
+    assert ar.seconds(m) == pytest.approx(5e-6 + m / (64e9 * 0.3))
+    big = 16 * 2**20  # above custom_max_bytes: NCCL ring
+    assert ar.seconds(big) == pytest.approx(3e-5 + 2 * (2 - 1) / 2 * big / (64e9 * 0.6))
+    nvl = AllReduce(2, bw, "custom", True, 8 * 2**20, 5e-6, 3e-5)
+    assert nvl.seconds(m) == pytest.approx(5e-6 + m / bw)
+
+
+def test_pcie_gpus_share_the_link_without_an_engine() -> None:
+    # a fitted profile (no serving engine) still prices PCIe all-reduce below the link rate
+    from hwprofiles import catalog
+
+    m, g = catalog.model("qwen3-32b"), catalog.gpu("rtx-pro-6000")
+    cost = RooflineCost(RooflineCostConfig(), m, g, 2)
+    assert cost.ar.pcie and cost.ar.bw == pytest.approx(g.intra_node_bw * 0.8 * 0.75)
+
+
+def test_kernel_scales_never_lift_a_rate_past_the_spec_peak() -> None:
+    # fitted scales at their upper bound: decode attention still streams the KV cache no faster than the
+    # memory bandwidth, and no effective FLOP/s or byte/s exceeds the GPU's peak
+    from hwprofiles import catalog
+
+    m, g = catalog.model("llama-3.1-8b"), catalog.gpu("rtx-pro-6000")
+    top = {"compute_efficiency_scale": 1.5, "memory_efficiency_scale": 1.5, "attention_efficiency_scale": 1.5}
+    cost = RooflineCost(RooflineCostConfig(), m, g, 1, engine=preset("vllm-v1", **top))
+    assert cost.flops <= g.bf16_flops and cost.bw <= g.mem_bw
+    assert cost.attn_flops <= g.bf16_flops and cost.attn_bw <= g.mem_bw
+    kv_bytes_per_token = 2 * m.num_kv_heads * m.head_dim * m.dtype_bytes * m.num_layers
+    assert cost._attn_coef >= kv_bytes_per_token / g.mem_bw * (1 - 1e-12)
+    plain = RooflineCost(RooflineCostConfig(), m, g, 1, engine=preset("vllm-v1"))
+    assert plain.attn_peak_bw == g.mem_bw  # scale 1: untouched

@@ -185,14 +185,22 @@ class PrefixCache(BlockAllocator):
             more += 1
         return hit, used, more
 
-    def admit_blocks(self, req: Request) -> int:
-        """Free blocks admitting `req` consumes: its prefill's blocks less hits that others hold."""
-        _, used, _ = self.lookup(req)
-        return -(-req.prefill_target // self.block_size) - used
+    def admit_blocks(self, req: Request, tokens: int | None = None) -> int:
+        """Free blocks admitting `req` consumes: its prefill's blocks (with `tokens`, only those of its first
+        `tokens` tokens after the hit: vLLM V1 allocates per chunk) less hits that others hold."""
+        hit, used, more = self.lookup(req)
+        return self._upto(req, hit + more, tokens) - used
 
-    def admit(self, req: Request) -> int:
-        """Reference the cached prefix, allocate the rest; the prefill starts after the hit. Returns the blocks
-        to copy back from the host tier (the caller prices the copy)."""
+    def _upto(self, req: Request, found: int, tokens: int | None) -> int:
+        """Blocks a request holds after admission: its whole prefill, or the found blocks and `tokens` more."""
+        total = -(-req.prefill_target // self.block_size)
+        if tokens is None:
+            return total
+        return min(total, -(-(found * self.block_size + tokens) // self.block_size))
+
+    def admit(self, req: Request, tokens: int | None = None) -> int:
+        """Reference the cached prefix, allocate the rest (with `tokens`: only the first chunk's); the prefill
+        starts after the hit. Returns the blocks to copy back from the host tier (the caller prices the copy)."""
         st = self.state(req)
         hit, _, more = self.lookup(req)
         keys = st.keys[:hit]
@@ -207,9 +215,9 @@ class PrefixCache(BlockAllocator):
             raise AssertionError(f"KV blocks over-allocated by a prefix hit: free {self.free}")
         for key in st.keys[hit : hit + more]:  # most recent before the allocation below evicts into the tier
             self.host.move_to_end(key)
-        total = -(-req.prefill_target // self.block_size)
-        self.take(total - hit)
-        req.blocks = total - hit
+        upto = self._upto(req, hit + more, tokens)
+        self.take(upto - hit)
+        req.blocks = upto - hit
         req.shared_blocks = hit
         st.shared = list(keys)
         st.upto = hit  # host-tier blocks [hit, hit + more) are private copies until `insert` registers them

@@ -50,8 +50,9 @@ class InstanceView(Protocol):
         """KV blocks free now."""
         ...
 
-    def admit_blocks(self, req: Request) -> int:
-        """Blocks `req` takes on admission (its prefill pass, or its swapped-out KV)."""
+    def admit_blocks(self, req: Request, tokens: int | None = None) -> int:
+        """Blocks `req` takes on admission (its prefill pass, with `tokens` only its first chunk's, or its
+        swapped-out KV)."""
         ...
 
     prefilling: list[Request]  # running requests still in their prefill pass, in admission order
@@ -73,12 +74,17 @@ class InstanceView(Protocol):
         """Blocks preempting the running `req` would free (its own, and prefix blocks only it references)."""
         ...
 
-    def can_admit(self, req: Request) -> bool:
-        """True if the request's whole prefill fits above the watermark."""
+    def can_admit(self, req: Request, tokens: int | None = None) -> bool:
+        """True if the request's whole prefill (with `tokens`: its first chunk) fits above the watermark."""
         ...
 
-    def admit(self, req: Request) -> None:
-        """Move `req` (best the head) from waiting to running and allocate its blocks (swap-in is priced)."""
+    def admit(self, req: Request, tokens: int | None = None) -> None:
+        """Move `req` (best the head) from waiting to running and allocate its blocks (swap-in is priced); with
+        `tokens`, only the blocks of its first `tokens` prompt tokens (`reserve_prefill` takes the rest)."""
+        ...
+
+    def reserve_prefill(self, req: Request, tokens: int) -> bool:
+        """Take the blocks a running prefill needs for its next `tokens` tokens; False if they are not free."""
         ...
 
     def reserve_decode_slot(self, req: Request) -> bool:
@@ -116,6 +122,8 @@ class BatchScheduler(Protocol):
     # request's prefill chunk repeats (the same request's next chunk of the same size) if nothing but its own
     # progress changes, *arrivals included*: a chunk run is not cut when a request joins the queue. The engine
     # stops where the prefill ends, at a completion and before KV runs short (`sim.core.steps.chunk_run`).
+    # Optional with it: `chunk_tail(inst, plan) -> bool` — whether the plan after the last full chunk is every
+    # decoder plus the prompt's shorter remainder, *unless a request arrives first* (the engine then cuts it).
 
 
 UNBOUNDED = 1 << 62

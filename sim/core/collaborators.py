@@ -36,11 +36,11 @@ class PrefixCaching(Protocol):
     @property
     def used(self) -> int: ...
 
-    def admit_blocks(self, req: Request) -> int:
-        """Blocks `req` takes on admission, less the cached prompt blocks others hold."""
+    def admit_blocks(self, req: Request, tokens: int | None = None) -> int:
+        """Blocks `req` takes on admission (with `tokens`: its first chunk's), less cached blocks others hold."""
         ...
 
-    def admit(self, req: Request) -> int:
+    def admit(self, req: Request, tokens: int | None = None) -> int:
         """Take `req`'s blocks, sharing cached ones; returns blocks copied back from the host tier."""
         ...
 

@@ -19,7 +19,7 @@ from sim.core.rng import streams
 from sim.core.steps import settle_run
 from sim.errors import ServesimError
 from sim.output.perfetto import Tracer
-from sim.workload.clients import ClosedLoopClients
+from sim.workload.clients import ClosedLoopClients, client_timing
 from sim.workload.generate import Requests, build_requests
 
 __all__ = ["CountingEnvironment", "Progress", "Simulation", "build_cost_model", "capacity"]
@@ -111,7 +111,9 @@ class Simulation:
         self._cols: tuple[list[Any], ...] | None = None  # the request columns as lists (`_request`)
         self.clients: ClosedLoopClients | None = None
         if ARRIVALS.caps(sc.workload.arrival.kind).follows_completions:  # closed loop: sends follow ends
-            self.clients = ClosedLoopClients(self.late, sc.workload.arrival, n, self._send, self.rngs["think"])
+            timing = client_timing(sc)  # the client waits serving_engine.frontend_s for each response
+            arr = sc.workload.arrival
+            self.clients = ClosedLoopClients(self.late, arr, n, self._send, self.rngs["think"], **timing)
             self.log.on_end = self.clients.ended
             self.log.clock = lambda: self.env.now
         span = float(self.requests.arrival_s[-1]) if n and self.clients is None else 0.0

@@ -4,14 +4,14 @@ Decode run (the one decode path): the plan's decoders form a `Cohort` — the in
 when the scheduler decodes everyone each step, else the requests it picked, for this run only. When the
 policy says its decision holds, the run prices the next k steps at once (k = until the first completion or
 the first step that would run out of KV blocks) and sleeps once. An arrival during the run truncates it at
-the end of the iteration in flight (via `simpy.Interrupt`), so the next plan sees the same state as
+the end of the iteration in flight (`Instance._cut` moves the wake-up), so the next plan sees the same state as
 step-by-step would. Step-by-step mode runs the very same code with k = 1; clocks are accumulated with the
 same float additions, so both modes give bit-identical timestamps.
 
 Chunk run: a mixed plan of every decoder plus one request's prefill chunk that the scheduler says repeats
 (`chunk_horizon`: the same request's next chunk of the same size, arrivals queueing behind) runs k steps
 the same way — priced step by step, slept as one event — up to the step that ends the prefill, the first
-completion or a KV shortfall. Only a nudge (`Instance.cut_run`) cuts it.
+completion or a KV shortfall. Only a nudge (`Instance.cut_run`) cuts it, and an arrival its remainder step.
 """
 
 from __future__ import annotations
@@ -39,18 +39,20 @@ PLAIN_STEPS = 256  # longer affine decode runs are priced with numpy
 
 class DecodeRun:
     """A run in flight: its absolute step end times and how many steps stand (a cut lowers `k`); `chunk`:
-    the (request, tokens per step) prefilled alongside the cohort's decodes, or None for a decode run."""
+    the (request, tokens per step) prefilled alongside the cohort's decodes, or None for a decode run; `tail`:
+    the chunk run's last step is the prompt's shorter remainder, which an arrival before it cuts away."""
 
-    __slots__ = ("chunk", "k", "times")
+    __slots__ = ("chunk", "k", "tail", "times")
 
-    def __init__(self, times: list[float], chunk: tuple[Request, int] | None = None) -> None:
+    def __init__(self, times: list[float], chunk: tuple[Request, int] | None = None, tail: bool = False) -> None:
         self.times = times
         self.k = len(times)
         self.chunk = chunk
+        self.tail = tail
 
 
 def sleep_run(
-    inst: Instance, times: list[float], chunk: tuple[Request, int] | None = None
+    inst: Instance, times: list[float], chunk: tuple[Request, int] | None = None, tail: bool = False
 ) -> Generator[simpy.Event, Any, int]:
     """Sleep to the end of the last of `times` (one event), unless an interrupt (an arrival, a nudge) cuts the
     run to the step in flight; returns how many steps ran."""
@@ -58,16 +60,8 @@ def sleep_run(
     if len(times) == 1:
         yield env.timeout(exact_delay(env.now, times[0]))
         return 1
-    run = inst.run = DecodeRun(times, chunk)
-    try:
-        yield env.timeout(exact_delay(env.now, times[-1]))
-    except simpy.Interrupt:
-        while True:  # finish the step in flight; later arrivals cannot cut further back
-            try:
-                yield env.timeout(exact_delay(env.now, times[run.k - 1]))
-                break
-            except simpy.Interrupt:
-                continue
+    run = inst.run = DecodeRun(times, chunk, tail)
+    yield env.timeout(exact_delay(env.now, times[-1]))  # a cut wakes it at the end of the step in flight instead
     inst.run = None
     return run.k
 
@@ -184,8 +178,8 @@ def mixed_step(inst: Instance, plan: BatchPlan) -> Steps:
         n_dec, ctx = len(decode), sum(r.kv_tokens for r in decode) + len(decode)
     if spec is not None and decode:  # the decodes verify k + 1 tokens each, after their draft
         dt = spec.draft_s(decode) + inst.cost.iteration(chunks + spec.verify_chunks(decode), 0, 0)
-    elif inst.chunk_horizon is not None and (k := chunk_run_length(inst, plan, co)) > 1:
-        yield from chunk_run(inst, plan, co, n_dec, ctx, k)
+    elif inst.chunk_horizon is not None and (run := chunk_run_length(inst, plan, co))[0] > 1:
+        yield from chunk_run(inst, plan, co, n_dec, ctx, *run)
         return
     else:
         dt = inst.cost.iteration(chunks, n_dec, ctx)
@@ -224,39 +218,48 @@ def mixed_step(inst: Instance, plan: BatchPlan) -> Steps:
 MAX_CHUNK_RUN = 256  # steps priced ahead in one chunk run (a nudge may cut it: bounds the work wasted)
 
 
-def chunk_run_length(inst: Instance, plan: BatchPlan, co: Cohort | None) -> int:
-    """Steps a plan of every decoder plus one prefill chunk repeats unchanged: the scheduler vouches for its
-    decision (`chunk_horizon`); the engine stops at the step that ends the prefill, at the first completion
-    and before the cohort's KV blocks run short."""
+def chunk_run_length(inst: Instance, plan: BatchPlan, co: Cohort | None) -> tuple[int, bool]:
+    """Steps a plan of every decoder plus one prefill chunk repeats unchanged, and whether the last of them is
+    the prompt's shorter remainder: the scheduler vouches for its decision (`chunk_horizon`, and `chunk_tail`
+    for the remainder); the engine stops at the step that ends the prefill, at the first completion and
+    before the cohort's KV blocks run short."""
     if len(plan.prefill) != 1 or plan.decode or plan.preempted or inst.one_step or inst.host.pending:
-        return 1
+        return 1, False
     req, q = plan.prefill[0]
-    k = min((req.prefill_target - req.prefill_done) // q, MAX_CHUNK_RUN)
+    full, rest = divmod(req.prefill_target - req.prefill_done, q)
+    tail = rest > 0 and inst.chunk_tail is not None and inst.chunk_tail(inst, plan)
+    k = min(full + tail, MAX_CHUNK_RUN)
     if k <= 1:
-        return 1
+        return 1, False
     assert inst.chunk_horizon is not None
     k = min(k, inst.chunk_horizon(inst, plan))
     if co is not None and k > 1:
         k = min(k, co.steps_to_completion())
         if k > 1:
             k = co.block_limit(k, inst.allocator.free)
-    return k
+    return k, tail and k == full + 1
 
 
-def chunk_run(inst: Instance, plan: BatchPlan, co: Cohort | None, n: int, ctx: int, k: int) -> Steps:
+def chunk_run(
+    inst: Instance, plan: BatchPlan, co: Cohort | None, n: int, ctx: int, k: int, tail: bool = False
+) -> Steps:
     """k iterations of the same shape at once — every decoder one token further each step, the same request's
-    prefill one chunk further — priced step by step (same floats as stepping) and slept as one event."""
+    prefill one chunk further (with `tail`, the last step its shorter remainder) — priced step by step (same
+    floats as stepping) and slept as one event."""
     req, q = plan.prefill[0]
     c0 = req.prefill_done
     iteration = inst.cost.iteration
     t = inst.t
     times, durations = [], []
+    rest = k - 1 if tail else k  # the step that prefills the remainder (k: none)
     for j in range(k):
-        dt = iteration([(q, c0 + q * j)], n, ctx + n * j)
+        dt = iteration([(q if j != rest else req.prefill_target - c0 - q * j, c0 + q * j)], n, ctx + n * j)
         t = t + dt
         times.append(t)
         durations.append(dt)
-    k = yield from sleep_run(inst, times, (req, q))
+    ran = yield from sleep_run(inst, times, (req, q), tail)
+    tokens = req.prefill_target - c0 if tail and ran == k else q * ran
+    k = ran
     t_end = times[k - 1]
     inst.t = t_end
     inst.iterations += k
@@ -269,7 +272,7 @@ def chunk_run(inst: Instance, plan: BatchPlan, co: Cohort | None, n: int, ctx: i
         inst.allocator.take(new)
         if k > 1:
             itl.add_gaps(times, k, n)
-    plan.prefill = [(req, q * k)]
+    plan.prefill = [(req, tokens)]
     prefilled, _ = _advance_prefills(inst, plan, t_end, finished)
     inst.tokens_out += n * k + prefilled
     inst.finish(finished)

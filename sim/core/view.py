@@ -50,15 +50,17 @@ class BatchView:
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
 
-    def admit_blocks(self, req: Request) -> int:
-        """Blocks `req` takes from the free blocks on admission: its whole prefill pass (less prefix-cache hits
-        that others hold), its swapped-out KV, or none when its KV was copied here already."""
+    def admit_blocks(self, req: Request, tokens: int | None = None) -> int:
+        """Blocks `req` takes from the free blocks on admission: its whole prefill pass, or with `tokens` its
+        first chunk's (less prefix-cache hits that others hold), its swapped-out KV, or none when its KV was
+        copied here already."""
         if req.kv_here:
             return 0
         if req.prefill_done < req.prefill_target:
             if self.prefix_cache is not None and req.kv_tokens == 0:
-                return self.prefix_cache.admit_blocks(req)
-            return self.blocks_for(req.prefill_target)
+                return self.prefix_cache.admit_blocks(req, tokens)
+            upto = req.prefill_target if tokens is None else min(req.prefill_target, req.kv_tokens + tokens)
+            return self.blocks_for(upto)
         return self.blocks_for(req.kv_tokens)
 
     def freeable_blocks(self, req: Request) -> int:
@@ -68,11 +70,11 @@ class BatchView:
             return self.prefix_cache.freeable(req)
         return req.blocks
 
-    def can_admit(self, req: Request) -> bool:
-        need = self.admit_blocks(req)
+    def can_admit(self, req: Request, tokens: int | None = None) -> bool:
+        need = self.admit_blocks(req, tokens)
         return need == 0 or self.allocator.free - need >= self.watermark_blocks
 
-    def admit(self, req: Request) -> None:
+    def admit(self, req: Request, tokens: int | None = None) -> None:
         if self.waiting[0] is req:
             self.waiting.popleft()
         else:
@@ -82,9 +84,9 @@ class BatchView:
             self.one_step = True
         elif self.prefix_cache is not None and req.kv_tokens == 0 and req.prefill_done < req.prefill_target:
             # cached prompt blocks are shared, the prefill starts after them; host-tier ones are copied back
-            self.host.copy(self.prefix_cache.admit(req))
+            self.host.copy(self.prefix_cache.admit(req, tokens))
         else:
-            need = self.admit_blocks(req)
+            need = self.admit_blocks(req, tokens)
             self.allocator.take(need)
             req.blocks = need
             if req.kv_tokens:  # swapped out earlier: copy its KV back in
@@ -96,6 +98,20 @@ class BatchView:
             self.prefilling.append(req)
         elif self.lockstep and not self.cohort.reserved:  # swapped back in after its prefill
             self.cohort.join(req)  # (while a step is reserved it joins once its own slot is: see `_adopt`)
+
+    def reserve_prefill(self, req: Request, tokens: int) -> bool:
+        """Take the blocks `req` needs to hold its KV after its next `tokens` prompt tokens; False (nothing
+        taken) when the free blocks do not cover them. vLLM V1 allocates per scheduled chunk
+        (`allocate_slots(request, num_new_tokens)`); `policies.vllm` admits with `admit(req, tokens)` and grows
+        a running prefill with this."""
+        need = -(-(req.prefill_done + tokens) // self.block_size) - (req.blocks + req.shared_blocks)
+        if need <= 0:
+            return True
+        if need > self.allocator.free:
+            return False
+        self.allocator.take(need)
+        req.blocks += need
+        return True
 
     def decode_all(self, plan: BatchPlan) -> bool:
         co = self.cohort

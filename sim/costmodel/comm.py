@@ -11,7 +11,8 @@ implementations are modelled, chosen per message the way vLLM's `CudaCommunicato
 - NCCL ring: `lat + 2·(n-1)/n·m/bw`; when the GPU has a measured all-reduce curve (bytes, seconds) it sets
   the time, and the ring formula only scales it beyond the measured sizes.
 
-`bw` is the per-GPU link bandwidth (`intra_node_bw × link_efficiency`).
+`bw` is the per-GPU link bandwidth (`intra_node_bw × link_efficiency`). Between PCIe GPUs (no NVLink) the
+collectives reach only `PCIE_ALLREDUCE_SHARE` of it: the traffic crosses the CPU's root complex.
 """
 
 from __future__ import annotations
@@ -23,6 +24,17 @@ import numpy as np
 
 CUSTOM_WORLD_SIZES = (2, 4, 6, 8)
 KIB = 1024
+# All-reduce between PCIe-attached GPUs runs well below the link's rate: peer traffic goes through the CPU root
+# complex ("on PCI systems, the performance you get is usually determined by the bandwidth your CPU and memory can
+# deliver", NCCL maintainer in NVIDIA/nccl#1639). Published nccl-tests bus bandwidths: 2 GPUs on PCIe Gen4 x16
+# (32 GB/s per direction) ~21 GB/s (NVIDIA/nccl#340); 4 RTX 5090 on PCIe Gen5 x16 (64 GB/s) 35 GB/s
+# (NVIDIA/nccl#1639): 0.55-0.66 of the raw rate, i.e. about 0.75 of the 0.8 `link_efficiency` already applied.
+PCIE_ALLREDUCE_SHARE = 0.75
+# The custom (one-/two-shot) all-reduce has each GPU load its peer's buffer directly: on PCIe these are peer-to-peer
+# reads through the root complex, which many platforms serve far below the link rate: p2pBandwidthLatencyTest on
+# a PCIe Gen4 server shows ~10 GB/s for P2P reads and writes where host-staged copies reach 22 GB/s (NVIDIA/nccl#814),
+# 0.31 of the 32 GB/s link. Relative to the 0.8 `link_efficiency`: 0.3 / 0.8.
+PCIE_P2P_SHARE = 0.3 / 0.8
 
 
 def ring_s(msg_bytes: float, n: int, bw: float, latency_s: float) -> float:
@@ -63,6 +75,14 @@ class AllReduce:
     custom_latency_s: float = 5e-6
     nccl_latency_s: float = 3.2e-5
     measured: tuple[np.ndarray, np.ndarray] | None = None  # NCCL (bytes, seconds) for this n
+    pcie: bool = False  # the GPUs reach each other over PCIe (peer traffic through the root complex)
+    p2p_bw: float = 0.0  # set from bw and pcie: the rate of the custom all-reduce's peer loads
+
+    def __post_init__(self) -> None:
+        # custom all-reduce: peer loads; NCCL: its P2P/SHM transports (see PCIE_* above)
+        object.__setattr__(self, "p2p_bw", self.bw * PCIE_P2P_SHARE if self.pcie else self.bw)
+        if self.pcie:
+            object.__setattr__(self, "bw", self.bw * PCIE_ALLREDUCE_SHARE)
 
     def regime(self, msg_bytes: float) -> str:
         """'one_shot', 'two_shot' or 'nccl' for a message of this size."""
@@ -92,7 +112,7 @@ class AllReduce:
             return 0.0
         r = self.regime(msg_bytes)
         if r == "one_shot":
-            return one_shot_s(msg_bytes, self.n, self.bw, self.custom_latency_s)
+            return one_shot_s(msg_bytes, self.n, self.p2p_bw, self.custom_latency_s)
         if r == "two_shot":
-            return two_shot_s(msg_bytes, self.n, self.bw, self.custom_latency_s)
+            return two_shot_s(msg_bytes, self.n, self.p2p_bw, self.custom_latency_s)
         return self.nccl(msg_bytes)

@@ -35,8 +35,10 @@ from sim.core.registry import ENGINES
 MIB = 1024 * 1024
 
 
-def _fit(lo: float, hi: float) -> dict[str, Any]:
-    return {"fit_bounds": [lo, hi]}
+def _fit(lo: float, hi: float, default: bool = False) -> dict[str, Any]:
+    """Schema extra of a fittable term: its physical bounds, and whether `calibrate fit-run` fits it by default
+    (the few terms end-to-end logs identify; the others are fitted only when named with --param)."""
+    return {"fit_bounds": [lo, hi], "fit_default": default}
 
 
 class ServingEngineConfig(BaseModel):
@@ -49,7 +51,10 @@ class ServingEngineConfig(BaseModel):
     # most of it (vLLM blog "vLLM V1: A Major Upgrade to vLLM's Core Architecture", Jan 2025); what is left
     # on the critical path is a few hundred microseconds per step.
     scheduler_s: float = Field(
-        default=3e-4, ge=0, description="CPU time per iteration the GPU waits for", json_schema_extra=_fit(0.0, 5e-3)
+        default=3e-4,
+        ge=0,
+        description="CPU time per iteration the GPU waits for",
+        json_schema_extra=_fit(0.0, 5e-3, default=True),
     )
     # Eager PyTorch issues ~12 kernels per decoder layer (2 norms, QKV, RoPE, cache write, attention, O,
     # all-reduce, gate/up, activation, down, residual adds) at ~4-5 us of host time each (CUDA launch
@@ -94,7 +99,31 @@ class ServingEngineConfig(BaseModel):
         gt=0,
         le=1,
         description="scales the link bandwidth all-reduces achieve",
-        json_schema_extra=_fit(0.05, 1.0),
+        json_schema_extra=_fit(0.05, 1.0, default=True),
+    )
+    # The kernels' achieved rates relative to the cost model's (measured tables, or curves transferred from the
+    # nearest measured GPU): an engine's own GEMM/attention kernels (cuBLAS vs CUTLASS/Triton, fused
+    # epilogues, torch.compile fusion of element-wise ops) differ from the ones profiled. 1 = as profiled;
+    # bounded to +-50 %, beyond which the shape of the curves, not their scale, is wrong. `compute_*` scales
+    # FLOP/s (prefill, large batches), `memory_*` bandwidth (decode: weights and KV), `attention_*` attention
+    # on top of both. End-to-end logs separate them: TTFT of long prompts is compute-bound, TPOT memory-bound.
+    compute_efficiency_scale: float = Field(
+        default=1.0,
+        gt=0,
+        description="multiplies the kernels' achieved FLOP/s",
+        json_schema_extra=_fit(0.5, 1.5, default=True),
+    )
+    memory_efficiency_scale: float = Field(
+        default=1.0,
+        gt=0,
+        description="multiplies the kernels' achieved memory bandwidth",
+        json_schema_extra=_fit(0.5, 1.5, default=True),
+    )
+    attention_efficiency_scale: float = Field(
+        default=1.0,
+        gt=0,
+        description="multiplies attention's achieved rates (on top of the two above)",
+        json_schema_extra=_fit(0.5, 1.5, default=True),
     )
     # HTTP request parsing, tokenising the prompt and streaming tokens back through the OpenAI server: about a
     # millisecond each on a local client (no measurement in the shared data; fit it with `calibrate fit-run`).
@@ -102,7 +131,7 @@ class ServingEngineConfig(BaseModel):
         default=2e-3,
         ge=0,
         description="per request: HTTP, tokenisation, streaming (added to TTFT and E2E)",
-        json_schema_extra=_fit(0.0, 0.05),
+        json_schema_extra=_fit(0.0, 0.05, default=True),
     )
 
     @model_validator(mode="before")
@@ -121,6 +150,17 @@ class ServingEngineConfig(BaseModel):
         if tokens > self.cuda_graph_max_batch:
             return False
         return decode_only or self.piecewise_graphs
+
+
+def kernel_scales(engine: ServingEngineConfig | None) -> dict[str, float]:
+    """`ProfileParams` scales of the engine's kernel-efficiency terms (empty without an engine)."""
+    if engine is None:
+        return {}
+    return {
+        "compute_scale": engine.compute_efficiency_scale,
+        "memory_scale": engine.memory_efficiency_scale,
+        "attention_scale": engine.attention_efficiency_scale,
+    }
 
 
 def fit_fields() -> dict[str, tuple[float, float]]:

@@ -7,6 +7,12 @@ launch-latency floor that does not shrink with peak FLOP/s: so every transferred
 above the source GPU's fastest measured time for that operator (its launch floor). The nearest source is
 the measured GPU closest in log(peak FLOP/s) and log(bandwidth) (A40/L40S/L4 -> A100, Hopper/Blackwell/
 AMD -> H100).
+
+A GEMM's ratio is read at the same position relative to the ridge point (peak FLOP/s / bandwidth), not at the
+same M: with M tokens a weight-streaming GEMM does about M FLOPs per weight byte, so it is memory-bound below
+M ≈ ridge and compute-bound above, and the dip in efficiency where the two limits meet sits at the GPU's own
+ridge. A100's ridge is 153 FLOP/byte, an RTX PRO 6000's 279: at M = 128 the A100 is at its ridge (efficiency
+0.54-0.63 in the Vidur tables) while the RTX PRO 6000 still streams weights; the source is read at M × 153/279.
 """
 
 from __future__ import annotations
@@ -71,8 +77,37 @@ def transferred_parts(gpu: GPUSpec) -> dict[str, Any]:
     if src is None or src.name == gpu.name:
         return {}
     root = (MEASURED_DIR / src.name).resolve()
+    shift = math.log((gpu.bf16_flops / gpu.mem_bw) / (src.bf16_flops / src.mem_bw))
     return {
-        "fallback": _efficiency(root, src.bf16_flops, src.mem_bw),
+        "fallback": RidgeShifted(_efficiency(root, src.bf16_flops, src.mem_bw), shift),
         "floors": launch_floors(root),
         "transferred_from": src.name,
     }
+
+
+class RidgeShifted:
+    """A source GPU's efficiency curves with the GEMM curves moved along log M by `shift` = log(target ridge /
+    source ridge), so a GEMM of M tokens here reads the source at M × source ridge / target ridge (see above).
+    Element-wise and attention curves pass through unchanged."""
+
+    def __init__(self, eff: Any, shift: float) -> None:
+        self.eff, self.shift = eff, shift
+        self._cache: dict[tuple[float, float, str | None], Any] = {}
+
+    def gemm_curve(self, k: float, n: float, op: str | None = None) -> Any:
+        key = (k, n, op)
+        if key not in self._cache:
+            c = self.eff.gemm_curve(k, n, op)
+            self._cache[key] = c if c is None or not self.shift else (c[0] + self.shift, c[1])
+        return self._cache[key]
+
+    def mem_curve(self, cls: str, width: float) -> Any:
+        return self.eff.mem_curve(cls, width)
+
+    def attention_grid(self, phase: str) -> Any:
+        return self.eff.attention_grid(phase)
+
+    def __getattr__(self, name: str) -> Any:  # anything else the Efficiency answers
+        if name == "eff":  # not set yet (copy/pickle build the object without __init__): no recursion
+            raise AttributeError(name)
+        return getattr(self.eff, name)
