@@ -12,6 +12,10 @@ Chunk run: a mixed plan of every decoder plus one request's prefill chunk that t
 (`chunk_horizon`: the same request's next chunk of the same size, arrivals queueing behind) runs k steps
 the same way — priced step by step, slept as one event — up to the step that ends the prefill, the first
 completion or a KV shortfall. Only a nudge (`Instance.cut_run`) cuts it, and an arrival its remainder step.
+KV: the run stops before the first step whose decode slots plus chunk blocks (`chunk_growth`: a scheduler that
+allocates per chunk, `vllm`) would not fit; the chunk's blocks are taken at the run's end (or the horizon) and
+counted by `kv_used_blocks` meanwhile, as if each step's plan had taken them. With a prefix cache a run goes
+only when the prompt blocks it registers are not cached already (`_inserts_commute`).
 """
 
 from __future__ import annotations
