@@ -99,7 +99,7 @@ class Instance(BatchView):
         self._wake_t = 0.0  # arrival time of the request that last woke this idle instance
         self.run: DecodeRun | None = None  # a fast-forward decode run in flight
         # chunk runs (`steps.chunk_run`): the scheduler's `chunk_horizon`, where nothing else watches each step
-        plain = c.prefix_cache is None and c.handoff is None and c.tracer is None and self.lockstep
+        plain = c.handoff is None and c.tracer is None and self.lockstep
         self.chunk_horizon = getattr(scheduler, "chunk_horizon", None) if fast_forward and plain else None
         self.chunk_tail = getattr(scheduler, "chunk_tail", None) if self.chunk_horizon is not None else None
         self.process = env.process(self._loop())

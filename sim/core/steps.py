@@ -12,6 +12,10 @@ Chunk run: a mixed plan of every decoder plus one request's prefill chunk that t
 (`chunk_horizon`: the same request's next chunk of the same size, arrivals queueing behind) runs k steps
 the same way — priced step by step, slept as one event — up to the step that ends the prefill, the first
 completion or a KV shortfall. Only a nudge (`Instance.cut_run`) cuts it, and an arrival its remainder step.
+KV: the run stops before the first step whose decode slots plus chunk blocks (`chunk_growth`: a scheduler that
+allocates per chunk, `vllm`) would not fit; the chunk's blocks are taken at the run's end (or the horizon) and
+counted by `kv_used_blocks` meanwhile, as if each step's plan had taken them. With a prefix cache a run goes
+only when the prompt blocks it registers are not cached already (`_inserts_commute`).
 """
 
 from __future__ import annotations
@@ -157,8 +161,15 @@ def settle_run(inst: Instance, now: float) -> None:
         co.reserved = True
     if run.chunk is not None:  # a chunk run: its prefill ends at its last step, so not among these j
         req, q = run.chunk
+        f = min(j, run.k - 1)  # the step in flight takes its blocks too
+        grown = chunk_growth(req, q, f, inst.block_size)
+        if grown:
+            inst.allocator.take(grown)
+            req.blocks += grown
         req.prefill_done += q * j
         req.kv_tokens += q * j
+        if req.prefix is not None and inst.prefix_cache is not None:
+            inst.prefix_cache.insert(req)  # the chunks behind us registered their blocks, as stepping does
     inst.t = t_end
     if finished:  # cannot happen (a run ends at its first completion), kept for safety
         inst.finish(finished)
@@ -235,9 +246,56 @@ def chunk_run_length(inst: Instance, plan: BatchPlan, co: Cohort | None) -> tupl
     k = min(k, inst.chunk_horizon(inst, plan))
     if co is not None and k > 1:
         k = min(k, co.steps_to_completion())
-        if k > 1:
-            k = co.block_limit(k, inst.allocator.free)
+    if k > 1:
+        k = _block_limit(inst, co, req, q, k)
+    if k > 1 and inst.prefix_cache is not None and not _inserts_commute(inst, req, q, k):
+        return 1, False
     return k, tail and k == full + 1
+
+
+def chunk_growth(req: Request, q: int, j: int, block_size: int) -> int:
+    """Blocks the prefill of a chunk run takes in its steps 1..j beyond those it held when the run began (step 0
+    was reserved by the plan): a scheduler that allocates per chunk (`policies.vllm`, `reserve_prefill`) grows
+    the request to cover its KV after each chunk; one that reserved the whole prompt on admission takes none.
+    Step j's chunk is q tokens, or the prompt's remainder when it is the last."""
+    tokens = min(req.prefill_target, req.prefill_done + q * (j + 1))
+    return max(0, -(-tokens // block_size) - (req.blocks + req.shared_blocks))
+
+
+def _block_limit(inst: Instance, co: Cohort | None, req: Request, q: int, k: int) -> int:
+    """Most steps (<= k, >= 1) whose new blocks — the cohort's next-token slots, then the chunk's — fit in the
+    free blocks: step by step, each step takes them at its plan in that order, and a shortfall there would
+    change the plan (preemption), so the run stops before it."""
+    free, bs = inst.allocator.free, inst.block_size
+
+    def need(m: int) -> int:  # blocks of steps 1..m-1
+        return (co.blocks(1, m - 1) if co is not None else 0) + chunk_growth(req, q, m - 1, bs)
+
+    if need(k) <= free:
+        return k
+    lo, hi = 1, k  # need(lo) fits, need(hi) does not; both terms grow with m
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if need(mid) <= free:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _inserts_commute(inst: Instance, req: Request, q: int, k: int) -> bool:
+    """With a prefix cache, stepping registers the prompt's blocks after each chunk, a chunk run once at its
+    end, after the run's block takes (which may evict cached free blocks). Both end the same when none of the
+    keys the run registers is cached now: a key absent now stays absent (no other request advances here during
+    the run) until this request registers it, and registering never changes the free blocks."""
+    st: Any = req.prefix
+    if st is None:
+        return True
+    keys = st.keys
+    m = min(min(req.prefill_done + q * k, req.prompt) // inst.block_size, len(keys))
+    assert inst.prefix_cache is not None
+    cache = inst.prefix_cache.cache
+    return not any(key in cache for key in keys[st.upto : m])
 
 
 def chunk_run(
@@ -259,6 +317,10 @@ def chunk_run(
         durations.append(dt)
     ran = yield from sleep_run(inst, times, (req, q), tail)
     tokens = req.prefill_target - c0 if tail and ran == k else q * ran
+    grown = chunk_growth(req, q, ran - 1, inst.block_size)
+    if grown:  # the chunks' own blocks, taken by their plans step by step (counted by `kv_used_blocks` meanwhile)
+        inst.allocator.take(grown)
+        req.blocks += grown
     k = ran
     t_end = times[k - 1]
     inst.t = t_end
