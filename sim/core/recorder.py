@@ -68,7 +68,7 @@ class LogHistogram:
             idx = np.floor((np.log10(np.maximum(x, 1e-300)) - self.LO) * self.BINS_PER_DECADE).astype(np.int64) + 1
         idx = np.where(x <= 0, 0, np.clip(idx, 0, self.nbins - 1))
         self.counts += np.bincount(idx, weights=w, minlength=self.nbins)
-        self.total += float(np.dot(x, w))
+        self.total += float((x * w).sum())  # not np.dot: BLAS threads would spin on the other cores
         self.n += int(w.sum())
         self._values.clear()
         self._weights.clear()
