@@ -121,7 +121,8 @@ def silicon(
     )
     df = df.drop_duplicates(subset=[*CONFIG, "ttft_key", "tpot_key"], keep="first")
     df = df.sort_values(["backend", "system", "mode", "tp_size", "isl", "osl", "batch_size"], kind="stable")
-    kept, skipped = [], {}
+    kept: list[tuple[pd.Series, Scenario]] = []
+    skipped: dict[str, int] = {}
     for _, row in df.iterrows():
         sc, why = scenario_for(row)
         if sc is None:
