@@ -7,8 +7,10 @@ Lookups are case-insensitive, accept a few common aliases, and an unknown name r
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from importlib.resources import files
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -114,8 +116,18 @@ def _model_key(key: str) -> str:
         base = base[: -len(cut)]
 
 
-@cache
 def _config_model(path: str) -> ModelSpec:
+    """A config.json's model, cached on the file's contents: an edit within one process (a notebook, a sweep)
+    is seen, and an unchanged file is parsed once."""
+    try:
+        digest = hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()
+    except OSError:
+        return load_hf_config(path)  # its one-line error names the file
+    return _config_model_of(path, digest)
+
+
+@cache
+def _config_model_of(path: str, digest: str) -> ModelSpec:
     return load_hf_config(path)
 
 

@@ -14,6 +14,7 @@ the same class. Held out whole models, this reproduces Vidur's A100/H100 GEMMs w
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ MEM_CLASS = {
     "attn_kv_cache_save": "kv_save",
 }
 RatioCurve = tuple[np.ndarray, np.ndarray]  # (sizes ascending, log ratio)
+Columns = dict[str, np.ndarray]  # measured rows as named numpy columns
 
 
 @dataclass(frozen=True)
@@ -131,26 +133,29 @@ class Efficiency:
         gemm, mem = self._ratios()
         self._gemm = _pivot(gemm, ["K", "N"])
         # one model's own tables: each linear operator keeps its own curve (two may share a shape)
-        self._by_op = {op: _pivot(g, ["K", "N"]) for op, g in gemm.groupby("op")} if per_op and len(gemm) else {}
-        self._mem = {c: _pivot(g, ["W"]) for c, g in mem.groupby("cls")} if len(mem) else {}
+        self._by_op = {op: _pivot(g, ["K", "N"]) for op, g in _split(gemm, "op")} if per_op else {}
+        self._mem = {c: _pivot(g, ["W"]) for c, g in _split(mem, "cls")}
         self._attn = {ph: self._attention_grid(ph) for ph in ("prefill", "decode")}
 
     # -- learning -------------------------------------------------------------------------------------
-    def _ratios(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def _ratios(self) -> tuple[Columns, Columns]:
+        """Log ratios of every measured GEMM row (op, K, N, M, lr) and memory-bound row (cls, W, M, lr), as
+        numpy columns: framing and grouping them with pandas cost most of start-up."""
         ops = self.tables.operators
         a = self.tables.dtype_bytes
-        if ops.empty:
-            return pd.DataFrame(columns=["op", "K", "N", "M", "lr"]), pd.DataFrame(columns=["cls", "W", "M", "lr"])
-        # columns gathered as arrays and framed once (a frame per (model, tp, op) cost most of start-up)
         gemm: dict[str, list[Any]] = {"op": [], "K": [], "N": [], "M": [], "lr": []}
         mem: dict[str, list[Any]] = {"cls": [], "W": [], "M": [], "lr": []}
-        for (_, tp), rows in ops.groupby(["model", "tp"]):
-            w = Widths.of(spec_from_shape("t", rows.iloc[0], dtype_bytes=a), int(tp))
-            m = rows["num_tokens"].to_numpy(np.float64)
-            for op in rows.columns:
-                t = rows[op].to_numpy(np.float64) * 1e-3 if op in GEMM_OPS or op in MEM_CLASS else None
-                if t is None:
+        if ops.empty:
+            return _columns(gemm), _columns(mem)
+        cols = {op: ops[op].to_numpy(np.float64) for op in ops.columns if op in GEMM_OPS or op in MEM_CLASS}
+        tokens = ops["num_tokens"].to_numpy(np.float64)
+        for (_, tp), idx in sorted(ops.groupby(["model", "tp"]).indices.items()):
+            w = Widths.of(spec_from_shape("t", ops.iloc[idx[0]], dtype_bytes=a), int(tp))
+            m = tokens[idx]
+            for op in ops.columns:
+                if op not in cols:
                     continue
+                t = cols[op][idx] * 1e-3
                 ok = np.isfinite(t) & (t > 0)
                 n_ok = int(ok.sum())
                 if op in GEMM_OPS:
@@ -168,7 +173,7 @@ class Efficiency:
                     mem["W"].append(np.full(n_ok, width))
                     mem["M"].append(m[ok])
                     mem["lr"].append(np.log(t[ok] / roof[ok]))
-        return _frame(gemm), _frame(mem)
+        return _columns(gemm), _columns(mem)
 
     def _attention_grid(self, phase: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """Median log ratio on the (x, y) grid pooled over models: prefill (q, kv+1), decode (batch, kv)."""
@@ -215,28 +220,46 @@ class Efficiency:
         return logm, (w[:, None] * lr[idx]).sum(axis=0) / w.sum()
 
 
-def _frame(cols: dict[str, list[Any]]) -> pd.DataFrame:
-    """One frame from per-part column pieces (string columns as lists, numbers as arrays)."""
-    if not any(len(v) for v in cols["M"]):
-        return pd.DataFrame(columns=list(cols))
-    return pd.DataFrame(
-        {c: [x for part in v for x in part] if c in ("op", "cls") else np.concatenate(v) for c, v in cols.items()}
-    )
+def _columns(cols: dict[str, list[Any]]) -> Columns:
+    """One array per column from per-part pieces (string columns as object arrays)."""
+    return {c: np.array([x for part in v for x in part], dtype=object) if c in ("op", "cls") else
+            np.concatenate(v) if v else np.empty(0) for c, v in cols.items()}  # fmt: skip
 
 
-def _pivot(df: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(log key matrix, log M grid, log ratio matrix) with every shape filled onto the union M grid."""
-    if df.empty:
+def _split(cols: Columns, by: str) -> list[tuple[str, Columns]]:
+    """The rows of each value of column `by`, in sorted order (pandas `groupby`)."""
+    keys = cols[by]
+    return [(k, {c: v[keys == k] for c, v in cols.items()}) for k in sorted(set(keys))]
+
+
+def _pivot(cols: Columns, keys: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(log key matrix, log M grid, log ratio matrix) with every shape filled onto the union M grid: the
+    median log ratio per (shape, M) (as pandas' groupby median: the middle value, or the mean of the two),
+    each shape's medians interpolated in log M onto the union of measured M."""
+    lr = cols["lr"]
+    if not len(lr):
         return None
-    g = df.groupby([*keys, "M"])["lr"].median().reset_index()
-    grid = np.unique(g["M"].to_numpy(np.float64))
+    key_cols = [cols[k] for k in keys]
+    order = np.lexsort((lr, cols["M"], *reversed(key_cols)))  # by shape, then M, then value
+    ks, m, v = [c[order] for c in key_cols], cols["M"][order], lr[order]
+    new = np.ones(len(v), dtype=bool)
+    for c in (*ks, m):
+        new[1:] &= c[1:] == c[:-1]
+    starts = np.flatnonzero(~new | (np.arange(len(v)) == 0))
+    counts = np.diff(np.append(starts, len(v)))
+    lo, hi = v[starts + (counts - 1) // 2], v[starts + counts // 2]
+    med = np.where(counts % 2 == 1, hi, (lo + hi) / 2)
+    gk, gm = [c[starts] for c in ks], m[starts]
+    grid = np.unique(gm)
     lgrid = np.log(grid)
+    shape_new = np.ones(len(gm), dtype=bool)
+    for c in gk:
+        shape_new[1:] &= c[1:] == c[:-1]
+    bounds = [*np.flatnonzero(~shape_new | (np.arange(len(gm)) == 0)).tolist(), len(gm)]
     shapes, rows = [], []
-    for key, s in g.groupby(keys):
-        key = key if isinstance(key, tuple) else (key,)
-        shapes.append([math.log(float(v)) for v in key])
-        s = s.sort_values("M")
-        rows.append(np.interp(lgrid, np.log(s["M"].to_numpy(np.float64)), s["lr"].to_numpy(np.float64)))
+    for s, e in itertools.pairwise(bounds):
+        shapes.append([math.log(float(c[s])) for c in gk])
+        rows.append(np.interp(lgrid, np.log(gm[s:e].copy()), med[s:e].copy()))
     return np.array(shapes), lgrid, np.array(rows)
 
 

@@ -191,19 +191,43 @@ class MeasuredTables:
         return g.index.to_numpy(np.float64), sm.to_numpy(np.float64) * 1e-3
 
 
+TABLE_FILES = ("operators.csv", "attention.csv", "collectives.csv", "provenance.yaml")
+
+
 def _read_csv(path: Path, cols: tuple[str, ...]) -> pd.DataFrame:
-    if path.exists():
-        return pd.read_csv(path)
-    return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    """A table file, or an empty table when it is absent; a damaged one (not CSV, not UTF-8, a column
+    missing) is a ServesimError naming the file, never a pandas traceback."""
+    from hwprofiles.errors import ServesimError
+
+    if not path.exists():
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    try:
+        df = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError, OSError) as e:  # pandas' ParserError and EmptyDataError are ValueErrors
+        raise ServesimError(f"{path}: not a CSV table ({' '.join(str(e).split())[:120]})") from None
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ServesimError(f"{path}: expected columns {', '.join(cols)}; missing {', '.join(missing)}")
+    return df
 
 
 def load_tables(root: str | Path) -> MeasuredTables:
-    """Read a table directory (see module doc); missing files are empty tables."""
-    return _load_cached(Path(root).resolve())
+    """Read a table directory (see module doc); missing files are empty tables. Cached on the files' sizes
+    and modification times, so a table edited within one process (a notebook, a sweep) is read again."""
+    root = Path(root).resolve()
+    stamp = tuple((n, st.st_mtime_ns, st.st_size) for n in TABLE_FILES if (st := _stat(root / n)) is not None)
+    return _load_cached(root, stamp)
+
+
+def _stat(path: Path) -> Any:
+    try:
+        return path.stat()
+    except OSError:
+        return None
 
 
 @cache
-def _load_cached(root: Path) -> MeasuredTables:
+def _load_cached(root: Path, stamp: tuple[tuple[str, int, int], ...]) -> MeasuredTables:
     from hwprofiles.errors import ServesimError
 
     if not root.is_dir():

@@ -184,6 +184,11 @@ class Sarathi:
         waiting = inst.waiting
         return 1 if waiting and swapped_out(waiting[0]) else UNBOUNDED
 
+    def chunk_tail(self, inst: InstanceView, plan: BatchPlan) -> bool:
+        """After the last full chunk, the plan is every decoder plus the prompt's remainder when no other prompt
+        is prefilling and nobody queues (budget is left over then: an arrival would be admitted beside it)."""
+        return not inst.waiting and len(inst.prefilling) == 1
+
 
 @SCHEDULERS.register("fcfs", FCFSConfig, whole_prompts=True, mixes_prefill_decode=False)
 def _fcfs(cfg: FCFSConfig, **_: object) -> BatchScheduler:

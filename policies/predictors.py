@@ -22,6 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sim.core.registry import PREDICTORS
 
+MAX_LOG_ERROR = 10.0  # bound on a noisy predictor's sigma and |bias| (natural-log units)
+_MAX_PREDICTION = 2.0**62  # tokens: a prediction stays an int64 whatever the draw (no valid run comes near)
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -43,8 +46,12 @@ class NoisyConfig(_Strict):
     """True length times a log-normal error: exp(N(bias, sigma))."""
 
     kind: Literal["noisy"] = "noisy"
-    sigma: float = Field(default=0.5, ge=0, description="spread of the log error")
-    bias: float = Field(default=0.0, description="mean of the log error (>0 over-predicts)")
+    # The error is in natural-log units: sigma 10 is already a factor e^10 (about 22,000) per standard deviation,
+    # a predictor that knows nothing (use `rank` with tau 0 for that); larger values only overflow `exp`.
+    sigma: float = Field(default=0.5, ge=0, le=MAX_LOG_ERROR, description="spread of the log error (at most 10)")
+    bias: float = Field(
+        default=0.0, ge=-MAX_LOG_ERROR, le=MAX_LOG_ERROR, description="mean of the log error (>0 over-predicts)"
+    )
 
 
 class RankConfig(_Strict):
@@ -79,7 +86,9 @@ class Noisy:
 
     def predict(self, output: np.ndarray, prompt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         err = rng.normal(self.bias, self.sigma, len(output))
-        return _as_tokens(np.asarray(output, dtype=np.float64) * np.exp(err))
+        # a 70-standard-deviation draw would still overflow exp: clip it (never reached in a real run)
+        pred = np.asarray(output, dtype=np.float64) * np.exp(np.minimum(err, 700.0))
+        return _as_tokens(np.minimum(pred, _MAX_PREDICTION))
 
 
 class Rank:

@@ -22,6 +22,10 @@ takes its blocks when it is scheduled. A running prefill whose chunk finds no fr
 prefilling request not yet planned this step (recompute, or swap with `kv_cache.preemption: swap`); if there is
 none, the request itself is preempted, as V1 preempts the lowest-priority running request even when that is the
 one asking. Schedulers other than `vllm` reserve the whole prompt on admission.
+
+Chunk runs (`sim.core.steps.chunk_run`, Sarathi's `chunk_horizon`) fast-forward this scheduler too: the engine
+stops a run before the step whose cohort slots and chunk blocks (`steps.chunk_growth`) would not fit, so no
+step of it could have preempted, and takes the chunks' blocks as those steps' plans would.
 """
 
 from __future__ import annotations
@@ -98,11 +102,6 @@ class VLLMScheduler(Sarathi):
             plan.prefill.append((req, n))
             left -= n
         return plan
-
-    def chunk_horizon(self, inst: InstanceView, plan: BatchPlan) -> int:
-        """No chunk runs (`sim.core.steps.chunk_run`): each chunk takes its KV blocks when it is scheduled, and a
-        run of k chunks priced at once would skip those allocations."""
-        return 1
 
     @staticmethod
     def _running_prefills(inst: InstanceView, plan: BatchPlan, left: int) -> int:

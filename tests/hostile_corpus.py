@@ -738,6 +738,8 @@ def more_option_cases() -> list[Case]:
 
 
 def all_cases() -> list[Case]:
+    from tests.hostile_residuals import residual_cases  # it builds on this module's helpers
+
     return [
         *value_cases(),
         *structure_cases(),
@@ -749,4 +751,5 @@ def all_cases() -> list[Case]:
         *named_file_cases(),
         *size_cases(),
         *more_option_cases(),
+        *residual_cases(),
     ]

@@ -32,6 +32,7 @@ class _Run(DecodeRun):
         self.times = times
         self.k = len(times)
         self.chunk = None
+        self.tail = False
 
 
 def _block_limit(inst: Instance, decode: list[Request], k: int) -> int:

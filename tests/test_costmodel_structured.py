@@ -300,3 +300,16 @@ def test_fp8_kv_cache_runs_prefill_attention_at_the_fp8_peak() -> None:
     old = build_physical(RooflineCostConfig(), m, a100, 1, quant=Quantization(kv_cache="fp8"))
     want = m.num_layers * _fa_layer(4096, 4096, hq, a100.bf16_flops)
     assert old.breakdown([(4096, 0)], 0, 0)["attn_prefill"] == pytest.approx(want, rel=1e-9)
+
+
+def test_fp8_kv_cache_keeps_bf16_attention_where_no_fp8_kernel_exists() -> None:
+    """L40S and RTX PRO 6000 have FP8 tensor cores but no FP8 attention kernel in the engines (FlashAttention
+    3 is Hopper-only): their prefill attention with an FP8 cache is priced at the BF16 peak."""
+    m = catalog.model("llama-3.1-8b")
+    hq = m.num_heads * m.head_dim
+    for name in ("l40s", "rtx-pro-6000"):
+        g = catalog.gpu(name)
+        assert g.fp8_flops is not None
+        kv8 = build_physical(RooflineCostConfig(), m, g, 1, quant=Quantization(kv_cache="fp8"))
+        want = m.num_layers * _fa_layer(4096, 4096, hq, g.bf16_flops)
+        assert kv8.breakdown([(4096, 0)], 0, 0)["attn_prefill"] == pytest.approx(want, rel=1e-9)

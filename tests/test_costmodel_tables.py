@@ -3,6 +3,9 @@ models, the importer, and table/profile paths in scenario YAML."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -147,3 +150,16 @@ def test_table_kind_and_profile_from_scenario_yaml(tmp_path, monkeypatch):
     (sub / "bad.yaml").write_text("params: {compute_scale: -1}\n")
     with pytest.raises(ServesimError, match="not a servesim profile"):
         sim.run(_scenario(sub, {"kind": "roofline", "profile": "bad.yaml"}))
+
+
+def test_edited_table_folder_is_read_again(tmp_path: Path) -> None:
+    """load_tables caches on the files' sizes and modification times: a table edited within one process is
+    read again, and an unchanged folder is the same object."""
+    d = tmp_path / "t"
+    shutil.copytree(MEASURED_DIR / "h100-sxm", d)
+    first = load_tables(d)
+    assert load_tables(d) is first
+    rows = (d / "collectives.csv").read_text().splitlines()
+    (d / "collectives.csv").write_text("\n".join(rows[:2]) + "\n")  # the header and one row
+    again = load_tables(d)
+    assert again is not first and len(again.collectives) == 1 < len(first.collectives)

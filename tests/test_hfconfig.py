@@ -4,6 +4,7 @@ errors for files that cannot be used."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,28 @@ def test_bad_config_is_one_line(tmp_path: Path, content: str, needle: str) -> No
 def test_missing_config_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ServesimError, match=r"cannot read config\.json"):
         catalog.model(str(tmp_path / "nope" / "config.json"))
+
+
+def test_edited_config_is_seen_within_one_process(tmp_path: Path) -> None:
+    """A notebook or a sweep edits config.json between runs: the catalogue's cache is keyed on the contents,
+    so the edit is seen even at the same size and modification time, and an unchanged file is parsed once."""
+    import sim
+
+    p = _write(tmp_path, LLAMA_31_8B)
+    first = catalog.model(str(p))
+    assert first.num_layers == 32 and catalog.model(str(p)) is first  # unchanged: the cached spec
+    st = p.stat()
+    p.write_text(json.dumps({**LLAMA_31_8B, "num_hidden_layers": 40}), encoding="utf-8")  # same size
+    assert p.stat().st_size == st.st_size
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the same modification time
+    assert catalog.model(str(p)).num_layers == 40
+    data = {
+        "model": str(p),
+        "hardware": "h100-sxm",
+        "workload": {
+            "num_requests": 1,
+            "arrival": {"kind": "poisson", "rate": 1},
+            "lengths": {"kind": "fixed", "prompt": 8, "output": 8},
+        },
+    }
+    assert sim.load_scenario(data).model_spec.num_layers == 40

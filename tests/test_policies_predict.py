@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -27,6 +29,20 @@ def test_noisy_predictor_spread_and_bias():
     pred = Noisy(NoisyConfig(sigma=0.5)).predict(true, true, np.random.default_rng(0))
     assert np.std(np.log(pred / 200)) == pytest.approx(0.5, rel=0.03)
     assert Noisy(NoisyConfig(sigma=0.0, bias=np.log(2))).predict(true, true, np.random.default_rng(0))[0] == 400
+
+
+def test_noisy_predictor_at_its_bounds_stays_finite_positive_int64():
+    """sigma = |bias| = 10 (the most a scenario accepts) on 10M-token outputs: tails of e^40 and more once
+    overflowed the int64 cast (negative predictions, a RuntimeWarning); they saturate instead, no warning."""
+    true = np.full(100_000, 10_000_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hi = Noisy(NoisyConfig(sigma=10, bias=10)).predict(true, true, np.random.default_rng(0))
+        lo = Noisy(NoisyConfig(sigma=10, bias=-10)).predict(true, true, np.random.default_rng(0))
+    assert hi.dtype == np.int64 and hi.min() >= 1 and hi.max() == 2**62  # the top tail saturates
+    assert lo.min() == 1 and np.median(lo) == pytest.approx(10_000_000 * np.exp(-10), rel=0.1)
+    with pytest.raises(ValueError, match="less than or equal to 10"):
+        NoisyConfig(sigma=100)
 
 
 def test_bucket_predictor():

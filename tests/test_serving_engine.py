@@ -203,3 +203,39 @@ def test_fit_run_fits_only_the_default_terms_unless_named():
     }
     every = {p.rsplit(".", 1)[-1] for p, _, _ in fittable_paths(sc)}
     assert {"launch_per_layer_s", "sample_per_seq_s", "nccl_latency_s"} <= every - default
+
+
+def test_pcie_all_reduce_by_hand() -> None:
+    # two PCIe GPUs, link 64 GB/s x 0.8: the custom kernel's peer loads at 0.3 of the raw link, NCCL at 0.6
+    bw, m = 64e9 * 0.8, 1.3e6
+    ar = AllReduce(2, bw, "custom", False, 8 * 2**20, 5e-6, 3e-5, pcie=True)
+    assert ar.seconds(m) == pytest.approx(5e-6 + m / (64e9 * 0.3))
+    big = 16 * 2**20  # above custom_max_bytes: NCCL ring
+    assert ar.seconds(big) == pytest.approx(3e-5 + 2 * (2 - 1) / 2 * big / (64e9 * 0.6))
+    nvl = AllReduce(2, bw, "custom", True, 8 * 2**20, 5e-6, 3e-5)
+    assert nvl.seconds(m) == pytest.approx(5e-6 + m / bw)
+
+
+def test_pcie_gpus_share_the_link_without_an_engine() -> None:
+    # a fitted profile (no serving engine) still prices PCIe all-reduce below the link rate
+    from hwprofiles import catalog
+
+    m, g = catalog.model("qwen3-32b"), catalog.gpu("rtx-pro-6000")
+    cost = RooflineCost(RooflineCostConfig(), m, g, 2)
+    assert cost.ar.pcie and cost.ar.bw == pytest.approx(g.intra_node_bw * 0.8 * 0.75)
+
+
+def test_kernel_scales_never_lift_a_rate_past_the_spec_peak() -> None:
+    # fitted scales at their upper bound: decode attention still streams the KV cache no faster than the
+    # memory bandwidth, and no effective FLOP/s or byte/s exceeds the GPU's peak
+    from hwprofiles import catalog
+
+    m, g = catalog.model("llama-3.1-8b"), catalog.gpu("rtx-pro-6000")
+    top = {"compute_efficiency_scale": 1.5, "memory_efficiency_scale": 1.5, "attention_efficiency_scale": 1.5}
+    cost = RooflineCost(RooflineCostConfig(), m, g, 1, engine=preset("vllm-v1", **top))
+    assert cost.flops <= g.bf16_flops and cost.bw <= g.mem_bw
+    assert cost.attn_flops <= g.bf16_flops and cost.attn_bw <= g.mem_bw
+    kv_bytes_per_token = 2 * m.num_kv_heads * m.head_dim * m.dtype_bytes * m.num_layers
+    assert cost._attn_coef >= kv_bytes_per_token / g.mem_bw * (1 - 1e-12)
+    plain = RooflineCost(RooflineCostConfig(), m, g, 1, engine=preset("vllm-v1"))
+    assert plain.attn_peak_bw == g.mem_bw  # scale 1: untouched

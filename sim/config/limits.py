@@ -8,8 +8,9 @@ Each check returns the path of the offending key so the caller can name file:lin
 from __future__ import annotations
 
 import math
+import stat
 import unicodedata
-from pathlib import PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
 from sim.errors import ServesimError
@@ -222,6 +223,14 @@ def fallback(loc: Loc) -> Loc:
     return _FALLBACK.get(loc, loc)
 
 
+def file_kind(p: Path) -> str:
+    """What a path that exists names, in words, for errors that say what was found instead of a file."""
+    mode = p.stat().st_mode
+    kinds = {stat.S_ISDIR: "a directory", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
+    kinds |= {stat.S_ISFIFO: "a pipe", stat.S_ISSOCK: "a socket", stat.S_ISREG: "a regular file"}
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+
+
 def _trace_problem(sc: Scenario) -> tuple[Loc, str] | None:
     from sim.workload.traces import scenario_trace_path as _resolve
 
@@ -254,7 +263,7 @@ def _device_problem(sc: Scenario) -> tuple[Loc, str] | None:
         except ServesimError:
             continue
         if p.exists() and not p.is_file() and not p.is_dir():
-            return ("workload", key, "path"), f"{p} is not a regular file, expected a trace file"
+            return ("workload", key, "path"), f"{p} is not a regular file ({file_kind(p)}), expected a trace file"
     return None
 
 

@@ -82,6 +82,7 @@ def check_cost_files(data: dict[str, Any], label: str, pos: Positions | None, ba
     """The cost model's fitted profile (a YAML file) and measured-table directory, relative to the scenario's
     folder: a missing one is named at the scenario's key, a damaged profile (binary, not UTF-8, bad YAML, a
     wrong field) at its own file:line:col, before any run starts."""
+    from hwprofiles.tables import load_tables
     from sim.costmodel.profile import CostProfile
 
     cm = data.get("cost_model")
@@ -97,6 +98,10 @@ def check_cost_files(data: dict[str, Any], label: str, pos: Positions | None, ba
         if key == "tables":
             if not path.is_dir():
                 raise ServesimError(f"{where}: {path}: measured-table directory not found")
+            try:  # a folder without any table, or a damaged CSV, is named here, at the scenario's key
+                load_tables(path)
+            except ServesimError as e:
+                raise ServesimError(f"{where}: {e}") from None
             continue
         if not path.is_file():
             raise ServesimError(f"{where}: {path}: profile file not found")

@@ -43,9 +43,13 @@ def graft(pos: Positions | None, at: Loc, other: Positions, source: str, root: b
     its own position, e.g. the `model:` key that names a spec file)."""
     out = Positions({k: v for k, v in (pos or {}).items() if k[: len(at)] != at or (not root and len(k) == len(at))})
     for k, v in other.items():
-        if k or root:
-            out[(*at, *k)] = (v[0], v[1], v[2] if len(v) == 3 else source)
+        out[(*at, *k) if k or root else (*at, FILE_ROOT)] = (v[0], v[1], v[2] if len(v) == 3 else source)
     return out
+
+
+# Key under a grafted field (with root=False) that records where the other file's mapping starts: an error about
+# a field the file lacks (a GPU spec file short of `mem_bw`) names that file, not the scenario key naming it.
+FILE_ROOT = "<file>"
 
 
 _OPEN = (tok.BlockMappingStartToken, tok.BlockSequenceStartToken, tok.FlowMappingStartToken, tok.FlowSequenceStartToken)
@@ -324,6 +328,8 @@ def locate(loc: Loc, source: str, pos: Positions | None) -> str:
     if probe not in pos:
         return source
     where = pos[probe]
+    if probe != tuple(loc) and (*probe, FILE_ROOT) in pos:  # a field missing from a file `probe` names
+        where = pos[(*probe, FILE_ROOT)]
     return f"{where[2] if len(where) == 3 else source}:{where[0]}:{where[1]}"
 
 

@@ -122,6 +122,8 @@ class BatchScheduler(Protocol):
     # request's prefill chunk repeats (the same request's next chunk of the same size) if nothing but its own
     # progress changes, *arrivals included*: a chunk run is not cut when a request joins the queue. The engine
     # stops where the prefill ends, at a completion and before KV runs short (`sim.core.steps.chunk_run`).
+    # Optional with it: `chunk_tail(inst, plan) -> bool` — whether the plan after the last full chunk is every
+    # decoder plus the prompt's shorter remainder, *unless a request arrives first* (the engine then cuts it).
 
 
 UNBOUNDED = 1 << 62

@@ -26,6 +26,7 @@ class PrefixCaching(Protocol):
 
     total: int
     free: int
+    cache: dict[int, list[int]]  # prompt-block key -> [references, free-list token]: what is cached now
 
     def take(self, n: int) -> None: ...
 

@@ -21,6 +21,7 @@ from sim.core.batch import BatchPlan, BatchScheduler
 from sim.core.cohort import Cohort
 from sim.core.collaborators import Collaborators, PrefixCaching
 from sim.core.kvcache import BlockAllocator, KVCapacity
+from sim.core.late import exact_delay
 from sim.core.recorder import RequestLog
 from sim.core.request import Request
 from sim.core.steps import DecodeRun, decode_run, mixed_step
@@ -98,8 +99,9 @@ class Instance(BatchView):
         self._wake_t = 0.0  # arrival time of the request that last woke this idle instance
         self.run: DecodeRun | None = None  # a fast-forward decode run in flight
         # chunk runs (`steps.chunk_run`): the scheduler's `chunk_horizon`, where nothing else watches each step
-        plain = c.prefix_cache is None and c.handoff is None and c.tracer is None and self.lockstep
+        plain = c.handoff is None and c.tracer is None and self.lockstep
         self.chunk_horizon = getattr(scheduler, "chunk_horizon", None) if fast_forward and plain else None
+        self.chunk_tail = getattr(scheduler, "chunk_tail", None) if self.chunk_horizon is not None else None
         self.process = env.process(self._loop())
 
     @property
@@ -124,8 +126,11 @@ class Instance(BatchView):
             self._wake_t = req.arrival  # env.now may sit one rounding step below the exact arrival time
             idle, self._idle = self._idle, None
             idle.succeed()
-        elif self.run is not None and self.run.chunk is None:  # a chunk run's plan holds whoever queues behind
-            self._truncate(self.env.now)
+        elif (run := self.run) is not None:
+            if run.chunk is None:
+                self._truncate(self.env.now)
+            elif run.tail:  # a chunk run's full chunks hold whoever queues behind; its remainder's step does not
+                self._cut_tail(run, self.env.now)
 
     def abandon(self, req: Request) -> None:
         """Its client gave up on `req` (late phase, `workload.timeout_s`): it leaves the queue or the batch at
@@ -176,8 +181,27 @@ class Instance(BatchView):
         assert run is not None
         j = (bisect.bisect_right if strict else bisect.bisect_left)(run.times, now, 0, run.k)
         if j + 1 < run.k:
-            run.k = j + 1
-            self.process.interrupt()
+            run.tail = False
+            self._cut(run, j + 1)
+
+    def _cut_tail(self, run: DecodeRun, now: float) -> None:
+        """An arrival at `now` is seen by the plan of a chunk run's remainder step unless that step is in flight
+        (planned at the end of the step before it, a step ending exactly now included, as `_truncate`): then
+        the remainder would share its step with the newcomer's chunk, so the run ends after its full chunks."""
+        run.tail = False
+        if bisect.bisect_left(run.times, now, 0, run.k) < run.k - 1:
+            self._cut(run, run.k - 1)
+
+    def _cut(self, run: DecodeRun, k: int) -> None:
+        """End the run after its k-th step: the loop, asleep until the run's last step, is woken by a timeout at
+        the k-th step's end instead. (What `Process.interrupt` would do, without its extra event, the thrown
+        exception and a second sleep: cutting runs is the engine's most frequent outside change.)"""
+        run.k = k
+        proc = self.process
+        proc._target.callbacks.remove(proc._resume)  # the sleep until the old last step: it fires unheeded
+        wake = self.env.timeout(exact_delay(self.env.now, float(run.times[k - 1])))
+        wake.callbacks.append(proc._resume)
+        proc._target = wake
 
     # -- the loop ------------------------------------------------------------------------------------
     def _loop(self) -> Generator[simpy.Event, Any, None]:

@@ -4,14 +4,18 @@ Decode run (the one decode path): the plan's decoders form a `Cohort` — the in
 when the scheduler decodes everyone each step, else the requests it picked, for this run only. When the
 policy says its decision holds, the run prices the next k steps at once (k = until the first completion or
 the first step that would run out of KV blocks) and sleeps once. An arrival during the run truncates it at
-the end of the iteration in flight (via `simpy.Interrupt`), so the next plan sees the same state as
+the end of the iteration in flight (`Instance._cut` moves the wake-up), so the next plan sees the same state as
 step-by-step would. Step-by-step mode runs the very same code with k = 1; clocks are accumulated with the
 same float additions, so both modes give bit-identical timestamps.
 
 Chunk run: a mixed plan of every decoder plus one request's prefill chunk that the scheduler says repeats
 (`chunk_horizon`: the same request's next chunk of the same size, arrivals queueing behind) runs k steps
 the same way — priced step by step, slept as one event — up to the step that ends the prefill, the first
-completion or a KV shortfall. Only a nudge (`Instance.cut_run`) cuts it.
+completion or a KV shortfall. Only a nudge (`Instance.cut_run`) cuts it, and an arrival its remainder step.
+KV: the run stops before the first step whose decode slots plus chunk blocks (`chunk_growth`: a scheduler that
+allocates per chunk, `vllm`) would not fit; the chunk's blocks are taken at the run's end (or the horizon) and
+counted by `kv_used_blocks` meanwhile, as if each step's plan had taken them. With a prefix cache a run goes
+only when the prompt blocks it registers are not cached already (`_inserts_commute`).
 """
 
 from __future__ import annotations
@@ -39,18 +43,20 @@ PLAIN_STEPS = 256  # longer affine decode runs are priced with numpy
 
 class DecodeRun:
     """A run in flight: its absolute step end times and how many steps stand (a cut lowers `k`); `chunk`:
-    the (request, tokens per step) prefilled alongside the cohort's decodes, or None for a decode run."""
+    the (request, tokens per step) prefilled alongside the cohort's decodes, or None for a decode run; `tail`:
+    the chunk run's last step is the prompt's shorter remainder, which an arrival before it cuts away."""
 
-    __slots__ = ("chunk", "k", "times")
+    __slots__ = ("chunk", "k", "tail", "times")
 
-    def __init__(self, times: list[float], chunk: tuple[Request, int] | None = None) -> None:
+    def __init__(self, times: list[float], chunk: tuple[Request, int] | None = None, tail: bool = False) -> None:
         self.times = times
         self.k = len(times)
         self.chunk = chunk
+        self.tail = tail
 
 
 def sleep_run(
-    inst: Instance, times: list[float], chunk: tuple[Request, int] | None = None
+    inst: Instance, times: list[float], chunk: tuple[Request, int] | None = None, tail: bool = False
 ) -> Generator[simpy.Event, Any, int]:
     """Sleep to the end of the last of `times` (one event), unless an interrupt (an arrival, a nudge) cuts the
     run to the step in flight; returns how many steps ran."""
@@ -58,16 +64,8 @@ def sleep_run(
     if len(times) == 1:
         yield env.timeout(exact_delay(env.now, times[0]))
         return 1
-    run = inst.run = DecodeRun(times, chunk)
-    try:
-        yield env.timeout(exact_delay(env.now, times[-1]))
-    except simpy.Interrupt:
-        while True:  # finish the step in flight; later arrivals cannot cut further back
-            try:
-                yield env.timeout(exact_delay(env.now, times[run.k - 1]))
-                break
-            except simpy.Interrupt:
-                continue
+    run = inst.run = DecodeRun(times, chunk, tail)
+    yield env.timeout(exact_delay(env.now, times[-1]))  # a cut wakes it at the end of the step in flight instead
     inst.run = None
     return run.k
 
@@ -163,8 +161,15 @@ def settle_run(inst: Instance, now: float) -> None:
         co.reserved = True
     if run.chunk is not None:  # a chunk run: its prefill ends at its last step, so not among these j
         req, q = run.chunk
+        f = min(j, run.k - 1)  # the step in flight takes its blocks too
+        grown = chunk_growth(req, q, f, inst.block_size)
+        if grown:
+            inst.allocator.take(grown)
+            req.blocks += grown
         req.prefill_done += q * j
         req.kv_tokens += q * j
+        if req.prefix is not None and inst.prefix_cache is not None:
+            inst.prefix_cache.insert(req)  # the chunks behind us registered their blocks, as stepping does
     inst.t = t_end
     if finished:  # cannot happen (a run ends at its first completion), kept for safety
         inst.finish(finished)
@@ -184,8 +189,8 @@ def mixed_step(inst: Instance, plan: BatchPlan) -> Steps:
         n_dec, ctx = len(decode), sum(r.kv_tokens for r in decode) + len(decode)
     if spec is not None and decode:  # the decodes verify k + 1 tokens each, after their draft
         dt = spec.draft_s(decode) + inst.cost.iteration(chunks + spec.verify_chunks(decode), 0, 0)
-    elif inst.chunk_horizon is not None and (k := chunk_run_length(inst, plan, co)) > 1:
-        yield from chunk_run(inst, plan, co, n_dec, ctx, k)
+    elif inst.chunk_horizon is not None and (run := chunk_run_length(inst, plan, co))[0] > 1:
+        yield from chunk_run(inst, plan, co, n_dec, ctx, *run)
         return
     else:
         dt = inst.cost.iteration(chunks, n_dec, ctx)
@@ -224,39 +229,99 @@ def mixed_step(inst: Instance, plan: BatchPlan) -> Steps:
 MAX_CHUNK_RUN = 256  # steps priced ahead in one chunk run (a nudge may cut it: bounds the work wasted)
 
 
-def chunk_run_length(inst: Instance, plan: BatchPlan, co: Cohort | None) -> int:
-    """Steps a plan of every decoder plus one prefill chunk repeats unchanged: the scheduler vouches for its
-    decision (`chunk_horizon`); the engine stops at the step that ends the prefill, at the first completion
-    and before the cohort's KV blocks run short."""
+def chunk_run_length(inst: Instance, plan: BatchPlan, co: Cohort | None) -> tuple[int, bool]:
+    """Steps a plan of every decoder plus one prefill chunk repeats unchanged, and whether the last of them is
+    the prompt's shorter remainder: the scheduler vouches for its decision (`chunk_horizon`, and `chunk_tail`
+    for the remainder); the engine stops at the step that ends the prefill, at the first completion and
+    before the cohort's KV blocks run short."""
     if len(plan.prefill) != 1 or plan.decode or plan.preempted or inst.one_step or inst.host.pending:
-        return 1
+        return 1, False
     req, q = plan.prefill[0]
-    k = min((req.prefill_target - req.prefill_done) // q, MAX_CHUNK_RUN)
+    full, rest = divmod(req.prefill_target - req.prefill_done, q)
+    tail = rest > 0 and inst.chunk_tail is not None and inst.chunk_tail(inst, plan)
+    k = min(full + tail, MAX_CHUNK_RUN)
     if k <= 1:
-        return 1
+        return 1, False
     assert inst.chunk_horizon is not None
     k = min(k, inst.chunk_horizon(inst, plan))
     if co is not None and k > 1:
         k = min(k, co.steps_to_completion())
-        if k > 1:
-            k = co.block_limit(k, inst.allocator.free)
-    return k
+    if k > 1:
+        k = _block_limit(inst, co, req, q, k)
+    if k > 1 and inst.prefix_cache is not None and not _inserts_commute(inst, req, q, k):
+        return 1, False
+    return k, tail and k == full + 1
 
 
-def chunk_run(inst: Instance, plan: BatchPlan, co: Cohort | None, n: int, ctx: int, k: int) -> Steps:
+def chunk_growth(req: Request, q: int, j: int, block_size: int) -> int:
+    """Blocks the prefill of a chunk run takes in its steps 1..j beyond those it held when the run began (step 0
+    was reserved by the plan): a scheduler that allocates per chunk (`policies.vllm`, `reserve_prefill`) grows
+    the request to cover its KV after each chunk; one that reserved the whole prompt on admission takes none.
+    Step j's chunk is q tokens, or the prompt's remainder when it is the last."""
+    tokens = min(req.prefill_target, req.prefill_done + q * (j + 1))
+    return max(0, -(-tokens // block_size) - (req.blocks + req.shared_blocks))
+
+
+def _block_limit(inst: Instance, co: Cohort | None, req: Request, q: int, k: int) -> int:
+    """Most steps (<= k, >= 1) whose new blocks — the cohort's next-token slots, then the chunk's — fit in the
+    free blocks: step by step, each step takes them at its plan in that order, and a shortfall there would
+    change the plan (preemption), so the run stops before it."""
+    free, bs = inst.allocator.free, inst.block_size
+
+    def need(m: int) -> int:  # blocks of steps 1..m-1
+        return (co.blocks(1, m - 1) if co is not None else 0) + chunk_growth(req, q, m - 1, bs)
+
+    if need(k) <= free:
+        return k
+    lo, hi = 1, k  # need(lo) fits, need(hi) does not; both terms grow with m
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if need(mid) <= free:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _inserts_commute(inst: Instance, req: Request, q: int, k: int) -> bool:
+    """With a prefix cache, stepping registers the prompt's blocks after each chunk, a chunk run once at its
+    end, after the run's block takes (which may evict cached free blocks). Both end the same when none of the
+    keys the run registers is cached now: a key absent now stays absent (no other request advances here during
+    the run) until this request registers it, and registering never changes the free blocks."""
+    st: Any = req.prefix
+    if st is None:
+        return True
+    keys = st.keys
+    m = min(min(req.prefill_done + q * k, req.prompt) // inst.block_size, len(keys))
+    assert inst.prefix_cache is not None
+    cache = inst.prefix_cache.cache
+    return not any(key in cache for key in keys[st.upto : m])
+
+
+def chunk_run(
+    inst: Instance, plan: BatchPlan, co: Cohort | None, n: int, ctx: int, k: int, tail: bool = False
+) -> Steps:
     """k iterations of the same shape at once — every decoder one token further each step, the same request's
-    prefill one chunk further — priced step by step (same floats as stepping) and slept as one event."""
+    prefill one chunk further (with `tail`, the last step its shorter remainder) — priced step by step (same
+    floats as stepping) and slept as one event."""
     req, q = plan.prefill[0]
     c0 = req.prefill_done
     iteration = inst.cost.iteration
     t = inst.t
     times, durations = [], []
+    rest = k - 1 if tail else k  # the step that prefills the remainder (k: none)
     for j in range(k):
-        dt = iteration([(q, c0 + q * j)], n, ctx + n * j)
+        dt = iteration([(q if j != rest else req.prefill_target - c0 - q * j, c0 + q * j)], n, ctx + n * j)
         t = t + dt
         times.append(t)
         durations.append(dt)
-    k = yield from sleep_run(inst, times, (req, q))
+    ran = yield from sleep_run(inst, times, (req, q), tail)
+    tokens = req.prefill_target - c0 if tail and ran == k else q * ran
+    grown = chunk_growth(req, q, ran - 1, inst.block_size)
+    if grown:  # the chunks' own blocks, taken by their plans step by step (counted by `kv_used_blocks` meanwhile)
+        inst.allocator.take(grown)
+        req.blocks += grown
+    k = ran
     t_end = times[k - 1]
     inst.t = t_end
     inst.iterations += k
@@ -269,7 +334,7 @@ def chunk_run(inst: Instance, plan: BatchPlan, co: Cohort | None, n: int, ctx: i
         inst.allocator.take(new)
         if k > 1:
             itl.add_gaps(times, k, n)
-    plan.prefill = [(req, q * k)]
+    plan.prefill = [(req, tokens)]
     prefilled, _ = _advance_prefills(inst, plan, t_end, finished)
     inst.tokens_out += n * k + prefilled
     inst.finish(finished)

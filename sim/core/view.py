@@ -18,7 +18,7 @@ from sim.core.collaborators import PrefixCaching
 from sim.core.kvcache import BlockAllocator
 from sim.core.request import Request
 from sim.core.speculative import Speculation, reserve_lookahead
-from sim.core.steps import DecodeRun
+from sim.core.steps import DecodeRun, chunk_growth
 from sim.core.swap import HostSwap
 
 
@@ -202,6 +202,9 @@ class BatchView:
             done = min(bisect.bisect_right(run.times, self.env.now, 0, run.k) + 1, run.k)
             if done:
                 used += self.cohort.blocks(1, done - 1)
+                if run.chunk is not None:  # a chunk run's prefill grows per chunk too (`steps.chunk_growth`)
+                    req, q = run.chunk
+                    used += chunk_growth(req, q, done - 1, self.block_size)
         return used
 
     def exact_kv(self, req: Request) -> int:

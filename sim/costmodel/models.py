@@ -106,14 +106,19 @@ class RooflineCost:
             **kernel_scales(engine),  # the serving engine's kernel-efficiency terms (1 by default)
         )
         self.cfg, self.model, self.gpu, self.tp, self.params = cfg, model, gpu, tp, p
-        self.flops = gpu.bf16_flops * cfg.compute_efficiency * p.compute_scale
-        self.bw = gpu.mem_bw * cfg.memory_efficiency * p.memory_scale
+        # kernel scales (fitted terms, bounds 0.5-1.5) may lift an efficiency, never past the spec peak: every
+        # effective rate below is capped at what the silicon can do (scales of 1 leave the floats unchanged)
+        self.flops = min(gpu.bf16_flops * cfg.compute_efficiency * p.compute_scale, gpu.bf16_flops)
+        self.bw = min(gpu.mem_bw * cfg.memory_efficiency * p.memory_scale, gpu.mem_bw)
         self.link = gpu.intra_node_bw * cfg.link_efficiency
         self.peak_flops = gpu.bf16_flops * p.compute_scale  # curves are ratios to the spec peaks
         self.peak_bw = gpu.mem_bw * p.memory_scale
         sa = p.attention_scale
-        self.attn_flops, self.attn_bw = self.flops * sa, self.bw * sa
-        self.attn_peak_flops, self.attn_peak_bw = self.peak_flops * sa, self.peak_bw * sa
+        self.attn_flops, self.attn_bw = min(self.flops * sa, gpu.bf16_flops), min(self.bw * sa, gpu.mem_bw)
+        # measured attention reaches at most prefill_eff_max of these (decode: decode_bw_eff): cap so it stays <= 1
+        top = _attention.DEFAULT
+        self.attn_peak_flops = min(self.peak_flops * sa, gpu.bf16_flops / top.prefill_eff_max)
+        self.attn_peak_bw = min(self.peak_bw * sa, gpu.mem_bw / top.decode_bw_eff)
         self.overhead = p.iteration_overhead_s + model.num_layers * p.layer_overhead_s
         m, a = model, float(model.dtype_bytes)
         self.a = a
@@ -140,7 +145,14 @@ class RooflineCost:
         self.engine = engine
         gpu, cfg = self.gpu, self.cfg
         if engine is None:
-            self.ar = AllReduce(self.tp, self.link, "nccl", nccl_latency_s=cfg.allreduce_latency_s, measured=self._coll)
+            self.ar = AllReduce(
+                self.tp,
+                self.link,
+                "nccl",
+                nccl_latency_s=cfg.allreduce_latency_s,
+                measured=self._coll,
+                pcie=gpu.intra_node_link == "pcie",
+            )
         else:
             self.ar = AllReduce(
                 self.tp,

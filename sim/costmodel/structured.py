@@ -21,6 +21,10 @@ from sim.costmodel.layout import Layout
 from sim.costmodel.models import Chunks, RooflineCost, _PhysicalCostConfig
 from sim.costmodel.quant import DEFAULT, Quantization
 
+# GPUs whose serving engines ship FP8 attention kernels (Hopper: FlashAttention 3, FlashInfer, TRT-LLM FMHA;
+# data-centre Blackwell sm100/sm103: TRT-LLM and FlashInfer FP8 FMHA)
+FP8_ATTENTION_GPUS = frozenset({"h100-sxm", "h200", "b200", "b300", "gb200", "gb300"})
+
 
 class StructuredCost(RooflineCost):
     """Per-operator roofline over the model's actual layer structure (see module docstring)."""
@@ -47,8 +51,11 @@ class StructuredCost(RooflineCost):
         self.kva = quant.kv_bits / 8.0
         # An FP8 KV cache runs prefill attention in FP8 (vLLM docs, "Quantized KV Cache": with FlashAttention 3
         # and an FP8 KV cache the queries are quantised too and attention runs in the FP8 domain; TensorRT-LLM's
-        # FMHA takes FP8 inputs with an FP8 cache): the kernel's peak is the GPU's FP8 peak.
-        fp8 = gpu.peak_flops("fp8") if quant.kv_cache == "fp8" else None
+        # FMHA takes FP8 inputs with an FP8 cache): the kernel's peak is the GPU's FP8 peak. Only where such
+        # kernels exist: FlashAttention 3 is Hopper-only, TRT-LLM's FP8 FMHA targets Hopper and data-centre
+        # Blackwell; elsewhere (Ada, GB202, Ampere, ROCm) the cache is dequantised and attention runs in BF16.
+        fp8_fmha = gpu.name in FP8_ATTENTION_GPUS
+        fp8 = gpu.peak_flops("fp8") if quant.kv_cache == "fp8" and fp8_fmha else None
         self.fmha_scale = fp8 / gpu.bf16_flops if fp8 else 1.0
         self.dp = lay.attention_dp
         self.L = lay.stage_layers(m)

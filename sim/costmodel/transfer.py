@@ -98,7 +98,7 @@ class RidgeShifted:
         key = (k, n, op)
         if key not in self._cache:
             c = self.eff.gemm_curve(k, n, op)
-            self._cache[key] = None if c is None or not self.shift else (c[0] + self.shift, c[1])
+            self._cache[key] = c if c is None or not self.shift else (c[0] + self.shift, c[1])
         return self._cache[key]
 
     def mem_curve(self, cls: str, width: float) -> Any:
@@ -108,4 +108,6 @@ class RidgeShifted:
         return self.eff.attention_grid(phase)
 
     def __getattr__(self, name: str) -> Any:  # anything else the Efficiency answers
+        if name == "eff":  # not set yet (copy/pickle build the object without __init__): no recursion
+            raise AttributeError(name)
         return getattr(self.eff, name)

@@ -118,9 +118,13 @@ def run(
     show(out, summary_table(res.summary, safe(title), res.requests, ps, has_slo))
     files = ["requests.parquet", *([f"requests.{format_}"] if format_ != "parquet" else [])]
     files += ["timeline.parquet", "summary.json", *([] if no_plots else ["plots/"])]
-    out.print(f"wrote {safe(d)}/ ({', '.join(files)})", highlight=False)
+    out.print(f"wrote {safe(d)}/ ({', '.join(files)})", highlight=False, soft_wrap=True)
     if trace_events is not None:
-        out.print(f"wrote {safe(trace_events)} (open in https://ui.perfetto.dev or chrome://tracing)", highlight=False)
+        out.print(
+            f"wrote {safe(trace_events)} (open in https://ui.perfetto.dev or chrome://tracing)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -205,7 +209,7 @@ def sweep(
         return
     show(out, sweep_table(res))
     for f in figs:
-        out.print(f"wrote {safe(f)}", highlight=False)
+        out.print(f"wrote {safe(f)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -273,10 +277,10 @@ def plan(
         _fail(str(e))
         return
     if not quiet:
-        out.print(safe("\n".join(res.log)), highlight=False)
+        out.print(safe("\n".join(res.log)), highlight=False, soft_wrap=True)
     show(out, table)
     if not quiet:
-        out.print(f"wrote {safe(', '.join(str(f) for f in files))}", highlight=False)
+        out.print(f"wrote {safe(', '.join(str(f) for f in files))}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -297,7 +301,7 @@ def regress(
 
     def progress(name: str) -> None:
         if sys.stderr.isatty():
-            err.print(f"[dim]running {safe(name)}[/]", highlight=False)
+            err.print(f"[dim]running {safe(name)}[/]", highlight=False, soft_wrap=True)
 
     try:
         if update:  # the baseline is written after every scenario ran: a path in the way fails first
@@ -312,9 +316,9 @@ def regress(
         return
     show(out, table(rep, show_all))
     if update:
-        out.print(f"wrote {safe(baseline)} ({len(rep.scenarios)} scenarios)", highlight=False)
+        out.print(f"wrote {safe(baseline)} ({len(rep.scenarios)} scenarios)", highlight=False, soft_wrap=True)
         return
-    out.print(safe(verdict(rep)), highlight=False)
+    out.print(safe(verdict(rep)), highlight=False, soft_wrap=True)
     if rep.failed:
         raise typer.Exit(1)
 
@@ -377,7 +381,7 @@ def report(
     except ServesimError as e:
         _fail(str(e))
         return
-    out.print(f"wrote {safe(path)}", highlight=False)
+    out.print(f"wrote {safe(path)}", highlight=False, soft_wrap=True)
 
 
 app.add_typer(_calibrate.app, name="calibrate")

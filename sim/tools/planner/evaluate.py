@@ -12,7 +12,7 @@ from sim.config.scenario import load_scenario
 from sim.tools.planner.bounds import Bounds, analyse, floor_jobs
 from sim.tools.planner.demand import Screen
 from sim.tools.planner.floors import warm
-from sim.tools.planner.request import PlanRequest, base_scenario, scenario_for
+from sim.tools.planner.request import PlanRequest, base_scenario, check_base, scenario_for
 from sim.tools.planner.space import SHAPES, Config, Size, Space
 from sim.tools.sweep.execute import Backend, run_scenarios
 from sim.tools.sweep.spec import replication_seeds
@@ -114,7 +114,7 @@ def prune_space(
     pass's time — are computed on them first."""
     base = base_scenario(req, req.traffic.truncated(req.search_requests))
     base["seed"] = 0  # as `scenario_for` sets it
-    load_scenario({**base, "hardware": space.configs[0].gpu})  # a bad --base or model fails here, once
+    check_base({**base, "hardware": space.configs[0].gpu})  # a bad --base or model fails here, once
     screen = Screen.of(base)
     bounds, pruned = {}, {}
     for shape in dict.fromkeys(c.shape for c in space.configs):

@@ -6,6 +6,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from sim.config.scenario import load_scenario
+from sim.errors import ServesimError
 from sim.tools.planner.slo import SLOSpec
 from sim.tools.planner.space import SHAPES, Config, Size, parse_schedulers
 from sim.tools.planner.traffic import Traffic
@@ -54,3 +56,20 @@ def scenario_for(req: PlanRequest, cfg: Config, size: Size, full: bool = False, 
     sc["seed"] = seed
     sc["name"] = f"plan-{cfg.gpu}-tp{cfg.tp}-{cfg.shape}-{cfg.scheduler_dict['kind']}-{'x'.join(map(str, size))}"
     return sc
+
+
+# where a field of the planner's scenario came from: the option to name in an error about it
+_OPTIONS = {"model": "--model", "hardware": "--hardware", "workload.lengths": "--lengths"}
+_OPTIONS |= {"workload.arrival": "--traffic/--rate", "cluster.tp": "--tp", "scheduler": "--schedulers"}
+
+
+def check_base(data: dict[str, Any]) -> None:
+    """Validate the planner's base scenario once; an error names the option the bad value came from (a
+    field no option sets came from --base/--set), not the `<dict>` the planner built."""
+    try:
+        load_scenario(data)
+    except ServesimError as e:
+        msg = str(e).removeprefix("<dict>: ")
+        field = msg.split(":", 1)[0]
+        opt = next((o for f, o in _OPTIONS.items() if field == f or field.startswith(f + ".")), "--base/--set")
+        raise ServesimError(f"{opt}: {msg}") from None

@@ -18,7 +18,7 @@ from sim.errors import ServesimError
 from sim.tools.planner.capacity import CapacityResult, capacity_search, capacity_table, write_capacity
 from sim.tools.planner.evaluate import PlanResult
 from sim.tools.planner.report import ranked_table, write_outputs
-from sim.tools.planner.request import PlanRequest
+from sim.tools.planner.request import PlanRequest, check_base
 from sim.tools.planner.search import plan
 from sim.tools.planner.slo import parse_slo
 from sim.tools.planner.space import SHAPES, parse_ints, parse_list, parse_schedulers
@@ -122,10 +122,8 @@ def build_request(o: PlanOptions) -> PlanRequest:
 
 def run_plan(o: PlanOptions, out: Path, progress: Any = None) -> tuple[PlanResult | CapacityResult, Any, list[Path]]:
     """Run the search (or the capacity search) and write its files; returns (result, rich table, files)."""
-    from sim.config.scenario import load_scenario
-
     req = build_request(o)
-    load_scenario(
+    check_base(
         {**(req.base or {}), "model": req.model, "hardware": req.hardware[0], "workload": req.traffic.workload}
     )  # a bad model or --base fails here, before any work
     backend = make_backend(o.workers, o.cluster)

@@ -8,13 +8,14 @@ candidate's bounds come from the same numbers the simulations replay.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sim.config.limits import MAX_RATE, MAX_REQUESTS
+from sim.config.limits import MAX_RATE, MAX_REQUESTS, MAX_TOKENS, file_kind
 from sim.core.registry import ARRIVALS
 from sim.errors import ServesimError
 from sim.workload.traces import TRACE_FORMATS, Trace, load_trace, resolve_trace_path
@@ -67,17 +68,26 @@ def _trace_format(path: str, fmt: str | None) -> str:
     return ""
 
 
-def _load_any(path: str, formats: tuple[str, ...]) -> tuple[Trace, str]:
-    """Try each format in turn; the first that reads wins (errors of the last one are reported)."""
+def _line_reached(err: ServesimError, path: Path) -> int:
+    """The line an error names (`path:LINE: ...`), 0 when none: how far that format read."""
+    m = re.match(re.escape(str(path)) + r":(\d+)", str(err))
+    return int(m.group(1)) if m else 0
+
+
+def _load_any(path: str, formats: tuple[str, ...], option: str) -> tuple[Trace, str]:
+    """Try each format in turn; the first that reads wins. When none does, the error of the format that read
+    furthest is reported (a bad cell on line 7 of a Vidur file, not the CSV reader's complaint about its header).
+    A device or a pipe (/dev/zero) is refused before any reader could read it forever."""
     resolved = resolve_trace_path(path)
-    err: ServesimError | None = None
+    if not resolved.is_file():
+        raise ServesimError(f"{option} {path}: found {file_kind(resolved)}, expected a trace file")
+    errors: list[ServesimError] = []
     for f in formats:
         try:
             return load_trace(resolved, f), f
         except ServesimError as e:
-            err = e
-    assert err is not None
-    raise err
+            errors.append(e)
+    raise max(reversed(errors), key=lambda e: _line_reached(e, resolved))
 
 
 def trace_traffic(
@@ -85,7 +95,7 @@ def trace_traffic(
 ) -> Traffic:
     """Replay a trace (a shipped name or a path); `rate` rescales its timing to that mean rate."""
     f = _trace_format(trace, fmt)
-    tr, f = _load_any(trace, (f,) if f else ("azure", "csv", "mooncake"))
+    tr, f = _load_any(trace, (f,) if f else ("azure", "csv", "mooncake"), "--traffic")
     if tr.arrival_s is None:
         raise ServesimError(
             f"--traffic {trace}: format {f!r} has no timestamps; use --rate R --lengths {trace} instead"
@@ -111,11 +121,11 @@ def _lengths_section(lengths: str, fmt: str | None) -> tuple[dict[str, Any], np.
             prompt, output = (int(x) for x in lengths[6:].split(","))
         except ValueError:
             raise ServesimError(f"--lengths {lengths!r}: expected fixed:PROMPT,OUTPUT, e.g. fixed:1000,200") from None
-        if prompt < 1 or output < 1:
-            raise ServesimError(f"--lengths {lengths!r}: token counts must be >= 1")
+        if not (1 <= prompt <= MAX_TOKENS and 1 <= output <= MAX_TOKENS):
+            raise ServesimError(f"--lengths {lengths!r}: token counts must be 1 to {MAX_TOKENS:,}")
         return {"kind": "fixed", "prompt": prompt, "output": output}, np.array([prompt]), np.array([output])
     formats = (fmt,) if fmt else ((TRACE_FORMATS[lengths],) if lengths in TRACE_FORMATS else LENGTH_FORMATS)
-    tr, f = _load_any(lengths, formats)
+    tr, f = _load_any(lengths, formats, "--lengths")
     path = lengths if lengths in TRACE_FORMATS else str(Path(resolve_trace_path(lengths)).resolve())
     return {"kind": "trace", "path": path, "format": f}, tr.prompt_tokens, tr.output_tokens
 
