@@ -52,10 +52,13 @@ CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "sil
 WAVES = 10  # requests per client: InferenceX runs `--num-prompts $((CONC * 10)) --max-concurrency $CONC`
 RANGE_RATIO = 0.8  # InferenceX `--random-range-ratio`: lengths uniform in [0.8 x, x]
 ENGINES = {"vllm": "vllm-v1", "sglang": "sglang", "trtllm": "trtllm"}  # backend -> serving_engine preset
-# InferenceX launches SGLang with `--stream-interval 10` (benchmarks/dsr1_*_slurm.sh and the other SGLang
-# recipes); TensorRT-LLM's `stream_interval: 10` does not hold back the first token (PyExecutor
-# `_handle_responses` answers at py_decoding_iter == 1), vLLM runs with its default of 1.
-STREAM_INTERVAL = {"sglang": 10}
+# The recipes' streaming (`serving_engine.stream_interval`, `stream_first_token`): InferenceX launches SGLang
+# with `--stream-interval 10` (benchmarks/dsr1_*_slurm.sh and the other SGLang recipes) and TensorRT-LLM with
+# `stream_interval: 10`; vLLM runs with its default of 1. TensorRT-LLM returns the context (first) token at
+# once (PR #5836, PyExecutor answers at py_decoding_iter == 1). SGLang's first token: held for the 10th in the
+# releases that streamed at `len(req.output_ids) % stream_interval == 0`, sent at once in the current scheduler
+# output processor (`% stream_interval == 1`); which release the rows ran is not recorded — `--sglang-first`.
+STREAM = {"sglang": (10, False), "trtllm": (10, True)}
 MAX_CLIENTS = 1024  # larger closed loops are expressible but not simulated for errors (run time)
 QUANT = {  # quant mode -> (weights, activations)
     "nvfp4": ("fp4", "fp4"),
@@ -215,46 +218,48 @@ def lengths(row: pd.Series, n: int, protocol: str, seed: int = 0) -> tuple[np.nd
     return rng.integers(int(isl * lo), isl + 1, n), rng.integers(int(osl * lo), osl + 1, n)
 
 
-def simulate(row: pd.Series, protocol: str = "inferencex") -> tuple[float, float]:
-    """Mean TTFT and TPOT (seconds) of the row's closed loop: `concurrency` clients that all send at t = 0
-    (request rate inf) and each send the next request when theirs completes, until `WAVES` x concurrency
-    requests (`--num-prompts $((CONC * 10)) --max-concurrency $CONC`); the means are over every request,
-    the first wave included, as the benchmark client reports them."""
+def load(row: pd.Series, protocol: str = "inferencex") -> tuple[int, np.ndarray, np.ndarray]:
+    """The row's closed loop: clients, and the prompt and output lengths of the requests they send in turn.
+    `inferencex`: `WAVES` x concurrency requests (`--num-prompts $((CONC * 10)) --max-concurrency $CONC`),
+    lengths from `lengths`; `fixed`: 3 x concurrency requests of exactly isl / osl."""
     c = concurrency(row)
     n = c * (WAVES if protocol == "inferencex" else 3)
     prompt, output = lengths(row, n, protocol)
+    return c, prompt, output
+
+
+def serving_engine(row: pd.Series, protocol: str = "inferencex", sglang_first: bool = False) -> dict[str, Any]:
+    """The `serving_engine` section of the row's recipe: the backend's preset and, for InferenceX rows, the
+    recipe's streaming (`STREAM`; `sglang_first`: SGLang sends its first token at once). `fixed`: none."""
+    if protocol != "inferencex":
+        return {}
+    backend = str(row["backend"])
+    out: dict[str, Any] = {"kind": ENGINES[backend]}
+    if source(row) == "inferencex" and backend in STREAM:
+        n, first = STREAM[backend]
+        out |= {"stream_interval": n, "stream_first_token": first or (backend == "sglang" and sglang_first)}
+    return out
+
+
+def simulate(row: pd.Series, protocol: str = "inferencex", sglang_first: bool = False) -> tuple[float, float]:
+    """Mean TTFT and TPOT (seconds) of the row's closed loop (`load`): `concurrency` clients that all send at
+    t = 0 (request rate inf) and each send the next request when theirs completes; the means are over every
+    request, the first wave included, as the benchmark client reports them — client-side times, the recipe's
+    stream interval included (`serving_engine`)."""
+    c, prompt, output = load(row, protocol)
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "lengths.csv"
         pd.DataFrame({"arrival_s": 0.0, "prompt_tokens": prompt, "output_tokens": output}).to_csv(path, index=False)
         wl = {
             "arrival": {"kind": "closed_loop", "concurrency": c},
-            "num_requests": n,
+            "num_requests": len(prompt),
             "lengths": {"kind": "trace", "path": str(path), "format": "csv", "sample": "sequential"},
         }
         sc = scenario(row, wl)
-        if protocol == "inferencex":
-            sc["serving_engine"] = {"kind": ENGINES[str(row["backend"])]}
+        if engine := serving_engine(row, protocol, sglang_first):
+            sc["serving_engine"] = engine
         df = _run(sc)
-    k = STREAM_INTERVAL.get(str(row["backend"]), 1) if protocol == "inferencex" and source(row) == "inferencex" else 1
-    ttft, tpot = client_view(df, k)
-    return float(np.mean(ttft)), float(np.nanmean(tpot))
-
-
-def client_view(df: pd.DataFrame, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-request TTFT and TPOT as the benchmark client computes them when the server streams every k-th
-    token. SGLang sends a streaming request's tokens only when `len(req.output_ids) % stream_interval == 0`
-    (or at the end) — no exception for the first one (scheduler output processor, `stream_output`) — so the
-    client's first chunk arrives with the k-th token: TTFT = engine TTFT + (k - 1) inter-token gaps (the
-    request's own mean gap; --ignore-eos runs have no early stop), and bench_serving's TPOT
-    (e2e - TTFT) / (output - 1) loses those gaps. k = 1 leaves both as simulated."""
-    ttft, tpot, out = df["ttft_s"].to_numpy(), df["tpot_s"].to_numpy(), df["output_tokens"].to_numpy()
-    if k <= 1:
-        return ttft, tpot
-    gaps = np.minimum(k, out) - 1
-    ttft_c = ttft + gaps * np.nan_to_num(tpot)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpot_c = np.where(out > 1, (df["e2el_s"].to_numpy() - ttft_c) / (out - 1), np.nan)
-    return ttft_c, tpot_c
+    return float(np.mean(df["ttft_s"])), float(np.nanmean(df["tpot_s"]))
 
 
 def _share(df: pd.DataFrame, by: str) -> dict[str, str]:
@@ -271,6 +276,12 @@ def main() -> None:
     ap.add_argument("--md", type=Path, default=None, help="write a markdown table here")
     ap.add_argument("--protocol", choices=("inferencex", "fixed"), default="inferencex", help="load (see module doc)")
     ap.add_argument("--only", default=None, help="simulate only rows whose id contains this (debugging)")
+    ap.add_argument(
+        "--sglang-first",
+        choices=("held", "at-once"),
+        default="held",
+        help="SGLang's first streamed token: held for the stream interval (releases with `% == 0`) or sent at once",
+    )
     args = ap.parse_args()
     df = pd.read_csv(args.csv)
     df["why"] = [expressible(r) for _, r in df.iterrows()]
@@ -279,6 +290,7 @@ def main() -> None:
         "rows": len(df),
         "expressible": int(df["ok"].sum()),
         "protocol": args.protocol,
+        "sglang_first": args.sglang_first,
         "by": {k: _share(df, k) for k in ("mode", "backend", "model_path", "system")},
         "reasons": df.loc[~df["ok"], "why"].value_counts().head(15).to_dict(),
     }
@@ -295,7 +307,7 @@ def main() -> None:
         for _, r in sample.iterrows():
             if args.only and args.only not in str(r["id"]):
                 continue
-            ttft, tpot = simulate(r, args.protocol)
+            ttft, tpot = simulate(r, args.protocol, args.sglang_first == "at-once")
             rows.append(
                 {
                     "id": r["id"],

@@ -5,13 +5,15 @@ Each row is one measured configuration: a closed loop of concurrent clients, fix
 (`backend`) on one GPU (`system`) in one layout, with the run's mean TTFT and TPOT. The row -> scenario
 mapping is benchmarks/coverage.py's (imported, not copied): model, GPU, precision, TP / EP / attention-DP /
 moe_tp, disaggregated prefill/decode pools, clients (`silicon_concurrency`), KV share. This harness adds the
-engine preset of `backend` and the `vllm` scheduler, and replays each row as `workload.arrival: {kind:
-closed_loop}` with 3 x clients requests. Not replayed: rows coverage.py cannot express, and closed loops of
-more than coverage.MAX_CLIENTS clients (run time). The CSV repeats many measurements under several ids: rows
-are deduplicated by configuration (engine, GPU, model, precision, layout, isl, osl, clients, and the measured
-means to 1 ms / 0.1 ms). Groups are engine + GPU (+ disagg); a group's configurations, sorted by (tp, isl, osl,
-clients), are replayed at up to `PER_GROUP` evenly spaced positions; of those, even positions are fitted (up
-to `MAX_FIT_ROWS`) and odd ones reported — no error is reported on a fitted configuration.
+engine preset of `backend` and the `vllm` scheduler, and replays each row under coverage.py's load protocol
+(`coverage.load`, the InferenceX client: a `closed_loop` of the row's clients sending 10 x clients requests,
+lengths uniform in [0.8 L, L]) with the recipe's streaming (`coverage.serving_engine`). Not replayed: rows
+coverage.py cannot express, and closed loops of more than coverage.MAX_CLIENTS clients (run time). The CSV
+repeats many measurements under several ids: rows are deduplicated by configuration (engine, GPU, model,
+precision, layout, isl, osl, clients, and the measured means to 1 ms / 0.1 ms). Groups are engine + GPU (+
+disagg); a group's configurations, sorted by (tp, isl, osl, clients), are replayed at up to `PER_GROUP` evenly
+spaced positions; of those, even positions are fitted (up to `MAX_FIT_ROWS`) and odd ones reported — no error
+is reported on a fitted configuration.
 """
 
 from __future__ import annotations
@@ -68,12 +70,12 @@ def scenario_for(row: pd.Series) -> tuple[Scenario | None, str]:
     c = coverage.concurrency(row)
     if c > coverage.MAX_CLIENTS:
         return None, f"more than {coverage.MAX_CLIENTS} clients (expressible, not simulated)"
+    _, prompt, _ = coverage.load(row)  # the replay issues `observed_row`'s requests; this sizes the workload
     lengths = {"kind": "fixed", "prompt": int(row["isl"]), "output": int(row["osl"])}
-    workload = {"num_requests": 3 * c, "arrival": {"kind": "closed_loop", "concurrency": c}, "lengths": lengths}
+    workload = {"num_requests": len(prompt), "arrival": {"kind": "closed_loop", "concurrency": c}, "lengths": lengths}
     data = coverage.scenario(row, workload)
     data["scheduler"] = {"kind": "vllm", "max_num_seqs": max(256, c), "max_num_batched_tokens": 8192}
-    kinds = {"vllm": "vllm-v1", "sglang": "sglang", "trtllm": "trtllm"}
-    data["serving_engine"] = {"kind": kinds.get(str(row["backend"]), "vllm-v1")}
+    data["serving_engine"] = coverage.serving_engine(row)
     try:
         sc = load_scenario(data)
         pool_specs(sc)
@@ -83,16 +85,17 @@ def scenario_for(row: pd.Series) -> tuple[Scenario | None, str]:
 
 
 def observed_row(row: pd.Series, sc: Scenario) -> ObservedRun:
-    """The row as a means-only observed run: every request carries the run's mean TTFT and TPOT."""
-    n = sc.workload.num_requests or 1
-    ttft, tpot, osl = row["silicon_ttft_ms"] / 1e3, row["silicon_tpot_ms"] / 1e3, int(row["osl"])
+    """The row as a means-only observed run of coverage.py's load (`coverage.load`: the requests the InferenceX
+    client sent, in order): every request carries the run's mean TTFT and TPOT."""
+    _, prompt, output = coverage.load(row)
+    ttft, tpot = row["silicon_ttft_ms"] / 1e3, row["silicon_tpot_ms"] / 1e3
     return ObservedRun(
         f"{CSV.name}:{row['id']}",
         "silicon",
-        np.full(n, int(row["isl"])),
-        np.full(n, osl),
-        np.full(n, ttft),
-        np.full(n, ttft + tpot * (osl - 1)),
+        prompt,
+        output,
+        np.full(len(prompt), ttft),
+        ttft + tpot * (output - 1),
         concurrency=coverage.concurrency(row),
         means_only=True,
         meta={"backend": row["backend"], "system": row["system"], "model": row["model_path"]},
@@ -118,7 +121,8 @@ def silicon(
     )
     df = df.drop_duplicates(subset=[*CONFIG, "ttft_key", "tpot_key"], keep="first")
     df = df.sort_values(["backend", "system", "mode", "tp_size", "isl", "osl", "batch_size"], kind="stable")
-    kept, skipped = [], {}
+    kept: list[tuple[pd.Series, Scenario]] = []
+    skipped: dict[str, int] = {}
     for _, row in df.iterrows():
         sc, why = scenario_for(row)
         if sc is None:

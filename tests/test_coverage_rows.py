@@ -92,11 +92,18 @@ def test_source_campaign(rows: pd.DataFrame) -> None:
     assert cov.source(gap) == "gap-analysis"
 
 
-def test_client_view_of_a_stream_interval() -> None:
-    """SGLang streams every k-th token: the client's first chunk carries token k (hand-computed)."""
-    df = pd.DataFrame({"ttft_s": [0.1, 0.1], "tpot_s": [0.01, 0.01], "output_tokens": [100, 5], "e2el_s": [1.09, 0.14]})
-    ttft, tpot = cov.client_view(df, 10)
-    assert ttft == pytest.approx([0.1 + 9 * 0.01, 0.14])  # 5 tokens < k: everything arrives at the end
-    assert tpot == pytest.approx([(1.09 - 0.19) / 99, 0.0])
-    same = cov.client_view(df, 1)
-    assert list(same[0]) == [0.1, 0.1] and list(same[1]) == [0.01, 0.01]
+def test_recipe_streaming_goes_into_the_serving_engine(rows: pd.DataFrame) -> None:
+    """The InferenceX recipes' stream interval is the scenario's `serving_engine.stream_interval` (the model then
+    gives the client's TTFT/TPOT, tests/test_stream_interval.py); `fixed` keeps the default engine."""
+    by = {
+        b: rows[(rows["backend"] == b) & (rows.apply(cov.source, axis=1) == "inferencex")].iloc[0] for b in cov.ENGINES
+    }
+    assert cov.serving_engine(by["vllm"]) == {"kind": "vllm-v1"}
+    sg = cov.serving_engine(by["sglang"])
+    assert sg == {"kind": "sglang", "stream_interval": 10, "stream_first_token": False}
+    assert cov.serving_engine(by["sglang"], sglang_first=True)["stream_first_token"] is True
+    assert cov.serving_engine(by["trtllm"]) == {"kind": "trtllm", "stream_interval": 10, "stream_first_token": True}
+    assert cov.serving_engine(by["sglang"], "fixed") == {}
+    c, prompt, output = cov.load(by["sglang"])
+    assert len(prompt) == len(output) == cov.WAVES * c
+    assert prompt.min() >= int(0.8 * by["sglang"]["isl"]) and prompt.max() <= by["sglang"]["isl"]

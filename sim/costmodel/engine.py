@@ -14,7 +14,10 @@ A real engine spends time outside the model's kernels, and how much depends on t
   messages where the engine has one, NCCL ring otherwise, each with its own fixed latency;
 - `frontend_s`: per request, outside the engine loop (HTTP, tokenisation, streaming the tokens back). It
   is not part of any iteration: it is added to each request's TTFT and E2E as a client sees them
-  (`sim.output.metrics.requests_frame`), and leaves TPOT/ITL alone (tokens stream at the engine's pace).
+  (`sim.output.metrics.requests_frame`), and leaves TPOT/ITL alone (tokens stream at the engine's pace);
+- `stream_interval` / `stream_first_token`: how the server groups tokens into streamed chunks; the client
+  sees a token when its chunk is sent, so TTFT (and TPOT = (E2E - TTFT)/(output - 1)) as clients see them
+  follow (`sim.output.metrics.client_first_token`); engine-side timestamps stay as they are.
 
 The terms apply with the physical cost models (`roofline`, `table`; a fitted `profile` replaces the
 per-iteration ones, having measured them); the analytic `linear` kind ignores them, front end included.
@@ -132,6 +135,23 @@ class ServingEngineConfig(BaseModel):
         ge=0,
         description="per request: HTTP, tokenisation, streaming (added to TTFT and E2E)",
         json_schema_extra=_fit(0.0, 0.05, default=True),
+    )
+
+    # Streaming in groups: the server sends a request's new tokens to the client every `stream_interval` tokens
+    # (and at the end). Every engine ships 1 (SGLang `ServerArgs.stream_interval = 1`, TensorRT-LLM
+    # `stream_interval` 1, vLLM `--stream-interval` 1 where it exists); recipes raise it (InferenceX launches
+    # SGLang with `--stream-interval 10`) to save detokenisation and HTTP work.
+    stream_interval: int = Field(
+        default=1,
+        ge=1,
+        description="tokens per streamed chunk: the client sees tokens in groups of this many (1 = every token)",
+    )
+    # Where the groups start. True: the first token goes out at once, then every N-th (token counts 1, N + 1,
+    # 2N + 1, ...: SGLang's scheduler output processor today, `len(req.output_ids) % stream_interval == 1`;
+    # TensorRT-LLM's PyExecutor answers at `py_decoding_iter == 1`). False: chunks at counts N, 2N, ... and the
+    # first token waits for the N-th (earlier SGLang releases, `len(req.output_ids) % stream_interval == 0`).
+    stream_first_token: bool = Field(
+        default=True, description="the first token is streamed at once (else it waits for the stream_interval-th)"
     )
 
     @model_validator(mode="before")

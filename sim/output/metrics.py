@@ -1,6 +1,7 @@
 """Per-request table and summary metrics, with vLLM's names and definitions.
 
-ttft = first token − arrival + `serving_engine.frontend_s` (the front end, as a client sees it); tpot =
+ttft = first token as the client sees it − arrival + `serving_engine.frontend_s` (the front end; the first
+token the client sees is the engine's unless the server holds it for a streamed chunk, `client_first_token`); tpot =
 (e2el − ttft)/(output − 1) for outputs longer than one token; itl = every gap between consecutive tokens
 of a request, pooled (from a streaming histogram); e2el = completion − arrival + frontend_s;
 queue_delay = first scheduled − arrival. Goodput counts completed requests meeting every SLO that is set;
@@ -23,6 +24,26 @@ PERCENTILES = (50, 90, 95, 99)
 STATUS_NAMES = np.array(["in_flight", "completed", "rejected", "abandoned"])
 
 
+def client_first_token(
+    first: np.ndarray, completion: np.ndarray, output: np.ndarray, stream_interval: int, first_at_once: bool
+) -> np.ndarray:
+    """When the client receives each request's first token (engine seconds), the server streaming in chunks.
+
+    With the first token sent at once (or `stream_interval` 1) it is the engine's first token. Otherwise the
+    first chunk leaves with token m = min(stream_interval, output) (the last token always goes out, at
+    completion). The engine keeps each request's first and last token times, not every token's (the pooled
+    ITL histogram has the gaps): token m is placed at first + (m − 1)/(output − 1) × (completion − first),
+    the request's own mean inter-token gap — exact when its decode steps take equal time (an --ignore-eos
+    closed loop at steady batch), and exact at both ends (m = 1, m = output). Requests not completed get NaN:
+    the client's first chunk time is not known."""
+    if stream_interval <= 1 or first_at_once:
+        return first
+    m = np.minimum(stream_interval, output).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(output > 1, (m - 1) / (output - 1), 0.0)
+    return first + frac * (completion - first)
+
+
 def requests_frame(
     arrival: np.ndarray,
     prompt: np.ndarray,
@@ -31,12 +52,17 @@ def requests_frame(
     *,
     extra: dict[str, Any] | None = None,
     frontend_s: float = 0.0,
+    stream_interval: int = 1,
+    stream_first_token: bool = True,
 ) -> pd.DataFrame:
     """One row per request: raw timestamps (seconds) and derived latencies (+ `extra` columns, e.g. class).
 
     `frontend_s` (`serving_engine.frontend_s`: HTTP, tokenisation, streaming) is added to TTFT and E2E as a
-    client sees them; `first_token_s` / `completion_s` stay engine-side timestamps, TPOT is unchanged."""
-    ttft = log.first_token - arrival + frontend_s
+    client sees them; `stream_interval` / `stream_first_token` (the server's streamed chunks) move the first
+    token the client sees (`client_first_token`), and with it TPOT = (E2E − TTFT)/(output − 1), as a benchmark
+    client computes them. `first_token_s` / `completion_s` stay engine-side timestamps."""
+    seen = client_first_token(log.first_token, log.completion, output, stream_interval, stream_first_token)
+    ttft = seen - arrival + frontend_s
     e2el = log.completion - arrival + frontend_s
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where(output > 1, (e2el - ttft) / (output - 1), np.nan)

@@ -97,6 +97,20 @@ def _extra_columns(sc: Scenario, rq: Requests) -> dict[str, Any]:
     return extra
 
 
+def client_view(sc: Scenario) -> dict[str, Any]:
+    """`requests_frame` keywords for the times a client sees: the front end and the server's streamed chunks.
+    The serving engine applies to physical cost models only (the analytic `linear` kind is an exact service
+    time for theory checks)."""
+    se = sc.serving_engine
+    if not prices_serving_engine(sc.cost_model):
+        return {"frontend_s": 0.0}
+    return {
+        "frontend_s": se.frontend_s,
+        "stream_interval": se.stream_interval,
+        "stream_first_token": se.stream_first_token,
+    }
+
+
 def run(
     scenario: Scenario | str | Path | dict[str, Any],
     progress: Progress | None = None,
@@ -119,10 +133,7 @@ def run(
     rq = sim.requests
     extra = {**_extra_columns(sc, rq), **sim.extra_columns()}
     extra = {k: v[: len(rq)] if hasattr(v, "__len__") and len(v) > len(rq) else v for k, v in extra.items()}
-    # client-side front end into TTFT and E2E; the serving engine applies to physical cost models only (the
-    # analytic `linear` kind is an exact service time for theory checks)
-    fe = sc.serving_engine.frontend_s if prices_serving_engine(sc.cost_model) else 0.0
-    df = requests_frame(rq.arrival_s, rq.prompt_tokens, rq.output_tokens, sim.log, extra=extra, frontend_s=fe)
+    df = requests_frame(rq.arrival_s, rq.prompt_tokens, rq.output_tokens, sim.log, extra=extra, **client_view(sc))
     summary = summarize(df, sim.log, sc.slo, sim.simulated_s, sc.workload.classes)
     tput = summary["throughput"]
     summary["cost"] = cost_summary(sim, tput["output_tokens_per_s"], tput["duration_s"])
