@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import stat
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
@@ -67,35 +68,35 @@ def check_name(v: str) -> str:
     return v
 
 
-def first_non_finite(data: Any) -> tuple[Loc, float] | None:
-    """Path and value of the first inf/nan anywhere in plain data (a float the schema would reject, or a
-    string pydantic would parse as inf): such a run never ends or ends in NaN."""
+def _first(data: Any, hit: Callable[[Loc, Any], bool]) -> tuple[Loc, Any] | None:
+    """Path and value of the first leaf or node of plain data (depth first, in key order) that `hit` accepts."""
     stack: list[tuple[Loc, Any]] = [((), data)]
     while stack:
         loc, v = stack.pop()
-        if isinstance(v, float) and not math.isfinite(v):
+        if hit(loc, v):
             return loc, v
         if isinstance(v, dict):
             stack.extend(((*loc, k), x) for k, x in reversed(list(v.items())))
         elif isinstance(v, list | tuple):
             stack.extend(((*loc, i), x) for i, x in reversed(list(enumerate(v))))
     return None
+
+
+def first_non_finite(data: Any) -> tuple[Loc, float] | None:
+    """Path and value of the first inf/nan anywhere in plain data (a float the schema would reject, or a
+    string pydantic would parse as inf): such a run never ends or ends in NaN."""
+    return _first(data, lambda _, v: isinstance(v, float) and not math.isfinite(v))
 
 
 def first_huge(data: Any) -> tuple[Loc, float] | None:
     """Path and value of the first number anywhere in plain data whose magnitude exceeds MAX_MAGNITUDE (a
     threshold of 1e300, a sigma of 1e300: overflow, or a run that never ends), kind sections included."""
-    stack: list[tuple[Loc, Any]] = [((), data)]
-    while stack:
-        loc, v = stack.pop()
+
+    def huge(loc: Loc, v: Any) -> bool:
         big = isinstance(v, int | float) and not isinstance(v, bool) and abs(v) > MAX_MAGNITUDE
-        if big and loc not in _NEVER_PERIODS:
-            return loc, v
-        if isinstance(v, dict):
-            stack.extend(((*loc, k), x) for k, x in reversed(list(v.items())))
-        elif isinstance(v, list | tuple):
-            stack.extend(((*loc, i), x) for i, x in reversed(list(enumerate(v))))
-    return None
+        return big and loc not in _NEVER_PERIODS
+
+    return _first(data, huge)
 
 
 def first_bool_as_number(raw: Any, validated: Any) -> tuple[Loc, bool] | None:
