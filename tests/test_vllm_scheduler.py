@@ -109,3 +109,67 @@ def test_chunked_allocation_under_pressure_completes_everything(tmp_path):
         step = _run(tmp_path, rows, sched, kv_blocks=40, system_prompt=32 if pc else None, fast_forward=False)
         cols = ["first_token_s", "completion_s", "preemptions"]
         assert step.requests[cols].equals(df[cols])
+
+
+class _Req:
+    def __init__(self, name: str, decoding: bool, needs: int, holds: int) -> None:
+        self.name, self.is_decoding, self.needs, self.blocks = name, decoding, needs, holds
+        self.prefill_target, self.prefill_done = (10, 10) if decoding else (100, 20)
+        self.kv_tokens = 0
+
+
+class _View:
+    """Just enough of the InstanceView contract to watch VLLMScheduler's preemption order: blocks as a count."""
+
+    def __init__(self, free: int, running: list[_Req]) -> None:
+        self.free, self.running = free, list(running)
+        self.prefilling = [r for r in running if not r.is_decoding]
+        self.waiting: list[_Req] = []
+        self.preempted: list[str] = []
+
+    def decode_all(self, plan) -> bool:
+        return False
+
+    def decoding(self) -> list[_Req]:
+        return [r for r in self.running if r.is_decoding]
+
+    def reserve_decode_slots(self, reqs) -> bool:
+        if sum(r.needs for r in reqs) > self.free:
+            return False
+        for r in reqs:
+            self.reserve_decode_slot(r)
+        return True
+
+    def reserve_decode_slot(self, r: _Req) -> bool:
+        if r.needs > self.free:
+            return False
+        self.free, r.blocks, r.needs = self.free - r.needs, r.blocks + r.needs, 0
+        return True
+
+    def reserve_prefill(self, r: _Req, n: int) -> bool:
+        return True
+
+    def preempt(self, r: _Req) -> None:
+        self.running.remove(r)
+        if r in self.prefilling:
+            self.prefilling.remove(r)
+        self.free, r.blocks = self.free + r.blocks, 0
+        self.preempted.append(r.name)
+
+
+def test_a_short_decode_preempts_the_newest_running_request_even_mid_prefill():
+    """V1 (`scheduler.py`: `preempted_req = self.running.pop()`): a decode that finds no block preempts the newest
+    running request, whatever its phase. A (oldest) needs a block, none is free; C, admitted last, is still in its
+    prefill with 2 blocks: C goes, A and B decode. Preempting the newest *decoder* (B) would be the wrong one."""
+    from policies.vllm import VLLMScheduler
+
+    a, b, c = _Req("A", True, 1, 2), _Req("B", True, 0, 1), _Req("C", False, 0, 2)
+    view = _View(0, [a, b, c])
+    plan = VLLMScheduler(VLLMConfig(max_num_seqs=8, max_num_batched_tokens=64)).schedule(view, 0.0)
+    assert view.preempted == ["C"]
+    assert [r.name for r in plan.decode] == ["A", "B"] and plan.preempted == 1
+    # nothing newer frees enough: the newest goes first, then the asking request itself
+    a, c = _Req("A", True, 1, 2), _Req("C", False, 0, 0)
+    view = _View(0, [a, c])
+    plan = VLLMScheduler(VLLMConfig(max_num_seqs=8, max_num_batched_tokens=64)).schedule(view, 0.0)
+    assert view.preempted == ["C", "A"] and plan.decode == [] and plan.preempted == 2
