@@ -98,17 +98,18 @@ class Registry(Generic[T]):
     _entries: dict[str, Entry[T]] = field(default_factory=dict)
 
     def register(
-        self, kind: str, config: type[BaseModel], **caps: Any
+        self, kind: str, config: type[BaseModel], description: str | None = None, **caps: Any
     ) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Decorator: `@REG.register("fcfs", FCFSConfig, whole_prompts=True)` over the factory `f(config, **ctx)`.
 
-        Keyword arguments are the family's capabilities (`caps_type`); an unknown one is a TypeError."""
+        Keyword arguments are the family's capabilities (`caps_type`); an unknown one is a TypeError.
+        `description` (the `list` line) defaults to the factory's docstring, so one factory can serve two kinds."""
         declared = self.caps_type(**caps)
 
         def deco(factory: Callable[..., T]) -> Callable[..., T]:
             if kind in self._entries:
                 raise ValueError(f"{self.what} kind {kind!r} registered twice")
-            doc = (factory.__doc__ or config.__doc__ or "").strip().splitlines()
+            doc = (description or factory.__doc__ or config.__doc__ or "").strip().splitlines()
             origin = getattr(factory, "__module__", "") or ""
             self._entries[kind] = Entry(kind, config, factory, doc[0] if doc else "", declared, origin)
             return factory

@@ -90,9 +90,21 @@ def prices_serving_engine(cfg: Any) -> bool:
     return isinstance(cfg, _PhysicalCostConfig)
 
 
-@COST_MODELS.register("roofline", RooflineCostConfig, fits_profile=True)
-def _roofline(
-    cfg: RooflineCostConfig,
+# decorators apply bottom-up: roofline registers first, as `list` shows it
+@COST_MODELS.register(
+    "table",
+    TableCostConfig,
+    description="measured operator tables of this model on this GPU, interpolated; roofline outside them",
+    fits_profile=True,
+)
+@COST_MODELS.register(
+    "roofline",
+    RooflineCostConfig,
+    description="per-operator roofline; efficiency curves from the GPU's measured tables when it has any",
+    fits_profile=True,
+)
+def _physical(
+    cfg: RooflineCostConfig | TableCostConfig,
     *,
     model: ModelSpec,
     gpu: GPUSpec,
@@ -103,22 +115,5 @@ def _roofline(
     quant: Any = None,
     **_: object,
 ) -> CostModel:
-    """per-operator roofline; efficiency curves from the GPU's measured tables when it has any"""
-    return build_physical(cfg, model, gpu, tp, base_dir, engine, layout, quant)
-
-
-@COST_MODELS.register("table", TableCostConfig, fits_profile=True)
-def _table(
-    cfg: TableCostConfig,
-    *,
-    model: ModelSpec,
-    gpu: GPUSpec,
-    tp: int = 1,
-    base_dir: Path | None = None,
-    engine: ServingEngineConfig | None = None,
-    layout: Any = None,
-    quant: Any = None,
-    **_: object,
-) -> CostModel:
-    """measured operator tables of this model on this GPU, interpolated; roofline outside them"""
+    """The physical kinds share one builder: the config says whether measured tables drive it."""
     return build_physical(cfg, model, gpu, tp, base_dir, engine, layout, quant)
