@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from calibrate.fit_run import fit_runs, fittable_paths, overlay, overlay_overrides, write_overlay  # noqa: E402
 from calibrate.observed import ObservedRun, read_observed  # noqa: E402
-from calibrate.replay import Replay, compare  # noqa: E402
+from calibrate.replay import compare, replay_once  # noqa: E402
 from sim.config.scenario import Scenario, load_scenario  # noqa: E402
 
 GT = ROOT.parent / "shared" / "data" / "ground-truth"
@@ -51,13 +51,9 @@ def free_params(sc: Scenario) -> list[tuple[str, float, float]] | None:
 
 
 def replay(run: ObservedRun, sc: Scenario) -> dict[str, Any]:
-    rp = Replay(run, sc)
-    try:
-        t = time.perf_counter()
-        simd = rp.simulate(rp.scenario())
-        wall = time.perf_counter() - t
-    finally:
-        rp.close()
+    t = time.perf_counter()
+    simd = replay_once(run, sc)  # the wall time now includes writing the replay's trace file
+    wall = time.perf_counter() - t
     return {"compare": compare(run, simd), "completed": simd.completed, "requests": len(run), "wall_s": wall}
 
 

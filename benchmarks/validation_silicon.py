@@ -29,7 +29,7 @@ import pandas as pd
 from benchmarks import coverage
 from calibrate.fit_run import fit_runs
 from calibrate.observed import ObservedRun
-from calibrate.replay import Replay, compare
+from calibrate.replay import compare, replay_once
 from sim.cluster.pools import pool_specs
 from sim.config.scenario import Scenario, load_scenario
 from sim.errors import ServesimError
@@ -103,11 +103,7 @@ def observed_row(row: pd.Series, sc: Scenario) -> ObservedRun:
 
 
 def _replay(run: ObservedRun, sc: Scenario) -> dict[str, Any]:
-    rp = Replay(run, sc)
-    try:
-        simd = rp.simulate(rp.scenario())
-    finally:
-        rp.close()
+    simd = replay_once(run, sc)
     c = compare(run, simd)
     return {m: c[m]["mean"] for m in ("ttft", "tpot", "e2e")} | {"completed": simd.completed, "requests": len(run)}
 

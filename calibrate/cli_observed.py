@@ -105,15 +105,11 @@ def validate(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Replay an observed run and print measured vs simulated mean/p50/p90/p99 of TTFT, TPOT, ITL, E2E."""
-    from calibrate.replay import Replay, compare
+    from calibrate.replay import compare, replay_once
 
     try:
         run, sc = _base(observed, scenario, None, profile, set_)
-        rp = Replay(run, sc)
-        try:
-            simd = rp.simulate(rp.scenario())
-        finally:
-            rp.close()
+        simd = replay_once(run, sc)
         cmp = compare(run, simd)
     except ServesimError as e:
         _fail(str(e))

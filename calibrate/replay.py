@@ -118,6 +118,15 @@ class Replay:
             self._tmp.cleanup()
 
 
+def replay_once(run: ObservedRun, base: Scenario) -> Simulated:
+    """One replay of an observed run under `base` (its workload rebuilt from the log), temporary files removed."""
+    rp = Replay(run, base)
+    try:
+        return rp.simulate(rp.scenario())
+    finally:
+        rp.close()
+
+
 def scenario_data(sc: Scenario) -> dict[str, Any]:
     """A scenario as a plain dict that validates back into the same scenario (no computed fields)."""
     return sc.model_dump(mode="json", exclude_none=True, exclude_computed_fields=True)
