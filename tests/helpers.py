@@ -5,6 +5,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hwprofiles import GPUSpec, ModelSpec
+
+# round numbers so cost and memory expectations can be done on paper
+PAPER_GPU = GPUSpec(
+    name="paper-gpu",
+    memory_bytes=80e9,
+    bf16_flops=1e15,
+    mem_bw=2e12,
+    intra_node_bw=1e11,
+    host_link_bw=3e10,
+    price_per_hour=1.0,
+    tdp_w=100,
+)
+PAPER_MODEL = ModelSpec(
+    name="paper-model",
+    num_layers=10,
+    hidden_size=4096,
+    num_heads=32,
+    num_kv_heads=8,
+    head_dim=128,
+    intermediate_size=8192,
+    vocab_size=32000,
+    max_context=8192,
+)
+
 TINY_MODEL = {
     "name": "tiny",
     "num_layers": 2,

@@ -6,33 +6,13 @@ import numpy as np
 import pytest
 
 import sim  # noqa: F401  (initialises sim before hwprofiles' catalogue)
-from hwprofiles import GPUSpec, ModelSpec, catalog
+from hwprofiles import catalog
 from sim.costmodel.build import build_physical
 from sim.costmodel.engine import ServingEngineConfig
 from sim.costmodel.models import RooflineCost, RooflineCostConfig, TableCostConfig
+from tests.helpers import PAPER_GPU, PAPER_MODEL
 
-# round numbers so every expectation below can be done on paper
-GPU = GPUSpec(
-    name="paper-gpu",
-    memory_bytes=80e9,
-    bf16_flops=1e15,
-    mem_bw=2e12,
-    intra_node_bw=1e11,
-    host_link_bw=3e10,
-    price_per_hour=1.0,
-    tdp_w=100,
-)
-MODEL = ModelSpec(
-    name="paper-model",
-    num_layers=10,
-    hidden_size=4096,
-    num_heads=32,
-    num_kv_heads=8,
-    head_dim=128,
-    intermediate_size=8192,
-    vocab_size=32000,
-    max_context=8192,
-)
+GPU, MODEL = PAPER_GPU, PAPER_MODEL
 # constant efficiencies: attention from the spec sheet too (the measured-efficiency attention has its own tests)
 CFG = RooflineCostConfig(
     compute_efficiency=0.5, memory_efficiency=0.5, link_efficiency=0.5, iteration_overhead_s=0.0, efficiency="constant"

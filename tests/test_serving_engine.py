@@ -6,33 +6,12 @@ import numpy as np
 import pytest
 
 import sim
-from hwprofiles import GPUSpec, ModelSpec
 from sim.costmodel.comm import AllReduce, one_shot_s, ring_s, two_shot_s
 from sim.costmodel.engine import ServingEngineConfig, fit_fields, preset
 from sim.costmodel.models import RooflineCost, RooflineCostConfig
-from tests.helpers import scenario, write_csv
+from tests.helpers import PAPER_GPU, PAPER_MODEL, scenario, write_csv
 
-GPU = GPUSpec(
-    name="paper-gpu",
-    memory_bytes=80e9,
-    bf16_flops=1e15,
-    mem_bw=2e12,
-    intra_node_bw=1e11,
-    host_link_bw=3e10,
-    price_per_hour=1.0,
-    tdp_w=100,
-)
-MODEL = ModelSpec(
-    name="paper-model",
-    num_layers=10,
-    hidden_size=4096,
-    num_heads=32,
-    num_kv_heads=8,
-    head_dim=128,
-    intermediate_size=8192,
-    vocab_size=32000,
-    max_context=8192,
-)
+GPU, MODEL = PAPER_GPU, PAPER_MODEL
 CFG = RooflineCostConfig()
 # launch cost so large that an eager step of the paper model is launch-bound (10 layers x 1 ms = 10 ms)
 EAGER = dict(scheduler_s=1e-3, sample_per_seq_s=1e-5, launch_per_layer_s=1e-3, cuda_graph_max_batch=8)
