@@ -36,29 +36,27 @@ class SarathiConfig(_Strict):
     token_budget: int = Field(default=512, ge=1, description="tokens per iteration (decodes + prefill chunks)")
 
 
-def plan_decodes(inst: InstanceView, candidates: list[Request], plan: BatchPlan) -> None:
-    """Reserve each candidate's next-token slot in order, preempting from the back when memory runs out."""
+def plan_decodes(
+    inst: InstanceView, candidates: list[Request], plan: BatchPlan, order: list[Request] | None = None
+) -> None:
+    """Reserve each candidate's next-token slot in order; when memory runs out, preempt from the back of `order`
+    (default: the candidates themselves; vLLM V1 passes every running request, prefills included) until the
+    slot fits or the candidate itself is the one preempted."""
     if inst.reserve_decode_slots(candidates):  # common case: memory suffices for everyone
         plan.decode.extend(candidates)
         return
-    queue = list(candidates)
-    end = len(queue)
-    i = 0
-    while i < end:
-        req = queue[i]
-        i += 1
-        preempted_self = False
+    victims = list(candidates if order is None else order)  # the newest at the back, never one already planned
+    gone: set[int] = set()
+    for req in candidates:
+        if id(req) in gone:
+            continue
         while not inst.reserve_decode_slot(req):
-            if end > i:  # a later, lower-priority request gives its blocks
-                end -= 1
-                inst.preempt(queue[end])
-            else:
-                inst.preempt(req)
-                preempted_self = True
+            victim = victims.pop()
+            gone.add(id(victim))
+            inst.preempt(victim)
+            plan.preempted += 1
+            if victim is req:
                 break
-            plan.preempted += 1
-        if preempted_self:
-            plan.preempted += 1
         else:
             plan.decode.append(req)
 

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from policies.continuous import Sarathi, swap_in, swapped_out
+from policies.continuous import Sarathi, plan_decodes, swap_in, swapped_out
 from sim.core.batch import BatchPlan, BatchScheduler, InstanceView
 from sim.core.registry import SCHEDULERS
 from sim.core.request import Request
@@ -84,8 +84,8 @@ class VLLMScheduler(Sarathi):
 
     def schedule(self, inst: InstanceView, now: float) -> BatchPlan:
         plan = BatchPlan()
-        if not inst.decode_all(plan):
-            self._decodes(inst, plan)
+        if not inst.decode_all(plan):  # a decode short of a block preempts the newest running request, as
+            plan_decodes(inst, inst.decoding(), plan, order=inst.running)  # V1's running.pop(), prefills included
         left = self.budget - plan.decode_count
         if plan.preempted == 0 and inst.waiting:
             left = swap_in(inst, plan, self.max_seqs, left)
@@ -102,29 +102,6 @@ class VLLMScheduler(Sarathi):
             plan.prefill.append((req, n))
             left -= n
         return plan
-
-    @staticmethod
-    def _decodes(inst: InstanceView, plan: BatchPlan) -> None:
-        """Each decode's next slot, V1's way: a decode short of a block preempts the newest running request,
-        a prefilling one included (`self.running.pop()`), and only then itself."""
-        cands = inst.decoding()
-        if inst.reserve_decode_slots(cands):  # common case: memory suffices for everyone
-            plan.decode.extend(cands)
-            return
-        victims = list(inst.running)  # admission order: the newest at the back, never one already planned
-        gone: set[int] = set()
-        for req in cands:
-            if id(req) in gone:
-                continue
-            while not inst.reserve_decode_slot(req):
-                victim = victims.pop()
-                gone.add(id(victim))
-                inst.preempt(victim)
-                plan.preempted += 1
-                if victim is req:
-                    break
-            else:
-                plan.decode.append(req)
 
     @staticmethod
     def _running_prefills(inst: InstanceView, plan: BatchPlan, left: int) -> int:
