@@ -3,6 +3,8 @@ model; the real serving loop and its comparison with the simulator on a handful 
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -60,8 +62,20 @@ def test_measured_tables_drive_the_table_kind(tiny_tables):
     cm = build_physical(TableCostConfig(tables=str(tiny_tables), iteration_overhead_s=0.0), SMALL, hw, 1)
     ops = load_tables(tiny_tables).operators.set_index("num_tokens")
     assert cm.operator("mlp_up_proj", 8) * 1e3 == pytest.approx(ops.loc[8, "mlp_up_proj"], rel=1e-9)
+    for n in (16, 32):  # every operator read from the table, not from noise: CPU timings need not grow with n
+        assert cm.operator("mlp_up_proj", n) * 1e3 == pytest.approx(ops.loc[n, "mlp_up_proj"], rel=1e-9)
     t1 = cm.iteration([(16, 0)], 0, 0)
-    assert t1 > 0 and cm.iteration([(32, 0)], 0, 0) > t1
+    assert t1 > 0
+    # The same tables with every operator timing doubled must price the same iteration dearer.
+    doubled = tiny_tables.parent / "doubled"
+    shutil.copytree(tiny_tables, doubled, dirs_exist_ok=True)
+    table = pd.read_csv(tiny_tables / "operators.csv")
+    cols = list(table.columns[table.columns.get_loc("num_tokens") + 1 :])  # the timings follow the shape columns
+    table[cols] = table[cols] * 2.0
+    table.to_csv(doubled / "operators.csv", index=False)
+    cm2 = build_physical(TableCostConfig(tables=str(doubled), iteration_overhead_s=0.0), SMALL, hw, 1)
+    assert cm2.operator("mlp_up_proj", 16) == pytest.approx(2.0 * cm.operator("mlp_up_proj", 16), rel=1e-9)
+    assert cm2.iteration([(16, 0)], 0, 0) > t1
     run = cm.decode_run(3, np.array([30.0, 60.0, 90.0]))
     assert run.tolist() == [float(cm.decode_run(3, np.array([x]))[0]) for x in (30.0, 60.0, 90.0)]
 
