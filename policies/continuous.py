@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from policies.context_hold import ContextHold, hold_terms
 from sim.core.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
 from sim.core.registry import SCHEDULERS
 from sim.core.request import Request
@@ -130,10 +131,12 @@ class Sarathi:
     """Decode-maximal batches: all decodes, then partial prefills, then new prompts, within the budget."""
 
     cohort_decoding = True
+    hold: ContextHold | None = None  # (subclasses that build themselves keep none)
 
-    def __init__(self, cfg: SarathiConfig) -> None:
+    def __init__(self, cfg: SarathiConfig, hold: ContextHold | None = None) -> None:
         self.max_seqs = cfg.max_num_seqs
         self.budget = cfg.token_budget
+        self.hold = hold  # the serving engine's context holds (TensorRT-LLM), when its terms switch one on
 
     def schedule(self, inst: InstanceView, now: float) -> BatchPlan:
         plan = BatchPlan()
@@ -142,6 +145,8 @@ class Sarathi:
         else:
             plan_decodes(inst, inst.decoding(), plan)
             left = self.budget - len(plan.decode)
+        if self.hold is not None and self.hold.holds(inst, plan.decode_count):
+            return plan  # context requests wait this iteration: decodes only
         waiting, running = inst.waiting, inst.running
         if waiting and plan.preempted == 0 and swapped_out(waiting[0]):  # (`swap_in` stops at once otherwise)
             left = swap_in(inst, plan, self.max_seqs, left)
@@ -170,7 +175,7 @@ class Sarathi:
         return plan
 
     def decision_horizon(self, inst: InstanceView, plan: BatchPlan) -> int:
-        return UNBOUNDED
+        return UNBOUNDED if self.hold is None else self.hold.horizon()
 
     def chunk_horizon(self, inst: InstanceView, plan: BatchPlan) -> int:
         """A plan of every decoder and one chunk that takes the whole budget repeats while nothing but its own
@@ -195,6 +200,7 @@ def _fcfs(cfg: FCFSConfig, **_: object) -> BatchScheduler:
 
 
 @SCHEDULERS.register("sarathi", SarathiConfig, prefill_chunk="token_budget")
-def _sarathi(cfg: SarathiConfig, **_: object) -> BatchScheduler:
+def _sarathi(cfg: SarathiConfig, engine: object = None, attention_dp: int = 1, **_: object) -> BatchScheduler:
     """Sarathi-Serve chunked prefill with a token budget"""
-    return Sarathi(cfg)
+    terms = hold_terms(engine, attention_dp, cfg.token_budget)
+    return Sarathi(cfg, ContextHold(terms) if terms.active else None)

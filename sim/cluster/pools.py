@@ -52,6 +52,7 @@ class PoolSpec:
     capacity: KVCapacity
     cost: CostModel
     pp: int = 1  # pipeline stages, each of tp GPUs
+    attention_dp: int = 1  # attention data-parallel ranks inside an instance (engine context holds count them)
 
     @property
     def gpus(self) -> int:
@@ -117,7 +118,10 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
     if c.prefill is None or c.decode is None:
         gpus = c.tp * c.attention_dp  # GPUs per instance and pipeline stage
         cost = build_cost_model(sc)
-        return [PoolSpec("colocated", c.instances, gpus, sc.gpu_spec, sc.scheduler, c.router, capacity(sc), cost, c.pp)]
+        cap = capacity(sc)
+        dp = c.attention_dp
+        spec = PoolSpec("colocated", c.instances, gpus, sc.gpu_spec, sc.scheduler, c.router, cap, cost, c.pp, dp)
+        return [_check_holds(sc, spec)]
     specs = []
     for role, pool in (("prefill", c.prefill), ("decode", c.decode)):
         gpu = _gpu(pool.hardware, sc.gpu_spec)
@@ -130,7 +134,8 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
         cost = _cost(sc, pool_model, gpu, pool.tp, pool.pp, pool.layout)
         router = pool.router or (c.router if role == "prefill" else ROUTERS.get("least_kv").config())
         gpus = pool.tp * pool.attention_dp  # GPUs per instance (power, cost, KV-transfer lanes)
-        specs.append(PoolSpec(role, pool.instances, gpus, gpu, sched, router, cap, cost, pool.pp))
+        spec = PoolSpec(role, pool.instances, gpus, gpu, sched, router, cap, cost, pool.pp, pool.attention_dp)
+        specs.append(_check_holds(sc, spec))
     kinds = {s.scheduler.kind for s in specs}
     stateful = sorted(k for k in kinds if SCHEDULERS.caps(k).stateful)  # declared by each scheduler
     if len(kinds) > 1 and stateful:
@@ -140,6 +145,19 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
             "to a scheduler of another kind; use one kind in both pools, or stateless kinds only"
         )
     return specs
+
+
+def _check_holds(sc: Scenario, spec: PoolSpec) -> PoolSpec:
+    """The engine's context holds (`serving_engine.attention_dp_balance`, `batch_wait_*`) are obeyed by the
+    `sarathi` scheduler only: with another kind they would be silently ignored, so say so."""
+    from policies.context_hold import hold_terms
+
+    if spec.scheduler.kind != "sarathi" and hold_terms(sc.serving_engine, spec.attention_dp, 1).active:
+        raise ServesimError(
+            f"serving_engine: context holds (attention_dp_balance, batch_wait_*) need scheduler kind 'sarathi'; "
+            f"found {spec.scheduler.kind!r}"
+        )
+    return spec
 
 
 def build_instances(
@@ -187,7 +205,14 @@ def build_instances(
             inst = Instance(
                 env,
                 len(out),
-                SCHEDULERS.build(spec.scheduler, rng=policy_rng, cost=cost, gpu=spec.gpu),
+                SCHEDULERS.build(
+                    spec.scheduler,
+                    rng=policy_rng,
+                    cost=cost,
+                    gpu=spec.gpu,
+                    engine=sc.serving_engine,
+                    attention_dp=spec.attention_dp,
+                ),
                 cost,
                 spec.capacity,
                 log,

@@ -154,6 +154,28 @@ class ServingEngineConfig(BaseModel):
         default=True, description="the first token is streamed at once (else it waits for the stream_interval-th)"
     )
 
+    # Context holds (TensorRT-LLM PyExecutor `_balance_adp_requests` / `_waiting_requests`; the mechanism is in
+    # policies/context_hold.py, obeyed by the `sarathi` scheduler). Defaults are TensorRT-LLM's own: balance off
+    # (`AttentionDpConfig.enable_balance = False`, `timeout_iters = 50`, `batching_wait_iters = 10`, LLM API
+    # reference 1.3.0rc27) and batch waiting off (`batch_wait_timeout_iters = 0`, `batch_wait_max_tokens_ratio
+    # = 0`). Serving recipes switch them on: InferenceX's DeepSeek-R1 TensorRT-LLM recipes with attention DP
+    # set `attention_dp_config: {enable_balance: true, batching_wait_iters: 0, timeout_iters: 60}`.
+    attention_dp_balance: bool = Field(
+        default=False, description="attention DP: hold context requests until every DP rank has one (TRT-LLM)"
+    )
+    attention_dp_timeout_iters: int = Field(
+        default=50, ge=1, description="attention-DP balance: most iterations a context request is held"
+    )
+    attention_dp_batching_wait_iters: int = Field(
+        default=10, ge=0, description="attention-DP balance: iterations to wait for more once every rank has one"
+    )
+    batch_wait_timeout_iters: int = Field(
+        default=0, ge=0, description="no attention DP: iterations context requests wait to batch (0: off)"
+    )
+    batch_wait_max_tokens_ratio: float = Field(
+        default=0.0, ge=0, le=1, description="no attention DP: stop waiting at this share of the token budget"
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _preset(cls, data: Any) -> Any:

@@ -1,0 +1,154 @@
+"""TensorRT-LLM's context holds: a new prompt waits a number of iterations before it joins the running batch.
+
+Two mechanisms of TensorRT-LLM's PyTorch executor (`PyExecutor._schedule`, read in `_balance_adp_requests`
+and `_waiting_requests`), both off by default in TensorRT-LLM and switched on by serving recipes:
+
+- **Attention-DP balance** (`attention_dp_config: {enable_balance, timeout_iters, batching_wait_iters}`, only
+  with attention data parallelism). Every iteration each DP rank reports its scheduled context and generation
+  requests. When not every rank has a context request, context requests are held and a counter advances;
+  they go when it reaches `timeout_iters` (it then restarts from 0) or when some rank has no generation
+  request. The counter advances on every iteration where not every rank has a context request, new prompts
+  or not, so a prompt arriving on a busy instance waits for the rest of the counter's cycle: about
+  `timeout_iters / 2` iterations on average. When every rank has one and every rank is also generating, they
+  wait a further `batching_wait_iters` iterations to batch more.
+- **Batch waiting** (`batch_wait_timeout_iters`, `batch_wait_max_tokens_ratio`; without attention DP): while
+  generation requests run, context requests wait until the scheduled tokens reach `ratio × max_num_tokens`
+  or they have waited `timeout_iters` iterations.
+
+servesim's instance is the whole attention-DP group, so per-rank counts are read from the totals: every rank
+has a context request when at least `dp` are pending, every rank generates when at least `dp` decode (TRT-LLM
+hands new requests to the least-loaded rank, which keeps ranks even). Held iterations are decode-only; the
+scheduler's `decision_horizon` ends a fast-forward decode run exactly where a hold ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sim.core.batch import UNBOUNDED, InstanceView
+
+
+@dataclass(frozen=True)
+class HoldTerms:
+    """The engine terms (`serving_engine.attention_dp_*`, `batch_wait_*`) an instance of `dp` ranks obeys."""
+
+    dp: int = 1
+    balance: bool = False
+    timeout_iters: int = 50
+    batching_wait_iters: int = 10
+    wait_timeout_iters: int = 0
+    wait_tokens_ratio: float = 0.0
+    max_num_tokens: int = 8192
+
+    @property
+    def active(self) -> bool:
+        """True when a hold can happen: balance with attention DP, or batch waiting without it."""
+        if self.dp > 1:
+            return self.balance
+        return self.wait_timeout_iters > 0 or self.wait_tokens_ratio > 0
+
+
+def hold_terms(engine: Any, dp: int, max_num_tokens: int) -> HoldTerms:
+    """The hold terms of a `serving_engine` section (None: no engine, no hold)."""
+    if engine is None:
+        return HoldTerms(dp=dp, max_num_tokens=max_num_tokens)
+    return HoldTerms(
+        dp=dp,
+        balance=bool(engine.attention_dp_balance),
+        timeout_iters=int(engine.attention_dp_timeout_iters),
+        batching_wait_iters=int(engine.attention_dp_batching_wait_iters),
+        wait_timeout_iters=int(engine.batch_wait_timeout_iters),
+        wait_tokens_ratio=float(engine.batch_wait_max_tokens_ratio),
+        max_num_tokens=max_num_tokens,
+    )
+
+
+class ContextHold:
+    """The counters of one instance. `holds` is called once per planned iteration; the iterations a
+    fast-forward run skipped are replayed in closed form under the state of the call that planned the run
+    (nothing changed during it, or the run would have been cut)."""
+
+    def __init__(self, terms: HoldTerms) -> None:
+        self.t = terms
+        self.wait = 0  # attention DP: iterations not every rank had a context request (cycles mod timeout)
+        self.batching = 0  # attention DP: iterations every rank had one and waited to batch more
+        self.waited = 0  # batch waiting: iterations context requests have waited
+        self._last = -1  # inst.iterations at the previous call
+        self._state: tuple[bool, bool, bool] = (False, False, False)  # (all_ctx, all_gen, held) at that call
+        self._horizon = UNBOUNDED
+
+    def holds(self, inst: InstanceView, n_gen: int) -> bool:
+        """Whether this iteration's context requests (pending prefills and waiting prompts) are held back."""
+        t = self.t
+        skipped = max(0, inst.iterations - self._last - 1) if self._last >= 0 else 0
+        self._last = inst.iterations
+        if skipped:
+            self._replay(skipped)
+        n_ctx = len(inst.prefilling) + len(inst.waiting)
+        if t.dp > 1:
+            held = self._balance(n_ctx >= t.dp, n_gen >= t.dp) and n_ctx > 0
+        else:
+            self._state = (False, False, False)
+            held = n_ctx > 0 and n_gen > 0 and self._batch_wait(inst, n_gen)
+        if not held:
+            self._horizon = UNBOUNDED  # nothing pending is held: arrivals end fast-forward runs anyway
+        return held
+
+    def horizon(self) -> int:
+        """Iterations until the current hold ends (UNBOUNDED when nothing is held)."""
+        return self._horizon
+
+    # -- one iteration ------------------------------------------------------------------------------
+    def _balance(self, all_ctx: bool, all_gen: bool) -> bool:
+        t = self.t
+        held = False
+        if all_ctx:
+            self.wait = 0
+            if all_gen:
+                if self.batching < t.batching_wait_iters:
+                    self.batching += 1
+                    held = True
+                    self._horizon = t.batching_wait_iters - self.batching + 1
+                else:
+                    self.batching = 0
+        else:
+            self.wait += 1
+            if self.wait >= t.timeout_iters or not all_gen:
+                self.wait = 0
+            else:
+                held = True  # the counter runs whether or not a prompt is pending
+                self._horizon = t.timeout_iters - self.wait
+        self._state = (all_ctx, all_gen, held)
+        return held
+
+    def _batch_wait(self, inst: InstanceView, n_gen: int) -> bool:
+        t = self.t
+        need = t.wait_tokens_ratio * t.max_num_tokens
+        tokens = n_gen
+        if t.wait_tokens_ratio > 0:
+            for req in (*inst.prefilling, *inst.waiting):
+                tokens += req.prefill_target - req.prefill_done
+                if tokens >= need:
+                    break
+        if self.waited >= t.wait_timeout_iters or (t.wait_tokens_ratio > 0 and min(tokens, t.max_num_tokens) >= need):
+            self.waited = 0
+            return False
+        self.waited += 1
+        self._horizon = t.wait_timeout_iters - self.waited + 1
+        self._state = (False, False, True)
+        return True
+
+    def _replay(self, s: int) -> None:
+        """s iterations under the previous call's state, in closed form."""
+        all_ctx, all_gen, held = self._state
+        t = self.t
+        if t.dp > 1:
+            if all_ctx and all_gen:
+                self.batching = (self.batching + s) % (t.batching_wait_iters + 1)
+            elif not all_ctx and all_gen:
+                self.wait = (self.wait + s) % max(1, t.timeout_iters)
+            else:
+                self.wait = 0
+        elif held:
+            self.waited += s
