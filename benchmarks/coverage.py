@@ -59,6 +59,18 @@ ENGINES = {"vllm": "vllm-v1", "sglang": "sglang", "trtllm": "trtllm"}  # backend
 # releases that streamed at `len(req.output_ids) % stream_interval == 0`, sent at once in the current scheduler
 # output processor (`% stream_interval == 1`); which release the rows ran is not recorded — `--sglang-first`.
 STREAM = {"sglang": (10, False), "trtllm": (10, True)}
+# TensorRT-LLM context holds the InferenceX recipes switch on (`serving_engine` terms, policies/context_hold.py).
+# Attention-DP balance: the DeepSeek-R1 TensorRT-LLM recipes append `attention_dp_config: {batching_wait_iters: 0,
+# enable_balance: true, timeout_iters: 60}` when DP_ATTENTION is true (dsr1_fp8_*_trt.sh, dsr1_fp4_*_trt.sh);
+# the gpt-oss-120b recipes append `attention_dp_config: {enable_balance: true}` (TensorRT-LLM's defaults then:
+# timeout 50, batching wait 10). Batch waiting: dsr1_fp8_b200_trt.sh (non-MTP; the B300 recipe copies it) sets
+# DELAY_BATCHING at isl = osl = 1024 and CONC >= 64: `batch_wait_timeout_iters: 40, batch_wait_max_tokens_ratio:
+# 0.8` (max_num_tokens max(8192, CONC + ISL + 64 rounded to 64) = 8192 there, the scheduler's token budget).
+ADP_BALANCE = {
+    "deepseek": {"attention_dp_balance": True, "attention_dp_batching_wait_iters": 0, "attention_dp_timeout_iters": 60},
+    "gpt-oss": {"attention_dp_balance": True},
+}
+BATCH_WAIT = {"batch_wait_timeout_iters": 40, "batch_wait_max_tokens_ratio": 0.8}
 MAX_CLIENTS = 1024  # larger closed loops are expressible but not simulated for errors (run time)
 QUANT = {  # quant mode -> (weights, activations)
     "nvfp4": ("fp4", "fp4"),
@@ -112,6 +124,8 @@ def recorded_layout(row: pd.Series, prefix: str = "") -> tuple[int, int, int, in
 
 def _layout(row: pd.Series, prefix: str = "", moe: bool = True) -> dict[str, int]:
     tp, dp, moe_tp, ep = recorded_layout(row, prefix)
+    if not prefix and unrecorded_dp(row):
+        tp, dp, moe_tp = 1, tp, tp // ep  # batch_size is per attention-DP rank: the tp GPUs are DP ranks
     if not moe:  # the moe_* columns of dense models are placeholders
         return {"tp": tp, **({"attention_dp": dp} if dp > 1 else {})}
     out = {"tp": tp}
@@ -120,6 +134,35 @@ def _layout(row: pd.Series, prefix: str = "", moe: bool = True) -> dict[str, int
     if ep > 1 or moe_tp != tp * dp:
         out.update(ep=ep, moe_tp=moe_tp)
     return out
+
+
+def _per_instance(row: pd.Series) -> tuple[int, int]:
+    """(clients of the run, clients batch_size x attention_dp_size accounts for on one instance) of an agg row."""
+    return concurrency(row), _int(row["batch_size"]) * _int(row["attention_dp_size"])
+
+
+def unrecorded_dp(row: pd.Series) -> bool:
+    """An agg row whose clients are tp x batch_size with no attention DP listed: batch_size is per attention-DP
+    rank (as `concurrency` reads it where attention_dp_size is given), so the tp GPUs are DP ranks. 9
+    gap-analysis rows (DeepSeek-R1/V3.1 NVFP4 at tp 4/8, gpt-oss-120b at tp 2/4: MoE models, which
+    TensorRT-LLM serves with attention DP): 13 gap-analysis rows (nvidia/DeepSeek-R1-NVFP4, nvidia/DeepSeek-V3.1-NVFP4,
+    openai/gpt-oss-120b on H100), simulated with attention_dp = tp."""
+    if row["mode"] != "agg" or not catalog.model(row["model_path"]).is_moe:
+        return False
+    c, per = _per_instance(row)
+    tp = _int(row["tp_size"])
+    return tp > 1 and _int(row["attention_dp_size"]) == 1 and c == tp * per
+
+
+def replicas(row: pd.Series) -> int:
+    """Instances of an agg row: its clients are k x batch_size x attention_dp_size for k > 1 where the row
+    lists more clients than one instance batches (and `unrecorded_dp` does not account for them): several
+    replicas behind one endpoint (e.g. nvidia/Qwen3-32B-NVFP4 at tp 2: 416 clients, batch 13 = 32 replicas,
+    64 GPUs, as the same campaign's disagg rows of that model use 40 + 6 x 4 = 64 GPUs). Routed round robin."""
+    if row["mode"] != "agg" or unrecorded_dp(row):
+        return 1
+    c, per = _per_instance(row)
+    return c // per if c > per and c % per == 0 else 1
 
 
 def concurrency(row: pd.Series) -> int:
@@ -150,7 +193,9 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
     }
     if row["mode"] == "agg":
         sc["cluster"] = _layout(row, moe=model.is_moe)
-        lay = [sc["cluster"]]
+        lay = [dict(sc["cluster"])]
+        if (k := replicas(row)) > 1:
+            sc["cluster"] |= {"instances": k, "router": {"kind": "round_robin"}}
     else:
         pools = {
             role: {"instances": _int(row[f"{role}_num_workers"]), **_layout(row, f"{role}_", model.is_moe)}
@@ -238,7 +283,21 @@ def serving_engine(row: pd.Series, protocol: str = "inferencex", sglang_first: b
     if source(row) == "inferencex" and backend in STREAM:
         n, first = STREAM[backend]
         out |= {"stream_interval": n, "stream_first_token": first or (backend == "sglang" and sglang_first)}
+    if source(row) == "inferencex" and backend == "trtllm" and row["mode"] == "agg":
+        out |= trtllm_holds(row)
     return out
+
+
+def trtllm_holds(row: pd.Series) -> dict[str, Any]:
+    """The context-hold terms of the row's InferenceX TensorRT-LLM recipe (`ADP_BALANCE`, `BATCH_WAIT`)."""
+    name = str(row["model_path"]).lower()
+    if recorded_layout(row)[1] > 1:
+        return next((v for k, v in ADP_BALANCE.items() if k in name), {})
+    blackwell = str(row["system"]) in ("b200_sxm", "b300_sxm")
+    fp8_1k1k = row["moe_quant_mode"] in ("fp8", "fp8_block") and row["isl"] == row["osl"] == 1024
+    if "deepseek-r1" in name and blackwell and fp8_1k1k and concurrency(row) >= 64:
+        return dict(BATCH_WAIT)
+    return {}
 
 
 def simulate(row: pd.Series, protocol: str = "inferencex", sglang_first: bool = False) -> tuple[float, float]:
