@@ -196,15 +196,32 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
         lay = [dict(sc["cluster"])]
         if (k := replicas(row)) > 1:
             sc["cluster"] |= {"instances": k, "router": {"kind": "round_robin"}}
+        sc["scheduler"] = rank_budget(sched, str(row["backend"]), sc["cluster"].get("attention_dp", 1))
     else:
         pools = {
             role: {"instances": _int(row[f"{role}_num_workers"]), **_layout(row, f"{role}_", model.is_moe)}
             for role in ("prefill", "decode")
         }
-        lay = list(pools.values())
+        lay = [dict(p) for p in pools.values()]
+        for pool in pools.values():
+            own = rank_budget(sched, str(row["backend"]), pool.get("attention_dp", 1))
+            if own != sched:
+                pool["scheduler"] = own
         sc["cluster"] = {**pools, "router": {"kind": "round_robin"}}
     sc["kv_cache"] = {"gpu_memory_utilization": memory_fraction(row["backend"], model, gpu, quant, lay)}
     return sc
+
+
+def rank_budget(sched: dict[str, Any], backend: str, dp: int) -> dict[str, Any]:
+    """The scheduler of an instance of `dp` attention-DP ranks. TensorRT-LLM and vLLM schedule each rank on its
+    own (a TensorRT-LLM rank runs its own PyExecutor scheduler on its own requests with `max_num_tokens`, the
+    ranks only allgathering counts; each vLLM data-parallel engine core has its own `max_num_batched_tokens`),
+    so the instance's token budget is dp x the per-rank one. SGLang divides `--chunked-prefill-size` by dp_size
+    under DP attention (`ServerArgs`: "DP attention is enabled. The chunked prefill size is adjusted ..."): its
+    budget stays the instance's."""
+    if dp <= 1 or backend == "sglang":
+        return sched
+    return {**sched, "token_budget": sched["token_budget"] * dp}
 
 
 def memory_fraction(backend: str, model: ModelSpec, gpu: GPUSpec, quant: dict[str, str], pools: list[dict]) -> float:
