@@ -107,3 +107,43 @@ def test_recipe_streaming_goes_into_the_serving_engine(rows: pd.DataFrame) -> No
     c, prompt, output = cov.load(by["sglang"])
     assert len(prompt) == len(output) == cov.WAVES * c
     assert prompt.min() >= int(0.8 * by["sglang"]["isl"]) and prompt.max() <= by["sglang"]["isl"]
+
+
+def test_clients_beyond_one_batch_are_replicas(rows: pd.DataFrame) -> None:
+    """416 clients at batch_size 13 on tp 2: 32 replicas (64 GPUs, as the same campaign's disagg rows of the model
+    use 40 x 1 + 6 x 4), routed round robin; before, 416 clients went to one tp-2 instance (3,239 % TTFT)."""
+    r = rows.loc["nvidia_qwen3_32b_nvfp4_nvidia_qwen3_32b_nvfp4_b200_sxm_trtllm_agg_15000x500_c416_tp2_0_epnone_2"]
+    assert cov.replicas(r) == 32 and not cov.unrecorded_dp(r)
+    sc = cov.scenario(r, cov._fixed_workload(1, r))
+    assert sc["cluster"] == {"tp": 2, "instances": 32, "router": {"kind": "round_robin"}}
+    d = rows.loc["nvidia_qwen3_32b_nvfp4_nvidia_qwen3_32b_nvfp4_b200_sxm_trtllm_disagg_15000x500_c480_tp_epnone_1"]
+    assert cov.replicas(d) == 1  # disagg rows list their workers
+
+
+def test_moe_clients_of_tp_times_batch_are_attention_dp_ranks(rows: pd.DataFrame) -> None:
+    """80 clients, batch_size 10, tp 8, no DP listed, MoE: batch_size is per DP rank, the 8 GPUs are DP ranks."""
+    r = rows.loc["nvidia_deepseek_r1_nvfp4_nvidia_deepseek_r1_nvfp4_b200_sxm_trtllm_agg_4000x1000_c80_tp8_epnone_3"]
+    assert cov.unrecorded_dp(r) and cov.replicas(r) == 1
+    sc = cov.scenario(r, cov._fixed_workload(1, r))
+    assert sc["cluster"] == {"tp": 1, "attention_dp": 8, "ep": 8, "moe_tp": 1}  # moe_ep_size 8 as listed
+    assert sc["scheduler"]["token_budget"] == 8 * 8192  # TensorRT-LLM: a token budget per rank
+
+
+def test_token_budget_per_attention_dp_rank_except_sglang() -> None:
+    s = {"kind": "sarathi", "max_num_seqs": 256, "token_budget": 8192}
+    assert cov.rank_budget(s, "trtllm", 4)["token_budget"] == 32768
+    assert cov.rank_budget(s, "vllm", 2)["token_budget"] == 16384
+    assert cov.rank_budget(s, "sglang", 8) == s  # SGLang divides --chunked-prefill-size by dp_size
+    assert cov.rank_budget(s, "trtllm", 1) == s
+
+
+def test_trtllm_recipe_context_holds(rows: pd.DataFrame) -> None:
+    adp = rows.loc["2026_04_06_deepseek_r1_b200_sxm_trtllm_fp4_agg_8192x1024_c256_tp4_ep4_948"]
+    eng = cov.serving_engine(adp)
+    assert eng["attention_dp_balance"] and eng["attention_dp_timeout_iters"] == 60
+    assert eng["attention_dp_batching_wait_iters"] == 0
+    oss = rows.loc["2026_04_06_gpt_oss_120b_b200_sxm_trtllm_fp4_agg_1024x1024_c64_tp4_ep4_1904"]
+    e = cov.serving_engine(oss)
+    assert e["attention_dp_balance"] and "attention_dp_timeout_iters" not in e  # TRT-LLM's defaults 50 / 10
+    tp = rows.loc["2026_04_06_gpt_oss_120b_h200_sxm_trtllm_fp4_agg_8192x1024_c8_tp8_ep8_928"]  # no attention DP
+    assert not set(cov.serving_engine(tp)) & {"attention_dp_balance", "batch_wait_timeout_iters"}
