@@ -356,7 +356,7 @@ def main() -> None:
         "--sglang-first",
         choices=("held", "at-once"),
         default="held",
-        help="SGLang's first streamed token: held for the stream interval (releases with `% == 0`) or sent at once",
+        help="SGLang's first streamed token: held for the stream interval (releases with `%% == 0`) or sent at once",
     )
     args = ap.parse_args()
     df = pd.read_csv(args.csv)
