@@ -24,8 +24,9 @@ def rows(path: Path) -> pd.DataFrame:
 def compare(before: pd.DataFrame, after: pd.DataFrame) -> str:
     common = before.index.intersection(after.index)
     b, a = before.loc[common], after.loc[common]
+    only_b, only_a = len(before) - len(common), len(after) - len(common)
     lines = [
-        f"{len(common)} rows in both runs ({len(before) - len(common)} only before, {len(after) - len(common)} only after).",
+        f"{len(common)} rows in both runs ({only_b} only before, {only_a} only after).",
         "",
         "| | rows | TTFT before | TTFT after | TPOT before | TPOT after | signed TTFT before | signed TTFT after |",
         "|---|---|---|---|---|---|---|---|",
