@@ -154,6 +154,18 @@ class ServingEngineConfig(BaseModel):
         default=True, description="the first token is streamed at once (else it waits for the stream_interval-th)"
     )
 
+    # Disaggregated pools: which worker streams the first token to the client. "prefill": TTFT ends where the
+    # prefill does (Splitwise / DistServe's definition, servesim's default). "decode": the client's stream comes
+    # from the decode worker, so its first token arrives after the KV copy and the decode worker's first step —
+    # TensorRT-LLM returns it from the generation worker (PR #6512, closed unmerged: "other frameworks return the
+    # first token via generation worker and calculate TTFT based on that"); SGLang under Dynamo routes to the
+    # decode worker first and streams from it (Dynamo docs, "SGLang Disaggregated Serving"); vLLM's P/D proxy
+    # streams the decode instance's response.
+    disagg_first_token: Literal["prefill", "decode"] = Field(
+        default="prefill",
+        description="disaggregated: the first token reaches the client from the prefill or the decode worker",
+    )
+
     # Context holds (TensorRT-LLM PyExecutor `_balance_adp_requests` / `_waiting_requests`; the mechanism is in
     # policies/context_hold.py, obeyed by the `sarathi` scheduler). Defaults are TensorRT-LLM's own: balance off
     # (`AttentionDpConfig.enable_balance = False`, `timeout_iters = 50`, `batching_wait_iters = 10`, LLM API
@@ -236,6 +248,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # on 80 GB-class GPUs; approximate, check your server's log).
         "cuda_graph_max_batch": 160,
         "piecewise_graphs": False,
+        # PD disaggregation streams from the decode server (see `disagg_first_token`)
+        "disagg_first_token": "decode",
     },
     "trtllm": {
         # TensorRT-LLM's C++ executor with in-flight batching and an overlap scheduler; CUDA graphs for decode
@@ -244,6 +258,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "cuda_graph_max_batch": 128,
         "piecewise_graphs": False,
         "sample_per_seq_s": 2e-6,
+        # the generation worker returns the first token (see `disagg_first_token`)
+        "disagg_first_token": "decode",
     },
 }
 

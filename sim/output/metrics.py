@@ -44,6 +44,17 @@ def client_first_token(
     return first + frac * (completion - first)
 
 
+def decode_first_token(first: np.ndarray, ready: np.ndarray, completion: np.ndarray, output: np.ndarray) -> np.ndarray:
+    """When a handed-off request's first token leaves the decode worker: at the end of its first decode step
+    there. The request's KV is usable there at `ready`; its output − 1 remaining tokens take output − 1 steps,
+    ending at completion, so the first step ends at ready + (completion − ready)/(output − 1) — its own mean
+    decode step (the wait for the step in flight when the KV landed is spread over the steps: at most one step
+    early). Requests not handed off (NaN `ready`) keep the prefill's first token."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        step = np.where(output > 1, (completion - ready) / (output - 1), 0.0)
+    return np.where(np.isnan(ready), first, ready + step)
+
+
 def requests_frame(
     arrival: np.ndarray,
     prompt: np.ndarray,
@@ -54,14 +65,22 @@ def requests_frame(
     frontend_s: float = 0.0,
     stream_interval: int = 1,
     stream_first_token: bool = True,
+    decode_ready: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per request: raw timestamps (seconds) and derived latencies (+ `extra` columns, e.g. class).
 
     `frontend_s` (`serving_engine.frontend_s`: HTTP, tokenisation, streaming) is added to TTFT and E2E as a
     client sees them; `stream_interval` / `stream_first_token` (the server's streamed chunks) move the first
     token the client sees (`client_first_token`), and with it TPOT = (E2E − TTFT)/(output − 1), as a benchmark
-    client computes them. `first_token_s` / `completion_s` stay engine-side timestamps."""
-    seen = client_first_token(log.first_token, log.completion, output, stream_interval, stream_first_token)
+    client computes them. `first_token_s` / `completion_s` stay engine-side timestamps. `decode_ready` (seconds;
+    NaN where a request was not handed off): disaggregated, the first token reaches the client from the decode
+    worker (`serving_engine.disagg_first_token: decode`) — `decode_first_token`."""
+    first = (
+        log.first_token
+        if decode_ready is None
+        else decode_first_token(log.first_token, decode_ready, log.completion, output)
+    )
+    seen = client_first_token(first, log.completion, output, stream_interval, stream_first_token)
     ttft = seen - arrival + frontend_s
     e2el = log.completion - arrival + frontend_s
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -108,6 +108,7 @@ def client_view(sc: Scenario) -> dict[str, Any]:
         "frontend_s": se.frontend_s,
         "stream_interval": se.stream_interval,
         "stream_first_token": se.stream_first_token,
+        "first_from_decode": se.disagg_first_token == "decode",
     }
 
 
@@ -133,7 +134,10 @@ def run(
     rq = sim.requests
     extra = {**_extra_columns(sc, rq), **sim.extra_columns()}
     extra = {k: v[: len(rq)] if hasattr(v, "__len__") and len(v) > len(rq) else v for k, v in extra.items()}
-    df = requests_frame(rq.arrival_s, rq.prompt_tokens, rq.output_tokens, sim.log, extra=extra, **client_view(sc))
+    view = client_view(sc)
+    if view.pop("first_from_decode", False) and "kv_transfer_s" in extra:  # disaggregated, streamed from decode
+        view["decode_ready"] = sim.log.first_token + extra["kv_transfer_s"]
+    df = requests_frame(rq.arrival_s, rq.prompt_tokens, rq.output_tokens, sim.log, extra=extra, **view)
     summary = summarize(df, sim.log, sc.slo, sim.simulated_s, sc.workload.classes)
     tput = summary["throughput"]
     summary["cost"] = cost_summary(sim, tput["output_tokens_per_s"], tput["duration_s"])

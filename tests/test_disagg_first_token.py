@@ -1,0 +1,58 @@
+"""Disaggregated serving: the first token reaches the client from the decode worker
+(`serving_engine.disagg_first_token: decode`, the `sglang` and `trtllm` presets) or from the prefill worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import sim
+from sim.costmodel.engine import preset
+from sim.output.metrics import decode_first_token
+
+SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "regression" / "disagg-2p2d.yaml"
+
+
+def test_decode_first_token_by_hand():
+    # KV usable on the decode side at 1.0 s; 11 tokens, the last at 2.0 s: 10 decode steps of 0.1 s,
+    # the first ending at 1.1 s. Not handed off (NaN ready): the prefill's first token stays.
+    first = np.array([0.5, 0.5, 0.5])
+    ready = np.array([1.0, np.nan, 1.0])
+    completion = np.array([2.0, 2.0, 1.0])
+    output = np.array([11, 11, 1])
+    got = decode_first_token(first, ready, completion, output)
+    assert got.tolist() == pytest.approx([1.1, 0.5, 1.0])
+
+
+def test_presets_stream_disaggregated_first_tokens_from_decode():
+    assert preset("sglang").disagg_first_token == preset("trtllm").disagg_first_token == "decode"
+    assert preset("vllm-v1").disagg_first_token == "prefill"  # servesim's default, as before
+
+
+def _run(engine: dict) -> tuple:
+    data = yaml.safe_load(SCENARIO.read_text())
+    data["workload"]["num_requests"] = 60
+    data["serving_engine"] = engine
+    res = sim.run(sim.load_scenario(data))
+    return res.requests, engine
+
+
+def test_disaggregated_ttft_ends_on_the_decode_side():
+    fe = 2e-3  # the presets' front end
+    pre, _ = _run({"kind": "trtllm", "disagg_first_token": "prefill"})
+    dec, _ = _run({"kind": "trtllm"})
+    # same run either way: only what the client sees moves
+    assert np.array_equal(pre["completion_s"], dec["completion_s"], equal_nan=True)
+    assert np.allclose(pre["ttft_s"], pre["first_token_s"] - pre["arrival_s"] + fe)
+    moved = dec["kv_transfer_s"].notna() & (dec["output_tokens"] > 1)
+    assert moved.sum() > 0
+    d = dec[moved]
+    ready = d["first_token_s"] + d["kv_transfer_s"]
+    want = ready + (d["completion_s"] - ready) / (d["output_tokens"] - 1) - d["arrival_s"] + fe
+    assert np.allclose(d["ttft_s"], want)
+    assert (d["ttft_s"] > pre.loc[moved, "ttft_s"]).all()  # later by the KV copy and one decode step
+    # TPOT as a client computes it: (E2E - TTFT) / (output - 1), so it shrinks by as much as TTFT grew
+    assert np.allclose(d["tpot_s"], (d["e2el_s"] - d["ttft_s"]) / (d["output_tokens"] - 1))
