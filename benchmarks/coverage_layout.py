@@ -1,0 +1,94 @@
+"""How a silicon row's layout and clients are read (benchmarks/coverage.py): the listed tp / attention DP /
+moe_tp / ep with one recording slip read back from the ids, attention-DP ranks a MoE row does not list,
+replicas behind one endpoint, and the run's client count. See COVERAGE.md, "How a row becomes a scenario"."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import pandas as pd
+
+from hwprofiles import catalog
+
+
+def _int(v: Any, default: int = 1) -> int:
+    return default if v is None or (isinstance(v, float) and math.isnan(v)) or int(v) <= 0 else int(v)
+
+
+NODE_GPUS = {"h100_sxm": 8, "h200_sxm": 8, "b200_sxm": 8, "b300_sxm": 8}  # single-node HGX systems
+
+
+def recorded_layout(row: pd.Series, prefix: str = "") -> tuple[int, int, int, int]:
+    """(tp, attention_dp, moe_tp, ep) as the row lists them, except one recording slip: agg rows on an
+    8-GPU HGX node whose tp x attention_dp (= moe_tp x ep) is the square of the GPU count. Their ids name
+    the real layout (`…_tp8_ep8_…` is stored as tp 64, moe_tp 8, ep 8; `…_tp4_ep4_…` as tp 16 or
+    attention_dp 16, moe_tp 4, ep 4; vLLM's `…_tp4_ep4_…` as tp 4, attention_dp 4, ep 16): T GPUs with
+    EP E inside them, as TensorRT-LLM's `--tp_size=8 --ep_size=8` runs on one 8-GPU node. They are read
+    back as T GPUs: attention TP (or attention DP where only DP was listed) T, ep E, moe_tp T / E."""
+    tp, dp = _int(row[f"{prefix}tp_size"]), _int(row[f"{prefix}attention_dp_size"])
+    ep = _int(row[f"{prefix}moe_ep_size"])
+    moe_tp = _int(row[f"{prefix}moe_tp_size"], (tp * dp) // ep)
+    gpus = tp * dp
+    node = NODE_GPUS.get(str(row["system"]))
+    t = math.isqrt(gpus)
+    if row["mode"] == "agg" and node and gpus > node and t * t == gpus and moe_tp * ep == gpus:
+        e = math.isqrt(moe_tp * ep)
+        tp, dp = (1, t) if tp == 1 else (t, 1)
+        return tp, dp, t // e, e
+    return tp, dp, moe_tp, ep
+
+
+def _layout(row: pd.Series, prefix: str = "", moe: bool = True) -> dict[str, int]:
+    tp, dp, moe_tp, ep = recorded_layout(row, prefix)
+    if not prefix and unrecorded_dp(row):
+        tp, dp, moe_tp = 1, tp, tp // ep  # batch_size is per attention-DP rank: the tp GPUs are DP ranks
+    if not moe:  # the moe_* columns of dense models are placeholders
+        return {"tp": tp, **({"attention_dp": dp} if dp > 1 else {})}
+    out = {"tp": tp}
+    if dp > 1:
+        out["attention_dp"] = dp
+    if ep > 1 or moe_tp != tp * dp:
+        out.update(ep=ep, moe_tp=moe_tp)
+    return out
+
+
+def _per_instance(row: pd.Series) -> tuple[int, int]:
+    """(clients of the run, clients batch_size x attention_dp_size accounts for on one instance) of an agg row."""
+    return concurrency(row), _int(row["batch_size"]) * _int(row["attention_dp_size"])
+
+
+def unrecorded_dp(row: pd.Series) -> bool:
+    """An agg row whose clients are tp x batch_size with no attention DP listed: batch_size is per attention-DP
+    rank (as `concurrency` reads it where attention_dp_size is given), so the tp GPUs are DP ranks. 9
+    gap-analysis rows (DeepSeek-R1/V3.1 NVFP4 at tp 4/8, gpt-oss-120b at tp 2/4: MoE models, which
+    TensorRT-LLM serves with attention DP): 13 gap-analysis rows (nvidia/DeepSeek-R1-NVFP4, nvidia/DeepSeek-V3.1-NVFP4,
+    openai/gpt-oss-120b on H100), simulated with attention_dp = tp."""
+    if row["mode"] != "agg" or not catalog.model(row["model_path"]).is_moe:
+        return False
+    c, per = _per_instance(row)
+    tp = _int(row["tp_size"])
+    return tp > 1 and _int(row["attention_dp_size"]) == 1 and c == tp * per
+
+
+def replicas(row: pd.Series) -> int:
+    """Instances of an agg row: its clients are k x batch_size x attention_dp_size for k > 1 where the row
+    lists more clients than one instance batches (and `unrecorded_dp` does not account for them): several
+    replicas behind one endpoint (e.g. nvidia/Qwen3-32B-NVFP4 at tp 2: 416 clients, batch 13 = 32 replicas,
+    64 GPUs, as the same campaign's disagg rows of that model use 40 + 6 x 4 = 64 GPUs). Routed round robin."""
+    if row["mode"] != "agg" or unrecorded_dp(row):
+        return 1
+    c, per = _per_instance(row)
+    return c // per if c > per and c % per == 0 else 1
+
+
+def concurrency(row: pd.Series) -> int:
+    """Clients of the run: `silicon_concurrency` in the source column (agg `batch_size` is per attention-DP
+    rank: 16 x 16 ranks = c256), else batch_size x attention_dp_size."""
+    m = re.search(r"silicon_concurrency=(\d+)", str(row["silicon_data_source"]))
+    if m:
+        return int(m.group(1))
+    if row["mode"] == "agg":
+        return _int(row["batch_size"]) * _int(row["attention_dp_size"])
+    return _int(row["decode_batch_size"])
