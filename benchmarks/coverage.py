@@ -46,7 +46,8 @@ from sim.costmodel.layout import Layout  # noqa: E402
 from sim.costmodel.quant import Quantization  # noqa: E402
 from sim.errors import ServesimError  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if str(Path(__file__).resolve().parent) not in sys.path:  # (appended: benchmarks/queueing.py must not shadow queueing)
+    sys.path.append(str(Path(__file__).resolve().parent))
 from coverage_layout import (  # noqa: E402  (the rows' layouts and client counts; re-exported)
     _int,
     _layout,
