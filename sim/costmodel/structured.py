@@ -28,6 +28,15 @@ from sim.costmodel.transfer import table_floors
 FP8_ATTENTION_GPUS = frozenset({"h100-sxm", "h200", "b200", "b300", "gb200", "gb300"})
 
 
+# How a grouped expert GEMM's efficiency is read off the dense curves. False (default): the curve of one expert's
+# (k, n) matrix at its tokens — each expert's weights streamed as a small GEMM of its own. True: the curve of
+# the (k, n x copies) GEMM — one grouped launch whose tiles fill the GPU as a dense GEMM of the group's width
+# does (same FLOPs, bytes and arithmetic intensity). No grouped-GEMM measurement exists here to choose; on the
+# 149 stratified silicon rows (benchmarks/COVERAGE.md) the wide reading made MoE decode ~2x faster than the
+# small-matrix one and median |TPOT| worse (see the s4-moe report), so the small-matrix reading stays.
+GROUP_CURVE = False
+
+
 class StructuredCost(RooflineCost):
     """Per-operator roofline over the model's actual layer structure (see module docstring)."""
 
@@ -43,6 +52,7 @@ class StructuredCost(RooflineCost):
         **parts: Any,
     ) -> None:
         self.layout = layout or Layout(tp=tp)
+        self.group_curve = GROUP_CURVE
         self.quant = quant
         super().__init__(cfg, model, gpu, tp, **parts)
         m, lay = model, self.layout
@@ -71,7 +81,8 @@ class StructuredCost(RooflineCost):
         self._shape_curves: dict[tuple[str, float, float], Any] = {}
         src = self._fallback if self._fallback is not None else self._eff
         # launch floors of the memory-bound kernels (`_elementwise`): the transfer's, else the measured tables'
-        self._kfloor = dict(self._floors) if self._floors else (table_floors(src.tables) if self.curves else {})
+        tables = getattr(src, "tables", None)
+        self._kfloor = dict(self._floors) if self._floors else (table_floors(tables) if tables is not None else {})
         self._setup_attention()
 
     # -- attention coefficients -----------------------------------------------------------------------
@@ -104,13 +115,11 @@ class StructuredCost(RooflineCost):
         super()._setup_curves(eff, fallback, collectives)
 
     def gemm(self, op: str, m: float, k: float, n: float, copies: float = 1.0, *, unquantised: bool = False) -> float:
-        """An (m x k) @ (k x n) GEMM over `copies` weight matrices, at the deployment's precision (`unquantised`:
-        in the model's own dtype, as quantised checkpoints keep the LM head). A grouped expert GEMM (copies > 1)
-        is one kernel that streams every active expert's weights once (vLLM/SGLang fused_moe, TensorRT-LLM's
-        CUTLASS grouped GEMM, DeepGEMM): its tiles fill the GPU as a dense GEMM of the group's whole width does,
-        so its efficiency is the learned curve of the (k, n x copies) GEMM read at the tokens each matrix sees
-        (m / copies) — same FLOPs, weight bytes and arithmetic intensity. One expert's small (k, n) curve would
-        charge every expert a small GEMM's launch and occupancy losses that the one grouped launch does not pay."""
+        """An (m x k) @ (k x n) GEMM over `copies` weight matrices (a grouped expert GEMM reads each active
+        expert's weights once), at the deployment's precision (`unquantised`: in the model's own dtype, as
+        quantised checkpoints keep the LM head and the router): the learned curve of one (k, n) matrix at the
+        tokens per matrix when there is one. With `group_curve`, a grouped GEMM reads the curve of the
+        (k, n x copies) GEMM instead (see `GROUP_CURVE`)."""
         if m <= 0:
             return 0.0
         wa, aa, peak = (self.a, self.a, self.peak_flops) if unquantised else (self.wa, self.aa, self.gemm_peak)
@@ -118,7 +127,8 @@ class StructuredCost(RooflineCost):
         byts = k * n * copies * wa + (m * k + m * n) * aa
         curve = None
         if self.curves:
-            curve = self._curve(op, k, n) if copies <= 1.0 else self._curve(op, k, _grid_width(n * copies))
+            wide = copies > 1.0 and self.group_curve
+            curve = self._curve(op, k, _grid_width(n * copies)) if wide else self._curve(op, k, n)
         if curve is None:
             return max(flops / (peak * self.cfg.compute_efficiency), byts / self.bw)
         roof = max(flops / peak, byts / self.peak_bw)
