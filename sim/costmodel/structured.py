@@ -29,11 +29,12 @@ FP8_ATTENTION_GPUS = frozenset({"h100-sxm", "h200", "b200", "b300", "gb200", "gb
 
 
 # How a grouped expert GEMM's efficiency is read off the dense curves. False (default): the curve of one expert's
-# (k, n) matrix at its tokens — each expert's weights streamed as a small GEMM of its own. True: the curve of
+# (k, n) matrix at its tokens — each expert's weights streamed like a small GEMM of its own. True: the curve of
 # the (k, n x copies) GEMM — one grouped launch whose tiles fill the GPU as a dense GEMM of the group's width
-# does (same FLOPs, bytes and arithmetic intensity). No grouped-GEMM measurement exists here to choose; on the
-# 149 stratified silicon rows (benchmarks/COVERAGE.md) the wide reading made MoE decode ~2x faster than the
-# small-matrix one and median |TPOT| worse (see the s4-moe report), so the small-matrix reading stays.
+# does (same FLOPs, bytes and arithmetic intensity). No grouped-GEMM measurement exists to choose between them.
+# On the 149 stratified silicon rows (benchmarks/coverage.py) the wide reading roughly halves MoE expert time
+# and made the unfitted median |TPOT| worse, the MoE decode rows too fast at every concurrency (signed median of
+# MoE rows -17 % against +8 %): kept off until a measured grouped-GEMM table settles it.
 GROUP_CURVE = False
 
 
@@ -223,9 +224,10 @@ class StructuredCost(RooflineCost):
         per_attn = kern(2.0 * (self.hq + self.hkv) * m, "attn_rope") + kern(
             2.0 * self._kv_elems * m, "attn_kv_cache_save"
         )
-        if mod.is_mla:
-            per_attn += kern(2.0 * (mod.q_lora_rank or 0) * m, "input_layernorm")
+        if mod.is_mla:  # RMSNorm of the compressed kv latent, and of the q latent where q is compressed too
             per_attn += kern(2.0 * (mod.kv_lora_rank or 0) * m, "input_layernorm")
+            if mod.q_lora_rank:
+                per_attn += kern(2.0 * mod.q_lora_rank * m, "input_layernorm")
         t += attn * per_attn
         if self.n_dense:
             t += self.n_dense * kern(3.0 * mod.intermediate_size / self.tp * m, "mlp_act")
