@@ -128,3 +128,34 @@ def test_expert_parallel_layout_keeps_its_kernels_per_rank() -> None:
     one = StructuredCost(EXACT, TOY_MOE, GPU, 1, floors=FLOORS)
     # at one token per rank every kernel sits on its floor: the same kernels, the same time
     assert cost._dense(4)["elementwise"] == pytest.approx(one._dense(1)["elementwise"], rel=1e-12)
+
+
+class StepCurves(WidthCurves):
+    """Ratio 2 up to M = 100 tokens, 1 from M = 101 (any shape): where a GEMM is read shows in its ratio."""
+
+    def gemm_curve(self, k: float, n: float, op: str | None = None) -> Any:
+        return np.log(np.array([1.0, 100.0, 101.0, 1e6])), np.log(np.array([2.0, 2.0, 1.0, 1.0]))
+
+
+@pytest.mark.parametrize(
+    ("quant", "shift"),
+    [
+        (Quantization(), 1.0),  # bf16: the curves' own precision
+        (FP8, 1.0),  # 1-byte weights on cores twice as fast: the crossover stays at the same M
+        (Quantization(weights="int4"), 2 / (4.5 / 8)),  # int4 weight-only on bf16 cores: 3.56 x M
+        (Quantization(weights="fp4", activations="fp8"), (2 / (4.5 / 8)) * (1e12 / 2e12)),  # W4A8: 1.78 x M
+    ],
+)
+def test_quantised_gemm_reads_the_curve_at_its_ridge_position(quant: Quantization, shift: float) -> None:
+    cfg = EXACT.model_copy(update={"efficiency": "curves"})
+    cost = StructuredCost(cfg, TOY_MOE, GPU, 1, eff=StepCurves(), quant=quant)
+    assert cost._ridge_m == pytest.approx(shift, rel=1e-12)
+    m = 50  # read at 50 x shift: past the step (ratio 1) only when the shift exceeds 2.02
+    peak = GPU.peak_flops(quant.activations) or GPU.bf16_flops
+    wa, aa = quant.weight_bits / 8, quant.act_bytes
+    roof = max(2 * m * 64 * 64 / peak, (64 * 64 * wa + (m * 64 + m * 64) * aa) / 1e9)
+    ratio = 1.0 if m * shift > 101 else 2.0
+    assert cost.gemm("x", m, 64, 64) == pytest.approx(roof * ratio, rel=1e-12)
+    # the LM head is unquantised: always read at its own M
+    lm_roof = max(2 * m * 64 * 100 / 1e12, (64 * 100 * 2 + (m * 64 + m * 100) * 2) / 1e9)
+    assert cost._lm_head(m) == pytest.approx(lm_roof * 2.0, rel=1e-12)

@@ -60,6 +60,13 @@ class StructuredCost(RooflineCost):
         peak = gpu.peak_flops(quant.activations) or gpu.bf16_flops
         self.gemm_peak = peak * self.params.compute_scale
         self.wa, self.aa = quant.weight_bits / 8.0, quant.act_bytes
+        # Where a quantised GEMM of M tokens sits relative to its ridge point: it does 2M FLOPs per weight
+        # element, so 2M / wa FLOPs per byte against the ridge peak / bandwidth of its tensor cores, while the
+        # bf16 curves put 2M / 2 against the bf16 ridge. Reading the curve at M x (2 / wa) x (bf16 peak / peak)
+        # keeps the memory-to-compute crossover where it is for this precision — the rule transfer.py applies
+        # between GPUs, applied between precisions: 1 for W8A8 FP8, ~0.9 for NVFP4 on B200, 1.8 for FP4 weights
+        # on FP8 cores (W4A8), 3.6 for int4 weight-only (whose dequant GEMMs stay memory-bound to larger M).
+        self._ridge_m = (self.a / self.wa) * (gpu.bf16_flops / peak)
         self.kva = quant.kv_bits / 8.0
         # An FP8 KV cache runs prefill attention in FP8 (vLLM docs, "Quantized KV Cache": with FlashAttention 3
         # and an FP8 KV cache the queries are quantised too and attention runs in the FP8 domain; TensorRT-LLM's
@@ -133,7 +140,7 @@ class StructuredCost(RooflineCost):
         if curve is None:
             return max(flops / (peak * self.cfg.compute_efficiency), byts / self.bw)
         roof = max(flops / peak, byts / self.peak_bw)
-        t = roof * self._ratio(max(1.0, m / copies), curve)
+        t = roof * self._ratio(max(1.0, m / copies * (1.0 if unquantised else self._ridge_m)), curve)
         return max(t, self._floors.get("gemm", 0.0)) if self._floors else t
 
     # -- per-step operators ----------------------------------------------------------------------------
