@@ -33,8 +33,8 @@ FP8_ATTENTION_GPUS = frozenset({"h100-sxm", "h200", "b200", "b300", "gb200", "gb
 # the (k, n x copies) GEMM — one grouped launch whose tiles fill the GPU as a dense GEMM of the group's width
 # does (same FLOPs, bytes and arithmetic intensity). No grouped-GEMM measurement exists to choose between them.
 # On the 149 stratified silicon rows (benchmarks/coverage.py) the wide reading roughly halves MoE expert time
-# and made the unfitted median |TPOT| worse, the MoE decode rows too fast at every concurrency (signed median of
-# MoE rows -17 % against +8 %): kept off until a measured grouped-GEMM table settles it.
+# and made the unfitted median |TPOT| worse (29.7 % against 24.5 %), the MoE rows too fast at every concurrency
+# (signed median -17 % against +8 %): kept off until a measured grouped-GEMM table settles it.
 GROUP_CURVE = False
 
 
