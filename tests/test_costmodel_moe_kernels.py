@@ -159,3 +159,15 @@ def test_quantised_gemm_reads_the_curve_at_its_ridge_position(quant: Quantizatio
     # the LM head is unquantised: always read at its own M
     lm_roof = max(2 * m * 64 * 100 / 1e12, (64 * 100 * 2 + (m * 64 + m * 100) * 2) / 1e9)
     assert cost._lm_head(m) == pytest.approx(lm_roof * 2.0, rel=1e-12)
+
+
+def test_expert_parallel_without_attention_dp_all_reduces_instead_of_all_to_all() -> None:
+    # tp 4 attention, experts split 4 ways by EP: every GPU holds all 8 tokens after attention's all-reduce, so
+    # each computes its experts' share of them and one all-reduce per MoE layer sums the partial outputs
+    cost = StructuredCost(EXACT, TOY_MOE, GPU, 4, layout=Layout(tp=4, ep=4, moe_tp=1))
+    ops = cost._dense(8)
+    assert ops["moe_comm"] == 0.0
+    assert ops["allreduce"] == pytest.approx(2 * cost._allreduce(8), rel=1e-12)  # after attention, after MoE
+    # with attention DP the ranks' tokens differ: they travel all-to-all, and no MoE all-reduce is charged
+    dp = StructuredCost(EXACT, TOY_MOE, GPU, 1, layout=Layout(tp=1, attention_dp=4, ep=4, moe_tp=1))
+    assert dp._dense(8)["moe_comm"] > 0.0 and dp._dense(8)["allreduce"] == 0.0

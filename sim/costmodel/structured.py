@@ -199,7 +199,13 @@ class StructuredCost(RooflineCost):
         down = self.gemm("moe_down", pairs, width, h, active)
         ops["moe_experts"] = self.n_moe * (router + up + down)
         ops["pairs"] = pairs
-        if ep > 1:  # dispatch at the activation precision, combine in bf16; each GPU sends its token slice
+        # Without attention DP every GPU already holds every token (tensor-parallel attention ends in an
+        # all-reduce), so expert-parallel ranks run their own experts on the tokens routed to them and one
+        # all-reduce sums the partial outputs, as with tp-sharded experts: EP is a remapping of the TP group for
+        # the MoE layers (vLLM `--enable-expert-parallel` without DP; TensorRT-LLM docs "Expert Parallelism":
+        # token all-to-all (MNNVL / DeepEP) is the attention-DP path). Counted in `_dense`'s all-reduces. With
+        # attention DP each rank's tokens are its own and must travel.
+        if ep > 1 and self.dp > 1:  # dispatch at the activation precision, combine in bf16; each GPU its slice
             per_gpu = m / self.tp
             eff = self.cfg.link_efficiency
             one = alltoall_s(per_gpu, k, h, self.aa, ep, self.gpu, eff) + alltoall_s(
@@ -260,8 +266,8 @@ class StructuredCost(RooflineCost):
         pairs = mlp.pop("pairs")
         ops.update(mlp)
         ops["elementwise"] = self._elementwise(m, pairs)
-        if self.tp > 1:  # after attention; after dense MLPs; after MoE when experts are tp-sharded (no EP/DP)
-            n_ar = self.L + self.n_dense + (self.n_moe if self.layout.ep == 1 and self.dp == 1 else 0)
+        if self.tp > 1:  # after attention; after dense MLPs; after MoE layers when attention is not data-parallel
+            n_ar = self.L + self.n_dense + (self.n_moe if self.dp == 1 else 0)
             ops["allreduce"] = n_ar * self._allreduce(m)
         else:
             ops["allreduce"] = 0.0
