@@ -306,15 +306,12 @@ def chunk_run(
     floats as stepping) and slept as one event."""
     req, q = plan.prefill[0]
     c0 = req.prefill_done
-    iteration = inst.cost.iteration
-    t = inst.t
-    times, durations = [], []
-    rest = k - 1 if tail else k  # the step that prefills the remainder (k: none)
-    for j in range(k):
-        dt = iteration([(q if j != rest else req.prefill_target - c0 - q * j, c0 + q * j)], n, ctx + n * j)
-        t = t + dt
-        times.append(t)
-        durations.append(dt)
+    last = req.prefill_target - c0 - q * (k - 1) if tail else q  # the last step's chunk
+    priced = getattr(inst.cost, "chunk_steps", None)  # the pricing memo's exact run pricing
+    if priced is not None:
+        times, durations = priced(inst.t, q, c0, n, ctx, k, last)
+    else:
+        times, durations = _chunk_steps(inst.cost, inst.t, q, c0, n, ctx, k, last)
     ran = yield from sleep_run(inst, times, (req, q), tail)
     tokens = req.prefill_target - c0 if tail and ran == k else q * ran
     grown = chunk_growth(req, q, ran - 1, inst.block_size)
@@ -338,6 +335,20 @@ def chunk_run(
     prefilled, _ = _advance_prefills(inst, plan, t_end, finished)
     inst.tokens_out += n * k + prefilled
     inst.finish(finished)
+
+
+def _chunk_steps(
+    cost: CostModel, t: float, q: int, c0: int, n: int, ctx: int, k: int, last: int
+) -> tuple[list[float], list[float]]:
+    """End times and durations of k chunk-run steps, each priced as stepping prices it (`MemoCost.chunk_steps`
+    gives the same floats faster)."""
+    times, durations = [], []
+    for j in range(k):
+        dt = cost.iteration([(q if j < k - 1 else last, c0 + q * j)], n, ctx + n * j)
+        t = t + dt
+        times.append(t)
+        durations.append(dt)
+    return times, durations
 
 
 def _advance_prefills(
