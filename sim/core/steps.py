@@ -95,43 +95,67 @@ def step_times(
 
 
 def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
-    """k decode-only steps (k = 1 unless fast-forwarding); step 1's slots were reserved by the plan."""
+    """k decode-only steps (k = 1 unless fast-forwarding); step 1's slots were reserved by the plan. A lockstep
+    run that ends at a completion goes on with the survivors when the next plan is sure to be theirs again
+    (`_onward`): the same steps, sleeps and bookkeeping as returning to the loop, without planning."""
     co = inst.cohort
     picked = not plan.cohort  # the scheduler picked these decoders: they form the cohort for this run
     if picked:
         co.form(plan.decode)
         co.reserved = True
-    n = co.n
-    k = 1
-    if inst.fast_forward and plan.preempted == 0 and not inst.one_step:
-        k_max = co.steps_to_completion()
-        if k_max > 1:
-            k = co.block_limit(min(k_max, inst.scheduler.decision_horizon(inst, plan)), inst.allocator.free)
-    host = inst.host
-    if host.pending:
-        k = 1  # swap traffic lengthens this step only; both modes take the same single step
-    times, arr = step_times(inst.cost, inst.t, n, co.kv, k, host.take() if host.pending else 0.0)
-    t0 = inst.t
-    k = yield from sleep_run(inst, times)
-    t_end = times[k - 1]
-    if inst.tracer is not None:  # one span for the whole run, not k
-        inst.tracer.decode_run(inst.index, t0, t_end, k, n)
-    inst.t = t_end
-    inst.iterations += k
-    inst.busy_s += t_end - t0
-    inst.tokens_out += n * k
-    itl = inst.log.itl
-    new, finished = co.step(k, times[0], t_end, itl)
-    inst.allocator.take(new)
-    if k > 1:
-        if arr is not None:
-            itl.add(arr[1:k] - arr[: k - 1], n)
-        else:
-            itl.add_gaps(times, k, n)
-    if picked:
-        co.dissolve(plan.decode)
-    if finished:
+    while True:
+        n = co.n
+        k = 1
+        if inst.fast_forward and plan.preempted == 0 and not inst.one_step:
+            k_max = co.steps_to_completion()
+            if k_max > 1:
+                k = co.block_limit(min(k_max, inst.scheduler.decision_horizon(inst, plan)), inst.allocator.free)
+        host = inst.host
+        if host.pending:
+            k = 1  # swap traffic lengthens this step only; both modes take the same single step
+        times, arr = step_times(inst.cost, inst.t, n, co.kv, k, host.take() if host.pending else 0.0)
+        t0 = inst.t
+        k = yield from sleep_run(inst, times)
+        t_end = times[k - 1]
+        if inst.tracer is not None:  # one span for the whole run, not k
+            inst.tracer.decode_run(inst.index, t0, t_end, k, n)
+        inst.t = t_end
+        inst.iterations += k
+        inst.busy_s += t_end - t0
+        inst.tokens_out += n * k
+        itl = inst.log.itl
+        new, finished = co.step(k, times[0], t_end, itl)
+        inst.allocator.take(new)
+        if k > 1:
+            if arr is not None:
+                itl.add(arr[1:k] - arr[: k - 1], n)
+            else:
+                itl.add_gaps(times, k, n)
+        if picked:
+            co.dissolve(plan.decode)
+        if not finished:
+            return
         inst.finish(finished)
+        if picked or not _onward(inst, co):
+            return
+        plan.cohort_n = co.n
+
+
+def _onward(inst: Instance, co: Cohort) -> bool:
+    """After a completion: whether the plan stepping makes next is every survivor decoding again, and if so
+    reserve its slots as that plan would (`BatchView.decode_all`). That holds for a scheduler that says so
+    (`steady_decode`: with nobody waiting or prefilling it decodes everyone) when nothing the loop attends to
+    before planning is pending (abandonments, evictions, held responses) and memory covers the step."""
+    if not (inst.steady and co.n) or inst.waiting or inst.prefilling or inst.abandoning or inst.held:
+        return False
+    if inst.copies.evicting or inst.one_step or inst.host.pending:
+        return False
+    need = co.phase[-co.steps % co.block_size]  # `co.blocks(0, 1)`, as `decode_all` takes it
+    if need > inst.allocator.free:
+        return False  # the scheduler's slow path (preemption) decides
+    inst.allocator.take(need)
+    co.reserved = True
+    return True
 
 
 def settle_run(inst: Instance, now: float) -> None:
