@@ -136,3 +136,28 @@ def test_onward_runs_skip_plans(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) 
     _same(onward, replanned, itl=True)
     assert onward.summary["counts"]["completed"] == 8
     assert with_onward <= len(plans) - 7  # the 7 completions before the last each cost a plan before
+
+
+@pytest.mark.parametrize("kind", ["fcfs", "sarathi"])
+def test_a_prompt_goes_straight_into_its_decode_run(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """Requests far apart, each done before the next arrives: one plan per request (its prompt), whose step
+    continues into the decode run to its last token; without onward runs, two (the prompt, then the decodes)."""
+    reqs = [(10.0 * i, 40 + i, 30 + i) for i in range(6)]
+    plans: list[int] = []
+    cls = FCFS if kind == "fcfs" else Sarathi
+    real = cls.schedule
+
+    def counted(self: Any, inst: Any, now: float) -> Any:
+        plans.append(1)
+        return real(self, inst, now)
+
+    monkeypatch.setattr(cls, "schedule", counted)
+    kw: dict[str, Any] = {"scheduler": SCHEDULERS[kind]}
+    onward = _run(tmp_path, reqs, **kw)
+    assert len(plans) == len(reqs)
+    plans.clear()
+    _no_onward(monkeypatch)
+    replanned = _run(tmp_path, reqs, **kw)
+    assert len(plans) == 2 * len(reqs)
+    _same(onward, replanned, itl=True)
+    _same(onward, _run(tmp_path, reqs, ff=False, **kw), itl=False)

@@ -142,10 +142,11 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
 
 
 def _onward(inst: Instance, co: Cohort) -> bool:
-    """After a completion: whether the plan stepping makes next is every survivor decoding again, and if so
-    reserve its slots as that plan would (`BatchView.decode_all`). That holds for a scheduler that says so
-    (`steady_decode`: with nobody waiting or prefilling it decodes everyone) when nothing the loop attends to
-    before planning is pending (abandonments, evictions, held responses) and memory covers the step."""
+    """After a completion or the last prompt's prefill: whether the plan stepping makes next is every decoder
+    decoding (again), and if so reserve its slots as that plan would (`BatchView.decode_all`). That holds for a
+    scheduler that says so (`steady_decode`: with nobody waiting or prefilling it decodes everyone) when nothing
+    the loop attends to before planning is pending (abandonments, evictions, held responses) and memory covers
+    the step."""
     if not (inst.steady and co.n) or inst.waiting or inst.prefilling or inst.abandoning or inst.held:
         return False
     if inst.copies.evicting or inst.one_step or inst.host.pending:
@@ -248,6 +249,8 @@ def mixed_step(inst: Instance, plan: BatchPlan) -> Steps:
     if handed:
         inst.copies.hand_off(handed, t_end - dt, t_end)
     inst.finish(finished)
+    if inst.steady and _onward(inst, inst.cohort):  # the prompts are in: the next plan is everyone decoding
+        yield from inst.decode_steps(inst, BatchPlan(cohort=True, cohort_n=inst.cohort.n))
 
 
 MAX_CHUNK_RUN = 256  # steps priced ahead in one chunk run (a nudge may cut it: bounds the work wasted)
@@ -359,6 +362,8 @@ def chunk_run(
     prefilled, _ = _advance_prefills(inst, plan, t_end, finished)
     inst.tokens_out += n * k + prefilled
     inst.finish(finished)
+    if inst.steady and _onward(inst, inst.cohort):
+        yield from inst.decode_steps(inst, BatchPlan(cohort=True, cohort_n=inst.cohort.n))
 
 
 def _chunk_steps(
