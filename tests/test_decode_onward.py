@@ -89,6 +89,7 @@ def _no_onward(monkeypatch: pytest.MonkeyPatch) -> None:
     preemption=st.sampled_from(["recompute", "swap"]),
     horizon=st.one_of(st.none(), st.floats(0.5, 20.0)),
     timeout=st.one_of(st.none(), st.floats(0.2, 5.0)),
+    system_prompt=st.sampled_from([None, 32]),  # prefix caching: completions return shared blocks to the cache
 )
 def test_onward_runs_equal_stepping_and_replanning(
     tmp_path: Any,
@@ -101,10 +102,11 @@ def test_onward_runs_equal_stepping_and_replanning(
     preemption: str,
     horizon: float | None,
     timeout: float | None,
+    system_prompt: int | None,
 ) -> None:
     reqs = _workload(30, seed, rate)
     kw: dict[str, Any] = {"scheduler": SCHEDULERS[kind], "kv_blocks": kv, "instances": instances, "router": router}
-    kw |= {"preemption": preemption, "horizon": horizon, "timeout": timeout}
+    kw |= {"preemption": preemption, "horizon": horizon, "timeout": timeout, "system_prompt": system_prompt}
     onward = _run(tmp_path, reqs, **kw)
     _same(onward, _run(tmp_path, reqs, ff=False, **kw), itl=False)
     with pytest.MonkeyPatch.context() as mp:
