@@ -115,9 +115,14 @@ def test_chunk_run_pricing_takes_the_fast_path() -> None:
     """The run is priced from the cached dense sum (not step by step through `iteration`) where it may be."""
     memo = memoised(VARIANTS["engine-eager"])
     assert isinstance(memo, MemoCost)
-    calls = []
+    calls: list[tuple[Any, ...]] = []
     real = memo.iteration
-    memo.iteration = lambda *a: calls.append(a) or real(*a)  # type: ignore[method-assign]  # count the calls
+
+    def counted(*a: Any) -> float:
+        calls.append(a)
+        return real(*a)
+
+    memo.iteration = counted  # type: ignore[method-assign]  # count the calls on this instance
     times, _ = memo.chunk_steps(0.0, 256, 0, 40, 40 * 700, 12, 256)
     assert len(times) == 12 and len(calls) == 1  # step 0 only: it vouches for the cached sum
 
