@@ -122,7 +122,7 @@ def test_chunk_run_pricing_takes_the_fast_path() -> None:
         calls.append(a)
         return real(*a)
 
-    memo.iteration = counted  # type: ignore[method-assign]  # count the calls on this instance
+    memo.iteration = counted  # type: ignore[method-assign,assignment]  # count the calls on this instance
     times, _ = memo.chunk_steps(0.0, 256, 0, 40, 40 * 700, 12, 256)
     assert len(times) == 12 and len(calls) == 1  # step 0 only: it vouches for the cached sum
 
