@@ -201,8 +201,6 @@ def fit_runs(
     as the all-reduce from the kernel scales); the parameters start at the first scenario's values and are set
     in all of them. `prior`: the tie-breaker towards the start values (see PRIOR). `diagnose`: one more replay
     per term at the fit to report what the runs determine (`calibrate.fit_quality`)."""
-    from scipy.optimize import least_squares
-
     params = make_params(pairs[0][1], explicit)
     if not explicit:  # terms the runs cannot inform keep the scenario's (preset) values
         params = [p for p in params if informed(p.path, pairs)]
@@ -236,22 +234,7 @@ def fit_runs(
 
     try:
         r0, sim0 = evaluate(u0)
-        n_global = min(max(4, max_evals // 2), 4 * 2 ** len(params))
-        for u in _sobol(len(params), n_global, pairs[0][1].seed):  # the objective is rugged: look widely first
-            evaluate(u)
-        left = max(1, max_evals - len(cache))
-        least_squares(
-            lambda u: evaluate(u)[0],
-            np.asarray(_best(cache), dtype=np.float64),
-            bounds=(0.0, 1.0),
-            method="trf",
-            loss="soft_l1",
-            f_scale=0.05,
-            diff_step=0.02,
-            max_nfev=max(1, left // (len(params) + 1)),
-            xtol=1e-3,
-            ftol=1e-4,
-        )
+        _search(evaluate, cache, len(params), max_evals, pairs[0][1].seed)
         best_u = _best(cache)
         r1, sim1 = cache[best_u]
         diag = _diagnose(evaluate, per_run, params, best_u) if diagnose else {}
@@ -272,6 +255,28 @@ def fit_runs(
         float(np.sum(_soft_l1(r0))),
         float(np.sum(_soft_l1(r1))),
         diag,
+    )
+
+
+def _search(evaluate: Callable[[np.ndarray], Any], cache: dict[Any, Any], dim: int, max_evals: int, seed: int) -> None:
+    """A scrambled Sobol scan of the unit box (the objective is rugged: look widely first), then trust-region
+    least squares (soft-L1) from the best point, within `max_evals` evaluations in all."""
+    from scipy.optimize import least_squares
+
+    for u in _sobol(dim, min(max(4, max_evals // 2), 4 * 2**dim), seed):
+        evaluate(u)
+    left = max(1, max_evals - len(cache))
+    least_squares(
+        lambda u: evaluate(u)[0],
+        np.asarray(_best(cache), dtype=np.float64),
+        bounds=(0.0, 1.0),
+        method="trf",
+        loss="soft_l1",
+        f_scale=0.05,
+        diff_step=0.02,
+        max_nfev=max(1, left // (dim + 1)),
+        xtol=1e-3,
+        ftol=1e-4,
     )
 
 
