@@ -211,6 +211,19 @@ def _read_csv(path: Path, cols: tuple[str, ...]) -> pd.DataFrame:
     return df
 
 
+def _read_provenance(path: Path) -> dict[str, Any]:
+    """provenance.yaml as a mapping; damaged YAML, binary bytes or a non-mapping is one line naming the file."""
+    from hwprofiles.errors import ServesimError
+
+    try:
+        prov = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
+        raise ServesimError(f"{path}: not a provenance YAML file ({' '.join(str(e).split())[:120]})") from None
+    if prov is not None and not isinstance(prov, dict):
+        raise ServesimError(f"{path}: expected a mapping of provenance fields; found {type(prov).__name__}")
+    return prov or {}
+
+
 def load_tables(root: str | Path) -> MeasuredTables:
     """Read a table directory (see module doc); missing files are empty tables. Cached on the files' sizes
     and modification times, so a table edited within one process (a notebook, a sweep) is read again."""
@@ -236,7 +249,7 @@ def _load_cached(root: Path, stamp: tuple[tuple[str, int, int], ...]) -> Measure
     att = _read_csv(root / "attention.csv", ATTENTION_COLS)
     col = _read_csv(root / "collectives.csv", COLLECTIVE_COLS)
     prov_path = root / "provenance.yaml"
-    prov = yaml.safe_load(prov_path.read_text()) if prov_path.exists() else {}
+    prov = _read_provenance(prov_path) if prov_path.exists() else {}
     if ops.empty and att.empty and col.empty:
         raise ServesimError(f"{root}: no operators.csv, attention.csv or collectives.csv")
     return MeasuredTables(ops, att, col, prov or {}, root)

@@ -491,7 +491,7 @@ def option_cases() -> list[Case]:
         ("--tp", "1024"),
         ("--cost-model", "nope"),
     ):
-        cases.append(Case(f"est{opt}-{v}", {}, [*est, opt, v], "--prefill|--batch|--context|--tp|tp|cost_model"))
+        cases.append(Case(f"est{opt}-{v}", {}, [*est, opt, v], "--prefill|--batch|--context|--tp|tp|--cost-model"))
     cases += [
         Case("est-model", {}, ["estimate", "--model", "nope", "--hardware", "h100"], "--model"),
         Case("est-model-json-missing", {}, ["estimate", "--model", "c.json", "--hardware", "h100"], "--model"),
@@ -542,6 +542,8 @@ def option_cases() -> list[Case]:
         argv = [*plan, opt, v] if opt == "--rate" else [*plan, "--rate", "1", opt, v]
         cases.append(Case(f"plan{opt}-{v}", {}, argv, re.escape(opt) + "|" + re.escape(opt.strip("-"))))
     cases.append(Case("plan-out-file", {"out": "x"}, [*plan, "--rate", "1"], "--out"))
+    once = r"^error: --hardware: unknown hardware 'nope'; known: [^;]*$"  # the option and the value named once
+    cases.append(Case("plan-hardware-once", {}, [*plan, "--rate", "1", "--hardware", "nope"], once))
     cases.append(
         Case(
             "plan-base-bad",
@@ -731,9 +733,16 @@ def more_option_cases() -> list[Case]:
             ["regress", "rg", "--baseline", "d", "--update"],
             r"--baseline d: is a directory",
         ),
-        Case("est-tp-0", {}, [*est, "--tp", "0"], r"^error: --tp cluster\.tp"),
-        Case("est-hardware-markup", {}, [*est[:3], "--hardware", "[/x]"], r"^error: --hardware hardware: unknown"),
-        Case("est-cost-model", {}, [*est, "--cost-model", "nope"], r"^error: --cost-model cost_model"),
+        Case(
+            "est-tp-0", {}, [*est, "--tp", "0"], r"^error: --tp: Input should be greater than or equal to 1; found 0$"
+        ),
+        Case(
+            "est-hardware-markup",
+            {},
+            [*est[:3], "--hardware", "[/x]"],
+            r"^error: --hardware: unknown hardware .\[/x\].; known: [^;]*$",
+        ),
+        Case("est-cost-model", {}, [*est, "--cost-model", "nope"], r"^error: --cost-model: Input tag .nope."),
     ]
 
 

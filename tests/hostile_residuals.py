@@ -54,6 +54,14 @@ def tables_cases() -> list[Case]:
         run_sc("tables-open-quote", sc, at + r".*operators\.csv: not a CSV", {"t/operators.csv": 'a,b\n"x\n'}),
         run_sc("tables-no-columns", sc, at + r".*operators\.csv: expected columns", {"t/operators.csv": "a,b\n1,2\n"}),
         run_sc("tables-attention-cols", sc, at + r".*attention\.csv: .*missing .*time_ms", {"t/attention.csv": ops}),
+        *(
+            run_sc(f"tables-provenance-{k}", sc, at + r".*provenance\.yaml: " + why, {"t/operators.csv": ops, **bad})
+            for k, bad, why in (
+                ("yaml", {"t/provenance.yaml": "device: [a100\n"}, "not a provenance YAML"),
+                ("binary", {"t/provenance.yaml": b"\xff\xfe\x00"}, "not a provenance YAML"),
+                ("list", {"t/provenance.yaml": "- a\n- b\n"}, "expected a mapping"),
+            )
+        ),
     ]
 
 

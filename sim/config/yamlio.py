@@ -347,6 +347,8 @@ def format_validation_lines(err: ValidationError, source: str, pos: Positions | 
         dotted = ".".join(str(x) for x in clean) or "(top level)"
         where = locate(clean, source, pos)
         found = f"; found {_short(inp)}" if e["type"] not in ("missing",) and "input" in e else ""
+        if found and found.removeprefix("; found ") in msg:  # the message already quotes the value
+            found = ""
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
         lines.append(f"{where}: {dotted}: {msg}{found}")

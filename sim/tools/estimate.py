@@ -10,6 +10,7 @@ from typing import Any
 from rich.table import Table
 
 from sim.errors import ServesimError
+from sim.tools.options import blame_option
 from sim.tools.tables import safe
 
 MAX_BATCH = 1_000_000
@@ -50,10 +51,7 @@ class Estimate:
         try:
             return load_scenario(data)
         except ServesimError as e:
-            msg = str(e).removeprefix("<dict>: ")
-            field = msg.split(":", 1)[0]
-            opt = next((o for f, o in _OPTIONS.items() if field == f or field.startswith(f + ".")), None)
-            raise ServesimError(f"{opt} {msg}" if opt else msg) from None
+            raise blame_option(e, _OPTIONS) from None
 
     def price(self) -> dict[str, float]:
         """Seconds per operator of the iteration the options describe."""

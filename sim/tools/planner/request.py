@@ -8,6 +8,7 @@ from typing import Any
 
 from sim.config.scenario import load_scenario
 from sim.errors import ServesimError
+from sim.tools.options import blame_option
 from sim.tools.planner.slo import SLOSpec
 from sim.tools.planner.space import SHAPES, Config, Size, parse_schedulers
 from sim.tools.planner.traffic import Traffic
@@ -69,7 +70,4 @@ def check_base(data: dict[str, Any]) -> None:
     try:
         load_scenario(data)
     except ServesimError as e:
-        msg = str(e).removeprefix("<dict>: ")
-        field = msg.split(":", 1)[0]
-        opt = next((o for f, o in _OPTIONS.items() if field == f or field.startswith(f + ".")), "--base/--set")
-        raise ServesimError(f"{opt}: {msg}") from None
+        raise blame_option(e, _OPTIONS, "--base/--set") from None
