@@ -45,10 +45,6 @@ def physical_parts(
         from sim.costmodel.transfer import transferred_parts
 
         parts.update(transferred_parts(gpu))
-    if root is None and cfg.efficiency == "curves":
-        from sim.costmodel.transfer import transferred_parts
-
-        parts.update(transferred_parts(gpu))
     if root is not None:
         curves = cfg.efficiency == "curves"
         if cfg.kind == "table":
