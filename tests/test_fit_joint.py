@@ -128,6 +128,8 @@ def test_cli_fits_a_folder_of_runs_and_checks_scenario_count(
     assert "2 run(s)" in r.output
     bad = runner.invoke(app, [*args, "--scenario", str(scens[0]), "--scenario", str(scens[1]), "--scenario", "x"])
     assert bad.exit_code == 2 and "one per run" in bad.output
+    neg = runner.invoke(app, [*args, "--scenario", str(scens[0]), "--prior", "-1"])
+    assert neg.exit_code == 2 and "--prior" in neg.output
     empty = tmp_path / "empty"
     empty.mkdir()
     r = runner.invoke(app, ["calibrate", "fit-run", "--observed", str(empty), "--out", str(prof)])
