@@ -9,6 +9,7 @@ shared-node graph, linear in the file, so an alias bomb fails fast) and recursiv
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -344,6 +345,7 @@ def format_validation_lines(err: ValidationError, source: str, pos: Positions | 
         inp = e.get("input")
         if _bad_kind(e["type"], msg, inp) and pos is not None and (*clean, "kind") in pos:
             clean, inp = (*clean, "kind"), inp["kind"]  # an unknown kind: point at it, not at its section
+        clean, msg, inp = _named_by_message(clean, msg, inp)
         dotted = ".".join(str(x) for x in clean) or "(top level)"
         where = locate(clean, source, pos)
         found = f"; found {_short(inp)}" if e["type"] not in ("missing",) and "input" in e else ""
@@ -353,6 +355,25 @@ def format_validation_lines(err: ValidationError, source: str, pos: Positions | 
             msg = "unknown field"
         lines.append(f"{where}: {dotted}: {msg}{found}")
     return lines
+
+
+_FIELD_PREFIX = re.compile(r"^([A-Za-z_]\w*(?:\.\w+)*): (.+)$")
+
+
+def _named_by_message(clean: Loc, msg: str, inp: Any) -> tuple[Loc, str, Any]:
+    """A check across sections fails at the level holding them all, but its message starts with the field it
+    blames (`quantization.activations: fp4 needs ...`): point at that field and show its value, not the
+    whole section."""
+    m = _FIELD_PREFIX.match(msg)
+    if m is None or not isinstance(inp, dict):
+        return clean, msg, inp
+    path = tuple(m.group(1).split("."))
+    value: Any = inp
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return clean, msg, inp
+        value = value[key]
+    return (*clean, *path), m.group(2), value
 
 
 def _bad_kind(kind: str, msg: str, inp: Any) -> bool:

@@ -10,6 +10,7 @@ chunks placed largest-first), while routed experts see every rank's tokens.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -20,10 +21,21 @@ from sim.costmodel.alltoall import alltoall_s
 from sim.costmodel.layout import Layout
 from sim.costmodel.models import Chunks, RooflineCost, _PhysicalCostConfig
 from sim.costmodel.quant import DEFAULT, Quantization
+from sim.costmodel.transfer import table_floors
 
 # GPUs whose serving engines ship FP8 attention kernels (Hopper: FlashAttention 3, FlashInfer, TRT-LLM FMHA;
 # data-centre Blackwell sm100/sm103: TRT-LLM and FlashInfer FP8 FMHA)
 FP8_ATTENTION_GPUS = frozenset({"h100-sxm", "h200", "b200", "b300", "gb200", "gb300"})
+
+
+# How a grouped expert GEMM's efficiency is read off the dense curves. False (default): the curve of one expert's
+# (k, n) matrix at its tokens — each expert's weights streamed like a small GEMM of its own. True: the curve of
+# the (k, n x copies) GEMM — one grouped launch whose tiles fill the GPU as a dense GEMM of the group's width
+# does (same FLOPs, bytes and arithmetic intensity). No grouped-GEMM measurement exists to choose between them.
+# On the 149 stratified silicon rows (benchmarks/coverage.py) the wide reading roughly halves MoE expert time
+# and made the unfitted median |TPOT| worse (29.7 % against 24.5 %), the MoE rows too fast at every concurrency
+# (signed median -17 % against +8 %): kept off until a measured grouped-GEMM table settles it.
+GROUP_CURVE = False
 
 
 class StructuredCost(RooflineCost):
@@ -41,13 +53,20 @@ class StructuredCost(RooflineCost):
         **parts: Any,
     ) -> None:
         self.layout = layout or Layout(tp=tp)
+        self.group_curve = GROUP_CURVE
         self.quant = quant
         super().__init__(cfg, model, gpu, tp, **parts)
         m, lay = model, self.layout
         peak = gpu.peak_flops(quant.activations) or gpu.bf16_flops
         self.gemm_peak = peak * self.params.compute_scale
-        self.gemm_flops = self.gemm_peak * cfg.compute_efficiency
         self.wa, self.aa = quant.weight_bits / 8.0, quant.act_bytes
+        # Where a quantised GEMM of M tokens sits relative to its ridge point: it does 2M FLOPs per weight
+        # element, so 2M / wa FLOPs per byte against the ridge peak / bandwidth of its tensor cores, while the
+        # bf16 curves put 2M / 2 against the bf16 ridge. Reading the curve at M x (2 / wa) x (bf16 peak / peak)
+        # keeps the memory-to-compute crossover where it is for this precision — the rule transfer.py applies
+        # between GPUs, applied between precisions: 1 for W8A8 FP8, ~0.9 for NVFP4 on B200, 1.8 for FP4 weights
+        # on FP8 cores (W4A8), 3.6 for int4 weight-only (whose dequant GEMMs stay memory-bound to larger M).
+        self._ridge_m = (self.a / self.wa) * (gpu.bf16_flops / peak)
         self.kva = quant.kv_bits / 8.0
         # An FP8 KV cache runs prefill attention in FP8 (vLLM docs, "Quantized KV Cache": with FlashAttention 3
         # and an FP8 KV cache the queries are quantised too and attention runs in the FP8 domain; TensorRT-LLM's
@@ -68,6 +87,10 @@ class StructuredCost(RooflineCost):
         self.heads = max(1, m.num_heads // tp)
         self.overhead = self.params.iteration_overhead_s + self.L * self.params.layer_overhead_s
         self._shape_curves: dict[tuple[str, float, float], Any] = {}
+        src = self._fallback if self._fallback is not None else self._eff
+        # launch floors of the memory-bound kernels (`_elementwise`): the transfer's, else the measured tables'
+        tables = getattr(src, "tables", None)
+        self._kfloor = dict(self._floors) if self._floors else (table_floors(tables) if tables is not None else {})
         self._setup_attention()
 
     # -- attention coefficients -----------------------------------------------------------------------
@@ -77,10 +100,11 @@ class StructuredCost(RooflineCost):
         if m.is_mla:
             lat = float(m.kv_lora_rank or 0)
             flops = 2.0 * hd * (lat + m.qk_rope_head_dim) + 2.0 * hd * lat  # scores over latent+rope, values
-            byts = (lat + m.qk_rope_head_dim) * self.kva
+            self._kv_elems = lat + m.qk_rope_head_dim
         else:
             flops = 4.0 * self.hq
-            byts = float(m.kv_elems_per_token_layer(self.tp)) * self.kva
+            self._kv_elems = float(m.kv_elems_per_token_layer(self.tp))
+        byts = self._kv_elems * self.kva
         self._tok_s = max(flops / self.attn_flops, byts / self.attn_bw)
         # linear (G) layers: read + write the fp32 recurrent state of each sequence once per step
         self._lin_seq_s = 2.0 * m.state_bytes_per_sequence(self.tp) / max(1, m.layer_count("G")) / self.attn_bw
@@ -98,18 +122,25 @@ class StructuredCost(RooflineCost):
         self._eff, self._fallback = eff, fallback
         super()._setup_curves(eff, fallback, collectives)
 
-    def gemm(self, op: str, m: float, k: float, n: float, copies: float = 1.0) -> float:
+    def gemm(self, op: str, m: float, k: float, n: float, copies: float = 1.0, *, unquantised: bool = False) -> float:
         """An (m x k) @ (k x n) GEMM over `copies` weight matrices (a grouped expert GEMM reads each active
-        expert's weights once): the learned curve at the tokens per matrix when there is one."""
+        expert's weights once), at the deployment's precision (`unquantised`: in the model's own dtype, as
+        quantised checkpoints keep the LM head and the router): the learned curve of one (k, n) matrix at the
+        tokens per matrix when there is one. With `group_curve`, a grouped GEMM reads the curve of the
+        (k, n x copies) GEMM instead (see `GROUP_CURVE`)."""
         if m <= 0:
             return 0.0
+        wa, aa, peak = (self.a, self.a, self.peak_flops) if unquantised else (self.wa, self.aa, self.gemm_peak)
         flops = 2.0 * m * k * n
-        byts = k * n * copies * self.wa + (m * k + m * n) * self.aa
-        curve = self._curve(op, k, n) if self.curves else None
+        byts = k * n * copies * wa + (m * k + m * n) * aa
+        curve = None
+        if self.curves:
+            wide = copies > 1.0 and self.group_curve
+            curve = self._curve(op, k, _grid_width(n * copies)) if wide else self._curve(op, k, n)
         if curve is None:
-            return max(flops / self.gemm_flops, byts / self.bw)
-        roof = max(flops / self.gemm_peak, byts / self.peak_bw)
-        t = roof * self._ratio(max(1.0, m / copies), curve)
+            return max(flops / (peak * self.cfg.compute_efficiency), byts / self.bw)
+        roof = max(flops / peak, byts / self.peak_bw)
+        t = roof * self._ratio(max(1.0, m / copies * (1.0 if unquantised else self._ridge_m)), curve)
         return max(t, self._floors.get("gemm", 0.0)) if self._floors else t
 
     # -- per-step operators ----------------------------------------------------------------------------
@@ -148,29 +179,33 @@ class StructuredCost(RooflineCost):
         busiest EP rank's share of all m_all tokens)."""
         mod, h, lay = self.model, self.h, self.layout
         mult = 2 if mod.gated_mlp else 1
-        ops = {"mlp_up": 0.0, "mlp_down": 0.0, "moe_experts": 0.0, "moe_comm": 0.0, "act_bytes": 0.0}
+        ops = {"mlp_up": 0.0, "mlp_down": 0.0, "moe_experts": 0.0, "moe_comm": 0.0, "pairs": 0.0}
         if self.n_dense:
             inter = mod.intermediate_size / self.tp
             ops["mlp_up"] += self.n_dense * self.gemm("mlp_up_proj", m, h, mult * inter)
             ops["mlp_down"] += self.n_dense * self.gemm("mlp_down_proj", m, inter, h)
-            ops["act_bytes"] += self.n_dense * m * 3 * inter
         if not self.n_moe:
             return ops
         if mod.shared_width:
             sw = mod.shared_width / self.tp
             ops["mlp_up"] += self.n_moe * self.gemm("mlp_up_proj", m, h, mult * sw)
             ops["mlp_down"] += self.n_moe * self.gemm("mlp_down_proj", m, sw, h)
-            ops["act_bytes"] += self.n_moe * m * 3 * sw
         k, E, ep = mod.experts_per_token, mod.num_experts, lay.ep
         pairs = m_all * k / ep * moe.imbalance(m_all, k, ep)
         active = moe.active_experts(m_all, k, E, E / ep)
         width = mod.expert_width / lay.moe_tp_size
-        router = self.gemm("router", m, h, E)
+        router = self.gemm("router", m, h, E, unquantised=True)  # the gate stays bf16 in quantised checkpoints
         up = self.gemm("moe_up", pairs, h, mult * width, active)
         down = self.gemm("moe_down", pairs, width, h, active)
         ops["moe_experts"] = self.n_moe * (router + up + down)
-        ops["act_bytes"] += self.n_moe * pairs * 3 * width
-        if ep > 1:  # dispatch at the activation precision, combine in bf16; each GPU sends its token slice
+        ops["pairs"] = pairs
+        # Without attention DP every GPU already holds every token (tensor-parallel attention ends in an
+        # all-reduce), so expert-parallel ranks run their own experts on the tokens routed to them and one
+        # all-reduce sums the partial outputs, as with tp-sharded experts: EP is a remapping of the TP group for
+        # the MoE layers (vLLM `--enable-expert-parallel` without DP; TensorRT-LLM docs "Expert Parallelism":
+        # token all-to-all (MNNVL / DeepEP) is the attention-DP path). Counted in `_dense`'s all-reduces. With
+        # attention DP each rank's tokens are its own and must travel.
+        if ep > 1 and self.dp > 1:  # dispatch at the activation precision, combine in bf16; each GPU its slice
             per_gpu = m / self.tp
             eff = self.cfg.link_efficiency
             one = alltoall_s(per_gpu, k, h, self.aa, ep, self.gpu, eff) + alltoall_s(
@@ -181,6 +216,46 @@ class StructuredCost(RooflineCost):
             ops["moe_comm"] = self.n_moe * self._allreduce(m_all)
         return ops
 
+    def _elementwise(self, m: int, pairs: float) -> float:
+        """The memory-bound kernels between the GEMMs, each a kernel of its own: max(bytes / bandwidth, that
+        kernel's launch floor). Activations between GEMMs are in the model's dtype (dynamic FP8/FP4 quantisation
+        touches only GEMM inputs). Floors: the fastest measured time of the same operator in the GPU's (or the
+        transfer source's) tables (Vidur H100: RMSNorm 3-4 us, RoPE 2 us, activation and add 1 us), without
+        which a small decode batch costs only its bytes although every kernel pays its launch and ramp-up.
+        Per layer: two fused residual-add + RMSNorm kernels (read x and the residual, write both), RoPE and
+        the KV-cache write on attention layers (MLA adds the q / kv latent RMSNorms), the MLP activation; per
+        MoE layer also the router's top-k, the permutation of tokens to expert order and the weighted combine
+        of each token's k expert outputs (vLLM fused_moe `moe_align_block_size` / `moe_sum`, TensorRT-LLM
+        expand / finalize routing kernels)."""
+        mod, h, e, floor = self.model, float(self.h), float(self.a), self._kfloor
+
+        def kern(elems: float, op: str) -> float:
+            return max(elems * e / self.bw, floor.get(op, 0.0))
+
+        attn = self.n_full + self.n_local
+        t = self.L * (kern(5 * h * m, "input_layernorm") + kern(5 * h * m, "post_attention_layernorm"))
+        per_attn = kern(2.0 * (self.hq + self.hkv) * m, "attn_rope") + kern(
+            2.0 * self._kv_elems * m, "attn_kv_cache_save"
+        )
+        if mod.is_mla:  # RMSNorm of the compressed kv latent, and of the q latent where q is compressed too
+            per_attn += kern(2.0 * (mod.kv_lora_rank or 0) * m, "input_layernorm")
+            if mod.q_lora_rank:
+                per_attn += kern(2.0 * mod.q_lora_rank * m, "input_layernorm")
+        t += attn * per_attn
+        if self.n_dense:
+            t += self.n_dense * kern(3.0 * mod.intermediate_size / self.tp * m, "mlp_act")
+        if self.n_moe:
+            width = mod.expert_width / self.layout.moe_tp_size
+            per_moe = kern(2.0 * mod.num_experts * m, "mlp_act")  # top-k over fp32 router logits
+            # the permutation sorts token ids by expert (the GEMMs gather rows through it); the combine reads every
+            # expert output row and writes one row per token
+            per_moe += kern(2.0 * pairs, "add") + kern(h * (pairs + m), "add")
+            per_moe += kern(3.0 * width * pairs, "mlp_act")
+            if mod.shared_width:
+                per_moe += kern(3.0 * mod.shared_width / self.tp * m, "mlp_act")
+            t += self.n_moe * per_moe
+        return t
+
     def _dense(self, m_all: int) -> dict[str, float]:
         got = self._dense_cache.get(m_all)
         if got is not None:
@@ -188,13 +263,11 @@ class StructuredCost(RooflineCost):
         m = self._rank_tokens(m_all)
         ops = self._proj(m)
         mlp = self._mlp(m, m_all)
-        act = mlp.pop("act_bytes")
+        pairs = mlp.pop("pairs")
         ops.update(mlp)
-        h, L = self.h, self.L
-        per_tok = 2 * 2 * h + 2 * 3 * h + 2 * (self.hq + self.hkv)  # norms, residual adds, rope (elements)
-        ops["elementwise"] = (L * m * per_tok * self.aa + act * self.aa) / self.bw
-        if self.tp > 1:  # after attention; after dense MLPs; after MoE when experts are tp-sharded (no EP/DP)
-            n_ar = L + self.n_dense + (self.n_moe if self.layout.ep == 1 and self.dp == 1 else 0)
+        ops["elementwise"] = self._elementwise(m, pairs)
+        if self.tp > 1:  # after attention; after dense MLPs; after MoE layers when attention is not data-parallel
+            n_ar = self.L + self.n_dense + (self.n_moe if self.dp == 1 else 0)
             ops["allreduce"] = n_ar * self._allreduce(m)
         else:
             ops["allreduce"] = 0.0
@@ -204,7 +277,10 @@ class StructuredCost(RooflineCost):
         return ops
 
     def _lm_head(self, seqs: int) -> float:
-        return self.gemm("lm_head", self._rank_tokens(seqs), self.h, self.vocab) if seqs else 0.0
+        """The LM head stays in the model's dtype in quantised checkpoints (ModelOpt FP8/NVFP4 exports list
+        `lm_head` in `exclude_modules`; DeepSeek's FP8 release and vLLM's FP8 online quantisation leave it
+        unquantised), so it is priced with bf16 weights at the bf16 peak whatever the deployment's precision."""
+        return self.gemm("lm_head", self._rank_tokens(seqs), self.h, self.vocab, unquantised=True) if seqs else 0.0
 
     # -- attention -------------------------------------------------------------------------------------
     def _fmha(self, q: int, c: int, cap: float | None, width: float, byts: float) -> float:
@@ -316,3 +392,9 @@ def needs_structure(model: ModelSpec, layout: Layout, quant: Quantization) -> bo
     """Whether the plain roofline would misprice this deployment."""
     plain_attention = model.attention_pattern == "F" and not model.is_mla and model.attention_topk is None
     return model.is_moe or not plain_attention or not layout.is_default or not quant.is_default
+
+
+def _grid_width(n: float) -> float:
+    """A grouped GEMM's total width on a 1/32-octave grid: the expected count of active experts is fractional
+    and changes with every batch size, and the curve cache stays bounded (a 2 % step moves no curve visibly)."""
+    return float(2.0 ** (round(math.log2(max(n, 1.0)) * 32) / 32))

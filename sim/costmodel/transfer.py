@@ -49,7 +49,15 @@ def nearest_measured(gpu: GPUSpec) -> GPUSpec | None:
 @cache
 def launch_floors(root: Path) -> dict[str, float]:
     """Fastest measured time (seconds) of each operator in a table directory; `gemm`: of any linear op."""
-    ops = load_tables(root).operators
+    return table_floors(load_tables(root))
+
+
+def table_floors(tables: Any) -> dict[str, float]:
+    """`launch_floors` of loaded `MeasuredTables` (what a measured GPU's own curves carry implicitly; the
+    structured cost model adds them to kernels it prices without a curve)."""
+    ops = tables.operators
+    if ops.empty:
+        return {}
     floors = {op: float(ops[op].min()) / 1e3 for op in ops.columns if op in _OPS and ops[op].notna().any()}
     gemm = [floors[o] for o in GEMM_OPS if o in floors]
     if gemm:

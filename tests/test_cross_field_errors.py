@@ -1,0 +1,40 @@
+"""A check that spans sections fails at the top level, yet its error must point at the field it blames and
+show that field's value, not the whole scenario."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sim.config.scenario import load_scenario
+from sim.errors import ServesimError
+
+WORKLOAD = (
+    "workload: {num_requests: 2, arrival: {kind: poisson, rate: 1}, lengths: {kind: fixed, prompt: 9, output: 2}}"
+)
+
+
+@pytest.mark.parametrize(
+    ("lines", "where", "needle"),
+    [
+        (
+            ["model: llama-3.1-8b", "hardware: h100-sxm", "quantization: {weights: fp4, activations: fp4}"],
+            ":3:43: quantization.activations: fp4 needs FP4 tensor cores",
+            "found 'fp4'",
+        ),
+        (
+            ["model: llama-3.1-8b", "hardware: h100-sxm", "cluster:", "  tp: 1", "  ep: 2"],
+            ":5:7: cluster.ep: 2 needs a mixture-of-experts model",
+            "llama-3.1-8b is dense",
+        ),
+    ],
+)
+def test_cross_section_error_points_at_the_blamed_field(tmp_path: Path, lines: list[str], where: str, needle: str):
+    f = tmp_path / "s.yaml"
+    f.write_text("\n".join([*lines, WORKLOAD]) + "\n")
+    with pytest.raises(ServesimError) as e:
+        load_scenario(f)
+    msg = str(e.value)
+    assert msg.startswith(f"{f}{where}"), msg
+    assert needle in msg and "'model'" not in msg and "\n" not in msg
