@@ -38,3 +38,23 @@ def test_cross_section_error_points_at_the_blamed_field(tmp_path: Path, lines: l
     msg = str(e.value)
     assert msg.startswith(f"{f}{where}"), msg
     assert needle in msg and "'model'" not in msg and "\n" not in msg
+
+
+def test_found_is_kept_unless_the_message_quotes_the_value_whole(tmp_path: Path):
+    """`found 10` must survive `greater than or equal to 100`; a name the message quotes is not repeated."""
+    from pydantic import BaseModel, Field, ValidationError
+
+    from sim.config.yamlio import format_validation_lines
+
+    class M(BaseModel):
+        x: int = Field(ge=100)
+
+    with pytest.raises(ValidationError) as e:
+        M(x=10)
+    (line,) = format_validation_lines(e.value, "f.yaml", None)
+    assert line.endswith("greater than or equal to 100; found 10"), line
+    f = tmp_path / "s.yaml"
+    f.write_text("\n".join(["model: llama-3.1-8b", "hardware: nosuch-gpu", WORKLOAD]) + "\n")
+    with pytest.raises(ServesimError) as e2:
+        load_scenario(f)
+    assert str(e2.value).count("'nosuch-gpu'") == 1, str(e2.value)

@@ -349,12 +349,17 @@ def format_validation_lines(err: ValidationError, source: str, pos: Positions | 
         dotted = ".".join(str(x) for x in clean) or "(top level)"
         where = locate(clean, source, pos)
         found = f"; found {_short(inp)}" if e["type"] not in ("missing",) and "input" in e else ""
-        if found and found.removeprefix("; found ") in msg:  # the message already quotes the value
+        if found and _quotes(msg, found.removeprefix("; found ")):
             found = ""
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
         lines.append(f"{where}: {dotted}: {msg}{found}")
     return lines
+
+
+def _quotes(msg: str, shown: str) -> bool:
+    """Whether the message already names the value as a whole token (`'x'`, `72`; not the 10 in 100)."""
+    return re.search(r"(?<![\w.])" + re.escape(shown) + r"(?![\w.])", msg) is not None
 
 
 _FIELD_PREFIX = re.compile(r"^([A-Za-z_]\w*(?:\.\w+)*): (.+)$")

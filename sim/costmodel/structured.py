@@ -10,7 +10,6 @@ chunks placed largest-first), while routed experts see every rank's tokens.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -28,14 +27,10 @@ from sim.costmodel.transfer import table_floors
 FP8_ATTENTION_GPUS = frozenset({"h100-sxm", "h200", "b200", "b300", "gb200", "gb300"})
 
 
-# How a grouped expert GEMM's efficiency is read off the dense curves. False (default): the curve of one expert's
-# (k, n) matrix at its tokens — each expert's weights streamed like a small GEMM of its own. True: the curve of
-# the (k, n x copies) GEMM — one grouped launch whose tiles fill the GPU as a dense GEMM of the group's width
-# does (same FLOPs, bytes and arithmetic intensity). No grouped-GEMM measurement exists to choose between them.
-# On the 149 stratified silicon rows (benchmarks/coverage.py) the wide reading roughly halves MoE expert time
-# and made the unfitted median |TPOT| worse (29.7 % against 24.5 %), the MoE rows too fast at every concurrency
-# (signed median -17 % against +8 %): kept off until a measured grouped-GEMM table settles it.
-GROUP_CURVE = False
+# A grouped expert GEMM reads the curve of one expert's (k, n) matrix at its tokens: each expert's weights are
+# streamed like a small GEMM of its own. One grouped launch might instead fill the GPU like a dense GEMM of the
+# group's width (k, n x copies); no grouped-GEMM measurement exists to choose, so the reading that servesim had
+# before stays until a measured table settles it.
 
 
 class StructuredCost(RooflineCost):
@@ -53,7 +48,6 @@ class StructuredCost(RooflineCost):
         **parts: Any,
     ) -> None:
         self.layout = layout or Layout(tp=tp)
-        self.group_curve = GROUP_CURVE
         self.quant = quant
         super().__init__(cfg, model, gpu, tp, **parts)
         m, lay = model, self.layout
@@ -66,7 +60,7 @@ class StructuredCost(RooflineCost):
         # keeps the memory-to-compute crossover where it is for this precision — the rule transfer.py applies
         # between GPUs, applied between precisions: 1 for W8A8 FP8, ~0.9 for NVFP4 on B200, 1.8 for FP4 weights
         # on FP8 cores (W4A8), 3.6 for int4 weight-only (whose dequant GEMMs stay memory-bound to larger M).
-        self._ridge_m = (self.a / self.wa) * (gpu.bf16_flops / peak)
+        self._ridge_m = (2.0 / self.wa) * (gpu.bf16_flops / peak)  # the curves were measured in bf16
         self.kva = quant.kv_bits / 8.0
         # An FP8 KV cache runs prefill attention in FP8 (vLLM docs, "Quantized KV Cache": with FlashAttention 3
         # and an FP8 KV cache the queries are quantised too and attention runs in the FP8 domain; TensorRT-LLM's
@@ -126,8 +120,7 @@ class StructuredCost(RooflineCost):
         """An (m x k) @ (k x n) GEMM over `copies` weight matrices (a grouped expert GEMM reads each active
         expert's weights once), at the deployment's precision (`unquantised`: in the model's own dtype, as
         quantised checkpoints keep the LM head and the router): the learned curve of one (k, n) matrix at the
-        tokens per matrix when there is one. With `group_curve`, a grouped GEMM reads the curve of the
-        (k, n x copies) GEMM instead (see `GROUP_CURVE`)."""
+        tokens per matrix when there is one (see the note above the class)."""
         if m <= 0:
             return 0.0
         wa, aa, peak = (self.a, self.a, self.peak_flops) if unquantised else (self.wa, self.aa, self.gemm_peak)
@@ -135,8 +128,7 @@ class StructuredCost(RooflineCost):
         byts = k * n * copies * wa + (m * k + m * n) * aa
         curve = None
         if self.curves:
-            wide = copies > 1.0 and self.group_curve
-            curve = self._curve(op, k, _grid_width(n * copies)) if wide else self._curve(op, k, n)
+            curve = self._curve(op, k, n)
         if curve is None:
             return max(flops / (peak * self.cfg.compute_efficiency), byts / self.bw)
         roof = max(flops / peak, byts / self.peak_bw)
@@ -222,18 +214,18 @@ class StructuredCost(RooflineCost):
         touches only GEMM inputs). Floors: the fastest measured time of the same operator in the GPU's (or the
         transfer source's) tables (Vidur H100: RMSNorm 3-4 us, RoPE 2 us, activation and add 1 us), without
         which a small decode batch costs only its bytes although every kernel pays its launch and ramp-up.
-        Per layer: two fused residual-add + RMSNorm kernels (read x and the residual, write both), RoPE and
-        the KV-cache write on attention layers (MLA adds the q / kv latent RMSNorms), the MLP activation; per
-        MoE layer also the router's top-k, the permutation of tokens to expert order and the weighted combine
-        of each token's k expert outputs (vLLM fused_moe `moe_align_block_size` / `moe_sum`, TensorRT-LLM
-        expand / finalize routing kernels)."""
+        Per layer: two fused residual-add + RMSNorm kernels (read x and the residual, write both, read the
+        norm's weight), RoPE and the KV-cache write on attention layers (MLA adds the q / kv latent RMSNorms),
+        the MLP activation; per MoE layer also the router's top-k, the permutation of tokens to expert order
+        and the weighted combine of each token's k expert outputs (vLLM fused_moe `moe_align_block_size` /
+        `moe_sum`, TensorRT-LLM expand / finalize routing kernels)."""
         mod, h, e, floor = self.model, float(self.h), float(self.a), self._kfloor
 
         def kern(elems: float, op: str) -> float:
             return max(elems * e / self.bw, floor.get(op, 0.0))
 
         attn = self.n_full + self.n_local
-        t = self.L * (kern(5 * h * m, "input_layernorm") + kern(5 * h * m, "post_attention_layernorm"))
+        t = self.L * (kern(4 * h * m + h, "input_layernorm") + kern(4 * h * m + h, "post_attention_layernorm"))
         per_attn = kern(2.0 * (self.hq + self.hkv) * m, "attn_rope") + kern(
             2.0 * self._kv_elems * m, "attn_kv_cache_save"
         )
@@ -392,9 +384,3 @@ def needs_structure(model: ModelSpec, layout: Layout, quant: Quantization) -> bo
     """Whether the plain roofline would misprice this deployment."""
     plain_attention = model.attention_pattern == "F" and not model.is_mla and model.attention_topk is None
     return model.is_moe or not plain_attention or not layout.is_default or not quant.is_default
-
-
-def _grid_width(n: float) -> float:
-    """A grouped GEMM's total width on a 1/32-octave grid: the expected count of active experts is fractional
-    and changes with every batch size, and the curve cache stays bounded (a 2 % step moves no curve visibly)."""
-    return float(2.0 ** (round(math.log2(max(n, 1.0)) * 32) / 32))
