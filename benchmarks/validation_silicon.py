@@ -144,6 +144,7 @@ def silicon(
             pairs = [(observed_row(r, sc), sc) for r, sc in fit_rows]
             res = fit_runs(pairs, None, max_evals=12 if quick else FIT_EVALS)
             g["params"] = res.values
+            g["identifiability"] = res.diagnosis
             for r, sc in report:
                 applied = load_scenario(sc, [f"{k}={v!r}" for k, v in res.values.items()])
                 g["fitted"][str(r["id"])] = _replay(observed_row(r, applied), applied)

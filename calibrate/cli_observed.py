@@ -142,45 +142,98 @@ def _dumps(doc: Any) -> str:
     return json.dumps(clean(doc))
 
 
+def expand_observed(paths: list[Path]) -> list[Path]:
+    """The logs named by `--observed`: files and run directories as given; a directory without a
+    requests.jsonl of its own stands for the runs inside it (sub-directories with requests.jsonl, and
+    .jsonl / .json / .csv files), in name order."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir() and not (p / "requests.jsonl").is_file():
+            found = sorted(
+                c
+                for c in p.iterdir()
+                if (c.is_dir() and (c / "requests.jsonl").is_file())
+                or (c.is_file() and c.suffix in (".jsonl", ".json", ".csv"))
+            )
+            if not found:
+                raise ServesimError(f"{p}: no observed runs inside (requests.jsonl folders, .jsonl/.json/.csv logs)")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+def _pairs(
+    observed: list[Path], scenarios: list[Path], hardware: str | None, set_: list[str] | None
+) -> list[tuple[Any, Any]]:
+    """(run, scenario) per observed log: one --scenario for all, one per log, or none (each from its meta)."""
+    logs = expand_observed(observed)
+    if len(scenarios) not in (0, 1, len(logs)):
+        raise ServesimError(
+            f"--scenario: expected one for all {len(logs)} observed runs or one per run, found {len(scenarios)}"
+        )
+    pick: list[Path | None] = [*scenarios] * len(logs) if len(scenarios) == 1 else [*scenarios] or [None] * len(logs)
+    return [_base(log, sc, hardware, None, set_) for log, sc in zip(logs, pick, strict=True)]
+
+
 def fit_run_cmd(
-    observed: Annotated[Path, typer.Option(help="per-request log: requests.jsonl (or its dir), vLLM bench JSON, CSV")],
+    observed: Annotated[
+        list[Path],
+        typer.Option(
+            help="per-request log: requests.jsonl (or its dir), vLLM bench JSON, CSV; repeatable, or a folder of "
+            "runs: one fit over all of them"
+        ),
+    ],
     out_path: Annotated[Path, typer.Option("--out", help="profile overlay YAML to write")],
     scenario: Annotated[
-        Path | None, typer.Option(help="scenario YAML (default: built from the log's meta.json)")
+        list[Path] | None,
+        typer.Option(help="scenario YAML (one for all runs, or one per --observed; default: from each log's meta)"),
     ] = None,
     hardware: Annotated[str | None, typer.Option(help="GPU name, when there is no --scenario")] = None,
     param: Annotated[
         list[str] | None, typer.Option(help="free parameter path=lo:hi (repeatable; default: fields with fit_bounds)")
     ] = None,
     max_evals: Annotated[int, typer.Option(help="most simulations the fit may run")] = 60,
+    prior: Annotated[
+        float, typer.Option(help="tie-breaker towards the scenario's values (0: none; see calibrate.fit_run.PRIOR)")
+    ] = 0.01,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: a.b=VALUE (repeatable)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no per-evaluation log")] = False,
 ) -> None:
-    """Fit engine terms so a replay of an observed run matches its TTFT/TPOT/E2E; write a profile overlay."""
-    from calibrate.fit_run import fit_run, overlay, parse_param, write_overlay
+    """Fit engine terms so replays of observed runs match their TTFT/TPOT/E2E; write a profile overlay. Several
+    runs of one engine on one GPU (TP sizes, loads) are fitted together with one set of values."""
+    from calibrate.fit_quality import summary_lines
+    from calibrate.fit_run import fit_runs, overlay, parse_param, write_overlay
 
     try:
         if max_evals < 1:
             raise ServesimError("--max-evals must be >= 1")
-        run, sc = _base(observed, scenario, hardware, None, set_)
+        if not (prior >= 0 and math.isfinite(prior)):
+            raise ServesimError(f"--prior: expected a finite number >= 0, found {prior}")
+        pairs = _pairs(observed, list(scenario or []), hardware, set_)
         explicit = [parse_param(p) for p in param or []]
-        res = fit_run(
-            run,
-            sc,
+        res = fit_runs(
+            pairs,
             explicit or None,
             max_evals=max_evals,
             log=None if quiet else (lambda m: err.print(m, highlight=False)),
+            prior=prior,
         )
-        doc = overlay(res, [run], str(scenario) if scenario else None)
+        scen = [str(s) for s in scenario or []]
+        doc = overlay(res, [run for run, _ in pairs], ", ".join(scen) if scen else None)
         write_overlay(doc, out_path)
     except ServesimError as e:
         _fail(str(e))
         return
-    out.print(compare_table(res.before[0], "before the fit"))
-    out.print(compare_table(res.after[0], "after the fit (on the fitted run itself: not a validation)"))
+    for (run, _), before, after in zip(pairs, res.before, res.after, strict=True):
+        out.print(compare_table(before, f"{run.source}: before the fit"))
+        out.print(compare_table(after, f"{run.source}: after the fit (on the fitted run itself: not a validation)"))
     out.print("fitted: " + ", ".join(f"{k}={v:.4g}" for k, v in res.values.items()))
     if res.at_bounds:
         out.print(f"[yellow]at their bounds:[/] {', '.join(res.at_bounds)}")
+    for line in summary_lines(res.diagnosis):
+        out.print(line, highlight=False)
     out.print(
-        f"{res.evaluations} simulations in {res.wall_s:.1f} s; wrote {out_path} (servesim run S --profile {out_path})"
+        f"{len(pairs)} run(s), {res.evaluations} simulations in {res.wall_s:.1f} s; wrote {out_path} "
+        f"(servesim run S --profile {out_path})"
     )

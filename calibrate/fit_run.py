@@ -34,6 +34,11 @@ from sim.errors import ServesimError
 OVERLAY_FORMAT = "servesim-overlay/1"
 QUANTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 METRIC_WEIGHTS = {"ttft": 1.0, "tpot": 1.0, "e2e": 1.0}
+# A tie-breaker towards the start values (the scenario's preset): one residual per term, PRIOR × its move in
+# unit-scaled bounds. Moving a term across its whole box costs what a 1 % error on one quantile costs, so it
+# decides only along directions the runs leave flat (e.g. memory vs attention scale from one TP1 run) and
+# leaves terms the runs determine where the runs put them.
+PRIOR = 0.01
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,7 @@ class FitResult:
     at_bounds: list[str] = field(default_factory=list)
     cost_before: float = math.nan
     cost_after: float = math.nan
+    diagnosis: dict[str, Any] = field(default_factory=dict)  # `calibrate.fit_quality.diagnose` at the fit
 
 
 def fit_run(
@@ -187,11 +193,14 @@ def fit_runs(
     *,
     max_evals: int = 60,
     log: Callable[[str], None] | None = None,
+    prior: float = PRIOR,
+    diagnose: bool = True,
 ) -> FitResult:
-    """One set of parameter values for several observed runs, each replayed on its own scenario (e.g. the
-    configurations of one engine on one GPU); the parameters are the first scenario's, set in all of them."""
-    from scipy.optimize import least_squares
-
+    """One set of parameter values for several observed runs, each replayed on its own scenario (e.g. runs of
+    one engine on one GPU at several TP sizes and loads: together they separate terms no single run can, such
+    as the all-reduce from the kernel scales); the parameters start at the first scenario's values and are set
+    in all of them. `prior`: the tie-breaker towards the start values (see PRIOR). `diagnose`: one more replay
+    per term at the fit to report what the runs determine (`calibrate.fit_quality`)."""
     params = make_params(pairs[0][1], explicit)
     if not explicit:  # terms the runs cannot inform keep the scenario's (preset) values
         params = [p for p in params if informed(p.path, pairs)]
@@ -201,6 +210,8 @@ def fit_runs(
     start = time.perf_counter()
     data0 = [scenario_data(sc) for _, sc in pairs]
     cache: dict[tuple[float, ...], tuple[np.ndarray, list[Simulated]]] = {}
+    per_run: dict[tuple[float, ...], list[np.ndarray]] = {}  # data residuals per run (fit quality)
+    u0 = np.array([p.to_unit(p.x0) for p in params])
 
     def evaluate(u: np.ndarray) -> tuple[np.ndarray, list[Simulated]]:
         key = tuple(np.round(u, 12).tolist())
@@ -212,7 +223,8 @@ def fit_runs(
                     set_path(d, p.path, p.from_unit(float(ui)))
                 sims.append(rp.simulate(rp.scenario(d)))
                 res.append(residuals(rp.run, sims[-1]) / math.sqrt(len(replays)))
-            cache[key] = (np.concatenate(res), sims)
+            per_run[key] = res
+            cache[key] = (np.concatenate([*res, prior * (np.clip(u, 0.0, 1.0) - u0)]), sims)
             if log is not None:
                 vals = ", ".join(
                     f"{p.path.rsplit('.', 1)[-1]}={p.from_unit(float(x)):.4g}" for p, x in zip(params, u, strict=True)
@@ -221,26 +233,11 @@ def fit_runs(
         return cache[key]
 
     try:
-        u0 = np.array([p.to_unit(p.x0) for p in params])
         r0, sim0 = evaluate(u0)
-        n_global = min(max(4, max_evals // 2), 4 * 2 ** len(params))
-        for u in _sobol(len(params), n_global, pairs[0][1].seed):  # the objective is rugged: look widely first
-            evaluate(u)
-        left = max(1, max_evals - len(cache))
-        least_squares(
-            lambda u: evaluate(u)[0],
-            np.asarray(_best(cache), dtype=np.float64),
-            bounds=(0.0, 1.0),
-            method="trf",
-            loss="soft_l1",
-            f_scale=0.05,
-            diff_step=0.02,
-            max_nfev=max(1, left // (len(params) + 1)),
-            xtol=1e-3,
-            ftol=1e-4,
-        )
+        _search(evaluate, cache, len(params), max_evals, pairs[0][1].seed)
         best_u = _best(cache)
         r1, sim1 = cache[best_u]
+        diag = _diagnose(evaluate, per_run, params, best_u) if diagnose else {}
     finally:
         for rp in replays:
             rp.close()
@@ -257,6 +254,54 @@ def fit_runs(
         at,
         float(np.sum(_soft_l1(r0))),
         float(np.sum(_soft_l1(r1))),
+        diag,
+    )
+
+
+def _search(evaluate: Callable[[np.ndarray], Any], cache: dict[Any, Any], dim: int, max_evals: int, seed: int) -> None:
+    """A scrambled Sobol scan of the unit box (the objective is rugged: look widely first), then trust-region
+    least squares (soft-L1) from the best point, within `max_evals` evaluations in all."""
+    from scipy.optimize import least_squares
+
+    for u in _sobol(dim, min(max(4, max_evals // 2), 4 * 2**dim), seed):
+        evaluate(u)
+    left = max(1, max_evals - len(cache))
+    least_squares(
+        lambda u: evaluate(u)[0],
+        np.asarray(_best(cache), dtype=np.float64),
+        bounds=(0.0, 1.0),
+        method="trf",
+        loss="soft_l1",
+        f_scale=0.05,
+        diff_step=0.02,
+        max_nfev=max(1, left // (dim + 1)),
+        xtol=1e-3,
+        ftol=1e-4,
+    )
+
+
+def _diagnose(
+    evaluate: Callable[[np.ndarray], Any],
+    per_run: dict[tuple[float, ...], list[np.ndarray]],
+    params: list[Param],
+    best: tuple[float, ...],
+) -> dict[str, Any]:
+    """`calibrate.fit_quality` at the fitted point: the runs' residuals (no tie-breaker), one replay per term."""
+    from calibrate import fit_quality
+
+    def data(u: np.ndarray) -> np.ndarray:
+        evaluate(u)
+        return np.concatenate(per_run[tuple(np.round(u, 12).tolist())])
+
+    ub = np.asarray(best, dtype=np.float64)
+    r = data(ub)
+    n = len(per_run[best])
+    return fit_quality.diagnose(
+        fit_quality.jacobian(data, ub, r),
+        r,
+        [p.path for p in params],
+        [p.hi - p.lo for p in params],
+        [x * math.sqrt(n) for x in per_run[best]],  # undo the 1/sqrt(runs) weighting: each run's own RMS
     )
 
 
@@ -308,7 +353,8 @@ def overlay(res: FitResult, runs: list[ObservedRun], scenario_path: str | None) 
         ],
         "scenario": scenario_path,
         "fitted_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "method": "scipy least_squares trf, soft_l1 on log-ratios of TTFT/TPOT/E2E deciles and means",
+        "method": "scipy least_squares trf, soft_l1 on log-ratios of TTFT/TPOT/E2E deciles and means, "
+        f"tie-breaker {PRIOR} x unit move towards the start values",
         "bounds": {p.path: [p.lo, p.hi] for p in res.params},
         "start": {p.path: p.x0 for p in res.params},
         "evaluations": res.evaluations,
@@ -318,6 +364,7 @@ def overlay(res: FitResult, runs: list[ObservedRun], scenario_path: str | None) 
         "before": [quality(c) for c in res.before],
         "after": [quality(c) for c in res.after],
         "at_bounds": res.at_bounds,
+        "identifiability": res.diagnosis,
     }
     return out
 

@@ -93,6 +93,7 @@ class FCFS:
     """Prefill-first: admit as many waiting prompts as fit, else decode every running request."""
 
     cohort_decoding = True  # every decode plan covers all decoding requests: the engine may aggregate them
+    steady_decode = True  # with nobody waiting or prefilling the plan is every decoder: runs may go on past completions
 
     def __init__(self, cfg: FCFSConfig) -> None:
         self.max_seqs = cfg.max_num_seqs
@@ -131,12 +132,15 @@ class Sarathi:
     """Decode-maximal batches: all decodes, then partial prefills, then new prompts, within the budget."""
 
     cohort_decoding = True
+    steady_decode = True  # (and for `vllm`, which plans like this: decodes first, then prefills and new prompts)
     hold: ContextHold | None = None  # (subclasses that build themselves keep none)
 
     def __init__(self, cfg: SarathiConfig, hold: ContextHold | None = None) -> None:
         self.max_seqs = cfg.max_num_seqs
         self.budget = cfg.token_budget
         self.hold = hold  # the serving engine's context holds (TensorRT-LLM), when its terms switch one on
+        if hold is not None:  # its counters replay skipped iterations in the state of the last plan: plan at every
+            self.steady_decode = False  # completion and prefill end (no onward runs past them)
 
     def schedule(self, inst: InstanceView, now: float) -> BatchPlan:
         plan = BatchPlan()

@@ -26,7 +26,7 @@ from sim.costmodel import attention as _attention
 from sim.costmodel.base import COST_MODELS, Chunks, CostModel, decode_coeffs
 from sim.costmodel.comm import AllReduce
 from sim.costmodel.config import RooflineCostConfig, TableCostConfig, _PhysicalCostConfig
-from sim.costmodel.curves import _efficiency, _own_efficiency, _resolve
+from sim.costmodel.curves import _efficiency, _own_efficiency, _resolve, capped
 from sim.costmodel.engine import ServingEngineConfig, kernel_scales
 from sim.costmodel.linear import LinearCost, LinearCostConfig
 from sim.costmodel.profile import CostProfile, ProfileParams, load_profile
@@ -113,6 +113,10 @@ class RooflineCost:
         self.link = gpu.intra_node_bw * cfg.link_efficiency
         self.peak_flops = gpu.bf16_flops * p.compute_scale  # curves are ratios to the spec peaks
         self.peak_bw = gpu.mem_bw * p.memory_scale
+        # a scale above 1 lifts curve-priced operators only up to the spec roofline (`curves.capped`, per operator
+        # and size); with no scale above 1 nothing is capped and the floats are the unscaled model's
+        self._lifted = p.compute_scale > 1.0 or p.memory_scale > 1.0
+        self._attn_lifted = p.attention_scale * max(p.compute_scale, p.memory_scale) > 1.0
         sa = p.attention_scale
         self.attn_flops, self.attn_bw = min(self.flops * sa, gpu.bf16_flops), min(self.bw * sa, gpu.mem_bw)
         # measured attention reaches at most prefill_eff_max of these (decode: decode_bw_eff): cap so it stays <= 1
@@ -244,10 +248,14 @@ class RooflineCost:
         curve = self._gemm_curves.get(op) if self.curves and weight_copies == 1.0 else None
         if curve is None:
             return self._gemm(m, k, n, weight_copies)
-        roof = max(2.0 * m * k * n / self.peak_flops, (k * n + m * k + m * n) * self.a / self.peak_bw)
+        flops, byts = 2.0 * m * k * n, (k * n + m * k + m * n) * self.a
+        ratio = self._ratio(m, curve)
+        t = max(flops / self.peak_flops, byts / self.peak_bw) * ratio
+        if self._lifted:
+            t = capped(t, max(flops / self.gpu.bf16_flops, byts / self.gpu.mem_bw), ratio)
         if self._floors:
-            return max(roof * self._ratio(m, curve), self._floors.get(op, self._floors.get("gemm", 0.0)))
-        return roof * self._ratio(m, curve)
+            return max(t, self._floors.get(op, self._floors.get("gemm", 0.0)))
+        return t
 
     def _mem(self, byts: float) -> float:
         return byts / self.bw
@@ -268,13 +276,19 @@ class RooflineCost:
                 if cls != "kv_save":  # the constant model has no separate KV write
                     per_layer += times * self._mem(m * per_tok)
                 continue
-            t = times * (m * per_tok / self.peak_bw) * self._ratio(m, curve)
+            t = self._mem_curve(m * per_tok, m, curve, times)
             per_layer += max(t, times * self._floors.get(_CLASS_OP[cls], 0.0)) if self._floors else t
         total = self.L * per_layer
         emb = self._mem_curves.get("emb")
         if emb is not None:
-            total += (m * self._w.mem("emb")[1] / self.peak_bw) * self._ratio(m, emb)
+            total += self._mem_curve(m * self._w.mem("emb")[1], m, emb)
         return total
+
+    def _mem_curve(self, byts: float, m: float, curve: Any, times: int = 1) -> float:
+        """`times` memory-bound operators of `byts` bytes on m tokens priced by their learned curve (scales capped)."""
+        ratio = self._ratio(m, curve)
+        t = times * (byts / self.peak_bw) * ratio
+        return capped(t, times * byts / self.gpu.mem_bw, ratio) if self._lifted else t
 
     def _allreduce(self, m: int) -> float:
         """One all-reduce of m tokens' activations (`sim.costmodel.comm`)."""
@@ -323,7 +337,10 @@ class RooflineCost:
         from hwprofiles.efficiency import bilinear
 
         roof = max(flops / self.attn_peak_flops, byts / self.attn_peak_bw)
-        return self.L * roof * math.exp(bilinear(math.log(q), math.log(c + 1), grid))
+        ratio = math.exp(bilinear(math.log(q), math.log(c + 1), grid))
+        if self._attn_lifted:
+            return self.L * capped(roof * ratio, max(flops / self.gpu.bf16_flops, byts / self.gpu.mem_bw), ratio)
+        return self.L * roof * ratio
 
     def _decode_attn_table(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """For n sequences: (per-sequence context grid, ratio) densified so pricing needs no logarithms."""
@@ -347,7 +364,11 @@ class RooflineCost:
         flops = 4.0 * self.hq * ctx
         byts = (ctx * 2 * self.hkv + 2 * n * self.hq) * self.a
         roof = np.maximum(flops / self.attn_peak_flops, byts / self.attn_peak_bw)
-        return self.L * roof * np.interp(ctx / n, cgrid, ratio)
+        r = np.interp(ctx / n, cgrid, ratio)
+        if self._attn_lifted:  # `curves.capped`, elementwise: no scale lifts attention past the spec roofline
+            spec = np.maximum(flops / self.gpu.bf16_flops, byts / self.gpu.mem_bw)
+            return self.L * np.maximum(roof * r, spec * np.minimum(r, 1.0))
+        return self.L * roof * r
 
     def operator(self, op: str, m: int) -> float:
         """Seconds of one measured-table operator (Vidur's names) on m tokens, one layer's worth
@@ -362,7 +383,7 @@ class RooflineCost:
         curve = self._mem_curves.get(cls) if self.curves else None
         if curve is None:
             return self._mem(m * per_tok)
-        t = (m * per_tok / self.peak_bw) * self._ratio(m, curve)
+        t = self._mem_curve(m * per_tok, m, curve)
         return max(t, self._floors.get(op, 0.0)) if self._floors else t
 
     # -- public ----------------------------------------------------------------------------------------

@@ -1,0 +1,83 @@
+"""How well the observed runs determine a `fit-run` fit: per-term uncertainty and the terms that trade off.
+
+A fit over end-to-end logs can match the runs with a whole valley of parameter values: one TP1 run cannot
+tell a faster memory system from faster attention (both shorten a decode step), and no TP1 run says anything
+about the all-reduce. This module linearises the residuals at the fitted point (forward differences in the
+unit-scaled parameters, one replay per term) and reports, from the Gauss-Newton covariance
+s²·(JᵀJ)⁻¹ (s² = residual sum of squares / (residuals - terms)):
+
+- `sd`: one standard deviation of each term, in its own units (how far it could move for the same fit);
+- `undetermined`: terms whose standard deviation exceeds half their bounds' width (the runs leave them to
+  the bounds or the prior: do not trust their values, nor predictions that lean on them);
+- `tradeoffs`: pairs whose estimates correlate beyond `TRADEOFF` (the runs fix a combination, not each);
+- `rms_log_error`: per run, the root mean square of the log-ratios simulated/measured (≈ typical relative
+  error of the fitted quantiles).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+TRADEOFF = 0.9  # |correlation| above which two terms are reported as trading off
+UNDETERMINED = 0.5  # a standard deviation above this share of the bounds' width: the runs do not pin the term
+STEP = 0.02  # forward-difference step in the unit-scaled parameters (as the optimiser's diff_step)
+FLAT = 1e-6  # a residual slope below this (log-ratio per unit-scaled move) is float noise, not information
+
+
+def jacobian(residuals: Callable[[np.ndarray], np.ndarray], u: np.ndarray, r0: np.ndarray) -> np.ndarray:
+    """Forward differences of `residuals` at u (steps backwards at the upper bound of [0, 1])."""
+    cols = []
+    for i in range(len(u)):
+        h = STEP if u[i] + STEP <= 1.0 else -STEP
+        v = u.copy()
+        v[i] += h
+        cols.append((residuals(v) - r0) / h)
+    return np.column_stack(cols) if cols else np.zeros((len(r0), 0))
+
+
+def diagnose(
+    jac: np.ndarray, r: np.ndarray, names: Sequence[str], widths: Sequence[float], runs: Sequence[np.ndarray]
+) -> dict[str, Any]:
+    """Standard deviations (in each term's units), undetermined terms, trading pairs, per-run RMS log error."""
+    n, p = jac.shape
+    s2 = float(r @ r) / max(1, n - p)
+    cov = np.linalg.pinv(jac.T @ jac) * s2 if p else np.zeros((0, 0))
+    sd_u = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    # no residual moves with the term (beyond float noise: 1e-6 in log-ratio across its whole box): nothing pins it
+    flat = np.abs(jac).max(axis=0) < FLAT if p else np.zeros(0, dtype=bool)
+    sd_u = np.where(flat, math.inf, sd_u)
+    out: dict[str, Any] = {
+        "sd": {k: _num(float(s) * w) for k, s, w in zip(names, sd_u, widths, strict=True)},
+        "undetermined": [k for k, s in zip(names, sd_u, strict=True) if s > UNDETERMINED],
+        "tradeoffs": [],
+        "rms_log_error": [_num(float(np.sqrt(np.mean(x**2)))) if x.size else None for x in runs],
+    }
+    for i in range(p):
+        for j in range(i + 1, p):
+            if flat[i] or flat[j] or sd_u[i] == 0 or sd_u[j] == 0:
+                continue
+            c = float(cov[i, j] / (sd_u[i] * sd_u[j]))
+            if abs(c) > TRADEOFF:
+                out["tradeoffs"].append([names[i], names[j], round(c, 3)])
+    return out
+
+
+def _num(x: float) -> float | None:
+    return round(x, 6) if math.isfinite(x) else None
+
+
+def summary_lines(diag: dict[str, Any]) -> list[str]:
+    """Plain-text lines for the CLI: what the runs leave undetermined, and which terms trade off."""
+    short = lambda path: path.rsplit(".", 1)[-1]  # noqa: E731
+    lines = [
+        "± 1 sd: " + ", ".join(f"{short(k)} {'∞' if v is None else f'{v:.3g}'}" for k, v in diag.get("sd", {}).items())
+    ]
+    if diag.get("undetermined"):
+        lines.append("not determined by these runs: " + ", ".join(short(k) for k in diag["undetermined"]))
+    for a, b, c in diag.get("tradeoffs", []):
+        lines.append(f"trade off (correlation {c:+.2f}): {short(a)} and {short(b)}")
+    return lines

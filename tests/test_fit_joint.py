@@ -1,0 +1,136 @@
+"""Joint fit-run over several observed runs: TP-dependent terms separate from kernel scales only with a TP > 1
+run; fit quality names what the runs leave undetermined; the CLI takes repeated --observed and folders."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import sim
+from calibrate.fit_quality import diagnose, jacobian
+from calibrate.fit_run import fit_runs
+from calibrate.observed import read_observed
+from sim.tools.cli import app
+
+runner = CliRunner()
+TRUTH = {"memory_efficiency_scale": 0.8, "allreduce_bw_scale": 0.3}
+PARAMS = [("serving_engine.memory_efficiency_scale", 0.5, 1.5), ("serving_engine.allreduce_bw_scale", 0.05, 1.0)]
+
+
+def _scenario(trace: Path, tp: int, engine: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": f"joint-tp{tp}",
+        "seed": 0,
+        "model": "llama-3.1-8b",
+        "hardware": "rtx-pro-6000",
+        "workload": {"arrival": {"kind": "trace", "path": str(trace), "format": "csv"}},
+        "cluster": {"instances": 1, "tp": tp},
+        "scheduler": {"kind": "vllm", "max_num_seqs": 64, "max_num_batched_tokens": 2048},
+        "serving_engine": {"kind": "vllm-v1", **(engine or {})},
+        "cost_model": {"kind": "roofline"},
+    }
+
+
+def _observed(tmp_path: Path, tp: int) -> tuple[Path, dict[str, Any]]:
+    """A client-side CSV log made by simulating the true engine terms; the scenario at the preset's terms."""
+    rng = np.random.default_rng(11 + tp)
+    t = np.cumsum(rng.exponential(0.05, 60))
+    trace = tmp_path / f"trace{tp}.csv"
+    trace.write_text(
+        "arrival_s,prompt_tokens,output_tokens\n"
+        + "".join(
+            f"{float(a)!r},{int(p)},{int(o)}\n"
+            for a, p, o in zip(t, rng.integers(100, 1500, 60), rng.integers(20, 200, 60), strict=True)
+        )
+    )
+    df = sim.run(sim.load_scenario(_scenario(trace, tp, TRUTH))).requests
+    obs = tmp_path / "runs" / f"tp{tp}.csv"
+    obs.parent.mkdir(exist_ok=True)
+    cols = ["arrival_s", "prompt_tokens", "output_tokens", "ttft_s", "e2el_s"]
+    df[cols].rename(columns={"e2el_s": "e2e_s"}).to_csv(obs, index=False, float_format="%.17g")
+    return obs, _scenario(trace, tp)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[Path, dict[str, Any]]]:
+    tmp = tmp_path_factory.mktemp("joint")
+    return {tp: _observed(tmp, tp) for tp in (1, 2)}
+
+
+def test_a_tp1_run_leaves_the_all_reduce_undetermined(runs: dict[int, tuple[Path, dict[str, Any]]]) -> None:
+    obs, sc = runs[1]
+    res = fit_runs([(read_observed(obs), sim.load_scenario(sc))], PARAMS, max_evals=16)
+    assert res.values["serving_engine.memory_efficiency_scale"] == pytest.approx(0.8, rel=0.05)
+    diag = res.diagnosis
+    assert "serving_engine.allreduce_bw_scale" in diag["undetermined"]
+    assert diag["sd"]["serving_engine.allreduce_bw_scale"] is None  # nothing moves with it on one GPU
+    assert diag["sd"]["serving_engine.memory_efficiency_scale"] < 0.05
+    assert diag["tradeoffs"] == []  # an undetermined term trades off with nothing: it is reported as such
+
+
+def test_joint_fit_of_tp1_and_tp2_recovers_both_terms(runs: dict[int, tuple[Path, dict[str, Any]]]) -> None:
+    pairs = [(read_observed(obs), sim.load_scenario(sc)) for obs, sc in runs.values()]
+    res = fit_runs(pairs, PARAMS, max_evals=30)
+    assert res.values["serving_engine.memory_efficiency_scale"] == pytest.approx(0.8, rel=0.05)
+    assert res.values["serving_engine.allreduce_bw_scale"] == pytest.approx(0.3, rel=0.1)
+    assert res.diagnosis["undetermined"] == []
+    for after in res.after:
+        assert abs(after["e2e"]["mean"]["error_pct"]) < 2
+    assert all(x is not None and x < 0.05 for x in res.diagnosis["rms_log_error"])
+
+
+def test_diagnose_by_hand() -> None:
+    # orthogonal columns: sd = sqrt(s2 / |col|^2) x width; s2 = |r|^2 / (n - p)
+    jac = np.array([[2.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
+    r = np.array([0.1, 0.1, 0.1, 0.1])
+    d = diagnose(jac, r, ["a", "b"], [1.0, 10.0], [r])
+    s2 = 0.04 / 2
+    assert d["sd"]["a"] == pytest.approx(math.sqrt(s2 / 4), rel=1e-5)
+    assert d["sd"]["b"] == pytest.approx(10 * math.sqrt(s2), rel=1e-5)
+    assert d["tradeoffs"] == [] and d["undetermined"] == []
+    assert d["rms_log_error"][0] == pytest.approx(0.1)
+    # two terms that move the residuals alike trade off; a term nothing moves is undetermined
+    same = np.array([[1.0, 1.01, 0.0], [1.0, 0.99, 0.0], [0.5, 0.5, 0.0]])
+    d = diagnose(same, np.array([0.01, 0.02, 0.0]), ["x", "y", "z"], [1.0, 1.0, 1.0], [])
+    assert [t[:2] for t in d["tradeoffs"]] == [["x", "y"]] and d["tradeoffs"][0][2] < -0.9
+    assert "z" in d["undetermined"] and d["sd"]["z"] is None
+
+
+def test_jacobian_steps_back_at_the_upper_bound() -> None:
+    f = lambda u: np.array([3.0 * u[0], u[1] ** 2])  # noqa: E731
+    u = np.array([0.5, 1.0])
+    j = jacobian(f, u, f(u))
+    assert j[0, 0] == pytest.approx(3.0) and j[1, 1] == pytest.approx(2.0 - 0.02)  # backward difference at 1
+
+
+def test_cli_fits_a_folder_of_runs_and_checks_scenario_count(
+    runs: dict[int, tuple[Path, dict[str, Any]]], tmp_path: Path
+) -> None:
+    scens = []
+    for tp, (_, sc) in runs.items():
+        p = tmp_path / f"s{tp}.yaml"
+        p.write_text(yaml.safe_dump(sc))
+        scens.append(p)
+    folder = runs[1][0].parent  # runs/tp1.csv, runs/tp2.csv
+    prof = tmp_path / "p.yaml"
+    args = ["calibrate", "fit-run", "--observed", str(folder), "--out", str(prof), "-q", "--max-evals", "6"]
+    params = [x for path, lo, hi in PARAMS for x in ("--param", f"{path}={lo}:{hi}")]
+    r = runner.invoke(app, [*args, "--scenario", str(scens[0]), "--scenario", str(scens[1]), *params])
+    assert r.exit_code == 0, r.output
+    doc = yaml.safe_load(prof.read_text())
+    assert len(doc["fit_run"]["observed"]) == 2 and "identifiability" in doc["fit_run"]
+    assert "2 run(s)" in r.output
+    bad = runner.invoke(app, [*args, "--scenario", str(scens[0]), "--scenario", str(scens[1]), "--scenario", "x"])
+    assert bad.exit_code == 2 and "one per run" in bad.output
+    neg = runner.invoke(app, [*args, "--scenario", str(scens[0]), "--prior", "-1"])
+    assert neg.exit_code == 2 and "--prior" in neg.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = runner.invoke(app, ["calibrate", "fit-run", "--observed", str(empty), "--out", str(prof)])
+    assert r.exit_code == 2 and "no observed runs" in r.output
