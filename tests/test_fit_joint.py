@@ -100,6 +100,18 @@ def test_diagnose_by_hand() -> None:
     d = diagnose(same, np.array([0.01, 0.02, 0.0]), ["x", "y", "z"], [1.0, 1.0, 1.0], [])
     assert [t[:2] for t in d["tradeoffs"]] == [["x", "y"]] and d["tradeoffs"][0][2] < -0.9
     assert "z" in d["undetermined"] and d["sd"]["z"] is None
+    # two terms that move the residuals identically (memory vs attention scale on one TP1 run): only their sum
+    # is pinned, each alone is free along x - y (a pseudo-inverse gave both sd 0.00488 and correlation +1)
+    tied = np.array([[1.0, 1.0], [2.0, 2.0], [0.5, 0.5]])
+    d = diagnose(tied, np.array([0.01, 0.02, 0.0]), ["x", "y"], [1.0, 1.0], [])
+    assert d["sd"] == {"x": None, "y": None} and d["undetermined"] == ["x", "y"]
+    assert d["tradeoffs"] == [["x", "y", -1.0]]
+    # a third term the runs do pin keeps its own sd: sqrt(s2 / |col|^2), s2 = |r|^2 / (n - rank)
+    three = np.array([[1.0, 1.0, 0.0], [2.0, 2.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 4.0]])
+    r = np.array([0.01, 0.02, 0.0, 0.03])
+    d = diagnose(three, r, ["x", "y", "w"], [1.0, 1.0, 1.0], [])
+    assert d["sd"]["w"] == pytest.approx(math.sqrt(float(r @ r) / (4 - 2) / 16), abs=1e-6)  # sd rounded to 1e-6
+    assert d["undetermined"] == ["x", "y"] and [t[:2] for t in d["tradeoffs"]] == [["x", "y"]]
 
 
 def test_jacobian_steps_back_at_the_upper_bound() -> None:
