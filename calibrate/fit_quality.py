@@ -98,6 +98,8 @@ def _num(x: float) -> float | None:
 def summary_lines(diag: dict[str, Any]) -> list[str]:
     """Plain-text lines for the CLI: what the runs leave undetermined, and which terms trade off."""
     short = lambda path: path.rsplit(".", 1)[-1]  # noqa: E731
+    if not diag:
+        return ["fit quality not computed: --max-evals leaves no replay per term beyond the fit's own"]
     lines = [
         "± 1 sd: " + ", ".join(f"{short(k)} {'∞' if v is None else f'{v:.3g}'}" for k, v in diag.get("sd", {}).items())
     ]
