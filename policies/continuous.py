@@ -92,6 +92,7 @@ class FCFS:
     """Prefill-first: admit as many waiting prompts as fit, else decode every running request."""
 
     cohort_decoding = True  # every decode plan covers all decoding requests: the engine may aggregate them
+    steady_decode = True  # with nobody waiting or prefilling the plan is every decoder: runs may go on past completions
 
     def __init__(self, cfg: FCFSConfig) -> None:
         self.max_seqs = cfg.max_num_seqs
@@ -130,6 +131,7 @@ class Sarathi:
     """Decode-maximal batches: all decodes, then partial prefills, then new prompts, within the budget."""
 
     cohort_decoding = True
+    steady_decode = True  # (and for `vllm`, which plans like this: decodes first, then prefills and new prompts)
 
     def __init__(self, cfg: SarathiConfig) -> None:
         self.max_seqs = cfg.max_num_seqs

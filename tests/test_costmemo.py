@@ -81,6 +81,53 @@ def test_memoised_iteration_is_bit_identical(name: str, prefill: list, n_decode:
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
+@settings(max_examples=40, deadline=None)
+@given(
+    q=st.integers(1, 2048),
+    c0=st.integers(0, 16384),
+    n=st.integers(0, 300),
+    per_seq_ctx=st.integers(1, 8000),
+    k=st.integers(1, 40),
+    last=st.integers(1, 2048),
+    t=st.floats(0.0, 1e4),
+)
+def test_chunk_run_pricing_is_stepping_pricing(
+    name: str, q: int, c0: int, n: int, per_seq_ctx: int, k: int, last: int, t: float
+) -> None:
+    """`MemoCost.chunk_steps` (a cached dense sum plus the terms that vary) gives, step after step, exactly the
+    floats of `RooflineCost.iteration` on each step's batch, accumulated from `t` as stepping accumulates them."""
+    cost = VARIANTS[name]
+    memo = memoised(cost)
+    if not isinstance(memo, MemoCost):
+        return
+    last = min(last, q) if k > 1 else q  # a run's last step is a full chunk or the prompt's shorter remainder
+    ctx = n * per_seq_ctx
+    times, durations = memo.chunk_steps(t, q, c0, n, ctx, k, last)
+    clock = t
+    for j in range(k):
+        dt = cost.iteration([(q if j < k - 1 else last, c0 + q * j)], n, ctx + n * j)
+        clock = clock + dt
+        assert durations[j].hex() == dt.hex() and times[j].hex() == clock.hex()
+    assert len(times) == len(durations) == k and not memo.diverged
+
+
+def test_chunk_run_pricing_takes_the_fast_path() -> None:
+    """The run is priced from the cached dense sum (not step by step through `iteration`) where it may be."""
+    memo = memoised(VARIANTS["engine-eager"])
+    assert isinstance(memo, MemoCost)
+    calls: list[tuple[Any, ...]] = []
+    real = memo.iteration
+
+    def counted(*a: Any) -> float:
+        calls.append(a)
+        return real(*a)
+
+    memo.iteration = counted  # type: ignore[method-assign,assignment]  # count the calls on this instance
+    times, _ = memo.chunk_steps(0.0, 256, 0, 40, 40 * 700, 12, 256)
+    assert len(times) == 12 and len(calls) == 1  # step 0 only: it vouches for the cached sum
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
 def test_memoised_decode_coeffs_match(name: str) -> None:
     cost = VARIANTS[name]
     memo = memoised(cost)

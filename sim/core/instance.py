@@ -102,6 +102,9 @@ class Instance(BatchView):
         plain = c.handoff is None and c.tracer is None and self.lockstep
         self.chunk_horizon = getattr(scheduler, "chunk_horizon", None) if fast_forward and plain else None
         self.chunk_tail = getattr(scheduler, "chunk_tail", None) if self.chunk_horizon is not None else None
+        # decode runs go on past completions (`steps._onward`) for a scheduler whose plan, with nobody waiting or
+        # prefilling, is every decoder again (`steady_decode`), where nothing else watches each plan
+        self.steady = fast_forward and plain and c.on_release is None and getattr(scheduler, "steady_decode", False)
         self.process = env.process(self._loop())
 
     @property

@@ -95,43 +95,68 @@ def step_times(
 
 
 def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
-    """k decode-only steps (k = 1 unless fast-forwarding); step 1's slots were reserved by the plan."""
+    """k decode-only steps (k = 1 unless fast-forwarding); step 1's slots were reserved by the plan. A lockstep
+    run that ends at a completion goes on with the survivors when the next plan is sure to be theirs again
+    (`_onward`): the same steps, sleeps and bookkeeping as returning to the loop, without planning."""
     co = inst.cohort
     picked = not plan.cohort  # the scheduler picked these decoders: they form the cohort for this run
     if picked:
         co.form(plan.decode)
         co.reserved = True
-    n = co.n
-    k = 1
-    if inst.fast_forward and plan.preempted == 0 and not inst.one_step:
-        k_max = co.steps_to_completion()
-        if k_max > 1:
-            k = co.block_limit(min(k_max, inst.scheduler.decision_horizon(inst, plan)), inst.allocator.free)
-    host = inst.host
-    if host.pending:
-        k = 1  # swap traffic lengthens this step only; both modes take the same single step
-    times, arr = step_times(inst.cost, inst.t, n, co.kv, k, host.take() if host.pending else 0.0)
-    t0 = inst.t
-    k = yield from sleep_run(inst, times)
-    t_end = times[k - 1]
-    if inst.tracer is not None:  # one span for the whole run, not k
-        inst.tracer.decode_run(inst.index, t0, t_end, k, n)
-    inst.t = t_end
-    inst.iterations += k
-    inst.busy_s += t_end - t0
-    inst.tokens_out += n * k
-    itl = inst.log.itl
-    new, finished = co.step(k, times[0], t_end, itl)
-    inst.allocator.take(new)
-    if k > 1:
-        if arr is not None:
-            itl.add(arr[1:k] - arr[: k - 1], n)
-        else:
-            itl.add_gaps(times, k, n)
-    if picked:
-        co.dissolve(plan.decode)
-    if finished:
+    while True:
+        n = co.n
+        k = 1
+        if inst.fast_forward and plan.preempted == 0 and not inst.one_step:
+            k_max = co.steps_to_completion()
+            if k_max > 1:
+                k = co.block_limit(min(k_max, inst.scheduler.decision_horizon(inst, plan)), inst.allocator.free)
+        host = inst.host
+        if host.pending:
+            k = 1  # swap traffic lengthens this step only; both modes take the same single step
+        times, arr = step_times(inst.cost, inst.t, n, co.kv, k, host.take() if host.pending else 0.0)
+        t0 = inst.t
+        k = yield from sleep_run(inst, times)
+        t_end = times[k - 1]
+        if inst.tracer is not None:  # one span for the whole run, not k
+            inst.tracer.decode_run(inst.index, t0, t_end, k, n)
+        inst.t = t_end
+        inst.iterations += k
+        inst.busy_s += t_end - t0
+        inst.tokens_out += n * k
+        itl = inst.log.itl
+        new, finished = co.step(k, times[0], t_end, itl)
+        inst.allocator.take(new)
+        if k > 1:
+            if arr is not None:
+                itl.add(arr[1:k] - arr[: k - 1], n)
+            else:
+                itl.add_gaps(times, k, n)
+        if picked:
+            co.dissolve(plan.decode)
+        if not finished:
+            return
         inst.finish(finished)
+        if picked or not _onward(inst, co):
+            return
+        plan.cohort_n = co.n
+
+
+def _onward(inst: Instance, co: Cohort) -> bool:
+    """After a completion or the last prompt's prefill: whether the plan stepping makes next is every decoder
+    decoding (again), and if so reserve its slots as that plan would (`BatchView.decode_all`). That holds for a
+    scheduler that says so (`steady_decode`: with nobody waiting or prefilling it decodes everyone) when nothing
+    the loop attends to before planning is pending (abandonments, evictions, held responses) and memory covers
+    the step."""
+    if not (inst.steady and co.n) or inst.waiting or inst.prefilling or inst.abandoning or inst.held:
+        return False
+    if inst.copies.evicting or inst.one_step or inst.host.pending:
+        return False
+    need = co.phase[-co.steps % co.block_size]  # `co.blocks(0, 1)`, as `decode_all` takes it
+    if need > inst.allocator.free:
+        return False  # the scheduler's slow path (preemption) decides
+    inst.allocator.take(need)
+    co.reserved = True
+    return True
 
 
 def settle_run(inst: Instance, now: float) -> None:
@@ -224,6 +249,8 @@ def mixed_step(inst: Instance, plan: BatchPlan) -> Steps:
     if handed:
         inst.copies.hand_off(handed, t_end - dt, t_end)
     inst.finish(finished)
+    if inst.steady and _onward(inst, inst.cohort):  # the prompts are in: the next plan is everyone decoding
+        yield from inst.decode_steps(inst, BatchPlan(cohort=True, cohort_n=inst.cohort.n))
 
 
 MAX_CHUNK_RUN = 256  # steps priced ahead in one chunk run (a nudge may cut it: bounds the work wasted)
@@ -306,15 +333,12 @@ def chunk_run(
     floats as stepping) and slept as one event."""
     req, q = plan.prefill[0]
     c0 = req.prefill_done
-    iteration = inst.cost.iteration
-    t = inst.t
-    times, durations = [], []
-    rest = k - 1 if tail else k  # the step that prefills the remainder (k: none)
-    for j in range(k):
-        dt = iteration([(q if j != rest else req.prefill_target - c0 - q * j, c0 + q * j)], n, ctx + n * j)
-        t = t + dt
-        times.append(t)
-        durations.append(dt)
+    last = req.prefill_target - c0 - q * (k - 1) if tail else q  # the last step's chunk
+    priced = getattr(inst.cost, "chunk_steps", None)  # the pricing memo's exact run pricing
+    if priced is not None:
+        times, durations = priced(inst.t, q, c0, n, ctx, k, last)
+    else:
+        times, durations = _chunk_steps(inst.cost, inst.t, q, c0, n, ctx, k, last)
     ran = yield from sleep_run(inst, times, (req, q), tail)
     tokens = req.prefill_target - c0 if tail and ran == k else q * ran
     grown = chunk_growth(req, q, ran - 1, inst.block_size)
@@ -338,6 +362,22 @@ def chunk_run(
     prefilled, _ = _advance_prefills(inst, plan, t_end, finished)
     inst.tokens_out += n * k + prefilled
     inst.finish(finished)
+    if inst.steady and _onward(inst, inst.cohort):
+        yield from inst.decode_steps(inst, BatchPlan(cohort=True, cohort_n=inst.cohort.n))
+
+
+def _chunk_steps(
+    cost: CostModel, t: float, q: int, c0: int, n: int, ctx: int, k: int, last: int
+) -> tuple[list[float], list[float]]:
+    """End times and durations of k chunk-run steps, each priced as stepping prices it (`MemoCost.chunk_steps`
+    gives the same floats faster)."""
+    times, durations = [], []
+    for j in range(k):
+        dt = cost.iteration([(q if j < k - 1 else last, c0 + q * j)], n, ctx + n * j)
+        t = t + dt
+        times.append(t)
+        durations.append(dt)
+    return times, durations
 
 
 def _advance_prefills(

@@ -26,6 +26,10 @@ from sim.costmodel.models import Chunks, CostModel, RooflineCost
 
 _MAX_ENTRIES = 1 << 18  # per cache: bounds memory on long runs with ever-new shapes (then priced afresh)
 
+# `sum()` adds floats left to right in one double (CPython 3.11); 3.12 compensates (Neumaier), and then a sum
+# cannot be split into a cached prefix plus the rest: `chunk_steps` prices step by step through `iteration`
+SEQUENTIAL_SUM = sum([1e16, 1.0, -1e16]) == 0.0
+
 # the breakdown `MemoCost.iteration` mirrors; a model whose class overrides it is not wrapped
 _MIRRORED = RooflineCost.breakdown
 
@@ -130,6 +134,56 @@ class MemoCost:
                 self._diverge(prefill, n_decode, decode_ctx, got, real)
                 return real
         return got
+
+    def chunk_steps(
+        self, t: float, q: int, c0: int, n: int, ctx: int, k: int, last: int
+    ) -> tuple[list[float], list[float]]:
+        """End times and durations of k chunk-run steps from `t`: step j prefills (q, c0 + q·j) — the last one
+        `last` tokens — beside n decodes of context sum ctx + n·j; each `iteration(...)` of stepping, exactly.
+
+        Within a run the dense operators, LM head and engine terms see the same token and sequence counts, so
+        `sum(ops)` is the cached sum of the dense terms plus three: added in the same order, the same floats.
+        Step 0 is priced both ways and the run goes step by step through `iteration` unless they agree."""
+        iteration = self.iteration
+        dt0 = iteration([(q if k > 1 else last, c0)], n, ctx)
+        t = t + dt0
+        times, durations = [t], [dt0]
+        if k == 1:
+            return times, durations
+        cost = self.cost
+        tokens, seqs = q + n, 1 + n
+        dense = self._dense.get(tokens)
+        fast = dense is not None and not self.diverged and self._decode_linear and SEQUENTIAL_SUM
+        if fast:
+            assert dense is not None
+            i = self._overhead_at
+            if self._seq_s:
+                dense = (*dense[:i], dense[i] + seqs * self._seq_s, *dense[i + 1 :])
+            head, over, lm = sum(dense), dense[i], self._lm[seqs]
+            coef, floor = cost._attn_coef, cost._attn_floor if n else 0.0
+            pre, attn, engine = self._prefill, cost._prefill_attn, cost._engine_s
+
+            def step(j: int) -> float:
+                c = c0 + q * j
+                p = pre.get((q, c))
+                if p is None:
+                    p = attn(q, c)
+                    if len(pre) < _MAX_ENTRIES:
+                        pre[(q, c)] = p
+                s = head + p + (coef * float(ctx + n * j) + floor) + lm
+                cpu, launch = engine(tokens, seqs, False, s - over)
+                return s + cpu + launch
+
+            fast = step(0) == dt0
+        for j in range(1, k):
+            if fast and (j < k - 1 or last == q):
+                dt = step(j)
+            else:
+                dt = iteration([(q if j < k - 1 else last, c0 + q * j)], n, ctx + n * j)
+            t = t + dt
+            times.append(t)
+            durations.append(dt)
+        return times, durations
 
     def _diverge(self, prefill: Chunks, n_decode: int, decode_ctx: int, got: float, real: float) -> None:
         """The mirror no longer matches `RooflineCost.breakdown`: price with the real model from now on."""
