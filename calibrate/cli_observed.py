@@ -193,7 +193,13 @@ def fit_run_cmd(
     param: Annotated[
         list[str] | None, typer.Option(help="free parameter path=lo:hi (repeatable; default: fields with fit_bounds)")
     ] = None,
-    max_evals: Annotated[int, typer.Option(help="most simulations the fit may run")] = 60,
+    max_evals: Annotated[
+        int,
+        typer.Option(
+            help="most evaluations the fit may run (each replays every observed run once), the fit-quality "
+            "replays (one per term) included"
+        ),
+    ] = 60,
     prior: Annotated[
         float, typer.Option(help="tie-breaker towards the scenario's values (0: none; see calibrate.fit_run.PRIOR)")
     ] = 0.01,

@@ -4,7 +4,8 @@ A fit over end-to-end logs can match the runs with a whole valley of parameter v
 tell a faster memory system from faster attention (both shorten a decode step), and no TP1 run says anything
 about the all-reduce. This module linearises the residuals at the fitted point (forward differences in the
 unit-scaled parameters, one replay per term) and reports, from the Gauss-Newton covariance
-s²·(JᵀJ)⁻¹ (s² = residual sum of squares / (residuals - terms)):
+s²·(JᵀJ)⁻¹ (s² = residual sum of squares / (residuals - rank of J); the inverse through the SVD of J, so a
+combination of terms no residual sees leaves those terms unbounded, not at the pseudo-inverse's small sd):
 
 - `sd`: one standard deviation of each term, in its own units (how far it could move for the same fit);
 - `undetermined`: terms whose standard deviation exceeds half their bounds' width (the runs leave them to
@@ -26,6 +27,8 @@ TRADEOFF = 0.9  # |correlation| above which two terms are reported as trading of
 UNDETERMINED = 0.5  # a standard deviation above this share of the bounds' width: the runs do not pin the term
 STEP = 0.02  # forward-difference step in the unit-scaled parameters (as the optimiser's diff_step)
 FLAT = 1e-6  # a residual slope below this (log-ratio per unit-scaled move) is float noise, not information
+SINGULAR = 1e-8  # singular values of J below this share of the largest: directions the runs do not determine
+NULL_LOAD = 1e-12  # a term whose squared loading on those directions exceeds this moves along them (not noise)
 
 
 def jacobian(residuals: Callable[[np.ndarray], np.ndarray], u: np.ndarray, r0: np.ndarray) -> np.ndarray:
@@ -44,12 +47,15 @@ def diagnose(
 ) -> dict[str, Any]:
     """Standard deviations (in each term's units), undetermined terms, trading pairs, per-run RMS log error."""
     n, p = jac.shape
-    s2 = float(r @ r) / max(1, n - p)
-    cov = np.linalg.pinv(jac.T @ jac) * s2 if p else np.zeros((0, 0))
-    sd_u = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    cov, null, rank = _covariance(jac)
+    s2 = float(r @ r) / max(1, n - rank)
+    cov = cov * s2
+    # terms that move along a direction no residual sees (JᵀJ singular there): any amount of that move fits as
+    # well, so their standard deviation is unbounded (a pseudo-inverse would report the small sd of the rest)
+    free = np.diag(null) > NULL_LOAD if p else np.zeros(0, dtype=bool)
     # no residual moves with the term (beyond float noise: 1e-6 in log-ratio across its whole box): nothing pins it
     flat = np.abs(jac).max(axis=0) < FLAT if p else np.zeros(0, dtype=bool)
-    sd_u = np.where(flat, math.inf, sd_u)
+    sd_u = np.where(flat | free, math.inf, np.sqrt(np.clip(np.diag(cov), 0.0, None)))
     out: dict[str, Any] = {
         "sd": {k: _num(float(s) * w) for k, s, w in zip(names, sd_u, widths, strict=True)},
         "undetermined": [k for k, s in zip(names, sd_u, strict=True) if s > UNDETERMINED],
@@ -58,12 +64,31 @@ def diagnose(
     }
     for i in range(p):
         for j in range(i + 1, p):
-            if flat[i] or flat[j] or sd_u[i] == 0 or sd_u[j] == 0:
+            if flat[i] or flat[j]:
                 continue
-            c = float(cov[i, j] / (sd_u[i] * sd_u[j]))
+            if free[i] and free[j]:  # both move along the free directions: their correlation is those directions'
+                c = float(null[i, j] / math.sqrt(null[i, i] * null[j, j]))
+            elif free[i] or free[j] or sd_u[i] == 0 or sd_u[j] == 0:
+                continue
+            else:
+                c = float(cov[i, j] / (sd_u[i] * sd_u[j]))
             if abs(c) > TRADEOFF:
                 out["tradeoffs"].append([names[i], names[j], round(c, 3)])
     return out
+
+
+def _covariance(jac: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(JᵀJ)⁻¹ over the directions the residuals determine, the projector onto those they do not (singular
+    values below SINGULAR × the largest), and the rank — from the SVD of J."""
+    p = jac.shape[1]
+    if p == 0:
+        return np.zeros((0, 0)), np.zeros((0, 0)), 0
+    _, sv, vt = np.linalg.svd(jac, full_matrices=True)
+    keep = np.zeros(p, dtype=bool)
+    keep[: sv.size] = sv > SINGULAR * (sv.max() if sv.size else 0.0)
+    v_det, v_null = vt[keep].T, vt[~keep].T
+    cov = (v_det / sv[keep[: sv.size]] ** 2) @ v_det.T
+    return cov, v_null @ v_null.T, int(keep.sum())
 
 
 def _num(x: float) -> float | None:
@@ -73,6 +98,8 @@ def _num(x: float) -> float | None:
 def summary_lines(diag: dict[str, Any]) -> list[str]:
     """Plain-text lines for the CLI: what the runs leave undetermined, and which terms trade off."""
     short = lambda path: path.rsplit(".", 1)[-1]  # noqa: E731
+    if not diag:
+        return ["fit quality not computed: --max-evals leaves no replay per term beyond the fit's own"]
     lines = [
         "± 1 sd: " + ", ".join(f"{short(k)} {'∞' if v is None else f'{v:.3g}'}" for k, v in diag.get("sd", {}).items())
     ]

@@ -170,9 +170,12 @@ class FitResult:
     evaluations: int
     wall_s: float
     at_bounds: list[str] = field(default_factory=list)
-    cost_before: float = math.nan
+    cost_before: float = math.nan  # soft-L1 loss of the runs' residuals and the tie-breaker's (`prior`)
     cost_after: float = math.nan
     diagnosis: dict[str, Any] = field(default_factory=dict)  # `calibrate.fit_quality.diagnose` at the fit
+    prior: float = PRIOR  # the tie-breaker weight this fit used
+    runs_cost_before: float = math.nan  # the loss of the runs' residuals alone (no tie-breaker)
+    runs_cost_after: float = math.nan
 
 
 def fit_run(
@@ -200,7 +203,9 @@ def fit_runs(
     one engine on one GPU at several TP sizes and loads: together they separate terms no single run can, such
     as the all-reduce from the kernel scales); the parameters start at the first scenario's values and are set
     in all of them. `prior`: the tie-breaker towards the start values (see PRIOR). `diagnose`: one more replay
-    per term at the fit to report what the runs determine (`calibrate.fit_quality`)."""
+    per term at the fit to report what the runs determine (`calibrate.fit_quality`), taken out of `max_evals`
+    (skipped when `max_evals` leaves no evaluation beyond them): the fit runs at most `max_evals` evaluations,
+    each one replay of every run."""
     params = make_params(pairs[0][1], explicit)
     if not explicit:  # terms the runs cannot inform keep the scenario's (preset) values
         params = [p for p in params if informed(p.path, pairs)]
@@ -212,10 +217,14 @@ def fit_runs(
     cache: dict[tuple[float, ...], tuple[np.ndarray, list[Simulated]]] = {}
     per_run: dict[tuple[float, ...], list[np.ndarray]] = {}  # data residuals per run (fit quality)
     u0 = np.array([p.to_unit(p.x0) for p in params])
+    diagnose = diagnose and max_evals > len(params)
+    limit = [max(1, max_evals - len(params)) if diagnose else max_evals]  # the search's share; then all of it
 
     def evaluate(u: np.ndarray) -> tuple[np.ndarray, list[Simulated]]:
         key = tuple(np.round(u, 12).tolist())
         if key not in cache:
+            if len(cache) >= limit[0]:
+                raise _Budget
             sims, res = [], []
             for rp, d0 in zip(replays, data0, strict=True):
                 d = copy.deepcopy(d0)
@@ -234,9 +243,10 @@ def fit_runs(
 
     try:
         r0, sim0 = evaluate(u0)
-        _search(evaluate, cache, len(params), max_evals, pairs[0][1].seed)
+        _search(evaluate, cache, len(params), limit[0], pairs[0][1].seed)
         best_u = _best(cache)
         r1, sim1 = cache[best_u]
+        limit[0] = max_evals
         diag = _diagnose(evaluate, per_run, params, best_u) if diagnose else {}
     finally:
         for rp in replays:
@@ -255,29 +265,40 @@ def fit_runs(
         float(np.sum(_soft_l1(r0))),
         float(np.sum(_soft_l1(r1))),
         diag,
+        prior,
+        float(np.sum(_soft_l1(r0[: len(r0) - len(params)]))),
+        float(np.sum(_soft_l1(r1[: len(r1) - len(params)]))),
     )
+
+
+class _Budget(Exception):
+    """The fit has run the evaluations it may (`max_evals`): the search stops at the best point so far."""
 
 
 def _search(evaluate: Callable[[np.ndarray], Any], cache: dict[Any, Any], dim: int, max_evals: int, seed: int) -> None:
     """A scrambled Sobol scan of the unit box (the objective is rugged: look widely first), then trust-region
-    least squares (soft-L1) from the best point, within `max_evals` evaluations in all."""
+    least squares (soft-L1) from the best point, within `max_evals` evaluations in all (`evaluate` raises
+    `_Budget` past them)."""
     from scipy.optimize import least_squares
 
-    for u in _sobol(dim, min(max(4, max_evals // 2), 4 * 2**dim), seed):
-        evaluate(u)
-    left = max(1, max_evals - len(cache))
-    least_squares(
-        lambda u: evaluate(u)[0],
-        np.asarray(_best(cache), dtype=np.float64),
-        bounds=(0.0, 1.0),
-        method="trf",
-        loss="soft_l1",
-        f_scale=0.05,
-        diff_step=0.02,
-        max_nfev=max(1, left // (dim + 1)),
-        xtol=1e-3,
-        ftol=1e-4,
-    )
+    try:
+        for u in _sobol(dim, min(max(4, max_evals // 2), 4 * 2**dim), seed):
+            evaluate(u)
+        left = max(1, max_evals - len(cache))
+        least_squares(
+            lambda u: evaluate(u)[0],
+            np.asarray(_best(cache), dtype=np.float64),
+            bounds=(0.0, 1.0),
+            method="trf",
+            loss="soft_l1",
+            f_scale=0.05,
+            diff_step=0.02,
+            max_nfev=max(1, left // (dim + 1)),
+            xtol=1e-3,
+            ftol=1e-4,
+        )
+    except _Budget:
+        pass
 
 
 def _diagnose(
@@ -354,13 +375,18 @@ def overlay(res: FitResult, runs: list[ObservedRun], scenario_path: str | None) 
         "scenario": scenario_path,
         "fitted_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "method": "scipy least_squares trf, soft_l1 on log-ratios of TTFT/TPOT/E2E deciles and means, "
-        f"tie-breaker {PRIOR} x unit move towards the start values",
+        f"tie-breaker {res.prior} x unit move towards the start values",
+        "prior": res.prior,
         "bounds": {p.path: [p.lo, p.hi] for p in res.params},
         "start": {p.path: p.x0 for p in res.params},
         "evaluations": res.evaluations,
         "wall_s": round(res.wall_s, 2),
+        # the fit's objective: the runs' residuals plus the tie-breaker's (zero at the start values)
         "loss_before": round(res.cost_before, 6),
         "loss_after": round(res.cost_after, 6),
+        "loss_includes_prior": res.prior > 0,
+        "runs_loss_before": round(res.runs_cost_before, 6),  # the runs' residuals alone
+        "runs_loss_after": round(res.runs_cost_after, 6),
         "before": [quality(c) for c in res.before],
         "after": [quality(c) for c in res.after],
         "at_bounds": res.at_bounds,

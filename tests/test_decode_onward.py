@@ -36,7 +36,8 @@ def _workload(n: int, seed: int, rate: float) -> list[tuple[float, int, int]]:
 
 def _run(tmp_path: Any, reqs: list[tuple[float, int, int]], *, ff: bool = True, **kw: Any) -> sim.Result:
     horizon, timeout = kw.pop("horizon", None), kw.pop("timeout", None)
-    sc = scenario(write_csv(tmp_path / "w.csv", sorted(reqs)), fast_forward=ff, cost=ROOFLINE, **kw)
+    cost = kw.pop("cost", ROOFLINE)
+    sc = scenario(write_csv(tmp_path / "w.csv", sorted(reqs)), fast_forward=ff, cost=cost, **kw)
     if horizon is not None:
         sc["engine"]["horizon_s"] = horizon
     if timeout is not None:
@@ -115,6 +116,94 @@ def test_onward_runs_equal_stepping_and_replanning(
     _same(onward, replanned, itl=True)
     assert onward.summary["sim"]["events"] == replanned.summary["sim"]["events"]
     _sound(onward, reqs, horizon, kv)
+
+
+def _closed(tmp_path: Any, n: int, concurrency: int, think: float, seed: int, **kw: Any) -> dict[str, Any]:
+    """A closed loop of `concurrency` clients: each completion sends the client's next request (after `think`),
+    so arrivals land exactly at completions, where onward runs decide whether to go on."""
+    timeout = kw.pop("timeout", None)
+    sc = scenario(write_csv(tmp_path / "unused.csv", [(0.0, 1, 1)]), cost=ROOFLINE, seed=seed, **kw)
+    arrival = {"kind": "closed_loop", "concurrency": concurrency, "think_time_s": think, "think_time": "exponential"}
+    sc["workload"] = {
+        "num_requests": n,
+        "arrival": arrival,
+        "lengths": {"kind": "lognormal", "prompt_median": 60, "output_median": 25},
+        **({"timeout_s": timeout} if timeout is not None else {}),
+    }
+    return sc
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    kind=st.sampled_from(list(SCHEDULERS)),
+    concurrency=st.integers(1, 12),
+    think=st.sampled_from([0.0, 0.05, 1.0]),  # 0: the next request arrives at the very completion
+    kv=st.integers(40, 160),
+    instances=st.integers(1, 2),
+    preemption=st.sampled_from(["recompute", "swap"]),
+    timeout=st.one_of(st.none(), st.floats(0.2, 5.0)),
+)
+def test_onward_runs_equal_stepping_and_replanning_in_closed_loop(
+    tmp_path: Any,
+    seed: int,
+    kind: str,
+    concurrency: int,
+    think: float,
+    kv: int,
+    instances: int,
+    preemption: str,
+    timeout: float | None,
+) -> None:
+    kw: dict[str, Any] = {"scheduler": SCHEDULERS[kind], "kv_blocks": kv, "instances": instances}
+    kw |= {"preemption": preemption, "timeout": timeout}
+    onward = sim.run(_closed(tmp_path, 40, concurrency, think, seed, **kw))
+    _same(onward, sim.run(_closed(tmp_path, 40, concurrency, think, seed, fast_forward=False, **kw)), itl=False)
+    with pytest.MonkeyPatch.context() as mp:
+        _no_onward(mp)
+        replanned = sim.run(_closed(tmp_path, 40, concurrency, think, seed, **kw))
+    _same(onward, replanned, itl=True)
+    assert onward.summary["sim"]["events"] == replanned.summary["sim"]["events"]
+    assert onward.summary["counts"]["arrived"] == 40
+
+
+def test_a_continued_run_plans_afresh_after_an_unstable_plan(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plan that preempted (`preempted > 0`) runs one step. When that step ends at a completion and the run goes
+    on, what goes on is the plan stepping would make then — a fresh one, which fast-forwards — not the old one
+    again (k = 1 at every step to the next completion: more events than replanning). A real preemption leaves its
+    victim waiting, which stops a run going on by itself; so the plan after an abandonment (the engine plans as
+    the client gives up, with nobody waiting) is marked as having preempted, in both runs the same plan."""
+    lin = {"kind": "linear", "base_s": 0.01}  # every step 10 ms: A gives up in the step 1.00-1.01 s
+    # A gives up at 1.005 s; B's last token comes at 1.02 s, in the step the abandonment's plan runs; C and D
+    # decode on to 1.3 s and 1.4 s (each arrival cuts the run in flight and prefills in a step of its own)
+    reqs = [(0.0, 10, 1000), (0.1, 10, 90), (0.503, 10, 79), (0.503, 10, 89)]
+    real = FCFS.schedule
+    marked: list[float] = []
+
+    def unstable_after_give_up(self: FCFS, inst: Any, now: float) -> Any:
+        plan = real(self, inst, now)
+        if plan.cohort and not plan.prefill and now > 1.005 and not marked:
+            marked.append(now)
+            plan.preempted = 1
+        return plan
+
+    monkeypatch.setattr(FCFS, "schedule", unstable_after_give_up)
+    kw: dict[str, Any] = {"scheduler": SCHEDULERS["fcfs"], "cost": lin, "timeout": 1.005}
+    onward = _run(tmp_path, reqs, **kw)
+    first = list(marked)
+    marked.clear()
+    with pytest.MonkeyPatch.context() as mp:
+        _no_onward(mp)
+        replanned = _run(tmp_path, reqs, **kw)
+    assert marked == first and len(first) == 1  # the same plan was marked in both
+    df = onward.requests.sort_values("arrival_s", kind="stable")
+    assert df["completion_s"].isna().tolist() == [True, False, False, False]  # A gave up; B, C, D completed
+    b_done = df["completion_s"].iloc[1]
+    assert first[0] < b_done < first[0] + 0.011  # B completes at the marked plan's step: the run goes on there
+    _same(onward, replanned, itl=True)
+    assert onward.summary["sim"]["events"] == replanned.summary["sim"]["events"]
+    marked.clear()
+    _same(onward, _run(tmp_path, reqs, ff=False, **kw), itl=False)
 
 
 def test_onward_runs_skip_plans(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,8 +13,8 @@ import yaml
 from typer.testing import CliRunner
 
 import sim
-from calibrate.fit_quality import diagnose, jacobian
-from calibrate.fit_run import fit_runs
+from calibrate.fit_quality import diagnose, jacobian, summary_lines
+from calibrate.fit_run import fit_runs, overlay
 from calibrate.observed import read_observed
 from sim.tools.cli import app
 
@@ -65,7 +65,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[Path, dict
 
 def test_a_tp1_run_leaves_the_all_reduce_undetermined(runs: dict[int, tuple[Path, dict[str, Any]]]) -> None:
     obs, sc = runs[1]
-    res = fit_runs([(read_observed(obs), sim.load_scenario(sc))], PARAMS, max_evals=16)
+    res = fit_runs([(read_observed(obs), sim.load_scenario(sc))], PARAMS, max_evals=18)  # 16 + 2 for fit quality
     assert res.values["serving_engine.memory_efficiency_scale"] == pytest.approx(0.8, rel=0.05)
     diag = res.diagnosis
     assert "serving_engine.allreduce_bw_scale" in diag["undetermined"]
@@ -76,7 +76,7 @@ def test_a_tp1_run_leaves_the_all_reduce_undetermined(runs: dict[int, tuple[Path
 
 def test_joint_fit_of_tp1_and_tp2_recovers_both_terms(runs: dict[int, tuple[Path, dict[str, Any]]]) -> None:
     pairs = [(read_observed(obs), sim.load_scenario(sc)) for obs, sc in runs.values()]
-    res = fit_runs(pairs, PARAMS, max_evals=30)
+    res = fit_runs(pairs, PARAMS, max_evals=32)  # 30 for the search, 2 for fit quality
     assert res.values["serving_engine.memory_efficiency_scale"] == pytest.approx(0.8, rel=0.05)
     assert res.values["serving_engine.allreduce_bw_scale"] == pytest.approx(0.3, rel=0.1)
     assert res.diagnosis["undetermined"] == []
@@ -100,6 +100,48 @@ def test_diagnose_by_hand() -> None:
     d = diagnose(same, np.array([0.01, 0.02, 0.0]), ["x", "y", "z"], [1.0, 1.0, 1.0], [])
     assert [t[:2] for t in d["tradeoffs"]] == [["x", "y"]] and d["tradeoffs"][0][2] < -0.9
     assert "z" in d["undetermined"] and d["sd"]["z"] is None
+    # two terms that move the residuals identically (memory vs attention scale on one TP1 run): only their sum
+    # is pinned, each alone is free along x - y (a pseudo-inverse gave both sd 0.00488 and correlation +1)
+    tied = np.array([[1.0, 1.0], [2.0, 2.0], [0.5, 0.5]])
+    d = diagnose(tied, np.array([0.01, 0.02, 0.0]), ["x", "y"], [1.0, 1.0], [])
+    assert d["sd"] == {"x": None, "y": None} and d["undetermined"] == ["x", "y"]
+    assert d["tradeoffs"] == [["x", "y", -1.0]]
+    # a third term the runs do pin keeps its own sd: sqrt(s2 / |col|^2), s2 = |r|^2 / (n - rank)
+    three = np.array([[1.0, 1.0, 0.0], [2.0, 2.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 4.0]])
+    r = np.array([0.01, 0.02, 0.0, 0.03])
+    d = diagnose(three, r, ["x", "y", "w"], [1.0, 1.0, 1.0], [])
+    assert d["sd"]["w"] == pytest.approx(math.sqrt(float(r @ r) / (4 - 2) / 16), abs=1e-6)  # sd rounded to 1e-6
+    assert d["undetermined"] == ["x", "y"] and [t[:2] for t in d["tradeoffs"]] == [["x", "y"]]
+
+
+def test_fit_runs_at_most_max_evals_fit_quality_included(runs: dict[int, tuple[Path, dict[str, Any]]]) -> None:
+    obs, sc = runs[1]
+    pair = [(read_observed(obs), sim.load_scenario(sc))]
+    for n in (3, 6, 16):
+        res = fit_runs(pair, PARAMS, max_evals=n)
+        assert res.evaluations <= n  # the search leaves one replay per term to the diagnosis
+        assert set(res.diagnosis["sd"]) == {p for p, _, _ in PARAMS}
+    res = fit_runs(pair, PARAMS, max_evals=2)  # no evaluation beyond the two terms' replays: no diagnosis
+    assert res.evaluations <= 2 and res.diagnosis == {}
+    assert summary_lines(res.diagnosis)[0].startswith("fit quality not computed")
+
+
+def test_profile_records_the_prior_used_and_what_the_loss_includes(
+    runs: dict[int, tuple[Path, dict[str, Any]]],
+) -> None:
+    obs, sc = runs[1]
+    pair = [(read_observed(obs), sim.load_scenario(sc))]
+    res = fit_runs(pair, PARAMS, max_evals=8, prior=0.05, diagnose=False)
+    doc = overlay(res, [pair[0][0]], None)["fit_run"]
+    assert doc["prior"] == 0.05 and "tie-breaker 0.05 x" in doc["method"] and doc["loss_includes_prior"] is True
+    # the loss is the runs' soft-L1 plus the tie-breaker's: 0.05 x each term's unit move from its start
+    moves = np.array([p.to_unit(res.values[p.path]) - p.to_unit(p.x0) for p in res.params])
+    tie = float(np.sum(2 * 0.05**2 * (np.sqrt(1 + (0.05 * moves / 0.05) ** 2) - 1)))
+    assert tie > 0 and res.cost_after == pytest.approx(res.runs_cost_after + tie, rel=1e-9)
+    assert res.cost_before == res.runs_cost_before  # at the start values the tie-breaker is zero
+    none = overlay(fit_runs(pair, PARAMS, max_evals=4, prior=0.0, diagnose=False), [pair[0][0]], None)["fit_run"]
+    assert none["prior"] == 0.0 and none["loss_includes_prior"] is False
+    assert none["loss_after"] == none["runs_loss_after"]
 
 
 def test_jacobian_steps_back_at_the_upper_bound() -> None:

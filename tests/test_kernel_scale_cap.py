@@ -7,16 +7,23 @@ stays at its unscaled measurement where that already beat the spec arithmetic), 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 
 from hwprofiles import catalog
+from sim.cluster.pools import build_cost_model
+from sim.config.scenario import load_scenario
 from sim.costmodel.build import build_physical
 from sim.costmodel.curves import capped
 from sim.costmodel.engine import preset
 from sim.costmodel.memo import memoised
 from sim.costmodel.models import RooflineCost, RooflineCostConfig
+from sim.costmodel.profile import ProfileParams
+from sim.costmodel.quant import Quantization
+from sim.costmodel.structured import StructuredCost
+from tests.test_costmodel_structured import EXACT, GPU, TOY_MOE
 
 GEMMS = ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj", "lm_head")
 ELEMENTWISE = ("input_layernorm", "post_attention_layernorm", "add", "attn_rope", "mlp_act")
@@ -106,3 +113,81 @@ def test_decode_step_under_top_scales_reads_weights_no_faster_than_the_bandwidth
     step = float(cost.decode_run(1, np.array([100.0]))[0])
     assert step >= weights * m.dtype_bytes / cost.gpu.mem_bw
     assert math.isfinite(step)
+
+
+class _FlatCurves:
+    """GEMM curves flat in M: ratio 1.25 for wide matrices (n >= 1000), 3 for narrow ones (toy, hand-computable)."""
+
+    def gemm_curve(self, k: float, n: float, op: str | None = None) -> Any:
+        return np.log(np.array([1.0, 1e6])), np.full(2, math.log(3.0 if n < 1000 else 1.25))
+
+    def mem_curve(self, cls: str, width: float) -> Any:
+        return None
+
+    def attention_grid(self, phase: str) -> Any:
+        return None
+
+
+def _structured(quant: Quantization, curves: bool = True, scale: float = 1.5) -> StructuredCost:
+    cfg = EXACT.model_copy(update={"efficiency": "curves"}) if curves else EXACT
+    params = ProfileParams(compute_scale=scale, memory_scale=scale)
+    eff = _FlatCurves() if curves else None
+    return StructuredCost(cfg, TOY_MOE, GPU, 1, eff=eff, quant=quant, params=params)
+
+
+def test_structured_gemms_stop_at_the_spec_roofline_of_their_own_precision() -> None:
+    # toy GPU: bf16 1e12, fp8 2e12 FLOP/s, 1e9 B/s. Scales 1.5 on a 1.25x curve would run at 1.25 / 1.5 = 0.83x
+    # the spec roofline: held at it, per precision (W8A8 at the FP8 peak, the bf16 LM head at the bf16 peak)
+    fp8 = Quantization(weights="fp8", activations="fp8")
+    k = n = 8192  # memory-bound up to M ~ 1000, compute-bound at M = 10^5 (even at the FP8 peak)
+    for m in (1, 3, 4096, 10**5):
+        flops = 2.0 * m * k * n
+        bf16 = _structured(Quantization()).gemm("mlp_up_proj", m, k, n)
+        assert bf16 == max(flops / 1e12, (k * n + m * k + m * n) * 2 / 1e9)
+        q = _structured(fp8).gemm("mlp_up_proj", m, k, n)
+        assert q == pytest.approx(max(flops / 2e12, (k * n + m * k + m * n) / 1e9), rel=1e-12)
+        head = _structured(fp8).gemm("lm_head", m, k, n, unquantised=True)
+        assert head == max(flops / 1e12, (k * n + m * k + m * n) * 2 / 1e9)
+        # scales of 1: the curve's 1.25x of the spec roofline, unchanged
+        assert _structured(fp8, scale=1.0).gemm("mlp_up_proj", m, k, n) == pytest.approx(q * 1.25, rel=1e-12)
+    # a narrow matrix (3x curve) has room below the peak: the scales still speed it up, 3 / 1.5 = 2x the roofline
+    m, n = 4096, 200
+    roof = max(2.0 * m * k * n / 1e12, (k * n + m * k + m * n) * 2 / 1e9)
+    assert _structured(Quantization()).gemm("mlp_up_proj", m, k, n) == pytest.approx(roof * 2.0, rel=1e-12)
+    # no curve (constant efficiency 1): compute scale 1.5 stops at the precision's peak too
+    m, n = 10**5, 8192
+    assert 2.0 * m * k * n / 2e12 > (k * n + m * k + m * n) / 1e9
+    assert _structured(fp8, curves=False).gemm("mlp_up_proj", m, k, n) == 2.0 * m * k * n / 2e12
+
+
+def test_structured_moe_gemms_on_measured_curves_never_beat_the_spec_roofline() -> None:
+    # the reviewer's case: Mixtral on H100 curves at compute and memory scale 1.5 priced its expert-sized
+    # mlp_up_proj at 0.80-0.92x the spec roofline
+    def cost(**scales: float) -> StructuredCost:
+        sc = {
+            "name": "cap",
+            "model": "mixtral-8x7b",
+            "hardware": "h100-sxm",
+            "workload": {
+                "arrival": {"kind": "poisson", "rate": 1},
+                "num_requests": 1,
+                "lengths": {"kind": "fixed", "prompt": 100, "output": 10},
+            },
+            "serving_engine": {"kind": "vllm-v1", **scales},
+            "cost_model": {"kind": "roofline", "efficiency": "curves"},
+        }
+        c = build_cost_model(load_scenario(sc))
+        c = getattr(c, "cost", c)
+        assert isinstance(c, StructuredCost) and c.curves
+        return c
+
+    top, plain = cost(compute_efficiency_scale=1.5, memory_efficiency_scale=1.5), cost()
+    k, n = top.h, 4 * top.h
+    lifted = 0
+    for m in SIZES:
+        spec = max(2.0 * m * k * n / top.gpu.bf16_flops, (k * n + m * k + m * n) * 2 / top.gpu.mem_bw)
+        got, before = top.gemm("mlp_up_proj", m, k, n), plain.gemm("mlp_up_proj", m, k, n)
+        assert got >= min(before, spec) * (1 - 1e-12), m
+        assert got <= before
+        lifted += got < before * (1 - 1e-9)
+    assert lifted > 0

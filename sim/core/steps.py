@@ -97,7 +97,9 @@ def step_times(
 def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
     """k decode-only steps (k = 1 unless fast-forwarding); step 1's slots were reserved by the plan. A lockstep
     run that ends at a completion goes on with the survivors when the next plan is sure to be theirs again
-    (`_onward`): the same steps, sleeps and bookkeeping as returning to the loop, without planning."""
+    (`_onward`): the same steps, sleeps and bookkeeping as returning to the loop, without planning. It goes on
+    under that plan (every decoder, nothing preempted), not the one it began with, which may have preempted
+    (k = 1) or named joiners: both would be stale, and `decision_horizon` sees what stepping would show it."""
     co = inst.cohort
     picked = not plan.cohort  # the scheduler picked these decoders: they form the cohort for this run
     if picked:
@@ -138,25 +140,20 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
         inst.finish(finished)
         if picked or not _onward(inst, co):
             return
-        plan.cohort_n = co.n
+        plan = BatchPlan(cohort=True, cohort_n=co.n)  # the plan stepping makes now: no preemption, no joiners
 
 
 def _onward(inst: Instance, co: Cohort) -> bool:
     """After a completion or the last prompt's prefill: whether the plan stepping makes next is every decoder
-    decoding (again), and if so reserve its slots as that plan would (`BatchView.decode_all`). That holds for a
-    scheduler that says so (`steady_decode`: with nobody waiting or prefilling it decodes everyone) when nothing
-    the loop attends to before planning is pending (abandonments, evictions, held responses) and memory covers
-    the step."""
+    decoding (again), and if so reserve its slots as that plan would (`BatchView.decode_all` and this share
+    `reserve_cohort_step`). That holds for a scheduler that says so (`steady_decode`: with nobody waiting or
+    prefilling it decodes everyone) when nothing the loop attends to before planning is pending (abandonments,
+    evictions, held responses) and memory covers the step (else the scheduler's slow path, preemption, decides)."""
     if not (inst.steady and co.n) or inst.waiting or inst.prefilling or inst.abandoning or inst.held:
         return False
     if inst.copies.evicting or inst.one_step or inst.host.pending:
         return False
-    need = co.phase[-co.steps % co.block_size]  # `co.blocks(0, 1)`, as `decode_all` takes it
-    if need > inst.allocator.free:
-        return False  # the scheduler's slow path (preemption) decides
-    inst.allocator.take(need)
-    co.reserved = True
-    return True
+    return inst.reserve_cohort_step()
 
 
 def settle_run(inst: Instance, now: float) -> None:

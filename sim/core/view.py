@@ -115,15 +115,22 @@ class BatchView:
 
     def decode_all(self, plan: BatchPlan) -> bool:
         co = self.cohort
-        if not co.n or co.reserved or not self.lockstep:
+        if not co.n or co.reserved or not self.lockstep or not self.reserve_cohort_step():
             return False
+        plan.cohort = True
+        plan.cohort_n = co.n
+        return True
+
+    def reserve_cohort_step(self) -> bool:
+        """Take the blocks the cohort's next step needs (its members' next-token slots) and mark the step
+        reserved; False (nothing taken) when they are not free. One reservation for a plan of every decoder and
+        for a decode run going on without one (`steps._onward`), so both hold the same blocks."""
+        co = self.cohort
         need = co.phase[-co.steps % co.block_size]  # `co.blocks(0, 1)`, inlined: once per plan
         if need > self.allocator.free:
             return False
         self.allocator.take(need)
         co.reserved = True
-        plan.cohort = True
-        plan.cohort_n = co.n
         return True
 
     def decoding(self) -> list[Request]:

@@ -17,6 +17,7 @@ import numpy as np
 from hwprofiles.specs import GPUSpec, ModelSpec
 from sim.costmodel import moe
 from sim.costmodel.alltoall import alltoall_s
+from sim.costmodel.curves import capped
 from sim.costmodel.layout import Layout
 from sim.costmodel.models import Chunks, RooflineCost, _PhysicalCostConfig
 from sim.costmodel.quant import DEFAULT, Quantization
@@ -126,13 +127,22 @@ class StructuredCost(RooflineCost):
         wa, aa, peak = (self.a, self.a, self.peak_flops) if unquantised else (self.wa, self.aa, self.gemm_peak)
         flops = 2.0 * m * k * n
         byts = k * n * copies * wa + (m * k + m * n) * aa
+        # a kernel scale above 1 lifts the GEMM at most to the spec peak of its own precision (FP8 cores for W8A8)
+        spec = 0.0
+        if self._lifted:
+            act = "bf16" if unquantised else self.quant.activations
+            spec = self.gpu.peak_flops(act) or self.gpu.bf16_flops
         curve = None
         if self.curves:
             curve = self._curve(op, k, n)
         if curve is None:
-            return max(flops / (peak * self.cfg.compute_efficiency), byts / self.bw)
+            rate = peak * self.cfg.compute_efficiency
+            return max(flops / (min(rate, spec) if spec else rate), byts / self.bw)
         roof = max(flops / peak, byts / self.peak_bw)
-        t = roof * self._ratio(max(1.0, m / copies * (1.0 if unquantised else self._ridge_m)), curve)
+        ratio = self._ratio(max(1.0, m / copies * (1.0 if unquantised else self._ridge_m)), curve)
+        t = roof * ratio
+        if spec:  # `curves.capped`: at or above the spec roofline, or the unscaled measurement if that beat it
+            t = capped(t, max(flops / spec, byts / self.gpu.mem_bw), ratio)
         return max(t, self._floors.get("gemm", 0.0)) if self._floors else t
 
     # -- per-step operators ----------------------------------------------------------------------------
