@@ -184,7 +184,10 @@ class Sarathi:
     def chunk_horizon(self, inst: InstanceView, plan: BatchPlan) -> int:
         """A plan of every decoder and one chunk that takes the whole budget repeats while nothing but its own
         progress changes: the chunk goes to the first prefilling request again, no budget is left to admit
-        (arrivals queue behind), and no swapped-out request heads the queue to come back first."""
+        (arrivals queue behind), and no swapped-out request heads the queue to come back first. With context
+        holds every chunk plan may instead be held (decodes only): the hold decides each iteration, so no run."""
+        if self.hold is not None:
+            return 1
         req, n = plan.prefill[0]
         if n != self.budget - plan.decode_count or inst.prefilling[0] is not req:
             return 1

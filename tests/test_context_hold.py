@@ -68,6 +68,38 @@ def test_attention_dp_balance_counter_cycles_with_the_iterations(tmp_path, ff, a
     assert held[:2] == free[:2]
 
 
+@pytest.mark.parametrize(
+    ("engine", "dp", "rows"),
+    [
+        (
+            {"attention_dp_balance": True, "attention_dp_timeout_iters": 6, "attention_dp_batching_wait_iters": 0},
+            2,
+            [(0.0, 10, 300), (0.0, 10, 300), (0.05, 500, 20)],
+        ),
+        ({"batch_wait_timeout_iters": 4}, 1, [(0.0, 10, 300), (0.05, 500, 20)]),
+    ],
+)
+def test_a_prompt_longer_than_the_budget_is_held_chunk_by_chunk_as_in_stepping(tmp_path, engine, dp, rows):
+    # A 500-token prompt takes 8 chunks of a 64-token budget while others decode: the hold decides before every
+    # chunk (a chunk can be held again), so a fast-forward run of chunks must not price several at once.
+    sched = {**SARATHI}
+    ff = sim.run(sim.load_scenario(_hold_scenario(tmp_path, rows, engine, dp, True, sched))).requests
+    step = sim.run(sim.load_scenario(_hold_scenario(tmp_path, rows, engine, dp, False, sched))).requests
+    assert ff["ttft_s"].tolist() == pytest.approx(step["ttft_s"].tolist(), abs=1e-12)
+    assert ff["completion_s"].tolist() == pytest.approx(step["completion_s"].tolist(), abs=1e-12)
+    free = _ttft(tmp_path, rows, {}, dp=dp, fast_forward=False)
+    assert step["ttft_s"].iloc[-1] > free[-1]  # the hold did act on the long prompt
+
+
+def _hold_scenario(tmp_path, rows, engine, dp, fast_forward, sched):
+    tr = write_csv(tmp_path / "w.csv", rows)
+    sc = scenario(tr, scheduler=sched, fast_forward=fast_forward)
+    if dp > 1:
+        sc["cluster"]["attention_dp"] = dp
+    sc["serving_engine"] = {"kind": "trtllm", **engine}
+    return sc
+
+
 def test_attention_dp_balance_lets_prompts_go_when_a_rank_has_nothing_to_generate(tmp_path):
     # dp 4 but only 2 decoders: some rank generates nothing, so TRT-LLM lets context requests go at once.
     rows = [(0.0, 10, 300), (0.0, 10, 300), (0.05, 5, 2)]
