@@ -6,7 +6,10 @@ one sequence is 12 ms and of two 14 ms; a held prompt's TTFT grows by exactly th
 
 from __future__ import annotations
 
+import re
+
 import pytest
+import yaml
 
 import sim
 from policies.context_hold import HoldTerms, hold_terms
@@ -125,9 +128,26 @@ def test_presets_hold_nothing_and_balance_needs_attention_dp():
     assert not HoldTerms(dp=2, wait_timeout_iters=40).active  # batch waiting is skipped with attention DP
 
 
-def test_holds_with_another_scheduler_are_one_clear_error(tmp_path):
+@pytest.mark.parametrize(
+    ("engine", "dp", "field"),
+    [
+        ({"batch_wait_timeout_iters": 40}, 1, "batch_wait_timeout_iters"),
+        ({"batch_wait_max_tokens_ratio": 0.5}, 1, "batch_wait_max_tokens_ratio"),
+        ({"attention_dp_balance": True}, 2, "attention_dp_balance"),
+    ],
+)
+def test_holds_with_another_scheduler_are_one_clear_error_at_the_field(tmp_path, engine, dp, field):
+    # Loading the file fails (not building the pools later), pointing at the engine field that switches a hold on.
     tr = write_csv(tmp_path / "w.csv", [(0.0, 10, 2)])
     sc = scenario(tr, scheduler={"kind": "fcfs"})
-    sc["serving_engine"] = {"kind": "trtllm", "batch_wait_timeout_iters": 40}
-    with pytest.raises(ServesimError, match=r"context holds .* need scheduler kind 'sarathi'; found 'fcfs'"):
-        sim.run(sim.load_scenario(sc))
+    if dp > 1:
+        sc["cluster"]["attention_dp"] = dp
+    sc["serving_engine"] = {"kind": "trtllm", **engine}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(sc, sort_keys=False))
+    line = next(i for i, ln in enumerate(path.read_text().splitlines(), 1) if ln.strip().startswith(field + ":"))
+    with pytest.raises(ServesimError) as err:
+        sim.load_scenario(path)
+    msg = str(err.value)
+    assert re.search(rf"s\.yaml:{line}:\d+: serving_engine\.{field}: context holds .* need scheduler kind", msg), msg
+    assert "need scheduler kind 'sarathi', not 'fcfs'" in msg

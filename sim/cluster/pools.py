@@ -121,7 +121,7 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
         cap = capacity(sc)
         dp = c.attention_dp
         spec = PoolSpec("colocated", c.instances, gpus, sc.gpu_spec, sc.scheduler, c.router, cap, cost, c.pp, dp)
-        return [_check_holds(sc, spec)]
+        return [spec]
     specs = []
     for role, pool in (("prefill", c.prefill), ("decode", c.decode)):
         gpu = _gpu(pool.hardware, sc.gpu_spec)
@@ -135,7 +135,7 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
         router = pool.router or (c.router if role == "prefill" else ROUTERS.get("least_kv").config())
         gpus = pool.tp * pool.attention_dp  # GPUs per instance (power, cost, KV-transfer lanes)
         spec = PoolSpec(role, pool.instances, gpus, gpu, sched, router, cap, cost, pool.pp, pool.attention_dp)
-        specs.append(_check_holds(sc, spec))
+        specs.append(spec)
     kinds = {s.scheduler.kind for s in specs}
     stateful = sorted(k for k in kinds if SCHEDULERS.caps(k).stateful)  # declared by each scheduler
     if len(kinds) > 1 and stateful:
@@ -145,19 +145,6 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
             "to a scheduler of another kind; use one kind in both pools, or stateless kinds only"
         )
     return specs
-
-
-def _check_holds(sc: Scenario, spec: PoolSpec) -> PoolSpec:
-    """The engine's context holds (`serving_engine.attention_dp_balance`, `batch_wait_*`) are obeyed by the
-    `sarathi` scheduler only: with another kind they would be silently ignored, so say so."""
-    from policies.context_hold import hold_terms
-
-    if spec.scheduler.kind != "sarathi" and hold_terms(sc.serving_engine, spec.attention_dp, 1).active:
-        raise ServesimError(
-            f"serving_engine: context holds (attention_dp_balance, batch_wait_*) need scheduler kind 'sarathi'; "
-            f"found {spec.scheduler.kind!r}"
-        )
-    return spec
 
 
 def build_instances(

@@ -262,6 +262,27 @@ class Scenario(Strict):
         return self
 
     @model_validator(mode="after")
+    def _holds_need_sarathi(self) -> Scenario:
+        """The engine's context holds (`serving_engine.attention_dp_balance`, `batch_wait_*`) are obeyed by the
+        `sarathi` scheduler only: with another kind they would be silently ignored, so say so before any run."""
+        from policies.context_hold import hold_terms
+
+        c, eng = self.cluster, self.serving_engine
+        pools = [(c.attention_dp, self.scheduler)]
+        if c.prefill is not None and c.decode is not None:
+            pools = [(p.attention_dp, p.scheduler or self.scheduler) for p in (c.prefill, c.decode)]
+        for dp, sched in pools:
+            if sched.kind != "sarathi" and hold_terms(eng, dp, 1).active:
+                field = "attention_dp_balance" if dp > 1 else "batch_wait_timeout_iters"
+                if dp == 1 and eng.batch_wait_timeout_iters <= 0:
+                    field = "batch_wait_max_tokens_ratio"
+                raise ValueError(
+                    f"serving_engine.{field}: context holds (attention_dp_balance, batch_wait_*) need scheduler "
+                    f"kind 'sarathi', not {sched.kind!r}"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _timeouts_colocated(self) -> Scenario:
         if self.workload.timeout_s is not None and (self.cluster.disaggregated or self.cluster.migration):
             raise ValueError(
