@@ -52,7 +52,7 @@ from coverage_layout import (  # noqa: E402  (the rows' layouts and client count
     _int,
     _layout,
     concurrency,
-    recorded_layout,
+    recorded_layout,  # noqa: F401  (re-exported for the tests)
     replicas,
 )
 from coverage_layout import unrecorded_dp as unrecorded_dp  # noqa: E402  (re-exported for the tests)
@@ -234,9 +234,11 @@ def serving_engine(row: pd.Series, protocol: str = "inferencex", sglang_first: b
 
 
 def trtllm_holds(row: pd.Series) -> dict[str, Any]:
-    """The context-hold terms of the row's InferenceX TensorRT-LLM recipe (`ADP_BALANCE`, `BATCH_WAIT`)."""
+    """The context-hold terms of the row's InferenceX TensorRT-LLM recipe (`ADP_BALANCE`, `BATCH_WAIT`), read
+    from the layout the row is simulated with: `unrecorded_dp` rows run attention DP (balance, never batch
+    waiting, which TensorRT-LLM skips with attention DP) though the row lists none."""
     name = str(row["model_path"]).lower()
-    if recorded_layout(row)[1] > 1:
+    if _layout(row).get("attention_dp", 1) > 1:
         return next((v for k, v in ADP_BALANCE.items() if k in name), {})
     blackwell = str(row["system"]) in ("b200_sxm", "b300_sxm")
     fp8_1k1k = row["moe_quant_mode"] in ("fp8", "fp8_block") and row["isl"] == row["osl"] == 1024

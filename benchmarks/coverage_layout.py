@@ -61,10 +61,10 @@ def _per_instance(row: pd.Series) -> tuple[int, int]:
 
 def unrecorded_dp(row: pd.Series) -> bool:
     """An agg row whose clients are tp x batch_size with no attention DP listed: batch_size is per attention-DP
-    rank (as `concurrency` reads it where attention_dp_size is given), so the tp GPUs are DP ranks. 9
-    gap-analysis rows (DeepSeek-R1/V3.1 NVFP4 at tp 4/8, gpt-oss-120b at tp 2/4: MoE models, which
-    TensorRT-LLM serves with attention DP): 13 gap-analysis rows (nvidia/DeepSeek-R1-NVFP4, nvidia/DeepSeek-V3.1-NVFP4,
-    openai/gpt-oss-120b on H100), simulated with attention_dp = tp."""
+    rank (as `concurrency` reads it where attention_dp_size is given), so the tp GPUs are DP ranks. 13
+    gap-analysis rows of the file (nvidia/DeepSeek-R1-NVFP4 and DeepSeek-V3.1-NVFP4 at tp 4/8 on B200 / GB200,
+    openai/gpt-oss-120b at tp 2/4 on H100: MoE models, which TensorRT-LLM serves with attention DP), simulated
+    with attention_dp = tp."""
     if row["mode"] != "agg" or not catalog.model(row["model_path"]).is_moe:
         return False
     c, per = _per_instance(row)

@@ -147,3 +147,20 @@ def test_trtllm_recipe_context_holds(rows: pd.DataFrame) -> None:
     assert e["attention_dp_balance"] and "attention_dp_timeout_iters" not in e  # TRT-LLM's defaults 50 / 10
     tp = rows.loc["2026_04_06_gpt_oss_120b_h200_sxm_trtllm_fp4_agg_8192x1024_c8_tp8_ep8_928"]  # no attention DP
     assert not set(cov.serving_engine(tp)) & {"attention_dp_balance", "batch_wait_timeout_iters"}
+
+
+def test_context_holds_follow_the_simulated_attention_dp(rows: pd.DataFrame) -> None:
+    """An agg TensorRT-LLM row whose DP ranks are not listed (`unrecorded_dp`) is simulated with attention DP:
+    it takes the recipe's attention-DP balance, never batch waiting (which TensorRT-LLM skips with attention DP).
+    No InferenceX row is of that kind today, so one gap-analysis row is read as an InferenceX DeepSeek-R1 FP8
+    1k/1k row at 80 clients on B200: by its listed layout (no DP) it would take `BATCH_WAIT`."""
+    r = rows.loc[
+        "nvidia_deepseek_r1_nvfp4_nvidia_deepseek_r1_nvfp4_b200_sxm_trtllm_agg_4000x1000_c80_tp8_epnone_3"
+    ].copy()
+    r["silicon_data_source"] = "source_file=2026-03-17.csv; silicon_concurrency=80"
+    r["moe_quant_mode"], r["isl"], r["osl"] = "fp8", 1024, 1024
+    assert cov.source(r) == "inferencex" and cov.unrecorded_dp(r) and cov.recorded_layout(r)[1] == 1
+    assert cov.scenario(r, cov._fixed_workload(1, r))["cluster"]["attention_dp"] == 8
+    assert cov.trtllm_holds(r) == cov.ADP_BALANCE["deepseek"]
+    engine = cov.serving_engine(r)
+    assert engine["attention_dp_balance"] is True and "batch_wait_timeout_iters" not in engine
