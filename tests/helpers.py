@@ -102,3 +102,19 @@ def scenario(
         sc["kv_cache"]["prefix_cache"] = {"system_prompt_tokens": system_prompt}
     sc.update(extra)
     return sc
+
+
+def same_result(a: Any, b: Any, *, itl: bool = False) -> None:
+    """Two runs that must agree bit for bit (fast-forwarded against stepped, onward against replanned):
+    requests, timeline, counts, iterations and per-instance totals; with `itl`, the ITL histogram's float
+    sums too (the same gaps added in the same order)."""
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(a.requests, b.requests, check_exact=True)
+    pd.testing.assert_frame_equal(a.timeline, b.timeline, check_exact=True)
+    assert a.summary["counts"] == b.summary["counts"]
+    assert a.summary["sim"]["iterations"] == b.summary["sim"]["iterations"]
+    cols = ["instance", "iterations", "output_tokens", "kv_blocks"]
+    pd.testing.assert_frame_equal(a.instances[cols], b.instances[cols], check_exact=True)
+    if itl:
+        assert a.summary["metrics"]["itl_s"] == b.summary["metrics"]["itl_s"]

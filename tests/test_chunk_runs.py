@@ -7,14 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sim
 from policies.continuous import Sarathi
-from tests.helpers import scenario, write_csv
+from tests.helpers import same_result, scenario, write_csv
 
 ROOFLINE = {"kind": "roofline", "iteration_overhead_s": 0.001}  # per-step prices depend on context and chunk
 
@@ -41,15 +40,6 @@ def _run(tmp_path: Any, reqs: list[tuple[float, int, int]], *, ff: bool, **kw: A
     return sim.run(sc)
 
 
-def _same(a: sim.Result, b: sim.Result) -> None:
-    pd.testing.assert_frame_equal(a.requests, b.requests, check_exact=True)
-    pd.testing.assert_frame_equal(a.timeline, b.timeline, check_exact=True)
-    assert a.summary["counts"] == b.summary["counts"]
-    assert a.summary["sim"]["iterations"] == b.summary["sim"]["iterations"]
-    cols = ["instance", "iterations", "output_tokens", "kv_blocks"]
-    pd.testing.assert_frame_equal(a.instances[cols], b.instances[cols], check_exact=True)
-
-
 def test_chunk_runs_skip_events_and_change_nothing(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     reqs = _workload(80, 3, rate=8.0)
     kw = {"budget": 48, "kv_blocks": 60, "cost": ROOFLINE}
@@ -57,8 +47,8 @@ def test_chunk_runs_skip_events_and_change_nothing(tmp_path: Any, monkeypatch: p
     off = _run(tmp_path, reqs, ff=False, **kw)
     monkeypatch.delattr(Sarathi, "chunk_horizon")
     decode_runs_only = _run(tmp_path, reqs, ff=True, **kw)
-    _same(runs, off)
-    _same(runs, decode_runs_only)
+    same_result(runs, off)
+    same_result(runs, decode_runs_only)
     # the chunk runs took many steps in one event each: fewer events than decode runs alone
     assert runs.summary["sim"]["events"] < 0.8 * decode_runs_only.summary["sim"]["events"]
     assert runs.summary["counts"]["completed"] == len(reqs)
@@ -81,7 +71,7 @@ def test_chunk_runs_equal_stepping(
     kw = {"budget": budget, "kv_blocks": kv, "instances": instances, "preemption": preemption, "horizon": horizon}
     a = _run(tmp_path, reqs, ff=True, cost=ROOFLINE, **kw)
     b = _run(tmp_path, reqs, ff=False, cost=ROOFLINE, **kw)
-    _same(a, b)
+    same_result(a, b)
 
 
 def _state(s: Any) -> list[Any]:
@@ -118,10 +108,10 @@ def test_chunk_runs_take_the_prompts_remainder_along(tmp_path: Any, monkeypatch:
     reqs = [(0.0, 30, 400)] + [(5.0 * i, 700 + 13 * i, 5) for i in range(8)]  # spaced: nobody queues behind
     kw = {"budget": 48, "cost": ROOFLINE}
     tails = _run(tmp_path, reqs, ff=True, **kw)
-    _same(tails, _run(tmp_path, reqs, ff=False, **kw))
+    same_result(tails, _run(tmp_path, reqs, ff=False, **kw))
     monkeypatch.delattr(Sarathi, "chunk_tail")
     no_tails = _run(tmp_path, reqs, ff=True, **kw)
-    _same(tails, no_tails)
+    same_result(tails, no_tails)
     assert tails.summary["sim"]["events"] <= no_tails.summary["sim"]["events"] - 8
 
 
@@ -134,7 +124,7 @@ def test_arrival_before_the_remainder_cuts_it_off(tmp_path: Any, at: float) -> N
     late = (float(first[0] + at * (first[1] - first[0])), 50, 5)
     a = _run(tmp_path, [*reqs, late], ff=True, budget=40, cost=ROOFLINE)
     b = _run(tmp_path, [*reqs, late], ff=False, budget=40, cost=ROOFLINE)
-    _same(a, b)
+    same_result(a, b)
 
 
 # -- vllm: KV blocks allocated per scheduled chunk (`policies.vllm`, `steps.chunk_growth`) --------------------------
@@ -163,11 +153,11 @@ def test_vllm_chunk_runs_under_kv_pressure_equal_stepping(
     kw = {"budget": 48, "kv_blocks": 60, "caching": caching}
     runs = _vllm(tmp_path, reqs, ff=True, **kw)
     off = _vllm(tmp_path, reqs, ff=False, **kw)
-    _same(runs, off)
+    same_result(runs, off)
     assert runs.requests["preemptions"].sum() > 0  # the cache was short: the bound mattered
     monkeypatch.setattr(VLLMScheduler, "chunk_horizon", lambda self, inst, plan: 1, raising=False)
     decode_runs_only = _vllm(tmp_path, reqs, ff=True, **kw)
-    _same(runs, decode_runs_only)
+    same_result(runs, decode_runs_only)
     assert runs.summary["sim"]["events"] < 0.8 * decode_runs_only.summary["sim"]["events"]
 
 
@@ -213,7 +203,7 @@ def test_vllm_chunk_runs_equal_stepping(
     kw.update(caching=caching, system_prompt=system, horizon=horizon)
     a = _vllm(tmp_path, reqs, ff=True, **kw)
     b = _vllm(tmp_path, reqs, ff=False, **kw)
-    _same(a, b)
+    same_result(a, b)
     if caching:
         pa, pb = a.summary.get("prefix_cache"), b.summary.get("prefix_cache")
         assert pa == pb  # hits, registered blocks, evictions, blocks cached at the end

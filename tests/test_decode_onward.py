@@ -9,14 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sim
 from policies.continuous import FCFS, Sarathi
-from tests.helpers import scenario, write_csv
+from tests.helpers import same_result, scenario, write_csv
 
 ROOFLINE = {"kind": "roofline", "iteration_overhead_s": 0.001}  # step prices depend on the batch and context
 SCHEDULERS = {
@@ -43,17 +42,6 @@ def _run(tmp_path: Any, reqs: list[tuple[float, int, int]], *, ff: bool = True, 
     if timeout is not None:
         sc["workload"]["timeout_s"] = timeout
     return sim.run(sc)
-
-
-def _same(a: sim.Result, b: sim.Result, *, itl: bool) -> None:
-    pd.testing.assert_frame_equal(a.requests, b.requests, check_exact=True)
-    pd.testing.assert_frame_equal(a.timeline, b.timeline, check_exact=True)
-    assert a.summary["counts"] == b.summary["counts"]
-    assert a.summary["sim"]["iterations"] == b.summary["sim"]["iterations"]
-    cols = ["instance", "iterations", "output_tokens", "kv_blocks"]
-    pd.testing.assert_frame_equal(a.instances[cols], b.instances[cols], check_exact=True)
-    if itl:  # the same gaps added in the same order: the histogram's float sums agree too
-        assert a.summary["metrics"]["itl_s"] == b.summary["metrics"]["itl_s"]
 
 
 def _sound(r: sim.Result, reqs: list[tuple[float, int, int]], horizon: float | None, kv_blocks: int) -> None:
@@ -109,11 +97,11 @@ def test_onward_runs_equal_stepping_and_replanning(
     kw: dict[str, Any] = {"scheduler": SCHEDULERS[kind], "kv_blocks": kv, "instances": instances, "router": router}
     kw |= {"preemption": preemption, "horizon": horizon, "timeout": timeout, "system_prompt": system_prompt}
     onward = _run(tmp_path, reqs, **kw)
-    _same(onward, _run(tmp_path, reqs, ff=False, **kw), itl=False)
+    same_result(onward, _run(tmp_path, reqs, ff=False, **kw), itl=False)
     with pytest.MonkeyPatch.context() as mp:
         _no_onward(mp)
         replanned = _run(tmp_path, reqs, **kw)
-    _same(onward, replanned, itl=True)
+    same_result(onward, replanned, itl=True)
     assert onward.summary["sim"]["events"] == replanned.summary["sim"]["events"]
     _sound(onward, reqs, horizon, kv)
 
@@ -158,11 +146,11 @@ def test_onward_runs_equal_stepping_and_replanning_in_closed_loop(
     kw: dict[str, Any] = {"scheduler": SCHEDULERS[kind], "kv_blocks": kv, "instances": instances}
     kw |= {"preemption": preemption, "timeout": timeout}
     onward = sim.run(_closed(tmp_path, 40, concurrency, think, seed, **kw))
-    _same(onward, sim.run(_closed(tmp_path, 40, concurrency, think, seed, fast_forward=False, **kw)), itl=False)
+    same_result(onward, sim.run(_closed(tmp_path, 40, concurrency, think, seed, fast_forward=False, **kw)), itl=False)
     with pytest.MonkeyPatch.context() as mp:
         _no_onward(mp)
         replanned = sim.run(_closed(tmp_path, 40, concurrency, think, seed, **kw))
-    _same(onward, replanned, itl=True)
+    same_result(onward, replanned, itl=True)
     assert onward.summary["sim"]["events"] == replanned.summary["sim"]["events"]
     assert onward.summary["counts"]["arrived"] == 40
 
@@ -200,10 +188,10 @@ def test_a_continued_run_plans_afresh_after_an_unstable_plan(tmp_path: Any, monk
     assert df["completion_s"].isna().tolist() == [True, False, False, False]  # A gave up; B, C, D completed
     b_done = df["completion_s"].iloc[1]
     assert first[0] < b_done < first[0] + 0.011  # B completes at the marked plan's step: the run goes on there
-    _same(onward, replanned, itl=True)
+    same_result(onward, replanned, itl=True)
     assert onward.summary["sim"]["events"] == replanned.summary["sim"]["events"]
     marked.clear()
-    _same(onward, _run(tmp_path, reqs, ff=False, **kw), itl=False)
+    same_result(onward, _run(tmp_path, reqs, ff=False, **kw), itl=False)
 
 
 def test_onward_runs_skip_plans(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -224,7 +212,7 @@ def test_onward_runs_skip_plans(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) 
     plans.clear()
     _no_onward(monkeypatch)
     replanned = _run(tmp_path, reqs, **kw)
-    _same(onward, replanned, itl=True)
+    same_result(onward, replanned, itl=True)
     assert onward.summary["counts"]["completed"] == 8
     assert with_onward <= len(plans) - 7  # the 7 completions before the last each cost a plan before
 
@@ -250,5 +238,5 @@ def test_a_prompt_goes_straight_into_its_decode_run(tmp_path: Any, monkeypatch: 
     _no_onward(monkeypatch)
     replanned = _run(tmp_path, reqs, **kw)
     assert len(plans) == 2 * len(reqs)
-    _same(onward, replanned, itl=True)
-    _same(onward, _run(tmp_path, reqs, ff=False, **kw), itl=False)
+    same_result(onward, replanned, itl=True)
+    same_result(onward, _run(tmp_path, reqs, ff=False, **kw), itl=False)
