@@ -74,8 +74,9 @@ def scenario_for(row: pd.Series) -> tuple[Scenario | None, str]:
     lengths = {"kind": "fixed", "prompt": int(row["isl"]), "output": int(row["osl"])}
     workload = {"num_requests": len(prompt), "arrival": {"kind": "closed_loop", "concurrency": c}, "lengths": lengths}
     data = coverage.scenario(row, workload)
-    data["scheduler"] = {"kind": "vllm", "max_num_seqs": max(256, c), "max_num_batched_tokens": 8192}
     data["serving_engine"] = coverage.serving_engine(row)
+    if not coverage.trtllm_holds(row):  # TensorRT-LLM's context holds are a `sarathi` hook: keep coverage's there
+        data["scheduler"] = {"kind": "vllm", "max_num_seqs": max(256, c), "max_num_batched_tokens": 8192}
     try:
         sc = load_scenario(data)
         pool_specs(sc)
