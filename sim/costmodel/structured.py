@@ -132,9 +132,7 @@ class StructuredCost(RooflineCost):
         if self._lifted:
             act = "bf16" if unquantised else self.quant.activations
             spec = self.gpu.peak_flops(act) or self.gpu.bf16_flops
-        curve = None
-        if self.curves:
-            curve = self._curve(op, k, n)
+        curve = self._curve(op, k, n) if self.curves else None
         if curve is None:
             rate = peak * self.cfg.compute_efficiency
             return max(flops / (min(rate, spec) if spec else rate), byts / self.bw)
