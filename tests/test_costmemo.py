@@ -111,6 +111,28 @@ def test_chunk_run_pricing_is_stepping_pricing(
     assert len(times) == len(durations) == k and not memo.diverged
 
 
+@pytest.mark.parametrize("name", list(VARIANTS))
+@settings(max_examples=40, deadline=None)
+@given(
+    q=st.integers(1, 2048),
+    n=st.integers(0, 300),
+    shapes=st.lists(st.tuples(st.integers(0, 16384), st.integers(1, 8000)), min_size=2, max_size=5),
+)
+def test_one_chunk_rows_price_every_context_exactly(name: str, q: int, n: int, shapes: list[tuple[int, int]]) -> None:
+    """A one-chunk iteration of a (tokens, sequences) pair seen before is priced from its cached row
+    (`MemoCost._row`): for other cached prefixes and decode contexts too, the floats are the real model's."""
+    cost = VARIANTS[name]
+    memo = memoised(cost)
+    if not isinstance(memo, MemoCost):
+        return
+    for c, per_seq in shapes:
+        want = cost.iteration([(q, c)], n, n * per_seq)
+        assert memo.iteration([(q, c)], n, n * per_seq).hex() == want.hex()
+    uses_rows = SEQUENTIAL_SUM and (memo._decode_linear or n == 0)
+    assert ((q + n, 1 + n) in memo._rows) == uses_rows  # the later shapes went through the row
+    assert not memo.diverged
+
+
 @pytest.mark.skipif(not SEQUENTIAL_SUM, reason="sum() compensates (Python >= 3.12): runs are priced step by step")
 def test_chunk_run_pricing_takes_the_fast_path() -> None:
     """The run is priced from the cached dense sum (not step by step through `iteration`) where it may be."""

@@ -30,7 +30,7 @@ import simpy
 
 from sim.core.batch import BatchPlan
 from sim.core.cohort import Cohort
-from sim.core.late import exact_delay
+from sim.core.late import sleep_until
 from sim.core.request import Request
 from sim.costmodel.models import CostModel, decode_coeffs
 
@@ -57,15 +57,20 @@ class DecodeRun:
 
 def sleep_run(
     inst: Instance, times: list[float], chunk: tuple[Request, int] | None = None, tail: bool = False
-) -> Generator[simpy.Event, Any, int]:
-    """Sleep to the end of the last of `times` (one event), unless an interrupt (an arrival, a nudge) cuts the
-    run to the step in flight; returns how many steps ran."""
-    env = inst.env
-    if len(times) == 1:
-        yield env.timeout(exact_delay(env.now, times[0]))
+) -> simpy.Timeout:
+    """The event to sleep on to the end of the last of `times` (one event), unless an interrupt (an arrival, a
+    nudge) cuts the run to the step in flight; after it, `steps_ran(inst)` says how many steps ran. (Not a generator:
+    one per run would cost more than the rest of a short run's sleep.)"""
+    if len(times) > 1:
+        inst.run = DecodeRun(times, chunk, tail)
+    return sleep_until(inst.env, times[-1])  # a cut wakes it at the end of the step in flight instead
+
+
+def steps_ran(inst: Instance) -> int:
+    """After `sleep_run`'s event: how many of its steps ran (a cut lowers them)."""
+    run = inst.run
+    if run is None:
         return 1
-    run = inst.run = DecodeRun(times, chunk, tail)
-    yield env.timeout(exact_delay(env.now, times[-1]))  # a cut wakes it at the end of the step in flight instead
     inst.run = None
     return run.k
 
@@ -117,7 +122,8 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
             k = 1  # swap traffic lengthens this step only; both modes take the same single step
         times, arr = step_times(inst.cost, inst.t, n, co.kv, k, host.take() if host.pending else 0.0)
         t0 = inst.t
-        k = yield from sleep_run(inst, times)
+        yield sleep_run(inst, times)
+        k = steps_ran(inst)
         t_end = times[k - 1]
         if inst.tracer is not None:  # one span for the whole run, not k
             inst.tracer.decode_run(inst.index, t0, t_end, k, n)
@@ -219,8 +225,7 @@ def mixed_step(inst: Instance, plan: BatchPlan) -> Steps:
     if inst.host.pending:
         dt += inst.host.take()
     t_end = inst.t + dt
-    env = inst.env
-    yield env.timeout(exact_delay(env.now, t_end))
+    yield sleep_until(inst.env, t_end)
     if inst.tracer is not None:
         inst.tracer.iteration(inst.index, inst.t, t_end, len(chunks), sum(c[0] for c in chunks), n_dec)
     inst.t = t_end
@@ -336,7 +341,8 @@ def chunk_run(
         times, durations = priced(inst.t, q, c0, n, ctx, k, last)
     else:
         times, durations = _chunk_steps(inst.cost, inst.t, q, c0, n, ctx, k, last)
-    ran = yield from sleep_run(inst, times, (req, q), tail)
+    yield sleep_run(inst, times, (req, q), tail)
+    ran = steps_ran(inst)
     tokens = req.prefill_target - c0 if tail and ran == k else q * ran
     grown = chunk_growth(req, q, ran - 1, inst.block_size)
     if grown:  # the chunks' own blocks, taken by their plans step by step (counted by `kv_used_blocks` meanwhile)
