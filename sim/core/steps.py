@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from sim.core.instance import Instance
 
 Steps = Generator[simpy.Event, Any, None]
-PLAIN_STEPS = 256  # longer affine decode runs are priced with numpy
+PLAIN_STEPS = 48  # longer affine decode runs are priced with numpy (cheaper from about this length on)
 
 
 class DecodeRun:
@@ -82,15 +82,29 @@ def step_times(
     (`extra_first` lengthens the first step, e.g. swap traffic); also the numpy array when numpy built it.
     For affine runs of up to `PLAIN_STEPS` steps the same float operations as numpy's run in C-level `map` and
     `accumulate`: a + b·context per step (an int context converts exactly), then t + d step after step."""
-    coeffs = decode_coeffs(cost, n) if k <= PLAIN_STEPS and n else None
+    coeffs = decode_coeffs(cost, n) if n else None
     if coeffs is not None:
         a, b = coeffs
-        steps: Iterator[float] = map(a.__add__, map(b.__mul__, range(ctx0 + n, ctx0 + n * k + 1, n)))
+        if k == 1:  # the same two additions as the general case below
+            d = a + b * (ctx0 + n)
+            return [t + (d + extra_first if extra_first else d)], None
+        if k <= PLAIN_STEPS:
+            steps: Iterator[float] = map(a.__add__, map(b.__mul__, range(ctx0 + n, ctx0 + n * k + 1, n)))
+            if extra_first:
+                steps = chain((next(steps) + extra_first,), steps)
+            out = list(accumulate(steps, initial=t))
+            del out[0]
+            return out, None
+        # numpy, in place: b·context + a per step (contexts below 2^53 are exact floats), then a running sum
+        # from t (`cumsum` adds in order: t + d0, then + d1, ...)
+        acc = np.arange(ctx0 + n, ctx0 + n * k + 1, n, dtype=np.float64)
+        acc *= b
+        acc += a
         if extra_first:
-            steps = chain((next(steps) + extra_first,), steps)
-        out = list(accumulate(steps, initial=t))
-        del out[0]
-        return out, None
+            acc[0] += extra_first
+        acc[0] = t + acc[0]
+        acc.cumsum(out=acc)
+        return acc.tolist(), acc
     durations: np.ndarray = cost.decode_run(n, ctx0 + n * np.arange(1, k + 1, dtype=np.int64))
     if extra_first:
         durations = durations.copy()
@@ -110,18 +124,20 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
     if picked:
         co.form(plan.decode)
         co.reserved = True
+    host, cost, itl, allocator = inst.host, inst.cost, inst.log.itl, inst.allocator  # (hot: once per run)
+    horizon = inst.scheduler.decision_horizon
     while True:
         n = co.n
         k = 1
         if inst.fast_forward and plan.preempted == 0 and not inst.one_step:
             k_max = co.steps_to_completion()
             if k_max > 1:
-                k = co.block_limit(min(k_max, inst.scheduler.decision_horizon(inst, plan)), inst.allocator.free)
-        host = inst.host
-        if host.pending:
-            k = 1  # swap traffic lengthens this step only; both modes take the same single step
-        times, arr = step_times(inst.cost, inst.t, n, co.kv, k, host.take() if host.pending else 0.0)
+                k = co.block_limit(min(k_max, horizon(inst, plan)), allocator.free)
         t0 = inst.t
+        if host.pending:  # swap traffic lengthens this step only; both modes take the same single step
+            times, arr = step_times(cost, t0, n, co.kv, 1, host.take())
+        else:
+            times, arr = step_times(cost, t0, n, co.kv, k)
         yield sleep_run(inst, times)
         k = steps_ran(inst)
         t_end = times[k - 1]
@@ -131,9 +147,9 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
         inst.iterations += k
         inst.busy_s += t_end - t0
         inst.tokens_out += n * k
-        itl = inst.log.itl
         new, finished = co.step(k, times[0], t_end, itl)
-        inst.allocator.take(new)
+        if new:
+            allocator.take(new)
         if k > 1:
             if arr is not None:
                 itl.add(arr[1:k] - arr[: k - 1], n)
@@ -235,7 +251,8 @@ def mixed_step(inst: Instance, plan: BatchPlan) -> Steps:
     finished: list[Request] = []
     if co is not None:  # the cohort steps before this iteration's prefills join it
         new, finished = co.step(1, t_end, t_end, itl)
-        inst.allocator.take(new)
+        if new:
+            inst.allocator.take(new)
     prefilled, handed = _advance_prefills(inst, plan, t_end, finished)
     if spec is not None:
         n_dec = spec.credit(inst, decode, t_end, finished)
@@ -358,7 +375,8 @@ def chunk_run(
     if co is not None:  # the cohort steps before the prefill that may end at the last step joins it
         itl = inst.log.itl
         new, finished = co.step(k, times[0], t_end, itl)
-        inst.allocator.take(new)
+        if new:
+            inst.allocator.take(new)
         if k > 1:
             itl.add_gaps(times, k, n)
     plan.prefill = [(req, tokens)]
