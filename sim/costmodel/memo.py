@@ -60,8 +60,8 @@ class MemoCost:
         self._coeffs: dict[int, tuple[float, float] | None] = {}  # sequences -> decode_coeffs (pure in n)
         self._decode_linear = not (cost.curves and cost._attn_grids.get("decode") is not None)
         self.diverged = False  # the mirror disagreed with the real `iteration` once: priced by it since
-        # (tokens, sequences) -> the parts of a one-chunk iteration's sum (`_row`); only where the sum splits
-        self._rows: dict[tuple[int, int], tuple[float, float, float, float, float | None, float]] = {}
+        # (tokens, decodes, prefill chunks) -> the parts of an iteration's sum (`_row`); only where the sum splits
+        self._rows: dict[tuple[int, int, int], tuple[float, float, float, float, float | None, float]] = {}
         self._row_ok = SEQUENTIAL_SUM and type(cost)._engine_s is RooflineCost._engine_s
 
     def agrees(self) -> bool:
@@ -95,14 +95,24 @@ class MemoCost:
         """`RooflineCost.iteration`: the same floats summed in the same order."""
         if not prefill:  # decode-only goes through `decode_run` (fast-forward equality): nothing to cache here
             return self.cost.iteration(prefill, n_decode, decode_ctx)
-        if len(prefill) == 1 and (self._decode_linear or n_decode == 0):
-            ((q, c),) = prefill
-            row = self._rows.get((q + n_decode, 1 + n_decode))
-            if row is not None:  # the pair was priced once in full (and checked then if new): the row path
-                p = self._prefill.get((q, c))
-                if p is None:
-                    p = self._attn_new(q, c)
-                return _row_sum(row, p, self.cost._attn_coef * float(decode_ctx))
+        if self._decode_linear or n_decode == 0:  # the row path (`_row`): a shape priced once in full before
+            if len(prefill) == 1:
+                ((q, c),) = prefill
+                row = self._rows.get((q + n_decode, n_decode, 1))
+                if row is not None:
+                    p = self._prefill.get((q, c))
+                    if p is None:
+                        p = self._attn_new(q, c)
+                    return _row_sum(row, p, self.cost._attn_coef * float(decode_ctx))
+            else:
+                tokens, pre, parts = n_decode, self._prefill, []
+                for q, c in prefill:
+                    tokens += q
+                    p = pre.get((q, c))
+                    parts.append(self._attn_new(q, c) if p is None else p)
+                row = self._rows.get((tokens, n_decode, len(prefill)))
+                if row is not None:
+                    return _row_sum(row, sum(parts), self.cost._attn_coef * float(decode_ctx))
         return self._iteration(prefill, n_decode, decode_ctx)
 
     def _attn_new(self, q: int, c: int) -> float:
@@ -112,24 +122,19 @@ class MemoCost:
         return v
 
     def _row(
-        self,
-        tokens: int,
-        seqs: int,
-        dense: tuple[float, ...],
-        lm: float,
-        n_decode: int,
-        probe: tuple[float, float, float],
+        self, tokens: int, n_decode: int, chunks: int, dense: tuple[float, ...], lm: float, probe: tuple[float, ...]
     ) -> None:
-        """Cache what `iteration` of one chunk beside decodes adds up for (tokens, seqs), when that sum can be
-        taken in parts: `sum()` adds left to right (`SEQUENTIAL_SUM`), so Σ ops = ((Σ dense + prefill attention)
-        + decode attention) + LM head, and the engine terms are `RooflineCost._engine_s`'s own (a subclass
-        that overrides it gets no rows). `row`: (Σ dense, overhead, LM head, engine CPU, launch ceiling or None
-        when the iteration is graph-captured or has no launch term, decode attention floor). `probe`: (prefill
-        attention, decode context, the sum `iteration` got) of the call that prices the pair first: the row is
+        """Cache what `iteration` adds up for a shape (tokens, decodes, prefill chunks) when that sum can be taken
+        in parts: `sum()` adds left to right (`SEQUENTIAL_SUM`), so Σ ops = ((Σ dense + Σ prefill attention) +
+        decode attention) + LM head, and the engine terms are `RooflineCost._engine_s`'s own (a subclass that
+        overrides it gets no rows). `row`: (Σ dense, overhead, LM head, engine CPU, launch ceiling or None when
+        the iteration is graph-captured or has no launch term, decode attention floor). `probe`: (prefill
+        attention, decode context, the sum `iteration` got) of the call that prices the shape first: the row is
         kept only when it gives that sum too."""
         cost = self.cost
         if not self._row_ok or len(self._rows) >= _MAX_ENTRIES:
             return
+        seqs = chunks + n_decode
         e = cost.engine
         cpu, lim = 0.0, None
         if e is not None and tokens:
@@ -140,7 +145,7 @@ class MemoCost:
         row = (sum(dense), dense[self._overhead_at], lm, cpu, lim, floor)
         p, ctx, got = probe
         if _row_sum(row, p, cost._attn_coef * ctx) == got:
-            self._rows[(tokens, seqs)] = row
+            self._rows[(tokens, n_decode, chunks)] = row
 
     def _iteration(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> float:
         """`iteration` term by term (a (tokens, sequences) pair not seen yet, several chunks, nonlinear decode
@@ -184,8 +189,8 @@ class MemoCost:
             if real.hex() != got.hex():
                 self._diverge(prefill, n_decode, decode_ctx, got, real)
                 return real
-        if len(prefill) == 1 and (self._decode_linear or n_decode == 0):
-            self._row(tokens, seqs, dense, lm, n_decode, (parts[0], float(decode_ctx), got))
+        if self._decode_linear or n_decode == 0:
+            self._row(tokens, n_decode, len(prefill), dense, lm, (sum(parts), float(decode_ctx), got))
         return got
 
     def chunk_steps(
@@ -200,7 +205,7 @@ class MemoCost:
         dt0 = iteration([(q if k > 1 else last, c0)], n, ctx)
         t = t + dt0
         times, durations = [t], [dt0]
-        row = self._rows.get((q + n, 1 + n)) if k > 1 and not self.diverged and self._decode_linear else None
+        row = self._rows.get((q + n, n, 1)) if k > 1 and not self.diverged and self._decode_linear else None
         pre, coef = self._prefill, self.cost._attn_coef
         for j in range(1, k):
             if row is not None and (j < k - 1 or last == q):
@@ -229,8 +234,8 @@ class MemoCost:
 
 
 def _row_sum(row: tuple[float, float, float, float, float | None, float], p: float, attn: float) -> float:
-    """A one-chunk iteration from its cached row (`MemoCost._row`), prefill attention `p` and decode attention
-    `attn` (before its floor): `sum()`'s additions, in its order, and `_engine_s`'s launch term."""
+    """An iteration from its cached row (`MemoCost._row`), prefill attention `p` (summed over chunks) and decode
+    attention `attn` (before its floor): `sum()`'s additions, in its order, and `_engine_s`'s launch term."""
     head, over, lm, cpu, lim, floor = row
     s = head + p + (attn + floor) + lm
     return s + cpu + (0.0 if lim is None else max(0.0, lim - (s - over)))
