@@ -65,3 +65,25 @@ def test_run_times_are_stepping_clocks(name: str, n: int, per_seq: int, k: int, 
     assert len(times) == k
     if arr is not None:  # the array (used for the run's gaps) holds the same floats
         assert np.array_equal(arr, np.array(times)) and len(arr) == k
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.floats(0.0, 30.0), st.integers(1, 300), st.integers(40, 700)), min_size=1, max_size=6),
+    sched=st.sampled_from([{"kind": "fcfs"}, {"kind": "sarathi", "token_budget": 64}]),
+    cost=st.sampled_from(
+        [None, {"kind": "linear", "base_s": 0.01, "per_prefill_token_s": 0.001, "per_decode_seq_s": 0.002}]
+    ),
+)
+def test_long_runs_fast_forward_as_stepping(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[float, int, int]], sched: dict, cost: dict | None
+) -> None:
+    """Few requests with long outputs make decode runs longer than `PLAIN_STEPS` (numpy-priced, their gaps
+    from the array): fast-forward gives stepping's requests, timeline and ITL sums bit for bit."""
+    import sim
+    from tests.helpers import same_result, scenario, write_csv
+
+    trace = write_csv(tmp_path_factory.mktemp("long") / "t.csv", sorted(rows))
+    cm = cost or {"kind": "roofline"}
+    runs = [sim.run(sim.load_scenario(scenario(trace, scheduler=sched, cost=cm, fast_forward=ff))) for ff in (1, 0)]
+    same_result(runs[0], runs[1], itl=True)
