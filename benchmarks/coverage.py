@@ -56,6 +56,7 @@ from coverage_layout import (  # noqa: E402  (the rows' layouts and client count
     replicas,
 )
 from coverage_layout import unrecorded_dp as unrecorded_dp  # noqa: E402  (re-exported for the tests)
+from coverage_recipes import recipe_terms  # noqa: E402
 
 CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "silicon_sample.csv"
 WAVES = 10  # requests per client: InferenceX runs `--num-prompts $((CONC * 10)) --max-concurrency $CONC`
@@ -264,6 +265,10 @@ def simulate(row: pd.Series, protocol: str = "inferencex", sglang_first: bool = 
         sc = scenario(row, wl)
         if engine := serving_engine(row, protocol, sglang_first):
             sc["serving_engine"] = engine
+            if source(row) == "inferencex" and row["mode"] == "agg":  # the recipe's own knobs (coverage_recipes)
+                terms, sched = recipe_terms(row, c)
+                sc["serving_engine"] |= terms
+                sc["scheduler"] |= sched
         df = _run(sc)
     return float(np.mean(df["ttft_s"])), float(np.nanmean(df["tpot_s"]))
 
