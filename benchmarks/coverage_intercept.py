@@ -12,13 +12,18 @@ is measured TTFT - simulated TTFT, also counted in the row's measured TPOTs (`it
 - `stream_interval`: the recipe's `--stream-interval` / `stream_interval` at the row's date (`STREAM`, read from
   the recipes: a held first token would add at least stream_interval - 1 iterations).
 
-Nothing is fitted; this only says where the miss is (COVERAGE.md, "Where the TTFT error comes from").
+Nothing is fitted by default; this says where the miss is (COVERAGE.md, "Where the TTFT error comes from").
+`--fit out.json` also writes, per backend, the median miss in seconds of the rows with warm-up in the *fit half*
+(`half(id) == "fit"`: CRC-32 of the row id even) — an estimate of a per-request time servesim does not model,
+for coverage.py's `--per-request-s`, whose errors are then reported on the other half only.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -50,6 +55,17 @@ STREAM: dict[tuple[str, str, str, str], int] = {
 }
 
 
+def half(row_id: str) -> str:
+    """The split of the per-request estimate: rows whose CRC-32 of the id is even fit it, the others report it."""
+    return "fit" if zlib.crc32(row_id.encode()) % 2 == 0 else "held-out"
+
+
+def fit_per_request(res: pd.DataFrame) -> dict[str, float]:
+    """Per backend, the median miss (s) of the fit-half rows measured with the client's warm-up."""
+    fit = res[res["warmup"] & (res["id"].map(half) == "fit")]
+    return {str(b): round(float(g["miss_ms"].median()) / 1e3, 4) for b, g in fit.groupby("backend")}
+
+
 def family(model: str) -> str:
     m = model.lower()
     for key, fam in (("deepseek", "dsr1"), ("qwen3.5", "qwen3.5"), ("glm-5", "glm5"), ("gpt-oss", "gptoss")):
@@ -74,7 +90,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--csv", type=Path, default=None)
+    ap.add_argument("--fit", type=Path, default=None, help="write the fit-half per-request estimate here")
+    ap.add_argument("--from-csv", type=Path, default=None, help="read a previous --csv instead of simulating")
     args = ap.parse_args()
+    if args.from_csv is not None:
+        report(pd.read_csv(args.from_csv), args.fit)
+        return
     d = pd.read_csv(cv.CSV)
     d["clients"] = d.apply(cv.concurrency, axis=1)
     d = d[(d["mode"] == "agg") & (d.apply(cv.source, axis=1) == "inferencex") & (d["clients"] <= args.clients)]
@@ -101,6 +122,10 @@ def main() -> None:
     res = pd.DataFrame(out)
     if args.csv:
         res.to_csv(args.csv, index=False)
+    report(res, args.fit)
+
+
+def report(res: pd.DataFrame, fit: Path | None) -> None:
     pd.set_option("display.width", 200)
     by = ["backend", "stream_interval", "warmup"]
     print(res.groupby(by)[["miss_ms", "iters"]].agg(["median", "count"]).round(1).to_string())
@@ -110,6 +135,10 @@ def main() -> None:
     )
     print("\nrows whose whole miss is below stream_interval - 1 iterations (a held first token would exceed it):")
     print(below.to_string())
+    if fit is not None:
+        est = fit_per_request(res)
+        fit.write_text(json.dumps(est, indent=2) + "\n")
+        print(f"\nper-request estimate from the fit half (s): {est}")
 
 
 if __name__ == "__main__":
