@@ -285,7 +285,9 @@ def simulate(row: pd.Series, protocol: str = "inferencex", sglang_first: bool = 
             if source(row) == "inferencex" and row["mode"] == "agg":  # the recipe's own knobs (coverage_recipes)
                 terms, sched = recipe_terms(row, c)
                 sc["serving_engine"] |= terms
-                sc["scheduler"] |= sched
+                if sched:  # a recipe budget is per scheduler: per attention-DP rank where `rank_budget` says so
+                    dp = sc["cluster"].get("attention_dp", 1)
+                    sc["scheduler"] = rank_budget({**sc["scheduler"], **sched}, str(row["backend"]), dp)
             if (extra := PER_REQUEST_S.get(str(row["backend"]))) is not None:  # fitted, `--per-request-s` only
                 sc["serving_engine"]["frontend_s"] = 2e-3 + extra  # on top of the presets' 2 ms front end
         df = _run(sc)

@@ -179,12 +179,19 @@ def test_recipe_knobs_follow_the_inferencex_recipes(rows: pd.DataFrame) -> None:
         return pd.Series({**base, "moe_ep_size": 1.0, **kw})
 
     ds = row(model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm", precision="fp4", backend="sglang", tp_size=8.0)
-    assert recipe_terms(ds, 8) == ({"scheduler_recv_interval": 10}, {})
-    assert recipe_terms(ds, 16) == ({"scheduler_recv_interval": 30}, {})
-    assert recipe_terms(row(**{**dict(ds), "system": "h200_sxm", "precision": "fp8"}), 16) == ({}, {})
+    chunk = {"token_budget": 16384}  # dsr1_fp4_b200.sh `--chunked-prefill-size 16384`
+    assert recipe_terms(ds, 8) == ({"scheduler_recv_interval": 10}, chunk)
+    assert recipe_terms(ds, 16) == ({"scheduler_recv_interval": 30}, chunk)
+    h200 = row(**{**dict(ds), "system": "h200_sxm", "precision": "fp8"})
+    assert recipe_terms(h200, 16) == ({}, {"token_budget": 32768})  # no receive interval on H200
     assert recipe_terms(row(**{**dict(ds), "backend": "trtllm"}), 16) == ({}, {})
     q = row(model_path="Qwen/Qwen3.5-397B-A17B", system="b300_sxm", precision="fp8", backend="sglang", tp_size=4.0)
-    assert recipe_terms(q, 64)[0] == {"scheduler_recv_interval": 10}  # qwen3.5_fp8_b300.sh: a fixed 10
+    assert recipe_terms(q, 64) == ({"scheduler_recv_interval": 10}, {"token_budget": 16384})  # a fixed 10
+    mm = row(model_path="MiniMaxAI/MiniMax-M2.5", system="b200_sxm", precision="fp8", backend="vllm", isl=8192)
+    late = "db-dump/2026-04-27; silicon_concurrency=4; measured=2026-04-08T00:00:00.000Z"
+    assert recipe_terms(row(**{**dict(mm), "silicon_data_source": late}), 4) == ({}, {"token_budget": 16384})
+    early = late.replace("2026-04-08", "2026-03-28")  # before the recipe passed --max-num-batched-tokens
+    assert recipe_terms(row(**{**dict(mm), "silicon_data_source": early}), 4) == ({}, {})
     ll = row(model_path="meta-llama/Llama-3.1-70B", system="h200_sxm", precision="fp8", backend="trtllm", tp_size=2.0)
     wait = {"batch_wait_timeout_iters": 20, "batch_wait_max_tokens_ratio": 0.9}
     assert recipe_terms(row(**{**dict(ll), "isl": 1024, "osl": 1024}), 4) == (wait, {"token_budget": 16384})
