@@ -10,6 +10,10 @@ A real engine spends time outside the model's kernels, and how much depends on t
   a decode-only batch of at most `cuda_graph_max_batch` sequences (with `piecewise_graphs`, any batch of
   at most that many tokens) pays no launch term;
 - `sample_per_seq_s`: per sequence producing a token per iteration (sampling, detokenisation, stop checks);
+- `async_scheduling`: the two CPU terms above overlap the GPU step (vLLM V1's default): charged only beyond
+  the step's kernels, max(0, CPU - kernels), instead of in series;
+- `sampler_bytes_per_logit`: the GPU sampler's passes over each sampled sequence's vocabulary row, priced after
+  the LM head together with the tensor-parallel logits all-gather (`sim.costmodel.comm.logits_terms`);
 - the all-reduce implementation (`sim.costmodel.comm`): custom one-/two-shot all-reduce for small
   messages where the engine has one, NCCL ring otherwise, each with its own fixed latency;
 - `frontend_s`: per request, outside the engine loop (HTTP, tokenisation, streaming the tokens back). It
