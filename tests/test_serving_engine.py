@@ -287,3 +287,7 @@ def test_gpus_without_peer_access_take_nccl_for_every_all_reduce():
     assert off.regime(2**20) == "nccl" and off.regime(1024) == "nccl"
     assert AllReduce(2, 1e11, "custom", False, pcie=True, p2p=False).regime(4096) == "nccl"
     assert AllReduce(2, 1e11, "custom", False, pcie=True).regime(4096) == "one_shot"
+    # NCCL through host memory (SHM): the same rate, 13.6 us more on each of the ring's 2(n-1) hops
+    shm = AllReduce(4, 1e11, "nccl", False, nccl_latency_s=3e-5, pcie=True, p2p=False)
+    peer = AllReduce(4, 1e11, "nccl", False, nccl_latency_s=3e-5, pcie=True)
+    assert shm.seconds(2**20) - peer.seconds(2**20) == pytest.approx(6 * 13.6e-6, rel=1e-9)

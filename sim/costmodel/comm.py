@@ -14,7 +14,8 @@ implementations are modelled, chosen per message the way vLLM's `CudaCommunicato
 `bw` is the per-GPU link bandwidth (`intra_node_bw × link_efficiency`). Between PCIe GPUs (no NVLink) the
 collectives reach only `PCIE_ALLREDUCE_SHARE` of it: the traffic crosses the CPU's root complex. The custom
 all-reduce needs peer-to-peer access: where the GPU does not expose it (`GPUSpec.pcie_p2p` false, e.g. GeForce
-cards on NVIDIA's stock driver) vLLM disables it at start-up and every all-reduce goes to NCCL.
+cards on NVIDIA's stock driver) vLLM disables it at start-up and every all-reduce goes to NCCL, which then
+stages through host memory (SHM transport: `SHM_HOP_EXTRA_S` more latency per ring hop).
 
 After the LM head, tensor parallelism gathers each sequence's vocabulary-parallel logits row on every rank
 (`logits_terms`): an NCCL ring all-gather, `lat + (n-1)/n·m/bw` for m bytes gathered.
@@ -49,6 +50,13 @@ PCIE_ALLREDUCE_SHARE = 0.75
 # The default is the root-complex path (GPUs on CPU root ports: the common 2-GPU server); a switched box is
 # `serving_engine.allreduce_bw_scale` away. Relative to the 0.8 `link_efficiency`: 0.3 / 0.8.
 PCIE_P2P_SHARE = 0.3 / 0.8
+# Without peer access NCCL moves data through host memory (its SHM transport, "used between devices when
+# peer-to-peer cannot happen", NCCL docs on NCCL_SHM_DISABLE): the host-staged copy rate is about what
+# PCIE_ALLREDUCE_SHARE already allows (20-22 GB/s on a 32 GB/s Gen4 link, NVIDIA/nccl#814), but every hop pays
+# the staging latency: p2pBandwidthLatencyTest measures ~14 us GPU to GPU with P2P off against 0.36-0.45 us
+# with it on RTX PRO 6000 systems (github.com/voipmonitor/rtx6kpro hardware/pcie-bandwidth.md; 11-20 us on
+# RTX 3090s, NVIDIA/nccl#1127). A ring all-reduce makes 2(n-1) hops.
+SHM_HOP_EXTRA_S = 14e-6 - 0.4e-6
 
 
 def ring_s(msg_bytes: float, n: int, bw: float, latency_s: float) -> float:
@@ -98,6 +106,8 @@ class AllReduce:
         object.__setattr__(self, "p2p_bw", self.bw * PCIE_P2P_SHARE if self.pcie else self.bw)
         if self.pcie:
             object.__setattr__(self, "bw", self.bw * PCIE_ALLREDUCE_SHARE)
+        if self.pcie and not self.p2p:  # NCCL over host memory: the staging latency on every ring hop
+            object.__setattr__(self, "nccl_latency_s", self.nccl_latency_s + 2 * (self.n - 1) * SHM_HOP_EXTRA_S)
 
     def regime(self, msg_bytes: float) -> str:
         """'one_shot', 'two_shot' or 'nccl' for a message of this size."""
