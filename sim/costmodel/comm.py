@@ -43,8 +43,9 @@ KIB = 1024
 PCIE_ALLREDUCE_SHARE = 0.75
 # The custom (one-/two-shot) all-reduce has each GPU load its peer's buffer directly: on PCIe these are peer-to-peer
 # reads, whose rate depends on the path, not on the GPU. Through a CPU root complex they run far below the link:
-# p2pBandwidthLatencyTest on a PCIe Gen4 server shows ~10 GB/s for P2P reads and writes where host-staged copies
-# reach 22 GB/s (NVIDIA/nccl#814), 0.31 of the 32 GB/s link; a kernel's peer reads across one AMD root complex
+# p2pBandwidthLatencyTest on an AMD PCIe Gen4 server (RTX 4090s) shows ~10 GB/s for P2P reads and writes where
+# host-staged copies reach 22 GB/s (NVIDIA/nccl#814), 0.31 of the 32 GB/s link; a kernel's peer reads across one AMD
+# root complex
 # ~12 GB/s where the copy engine reaches ~28 GB/s on the same cards (vllm-project/vllm#54766, Arc Pro B70 TP2).
 # Behind a PCIe switch they approach the link: ~52 GB/s peer reads on RTX PRO 6000s (local-inference-lab/b12x#139).
 # The default is the root-complex path (GPUs on CPU root ports: the common 2-GPU server); a switched box is
