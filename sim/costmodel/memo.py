@@ -24,6 +24,9 @@ import numpy as np
 
 from sim.costmodel.models import Chunks, CostModel, RooflineCost
 
+# (Σ dense, overhead, LM head, engine CPU, launch ceiling or None, decode attention floor, async scheduling)
+Row = tuple[float, float, float, float, float | None, float, bool]
+
 _MAX_ENTRIES = 1 << 18  # per cache: bounds memory on long runs with ever-new shapes (then priced afresh)
 
 # `sum()` adds floats left to right in one double (CPython 3.11); 3.12 compensates (Neumaier), and then a sum
@@ -61,7 +64,7 @@ class MemoCost:
         self._decode_linear = not (cost.curves and cost._attn_grids.get("decode") is not None)
         self.diverged = False  # the mirror disagreed with the real `iteration` once: priced by it since
         # (tokens, decodes, prefill chunks) -> the parts of an iteration's sum (`_row`); only where the sum splits
-        self._rows: dict[tuple[int, int, int], tuple[float, float, float, float, float | None, float]] = {}
+        self._rows: dict[tuple[int, int, int], Row] = {}
         self._row_ok = SEQUENTIAL_SUM and type(cost)._engine_s is RooflineCost._engine_s
 
     def agrees(self) -> bool:
@@ -128,7 +131,8 @@ class MemoCost:
         in parts: `sum()` adds left to right (`SEQUENTIAL_SUM`), so Σ ops = ((Σ dense + Σ prefill attention) +
         decode attention) + LM head, and the engine terms are `RooflineCost._engine_s`'s own (a subclass that
         overrides it gets no rows). `row`: (Σ dense, overhead, LM head, engine CPU, launch ceiling or None when
-        the iteration is graph-captured or has no launch term, decode attention floor). `probe`: (prefill
+        the iteration is graph-captured or has no launch term, decode attention floor, whether the CPU step
+        counts only beyond the kernels: vLLM V1 async scheduling). `probe`: (prefill
         attention, decode context, the sum `iteration` got) of the call that prices the shape first: the row is
         kept only when it gives that sum too."""
         cost = self.cost
@@ -136,13 +140,13 @@ class MemoCost:
             return
         seqs = chunks + n_decode
         e = cost.engine
-        cpu, lim = 0.0, None
+        cpu, lim, hidden = 0.0, None, False
         if e is not None and tokens:
-            cpu = e.scheduler_s + seqs * e.sample_per_seq_s
+            cpu, hidden = e.cpu_s(seqs), e.async_scheduling  # `ServingEngineConfig.host_s`
             if e.launch_per_layer_s and not e.graph_captured(tokens, False):
                 lim = cost.L * e.launch_per_layer_s
         floor = cost._attn_floor if n_decode else 0.0
-        row = (sum(dense), dense[self._overhead_at], lm, cpu, lim, floor)
+        row = (sum(dense), dense[self._overhead_at], lm, cpu, lim, floor, hidden)
         p, ctx, got = probe
         if _row_sum(row, p, cost._attn_coef * ctx) == got:
             self._rows[(tokens, n_decode, chunks)] = row
@@ -233,12 +237,14 @@ class MemoCost:
         )
 
 
-def _row_sum(row: tuple[float, float, float, float, float | None, float], p: float, attn: float) -> float:
+def _row_sum(row: Row, p: float, attn: float) -> float:
     """An iteration from its cached row (`MemoCost._row`), prefill attention `p` (summed over chunks) and decode
-    attention `attn` (before its floor): `sum()`'s additions, in its order, and `_engine_s`'s launch term."""
-    head, over, lm, cpu, lim, floor = row
+    attention `attn` (before its floor): `sum()`'s additions, in its order, and `_engine_s`'s engine terms (the
+    CPU step, only beyond the kernels with async scheduling; the launch-bound excess)."""
+    head, over, lm, cpu, lim, floor, hidden = row
     s = head + p + (attn + floor) + lm
-    return s + cpu + (0.0 if lim is None else max(0.0, lim - (s - over)))
+    kernels = s - over
+    return s + (max(0.0, cpu - kernels) if hidden else cpu) + (0.0 if lim is None else max(0.0, lim - kernels))
 
 
 def memoised(cost: CostModel) -> CostModel:
