@@ -85,5 +85,7 @@ def test_long_runs_fast_forward_as_stepping(
 
     trace = write_csv(tmp_path_factory.mktemp("long") / "t.csv", sorted(rows))
     cm = cost or {"kind": "roofline"}
-    runs = [sim.run(sim.load_scenario(scenario(trace, scheduler=sched, cost=cm, fast_forward=ff))) for ff in (1, 0)]
+    runs = [
+        sim.run(sim.load_scenario(scenario(trace, scheduler=sched, cost=cm, fast_forward=ff))) for ff in (True, False)
+    ]
     same_result(runs[0], runs[1], itl=True)
