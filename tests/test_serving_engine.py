@@ -333,3 +333,14 @@ def test_structured_lm_head_adds_the_logits_gather_and_greedy_sampler():
         gather = 0.0 if tp == 1 else 3.2e-5 + rank_seqs * (tp - 1) / tp * m.vocab_size * 2.0 / cm.ar.bw
         assert cm._lm_head(32) - gemm == pytest.approx(sample + gather, rel=1e-9)
         assert cm._lm_head(0) == 0.0
+
+
+def test_rtx_4090_has_no_peer_access_so_vllm_runs_nccl_over_host_memory():
+    """The catalogue's GeForce RTX 4090 (no P2P on the stock driver, cited there): TP2 under vLLM takes NCCL for
+    a 1 MiB decode all-reduce, with the host-memory staging latency on each of the ring's 2 hops."""
+    from hwprofiles import catalog
+
+    g = catalog.gpu("rtx-4090")
+    ar = RooflineCost(CFG, catalog.model("llama-3.1-8b"), g, 2, engine=preset("vllm-v1")).ar
+    assert g.pcie_p2p is False and ar.regime(2**20) == "nccl"
+    assert ar.ring_latency_s(2) == pytest.approx(3.2e-5 + 2 * 13.6e-6, rel=1e-12)
