@@ -205,7 +205,7 @@ def _roof_pipe(pp: int, **engine: float) -> PipelineCost:
     m, g = catalog.model("llama-3.1-8b"), catalog.gpu("h100")
     eng = preset("vllm-v1", **engine)
 
-    def stage(layers: int):  # type: ignore[no-untyped-def]  # the builder's own return type
+    def stage(layers: int):
         return build_physical(RooflineCostConfig(), m.model_copy(update={"num_layers": layers}), g, 1, engine=eng)
 
     return build_pipeline(stage, m.num_layers, pp, activation_hop(m.hidden_size, 2, 50e9, 1e-5))
