@@ -280,7 +280,11 @@ class StructuredCost(RooflineCost):
         """The LM head stays in the model's dtype in quantised checkpoints (ModelOpt FP8/NVFP4 exports list
         `lm_head` in `exclude_modules`; DeepSeek's FP8 release and vLLM's FP8 online quantisation leave it
         unquantised), so it is priced with bf16 weights at the bf16 peak whatever the deployment's precision."""
-        return self.gemm("lm_head", self._rank_tokens(seqs), self.h, self.vocab, unquantised=True) if seqs else 0.0
+        if not seqs:
+            return 0.0
+        # then the TP logits gather and the sampler (`comm.logits_terms`), for the busiest rank's sequences
+        r = self._rank_tokens(seqs)
+        return self.gemm("lm_head", r, self.h, self.vocab, unquantised=True) + self._logits[0] + r * self._logits[1]
 
     # -- attention -------------------------------------------------------------------------------------
     def _fmha(self, q: int, c: int, cap: float | None, width: float, byts: float) -> float:
@@ -379,7 +383,7 @@ class StructuredCost(RooflineCost):
     # per-step terms) plus this class's `_decode_attn`, with the same launch-bound rule
 
     def decode_coeffs(self, n: int) -> tuple[float, float] | None:
-        if self._capped or self.n_lin or self._launch_bound(n):
+        if self._capped or self.n_lin or self._host_paced(n):
             return None
         return self._decode_base(n), self._coef(n)
 
