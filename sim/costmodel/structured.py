@@ -242,6 +242,8 @@ class StructuredCost(RooflineCost):
             if mod.q_lora_rank:
                 per_attn += kern(2.0 * mod.q_lora_rank * m, "input_layernorm")
         t += attn * per_attn
+        if self.n_lin:  # Gated DeltaNet layers: the kernels around the recurrence (see `_linear_kernels`)
+            t += self.n_lin * self._linear_kernels(m, kern)
         if self.n_dense:
             t += self.n_dense * kern(3.0 * mod.intermediate_size / self.tp * m, "mlp_act")
         if self.n_moe:
@@ -255,6 +257,21 @@ class StructuredCost(RooflineCost):
                 per_moe += kern(3.0 * mod.shared_width / self.tp * m, "mlp_act")
             t += self.n_moe * per_moe
         return t
+
+    def _linear_kernels(self, m: int, kern: Any) -> float:
+        """One Gated DeltaNet layer's memory-bound kernels besides its projections and the recurrent update
+        (`_lin_seq_s`): the causal depthwise conv over the new q / k / v (`causal_conv1d_update` at decode), the
+        decay / beta gating (`fused_gdn_gating`) and the output's gated RMSNorm (`RMSNormGated`) - vLLM's and
+        SGLang's Qwen3-Next / Qwen3.5 decode path (vllm/model_executor/models/qwen3_next.py, the fla kernels).
+        Each is its own launch; their floors are those of the measured kernels of the same kind (a short
+        elementwise pass: RoPE's; the gating: the activation's; the norm: RMSNorm's)."""
+        mod = self.model
+        conv = (2.0 * mod.linear_num_key_heads + mod.linear_num_value_heads) * mod.linear_head_dim / self.tp
+        vd = mod.linear_num_value_heads * mod.linear_head_dim / self.tp
+        gates = 2.0 * mod.linear_num_value_heads / self.tp  # a decay and a beta per value head
+        return (
+            kern(2.0 * conv * m, "attn_rope") + kern(2.0 * gates * m, "mlp_act") + kern(3.0 * vd * m, "input_layernorm")
+        )
 
     def _dense(self, m_all: int) -> dict[str, float]:
         got = self._dense_cache.get(m_all)
