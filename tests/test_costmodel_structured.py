@@ -369,3 +369,34 @@ def test_expert_parallel_decode_streams_the_busiest_ranks_experts() -> None:
     up = max(2 * pairs * 64 * 64 / 1e12, (64 * 64 * active + pairs * 64 + pairs * 64) * 2 / 1e9)
     down = max(2 * pairs * 32 * 64 / 1e12, (32 * 64 * active + pairs * 32 + pairs * 64) * 2 / 1e9)
     assert cost._mlp(1, 1)["moe_experts"] == pytest.approx(router + up + down, rel=1e-12)
+
+
+def test_mla_short_chunks_attend_in_the_absorbed_form() -> None:
+    """Two query tokens (a speculative verification) over 1,000 cached: queries against the cached latent, read
+    once, as in a decode step - not the whole latent decompressed for two queries."""
+    cost = StructuredCost(EXACT, TOY_MLA, GPU, 1)
+    # per layer: 2 queries x 1,001 keys seen x (2*4*(32+8) + 2*4*32) FLOPs; 1,002 keys x 40 elements x 2 bytes read
+    absorbed = max(2 * 1001 * 576 / 1e12, 1002 * 40 * 2 / 1e9)
+    # the alternative: decompress 1,002 latents (32 -> 4 heads x (16 + 16)) before attending: its GEMM alone is dearer
+    up = max(2 * 1002 * 32 * 128 / 1e12, (32 * 128 + 1002 * 32 + 1002 * 128) * 2 / 1e9)
+    assert up > absorbed
+    assert cost._prefill_one(2, 1000) == pytest.approx(2 * absorbed, rel=1e-12)
+    # one query: a decode step's attention over the same keys
+    assert cost._prefill_one(1, 1000) == pytest.approx(float(cost._decode_attn(1, np.array([1001.0]))[0]), rel=1e-3)
+    # chunks longer than a verification are prefills: decompressed, whatever the absorbed form would cost
+    up_long = cost.gemm("kv_b", 4096, 32, 128)
+    mha = up_long + cost._fmha(4096, 0, None, 4 * (24 + 16) / 2.0, 4096 * 40 * 2 + 2 * 4096 * 4 * 24 * 2)
+    assert cost._prefill_one(4096, 0) == pytest.approx(2 * mha, rel=1e-12)
+
+
+def test_mtp_verification_of_an_mla_model_costs_about_a_decode_step() -> None:
+    """DeepSeek-V3 with MTP (one draft token): verifying 2 tokens for each of 32 sequences at 4k context reads
+    the same cache and weights as a decode step of 64 tokens; it must not pay for decompressing 32 x 4k latents
+    (which priced it at 3x a decode step)."""
+    ds = catalog.model("deepseek-v3")
+    q = Quantization(weights="fp8", activations="fp8", kv_cache="fp8")
+    cost = build_physical(
+        RooflineCostConfig(), ds, catalog.gpu("h200"), 8, layout=Layout(tp=8, ep=8, moe_tp=1), quant=q
+    )
+    verify = cost.iteration([(2, 4000)] * 32, 0, 0)
+    assert cost.iteration([], 32, 32 * 4000) < verify < cost.iteration([], 64, 64 * 4000)

@@ -28,6 +28,12 @@ from sim.costmodel.transfer import table_floors
 FP8_ATTENTION_GPUS = frozenset({"h100-sxm", "h200", "b200", "b300", "gb200", "gb300"})
 
 
+# The longest query chunk an MLA layer may run in the absorbed (decode) form: a speculative verification of
+# 1 + num_tokens queries, num_tokens <= 64 (`speculative.num_tokens`). vLLM's MLA backends route query lengths
+# up to 1 + num_speculative_tokens to the decode kernels (`reorder_batch_threshold`); longer chunks are
+# prefills, whose kernels (decompression + FlashAttention) are priced from measured efficiency.
+ABSORBED_MAX_QUERY = 65
+
 # A grouped expert GEMM reads the curve of one expert's (k, n) matrix at its tokens: each expert's weights are
 # streamed like a small GEMM of its own. One grouped launch might instead fill the GPU like a dense GEMM of the
 # group's width (k, n x copies); no grouped-GEMM measurement exists to choose, so the reading that servesim had
@@ -101,6 +107,7 @@ class StructuredCost(RooflineCost):
             self._kv_elems = float(m.kv_elems_per_token_layer(self.tp))
         byts = self._kv_elems * self.kva
         self._tok_s = max(flops / self.attn_flops, byts / self.attn_bw)
+        self._key_flops, self._key_bytes = flops, byts  # per query-key pair / per key read (`_absorbed`)
         # linear (G) layers: read + write the fp32 recurrent state of each sequence once per step
         self._lin_seq_s = 2.0 * m.state_bytes_per_sequence(self.tp) / max(1, m.layer_count("G")) / self.attn_bw
         self._capped = m.attention_topk is not None or self.n_local > 0
@@ -326,7 +333,8 @@ class StructuredCost(RooflineCost):
                 lat = float(mod.kv_lora_rank or 0)
                 up = self.gemm("kv_b", c + q, lat, hd * (mod.head_dim - mod.qk_rope_head_dim + mod.value_dim))
                 byts = (c + q) * (lat + mod.qk_rope_head_dim) * self.kva + 2 * q * hd * mod.head_dim * self.aa
-                t += layers * (up + self._fmha(q, c, cap, hd * (mod.head_dim + mod.value_dim) / 2.0, byts))
+                mha = up + self._fmha(q, c, cap, hd * (mod.head_dim + mod.value_dim) / 2.0, byts)
+                t += layers * (min(mha, self._absorbed(q, c, cap)) if q <= ABSORBED_MAX_QUERY else mha)
             else:
                 kv_tokens = c + q if cap is None else min(c + q, float(cap) + q)
                 byts = kv_tokens * mod.kv_elems_per_token_layer(self.tp) * self.kva + 2 * q * self.hq * self.aa
@@ -336,6 +344,18 @@ class StructuredCost(RooflineCost):
             flops = 4.0 * q * (mod.linear_num_value_heads / self.tp) * d * d
             t += self.n_lin * (flops / self.attn_flops + self._lin_seq_s)
         return t
+
+    def _absorbed(self, q: int, c: int, cap: float | None) -> float:
+        """One MLA layer's attention for q new tokens over c cached ones in the absorbed form the decode step
+        uses (queries against the compressed latent, read once per chunk): what engines run for short query
+        chunks - speculative verification (vLLM's MLA backends treat query lengths up to 1 + num_speculative_tokens
+        as decodes, `reorder_batch_threshold`; SGLang runs target-verify batches in the MLA form; TensorRT-LLM's
+        generation kernel takes 1 + MTP tokens per sequence). Decompressing the whole cached latent for two
+        query tokens would cost far more. A chunk of at most ABSORBED_MAX_QUERY tokens costs the cheaper of the
+        two forms; at q = 1 this is a decode step's attention (`_tok_s`) over the cache and the new token."""
+        seen = c + 0.5 * q if cap is None else min(c + 0.5 * q, float(cap))
+        keys = c + q if cap is None else min(float(c + q), q * float(cap))
+        return max(q * seen * self._key_flops / self.attn_flops, keys * self._key_bytes / self.attn_bw)
 
     def _prefill_attn(self, q: int, c: int) -> float:
         return self._prefill_one(q, c)
