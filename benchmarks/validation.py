@@ -148,6 +148,9 @@ def main() -> None:
     ap.add_argument("--profiles", type=Path, default=ROOT / "runs" / "validation", help="where fitted profiles go")
     ap.add_argument("--presets-only", action="store_true", help="no fits (e.g. to record a 'before' tree)")
     ap.add_argument("--before", type=Path, help="a results JSON of an earlier tree: print before -> after tables")
+    ap.add_argument(
+        "--llmservingsim-only", action="store_true", help="the LLMServingSim runs only (presets and fits, ~1 min)"
+    )
     args = ap.parse_args()
     if args.before is not None:
         print(before_after(json.loads(args.before.read_text()), json.loads(args.out.read_text())))
@@ -160,7 +163,7 @@ def main() -> None:
         from benchmarks.validation_silicon import silicon
     except ImportError:
         silicon = None  # type: ignore[assignment]
-    if silicon is not None:
+    if silicon is not None and not args.llmservingsim_only:
         results["silicon"] = silicon(quick=args.quick, out_dir=args.profiles, fit=fit)
     results["wall_s"] = time.perf_counter() - t0
     args.out.write_text(json.dumps(results, indent=1, default=float, allow_nan=True) + "\n")

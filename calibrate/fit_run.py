@@ -262,13 +262,20 @@ def fit_runs(
         len(cache),
         time.perf_counter() - start,
         at,
-        float(np.sum(_soft_l1(r0))),
-        float(np.sum(_soft_l1(r1))),
+        _loss(r0, len(params)),
+        _loss(r1, len(params)),
         diag,
         prior,
-        float(np.sum(_soft_l1(r0[: len(r0) - len(params)]))),
-        float(np.sum(_soft_l1(r1[: len(r1) - len(params)]))),
+        _loss(r0[: len(r0) - len(params)], 0),
+        _loss(r1[: len(r1) - len(params)], 0),
     )
+
+
+def _loss(r: np.ndarray, n_prior: int) -> float:
+    """Soft-L1 loss of residuals whose last `n_prior` entries are the tie-breaker's: the runs' part plus the
+    tie-breaker's, summed apart so that a zero tie-breaker leaves the runs' loss bit for bit."""
+    runs = float(np.sum(_soft_l1(r[: len(r) - n_prior])))
+    return runs + float(np.sum(_soft_l1(r[len(r) - n_prior :]))) if n_prior else runs
 
 
 class _Budget(Exception):

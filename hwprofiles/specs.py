@@ -38,6 +38,9 @@ class GPUSpec(BaseModel):
     mem_bw: float = Field(gt=0, description="memory bandwidth, bytes/s")
     intra_node_bw: float = Field(gt=0, description="GPU-GPU bandwidth per direction (NVLink or PCIe), bytes/s")
     intra_node_link: str = Field(default="nvlink", description="nvlink | pcie | infinity_fabric")
+    pcie_p2p: bool = Field(
+        default=True, description="PCIe GPUs expose peer-to-peer access (false: GeForce on the stock driver)"
+    )
     nvlink_domain: int = Field(default=8, ge=1, description="GPUs that reach each other at intra_node_bw")
     inter_node_bw: float | None = Field(
         default=None, gt=0, description="scale-out NIC bandwidth per GPU per direction, bytes/s"

@@ -13,8 +13,16 @@ from tests.helpers import PAPER_GPU, PAPER_MODEL, scenario, write_csv
 
 GPU, MODEL = PAPER_GPU, PAPER_MODEL
 CFG = RooflineCostConfig()
-# launch cost so large that an eager step of the paper model is launch-bound (10 layers x 1 ms = 10 ms)
-EAGER = dict(scheduler_s=1e-3, sample_per_seq_s=1e-5, launch_per_layer_s=1e-3, cuda_graph_max_batch=8)
+# launch cost so large that an eager step of the paper model is launch-bound (10 layers x 1 ms = 10 ms); the CPU
+# terms in series with the GPU (no async scheduling) and no GPU sampler, so only the terms under test move
+EAGER = dict(
+    scheduler_s=1e-3,
+    sample_per_seq_s=1e-5,
+    launch_per_layer_s=1e-3,
+    cuda_graph_max_batch=8,
+    async_scheduling=False,
+    sampler_bytes_per_logit=0.0,
+)
 
 
 def test_decode_inside_graph_size_has_no_launch_term_outside_pays_the_launches():
@@ -33,7 +41,14 @@ def test_decode_inside_graph_size_has_no_launch_term_outside_pays_the_launches()
 
 
 def test_kernel_bound_eager_step_pays_no_launch_excess():
-    eng = preset("vllm-v0", scheduler_s=0.0, sample_per_seq_s=0.0, launch_per_layer_s=1e-5, cuda_graph_max_batch=0)
+    eng = preset(
+        "vllm-v0",
+        scheduler_s=0.0,
+        sample_per_seq_s=0.0,
+        launch_per_layer_s=1e-5,
+        cuda_graph_max_batch=0,
+        sampler_bytes_per_logit=0.0,
+    )
     cm, kernels_only = RooflineCost(CFG, MODEL, GPU, 1, engine=eng), RooflineCost(CFG, MODEL, GPU, 1)
     ctx = np.array([4000.0])
     assert cm.decode_run(4, ctx)[0] == pytest.approx(kernels_only.decode_run(4, ctx)[0], rel=1e-12)
@@ -136,11 +151,14 @@ def test_frontend_time_enters_ttft_and_e2e_not_tpot(tmp_path):
 def test_engine_choice_changes_a_scenarios_steps(tmp_path):
     tr = write_csv(tmp_path / "w.csv", [(0.0, 40, 20)])
     e2e = {}
-    for kind in ("vllm-v1", "vllm-v0"):
-        sc = scenario(tr, cost={"kind": "roofline"}, serving_engine={"kind": kind, "frontend_s": 0.0})
-        e2e[kind] = float(sim.run(sc).requests["e2el_s"][0])
-    # V0 pays 1.5 ms of scheduling per step where V1 pays 0.3 ms: 20 steps (1 prefill, 19 decodes)
-    assert e2e["vllm-v0"] - e2e["vllm-v1"] == pytest.approx(20 * 1.2e-3, rel=0.05)
+    no_cpu = {"scheduler_s": 0.0, "sample_per_seq_s": 0.0}
+    for name, kind, extra in (("v1", "vllm-v1", {}), ("v0", "vllm-v0", {}), ("v1-free", "vllm-v1", no_cpu)):
+        sc = scenario(tr, cost={"kind": "roofline"}, serving_engine={"kind": kind, "frontend_s": 0.0, **extra})
+        e2e[name] = float(sim.run(sc).requests["e2el_s"][0])
+    # V0 pays 1.5 ms of scheduling + 20 us of sampling per step in series: 20 steps (1 prefill, 19 decodes)
+    assert e2e["v0"] - e2e["v1-free"] == pytest.approx(20 * 1.52e-3, rel=0.05)
+    # V1 schedules asynchronously: of its 0.305 ms per step only what outlasts the step's kernels shows
+    assert 0.0 <= e2e["v1"] - e2e["v1-free"] <= 20 * 0.305e-3 + 1e-12
 
 
 def test_kernel_efficiency_scales_divide_the_kernel_time_they_govern():
@@ -218,3 +236,58 @@ def test_kernel_scales_never_lift_a_rate_past_the_spec_peak() -> None:
     assert cost._attn_coef >= kv_bytes_per_token / g.mem_bw * (1 - 1e-12)
     plain = RooflineCost(RooflineCostConfig(), m, g, 1, engine=preset("vllm-v1"))
     assert plain.attn_peak_bw == g.mem_bw  # scale 1: untouched
+
+
+def test_async_scheduling_charges_only_the_cpu_that_outlasts_the_kernels():
+    """vLLM V1's async scheduling: the step takes max(kernels, CPU), not their sum, by hand on both sides."""
+    quiet = dict(sampler_bytes_per_logit=0.0, launch_per_layer_s=0.0)
+    kernels_only = RooflineCost(CFG, MODEL, GPU, 1)
+    ctx = np.array([1000.0, 64000.0])
+    k = kernels_only.decode_run(8, ctx)
+    short = RooflineCost(CFG, MODEL, GPU, 1, engine=preset("vllm-v1", scheduler_s=1e-5, sample_per_seq_s=0.0, **quiet))
+    assert (k > 1e-5).all()
+    assert short.decode_run(8, ctx) == pytest.approx(k, rel=1e-12)  # hidden entirely
+    cpu = float(k[0] + k[1]) / 2  # between the two steps' kernel times: hidden at long context only
+    mid = RooflineCost(CFG, MODEL, GPU, 1, engine=preset("vllm-v1", scheduler_s=cpu, sample_per_seq_s=0.0, **quiet))
+    assert mid.decode_run(8, ctx) == pytest.approx([cpu, k[1]], rel=1e-12)
+    assert mid.decode_coeffs(8) is None and short.decode_coeffs(8) is not None  # affine only when always hidden
+    # the operator breakdown (decode-only and mixed) charges the same excess
+    assert sum(mid.breakdown([], 8, 1000).values()) == pytest.approx(cpu, rel=1e-12)
+    mixed = mid.breakdown([(16, 0)], 8, 64000)
+    kernels = sum(v for key, v in mixed.items() if key not in ("engine_cpu", "launch", "overhead"))
+    assert mixed["engine_cpu"] == pytest.approx(max(0.0, cpu - kernels), abs=1e-15)
+    # V0 (no async scheduling) pays its CPU step in series
+    v0 = RooflineCost(CFG, MODEL, GPU, 1, engine=preset("vllm-v0", scheduler_s=cpu, sample_per_seq_s=0.0, **quiet))
+    assert v0.decode_run(8, ctx) == pytest.approx(k + cpu, rel=1e-12)
+
+
+def test_logits_gather_and_sampler_by_hand():
+    """After the LM head: every rank all-gathers the vocabulary-parallel logits (NCCL ring: latency + (n-1)/n of
+    seqs × vocab × 2 bytes at NCCL's rate) and samples the full vocabulary (46 bytes per entry at the memory rate)."""
+    vocab, a = MODEL.vocab_size, 2.0
+    for tp in (1, 2):
+        bare = RooflineCost(CFG, MODEL, GPU, tp)
+        cm = RooflineCost(CFG, MODEL, GPU, tp, engine=preset("vllm-v1", allreduce="nccl"))
+        sample = 32 * vocab * 46.0 / cm.bw
+        gather = 0.0 if tp == 1 else 3.2e-5 + (tp - 1) / tp * 32 * vocab * a / cm.ar.bw
+        assert cm._lm_head(32) - bare._lm_head(32) == pytest.approx(sample + gather, rel=1e-9)
+        assert cm._lm_head(0) == 0.0
+    # NVLink GPU: NCCL's rate is the link's (intra_node_bw × link_efficiency)
+    assert RooflineCost(CFG, MODEL, GPU, 2, engine=preset()).ar.bw == pytest.approx(1e11 * CFG.link_efficiency)
+
+
+def test_gpus_without_peer_access_take_nccl_for_every_all_reduce():
+    """vLLM's `_can_p2p` gate: without PCIe peer access the custom all-reduce is off at start-up (any size, any
+    world size); with it, 2 PCIe GPUs take the one-shot kernel below 8 MiB."""
+    pcie = GPU.model_copy(update={"intra_node_link": "pcie"})
+    no_p2p = GPU.model_copy(update={"intra_node_link": "pcie", "pcie_p2p": False})
+    eng = preset("vllm-v1")
+    assert RooflineCost(CFG, MODEL, pcie, 2, engine=eng).ar.regime(2**20) == "one_shot"
+    off = RooflineCost(CFG, MODEL, no_p2p, 2, engine=eng).ar
+    assert off.regime(2**20) == "nccl" and off.regime(1024) == "nccl"
+    assert AllReduce(2, 1e11, "custom", False, pcie=True, p2p=False).regime(4096) == "nccl"
+    assert AllReduce(2, 1e11, "custom", False, pcie=True).regime(4096) == "one_shot"
+    # NCCL through host memory (SHM): the same rate, 13.6 us more on each of the ring's 2(n-1) hops
+    shm = AllReduce(4, 1e11, "nccl", False, nccl_latency_s=3e-5, pcie=True, p2p=False)
+    peer = AllReduce(4, 1e11, "nccl", False, nccl_latency_s=3e-5, pcie=True)
+    assert shm.seconds(2**20) - peer.seconds(2**20) == pytest.approx(6 * 13.6e-6, rel=1e-9)

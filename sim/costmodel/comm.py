@@ -12,15 +12,26 @@ implementations are modelled, chosen per message the way vLLM's `CudaCommunicato
   the time, and the ring formula only scales it beyond the measured sizes.
 
 `bw` is the per-GPU link bandwidth (`intra_node_bw × link_efficiency`). Between PCIe GPUs (no NVLink) the
-collectives reach only `PCIE_ALLREDUCE_SHARE` of it: the traffic crosses the CPU's root complex.
+collectives reach only `PCIE_ALLREDUCE_SHARE` of it: the traffic crosses the CPU's root complex. The custom
+all-reduce needs peer-to-peer access: where the GPU does not expose it (`GPUSpec.pcie_p2p` false, e.g. GeForce
+cards on NVIDIA's stock driver) vLLM disables it at start-up and every all-reduce goes to NCCL, which then
+stages through host memory (SHM transport: `SHM_HOP_EXTRA_S` more latency per ring hop).
+
+After the LM head, tensor parallelism gathers each sequence's vocabulary-parallel logits row on every rank
+(`logits_terms`): an NCCL ring all-gather, `lat + (n-1)/n·m/bw` for m bytes gathered.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from hwprofiles.specs import GPUSpec
+    from sim.costmodel.engine import ServingEngineConfig
 
 CUSTOM_WORLD_SIZES = (2, 4, 6, 8)
 KIB = 1024
@@ -31,10 +42,22 @@ KIB = 1024
 # (NVIDIA/nccl#1639): 0.55-0.66 of the raw rate, i.e. about 0.75 of the 0.8 `link_efficiency` already applied.
 PCIE_ALLREDUCE_SHARE = 0.75
 # The custom (one-/two-shot) all-reduce has each GPU load its peer's buffer directly: on PCIe these are peer-to-peer
-# reads through the root complex, which many platforms serve far below the link rate: p2pBandwidthLatencyTest on
-# a PCIe Gen4 server shows ~10 GB/s for P2P reads and writes where host-staged copies reach 22 GB/s (NVIDIA/nccl#814),
-# 0.31 of the 32 GB/s link. Relative to the 0.8 `link_efficiency`: 0.3 / 0.8.
+# reads, whose rate depends on the path, not on the GPU. Through a CPU root complex they run far below the link:
+# p2pBandwidthLatencyTest on an AMD PCIe Gen4 server (RTX 4090s) shows ~10 GB/s for P2P reads and writes where
+# host-staged copies reach 22 GB/s (NVIDIA/nccl#814), 0.31 of the 32 GB/s link; a kernel's peer reads across one AMD
+# root complex
+# ~12 GB/s where the copy engine reaches ~28 GB/s on the same cards (vllm-project/vllm#54766, Arc Pro B70 TP2).
+# Behind a PCIe switch they approach the link: ~52 GB/s peer reads on RTX PRO 6000s (local-inference-lab/b12x#139).
+# The default is the root-complex path (GPUs on CPU root ports: the common 2-GPU server); a switched box is
+# `serving_engine.allreduce_bw_scale` away. Relative to the 0.8 `link_efficiency`: 0.3 / 0.8.
 PCIE_P2P_SHARE = 0.3 / 0.8
+# Without peer access NCCL moves data through host memory (its SHM transport, "used between devices when
+# peer-to-peer cannot happen", NCCL docs on NCCL_SHM_DISABLE): the host-staged copy rate is about what
+# PCIE_ALLREDUCE_SHARE already allows (20-22 GB/s on a 32 GB/s Gen4 link, NVIDIA/nccl#814), but every hop pays
+# the staging latency: p2pBandwidthLatencyTest measures ~14 us GPU to GPU with P2P off against 0.36-0.45 us
+# with it on RTX PRO 6000 systems (github.com/voipmonitor/rtx6kpro hardware/pcie-bandwidth.md; 11-20 us on
+# RTX 3090s, NVIDIA/nccl#1127). A ring all-reduce makes 2(n-1) hops.
+SHM_HOP_EXTRA_S = 14e-6 - 0.4e-6
 
 
 def ring_s(msg_bytes: float, n: int, bw: float, latency_s: float) -> float:
@@ -77,17 +100,21 @@ class AllReduce:
     measured: tuple[np.ndarray, np.ndarray] | None = None  # NCCL (bytes, seconds) for this n
     pcie: bool = False  # the GPUs reach each other over PCIe (peer traffic through the root complex)
     p2p_bw: float = 0.0  # set from bw and pcie: the rate of the custom all-reduce's peer loads
+    p2p: bool = True  # peer-to-peer access works (else vLLM's `_can_p2p` fails and the custom all-reduce is off)
 
     def __post_init__(self) -> None:
         # custom all-reduce: peer loads; NCCL: its P2P/SHM transports (see PCIE_* above)
         object.__setattr__(self, "p2p_bw", self.bw * PCIE_P2P_SHARE if self.pcie else self.bw)
         if self.pcie:
             object.__setattr__(self, "bw", self.bw * PCIE_ALLREDUCE_SHARE)
+        if self.pcie and not self.p2p:  # NCCL over host memory: the staging latency on every ring hop
+            object.__setattr__(self, "nccl_latency_s", self.nccl_latency_s + 2 * (self.n - 1) * SHM_HOP_EXTRA_S)
 
     def regime(self, msg_bytes: float) -> str:
         """'one_shot', 'two_shot' or 'nccl' for a message of this size."""
         custom_ok = (
             self.impl == "custom"
+            and self.p2p
             and self.n in CUSTOM_WORLD_SIZES
             and (self.nvlink or self.n == 2)
             and msg_bytes <= self.custom_max_bytes
@@ -116,3 +143,51 @@ class AllReduce:
         if r == "two_shot":
             return two_shot_s(msg_bytes, self.n, self.p2p_bw, self.custom_latency_s)
         return self.nccl(msg_bytes)
+
+
+def build(
+    tp: int,
+    link_bw: float,
+    gpu: GPUSpec,
+    engine: ServingEngineConfig | None,
+    nccl_latency_s: float,
+    measured: tuple[np.ndarray, np.ndarray] | None,
+) -> AllReduce:
+    """The all-reduce a TP group of `gpu` runs: the engine's implementation (custom where it applies) at the
+    engine's bandwidth share; without an engine (measured-iteration fits, fitted profiles) NCCL only."""
+    pcie = gpu.intra_node_link == "pcie"
+    if engine is None:
+        return AllReduce(tp, link_bw, "nccl", nccl_latency_s=nccl_latency_s, measured=measured, pcie=pcie)
+    return AllReduce(
+        tp,
+        link_bw * engine.allreduce_bw_scale,
+        engine.allreduce,
+        gpu.intra_node_link == "nvlink",
+        float(engine.custom_allreduce_max_bytes),
+        engine.custom_allreduce_latency_s,
+        engine.nccl_latency_s,
+        measured,
+        pcie=pcie,
+        p2p=gpu.pcie_p2p,
+    )
+
+
+def logits_terms(
+    engine: ServingEngineConfig | None, ar: AllReduce, vocab: int, dtype_bytes: float, mem_bw: float
+) -> tuple[float, float]:
+    """(fixed, per sequence) seconds after the LM head GEMM of a step that samples.
+
+    Gather: the LM head is vocabulary-parallel, so each rank holds vocab/tp logits per sequence; vLLM V1 all-gathers
+    them on every rank (`LogitsProcessor._gather_logits` -> `tensor_model_parallel_all_gather` where
+    `Platform.use_all_gather()` is true, which it is under V1) and every rank samples the full row: an NCCL
+    all-gather of `seqs × vocab` logits in the model's dtype (vLLM's custom all-reduce does not gather).
+    Sampler: the engine's passes over each full row on the GPU (`sampler_bytes_per_logit`, at `mem_bw`).
+    Without an engine (fitted profiles measured whole iterations) neither is added.
+    """
+    if engine is None:
+        return 0.0, 0.0
+    sample = vocab * engine.sampler_bytes_per_logit / mem_bw
+    if ar.n <= 1:
+        return 0.0, sample
+    # ring all-gather: each rank receives the (n-1)/n of every row it does not hold, at NCCL's rate
+    return ar.nccl_latency_s, (ar.n - 1) / ar.n * vocab * dtype_bytes / ar.bw + sample

@@ -10,6 +10,10 @@ A real engine spends time outside the model's kernels, and how much depends on t
   a decode-only batch of at most `cuda_graph_max_batch` sequences (with `piecewise_graphs`, any batch of
   at most that many tokens) pays no launch term;
 - `sample_per_seq_s`: per sequence producing a token per iteration (sampling, detokenisation, stop checks);
+- `async_scheduling`: the two CPU terms above overlap the GPU step (vLLM V1's default): charged only beyond
+  the step's kernels, max(0, CPU - kernels), instead of in series;
+- `sampler_bytes_per_logit`: the GPU sampler's passes over each sampled sequence's vocabulary row, priced after
+  the LM head together with the tensor-parallel logits all-gather (`sim.costmodel.comm.logits_terms`);
 - the all-reduce implementation (`sim.costmodel.comm`): custom one-/two-shot all-reduce for small
   messages where the engine has one, NCCL ring otherwise, each with its own fixed latency;
 - `frontend_s`: per request, outside the engine loop (HTTP, tokenisation, streaming the tokens back). It
@@ -59,6 +63,13 @@ class ServingEngineConfig(BaseModel):
         description="CPU time per iteration the GPU waits for",
         json_schema_extra=_fit(0.0, 5e-3, default=True),
     )
+    # Async scheduling (vLLM's `async_scheduling`, NanoFlow-style): the engine core schedules step N+1 and
+    # processes step N-1's output while the GPU runs step N, so the CPU terms above and below cost the GPU only
+    # what exceeds its own step: max(0, CPU - kernels). Off in this field (SGLang's and TensorRT-LLM's presets
+    # keep their own overlap residues in `scheduler_s`); the `vllm-v1` preset turns it on (see PRESETS).
+    async_scheduling: bool = Field(
+        default=False, description="CPU work per step overlaps the GPU step (charged only beyond it)"
+    )
     # Eager PyTorch issues ~12 kernels per decoder layer (2 norms, QKV, RoPE, cache write, attention, O,
     # all-reduce, gate/up, activation, down, residual adds) at ~4-5 us of host time each (CUDA launch
     # latency): ~50 us per layer. Only matters outside CUDA graphs.
@@ -78,6 +89,13 @@ class ServingEngineConfig(BaseModel):
         ge=0,
         description="per sequence per iteration (sampling, stop checks)",
         json_schema_extra=_fit(0.0, 1e-4),
+    )
+    # The sampler's GPU passes over each sampled sequence's full vocabulary row (sim.costmodel.comm.logits_terms).
+    # vLLM V1's default random sampling (vllm/v1/sample/sampler.py: logits to float32, temperature divide, softmax,
+    # exponential noise, divide, argmax) reads and writes ~46 bytes per vocabulary entry: 2 + 4 (cast), 4 + 4
+    # (temperature), 8 + 4 (two-pass softmax), 4 (noise), 8 + 4 (divide), 4 (argmax).
+    sampler_bytes_per_logit: float = Field(
+        default=46.0, ge=0, description="bytes the GPU sampler moves per vocabulary entry per sampled sequence"
     )
     allreduce: Literal["custom", "nccl"] = Field(
         default="custom", description="custom: vLLM/SGLang/TRT-LLM one-/two-shot all-reduce for small messages"
@@ -199,6 +217,15 @@ class ServingEngineConfig(BaseModel):
             raise ValueError(f"unknown serving engine {kind!r}; expected one of {', '.join(ENGINES.kinds())}")
         return {**PRESETS[kind], **data}
 
+    def cpu_s(self, seqs: int) -> float:
+        """CPU time of one step of `seqs` sequences (scheduling, input preparation, output processing)."""
+        return self.scheduler_s + seqs * self.sample_per_seq_s
+
+    def host_s(self, seqs: int, kernels: float) -> float:
+        """The part of a step's CPU time the GPU waits for, when its kernels take `kernels` seconds."""
+        cpu = self.cpu_s(seqs)
+        return max(0.0, cpu - kernels) if self.async_scheduling else cpu
+
     def graph_captured(self, tokens: int, decode_only: bool) -> bool:
         """True when an iteration of `tokens` tokens replays a CUDA graph (no per-layer launch term)."""
         if tokens > self.cuda_graph_max_batch:
@@ -230,7 +257,14 @@ def fit_fields() -> dict[str, tuple[float, float]]:
 
 # Presets: only what differs from the vLLM V1 defaults above, each with its source.
 PRESETS: dict[str, dict[str, Any]] = {
-    "vllm-v1": {},
+    "vllm-v1": {
+        # Async scheduling is on by default since vLLM 0.12 (vllm-project/vllm#27614, in the "Async Scheduling
+        # Plan" #27679; #31998 extends the default to speculative decoding, Jan 2026): the scheduler runs one step
+        # ahead of the GPU (#19970: "minimize scheduler overhead by overlapping scheduling with model execution").
+        # A vLLM 0.28 run records `scheduler_config.async_scheduling: true` unasked (LLMServingSim
+        # bench/examples/RTXPRO6000/Qwen3-32B/vllm/meta.json, resolved_config). Older V1 releases: set it false.
+        "async_scheduling": True,
+    },
     "vllm-v0": {
         # V0's scheduler, sampler and detokeniser run in the same process between steps, not overlapped
         # (the motivation of V1, vLLM blog Jan 2025): ~1-2 ms per step at moderate batch.
@@ -266,7 +300,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def _describe(kind: str) -> str:
     return {
-        "vllm-v1": "vLLM V1 (default): overlapped scheduling, piecewise CUDA graphs to 512, custom all-reduce",
+        "vllm-v1": "vLLM V1 (default): async scheduling, piecewise CUDA graphs to 512, custom all-reduce",
         "vllm-v0": "vLLM V0 engine: serial scheduling/sampling, decode CUDA graphs up to 256",
         "sglang": "SGLang: overlap scheduler, decode CUDA graphs (cuda_graph_max_bs), custom all-reduce",
         "trtllm": "TensorRT-LLM (PyTorch backend): overlap scheduler, decode CUDA graphs up to 128",

@@ -23,8 +23,8 @@ import numpy as np
 from hwprofiles.interp import exp_interp_log
 from hwprofiles.specs import GPUSpec, ModelSpec
 from sim.costmodel import attention as _attention
+from sim.costmodel import comm
 from sim.costmodel.base import COST_MODELS, Chunks, CostModel, decode_coeffs
-from sim.costmodel.comm import AllReduce
 from sim.costmodel.config import RooflineCostConfig, TableCostConfig, _PhysicalCostConfig
 from sim.costmodel.curves import _efficiency, _own_efficiency, _resolve, capped
 from sim.costmodel.engine import ServingEngineConfig, kernel_scales
@@ -148,27 +148,9 @@ class RooflineCost:
         and the config's/profile's own overheads only (what `calibrate fit` and fitted profiles use)."""
         self.engine = engine
         gpu, cfg = self.gpu, self.cfg
-        if engine is None:
-            self.ar = AllReduce(
-                self.tp,
-                self.link,
-                "nccl",
-                nccl_latency_s=cfg.allreduce_latency_s,
-                measured=self._coll,
-                pcie=gpu.intra_node_link == "pcie",
-            )
-        else:
-            self.ar = AllReduce(
-                self.tp,
-                self.link * engine.allreduce_bw_scale,
-                engine.allreduce,
-                gpu.intra_node_link == "nvlink",
-                float(engine.custom_allreduce_max_bytes),
-                engine.custom_allreduce_latency_s,
-                engine.nccl_latency_s,
-                self._coll,
-                pcie=gpu.intra_node_link == "pcie",
-            )
+        self.ar = comm.build(self.tp, self.link, gpu, engine, cfg.allreduce_latency_s, self._coll)
+        # after the LM head: the TP logits gather and the sampler, (fixed, per sequence) seconds
+        self._logits = comm.logits_terms(engine, self.ar, self.model.vocab_size, self.a, self.bw)
         # attention from measured efficiency, unless the tables carry attention or efficiency is constant
         self.attn_eff = _attention.DEFAULT if cfg.efficiency == "curves" else None
         if self.attn_eff is not None and not (self.curves and self._attn_grids.get("decode") is not None):
@@ -180,7 +162,7 @@ class RooflineCost:
         e = self.engine
         if e is None or tokens == 0:
             return 0.0, 0.0
-        cpu = e.scheduler_s + seqs * e.sample_per_seq_s
+        cpu = e.host_s(seqs, kernels)
         if e.graph_captured(tokens, decode_only) or not e.launch_per_layer_s:
             return cpu, 0.0
         return cpu, max(0.0, self.L * e.launch_per_layer_s - kernels)
@@ -324,7 +306,10 @@ class RooflineCost:
         return ops
 
     def _lm_head(self, seqs: int) -> float:
-        return self._linear("lm_head", seqs, self.h, self.vocab) if seqs else 0.0
+        """The LM head GEMM, then the logits' TP gather and the sampler (`comm.logits_terms`)."""
+        if not seqs:
+            return 0.0
+        return self._linear("lm_head", seqs, self.h, self.vocab) + self._logits[0] + seqs * self._logits[1]
 
     def _prefill_attn(self, q: int, c: int) -> float:
         flops = 4.0 * self.hq * q * (c + 0.5 * q)  # causal: new tokens see the cache and half of themselves
@@ -423,8 +408,8 @@ class RooflineCost:
             base += n * self.params.seq_overhead_s
         if n:
             base += self._attn_floor
-        if self.engine is not None and n:
-            base += self.engine.scheduler_s + n * self.engine.sample_per_seq_s
+        if self.engine is not None and n and not self.engine.async_scheduling:
+            base += self.engine.cpu_s(n)  # async: charged in decode_run beyond the kernels only
         return base
 
     def _launch_bound(self, n: int) -> bool:
@@ -434,17 +419,25 @@ class RooflineCost:
     def decode_run(self, n: int, ctx_sums: np.ndarray) -> np.ndarray:
         base = self._decode_base(n)
         attn = self._decode_attn(n, np.asarray(ctx_sums, dtype=np.float64))
-        if not self._launch_bound(n):
+        e, eager = self.engine, self._launch_bound(n)
+        hidden = e is not None and n > 0 and e.async_scheduling
+        if not (eager or hidden):
             return base + attn
-        # eager: the host issues L layers of launches while the GPU runs; the slower of the two sets the pace
-        assert self.engine is not None
-        cpu = self.engine.scheduler_s + n * self.engine.sample_per_seq_s
-        kernels = (base - cpu - self.overhead) + attn  # GPU time: what the launches race against
-        return base + attn + np.maximum(0.0, self.L * self.engine.launch_per_layer_s - kernels)
+        # the host works while the GPU runs (eager launches of L layers; async scheduling's CPU step): the slower
+        # of the two sets the pace
+        assert e is not None
+        kernels = (base - (0.0 if hidden else e.cpu_s(n)) - self.overhead) + attn  # GPU time: what the host races
+        out = base + attn
+        if hidden:
+            out = out + np.maximum(0.0, e.cpu_s(n) - kernels)
+        return out + np.maximum(0.0, self.L * e.launch_per_layer_s - kernels) if eager else out
 
     def decode_coeffs(self, n: int) -> tuple[float, float] | None:
         """(a, b) when a decode step costs exactly a + b·context (no measured decode-attention curve, and not
         launch-bound)."""
         if (self.curves and self._attn_grids.get("decode") is not None and n) or self._launch_bound(n):
             return None
+        e = self.engine
+        if e is not None and n and e.async_scheduling and e.cpu_s(n) > self._decode_base(n) - self.overhead:
+            return None  # the CPU step outlasts the kernels at short contexts: not linear in the context
         return self._decode_base(n), self._attn_coef

@@ -181,8 +181,8 @@ def build_pipeline(
         if s != 0:
             out += float(getattr(getattr(cost, "params", None), "iteration_overhead_s", 0.0))
             engine = getattr(cost, "engine", None)  # serving-engine CPU time (scheduling, sampling): once per step
-            if engine is not None and seqs:
-                out += engine.scheduler_s + seqs * engine.sample_per_seq_s
+            if engine is not None and seqs and not engine.async_scheduling:  # async: hidden behind each stage
+                out += engine.cpu_s(seqs)
         return out
 
     return PipelineCost(stages, hop, strip)
