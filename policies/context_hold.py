@@ -19,6 +19,10 @@ servesim's instance is the whole attention-DP group, so per-rank counts are read
 has a context request when at least `dp` are pending, every rank generates when at least `dp` decode (TRT-LLM
 hands new requests to the least-loaded rank, which keeps ranks even). Held iterations are decode-only; the
 scheduler's `decision_horizon` ends a fast-forward decode run exactly where a hold ends.
+
+SGLang's receive interval (`RecvSkipper`, `serving_engine.scheduler_recv_interval`) is the same kind of wait on
+the other side of the queue: a prompt that arrives while the batch only decodes is not seen by the scheduler
+until its poll counter comes round (`SchedulerRecvSkipper`), so it joins up to that many decode iterations late.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class HoldTerms:
     wait_timeout_iters: int = 0
     wait_tokens_ratio: float = 0.0
     max_num_tokens: int = 8192
+    recv_interval: int = 1
 
     @property
     def active(self) -> bool:
@@ -61,6 +66,7 @@ def hold_terms(engine: Any, dp: int, max_num_tokens: int) -> HoldTerms:
         wait_timeout_iters=int(engine.batch_wait_timeout_iters),
         wait_tokens_ratio=float(engine.batch_wait_max_tokens_ratio),
         max_num_tokens=max_num_tokens,
+        recv_interval=int(getattr(engine, "scheduler_recv_interval", 1)),
     )
 
 
@@ -152,3 +158,45 @@ class ContextHold:
                 self.wait = 0
         elif held:
             self.waited += s
+
+
+class RecvSkipper:
+    """SGLang's `SchedulerRecvSkipper` (python/sglang/srt/managers/scheduler_recv_skipper.py): before each
+    iteration the scheduler adds the previous iteration's weight to a counter (decode-only 1, anything else
+    1000) and polls for new requests when it reaches `interval`, restarting from 0. Requests that arrived by the
+    last poll are the ones it can schedule (`upto`). An idle engine's loop spins and polls at once.
+
+    `observe` is called once per planned iteration, `record` with the plan made. Decode iterations a fast-forward
+    run skipped are counted in closed form: an arrival cuts such a run at the step in flight, so the polls
+    inside it saw nothing new and only move the counter's phase."""
+
+    def __init__(self, interval: int) -> None:
+        self.interval = interval
+        self.counter = 0
+        self.upto = -float("inf")  # arrival time up to which requests have been received
+        self._last = 0  # inst.iterations at the previous call
+        self._polls_next = True  # the previous plan ran a prefill (weight 1000) or nothing at all
+
+    def observe(self, inst: InstanceView, now: float) -> float:
+        """The arrival time up to which requests are visible to this iteration's plan."""
+        d = inst.iterations - self._last
+        self._last = inst.iterations
+        if self._polls_next or d <= 0:
+            self.counter = 0
+            self.upto = now
+        else:
+            self.counter = (self.counter + d) % self.interval  # d decode iterations of weight 1
+            if self.counter == 0:
+                self.upto = now
+        return self.upto
+
+    def record(self, prefill: bool, decodes: int) -> None:
+        """The plan just made: a prefill (or an empty plan) makes the next iteration poll."""
+        self._polls_next = prefill or decodes == 0
+
+    def horizon(self, inst: InstanceView) -> int:
+        """Decode iterations until the next poll when a waiting request has not been received (else UNBOUNDED)."""
+        waiting = inst.waiting
+        if waiting and waiting[-1].arrival > self.upto:
+            return self.interval - self.counter
+        return UNBOUNDED

@@ -100,8 +100,8 @@ def test_recipe_streaming_goes_into_the_serving_engine(rows: pd.DataFrame) -> No
     }
     assert cov.serving_engine(by["vllm"]) == {"kind": "vllm-v1"}
     sg = cov.serving_engine(by["sglang"])
-    assert sg == {"kind": "sglang", "stream_interval": 10, "stream_first_token": False}
-    assert cov.serving_engine(by["sglang"], sglang_first=True)["stream_first_token"] is True
+    assert sg == {"kind": "sglang", "stream_interval": 10, "stream_first_token": True}  # at once: the rows refute
+    assert cov.serving_engine(by["sglang"], sglang_first=False)["stream_first_token"] is False  # holding it
     assert cov.serving_engine(by["trtllm"]) == {"kind": "trtllm", "stream_interval": 10, "stream_first_token": True}
     assert cov.serving_engine(by["sglang"], "fixed") == {}
     c, prompt, output = cov.load(by["sglang"])
@@ -109,11 +109,13 @@ def test_recipe_streaming_goes_into_the_serving_engine(rows: pd.DataFrame) -> No
     assert prompt.min() >= int(0.8 * by["sglang"]["isl"]) and prompt.max() <= by["sglang"]["isl"]
 
 
-def test_clients_beyond_one_batch_are_replicas(rows: pd.DataFrame) -> None:
+def test_clients_beyond_one_batch_are_replicas(rows: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
     """416 clients at batch_size 13 on tp 2: 32 replicas (64 GPUs, as the same campaign's disagg rows of the model
     use 40 x 1 + 6 x 4), routed round robin; before, 416 clients went to one tp-2 instance (3,239 % TTFT)."""
     r = rows.loc["nvidia_qwen3_32b_nvfp4_nvidia_qwen3_32b_nvfp4_b200_sxm_trtllm_agg_15000x500_c416_tp2_0_epnone_2"]
     assert cov.replicas(r) == 32 and not cov.unrecorded_dp(r)
+    assert cov.scenario(r, cov._fixed_workload(1, r))["cluster"] == {"tp": 2}  # off by default (held-out check)
+    monkeypatch.setattr(cov, "READ_REPLICAS", True)
     sc = cov.scenario(r, cov._fixed_workload(1, r))
     assert sc["cluster"] == {"tp": 2, "instances": 32, "router": {"kind": "round_robin"}}
     d = rows.loc["nvidia_qwen3_32b_nvfp4_nvidia_qwen3_32b_nvfp4_b200_sxm_trtllm_disagg_15000x500_c480_tp_epnone_1"]
@@ -164,3 +166,34 @@ def test_context_holds_follow_the_simulated_attention_dp(rows: pd.DataFrame) -> 
     assert cov.trtllm_holds(r) == cov.ADP_BALANCE["deepseek"]
     engine = cov.serving_engine(r)
     assert engine["attention_dp_balance"] is True and "batch_wait_timeout_iters" not in engine
+
+
+def test_recipe_knobs_follow_the_inferencex_recipes(rows: pd.DataFrame) -> None:
+    """SGLang's receive interval is 10 below 16 clients and 30 from 16 in the DeepSeek-R1 / Qwen3.5 B200 / B300
+    recipes, absent elsewhere; the Llama-3.1-70B TensorRT-LLM recipes batch-wait (0.9, 20) at 1k/1k below TP 8
+    with a 16,384-token budget (coverage_recipes.py)."""
+    from coverage_recipes import recipe_terms
+
+    def row(**kw: object) -> pd.Series:
+        base = {**dict(rows.iloc[0]), "mode": "agg", "attention_dp_size": 1.0, "moe_tp_size": float("nan")}
+        return pd.Series({**base, "moe_ep_size": 1.0, **kw})
+
+    ds = row(model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm", precision="fp4", backend="sglang", tp_size=8.0)
+    chunk = {"token_budget": 16384}  # dsr1_fp4_b200.sh `--chunked-prefill-size 16384`
+    assert recipe_terms(ds, 8) == ({"scheduler_recv_interval": 10}, chunk)
+    assert recipe_terms(ds, 16) == ({"scheduler_recv_interval": 30}, chunk)
+    h200 = row(**{**dict(ds), "system": "h200_sxm", "precision": "fp8"})
+    assert recipe_terms(h200, 16) == ({}, {"token_budget": 32768})  # no receive interval on H200
+    assert recipe_terms(row(**{**dict(ds), "backend": "trtllm"}), 16) == ({}, {})
+    q = row(model_path="Qwen/Qwen3.5-397B-A17B", system="b300_sxm", precision="fp8", backend="sglang", tp_size=4.0)
+    assert recipe_terms(q, 64) == ({"scheduler_recv_interval": 10}, {"token_budget": 16384})  # a fixed 10
+    mm = row(model_path="MiniMaxAI/MiniMax-M2.5", system="b200_sxm", precision="fp8", backend="vllm", isl=8192)
+    late = "db-dump/2026-04-27; silicon_concurrency=4; measured=2026-04-08T00:00:00.000Z"
+    assert recipe_terms(row(**{**dict(mm), "silicon_data_source": late}), 4) == ({}, {"token_budget": 16384})
+    early = late.replace("2026-04-08", "2026-03-28")  # before the recipe passed --max-num-batched-tokens
+    assert recipe_terms(row(**{**dict(mm), "silicon_data_source": early}), 4) == ({}, {})
+    ll = row(model_path="meta-llama/Llama-3.1-70B", system="h200_sxm", precision="fp8", backend="trtllm", tp_size=2.0)
+    wait = {"batch_wait_timeout_iters": 20, "batch_wait_max_tokens_ratio": 0.9}
+    assert recipe_terms(row(**{**dict(ll), "isl": 1024, "osl": 1024}), 4) == (wait, {"token_budget": 16384})
+    assert recipe_terms(row(**{**dict(ll), "isl": 1024, "osl": 8192}), 4) == ({}, {"token_budget": 16384})
+    assert recipe_terms(row(**{**dict(ll), "isl": 1024, "osl": 1024, "tp_size": 8.0}), 4)[0] == {}

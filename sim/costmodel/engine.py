@@ -206,6 +206,17 @@ class ServingEngineConfig(BaseModel):
         default=0.0, ge=0, le=1, description="no attention DP: stop waiting at this share of the token budget"
     )
 
+    # SGLang's `--scheduler-recv-interval` (`SchedulerRecvSkipper`, python/sglang/srt/managers/
+    # scheduler_recv_skipper.py): the scheduler polls the tokenizer for new requests only when a counter reaches
+    # the interval; a decode-only iteration adds 1 to it, any other iteration 1000 (so a receive follows every
+    # prefill at once), and it restarts from 0 at each receive. A prompt arriving while the batch only decodes
+    # waits up to that many decode iterations before it can be scheduled. Default 1: every iteration (SGLang's
+    # default); serving recipes raise it (InferenceX's SGLang DeepSeek-R1 / Qwen3.5 recipes: 10 below 16
+    # clients, 30 from 16).
+    scheduler_recv_interval: int = Field(
+        default=1, ge=1, description="SGLang: decode iterations between polls for new requests (1: every iteration)"
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _preset(cls, data: Any) -> Any:

@@ -1,0 +1,128 @@
+"""Serving knobs of the InferenceX recipes that measured the silicon rows, as servesim terms.
+
+Read from SemiAnalysisAI/InferenceX (`benchmarks/*.sh`, later `benchmarks/single_node/*.sh`) at the commit in
+force on each row's `measured=` date; only knobs that move a request's wait are carried, each with the file and
+commit it was read from. Nothing here is fitted: a knob applies where the recipe sets it and nowhere else.
+
+- **SGLang `--scheduler-recv-interval`** (`serving_engine.scheduler_recv_interval`, policies/context_hold.py
+  `RecvSkipper`): `SCHEDULER_RECV_INTERVAL=30` at CONC >= 16 and 10 below, in the DeepSeek-R1 recipes
+  `dsr1_fp4_b200*.sh` (e06929c70 2025-11-02, 7daaa8bb3, 12ba0ae07 2026-03-25), `dsr1_fp4_b300.sh` (dd9c285b3),
+  `dsr1_fp8_b200*.sh` (189ae51cc 2025-11-18: any TP; 12ba0ae07: TP 8, TP 4 fixed 10), `dsr1_fp8_b300.sh`
+  (dd9c285b3, as fp8 B200) and the Qwen3.5-397B B200/B300 recipes `qwen3.5_{bf16,fp4,fp8}_b200.sh`,
+  `qwen3.5_{bf16,fp4}_b300.sh` (67f512326 ... e8924a6a4); `qwen3.5_fp8_b300.sh` passes a fixed 10 (dd9c285b3).
+  Not set (SGLang's default 1): `dsr1_fp8_h200.sh`, `qwen3.5_fp8_h200.sh`, the GLM-5 recipes.
+- **TensorRT-LLM batch waiting** (`batch_wait_timeout_iters`, `batch_wait_max_tokens_ratio`): the Llama-3.1-70B
+  recipes `70b_{fp4,fp8}_b200_trt_slurm.sh`, `70b_fp8_h200_trt_slurm.sh` (9596d23d7, the rows' 2025-10-29
+  runs) write `batch_wait_max_tokens_ratio: 0.9, batch_wait_timeout_iters: 20` when ISL = OSL = 1024 and TP < 8,
+  and launch `trtllm-serve --max_num_tokens 16384` (the token budget the ratio is of). The DeepSeek-R1 holds
+  (`dsr1_fp8_b200_trt.sh`, attention-DP balance) stay in coverage.py (`ADP_BALANCE`, `BATCH_WAIT`).
+
+- **Token budgets**: SGLang's `--chunked-prefill-size` (the instance's prefill budget; SGLang divides it over
+  DP ranks itself): 16384 in `dsr1_fp4_b200*.sh` / `dsr1_fp4_b300.sh`, 32768 in `dsr1_fp8_b200*.sh` /
+  `dsr1_fp8_b300.sh` at TP 8 (8192 at TP 4), `dsr1_fp8_h200.sh`, `glm5_fp8_b200.sh` and the Qwen3.5 B200 and
+  bf16/fp4 B300 recipes (`CHUNKED_PREFILL_SIZE=32768`), 16384 in `qwen3.5_fp8_b300.sh` and `qwen3.5_fp8_h200.sh`
+  (not set in `glm5_fp8_h200.sh`: coverage.py's 8192 stays). vLLM's `--max-num-batched-tokens $((ISL * 2))`:
+  `minimaxm2.5_fp8_b200.sh` from bddbf4031 (rows measured from 2026-04-03), `minimaxm2.5_fp4_b200.sh`
+  (49db20088, 2026-04-08), `minimaxm2.5_{fp4,fp8}_b300.sh` (dd9c285b3, 2026-04-17), `kimik2.5_fp4_b200.sh` from
+  f34a83b25 (2026-04-20); earlier and elsewhere vLLM's default stays.
+
+Found by testing hypotheses against the rows before modelling (COVERAGE.md, "Where the TTFT error comes from"):
+the Llama-3.1-70B TensorRT-LLM rows carry ~20 decode iterations of unexplained TTFT exactly on 1k/1k at TP < 8
+and 1-4 elsewhere, which is the recipe's batch waiting; SGLang's excess jumps between 8 and 16 clients where the
+receive interval goes from 10 to 30.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pandas as pd
+from coverage_layout import recorded_layout
+
+LLAMA_TRT_TOKENS = 16384  # `trtllm-serve ... --max_num_tokens 16384` in 70b_*_trt_slurm.sh (9596d23d7)
+LLAMA_TRT_WAIT = {"batch_wait_timeout_iters": 20, "batch_wait_max_tokens_ratio": 0.9}
+RECV_LOW, RECV_HIGH, RECV_FROM = 10, 30, 16  # SCHEDULER_RECV_INTERVAL: 30 at CONC >= 16, else 10
+
+
+def _family(row: pd.Series) -> str:
+    """The recipe family of the row's model: dsr1 (DeepSeek-R1 and the V3 rows, which InferenceX serves as dsr1),
+    qwen3.5, llama70b, or the model path when no knob below applies."""
+    m = str(row["model_path"])
+    if "DeepSeek-R1" in m or "DeepSeek-V3" in m:
+        return "dsr1"
+    if "Qwen3.5" in m:
+        return "qwen3.5"
+    if "Llama-3.1-70B" in m:
+        return "llama70b"
+    return m
+
+
+def recv_interval(row: pd.Series, clients: int) -> int:
+    """SGLang's `--scheduler-recv-interval` of the row's recipe (1: not set)."""
+    gpu, prec, fam = str(row["system"]), str(row["precision"]), _family(row)
+    if row["backend"] != "sglang" or gpu not in ("b200_sxm", "b300_sxm"):
+        return 1
+    if fam == "qwen3.5" and gpu == "b300_sxm" and prec == "fp8":
+        return RECV_LOW  # qwen3.5_fp8_b300.sh: `--scheduler-recv-interval 10`
+    tp, dp, _, _ = recorded_layout(row)
+    if fam == "dsr1" and prec == "fp8" and tp * dp == 4:
+        return RECV_LOW  # dsr1_fp8_b200.sh / dsr1_fp8_b300.sh, TP 4 branch
+    if fam in ("dsr1", "qwen3.5"):
+        return RECV_HIGH if clients >= RECV_FROM else RECV_LOW
+    return 1
+
+
+SGLANG_CHUNK = {  # (family, precision, gpu) -> --chunked-prefill-size (dsr1 fp8 at TP 4: 8192, see below)
+    ("dsr1", "fp4", "b200_sxm"): 16384,
+    ("dsr1", "fp4", "b300_sxm"): 16384,
+    ("dsr1", "fp8", "b200_sxm"): 32768,
+    ("dsr1", "fp8", "b300_sxm"): 32768,
+    ("dsr1", "fp8", "h200_sxm"): 32768,
+    ("qwen3.5", "bf16", "b200_sxm"): 32768,
+    ("qwen3.5", "fp4", "b200_sxm"): 32768,
+    ("qwen3.5", "fp8", "b200_sxm"): 32768,
+    ("qwen3.5", "bf16", "b300_sxm"): 32768,
+    ("qwen3.5", "fp4", "b300_sxm"): 32768,
+    ("qwen3.5", "fp8", "b300_sxm"): 16384,
+    ("qwen3.5", "fp8", "h200_sxm"): 16384,
+    ("zhipuai/GLM-5", "fp8", "b200_sxm"): 32768,
+}
+VLLM_TWICE_ISL_FROM = {  # (model, precision, gpu) -> first measurement date with --max-num-batched-tokens 2 x ISL
+    ("MiniMaxAI/MiniMax-M2.5", "fp8", "b200_sxm"): "2026-04-03",
+    ("MiniMaxAI/MiniMax-M2.5", "fp4", "b200_sxm"): "2026-04-08",
+    ("MiniMaxAI/MiniMax-M2.5", "fp4", "b300_sxm"): "2026-04-17",
+    ("MiniMaxAI/MiniMax-M2.5", "fp8", "b300_sxm"): "2026-04-17",
+    ("moonshotai/Kimi-K2.5", "fp4", "b200_sxm"): "2026-04-20",
+}
+
+
+def token_budget(row: pd.Series) -> int | None:
+    """The recipe's token budget (SGLang `--chunked-prefill-size`, vLLM `--max-num-batched-tokens`), None if unset."""
+    gpu, prec, fam = str(row["system"]), str(row["precision"]), _family(row)
+    if row["backend"] == "sglang":
+        tp, dp, _, _ = recorded_layout(row)
+        if fam == "dsr1" and prec == "fp8" and gpu != "h200_sxm" and tp * dp == 4:
+            return 8192
+        return SGLANG_CHUNK.get((fam, prec, gpu))
+    if row["backend"] == "vllm":
+        m = re.search(r"measured=(\d{4}-\d\d-\d\d)", str(row["silicon_data_source"]))
+        start = VLLM_TWICE_ISL_FROM.get((str(row["model_path"]), prec, gpu))
+        if m and start and m.group(1) >= start:
+            return 2 * int(row["isl"])
+    return None
+
+
+def recipe_terms(row: pd.Series, clients: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(serving_engine terms, scheduler overrides) the row's InferenceX recipe sets (see module doc)."""
+    engine: dict[str, Any] = {}
+    sched: dict[str, Any] = {}
+    if (k := recv_interval(row, clients)) > 1:
+        engine["scheduler_recv_interval"] = k
+    if (budget := token_budget(row)) is not None:
+        sched["token_budget"] = budget
+    if _family(row) == "llama70b" and row["backend"] == "trtllm":
+        sched["token_budget"] = LLAMA_TRT_TOKENS
+        if row["isl"] == row["osl"] == 1024 and recorded_layout(row)[0] < 8:
+            engine |= LLAMA_TRT_WAIT
+    return engine, sched
