@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -372,9 +374,9 @@ def test_expert_parallel_decode_streams_the_busiest_ranks_experts() -> None:
 
 
 def test_mla_short_chunks_attend_in_the_absorbed_form() -> None:
-    """Two query tokens (a speculative verification) over 1,000 cached: queries against the cached latent, read
-    once, as in a decode step - not the whole latent decompressed for two queries."""
-    cost = StructuredCost(EXACT, TOY_MLA, GPU, 1)
+    """Two query tokens (a speculative verification, k = 1) over 1,000 cached: queries against the cached latent,
+    read once, as in a decode step - not the whole latent decompressed for two queries."""
+    cost = StructuredCost(EXACT, TOY_MLA, GPU, 1, decode_query=2)
     # per layer: 2 queries x 1,001 keys seen x (2*4*(32+8) + 2*4*32) FLOPs; 1,002 keys x 40 elements x 2 bytes read
     absorbed = max(2 * 1001 * 576 / 1e12, 1002 * 40 * 2 / 1e9)
     # the alternative: decompress 1,002 latents (32 -> 4 heads x (16 + 16)) before attending: its GEMM alone is dearer
@@ -396,7 +398,40 @@ def test_mtp_verification_of_an_mla_model_costs_about_a_decode_step() -> None:
     ds = catalog.model("deepseek-v3")
     q = Quantization(weights="fp8", activations="fp8", kv_cache="fp8")
     cost = build_physical(
-        RooflineCostConfig(), ds, catalog.gpu("h200"), 8, layout=Layout(tp=8, ep=8, moe_tp=1), quant=q
+        RooflineCostConfig(), ds, catalog.gpu("h200"), 8, layout=Layout(tp=8, ep=8, moe_tp=1), quant=q, decode_query=2
     )
     verify = cost.iteration([(2, 4000)] * 32, 0, 0)
     assert cost.iteration([], 32, 32 * 4000) < verify < cost.iteration([], 64, 64 * 4000)
+
+
+def test_mla_prefill_tails_are_prefills_without_speculation() -> None:
+    """vLLM sends only query chunks of <= 1 + num_speculative_tokens to the absorbed decode kernels
+    (`reorder_batch_threshold`): without speculation a 2-token chunked-prefill tail or prefix-cache hit over
+    1,000 cached tokens runs the prefill path (decompress the 1,002 latents, then FlashAttention), even though
+    the absorbed form would be cheaper; with k = 4 a 5-token chunk is absorbed and a 6-token one is not."""
+    plain = StructuredCost(EXACT, TOY_MLA, GPU, 1)  # no speculation: threshold 1
+    absorbed = max(2 * 1001 * 576 / 1e12, 1002 * 40 * 2 / 1e9)  # per layer, as in the test above
+    up = max(2 * 1002 * 32 * 128 / 1e12, (32 * 128 + 1002 * 32 + 1002 * 128) * 2 / 1e9)
+    width, byts = 4 * (24 + 16) / 2.0, 1002 * 40 * 2 + 2 * 2 * 4 * 24 * 2
+    mha = up + plain._fmha(2, 1000, None, width, byts)
+    assert plain._prefill_one(2, 1000) == pytest.approx(2 * mha, rel=1e-12)
+    assert plain._prefill_one(2, 1000) > 2 * absorbed  # the old min() priced it at the absorbed form
+    spec = StructuredCost(EXACT, TOY_MLA, GPU, 1, decode_query=5)
+    five = max(5 * 1002.5 * 576 / 1e12, 1005 * 40 * 2 / 1e9)
+    assert spec._prefill_one(5, 1000) == pytest.approx(2 * five, rel=1e-12)
+    assert spec._prefill_one(6, 1000) == pytest.approx(plain._prefill_one(6, 1000), rel=1e-12)
+
+
+def test_scenario_speculation_sets_the_absorbed_threshold(tmp_path: Path) -> None:
+    """The scenario's `speculative.num_tokens` reaches the cost model: 1 + k with speculation, 1 without."""
+    from sim.cluster.pools import build_cost_model
+    from sim.config.scenario import load_scenario
+    from tests.helpers import scenario, write_csv
+
+    sc = scenario(write_csv(tmp_path / "t.csv", [(0.0, 10, 5)]), cost={"kind": "roofline"})
+    sc["model"] = TOY_MLA.model_dump()
+    plain = load_scenario(sc)
+    mtp = load_scenario({**sc, "speculative": {"kind": "mtp", "num_tokens": 3, "acceptance": 0.7}})
+    costs = build_cost_model(plain), build_cost_model(mtp)
+    assert isinstance(costs[0], StructuredCost) and isinstance(costs[1], StructuredCost)
+    assert (costs[0].decode_query, costs[1].decode_query) == (1, 4)

@@ -74,6 +74,8 @@ def _cost(sc: Scenario, model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, layout
     """One instance's cost model; with pp > 1 a pipeline of per-stage cost models (`sim.costmodel.pipeline`)."""
     kw: dict[str, Any] = {"gpu": gpu, "tp": tp, "base_dir": sc.base_dir, "engine": sc.serving_engine}
     kw.update(layout=layout, quant=sc.quantization)
+    # MLA: query chunks up to a verification's 1 + k run the absorbed decode kernels (`structured.DECODE_QUERY`)
+    kw["decode_query"] = 1 + (sc.speculative.num_tokens if sc.speculative is not None else 0)
     if pp == 1:
         return COST_MODELS.build(sc.cost_model, model=model, **kw)
     from sim.cluster.links import link_bandwidth

@@ -65,10 +65,12 @@ def build_physical(
     engine: ServingEngineConfig | None = None,
     layout: Any = None,
     quant: Any = None,
+    decode_query: int = 1,
 ) -> RooflineCost:
     """A roofline or table cost model with its tables, learned curves, profile and serving engine resolved;
     the structured roofline (`sim.costmodel.structured`) when the model, layout (`sim.costmodel.layout.Layout`)
-    or precision (`sim.costmodel.quant.Quantization`) needs more than dense bf16 GQA on tp GPUs."""
+    or precision (`sim.costmodel.quant.Quantization`) needs more than dense bf16 GQA on tp GPUs. `decode_query`:
+    the longest MLA query chunk priced in the absorbed decode form (1 + speculative tokens; `DECODE_QUERY`)."""
     from sim.costmodel.layout import Layout
     from sim.costmodel.quant import DEFAULT
     from sim.costmodel.structured import StructuredCost, needs_structure
@@ -77,7 +79,9 @@ def build_physical(
     quant = quant or DEFAULT
     parts = physical_parts(cfg, model, gpu, layout.tp, base_dir, engine)
     if needs_structure(model, layout, quant):
-        return StructuredCost(cfg, model, gpu, layout.tp, layout=layout, quant=quant, **parts)
+        return StructuredCost(
+            cfg, model, gpu, layout.tp, layout=layout, quant=quant, decode_query=decode_query, **parts
+        )
     return RooflineCost(cfg, model, gpu, tp, **parts)
 
 
@@ -109,7 +113,8 @@ def _physical(
     engine: ServingEngineConfig | None = None,
     layout: Any = None,
     quant: Any = None,
+    decode_query: int = 1,
     **_: object,
 ) -> CostModel:
     """The physical kinds share one builder: the config says whether measured tables drive it."""
-    return build_physical(cfg, model, gpu, tp, base_dir, engine, layout, quant)
+    return build_physical(cfg, model, gpu, tp, base_dir, engine, layout, quant, decode_query)

@@ -28,11 +28,14 @@ from sim.costmodel.transfer import table_floors
 FP8_ATTENTION_GPUS = frozenset({"h100-sxm", "h200", "b200", "b300", "gb200", "gb300"})
 
 
-# The longest query chunk an MLA layer may run in the absorbed (decode) form: a speculative verification of
-# 1 + num_tokens queries, num_tokens <= 64 (`speculative.num_tokens`). vLLM's MLA backends route query lengths
-# up to 1 + num_speculative_tokens to the decode kernels (`reorder_batch_threshold`); longer chunks are
-# prefills, whose kernels (decompression + FlashAttention) are priced from measured efficiency.
-ABSORBED_MAX_QUERY = 65
+# The longest query chunk an MLA layer runs in the absorbed (decode) form, without speculative decoding: vLLM's
+# MLA backends send query lengths <= `reorder_batch_threshold` to the decode kernels, 1 by default and
+# 1 + num_speculative_tokens when the backend verifies speculation as decodes (vllm/v1/attention/backends/mla/
+# common.py, `MLACommonMetadataBuilder`); every longer chunk - chunked-prefill tails, prefix-cache hits over a
+# long cached context - runs the prefill path (latent decompression + FlashAttention), whatever either costs.
+# The scenario sets the threshold from `speculative.num_tokens` (`decode_query`, sim.cluster.pools). No engine
+# servesim models picks the form by cost, so there is no min() of the two.
+DECODE_QUERY = 1
 
 # A grouped expert GEMM reads the curve of one expert's (k, n) matrix at its tokens: each expert's weights are
 # streamed like a small GEMM of its own. One grouped launch might instead fill the GPU like a dense GEMM of the
@@ -52,9 +55,11 @@ class StructuredCost(RooflineCost):
         *,
         layout: Layout | None = None,
         quant: Quantization = DEFAULT,
+        decode_query: int = DECODE_QUERY,
         **parts: Any,
     ) -> None:
         self.layout = layout or Layout(tp=tp)
+        self.decode_query = decode_query  # longest MLA query chunk priced in the absorbed form (DECODE_QUERY)
         self.quant = quant
         super().__init__(cfg, model, gpu, tp, **parts)
         m, lay = model, self.layout
@@ -338,7 +343,7 @@ class StructuredCost(RooflineCost):
                 up = self.gemm("kv_b", c + q, lat, hd * (mod.head_dim - mod.qk_rope_head_dim + mod.value_dim))
                 byts = (c + q) * (lat + mod.qk_rope_head_dim) * self.kva + 2 * q * hd * mod.head_dim * self.aa
                 mha = up + self._fmha(q, c, cap, hd * (mod.head_dim + mod.value_dim) / 2.0, byts)
-                t += layers * (min(mha, self._absorbed(q, c, cap)) if q <= ABSORBED_MAX_QUERY else mha)
+                t += layers * (self._absorbed(q, c, cap) if q <= self.decode_query else mha)
             else:
                 kv_tokens = c + q if cap is None else min(c + q, float(cap) + q)
                 byts = kv_tokens * mod.kv_elems_per_token_layer(self.tp) * self.kva + 2 * q * self.hq * self.aa
@@ -354,9 +359,8 @@ class StructuredCost(RooflineCost):
         uses (queries against the compressed latent, read once per chunk): what engines run for short query
         chunks - speculative verification (vLLM's MLA backends treat query lengths up to 1 + num_speculative_tokens
         as decodes, `reorder_batch_threshold`; SGLang runs target-verify batches in the MLA form; TensorRT-LLM's
-        generation kernel takes 1 + MTP tokens per sequence). Decompressing the whole cached latent for two
-        query tokens would cost far more. A chunk of at most ABSORBED_MAX_QUERY tokens costs the cheaper of the
-        two forms; at q = 1 this is a decode step's attention (`_tok_s`) over the cache and the new token."""
+        generation kernel takes 1 + MTP tokens per sequence). Only chunks of at most `decode_query` tokens take this
+        form (`DECODE_QUERY`); at q = 1 it is a decode step's attention (`_tok_s`) over the cache and the new token."""
         seen = c + 0.5 * q if cap is None else min(c + 0.5 * q, float(cap))
         keys = c + q if cap is None else min(float(c + q), q * float(cap))
         return max(q * seen * self._key_flops / self.attn_flops, keys * self._key_bytes / self.attn_bw)
