@@ -103,6 +103,8 @@ def spec_from_config(cfg: dict[str, Any], name: str, source: str = "") -> ModelS
         "num_experts": experts,
         "experts_per_token": int(_first(cfg, "num_experts_per_tok", "experts_per_token", default=1) or 1),
         "num_shared_experts": int(_first(cfg, "n_shared_experts", default=0) or 0),
+        "n_group": int(cfg.get("n_group") or 1),
+        "topk_group": int(cfg.get("topk_group") or 1),
         "moe_intermediate_size": int(moe_w) if moe_w else None,
         "first_dense_layers": int(_first(cfg, "first_k_dense_replace", default=0) or 0),
         "moe_layer_interval": int(_first(cfg, "interleave_moe_layer_step", "decoder_sparse_step", default=1) or 1),

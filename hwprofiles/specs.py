@@ -80,6 +80,8 @@ class ModelSpec(BaseModel):
     num_experts: int = Field(default=1, ge=1, description="routed experts per MoE layer (1 = dense)")
     experts_per_token: int = Field(default=1, ge=1)
     num_shared_experts: int = Field(default=0, ge=0, description="always-active experts per MoE layer")
+    n_group: int = Field(default=1, ge=1, description="group-limited routing: expert groups (config.json n_group)")
+    topk_group: int = Field(default=1, ge=1, description="groups a token's experts come from (config.json topk_group)")
     moe_intermediate_size: int | None = Field(default=None, gt=0, description="per routed expert; None: intermediate")
     shared_expert_intermediate_size: int | None = Field(
         default=None, gt=0, description="width of ONE shared expert; None: moe_intermediate_size"
@@ -114,6 +116,11 @@ class ModelSpec(BaseModel):
             raise ValueError("attention_pattern has linear (G) layers but linear_num_value_heads is 0")
         if self.experts_per_token > self.num_experts:
             raise ValueError(f"experts_per_token {self.experts_per_token} > num_experts {self.num_experts}")
+        if self.n_group > 1 and (self.num_experts % self.n_group or self.topk_group > self.n_group):
+            raise ValueError(
+                f"n_group {self.n_group} must divide num_experts {self.num_experts} and be >= topk_group "
+                f"{self.topk_group}"
+            )
         return self
 
     # -- layer structure -------------------------------------------------------------------------------

@@ -204,7 +204,7 @@ class StructuredCost(RooflineCost):
             ops["mlp_down"] += self.n_moe * self.gemm("mlp_down_proj", m, sw, h)
         k, E, ep = mod.experts_per_token, mod.num_experts, lay.ep
         pairs = m_all * k / ep * moe.imbalance(m_all, k, ep)
-        active = moe.busiest_active_experts(m_all, k, E, ep)  # the slowest rank's weight reads set the layer
+        active = moe.busiest_active_experts(m_all, k, E, ep, mod.n_group, mod.topk_group)  # slowest rank's reads
         width = mod.expert_width / lay.moe_tp_size
         router = self.gemm("router", m, h, E, unquantised=True)  # the gate stays bf16 in quantised checkpoints
         up = self.gemm("moe_up", pairs, h, mult * width, active)
