@@ -204,7 +204,8 @@ class RecvSarathi(Sarathi):
     """Sarathi behind SGLang's receive interval (`RecvSkipper`): prompts that arrived after the scheduler's last
     poll are not seen. A subclass, built only when the interval is above 1, so plain Sarathi's per-plan path is
     unchanged. Unseen prompts are the tail of the waiting queue (arrivals append in time order; anything admitted
-    before, so anything preempted back to the head, arrived by an earlier poll): it is set aside for the plan."""
+    before, so anything preempted back to the head, arrived by an earlier poll): it is set aside for the plan,
+    so a context hold, where one is also on, counts only received prompts, as the engine's own scheduler would."""
 
     def __init__(self, cfg: SarathiConfig, hold: ContextHold | None, recv: RecvSkipper) -> None:
         super().__init__(cfg, hold)
