@@ -26,6 +26,10 @@ import numpy as np
 import yaml
 from pydantic import BaseModel
 
+from calibrate.fit_search import Budget
+from calibrate.fit_search import best as _best
+from calibrate.fit_search import search as _search
+from calibrate.fit_search import soft_l1 as _soft_l1
 from calibrate.observed import ObservedRun
 from calibrate.replay import Replay, Simulated, compare, scenario_data
 from sim.config.scenario import Scenario
@@ -224,7 +228,7 @@ def fit_runs(
         key = tuple(np.round(u, 12).tolist())
         if key not in cache:
             if len(cache) >= limit[0]:
-                raise _Budget
+                raise Budget
             sims, res = [], []
             for rp, d0 in zip(replays, data0, strict=True):
                 d = copy.deepcopy(d0)
@@ -278,36 +282,6 @@ def _loss(r: np.ndarray, n_prior: int) -> float:
     return runs + float(np.sum(_soft_l1(r[len(r) - n_prior :]))) if n_prior else runs
 
 
-class _Budget(Exception):
-    """The fit has run the evaluations it may (`max_evals`): the search stops at the best point so far."""
-
-
-def _search(evaluate: Callable[[np.ndarray], Any], cache: dict[Any, Any], dim: int, max_evals: int, seed: int) -> None:
-    """A scrambled Sobol scan of the unit box (the objective is rugged: look widely first), then trust-region
-    least squares (soft-L1) from the best point, within `max_evals` evaluations in all (`evaluate` raises
-    `_Budget` past them)."""
-    from scipy.optimize import least_squares
-
-    try:
-        for u in _sobol(dim, min(max(4, max_evals // 2), 4 * 2**dim), seed):
-            evaluate(u)
-        left = max(1, max_evals - len(cache))
-        least_squares(
-            lambda u: evaluate(u)[0],
-            np.asarray(_best(cache), dtype=np.float64),
-            bounds=(0.0, 1.0),
-            method="trf",
-            loss="soft_l1",
-            f_scale=0.05,
-            diff_step=0.02,
-            max_nfev=max(1, left // (dim + 1)),
-            xtol=1e-3,
-            ftol=1e-4,
-        )
-    except _Budget:
-        pass
-
-
 def _diagnose(
     evaluate: Callable[[np.ndarray], Any],
     per_run: dict[tuple[float, ...], list[np.ndarray]],
@@ -331,25 +305,6 @@ def _diagnose(
         [p.hi - p.lo for p in params],
         [x * math.sqrt(n) for x in per_run[best]],  # undo the 1/sqrt(runs) weighting: each run's own RMS
     )
-
-
-def _sobol(dim: int, n: int, seed: int) -> np.ndarray:
-    """n scrambled Sobol points in [0, 1]^dim, seeded from the scenario's seed (deterministic)."""
-    from scipy.stats import qmc
-
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5F17]))
-    points = qmc.Sobol(dim, scramble=True, seed=rng).random_base2(max(1, int(math.log2(n))))  # balanced: 2^m
-    return np.asarray(points, dtype=np.float64)
-
-
-def _best(cache: dict[tuple[float, ...], tuple[np.ndarray, list[Simulated]]]) -> tuple[float, ...]:
-    """The evaluated point with the lowest robust loss (the optimiser's last point need not be it)."""
-    return min(cache, key=lambda k: float(np.sum(_soft_l1(cache[k][0]))))
-
-
-def _soft_l1(r: np.ndarray, f: float = 0.05) -> np.ndarray:
-    z = (r / f) ** 2
-    return f**2 * 2 * (np.sqrt(1 + z) - 1)
 
 
 def quality(cmp: dict[str, Any]) -> dict[str, float | None]:

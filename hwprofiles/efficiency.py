@@ -221,15 +221,15 @@ class Efficiency:
 
 
 def _columns(cols: dict[str, list[Any]]) -> Columns:
-    """One array per column from per-part pieces (string columns as object arrays)."""
-    return {c: np.array([x for part in v for x in part], dtype=object) if c in ("op", "cls") else
+    """One array per column from per-part pieces (string columns as numpy strings: `_split` compares them in C)."""
+    return {c: np.array([x for part in v for x in part], dtype=str) if c in ("op", "cls") else
             np.concatenate(v) if v else np.empty(0) for c, v in cols.items()}  # fmt: skip
 
 
 def _split(cols: Columns, by: str) -> list[tuple[str, Columns]]:
     """The rows of each value of column `by`, in sorted order (pandas `groupby`)."""
     keys = cols[by]
-    return [(k, {c: v[keys == k] for c, v in cols.items()}) for k in sorted(set(keys))]
+    return [(k, {c: v[keys == k] for c, v in cols.items()}) for k in sorted(set(keys.tolist()))]
 
 
 def _pivot(cols: Columns, keys: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

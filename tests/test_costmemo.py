@@ -111,6 +111,29 @@ def test_chunk_run_pricing_is_stepping_pricing(
     assert len(times) == len(durations) == k and not memo.diverged
 
 
+@pytest.mark.parametrize("name", list(VARIANTS))
+@settings(max_examples=40, deadline=None)
+@given(
+    qs=st.lists(st.integers(1, 2048), min_size=1, max_size=3),
+    n=st.integers(0, 300),
+    shapes=st.lists(st.tuples(st.integers(0, 16384), st.integers(1, 8000)), min_size=2, max_size=5),
+)
+def test_rows_price_every_context_exactly(name: str, qs: list[int], n: int, shapes: list[tuple[int, int]]) -> None:
+    """An iteration of a shape (tokens, decodes, chunks) seen before is priced from its cached row
+    (`MemoCost._row`): for other cached prefixes and decode contexts too, the floats are the real model's."""
+    cost = VARIANTS[name]
+    memo = memoised(cost)
+    if not isinstance(memo, MemoCost):
+        return
+    for c, per_seq in shapes:
+        prefill = [(q, c + 7 * i) for i, q in enumerate(qs)]
+        want = cost.iteration(prefill, n, n * per_seq)
+        assert memo.iteration(prefill, n, n * per_seq).hex() == want.hex()
+    uses_rows = SEQUENTIAL_SUM and (memo._decode_linear or n == 0)
+    assert ((sum(qs) + n, n, len(qs)) in memo._rows) == uses_rows  # the later shapes went through the row
+    assert not memo.diverged
+
+
 @pytest.mark.skipif(not SEQUENTIAL_SUM, reason="sum() compensates (Python >= 3.12): runs are priced step by step")
 def test_chunk_run_pricing_takes_the_fast_path() -> None:
     """The run is priced from the cached dense sum (not step by step through `iteration`) where it may be."""

@@ -149,3 +149,32 @@ def test_expert_parallel_without_attention_dp_all_reduces_instead_of_all_to_all(
     # with attention DP the ranks' tokens differ: they travel all-to-all, and no MoE all-reduce is charged
     dp = StructuredCost(EXACT, TOY_MOE, GPU, 1, layout=Layout(tp=1, attention_dp=4, ep=4, moe_tp=1))
     assert dp._dense(8)["moe_comm"] > 0.0 and dp._dense(8)["allreduce"] == 0.0
+
+
+TOY_GDN = TOY_MOE.model_copy(
+    update={
+        "num_layers": 2,
+        "attention_pattern": "GF",  # one Gated DeltaNet layer, then full attention
+        "linear_num_key_heads": 2,
+        "linear_num_value_heads": 4,
+        "linear_head_dim": 16,
+    }
+)
+
+
+def test_gated_deltanet_layers_pay_their_conv_gating_and_norm_kernels() -> None:
+    lin = StructuredCost(EXACT, TOY_GDN, GPU, 1, floors=FLOORS)
+    full = StructuredCost(EXACT, TOY_GDN.model_copy(update={"attention_pattern": "F"}), GPU, 1, floors=FLOORS)
+    # at one token each kernel sits on its floor: the conv (RoPE's 2 us), the gating (activation's 1 us), the gated
+    # RMSNorm (4 us); the linear layer has no RoPE or KV write of its own (2 + 1 us on the full layer)
+    step = lin._dense(1)["elementwise"] - full._dense(1)["elementwise"]
+    assert step == pytest.approx(2e-6 + 1e-6 + 4e-6 - (2e-6 + 1e-6), rel=1e-12)
+    # far above the floors, bytes: conv reads and writes (2 x 2 + 4) x 16 = 128 channels, the gating 2 x 4 values,
+    # the norm reads the output and its gate and writes 4 x 16 elements; 2 bytes each at 1e9 B/s
+    plain_lin = StructuredCost(EXACT, TOY_GDN, GPU, 1)
+    plain_full = StructuredCost(EXACT, TOY_GDN.model_copy(update={"attention_pattern": "F"}), GPU, 1)
+    m = 100_000
+    kernels = m * (2 * 128 + 2 * 8 + 3 * 64) * 2 / 1e9
+    rope_kv = m * (2 * (64 + 64) + 2 * 128) * 2 / 1e9  # the full layer's RoPE and KV write the linear one lacks
+    diff = plain_lin._dense(m)["elementwise"] - plain_full._dense(m)["elementwise"]
+    assert diff == pytest.approx(kernels - rope_kv, rel=1e-9)

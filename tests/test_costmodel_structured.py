@@ -313,3 +313,90 @@ def test_fp8_kv_cache_keeps_bf16_attention_where_no_fp8_kernel_exists() -> None:
         kv8 = build_physical(RooflineCostConfig(), m, g, 1, quant=Quantization(kv_cache="fp8"))
         want = m.num_layers * _fa_layer(4096, 4096, hq, g.bf16_flops)
         assert kv8.breakdown([(4096, 0)], 0, 0)["attn_prefill"] == pytest.approx(want, rel=1e-9)
+
+
+def _exact_busiest_one_token(k: int, E: int, ep: int) -> float:
+    """E[max over ranks of a token's experts on that rank], exactly: the k experts are a uniform k-subset of E,
+    dealt to ranks of E / ep experts; enumerate every split of k over the ranks (multivariate hypergeometric)."""
+    from itertools import product
+    from math import comb
+
+    local, total, out = E // ep, comb(E, k), 0.0
+    for counts in product(range(min(k, local) + 1), repeat=ep):
+        if sum(counts) == k:
+            out += max(counts) * np.prod([comb(local, c) for c in counts]) / total
+    return out
+
+
+def test_busiest_rank_active_experts_one_token_exactly() -> None:
+    # toy: 2 of 8 experts over 4 ranks of 2: both on one rank with probability 4 / C(8, 2) = 1/7, else 1 each
+    assert _exact_busiest_one_token(2, 8, 4) == pytest.approx(1 + 1 / 7, rel=1e-12)
+    # the independent-binomial reading: p = 1/4, F(0) = (3/4)^2, F(1) = 1 - (1/4)^2 -> E = 2 - F0^4 - F1^4
+    by_hand = 2 - (9 / 16) ** 4 - (15 / 16) ** 4
+    assert moe.busiest_active_experts(1, 2, 8, 4) == pytest.approx(by_hand, rel=1e-12)
+    assert by_hand == pytest.approx(1 + 1 / 7, rel=0.02)
+    # DeepSeek-V3 routing, one token, EP 8: the mean rank touches 1 expert, the busiest ~2.5
+    assert moe.active_experts(1, 8, 256, 32) == pytest.approx(1.0)
+    assert moe.busiest_active_experts(1, 8, 256, 8) == pytest.approx(_exact_busiest_one_token(8, 256, 8), rel=0.03)
+    assert moe.busiest_active_experts(1, 8, 256, 8) > 2.4
+
+
+@pytest.mark.parametrize(
+    ("tokens", "k", "E", "ep"), [(4, 8, 256, 8), (16, 8, 256, 4), (8, 10, 512, 8), (64, 8, 256, 32)]
+)
+def test_busiest_rank_active_experts_matches_monte_carlo(tokens: int, k: int, E: int, ep: int) -> None:
+    rng = np.random.default_rng(np.random.SeedSequence(7))
+    trials = 1500
+    hit = np.zeros((trials, E), dtype=bool)
+    for _ in range(tokens):  # every token routes to k distinct experts, uniformly
+        picks = np.argpartition(rng.random((trials, E)), k, axis=1)[:, :k]
+        np.put_along_axis(hit, picks, True, axis=1)
+    mc = hit.reshape(trials, ep, E // ep).sum(axis=2).max(axis=1).mean()
+    assert moe.busiest_active_experts(tokens, k, E, ep) == pytest.approx(mc, rel=0.03)
+    # never fewer than the mean rank's, never more than a rank holds; ep 1 is the mean
+    assert moe.active_experts(tokens, k, E, E / ep) < moe.busiest_active_experts(tokens, k, E, ep) <= E // ep
+    assert moe.busiest_active_experts(tokens, k, E, 1) == pytest.approx(moe.active_experts(tokens, k, E, E))
+
+
+def test_expert_parallel_decode_streams_the_busiest_ranks_experts() -> None:
+    # one token, top-2 of 8 experts, EP 4 over tp 4: the layer waits for the GPU that must read the most expert
+    # weights, 2 - (9/16)^4 - (15/16)^4 = 1.1274 experts' matrices, not the mean rank's 0.5
+    cost = StructuredCost(EXACT, TOY_MOE, GPU, 4, layout=Layout(tp=4, ep=4, moe_tp=1))
+    active = 2 - (9 / 16) ** 4 - (15 / 16) ** 4
+    pairs = 2 / 4 * moe.imbalance(1, 2, 4)  # busiest rank's pairs: 2 pairs in 4 ranks, both on one w.p. 1/4
+    assert pairs == pytest.approx(1.25)
+    router = max(2 * 64 * 8 / 1e12, (64 * 8 + 64 + 8) * 2 / 1e9)
+    up = max(2 * pairs * 64 * 64 / 1e12, (64 * 64 * active + pairs * 64 + pairs * 64) * 2 / 1e9)
+    down = max(2 * pairs * 32 * 64 / 1e12, (32 * 64 * active + pairs * 32 + pairs * 64) * 2 / 1e9)
+    assert cost._mlp(1, 1)["moe_experts"] == pytest.approx(router + up + down, rel=1e-12)
+
+
+def test_mla_short_chunks_attend_in_the_absorbed_form() -> None:
+    """Two query tokens (a speculative verification) over 1,000 cached: queries against the cached latent, read
+    once, as in a decode step - not the whole latent decompressed for two queries."""
+    cost = StructuredCost(EXACT, TOY_MLA, GPU, 1)
+    # per layer: 2 queries x 1,001 keys seen x (2*4*(32+8) + 2*4*32) FLOPs; 1,002 keys x 40 elements x 2 bytes read
+    absorbed = max(2 * 1001 * 576 / 1e12, 1002 * 40 * 2 / 1e9)
+    # the alternative: decompress 1,002 latents (32 -> 4 heads x (16 + 16)) before attending: its GEMM alone is dearer
+    up = max(2 * 1002 * 32 * 128 / 1e12, (32 * 128 + 1002 * 32 + 1002 * 128) * 2 / 1e9)
+    assert up > absorbed
+    assert cost._prefill_one(2, 1000) == pytest.approx(2 * absorbed, rel=1e-12)
+    # one query: a decode step's attention over the same keys
+    assert cost._prefill_one(1, 1000) == pytest.approx(float(cost._decode_attn(1, np.array([1001.0]))[0]), rel=1e-3)
+    # chunks longer than a verification are prefills: decompressed, whatever the absorbed form would cost
+    up_long = cost.gemm("kv_b", 4096, 32, 128)
+    mha = up_long + cost._fmha(4096, 0, None, 4 * (24 + 16) / 2.0, 4096 * 40 * 2 + 2 * 4096 * 4 * 24 * 2)
+    assert cost._prefill_one(4096, 0) == pytest.approx(2 * mha, rel=1e-12)
+
+
+def test_mtp_verification_of_an_mla_model_costs_about_a_decode_step() -> None:
+    """DeepSeek-V3 with MTP (one draft token): verifying 2 tokens for each of 32 sequences at 4k context reads
+    the same cache and weights as a decode step of 64 tokens; it must not pay for decompressing 32 x 4k latents
+    (which priced it at 3x a decode step)."""
+    ds = catalog.model("deepseek-v3")
+    q = Quantization(weights="fp8", activations="fp8", kv_cache="fp8")
+    cost = build_physical(
+        RooflineCostConfig(), ds, catalog.gpu("h200"), 8, layout=Layout(tp=8, ep=8, moe_tp=1), quant=q
+    )
+    verify = cost.iteration([(2, 4000)] * 32, 0, 0)
+    assert cost.iteration([], 32, 32 * 4000) < verify < cost.iteration([], 64, 64 * 4000)

@@ -193,3 +193,40 @@ def test_disaggregated_pools_take_their_own_pp(tmp_path):
     assert res.summary["cost"]["gpus"] == 1 + 4
     # half the layers per GPU on 2-way tp: a block is a quarter of the prefill instance's
     assert pools["decode"]["kv_blocks_per_instance"] > 3 * pools["prefill"]["kv_blocks_per_instance"]
+
+
+def _roof_pipe(pp: int, **engine: float) -> PipelineCost:
+    """Llama-3.1-8B on H100, pp stages of the roofline, vLLM V1 (async scheduling) with these CPU terms."""
+    from hwprofiles import catalog
+    from sim.costmodel.build import build_physical
+    from sim.costmodel.models import RooflineCostConfig
+    from sim.costmodel.pipeline import build_pipeline
+
+    m, g = catalog.model("llama-3.1-8b"), catalog.gpu("h100")
+    eng = preset("vllm-v1", **engine)
+
+    def stage(layers: int):
+        return build_physical(RooflineCostConfig(), m.model_copy(update={"num_layers": layers}), g, 1, engine=eng)
+
+    return build_pipeline(stage, m.num_layers, pp, activation_hop(m.hidden_size, 2, 50e9, 1e-5))
+
+
+def test_async_cpu_step_is_one_engine_core_serving_every_micro_batch():
+    """Async scheduling under pp: the stages price the GPUs only, and one engine core spends cpu(n_j) on each
+    micro-batch per round, overlapped with them: T = max(GPU round, Σ_j cpu(n_j)). By hand with a 50 ms CPU step
+    (far beyond these kernels): one sequence, 50 ms (not once per stage); 4 sequences in 2 micro-batches of 2,
+    2 × (50 ms + 2 × 10 µs); a mixed step of a prefill and 3 decodes, also 2 micro-batches."""
+    gpu = _roof_pipe(2, scheduler_s=0.0, sample_per_seq_s=0.0)
+    slow = _roof_pipe(2, scheduler_s=0.05, sample_per_seq_s=1e-5)
+    ctx = np.array([4000.0, 40000.0])
+    assert (gpu.decode_run(4, ctx) < 0.05).all()
+    assert slow.decode_run(1, ctx / 4) == pytest.approx([0.05 + 1e-5] * 2, rel=1e-12)
+    assert slow.decode_run(4, ctx) == pytest.approx([2 * (0.05 + 2e-5)] * 2, rel=1e-12)
+    assert slow.iteration([(512, 0)], 3, 3000) == pytest.approx(2 * (0.05 + 2e-5), rel=1e-12)
+    # a CPU step well inside the GPU round costs nothing: the GPU-only pipeline's times exactly
+    quick = _roof_pipe(2, scheduler_s=1e-6, sample_per_seq_s=0.0)
+    assert np.array_equal(quick.decode_run(4, ctx), gpu.decode_run(4, ctx))
+    assert quick.iteration([(512, 0)], 3, 3000) == gpu.iteration([(512, 0)], 3, 3000)
+    # without async scheduling the CPU step rides on the first stage of every micro-batch, in series
+    serial = _roof_pipe(2, scheduler_s=0.05, sample_per_seq_s=1e-5, async_scheduling=False)
+    assert (serial.decode_run(4, ctx) > 2 * (0.05 + 2e-5)).all()

@@ -263,12 +263,13 @@ def test_async_scheduling_charges_only_the_cpu_that_outlasts_the_kernels():
 
 def test_logits_gather_and_sampler_by_hand():
     """After the LM head: every rank all-gathers the vocabulary-parallel logits (NCCL ring: latency + (n-1)/n of
-    seqs × vocab × 2 bytes at NCCL's rate) and samples the full vocabulary (46 bytes per entry at the memory rate)."""
+    seqs × vocab × 2 bytes at NCCL's rate) and samples the full vocabulary greedily (cast to float32 and argmax:
+    10 bytes per entry at the memory rate)."""
     vocab, a = MODEL.vocab_size, 2.0
     for tp in (1, 2):
         bare = RooflineCost(CFG, MODEL, GPU, tp)
         cm = RooflineCost(CFG, MODEL, GPU, tp, engine=preset("vllm-v1", allreduce="nccl"))
-        sample = 32 * vocab * 46.0 / cm.bw
+        sample = 32 * vocab * 10.0 / cm.bw
         gather = 0.0 if tp == 1 else 3.2e-5 + (tp - 1) / tp * 32 * vocab * a / cm.ar.bw
         assert cm._lm_head(32) - bare._lm_head(32) == pytest.approx(sample + gather, rel=1e-9)
         assert cm._lm_head(0) == 0.0
@@ -291,3 +292,55 @@ def test_gpus_without_peer_access_take_nccl_for_every_all_reduce():
     shm = AllReduce(4, 1e11, "nccl", False, nccl_latency_s=3e-5, pcie=True, p2p=False)
     peer = AllReduce(4, 1e11, "nccl", False, nccl_latency_s=3e-5, pcie=True)
     assert shm.seconds(2**20) - peer.seconds(2**20) == pytest.approx(6 * 13.6e-6, rel=1e-9)
+
+
+def test_logits_gather_without_peer_access_pays_n_minus_1_host_hops():
+    """A ring all-gather makes n-1 steps, the all-reduce 2(n-1): over host memory (no P2P) each step pays the
+    staging latency once. By hand at TP 4 on PCIe: gather 32 us + 3 × 13.6 us, all-reduce 32 us + 6 × 13.6 us."""
+    no_p2p = GPU.model_copy(update={"intra_node_link": "pcie", "pcie_p2p": False})
+    pcie = GPU.model_copy(update={"intra_node_link": "pcie"})
+    eng = preset("vllm-v1", allreduce="nccl")
+    shm, peer = RooflineCost(CFG, MODEL, no_p2p, 4, engine=eng), RooflineCost(CFG, MODEL, pcie, 4, engine=eng)
+    assert shm._logits[0] == pytest.approx(3.2e-5 + 3 * 13.6e-6, rel=1e-12)
+    assert peer._logits[0] == pytest.approx(3.2e-5, rel=1e-12)
+    assert shm._logits[1] == pytest.approx(peer._logits[1], rel=1e-12)  # same rate: only the latency differs
+    assert shm.ar.seconds(2**20) - peer.ar.seconds(2**20) == pytest.approx(6 * 13.6e-6, rel=1e-9)
+    # without an engine (fits of measured iterations) the NCCL-only all-reduce knows the GPU has no peer access too
+    bare = RooflineCost(CFG, MODEL, no_p2p, 4).ar
+    assert not bare.p2p
+    assert bare.seconds(2**20) - RooflineCost(CFG, MODEL, pcie, 4).ar.seconds(2**20) == pytest.approx(
+        6 * 13.6e-6, rel=1e-9
+    )
+
+
+def test_structured_lm_head_adds_the_logits_gather_and_greedy_sampler():
+    """`StructuredCost._lm_head` (MoE, quantised, layouts) prices the same gather and sampler after its LM head as
+    the dense roofline, for the busiest attention-DP rank's sequences: by hand from `comm.logits_terms`."""
+    from hwprofiles import catalog
+    from sim.costmodel.build import build_physical
+    from sim.costmodel.layout import Layout
+    from sim.costmodel.structured import StructuredCost
+
+    m, g = catalog.model("qwen3-30b-a3b"), catalog.gpu("h100")
+    for tp, layout in ((1, None), (2, None), (2, Layout(tp=2, attention_dp=2, ep=2, moe_tp=1))):
+        eng = preset("vllm-v1", allreduce="nccl")
+        kw = {"layout": layout} if layout else {}
+        cm = build_physical(RooflineCostConfig(), m, g, tp, engine=eng, **kw)
+        assert isinstance(cm, StructuredCost)
+        rank_seqs = 32 // (layout.attention_dp if layout else 1)
+        gemm = cm.gemm("lm_head", rank_seqs, m.hidden_size, m.vocab_size / tp, unquantised=True)
+        sample = rank_seqs * m.vocab_size * 10.0 / cm.bw
+        gather = 0.0 if tp == 1 else 3.2e-5 + rank_seqs * (tp - 1) / tp * m.vocab_size * 2.0 / cm.ar.bw
+        assert cm._lm_head(32) - gemm == pytest.approx(sample + gather, rel=1e-9)
+        assert cm._lm_head(0) == 0.0
+
+
+def test_rtx_4090_has_no_peer_access_so_vllm_runs_nccl_over_host_memory():
+    """The catalogue's GeForce RTX 4090 (no P2P on the stock driver, cited there): TP2 under vLLM takes NCCL for
+    a 1 MiB decode all-reduce, with the host-memory staging latency on each of the ring's 2 hops."""
+    from hwprofiles import catalog
+
+    g = catalog.gpu("rtx-4090")
+    ar = RooflineCost(CFG, catalog.model("llama-3.1-8b"), g, 2, engine=preset("vllm-v1")).ar
+    assert g.pcie_p2p is False and ar.regime(2**20) == "nccl"
+    assert ar.ring_latency_s(2) == pytest.approx(3.2e-5 + 2 * 13.6e-6, rel=1e-12)

@@ -157,10 +157,11 @@ class Cohort:
         full, rem = divmod(count, bs)
         if not rem:
             return full * self.n
-        # phases -(base + j) % bs for j < rem: a descending cyclic window, summed as one slice of two laps
+        # phases -(base + j) % bs for j < rem: a descending cyclic window, one slice or its two wrapped parts
         lo = -(self.steps + start + rem - 1) % bs
         ph = self.phase
-        return full * self.n + (sum(ph[lo : lo + rem]) if lo + rem <= bs else sum((ph + ph)[lo : lo + rem]))
+        hi = lo + rem
+        return full * self.n + (sum(ph[lo:hi]) if hi <= bs else sum(ph[lo:]) + sum(ph[: hi - bs]))
 
     def steps_to_completion(self) -> int:
         """Steps until the first member emits its last token."""

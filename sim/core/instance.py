@@ -21,7 +21,7 @@ from sim.core.batch import BatchPlan, BatchScheduler
 from sim.core.cohort import Cohort
 from sim.core.collaborators import Collaborators, PrefixCaching
 from sim.core.kvcache import BlockAllocator, KVCapacity
-from sim.core.late import exact_delay
+from sim.core.late import sleep_until
 from sim.core.recorder import RequestLog
 from sim.core.request import Request
 from sim.core.steps import DecodeRun, decode_run, mixed_step
@@ -202,7 +202,7 @@ class Instance(BatchView):
         run.k = k
         proc = self.process
         proc._target.callbacks.remove(proc._resume)  # the sleep until the old last step: it fires unheeded
-        wake = self.env.timeout(exact_delay(self.env.now, float(run.times[k - 1])))
+        wake = sleep_until(self.env, float(run.times[k - 1]))
         wake.callbacks.append(proc._resume)
         proc._target = wake
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
+from heapq import heappush
 from typing import Any
 
 import simpy
@@ -38,6 +39,34 @@ def exact_delay(now: float, t: float) -> float:
     while now + d < t:  # never seen: fall back to the first delay that reaches t
         d = math.nextafter(d, math.inf)
     return d
+
+
+_new = object.__new__
+_Timeout = simpy.Timeout
+_NORMAL = 1  # simpy.events.NORMAL
+
+
+def sleep_for(env: simpy.Environment, d: float) -> simpy.Timeout:
+    """`env.timeout(d)` (d >= 0) without its three Python calls: the hot paths create one per event. The same
+    Timeout, scheduled at `now + d` with the same priority and the next event id, as SimPy does."""
+    ev = _new(_Timeout)
+    ev.env = env
+    ev.callbacks = []
+    ev._value = None
+    ev._delay = d
+    ev._ok = True
+    queue: list[Any] = env._queue
+    heappush(queue, (env._now + d, _NORMAL, next(env._eid), ev))
+    return ev
+
+
+def sleep_until(env: simpy.Environment, t: float) -> simpy.Timeout:
+    """`env.timeout(exact_delay(env.now, t))`: a timeout at exactly t (now if t is past)."""
+    now = env._now  # the `now` property's field
+    d = t - now
+    if d <= 0.0:
+        return sleep_for(env, 0.0)
+    return sleep_for(env, d if now + d == t else exact_delay(now, t))
 
 
 def timeout_at(env: simpy.Environment, t: float, priority: int = 1) -> simpy.Event:

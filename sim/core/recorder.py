@@ -64,9 +64,16 @@ class LogHistogram:
             return
         x = np.asarray(self._values)
         w = np.asarray(self._weights)
-        with np.errstate(divide="ignore"):
-            idx = np.floor((np.log10(np.maximum(x, 1e-300)) - self.LO) * self.BINS_PER_DECADE).astype(np.int64) + 1
-        idx = np.where(x <= 0, 0, np.clip(idx, 0, self.nbins - 1))
+        b = np.maximum(x, 1e-300)  # bin ⌊(log10 x − LO)·BINS_PER_DECADE⌋ + 1, the same operations, in place
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.log10(b, out=b)
+        b -= self.LO
+        b *= self.BINS_PER_DECADE
+        np.floor(b, out=b)
+        idx = b.astype(np.int64)
+        idx += 1
+        np.clip(idx, 0, self.nbins - 1, out=idx)
+        idx[x <= 0] = 0
         self.counts += np.bincount(idx, weights=w, minlength=self.nbins)
         self.total += float((x * w).sum())  # not np.dot: BLAS threads would spin on the other cores
         self.n += int(w.sum())

@@ -9,7 +9,9 @@ when all k are accepted). So a sequence gains 1 + accepted tokens, in expectatio
 A step costs the draft plus the verification: `draft_model` runs k sequential decode steps of the draft
 model over the batch; `eagle` / `mtp` run k steps of a one-layer head (the target's layer shape, one layer);
 the verifier prices k + 1 query tokens per sequence over its cached context in the target's cost model
-(an iteration of n chunks of k + 1 tokens). The LM head is priced per sequence, not per verified position.
+(an iteration of n chunks of k + 1 tokens; MLA models attend such short chunks in the absorbed form, as their
+decode step does: `StructuredCost._absorbed`). The LM head is priced per sequence, not per verified position
+(a verifier computes logits at all k + 1 positions: a known underestimate of k LM-head rows per sequence).
 
 The engine runs speculative decoding per request, one step at a time: the aggregated lockstep cohort and
 fast-forward are off for speculative runs (a sequence's progress per step is random, so a run of k steps

@@ -30,7 +30,7 @@ import simpy
 
 from sim.core.batch import BatchPlan
 from sim.core.cohort import Cohort
-from sim.core.late import exact_delay
+from sim.core.late import sleep_until
 from sim.core.request import Request
 from sim.costmodel.models import CostModel, decode_coeffs
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from sim.core.instance import Instance
 
 Steps = Generator[simpy.Event, Any, None]
-PLAIN_STEPS = 256  # longer affine decode runs are priced with numpy
+PLAIN_STEPS = 48  # longer affine decode runs are priced with numpy (cheaper from about this length on)
 
 
 class DecodeRun:
@@ -57,15 +57,20 @@ class DecodeRun:
 
 def sleep_run(
     inst: Instance, times: list[float], chunk: tuple[Request, int] | None = None, tail: bool = False
-) -> Generator[simpy.Event, Any, int]:
-    """Sleep to the end of the last of `times` (one event), unless an interrupt (an arrival, a nudge) cuts the
-    run to the step in flight; returns how many steps ran."""
-    env = inst.env
-    if len(times) == 1:
-        yield env.timeout(exact_delay(env.now, times[0]))
+) -> simpy.Timeout:
+    """The event to sleep on to the end of the last of `times` (one event), unless an interrupt (an arrival, a
+    nudge) cuts the run to the step in flight; after it, `steps_ran(inst)` says how many steps ran. (Not a generator:
+    one per run would cost more than the rest of a short run's sleep.)"""
+    if len(times) > 1:
+        inst.run = DecodeRun(times, chunk, tail)
+    return sleep_until(inst.env, times[-1])  # a cut wakes it at the end of the step in flight instead
+
+
+def steps_ran(inst: Instance) -> int:
+    """After `sleep_run`'s event: how many of its steps ran (a cut lowers them)."""
+    run = inst.run
+    if run is None:
         return 1
-    run = inst.run = DecodeRun(times, chunk, tail)
-    yield env.timeout(exact_delay(env.now, times[-1]))  # a cut wakes it at the end of the step in flight instead
     inst.run = None
     return run.k
 
@@ -77,15 +82,29 @@ def step_times(
     (`extra_first` lengthens the first step, e.g. swap traffic); also the numpy array when numpy built it.
     For affine runs of up to `PLAIN_STEPS` steps the same float operations as numpy's run in C-level `map` and
     `accumulate`: a + b·context per step (an int context converts exactly), then t + d step after step."""
-    coeffs = decode_coeffs(cost, n) if k <= PLAIN_STEPS and n else None
+    coeffs = decode_coeffs(cost, n) if n else None
     if coeffs is not None:
         a, b = coeffs
-        steps: Iterator[float] = map(a.__add__, map(b.__mul__, range(ctx0 + n, ctx0 + n * k + 1, n)))
+        if k == 1:  # the same two additions as the general case below
+            d = a + b * (ctx0 + n)
+            return [t + (d + extra_first if extra_first else d)], None
+        if k <= PLAIN_STEPS:
+            steps: Iterator[float] = map(a.__add__, map(b.__mul__, range(ctx0 + n, ctx0 + n * k + 1, n)))
+            if extra_first:
+                steps = chain((next(steps) + extra_first,), steps)
+            out = list(accumulate(steps, initial=t))
+            del out[0]
+            return out, None
+        # numpy, in place: b·context + a per step (contexts below 2^53 are exact floats), then a running sum
+        # from t (`cumsum` adds in order: t + d0, then + d1, ...)
+        acc = np.arange(ctx0 + n, ctx0 + n * k + 1, n, dtype=np.float64)
+        acc *= b
+        acc += a
         if extra_first:
-            steps = chain((next(steps) + extra_first,), steps)
-        out = list(accumulate(steps, initial=t))
-        del out[0]
-        return out, None
+            acc[0] += extra_first
+        acc[0] = t + acc[0]
+        acc.cumsum(out=acc)
+        return acc.tolist(), acc
     durations: np.ndarray = cost.decode_run(n, ctx0 + n * np.arange(1, k + 1, dtype=np.int64))
     if extra_first:
         durations = durations.copy()
@@ -105,19 +124,22 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
     if picked:
         co.form(plan.decode)
         co.reserved = True
+    host, cost, itl, allocator = inst.host, inst.cost, inst.log.itl, inst.allocator  # (hot: once per run)
+    horizon = inst.scheduler.decision_horizon
     while True:
         n = co.n
         k = 1
         if inst.fast_forward and plan.preempted == 0 and not inst.one_step:
             k_max = co.steps_to_completion()
             if k_max > 1:
-                k = co.block_limit(min(k_max, inst.scheduler.decision_horizon(inst, plan)), inst.allocator.free)
-        host = inst.host
-        if host.pending:
-            k = 1  # swap traffic lengthens this step only; both modes take the same single step
-        times, arr = step_times(inst.cost, inst.t, n, co.kv, k, host.take() if host.pending else 0.0)
+                k = co.block_limit(min(k_max, horizon(inst, plan)), allocator.free)
         t0 = inst.t
-        k = yield from sleep_run(inst, times)
+        if host.pending:  # swap traffic lengthens this step only; both modes take the same single step
+            times, arr = step_times(cost, t0, n, co.kv, 1, host.take())
+        else:
+            times, arr = step_times(cost, t0, n, co.kv, k)
+        yield sleep_run(inst, times)
+        k = steps_ran(inst)
         t_end = times[k - 1]
         if inst.tracer is not None:  # one span for the whole run, not k
             inst.tracer.decode_run(inst.index, t0, t_end, k, n)
@@ -125,9 +147,9 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
         inst.iterations += k
         inst.busy_s += t_end - t0
         inst.tokens_out += n * k
-        itl = inst.log.itl
         new, finished = co.step(k, times[0], t_end, itl)
-        inst.allocator.take(new)
+        if new:
+            allocator.take(new)
         if k > 1:
             if arr is not None:
                 itl.add(arr[1:k] - arr[: k - 1], n)
@@ -219,8 +241,7 @@ def mixed_step(inst: Instance, plan: BatchPlan) -> Steps:
     if inst.host.pending:
         dt += inst.host.take()
     t_end = inst.t + dt
-    env = inst.env
-    yield env.timeout(exact_delay(env.now, t_end))
+    yield sleep_until(inst.env, t_end)
     if inst.tracer is not None:
         inst.tracer.iteration(inst.index, inst.t, t_end, len(chunks), sum(c[0] for c in chunks), n_dec)
     inst.t = t_end
@@ -230,7 +251,8 @@ def mixed_step(inst: Instance, plan: BatchPlan) -> Steps:
     finished: list[Request] = []
     if co is not None:  # the cohort steps before this iteration's prefills join it
         new, finished = co.step(1, t_end, t_end, itl)
-        inst.allocator.take(new)
+        if new:
+            inst.allocator.take(new)
     prefilled, handed = _advance_prefills(inst, plan, t_end, finished)
     if spec is not None:
         n_dec = spec.credit(inst, decode, t_end, finished)
@@ -336,7 +358,8 @@ def chunk_run(
         times, durations = priced(inst.t, q, c0, n, ctx, k, last)
     else:
         times, durations = _chunk_steps(inst.cost, inst.t, q, c0, n, ctx, k, last)
-    ran = yield from sleep_run(inst, times, (req, q), tail)
+    yield sleep_run(inst, times, (req, q), tail)
+    ran = steps_ran(inst)
     tokens = req.prefill_target - c0 if tail and ran == k else q * ran
     grown = chunk_growth(req, q, ran - 1, inst.block_size)
     if grown:  # the chunks' own blocks, taken by their plans step by step (counted by `kv_used_blocks` meanwhile)
@@ -352,7 +375,8 @@ def chunk_run(
     if co is not None:  # the cohort steps before the prefill that may end at the last step joins it
         itl = inst.log.itl
         new, finished = co.step(k, times[0], t_end, itl)
-        inst.allocator.take(new)
+        if new:
+            inst.allocator.take(new)
         if k > 1:
             itl.add_gaps(times, k, n)
     plan.prefill = [(req, tokens)]

@@ -127,9 +127,10 @@ class BatchView:
         for a decode run going on without one (`steps._onward`), so both hold the same blocks."""
         co = self.cohort
         need = co.phase[-co.steps % co.block_size]  # `co.blocks(0, 1)`, inlined: once per plan
-        if need > self.allocator.free:
-            return False
-        self.allocator.take(need)
+        if need:
+            if need > self.allocator.free:
+                return False
+            self.allocator.take(need)
         co.reserved = True
         return True
 

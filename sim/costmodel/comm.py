@@ -56,7 +56,7 @@ PCIE_P2P_SHARE = 0.3 / 0.8
 # PCIE_ALLREDUCE_SHARE already allows (20-22 GB/s on a 32 GB/s Gen4 link, NVIDIA/nccl#814), but every hop pays
 # the staging latency: p2pBandwidthLatencyTest measures ~14 us GPU to GPU with P2P off against 0.36-0.45 us
 # with it on RTX PRO 6000 systems (github.com/voipmonitor/rtx6kpro hardware/pcie-bandwidth.md; 11-20 us on
-# RTX 3090s, NVIDIA/nccl#1127). A ring all-reduce makes 2(n-1) hops.
+# RTX 3090s, NVIDIA/nccl#1127). A ring all-reduce makes 2(n-1) hops, a ring all-gather n-1.
 SHM_HOP_EXTRA_S = 14e-6 - 0.4e-6
 
 
@@ -96,7 +96,7 @@ class AllReduce:
     nvlink: bool = True  # GPUs fully connected by NVLink (else PCIe)
     custom_max_bytes: float = 8 * 1024 * KIB
     custom_latency_s: float = 5e-6
-    nccl_latency_s: float = 3.2e-5
+    nccl_latency_s: float = 3.2e-5  # NCCL's fixed latency with peer access (`ring_latency_s` adds SHM staging)
     measured: tuple[np.ndarray, np.ndarray] | None = None  # NCCL (bytes, seconds) for this n
     pcie: bool = False  # the GPUs reach each other over PCIe (peer traffic through the root complex)
     p2p_bw: float = 0.0  # set from bw and pcie: the rate of the custom all-reduce's peer loads
@@ -107,8 +107,12 @@ class AllReduce:
         object.__setattr__(self, "p2p_bw", self.bw * PCIE_P2P_SHARE if self.pcie else self.bw)
         if self.pcie:
             object.__setattr__(self, "bw", self.bw * PCIE_ALLREDUCE_SHARE)
-        if self.pcie and not self.p2p:  # NCCL over host memory: the staging latency on every ring hop
-            object.__setattr__(self, "nccl_latency_s", self.nccl_latency_s + 2 * (self.n - 1) * SHM_HOP_EXTRA_S)
+
+    def ring_latency_s(self, hops: int) -> float:
+        """NCCL's fixed latency for a ring of `hops` steps: without peer access on PCIe (NCCL over host memory)
+        each hop pays the staging latency `SHM_HOP_EXTRA_S` on top."""
+        shm = self.pcie and not self.p2p
+        return self.nccl_latency_s + (hops * SHM_HOP_EXTRA_S if shm else 0.0)
 
     def regime(self, msg_bytes: float) -> str:
         """'one_shot', 'two_shot' or 'nccl' for a message of this size."""
@@ -125,13 +129,14 @@ class AllReduce:
 
     def nccl(self, msg_bytes: float) -> float:
         """NCCL ring time; the measured curve where there is one (scaled by the formula outside it)."""
-        model = ring_s(msg_bytes, self.n, self.bw, self.nccl_latency_s)
+        lat = self.ring_latency_s(2 * (self.n - 1))  # reduce-scatter + all-gather
+        model = ring_s(msg_bytes, self.n, self.bw, lat)
         if self.measured is None:
             return model
         sizes, secs = self.measured
         x = min(max(msg_bytes, float(sizes[0])), float(sizes[-1]))
         at = math.exp(float(np.interp(math.log(x), np.log(sizes), np.log(secs))))
-        return at * model / ring_s(x, self.n, self.bw, self.nccl_latency_s)
+        return at * model / ring_s(x, self.n, self.bw, lat)
 
     def seconds(self, msg_bytes: float) -> float:
         """One all-reduce of `msg_bytes`."""
@@ -157,7 +162,9 @@ def build(
     engine's bandwidth share; without an engine (measured-iteration fits, fitted profiles) NCCL only."""
     pcie = gpu.intra_node_link == "pcie"
     if engine is None:
-        return AllReduce(tp, link_bw, "nccl", nccl_latency_s=nccl_latency_s, measured=measured, pcie=pcie)
+        return AllReduce(
+            tp, link_bw, "nccl", nccl_latency_s=nccl_latency_s, measured=measured, pcie=pcie, p2p=gpu.pcie_p2p
+        )
     return AllReduce(
         tp,
         link_bw * engine.allreduce_bw_scale,
@@ -189,5 +196,5 @@ def logits_terms(
     sample = vocab * engine.sampler_bytes_per_logit / mem_bw
     if ar.n <= 1:
         return 0.0, sample
-    # ring all-gather: each rank receives the (n-1)/n of every row it does not hold, at NCCL's rate
-    return ar.nccl_latency_s, (ar.n - 1) / ar.n * vocab * dtype_bytes / ar.bw + sample
+    # ring all-gather: n-1 steps, each rank receives the (n-1)/n of every row it does not hold, at NCCL's rate
+    return ar.ring_latency_s(ar.n - 1), (ar.n - 1) / ar.n * vocab * dtype_bytes / ar.bw + sample

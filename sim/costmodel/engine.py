@@ -12,8 +12,9 @@ A real engine spends time outside the model's kernels, and how much depends on t
 - `sample_per_seq_s`: per sequence producing a token per iteration (sampling, detokenisation, stop checks);
 - `async_scheduling`: the two CPU terms above overlap the GPU step (vLLM V1's default): charged only beyond
   the step's kernels, max(0, CPU - kernels), instead of in series;
-- `sampler_bytes_per_logit`: the GPU sampler's passes over each sampled sequence's vocabulary row, priced after
-  the LM head together with the tensor-parallel logits all-gather (`sim.costmodel.comm.logits_terms`);
+- `sampler_bytes_per_logit`: the GPU sampler's passes over each sampled sequence's vocabulary row (10 bytes per
+  entry for greedy decoding, the default; 46 for vLLM's random sampling), priced after the LM head together
+  with the tensor-parallel logits all-gather (`sim.costmodel.comm.logits_terms`);
 - the all-reduce implementation (`sim.costmodel.comm`): custom one-/two-shot all-reduce for small
   messages where the engine has one, NCCL ring otherwise, each with its own fixed latency;
 - `frontend_s`: per request, outside the engine loop (HTTP, tokenisation, streaming the tokens back). It
@@ -91,11 +92,21 @@ class ServingEngineConfig(BaseModel):
         json_schema_extra=_fit(0.0, 1e-4),
     )
     # The sampler's GPU passes over each sampled sequence's full vocabulary row (sim.costmodel.comm.logits_terms).
-    # vLLM V1's default random sampling (vllm/v1/sample/sampler.py: logits to float32, temperature divide, softmax,
-    # exponential noise, divide, argmax) reads and writes ~46 bytes per vocabulary entry: 2 + 4 (cast), 4 + 4
-    # (temperature), 8 + 4 (two-pass softmax), 4 (noise), 8 + 4 (divide), 4 (argmax).
+    # Default: greedy decoding (temperature 0), what the validated runs sent: the LLMServingSim runner that
+    # recorded the RTX PRO 6000 runs sets SamplingParams(temperature=0.0) (v1.1.0, 3012eb1,
+    # bench/core/runner.py:229), and vLLM's `bench serve` set temperature 0.0 unless asked ("Default to greedy
+    # decoding", vllm/benchmarks/serve.py) until a later version left it to the server ("no longer sets
+    # temperature==0 (greedy) in requests by default", 009e6d4), whose default comes from the model's generation
+    # config. vLLM V1's sampler on an all-greedy batch (vllm/v1/sample/sampler.py) casts the logits to float32
+    # (read 2 + write 4 bytes) and returns `logits.argmax(-1)` (read 4) before any temperature, softmax or noise:
+    # 10 bytes per entry (penalties, bad words and logits processors run only when a request sets them;
+    # min_tokens masks a few stop-token entries, not the row). SGLang also argmaxes the full row of an all-greedy
+    # batch (python/sglang/srt/layers/sampler.py, `is_all_greedy`); the other presets take the same default (an
+    # engine that samples on the GPU reads each row at least once).
+    # Random sampling (temperature > 0): set 46, vLLM V1's path without top-k/top-p (more with them): 2 + 4
+    # (cast), 4 + 4 (temperature), 8 + 4 (two-pass softmax), 4 (exponential noise), 8 + 4 (divide), 4 (argmax).
     sampler_bytes_per_logit: float = Field(
-        default=46.0, ge=0, description="bytes the GPU sampler moves per vocabulary entry per sampled sequence"
+        default=10.0, ge=0, description="bytes the GPU sampler moves per vocabulary entry per sampled sequence"
     )
     allreduce: Literal["custom", "nccl"] = Field(
         default="custom", description="custom: vLLM/SGLang/TRT-LLM one-/two-shot all-reduce for small messages"

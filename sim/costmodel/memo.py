@@ -24,6 +24,9 @@ import numpy as np
 
 from sim.costmodel.models import Chunks, CostModel, RooflineCost
 
+# (Σ dense, overhead, LM head, engine CPU, launch ceiling or None, decode attention floor, async scheduling)
+Row = tuple[float, float, float, float, float | None, float, bool]
+
 _MAX_ENTRIES = 1 << 18  # per cache: bounds memory on long runs with ever-new shapes (then priced afresh)
 
 # `sum()` adds floats left to right in one double (CPython 3.11); 3.12 compensates (Neumaier), and then a sum
@@ -60,6 +63,9 @@ class MemoCost:
         self._coeffs: dict[int, tuple[float, float] | None] = {}  # sequences -> decode_coeffs (pure in n)
         self._decode_linear = not (cost.curves and cost._attn_grids.get("decode") is not None)
         self.diverged = False  # the mirror disagreed with the real `iteration` once: priced by it since
+        # (tokens, decodes, prefill chunks) -> the parts of an iteration's sum (`_row`); only where the sum splits
+        self._rows: dict[tuple[int, int, int], Row] = {}
+        self._row_ok = SEQUENTIAL_SUM and type(cost)._engine_s is RooflineCost._engine_s
 
     def agrees(self) -> bool:
         """Whether the memo prices the probe batches exactly as the real model does."""
@@ -92,6 +98,62 @@ class MemoCost:
         """`RooflineCost.iteration`: the same floats summed in the same order."""
         if not prefill:  # decode-only goes through `decode_run` (fast-forward equality): nothing to cache here
             return self.cost.iteration(prefill, n_decode, decode_ctx)
+        if self._decode_linear or n_decode == 0:  # the row path (`_row`): a shape priced once in full before
+            if len(prefill) == 1:
+                ((q, c),) = prefill
+                row = self._rows.get((q + n_decode, n_decode, 1))
+                if row is not None:
+                    p = self._prefill.get((q, c))
+                    if p is None:
+                        p = self._attn_new(q, c)
+                    return _row_sum(row, p, self.cost._attn_coef * float(decode_ctx))
+            else:
+                tokens, pre, parts = n_decode, self._prefill, []
+                for q, c in prefill:
+                    tokens += q
+                    p = pre.get((q, c))
+                    parts.append(self._attn_new(q, c) if p is None else p)
+                row = self._rows.get((tokens, n_decode, len(prefill)))
+                if row is not None:
+                    return _row_sum(row, sum(parts), self.cost._attn_coef * float(decode_ctx))
+        return self._iteration(prefill, n_decode, decode_ctx)
+
+    def _attn_new(self, q: int, c: int) -> float:
+        v: float = self.cost._prefill_attn(q, c)
+        if len(self._prefill) < _MAX_ENTRIES:
+            self._prefill[(q, c)] = v
+        return v
+
+    def _row(
+        self, tokens: int, n_decode: int, chunks: int, dense: tuple[float, ...], lm: float, probe: tuple[float, ...]
+    ) -> None:
+        """Cache what `iteration` adds up for a shape (tokens, decodes, prefill chunks) when that sum can be taken
+        in parts: `sum()` adds left to right (`SEQUENTIAL_SUM`), so Σ ops = ((Σ dense + Σ prefill attention) +
+        decode attention) + LM head, and the engine terms are `RooflineCost._engine_s`'s own (a subclass that
+        overrides it gets no rows). `row`: (Σ dense, overhead, LM head, engine CPU, launch ceiling or None when
+        the iteration is graph-captured or has no launch term, decode attention floor, whether the CPU step
+        counts only beyond the kernels: vLLM V1 async scheduling). `probe`: (prefill
+        attention, decode context, the sum `iteration` got) of the call that prices the shape first: the row is
+        kept only when it gives that sum too."""
+        cost = self.cost
+        if not self._row_ok or len(self._rows) >= _MAX_ENTRIES:
+            return
+        seqs = chunks + n_decode
+        e = cost.engine
+        cpu, lim, hidden = 0.0, None, False
+        if e is not None and tokens:
+            cpu, hidden = e.cpu_s(seqs), e.async_scheduling  # `ServingEngineConfig.host_s`
+            if e.launch_per_layer_s and not e.graph_captured(tokens, False):
+                lim = cost.L * e.launch_per_layer_s
+        floor = cost._attn_floor if n_decode else 0.0
+        row = (sum(dense), dense[self._overhead_at], lm, cpu, lim, floor, hidden)
+        p, ctx, got = probe
+        if _row_sum(row, p, cost._attn_coef * ctx) == got:
+            self._rows[(tokens, n_decode, chunks)] = row
+
+    def _iteration(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> float:
+        """`iteration` term by term (a (tokens, sequences) pair not seen yet, several chunks, nonlinear decode
+        attention); checks itself against the real model at every new token or sequence count."""
         cost = self.cost
         seqs = len(prefill) + n_decode
         tokens = n_decode
@@ -101,9 +163,7 @@ class MemoCost:
             tokens += q
             v = pre.get((q, c))
             if v is None:
-                v = cost._prefill_attn(q, c)
-                if len(pre) < _MAX_ENTRIES:
-                    pre[(q, c)] = v
+                v = self._attn_new(q, c)
             parts.append(v)
         cached = self._dense.get(tokens)
         check = cached is None  # a token count not seen before: check the mirror against the real model
@@ -133,6 +193,8 @@ class MemoCost:
             if real.hex() != got.hex():
                 self._diverge(prefill, n_decode, decode_ctx, got, real)
                 return real
+        if self._decode_linear or n_decode == 0:
+            self._row(tokens, n_decode, len(prefill), dense, lm, (sum(parts), float(decode_ctx), got))
         return got
 
     def chunk_steps(
@@ -141,43 +203,21 @@ class MemoCost:
         """End times and durations of k chunk-run steps from `t`: step j prefills (q, c0 + q·j) — the last one
         `last` tokens — beside n decodes of context sum ctx + n·j; each `iteration(...)` of stepping, exactly.
 
-        Within a run the dense operators, LM head and engine terms see the same token and sequence counts, so
-        `sum(ops)` is the cached sum of the dense terms plus three: added in the same order, the same floats.
-        Step 0 is priced both ways and the run goes step by step through `iteration` unless they agree."""
+        Within a run the dense operators, LM head and engine terms see the same token and sequence counts: step 0
+        prices the pair through `iteration` (which keeps its row, `_row`), the steps after it from that row."""
         iteration = self.iteration
         dt0 = iteration([(q if k > 1 else last, c0)], n, ctx)
         t = t + dt0
         times, durations = [t], [dt0]
-        if k == 1:
-            return times, durations
-        cost = self.cost
-        tokens, seqs = q + n, 1 + n
-        dense = self._dense.get(tokens)
-        fast = dense is not None and not self.diverged and self._decode_linear and SEQUENTIAL_SUM
-        if fast:
-            assert dense is not None
-            i = self._overhead_at
-            if self._seq_s:
-                dense = (*dense[:i], dense[i] + seqs * self._seq_s, *dense[i + 1 :])
-            head, over, lm = sum(dense), dense[i], self._lm[seqs]
-            coef, floor = cost._attn_coef, cost._attn_floor if n else 0.0
-            pre, attn, engine = self._prefill, cost._prefill_attn, cost._engine_s
-
-            def step(j: int) -> float:
+        row = self._rows.get((q + n, n, 1)) if k > 1 and not self.diverged and self._decode_linear else None
+        pre, coef = self._prefill, self.cost._attn_coef
+        for j in range(1, k):
+            if row is not None and (j < k - 1 or last == q):
                 c = c0 + q * j
                 p = pre.get((q, c))
                 if p is None:
-                    p = attn(q, c)
-                    if len(pre) < _MAX_ENTRIES:
-                        pre[(q, c)] = p
-                s = head + p + (coef * float(ctx + n * j) + floor) + lm
-                cpu, launch = engine(tokens, seqs, False, s - over)
-                return s + cpu + launch
-
-            fast = step(0) == dt0
-        for j in range(1, k):
-            if fast and (j < k - 1 or last == q):
-                dt = step(j)
+                    p = self._attn_new(q, c)
+                dt = _row_sum(row, p, coef * float(ctx + n * j))
             else:
                 dt = iteration([(q if j < k - 1 else last, c0 + q * j)], n, ctx + n * j)
             t = t + dt
@@ -195,6 +235,16 @@ class MemoCost:
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+def _row_sum(row: Row, p: float, attn: float) -> float:
+    """An iteration from its cached row (`MemoCost._row`), prefill attention `p` (summed over chunks) and decode
+    attention `attn` (before its floor): `sum()`'s additions, in its order, and `_engine_s`'s engine terms (the
+    CPU step, only beyond the kernels with async scheduling; the launch-bound excess)."""
+    head, over, lm, cpu, lim, floor, hidden = row
+    s = head + p + (attn + floor) + lm
+    kernels = s - over
+    return s + (max(0.0, cpu - kernels) if hidden else cpu) + (0.0 if lim is None else max(0.0, lim - kernels))
 
 
 def memoised(cost: CostModel) -> CostModel:

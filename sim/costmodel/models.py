@@ -432,12 +432,18 @@ class RooflineCost:
             out = out + np.maximum(0.0, e.cpu_s(n) - kernels)
         return out + np.maximum(0.0, self.L * e.launch_per_layer_s - kernels) if eager else out
 
-    def decode_coeffs(self, n: int) -> tuple[float, float] | None:
-        """(a, b) when a decode step costs exactly a + b·context (no measured decode-attention curve, and not
-        launch-bound)."""
-        if (self.curves and self._attn_grids.get("decode") is not None and n) or self._launch_bound(n):
-            return None
+    def _host_paced(self, n: int) -> bool:
+        """Whether the host can set the pace of a decode step of n sequences, which then is not a + b·context:
+        eager launches (`_launch_bound`), or async scheduling's CPU step outlasting the kernels at zero context
+        (`decode_run` charges max(0, CPU - kernels)). The one gate of every class's `decode_coeffs`."""
+        if self._launch_bound(n):
+            return True
         e = self.engine
-        if e is not None and n and e.async_scheduling and e.cpu_s(n) > self._decode_base(n) - self.overhead:
-            return None  # the CPU step outlasts the kernels at short contexts: not linear in the context
+        return e is not None and n > 0 and e.async_scheduling and e.cpu_s(n) > self._decode_base(n) - self.overhead
+
+    def decode_coeffs(self, n: int) -> tuple[float, float] | None:
+        """(a, b) when a decode step costs exactly a + b·context (no measured decode-attention curve, and the host
+        never sets the pace: `_host_paced`)."""
+        if (self.curves and self._attn_grids.get("decode") is not None and n) or self._host_paced(n):
+            return None
         return self._decode_base(n), self._attn_coef

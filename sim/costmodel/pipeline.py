@@ -16,11 +16,19 @@ is credited at the round's end (micro-batch j's tokens really come up to (m−1)
 the first round after an idle period is priced as steady state (the one-off fill, (m−1) stage times, is
 not charged); the formula is the exact cycle time of the cyclic schedule for balanced micro-batches
 (`pipeline_schedule` proves it in the tests) and a lower bound for unbalanced ones. The LM head is priced
-on the last stage only and the per-iteration overhead (scheduling, sampling) on the first only.
+on the last stage only and the per-iteration overhead on the first only.
+
+The serving engine's CPU step (`scheduler_s` + `sample_per_seq_s` per sequence) is one engine-core process
+scheduling every micro-batch and processing its output. In series (no async scheduling) it rides on the first
+stage, like the overhead. With async scheduling it overlaps the GPUs, so the CPU is a resource of its own that
+serves each micro-batch once per round: T = max(the GPU round above, Σ_j cpu(n_j)), with the stages priced
+without it. (vLLM turned async scheduling off under pipeline parallelism until #32359, Jan 2026, "Support async
+scheduling + PP with constraints"; #32618 completed it: for older releases set `async_scheduling: false`.)
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 
@@ -83,11 +91,22 @@ class PipelineCost:
     except on the last stage, the per-iteration overhead except on the first); `transfer(tokens)` is one
     inter-stage hop of a micro-batch's activations."""
 
-    def __init__(self, stages: Sequence[CostModel], transfer: Transfer, strip: Callable[[int, int], float]) -> None:
+    def __init__(
+        self,
+        stages: Sequence[CostModel],
+        transfer: Transfer,
+        strip: Callable[[int, int], float],
+        host: Callable[[int], float] | None = None,
+    ) -> None:
         self.stages = list(stages)
         self.pp = len(self.stages)
         self.transfer = transfer
         self.strip = strip
+        self.host = host  # async scheduling: the engine core's CPU seconds for a micro-batch of that many sequences
+
+    def _host_round(self, seqs: Sequence[int]) -> float:
+        """The engine core's CPU time of one round (one step of each micro-batch), when it overlaps the GPUs."""
+        return sum(self.host(n) for n in seqs if n) if self.host is not None else 0.0
 
     def _micro_batches(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> list[MicroBatch]:
         """(prefill chunks, decodes, decode context) per micro-batch; decodes' context split in proportion."""
@@ -118,7 +137,7 @@ class PipelineCost:
         bins = self._micro_batches(prefill, n_decode, decode_ctx)
         t = [self._stage_times(ch, nd, ctx) for ch, nd, ctx in bins]
         x = [self.transfer(float(sum(q for q, _ in ch) + nd)) for ch, nd, _ in bins]
-        return round_time(t, x)
+        return max(round_time(t, x), self._host_round([len(ch) + nd for ch, nd, _ in bins]))
 
     def decode_run(self, n: int, ctx_sums: np.ndarray) -> np.ndarray:
         """Elementwise in `ctx_sums` (stepping and fast-forwarding stay bit-identical)."""
@@ -138,7 +157,7 @@ class PipelineCost:
         busiest = per_stage[0]
         for s in range(1, self.pp):
             busiest = np.maximum(busiest, per_stage[s])
-        return np.maximum(busiest, chain)
+        return np.maximum(np.maximum(busiest, chain), self._host_round(sizes))
 
     def breakdown(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> dict[str, float]:
         """The first micro-batch's per-operator costs summed over stages, plus the round's bubble and links."""
@@ -171,6 +190,10 @@ def build_pipeline(
         raise ServesimError(f"cluster.pp: {pp} stages for a model of {num_layers} layers; expected pp <= {num_layers}")
     built: dict[int, CostModel] = {}
     stages = [built.setdefault(n, build_stage(n)) for n in layers]
+    engine = getattr(stages[0], "engine", None)
+    overlapped = engine is not None and engine.async_scheduling
+    if overlapped:  # the CPU step is the pipeline's own resource (module docstring): the stages price the GPUs only
+        stages = [_gpu_only(c) for c in stages]
 
     def strip(s: int, seqs: int) -> float:
         cost = stages[s]
@@ -181,11 +204,22 @@ def build_pipeline(
         if s != 0:
             out += float(getattr(getattr(cost, "params", None), "iteration_overhead_s", 0.0))
             engine = getattr(cost, "engine", None)  # serving-engine CPU time (scheduling, sampling): once per step
-            if engine is not None and seqs and not engine.async_scheduling:  # async: hidden behind each stage
+            if engine is not None and seqs and not engine.async_scheduling:  # async: `host`, zero in the stages
                 out += engine.cpu_s(seqs)
         return out
 
-    return PipelineCost(stages, hop, strip)
+    return PipelineCost(stages, hop, strip, engine.cpu_s if engine is not None and overlapped else None)
+
+
+def _gpu_only(cost: CostModel) -> CostModel:
+    """`cost` with its engine's CPU step set to zero (a copy sharing the operator caches, which do not depend on
+    it), for a pipeline that charges the engine core's CPU once per micro-batch itself."""
+    engine = getattr(cost, "engine", None)
+    if engine is None:
+        return cost
+    gpu = copy.copy(cost)
+    setattr(gpu, "engine", engine.model_copy(update={"scheduler_s": 0.0, "sample_per_seq_s": 0.0}))  # noqa: B010
+    return gpu
 
 
 def activation_hop(hidden: int, dtype_bytes: float, bandwidth: float, latency_s: float) -> Transfer:

@@ -28,6 +28,12 @@ from sim.costmodel.transfer import table_floors
 FP8_ATTENTION_GPUS = frozenset({"h100-sxm", "h200", "b200", "b300", "gb200", "gb300"})
 
 
+# The longest query chunk an MLA layer may run in the absorbed (decode) form: a speculative verification of
+# 1 + num_tokens queries, num_tokens <= 64 (`speculative.num_tokens`). vLLM's MLA backends route query lengths
+# up to 1 + num_speculative_tokens to the decode kernels (`reorder_batch_threshold`); longer chunks are
+# prefills, whose kernels (decompression + FlashAttention) are priced from measured efficiency.
+ABSORBED_MAX_QUERY = 65
+
 # A grouped expert GEMM reads the curve of one expert's (k, n) matrix at its tokens: each expert's weights are
 # streamed like a small GEMM of its own. One grouped launch might instead fill the GPU like a dense GEMM of the
 # group's width (k, n x copies); no grouped-GEMM measurement exists to choose, so the reading that servesim had
@@ -101,6 +107,7 @@ class StructuredCost(RooflineCost):
             self._kv_elems = float(m.kv_elems_per_token_layer(self.tp))
         byts = self._kv_elems * self.kva
         self._tok_s = max(flops / self.attn_flops, byts / self.attn_bw)
+        self._key_flops, self._key_bytes = flops, byts  # per query-key pair / per key read (`_absorbed`)
         # linear (G) layers: read + write the fp32 recurrent state of each sequence once per step
         self._lin_seq_s = 2.0 * m.state_bytes_per_sequence(self.tp) / max(1, m.layer_count("G")) / self.attn_bw
         self._capped = m.attention_topk is not None or self.n_local > 0
@@ -192,7 +199,7 @@ class StructuredCost(RooflineCost):
             ops["mlp_down"] += self.n_moe * self.gemm("mlp_down_proj", m, sw, h)
         k, E, ep = mod.experts_per_token, mod.num_experts, lay.ep
         pairs = m_all * k / ep * moe.imbalance(m_all, k, ep)
-        active = moe.active_experts(m_all, k, E, E / ep)
+        active = moe.busiest_active_experts(m_all, k, E, ep)  # the slowest rank's weight reads set the layer
         width = mod.expert_width / lay.moe_tp_size
         router = self.gemm("router", m, h, E, unquantised=True)  # the gate stays bf16 in quantised checkpoints
         up = self.gemm("moe_up", pairs, h, mult * width, active)
@@ -242,6 +249,8 @@ class StructuredCost(RooflineCost):
             if mod.q_lora_rank:
                 per_attn += kern(2.0 * mod.q_lora_rank * m, "input_layernorm")
         t += attn * per_attn
+        if self.n_lin:  # Gated DeltaNet layers: the kernels around the recurrence (see `_linear_kernels`)
+            t += self.n_lin * self._linear_kernels(m, kern)
         if self.n_dense:
             t += self.n_dense * kern(3.0 * mod.intermediate_size / self.tp * m, "mlp_act")
         if self.n_moe:
@@ -255,6 +264,21 @@ class StructuredCost(RooflineCost):
                 per_moe += kern(3.0 * mod.shared_width / self.tp * m, "mlp_act")
             t += self.n_moe * per_moe
         return t
+
+    def _linear_kernels(self, m: int, kern: Any) -> float:
+        """One Gated DeltaNet layer's memory-bound kernels besides its projections and the recurrent update
+        (`_lin_seq_s`): the causal depthwise conv over the new q / k / v (`causal_conv1d_update` at decode), the
+        decay / beta gating (`fused_gdn_gating`) and the output's gated RMSNorm (`RMSNormGated`) - vLLM's and
+        SGLang's Qwen3-Next / Qwen3.5 decode path (vllm/model_executor/models/qwen3_next.py, the fla kernels).
+        Each is its own launch; their floors are those of the measured kernels of the same kind (a short
+        elementwise pass: RoPE's; the gating: the activation's; the norm: RMSNorm's)."""
+        mod = self.model
+        conv = (2.0 * mod.linear_num_key_heads + mod.linear_num_value_heads) * mod.linear_head_dim / self.tp
+        vd = mod.linear_num_value_heads * mod.linear_head_dim / self.tp
+        gates = 2.0 * mod.linear_num_value_heads / self.tp  # a decay and a beta per value head
+        return (
+            kern(2.0 * conv * m, "attn_rope") + kern(2.0 * gates * m, "mlp_act") + kern(3.0 * vd * m, "input_layernorm")
+        )
 
     def _dense(self, m_all: int) -> dict[str, float]:
         got = self._dense_cache.get(m_all)
@@ -280,7 +304,11 @@ class StructuredCost(RooflineCost):
         """The LM head stays in the model's dtype in quantised checkpoints (ModelOpt FP8/NVFP4 exports list
         `lm_head` in `exclude_modules`; DeepSeek's FP8 release and vLLM's FP8 online quantisation leave it
         unquantised), so it is priced with bf16 weights at the bf16 peak whatever the deployment's precision."""
-        return self.gemm("lm_head", self._rank_tokens(seqs), self.h, self.vocab, unquantised=True) if seqs else 0.0
+        if not seqs:
+            return 0.0
+        # then the TP logits gather and the sampler (`comm.logits_terms`), for the busiest rank's sequences
+        r = self._rank_tokens(seqs)
+        return self.gemm("lm_head", r, self.h, self.vocab, unquantised=True) + self._logits[0] + r * self._logits[1]
 
     # -- attention -------------------------------------------------------------------------------------
     def _fmha(self, q: int, c: int, cap: float | None, width: float, byts: float) -> float:
@@ -309,7 +337,8 @@ class StructuredCost(RooflineCost):
                 lat = float(mod.kv_lora_rank or 0)
                 up = self.gemm("kv_b", c + q, lat, hd * (mod.head_dim - mod.qk_rope_head_dim + mod.value_dim))
                 byts = (c + q) * (lat + mod.qk_rope_head_dim) * self.kva + 2 * q * hd * mod.head_dim * self.aa
-                t += layers * (up + self._fmha(q, c, cap, hd * (mod.head_dim + mod.value_dim) / 2.0, byts))
+                mha = up + self._fmha(q, c, cap, hd * (mod.head_dim + mod.value_dim) / 2.0, byts)
+                t += layers * (min(mha, self._absorbed(q, c, cap)) if q <= ABSORBED_MAX_QUERY else mha)
             else:
                 kv_tokens = c + q if cap is None else min(c + q, float(cap) + q)
                 byts = kv_tokens * mod.kv_elems_per_token_layer(self.tp) * self.kva + 2 * q * self.hq * self.aa
@@ -319,6 +348,18 @@ class StructuredCost(RooflineCost):
             flops = 4.0 * q * (mod.linear_num_value_heads / self.tp) * d * d
             t += self.n_lin * (flops / self.attn_flops + self._lin_seq_s)
         return t
+
+    def _absorbed(self, q: int, c: int, cap: float | None) -> float:
+        """One MLA layer's attention for q new tokens over c cached ones in the absorbed form the decode step
+        uses (queries against the compressed latent, read once per chunk): what engines run for short query
+        chunks - speculative verification (vLLM's MLA backends treat query lengths up to 1 + num_speculative_tokens
+        as decodes, `reorder_batch_threshold`; SGLang runs target-verify batches in the MLA form; TensorRT-LLM's
+        generation kernel takes 1 + MTP tokens per sequence). Decompressing the whole cached latent for two
+        query tokens would cost far more. A chunk of at most ABSORBED_MAX_QUERY tokens costs the cheaper of the
+        two forms; at q = 1 this is a decode step's attention (`_tok_s`) over the cache and the new token."""
+        seen = c + 0.5 * q if cap is None else min(c + 0.5 * q, float(cap))
+        keys = c + q if cap is None else min(float(c + q), q * float(cap))
+        return max(q * seen * self._key_flops / self.attn_flops, keys * self._key_bytes / self.attn_bw)
 
     def _prefill_attn(self, q: int, c: int) -> float:
         return self._prefill_one(q, c)
@@ -379,7 +420,7 @@ class StructuredCost(RooflineCost):
     # per-step terms) plus this class's `_decode_attn`, with the same launch-bound rule
 
     def decode_coeffs(self, n: int) -> tuple[float, float] | None:
-        if self._capped or self.n_lin or self._launch_bound(n):
+        if self._capped or self.n_lin or self._host_paced(n):
             return None
         return self._decode_base(n), self._coef(n)
 

@@ -1,0 +1,94 @@
+"""The core copies two pieces of SimPy's private machinery for speed (`sim.core.late.sleep_for`, the event loop
+in `CountingEnvironment.run`); pyproject pins simpy below 4.2 for that reason. These tests fail if a SimPy
+release changes what was copied: the heap entries a timeout makes, or the order in which the loop runs events."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from sim.core.engine import CountingEnvironment
+from sim.core.late import sleep_for, sleep_until
+
+
+def _entries(env: simpy.Environment) -> list[tuple[float, int, int, dict[str, Any]]]:
+    """The schedule as (time, priority, event id, the timeout's own fields), in heap order."""
+    out = []
+    for t, prio, eid, ev in sorted(env._queue, key=lambda e: e[:3]):
+        fields = {k: getattr(ev, k) for k in ("_delay", "_value", "_ok") if hasattr(ev, k)}
+        out.append((t, int(prio), eid, {**fields, "type": type(ev).__name__, "callbacks": ev.callbacks}))
+    return out
+
+
+def test_sleep_for_schedules_what_env_timeout_schedules() -> None:
+    delays = [0.0, 1.5, 0.1 + 0.2, 1e-9, 3.0, 0.0]
+    ours, theirs = simpy.Environment(initial_time=0.7), simpy.Environment(initial_time=0.7)
+    for d in delays:
+        a, b = sleep_for(ours, d), theirs.timeout(d)
+        assert (a.env, a.triggered, a.processed, a.ok, a.value) == (ours, b.triggered, b.processed, b.ok, b.value)
+    assert _entries(ours) == _entries(theirs)
+    ours.run()
+    theirs.run()
+    assert ours.now == theirs.now
+
+
+def test_sleep_until_lands_exactly() -> None:
+    env = simpy.Environment(initial_time=0.1)
+    ev = sleep_until(env, 0.3)  # 0.1 + (0.3 - 0.1) != 0.3 in floating point; sleep_until must still land on it
+    seen: list[float] = []
+    ev.callbacks.append(lambda _e: seen.append(env.now))
+    env.run()
+    assert seen == [0.3]
+
+
+def _world(env: simpy.Environment, trace: list[tuple[float, str]]) -> simpy.Event:
+    """Processes with same-time ties, spawned children, interrupts and a shared event: an order-sensitive trace."""
+    done = env.event()
+
+    def child(name: str, d: float) -> Generator[simpy.Event, Any, None]:
+        yield env.timeout(d)
+        trace.append((env.now, name))
+
+    def sleeper() -> Generator[simpy.Event, Any, None]:
+        try:
+            yield env.timeout(10)
+        except simpy.Interrupt as i:
+            trace.append((env.now, f"interrupted:{i.cause}"))
+
+    def parent(i: int) -> Generator[simpy.Event, Any, None]:
+        for k in range(4):
+            yield env.timeout(0.5 * (k % 2))  # zero delays make same-time ties
+            trace.append((env.now, f"p{i}.{k}"))
+            env.process(child(f"c{i}.{k}", 1.0))
+        if i == 2:
+            s = env.process(sleeper())
+            yield env.timeout(0.25)
+            s.interrupt("stop")
+        if i == 3:
+            yield env.timeout(2.0)
+            done.succeed("finished")
+
+    for i in range(4):
+        env.process(parent(i))
+    return done
+
+
+def test_counting_loop_runs_the_events_simpy_runs_in_the_same_order() -> None:
+    plain_trace: list[tuple[float, str]] = []
+    plain = simpy.Environment()
+    plain_value = plain.run(until=_world(plain, plain_trace))
+    ours_trace: list[tuple[float, str]] = []
+    ours = CountingEnvironment()
+    ours_value = ours.run(until=_world(ours, ours_trace))
+    assert ours_value == plain_value == "finished"
+    assert ours_trace == plain_trace and len(plain_trace) > 20
+    assert ours.now == plain.now
+    assert _entries(ours) == _entries(plain)  # what is left scheduled, in the same order
+    # the count is every event popped: what SimPy's own `step` loop would count on the same world
+    stepped = CountingEnvironment()
+    until = _world(stepped, [])
+    while not until.processed:
+        stepped.step()
+    assert ours.events == stepped.events
