@@ -43,6 +43,7 @@ import sim  # noqa: E402
 from hwprofiles import catalog  # noqa: E402
 from hwprofiles.specs import GPUSpec, ModelSpec  # noqa: E402
 from sim.config.scenario import load_scenario  # noqa: E402
+from sim.costmodel.engine import preset  # noqa: E402
 from sim.costmodel.layout import Layout  # noqa: E402
 from sim.costmodel.quant import Quantization  # noqa: E402
 from sim.errors import ServesimError  # noqa: E402
@@ -81,7 +82,7 @@ STREAM = {"sglang": (10, False), "trtllm": (10, True)}
 # timeout 50, batching wait 10). Batch waiting: dsr1_fp8_b200_trt.sh (non-MTP; the B300 recipe copies it) sets
 # DELAY_BATCHING at isl = osl = 1024 and CONC >= 64: `batch_wait_timeout_iters: 40, batch_wait_max_tokens_ratio:
 # 0.8` (max_num_tokens max(8192, CONC + ISL + 64 rounded to 64) = 8192 there, the scheduler's token budget).
-ADP_BALANCE = {
+ADP_BALANCE: dict[str, dict[str, Any]] = {
     "deepseek": {"attention_dp_balance": True, "attention_dp_batching_wait_iters": 0, "attention_dp_timeout_iters": 60},
     "gpt-oss": {"attention_dp_balance": True},
 }
@@ -260,9 +261,21 @@ def trtllm_holds(row: pd.Series) -> dict[str, Any]:
 PER_REQUEST_S: dict[str, float] = {}  # `--per-request-s`: a fitted per-request time by backend (none by default)
 
 
-def half(row_id: str) -> str:
-    """The split for anything estimated from the rows: CRC-32 of the id even fits it, odd reports it."""
-    return "fit" if zlib.crc32(row_id.encode()) % 2 == 0 else "held-out"
+# A configuration (deployment): every column but the load (`batch_size`, worker counts, isl / osl) and the
+# measurement itself, so all client counts and prompt lengths of one deployment fall on the same side of the split.
+CONFIG_KEYS = (
+    "model_path", "system", "backend", "mode", "precision", "gemm_quant_mode", "moe_quant_mode",
+    *(f"{p}{k}" for p in ("", "prefill_", "decode_") for k in ("tp_size", "pp_size", "attention_dp_size",
+                                                                "moe_tp_size", "moe_ep_size")),
+)  # fmt: skip
+
+
+def half(row: pd.Series) -> str:
+    """The split for anything estimated from the rows (the one copy; coverage_intercept.py uses it): by
+    configuration (`CONFIG_KEYS`), CRC-32 of the key even fits, odd reports, so no held-out row shares a
+    deployment with a fitted one."""
+    key = "|".join(str(row[k]) for k in CONFIG_KEYS)
+    return "fit" if zlib.crc32(key.encode()) % 2 == 0 else "held-out"
 
 
 def simulate(row: pd.Series, protocol: str = "inferencex", sglang_first: bool = True) -> tuple[float, float]:
@@ -289,7 +302,8 @@ def simulate(row: pd.Series, protocol: str = "inferencex", sglang_first: bool = 
                     dp = sc["cluster"].get("attention_dp", 1)
                     sc["scheduler"] = rank_budget({**sc["scheduler"], **sched}, str(row["backend"]), dp)
             if (extra := PER_REQUEST_S.get(str(row["backend"]))) is not None:  # fitted, `--per-request-s` only
-                sc["serving_engine"]["frontend_s"] = 2e-3 + extra  # on top of the presets' 2 ms front end
+                fe = preset(engine["kind"]).frontend_s  # on top of the preset's own front end
+                sc["serving_engine"]["frontend_s"] = fe + extra
         df = _run(sc)
     return float(np.mean(df["ttft_s"])), float(np.nanmean(df["tpot_s"]))
 
@@ -369,7 +383,7 @@ def main() -> None:
                     "silicon_tpot_ms": round(float(r["silicon_tpot_ms"]), 3),
                     "ttft_err": ttft * 1e3 / r["silicon_ttft_ms"] - 1,
                     "tpot_err": tpot * 1e3 / r["silicon_tpot_ms"] - 1,
-                    "half": half(str(r["id"])),
+                    "half": half(r),
                 }
             )
         res = pd.DataFrame(rows)

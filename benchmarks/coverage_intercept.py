@@ -14,7 +14,8 @@ is measured TTFT - simulated TTFT, also counted in the row's measured TPOTs (`it
 
 Nothing is fitted by default; this says where the miss is (COVERAGE.md, "Where the TTFT error comes from").
 `--fit out.json` also writes, per backend, the median miss in seconds of the rows with warm-up in the *fit half*
-(`half(id) == "fit"`: CRC-32 of the row id even) — an estimate of a per-request time servesim does not model,
+(`coverage.half(row) == "fit"`: by configuration, so every client count and prompt length of a deployment is
+on one side) — an estimate of a per-request time servesim does not model,
 for coverage.py's `--per-request-s`, whose errors are then reported on the other half only.
 """
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -55,14 +55,9 @@ STREAM: dict[tuple[str, str, str, str], int] = {
 }
 
 
-def half(row_id: str) -> str:
-    """The split of the per-request estimate: rows whose CRC-32 of the id is even fit it, the others report it."""
-    return "fit" if zlib.crc32(row_id.encode()) % 2 == 0 else "held-out"
-
-
 def fit_per_request(res: pd.DataFrame) -> dict[str, float]:
     """Per backend, the median miss (s) of the fit-half rows measured with the client's warm-up."""
-    fit = res[res["warmup"] & (res["id"].map(half) == "fit")]
+    fit = res[res["warmup"] & (res["half"] == "fit")]
     return {str(b): round(float(g["miss_ms"].median()) / 1e3, 4) for b, g in fit.groupby("backend")}
 
 
@@ -111,6 +106,7 @@ def main() -> None:
         out.append(
             {
                 "id": r["id"],
+                "half": cv.half(r),
                 "backend": r["backend"],
                 "isl": int(r["isl"]),
                 "warmup": date >= WARMUP_FROM,

@@ -164,7 +164,15 @@ class RecvSkipper:
     """SGLang's `SchedulerRecvSkipper` (python/sglang/srt/managers/scheduler_recv_skipper.py): before each
     iteration the scheduler adds the previous iteration's weight to a counter (decode-only 1, anything else
     1000) and polls for new requests when it reaches `interval`, restarting from 0. Requests that arrived by the
-    last poll are the ones it can schedule (`upto`). An idle engine's loop spins and polls at once.
+    last poll are the ones it can schedule (`upto`). The weights (sglang/srt/environ.py, `..._RECV_SKIPPER_WEIGHT_*`):
+    DECODE 1, TARGET_VERIFY 1, an idle iteration (no batch, mode None) 1, anything else 1000. An idle loop also
+    counts 1, but with no batch to run it spins in microseconds, so it reaches `interval` at once on the scale of
+    a decode step: modelled as a poll at once (`record` with an empty plan). A speculative verify step
+    (TARGET_VERIFY) is a decode plan here (`sim.core.speculative`: per-request decode steps), so it counts 1 too.
+    Attention DP: older SGLang asserted `not enable_dp_attention` with this option; newer releases add the weight
+    of the *global* forward mode after the DP sync (`update_counter_dp`), so every rank polls together and one
+    prefilling rank makes all poll. This scheduler plans all of an instance's DP ranks at once, which is that
+    newer behaviour; a row that ran an older release with DP attention could not have set the interval.
 
     `observe` is called once per planned iteration, `record` with the plan made. Decode iterations a fast-forward
     run skipped are counted in closed form: an arrival cuts such a run at the step in flight, so the polls

@@ -134,25 +134,15 @@ class Sarathi:
     cohort_decoding = True
     steady_decode = True  # (and for `vllm`, which plans like this: decodes first, then prefills and new prompts)
     hold: ContextHold | None = None  # (subclasses that build themselves keep none)
-    recv: RecvSkipper | None = None
 
-    def __init__(self, cfg: SarathiConfig, hold: ContextHold | None = None, recv: RecvSkipper | None = None) -> None:
+    def __init__(self, cfg: SarathiConfig, hold: ContextHold | None = None) -> None:
         self.max_seqs = cfg.max_num_seqs
         self.budget = cfg.token_budget
         self.hold = hold  # the serving engine's context holds (TensorRT-LLM), when its terms switch one on
-        self.recv = recv  # SGLang's receive interval, when above 1
-        if hold is not None or recv is not None:  # their counters replay skipped iterations in the state of the
-            self.steady_decode = False  # last plan: plan at every completion and prefill end (no onward runs)
+        if hold is not None:  # its counters replay skipped iterations in the state of the last plan: plan at every
+            self.steady_decode = False  # completion and prefill end (no onward runs past them)
 
     def schedule(self, inst: InstanceView, now: float) -> BatchPlan:
-        if self.recv is None:
-            return self._plan(inst, float("inf"))
-        plan = self._plan(inst, self.recv.observe(inst, now))
-        self.recv.record(bool(plan.prefill), plan.decode_count)
-        return plan
-
-    def _plan(self, inst: InstanceView, upto: float) -> BatchPlan:
-        """The plan; waiting prompts that arrived after `upto` are not yet seen by the scheduler."""
         plan = BatchPlan()
         if inst.decode_all(plan):
             left = self.budget - plan.cohort_n
@@ -180,7 +170,7 @@ class Sarathi:
                     left -= n
         while left > 0 and waiting and len(running) < self.max_seqs:
             req = waiting[0]
-            if swapped_out(req) or req.arrival > upto or not inst.can_admit(req):
+            if swapped_out(req) or not inst.can_admit(req):
                 break
             inst.admit(req)
             n = min(req.prefill_target, left)
@@ -189,15 +179,14 @@ class Sarathi:
         return plan
 
     def decision_horizon(self, inst: InstanceView, plan: BatchPlan) -> int:
-        h = UNBOUNDED if self.hold is None else self.hold.horizon()
-        return h if self.recv is None else min(h, self.recv.horizon(inst))
+        return UNBOUNDED if self.hold is None else self.hold.horizon()
 
     def chunk_horizon(self, inst: InstanceView, plan: BatchPlan) -> int:
         """A plan of every decoder and one chunk that takes the whole budget repeats while nothing but its own
         progress changes: the chunk goes to the first prefilling request again, no budget is left to admit
         (arrivals queue behind), and no swapped-out request heads the queue to come back first. With context
         holds every chunk plan may instead be held (decodes only): the hold decides each iteration, so no run."""
-        if self.hold is not None or self.recv is not None:
+        if self.hold is not None:
             return 1
         req, n = plan.prefill[0]
         if n != self.budget - plan.decode_count or inst.prefilling[0] is not req:
@@ -211,6 +200,36 @@ class Sarathi:
         return not inst.waiting and len(inst.prefilling) == 1
 
 
+class RecvSarathi(Sarathi):
+    """Sarathi behind SGLang's receive interval (`RecvSkipper`): prompts that arrived after the scheduler's last
+    poll are not seen. A subclass, built only when the interval is above 1, so plain Sarathi's per-plan path is
+    unchanged. Unseen prompts are the tail of the waiting queue (arrivals append in time order; anything admitted
+    before, so anything preempted back to the head, arrived by an earlier poll): it is set aside for the plan,
+    so a context hold, where one is also on, counts only received prompts, as the engine's own scheduler would."""
+
+    def __init__(self, cfg: SarathiConfig, hold: ContextHold | None, recv: RecvSkipper) -> None:
+        super().__init__(cfg, hold)
+        self.recv = recv
+        self.steady_decode = False  # its counter replays skipped iterations in the last plan's state (as holds)
+
+    def schedule(self, inst: InstanceView, now: float) -> BatchPlan:
+        upto = self.recv.observe(inst, now)
+        waiting = inst.waiting
+        unseen: list[Request] = []
+        while waiting and waiting[-1].arrival > upto:
+            unseen.append(waiting.pop())
+        plan = super().schedule(inst, now)
+        waiting.extend(reversed(unseen))
+        self.recv.record(bool(plan.prefill), plan.decode_count)
+        return plan
+
+    def decision_horizon(self, inst: InstanceView, plan: BatchPlan) -> int:
+        return min(super().decision_horizon(inst, plan), self.recv.horizon(inst))
+
+    def chunk_horizon(self, inst: InstanceView, plan: BatchPlan) -> int:
+        return 1  # the poll decides each chunk plan, so no run
+
+
 @SCHEDULERS.register("fcfs", FCFSConfig, whole_prompts=True, mixes_prefill_decode=False)
 def _fcfs(cfg: FCFSConfig, **_: object) -> BatchScheduler:
     """vLLM continuous batching, prefill-first"""
@@ -221,5 +240,7 @@ def _fcfs(cfg: FCFSConfig, **_: object) -> BatchScheduler:
 def _sarathi(cfg: SarathiConfig, engine: object = None, attention_dp: int = 1, **_: object) -> BatchScheduler:
     """Sarathi-Serve chunked prefill with a token budget"""
     terms = hold_terms(engine, attention_dp, cfg.token_budget)
-    recv = RecvSkipper(terms.recv_interval) if terms.recv_interval > 1 else None
-    return Sarathi(cfg, ContextHold(terms) if terms.active else None, recv)
+    hold = ContextHold(terms) if terms.active else None
+    if terms.recv_interval > 1:
+        return RecvSarathi(cfg, hold, RecvSkipper(terms.recv_interval))
+    return Sarathi(cfg, hold)

@@ -197,3 +197,16 @@ def test_recipe_knobs_follow_the_inferencex_recipes(rows: pd.DataFrame) -> None:
     assert recipe_terms(row(**{**dict(ll), "isl": 1024, "osl": 1024}), 4) == (wait, {"token_budget": 16384})
     assert recipe_terms(row(**{**dict(ll), "isl": 1024, "osl": 8192}), 4) == ({}, {"token_budget": 16384})
     assert recipe_terms(row(**{**dict(ll), "isl": 1024, "osl": 1024, "tp_size": 8.0}), 4)[0] == {}
+
+
+def test_the_fit_split_keeps_each_configuration_on_one_side(rows: pd.DataFrame) -> None:
+    """Every client count and prompt length of a deployment falls on one side of the split (a held-out row never
+    shares its configuration with a fitted one), and both sides hold rows of every backend."""
+    halves = rows.apply(cov.half, axis=1)
+    sides = halves.groupby([rows[k].astype(str) for k in cov.CONFIG_KEYS]).nunique()
+    assert (sides == 1).all()
+    assert set(halves.groupby(rows["backend"]).nunique()) == {2}
+    r = rows.iloc[0].copy()
+    side = cov.half(r)
+    r["batch_size"], r["isl"], r["osl"], r["id"] = 7, 123, 456, "another-id"
+    assert cov.half(r) == side

@@ -71,3 +71,15 @@ def test_the_interval_with_another_scheduler_is_one_clear_error_at_the_field(tmp
     path.write_text(yaml.safe_dump(sc))
     with pytest.raises(ServesimError, match=r"scheduler_recv_interval.*sarathi"):
         sim.load_scenario(path)
+
+
+def test_only_an_interval_above_one_builds_the_receive_hook():
+    """The plain Sarathi's per-plan path carries no receive-interval test: the hook is a subclass built only
+    when the interval is above 1 (SGLang's skipper is created only then, `maybe_create`)."""
+    from policies.continuous import RecvSarathi, Sarathi, SarathiConfig, _sarathi
+
+    cfg = SarathiConfig(token_budget=8192)
+    plain = _sarathi(cfg, engine=preset("sglang"))
+    assert type(plain) is Sarathi and not hasattr(plain, "recv")
+    hooked = _sarathi(cfg, engine=preset("sglang", scheduler_recv_interval=10))
+    assert isinstance(hooked, RecvSarathi) and hooked.recv.interval == 10 and not hooked.steady_decode
