@@ -338,12 +338,13 @@ class StructuredCost(RooflineCost):
         for layers, cap in ((self.n_full, mod.attention_topk), (self.n_local, mod.sliding_window)):
             if not layers:
                 continue
-            if mod.is_mla:  # decompress the latent of cached + new tokens, then MHA at qk / v widths
+            if mod.is_mla and q <= self.decode_query:  # a chunk the engine runs as a decode (`DECODE_QUERY`)
+                t += layers * self._absorbed(q, c, cap)
+            elif mod.is_mla:  # decompress the latent of cached + new tokens, then MHA at qk / v widths
                 lat = float(mod.kv_lora_rank or 0)
                 up = self.gemm("kv_b", c + q, lat, hd * (mod.head_dim - mod.qk_rope_head_dim + mod.value_dim))
                 byts = (c + q) * (lat + mod.qk_rope_head_dim) * self.kva + 2 * q * hd * mod.head_dim * self.aa
-                mha = up + self._fmha(q, c, cap, hd * (mod.head_dim + mod.value_dim) / 2.0, byts)
-                t += layers * (self._absorbed(q, c, cap) if q <= self.decode_query else mha)
+                t += layers * (up + self._fmha(q, c, cap, hd * (mod.head_dim + mod.value_dim) / 2.0, byts))
             else:
                 kv_tokens = c + q if cap is None else min(c + q, float(cap) + q)
                 byts = kv_tokens * mod.kv_elems_per_token_layer(self.tp) * self.kva + 2 * q * self.hq * self.aa
