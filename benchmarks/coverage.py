@@ -50,6 +50,7 @@ from sim.errors import ServesimError  # noqa: E402
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # (appended: benchmarks/queueing.py must not shadow queueing)
     sys.path.append(str(Path(__file__).resolve().parent))
+from coverage_disagg import deployment, headline  # noqa: E402
 from coverage_layout import (  # noqa: E402  (the rows' layouts and client counts; re-exported)
     _int,
     _layout,
@@ -59,6 +60,7 @@ from coverage_layout import (  # noqa: E402  (the rows' layouts and client count
 )
 from coverage_layout import unrecorded_dp as unrecorded_dp  # noqa: E402  (re-exported for the tests)
 from coverage_recipes import recipe_terms  # noqa: E402
+from coverage_render import render  # noqa: E402
 
 CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "silicon_sample.csv"
 WAVES = 10  # requests per client: InferenceX runs `--num-prompts $((CONC * 10)) --max-concurrency $CONC`
@@ -137,10 +139,12 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
             sc["cluster"] |= {"instances": k, "router": {"kind": "round_robin"}}
         sc["scheduler"] = rank_budget(sched, str(row["backend"]), sc["cluster"].get("attention_dp", 1))
     else:
+        dep = deployment(row)  # workers / pools from InferenceX's configuration where the row lacks them
         pools = {
-            role: {"instances": _int(row[f"{role}_num_workers"]), **_layout(row, f"{role}_", model.is_moe)}
+            role: dict(dep.pools[role]) if dep.status == "config" and model.is_moe
+            else {"instances": _int(row[f"{role}_num_workers"]), **_layout(row, f"{role}_", model.is_moe)}
             for role in ("prefill", "decode")
-        }
+        }  # fmt: skip
         lay = [dict(p) for p in pools.values()]
         for pool in pools.values():
             own = rank_budget(sched, str(row["backend"]), pool.get("attention_dp", 1))
@@ -328,6 +332,7 @@ def main() -> None:
         default="at-once",
         help="SGLang's first streamed token: held for the stream interval (releases with `%% == 0`) or sent at once",
     )
+    ap.add_argument("--ids", type=Path, default=None, help="simulate the rows of this earlier --json instead")
     ap.add_argument("--replicas", action="store_true", help="read agg rows with k x batch clients as k replicas")
     ap.add_argument(
         "--per-request-s",
@@ -360,6 +365,8 @@ def main() -> None:
         per = max(1, args.sample // max(1, strata.ngroups))
         picks = [g.iloc[rng.permutation(len(g))[:per]] for _, g in strata]
         sample = pd.concat(picks).head(args.sample) if picks else ok.head(0)
+        if args.ids:  # the rows of an earlier run that are still expressible (a before / after on the same rows)
+            sample = ok[ok["id"].isin({r["id"] for r in json.loads(args.ids.read_text())["errors"]["per_row"]})]
         rows = []
         t0 = time.time()
         for _, r in sample.iterrows():
@@ -384,23 +391,24 @@ def main() -> None:
                     "ttft_err": ttft * 1e3 / r["silicon_ttft_ms"] - 1,
                     "tpot_err": tpot * 1e3 / r["silicon_tpot_ms"] - 1,
                     "half": half(r),
+                    "deployment": "agg" if r["mode"] == "agg" else deployment(r).group,
+                    "as_run": r["mode"] == "agg" or deployment(r).as_run,
                 }
             )
         res = pd.DataFrame(rows)
+        known = res[res["as_run"]]  # the headline: rows simulated as they ran (coverage_disagg.headline)
         out["errors"] = {
-            "rows": len(res),
+            "rows": len(known),
             "wall_s": round(time.time() - t0, 1),
-            "median_abs_ttft_err": float(res["ttft_err"].abs().median()),
-            "median_abs_tpot_err": float(res["tpot_err"].abs().median()),
+            **headline(res),
             "by": {
-                k: res.groupby(k)[["ttft_err", "tpot_err"]]
+                k: known.groupby(k)[["ttft_err", "tpot_err"]]
                 .agg(lambda x: float(x.abs().median()))
                 .round(3)
                 .to_dict(orient="index")
                 for k in ("source", "mode", "backend", "model", "gpu")
             },
-            "signed_median": {"ttft": float(res["ttft_err"].median()), "tpot": float(res["tpot_err"].median())},
-            "by_half": res.groupby("half")[["ttft_err", "tpot_err"]]
+            "by_half": known.groupby("half")[["ttft_err", "tpot_err"]]
             .agg(lambda x: float(x.abs().median()))
             .round(4)
             .to_dict(orient="index"),
@@ -410,37 +418,14 @@ def main() -> None:
         e = out["errors"]
         print(
             f"errors on {e['rows']} rows: median |TTFT err| {e['median_abs_ttft_err']:.1%}, "
-            f"median |TPOT err| {e['median_abs_tpot_err']:.1%}"
+            f"median |TPOT err| {e['median_abs_tpot_err']:.1%} (rows simulated as run; all "
+            f"{e['all_rows']['rows']} rows: {e['all_rows']['median_abs_ttft_err']:.1%} / "
+            f"{e['all_rows']['median_abs_tpot_err']:.1%})"
         )
     if args.json:
         args.json.write_text(json.dumps(out, indent=2, default=str) + "\n")
     if args.md:
         args.md.write_text(render(out))
-
-
-def render(out: dict[str, Any]) -> str:
-    """The numbers as markdown tables (COVERAGE.md's generated section)."""
-    lines = [
-        f"Expressible: **{out['expressible']} / {out['rows']}** rows "
-        f"({out['expressible'] / out['rows']:.1%}); load protocol `{out['protocol']}`.",
-        "",
-    ]
-    for k, shares in out["by"].items():
-        lines += [f"| {k} | expressible |", "|---|---|"] + [f"| {a} | {b} |" for a, b in shares.items()] + [""]
-    if out["reasons"]:
-        lines += ["| why not | rows |", "|---|---|"] + [f"| {a} | {b} |" for a, b in out["reasons"].items()] + [""]
-    e = out.get("errors")
-    if e:
-        lines += [
-            f"Errors on {e['rows']} simulated rows (stratified sample): median |TTFT error| "
-            f"**{e['median_abs_ttft_err']:.1%}**, median |TPOT error| **{e['median_abs_tpot_err']:.1%}** "
-            f"(signed medians: TTFT {e['signed_median']['ttft']:+.1%}, TPOT {e['signed_median']['tpot']:+.1%}).",
-            "",
-        ]
-        for k, tab in e["by"].items():
-            lines += [f"| {k} | median abs TTFT err | median abs TPOT err |", "|---|---|---|"]
-            lines += [f"| {a} | {v['ttft_err']:.1%} | {v['tpot_err']:.1%} |" for a, v in tab.items()] + [""]
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
