@@ -46,8 +46,8 @@ PCIE_ALLREDUCE_SHARE = 0.75
 # nccl#1639 was run with NCCL_MIN_NCHANNELS=8 and NCCL_NTHREADS=256. On PCIe, untuned NCCL reaches ~21-22 GB/s
 # bus bandwidth on large messages: 2 GPUs on Gen4, 20.1-21.9 GB/s from 16 to 128 MB (NVIDIA/nccl#340); 8 RTX PRO
 # 6000 on Gen5 across a dual-socket root complex, 22.2 GB/s at 32 MB with the default settings against 37.6 with
-# NCCL_MIN_NCHANNELS=8 on the same box (github.com/voipmonitor/rtx6kpro hardware/pcie-bandwidth.md, "NCCL AllReduce
-# Bus Bandwidth"; 40.1 default behind PCIe switches). vLLM sets no NCCL channel variable, so NCCL on PCIe runs at
+# NCCL_MIN_NCHANNELS=8 (8 MB-2 GB sweep) on the same box (github.com/voipmonitor/rtx6kpro hardware/pcie-bandwidth.md,
+# "NCCL AllReduce Bus Bandwidth"; 40.1 default behind PCIe switches). vLLM sets no NCCL channel variable: NCCL runs at
 # min(PCIE_ALLREDUCE_SHARE x link, this). Binds only on Gen5 (Gen4: 32 x 0.8 x 0.75 = 19.2 GB/s is below it);
 # `serving_engine.allreduce_bw_scale` scales it with the rest. The root-complex path, as PCIE_P2P_SHARE assumes.
 PCIE_NCCL_DEFAULT_BUSBW = 22.0e9
