@@ -129,3 +129,20 @@ def test_in_force_is_the_commit_of_the_day() -> None:
     assert cd.in_force("2026-02-01T00:00:00.000Z", table) == 0  # end of the day: a commit later that day counts
     assert cd.in_force("2026-02-03T12:00:00Z", table) == 0  # b lands at 04:00Z on the 4th
     assert cd.in_force("2026-02-04", table) == 1
+
+
+def test_headline_counts_only_rows_simulated_as_run() -> None:
+    """The headline medians leave out the unknown / MTP rows; `all_rows` and the groups keep them."""
+    res = pd.DataFrame(
+        {
+            "deployment": ["agg", "agg", "config", "unknown", "config, MTP"],
+            "as_run": [True, True, True, False, False],
+            "ttft_err": [-0.1, 0.2, -0.3, 5.0, 4.0],
+            "tpot_err": [0.1, -0.2, 0.05, 2.0, 1.5],
+        }
+    )
+    h = cd.headline(res)
+    assert h["median_abs_ttft_err"] == pytest.approx(0.2) and h["median_abs_tpot_err"] == pytest.approx(0.1)
+    assert h["signed_median"]["tpot"] == pytest.approx(0.05)
+    assert h["all_rows"] == {"rows": 5, "median_abs_ttft_err": pytest.approx(0.3), "median_abs_tpot_err": 0.2}
+    assert h["by_deployment"]["unknown"]["n"] == 1 and h["by_deployment"]["agg"]["tpot"] == pytest.approx(0.15)
