@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -56,7 +57,7 @@ class _PerValueWeights(LogHistogram):
         super().__init__()
         self._w: list[float] = []
 
-    def add(self, x, weight: int = 1) -> None:  # type: ignore[no-untyped-def]
+    def add(self, x: np.ndarray, weight: int = 1) -> None:
         if weight:
             self._values.extend(x.tolist())
             self._w.extend([float(weight)] * len(x))
@@ -98,8 +99,6 @@ ops = st.lists(
 def test_run_length_weights_bin_and_sum_as_one_weight_per_value(ops: list, flush: int) -> None:
     """Buffering a call's weight once (with its count) gives the counts, the sum (flushed at the same values, in
     the same order) and the total weight that one weight per value gives, bit for bit."""
-    import numpy as np
-
     fast, ref = LogHistogram(), _PerValueWeights()
     fast.FLUSH = ref.FLUSH = flush
     for kind, arg, w in ops:

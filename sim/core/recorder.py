@@ -34,7 +34,7 @@ class LogHistogram:
         self.nbins = int((self.HI - self.LO) * self.BINS_PER_DECADE) + 2
         self.counts = np.zeros(self.nbins, dtype=np.float64)
         self._values: list[float] = []
-        self._weights: list[int] = []  # per add call: the weight of its values ...
+        self._weights: list[float] = []  # per add call: the weight of its values ...
         self._counts: list[int] = []  # ... and how many values it added
         self.total = 0.0
         self.n = 0
