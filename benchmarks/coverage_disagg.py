@@ -9,8 +9,8 @@ entries (`multinode: true, disagg: true`, e.g. `dsr1-fp4-gb200-dynamo-trt`) list
 `conc-list`, `spec-decoding` (`mtp` or none) and per pool `num-worker`, `tp`, `ep`, `dp-attn` (CONFIGS.md in the
 same folder defines the fields; the recipe names read `dep8` = dp-attn with ep 8, `tep8` = tp 8 with ep 8).
 
-A row is matched to the items in force on its `measured=` date (the first-parent commit of `main` in force at the
-end of that UTC day: the `2026-04-06.csv` rows carry only the date, at 00:00Z) with the same model, GPU,
+A row is matched to the items in force when it was `measured=` (the first-parent commit of `main` in force at its
+timestamp; for a bare date, as the `2026-04-06.csv` rows carry, at the end of that UTC day) with the same model, GPU,
 precision, framework (dynamo-trt = trtllm, dynamo-sglang = sglang), isl / osl, prefill tp and ep, decode tp and
 the row's concurrency in `conc-list`. When every matching item gives the same workers and pools, the deployment
 is known (cited as entry@commit); when none matches, or matching items disagree (an MTP and a non-MTP item at the
@@ -109,9 +109,16 @@ def _fact(row: pd.Series, key: str) -> str | None:
 
 
 def in_force(measured: str, table: dict[str, Any]) -> int:
-    """Index of the configuration commit in force at the end of the UTC day of `measured` (-1: none yet)."""
-    day = datetime.fromisoformat(measured[:10]).replace(tzinfo=UTC) + timedelta(days=1)
-    return bisect.bisect_left(table["_dates"], day) - 1
+    """Index of the configuration commit in force when `measured` was taken (-1: none yet): at its timestamp when
+    it has one (a commit at that very second counts), at the end of its UTC day when it is a bare date, since the
+    run may have started any time that day. The `2026-04-06.csv` export writes its bare dates as midnight
+    (`2026-03-30T00:00:00.000Z`), so an exact midnight is read as a date; the `2026-03-25.csv` rows carry times."""
+    if len(measured.strip()) <= 10 or re.fullmatch(r"T00:00:00(\.0+)?(Z|\+00:00)?", measured.strip()[10:]):
+        day = datetime.fromisoformat(measured[:10]).replace(tzinfo=UTC) + timedelta(days=1)
+        return bisect.bisect_left(table["_dates"], day) - 1
+    at = datetime.fromisoformat(measured.strip().replace("Z", "+00:00"))
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    return bisect.bisect_right(table["_dates"], at) - 1
 
 
 def _matches(item: dict[str, Any], row: pd.Series, conc: int, at: int) -> bool:

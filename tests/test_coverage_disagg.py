@@ -38,14 +38,15 @@ def test_mtp_and_plain_items_of_one_shape(rows: pd.DataFrame) -> None:
 
 
 def test_low_latency_sglang_h200(rows: pd.DataFrame) -> None:
-    """nvidia-master.yaml@04b564b39 (2026-02-07), dsr1-fp8-h200-dynamo-sglang, 1k1k: "STP: Low latency (1 prefill,
+    """nvidia-master.yaml@fcc04aaa2 (2026-02-07T22:52:22Z; the row was measured 22:52:25Z; 04b564b39 at 23:20Z
+    keeps the same items), dsr1-fp8-h200-dynamo-sglang, 1k1k: "STP: Low latency (1 prefill,
     9 decode, TEP)" and "MTP: Low latency (1 prefill, 9 decode, TEP)", both conc 1 ... 256, prefill and decode tp 8,
     ep 1, no dp-attn (recipes/h200/1k1k/low-latency-1p9d[-mtp].yaml): workers known, MTP not."""
     r = rows.loc["2026_03_25_deepseek_r1_h200_sxm_sglang_fp8_disagg_1024x1024_c8_tp8_0_ep1_0_895"]
     d = cd.deployment(r)
     assert d.pools == {"prefill": {"instances": 1, "tp": 8}, "decode": {"instances": 9, "tp": 8}}
     assert d.spec is None and d.group == "config, MTP?" and not d.as_run
-    assert "@04b564b39" in d.cite and "dsr1-fp8-h200-dynamo-sglang (none)" in d.cite
+    assert "@fcc04aaa2" in d.cite and "dsr1-fp8-h200-dynamo-sglang (none)" in d.cite
     assert cd.reading(r).startswith("1 prefill + 9 decode workers (MTP unknown)")
 
 
@@ -122,13 +123,32 @@ def test_pool_layouts() -> None:
     assert cd.pool_layout(1, 4, 1, True) == {"instances": 1, "tp": 1, "attention_dp": 4, "ep": 1, "moe_tp": 4}
 
 
-def test_in_force_is_the_commit_of_the_day() -> None:
+def test_in_force_reads_a_bare_date_to_the_end_of_its_day() -> None:
     table = {"commits": [["a", "2026-02-01T10:00:00+00:00"], ["b", "2026-02-03T23:00:00-05:00"]]}
     table["_dates"] = [pd.Timestamp(d).to_pydatetime() for _, d in table["commits"]]
     assert cd.in_force("2026-01-31T00:00:00Z", table) == -1
-    assert cd.in_force("2026-02-01T00:00:00.000Z", table) == 0  # end of the day: a commit later that day counts
-    assert cd.in_force("2026-02-03T12:00:00Z", table) == 0  # b lands at 04:00Z on the 4th
+    assert cd.in_force("2026-02-01T00:00:00.000Z", table) == 0  # a bare date (midnight): a commit later that day counts
+    assert cd.in_force("2026-02-01", table) == 0
+    assert cd.in_force("2026-02-03", table) == 0  # b lands at 04:00Z on the 4th
     assert cd.in_force("2026-02-04", table) == 1
+
+
+def test_in_force_reads_a_timestamp_at_its_time() -> None:
+    """A row with a time of day reads the commit in force at that second, not at the end of its day."""
+    table = {"commits": [["a", "2026-02-01T10:00:00+00:00"], ["b", "2026-02-03T23:00:00-05:00"]]}
+    table["_dates"] = [pd.Timestamp(d).to_pydatetime() for _, d in table["commits"]]
+    assert cd.in_force("2026-02-01T09:59:59Z", table) == -1  # the end of that day would read a
+    assert cd.in_force("2026-02-01T10:00:00Z", table) == 0  # committed at that very second
+    assert cd.in_force("2026-02-04T03:59:59Z", table) == 0  # b is 2026-02-04T04:00Z
+    assert cd.in_force("2026-02-04T04:00:00Z", table) == 1
+    assert cd.in_force("2026-02-03T23:30:00-05:00", table) == 1  # an offset is converted to UTC
+
+
+def test_b200_sglang_row_reads_the_item_in_force_at_its_time(rows: pd.DataFrame) -> None:
+    """`..._c16_tp4_0_ep4_0_795` was measured 2026-02-11T01:17:05Z: then only the non-MTP item of its shape was in
+    force (the MTP item came later that day, which the end-of-day reading mixed in as `config, MTP?`)."""
+    d = cd.deployment(rows.loc["2026_03_25_deepseek_r1_b200_sxm_sglang_fp4_disagg_1024x1024_c16_tp4_0_ep4_0_795"])
+    assert d.group == "config" and d.spec == "none" and d.cite.endswith("dsr1-fp4-b200-dynamo-sglang (none)")
 
 
 def test_headline_counts_only_rows_simulated_as_run() -> None:
