@@ -19,13 +19,14 @@ def render(out: dict[str, Any]) -> str:
     e = out.get("errors")
     if e:
         lines += [
-            f"Errors on {e['rows']} simulated rows (stratified sample): median |TTFT error| "
-            f"**{e['median_abs_ttft_err']:.1%}**, median |TPOT error| **{e['median_abs_tpot_err']:.1%}** "
+            f"Errors on all {e['rows']} simulated rows (stratified sample of the expressible rows): median |TTFT "
+            f"error| **{e['median_abs_ttft_err']:.1%}**, median |TPOT error| **{e['median_abs_tpot_err']:.1%}** "
             f"(signed medians: TTFT {e['signed_median']['ttft']:+.1%}, TPOT {e['signed_median']['tpot']:+.1%}); "
-            f"rows simulated as they ran (agg; disagg with recorded workers or InferenceX-configured workers "
-            f"without MTP). All {e['all_rows']['rows']} simulated rows, unknown disagg workers read as 1 prefill + "
-            f"1 decode, MTP left out: {e['all_rows']['median_abs_ttft_err']:.1%} / "
-            f"{e['all_rows']['median_abs_tpot_err']:.1%}.",
+            f"disagg rows with unknown workers are read as 1 prefill + 1 decode, MTP is left out. The "
+            f"{e['as_run']['rows']} of them simulated as they ran (agg; disagg with recorded workers or "
+            f"InferenceX-configured workers without MTP): {e['as_run']['median_abs_ttft_err']:.1%} / "
+            f"{e['as_run']['median_abs_tpot_err']:.1%} (signed {e['as_run']['signed_median']['ttft']:+.1%} / "
+            f"{e['as_run']['signed_median']['tpot']:+.1%}).",
             "",
             "| deployment | rows | median abs TTFT err | median abs TPOT err | signed TTFT | signed TPOT |",
             "|---|---|---|---|---|---|",

@@ -151,8 +151,9 @@ def test_b200_sglang_row_reads_the_item_in_force_at_its_time(rows: pd.DataFrame)
     assert d.group == "config" and d.spec == "none" and d.cite.endswith("dsr1-fp4-b200-dynamo-sglang (none)")
 
 
-def test_headline_counts_only_rows_simulated_as_run() -> None:
-    """The headline medians leave out the unknown / MTP rows; `all_rows` and the groups keep them."""
+def test_headline_counts_every_simulated_row() -> None:
+    """The headline medians take every simulated (expressible) row, the set the share counts; `as_run` beside it
+    leaves out the unknown / MTP rows; the groups keep each apart."""
     res = pd.DataFrame(
         {
             "deployment": ["agg", "agg", "config", "unknown", "config, MTP"],
@@ -162,7 +163,10 @@ def test_headline_counts_only_rows_simulated_as_run() -> None:
         }
     )
     h = cd.headline(res)
-    assert h["median_abs_ttft_err"] == pytest.approx(0.2) and h["median_abs_tpot_err"] == pytest.approx(0.1)
-    assert h["signed_median"]["tpot"] == pytest.approx(0.05)
-    assert h["all_rows"] == {"rows": 5, "median_abs_ttft_err": pytest.approx(0.3), "median_abs_tpot_err": 0.2}
+    # |ttft| 0.1 0.2 0.3 5 4 -> 0.3; |tpot| 0.1 0.2 0.05 2 1.5 -> 0.2; signed tpot 0.1 -0.2 0.05 2 1.5 -> 0.1
+    assert h["median_abs_ttft_err"] == pytest.approx(0.3) and h["median_abs_tpot_err"] == pytest.approx(0.2)
+    assert h["signed_median"] == {"ttft": pytest.approx(0.2), "tpot": pytest.approx(0.1)}
+    a = h["as_run"]  # rows 0-2: |ttft| 0.1 0.2 0.3 -> 0.2; |tpot| 0.1 0.2 0.05 -> 0.1; signed tpot -> 0.05
+    assert a["rows"] == 3 and a["median_abs_ttft_err"] == pytest.approx(0.2)
+    assert a["median_abs_tpot_err"] == pytest.approx(0.1) and a["signed_median"]["tpot"] == pytest.approx(0.05)
     assert h["by_deployment"]["unknown"]["n"] == 1 and h["by_deployment"]["agg"]["tpot"] == pytest.approx(0.15)
