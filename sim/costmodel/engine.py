@@ -77,6 +77,18 @@ class ServingEngineConfig(BaseModel):
     launch_per_layer_s: float = Field(
         default=5e-5, ge=0, description="host launch time per layer, eager mode", json_schema_extra=_fit(0.0, 3e-4)
     )
+    # Python-side time of an eager forward that the GPU waits for, per decoder layer, charged in series on every
+    # iteration with prompt tokens that no CUDA graph covers (`graph_captured(tokens, False)` false): module calls,
+    # custom-op dispatch, Triton launchers, per-layer routing set-up. Unlike `launch_per_layer_s` it is not hidden
+    # behind long kernels (COVERAGE.md "TTFT at low load": the silicon rows' miss at 8k prompts is not smaller
+    # than at 1k, which max(kernels, host) would make it). 0 for engines that compile the forward (vLLM V1's
+    # torch.compile + piecewise graphs); see PRESETS for the measured values.
+    eager_host_per_layer_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="per layer: host time of an eager (no CUDA graph) forward with prompt tokens, in series",
+        json_schema_extra=_fit(0.0, 3e-3),
+    )
     # vLLM V1 captures batch sizes 1, 2, 4, 8, 16, ... up to min(2 x max_num_seqs, 512)
     # (vllm/config/vllm.py `_set_cudagraph_sizes`; compilation_config.max_cudagraph_capture_size).
     cuda_graph_max_batch: int = Field(default=512, ge=0, description="largest graph-captured batch (0: eager)")
@@ -304,6 +316,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         # on 80 GB-class GPUs; approximate, check your server's log).
         "cuda_graph_max_batch": 160,
         "piecewise_graphs": False,
+        # DeepSeek-V3 (61 layers) in SGLang, one new token: an eager extend forward took 82.6 ms, the same step in a
+        # CUDA graph 23.1 ms (sgl-project/sglang PR #12160, "forward cost" log lines, 2025-10): (82.6 - 23.1) / 61
+        # = 0.975 ms of host time per layer that a graph removes. SGLang captures prefill only with
+        # `--enable-piecewise-cuda-graph` (off by default; not in the InferenceX recipes).
+        "eager_host_per_layer_s": 9.75e-4,
         # PD disaggregation streams from the decode server (see `disagg_first_token`)
         "disagg_first_token": "decode",
     },
@@ -314,6 +331,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "cuda_graph_max_batch": 128,
         "piecewise_graphs": False,
         "sample_per_seq_s": 2e-6,
+        # The PyTorch flow runs the context phase as eager PyTorch modules with custom ops (CUDA graphs cover
+        # generation-only batches; its tech blog 3 on DeepSeek-R1 on Blackwell: "the python host code normally
+        # executes slower than C++"). No TensorRT-LLM measurement was found: transferred from SGLang's (above).
+        "eager_host_per_layer_s": 9.75e-4,
         # the generation worker returns the first token (see `disagg_first_token`)
         "disagg_first_token": "decode",
     },
