@@ -18,6 +18,7 @@ from hwprofiles.specs import GPUSpec, ModelSpec
 from sim.costmodel import moe
 from sim.costmodel.alltoall import alltoall_s
 from sim.costmodel.curves import capped
+from sim.costmodel.eager import eager_host_s
 from sim.costmodel.layout import Layout
 from sim.costmodel.models import Chunks, RooflineCost, _PhysicalCostConfig
 from sim.costmodel.quant import DEFAULT, Quantization
@@ -419,6 +420,7 @@ class StructuredCost(RooflineCost):
         ops["lm_head"] = self._lm_head(seqs)
         # serving-engine terms (sim.costmodel.engine): CPU time per step, launch-bound excess outside CUDA graphs
         ops["engine_cpu"], ops["launch"] = self._engine_s(tokens, seqs, False, sum(ops.values()) - ops["overhead"])
+        ops["eager_host"] = eager_host_s(self.engine, self.L, tokens - n_decode, tokens)  # in series (eager.py)
         return ops
 
     # decode_run is RooflineCost's: `_decode_base` (this class's dense operators and LM head, the engine's

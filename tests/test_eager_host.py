@@ -1,0 +1,76 @@
+"""The eager forward's host time (`serving_engine.eager_host_per_layer_s`, sim/costmodel/eager.py): hand-computed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hwprofiles import catalog
+from sim.costmodel.build import build_physical
+from sim.costmodel.engine import preset
+from sim.costmodel.layout import Layout
+from sim.costmodel.models import RooflineCostConfig
+from sim.costmodel.quant import Quantization
+from sim.costmodel.structured import StructuredCost
+
+FP8 = Quantization(weights="fp8", activations="fp8")
+
+
+def _cost(kind: str, layout: Layout | None = None, **engine: Any) -> StructuredCost:
+    lay = layout or Layout(tp=8, ep=1, moe_tp=8)
+    eng = preset(kind, **engine)
+    cost = build_physical(
+        RooflineCostConfig(), catalog.model("deepseek-v3"), catalog.gpu("b200"), 8, engine=eng, layout=lay, quant=FP8
+    )
+    assert isinstance(cost, StructuredCost)
+    return cost
+
+
+def test_sglang_preset_is_the_cited_measurement() -> None:
+    """sgl-project/sglang PR #12160: DeepSeek-V3 (61 layers), one new token, eager 82.6 ms vs graph 23.1 ms."""
+    assert preset("sglang").eager_host_per_layer_s == pytest.approx((82.6 - 23.1) / 61 * 1e-3, rel=1e-3)
+    assert preset("vllm-v1").eager_host_per_layer_s == 0.0  # compiled forward: not charged
+    assert preset("vllm-v0").eager_host_per_layer_s == 0.0
+
+
+@pytest.mark.parametrize("prompt", [1, 1024, 8192])
+def test_prefill_step_pays_layers_times_the_term_once(prompt: int) -> None:
+    """61 layers x 0.975 ms = 59.475 ms on every prefill step however long, with or without decodes riding along."""
+    on, off = _cost("sglang"), _cost("sglang", eager_host_per_layer_s=0.0)
+    assert on.L == 61
+    for n_decode in (0, 7):
+        extra = on.iteration([(prompt, 0)], n_decode, n_decode * 900) - off.iteration(
+            [(prompt, 0)], n_decode, n_decode * 900
+        )
+        assert extra == pytest.approx(61 * 9.75e-4, rel=1e-9)
+        assert on.breakdown([(prompt, 0)], n_decode, n_decode * 900)["eager_host"] == pytest.approx(0.059475)
+    # two prompts in one step: one forward, one charge
+    two = on.iteration([(prompt, 0), (64, 0)], 0, 0) - off.iteration([(prompt, 0), (64, 0)], 0, 0)
+    assert two == pytest.approx(0.059475, rel=1e-9)
+
+
+def test_decode_only_steps_are_not_charged() -> None:
+    """Decode-only steps replay the engines' CUDA graphs: the term must not touch them (nor the fast-forward)."""
+    on, off = _cost("sglang"), _cost("sglang", eager_host_per_layer_s=0.0)
+    ctx = np.array([4 * 1500.0, 4 * 2000.0])
+    assert (on.decode_run(4, ctx) == off.decode_run(4, ctx)).all()
+    assert on.iteration([], 4, 6000) == off.iteration([], 4, 6000)
+    assert on.decode_coeffs(4) == off.decode_coeffs(4)
+
+
+def test_graph_captured_prefill_is_not_charged() -> None:
+    """An engine with piecewise graphs (vLLM V1, capture size 512) pays the term only beyond its capture size."""
+    on = _cost("vllm-v1", eager_host_per_layer_s=1e-3)
+    off = _cost("vllm-v1")
+    assert on.iteration([(500, 0)], 0, 0) == off.iteration([(500, 0)], 0, 0)
+    assert on.iteration([(513, 0)], 0, 0) - off.iteration([(513, 0)], 0, 0) == pytest.approx(61e-3, rel=1e-9)
+
+
+def test_attention_dp_ranks_pay_once() -> None:
+    """Attention-DP ranks run their forwards side by side: one charge per step, not one per rank."""
+    lay = Layout(tp=1, attention_dp=8, ep=8, moe_tp=1)
+    on, off = _cost("trtllm", layout=lay), _cost("trtllm", layout=lay, eager_host_per_layer_s=0.0)
+    chunks = [(1024, 0)] * 8
+    assert on.iteration(chunks, 0, 0) - off.iteration(chunks, 0, 0) == pytest.approx(61 * 9.75e-4, rel=1e-9)
