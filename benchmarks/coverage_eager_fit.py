@@ -61,7 +61,7 @@ def fit() -> dict[str, float]:
 def report(values: dict[str, float], base: Path, out: Path | None) -> None:
     per = pd.DataFrame(json.loads(base.read_text())["errors"]["per_row"])
     held = per[per["half"] == "held-out"].set_index("id")
-    d = pd.read_csv(cov.CSV).set_index("id")
+    d = pd.read_csv(cov.CSV).set_index("id", drop=False)
     cov.serving_engine = _with(values)
     got = []
     for rid in held.index:
