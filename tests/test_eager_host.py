@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+import sim
 from hwprofiles import catalog
 from sim.costmodel.build import build_physical
 from sim.costmodel.engine import preset
@@ -14,6 +16,7 @@ from sim.costmodel.layout import Layout
 from sim.costmodel.models import RooflineCostConfig
 from sim.costmodel.quant import Quantization
 from sim.costmodel.structured import StructuredCost
+from tests.helpers import scenario, write_csv
 
 FP8 = Quantization(weights="fp8", activations="fp8")
 
@@ -74,3 +77,23 @@ def test_attention_dp_ranks_pay_once() -> None:
     on, off = _cost("trtllm", layout=lay), _cost("trtllm", layout=lay, eager_host_per_layer_s=0.0)
     chunks = [(1024, 0)] * 8
     assert on.iteration(chunks, 0, 0) - off.iteration(chunks, 0, 0) == pytest.approx(61 * 9.75e-4, rel=1e-9)
+
+
+def _run_ttft(tmp_path: Path, engine: dict[str, Any]) -> list[float]:
+    """A MoE model (StructuredCost) on a roofline cost model: request A alone, B arriving while A decodes."""
+    sc = scenario(write_csv(tmp_path / "w.csv", [(0.0, 1000, 40), (0.05, 1000, 4)]), cost={"kind": "roofline"})
+    sc["model"], sc["hardware"] = "qwen3-30b-a3b", "h100"
+    sc["serving_engine"] = engine
+    return sim.run(sim.load_scenario(sc)).requests["ttft_s"].tolist()
+
+
+def test_a_lone_prompt_waits_layers_times_the_term(tmp_path: Path) -> None:
+    """End to end: the first prompt's TTFT grows by exactly 48 layers x 0.975 ms; the second, which arrives while
+    the first decodes and is priced with it in one mixed step, by the same once more for the first's prefill
+    that it now finds in flight or the term of its own step — at least one charge, never a per-layer slip."""
+    on = _run_ttft(tmp_path, {"kind": "sglang"})
+    off = _run_ttft(tmp_path, {"kind": "sglang", "eager_host_per_layer_s": 0.0})
+    h = catalog.model("qwen3-30b-a3b").num_layers * 9.75e-4
+    assert catalog.model("qwen3-30b-a3b").num_layers == 48
+    assert on[0] - off[0] == pytest.approx(h, rel=1e-9)
+    assert on[1] - off[1] >= h - 1e-12
