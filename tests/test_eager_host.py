@@ -80,20 +80,21 @@ def test_attention_dp_ranks_pay_once() -> None:
 
 
 def _run_ttft(tmp_path: Path, engine: dict[str, Any]) -> list[float]:
-    """A MoE model (StructuredCost) on a roofline cost model: request A alone, B arriving while A decodes."""
+    """A MoE model (StructuredCost) on a roofline cost model: request A at 0, B at 50 ms (A's prefill, ~59 ms
+    without the term, is still running), each a 1,000-token prompt."""
     sc = scenario(write_csv(tmp_path / "w.csv", [(0.0, 1000, 40), (0.05, 1000, 4)]), cost={"kind": "roofline"})
     sc["model"], sc["hardware"] = "qwen3-30b-a3b", "h100"
     sc["serving_engine"] = engine
     return sim.run(sim.load_scenario(sc)).requests["ttft_s"].tolist()
 
 
-def test_a_lone_prompt_waits_layers_times_the_term(tmp_path: Path) -> None:
-    """End to end: the first prompt's TTFT grows by exactly 48 layers x 0.975 ms; the second, which arrives while
-    the first decodes and is priced with it in one mixed step, by the same once more for the first's prefill
-    that it now finds in flight or the term of its own step — at least one charge, never a per-layer slip."""
+def test_prompts_wait_for_every_eager_forward_before_theirs(tmp_path: Path) -> None:
+    """End to end: A's TTFT grows by exactly 48 layers x 0.975 ms; B, arriving during A's prefill in both runs,
+    waits for A's longer step and pays its own: exactly twice that."""
     on = _run_ttft(tmp_path, {"kind": "sglang"})
     off = _run_ttft(tmp_path, {"kind": "sglang", "eager_host_per_layer_s": 0.0})
-    h = catalog.model("qwen3-30b-a3b").num_layers * 9.75e-4
+    h = 48 * 9.75e-4
     assert catalog.model("qwen3-30b-a3b").num_layers == 48
+    assert off[0] > 0.05  # B arrives while A's prefill runs, with or without the term
     assert on[0] - off[0] == pytest.approx(h, rel=1e-9)
-    assert on[1] - off[1] >= h - 1e-12
+    assert on[1] - off[1] == pytest.approx(2 * h, rel=1e-9)
