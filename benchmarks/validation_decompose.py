@@ -85,6 +85,7 @@ def decompose(run: str, overrides: list[str] | None) -> dict[str, Any]:
         "breakdown_ms_batch128_ctx1500": {
             k: round(v * 1e3, 2) for k, v in cm.breakdown([], 128, 128 * 1500).items() if v
         },
+        "breakdown_ms_batch64_ctx1500": {k: round(v * 1e3, 2) for k, v in cm.breakdown([], 64, 64 * 1500).items() if v},
         "breakdown_ms_batch1_ctx1500": {k: round(v * 1e3, 2) for k, v in cm.breakdown([], 1, 1500).items() if v},
         "breakdown_ms_prefill2048": {k: round(v * 1e3, 2) for k, v in cm.breakdown([(2048, 0)], 0, 0).items() if v},
     }

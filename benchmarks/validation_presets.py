@@ -41,6 +41,7 @@ OUT_JSON = ROOT / "benchmarks" / "validation_presets_results.json"
 
 # (run directory, catalogue model, tensor parallel) — GPU: rtx-pro-6000 for both
 LLMSERVINGSIM = [("Llama-3.1-8B", "llama-3.1-8b", 1), ("Qwen3-32B", "qwen3-32b", 2)]
+GROUND_TRUTH = {"Llama-3.1-8B": "llama31-8b", "Qwen3-32B": "qwen3-32b"}  # benchmarks/ground_truth/<x>-rtxpro6000.yaml
 METRICS = ("ttft_s", "tpot_s", "e2el_s")
 STATS = ("mean", "p50", "p90")
 
@@ -184,18 +185,19 @@ def decode_check(run: str, model: str, tp: int) -> dict[str, float]:
     """Pure-decode steps, measured vs priced: seconds where the engine only decoded (no prompt throughput,
     over 100 running) give a step time running / generated tokens per second; the cost model prices a decode
     step of that many sequences at the running requests' mean context then (tokens generated so far are
-    interpolated linearly between first and last token)."""
-    from hwprofiles import catalog
-    from sim.costmodel.engine import ServingEngineConfig
-    from sim.costmodel.models import RooflineCost, RooflineCostConfig
+    interpolated linearly between first and last token). The cost model is the replay's own: built from the
+    run's ground-truth scenario (`benchmarks/ground_truth/`, the `vllm-v1` preset and the transferred curves),
+    as `validation_decompose.py` builds it."""
+    from sim.cluster.pools import build_cost_model
+    from sim.config.scenario import load_scenario
 
     base = GT / "llmservingsim" / "RTXPRO6000" / run
     ts = pd.read_csv(base / "timeseries.csv")
     rows = [json.loads(line) for line in (base / "requests.jsonl").open()]
     q0 = min(r["queued_ts"] for r in rows)
-    cm = RooflineCost(
-        RooflineCostConfig(), catalog.model(model), catalog.gpu("rtx-pro-6000"), tp, engine=ServingEngineConfig()
-    )
+    sc = load_scenario(ROOT / "benchmarks" / "ground_truth" / f"{GROUND_TRUTH[run]}-rtxpro6000.yaml")
+    assert (sc.model, sc.cluster.tp) == (model, tp), (sc.model, sc.cluster.tp)
+    cm = build_cost_model(sc)
     meas, priced = [], []
     for t, running, gen in ts.loc[
         (ts.prompt_throughput == 0) & (ts.running > 100), ["t", "running", "gen_throughput"]

@@ -116,10 +116,10 @@ def silicon_md(sil: dict[str, Any] | None) -> list[str]:
     if not sil:
         return [
             *lines,
-            "No row is expressible yet: every dense colocated row of `silicon_sample.csv` is FP8 or FP4 "
-            "(none is bf16), and this tree's scenario has no `quantization` section. The harness "
-            "(`--silicon`) runs them as soon as it has: `batch_size` clients in an exact closed loop (fixed-point "
-            f"replay, {GENERATIONS} requests per client, the first generation as warm-up), the backend's preset.",
+            "Not run here (`--silicon` runs this harness's own reading: `batch_size` clients in an exact closed "
+            f"loop, fixed-point replay, {GENERATIONS} requests per client, the first generation as warm-up). The "
+            "silicon rows are replayed under coverage.py's reading in `benchmarks/validation_silicon.py`; their "
+            "current numbers are in `benchmarks/VALIDATION.md`.",
         ]
     lines += [
         "`batch_size` clients in an exact closed loop (each sends its next request when the last completes; "

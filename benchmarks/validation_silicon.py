@@ -39,6 +39,9 @@ CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "sil
 MAX_FIT_ROWS = 6  # rows per fit (each evaluation simulates all of them)
 FIT_EVALS = 24  # evaluations per fit (a Sobol scan of the box, then least squares from the best point)
 PER_GROUP = 16  # configurations replayed per engine + GPU (+ mode): run time on a shared 2-core machine
+# Engine terms that only the `sarathi` scheduler reads (policies/context_hold.py: TensorRT-LLM's context holds and
+# batch waiting, SGLang's receive interval): a row whose recipe sets one keeps coverage.py's scheduler.
+SARATHI_HOOKS = ("attention_dp_balance", "batch_wait_timeout_iters", "scheduler_recv_interval")
 
 
 CONFIG = [
@@ -62,8 +65,11 @@ CONFIG = [
 def scenario_for(row: pd.Series) -> tuple[Scenario | None, str]:
     """The row's scenario, or None and why it cannot be expressed. The mapping is benchmarks/coverage.py's
     (model, GPU, precision, layout with EP / attention-DP / moe_tp, disaggregated pools, clients, KV share);
-    this harness adds the engine's preset (`serving_engine.kind` from `backend`) and vLLM V1's scheduler
-    (one 8,192-token budget shared by decodes and chunked prefills; SGLang and TRT-LLM chunk alike)."""
+    this harness adds the engine's preset (`serving_engine.kind` from `backend`), the InferenceX recipe's knobs as
+    coverage.simulate applies them (`coverage_recipes.recipe_terms`: SGLang's receive interval, TensorRT-LLM batch
+    waiting, token budgets), and vLLM V1's scheduler: one budget shared by decodes and chunked prefills, coverage's
+    (8,192 tokens or the recipe's, times the attention-DP ranks where `coverage.rank_budget` says so); SGLang and
+    TRT-LLM chunk alike. A row whose engine section sets a hook only `sarathi` reads (`SARATHI_HOOKS`) keeps it."""
     why = coverage.expressible(row)
     if why is not None:
         return None, f"not expressible ({why.split(':')[0][:40]})"
@@ -75,8 +81,15 @@ def scenario_for(row: pd.Series) -> tuple[Scenario | None, str]:
     workload = {"num_requests": len(prompt), "arrival": {"kind": "closed_loop", "concurrency": c}, "lengths": lengths}
     data = coverage.scenario(row, workload)
     data["serving_engine"] = coverage.serving_engine(row)
-    if not coverage.trtllm_holds(row):  # TensorRT-LLM's context holds are a `sarathi` hook: keep coverage's there
-        data["scheduler"] = {"kind": "vllm", "max_num_seqs": max(256, c), "max_num_batched_tokens": 8192}
+    if coverage.source(row) == "inferencex" and row["mode"] == "agg":  # the recipe's knobs, as coverage.simulate
+        terms, sched = coverage.recipe_terms(row, c)
+        data["serving_engine"] |= terms
+        if sched:  # a recipe budget is per scheduler: per attention-DP rank where `rank_budget` says so
+            dp = data["cluster"].get("attention_dp", 1)
+            data["scheduler"] = coverage.rank_budget({**data["scheduler"], **sched}, str(row["backend"]), dp)
+    if not any(k in data["serving_engine"] for k in SARATHI_HOOKS):  # else coverage's `sarathi` scheduler stays
+        budget = int(data["scheduler"]["token_budget"])  # coverage's instance budget (recipe, attention-DP ranks)
+        data["scheduler"] = {"kind": "vllm", "max_num_seqs": max(256, c), "max_num_batched_tokens": budget}
     try:
         sc = load_scenario(data)
         pool_specs(sc)

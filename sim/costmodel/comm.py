@@ -12,7 +12,8 @@ implementations are modelled, chosen per message the way vLLM's `CudaCommunicato
   the time, and the ring formula only scales it beyond the measured sizes.
 
 `bw` is the per-GPU link bandwidth (`intra_node_bw × link_efficiency`). Between PCIe GPUs (no NVLink) the
-collectives reach only `PCIE_ALLREDUCE_SHARE` of it: the traffic crosses the CPU's root complex. The custom
+collectives reach only `PCIE_ALLREDUCE_SHARE` of it: the traffic crosses the CPU's root complex; NCCL with its
+default channel count stops at `PCIE_NCCL_DEFAULT_BUSBW` whatever the PCIe generation. The custom
 all-reduce needs peer-to-peer access: where the GPU does not expose it (`GPUSpec.pcie_p2p` false, e.g. GeForce
 cards on NVIDIA's stock driver) vLLM disables it at start-up and every all-reduce goes to NCCL, which then
 stages through host memory (SHM transport: `SHM_HOP_EXTRA_S` more latency per ring hop).
@@ -41,6 +42,15 @@ KIB = 1024
 # (32 GB/s per direction) ~21 GB/s (NVIDIA/nccl#340); 4 RTX 5090 on PCIe Gen5 x16 (64 GB/s) 35 GB/s
 # (NVIDIA/nccl#1639): 0.55-0.66 of the raw rate, i.e. about 0.75 of the 0.8 `link_efficiency` already applied.
 PCIE_ALLREDUCE_SHARE = 0.75
+# ... but with NCCL's default channel count the ring does not grow with the link generation: the 35 GB/s of
+# nccl#1639 was run with NCCL_MIN_NCHANNELS=8 and NCCL_NTHREADS=256. On PCIe, untuned NCCL reaches ~21-22 GB/s
+# bus bandwidth on large messages: 2 GPUs on Gen4, 20.1-21.9 GB/s from 16 to 128 MB (NVIDIA/nccl#340); 8 RTX PRO
+# 6000 on Gen5 across a dual-socket root complex, 22.2 GB/s at 32 MB with the default settings against 37.6 with
+# NCCL_MIN_NCHANNELS=8 (8 MB-2 GB sweep) on the same box (github.com/voipmonitor/rtx6kpro hardware/pcie-bandwidth.md,
+# "NCCL AllReduce Bus Bandwidth"; 40.1 default behind PCIe switches). vLLM sets no NCCL channel variable: NCCL runs at
+# min(PCIE_ALLREDUCE_SHARE x link, this). Binds only on Gen5 (Gen4: 32 x 0.8 x 0.75 = 19.2 GB/s is below it);
+# `serving_engine.allreduce_bw_scale` scales it with the rest. The root-complex path, as PCIE_P2P_SHARE assumes.
+PCIE_NCCL_DEFAULT_BUSBW = 22.0e9
 # The custom (one-/two-shot) all-reduce has each GPU load its peer's buffer directly: on PCIe these are peer-to-peer
 # reads, whose rate depends on the path, not on the GPU. Through a CPU root complex they run far below the link:
 # p2pBandwidthLatencyTest on an AMD PCIe Gen4 server (RTX 4090s) shows ~10 GB/s for P2P reads and writes where
@@ -101,12 +111,14 @@ class AllReduce:
     pcie: bool = False  # the GPUs reach each other over PCIe (peer traffic through the root complex)
     p2p_bw: float = 0.0  # set from bw and pcie: the rate of the custom all-reduce's peer loads
     p2p: bool = True  # peer-to-peer access works (else vLLM's `_can_p2p` fails and the custom all-reduce is off)
+    bw_scale: float = 1.0  # the engine's `allreduce_bw_scale` (already in `bw`): scales the PCIe NCCL ceiling too
 
     def __post_init__(self) -> None:
-        # custom all-reduce: peer loads; NCCL: its P2P/SHM transports (see PCIE_* above)
+        # custom all-reduce: peer loads; NCCL: its P2P/SHM transports at default channels (see PCIE_* above)
         object.__setattr__(self, "p2p_bw", self.bw * PCIE_P2P_SHARE if self.pcie else self.bw)
         if self.pcie:
-            object.__setattr__(self, "bw", self.bw * PCIE_ALLREDUCE_SHARE)
+            ceiling = PCIE_NCCL_DEFAULT_BUSBW * self.bw_scale
+            object.__setattr__(self, "bw", min(self.bw * PCIE_ALLREDUCE_SHARE, ceiling))
 
     def ring_latency_s(self, hops: int) -> float:
         """NCCL's fixed latency for a ring of `hops` steps: without peer access on PCIe (NCCL over host memory)
@@ -176,6 +188,7 @@ def build(
         measured,
         pcie=pcie,
         p2p=gpu.pcie_p2p,
+        bw_scale=engine.allreduce_bw_scale,
     )
 
 
