@@ -318,8 +318,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "piecewise_graphs": False,
         # DeepSeek-V3 (61 layers) in SGLang, one new token: an eager extend forward took 82.6 ms, the same step in a
         # CUDA graph 23.1 ms (sgl-project/sglang PR #12160, "forward cost" log lines, 2025-10): (82.6 - 23.1) / 61
-        # = 0.975 ms of host time per layer that a graph removes. SGLang captures prefill only with
-        # `--enable-piecewise-cuda-graph` (off by default; not in the InferenceX recipes).
+        # = 0.975 ms of host time per layer that a graph removes. SGLang captures prefill only in piecewise CUDA
+        # graphs: opt-in (`--enable-piecewise-cuda-graph`) through 2025, then on by default where supported (PR
+        # #16331, merged 2026-01-03; later releases have `--disable-piecewise-cuda-graph`) with conditions that turn
+        # it off for some models and layouts. For a release and model that run prefill in those graphs, set
+        # `piecewise_graphs: true` (the captured token count is then `cuda_graph_max_batch`).
         "eager_host_per_layer_s": 9.75e-4,
         # PD disaggregation streams from the decode server (see `disagg_first_token`)
         "disagg_first_token": "decode",
