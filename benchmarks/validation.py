@@ -1,6 +1,6 @@
 """servesim against real serving engines: every usable run of `../shared/data/ground-truth/` replayed.
 
-    python benchmarks/validation.py [--quick] [--out benchmarks/validation_results.json]
+    python benchmarks/validation.py [--quick] [--out benchmarks/validation_results.json] [--pcie-topology switch]
 
 (a) presets: the shipped engine preset, nothing fitted to the run; (b) `calibrate fit-run` on some runs and
 errors reported only on the others (the split is printed with every table). LLMServingSim's two vLLM runs on
@@ -61,8 +61,16 @@ def mean_errors(cmp: dict[str, Any]) -> dict[str, float]:
     return {m: cmp[m]["mean"]["error_pct"] for m in HEADLINE if m in cmp}
 
 
-def llmservingsim(max_evals: int, out_dir: Path, fit: bool = True) -> dict[str, Any]:
-    runs = {name: (read_observed(log), load_scenario(sc)) for name, (log, sc) in RUNS.items()}
+def on_topology(sc: Scenario, topology: str | None) -> Scenario:
+    """The scenario with its GPUs in a box of this PCIe topology (`GPUSpec.pcie_topology`); None: as it is. The
+    LLMServingSim runs do not record their box's wiring, so `--pcie-topology` shows what each reading gives."""
+    if topology is None:
+        return sc
+    return sc.model_copy(update={"hardware": sc.gpu_spec.model_copy(update={"pcie_topology": topology})})
+
+
+def llmservingsim(max_evals: int, out_dir: Path, fit: bool = True, topology: str | None = None) -> dict[str, Any]:
+    runs = {name: (read_observed(log), on_topology(load_scenario(sc), topology)) for name, (log, sc) in RUNS.items()}
     presets = {name: replay(run, sc) for name, (run, sc) in runs.items()}
     fitted: dict[str, Any] = {}
     for fit_on, (run, sc) in runs.items() if fit else ():
@@ -73,7 +81,7 @@ def llmservingsim(max_evals: int, out_dir: Path, fit: bool = True) -> dict[str, 
         for other, (orun, _) in runs.items():
             if other == fit_on:
                 continue  # never report an error on the run we fitted
-            applied = load_scenario(RUNS[other][1], overlay_overrides(prof))
+            applied = on_topology(load_scenario(RUNS[other][1], overlay_overrides(prof)), topology)
             fitted[f"{fit_on} -> {other}"] = {
                 "fit_on": fit_on,
                 "report_on": other,
@@ -151,6 +159,11 @@ def main() -> None:
     ap.add_argument(
         "--llmservingsim-only", action="store_true", help="the LLMServingSim runs only (presets and fits, ~1 min)"
     )
+    ap.add_argument(
+        "--pcie-topology",
+        choices=["root_complex", "switch"],
+        help="the LLMServingSim runs' RTX PRO 6000 box (unrecorded): default the catalogue's (root_complex)",
+    )
     args = ap.parse_args()
     if args.before is not None:
         print(before_after(json.loads(args.before.read_text()), json.loads(args.out.read_text())))
@@ -158,7 +171,8 @@ def main() -> None:
     args.profiles.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     fit = not args.presets_only
-    results: dict[str, Any] = {"llmservingsim": llmservingsim(20 if args.quick else 60, args.profiles, fit)}
+    ls_runs = llmservingsim(20 if args.quick else 60, args.profiles, fit, args.pcie_topology)
+    results: dict[str, Any] = {"llmservingsim": ls_runs}
     try:
         from benchmarks.validation_silicon import silicon
     except ImportError:

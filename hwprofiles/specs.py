@@ -41,6 +41,11 @@ class GPUSpec(BaseModel):
     pcie_p2p: bool = Field(
         default=True, description="PCIe GPUs expose peer-to-peer access (false: GeForce on the stock driver)"
     )
+    pcie_topology: Literal["root_complex", "switch"] = Field(
+        default="root_complex",
+        description="PCIe GPUs: on the CPU's root ports (root_complex) or behind PCIe switches (switch); sets "
+        "untuned NCCL's bus-bandwidth ceiling (sim/costmodel/comm.py)",
+    )
     nvlink_domain: int = Field(default=8, ge=1, description="GPUs that reach each other at intra_node_bw")
     inter_node_bw: float | None = Field(
         default=None, gt=0, description="scale-out NIC bandwidth per GPU per direction, bytes/s"

@@ -204,38 +204,40 @@ def test_fit_run_fits_only_the_default_terms_unless_named():
 
 def test_pcie_all_reduce_by_hand() -> None:
     # two PCIe Gen5 GPUs, link 64 GB/s x 0.8: the custom kernel's peer loads at 0.3 of the raw link; NCCL at 0.6
-    # of it (38.4 GB/s) would exceed what untuned NCCL reaches on PCIe, so it runs at the 22 GB/s ceiling
+    # of it (38.4 GB/s) would exceed what untuned NCCL reaches through a root complex, so it runs at 22.2 GB/s
     bw, m = 64e9 * 0.8, 1.3e6
     ar = AllReduce(2, bw, "custom", False, 8 * 2**20, 5e-6, 3e-5, pcie=True)
     assert ar.seconds(m) == pytest.approx(5e-6 + m / (64e9 * 0.3))
     big = 16 * 2**20  # above custom_max_bytes: NCCL ring
-    assert ar.seconds(big) == pytest.approx(3e-5 + 2 * (2 - 1) / 2 * big / 22e9)
+    assert ar.seconds(big) == pytest.approx(3e-5 + 2 * (2 - 1) / 2 * big / 22.2e9)
     nvl = AllReduce(2, bw, "custom", True, 8 * 2**20, 5e-6, 3e-5)
     assert nvl.seconds(m) == pytest.approx(5e-6 + m / bw)
 
 
 def test_pcie_nccl_ceiling_binds_on_gen5_only_and_scales_with_the_engine() -> None:
-    """Untuned NCCL on PCIe: min(0.6 of the raw link, 22 GB/s). Gen4 (32 GB/s): 19.2 GB/s, below the ceiling;
-    Gen5 (64 GB/s): 22 GB/s, not 38.4. `allreduce_bw_scale` 0.5 halves both the link share and the ceiling."""
+    """Untuned NCCL on PCIe through a root complex: min(0.6 of the raw link, 22.2 GB/s). Gen4 (32 GB/s): 19.2 GB/s,
+    below the ceiling; Gen5 (64 GB/s): 22.2 GB/s, not 38.4. `allreduce_bw_scale` 0.5 halves the link share and the
+    ceiling."""
     big = 64 * 2**20
     gen4 = AllReduce(2, 32e9 * 0.8, "nccl", False, nccl_latency_s=0.0, pcie=True)
     gen5 = AllReduce(2, 64e9 * 0.8, "nccl", False, nccl_latency_s=0.0, pcie=True)
     assert gen4.bw == pytest.approx(19.2e9) and gen4.seconds(big) == pytest.approx(big / 19.2e9)
-    assert gen5.bw == pytest.approx(22e9) and gen5.seconds(big) == pytest.approx(big / 22e9)
+    assert gen5.bw == pytest.approx(22.2e9) and gen5.seconds(big) == pytest.approx(big / 22.2e9)
     half = AllReduce(2, 64e9 * 0.8 * 0.5, "nccl", False, nccl_latency_s=0.0, pcie=True, bw_scale=0.5)
-    assert half.bw == pytest.approx(11e9)
+    assert half.bw == pytest.approx(11.1e9)
     assert half.p2p_bw == pytest.approx(64e9 * 0.3 * 0.5)  # the custom kernel's peer loads: the link share only
     # NVLink: no PCIe ceiling
     assert AllReduce(2, 450e9 * 0.8, "nccl", True).bw == pytest.approx(360e9)
     # through comm.build with the vLLM preset: Qwen3-32B TP2 on the RTX PRO 6000, a 2,048-token prefill message
-    # (21 MB, above the 8 MiB custom limit) goes to NCCL at 22 GB/s: 32 us + 20.97 MB / 22 GB/s = 985 us
+    # (21 MB, above the 8 MiB custom limit) goes to NCCL at 22.2 GB/s: 32 us + 20.97 MB / 22.2 GB/s = 977 us
     from hwprofiles import catalog
 
     m, g = catalog.model("qwen3-32b"), catalog.gpu("rtx-pro-6000")
     cost = RooflineCost(RooflineCostConfig(), m, g, 2, engine=preset("vllm-v1"))
     msg = 2048 * 5120 * 2
     assert cost.ar.regime(msg) == "nccl"
-    assert cost.ar.seconds(msg) == pytest.approx(preset("vllm-v1").nccl_latency_s + msg / 22e9)
+    assert cost.ar.seconds(msg) == pytest.approx(preset("vllm-v1").nccl_latency_s + msg / 22.2e9)
+    assert cost.ar.seconds(msg) == pytest.approx(32e-6 + 2048 * 5120 * 2 / 22.2e9) == pytest.approx(976.7e-6, rel=1e-4)
 
 
 def test_pcie_gpus_share_the_link_without_an_engine() -> None:
@@ -244,9 +246,9 @@ def test_pcie_gpus_share_the_link_without_an_engine() -> None:
 
     m, g = catalog.model("qwen3-32b"), catalog.gpu("rtx-pro-6000")
     cost = RooflineCost(RooflineCostConfig(), m, g, 2)
-    # 64 GB/s x 0.8 x 0.75 = 38.4 GB/s exceeds untuned NCCL's PCIe ceiling: 22 GB/s
-    assert cost.ar.pcie and cost.ar.bw == pytest.approx(min(g.intra_node_bw * 0.8 * 0.75, 22e9))
-    assert cost.ar.bw == pytest.approx(22e9)
+    # 64 GB/s x 0.8 x 0.75 = 38.4 GB/s exceeds untuned NCCL's root-complex PCIe ceiling: 22.2 GB/s
+    assert cost.ar.pcie and cost.ar.bw == pytest.approx(min(g.intra_node_bw * 0.8 * 0.75, 22.2e9))
+    assert cost.ar.bw == pytest.approx(22.2e9)
 
 
 def test_kernel_scales_never_lift_a_rate_past_the_spec_peak() -> None:

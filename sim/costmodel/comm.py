@@ -12,14 +12,20 @@ implementations are modelled, chosen per message the way vLLM's `CudaCommunicato
   the time, and the ring formula only scales it beyond the measured sizes.
 
 `bw` is the per-GPU link bandwidth (`intra_node_bw × link_efficiency`). Between PCIe GPUs (no NVLink) the
-collectives reach only `PCIE_ALLREDUCE_SHARE` of it: the traffic crosses the CPU's root complex; NCCL with its
-default channel count stops at `PCIE_NCCL_DEFAULT_BUSBW` whatever the PCIe generation. The custom
-all-reduce needs peer-to-peer access: where the GPU does not expose it (`GPUSpec.pcie_p2p` false, e.g. GeForce
-cards on NVIDIA's stock driver) vLLM disables it at start-up and every all-reduce goes to NCCL, which then
-stages through host memory (SHM transport: `SHM_HOP_EXTRA_S` more latency per ring hop).
+collectives reach only `PCIE_ALLREDUCE_SHARE` of it; NCCL at its default settings also stops at a bus bandwidth
+set by the box's PCIe topology (`GPUSpec.pcie_topology`: GPUs on the CPU's root ports or behind PCIe switches,
+`PCIE_NCCL_DEFAULT_BUSBW`) whatever the PCIe generation. The custom all-reduce needs peer-to-peer access: where
+the GPU does not expose it (`GPUSpec.pcie_p2p` false, e.g. GeForce cards on NVIDIA's stock driver) vLLM disables it
+at start-up and every all-reduce goes to NCCL, which then stages through host memory (SHM transport:
+`SHM_HOP_EXTRA_S` more latency per ring hop).
 
 After the LM head, tensor parallelism gathers each sequence's vocabulary-parallel logits row on every rank
 (`logits_terms`): an NCCL ring all-gather, `lat + (n-1)/n·m/bw` for m bytes gathered.
+
+Not priced: the vocabulary-parallel embedding's all-reduce, one per step of tokens × hidden bytes (vLLM
+`VocabParallelEmbedding.forward` ends in `tensor_model_parallel_all_reduce`). For Qwen3-32B TP2 on RTX PRO 6000
+it is 977 us on a 2,048-token chunk (0.3 % of the chunk) and 73 us on a 128-sequence decode step (0.1 %); adding it
+would move every TP > 1 output and must go into both cost classes (models.py and structured.py) at once.
 """
 
 from __future__ import annotations
@@ -42,24 +48,35 @@ KIB = 1024
 # (32 GB/s per direction) ~21 GB/s (NVIDIA/nccl#340); 4 RTX 5090 on PCIe Gen5 x16 (64 GB/s) 35 GB/s
 # (NVIDIA/nccl#1639): 0.55-0.66 of the raw rate, i.e. about 0.75 of the 0.8 `link_efficiency` already applied.
 PCIE_ALLREDUCE_SHARE = 0.75
-# ... but with NCCL's default channel count the ring does not grow with the link generation: the 35 GB/s of
-# nccl#1639 was run with NCCL_MIN_NCHANNELS=8 and NCCL_NTHREADS=256. On PCIe, untuned NCCL reaches ~21-22 GB/s
-# bus bandwidth on large messages: 2 GPUs on Gen4, 20.1-21.9 GB/s from 16 to 128 MB (NVIDIA/nccl#340); 8 RTX PRO
-# 6000 on Gen5 across a dual-socket root complex, 22.2 GB/s at 32 MB with the default settings against 37.6 with
-# NCCL_MIN_NCHANNELS=8 (8 MB-2 GB sweep) on the same box (github.com/voipmonitor/rtx6kpro hardware/pcie-bandwidth.md,
-# "NCCL AllReduce Bus Bandwidth"; 40.1 default behind PCIe switches). vLLM sets no NCCL channel variable: NCCL runs at
-# min(PCIE_ALLREDUCE_SHARE x link, this). Binds only on Gen5 (Gen4: 32 x 0.8 x 0.75 = 19.2 GB/s is below it);
-# `serving_engine.allreduce_bw_scale` scales it with the rest. The root-complex path, as PCIE_P2P_SHARE assumes.
-PCIE_NCCL_DEFAULT_BUSBW = 22.0e9
+# ... and with NCCL's default settings the ring stops at a bus bandwidth set by the box's PCIe topology, not by the link
+# generation. github.com/voipmonitor/rtx6kpro hardware/pcie-bandwidth.md ("NCCL AllReduce Bus Bandwidth", 8 RTX PRO
+# 6000 on Gen5, `all_reduce_perf -b 32M` with NCCL's defaults): 22.2 GB/s on a dual-socket box whose GPUs sit on the
+# CPUs' root ports (Festr, dual Turin, "direct-attach"), 40.1 GB/s on a single-CPU box behind four PCIe switches
+# (Grimulkan). Tuning is a separate sweep (8 MB-2 GB with NCCL_MIN_NCHANNELS=8): 37.6 on the root-complex box, 39.4 /
+# 41.1 on switched ones; the 35 GB/s of nccl#1639 (4 RTX 5090, Gen5) was also tuned (MIN_NCHANNELS=8, NTHREADS=256).
+# A Gen4 report with defaults is close to the 22.2: 2 GPUs, 20.1-21.9 GB/s from 16 to 128 MB (NVIDIA/nccl#340,
+# topology not stated). vLLM sets no NCCL channel variable, so NCCL runs at min(PCIE_ALLREDUCE_SHARE x link, the
+# topology's figure), scaled with the rest by `serving_engine.allreduce_bw_scale`. `GPUSpec.pcie_topology` picks it;
+# the default is `root_complex`, the path PCIE_P2P_SHARE already assumes and the common 2-GPU server. What is not
+# known: both figures are 8-GPU rings (a TP2 pair on one socket may do better than 22.2), and the root-complex box is
+# also cross-socket. Binds on Gen5 only: a Gen4 link gives 32 x 0.8 x 0.75 = 19.2 GB/s, below both; Gen5 64 x 0.6 =
+# 38.4 GB/s, above the root-complex figure and below the switched one.
+NCCL_DEFAULT_BUSBW_ROOT_COMPLEX = 22.2e9
+NCCL_DEFAULT_BUSBW_SWITCH = 40.1e9
+PCIE_NCCL_DEFAULT_BUSBW: dict[str, float] = {
+    "root_complex": NCCL_DEFAULT_BUSBW_ROOT_COMPLEX,
+    "switch": NCCL_DEFAULT_BUSBW_SWITCH,
+}
 # The custom (one-/two-shot) all-reduce has each GPU load its peer's buffer directly: on PCIe these are peer-to-peer
 # reads, whose rate depends on the path, not on the GPU. Through a CPU root complex they run far below the link:
 # p2pBandwidthLatencyTest on an AMD PCIe Gen4 server (RTX 4090s) shows ~10 GB/s for P2P reads and writes where
-# host-staged copies reach 22 GB/s (NVIDIA/nccl#814), 0.31 of the 32 GB/s link; a kernel's peer reads across one AMD
-# root complex
-# ~12 GB/s where the copy engine reaches ~28 GB/s on the same cards (vllm-project/vllm#54766, Arc Pro B70 TP2).
+# host-staged copies reach 22 GB/s (NVIDIA/nccl#814), 0.31 of the 32 GB/s link; a kernel's peer reads across one
+# AMD root complex ~12 GB/s where the copy engine reaches ~28 GB/s on the same cards (vllm-project/vllm#54766, Arc
+# Pro B70 TP2).
 # Behind a PCIe switch they approach the link: ~52 GB/s peer reads on RTX PRO 6000s (local-inference-lab/b12x#139).
 # The default is the root-complex path (GPUs on CPU root ports: the common 2-GPU server); a switched box is
-# `serving_engine.allreduce_bw_scale` away. Relative to the 0.8 `link_efficiency`: 0.3 / 0.8.
+# `serving_engine.allreduce_bw_scale` away (`GPUSpec.pcie_topology` sets only the NCCL ceiling above: the switched
+# peer-read figure is one report, not yet a default). Relative to the 0.8 `link_efficiency`: 0.3 / 0.8.
 PCIE_P2P_SHARE = 0.3 / 0.8
 # Without peer access NCCL moves data through host memory (its SHM transport, "used between devices when
 # peer-to-peer cannot happen", NCCL docs on NCCL_SHM_DISABLE): the host-staged copy rate is about what
@@ -68,6 +85,16 @@ PCIE_P2P_SHARE = 0.3 / 0.8
 # with it on RTX PRO 6000 systems (github.com/voipmonitor/rtx6kpro hardware/pcie-bandwidth.md; 11-20 us on
 # RTX 3090s, NVIDIA/nccl#1127). A ring all-reduce makes 2(n-1) hops, a ring all-gather n-1.
 SHM_HOP_EXTRA_S = 14e-6 - 0.4e-6
+
+
+def nccl_pcie_ceiling(topology: str) -> float:
+    """Untuned NCCL's bus bandwidth on PCIe for a box of this topology (a name `GPUSpec` validated)."""
+    try:
+        return PCIE_NCCL_DEFAULT_BUSBW[topology]
+    except KeyError:
+        raise ValueError(
+            f"pcie_topology must be one of {sorted(PCIE_NCCL_DEFAULT_BUSBW)}; found {topology!r}"
+        ) from None
 
 
 def ring_s(msg_bytes: float, n: int, bw: float, latency_s: float) -> float:
@@ -112,12 +139,13 @@ class AllReduce:
     p2p_bw: float = 0.0  # set from bw and pcie: the rate of the custom all-reduce's peer loads
     p2p: bool = True  # peer-to-peer access works (else vLLM's `_can_p2p` fails and the custom all-reduce is off)
     bw_scale: float = 1.0  # the engine's `allreduce_bw_scale` (already in `bw`): scales the PCIe NCCL ceiling too
+    topology: str = "root_complex"  # `GPUSpec.pcie_topology`: which PCIE_NCCL_DEFAULT_BUSBW ceiling applies
 
     def __post_init__(self) -> None:
         # custom all-reduce: peer loads; NCCL: its P2P/SHM transports at default channels (see PCIE_* above)
         object.__setattr__(self, "p2p_bw", self.bw * PCIE_P2P_SHARE if self.pcie else self.bw)
         if self.pcie:
-            ceiling = PCIE_NCCL_DEFAULT_BUSBW * self.bw_scale
+            ceiling = nccl_pcie_ceiling(self.topology) * self.bw_scale
             object.__setattr__(self, "bw", min(self.bw * PCIE_ALLREDUCE_SHARE, ceiling))
 
     def ring_latency_s(self, hops: int) -> float:
@@ -175,7 +203,14 @@ def build(
     pcie = gpu.intra_node_link == "pcie"
     if engine is None:
         return AllReduce(
-            tp, link_bw, "nccl", nccl_latency_s=nccl_latency_s, measured=measured, pcie=pcie, p2p=gpu.pcie_p2p
+            tp,
+            link_bw,
+            "nccl",
+            nccl_latency_s=nccl_latency_s,
+            measured=measured,
+            pcie=pcie,
+            p2p=gpu.pcie_p2p,
+            topology=gpu.pcie_topology,
         )
     return AllReduce(
         tp,
@@ -189,6 +224,7 @@ def build(
         pcie=pcie,
         p2p=gpu.pcie_p2p,
         bw_scale=engine.allreduce_bw_scale,
+        topology=gpu.pcie_topology,
     )
 
 
