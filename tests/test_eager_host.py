@@ -10,6 +10,7 @@ import pytest
 
 import sim
 from hwprofiles import catalog
+from sim.core.speculative import VerifyChunk
 from sim.costmodel.build import build_physical
 from sim.costmodel.engine import preset
 from sim.costmodel.layout import Layout
@@ -98,3 +99,39 @@ def test_prompts_wait_for_every_eager_forward_before_theirs(tmp_path: Path) -> N
     assert off[0] > 0.05  # B arrives while A's prefill runs, with or without the term
     assert on[0] - off[0] == pytest.approx(h, rel=1e-9)
     assert on[1] - off[1] == pytest.approx(2 * h, rel=1e-9)
+
+
+def test_verify_chunks_are_not_prompt() -> None:
+    """A speculative verifier's k + 1 tokens per sequence (`VerifyChunk`) replay SGLang's target-verify graphs
+    (up to `cuda_graph_max_batch` sequences): no eager term, no launch term; the same shape as prompt chunks is
+    charged. Beyond the captured batch size the verify forward runs eagerly and pays the term."""
+    on, off = _cost("sglang"), _cost("sglang", eager_host_per_layer_s=0.0)
+    verify = [VerifyChunk((4, 1500)) for _ in range(8)]
+    assert on.iteration(verify, 0, 0) == off.iteration(verify, 0, 0)
+    assert on.breakdown(verify, 0, 0)["launch"] == 0.0
+    prompts = [(4, 1500)] * 8
+    assert on.iteration(prompts, 0, 0) - off.iteration(prompts, 0, 0) == pytest.approx(61 * 9.75e-4, rel=1e-9)
+    wide = [VerifyChunk((4, 1500)) for _ in range(161)]  # sglang preset: graphs up to 160 sequences
+    assert on.iteration(wide, 0, 0) - off.iteration(wide, 0, 0) == pytest.approx(61 * 9.75e-4, rel=1e-9)
+    # a prompt chunk beside verify chunks makes an eager step: charged once
+    mixed = [*verify, (100, 0)]
+    assert on.iteration(mixed, 0, 0) - off.iteration(mixed, 0, 0) == pytest.approx(61 * 9.75e-4, rel=1e-9)
+
+
+def _run_spec(tmp_path: Path, engine: dict[str, Any]) -> Any:
+    rows = [(0.0, 200, 64), (5.0, 3000, 64), (10.0, 100, 64)]  # one at a time: no prefill meets a decode
+    sc = scenario(write_csv(tmp_path / "s.csv", rows), cost={"kind": "roofline"})
+    sc["model"], sc["hardware"] = "qwen3-30b-a3b", "h100"
+    sc["serving_engine"] = engine
+    sc["speculative"] = {"kind": "eagle", "num_tokens": 3, "acceptance": 0.7}
+    return sim.run(sim.load_scenario(sc)).requests
+
+
+def test_speculative_tpot_does_not_move_with_the_term(tmp_path: Path) -> None:
+    """End to end (the reviewer's case: Qwen3-30B-A3B, H100, SGLang, eagle k = 3): the term lengthens the prefill
+    step only; every verify step is priced as without it, so each request's decode time is the same."""
+    on = _run_spec(tmp_path, {"kind": "sglang"})
+    off = _run_spec(tmp_path, {"kind": "sglang", "eager_host_per_layer_s": 0.0})
+    assert (on["ttft_s"] > off["ttft_s"]).all()
+    assert (off["tpot_s"] > 0).all()
+    assert on["tpot_s"].to_numpy() == pytest.approx(off["tpot_s"].to_numpy(), rel=1e-9)
