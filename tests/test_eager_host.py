@@ -37,6 +37,7 @@ def test_sglang_preset_is_the_cited_measurement() -> None:
     assert preset("sglang").eager_host_per_layer_s == pytest.approx((82.6 - 23.1) / 61 * 1e-3, rel=1e-3)
     assert preset("vllm-v1").eager_host_per_layer_s == 0.0  # compiled forward: not charged
     assert preset("vllm-v0").eager_host_per_layer_s == 0.0
+    assert preset("trtllm").eager_host_per_layer_s == 0.0  # no TensorRT-LLM measurement: not charged
 
 
 @pytest.mark.parametrize("prompt", [1, 1024, 8192])
@@ -75,7 +76,7 @@ def test_graph_captured_prefill_is_not_charged() -> None:
 def test_attention_dp_ranks_pay_once() -> None:
     """Attention-DP ranks run their forwards side by side: one charge per step, not one per rank."""
     lay = Layout(tp=1, attention_dp=8, ep=8, moe_tp=1)
-    on, off = _cost("trtllm", layout=lay), _cost("trtllm", layout=lay, eager_host_per_layer_s=0.0)
+    on, off = _cost("trtllm", layout=lay, eager_host_per_layer_s=9.75e-4), _cost("trtllm", layout=lay)
     chunks = [(1024, 0)] * 8
     assert on.iteration(chunks, 0, 0) - off.iteration(chunks, 0, 0) == pytest.approx(61 * 9.75e-4, rel=1e-9)
 

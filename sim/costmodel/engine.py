@@ -335,9 +335,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "piecewise_graphs": False,
         "sample_per_seq_s": 2e-6,
         # The PyTorch flow runs the context phase as eager PyTorch modules with custom ops (CUDA graphs cover
-        # generation-only batches; its tech blog 3 on DeepSeek-R1 on Blackwell: "the python host code normally
-        # executes slower than C++"). No TensorRT-LLM measurement was found: transferred from SGLang's (above).
-        "eager_host_per_layer_s": 9.75e-4,
+        # generation-only batches). No TensorRT-LLM measurement of that host time was found, and SGLang's (above)
+        # is no source for another engine's host code: 0 (the field's default, not charged) until one is measured;
+        # set `eager_host_per_layer_s` to charge it.
         # the generation worker returns the first token (see `disagg_first_token`)
         "disagg_first_token": "decode",
     },
