@@ -136,3 +136,16 @@ def test_speculative_tpot_does_not_move_with_the_term(tmp_path: Path) -> None:
     assert (on["ttft_s"] > off["ttft_s"]).all()
     assert (off["tpot_s"] > 0).all()
     assert on["tpot_s"].to_numpy() == pytest.approx(off["tpot_s"].to_numpy(), rel=1e-9)
+
+
+def test_eager_step_does_not_pay_the_launch_term_too() -> None:
+    """The eager-minus-graph host time holds the per-layer launches: where it is charged the launch term is not;
+    where it is 0 the launch term stays (here a launch time large enough to exceed a 1-token step's kernels)."""
+    on = _cost("sglang", launch_per_layer_s=3e-4)
+    off = _cost("sglang", launch_per_layer_s=3e-4, eager_host_per_layer_s=0.0)
+    b_on, b_off = on.breakdown([(1, 0)], 0, 0), off.breakdown([(1, 0)], 0, 0)
+    assert b_off["launch"] > 0.0
+    assert b_on["launch"] == 0.0
+    assert b_on["eager_host"] == pytest.approx(61 * 9.75e-4)
+    diff = on.iteration([(1, 0)], 0, 0) - off.iteration([(1, 0)], 0, 0)
+    assert diff == pytest.approx(61 * 9.75e-4 - b_off["launch"], rel=1e-9)

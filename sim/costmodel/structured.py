@@ -427,6 +427,8 @@ class StructuredCost(RooflineCost):
         else:
             ops["engine_cpu"], ops["launch"] = self._engine_s(seqs, seqs, True, kernels)
         ops["eager_host"] = eager_host_s(self.engine, self.L, prompt, tokens, seqs)  # in series (eager.py)
+        if ops["eager_host"]:  # the eager-minus-graph host time already holds the launches
+            ops["launch"] = 0.0
         return ops
 
     # decode_run is RooflineCost's: `_decode_base` (this class's dense operators and LM head, the engine's
