@@ -134,6 +134,71 @@ def test_rows_price_every_context_exactly(name: str, qs: list[int], n: int, shap
     assert not memo.diverged
 
 
+@pytest.mark.parametrize("name", list(VARIANTS))
+@settings(max_examples=40, deadline=None)
+@given(
+    q=st.integers(2, 2048),
+    n=st.integers(1, 300),
+    split=st.integers(1, 2047),
+    contexts=st.tuples(st.integers(0, 16384), st.integers(0, 16384), st.integers(1, 8000)),
+)
+def test_derived_rows_price_as_the_full_path(
+    name: str, q: int, n: int, split: int, contexts: tuple[int, int, int]
+) -> None:
+    """A shape whose token and sequence counts were priced before under another split (one chunk beside n decodes,
+    then two chunks beside n - 1: the same tokens and sequences) gets its row derived (`MemoCost._derive_row`),
+    without `_iteration`; its price is the real model's, bit for bit, as in a memo that priced it in full."""
+    cost = VARIANTS[name]
+    memo, fresh = memoised(cost), memoised(cost)
+    if not isinstance(memo, MemoCost) or not isinstance(fresh, MemoCost):
+        return
+    c1, c2, per_seq = contexts
+    first = [(q, c1)]
+    a = min(split, q)  # two chunks of q + 1 tokens in all, beside one decode fewer
+    second = [(a, c1), (q + 1 - a, c2)]
+    assert memo.iteration(first, n, n * per_seq).hex() == cost.iteration(first, n, n * per_seq).hex()
+    full = memo._iteration
+    calls: list[int] = []
+
+    def counted(*args: Any) -> float:
+        calls.append(1)
+        return full(*args)
+
+    memo._iteration = counted  # type: ignore[assignment]  # count the calls
+    ctx = (n - 1) * per_seq
+    want = cost.iteration(second, n - 1, ctx)
+    got = memo.iteration(second, n - 1, ctx)
+    assert got.hex() == want.hex() == fresh.iteration(second, n - 1, ctx).hex()
+    linear = SEQUENTIAL_SUM and memo._decode_linear and memo._derive
+    assert ((q + n, n - 1, 2) in memo._rows) == bool(linear or (SEQUENTIAL_SUM and memo._derive and n == 1))
+    if (q + n, n - 1, 2) in memo._rows:
+        assert not calls  # derived, not priced term by term
+    assert not memo.diverged
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+@settings(max_examples=25, deadline=None)
+@given(
+    shapes=st.lists(
+        st.tuples(
+            st.lists(st.tuples(st.integers(1, 48), st.integers(0, 4096)), min_size=1, max_size=3),
+            st.integers(0, 12),
+            st.integers(1, 4000),
+        ),
+        min_size=2,
+        max_size=40,
+    )
+)
+def test_a_random_workload_prices_every_iteration_as_the_real_model(name: str, shapes: list) -> None:
+    """Few distinct token and sequence counts, so rows are made, derived and reused in a random order: every
+    price is the real model's (the property the whole memo stands on, over a sequence rather than one call)."""
+    cost = VARIANTS[name]
+    memo = memoised(cost)
+    for prefill, n, per_seq in shapes:
+        assert memo.iteration(prefill, n, n * per_seq).hex() == cost.iteration(prefill, n, n * per_seq).hex()
+    assert not getattr(memo, "diverged", False)
+
+
 @pytest.mark.skipif(not SEQUENTIAL_SUM, reason="sum() compensates (Python >= 3.12): runs are priced step by step")
 def test_chunk_run_pricing_takes_the_fast_path() -> None:
     """The run is priced from the cached dense sum (not step by step through `iteration`) where it may be."""

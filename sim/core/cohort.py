@@ -42,6 +42,7 @@ class Cohort:
         "kv",
         "last_token",
         "n",
+        "need",
         "phase",
         "reserved",
         "steps",
@@ -60,6 +61,9 @@ class Cohort:
         self.last_token = math.nan
         self.reserved = False  # blocks for the next step are already taken from the allocator
         self.ticket = 0  # the last join ticket handed out
+        # (steps, k, blocks(1, k - 1)) from the last `block_limit`, for the `step` that runs those k steps; None
+        # once the membership changes
+        self.need: tuple[int, int, int] | None = None
 
     # -- membership ----------------------------------------------------------------------------------
     def join(self, req: Request) -> None:
@@ -68,6 +72,7 @@ class Cohort:
         g = self.steps
         req.cohort_step = g
         req.cohort_joined = g
+        self.need = None
         self.ticket = next(_JOINS)  # unique across cohorts: a request that moved on leaves stale entries behind
         req.cohort_ticket = self.ticket
         self.n += 1
@@ -91,6 +96,7 @@ class Cohort:
     def leave(self, req: Request) -> None:
         """Remove a member (completion or preemption), leaving its fields exact."""
         self.sync(req)
+        self.need = None
         self.n -= 1
         self.kv -= req.kv_tokens
         self.phase[(req.kv_tokens - self.steps) % self.block_size] -= 1
@@ -109,6 +115,7 @@ class Cohort:
     def form(self, reqs: list[Request]) -> None:
         """An empty cohort takes `reqs` (a scheduler's picks for one decode run): `join` for each, in one pass."""
         assert self.n == 0
+        self.need = None
         g, bs = self.steps, self.block_size
         phase, fresh, heap = self.phase, self.fresh, self.heap
         kv = 0
@@ -142,6 +149,7 @@ class Cohort:
                 req.blocks = -(-(req.kv_tokens + reserved) // bs) - req.shared_blocks
                 req.cohort_step = -1
         self.n = self.kv = self.fresh_count = 0
+        self.need = None
         self.phase = [0] * self.block_size
         self.heap.clear()
         self.fresh.clear()
@@ -174,16 +182,21 @@ class Cohort:
         return 1 << 62
 
     def block_limit(self, k: int, free: int) -> int:
-        """Most steps (≤ k, ≥ 1) whose new blocks fit in `free`; step 1 is reserved already."""
-        if self.blocks(1, k - 1) <= free:
+        """Most steps (≤ k, ≥ 1) whose new blocks fit in `free`; step 1 is reserved already. Remembers those
+        steps' new blocks (`need`) for the `step` that runs them all."""
+        need = self.blocks(1, k - 1)
+        if need <= free:
+            self.need = (self.steps, k, need)
             return k
-        lo, hi = 1, k  # blocks(1, lo - 1) fits, blocks(1, hi - 1) does not
+        lo, hi, need = 1, k, 0  # blocks(1, lo - 1) fits (it is `need`), blocks(1, hi - 1) does not
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if self.blocks(1, mid - 1) <= free:
-                lo = mid
+            got = self.blocks(1, mid - 1)
+            if got <= free:
+                lo, need = mid, got
             else:
                 hi = mid
+        self.need = (self.steps, lo, need)
         return lo
 
     # -- progress ------------------------------------------------------------------------------------
@@ -192,7 +205,17 @@ class Cohort:
 
         Blocks for the first step were reserved when the step was planned; the caller takes the rest.
         """
-        new_blocks = (self.blocks(1, k - 1) if k > 1 else 0) if self.reserved else self.blocks(0, k)
+        if not self.reserved:
+            new_blocks = self.blocks(0, k)
+        elif k > 1:
+            need = self.need  # what `block_limit` counted for these k steps, if it planned them
+            if need is not None and need[1] == k and need[0] == self.steps:
+                new_blocks = need[2]
+            else:
+                new_blocks = self.blocks(1, k - 1)
+        else:
+            new_blocks = 0
+        self.need = None
         old = self.n - self.fresh_count
         if old:
             itl.add_one(first - self.last_token, old)

@@ -167,8 +167,9 @@ class Simulation:
         self.n_arrived = 0
         self.wall_s = 0.0
 
-    def _request(self, i: int, t: float) -> Request:
-        if self._cols is None:  # plain lists once: indexing numpy arrays per request is slow
+    def _columns(self) -> tuple[list[Any], ...]:
+        """The request columns as plain lists (once: indexing numpy arrays per request is slow)."""
+        if self._cols is None:
             rq, n = self.requests, len(self.requests)
             self._cols = (
                 rq.prompt_tokens.tolist(),
@@ -178,7 +179,10 @@ class Simulation:
                 rq.cls.tolist() if rq.cls is not None else [0] * n,
                 rq.predicted.tolist() if rq.predicted is not None else [-1] * n,
             )
-        prompt, output, hashes, prio, cls, pred = self._cols
+        return self._cols
+
+    def _request(self, i: int, t: float) -> Request:
+        prompt, output, hashes, prio, cls, pred = self._columns()
         return Request(i, t, prompt[i], output[i], hashes[i], prio[i], cls[i], pred[i])
 
     def _issue(self, req: Request, t: float) -> None:
@@ -199,13 +203,25 @@ class Simulation:
         arrival = self.requests.arrival_s.tolist()
         n = len(arrival)
         tick = max(1, n // 200)
-        for i in range(n):
-            t = arrival[i]
-            if t > env.now:
-                yield sleep_for(env, t - env.now)
-            self._issue(self._request(i, t), t)
-            if self.progress is not None and i % tick == 0:
-                self.progress(i + 1, n)
+        if self.progress is not None or self.scenario.workload.timeout_s is not None:
+            for i in range(n):
+                t = arrival[i]
+                if t > env._now:
+                    yield sleep_for(env, t - env._now)
+                self._issue(self._request(i, t), t)
+                if self.progress is not None and i % tick == 0:
+                    self.progress(i + 1, n)
+        else:  # `_request` and `_issue` inlined: no progress to report, no give-ups to schedule (the usual run)
+            cols = zip(arrival, *self._columns(), strict=True)
+            in_flight, route, entry = self.log.in_flight, self.router.route, self.entry
+            for i, (t, prompt, output, hashes, prio, cls, pred) in enumerate(cols):
+                if t > env._now:
+                    yield sleep_for(env, t - env._now)
+                req = Request(i, t, prompt, output, hashes, prio, cls, pred)
+                in_flight[i] = req  # `RequestLog.arrived`
+                if i >= self.n_arrived:
+                    self.n_arrived = i + 1
+                entry[route(req, entry, t)].enqueue(req)
         self._close_arrivals()
 
     def _close_arrivals(self) -> None:

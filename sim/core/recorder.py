@@ -22,7 +22,8 @@ REJECT_REASONS = ("", "exceeds_context", "exceeds_kv_cache")
 class LogHistogram:
     """Streaming histogram on log-spaced bins (1 µs .. 10⁴ s): percentiles within ~0.12% of the value.
 
-    Values are buffered in plain lists and binned in bulk, because the engine adds a few at a time.
+    Values are buffered in plain lists and binned in bulk, because the engine adds a few at a time; their weights
+    are buffered run-length (one weight and one count per call: a run's gaps share one) and expanded at the flush.
     """
 
     BINS_PER_DECADE = 2000
@@ -33,7 +34,8 @@ class LogHistogram:
         self.nbins = int((self.HI - self.LO) * self.BINS_PER_DECADE) + 2
         self.counts = np.zeros(self.nbins, dtype=np.float64)
         self._values: list[float] = []
-        self._weights: list[float] = []
+        self._weights: list[float] = []  # per add call: the weight of its values ...
+        self._counts: list[int] = []  # ... and how many values it added
         self.total = 0.0
         self.n = 0
 
@@ -41,7 +43,8 @@ class LogHistogram:
         """Add every value of `x`, each counted `weight` times."""
         if weight:
             self._values.extend(x.tolist())
-            self._weights.extend([float(weight)] * len(x))
+            self._weights.append(weight)
+            self._counts.append(len(x))
             if len(self._values) >= self.FLUSH:
                 self._flush()
 
@@ -49,13 +52,15 @@ class LogHistogram:
         """Add the k − 1 gaps between consecutive `times[:k]`, each counted `weight` times."""
         vals = self._values
         vals.extend(map(sub, times[1:k], times[: k - 1]))  # times[i] - times[i - 1], in C
-        self._weights.extend([float(weight)] * (k - 1))
+        self._weights.append(weight)
+        self._counts.append(k - 1)
         if len(vals) >= self.FLUSH:
             self._flush()
 
     def add_one(self, x: float, weight: int = 1) -> None:
         self._values.append(x)
-        self._weights.append(float(weight))
+        self._weights.append(weight)
+        self._counts.append(1)
         if len(self._values) >= self.FLUSH:
             self._flush()
 
@@ -63,7 +68,7 @@ class LogHistogram:
         if not self._values:
             return
         x = np.asarray(self._values)
-        w = np.asarray(self._weights)
+        w = np.repeat(np.asarray(self._weights, dtype=np.float64), self._counts)  # one weight per value, as floats
         b = np.maximum(x, 1e-300)  # bin ⌊(log10 x − LO)·BINS_PER_DECADE⌋ + 1, the same operations, in place
         with np.errstate(divide="ignore", invalid="ignore"):
             np.log10(b, out=b)
@@ -79,6 +84,7 @@ class LogHistogram:
         self.n += int(w.sum())
         self._values.clear()
         self._weights.clear()
+        self._counts.clear()
 
     def _value(self, i: int) -> float:
         if i == 0:

@@ -225,17 +225,17 @@ def mixed_step(inst: Instance, plan: BatchPlan) -> Steps:
     co = inst.cohort if plan.cohort else None
     if inst.prefix_cache is not None:  # a chunk sized before admission may exceed what a cache hit left
         plan.prefill = [(r, min(n, r.prefill_target - r.prefill_done)) for r, n in plan.prefill]
-    chunks = [(n, r.prefill_done) for r, n in plan.prefill]
     spec = inst.speculation
     if co is not None:
         n_dec, ctx = co.n, co.kv + co.n
     else:
         n_dec, ctx = len(decode), sum(r.kv_tokens for r in decode) + len(decode)
-    if spec is not None and decode:  # the decodes verify k + 1 tokens each, after their draft
-        dt = spec.draft_s(decode) + inst.cost.iteration(chunks + spec.verify_chunks(decode), 0, 0)
-    elif inst.chunk_horizon is not None and (run := chunk_run_length(inst, plan, co))[0] > 1:
+    if inst.chunk_horizon is not None and (run := chunk_run_length(inst, plan, co))[0] > 1:  # (no speculation)
         yield from chunk_run(inst, plan, co, n_dec, ctx, *run)
         return
+    chunks = [(n, r.prefill_done) for r, n in plan.prefill]
+    if spec is not None and decode:  # the decodes verify k + 1 tokens each, after their draft
+        dt = spec.draft_s(decode) + inst.cost.iteration(chunks + spec.verify_chunks(decode), 0, 0)
     else:
         dt = inst.cost.iteration(chunks, n_dec, ctx)
     if inst.host.pending:
@@ -317,7 +317,10 @@ def _block_limit(inst: Instance, co: Cohort | None, req: Request, q: int, k: int
     def need(m: int) -> int:  # blocks of steps 1..m-1
         return (co.blocks(1, m - 1) if co is not None else 0) + chunk_growth(req, q, m - 1, bs)
 
-    if need(k) <= free:
+    cohort_need = co.blocks(1, k - 1) if co is not None else 0
+    if cohort_need + chunk_growth(req, q, k - 1, bs) <= free:
+        if co is not None:  # the cohort's part, for the `Cohort.step` that runs all k steps (as `block_limit`)
+            co.need = (co.steps, k, cohort_need)
         return k
     lo, hi = 1, k  # need(lo) fits, need(hi) does not; both terms grow with m
     while hi - lo > 1:
@@ -369,8 +372,10 @@ def chunk_run(
     t_end = times[k - 1]
     inst.t = t_end
     inst.iterations += k
+    busy = inst.busy_s
     for dt in durations[:k]:  # the busy time adds up as stepping adds it
-        inst.busy_s += dt
+        busy += dt
+    inst.busy_s = busy
     finished: list[Request] = []
     if co is not None:  # the cohort steps before the prefill that may end at the last step joins it
         itl = inst.log.itl

@@ -66,6 +66,9 @@ class MemoCost:
         # (tokens, decodes, prefill chunks) -> the parts of an iteration's sum (`_row`); only where the sum splits
         self._rows: dict[tuple[int, int, int], Row] = {}
         self._row_ok = SEQUENTIAL_SUM and type(cost)._engine_s is RooflineCost._engine_s
+        # rows may be derived (`_derive_row`): None until a row reproduces the full sum it was made from (`_row`),
+        # then True, and False for good once one does not
+        self._derive: bool | None = None
 
     def agrees(self) -> bool:
         """Whether the memo prices the probe batches exactly as the real model does."""
@@ -101,7 +104,7 @@ class MemoCost:
         if self._decode_linear or n_decode == 0:  # the row path (`_row`): a shape priced once in full before
             if len(prefill) == 1:
                 ((q, c),) = prefill
-                row = self._rows.get((q + n_decode, n_decode, 1))
+                row = self._rows.get((q + n_decode, n_decode, 1)) or self._derive_row(q + n_decode, n_decode, 1)
                 if row is not None:
                     p = self._prefill.get((q, c))
                     if p is None:
@@ -113,7 +116,9 @@ class MemoCost:
                     tokens += q
                     p = pre.get((q, c))
                     parts.append(self._attn_new(q, c) if p is None else p)
-                row = self._rows.get((tokens, n_decode, len(prefill)))
+                row = self._rows.get((tokens, n_decode, len(prefill))) or self._derive_row(
+                    tokens, n_decode, len(prefill)
+                )
                 if row is not None:
                     return _row_sum(row, sum(parts), self.cost._attn_coef * float(decode_ctx))
         return self._iteration(prefill, n_decode, decode_ctx)
@@ -135,21 +140,45 @@ class MemoCost:
         counts only beyond the kernels: vLLM V1 async scheduling). `probe`: (prefill
         attention, decode context, the sum `iteration` got) of the call that prices the shape first: the row is
         kept only when it gives that sum too."""
-        cost = self.cost
         if not self._row_ok or len(self._rows) >= _MAX_ENTRIES:
             return
-        seqs = chunks + n_decode
+        row = self._make_row(tokens, n_decode, chunks, dense, lm)
+        p, ctx, got = probe
+        if _row_sum(row, p, self.cost._attn_coef * ctx) == got:
+            self._rows[(tokens, n_decode, chunks)] = row
+            self._derive = self._derive is not False
+        else:  # the row formula missed a full sum once: rows are no longer derived (`_derive_row`)
+            self._derive = False
+
+    def _make_row(self, tokens: int, n_decode: int, chunks: int, dense: tuple[float, ...], lm: float) -> Row:
+        """The row of a shape from its dense operators' seconds (the per-sequence overhead added) and LM head."""
+        cost = self.cost
         e = cost.engine
         cpu, lim, hidden = 0.0, None, False
         if e is not None and tokens:
-            cpu, hidden = e.cpu_s(seqs), e.async_scheduling  # `ServingEngineConfig.host_s`
+            cpu, hidden = e.cpu_s(chunks + n_decode), e.async_scheduling  # `ServingEngineConfig.host_s`
             if e.launch_per_layer_s and not e.graph_captured(tokens, False):
                 lim = cost.L * e.launch_per_layer_s
         floor = cost._attn_floor if n_decode else 0.0
-        row = (sum(dense), dense[self._overhead_at], lm, cpu, lim, floor, hidden)
-        p, ctx, got = probe
-        if _row_sum(row, p, cost._attn_coef * ctx) == got:
-            self._rows[(tokens, n_decode, chunks)] = row
+        return (sum(dense), dense[self._overhead_at], lm, cpu, lim, floor, hidden)
+
+    def _derive_row(self, tokens: int, n_decode: int, chunks: int) -> Row | None:
+        """The row of a shape not priced yet whose token count and sequence count have been (each checked against
+        the real model then, `_iteration`), while every row made so far has reproduced its full sum (`_row`): every
+        part of a row depends on those counts alone, so the row is what `_iteration` would keep, made without pricing
+        the rest. None when a count is new (then `_iteration` prices and checks it)."""
+        if not self._derive or len(self._rows) >= _MAX_ENTRIES:
+            return None
+        dense = self._dense.get(tokens)
+        seqs = chunks + n_decode
+        lm = self._lm.get(seqs)
+        if dense is None or lm is None:
+            return None
+        if self._seq_s:
+            i = self._overhead_at
+            dense = (*dense[:i], dense[i] + seqs * self._seq_s, *dense[i + 1 :])
+        row = self._rows[(tokens, n_decode, chunks)] = self._make_row(tokens, n_decode, chunks, dense, lm)
+        return row
 
     def _iteration(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> float:
         """`iteration` term by term (a (tokens, sequences) pair not seen yet, several chunks, nonlinear decode
@@ -210,16 +239,24 @@ class MemoCost:
         t = t + dt0
         times, durations = [t], [dt0]
         row = self._rows.get((q + n, n, 1)) if k > 1 and not self.diverged and self._decode_linear else None
-        pre, coef = self._prefill, self.cost._attn_coef
-        for j in range(1, k):
-            if row is not None and (j < k - 1 or last == q):
+        if row is not None:  # `_row_sum` inlined (the same operations): this loop prices most chunked steps
+            head, over, lm, cpu, lim, floor, hidden = row
+            pre_get, attn_new, coef = self._prefill.get, self._attn_new, self.cost._attn_coef
+            add_time, add_dt = times.append, durations.append
+            for j in range(1, k if last == q else k - 1):
                 c = c0 + q * j
-                p = pre.get((q, c))
+                p = pre_get((q, c))
                 if p is None:
-                    p = self._attn_new(q, c)
-                dt = _row_sum(row, p, coef * float(ctx + n * j))
-            else:
-                dt = iteration([(q if j < k - 1 else last, c0 + q * j)], n, ctx + n * j)
+                    p = attn_new(q, c)
+                s = head + p + (coef * float(ctx + n * j) + floor) + lm
+                kernels = s - over
+                dt = s + (max(0.0, cpu - kernels) if hidden else cpu)
+                dt = dt + (0.0 if lim is None else max(0.0, lim - kernels))
+                t = t + dt
+                add_time(t)
+                add_dt(dt)
+        for i in range(len(times), k):  # no row (or the shorter last chunk): as stepping prices it
+            dt = iteration([(q if i < k - 1 else last, c0 + q * i)], n, ctx + n * i)
             t = t + dt
             times.append(t)
             durations.append(dt)
