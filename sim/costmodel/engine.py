@@ -319,10 +319,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         # DeepSeek-V3 (61 layers) in SGLang, one new token: an eager extend forward took 82.6 ms, the same step in a
         # CUDA graph 23.1 ms (sgl-project/sglang PR #12160, "forward cost" log lines, 2025-10): (82.6 - 23.1) / 61
         # = 0.975 ms of host time per layer that a graph removes. SGLang captures prefill only in piecewise CUDA
-        # graphs: opt-in (`--enable-piecewise-cuda-graph`) through 2025, then on by default where supported (PR
-        # #16331, merged 2026-01-03; later releases have `--disable-piecewise-cuda-graph`) with conditions that turn
-        # it off for some models and layouts. For a release and model that run prefill in those graphs, set
-        # `piecewise_graphs: true` (the captured token count is then `cuda_graph_max_batch`).
+        # graphs: opt-in (`--enable-piecewise-cuda-graph`) through 2025 (releases <= 0.5.6), then on by default
+        # (PR #16331, merged 2026-01-03; `--disable-piecewise-cuda-graph` to opt out). ServerArgs
+        # `_handle_piecewise_cuda_graph` turns it off with attention DP, pp > 1, PD disaggregation, an MoE
+        # all-to-all backend, LoRA, multimodal models, listed architectures (DeepseekV32, Qwen3Next, GlmMoeDsa, ...)
+        # and, until PR #22128 (2026-04-17), speculative decoding; it captures prompt batches up to
+        # `piecewise_cuda_graph_max_tokens`: `chunked_prefill_size`, or 2048 with an MLA backend (PR #15927).
+        # Which applied to a given run cannot be decided from what servesim knows (no release, and the launch
+        # flags are not recorded): this preset assumes eager prefill, right for releases <= 0.5.6 and the
+        # disabled layouts and models, and too slow by layers x 0.975 ms where a 2026 release graphed the step.
+        # For such a run set `eager_host_per_layer_s: 0` (servesim has one capture size for decode and piecewise
+        # graphs, so `piecewise_graphs: true` would cap prompt graphs at `cuda_graph_max_batch` tokens).
         "eager_host_per_layer_s": 9.75e-4,
         # PD disaggregation streams from the decode server (see `disagg_first_token`)
         "disagg_first_token": "decode",
