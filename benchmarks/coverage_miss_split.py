@@ -48,7 +48,8 @@ def kernels_and_host(b: pd.Series) -> dict[str, Any] | None:
     except ServesimError:
         return None
     k1, k8 = cost.iteration([(cd.SHORT, 0)], 0, 0), cost.iteration([(cd.LONG, 0)], 0, 0)
-    return {"k1_ms": k1 * 1e3, "k8_ms": k8 * 1e3, "host_ms": cost.L * preset(kind).eager_host_per_layer_s * 1e3}
+    layers = int(getattr(cost, "L", 0))  # the physical models' decoder layers
+    return {"k1_ms": k1 * 1e3, "k8_ms": k8 * 1e3, "host_ms": layers * preset(kind).eager_host_per_layer_s * 1e3}
 
 
 def table(clients: int) -> pd.DataFrame:

@@ -7,14 +7,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sim
 from hwprofiles import catalog
 from sim.core.speculative import VerifyChunk
 from sim.costmodel.build import build_physical
-from sim.costmodel.engine import preset
+from sim.costmodel.engine import ServingEngineConfig, preset
 from sim.costmodel.layout import Layout
-from sim.costmodel.models import RooflineCostConfig
+from sim.costmodel.memo import MemoCost, memoised
+from sim.costmodel.models import RooflineCost, RooflineCostConfig
 from sim.costmodel.quant import Quantization
 from sim.costmodel.structured import StructuredCost
 from tests.helpers import scenario, write_csv
@@ -149,3 +152,54 @@ def test_eager_step_does_not_pay_the_launch_term_too() -> None:
     assert b_on["eager_host"] == pytest.approx(61 * 9.75e-4)
     diff = on.iteration([(1, 0)], 0, 0) - off.iteration([(1, 0)], 0, 0)
     assert diff == pytest.approx(61 * 9.75e-4 - b_off["launch"], rel=1e-9)
+
+
+def _dense(engine: ServingEngineConfig) -> RooflineCost:
+    cost = build_physical(RooflineCostConfig(), catalog.model("llama-3.1-70b"), catalog.gpu("h100"), 4, engine=engine)
+    assert type(cost) is RooflineCost  # a bf16 dense model on plain tp: the plain roofline, memoised
+    return cost
+
+
+def test_plain_roofline_pays_the_term_too() -> None:
+    """A bf16 dense model on plain TP pays the same eager host time as a quantised one (80 layers x 0.975 ms):
+    switching precision must not remove it."""
+    on, off = _dense(preset("sglang")), _dense(preset("sglang", eager_host_per_layer_s=0.0))
+    assert on.L == 80
+    for prompt in (1, 1024, 8192):
+        d = on.iteration([(prompt, 0)], 3, 3000) - off.iteration([(prompt, 0)], 3, 3000)
+        assert d == pytest.approx(80 * 9.75e-4 - off.breakdown([(prompt, 0)], 3, 3000)["launch"], rel=1e-9)
+    verify = [VerifyChunk((4, 900)) for _ in range(6)]
+    assert on.iteration(verify, 0, 0) == off.iteration(verify, 0, 0)
+    assert on.iteration([], 6, 5400) == off.iteration([], 6, 5400)
+
+
+_ENGINES = {
+    "sglang": preset("sglang"),
+    "sglang-launch": preset("sglang", launch_per_layer_s=3e-4, cuda_graph_max_batch=64),
+    "vllm-v1-eager": preset("vllm-v1", eager_host_per_layer_s=1e-3, cuda_graph_max_batch=256),
+}
+_MEMO = {k: (_dense(e), memoised(_dense(e))) for k, e in _ENGINES.items()}
+
+
+@pytest.mark.parametrize("name", list(_ENGINES))
+@settings(max_examples=40, deadline=None)
+@given(
+    prefill=st.lists(st.tuples(st.integers(1, 3000), st.integers(0, 8000)), min_size=1, max_size=4),
+    n_decode=st.integers(0, 200),
+    per_seq=st.integers(1, 4000),
+    verify=st.integers(0, 5),
+)
+def test_memo_prices_the_term_exactly(name: str, prefill: list, n_decode: int, per_seq: int, verify: int) -> None:
+    """The pricing memo mirrors the term (rows, derived rows, chunk runs) bit for bit, verify chunks included."""
+    cost, memo = _MEMO[name]
+    assert isinstance(memo, MemoCost)
+    ctx = n_decode * per_seq
+    for batch in (prefill, [*prefill, *(VerifyChunk((4, per_seq)) for _ in range(verify))]):
+        want = cost.iteration(batch, n_decode, ctx)
+        assert memo.iteration(batch, n_decode, ctx).hex() == want.hex()
+        assert memo.iteration(batch, n_decode, ctx).hex() == want.hex()  # from the caches
+    q, c0 = prefill[0]
+    _, durations = memo.chunk_steps(0.0, q, c0, n_decode, ctx, 5, q)
+    for j, dt in enumerate(durations):
+        assert dt.hex() == cost.iteration([(q, c0 + q * j)], n_decode, ctx + n_decode * j).hex()
+    assert not memo.diverged

@@ -16,9 +16,14 @@ a graph-captured step of as many sequences as it verifies.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sim.core.speculative import VerifyChunk
 from sim.costmodel.base import Chunks
 from sim.costmodel.engine import ServingEngineConfig
+
+if TYPE_CHECKING:
+    from sim.costmodel.models import RooflineCost
 
 
 def prompt_tokens(prefill: Chunks) -> int:
@@ -35,3 +40,24 @@ def eager_host_s(engine: ServingEngineConfig | None, layers: int, prompt: int, t
     if engine.graph_captured(seqs, True) if prompt == 0 else engine.graph_captured(tokens, False):
         return 0.0
     return layers * engine.eager_host_per_layer_s
+
+
+def engine_terms(cost: RooflineCost, prefill: Chunks, n_decode: int, kernels: float) -> tuple[float, float, float]:
+    """(engine CPU time, launch-bound excess, eager host time) of an iteration with prefill chunks whose kernels
+    take `kernels` seconds: a verify-only step as a graph-captured one of its sequences; where the eager host time
+    is charged the launch term is not (it holds the launches)."""
+    prompt = prompt_tokens(prefill)
+    tokens, seqs = sum(q for q, _ in prefill) + n_decode, len(prefill) + n_decode
+    if prompt or n_decode:
+        cpu, launch = cost._engine_s(tokens, seqs, False, kernels)
+    else:
+        cpu, launch = cost._engine_s(seqs, seqs, True, kernels)
+    eager = eager_host_s(cost.engine, cost.L, prompt, tokens, seqs)
+    return cpu, (0.0 if eager else launch), eager
+
+
+def charge(cost: RooflineCost, ops: dict[str, float], prefill: Chunks, n_decode: int) -> None:
+    """Add the serving-engine terms to a prefill-carrying iteration's breakdown, last and in this order."""
+    ops["engine_cpu"], ops["launch"], ops["eager_host"] = engine_terms(
+        cost, prefill, n_decode, sum(ops.values()) - ops["overhead"]
+    )

@@ -18,7 +18,7 @@ from hwprofiles.specs import GPUSpec, ModelSpec
 from sim.costmodel import moe
 from sim.costmodel.alltoall import alltoall_s
 from sim.costmodel.curves import capped
-from sim.costmodel.eager import eager_host_s, prompt_tokens
+from sim.costmodel.eager import charge
 from sim.costmodel.layout import Layout
 from sim.costmodel.models import Chunks, RooflineCost, _PhysicalCostConfig
 from sim.costmodel.quant import DEFAULT, Quantization
@@ -418,17 +418,7 @@ class StructuredCost(RooflineCost):
         ops["attn_decode"] = float(self._decode_attn(n_decode, np.array([float(decode_ctx)]))[0])
         ops["attn_decode"] += self._attn_floor if n_decode else 0.0
         ops["lm_head"] = self._lm_head(seqs)
-        # serving-engine terms (sim.costmodel.engine): CPU time per step, launch-bound excess outside CUDA graphs;
-        # a verify-only step replays the decode graphs up to their batch size (eager.py)
-        prompt = prompt_tokens(prefill)
-        kernels = sum(ops.values()) - ops["overhead"]
-        if prompt or n_decode:
-            ops["engine_cpu"], ops["launch"] = self._engine_s(tokens, seqs, False, kernels)
-        else:
-            ops["engine_cpu"], ops["launch"] = self._engine_s(seqs, seqs, True, kernels)
-        ops["eager_host"] = eager_host_s(self.engine, self.L, prompt, tokens, seqs)  # in series (eager.py)
-        if ops["eager_host"]:  # the eager-minus-graph host time already holds the launches
-            ops["launch"] = 0.0
+        charge(self, ops, prefill, n_decode)  # CPU step, launch-bound excess, eager host time in series (eager.py)
         return ops
 
     # decode_run is RooflineCost's: `_decode_base` (this class's dense operators and LM head, the engine's
