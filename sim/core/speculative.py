@@ -38,6 +38,12 @@ if TYPE_CHECKING:
 DraftCost = Callable[[int, int], float]  # (sequences, Σ context) -> seconds of drafting k tokens for them
 
 
+class VerifyChunk(tuple[int, int]):
+    """A verifier's (k + 1, cached) chunk: a chunk to price, but no prompt (cost models graph it as decode)."""
+
+    __slots__ = ()
+
+
 def expected_tokens(rates: Sequence[float]) -> float:
     """Tokens a sequence gains per step in expectation: 1 + Σ_i Π_{j≤i} a_j."""
     total, run = 1.0, 1.0
@@ -72,7 +78,7 @@ class Speculation:
     def verify_chunks(self, decoders: list[Request]) -> list[tuple[int, int]]:
         """The verifier's work: k + 1 query tokens per sequence over its cached context."""
         q = self.k + 1
-        return [(q, r.kv_tokens) for r in decoders]
+        return [VerifyChunk((q, r.kv_tokens)) for r in decoders]
 
     def draft_s(self, decoders: list[Request]) -> float:
         return self.draft(len(decoders), sum(r.kv_tokens for r in decoders)) if decoders else 0.0

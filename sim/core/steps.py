@@ -230,7 +230,10 @@ def mixed_step(inst: Instance, plan: BatchPlan) -> Steps:
         n_dec, ctx = co.n, co.kv + co.n
     else:
         n_dec, ctx = len(decode), sum(r.kv_tokens for r in decode) + len(decode)
-    if inst.chunk_horizon is not None and (run := chunk_run_length(inst, plan, co))[0] > 1:  # (no speculation)
+    if inst.chunk_horizon is not None and (run := chunk_run_length(inst, plan, co))[0] > 1:
+        # chunk runs price every step as `cost.iteration(chunks, n_dec, ctx)`, never a draft + verify: the
+        # instance sets `chunk_horizon` only when lockstep, and lockstep excludes speculation (`Instance.__init__`)
+        assert spec is None, "a chunk run under speculative decoding would skip the draft and verify costs"
         yield from chunk_run(inst, plan, co, n_dec, ctx, *run)
         return
     chunks = [(n, r.prefill_done) for r, n in plan.prefill]

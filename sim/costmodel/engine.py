@@ -77,6 +77,18 @@ class ServingEngineConfig(BaseModel):
     launch_per_layer_s: float = Field(
         default=5e-5, ge=0, description="host launch time per layer, eager mode", json_schema_extra=_fit(0.0, 3e-4)
     )
+    # Python-side time of an eager forward that the GPU waits for, per decoder layer, charged in series on every
+    # iteration with prompt tokens that no CUDA graph covers (`graph_captured(tokens, False)` false): module calls,
+    # custom-op dispatch, Triton launchers, per-layer routing set-up. Unlike `launch_per_layer_s` it is not hidden
+    # behind long kernels (COVERAGE.md "TTFT at low load": the silicon rows' miss at 8k prompts is not smaller
+    # than at 1k, which max(kernels, host) would make it). 0 for engines that compile the forward (vLLM V1's
+    # torch.compile + piecewise graphs); see PRESETS for the measured values.
+    eager_host_per_layer_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="per layer: host time of an eager (no CUDA graph) forward with prompt tokens, in series",
+        json_schema_extra=_fit(0.0, 3e-3),
+    )
     # vLLM V1 captures batch sizes 1, 2, 4, 8, 16, ... up to min(2 x max_num_seqs, 512)
     # (vllm/config/vllm.py `_set_cudagraph_sizes`; compilation_config.max_cudagraph_capture_size).
     cuda_graph_max_batch: int = Field(default=512, ge=0, description="largest graph-captured batch (0: eager)")
@@ -304,6 +316,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         # on 80 GB-class GPUs; approximate, check your server's log).
         "cuda_graph_max_batch": 160,
         "piecewise_graphs": False,
+        # DeepSeek-V3 (61 layers) in SGLang, one new token: an eager extend forward took 82.6 ms, the same step in a
+        # CUDA graph 23.1 ms (sgl-project/sglang PR #12160, "forward cost" log lines, 2025-10): (82.6 - 23.1) / 61
+        # = 0.975 ms of host time per layer that a graph removes. SGLang captures prefill only in piecewise CUDA
+        # graphs: opt-in (`--enable-piecewise-cuda-graph`) through 2025 (releases <= 0.5.6), then on by default
+        # (PR #16331, merged 2026-01-03; `--disable-piecewise-cuda-graph` to opt out). ServerArgs
+        # `_handle_piecewise_cuda_graph` turns it off with attention DP, pp > 1, PD disaggregation, an MoE
+        # all-to-all backend, LoRA, multimodal models, listed architectures (DeepseekV32, Qwen3Next, GlmMoeDsa, ...)
+        # and, until PR #22128 (2026-04-17), speculative decoding; it captures prompt batches up to
+        # `piecewise_cuda_graph_max_tokens`: `chunked_prefill_size`, or 2048 with an MLA backend (PR #15927).
+        # Which applied to a given run cannot be decided from what servesim knows (no release, and the launch
+        # flags are not recorded): this preset assumes eager prefill, right for releases <= 0.5.6 and the
+        # disabled layouts and models, and too slow by layers x 0.975 ms where a 2026 release graphed the step.
+        # For such a run set `eager_host_per_layer_s: 0` (servesim has one capture size for decode and piecewise
+        # graphs, so `piecewise_graphs: true` would cap prompt graphs at `cuda_graph_max_batch` tokens).
+        "eager_host_per_layer_s": 9.75e-4,
         # PD disaggregation streams from the decode server (see `disagg_first_token`)
         "disagg_first_token": "decode",
     },
@@ -314,6 +341,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "cuda_graph_max_batch": 128,
         "piecewise_graphs": False,
         "sample_per_seq_s": 2e-6,
+        # The PyTorch flow runs the context phase as eager PyTorch modules with custom ops (CUDA graphs cover
+        # generation-only batches). No TensorRT-LLM measurement of that host time was found, and SGLang's (above)
+        # is no source for another engine's host code: 0 (the field's default, not charged) until one is measured;
+        # set `eager_host_per_layer_s` to charge it.
         # the generation worker returns the first token (see `disagg_first_token`)
         "disagg_first_token": "decode",
     },

@@ -22,10 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from sim.core.speculative import VerifyChunk
+from sim.costmodel.eager import eager_host_s, engine_terms
 from sim.costmodel.models import Chunks, CostModel, RooflineCost
 
-# (Σ dense, overhead, LM head, engine CPU, launch ceiling or None, decode attention floor, async scheduling)
-Row = tuple[float, float, float, float, float | None, float, bool]
+# (Σ dense, overhead, LM head, engine CPU, launch ceiling or None, decode attention floor, async scheduling,
+# eager host time: `sim.costmodel.eager`)
+Row = tuple[float, float, float, float, float | None, float, bool, float]
 
 _MAX_ENTRIES = 1 << 18  # per cache: bounds memory on long runs with ever-new shapes (then priced afresh)
 
@@ -99,7 +102,9 @@ class MemoCost:
 
     def iteration(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> float:
         """`RooflineCost.iteration`: the same floats summed in the same order."""
-        if not prefill:  # decode-only goes through `decode_run` (fast-forward equality): nothing to cache here
+        # decode-only goes through `decode_run` (fast-forward equality); a verifier's step (its chunks last) is
+        # priced apart from prompt chunks of its shape (`eager.engine_terms`): neither is cached
+        if not prefill or isinstance(prefill[-1], VerifyChunk):
             return self.cost.iteration(prefill, n_decode, decode_ctx)
         if self._decode_linear or n_decode == 0:  # the row path (`_row`): a shape priced once in full before
             if len(prefill) == 1:
@@ -159,8 +164,9 @@ class MemoCost:
             cpu, hidden = e.cpu_s(chunks + n_decode), e.async_scheduling  # `ServingEngineConfig.host_s`
             if e.launch_per_layer_s and not e.graph_captured(tokens, False):
                 lim = cost.L * e.launch_per_layer_s
+        eager = eager_host_s(e, cost.L, tokens - n_decode, tokens, chunks + n_decode)
         floor = cost._attn_floor if n_decode else 0.0
-        return (sum(dense), dense[self._overhead_at], lm, cpu, lim, floor, hidden)
+        return (sum(dense), dense[self._overhead_at], lm, cpu, None if eager else lim, floor, hidden, eager)
 
     def _derive_row(self, tokens: int, n_decode: int, chunks: int) -> Row | None:
         """The row of a shape not priced yet whose token count and sequence count have been (each checked against
@@ -215,8 +221,8 @@ class MemoCost:
             attn_decode = float(cost._decode_attn(n_decode, np.array([float(decode_ctx)]))[0])
         attn_decode += cost._attn_floor if n_decode else 0.0
         ops = (*dense, sum(parts), attn_decode, lm)
-        engine_cpu, launch = cost._engine_s(tokens, seqs, False, sum(ops) - dense[i])
-        got: float = sum((*ops, engine_cpu, launch))
+        engine_cpu, launch, eager = engine_terms(cost, prefill, n_decode, sum(ops) - dense[i])
+        got: float = sum((*ops, engine_cpu, launch, eager))
         if check:
             real = cost.iteration(prefill, n_decode, decode_ctx)
             if real.hex() != got.hex():
@@ -240,7 +246,7 @@ class MemoCost:
         times, durations = [t], [dt0]
         row = self._rows.get((q + n, n, 1)) if k > 1 and not self.diverged and self._decode_linear else None
         if row is not None:  # `_row_sum` inlined (the same operations): this loop prices most chunked steps
-            head, over, lm, cpu, lim, floor, hidden = row
+            head, over, lm, cpu, lim, floor, hidden, eager = row
             pre_get, attn_new, coef = self._prefill.get, self._attn_new, self.cost._attn_coef
             add_time, add_dt = times.append, durations.append
             for j in range(1, k if last == q else k - 1):
@@ -251,7 +257,7 @@ class MemoCost:
                 s = head + p + (coef * float(ctx + n * j) + floor) + lm
                 kernels = s - over
                 dt = s + (max(0.0, cpu - kernels) if hidden else cpu)
-                dt = dt + (0.0 if lim is None else max(0.0, lim - kernels))
+                dt = dt + (0.0 if lim is None else max(0.0, lim - kernels)) + eager
                 t = t + dt
                 add_time(t)
                 add_dt(dt)
@@ -278,10 +284,11 @@ def _row_sum(row: Row, p: float, attn: float) -> float:
     """An iteration from its cached row (`MemoCost._row`), prefill attention `p` (summed over chunks) and decode
     attention `attn` (before its floor): `sum()`'s additions, in its order, and `_engine_s`'s engine terms (the
     CPU step, only beyond the kernels with async scheduling; the launch-bound excess)."""
-    head, over, lm, cpu, lim, floor, hidden = row
+    head, over, lm, cpu, lim, floor, hidden, eager = row
     s = head + p + (attn + floor) + lm
     kernels = s - over
-    return s + (max(0.0, cpu - kernels) if hidden else cpu) + (0.0 if lim is None else max(0.0, lim - kernels))
+    cpu_s = max(0.0, cpu - kernels) if hidden else cpu
+    return s + cpu_s + (0.0 if lim is None else max(0.0, lim - kernels)) + eager
 
 
 def memoised(cost: CostModel) -> CostModel:

@@ -27,6 +27,7 @@ from sim.costmodel import comm
 from sim.costmodel.base import COST_MODELS, Chunks, CostModel, decode_coeffs
 from sim.costmodel.config import RooflineCostConfig, TableCostConfig, _PhysicalCostConfig
 from sim.costmodel.curves import _efficiency, _own_efficiency, _resolve, capped
+from sim.costmodel.eager import charge
 from sim.costmodel.engine import ServingEngineConfig, kernel_scales
 from sim.costmodel.linear import LinearCost, LinearCostConfig
 from sim.costmodel.profile import CostProfile, ProfileParams, load_profile
@@ -384,7 +385,7 @@ class RooflineCost:
         ops["attn_decode"] = float(self._decode_attn(n_decode, np.array([float(decode_ctx)]))[0])
         ops["attn_decode"] += self._attn_floor if n_decode else 0.0
         ops["lm_head"] = self._lm_head(seqs)
-        ops["engine_cpu"], ops["launch"] = self._engine_s(tokens, seqs, False, sum(ops.values()) - ops["overhead"])
+        charge(self, ops, prefill, n_decode)  # CPU step, launch-bound excess, eager host time in series (eager.py)
         return ops
 
     def _decode_breakdown(self, n: int, ctx: float) -> dict[str, float]:

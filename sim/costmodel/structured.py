@@ -18,6 +18,7 @@ from hwprofiles.specs import GPUSpec, ModelSpec
 from sim.costmodel import moe
 from sim.costmodel.alltoall import alltoall_s
 from sim.costmodel.curves import capped
+from sim.costmodel.eager import charge
 from sim.costmodel.layout import Layout
 from sim.costmodel.models import Chunks, RooflineCost, _PhysicalCostConfig
 from sim.costmodel.quant import DEFAULT, Quantization
@@ -417,8 +418,7 @@ class StructuredCost(RooflineCost):
         ops["attn_decode"] = float(self._decode_attn(n_decode, np.array([float(decode_ctx)]))[0])
         ops["attn_decode"] += self._attn_floor if n_decode else 0.0
         ops["lm_head"] = self._lm_head(seqs)
-        # serving-engine terms (sim.costmodel.engine): CPU time per step, launch-bound excess outside CUDA graphs
-        ops["engine_cpu"], ops["launch"] = self._engine_s(tokens, seqs, False, sum(ops.values()) - ops["overhead"])
+        charge(self, ops, prefill, n_decode)  # CPU step, launch-bound excess, eager host time in series (eager.py)
         return ops
 
     # decode_run is RooflineCost's: `_decode_base` (this class's dense operators and LM head, the engine's
