@@ -7,10 +7,12 @@
 Each row of `../shared/data/ground-truth/aiconfigurator/silicon_sample.csv` (real vLLM / SGLang / TRT-LLM
 runs) becomes a scenario: the model by its Hugging Face id, the GPU by its system name, the precision from
 `gemm_quant_mode` / `moe_quant_mode`, the layout from `tp_size`, `attention_dp_size`, `moe_tp_size`,
-`moe_ep_size` (per pool for `disagg` rows), fixed `isl` / `osl`, and `batch_size` closed-loop clients
-(disagg: the `silicon_concurrency` of the run). A row is *expressible* when the scenario validates and its
-instances fit in GPU memory. Errors compare servesim's mean TTFT / TPOT with the measured means; nothing
-is fitted to these rows (default roofline, default efficiencies).
+`moe_ep_size` (per pool for `disagg` rows; workers and pools from InferenceX's configuration where the row lacks
+them, `coverage_disagg.py`), fixed `isl` / `osl`, and `batch_size` closed-loop clients (disagg: the
+`silicon_concurrency` of the run). The headline errors are over the rows simulated as they ran
+(`coverage_disagg.headline`); the rest are reported beside them. A row is *expressible* when the scenario
+validates and its instances fit in GPU memory. Errors compare servesim's mean TTFT / TPOT with the measured
+means; nothing is fitted to these rows (default roofline, default efficiencies).
 
 Load: how the rows were measured. Most rows come from InferenceX (SemiAnalysis) recipes, whose client is
 vLLM's `benchmark_serving.py` run as `--dataset-name random --random-input-len $ISL --random-output-len $OSL
@@ -50,6 +52,7 @@ from sim.errors import ServesimError  # noqa: E402
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # (appended: benchmarks/queueing.py must not shadow queueing)
     sys.path.append(str(Path(__file__).resolve().parent))
+from coverage_disagg import deployment, headline  # noqa: E402
 from coverage_layout import (  # noqa: E402  (the rows' layouts and client counts; re-exported)
     _int,
     _layout,
@@ -59,6 +62,7 @@ from coverage_layout import (  # noqa: E402  (the rows' layouts and client count
 )
 from coverage_layout import unrecorded_dp as unrecorded_dp  # noqa: E402  (re-exported for the tests)
 from coverage_recipes import recipe_terms  # noqa: E402
+from coverage_render import render  # noqa: E402
 
 CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "silicon_sample.csv"
 WAVES = 10  # requests per client: InferenceX runs `--num-prompts $((CONC * 10)) --max-concurrency $CONC`
@@ -137,10 +141,12 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
             sc["cluster"] |= {"instances": k, "router": {"kind": "round_robin"}}
         sc["scheduler"] = rank_budget(sched, str(row["backend"]), sc["cluster"].get("attention_dp", 1))
     else:
+        dep = deployment(row)  # workers / pools from InferenceX's configuration where the row lacks them
         pools = {
-            role: {"instances": _int(row[f"{role}_num_workers"]), **_layout(row, f"{role}_", model.is_moe)}
+            role: dict(dep.pools[role]) if dep.status == "config" and model.is_moe
+            else {"instances": _int(row[f"{role}_num_workers"]), **_layout(row, f"{role}_", model.is_moe)}
             for role in ("prefill", "decode")
-        }
+        }  # fmt: skip
         lay = [dict(p) for p in pools.values()]
         for pool in pools.values():
             own = rank_budget(sched, str(row["backend"]), pool.get("attention_dp", 1))
@@ -313,6 +319,51 @@ def _share(df: pd.DataFrame, by: str) -> dict[str, str]:
     return {str(k): f"{int(r['sum'])}/{int(r['count'])} ({r['sum'] / r['count']:.0%})" for k, r in g.iterrows()}
 
 
+def _result(r: pd.Series, ttft: float, tpot: float) -> dict[str, Any]:
+    """One simulated row of the `--json` results: the silicon and simulated latencies and how the row was read."""
+    return {
+        "id": r["id"],
+        "mode": r["mode"],
+        "source": source(r),
+        "backend": r["backend"],
+        "model": r["model_path"],
+        "gpu": r["system"],
+        "clients": concurrency(r),
+        "isl": int(r["isl"]),
+        "osl": int(r["osl"]),
+        "ttft_ms": round(ttft * 1e3, 2),
+        "silicon_ttft_ms": round(float(r["silicon_ttft_ms"]), 2),
+        "tpot_ms": round(tpot * 1e3, 3),
+        "silicon_tpot_ms": round(float(r["silicon_tpot_ms"]), 3),
+        "ttft_err": ttft * 1e3 / r["silicon_ttft_ms"] - 1,
+        "tpot_err": tpot * 1e3 / r["silicon_tpot_ms"] - 1,
+        "half": half(r),
+        "deployment": "agg" if r["mode"] == "agg" else deployment(r).group,
+        "as_run": r["mode"] == "agg" or deployment(r).as_run,
+    }
+
+
+def errors(res: pd.DataFrame) -> dict[str, Any]:
+    """The error summary of the simulated rows: the headline and its tables over every simulated (expressible)
+    row, the issue's row set; the rows simulated as they ran (`as_run`) beside it (coverage_disagg.headline)."""
+
+    def med(x: pd.Series) -> float:
+        return float(x.abs().median())
+
+    cols = ["ttft_err", "tpot_err"]
+    return {
+        "rows": len(res),
+        **headline(res),
+        "by": {
+            k: res.groupby(k)[cols].agg(med).round(3).to_dict(orient="index")
+            for k in ("source", "mode", "backend", "model", "gpu")
+        },
+        "by_half": res.groupby("half")[cols].agg(med).round(4).to_dict(orient="index"),
+        "per_request_s": PER_REQUEST_S,
+        "per_row": res.round(4).to_dict(orient="records"),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--csv", type=Path, default=CSV)
@@ -328,6 +379,7 @@ def main() -> None:
         default="at-once",
         help="SGLang's first streamed token: held for the stream interval (releases with `%% == 0`) or sent at once",
     )
+    ap.add_argument("--ids", type=Path, default=None, help="simulate the rows of this earlier --json instead")
     ap.add_argument("--replicas", action="store_true", help="read agg rows with k x batch clients as k replicas")
     ap.add_argument(
         "--per-request-s",
@@ -360,87 +412,26 @@ def main() -> None:
         per = max(1, args.sample // max(1, strata.ngroups))
         picks = [g.iloc[rng.permutation(len(g))[:per]] for _, g in strata]
         sample = pd.concat(picks).head(args.sample) if picks else ok.head(0)
+        if args.ids:  # the rows of an earlier run that are still expressible (a before / after on the same rows)
+            sample = ok[ok["id"].isin({r["id"] for r in json.loads(args.ids.read_text())["errors"]["per_row"]})]
         rows = []
         t0 = time.time()
         for _, r in sample.iterrows():
             if args.only and args.only not in str(r["id"]):
                 continue
             ttft, tpot = simulate(r, args.protocol, args.sglang_first == "at-once")
-            rows.append(
-                {
-                    "id": r["id"],
-                    "mode": r["mode"],
-                    "source": source(r),
-                    "backend": r["backend"],
-                    "model": r["model_path"],
-                    "gpu": r["system"],
-                    "clients": concurrency(r),
-                    "isl": int(r["isl"]),
-                    "osl": int(r["osl"]),
-                    "ttft_ms": round(ttft * 1e3, 2),
-                    "silicon_ttft_ms": round(float(r["silicon_ttft_ms"]), 2),
-                    "tpot_ms": round(tpot * 1e3, 3),
-                    "silicon_tpot_ms": round(float(r["silicon_tpot_ms"]), 3),
-                    "ttft_err": ttft * 1e3 / r["silicon_ttft_ms"] - 1,
-                    "tpot_err": tpot * 1e3 / r["silicon_tpot_ms"] - 1,
-                    "half": half(r),
-                }
-            )
-        res = pd.DataFrame(rows)
-        out["errors"] = {
-            "rows": len(res),
-            "wall_s": round(time.time() - t0, 1),
-            "median_abs_ttft_err": float(res["ttft_err"].abs().median()),
-            "median_abs_tpot_err": float(res["tpot_err"].abs().median()),
-            "by": {
-                k: res.groupby(k)[["ttft_err", "tpot_err"]]
-                .agg(lambda x: float(x.abs().median()))
-                .round(3)
-                .to_dict(orient="index")
-                for k in ("source", "mode", "backend", "model", "gpu")
-            },
-            "signed_median": {"ttft": float(res["ttft_err"].median()), "tpot": float(res["tpot_err"].median())},
-            "by_half": res.groupby("half")[["ttft_err", "tpot_err"]]
-            .agg(lambda x: float(x.abs().median()))
-            .round(4)
-            .to_dict(orient="index"),
-            "per_request_s": PER_REQUEST_S,
-            "per_row": res.round(4).to_dict(orient="records"),
-        }
+            rows.append(_result(r, ttft, tpot))
+        out["errors"] = {"wall_s": round(time.time() - t0, 1), **errors(pd.DataFrame(rows))}
         e = out["errors"]
         print(
             f"errors on {e['rows']} rows: median |TTFT err| {e['median_abs_ttft_err']:.1%}, "
-            f"median |TPOT err| {e['median_abs_tpot_err']:.1%}"
+            f"median |TPOT err| {e['median_abs_tpot_err']:.1%} (the {e['as_run']['rows']} rows simulated as run: "
+            f"{e['as_run']['median_abs_ttft_err']:.1%} / {e['as_run']['median_abs_tpot_err']:.1%})"
         )
     if args.json:
         args.json.write_text(json.dumps(out, indent=2, default=str) + "\n")
     if args.md:
         args.md.write_text(render(out))
-
-
-def render(out: dict[str, Any]) -> str:
-    """The numbers as markdown tables (COVERAGE.md's generated section)."""
-    lines = [
-        f"Expressible: **{out['expressible']} / {out['rows']}** rows "
-        f"({out['expressible'] / out['rows']:.1%}); load protocol `{out['protocol']}`.",
-        "",
-    ]
-    for k, shares in out["by"].items():
-        lines += [f"| {k} | expressible |", "|---|---|"] + [f"| {a} | {b} |" for a, b in shares.items()] + [""]
-    if out["reasons"]:
-        lines += ["| why not | rows |", "|---|---|"] + [f"| {a} | {b} |" for a, b in out["reasons"].items()] + [""]
-    e = out.get("errors")
-    if e:
-        lines += [
-            f"Errors on {e['rows']} simulated rows (stratified sample): median |TTFT error| "
-            f"**{e['median_abs_ttft_err']:.1%}**, median |TPOT error| **{e['median_abs_tpot_err']:.1%}** "
-            f"(signed medians: TTFT {e['signed_median']['ttft']:+.1%}, TPOT {e['signed_median']['tpot']:+.1%}).",
-            "",
-        ]
-        for k, tab in e["by"].items():
-            lines += [f"| {k} | median abs TTFT err | median abs TPOT err |", "|---|---|---|"]
-            lines += [f"| {a} | {v['ttft_err']:.1%} | {v['tpot_err']:.1%} |" for a, v in tab.items()] + [""]
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ Rows are drawn at random (seed 1) from the expressible rows with at most 256 cli
 stratified 149 (so the groups seen here are not the ones the headline numbers report), and simulated with
 coverage.py's InferenceX protocol except `--waves` requests per client instead of 10 (TPOT is a per-token
 mean: fewer waves move it little; `--check-waves` reruns a subset at 10 to say how little).
-Groups: backend x model family x GPU x concurrency band.
+Groups: backend x model family x GPU x concurrency band, and the row's deployment reading (coverage_disagg:
+agg; disagg workers recorded, read from InferenceX's configuration with / without MTP, or unknown).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import coverage as cov
+import coverage_disagg as cd
 
 BANDS = [0, 8, 64, 256, 10**6]
 BAND_NAMES = ["<=8", "9-64", "65-256", ">256"]
@@ -68,6 +70,7 @@ def run(sample: pd.DataFrame, waves: int) -> pd.DataFrame:
                 "gpu": r["system"],
                 "mode": r["mode"],
                 "source": cov.source(r),
+                "deployment": "agg" if r["mode"] == "agg" else cd.deployment(r).group,
                 "clients": cov.concurrency(r),
                 "isl": int(r["isl"]),
                 "osl": int(r["osl"]),
@@ -91,7 +94,10 @@ def report(res: pd.DataFrame, other: pd.DataFrame | None = None) -> str:
     lines = [f"rows {len(res)}: median |TPOT| {err.abs().median():.1%}, signed {err.median():+.1%}"]
     if other is not None:
         lines[0] += f" -> {res['after'].abs().median():.1%}, signed {res['after'].median():+.1%}"
-    for keys in (["band"], ["backend"], ["family"], ["gpu"], ["mode"], ["backend", "family", "mode"]):
+    by = [["band"], ["backend"], ["family"], ["gpu"], ["mode"], ["backend", "family", "mode"]]
+    if "deployment" in res.columns:  # coverage_disagg's reading of the row (files from before it lack it)
+        by += [["deployment"], ["backend", "deployment"]]
+    for keys in by:
         g = res.groupby(keys)
         tab = pd.DataFrame(
             {"n": g.size(), "abs": g["tpot_err"].apply(lambda x: x.abs().median()), "signed": g["tpot_err"].median()}
@@ -122,6 +128,9 @@ def main() -> None:
         want = pd.read_json(a.ids)["id"]
         df = pd.read_csv(cov.CSV)
         sample = df.set_index("id").loc[want].reset_index()
+        ok = [cov.expressible(r) is None for _, r in sample.iterrows()]  # rows a new reading made inexpressible
+        print(f"--ids: {len(sample) - sum(ok)} of {len(sample)} rows no longer expressible, left out")
+        sample = sample[ok]
     else:
         sample = rows(a.rows, a.seed, a.max_clients)
     res = run(sample, a.waves)

@@ -1,0 +1,287 @@
+"""Disaggregated deployments of the InferenceX silicon rows, read from InferenceX's own configuration.
+
+The `disagg` rows of `silicon_sample.csv` from InferenceX's `2026-03-25.csv` / `2026-04-06.csv` exports list each
+pool's tp and ep but not how many prefill and decode workers ran, nor whether attention was data-parallel, nor
+whether MTP speculative decoding was on (and their decode `moe_ep_size` repeats the prefill pool's ep: the
+`…_c24_tp4_0_ep4_0_420` row lists decode tp 8 / ep 4 for an entry whose decode pool is tp 8 / ep 8). InferenceX
+publishes what it ran: `.github/configs/nvidia-master.yaml` of SemiAnalysisAI/InferenceX, whose multi-node
+entries (`multinode: true, disagg: true`, e.g. `dsr1-fp4-gb200-dynamo-trt`) list per search-space item the
+`conc-list`, `spec-decoding` (`mtp` or none) and per pool `num-worker`, `tp`, `ep`, `dp-attn` (CONFIGS.md in the
+same folder defines the fields; the recipe names read `dep8` = dp-attn with ep 8, `tep8` = tp 8 with ep 8).
+
+A row is matched to the items in force when it was `measured=` (the first-parent commit of `main` in force at its
+timestamp; for a bare date, as the `2026-04-06.csv` rows carry, at the end of that UTC day) with the same model, GPU,
+precision, framework (dynamo-trt = trtllm, dynamo-sglang = sglang), isl / osl, prefill tp and ep, decode tp and
+the row's concurrency in `conc-list`. When every matching item gives the same workers and pools, the deployment
+is known (cited as entry@commit); when none matches, or matching items disagree (an MTP and a non-MTP item at the
+same concurrency with different worker counts, which the row cannot tell apart), it is unknown and says why.
+No measured TTFT / TPOT is used to choose. The table (`ground_truth/inferencex_disagg.json`) is extracted from a
+local mirror by `python benchmarks/coverage_disagg.py --extract <InferenceX git dir>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import re
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+TABLE = Path(__file__).resolve().parent / "ground_truth" / "inferencex_disagg.json"
+CONFIG_PATH = ".github/configs/nvidia-master.yaml"  # moved to the repo root on 2026-07-02 (e9fc98807)
+UNTIL = "2026-04-30"  # the newest row was measured 2026-04-02
+# entry-name tokens (`<model-prefix>-<precision>-<gpu>-<framework>`) -> the rows' model_path / system / backend
+MODELS = {
+    "dsr1": "deepseek-ai/DeepSeek-R1",
+    "gptoss": "openai/gpt-oss-120b",
+    "kimik2.5": "moonshotai/Kimi-K2.5",
+    "glm5": "zhipuai/GLM-5",
+}
+GPUS = {
+    "h100": "h100_sxm",
+    "h200": "h200_sxm",
+    "b200": "b200_sxm",
+    "b300": "b300_sxm",
+    "gb200": "gb200",
+    "gb300": "gb300",
+}
+FRAMEWORKS = {"dynamo-trt": "trtllm", "dynamo-sglang": "sglang"}
+SOURCES = ("source_file=2026-03-25.csv", "source_file=2026-04-06.csv")  # the exports without worker counts
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """How a disagg row ran. `status`: `recorded` (the row lists its workers), `config` (read from InferenceX's
+    configuration: `pools` and `spec` hold it, `cite` says where) or `unknown` (`why` says why)."""
+
+    status: str
+    pools: dict[str, dict[str, int]] = field(default_factory=dict)
+    spec: str | None = None
+    cite: str = ""
+    why: str = ""
+
+    @property
+    def group(self) -> str:
+        """The row's group in coverage.py's tables: `recorded`, `config` (no MTP), `config, MTP` (the item runs
+        MTP speculative decoding, which coverage.py does not simulate: no acceptance rate is recorded),
+        `config, MTP?` (an MTP and a non-MTP item of the same shape both match) or `unknown`."""
+        if self.status != "config" or self.spec == "none":
+            return self.status
+        return "config, MTP" if self.spec == "mtp" else "config, MTP?"
+
+    @property
+    def as_run(self) -> bool:
+        """Simulated as it ran: workers known and no speculative decoding left out (the headline's rows)."""
+        return self.group in ("recorded", "config")
+
+
+def pool_layout(workers: int, tp: int, ep: int, dp_attn: bool) -> dict[str, int]:
+    """A configuration pool as a servesim pool: `dp-attn` runs attention data-parallel over the `tp` GPUs (one
+    attention rank per GPU, SGLang `--enable-dp-attention` / TensorRT-LLM `enable_attention_dp`), otherwise
+    attention is tensor-parallel over them; the MoE layers take ep of them as expert ranks, tp / ep as MoE TP."""
+    if min(workers, tp, ep) < 1 or tp % ep:
+        raise ValueError(f"pool num-worker {workers}, tp {tp}, ep {ep}: expected positive counts, ep dividing tp")
+    out = (
+        {"instances": workers, "tp": 1, "attention_dp": tp} if dp_attn and tp > 1 else {"instances": workers, "tp": tp}
+    )
+    if ep > 1 or (dp_attn and tp > 1):
+        out |= {"ep": ep, "moe_tp": tp // ep}
+    return out
+
+
+@lru_cache(maxsize=2)
+def _table(path: Path = TABLE) -> dict[str, Any]:
+    data = json.loads(path.read_text())
+    data["_dates"] = [datetime.fromisoformat(d).astimezone(UTC) for _, d in data["commits"]]
+    return data
+
+
+def _fact(row: pd.Series, key: str) -> str | None:
+    m = re.search(rf"{key}=([^;]+)", str(row["silicon_data_source"]))
+    return m.group(1).strip() if m else None
+
+
+def in_force(measured: str, table: dict[str, Any]) -> int:
+    """Index of the configuration commit in force when `measured` was taken (-1: none yet): at its timestamp when
+    it has one (a commit at that very second counts), at the end of its UTC day when it is a bare date, since the
+    run may have started any time that day. The `2026-04-06.csv` export writes its bare dates as midnight
+    (`2026-03-30T00:00:00.000Z`), so an exact midnight is read as a date; the `2026-03-25.csv` rows carry times."""
+    if len(measured.strip()) <= 10 or re.fullmatch(r"T00:00:00(\.0+)?(Z|\+00:00)?", measured.strip()[10:]):
+        day = datetime.fromisoformat(measured[:10]).replace(tzinfo=UTC) + timedelta(days=1)
+        return bisect.bisect_left(table["_dates"], day) - 1
+    at = datetime.fromisoformat(measured.strip().replace("Z", "+00:00"))
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    return bisect.bisect_right(table["_dates"], at) - 1
+
+
+def _matches(item: dict[str, Any], row: pd.Series, conc: int, at: int) -> bool:
+    pre, dec = item["prefill"], item["decode"]
+    return (
+        any(a <= at <= b for a, b in item["present"])
+        and (item["model"], item["gpu"], item["backend"], item["precision"])
+        == tuple(str(row[k]) for k in ("model_path", "system", "backend", "precision"))
+        and (item["isl"], item["osl"]) == (int(row["isl"]), int(row["osl"]))
+        and conc in item["conc"]
+        and (pre[1], pre[2], dec[1]) == (row["prefill_tp_size"], row["prefill_moe_ep_size"], row["decode_tp_size"])
+    )
+
+
+def _placeholder(item: dict[str, Any]) -> bool:
+    """The early GB200 SGLang items (dsr1-{fp4,fp8}-gb200-dynamo-sglang to 2026-01) size their pools by node counts
+    (`PREFILL_NODES=`, `DECODE_NODES=`, `SCRIPT_MODE=`) in the launch script; their tp / ep / dp-attn are
+    placeholders: "tp, ep, and dp-attn do nothing because they are hardcoded in the following file" (the item's
+    comment, nvidia-master.yaml of December 2025)."""
+    return item["backend"] == "sglang" and any(
+        x.startswith(("PREFILL_NODES=", "SCRIPT_MODE=")) for x in item["settings"]
+    )
+
+
+def deployment(row: pd.Series, table: dict[str, Any] | None = None) -> Deployment:
+    """The deployment a disagg row ran (see module doc). Raises ValueError for a row that is not disagg."""
+    if row["mode"] != "disagg":
+        raise ValueError(f"row {row['id']}: mode {row['mode']!r}; expected 'disagg'")
+    if not pd.isna(row.get("decode_num_workers")) and not pd.isna(row.get("prefill_num_workers")):
+        return Deployment("recorded")
+    src = str(row["silicon_data_source"])
+    if not any(s in src for s in SOURCES):
+        return Deployment("unknown", why="no worker counts and not an InferenceX 2026 export")
+    conc, measured = _fact(row, "silicon_concurrency"), _fact(row, "measured")
+    if conc is None or measured is None or not re.fullmatch(r"\d{4}-\d\d-\d\d.*", measured):
+        return Deployment("unknown", why="no silicon_concurrency / measured date in the source column")
+    t = table if table is not None else _table()
+    at = in_force(measured, t)
+    hits = [it for it in t["items"] if _matches(it, row, int(conc), at)]
+    if not hits:
+        return Deployment("unknown", why=f"no {CONFIG_PATH} item in force on {measured[:10]} matches")
+    if any(_placeholder(it) for it in hits):
+        return Deployment("unknown", why=f"pools set by the launch script, not the item ({hits[0]['entry']})")
+    shapes = {(tuple(it["prefill"]), tuple(it["decode"])) for it in hits}
+    commit = t["commits"][at][0][:9]
+    names = ", ".join(sorted({f"{it['entry']} ({it['spec']})" for it in hits}))
+    if len(shapes) > 1:
+        return Deployment("unknown", why=f"{len(shapes)} deployments match ({names} @{commit})")
+    (pre, dec), specs = next(iter(shapes)), {it["spec"] for it in hits}
+    return Deployment(
+        "config",
+        pools={"prefill": pool_layout(*pre), "decode": pool_layout(*dec)},
+        spec=specs.pop() if len(specs) == 1 else None,
+        cite=f"{CONFIG_PATH}@{commit}: {names}",
+    )
+
+
+def reading(row: pd.Series) -> str:
+    """One line for the row's reading: how its workers were found (or that they were not)."""
+    d = deployment(row)
+    if d.status == "recorded":
+        return "workers as recorded"
+    if d.status == "unknown":
+        return f"workers unknown, simulated as 1 prefill + 1 decode: {d.why}"
+    p, q = d.pools["prefill"], d.pools["decode"]
+    spec = {None: "MTP unknown", "none": "no MTP", "mtp": "MTP, not simulated"}.get(d.spec, d.spec)
+    return f"{p['instances']} prefill + {q['instances']} decode workers ({spec}), {d.cite}"
+
+
+def headline(res: pd.DataFrame) -> dict[str, Any]:
+    """coverage.py's error summary of simulated rows (columns `deployment`, `as_run`, `ttft_err`, `tpot_err`): the
+    headline medians over every simulated (expressible) row, the row set the >= 90 % share counts and issue 13 sets
+    its targets on; beside it, `as_run`: only the rows simulated as they ran (agg rows, disagg rows with recorded
+    workers or configured workers without MTP), leaving out those with unknown workers (simulated as 1 prefill +
+    1 decode worker) or MTP left out; and each group alone."""
+
+    def stats(x: pd.DataFrame) -> dict[str, Any]:
+        t, p = x["ttft_err"], x["tpot_err"]
+        return {"n": len(x), "ttft": float(t.abs().median()), "tpot": float(p.abs().median()),
+                "signed_ttft": float(t.median()), "signed_tpot": float(p.median())}  # fmt: skip
+
+    every, known = stats(res), stats(res[res["as_run"]])
+    return {
+        "median_abs_ttft_err": every["ttft"],
+        "median_abs_tpot_err": every["tpot"],
+        "signed_median": {"ttft": every["signed_ttft"], "tpot": every["signed_tpot"]},
+        "as_run": {
+            "rows": known["n"],
+            "median_abs_ttft_err": known["ttft"],
+            "median_abs_tpot_err": known["tpot"],
+            "signed_median": {"ttft": known["signed_ttft"], "tpot": known["signed_tpot"]},
+        },
+        "by_deployment": {str(k): stats(g) for k, g in res.groupby("deployment")},
+    }
+
+
+# --- extraction from a local git mirror of SemiAnalysisAI/InferenceX (run once; the table is committed) ---------
+
+
+def _git(gitdir: str, *args: str) -> str:
+    return subprocess.run(["git", f"--git-dir={gitdir}", *args], capture_output=True, text=True, check=True).stdout
+
+
+def _items_of(config: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for name, e in (config or {}).items():
+        parts = str(name).split("-")
+        fw, model = FRAMEWORKS.get(str(e.get("framework"))), MODELS.get(parts[0])
+        if not isinstance(e, dict) or not e.get("disagg") or fw is None or model is None or len(parts) < 3:
+            continue
+        for slc in e.get("seq-len-configs", []):
+            for s in slc.get("search-space", []):
+                conc = s.get("conc-list") or [s["conc-start"] * 2**k for k in range(20)
+                                              if s["conc-start"] * 2**k <= s["conc-end"]]  # fmt: skip
+                pools = [[int(s[p]["num-worker"]), int(s[p]["tp"]), int(s[p].get("ep", 1)), bool(s[p].get("dp-attn"))]
+                         for p in ("prefill", "decode")]  # fmt: skip
+                files = [x for p in ("prefill", "decode") for x in s[p].get("additional-settings") or []]
+                out.append({
+                    "entry": name, "model": model, "gpu": GPUS.get(parts[2], parts[2]), "backend": fw,
+                    "precision": e.get("precision"), "image": e.get("image"), "isl": slc["isl"], "osl": slc["osl"],
+                    "spec": s.get("spec-decoding", "none"), "conc": sorted(set(conc)), "prefill": pools[0],
+                    "decode": pools[1], "settings": [str(x) for x in files],
+                })  # fmt: skip
+    return out
+
+
+def extract(gitdir: str, until: str = UNTIL) -> dict[str, Any]:
+    """Every disagg search-space item of `CONFIG_PATH` over the first-parent history of HEAD up to `until`, with
+    the commit ranges in which it was present."""
+    import yaml
+
+    log = _git(gitdir, "log", "--first-parent", "--format=%H %cI", f"--until={until}", "HEAD", "--", CONFIG_PATH)
+    commits = [line.split() for line in log.splitlines()][::-1]
+    items: dict[str, dict[str, Any]] = {}
+    for i, (h, _) in enumerate(commits):
+        for it in _items_of(yaml.safe_load(_git(gitdir, "show", f"{h}:{CONFIG_PATH}"))):
+            rec = items.setdefault(json.dumps(it, sort_keys=True), {**it, "present": []})
+            if rec["present"] and rec["present"][-1][1] == i - 1:
+                rec["present"][-1][1] = i
+            else:
+                rec["present"].append([i, i])
+    return {
+        "source": f"SemiAnalysisAI/InferenceX {CONFIG_PATH}, first-parent history of main to {until}",
+        "commits": commits,
+        "items": list(items.values()),
+    }
+
+
+def _write(data: dict[str, Any], path: Path) -> None:
+    """One item per line, so diffs of a re-extraction stay readable."""
+    head = {k: v for k, v in data.items() if k != "items"}
+    lines = [json.dumps(it, sort_keys=True) for it in data["items"]]
+    body = json.dumps(head, indent=1)[:-2] + ',\n "items": [\n' + ",\n".join(lines) + "\n ]\n}\n"
+    path.write_text(body)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--extract", metavar="GITDIR", required=True, help="bare git dir of SemiAnalysisAI/InferenceX")
+    ap.add_argument("--out", type=Path, default=TABLE)
+    args = ap.parse_args()
+    _write(extract(args.extract), args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""benchmarks/coverage_disagg.py reads the worker counts of InferenceX's disaggregated rows from InferenceX's
+configuration (`.github/configs/nvidia-master.yaml`): hand-checked rows against the cited config items, rows
+that cannot be determined flagged as such, bad inputs refused."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import coverage_disagg as cd
+
+CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ground-truth" / "aiconfigurator" / "silicon_sample.csv"
+
+
+@pytest.fixture(scope="module")
+def rows() -> pd.DataFrame:
+    if not CSV.exists():
+        pytest.skip("shared silicon_sample.csv not present")
+    return pd.read_csv(CSV).set_index("id", drop=False)
+
+
+def test_mtp_and_plain_items_of_one_shape(rows: pd.DataFrame) -> None:
+    """nvidia-master.yaml@f316a0ef6 (2026-03-23), dsr1-fp4-gb200-dynamo-trt, 1k1k: the MTP item
+    `ctx1_gen4_tep8_batch8_eplb0_mtp3` (conc 4, 8, 12, 24, 48) and a non-MTP item at conc 24 both run 1 prefill
+    worker tp 4 / ep 4 / dp-attn and 4 decode workers tp 8 / ep 8 without dp-attn. The row lists decode ep 4
+    (the prefill's), which the config corrects."""
+    r = rows.loc["2026_03_25_deepseek_r1_gb200_trtllm_fp4_disagg_1024x1024_c24_tp4_0_ep4_0_420"]
+    assert (r["decode_tp_size"], r["decode_moe_ep_size"]) == (8, 4)
+    d = cd.deployment(r)
+    assert d.status == "config" and d.cite.startswith(".github/configs/nvidia-master.yaml@f316a0ef6")
+    assert d.pools["prefill"] == {"instances": 1, "tp": 1, "attention_dp": 4, "ep": 4, "moe_tp": 1}
+    assert d.pools["decode"] == {"instances": 4, "tp": 8, "ep": 8, "moe_tp": 1}
+    assert d.spec is None and d.group == "config, MTP?" and not d.as_run
+
+
+def test_low_latency_sglang_h200(rows: pd.DataFrame) -> None:
+    """nvidia-master.yaml@fcc04aaa2 (2026-02-07T22:52:22Z; the row was measured 22:52:25Z; 04b564b39 at 23:20Z
+    keeps the same items), dsr1-fp8-h200-dynamo-sglang, 1k1k: "STP: Low latency (1 prefill,
+    9 decode, TEP)" and "MTP: Low latency (1 prefill, 9 decode, TEP)", both conc 1 ... 256, prefill and decode tp 8,
+    ep 1, no dp-attn (recipes/h200/1k1k/low-latency-1p9d[-mtp].yaml): workers known, MTP not."""
+    r = rows.loc["2026_03_25_deepseek_r1_h200_sxm_sglang_fp8_disagg_1024x1024_c8_tp8_0_ep1_0_895"]
+    d = cd.deployment(r)
+    assert d.pools == {"prefill": {"instances": 1, "tp": 8}, "decode": {"instances": 9, "tp": 8}}
+    assert d.spec is None and d.group == "config, MTP?" and not d.as_run
+    assert "@fcc04aaa2" in d.cite and "dsr1-fp8-h200-dynamo-sglang (none)" in d.cite
+    assert cd.reading(r).startswith("1 prefill + 9 decode workers (MTP unknown)")
+
+
+def test_plain_item_b200_sglang(rows: pd.DataFrame) -> None:
+    """nvidia-master.yaml@593fb431a, dsr1-fp8-b200-dynamo-sglang, 1k1k conc 256: one non-MTP item, 1 prefill and
+    3 decode workers, each tp 8 / ep 8 without dp-attn."""
+    r = rows.loc["2026_03_25_deepseek_r1_b200_sxm_sglang_fp8_disagg_1024x1024_c256_tp8_0_ep8_0_541"]
+    d = cd.deployment(r)
+    assert d.pools["decode"] == {"instances": 3, "tp": 8, "ep": 8, "moe_tp": 1}
+    assert d.pools["prefill"] == {"instances": 1, "tp": 8, "ep": 8, "moe_tp": 1}
+    assert d.group == "config" and d.as_run and d.cite.endswith("dsr1-fp8-b200-dynamo-sglang (none)")
+
+
+def test_gpt_oss_one_decode_worker(rows: pd.DataFrame) -> None:
+    """gptoss-fp4-gb200-dynamo-trt, 1k1k, "P: 1xTP1 D:1xTP4" (conc 1, 2, 4, 16, 32, 64, 128): at conc 4 only
+    this item matches (conc 16 is also in the "P: 1xTP1 D:4xTP2" item, whose decode tp differs)."""
+    r = rows.loc["2026_03_25_gpt_oss_120b_gb200_trtllm_fp4_disagg_1024x1024_c4_tp1_0_ep1_0_1284"]
+    d = cd.deployment(r)
+    assert d.pools == {"prefill": {"instances": 1, "tp": 1}, "decode": {"instances": 1, "tp": 4}}
+    assert d.group == "config"
+
+
+def test_unmatched_and_placeholder_rows_are_unknown(rows: pd.DataFrame) -> None:
+    """The H200 TensorRT-LLM rows' concurrencies (11, 13, 36, ...) are in no item's conc-list; the early GB200
+    SGLang items carry placeholder pools ("tp, ep, and dp-attn do nothing": set from PREFILL_NODES / DECODE_NODES)."""
+    h200 = rows[rows["id"].str.startswith("2026_03_25_deepseek_r1_h200_sxm_trtllm_fp8_disagg_1024x1024_c11_")]
+    assert len(h200) >= 1
+    d = cd.deployment(h200.iloc[0])
+    assert d.status == "unknown" and "matches" in d.why and d.pools == {}
+    gb = rows[rows["id"].str.contains("gb200_sglang_fp8_disagg") & (rows["prefill_tp_size"] == 1)]
+    gb = gb[gb["decode_num_workers"].isna()]
+    assert len(gb) >= 1 and all(cd.deployment(r).group == "unknown" for _, r in gb.iterrows())
+    assert "launch script" in cd.deployment(gb.iloc[0]).why
+    assert "workers unknown, simulated as 1 prefill + 1 decode" in cd.reading(h200.iloc[0])
+
+
+def test_recorded_workers_are_kept(rows: pd.DataFrame) -> None:
+    r = rows[(rows["mode"] == "disagg") & rows["decode_num_workers"].notna()].iloc[0]
+    assert cd.deployment(r).status == "recorded" and cd.deployment(r).as_run
+
+
+def test_every_disagg_row_gets_one_reading(rows: pd.DataFrame) -> None:
+    """Every disagg row is recorded, configured or unknown; the exports without workers are never `recorded`."""
+    d = rows[rows["mode"] == "disagg"]
+    groups = pd.Series([cd.deployment(r).group for _, r in d.iterrows()], index=d.index)
+    assert set(groups) <= {"recorded", "config", "config, MTP", "config, MTP?", "unknown"}
+    lacking = d["decode_num_workers"].isna()
+    assert (groups[lacking] != "recorded").all() and (groups[~lacking] == "recorded").all()
+    assert (groups[lacking] == "unknown").sum() < lacking.sum() / 2  # most exports are read from the configs
+
+
+def _row(**kw: object) -> pd.Series:
+    base = {"id": "x", "mode": "disagg", "silicon_data_source": "source_file=2026-03-25.csv; silicon_concurrency=4",
+            "prefill_num_workers": float("nan"), "decode_num_workers": float("nan")}  # fmt: skip
+    return pd.Series({**base, **kw})
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="expected 'disagg'"):
+        cd.deployment(_row(mode="agg"))
+    assert "measured" in cd.deployment(_row()).why  # no measured= date: unknown, not a guess
+    assert cd.deployment(_row(silicon_data_source="db-dump/x; measured=2026-01-01")).status == "unknown"
+    with pytest.raises(ValueError, match="ep dividing tp"):
+        cd.pool_layout(1, 8, 3, True)
+    with pytest.raises(ValueError, match="positive"):
+        cd.pool_layout(0, 8, 8, False)
+
+
+def test_pool_layouts() -> None:
+    """dep8 = attention DP over 8 GPUs with EP 8; tep8 = TP 8 with EP 8; tp 8 with ep 1 = MoE TP 8."""
+    assert cd.pool_layout(2, 8, 8, True) == {"instances": 2, "tp": 1, "attention_dp": 8, "ep": 8, "moe_tp": 1}
+    assert cd.pool_layout(5, 8, 8, False) == {"instances": 5, "tp": 8, "ep": 8, "moe_tp": 1}
+    assert cd.pool_layout(1, 8, 1, False) == {"instances": 1, "tp": 8}
+    assert cd.pool_layout(1, 4, 1, True) == {"instances": 1, "tp": 1, "attention_dp": 4, "ep": 1, "moe_tp": 4}
+
+
+def test_in_force_reads_a_bare_date_to_the_end_of_its_day() -> None:
+    table = {"commits": [["a", "2026-02-01T10:00:00+00:00"], ["b", "2026-02-03T23:00:00-05:00"]]}
+    table["_dates"] = [pd.Timestamp(d).to_pydatetime() for _, d in table["commits"]]
+    assert cd.in_force("2026-01-31T00:00:00Z", table) == -1
+    assert cd.in_force("2026-02-01T00:00:00.000Z", table) == 0  # a bare date (midnight): a commit later that day counts
+    assert cd.in_force("2026-02-01", table) == 0
+    assert cd.in_force("2026-02-03", table) == 0  # b lands at 04:00Z on the 4th
+    assert cd.in_force("2026-02-04", table) == 1
+
+
+def test_in_force_reads_a_timestamp_at_its_time() -> None:
+    """A row with a time of day reads the commit in force at that second, not at the end of its day."""
+    table = {"commits": [["a", "2026-02-01T10:00:00+00:00"], ["b", "2026-02-03T23:00:00-05:00"]]}
+    table["_dates"] = [pd.Timestamp(d).to_pydatetime() for _, d in table["commits"]]
+    assert cd.in_force("2026-02-01T09:59:59Z", table) == -1  # the end of that day would read a
+    assert cd.in_force("2026-02-01T10:00:00Z", table) == 0  # committed at that very second
+    assert cd.in_force("2026-02-04T03:59:59Z", table) == 0  # b is 2026-02-04T04:00Z
+    assert cd.in_force("2026-02-04T04:00:00Z", table) == 1
+    assert cd.in_force("2026-02-03T23:30:00-05:00", table) == 1  # an offset is converted to UTC
+
+
+def test_b200_sglang_row_reads_the_item_in_force_at_its_time(rows: pd.DataFrame) -> None:
+    """`..._c16_tp4_0_ep4_0_795` was measured 2026-02-11T01:17:05Z: then only the non-MTP item of its shape was in
+    force (the MTP item came later that day, which the end-of-day reading mixed in as `config, MTP?`)."""
+    d = cd.deployment(rows.loc["2026_03_25_deepseek_r1_b200_sxm_sglang_fp4_disagg_1024x1024_c16_tp4_0_ep4_0_795"])
+    assert d.group == "config" and d.spec == "none" and d.cite.endswith("dsr1-fp4-b200-dynamo-sglang (none)")
+
+
+def test_headline_counts_every_simulated_row() -> None:
+    """The headline medians take every simulated (expressible) row, the set the share counts; `as_run` beside it
+    leaves out the unknown / MTP rows; the groups keep each apart."""
+    res = pd.DataFrame(
+        {
+            "deployment": ["agg", "agg", "config", "unknown", "config, MTP"],
+            "as_run": [True, True, True, False, False],
+            "ttft_err": [-0.1, 0.2, -0.3, 5.0, 4.0],
+            "tpot_err": [0.1, -0.2, 0.05, 2.0, 1.5],
+        }
+    )
+    h = cd.headline(res)
+    # |ttft| 0.1 0.2 0.3 5 4 -> 0.3; |tpot| 0.1 0.2 0.05 2 1.5 -> 0.2; signed tpot 0.1 -0.2 0.05 2 1.5 -> 0.1
+    assert h["median_abs_ttft_err"] == pytest.approx(0.3) and h["median_abs_tpot_err"] == pytest.approx(0.2)
+    assert h["signed_median"] == {"ttft": pytest.approx(0.2), "tpot": pytest.approx(0.1)}
+    a = h["as_run"]  # rows 0-2: |ttft| 0.1 0.2 0.3 -> 0.2; |tpot| 0.1 0.2 0.05 -> 0.1; signed tpot -> 0.05
+    assert a["rows"] == 3 and a["median_abs_ttft_err"] == pytest.approx(0.2)
+    assert a["median_abs_tpot_err"] == pytest.approx(0.1) and a["signed_median"]["tpot"] == pytest.approx(0.05)
+    assert h["by_deployment"]["unknown"]["n"] == 1 and h["by_deployment"]["agg"]["tpot"] == pytest.approx(0.15)
