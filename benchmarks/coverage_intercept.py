@@ -30,6 +30,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import coverage as cv
+from coverage_recipes import family
 
 WARMUP_FROM = "2026-01-22"  # first measurement date after InferenceX d053ae24e (2026-01-21)
 # Recipe stream interval by (backend, model family, precision, GPU), read at the rows' dates from InferenceX's
@@ -59,14 +60,6 @@ def fit_per_request(res: pd.DataFrame) -> dict[str, float]:
     """Per backend, the median miss (s) of the fit-half rows measured with the client's warm-up."""
     fit = res[res["warmup"] & (res["half"] == "fit")]
     return {str(b): round(float(g["miss_ms"].median()) / 1e3, 4) for b, g in fit.groupby("backend")}
-
-
-def family(model: str) -> str:
-    m = model.lower()
-    for key, fam in (("deepseek", "dsr1"), ("qwen3.5", "qwen3.5"), ("glm-5", "glm5"), ("gpt-oss", "gptoss")):
-        if key in m:
-            return fam
-    return "llama70b" if "llama-3.1-70b" in m else m
 
 
 def stream_interval(row: pd.Series, date: str) -> int:

@@ -45,17 +45,18 @@ LLAMA_TRT_WAIT = {"batch_wait_timeout_iters": 20, "batch_wait_max_tokens_ratio":
 RECV_LOW, RECV_HIGH, RECV_FROM = 10, 30, 16  # SCHEDULER_RECV_INTERVAL: 30 at CONC >= 16, else 10
 
 
+def family(model: str) -> str:
+    """The recipe family of a model path: dsr1 (DeepSeek-R1 and the V3 rows, which InferenceX serves as dsr1),
+    qwen3.5, glm5, gptoss, llama70b, or the lower-cased path when no recipe family applies."""
+    m = model.lower()
+    for key, fam in (("deepseek", "dsr1"), ("qwen3.5", "qwen3.5"), ("glm-5", "glm5"), ("gpt-oss", "gptoss")):
+        if key in m:
+            return fam
+    return "llama70b" if "llama-3.1-70b" in m else m
+
+
 def _family(row: pd.Series) -> str:
-    """The recipe family of the row's model: dsr1 (DeepSeek-R1 and the V3 rows, which InferenceX serves as dsr1),
-    qwen3.5, llama70b, or the model path when no knob below applies."""
-    m = str(row["model_path"])
-    if "DeepSeek-R1" in m or "DeepSeek-V3" in m:
-        return "dsr1"
-    if "Qwen3.5" in m:
-        return "qwen3.5"
-    if "Llama-3.1-70B" in m:
-        return "llama70b"
-    return m
+    return family(str(row["model_path"]))
 
 
 def recv_interval(row: pd.Series, clients: int) -> int:
@@ -86,7 +87,7 @@ SGLANG_CHUNK = {  # (family, precision, gpu) -> --chunked-prefill-size (dsr1 fp8
     ("qwen3.5", "fp4", "b300_sxm"): 32768,
     ("qwen3.5", "fp8", "b300_sxm"): 16384,
     ("qwen3.5", "fp8", "h200_sxm"): 16384,
-    ("zhipuai/GLM-5", "fp8", "b200_sxm"): 32768,
+    ("glm5", "fp8", "b200_sxm"): 32768,
 }
 VLLM_TWICE_ISL_FROM = {  # (model, precision, gpu) -> first measurement date with --max-num-batched-tokens 2 x ISL
     ("MiniMaxAI/MiniMax-M2.5", "fp8", "b200_sxm"): "2026-04-03",
