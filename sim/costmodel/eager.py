@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 def prompt_tokens(prefill: Chunks) -> int:
     """The prompt tokens among an iteration's chunks (a verifier's chunks are not prompt)."""
-    return sum(q for ch in prefill if not isinstance(ch, VerifyChunk) for q in (ch[0],))
+    return sum(ch[0] for ch in prefill if not isinstance(ch, VerifyChunk))
 
 
 def eager_host_s(engine: ServingEngineConfig | None, layers: int, prompt: int, tokens: int, seqs: int) -> float:
