@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import coverage as cov
 import coverage_decompose as cd
 from coverage_intercept import WARMUP_FROM
+from coverage_recipes import measured_date
 
 _ENGINE = cov.serving_engine
 
@@ -45,7 +46,7 @@ def fit() -> dict[str, float]:
     """Per backend: median over fit-half configurations of (1k miss with the term off) / layers, seconds."""
     rows = []
     for a, b in cd.pairs(pd.read_csv(cov.CSV), 4):
-        date = str(pd.Series([a["silicon_data_source"]]).str.extract(r"measured=(\d{4}-\d\d-\d\d)")[0].iloc[0])
+        date = measured_date(a)
         if date < WARMUP_FROM or cov.half(b) != "fit" or cov.expressible(a) is not None:
             continue
         sc = cov.scenario(a, cov._fixed_workload(1, a))

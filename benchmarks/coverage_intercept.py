@@ -30,7 +30,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import coverage as cv
-from coverage_recipes import family
+from coverage_recipes import family, measured_date
 
 WARMUP_FROM = "2026-01-22"  # first measurement date after InferenceX d053ae24e (2026-01-21)
 # Recipe stream interval by (backend, model family, precision, GPU), read at the rows' dates from InferenceX's
@@ -93,7 +93,7 @@ def main() -> None:
     for _, r in d.iterrows():
         if cv.expressible(r) is not None:
             continue
-        date = str(pd.Series([r["silicon_data_source"]]).str.extract(r"measured=(\d{4}-\d\d-\d\d)")[0].iloc[0])
+        date = measured_date(r)
         ttft, _ = cv.simulate(r, sglang_first=True)
         miss = r["silicon_ttft_ms"] - ttft * 1e3
         out.append(

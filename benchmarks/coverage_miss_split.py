@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import coverage as cov
 import coverage_decompose as cd
 from coverage_intercept import WARMUP_FROM
+from coverage_recipes import measured_date
 
 from sim.cluster.pools import pool_specs
 from sim.config.scenario import load_scenario
@@ -55,7 +56,7 @@ def kernels_and_host(b: pd.Series) -> dict[str, Any] | None:
 def table(clients: int) -> pd.DataFrame:
     rows = []
     for a, b in cd.pairs(pd.read_csv(cov.CSV), clients):
-        date = str(pd.Series([a["silicon_data_source"]]).str.extract(r"measured=(\d{4}-\d\d-\d\d)")[0].iloc[0])
+        date = measured_date(a)
         d = cd.decompose(a, b)
         kh = kernels_and_host(b)
         if d is None or kh is None or date < WARMUP_FROM:

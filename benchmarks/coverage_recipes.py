@@ -55,6 +55,12 @@ def family(model: str) -> str:
     return "llama70b" if "llama-3.1-70b" in m else m
 
 
+def measured_date(row: pd.Series) -> str:
+    """The row's `measured=` date (YYYY-MM-DD), or "" (before every date) where its source records none."""
+    m = re.search(r"measured=(\d{4}-\d\d-\d\d)", str(row["silicon_data_source"]))
+    return m.group(1) if m else ""
+
+
 def _family(row: pd.Series) -> str:
     return family(str(row["model_path"]))
 
@@ -107,9 +113,8 @@ def token_budget(row: pd.Series) -> int | None:
             return 8192
         return SGLANG_CHUNK.get((fam, prec, gpu))
     if row["backend"] == "vllm":
-        m = re.search(r"measured=(\d{4}-\d\d-\d\d)", str(row["silicon_data_source"]))
         start = VLLM_TWICE_ISL_FROM.get((str(row["model_path"]), prec, gpu))
-        if m and start and m.group(1) >= start:
+        if start and measured_date(row) >= start:
             return 2 * int(row["isl"])
     return None
 
