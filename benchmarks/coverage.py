@@ -8,11 +8,12 @@ Each row of `../shared/data/ground-truth/aiconfigurator/silicon_sample.csv` (rea
 runs) becomes a scenario: the model by its Hugging Face id, the GPU by its system name, the precision from
 `gemm_quant_mode` / `moe_quant_mode`, the layout from `tp_size`, `attention_dp_size`, `moe_tp_size`,
 `moe_ep_size` (per pool for `disagg` rows; workers and pools from InferenceX's configuration where the row lacks
-them, `coverage_disagg.py`), fixed `isl` / `osl`, and `batch_size` closed-loop clients (disagg: the
-`silicon_concurrency` of the run). The headline errors are over the rows simulated as they ran
-(`coverage_disagg.headline`); the rest are reported beside them. A row is *expressible* when the scenario
-validates and its instances fit in GPU memory. Errors compare servesim's mean TTFT / TPOT with the measured
-means; nothing is fitted to these rows (default roofline, default efficiencies).
+them, `coverage_disagg.py`, with MTP speculative decoding where the configured item ran it), fixed `isl` /
+`osl`, and `batch_size` closed-loop clients (disagg: the `silicon_concurrency` of the run). The headline errors
+are over every simulated row, the rows simulated as they ran beside them (`coverage_disagg.headline`).
+A row is *expressible* when the scenario validates and its instances fit in GPU memory. Errors compare
+servesim's mean TTFT / TPOT with the measured means; nothing is fitted to these rows (default roofline,
+default efficiencies).
 
 Load: how the rows were measured. Most rows come from InferenceX (SemiAnalysis) recipes, whose client is
 vLLM's `benchmark_serving.py` run as `--dataset-name random --random-input-len $ISL --random-output-len $OSL
@@ -153,6 +154,8 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
             if own != sched:
                 pool["scheduler"] = own
         sc["cluster"] = {**pools, "router": {"kind": "round_robin"}}
+        if dep.status == "config" and model.is_moe and (spec := dep.speculative(str(row["model_path"]))):
+            sc["speculative"] = spec  # MTP as the configured item ran it (draft length from its recipe)
     sc["kv_cache"] = {"gpu_memory_utilization": memory_fraction(row["backend"], model, gpu, quant, lay)}
     return sc
 
