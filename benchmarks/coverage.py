@@ -53,6 +53,7 @@ from sim.errors import ServesimError  # noqa: E402
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # (appended: benchmarks/queueing.py must not shadow queueing)
     sys.path.append(str(Path(__file__).resolve().parent))
+import coverage_agg_mtp as agg_mtp  # noqa: E402
 from coverage_disagg import deployment, headline  # noqa: E402
 from coverage_layout import (  # noqa: E402  (the rows' layouts and client counts; re-exported)
     _int,
@@ -141,6 +142,8 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
         if READ_REPLICAS and (k := replicas(row)) > 1:
             sc["cluster"] |= {"instances": k, "router": {"kind": "round_robin"}}
         sc["scheduler"] = rank_budget(sched, str(row["backend"]), sc["cluster"].get("attention_dp", 1))
+        if spec := agg_mtp.speculative(row):  # the InferenceX entry in force ran MTP (coverage_agg_mtp)
+            sc["speculative"] = spec
     else:
         dep = deployment(row)  # workers / pools from InferenceX's configuration where the row lacks them
         pools = {
@@ -317,6 +320,12 @@ def simulate(row: pd.Series, protocol: str = "inferencex", sglang_first: bool = 
     return float(np.mean(df["ttft_s"])), float(np.nanmean(df["tpot_s"]))
 
 
+def group(row: pd.Series) -> str:
+    """The row's deployment group in the tables: agg rows by whether they ran MTP (coverage_agg_mtp.group),
+    disagg rows by how their workers were read (coverage_disagg.Deployment.group)."""
+    return agg_mtp.group(row) if row["mode"] == "agg" else deployment(row).group
+
+
 def _share(df: pd.DataFrame, by: str) -> dict[str, str]:
     g = df.groupby(by)["ok"].agg(["sum", "count"])
     return {str(k): f"{int(r['sum'])}/{int(r['count'])} ({r['sum'] / r['count']:.0%})" for k, r in g.iterrows()}
@@ -341,8 +350,8 @@ def _result(r: pd.Series, ttft: float, tpot: float) -> dict[str, Any]:
         "ttft_err": ttft * 1e3 / r["silicon_ttft_ms"] - 1,
         "tpot_err": tpot * 1e3 / r["silicon_tpot_ms"] - 1,
         "half": half(r),
-        "deployment": "agg" if r["mode"] == "agg" else deployment(r).group,
-        "as_run": r["mode"] == "agg" or deployment(r).as_run,
+        "deployment": group(r),
+        "as_run": group(r) in ("agg", "agg, MTP") or (r["mode"] != "agg" and deployment(r).as_run),
     }
 
 

@@ -29,7 +29,18 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from coverage_disagg import CONFIG_PATH, GPUS, SOURCES, UNTIL, _fact, _git, _table, _write, in_force
+from coverage_disagg import (
+    CONFIG_PATH,
+    GPUS,
+    MTP_ACCEPTANCE,
+    SOURCES,
+    UNTIL,
+    _fact,
+    _git,
+    _table,
+    _write,
+    in_force,
+)
 
 TABLE = Path(__file__).resolve().parent / "ground_truth" / "inferencex_agg.json"
 # entry-name prefix -> the rows' model_path (the entries' `model` field names checkpoints, e.g. -FP8 / -NVFP4)
@@ -94,20 +105,25 @@ def extract(gitdir: str, until: str = UNTIL) -> dict[str, Any]:
     }
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=1)
 def _agg_table(path: Path = TABLE) -> dict[str, Any]:
     return _table(path)
 
 
 def reading(row: pd.Series, table: dict[str, Any] | None = None) -> tuple[str, str]:
     """(`none` | `mtp` | `MTP?` | `unknown`, why): whether an agg export row ran MTP (module doc)."""
+    kind, why, _ = _reading(row, table)
+    return kind, why
+
+
+def _reading(row: pd.Series, table: dict[str, Any] | None = None) -> tuple[str, str, list[dict[str, Any]]]:
     if row["mode"] != "agg":
         raise ValueError(f"row {row['id']}: mode {row['mode']!r}; expected 'agg'")
     src = str(row["silicon_data_source"])
     conc, measured = _fact(row, "silicon_concurrency"), _fact(row, "measured")
     shape = re.search(r"_tp(\d+)_ep(\d+)_", str(row["id"]))
     if not any(s in src for s in SOURCES) or conc is None or measured is None or shape is None:
-        return "unknown", "not an InferenceX 2026 export row with concurrency, date and tp / ep"
+        return "unknown", "not an InferenceX 2026 export row with concurrency, date and tp / ep", []
     t = table if table is not None else _agg_table()
     at = in_force(measured, t)
     key = (str(row["model_path"]), str(row["system"]), str(row["backend"]), str(row["precision"]))
@@ -120,7 +136,7 @@ def reading(row: pd.Series, table: dict[str, Any] | None = None) -> tuple[str, s
         and int(conc) in it["conc"]
     ]  # fmt: skip
     if not hits:
-        return "unknown", f"no single-node item in force on {measured[:10]} matches"
+        return "unknown", f"no single-node item in force on {measured[:10]} matches", []
     specs = {it["spec"] for it in hits}
     image = _fact(row, "image")
     if len(specs) > 1 and image is not None:
@@ -130,8 +146,44 @@ def reading(row: pd.Series, table: dict[str, Any] | None = None) -> tuple[str, s
     commit = t["commits"][at][0][:9]
     names = ", ".join(sorted({f"{it['entry']} ({it['spec']}, {it['image'].rsplit(':', 1)[-1]})" for it in hits}))
     if len(specs) > 1:
-        return "MTP?", f"MTP and non-MTP items match, image {image or 'not recorded'} ({names} @{commit})"
-    return specs.pop(), f"{CONFIG_PATH}@{commit}: {names}"
+        return "MTP?", f"MTP and non-MTP items match, image {image or 'not recorded'} ({names} @{commit})", hits
+    return specs.pop(), f"{CONFIG_PATH}@{commit}: {names}", hits
+
+
+def draft_tokens(row: pd.Series) -> int | None:
+    """Draft tokens per step of an agg row read `mtp`, from the benchmark script its entry runs (the same at every
+    first-parent commit that touched it up to 2026-04-30, b0c4ed21b … 626932a11): TensorRT-LLM
+    `benchmarks[/single_node]/dsr1_{fp4_b200,fp8_b200,fp8_h200}_trt_mtp.sh` set `MTP=3`, `MTP=1` when
+    DP_ATTENTION is true (`speculative_config: {decoding_type: MTP, num_nextn_predict_layers: $MTP}`); SGLang
+    `dsr1_fp8_b200_mtp.sh` runs EAGLE with `SPECULATIVE_NUM_STEPS=2` (e62c6acdf … 626932a11). Other MTP entries
+    (e.g. Qwen3.5's): None."""
+    kind, _, hits = _reading(row)
+    if kind != "mtp" or not all(it["model"] == "deepseek-ai/DeepSeek-R1" for it in hits):
+        return None
+    if {it["backend"] for it in hits} == {"trtllm"} and len({it["dp_attn"] for it in hits}) == 1:
+        return 1 if hits[0]["dp_attn"] else 3
+    if {it["entry"] for it in hits} == {"dsr1-fp8-b200-sglang-mtp"}:
+        return 2
+    return None
+
+
+def group(row: pd.Series) -> str:
+    """coverage.py's group of an agg row: `agg` (no MTP, or not an InferenceX export), `agg, MTP` (ran MTP with a
+    known draft length: simulated with it), `agg, MTP not simulated` (ran MTP; no draft length or no cited
+    acceptance for the model) or `agg, MTP?` (undecidable, simulated without)."""
+    kind = reading(row)[0]
+    if kind == "MTP?":
+        return "agg, MTP?"
+    if kind != "mtp":
+        return "agg"
+    return "agg, MTP" if speculative(row) is not None else "agg, MTP not simulated"
+
+
+def speculative(row: pd.Series) -> dict[str, Any] | None:
+    """The scenario's `speculative` section for an agg row that ran MTP with a known draft length and a cited
+    acceptance (`coverage_disagg.MTP_ACCEPTANCE`), else None."""
+    k, a = draft_tokens(row), MTP_ACCEPTANCE.get(str(row["model_path"]))
+    return None if k is None or a is None else {"kind": "mtp", "num_tokens": k, "acceptance": a}
 
 
 def count(df: pd.DataFrame) -> dict[str, Any]:
