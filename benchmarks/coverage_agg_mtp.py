@@ -3,11 +3,11 @@
 InferenceX's `.github/configs/nvidia-master.yaml` holds single-node (`multinode: false`) entries in pairs such as
 `dsr1-fp8-b200-trt` and `dsr1-fp8-b200-trt-mtp`, whose search-space items name `spec-decoding: mtp`. The agg rows
 of the `2026-03-25.csv` / `2026-04-06.csv` exports say neither the entry nor the item; they carry the model, GPU,
-precision, framework, isl / osl, tp / ep (in the id, `…_tp8_ep1_…`), the concurrency, the `measured=` time and,
-for most, the container `image=`. A row is matched, like `coverage_disagg`, to the items in force when it was
-measured (same rule: `coverage_disagg.in_force`) with the same model, GPU, precision, framework, isl / osl, tp,
-ep and the concurrency in the item's `conc-start … conc-end` doublings; then by image where the row has one
-(the MTP and non-MTP entries often pin different images). The reading:
+precision, framework, isl / osl, tp / ep (in the id, `…_tp8_ep1_…` or `…_tp8_0_ep1_0_…`), the concurrency, the
+`measured=` time and, for most, the container `image=`. A row is matched, like `coverage_disagg`, to the items in
+force when it was measured (same rule: `coverage_disagg.in_force`) with the same model, GPU, precision,
+framework, isl / osl, tp, ep and the concurrency in the item's `conc-start … conc-end` doublings; then by image
+where the row has one (the MTP and non-MTP entries often pin different images). The reading:
 
 - `none` / `mtp`: every matching item agrees;
 - `MTP?`: MTP and non-MTP items both match and the image does not tell them apart (undecidable);
@@ -121,7 +121,7 @@ def _reading(row: pd.Series, table: dict[str, Any] | None = None) -> tuple[str, 
         raise ValueError(f"row {row['id']}: mode {row['mode']!r}; expected 'agg'")
     src = str(row["silicon_data_source"])
     conc, measured = _fact(row, "silicon_concurrency"), _fact(row, "measured")
-    shape = re.search(r"_tp(\d+)_ep(\d+)_", str(row["id"]))
+    shape = re.search(r"_tp(\d+)(?:_0)?_ep(\d+)(?:_0)?_", str(row["id"]))  # `_tp8_ep1_` or `_tp8_0_ep1_0_` (2026-03-25)
     if not any(s in src for s in SOURCES) or conc is None or measured is None or shape is None:
         return "unknown", "not an InferenceX 2026 export row with concurrency, date and tp / ep", []
     t = table if table is not None else _agg_table()
