@@ -13,8 +13,8 @@ implementations are modelled, chosen per message the way vLLM's `CudaCommunicato
 
 `bw` is the per-GPU link bandwidth (`intra_node_bw × link_efficiency`). Between PCIe GPUs (no NVLink) the
 collectives reach only `PCIE_ALLREDUCE_SHARE` of it; NCCL at its default settings also stops at a bus bandwidth
-set by the box's PCIe topology (`GPUSpec.pcie_topology`: GPUs on the CPU's root ports or behind PCIe switches,
-`PCIE_NCCL_DEFAULT_BUSBW`) whatever the PCIe generation. The custom all-reduce needs peer-to-peer access: where
+set by the box's PCIe topology (`cluster.pcie_topology`, else `GPUSpec.pcie_topology`: GPUs on the CPU's root
+ports or behind PCIe switches, `PCIE_NCCL_DEFAULT_BUSBW`) whatever the PCIe generation. The custom all-reduce needs peer-to-peer access: where
 the GPU does not expose it (`GPUSpec.pcie_p2p` false, e.g. GeForce cards on NVIDIA's stock driver) vLLM disables it
 at start-up and every all-reduce goes to NCCL, which then stages through host memory (SHM transport:
 `SHM_HOP_EXTRA_S` more latency per ring hop).
