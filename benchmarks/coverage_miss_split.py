@@ -38,7 +38,6 @@ from sim.config.scenario import load_scenario
 from sim.costmodel.engine import preset
 from sim.errors import ServesimError
 
-
 NO_EAGER = {"eager_host_per_layer_s": 0.0, "eager_host_per_moe_layer_s": 0.0}  # both host terms off
 
 
