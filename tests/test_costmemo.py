@@ -217,6 +217,50 @@ def test_chunk_run_pricing_takes_the_fast_path() -> None:
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
+@settings(max_examples=30, deadline=None)
+@given(
+    q=st.integers(2, 1024),
+    c0=st.integers(0, 8192),
+    n=st.integers(0, 200),
+    per_seq_ctx=st.integers(1, 4000),
+    k=st.integers(2, 30),
+    cut=st.integers(1, 1023),
+    shift=st.integers(1, 5000),
+    t=st.floats(0.0, 1e4),
+)
+def test_primed_chunk_runs_price_from_rows(
+    name: str, q: int, c0: int, n: int, per_seq_ctx: int, k: int, cut: int, shift: int, t: float
+) -> None:
+    """A run whose full-chunk and remainder shapes were priced before (a later prompt of the same batch size) is
+    priced from their rows alone, step 0 and the remainder included, and still gives stepping's floats."""
+    cost = VARIANTS[name]
+    memo = memoised(cost)
+    if not isinstance(memo, MemoCost):
+        return
+    last = 1 + cut % q  # the prompt's shorter remainder (or a full chunk when it equals q)
+    ctx = n * per_seq_ctx
+    memo.chunk_steps(t, q, c0, n, ctx, k, last)  # primes the rows of both shapes
+    calls: list[tuple[Any, ...]] = []
+    real = memo.iteration
+
+    def counted(*a: Any) -> float:
+        calls.append(a)
+        return real(*a)
+
+    memo.iteration = counted  # type: ignore[method-assign,assignment]  # count the calls on this instance
+    c1, ctx1 = c0 + shift, ctx + n * shift  # other cached prefixes and contexts: new prefill attention terms
+    times, durations = memo.chunk_steps(t, q, c1, n, ctx1, k, last)
+    clock = t
+    for j in range(k):
+        dt = cost.iteration([(q if j < k - 1 else last, c1 + q * j)], n, ctx1 + n * j)
+        clock = clock + dt
+        assert durations[j].hex() == dt.hex() and times[j].hex() == clock.hex()
+    rows = SEQUENTIAL_SUM and memo._decode_linear and not memo.diverged
+    assert (not calls) == bool(rows and (q + n, n, 1) in memo._rows and (last + n, n, 1) in memo._rows)
+    assert not memo.diverged
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
 def test_memoised_decode_coeffs_match(name: str) -> None:
     cost = VARIANTS[name]
     memo = memoised(cost)

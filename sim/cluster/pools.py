@@ -127,7 +127,7 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
         return [spec]
     specs = []
     for role, pool in (("prefill", c.prefill), ("decode", c.decode)):
-        gpu = _gpu(pool.hardware, sc.gpu_spec)
+        gpu = c.in_box(_gpu(pool.hardware, sc.gpu_spec))  # the box wiring holds for every pool
         pool_model = deployed(model, pool.layout, sc.quantization)
         sched = pool.scheduler or sc.scheduler
         util = kv.gpu_memory_utilization

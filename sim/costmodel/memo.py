@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from sim.core.speculative import VerifyChunk
-from sim.costmodel.eager import eager_host_s, engine_terms
+from sim.costmodel.eager import eager_host_s, engine_terms, moe_layers
 from sim.costmodel.models import Chunks, CostModel, RooflineCost
 
 # (Σ dense, overhead, LM head, engine CPU, launch ceiling or None, decode attention floor, async scheduling,
@@ -164,7 +164,7 @@ class MemoCost:
             cpu, hidden = e.cpu_s(chunks + n_decode), e.async_scheduling  # `ServingEngineConfig.host_s`
             if e.launch_per_layer_s and not e.graph_captured(tokens, False):
                 lim = cost.L * e.launch_per_layer_s
-        eager = eager_host_s(e, cost.L, tokens - n_decode, tokens, chunks + n_decode)
+        eager = eager_host_s(e, cost.L, tokens - n_decode, tokens, chunks + n_decode, moe_layers(cost))
         floor = cost._attn_floor if n_decode else 0.0
         return (sum(dense), dense[self._overhead_at], lm, cpu, None if eager else lim, floor, hidden, eager)
 
@@ -238,31 +238,32 @@ class MemoCost:
         """End times and durations of k chunk-run steps from `t`: step j prefills (q, c0 + q·j) — the last one
         `last` tokens — beside n decodes of context sum ctx + n·j; each `iteration(...)` of stepping, exactly.
 
-        Within a run the dense operators, LM head and engine terms see the same token and sequence counts: step 0
-        prices the pair through `iteration` (which keeps its row, `_row`), the steps after it from that row."""
-        iteration = self.iteration
-        dt0 = iteration([(q if k > 1 else last, c0)], n, ctx)
-        t = t + dt0
-        times, durations = [t], [dt0]
-        row = self._rows.get((q + n, n, 1)) if k > 1 and not self.diverged and self._decode_linear else None
+        Within a run the dense operators, LM head and engine terms see the same token and sequence counts, so every
+        step is priced from the shape's row (`_row`), as `iteration`'s row path prices it; a shape without a row yet
+        prices step 0 through `iteration`, which makes it (or prices in full, when the shape's sum does not split)."""
+        rows = self._rows if self._decode_linear and not self.diverged else None
+        row = rows.get((q + n, n, 1)) if rows is not None and k > 1 else None
+        times: list[float] = []
+        durations: list[float] = []
+        if row is None:  # step 0 through `iteration`, which makes the row (`_row`, `_derive_row`)
+            dt0 = self.iteration([(q if k > 1 else last, c0)], n, ctx)
+            t = t + dt0
+            times.append(t)
+            durations.append(dt0)
+            row = self._rows.get((q + n, n, 1)) if k > 1 and not self.diverged and self._decode_linear else None
         if row is not None:  # `_row_sum` inlined (the same operations): this loop prices most chunked steps
-            head, over, lm, cpu, lim, floor, hidden, eager = row
-            pre_get, attn_new, coef = self._prefill.get, self._attn_new, self.cost._attn_coef
-            add_time, add_dt = times.append, durations.append
-            for j in range(1, k if last == q else k - 1):
-                c = c0 + q * j
-                p = pre_get((q, c))
+            t = _row_steps(self, row, times, durations, t, q, c0, n, ctx, k if last == q else k - 1)
+            tail = rows.get((last + n, n, 1)) if last != q and rows is not None and not self.diverged else None
+            if tail is not None:  # the shorter last chunk's shape was priced before: `iteration`'s row path
+                c = c0 + q * (k - 1)
+                p = self._prefill.get((last, c))
                 if p is None:
-                    p = attn_new(q, c)
-                s = head + p + (coef * float(ctx + n * j) + floor) + lm
-                kernels = s - over
-                dt = s + (max(0.0, cpu - kernels) if hidden else cpu)
-                dt = dt + (0.0 if lim is None else max(0.0, lim - kernels)) + eager
-                t = t + dt
-                add_time(t)
-                add_dt(dt)
+                    p = self._attn_new(last, c)
+                dt = _row_sum(tail, p, self.cost._attn_coef * float(ctx + n * (k - 1)))
+                times.append(t + dt)
+                durations.append(dt)
         for i in range(len(times), k):  # no row (or the shorter last chunk): as stepping prices it
-            dt = iteration([(q if i < k - 1 else last, c0 + q * i)], n, ctx + n * i)
+            dt = self.iteration([(q if i < k - 1 else last, c0 + q * i)], n, ctx + n * i)
             t = t + dt
             times.append(t)
             durations.append(dt)
@@ -278,6 +279,42 @@ class MemoCost:
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+def _row_steps(
+    memo: MemoCost,
+    row: Row,
+    times: list[float],
+    durations: list[float],
+    t: float,
+    q: int,
+    c0: int,
+    n: int,
+    ctx: int,
+    stop: int,
+) -> float:
+    """Append steps `len(times)`..`stop - 1` of a chunk run priced from `row`: step j
+    prefills (q, c0 + q·j) beside n decodes of context sum ctx + n·j; `_row_sum`'s operations, inlined. Returns the
+    last end time."""
+    head, over, lm, cpu, lim, floor, hidden, eager = row
+    pre = memo._prefill
+    pre_get, attn, coef = pre.get, memo.cost._prefill_attn, memo.cost._attn_coef
+    add_time, add_dt = times.append, durations.append
+    for j in range(len(times), stop):
+        c = c0 + q * j
+        p = pre_get((q, c))
+        if p is None:  # `MemoCost._attn_new`, inlined
+            p = attn(q, c)
+            if len(pre) < _MAX_ENTRIES:
+                pre[(q, c)] = p
+        s = head + p + (coef * float(ctx + n * j) + floor) + lm
+        kernels = s - over
+        dt = s + (max(0.0, cpu - kernels) if hidden else cpu)
+        dt = dt + (0.0 if lim is None else max(0.0, lim - kernels)) + eager
+        t = t + dt
+        add_time(t)
+        add_dt(dt)
+    return t
 
 
 def _row_sum(row: Row, p: float, attn: float) -> float:
