@@ -8,11 +8,12 @@ Each row of `../shared/data/ground-truth/aiconfigurator/silicon_sample.csv` (rea
 runs) becomes a scenario: the model by its Hugging Face id, the GPU by its system name, the precision from
 `gemm_quant_mode` / `moe_quant_mode`, the layout from `tp_size`, `attention_dp_size`, `moe_tp_size`,
 `moe_ep_size` (per pool for `disagg` rows; workers and pools from InferenceX's configuration where the row lacks
-them, `coverage_disagg.py`), fixed `isl` / `osl`, and `batch_size` closed-loop clients (disagg: the
-`silicon_concurrency` of the run). The headline errors are over the rows simulated as they ran
-(`coverage_disagg.headline`); the rest are reported beside them. A row is *expressible* when the scenario
-validates and its instances fit in GPU memory. Errors compare servesim's mean TTFT / TPOT with the measured
-means; nothing is fitted to these rows (default roofline, default efficiencies).
+them, `coverage_disagg.py`, with MTP speculative decoding where the configured item ran it), fixed `isl` /
+`osl`, and `batch_size` closed-loop clients (disagg: the `silicon_concurrency` of the run). The headline errors
+are over every simulated row, the rows simulated as they ran beside them (`coverage_disagg.headline`).
+A row is *expressible* when the scenario validates and its instances fit in GPU memory. Errors compare
+servesim's mean TTFT / TPOT with the measured means; nothing is fitted to these rows (default roofline,
+default efficiencies).
 
 Load: how the rows were measured. Most rows come from InferenceX (SemiAnalysis) recipes, whose client is
 vLLM's `benchmark_serving.py` run as `--dataset-name random --random-input-len $ISL --random-output-len $OSL
@@ -52,6 +53,7 @@ from sim.errors import ServesimError  # noqa: E402
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # (appended: benchmarks/queueing.py must not shadow queueing)
     sys.path.append(str(Path(__file__).resolve().parent))
+import coverage_agg_mtp as agg_mtp  # noqa: E402
 from coverage_disagg import deployment, headline  # noqa: E402
 from coverage_layout import (  # noqa: E402  (the rows' layouts and client counts; re-exported)
     _int,
@@ -140,6 +142,8 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
         if READ_REPLICAS and (k := replicas(row)) > 1:
             sc["cluster"] |= {"instances": k, "router": {"kind": "round_robin"}}
         sc["scheduler"] = rank_budget(sched, str(row["backend"]), sc["cluster"].get("attention_dp", 1))
+        if spec := agg_mtp.speculative(row):  # the InferenceX entry in force ran MTP (coverage_agg_mtp)
+            sc["speculative"] = spec
     else:
         dep = deployment(row)  # workers / pools from InferenceX's configuration where the row lacks them
         pools = {
@@ -153,6 +157,8 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
             if own != sched:
                 pool["scheduler"] = own
         sc["cluster"] = {**pools, "router": {"kind": "round_robin"}}
+        if dep.status == "config" and model.is_moe and (spec := dep.speculative(str(row["model_path"]))):
+            sc["speculative"] = spec  # MTP as the configured item ran it (draft length from its recipe)
     sc["kv_cache"] = {"gpu_memory_utilization": memory_fraction(row["backend"], model, gpu, quant, lay)}
     return sc
 
@@ -314,6 +320,12 @@ def simulate(row: pd.Series, protocol: str = "inferencex", sglang_first: bool = 
     return float(np.mean(df["ttft_s"])), float(np.nanmean(df["tpot_s"]))
 
 
+def group(row: pd.Series) -> str:
+    """The row's deployment group in the tables: agg rows by whether they ran MTP (coverage_agg_mtp.group),
+    disagg rows by how their workers were read (coverage_disagg.Deployment.group)."""
+    return agg_mtp.group(row) if row["mode"] == "agg" else deployment(row).group
+
+
 def _share(df: pd.DataFrame, by: str) -> dict[str, str]:
     g = df.groupby(by)["ok"].agg(["sum", "count"])
     return {str(k): f"{int(r['sum'])}/{int(r['count'])} ({r['sum'] / r['count']:.0%})" for k, r in g.iterrows()}
@@ -338,8 +350,8 @@ def _result(r: pd.Series, ttft: float, tpot: float) -> dict[str, Any]:
         "ttft_err": ttft * 1e3 / r["silicon_ttft_ms"] - 1,
         "tpot_err": tpot * 1e3 / r["silicon_tpot_ms"] - 1,
         "half": half(r),
-        "deployment": "agg" if r["mode"] == "agg" else deployment(r).group,
-        "as_run": r["mode"] == "agg" or deployment(r).as_run,
+        "deployment": group(r),
+        "as_run": group(r) in ("agg", "agg, MTP") or (r["mode"] != "agg" and deployment(r).as_run),
     }
 
 

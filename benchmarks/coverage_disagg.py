@@ -15,7 +15,9 @@ precision, framework (dynamo-trt = trtllm, dynamo-sglang = sglang), isl / osl, p
 the row's concurrency in `conc-list`. When every matching item gives the same workers and pools, the deployment
 is known (cited as entry@commit); when none matches, or matching items disagree (an MTP and a non-MTP item at the
 same concurrency with different worker counts, which the row cannot tell apart), it is unknown and says why.
-No measured TTFT / TPOT is used to choose. The table (`ground_truth/inferencex_disagg.json`) is extracted from a
+No measured TTFT / TPOT is used to choose. An item that runs MTP (`spec-decoding: mtp`, all DeepSeek-R1) is
+simulated with it when its recipe names the draft length (`draft_tokens`), at DeepSeek-V3's published acceptance
+(`MTP_ACCEPTANCE`). The table (`ground_truth/inferencex_disagg.json`) is extracted from a
 local mirror by `python benchmarks/coverage_disagg.py --extract <InferenceX git dir>`.
 """
 
@@ -54,6 +56,28 @@ GPUS = {
 }
 FRAMEWORKS = {"dynamo-trt": "trtllm", "dynamo-sglang": "sglang"}
 SOURCES = ("source_file=2026-03-25.csv", "source_file=2026-04-06.csv")  # the exports without worker counts
+# MTP draft length of the dynamo-sglang items, whose CONFIG_FILE names no length: the recipe's decode
+# `speculative-num-steps` (SGLang's EAGLE worker drafts that many tokens a step, topk 1, and verifies
+# `speculative-num-draft-tokens` = steps + 1). InferenceX's launch scripts clone ishandhanani/srt-slurm at branch
+# `sa-submission-q1-2026` (runners/launch_{b200-dgxc-slurm,b300-nv,gb200-nv,gb300-nv}.sh @68bf34d2c); that
+# repository is not mirrored here, these are the same paths in its fork qiching/srt-slurm@5063eb432640 (all six:
+# EAGLE, num-steps 2, eagle-topk 1, num-draft-tokens 3). The single-file recipes (`b200-fp{4,8}/1k1k.yaml:
+# zip_override_mtp_*`, `b200-fp8/8k1k_mtp_*.yaml`) say the same in ishandhanani/srt-slurm@3b691296 / @16ce9a9a.
+SRT_RECIPE_MTP = {
+    "recipes/b200-fp4/1k1k/mtp/max-tpt-dep4-1p-dep8-1d.yaml": 2,
+    "recipes/b200-fp8/1k1k/mtp/low-latency-tep8-1p3d.yaml": 2,
+    "recipes/h100/1k1k/mtp/h100-fp8-1p2d-max-tp-mtp.yaml": 2,
+    "recipes/h100/8k1k/mtp/h100-fp8-1p1d-max-tp-mtp.yaml": 2,
+    "recipes/h200/8k1k/bs128-1p1d-dep-mtp.yaml": 2,
+    "recipes/h200/8k1k/bs8-1p6d-mtp.yaml": 2,
+}
+# Acceptance of DeepSeek-V3's MTP module, the one DeepSeek-R1 ships (R1 is trained from DeepSeek-V3-Base and keeps
+# its architecture, `num_nextn_predict_layers: 1`): "the acceptance rate of the second token prediction ranges
+# between 85% and 90% across various generation topics" (DeepSeek-V3 technical report, arXiv 2412.19437, §5.4.3);
+# 0.875 is the middle of that range. Deeper draft positions (k > 1 reuses the one module on its own output) have
+# no published rate: ASSUMED the same conditional rate at each position (geometric). The rows' prompts are random
+# tokens with --ignore-eos, not the report's text (COVERAGE.md, "MTP where the deployment ran it").
+MTP_ACCEPTANCE = {"deepseek-ai/DeepSeek-R1": 0.875}
 
 
 @dataclass(frozen=True)
@@ -66,20 +90,32 @@ class Deployment:
     spec: str | None = None
     cite: str = ""
     why: str = ""
+    mtp: int | None = None  # draft tokens per step when the item runs MTP and its recipe names one length
 
     @property
     def group(self) -> str:
         """The row's group in coverage.py's tables: `recorded`, `config` (no MTP), `config, MTP` (the item runs
-        MTP speculative decoding, which coverage.py does not simulate: no acceptance rate is recorded),
+        MTP speculative decoding with a draft length its recipe names: simulated with it, `speculative`),
+        `config, MTP, k?` (the item runs MTP, its recipe names no draft length: simulated without),
         `config, MTP?` (an MTP and a non-MTP item of the same shape both match) or `unknown`."""
         if self.status != "config" or self.spec == "none":
             return self.status
-        return "config, MTP" if self.spec == "mtp" else "config, MTP?"
+        if self.spec == "mtp":
+            return "config, MTP" if self.mtp is not None else "config, MTP, k?"
+        return "config, MTP?"
 
     @property
     def as_run(self) -> bool:
-        """Simulated as it ran: workers known and no speculative decoding left out (the headline's rows)."""
-        return self.group in ("recorded", "config")
+        """Simulated as it ran: workers known, and MTP simulated where the item ran it (with the assumed
+        acceptance, `MTP_ACCEPTANCE`); rows with MTP left out or undecidable are not."""
+        return self.group in ("recorded", "config", "config, MTP")
+
+    def speculative(self, model: str) -> dict[str, Any] | None:
+        """The scenario's `speculative` section for a row that ran MTP with a known draft length and a model whose
+        MTP acceptance has a source (`MTP_ACCEPTANCE`); None otherwise (simulated without MTP)."""
+        if self.group != "config, MTP" or model not in MTP_ACCEPTANCE:
+            return None
+        return {"kind": "mtp", "num_tokens": self.mtp, "acceptance": MTP_ACCEPTANCE[model]}
 
 
 def pool_layout(workers: int, tp: int, ep: int, dp_attn: bool) -> dict[str, int]:
@@ -143,6 +179,21 @@ def _placeholder(item: dict[str, Any]) -> bool:
     )
 
 
+def draft_tokens(item: dict[str, Any]) -> int | None:
+    """MTP draft tokens per step of an MTP item, from its recipe: TensorRT-LLM recipe names end in `_mtp<k>`
+    (`ctx1_gen5_tep8_batch32_eplb0_mtp3.yaml`) or set `DECODE_MTP_SIZE=<k>` (the early GB200 items); SGLang
+    recipes from `SRT_RECIPE_MTP`. None when the recipe names none (e.g. `…_eplb0_mtp.yaml`) or the item has no
+    MTP."""
+    if item["spec"] != "mtp":
+        return None
+    found = set()
+    for x in item["settings"]:
+        found |= {int(k) for k in re.findall(r"_mtp(\d+)(?=[_.])", x) + re.findall(r"^DECODE_MTP_SIZE=(\d+)$", x)}
+        if x.startswith("CONFIG_FILE=") and x[len("CONFIG_FILE=") :] in SRT_RECIPE_MTP:
+            found.add(SRT_RECIPE_MTP[x[len("CONFIG_FILE=") :]])
+    return found.pop() if len(found) == 1 else None
+
+
 def deployment(row: pd.Series, table: dict[str, Any] | None = None) -> Deployment:
     """The deployment a disagg row ran (see module doc). Raises ValueError for a row that is not disagg."""
     if row["mode"] != "disagg":
@@ -168,11 +219,14 @@ def deployment(row: pd.Series, table: dict[str, Any] | None = None) -> Deploymen
     if len(shapes) > 1:
         return Deployment("unknown", why=f"{len(shapes)} deployments match ({names} @{commit})")
     (pre, dec), specs = next(iter(shapes)), {it["spec"] for it in hits}
+    spec = specs.pop() if len(specs) == 1 else None
+    ks = {draft_tokens(it) for it in hits} if spec == "mtp" else set()
     return Deployment(
         "config",
         pools={"prefill": pool_layout(*pre), "decode": pool_layout(*dec)},
-        spec=specs.pop() if len(specs) == 1 else None,
+        spec=spec,
         cite=f"{CONFIG_PATH}@{commit}: {names}",
+        mtp=ks.pop() if len(ks) == 1 else None,
     )
 
 
@@ -184,7 +238,9 @@ def reading(row: pd.Series) -> str:
     if d.status == "unknown":
         return f"workers unknown, simulated as 1 prefill + 1 decode: {d.why}"
     p, q = d.pools["prefill"], d.pools["decode"]
-    spec = {None: "MTP unknown", "none": "no MTP", "mtp": "MTP, not simulated"}.get(d.spec, d.spec)
+    spec = {None: "MTP unknown", "none": "no MTP", "mtp": f"MTP, {d.mtp} draft tokens" if d.mtp else "MTP, k unknown"}[
+        d.spec
+    ]
     return f"{p['instances']} prefill + {q['instances']} decode workers ({spec}), {d.cite}"
 
 
@@ -192,8 +248,9 @@ def headline(res: pd.DataFrame) -> dict[str, Any]:
     """coverage.py's error summary of simulated rows (columns `deployment`, `as_run`, `ttft_err`, `tpot_err`): the
     headline medians over every simulated (expressible) row, the row set the >= 90 % share counts and issue 13 sets
     its targets on; beside it, `as_run`: only the rows simulated as they ran (agg rows, disagg rows with recorded
-    workers or configured workers without MTP), leaving out those with unknown workers (simulated as 1 prefill +
-    1 decode worker) or MTP left out; and each group alone."""
+    workers or configured workers, with MTP where the item ran it and names its draft length), leaving out those
+    with unknown workers (simulated as 1 prefill + 1 decode worker) or MTP left out or undecidable; and each
+    group alone."""
 
     def stats(x: pd.DataFrame) -> dict[str, Any]:
         t, p = x["ttft_err"], x["tpot_err"]

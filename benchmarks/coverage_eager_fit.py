@@ -36,7 +36,7 @@ def _with(values: dict[str, float]) -> Any:
     def engine(row: pd.Series, protocol: str = "inferencex", sglang_first: bool = True) -> dict[str, Any]:
         out = _ENGINE(row, protocol, sglang_first)
         if out and (v := values.get(str(row["backend"]))) is not None:
-            out["eager_host_per_layer_s"] = v
+            out |= {"eager_host_per_layer_s": v, "eager_host_per_moe_layer_s": 0.0}
         return out
 
     return engine
@@ -51,6 +51,7 @@ def fit() -> dict[str, float]:
             continue
         sc = cov.scenario(a, cov._fixed_workload(1, a))
         sc["serving_engine"] = {"kind": cov.ENGINES[str(a["backend"])], "eager_host_per_layer_s": 0.0}
+        sc["serving_engine"]["eager_host_per_moe_layer_s"] = 0.0
         cost = cd.pool_specs(cd.load_scenario(sc))[0].cost
         sim = cost.iteration([(cd.SHORT, 0)], 0, 0) + cost.engine.frontend_s
         rows.append({"backend": a["backend"], "per_layer": (a["silicon_ttft_ms"] / 1e3 - sim) / cost.L})

@@ -31,12 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import coverage as cov
 import coverage_decompose as cd
 from coverage_intercept import WARMUP_FROM
-from coverage_recipes import measured_date
+from coverage_recipes import measured_date, recipe_terms
 
 from sim.cluster.pools import pool_specs
 from sim.config.scenario import load_scenario
 from sim.costmodel.engine import preset
 from sim.errors import ServesimError
+
+NO_EAGER = {"eager_host_per_layer_s": 0.0, "eager_host_per_moe_layer_s": 0.0}  # both host terms off
 
 
 def kernels_and_host(b: pd.Series) -> dict[str, Any] | None:
@@ -44,13 +46,17 @@ def kernels_and_host(b: pd.Series) -> dict[str, Any] | None:
     kind = cov.ENGINES[str(b["backend"])]
     try:
         sc = cov.scenario(b, cov._fixed_workload(1, b))
-        sc["serving_engine"] = {"kind": kind, "eager_host_per_layer_s": 0.0, "launch_per_layer_s": 0.0}
+        sc["serving_engine"] = {"kind": kind, "launch_per_layer_s": 0.0} | NO_EAGER
         cost = pool_specs(load_scenario(sc))[0].cost
     except ServesimError:
         return None
     k1, k8 = cost.iteration([(cd.SHORT, 0)], 0, 0), cost.iteration([(cd.LONG, 0)], 0, 0)
     layers = int(getattr(cost, "L", 0))  # the physical models' decoder layers
-    return {"k1_ms": k1 * 1e3, "k8_ms": k8 * 1e3, "host_ms": layers * preset(kind).eager_host_per_layer_s * 1e3}
+    eng = preset(kind, **recipe_terms(b, 4)[0])  # the recipe's capture size (vLLM) decides which steps are eager
+    moe = int(cost.model.num_moe_layers) if hasattr(cost, "model") else 0
+    host = (layers * eng.eager_host_per_layer_s + moe * eng.eager_host_per_moe_layer_s) * 1e3
+    h1, h8 = (0.0 if eng.graph_captured(n, False) else host for n in (cd.SHORT, cd.LONG))
+    return {"k1_ms": k1 * 1e3, "k8_ms": k8 * 1e3, "host_ms": host, "h1_ms": h1, "h8_ms": h8, "layers": layers}
 
 
 def table(clients: int) -> pd.DataFrame:
@@ -73,11 +79,11 @@ def rules(t: pd.DataFrame) -> pd.DataFrame:
     """Median |error| of one prefill step under each rule, per backend and half (both lengths pooled)."""
     out = []
     for n in ("1k", "8k"):
-        k, m = t[f"k{n[0]}_ms"], t[f"ttft_{n}_ms"]
+        k, m, h = t[f"k{n[0]}_ms"], t[f"ttft_{n}_ms"], t[f"h{n[0]}_ms"]
         out.append(
             t.assign(
-                series=((k + t["host_ms"]) / m - 1).abs() * 100,
-                overlap=(pd.concat([k, t["host_ms"]], axis=1).max(axis=1) / m - 1).abs() * 100,
+                series=((k + h) / m - 1).abs() * 100,
+                overlap=(pd.concat([k, h], axis=1).max(axis=1) / m - 1).abs() * 100,
             )
         )
     u = pd.concat(out)

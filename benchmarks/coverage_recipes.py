@@ -25,6 +25,12 @@ commit it was read from. Nothing here is fitted: a knob applies where the recipe
   `minimaxm2.5_fp8_b200.sh` from bddbf4031 (rows measured from 2026-04-03), `minimaxm2.5_fp4_b200.sh`
   (49db20088, 2026-04-08), `minimaxm2.5_{fp4,fp8}_b300.sh` (dd9c285b3, 2026-04-17), `kimik2.5_fp4_b200.sh` from
   f34a83b25 (2026-04-20); earlier and elsewhere vLLM's default stays.
+- **vLLM's CUDA-graph capture size** (`serving_engine.cuda_graph_max_batch`, the largest step that replays piecewise
+  graphs): the same five recipe versions add `--max-cudagraph-capture-size 2048` (bddbf4031 2026-04-03
+  `minimaxm2.5_fp8_b200.sh`, 79bd988e9 2026-04-08 `minimaxm2.5_fp4_b200.sh`, 22d0f12f7 / 340d7854c 2026-04-17
+  `minimaxm2.5_{fp4,fp8}_b300.sh`, 6c3acebfa 2026-04-20 `kimik2.5_fp4_b200.sh`), so their 1k prompts replay graphs
+  and their 8k prompts do not; elsewhere vLLM's default (at most 512) stays and every 1k prompt step is uncaptured
+  (it pays `eager_host_per_moe_layer_s`, COVERAGE.md "TTFT: host time of uncaptured steps").
 
 Found by testing hypotheses against the rows before modelling (COVERAGE.md, "Where the TTFT error comes from"):
 the Llama-3.1-70B TensorRT-LLM rows carry ~20 decode iterations of unexplained TTFT exactly on 1k/1k at TP < 8
@@ -95,6 +101,7 @@ SGLANG_CHUNK = {  # (family, precision, gpu) -> --chunked-prefill-size (dsr1 fp8
     ("qwen3.5", "fp8", "h200_sxm"): 16384,
     ("glm5", "fp8", "b200_sxm"): 32768,
 }
+VLLM_CAPTURE = 2048  # --max-cudagraph-capture-size of the recipe versions in VLLM_TWICE_ISL_FROM (module doc)
 VLLM_TWICE_ISL_FROM = {  # (model, precision, gpu) -> first measurement date with --max-num-batched-tokens 2 x ISL
     ("MiniMaxAI/MiniMax-M2.5", "fp8", "b200_sxm"): "2026-04-03",
     ("MiniMaxAI/MiniMax-M2.5", "fp4", "b200_sxm"): "2026-04-08",
@@ -127,6 +134,8 @@ def recipe_terms(row: pd.Series, clients: int) -> tuple[dict[str, Any], dict[str
         engine["scheduler_recv_interval"] = k
     if (budget := token_budget(row)) is not None:
         sched["token_budget"] = budget
+    if row["backend"] == "vllm" and token_budget(row) is not None:
+        engine["cuda_graph_max_batch"] = VLLM_CAPTURE  # set by the same recipe versions as the 2 x ISL budget
     if _family(row) == "llama70b" and row["backend"] == "trtllm":
         sched["token_budget"] = LLAMA_TRT_TOKENS
         if row["isl"] == row["osl"] == 1024 and recorded_layout(row)[0] < 8:

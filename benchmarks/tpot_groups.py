@@ -23,7 +23,6 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import coverage as cov
-import coverage_disagg as cd
 
 BANDS = [0, 8, 64, 256, 10**6]
 BAND_NAMES = ["<=8", "9-64", "65-256", ">256"]
@@ -70,7 +69,7 @@ def run(sample: pd.DataFrame, waves: int) -> pd.DataFrame:
                 "gpu": r["system"],
                 "mode": r["mode"],
                 "source": cov.source(r),
-                "deployment": "agg" if r["mode"] == "agg" else cd.deployment(r).group,
+                "deployment": cov.group(r),
                 "clients": cov.concurrency(r),
                 "isl": int(r["isl"]),
                 "osl": int(r["osl"]),

@@ -62,11 +62,11 @@ def mean_errors(cmp: dict[str, Any]) -> dict[str, float]:
 
 
 def on_topology(sc: Scenario, topology: str | None) -> Scenario:
-    """The scenario with its GPUs in a box of this PCIe topology (`GPUSpec.pcie_topology`); None: as it is. The
+    """The scenario with its GPUs in a box of this PCIe topology (`cluster.pcie_topology`); None: as it is. The
     LLMServingSim runs do not record their box's wiring, so `--pcie-topology` shows what each reading gives."""
     if topology is None:
         return sc
-    return sc.model_copy(update={"hardware": sc.gpu_spec.model_copy(update={"pcie_topology": topology})})
+    return sc.model_copy(update={"cluster": sc.cluster.model_copy(update={"pcie_topology": topology})})
 
 
 def llmservingsim(max_evals: int, out_dir: Path, fit: bool = True, topology: str | None = None) -> dict[str, Any]:

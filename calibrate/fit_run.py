@@ -127,15 +127,27 @@ def make_params(sc: Scenario, explicit: list[tuple[str, float, float]] | None) -
 TP_ONLY = ("allreduce", "nccl")  # engine terms that cost nothing on one GPU
 
 
+def tp_sizes(sc: Scenario) -> set[int]:
+    """The tensor-parallel sizes a scenario runs (a disaggregated one: each pool's)."""
+    c = sc.cluster
+    if c.prefill is not None and c.decode is not None:
+        return {c.prefill.tp, c.decode.tp}
+    return {c.tp}
+
+
 def informed(path: str, pairs: list[tuple[ObservedRun, Scenario]]) -> bool:
     """Whether the observed runs say anything about the term at `path`: all-reduce terms need a run with
-    tp > 1; the front-end term needs a log whose clock starts at the client (not inside the engine)."""
+    tp > 1 (a disaggregated run: a pool's); the front-end term needs a log whose clock starts at the client (not
+    inside the engine). At one TP size the all-reduce scale trades almost one-for-one with the kernel scales
+    (correlation -0.997 fitting Qwen3-32B TP2 alone); it stays free all the same, the prior breaking the tie:
+    fixing it there moved the Qwen -> Llama cross-fit from -2.2 % to +33.7 % E2E on a switched box
+    (benchmarks/VALIDATION.md, branch s7-engine)."""
     from sim.costmodel.build import prices_serving_engine
 
     name = path.rsplit(".", 1)[-1]
     if path.startswith("serving_engine.") and not any(prices_serving_engine(sc.cost_model) for _, sc in pairs):
         return False  # an analytic cost model (`linear`) ignores the engine terms
-    if any(k in name for k in TP_ONLY) and all(sc.cluster.tp == 1 for _, sc in pairs):
+    if any(k in name for k in TP_ONLY) and all(max(tp_sizes(sc)) == 1 for _, sc in pairs):
         return False
     return not (name == "frontend_s" and all(run.engine_side for run, _ in pairs))
 

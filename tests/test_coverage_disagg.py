@@ -92,7 +92,7 @@ def test_every_disagg_row_gets_one_reading(rows: pd.DataFrame) -> None:
     """Every disagg row is recorded, configured or unknown; the exports without workers are never `recorded`."""
     d = rows[rows["mode"] == "disagg"]
     groups = pd.Series([cd.deployment(r).group for _, r in d.iterrows()], index=d.index)
-    assert set(groups) <= {"recorded", "config", "config, MTP", "config, MTP?", "unknown"}
+    assert set(groups) <= {"recorded", "config", "config, MTP", "config, MTP, k?", "config, MTP?", "unknown"}
     lacking = d["decode_num_workers"].isna()
     assert (groups[lacking] != "recorded").all() and (groups[~lacking] == "recorded").all()
     assert (groups[lacking] == "unknown").sum() < lacking.sum() / 2  # most exports are read from the configs
@@ -170,3 +170,46 @@ def test_headline_counts_every_simulated_row() -> None:
     assert a["rows"] == 3 and a["median_abs_ttft_err"] == pytest.approx(0.2)
     assert a["median_abs_tpot_err"] == pytest.approx(0.1) and a["signed_median"]["tpot"] == pytest.approx(0.05)
     assert h["by_deployment"]["unknown"]["n"] == 1 and h["by_deployment"]["agg"]["tpot"] == pytest.approx(0.15)
+
+
+def _item(spec: str, *settings: str) -> dict:
+    return {"spec": spec, "settings": list(settings)}
+
+
+def test_draft_tokens_from_the_recipe() -> None:
+    """The draft length is read from the recipe: TensorRT-LLM names (`…_mtp3.yaml`, `…_mtp3_8.yaml`), the early
+    GB200 `DECODE_MTP_SIZE=`, the SGLang recipes' `speculative-num-steps` (SRT_RECIPE_MTP); nothing is guessed."""
+    cf = "CONFIG_FILE=recipes/trtllm/b200-fp8/1k1k/mtp/"
+    assert cd.draft_tokens(_item("mtp", cf + "ctx1_gen5_tep8_batch32_eplb0_mtp3.yaml")) == 3
+    assert cd.draft_tokens(_item("mtp", cf + "ctx1_gen1_dep8_batch128_eplb0_mtp2_1088.yaml")) == 2
+    assert cd.draft_tokens(_item("mtp", "DECODE_MAX_BATCH_SIZE=32", "DECODE_MTP_SIZE=1")) == 1
+    assert cd.draft_tokens(_item("mtp", "CONFIG_FILE=recipes/h200/8k1k/bs8-1p6d-mtp.yaml")) == 2
+    assert cd.draft_tokens(_item("mtp", cf + "ctx1_gen1_dep32_batch8_eplb0_mtp.yaml")) is None  # no length named
+    assert cd.draft_tokens(_item("mtp", "CONFIG_FILE=recipes/h200/1k1k/low-latency-1p9d-mtp.yaml")) is None
+    assert cd.draft_tokens(_item("none", cf + "ctx1_gen5_tep8_batch32_eplb0_mtp3.yaml")) is None
+    assert cd.draft_tokens(_item("mtp", cf + "a_mtp3.yaml", "DECODE_MTP_SIZE=1")) is None  # two lengths: unknown
+
+
+def test_mtp_row_is_simulated_with_its_draft_length(rows: pd.DataFrame) -> None:
+    """nvidia-master.yaml@f316a0ef6, dsr1-fp8-b200-dynamo-trt (mtp), 1k1k conc 1184: 1 prefill DEP8 and 3 decode
+    DEP8 workers, recipe `…_mtp3…`: speculative MTP with 3 draft tokens at DeepSeek-V3's 0.875 per position.
+    The SGLang B200 fp8 item at conc 8 (recipes/b200-fp8/1k1k/mtp/low-latency-tep8-1p3d.yaml) drafts 2."""
+    import coverage as cov
+
+    r = rows.loc["2026_03_25_deepseek_r1_b200_sxm_trtllm_fp8_disagg_1024x1024_c1184_tp8_0_ep8_0_356"]
+    d = cd.deployment(r)
+    assert d.group == "config, MTP" and d.as_run and d.mtp == 3 and "dsr1-fp8-b200-dynamo-trt (mtp)" in d.cite
+    assert cd.reading(r).startswith("1 prefill + 3 decode workers (MTP, 3 draft tokens)")
+    sc = cov.scenario(r, cov._fixed_workload(4, r))
+    assert sc["speculative"] == {"kind": "mtp", "num_tokens": 3, "acceptance": 0.875}
+    s = rows.loc["2026_03_25_deepseek_r1_b200_sxm_sglang_fp8_disagg_1024x1024_c8_tp8_0_ep8_0_534"]
+    assert cd.deployment(s).speculative(str(s["model_path"])) == {"kind": "mtp", "num_tokens": 2, "acceptance": 0.875}
+    # a recipe without a length (`…_eplb0_mtp.yaml`): MTP left out, reported apart, not as run
+    u = rows.loc["2026_03_25_deepseek_r1_gb300_trtllm_fp4_disagg_1024x1024_c333_tp2_0_ep2_0_1112"]
+    du = cd.deployment(u)
+    assert du.group == "config, MTP, k?" and not du.as_run and du.speculative(str(u["model_path"])) is None
+    assert "speculative" not in cov.scenario(u, cov._fixed_workload(4, u))
+    # a plain row has no speculative section; nor does a model without a cited acceptance
+    p = rows.loc["2026_03_25_deepseek_r1_b200_sxm_sglang_fp8_disagg_1024x1024_c256_tp8_0_ep8_0_541"]
+    assert "speculative" not in cov.scenario(p, cov._fixed_workload(4, p))
+    assert d.speculative("zhipuai/GLM-5") is None

@@ -189,7 +189,8 @@ def test_recipe_knobs_follow_the_inferencex_recipes(rows: pd.DataFrame) -> None:
     assert recipe_terms(q, 64) == ({"scheduler_recv_interval": 10}, {"token_budget": 16384})  # a fixed 10
     mm = row(model_path="MiniMaxAI/MiniMax-M2.5", system="b200_sxm", precision="fp8", backend="vllm", isl=8192)
     late = "db-dump/2026-04-27; silicon_concurrency=4; measured=2026-04-08T00:00:00.000Z"
-    assert recipe_terms(row(**{**dict(mm), "silicon_data_source": late}), 4) == ({}, {"token_budget": 16384})
+    graphs = {"cuda_graph_max_batch": 2048}  # --max-cudagraph-capture-size 2048, same recipe version (bddbf4031)
+    assert recipe_terms(row(**{**dict(mm), "silicon_data_source": late}), 4) == (graphs, {"token_budget": 16384})
     early = late.replace("2026-04-08", "2026-03-28")  # before the recipe passed --max-num-batched-tokens
     assert recipe_terms(row(**{**dict(mm), "silicon_data_source": early}), 4) == ({}, {})
     ll = row(model_path="meta-llama/Llama-3.1-70B", system="h200_sxm", precision="fp8", backend="trtllm", tp_size=2.0)

@@ -269,6 +269,12 @@ def test_terms_the_runs_cannot_inform_are_not_fitted(tmp_path):
     assert not informed("serving_engine.scheduler_s", [(csv_run, lin)])  # linear ignores the engine terms
     assert not informed("serving_engine.nccl_latency_s", [(csv_run, tp1)])
     assert informed("serving_engine.nccl_latency_s", [(csv_run, tp1), (csv_run, tp2)])
+    assert informed("serving_engine.allreduce_bw_scale", [(csv_run, tp2)])
+    # a disaggregated run all-reduces inside its pools (the cluster's own tp stays 1)
+    pools = ["cost_model={kind: roofline}", "cluster={prefill: {tp: 2}, decode: {tp: 1}}"]
+    assert informed("serving_engine.allreduce_bw_scale", [(csv_run, sim.load_scenario(sc, pools))])
+    pools1 = ["cost_model={kind: roofline}", "cluster={prefill: {tp: 1}, decode: {tp: 1}}"]
+    assert not informed("serving_engine.allreduce_bw_scale", [(csv_run, sim.load_scenario(sc, pools1))])
     assert not informed("serving_engine.frontend_s", [(jsonl_run, tp1)])  # engine-side clock: no front end
     assert informed("serving_engine.frontend_s", [(csv_run, tp1)])
     assert informed("serving_engine.scheduler_s", [(jsonl_run, tp1)])

@@ -33,8 +33,8 @@ def test_the_two_topologies_by_hand() -> None:
     # Gen4 (32 GB/s): 19.2 GB/s under both ceilings, so the topology does not matter there
     for topo in ("root_complex", "switch"):
         assert AllReduce(2, 32e9 * 0.8, "nccl", False, pcie=True, topology=topo).bw == pytest.approx(19.2e9)
-    # the custom kernel's peer loads are not set by this field (0.3 of the raw link either way)
-    assert sw.p2p_bw == rc.p2p_bw == pytest.approx(64e9 * 0.3)
+    # the custom kernel's peer loads: 0.3 of the raw link behind switches (19.2 GB/s), the root complex's 12 GB/s
+    assert sw.p2p_bw == pytest.approx(64e9 * 0.3) and rc.p2p_bw == pytest.approx(12e9)
     # NVLink: no PCIe ceiling of either kind
     assert AllReduce(2, 450e9 * 0.8, "nccl", True, topology="root_complex").bw == pytest.approx(360e9)
 

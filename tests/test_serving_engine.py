@@ -203,11 +203,18 @@ def test_fit_run_fits_only_the_default_terms_unless_named():
 
 
 def test_pcie_all_reduce_by_hand() -> None:
-    # two PCIe Gen5 GPUs, link 64 GB/s x 0.8: the custom kernel's peer loads at 0.3 of the raw link; NCCL at 0.6
-    # of it (38.4 GB/s) would exceed what untuned NCCL reaches through a root complex, so it runs at 22.2 GB/s
+    # two PCIe Gen5 GPUs, link 64 GB/s x 0.8: the custom kernel's peer loads at 0.3 of the raw link (19.2 GB/s) would
+    # exceed what an SM's peer loads reach through a root complex, so they run at 12 GB/s; NCCL at 0.6 of it
+    # (38.4 GB/s) would exceed what untuned NCCL reaches through a root complex, so it runs at 22.2 GB/s
     bw, m = 64e9 * 0.8, 1.3e6
     ar = AllReduce(2, bw, "custom", False, 8 * 2**20, 5e-6, 3e-5, pcie=True)
-    assert ar.seconds(m) == pytest.approx(5e-6 + m / (64e9 * 0.3))
+    assert ar.seconds(m) == pytest.approx(5e-6 + m / 12e9)
+    # behind PCIe switches the peer loads keep the link share (0.3 x 64 GB/s)
+    sw = AllReduce(2, bw, "custom", False, 8 * 2**20, 5e-6, 3e-5, pcie=True, topology="switch")
+    assert sw.seconds(m) == pytest.approx(5e-6 + m / (64e9 * 0.3))
+    # Gen4 (32 GB/s): 0.3 x 32 = 9.6 GB/s, under the root-complex rate: unchanged
+    gen4 = AllReduce(2, 32e9 * 0.8, "custom", False, 8 * 2**20, 5e-6, 3e-5, pcie=True)
+    assert gen4.seconds(m) == pytest.approx(5e-6 + m / 9.6e9)
     big = 16 * 2**20  # above custom_max_bytes: NCCL ring
     assert ar.seconds(big) == pytest.approx(3e-5 + 2 * (2 - 1) / 2 * big / 22.2e9)
     nvl = AllReduce(2, bw, "custom", True, 8 * 2**20, 5e-6, 3e-5)
@@ -225,7 +232,8 @@ def test_pcie_nccl_ceiling_binds_on_gen5_only_and_scales_with_the_engine() -> No
     assert gen5.bw == pytest.approx(22.2e9) and gen5.seconds(big) == pytest.approx(big / 22.2e9)
     half = AllReduce(2, 64e9 * 0.8 * 0.5, "nccl", False, nccl_latency_s=0.0, pcie=True, bw_scale=0.5)
     assert half.bw == pytest.approx(11.1e9)
-    assert half.p2p_bw == pytest.approx(64e9 * 0.3 * 0.5)  # the custom kernel's peer loads: the link share only
+    # the custom kernel's peer loads: min(0.3 x 64 x 0.5 = 9.6, 12 x 0.5 = 6) GB/s through the root complex
+    assert half.p2p_bw == pytest.approx(6e9)
     # NVLink: no PCIe ceiling
     assert AllReduce(2, 450e9 * 0.8, "nccl", True).bw == pytest.approx(360e9)
     # through comm.build with the vLLM preset: Qwen3-32B TP2 on the RTX PRO 6000, a 2,048-token prefill message

@@ -7,6 +7,7 @@ numbered across pools (prefill first), so the `instance` columns of every table 
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -126,7 +127,7 @@ def pool_specs(sc: Scenario) -> list[PoolSpec]:
         return [spec]
     specs = []
     for role, pool in (("prefill", c.prefill), ("decode", c.decode)):
-        gpu = _gpu(pool.hardware, sc.gpu_spec)
+        gpu = c.in_box(_gpu(pool.hardware, sc.gpu_spec))  # the box wiring holds for every pool
         pool_model = deployed(model, pool.layout, sc.quantization)
         sched = pool.scheduler or sc.scheduler
         util = kv.gpu_memory_utilization
@@ -218,16 +219,30 @@ def build_instances(
 
 def _draft_cost(sc: Scenario, spec: PoolSpec) -> DraftCost:
     """Seconds of drafting k tokens for n sequences over Σ context: k sequential decode steps of the draft
-    model (draft_model), or of a one-layer head shaped like one target layer (eagle, mtp), on the pool's GPUs,
-    each without the roofline's per-iteration overhead. A draft model's weights come off the KV memory
+    model (draft_model), or of a one-layer head shaped like one target layer as the pool deploys it (eagle, mtp;
+    mtp: an MoE layer), on the pool's GPUs, each without the roofline's per-iteration overhead or the engine's
+    CPU step (the verifier pays those once). A draft model's weights come off the KV memory
     (`_draft_weights`); its own KV cache is not modelled."""
     cfg = sc.speculative
     assert cfg is not None
     if cfg.draft_model is not None:
         model = catalog.model(cfg.draft_model) if isinstance(cfg.draft_model, str) else cfg.draft_model
+        cost = COST_MODELS.build(sc.cost_model, model=model, gpu=spec.gpu, tp=spec.tp, base_dir=sc.base_dir)
     else:
-        model = sc.model_spec.model_copy(update={"num_layers": 1})
-    cost = COST_MODELS.build(sc.cost_model, model=model, gpu=spec.gpu, tp=spec.tp, base_dir=sc.base_dir)
+        # the head is one layer of the target as the pool deploys it: its parallel layout (attention-DP ranks,
+        # expert parallelism) and precision. DeepSeek-V3's MTP module is one decoder layer past the leading dense
+        # ones, so an MoE layer (arXiv 2412.19437 §2.2; `model.layers.61` of the checkpoint, beyond
+        # first_k_dense_replace = 3), with the shared embedding and output head; priced in the pool's cost model
+        layout = sc.cluster.layout if spec.role == "colocated" else getattr(sc.cluster, spec.role).layout
+        one = {"num_layers": 1} | ({"first_dense_layers": 0} if cfg.kind == "mtp" else {})  # MTP: an MoE layer
+        head = deployed(sc.base_model_spec.model_copy(update=one), layout, sc.quantization)
+        cost = _cost(sc, head, spec.gpu, spec.tp, 1, layout)
+    if (engine := getattr(cost, "engine", None)) is not None:
+        # the draft loop runs on the GPU inside the engine's step (TensorRT-LLM's MTP and SGLang's EAGLE worker
+        # capture draft and verify in CUDA graphs): the engine's CPU step (scheduling, sampling) is paid once, by
+        # the verifier, not per draft token (the same copy as sim.costmodel.pipeline._gpu_only)
+        cost = copy.copy(cost)
+        setattr(cost, "engine", engine.model_copy(update={"scheduler_s": 0.0, "sample_per_seq_s": 0.0}))  # noqa: B010
     k = cfg.num_tokens
     # the engine's per-iteration overhead (scheduling, sampling) is paid once by the step, not per draft token
     fixed = float(getattr(getattr(cost, "params", None), "iteration_overhead_s", 0.0))

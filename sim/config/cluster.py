@@ -92,6 +92,11 @@ class Cluster(Strict):
     idle_power_fraction: float = Field(
         default=0.2, ge=0, le=1, description="GPU power when idle, as a fraction of TDP (power model)"
     )
+    pcie_topology: Literal["root_complex", "switch"] | None = Field(
+        default=None,
+        description="the box's PCIe wiring for every pool's GPUs: on the CPU's root ports (root_complex) or behind "
+        "PCIe switches (switch); sets untuned NCCL's ceiling (sim/costmodel/comm.py); unset: the GPU spec's",
+    )
 
     @model_validator(mode="after")
     def _pools(self) -> Cluster:
@@ -104,6 +109,13 @@ class Cluster(Strict):
     @property
     def disaggregated(self) -> bool:
         return self.prefill is not None
+
+    def in_box(self, gpu: GPUSpec) -> GPUSpec:
+        """`gpu` as wired in this cluster's box: the PCIe topology belongs to the server, not to the GPU model, so
+        `cluster.pcie_topology` (when set) wins over the spec's; unset, the very same spec object."""
+        if self.pcie_topology is None or self.pcie_topology == gpu.pcie_topology:
+            return gpu
+        return gpu.model_copy(update={"pcie_topology": self.pcie_topology})
 
     @property
     def layout(self) -> Layout:

@@ -318,7 +318,8 @@ class Scenario(Strict):
 
     @property
     def gpu_spec(self) -> GPUSpec:
-        return catalog.gpu(self.hardware) if isinstance(self.hardware, str) else self.hardware
+        """The scenario's GPU in its box (`cluster.pcie_topology` applied, see `Cluster.in_box`)."""
+        return self.cluster.in_box(catalog.gpu(self.hardware) if isinstance(self.hardware, str) else self.hardware)
 
     @property
     def base_dir(self) -> Path:

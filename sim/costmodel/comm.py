@@ -13,9 +13,11 @@ implementations are modelled, chosen per message the way vLLM's `CudaCommunicato
 
 `bw` is the per-GPU link bandwidth (`intra_node_bw × link_efficiency`). Between PCIe GPUs (no NVLink) the
 collectives reach only `PCIE_ALLREDUCE_SHARE` of it; NCCL at its default settings also stops at a bus bandwidth
-set by the box's PCIe topology (`GPUSpec.pcie_topology`: GPUs on the CPU's root ports or behind PCIe switches,
-`PCIE_NCCL_DEFAULT_BUSBW`) whatever the PCIe generation. The custom all-reduce needs peer-to-peer access: where
-the GPU does not expose it (`GPUSpec.pcie_p2p` false, e.g. GeForce cards on NVIDIA's stock driver) vLLM disables it
+set by the box's PCIe topology (`cluster.pcie_topology`, else `GPUSpec.pcie_topology`: GPUs on the CPU's root
+ports or behind PCIe switches, `PCIE_NCCL_DEFAULT_BUSBW`) whatever the PCIe generation; the custom kernel's peer
+loads reach `PCIE_P2P_SHARE` of the link, and through a root complex at most `PCIE_P2P_ROOT_COMPLEX_BW`. The custom
+all-reduce needs peer-to-peer access: where the GPU does not expose it (`GPUSpec.pcie_p2p` false, e.g. GeForce cards
+on NVIDIA's stock driver) vLLM disables it
 at start-up and every all-reduce goes to NCCL, which then stages through host memory (SHM transport:
 `SHM_HOP_EXTRA_S` more latency per ring hop).
 
@@ -74,10 +76,17 @@ PCIE_NCCL_DEFAULT_BUSBW: dict[str, float] = {
 # AMD root complex ~12 GB/s where the copy engine reaches ~28 GB/s on the same cards (vllm-project/vllm#54766, Arc
 # Pro B70 TP2).
 # Behind a PCIe switch they approach the link: ~52 GB/s peer reads on RTX PRO 6000s (local-inference-lab/b12x#139).
-# The default is the root-complex path (GPUs on CPU root ports: the common 2-GPU server); a switched box is
-# `serving_engine.allreduce_bw_scale` away (`GPUSpec.pcie_topology` sets only the NCCL ceiling above: the switched
-# peer-read figure is one report, not yet a default). Relative to the 0.8 `link_efficiency`: 0.3 / 0.8.
+# The share is the root-complex path's on a Gen4 link (GPUs on CPU root ports: the common 2-GPU server); behind
+# switches it is kept too (the switched peer-read figure is one report, not yet a default; a switched box is
+# `serving_engine.allreduce_bw_scale` away). Relative to the 0.8 `link_efficiency`: 0.3 / 0.8.
 PCIE_P2P_SHARE = 0.3 / 0.8
+# ... and through a root complex that rate is the CPU's, not the link's: both published root-complex figures above are
+# absolute rates near 10-12 GB/s (10 GB/s on Gen4 links, nccl#814; ~12 GB/s across one AMD root complex, vllm#54766),
+# while copy-engine P2P writes on the same kind of box reach 53-56 GB/s on Gen5 (rtx6kpro pcie-bandwidth.md): an SM's
+# peer loads are the slow path, and no source shows them doubling with the link generation. So on a `root_complex`
+# box the peer loads stop at this rate whatever the PCIe generation (the upper of the two figures); Gen4 links are
+# unchanged (32 x 0.3 = 9.6 GB/s, below it). Scaled with the rest by `serving_engine.allreduce_bw_scale`.
+PCIE_P2P_ROOT_COMPLEX_BW = 12e9
 # Without peer access NCCL moves data through host memory (its SHM transport, "used between devices when
 # peer-to-peer cannot happen", NCCL docs on NCCL_SHM_DISABLE): the host-staged copy rate is about what
 # PCIE_ALLREDUCE_SHARE already allows (20-22 GB/s on a 32 GB/s Gen4 link, NVIDIA/nccl#814), but every hop pays
@@ -144,6 +153,8 @@ class AllReduce:
     def __post_init__(self) -> None:
         # custom all-reduce: peer loads; NCCL: its P2P/SHM transports at default channels (see PCIE_* above)
         object.__setattr__(self, "p2p_bw", self.bw * PCIE_P2P_SHARE if self.pcie else self.bw)
+        if self.pcie and self.topology == "root_complex":
+            object.__setattr__(self, "p2p_bw", min(self.p2p_bw, PCIE_P2P_ROOT_COMPLEX_BW * self.bw_scale))
         if self.pcie:
             ceiling = nccl_pcie_ceiling(self.topology) * self.bw_scale
             object.__setattr__(self, "bw", min(self.bw * PCIE_ALLREDUCE_SHARE, ceiling))

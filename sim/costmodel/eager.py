@@ -3,7 +3,9 @@
 Engines capture CUDA graphs for decode batches; an iteration that carries prompt tokens runs eagerly unless the
 engine compiles it piecewise (vLLM V1 up to its capture size). Then every layer's module calls, custom-op
 dispatch and kernel launchers run in Python, and `ServingEngineConfig.eager_host_per_layer_s` says how long per
-layer (SGLang: 0.975 ms from a DeepSeek-V3 measurement, see the preset). It is charged in series with the
+layer (SGLang: 0.975 ms from a DeepSeek-V3 measurement, see the preset) and `eager_host_per_moe_layer_s` how long
+more per MoE layer (vLLM V1, whose compiled forward runs ungraphed above its capture size: 1.47 ms from a
+GLM-5.3-Flash measurement; dense layers unmeasured, see the preset). It is charged in series with the
 kernels, once per iteration (attention-DP ranks run their forwards side by side), and in place of the
 engine's `launch_per_layer_s` term: an eager-minus-graph measurement already contains the launches.
 
@@ -31,15 +33,26 @@ def prompt_tokens(prefill: Chunks) -> int:
     return sum(ch[0] for ch in prefill if not isinstance(ch, VerifyChunk))
 
 
-def eager_host_s(engine: ServingEngineConfig | None, layers: int, prompt: int, tokens: int, seqs: int) -> float:
+def eager_host_s(
+    engine: ServingEngineConfig | None, layers: int, prompt: int, tokens: int, seqs: int, moe_layers: int = 0
+) -> float:
     """Seconds of eager host time of one iteration with `prompt` prompt tokens among `tokens` in all, over `seqs`
-    sequences; 0 for decode-only and verify-only iterations within the engine's captured batch sizes (their
-    graphs are the engines' default) and for graph-captured prefill."""
-    if engine is None or tokens == 0 or not engine.eager_host_per_layer_s:
+    sequences, of a model with `layers` decoder layers of which `moe_layers` are MoE; 0 for decode-only and
+    verify-only iterations within the engine's captured batch sizes (their graphs are the engines' default) and
+    for graph-captured prefill."""
+    if engine is None or tokens == 0:
+        return 0.0
+    per_step = layers * engine.eager_host_per_layer_s + moe_layers * engine.eager_host_per_moe_layer_s
+    if not per_step:
         return 0.0
     if engine.graph_captured(seqs, True) if prompt == 0 else engine.graph_captured(tokens, False):
         return 0.0
-    return layers * engine.eager_host_per_layer_s
+    return per_step
+
+
+def moe_layers(cost: RooflineCost) -> int:
+    """The MoE layers of the cost model's model (0 for a dense one): what `eager_host_per_moe_layer_s` is charged on."""
+    return cost.model.num_moe_layers
 
 
 def engine_terms(cost: RooflineCost, prefill: Chunks, n_decode: int, kernels: float) -> tuple[float, float, float]:
@@ -52,7 +65,7 @@ def engine_terms(cost: RooflineCost, prefill: Chunks, n_decode: int, kernels: fl
         cpu, launch = cost._engine_s(tokens, seqs, False, kernels)
     else:
         cpu, launch = cost._engine_s(seqs, seqs, True, kernels)
-    eager = eager_host_s(cost.engine, cost.L, prompt, tokens, seqs)
+    eager = eager_host_s(cost.engine, cost.L, prompt, tokens, seqs, moe_layers(cost))
     return cpu, (0.0 if eager else launch), eager
 
 

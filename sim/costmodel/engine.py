@@ -89,6 +89,15 @@ class ServingEngineConfig(BaseModel):
         description="per layer: host time of an eager (no CUDA graph) forward with prompt tokens, in series",
         json_schema_extra=_fit(0.0, 3e-3),
     )
+    # The same host time, more per MoE layer (a MoE layer's routing, expert dispatch and quantisation launch many
+    # more kernels than a dense MLP): charged with `eager_host_per_layer_s`, on the same uncaptured prompt steps, on
+    # the model's MoE layers only (`ModelSpec.num_moe_layers`). See the `vllm-v1` preset for the measured value.
+    eager_host_per_moe_layer_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="per MoE layer: more host time of an uncaptured forward with prompt tokens, in series",
+        json_schema_extra=_fit(0.0, 3e-3),
+    )
     # vLLM V1 captures batch sizes 1, 2, 4, 8, 16, ... up to min(2 x max_num_seqs, 512)
     # (vllm/config/vllm.py `_set_cudagraph_sizes`; compilation_config.max_cudagraph_capture_size).
     cuda_graph_max_batch: int = Field(default=512, ge=0, description="largest graph-captured batch (0: eager)")
@@ -298,6 +307,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         # A vLLM 0.28 run records `scheduler_config.async_scheduling: true` unasked (LLMServingSim
         # bench/examples/RTXPRO6000/Qwen3-32B/vllm/meta.json, resolved_config). Older V1 releases: set it false.
         "async_scheduling": True,
+        # Above the capture size (`cuda_graph_max_batch`; vLLM's `max_cudagraph_capture_size`) a step runs the
+        # torch.compile'd pieces without CUDA graphs. vllm-project/vllm issue #56975 (2026-09-16 comment, vLLM
+        # 0.28.1rc1 nightly, GLM-5.3-Flash FP8 on 4x GB200, TP 4): steps of 1,024-4,096 tokens took a CUDA-event
+        # span of 171.0 ms (p50, n = 1,039) ungraphed and 104.9 ms as PIECEWISE graphs with
+        # `--max-cudagraph-capture-size 4096`, same server otherwise: (171.0 - 104.9) / 45 layers (44 of them MoE)
+        # = 1.47 ms per layer that the GPU waits on the host. Charged per MoE layer only: every measurement of it
+        # is on MoE models, and a dense model cannot pay it (LLMServingSim's vLLM 0.19 Llama-3.1-8B runs on an
+        # RTX PRO 6000, default capture size 256, reach their first token 36 ms after scheduling: at most ~0.3 ms
+        # per dense layer besides the kernels). COVERAGE.md "TTFT: host time of uncaptured steps (branch s7-ttft)".
+        "eager_host_per_moe_layer_s": 1.47e-3,
     },
     "vllm-v0": {
         # V0's scheduler, sampler and detokeniser run in the same process between steps, not overlapped

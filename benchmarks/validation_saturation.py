@@ -1,0 +1,157 @@
+"""The saturation check of benchmarks/VALIDATION.md on the silicon rows, classified (issue 12: "no run where servesim
+saturates and the real engine did not, or the reverse").
+
+    python benchmarks/validation_saturation.py RESULTS.json [--before OLD.json] [--rows]
+
+A closed loop bounds its queue, so neither side can grow without bound; the proxy is VALIDATION.md's: a row
+"saturates" on one side when that side's mean TTFT is over `SAT_S` (1 s) and more than `RATIO` (3x) the other
+side's. Each flagged row is joined back to `silicon_sample.csv` (backend, GPU, mode, layout, isl/osl, clients) and
+classed by what the TTFT would be with no queue at all: `clients` x the simulated time per request is the wait a
+client sees when the whole loop is serialized, so a measured TTFT of seconds on a row whose measured per-client
+E2E is short says the real engine queued (or held) prompts the simulator did not, and vice versa.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "silicon_sample.csv"
+SAT_S = 1.0  # mean TTFT over this ...
+RATIO = 3.0  # ... and more than this times the other side's: that side "saturates" (VALIDATION.md's proxy)
+
+
+def side(r: dict[str, Any]) -> str | None:
+    """'servesim' or 'measured' when only that side saturates by the proxy; None when neither (or both)."""
+    m, s = r["ttft"]["measured_s"], r["ttft"]["simulated_s"]
+    if s > SAT_S and s > RATIO * m:
+        return "servesim"
+    if m > SAT_S and m > RATIO * s:
+        return "measured"
+    return None
+
+
+def flagged(res: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """Row id -> (group, side, preset replay) for every silicon row the proxy flags."""
+    out = {}
+    for group, g in res["silicon"]["groups"].items():
+        for rid, r in g["presets"].items():
+            s = side(r)
+            if s is not None:
+                out[rid] = (group, s, r)
+    return out
+
+
+def kv_room(row: pd.Series) -> tuple[float, float]:
+    """(KV tokens the serving side holds, tokens the closed loop needs at once): servesim's KV capacity summed over
+    the instances that hold a request's whole context (the colocated pool, or the decode pool) against
+    clients x (isl + osl), the most the loop's requests can hold. Below 1: the loop cannot all be resident, and
+    requests wait for KV in servesim whatever the kernels cost."""
+    from benchmarks import coverage
+    from benchmarks.validation_silicon import scenario_for
+    from sim.cluster.pools import pool_specs
+
+    sc, _ = scenario_for(row)
+    if sc is None:
+        return math.nan, math.nan
+    pools = {p.role: p for p in pool_specs(sc)}
+    serving = pools.get("colocated") or pools["decode"]
+    held = serving.instances * serving.capacity.tokens
+    return float(held), float(coverage.concurrency(row) * (int(row["isl"]) + int(row["osl"])))
+
+
+def coverage_source(row: pd.Series) -> str:
+    from benchmarks import coverage
+
+    return coverage.source(row)
+
+
+def rows_table(res: dict[str, Any], kv: bool = False) -> pd.DataFrame:
+    df = pd.read_csv(CSV).drop_duplicates("id").set_index("id", drop=False)
+    recs = []
+    for rid, (group, s, r) in flagged(res).items():
+        row = df.loc[rid] if rid in df.index else None
+        held, need = kv_room(row) if kv and row is not None else (math.nan, math.nan)
+        recs.append(
+            {
+                "id": rid,
+                "group": group,
+                "side": s,
+                "backend": group.split()[0],
+                "mode": "disagg" if group.endswith("disagg") else "agg",
+                "tp": None if row is None else row.get("tp_size"),
+                "isl": None if row is None else row.get("isl"),
+                "osl": None if row is None else row.get("osl"),
+                "clients": None if row is None else row.get("batch_size"),
+                "ttft_meas": r["ttft"]["measured_s"],
+                "ttft_sim": r["ttft"]["simulated_s"],
+                "tpot_err": r["tpot"]["error_pct"],
+                "e2e_meas": r["e2e"]["measured_s"],
+                "kv_room": held / need if need else math.nan,
+                "source": "" if row is None else coverage_source(row),
+            }
+        )
+    return pd.DataFrame(recs)
+
+
+def cause(rec: dict[str, Any]) -> str:
+    """The class of one flagged row (`rows_table` record with `kv_room`): on servesim's side, a loop servesim's KV
+    cannot hold at once (kv_room < 1: requests wait for blocks) or, with KV to spare, a disaggregated prefill pool
+    that cannot keep up; on the measured side, a disaggregated row, an aiconfigurator gap-analysis row, or an
+    InferenceX aggregated row (no servesim mechanism named for these: the real engine waited where the model
+    does not, see benchmarks/VALIDATION.md)."""
+    if rec["side"] == "servesim":
+        if rec["kv_room"] < 1.0:
+            return "servesim: KV cannot hold the loop"
+        return "servesim: disagg prefill pool" if rec["mode"] == "disagg" else "servesim: other"
+    if rec["mode"] == "disagg":
+        return "measured: disagg"
+    return f"measured: agg {rec['source']}"
+
+
+def summary(res: dict[str, Any]) -> dict[str, Any]:
+    f = flagged(res)
+    by = collections.Counter((s, g) for g, s, _ in f.values())
+    total = sum(len(g["presets"]) for g in res["silicon"]["groups"].values())
+    return {
+        "rows": total,
+        "servesim_only": sum(1 for _, s, _ in f.values() if s == "servesim"),
+        "measured_only": sum(1 for _, s, _ in f.values() if s == "measured"),
+        "by_group": {f"{s}: {g}": n for (s, g), n in sorted(by.items())},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", type=Path)
+    ap.add_argument("--before", type=Path)
+    ap.add_argument("--rows", action="store_true", help="print every flagged row")
+    args = ap.parse_args()
+    after = json.loads(args.results.read_text())
+    if args.before is not None:
+        b = summary(json.loads(args.before.read_text()))
+        print(f"before: {b['rows']} rows, servesim only {b['servesim_only']}, measured only {b['measured_only']}")
+    a = summary(after)
+    print(f"after:  {a['rows']} rows, servesim only {a['servesim_only']}, measured only {a['measured_only']}")
+    for k, n in a["by_group"].items():
+        print(f"  {k}: {n}")
+    table = rows_table(after, kv=True)
+    for k, n in sorted(collections.Counter(cause(r) for r in table.to_dict("records")).items()):
+        print(f"  class {k}: {n}")
+    if args.rows:
+        with pd.option_context("display.width", 200, "display.max_rows", 500):
+            print(table.sort_values(["side", "group", "clients"]).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""vLLM V1's host time of an uncaptured forward, per MoE layer (`serving_engine.eager_host_per_moe_layer_s`,
+sim/costmodel/eager.py): hand-computed prices, the capture-size boundary, dense models untouched, and the pricing
+memo equal to the uncached cost on such steps."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hwprofiles import catalog
+from sim.costmodel.build import build_physical
+from sim.costmodel.engine import ServingEngineConfig, preset
+from sim.costmodel.layout import Layout
+from sim.costmodel.memo import MemoCost, memoised
+from sim.costmodel.models import RooflineCost, RooflineCostConfig
+from sim.costmodel.quant import Quantization
+
+PER_MOE_LAYER = 1.47e-3
+FP8 = Quantization(weights="fp8", activations="fp8")
+
+
+def _moe(engine: ServingEngineConfig) -> RooflineCost:
+    """DeepSeek-V3 on 8 B200s (61 layers, the first 3 dense: 58 MoE layers)."""
+    lay = Layout(tp=8, ep=1, moe_tp=8)
+    return build_physical(
+        RooflineCostConfig(), catalog.model("deepseek-v3"), catalog.gpu("b200"), 8, engine=engine, layout=lay, quant=FP8
+    )
+
+
+def test_vllm_preset_is_the_cited_measurement() -> None:
+    """vllm-project/vllm #56975: CUDA-event span 171.0 ms ungraphed vs 104.9 ms piecewise-graphed, 45 layers."""
+    assert preset("vllm-v1").eager_host_per_moe_layer_s == pytest.approx((171.0 - 104.9) / 45 * 1e-3, rel=1e-2)
+    for kind in ("vllm-v0", "sglang", "trtllm"):
+        assert preset(kind).eager_host_per_moe_layer_s == 0.0
+
+
+@pytest.mark.parametrize("prompt", [513, 1024, 8192])
+def test_uncaptured_prompt_step_pays_moe_layers_times_the_term(prompt: int) -> None:
+    """58 MoE layers x 1.47 ms = 85.26 ms on a prompt step above the 512-token capture size, with or without
+    decodes riding along; the dense first layers pay nothing."""
+    on, off = _moe(preset("vllm-v1")), _moe(preset("vllm-v1", eager_host_per_moe_layer_s=0.0))
+    assert (on.L, on.model.num_moe_layers) == (61, 58)
+    for n_decode in (0, 5):
+        got = on.iteration([(prompt, 0)], n_decode, 4000) - off.iteration([(prompt, 0)], n_decode, 4000)
+        want = 58 * PER_MOE_LAYER - off.breakdown([(prompt, 0)], n_decode, 4000)["launch"]
+        assert got == pytest.approx(want, rel=1e-9)
+        assert on.breakdown([(prompt, 0)], n_decode, 4000)["eager_host"] == pytest.approx(0.08526)
+
+
+def test_captured_steps_are_not_charged() -> None:
+    """At or below the capture size a step replays piecewise graphs; a recipe's larger capture size moves the
+    boundary (InferenceX `--max-cudagraph-capture-size 2048`); decode-only steps are never charged."""
+    on = _moe(preset("vllm-v1"))
+    assert on.breakdown([(500, 0)], 12, 12000)["eager_host"] == 0.0  # 512 tokens
+    assert on.breakdown([(501, 0)], 12, 12000)["eager_host"] == pytest.approx(0.08526)  # 513 tokens
+    big = _moe(preset("vllm-v1", cuda_graph_max_batch=2048))
+    assert big.breakdown([(1024, 0)], 0, 0)["eager_host"] == 0.0
+    assert big.breakdown([(2049, 0)], 0, 0)["eager_host"] == pytest.approx(0.08526)
+    off = _moe(preset("vllm-v1", eager_host_per_moe_layer_s=0.0))
+    for n in (1, 64, 600):
+        assert on.iteration([], n, n * 1000) == off.iteration([], n, n * 1000)
+
+
+def test_dense_model_is_not_charged() -> None:
+    """Llama-3.1-70B (no MoE layer) under vLLM V1 prices every step as before the term."""
+    on = build_physical(
+        RooflineCostConfig(), catalog.model("llama-3.1-70b"), catalog.gpu("h100"), 4, engine=preset("vllm-v1")
+    )
+    off = build_physical(
+        RooflineCostConfig(),
+        catalog.model("llama-3.1-70b"),
+        catalog.gpu("h100"),
+        4,
+        engine=preset("vllm-v1", eager_host_per_moe_layer_s=0.0),
+    )
+    for prompt in (100, 1024, 8192):
+        assert on.iteration([(prompt, 0)], 3, 3000) == off.iteration([(prompt, 0)], 3, 3000)
+
+
+# a MoE model priced by the plain roofline (what the pricing memo mirrors): Qwen3-30B-A3B, 48 MoE layers
+_PLAIN = RooflineCost(
+    RooflineCostConfig(), catalog.model("qwen3-30b-a3b"), catalog.gpu("h100"), 1, engine=preset("vllm-v1")
+)
+_MEMO = memoised(_PLAIN)
+
+
+def test_plain_roofline_charges_moe_layers() -> None:
+    assert _PLAIN.breakdown([(1024, 0)], 0, 0)["eager_host"] == pytest.approx(48 * PER_MOE_LAYER)
+    assert _PLAIN.breakdown([(256, 0)], 0, 0)["eager_host"] == 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    prefill=st.lists(st.tuples(st.integers(1, 3000), st.integers(0, 8000)), min_size=1, max_size=4),
+    n_decode=st.integers(0, 200),
+    per_seq=st.integers(1, 4000),
+)
+def test_memo_prices_the_moe_term_exactly(prefill: list, n_decode: int, per_seq: int) -> None:
+    """The pricing memo (rows, cached rows, chunk runs) equals the uncached MoE cost bit for bit on both sides of
+    the capture size."""
+    assert isinstance(_MEMO, MemoCost)
+    ctx = n_decode * per_seq
+    want = _PLAIN.iteration(prefill, n_decode, ctx)
+    assert _MEMO.iteration(prefill, n_decode, ctx).hex() == want.hex()
+    assert _MEMO.iteration(prefill, n_decode, ctx).hex() == want.hex()  # from the caches
+    q, c0 = prefill[0]
+    _, durations = _MEMO.chunk_steps(0.0, q, c0, n_decode, ctx, 5, q)
+    for j, dt in enumerate(durations):
+        assert dt.hex() == _PLAIN.iteration([(q, c0 + q * j)], n_decode, ctx + n_decode * j).hex()
+    assert not _MEMO.diverged
