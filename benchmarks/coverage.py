@@ -351,7 +351,8 @@ def _result(r: pd.Series, ttft: float, tpot: float) -> dict[str, Any]:
         "tpot_err": tpot * 1e3 / r["silicon_tpot_ms"] - 1,
         "half": half(r),
         "deployment": group(r),
-        "as_run": group(r) in ("agg", "agg, MTP") or (r["mode"] != "agg" and deployment(r).as_run),
+        "as_run": group(r) in ("agg", "agg, MTP")
+        or (r["mode"] != "agg" and deployment(r).as_run(str(r["model_path"]))),
     }
 
 

@@ -104,11 +104,13 @@ class Deployment:
             return "config, MTP" if self.mtp is not None else "config, MTP, k?"
         return "config, MTP?"
 
-    @property
-    def as_run(self) -> bool:
+    def as_run(self, model: str) -> bool:
         """Simulated as it ran: workers known, and MTP simulated where the item ran it (with the assumed
-        acceptance, `MTP_ACCEPTANCE`); rows with MTP left out or undecidable are not."""
-        return self.group in ("recorded", "config", "config, MTP")
+        acceptance, `MTP_ACCEPTANCE`); rows with MTP left out or undecidable are not, nor a `config, MTP` row
+        whose model has no cited acceptance (simulated without MTP, `speculative` is None)."""
+        if self.group == "config, MTP":
+            return self.speculative(model) is not None
+        return self.group in ("recorded", "config")
 
     def speculative(self, model: str) -> dict[str, Any] | None:
         """The scenario's `speculative` section for a row that ran MTP with a known draft length and a model whose

@@ -34,7 +34,7 @@ def test_mtp_and_plain_items_of_one_shape(rows: pd.DataFrame) -> None:
     assert d.status == "config" and d.cite.startswith(".github/configs/nvidia-master.yaml@f316a0ef6")
     assert d.pools["prefill"] == {"instances": 1, "tp": 1, "attention_dp": 4, "ep": 4, "moe_tp": 1}
     assert d.pools["decode"] == {"instances": 4, "tp": 8, "ep": 8, "moe_tp": 1}
-    assert d.spec is None and d.group == "config, MTP?" and not d.as_run
+    assert d.spec is None and d.group == "config, MTP?" and not d.as_run(str(r["model_path"]))
 
 
 def test_low_latency_sglang_h200(rows: pd.DataFrame) -> None:
@@ -45,7 +45,7 @@ def test_low_latency_sglang_h200(rows: pd.DataFrame) -> None:
     r = rows.loc["2026_03_25_deepseek_r1_h200_sxm_sglang_fp8_disagg_1024x1024_c8_tp8_0_ep1_0_895"]
     d = cd.deployment(r)
     assert d.pools == {"prefill": {"instances": 1, "tp": 8}, "decode": {"instances": 9, "tp": 8}}
-    assert d.spec is None and d.group == "config, MTP?" and not d.as_run
+    assert d.spec is None and d.group == "config, MTP?" and not d.as_run(str(r["model_path"]))
     assert "@fcc04aaa2" in d.cite and "dsr1-fp8-h200-dynamo-sglang (none)" in d.cite
     assert cd.reading(r).startswith("1 prefill + 9 decode workers (MTP unknown)")
 
@@ -57,7 +57,9 @@ def test_plain_item_b200_sglang(rows: pd.DataFrame) -> None:
     d = cd.deployment(r)
     assert d.pools["decode"] == {"instances": 3, "tp": 8, "ep": 8, "moe_tp": 1}
     assert d.pools["prefill"] == {"instances": 1, "tp": 8, "ep": 8, "moe_tp": 1}
-    assert d.group == "config" and d.as_run and d.cite.endswith("dsr1-fp8-b200-dynamo-sglang (none)")
+    assert (
+        d.group == "config" and d.as_run(str(r["model_path"])) and d.cite.endswith("dsr1-fp8-b200-dynamo-sglang (none)")
+    )
 
 
 def test_gpt_oss_one_decode_worker(rows: pd.DataFrame) -> None:
@@ -85,7 +87,7 @@ def test_unmatched_and_placeholder_rows_are_unknown(rows: pd.DataFrame) -> None:
 
 def test_recorded_workers_are_kept(rows: pd.DataFrame) -> None:
     r = rows[(rows["mode"] == "disagg") & rows["decode_num_workers"].notna()].iloc[0]
-    assert cd.deployment(r).status == "recorded" and cd.deployment(r).as_run
+    assert cd.deployment(r).status == "recorded" and cd.deployment(r).as_run(str(r["model_path"]))
 
 
 def test_every_disagg_row_gets_one_reading(rows: pd.DataFrame) -> None:
@@ -198,7 +200,12 @@ def test_mtp_row_is_simulated_with_its_draft_length(rows: pd.DataFrame) -> None:
 
     r = rows.loc["2026_03_25_deepseek_r1_b200_sxm_trtllm_fp8_disagg_1024x1024_c1184_tp8_0_ep8_0_356"]
     d = cd.deployment(r)
-    assert d.group == "config, MTP" and d.as_run and d.mtp == 3 and "dsr1-fp8-b200-dynamo-trt (mtp)" in d.cite
+    assert (
+        d.group == "config, MTP"
+        and d.as_run(str(r["model_path"]))
+        and d.mtp == 3
+        and "dsr1-fp8-b200-dynamo-trt (mtp)" in d.cite
+    )
     assert cd.reading(r).startswith("1 prefill + 3 decode workers (MTP, 3 draft tokens)")
     sc = cov.scenario(r, cov._fixed_workload(4, r))
     assert sc["speculative"] == {"kind": "mtp", "num_tokens": 3, "acceptance": 0.875}
@@ -207,9 +214,15 @@ def test_mtp_row_is_simulated_with_its_draft_length(rows: pd.DataFrame) -> None:
     # a recipe without a length (`…_eplb0_mtp.yaml`): MTP left out, reported apart, not as run
     u = rows.loc["2026_03_25_deepseek_r1_gb300_trtllm_fp4_disagg_1024x1024_c333_tp2_0_ep2_0_1112"]
     du = cd.deployment(u)
-    assert du.group == "config, MTP, k?" and not du.as_run and du.speculative(str(u["model_path"])) is None
+    assert (
+        du.group == "config, MTP, k?"
+        and not du.as_run(str(u["model_path"]))
+        and du.speculative(str(u["model_path"])) is None
+    )
     assert "speculative" not in cov.scenario(u, cov._fixed_workload(4, u))
     # a plain row has no speculative section; nor does a model without a cited acceptance
     p = rows.loc["2026_03_25_deepseek_r1_b200_sxm_sglang_fp8_disagg_1024x1024_c256_tp8_0_ep8_0_541"]
     assert "speculative" not in cov.scenario(p, cov._fixed_workload(4, p))
     assert d.speculative("zhipuai/GLM-5") is None
+    # ... and such a row is simulated without MTP, so it does not count as run as it ran (reviewer finding 3)
+    assert not d.as_run("zhipuai/GLM-5") and d.as_run("deepseek-ai/DeepSeek-R1")
