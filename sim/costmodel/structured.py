@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from hwprofiles.specs import GPUSpec, ModelSpec
+from sim.core.speculative import VerifyChunk
 from sim.costmodel import moe
 from sim.costmodel.alltoall import alltoall_s
 from sim.costmodel.curves import capped
@@ -370,6 +371,10 @@ class StructuredCost(RooflineCost):
     def _prefill_attn(self, q: int, c: int) -> float:
         return self._prefill_one(q, c)
 
+    def _generation_kernel(self, prefill: Chunks) -> bool:
+        """Whether the step's chunks include a speculative verifier's that attend in the absorbed form."""
+        return self.model.is_mla and any(isinstance(ch, VerifyChunk) and ch[0] <= self.decode_query for ch in prefill)
+
     @property
     def provenance(self) -> dict[str, str]:
         out = dict(super().provenance)
@@ -416,7 +421,10 @@ class StructuredCost(RooflineCost):
             ops["overhead"] = ops["overhead"] + seqs * self.params.seq_overhead_s
         ops["attn_prefill"] = self._prefill_ranks(prefill)
         ops["attn_decode"] = float(self._decode_attn(n_decode, np.array([float(decode_ctx)]))[0])
-        ops["attn_decode"] += self._attn_floor if n_decode else 0.0
+        # a speculative verifier's absorbed MLA chunks run the generation attention kernel (TensorRT-LLM's takes
+        # 1 + MTP tokens per sequence, SGLang's target-verify the MLA decode kernel): its per-layer launch floor
+        # is paid once per step, as a decode step pays it, whether or not plain decodes share the step
+        ops["attn_decode"] += self._attn_floor if n_decode or self._generation_kernel(prefill) else 0.0
         ops["lm_head"] = self._lm_head(seqs)
         charge(self, ops, prefill, n_decode)  # CPU step, launch-bound excess, eager host time in series (eager.py)
         return ops
