@@ -5,10 +5,13 @@
 Five InferenceX vLLM recipe versions add `--max-cudagraph-capture-size 2048` (coverage_recipes.py: MiniMax-M2.5
 fp8/fp4 on B200/B300, Kimi-K2.5 fp4 on B200), so a 1,024-token prompt step replays piecewise graphs in rows
 measured from those dates and runs the compiled forward ungraphed before them (vLLM's default capture size is at
-most 512). `serving_engine.eager_host_per_moe_layer_s` (1.47 ms per MoE layer, cited from vllm-project/vllm
-#56975, not fitted) predicts the drop between the two: MoE layers x 1.47 ms (MiniMax-M2.5 62 x 1.47 = 91 ms,
-Kimi-K2.5 60 x 1.47 = 88 ms). Printed per deployment (model, GPU, precision, tp, ep, clients, isl 1,024 / osl
-1,024): the median measured TTFT of each side, its vLLM release and the drop, against that prediction. Rows
+most 512). `serving_engine.eager_host_per_moe_layer_s` (1.50 ms per MoE layer, cited from vllm-project/vllm
+#56975, not fitted) predicts the drop between the two in series: MoE layers x 1.50 ms (MiniMax-M2.5 62 x 1.50 =
+93 ms, Kimi-K2.5 60 x 1.50 = 90 ms). The overlap reading, max(kernels, H) with H the same source's whole eager
+host-paced time (171.0 ms / 44 MoE layers = 3.89 ms per MoE layer, `coverage_miss_split.WHOLE_HOST_PER_MOE_LAYER_MS`),
+predicts max(K, MoE layers x 3.89 ms) - K, K = one simulated 1k prompt step's kernels of the graphed side (no
+host term, no launch term). Printed per deployment (model, GPU, precision, tp, ep, clients, isl 1,024 / osl
+1,024): the median measured TTFT of each side, its vLLM release and the drop, against both predictions. Rows
 without a `measured=` date are left out (the side cannot be told).
 """
 
@@ -22,6 +25,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import coverage as cov
+from coverage_miss_split import WHOLE_HOST_PER_MOE_LAYER_MS, kernels_and_host
 from coverage_recipes import measured_date, recipe_terms
 
 from hwprofiles import catalog
@@ -48,6 +52,8 @@ def table(clients: int) -> pd.DataFrame:
             continue
         u, v = g[g["side"] == "ungraphed"], g[g["side"] == "graphed"]
         moe = catalog.model(MODELS[str(k[0])]).num_moe_layers
+        kh = kernels_and_host(v.iloc[0])
+        k1 = kh["k1_ms"] if kh else float("nan")
         rows.append(
             {
                 "model": str(k[0]).split("/")[-1],
@@ -61,7 +67,9 @@ def table(clients: int) -> pd.DataFrame:
                 "graphed_ms": v["silicon_ttft_ms"].median(),
                 "graphed_release": ",".join(sorted(set(v["backend_version"].astype(str)))),
                 "drop_ms": u["silicon_ttft_ms"].median() - v["silicon_ttft_ms"].median(),
-                "predicted_ms": moe * per_layer * 1e3,
+                "series_ms": moe * per_layer * 1e3,
+                "kernels_1k_ms": k1,
+                "overlap_ms": max(k1, moe * WHOLE_HOST_PER_MOE_LAYER_MS) - k1,
             }
         )
     return pd.DataFrame(rows)
