@@ -114,3 +114,20 @@ def test_memo_prices_the_moe_term_exactly(prefill: list, n_decode: int, per_seq:
     for j, dt in enumerate(durations):
         assert dt.hex() == _PLAIN.iteration([(q, c0 + q * j)], n_decode, ctx + n_decode * j).hex()
     assert not _MEMO.diverged
+
+
+def test_fit_run_frees_the_moe_term_only_for_moe_runs() -> None:
+    """`calibrate fit-run` leaves the per-MoE-layer term out where every run serves a dense model (it never pays
+    it, so no run can pin it) and frees it once one run serves a MoE model."""
+    from pathlib import Path
+
+    import sim
+    from calibrate.fit_run import informed
+
+    quick = Path(__file__).resolve().parents[1] / "scenarios" / "quickstart.yaml"
+    dense = sim.load_scenario(quick, ["serving_engine={kind: vllm-v1}"])
+    moe = sim.load_scenario(quick, ["serving_engine={kind: vllm-v1}", "model=qwen3-30b-a3b"])
+    path = "serving_engine.eager_host_per_moe_layer_s"
+    assert not informed(path, [(None, dense)])  # type: ignore[list-item]  # the run is not read for this term
+    assert informed(path, [(None, dense), (None, moe)])  # type: ignore[list-item]  # the run is not read
+    assert informed("serving_engine.eager_host_per_layer_s", [(None, dense)])  # type: ignore[list-item]  # as above
