@@ -13,6 +13,7 @@ from sim.cluster.pools import _cost, _draft_cost, pool_specs
 from sim.config.scenario import load_scenario
 from sim.core.speculative import VerifyChunk
 from sim.costmodel.layout import deployed
+from sim.costmodel.structured import StructuredCost
 
 K = 3
 LAYOUT = {"tp": 1, "attention_dp": 8, "ep": 8, "moe_tp": 1}
@@ -98,6 +99,7 @@ def test_verifier_pays_the_generation_attention_floor() -> None:
     of the step = floor + 61 layers x the absorbed attention of the chunk."""
     sc = load_scenario(_scenario().model_dump(exclude_unset=True) | {"cluster": {"tp": 8, "ep": 2, "moe_tp": 4}})
     cost = pool_specs(sc)[0].cost
+    assert isinstance(cost, StructuredCost)
     ctx = 2000
     for q in (1, 2, 4):
         b = cost.breakdown([VerifyChunk((q, ctx))], 0, 0)
