@@ -13,9 +13,17 @@ an eager forward's host time H predict different things (COVERAGE.md, "TTFT at l
 
 `--rules` decides between the two on the fit half only (`coverage.half`, by configuration) and reports both on
 the held-out half: per configuration the kernels of one prefill step (the preset with no eager and no launch
-term) and H = layers x the preset's `eager_host_per_layer_s`; each rule's step time against the measured TTFT at
-1k and 8k (median |error| over both lengths). The rule with the smaller fit-half error is chosen; the held-out
-numbers are reported for both and were not used to choose. Nothing else is fitted.
+term) and each rule's step time against the measured TTFT at 1k and 8k (median |error| over both lengths). Each
+rule takes the host time its own reading of the cited measurement implies, nothing fitted:
+
+- series adds the eager-minus-graphed difference, the presets' terms (vLLM (171.0 - 104.9) ms / 44 MoE layers,
+  SGLang (82.6 - 23.1) ms / 61 layers);
+- overlap takes max(kernels, H) with H the eager forward's WHOLE host-paced time: vLLM 171.0 ms (the ungraphed
+  1-4k-token step's CUDA-event span; its host time to return is 177.4 ms) / 44 MoE layers, SGLang 82.6 ms (a
+  one-token eager extend, kernels ~0) / 61 layers. A difference under max() would be no term at all.
+
+The rule with the smaller fit-half error is chosen; the held-out numbers are reported for both and were not used
+to choose.
 """
 
 from __future__ import annotations
@@ -39,6 +47,12 @@ from sim.costmodel.engine import preset
 from sim.errors import ServesimError
 
 NO_EAGER = {"eager_host_per_layer_s": 0.0, "eager_host_per_moe_layer_s": 0.0}  # both host terms off
+# The overlap reading's H: the eager forward's whole host-paced time per (MoE) layer, from the same sources as
+# the presets' differences. vllm-project/vllm #56975 (2026-09-16 comment): 1,024-4,096-token ungraphed steps of
+# GLM-5.3-Flash (45 layers, 44 MoE) span 171.0 ms of CUDA events. sgl-project/sglang PR #12160: DeepSeek-V3's
+# (61 layers) eager one-token extend forward 82.6 ms.
+WHOLE_HOST_PER_MOE_LAYER_MS = 171.0 / 44
+WHOLE_HOST_PER_LAYER_MS = 82.6 / 61
 
 
 def kernels_and_host(b: pd.Series) -> dict[str, Any] | None:
@@ -55,8 +69,14 @@ def kernels_and_host(b: pd.Series) -> dict[str, Any] | None:
     eng = preset(kind, **recipe_terms(b, 4)[0])  # the recipe's capture size (vLLM) decides which steps are eager
     moe = int(cost.model.num_moe_layers) if hasattr(cost, "model") else 0
     host = (layers * eng.eager_host_per_layer_s + moe * eng.eager_host_per_moe_layer_s) * 1e3
-    h1, h8 = (0.0 if eng.graph_captured(n, False) else host for n in (cd.SHORT, cd.LONG))
-    return {"k1_ms": k1 * 1e3, "k8_ms": k8 * 1e3, "host_ms": host, "h1_ms": h1, "h8_ms": h8, "layers": layers}
+    whole = (layers * WHOLE_HOST_PER_LAYER_MS if eng.eager_host_per_layer_s else 0.0) + (
+        moe * WHOLE_HOST_PER_MOE_LAYER_MS if eng.eager_host_per_moe_layer_s else 0.0
+    )
+    eager = [not eng.graph_captured(n, False) for n in (cd.SHORT, cd.LONG)]
+    h1, h8 = (host if e else 0.0 for e in eager)
+    w1, w8 = (whole if e else 0.0 for e in eager)
+    out = {"k1_ms": k1 * 1e3, "k8_ms": k8 * 1e3, "host_ms": host, "h1_ms": h1, "h8_ms": h8, "w1_ms": w1, "w8_ms": w8}
+    return out | {"layers": layers}
 
 
 def table(clients: int) -> pd.DataFrame:
@@ -79,17 +99,21 @@ def rules(t: pd.DataFrame) -> pd.DataFrame:
     """Median |error| of one prefill step under each rule, per backend and half (both lengths pooled)."""
     out = []
     for n in ("1k", "8k"):
-        k, m, h = t[f"k{n[0]}_ms"], t[f"ttft_{n}_ms"], t[f"h{n[0]}_ms"]
+        k, m, h, w = t[f"k{n[0]}_ms"], t[f"ttft_{n}_ms"], t[f"h{n[0]}_ms"], t[f"w{n[0]}_ms"]
         out.append(
             t.assign(
+                length=n,
+                none=(k / m - 1).abs() * 100,
                 series=((k + h) / m - 1).abs() * 100,
-                overlap=(pd.concat([k, h], axis=1).max(axis=1) / m - 1).abs() * 100,
+                overlap=(pd.concat([k, w], axis=1).max(axis=1) / m - 1).abs() * 100,
             )
         )
     u = pd.concat(out)
-    return u.groupby(["half", "backend"]).agg(
-        configs=("series", lambda s: len(s) // 2), series_err=("series", "median"), overlap_err=("overlap", "median")
-    )
+    agg = {"none_err": ("none", "median"), "series_err": ("series", "median"), "overlap_err": ("overlap", "median")}
+    both = u.groupby(["half", "backend"]).agg(configs=("series", lambda s: len(s) // 2), **agg)
+    per_len = u.groupby(["half", "backend", "length"]).agg(**agg).unstack("length")
+    per_len.columns = [f"{a}_{b}" for a, b in per_len.columns]
+    return both.join(per_len)
 
 
 def main() -> None:

@@ -23,8 +23,8 @@ commit it was read from. Nothing here is fitted: a knob applies where the recipe
   bf16/fp4 B300 recipes (`CHUNKED_PREFILL_SIZE=32768`), 16384 in `qwen3.5_fp8_b300.sh` and `qwen3.5_fp8_h200.sh`
   (not set in `glm5_fp8_h200.sh`: coverage.py's 8192 stays). vLLM's `--max-num-batched-tokens $((ISL * 2))`:
   `minimaxm2.5_fp8_b200.sh` from bddbf4031 (rows measured from 2026-04-03), `minimaxm2.5_fp4_b200.sh`
-  (49db20088, 2026-04-08), `minimaxm2.5_{fp4,fp8}_b300.sh` (dd9c285b3, 2026-04-17), `kimik2.5_fp4_b200.sh` from
-  f34a83b25 (2026-04-20); earlier and elsewhere vLLM's default stays.
+  (79bd988e9, 2026-04-08), `minimaxm2.5_{fp4,fp8}_b300.sh` (22d0f12f7 / 340d7854c, 2026-04-17),
+  `kimik2.5_fp4_b200.sh` from 6c3acebfa (2026-04-20); earlier and elsewhere vLLM's default stays.
 - **vLLM's CUDA-graph capture size** (`serving_engine.cuda_graph_max_batch`, the largest step that replays piecewise
   graphs): the same five recipe versions add `--max-cudagraph-capture-size 2048` (bddbf4031 2026-04-03
   `minimaxm2.5_fp8_b200.sh`, 79bd988e9 2026-04-08 `minimaxm2.5_fp4_b200.sh`, 22d0f12f7 / 340d7854c 2026-04-17

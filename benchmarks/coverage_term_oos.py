@@ -8,7 +8,9 @@ TTFT weighs the first wave (every client's prompt at once) 3x more than Inferenc
 measure (on its 184 vLLM rows main's signed median TTFT is +1.7 % there, -38.3 % at 10 waves). This script takes
 the rows of one backend from a `tpot_groups.py --json` file and simulates each twice with `coverage.simulate`
 (the InferenceX protocol, 10 waves): as the tree prices it, and with `--field` set to 0 in its serving engine. It
-prints median |error| and signed median of TTFT and TPOT, off -> on, overall and per GPU. Nothing is fitted.
+prints median |error| and signed median of TTFT and TPOT, off -> on, overall, per `coverage.half` of the row's
+configuration (the rules of COVERAGE.md were chosen on the fit half's configurations) and per GPU. Nothing is
+fitted.
 """
 
 from __future__ import annotations
@@ -48,7 +50,16 @@ def run(ids: list[str], field: str) -> pd.DataFrame:
             got[f"ttft_{side}"] = ttft * 1e3 / r["silicon_ttft_ms"] - 1
             got[f"tpot_{side}"] = tpot * 1e3 / r["silicon_tpot_ms"] - 1
         cov.serving_engine = on_engine
-        rows.append({"id": rid, "gpu": r["system"], "clients": int(cov.concurrency(r)), "isl": int(r["isl"]), **got})
+        rows.append(
+            {
+                "id": rid,
+                "half": cov.half(r),
+                "gpu": r["system"],
+                "clients": int(cov.concurrency(r)),
+                "isl": int(r["isl"]),
+            }
+            | got
+        )
     return pd.DataFrame(rows)
 
 
@@ -64,6 +75,7 @@ def summary(t: pd.DataFrame) -> str:
         "|---|---|---|---|---|---|---|---|",
         line("all", t),
     ]
+    lines += [line(f"half = {k}", g) for k, g in t.groupby("half")]  # configurations the rule was chosen on: fit
     lines += [line(f"gpu = {k}", g) for k, g in t.groupby("gpu")]
     return "\n".join(lines)
 

@@ -141,13 +141,16 @@ def informed(path: str, pairs: list[tuple[ObservedRun, Scenario]]) -> bool:
     inside the engine). At one TP size the all-reduce scale trades almost one-for-one with the kernel scales
     (correlation -0.997 fitting Qwen3-32B TP2 alone); it stays free all the same, the prior breaking the tie:
     fixing it there moved the Qwen -> Llama cross-fit from -2.2 % to +33.7 % E2E on a switched box
-    (benchmarks/VALIDATION.md, branch s7-engine)."""
+    (benchmarks/VALIDATION.md, branch s7-engine). The per-MoE-layer host term needs a run of a MoE model (a
+    dense one never pays it)."""
     from sim.costmodel.build import prices_serving_engine
 
     name = path.rsplit(".", 1)[-1]
     if path.startswith("serving_engine.") and not any(prices_serving_engine(sc.cost_model) for _, sc in pairs):
         return False  # an analytic cost model (`linear`) ignores the engine terms
     if any(k in name for k in TP_ONLY) and all(max(tp_sizes(sc)) == 1 for _, sc in pairs):
+        return False
+    if name == "eager_host_per_moe_layer_s" and not any(sc.base_model_spec.num_moe_layers for _, sc in pairs):
         return False
     return not (name == "frontend_s" and all(run.engine_side for run, _ in pairs))
 

@@ -4,7 +4,7 @@ Engines capture CUDA graphs for decode batches; an iteration that carries prompt
 engine compiles it piecewise (vLLM V1 up to its capture size). Then every layer's module calls, custom-op
 dispatch and kernel launchers run in Python, and `ServingEngineConfig.eager_host_per_layer_s` says how long per
 layer (SGLang: 0.975 ms from a DeepSeek-V3 measurement, see the preset) and `eager_host_per_moe_layer_s` how long
-more per MoE layer (vLLM V1, whose compiled forward runs ungraphed above its capture size: 1.47 ms from a
+more per MoE layer (vLLM V1, whose compiled forward runs ungraphed above its capture size: 1.50 ms from a
 GLM-5.3-Flash measurement; dense layers unmeasured, see the preset). It is charged in series with the
 kernels, once per iteration (attention-DP ranks run their forwards side by side), and in place of the
 engine's `launch_per_layer_s` term: an eager-minus-graph measurement already contains the launches.
