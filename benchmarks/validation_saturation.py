@@ -5,10 +5,13 @@ saturates and the real engine did not, or the reverse").
 
 A closed loop bounds its queue, so neither side can grow without bound; the proxy is VALIDATION.md's: a row
 "saturates" on one side when that side's mean TTFT is over `SAT_S` (1 s) and more than `RATIO` (3x) the other
-side's. Each flagged row is joined back to `silicon_sample.csv` (backend, GPU, mode, layout, isl/osl, clients) and
-classed by what the TTFT would be with no queue at all: `clients` x the simulated time per request is the wait a
-client sees when the whole loop is serialized, so a measured TTFT of seconds on a row whose measured per-client
-E2E is short says the real engine queued (or held) prompts the simulator did not, and vice versa.
+side's. Each flagged row is joined back to
+`silicon_sample.csv` (backend, GPU, mode, layout, isl/osl, clients) and classed by `cause()`. On servesim's side the
+class is read from `kv_room`: the KV tokens servesim's serving pool holds (colocated, or decode) over the tokens the
+closed loop can hold at once, clients x (isl + osl). Below 1 the loop cannot all be resident and requests wait for
+blocks whatever the kernels cost ("KV cannot hold the loop"); otherwise a disaggregated row is put on its prefill
+pool and an aggregated one on "other". Rows only the measurement flags are classed by deployment (disaggregated;
+aggregated by coverage source, aiconfigurator gap-analysis or InferenceX): no servesim mechanism is named for them.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ class GPUSpec(BaseModel):
 
     name: str
     vendor: str = Field(default="nvidia", description="nvidia | amd")
-    memory_bytes: float = Field(gt=0, description="HBM/GDDR capacity in bytes")
+    memory_bytes: float = Field(gt=0, description="HBM/GDDR bytes as the driver reports them (nvidia-smi MiB x 2^20)")
     bf16_flops: float = Field(gt=0, description="dense bf16 tensor-core peak, FLOP/s")
     fp8_flops: float | None = Field(default=None, gt=0, description="dense fp8 peak, FLOP/s; None if unsupported")
     fp4_flops: float | None = Field(default=None, gt=0, description="dense fp4 peak, FLOP/s; None if unsupported")

@@ -184,10 +184,18 @@ def test_config_details_that_are_easy_to_get_wrong() -> None:
         assert spec.head_dim == explicit.get(name, spec.hidden_size // spec.num_heads), name
 
 
-def test_memory_uses_vendor_gb() -> None:
-    assert gpu("h100-sxm").memory_bytes == 80e9
-    assert gpu("a100-40g").memory_bytes == 40e9
-    assert gpu("h200").memory_bytes == 141e9
+def test_memory_is_what_the_driver_reports() -> None:
+    """nvidia-smi's memory.total in MiB (cited in gpus.yaml), not the vendor's decimal GB: engines size KV from it."""
+    mib = 2**20
+    assert gpu("h100-sxm").memory_bytes == 81559 * mib  # NVIDIA/nccl#1264
+    assert gpu("a100-40g").memory_bytes == 40960 * mib  # modal-labs/modal-client#2797
+    assert gpu("a100-80g").memory_bytes == 81920 * mib
+    assert gpu("h200").memory_bytes == 143771 * mib
+    assert gpu("b200").memory_bytes == 183359 * mib  # NVIDIA/TensorRT-LLM#10278
+    assert gpu("mi300x").memory_bytes == 206141652992  # rocm-smi, ROCm/legacy-rocm-build#4750
+    # the HBM is binary: every driver total above is 5-8 % over the vendor's decimal figure
+    for name, vendor_gb in (("h100-sxm", 80), ("a100-40g", 40), ("h200", 141), ("b200", 180), ("mi300x", 192)):
+        assert 1.0 < gpu(name).memory_bytes / (vendor_gb * 1e9) < 1.08, name
     assert gpu("l40s").intra_node_link == "pcie"
     assert gpu("a40").intra_node_link == "pcie"
 

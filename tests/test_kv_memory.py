@@ -62,6 +62,6 @@ def test_scenarios_size_kv_by_the_formula_with_the_vllm_scheduler():
     cap = capacity(sim.load_scenario({**base, "scheduler": {"kind": "vllm"}}))
     assert cap.num_blocks == int(b.kv // per_block)
     fixed = capacity(sim.load_scenario({**base, "scheduler": {"kind": "vllm"}, "kv_cache": {"reserve_gb": 3.0}}))
-    assert fixed.num_blocks == int((0.9 * 80e9 - m.weight_bytes(1) - 3e9) // per_block)
+    assert fixed.num_blocks == int((0.9 * 81559 * 2**20 - m.weight_bytes(1) - 3e9) // per_block)
     other = capacity(sim.load_scenario({**base, "scheduler": {"kind": "sarathi"}}))
-    assert other.num_blocks == int((0.9 * 80e9 - m.weight_bytes(1) - DEFAULT_RESERVE_GB * 1e9) // per_block)
+    assert other.num_blocks == int((0.9 * 81559 * 2**20 - m.weight_bytes(1) - DEFAULT_RESERVE_GB * 1e9) // per_block)

@@ -72,20 +72,22 @@ PCIE_NCCL_DEFAULT_BUSBW: dict[str, float] = {
 # The custom (one-/two-shot) all-reduce has each GPU load its peer's buffer directly: on PCIe these are peer-to-peer
 # reads, whose rate depends on the path, not on the GPU. Through a CPU root complex they run far below the link:
 # p2pBandwidthLatencyTest on an AMD PCIe Gen4 server (RTX 4090s) shows ~10 GB/s for P2P reads and writes where
-# host-staged copies reach 22 GB/s (NVIDIA/nccl#814), 0.31 of the 32 GB/s link; a kernel's peer reads across one
-# AMD root complex ~12 GB/s where the copy engine reaches ~28 GB/s on the same cards (vllm-project/vllm#54766, Arc
-# Pro B70 TP2).
+# host-staged copies reach 22 GB/s (NVIDIA/nccl#814), 0.31 of the 32 GB/s link.
 # Behind a PCIe switch they approach the link: ~52 GB/s peer reads on RTX PRO 6000s (local-inference-lab/b12x#139).
 # The share is the root-complex path's on a Gen4 link (GPUs on CPU root ports: the common 2-GPU server); behind
 # switches it is kept too (the switched peer-read figure is one report, not yet a default; a switched box is
 # `serving_engine.allreduce_bw_scale` away). Relative to the 0.8 `link_efficiency`: 0.3 / 0.8.
 PCIE_P2P_SHARE = 0.3 / 0.8
-# ... and through a root complex that rate is the CPU's, not the link's: both published root-complex figures above are
-# absolute rates near 10-12 GB/s (10 GB/s on Gen4 links, nccl#814; ~12 GB/s across one AMD root complex, vllm#54766),
-# while copy-engine P2P writes on the same kind of box reach 53-56 GB/s on Gen5 (rtx6kpro pcie-bandwidth.md): an SM's
-# peer loads are the slow path, and no source shows them doubling with the link generation. So on a `root_complex`
-# box the peer loads stop at this rate whatever the PCIe generation (the upper of the two figures); Gen4 links are
-# unchanged (32 x 0.3 = 9.6 GB/s, below it). Scaled with the rest by `serving_engine.allreduce_bw_scale`.
+# ... and through a root complex that rate is taken as the CPU's, not the link's: on a `root_complex` box the peer
+# loads stop at this rate whatever the PCIe generation; Gen4 links are unchanged (32 x 0.3 = 9.6 GB/s, below it).
+# Scaled with the rest by `serving_engine.allreduce_bw_scale`. What the value rests on, precisely: the one published
+# root-complex peer-load figure is ~10 GB/s on Gen4 (RTX 4090s, AMD host; NVIDIA/nccl#814). The direct figure for
+# the GPU of the LLMServingSim runs is far higher: on 4 x RTX PRO 6000 Server Edition (PCIe P2P, no NVLink; the
+# box's switch/root-complex wiring is not stated) a 1.3 MB payload moves at 42.8 GB/s for one rank's loads from one
+# peer and 20.6 GB/s per link when every rank loads from all three peers at once (vllm-project/vllm#56128, p50 over
+# the 12 directed links). 12 GB/s is therefore not a sourced rate for this GPU: it was chosen while diagnosing the
+# Qwen3-32B TP2 LLMServingSim run (benchmarks/VALIDATION.md, branch s7-engine), whose timings read ~140 us for the
+# 1.3 MB one-shot, and stands only on the assumption that that box routes peer loads through a root complex.
 PCIE_P2P_ROOT_COMPLEX_BW = 12e9
 # Without peer access NCCL moves data through host memory (its SHM transport, "used between devices when
 # peer-to-peer cannot happen", NCCL docs on NCCL_SHM_DISABLE): the host-staged copy rate is about what

@@ -28,13 +28,13 @@ def list_table(what: str) -> Table:
                 m.hf_id,
             )
     elif what == "hardware":
-        for c in ("name", "memory GB", "bf16 TFLOP/s", "HBM TB/s", "link GB/s", "$/h", "TDP W"):
+        for c in ("name", "memory GiB", "bf16 TFLOP/s", "HBM TB/s", "link GB/s", "$/h", "TDP W"):
             t.add_column(c)
         for n in catalog.gpu_names():
             g = catalog.gpu(n)
             t.add_row(
                 n,
-                f"{g.memory_bytes / 1e9:.0f}",
+                f"{g.memory_bytes / 2**30:.0f}",
                 f"{g.bf16_flops / 1e12:.0f}",
                 f"{g.mem_bw / 1e12:.2f}",
                 f"{g.intra_node_bw / 1e9:.0f} {g.intra_node_link}",
