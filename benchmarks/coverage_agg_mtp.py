@@ -36,10 +36,10 @@ from coverage_disagg import (
     SOURCES,
     UNTIL,
     _fact,
-    _git,
     _table,
     _write,
     in_force,
+    item_history,
 )
 
 TABLE = Path(__file__).resolve().parent / "ground_truth" / "inferencex_agg.json"
@@ -86,22 +86,11 @@ def _items_of(config: dict[str, Any]) -> list[dict[str, Any]]:
 def extract(gitdir: str, until: str = UNTIL) -> dict[str, Any]:
     """Every single-node search-space item of `CONFIG_PATH` over the first-parent history of HEAD up to `until`,
     with the commit ranges in which it was present (the commits are coverage_disagg's)."""
-    import yaml
-
-    log = _git(gitdir, "log", "--first-parent", "--format=%H %cI", f"--until={until}", "HEAD", "--", CONFIG_PATH)
-    commits = [line.split() for line in log.splitlines()][::-1]
-    items: dict[str, dict[str, Any]] = {}
-    for i, (h, _) in enumerate(commits):
-        for it in _items_of(yaml.safe_load(_git(gitdir, "show", f"{h}:{CONFIG_PATH}"))):
-            rec = items.setdefault(json.dumps(it, sort_keys=True), {**it, "present": []})
-            if rec["present"] and rec["present"][-1][1] == i - 1:
-                rec["present"][-1][1] = i
-            else:
-                rec["present"].append([i, i])
+    commits, items = item_history(gitdir, until, _items_of)
     return {
         "source": f"SemiAnalysisAI/InferenceX {CONFIG_PATH}, single-node items, first-parent history to {until}",
         "commits": commits,
-        "items": list(items.values()),
+        "items": items,
     }
 
 

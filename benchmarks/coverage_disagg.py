@@ -28,6 +28,7 @@ import bisect
 import json
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -304,25 +305,34 @@ def _items_of(config: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def extract(gitdir: str, until: str = UNTIL) -> dict[str, Any]:
-    """Every disagg search-space item of `CONFIG_PATH` over the first-parent history of HEAD up to `until`, with
-    the commit ranges in which it was present."""
+def item_history(
+    gitdir: str, until: str, items_of: Callable[[dict[str, Any]], list[dict[str, Any]]]
+) -> tuple[list[list[str]], list[dict[str, Any]]]:
+    """The first-parent commits of `CONFIG_PATH` up to `until` (oldest first) and every item `items_of` reads from
+    them, each with the commit ranges in which it was present (the disagg and the agg tables share this walk)."""
     import yaml
 
     log = _git(gitdir, "log", "--first-parent", "--format=%H %cI", f"--until={until}", "HEAD", "--", CONFIG_PATH)
     commits = [line.split() for line in log.splitlines()][::-1]
     items: dict[str, dict[str, Any]] = {}
     for i, (h, _) in enumerate(commits):
-        for it in _items_of(yaml.safe_load(_git(gitdir, "show", f"{h}:{CONFIG_PATH}"))):
+        for it in items_of(yaml.safe_load(_git(gitdir, "show", f"{h}:{CONFIG_PATH}"))):
             rec = items.setdefault(json.dumps(it, sort_keys=True), {**it, "present": []})
             if rec["present"] and rec["present"][-1][1] == i - 1:
                 rec["present"][-1][1] = i
             else:
                 rec["present"].append([i, i])
+    return commits, list(items.values())
+
+
+def extract(gitdir: str, until: str = UNTIL) -> dict[str, Any]:
+    """Every disagg search-space item of `CONFIG_PATH` over the first-parent history of HEAD up to `until`, with
+    the commit ranges in which it was present."""
+    commits, items = item_history(gitdir, until, _items_of)
     return {
         "source": f"SemiAnalysisAI/InferenceX {CONFIG_PATH}, first-parent history of main to {until}",
         "commits": commits,
-        "items": list(items.values()),
+        "items": items,
     }
 
 
