@@ -7,7 +7,6 @@ numbered across pools (prefill first), so the `instance` columns of every table 
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -29,6 +28,7 @@ from sim.costmodel.kv_memory import reserve_bytes
 from sim.costmodel.layout import deployed
 from sim.costmodel.memo import memoised
 from sim.costmodel.models import COST_MODELS, CostModel
+from sim.costmodel.pipeline import gpu_only
 from sim.errors import ServesimError
 from sim.output.perfetto import Tracer
 
@@ -237,12 +237,9 @@ def _draft_cost(sc: Scenario, spec: PoolSpec) -> DraftCost:
         one = {"num_layers": 1} | ({"first_dense_layers": 0} if cfg.kind == "mtp" else {})  # MTP: an MoE layer
         head = deployed(sc.base_model_spec.model_copy(update=one), layout, sc.quantization)
         cost = _cost(sc, head, spec.gpu, spec.tp, 1, layout)
-    if (engine := getattr(cost, "engine", None)) is not None:
-        # the draft loop runs on the GPU inside the engine's step (TensorRT-LLM's MTP and SGLang's EAGLE worker
-        # capture draft and verify in CUDA graphs): the engine's CPU step (scheduling, sampling) is paid once, by
-        # the verifier, not per draft token (the same copy as sim.costmodel.pipeline._gpu_only)
-        cost = copy.copy(cost)
-        setattr(cost, "engine", engine.model_copy(update={"scheduler_s": 0.0, "sample_per_seq_s": 0.0}))  # noqa: B010
+    # the draft loop runs on the GPU inside the engine's step (TensorRT-LLM's MTP and SGLang's EAGLE worker capture
+    # draft and verify in CUDA graphs): the engine's CPU step (scheduling, sampling) is paid once, by the verifier
+    cost = gpu_only(cost)
     k = cfg.num_tokens
     # the engine's per-iteration overhead (scheduling, sampling) is paid once by the step, not per draft token
     fixed = float(getattr(getattr(cost, "params", None), "iteration_overhead_s", 0.0))

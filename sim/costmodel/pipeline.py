@@ -193,7 +193,7 @@ def build_pipeline(
     engine = getattr(stages[0], "engine", None)
     overlapped = engine is not None and engine.async_scheduling
     if overlapped:  # the CPU step is the pipeline's own resource (module docstring): the stages price the GPUs only
-        stages = [_gpu_only(c) for c in stages]
+        stages = [gpu_only(c) for c in stages]
 
     def strip(s: int, seqs: int) -> float:
         cost = stages[s]
@@ -211,9 +211,10 @@ def build_pipeline(
     return PipelineCost(stages, hop, strip, engine.cpu_s if engine is not None and overlapped else None)
 
 
-def _gpu_only(cost: CostModel) -> CostModel:
+def gpu_only(cost: CostModel) -> CostModel:
     """`cost` with its engine's CPU step set to zero (a copy sharing the operator caches, which do not depend on
-    it), for a pipeline that charges the engine core's CPU once per micro-batch itself."""
+    it), for a caller that charges the engine core's CPU once itself: a pipeline per micro-batch, a speculative
+    verifier for its draft steps (sim.cluster.pools)."""
     engine = getattr(cost, "engine", None)
     if engine is None:
         return cost
