@@ -38,6 +38,7 @@ from coverage_disagg import (
     _fact,
     _table,
     _write,
+    concs,
     in_force,
     item_history,
 )
@@ -55,14 +56,6 @@ MODELS = {
 FRAMEWORKS = {"trt": "trtllm", "sglang": "sglang", "vllm": "vllm"}
 
 
-def _concs(s: dict[str, Any]) -> list[int]:
-    """An item's concurrencies: `conc-list`, or `conc-start` doubling up to `conc-end` (CONFIGS.md)."""
-    if s.get("conc-list"):
-        return sorted({int(c) for c in s["conc-list"]})
-    lo, hi = int(s["conc-start"]), int(s["conc-end"])
-    return [lo * 2**k for k in range(24) if lo * 2**k <= hi]
-
-
 def _items_of(config: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for name, e in (config or {}).items():
@@ -78,7 +71,7 @@ def _items_of(config: dict[str, Any]) -> list[dict[str, Any]]:
                     "entry": name, "model": model, "gpu": GPUS.get(parts[2], parts[2]), "backend": fw,
                     "precision": e.get("precision"), "image": str(e.get("image", "")).replace("#", "/"),
                     "isl": slc["isl"], "osl": slc["osl"], "tp": int(s["tp"]), "ep": int(s.get("ep", 1)),
-                    "dp_attn": bool(s.get("dp-attn")), "spec": s.get("spec-decoding", "none"), "conc": _concs(s),
+                    "dp_attn": bool(s.get("dp-attn")), "spec": s.get("spec-decoding", "none"), "conc": concs(s),
                 })  # fmt: skip
     return out
 

@@ -282,6 +282,14 @@ def _git(gitdir: str, *args: str) -> str:
     return subprocess.run(["git", f"--git-dir={gitdir}", *args], capture_output=True, text=True, check=True).stdout
 
 
+def concs(s: dict[str, Any]) -> list[int]:
+    """A search-space item's concurrencies: `conc-list`, or `conc-start` doubling up to `conc-end` (CONFIGS.md)."""
+    if s.get("conc-list"):
+        return sorted({int(c) for c in s["conc-list"]})
+    lo, hi = int(s["conc-start"]), int(s["conc-end"])
+    return [lo * 2**k for k in range(24) if lo * 2**k <= hi]
+
+
 def _items_of(config: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for name, e in (config or {}).items():
@@ -291,15 +299,13 @@ def _items_of(config: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         for slc in e.get("seq-len-configs", []):
             for s in slc.get("search-space", []):
-                conc = s.get("conc-list") or [s["conc-start"] * 2**k for k in range(20)
-                                              if s["conc-start"] * 2**k <= s["conc-end"]]  # fmt: skip
                 pools = [[int(s[p]["num-worker"]), int(s[p]["tp"]), int(s[p].get("ep", 1)), bool(s[p].get("dp-attn"))]
                          for p in ("prefill", "decode")]  # fmt: skip
                 files = [x for p in ("prefill", "decode") for x in s[p].get("additional-settings") or []]
                 out.append({
                     "entry": name, "model": model, "gpu": GPUS.get(parts[2], parts[2]), "backend": fw,
                     "precision": e.get("precision"), "image": e.get("image"), "isl": slc["isl"], "osl": slc["osl"],
-                    "spec": s.get("spec-decoding", "none"), "conc": sorted(set(conc)), "prefill": pools[0],
+                    "spec": s.get("spec-decoding", "none"), "conc": concs(s), "prefill": pools[0],
                     "decode": pools[1], "settings": [str(x) for x in files],
                 })  # fmt: skip
     return out
