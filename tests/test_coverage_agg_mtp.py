@@ -12,14 +12,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import coverage_agg_mtp as ca
 
-CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ground-truth" / "aiconfigurator" / "silicon_sample.csv"
 
-
-@pytest.fixture(scope="module")
-def rows() -> pd.DataFrame:
-    if not CSV.exists():
-        pytest.skip("shared silicon_sample.csv not present")
-    return pd.read_csv(CSV).set_index("id", drop=False)
+@pytest.fixture
+def rows(silicon_rows: pd.DataFrame) -> pd.DataFrame:
+    return silicon_rows  # read once per session (tests/conftest.py)
 
 
 def test_image_tells_the_mtp_entry_apart(rows: pd.DataFrame) -> None:

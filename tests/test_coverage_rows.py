@@ -20,9 +20,9 @@ _SPEC.loader.exec_module(cov)
 pytestmark = pytest.mark.skipif(not cov.CSV.exists(), reason="shared silicon_sample.csv not present")
 
 
-@pytest.fixture(scope="module")
-def rows() -> pd.DataFrame:
-    return pd.read_csv(cov.CSV).set_index("id", drop=False)
+@pytest.fixture
+def rows(silicon_rows: pd.DataFrame) -> pd.DataFrame:
+    return silicon_rows  # read once per session (tests/conftest.py)
 
 
 def test_agg_dp_ep_row(rows: pd.DataFrame) -> None:
