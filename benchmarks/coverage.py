@@ -333,6 +333,7 @@ def _share(df: pd.DataFrame, by: str) -> dict[str, str]:
 
 def _result(r: pd.Series, ttft: float, tpot: float) -> dict[str, Any]:
     """One simulated row of the `--json` results: the silicon and simulated latencies and how the row was read."""
+    g = group(r)
     return {
         "id": r["id"],
         "mode": r["mode"],
@@ -350,9 +351,8 @@ def _result(r: pd.Series, ttft: float, tpot: float) -> dict[str, Any]:
         "ttft_err": ttft * 1e3 / r["silicon_ttft_ms"] - 1,
         "tpot_err": tpot * 1e3 / r["silicon_tpot_ms"] - 1,
         "half": half(r),
-        "deployment": group(r),
-        "as_run": group(r) in ("agg", "agg, MTP")
-        or (r["mode"] != "agg" and deployment(r).as_run(str(r["model_path"]))),
+        "deployment": g,
+        "as_run": g in ("agg", "agg, MTP") or (r["mode"] != "agg" and deployment(r).as_run(str(r["model_path"]))),
     }
 
 
