@@ -63,7 +63,7 @@ from coverage_layout import (  # noqa: E402  (the rows' layouts and client count
     replicas,
 )
 from coverage_layout import unrecorded_dp as unrecorded_dp  # noqa: E402  (re-exported for the tests)
-from coverage_recipes import recipe_terms  # noqa: E402
+from coverage_recipes import kv_cache_dtype, recipe_terms  # noqa: E402
 from coverage_render import render  # noqa: E402
 
 CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "silicon_sample.csv"
@@ -116,8 +116,9 @@ def quantization(row: pd.Series, gpu: GPUSpec) -> dict[str, str]:
         w, a = "bf16", "bf16"
     if gpu.peak_flops(a) is None:  # e.g. MXFP4 experts on Hopper: FP4 weights, FP8 activations (W4A8)
         a = "fp8" if gpu.fp8_flops else "bf16"
-    # TRT-LLM serves FP8/FP4 checkpoints with an FP8 KV cache; vLLM / SGLang default to the model dtype
-    kv = "fp8" if row["backend"] == "trtllm" and w in ("fp8", "fp4") else "bf16"
+    # TRT-LLM serves FP8/FP4 checkpoints with an FP8 KV cache; vLLM / SGLang default to the model dtype unless the
+    # row's InferenceX recipe passes `--kv-cache-dtype fp8` / `fp8_e4m3` (coverage_recipes.kv_cache_dtype)
+    kv = "fp8" if row["backend"] == "trtllm" and w in ("fp8", "fp4") else kv_cache_dtype(row) or "bf16"
     return {"weights": w, "activations": a, "kv_cache": kv}
 
 
@@ -139,7 +140,8 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
     if row["mode"] == "agg":
         sc["cluster"] = _layout(row, moe=model.is_moe)
         lay = [dict(sc["cluster"])]
-        if READ_REPLICAS and (k := replicas(row)) > 1:
+        memory = memory_fraction(row["backend"], model, gpu, quant, lay)
+        if (k := replicas(row)) > 1 and (READ_REPLICAS or not holds_loop(row, sc, memory)):
             sc["cluster"] |= {"instances": k, "router": {"kind": "round_robin"}}
         sc["scheduler"] = rank_budget(sched, str(row["backend"]), sc["cluster"].get("attention_dp", 1))
         if spec := agg_mtp.speculative(row):  # the InferenceX entry in force ran MTP (coverage_agg_mtp)
@@ -161,6 +163,18 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
             sc["speculative"] = spec  # MTP as the configured item ran it (draft length from its recipe)
     sc["kv_cache"] = {"gpu_memory_utilization": memory_fraction(row["backend"], model, gpu, quant, lay)}
     return sc
+
+
+def holds_loop(row: pd.Series, sc: dict[str, Any], memory: float) -> bool:
+    """Whether one instance of the row's agg scenario `sc` (KV share `memory`) holds the KV of its whole closed loop
+    at once: clients x (isl + osl) tokens within the instance's KV capacity. A row listing k x batch_size clients
+    whose one instance cannot (nvidia/Qwen3-32B-NVFP4 tp 2, 416-448 clients of 15.5k tokens: 0.37-0.38 of the room)
+    ran k replicas, since one instance would have queued its clients for KV; it is read so with `replicas` off too
+    (COVERAGE.md, "How a row becomes a scenario")."""
+    from sim.cluster.pools import pool_specs
+
+    cap = pool_specs(load_scenario({**sc, "kv_cache": {"gpu_memory_utilization": memory}}))[0].capacity.tokens
+    return bool(cap >= concurrency(row) * (int(row["isl"]) + int(row["osl"])))
 
 
 def rank_budget(sched: dict[str, Any], backend: str, dp: int) -> dict[str, Any]:

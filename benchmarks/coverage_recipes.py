@@ -32,6 +32,18 @@ commit it was read from. Nothing here is fitted: a knob applies where the recipe
   and their 8k prompts do not; elsewhere vLLM's default (at most 512) stays and every 1k prompt step is uncaptured
   (it pays `eager_host_per_moe_layer_s`, COVERAGE.md "TTFT: host time of uncaptured steps").
 
+- **KV-cache dtype** (`quantization.kv_cache`, read by coverage.quantization): the recipes that pass
+  `--kv-cache-dtype fp8` (vLLM) or `--kv-cache-dtype fp8_e4m3` (SGLang) store KV in FP8, which halves KV bytes
+  per token (the KV room a closed loop needs and the KV each decode step reads). First commit passing it, per
+  recipe (`git log --reverse -S kv-cache-dtype`; every later commit up to the rows' last date, 2026-04-22, keeps
+  it): SGLang `dsr1_fp8_b200*.sh` 425f74d51 (2025-09-12), `dsr1_fp4_b200*.sh` b8857e738 (2025-09-19),
+  `dsr1_{fp4,fp8}_b300.sh` 9ebeafb4e / 5b302f147 (2026-04-17), `qwen3.5_fp8_b200.sh` efd49e50b (2026-03-03),
+  `qwen3.5_fp8_h200.sh` f65d6b4b1 (2026-03-04), `glm5_fp8_b200.sh` 13930ca61 (2026-03-20), `qwen3.5_fp4_b200.sh`
+  48d35c480 (2026-04-08), `qwen3.5_{fp4,fp8}_b300.sh` 8acbd08b7 / c0f62a2ef (2026-04-17); vLLM: the recipe
+  versions of `VLLM_TWICE_ISL_FROM` (the same commits add `--kv-cache-dtype fp8`). Not passed (the engine's
+  `auto`, the model dtype): `dsr1_fp8_h200.sh`, `glm5_fp8_h200.sh`, the Qwen3.5 bf16 recipes,
+  `minimaxm2.5_fp8_{h100,h200}.sh`, `kimik2.5_int4_*.sh`, `kimik2.5_fp4_b300.sh` and the earlier versions.
+
 Found by testing hypotheses against the rows before modelling (COVERAGE.md, "Where the TTFT error comes from"):
 the Llama-3.1-70B TensorRT-LLM rows carry ~20 decode iterations of unexplained TTFT exactly on 1k/1k at TP < 8
 and 1-4 elsewhere, which is the recipe's batch waiting; SGLang's excess jumps between 8 and 16 clients where the
@@ -109,6 +121,31 @@ VLLM_TWICE_ISL_FROM = {  # (model, precision, gpu) -> first measurement date wit
     ("MiniMaxAI/MiniMax-M2.5", "fp8", "b300_sxm"): "2026-04-17",
     ("moonshotai/Kimi-K2.5", "fp4", "b200_sxm"): "2026-04-20",
 }
+
+
+KV_FP8_FROM = {  # (backend, recipe family, precision, gpu) -> first measurement date with an FP8 KV cache (doc)
+    ("sglang", "dsr1", "fp8", "b200_sxm"): "2025-09-12",
+    ("sglang", "dsr1", "fp4", "b200_sxm"): "2025-09-19",
+    ("sglang", "dsr1", "fp4", "b300_sxm"): "2026-04-17",
+    ("sglang", "dsr1", "fp8", "b300_sxm"): "2026-04-17",
+    ("sglang", "qwen3.5", "fp8", "b200_sxm"): "2026-03-03",
+    ("sglang", "qwen3.5", "fp8", "h200_sxm"): "2026-03-04",
+    ("sglang", "glm5", "fp8", "b200_sxm"): "2026-03-20",
+    ("sglang", "qwen3.5", "fp4", "b200_sxm"): "2026-04-08",
+    ("sglang", "qwen3.5", "fp4", "b300_sxm"): "2026-04-17",
+    ("sglang", "qwen3.5", "fp8", "b300_sxm"): "2026-04-17",
+    **{("vllm", model.lower(), prec, gpu): d for (model, prec, gpu), d in VLLM_TWICE_ISL_FROM.items()},
+}
+
+
+def kv_cache_dtype(row: pd.Series) -> str | None:
+    """ "fp8" where the row's InferenceX agg recipe passes `--kv-cache-dtype fp8` / `fp8_e4m3` (`KV_FP8_FROM`),
+    else None (the engine's default applies). Gap-analysis and disaggregated rows: None (no recipe read)."""
+    src = str(row["silicon_data_source"])
+    if row["mode"] != "agg" or "gap-analysis" in src:
+        return None
+    start = KV_FP8_FROM.get((str(row["backend"]), _family(row), str(row["precision"]), str(row["system"])))
+    return "fp8" if start and measured_date(row) >= start else None
 
 
 def token_budget(row: pd.Series) -> int | None:

@@ -114,10 +114,15 @@ def test_clients_beyond_one_batch_are_replicas(rows: pd.DataFrame, monkeypatch: 
     use 40 x 1 + 6 x 4), routed round robin; before, 416 clients went to one tp-2 instance (3,239 % TTFT)."""
     r = rows.loc["nvidia_qwen3_32b_nvfp4_nvidia_qwen3_32b_nvfp4_b200_sxm_trtllm_agg_15000x500_c416_tp2_0_epnone_2"]
     assert cov.replicas(r) == 32 and not cov.unrecorded_dp(r)
-    assert cov.scenario(r, cov._fixed_workload(1, r))["cluster"] == {"tp": 2}  # off by default (held-out check)
-    monkeypatch.setattr(cov, "READ_REPLICAS", True)
+    # one tp-2 instance cannot hold 416 x 15.5k tokens of KV (FP8): read as replicas with `--replicas` off too
     sc = cov.scenario(r, cov._fixed_workload(1, r))
     assert sc["cluster"] == {"tp": 2, "instances": 32, "router": {"kind": "round_robin"}}
+    # a row whose one instance holds its loop stays one instance unless `--replicas` (held-out check: worse)
+    q = rows.loc["qwen_qwen3_32b_qwen_qwen3_32b_gb200_trtllm_agg_4000x1000_c128_tp2_epnone_15"]
+    assert cov.replicas(q) == 4
+    assert cov.scenario(q, cov._fixed_workload(1, q))["cluster"] == {"tp": 2}
+    monkeypatch.setattr(cov, "READ_REPLICAS", True)
+    assert cov.scenario(q, cov._fixed_workload(1, q))["cluster"]["instances"] == 4
     d = rows.loc["nvidia_qwen3_32b_nvfp4_nvidia_qwen3_32b_nvfp4_b200_sxm_trtllm_disagg_15000x500_c480_tp_epnone_1"]
     assert cov.replicas(d) == 1  # disagg rows list their workers
 
@@ -211,3 +216,31 @@ def test_the_fit_split_keeps_each_configuration_on_one_side(rows: pd.DataFrame) 
     side = cov.half(r)
     r["batch_size"], r["isl"], r["osl"], r["id"] = 7, 123, 456, "another-id"
     assert cov.half(r) == side
+
+
+def test_recipe_kv_cache_dtype_follows_the_recipe_in_force(rows: pd.DataFrame) -> None:
+    """`--kv-cache-dtype fp8` (vLLM) / `fp8_e4m3` (SGLang) as the InferenceX recipe in force on the row's date passes
+    it: MiniMax-M2.5 fp8 B300 from 340d7854c (2026-04-17), not the H200 recipe; SGLang DeepSeek-R1 fp8 B200 yes,
+    H200 no; gap-analysis rows keep the engine default. The FP8 KV doubles the loop's KV room."""
+    b300 = rows.loc["minimaxm2_5_b300_vllm_fp8_agg_8192x1024_c256_cfg732"]  # measured 2026-04-21
+    assert cov.quantization(b300, cov.catalog.gpu("b300_sxm"))["kv_cache"] == "fp8"
+    h200 = rows[(rows["model_path"] == "MiniMaxAI/MiniMax-M2.5") & (rows["system"] == "h200_sxm")].iloc[0]
+    assert cov.quantization(h200, cov.catalog.gpu("h200_sxm"))["kv_cache"] == "bf16"
+    early = b300.copy()
+    early["silicon_data_source"] = str(b300["silicon_data_source"]).replace("2026-04-21", "2026-04-16")
+    assert cov.quantization(early, cov.catalog.gpu("b300_sxm"))["kv_cache"] == "bf16"  # before the recipe passed it
+    r1 = rows.loc["2026_03_25_deepseek_r1_b200_sxm_sglang_fp8_agg_1024x8192_c256_tp8_0_ep1_0_251"]
+    assert cov.quantization(r1, cov.catalog.gpu("b200_sxm"))["kv_cache"] == "fp8"
+    sg = rows[(rows["backend"] == "sglang") & (rows["system"] == "h200_sxm") & (rows["mode"] == "agg")]
+    sg = sg[sg["model_path"].str.contains("DeepSeek") & ~sg["silicon_data_source"].str.contains("gap-analysis")]
+    assert (sg.apply(lambda r: cov.quantization(r, cov.catalog.gpu("h200_sxm"))["kv_cache"], axis=1) == "bf16").all()
+    gap = rows[rows["silicon_data_source"].str.contains("gap-analysis") & (rows["backend"] == "sglang")].iloc[0]
+    assert cov.quantization(gap, cov.catalog.gpu(gap["system"]))["kv_cache"] == "bf16"
+
+    from sim.cluster.pools import pool_specs
+    from sim.config.scenario import load_scenario
+
+    def tokens(r: pd.Series) -> int:
+        return int(pool_specs(load_scenario(cov.scenario(r, cov._fixed_workload(1, r))))[0].capacity.tokens)
+
+    assert tokens(b300) > 1.9 * tokens(early)  # the weights and reserve are the same, KV bytes halve
