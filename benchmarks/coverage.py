@@ -44,11 +44,9 @@ sys.path.insert(0, str(ROOT))
 
 import sim  # noqa: E402
 from hwprofiles import catalog  # noqa: E402
-from hwprofiles.specs import GPUSpec, ModelSpec  # noqa: E402
+from hwprofiles.specs import GPUSpec  # noqa: E402
 from sim.config.scenario import load_scenario  # noqa: E402
 from sim.costmodel.engine import preset  # noqa: E402
-from sim.costmodel.layout import Layout  # noqa: E402
-from sim.costmodel.quant import Quantization  # noqa: E402
 from sim.errors import ServesimError  # noqa: E402
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # (appended: benchmarks/queueing.py must not shadow queueing)
@@ -63,6 +61,7 @@ from coverage_layout import (  # noqa: E402  (the rows' layouts and client count
     replicas,
 )
 from coverage_layout import unrecorded_dp as unrecorded_dp  # noqa: E402  (re-exported for the tests)
+from coverage_memory import holds_loop, memory_fraction  # noqa: E402  (KV room of a row; memory_fraction re-exported)
 from coverage_recipes import kv_cache_dtype, recipe_terms  # noqa: E402
 from coverage_render import render  # noqa: E402
 
@@ -165,18 +164,6 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
     return sc
 
 
-def holds_loop(row: pd.Series, sc: dict[str, Any], memory: float) -> bool:
-    """Whether one instance of the row's agg scenario `sc` (KV share `memory`) holds the KV of its whole closed loop
-    at once: clients x (isl + osl) tokens within the instance's KV capacity. A row listing k x batch_size clients
-    whose one instance cannot (nvidia/Qwen3-32B-NVFP4 tp 2, 416-448 clients of 15.5k tokens: 0.37-0.38 of the room)
-    ran k replicas, since one instance would have queued its clients for KV; it is read so with `replicas` off too
-    (COVERAGE.md, "How a row becomes a scenario")."""
-    from sim.cluster.pools import pool_specs
-
-    cap = pool_specs(load_scenario({**sc, "kv_cache": {"gpu_memory_utilization": memory}}))[0].capacity.tokens
-    return bool(cap >= concurrency(row) * (int(row["isl"]) + int(row["osl"])))
-
-
 def rank_budget(sched: dict[str, Any], backend: str, dp: int) -> dict[str, Any]:
     """The scheduler of an instance of `dp` attention-DP ranks. TensorRT-LLM and vLLM schedule each rank on its
     own (a TensorRT-LLM rank runs its own PyExecutor scheduler on its own requests with `max_num_tokens`, the
@@ -187,16 +174,6 @@ def rank_budget(sched: dict[str, Any], backend: str, dp: int) -> dict[str, Any]:
     if dp <= 1 or backend == "sglang":
         return sched
     return {**sched, "token_budget": sched["token_budget"] * dp}
-
-
-def memory_fraction(backend: str, model: ModelSpec, gpu: GPUSpec, quant: dict[str, str], pools: list[dict]) -> float:
-    """servesim's `gpu_memory_utilization` (a share of the whole GPU) matching each engine's default: vLLM
-    0.9 of the GPU; TRT-LLM and SGLang give the KV cache ~0.9 of what the weights leave free."""
-    if backend == "vllm":
-        return 0.9
-    q = Quantization(**quant)
-    w = max(Layout(**{k: v for k, v in p.items() if k != "instances"}).weight_bytes_per_gpu(model, q) for p in pools)
-    return min(0.97, max(0.9, (w + 0.9 * (gpu.memory_bytes - w)) / gpu.memory_bytes))
 
 
 def _fixed_workload(n: int, row: pd.Series) -> dict[str, Any]:
