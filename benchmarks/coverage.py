@@ -62,7 +62,7 @@ from coverage_layout import (  # noqa: E402  (the rows' layouts and client count
 )
 from coverage_layout import unrecorded_dp as unrecorded_dp  # noqa: E402  (re-exported for the tests)
 from coverage_memory import holds_loop, memory_fraction  # noqa: E402  (KV room of a row; memory_fraction re-exported)
-from coverage_recipes import kv_cache_dtype, recipe_terms  # noqa: E402
+from coverage_recipes import disagg_prefill_budget, kv_cache_dtype, recipe_terms  # noqa: E402
 from coverage_render import render  # noqa: E402
 
 CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "silicon_sample.csv"
@@ -153,8 +153,10 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
             for role in ("prefill", "decode")
         }  # fmt: skip
         lay = [dict(p) for p in pools.values()]
-        for pool in pools.values():
+        for role, pool in pools.items():
             own = rank_budget(sched, str(row["backend"]), pool.get("attention_dp", 1))
+            if role == "prefill" and (chunk := disagg_prefill_budget(row, pool)):  # the recipe's prefill workers
+                own = {**own, "token_budget": chunk}
             if own != sched:
                 pool["scheduler"] = own
         sc["cluster"] = {**pools, "router": {"kind": "round_robin"}}

@@ -44,6 +44,18 @@ commit it was read from. Nothing here is fitted: a knob applies where the recipe
   `auto`, the model dtype): `dsr1_fp8_h200.sh`, `glm5_fp8_h200.sh`, the Qwen3.5 bf16 recipes,
   `minimaxm2.5_fp8_{h100,h200}.sh`, `kimik2.5_int4_*.sh`, `kimik2.5_fp4_b300.sh` and the earlier versions.
 
+- **SGLang disaggregated DeepSeek-R1 fp8 on GB200 / GB300** (the srt-slurm recipes InferenceX's
+  `dsr1-fp8-gb200-dynamo-sglang` items name, `CONFIG_FILE=recipes/gb200-fp8/...`; ishandhanani/srt-slurm
+  f64d2b9 / ab58651: `gb200-fp8/8k1k/mid-curve.yaml`, `gb200-fp8/8k1k/max_tpt.yaml`, `gb200-fp8/1k1k/max-tpt.yaml`,
+  `gb300-fp8/8k1k/stp/mid.yaml`, and `gb200-fp8/8k1k/low-latency.yaml` for the KV): every DEP prefill worker
+  (tp 8, dp 8, ep 8, DP attention) passes `chunked-prefill-size: 131072` (SGLang divides it over the 8 DP ranks:
+  16,384 each, so the worker's step holds up to 131,072 prompt tokens, not coverage.py's 8,192), and prefill and
+  decode workers pass `kv-cache-dtype: fp8_e4m3`. Applied to those rows' prefill pools with attention DP
+  (`disagg_prefill_budget`) and to their KV (`kv_cache_dtype`). Not applied: the B200 recipe
+  (`b200-fp8/8k1k.yaml`: chunked-prefill-size 65536 with `max-prefill-tokens: 8192` per rank) is a later version
+  (dynamo 0.9.1) than the rows' runs; fp4 recipes were not read; TP-only prefill budgets
+  (`gb200-fp8/8k1k/low-latency.yaml` passes 24576) are not applied.
+
 Found by testing hypotheses against the rows before modelling (COVERAGE.md, "Where the TTFT error comes from"):
 the Llama-3.1-70B TensorRT-LLM rows carry ~20 decode iterations of unexplained TTFT exactly on 1k/1k at TP < 8
 and 1-4 elsewhere, which is the recipe's batch waiting; SGLang's excess jumps between 8 and 16 clients where the
@@ -138,11 +150,29 @@ KV_FP8_FROM = {  # (backend, recipe family, precision, gpu) -> first measurement
 }
 
 
+SGLANG_DISAGG_CHUNK = {("dsr1", "fp8", "gb200"): 131072, ("dsr1", "fp8", "gb300"): 131072}  # srt-slurm (doc)
+
+
+def _sglang_disagg_recipe(row: pd.Series) -> int | None:
+    """The prefill chunk of the row's srt-slurm SGLang disagg recipe (`SGLANG_DISAGG_CHUNK`), None if not read."""
+    if row["mode"] != "disagg" or row["backend"] != "sglang" or "gap-analysis" in str(row["silicon_data_source"]):
+        return None
+    return SGLANG_DISAGG_CHUNK.get((_family(row), str(row["precision"]), str(row["system"])))
+
+
+def disagg_prefill_budget(row: pd.Series, pool: dict[str, Any]) -> int | None:
+    """The prefill worker's token budget of the row's srt-slurm recipe (module doc) for a prefill pool with
+    attention DP, else None (coverage.py's budget stays)."""
+    return _sglang_disagg_recipe(row) if pool.get("attention_dp", 1) > 1 else None
+
+
 def kv_cache_dtype(row: pd.Series) -> str | None:
-    """ "fp8" where the row's InferenceX agg recipe passes `--kv-cache-dtype fp8` / `fp8_e4m3` (`KV_FP8_FROM`),
-    else None (the engine's default applies). Gap-analysis and disaggregated rows: None (no recipe read)."""
-    src = str(row["silicon_data_source"])
-    if row["mode"] != "agg" or "gap-analysis" in src:
+    """ "fp8" where the row's InferenceX agg recipe passes `--kv-cache-dtype fp8` / `fp8_e4m3` (`KV_FP8_FROM`) or
+    its srt-slurm disagg recipe `kv-cache-dtype: fp8_e4m3`, else None (the engine's default applies). Gap-analysis
+    rows and the other disaggregated rows: None (no recipe read)."""
+    if _sglang_disagg_recipe(row):
+        return "fp8"
+    if row["mode"] != "agg" or "gap-analysis" in str(row["silicon_data_source"]):
         return None
     start = KV_FP8_FROM.get((str(row["backend"]), _family(row), str(row["precision"]), str(row["system"])))
     return "fp8" if start and measured_date(row) >= start else None

@@ -244,3 +244,16 @@ def test_recipe_kv_cache_dtype_follows_the_recipe_in_force(rows: pd.DataFrame) -
         return int(pool_specs(load_scenario(cov.scenario(r, cov._fixed_workload(1, r))))[0].capacity.tokens)
 
     assert tokens(b300) > 1.9 * tokens(early)  # the weights and reserve are the same, KV bytes halve
+
+
+def test_sglang_disagg_recipe_prefill_chunk_and_fp8_kv(rows: pd.DataFrame) -> None:
+    """srt-slurm gb200-fp8/8k1k/mid-curve.yaml (5 prefill workers tp 8 dp 8, 1 decode dp 32): `chunked-prefill-size:
+    131072` on the prefill workers, `kv-cache-dtype: fp8_e4m3` on both; the decode pool keeps coverage's budget,
+    and a TRT-LLM disagg row is untouched."""
+    r = rows.loc["dsr1_gb200_sglang_fp8_disagg_8192x1024_c512_cfg253"]
+    sc = cov.scenario(r, cov._fixed_workload(1, r))
+    assert sc["cluster"]["prefill"]["scheduler"]["token_budget"] == 131072
+    assert "scheduler" not in sc["cluster"]["decode"]  # SGLang's instance budget stays 8,192 there
+    assert sc["quantization"]["kv_cache"] == "fp8"
+    h = rows[(rows["backend"] == "sglang") & (rows["mode"] == "disagg") & (rows["system"] == "h200_sxm")].iloc[0]
+    assert cov.quantization(h, cov.catalog.gpu("h200_sxm"))["kv_cache"] == "bf16"  # no recipe read there
