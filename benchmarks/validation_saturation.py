@@ -9,9 +9,11 @@ side's. Each flagged row is joined back to
 `silicon_sample.csv` (backend, GPU, mode, layout, isl/osl, clients) and classed by `cause()`. On servesim's side the
 class is read from `kv_room`: the KV tokens servesim's serving pool holds (colocated, or decode) over the tokens the
 closed loop can hold at once, clients x (isl + osl). Below 1 the loop cannot all be resident and requests wait for
-blocks whatever the kernels cost ("KV cannot hold the loop"); otherwise a disaggregated row is put on its prefill
-pool and an aggregated one on "other". Rows only the measurement flags are classed by deployment (disaggregated;
-aggregated by coverage source, aiconfigurator gap-analysis or InferenceX): no servesim mechanism is named for them.
+blocks whatever the kernels cost ("KV cannot hold the loop"); otherwise a disaggregated row whose workers are
+unknown (neither the row nor InferenceX's config names them: one prefill and one decode worker simulated) is put
+on that, another disaggregated row on its prefill pool, and an aggregated one on "other". Rows only the
+measurement flags are classed by deployment (disaggregated; aggregated by coverage source, aiconfigurator
+gap-analysis or InferenceX): no servesim mechanism is named for them.
 """
 
 from __future__ import annotations
@@ -79,6 +81,15 @@ def coverage_source(row: pd.Series) -> str:
     return coverage.source(row)
 
 
+def deployment_group(row: pd.Series) -> str:
+    """How a disaggregated row's workers were read (coverage_disagg: `recorded`, `config`, ..., `unknown`: one
+    prefill and one decode worker simulated because neither the row nor InferenceX's config names them); "" for
+    agg rows."""
+    from benchmarks import coverage
+
+    return "" if row["mode"] == "agg" else str(coverage.group(row))
+
+
 def rows_table(res: dict[str, Any], kv: bool = False) -> pd.DataFrame:
     df = pd.read_csv(CSV).drop_duplicates("id").set_index("id", drop=False)
     recs = []
@@ -102,6 +113,7 @@ def rows_table(res: dict[str, Any], kv: bool = False) -> pd.DataFrame:
                 "e2e_meas": r["e2e"]["measured_s"],
                 "kv_room": held / need if need else math.nan,
                 "source": "" if row is None else coverage_source(row),
+                "deployment": "" if row is None else deployment_group(row),
             }
         )
     return pd.DataFrame(recs)
@@ -116,6 +128,8 @@ def cause(rec: dict[str, Any]) -> str:
     if rec["side"] == "servesim":
         if rec["kv_room"] < 1.0:
             return "servesim: KV cannot hold the loop"
+        if rec["mode"] == "disagg" and str(rec.get("deployment", "")).startswith("unknown"):
+            return "servesim: disagg workers unknown (1 prefill + 1 decode simulated)"
         return "servesim: disagg prefill pool" if rec["mode"] == "disagg" else "servesim: other"
     if rec["mode"] == "disagg":
         return "measured: disagg"

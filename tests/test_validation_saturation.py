@@ -29,6 +29,9 @@ def test_causes() -> None:
     rec = {"side": "servesim", "mode": "agg", "kv_room": 0.4, "source": "inferencex"}
     assert cause(rec) == "servesim: KV cannot hold the loop"
     assert cause(rec | {"kv_room": 2.0, "mode": "disagg"}) == "servesim: disagg prefill pool"
+    unknown = rec | {"kv_room": 2.0, "mode": "disagg", "deployment": "unknown"}
+    assert cause(unknown) == "servesim: disagg workers unknown (1 prefill + 1 decode simulated)"
+    assert cause(unknown | {"kv_room": 0.7}) == "servesim: KV cannot hold the loop"
     assert cause(rec | {"kv_room": math.nan}) == "servesim: other"  # unknown room is not called KV-bound
     assert cause(rec | {"side": "measured", "mode": "disagg"}) == "measured: disagg"
     assert cause(rec | {"side": "measured", "source": "gap-analysis"}) == "measured: agg gap-analysis"
