@@ -44,17 +44,19 @@ commit it was read from. Nothing here is fitted: a knob applies where the recipe
   `auto`, the model dtype): `dsr1_fp8_h200.sh`, `glm5_fp8_h200.sh`, the Qwen3.5 bf16 recipes,
   `minimaxm2.5_fp8_{h100,h200}.sh`, `kimik2.5_int4_*.sh`, `kimik2.5_fp4_b300.sh` and the earlier versions.
 
-- **SGLang disaggregated DeepSeek-R1 fp8 on GB200 / GB300** (the srt-slurm recipes InferenceX's
-  `dsr1-fp8-gb200-dynamo-sglang` items name, `CONFIG_FILE=recipes/gb200-fp8/...`; ishandhanani/srt-slurm
-  f64d2b9 / ab58651: `gb200-fp8/8k1k/mid-curve.yaml`, `gb200-fp8/8k1k/max_tpt.yaml`, `gb200-fp8/1k1k/max-tpt.yaml`,
-  `gb300-fp8/8k1k/stp/mid.yaml`, and `gb200-fp8/8k1k/low-latency.yaml` for the KV): every DEP prefill worker
-  (tp 8, dp 8, ep 8, DP attention) passes `chunked-prefill-size: 131072` (SGLang divides it over the 8 DP ranks:
-  16,384 each, so the worker's step holds up to 131,072 prompt tokens, not coverage.py's 8,192), and prefill and
-  decode workers pass `kv-cache-dtype: fp8_e4m3`. Applied to those rows' prefill pools with attention DP
-  (`disagg_prefill_budget`) and to their KV (`kv_cache_dtype`). Not applied: the B200 recipe
-  (`b200-fp8/8k1k.yaml`: chunked-prefill-size 65536 with `max-prefill-tokens: 8192` per rank) is a later version
-  (dynamo 0.9.1) than the rows' runs; fp4 recipes were not read; TP-only prefill budgets
-  (`gb200-fp8/8k1k/low-latency.yaml` passes 24576) are not applied.
+- **SGLang disaggregated DeepSeek-R1 fp8 on GB200 / GB300 / B200** (the srt-slurm recipes InferenceX's
+  `dsr1-fp8-{gb200,b200}-dynamo-sglang` items name, `CONFIG_FILE=recipes/...`; ishandhanani/srt-slurm f64d2b9 /
+  ab58651 / 16ce9a9): every DEP prefill worker (tp 8, dp 8, DP attention) of `gb200-fp8/8k1k/mid-curve.yaml`,
+  `gb200-fp8/8k1k/max_tpt.yaml`, `gb200-fp8/1k1k/max-tpt.yaml` and `gb300-fp8/8k1k/stp/mid.yaml` passes
+  `chunked-prefill-size: 131072` (SGLang divides it over the 8 DP ranks: 16,384 each, so the worker's step holds up
+  to 131,072 prompt tokens, not coverage.py's 8,192); the B200 8k/1k prefill workers (`b200-fp8/8k1k_mtp_maxtpt_1.yaml`,
+  the stored sibling of the `8k1k_stp_maxtpt_N.yaml` files InferenceX's 2026-03-25 config names, whose STP versions
+  are not stored; its prefill section is the one `b200-fp8/8k1k.yaml` gives every variant) pass
+  `chunked-prefill-size: 65536` with `max-prefill-tokens: 8192` per rank: 65,536 per step. Every one of these files,
+  and `gb200-fp8/8k1k/low-latency.yaml`, passes `kv-cache-dtype: fp8_e4m3` to prefill and decode workers. Applied
+  (`SGLANG_DISAGG_CHUNK`, by isl: only the recipes read) to the prefill pools with attention DP
+  (`disagg_prefill_budget`) and to the KV of the same rows (`kv_cache_dtype`). Not applied: fp4 recipes, the rows of
+  recipes not read (GB300 1k/1k, B200 1k/1k), TP-only prefill budgets (`gb200-fp8/8k1k/low-latency.yaml`: 24576).
 
 Found by testing hypotheses against the rows before modelling (COVERAGE.md, "Where the TTFT error comes from"):
 the Llama-3.1-70B TensorRT-LLM rows carry ~20 decode iterations of unexplained TTFT exactly on 1k/1k at TP < 8
@@ -150,14 +152,19 @@ KV_FP8_FROM = {  # (backend, recipe family, precision, gpu) -> first measurement
 }
 
 
-SGLANG_DISAGG_CHUNK = {("dsr1", "fp8", "gb200"): 131072, ("dsr1", "fp8", "gb300"): 131072}  # srt-slurm (doc)
+SGLANG_DISAGG_CHUNK = {  # (family, precision, system, isl) -> DEP prefill worker's tokens per step (doc; srt-slurm)
+    ("dsr1", "fp8", "gb200", 1024): 131072,  # gb200-fp8/1k1k/max-tpt.yaml
+    ("dsr1", "fp8", "gb200", 8192): 131072,  # gb200-fp8/8k1k/mid-curve.yaml, max_tpt.yaml
+    ("dsr1", "fp8", "gb300", 8192): 131072,  # gb300-fp8/8k1k/stp/mid.yaml
+    ("dsr1", "fp8", "b200_sxm", 8192): 65536,  # b200-fp8/8k1k_mtp_maxtpt_1.yaml: 8 ranks x max-prefill-tokens 8192
+}
 
 
 def _sglang_disagg_recipe(row: pd.Series) -> int | None:
     """The prefill chunk of the row's srt-slurm SGLang disagg recipe (`SGLANG_DISAGG_CHUNK`), None if not read."""
     if row["mode"] != "disagg" or row["backend"] != "sglang" or "gap-analysis" in str(row["silicon_data_source"]):
         return None
-    return SGLANG_DISAGG_CHUNK.get((_family(row), str(row["precision"]), str(row["system"])))
+    return SGLANG_DISAGG_CHUNK.get((_family(row), str(row["precision"]), str(row["system"]), int(row["isl"])))
 
 
 def disagg_prefill_budget(row: pd.Series, pool: dict[str, Any]) -> int | None:
