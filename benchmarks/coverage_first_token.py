@@ -3,6 +3,7 @@
     python benchmarks/coverage_first_token.py lag --base benchmarks/coverage_results.json
     python benchmarks/coverage_first_token.py layers --intercept intercept.csv
     python benchmarks/coverage_first_token.py roofline
+    python benchmarks/coverage_first_token.py slope [--csv slopes.csv]
 
 - `lag`: all three engines schedule one step ahead of the GPU (TensorRT-LLM `PyExecutor._executor_loop_overlap`:
   fetch, schedule, launch step i, then block on step i-1's sampler event; SGLang `Scheduler.event_loop_overlap`:
@@ -24,6 +25,10 @@
   spec peak, bytes at the spec bandwidth): how far from the roof servesim already prices them, and what share of
   the step they are. A per-token slope 1.4-1.8x steeper in the measurements than in servesim
   (`coverage_decompose.py`) could come from the GEMMs only if they were priced near their roof.
+
+- `slope`: the same pairs at 4 clients, the measured per-token slope of mean TTFT against one simulated step's and
+  against the whole simulation's (coverage.py's protocol): does waiting behind longer prefills account for the
+  steeper measured slope?
 
 Nothing is fitted.
 """
@@ -263,6 +268,44 @@ def roofline_rows() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# -- slope ----------------------------------------------------------------------------------------------------
+def slope_rows() -> pd.DataFrame:
+    """Per InferenceX agg 1k/8k pair at 4 clients (`coverage_decompose.pairs`): the measured per-token slope of
+    mean TTFT, the one-step simulated slope (`coverage_decompose.decompose`) and the slope of the whole simulation
+    at coverage.py's protocol (`coverage.simulate`: queueing behind other clients' prefills, the held decode steps,
+    the recipe's knobs). If waiting behind longer prefills made the measured slope steeper than one step's, the
+    whole simulation's slope would close the gap."""
+    rows: list[dict[str, Any]] = []
+    for a, b in cd.pairs(pd.read_csv(cov.CSV)):
+        one = cd.decompose(a, b)
+        if one is None or cov.expressible(a) is not None or cov.expressible(b) is not None:
+            continue
+        t1, t8 = cov.simulate(a)[0], cov.simulate(b)[0]
+        rows.append(
+            one
+            | {
+                "half": cov.half(b),
+                "sim_run_slope_us": (t8 - t1) * 1e6 / (cd.LONG - cd.SHORT),
+            }
+        )
+    t = pd.DataFrame(rows)
+    t["ratio_step"] = t["slope_us"] / t["sim_slope_us"]
+    t["ratio_run"] = t["slope_us"] / t["sim_run_slope_us"]
+    return t
+
+
+def slope_table(t: pd.DataFrame) -> str:
+    g = t.groupby(["half", "backend"]).agg(
+        configs=("slope_us", "size"),
+        slope_us=("slope_us", "median"),
+        step_slope_us=("sim_slope_us", "median"),
+        run_slope_us=("sim_run_slope_us", "median"),
+        ratio_step=("ratio_step", "median"),
+        ratio_run=("ratio_run", "median"),
+    )
+    return _md(g.reset_index())
+
+
 def _md(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
@@ -285,6 +328,8 @@ def main() -> None:
     sim_lag.add_argument("--off", action="store_true", help="probe off: check the run reproduces --base")
     sim_lag.add_argument("--json", type=Path, default=None)
     sub.add_parser("roofline", help="prefill GEMMs against their roofline")
+    slope = sub.add_parser("slope", help="measured vs one-step vs whole-simulation per-token TTFT slope")
+    slope.add_argument("--csv", type=Path, default=None, help="also write the per-configuration rows here")
     args = ap.parse_args()
     if args.what == "lag":
         per_row = pd.DataFrame(json.loads(args.base.read_text())["errors"]["per_row"])
@@ -300,6 +345,11 @@ def main() -> None:
         if args.backend:
             t = t[t["backend"] == args.backend]
         print(_md(t))
+    elif args.what == "slope":
+        t = slope_rows()
+        print(slope_table(t))
+        if args.csv is not None:
+            t.to_csv(args.csv, index=False)
     else:
         print(_md(roofline_rows()))
 
