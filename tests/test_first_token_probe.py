@@ -12,6 +12,7 @@ from types import ModuleType
 import pandas as pd
 import pytest
 
+import queueing  # noqa: F401  (the package, before benchmarks/ goes on the path: benchmarks/queueing.py would shadow it)
 import sim
 from tests.helpers import scenario, write_csv
 
@@ -19,8 +20,9 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def _load() -> ModuleType:
-    """The benchmark module, with benchmarks/coverage.py bound as `coverage` only while it imports (pytest-cov's
-    `coverage` package is the one left in sys.modules)."""
+    """The benchmark module, with benchmarks/coverage.py bound as `coverage` and benchmarks/ on the path only while
+    it imports (pytest-cov's `coverage` package and the repository's `queueing` package stay what later tests see)."""
+    path = list(sys.path)
     sys.path.insert(0, str(BENCH))
     saved = sys.modules.get("coverage")
     spec = importlib.util.spec_from_file_location("coverage", BENCH / "coverage.py")
@@ -33,6 +35,7 @@ def _load() -> ModuleType:
 
         return ft
     finally:
+        sys.path[:] = path
         if saved is not None:
             sys.modules["coverage"] = saved
         else:
