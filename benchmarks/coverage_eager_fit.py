@@ -94,6 +94,35 @@ def fit_moe(intercept: Path, backend: str) -> dict[str, dict[str, float]]:
     return {backend: {"eager_host_per_moe_layer_s": round(float(max(0.0, per_config.median())), 6)}}
 
 
+def oos(values: dict[str, Any], ids: Path, backend: str, out: Path | None) -> None:
+    """The rows of a `tpot_groups.py --json` file (outside coverage.py's draw) of `backend`, in held-out
+    configurations only, simulated at coverage.py's protocol as the tree prices them and with the learned values:
+    medians off -> on (coverage_term_oos.summary's table)."""
+    from coverage_term_oos import summary
+
+    d = pd.read_csv(cov.CSV).set_index("id", drop=False)
+    picked = [r["id"] for r in json.loads(ids.read_text()) if r["backend"] == backend]
+    picked = [rid for rid in picked if cov.half(d.loc[rid]) == "held-out"]
+    rows = []
+    for rid in picked:
+        r = d.loc[rid]
+        got: dict[str, Any] = {"id": rid, "half": "held-out", "gpu": r["system"], "mode": r["mode"]}
+        for side, engine in (("off", _ENGINE), ("on", _with(values))):
+            cov.serving_engine = engine
+            ttft, tpot = cov.simulate(r)
+            got[f"ttft_{side}"] = ttft * 1e3 / r["silicon_ttft_ms"] - 1
+            got[f"tpot_{side}"] = tpot * 1e3 / r["silicon_tpot_ms"] - 1
+        cov.serving_engine = _ENGINE
+        rows.append(got)
+    t = pd.DataFrame(rows)
+    print(summary(t))
+    for mode, g in t.groupby("mode"):
+        print(f"mode = {mode}:")
+        print(summary(g).splitlines()[2])
+    if out is not None:
+        out.write_text(t.round(4).to_json(orient="records"))
+
+
 def report(values: dict[str, Any], base: Path, out: Path | None) -> None:
     per = pd.DataFrame(json.loads(base.read_text())["errors"]["per_row"])
     held = per[per["half"] == "held-out"].set_index("id")
@@ -127,6 +156,7 @@ def main() -> None:
     ap.add_argument("--fit-moe", type=Path, default=None, help="a coverage_intercept.py --csv: learn per MoE layer")
     ap.add_argument("--backend", default="trtllm", help="with --fit-moe: the backend to learn it for")
     ap.add_argument("--out", type=Path, default=None, help="with --fit-moe: write the value here")
+    ap.add_argument("--oos", type=Path, default=None, help="with --report: a tpot_groups.py --json file's rows instead")
     ap.add_argument("--report", type=Path, default=None, help="values to report on the held-out half")
     ap.add_argument("--base", type=Path, default=None, help="a coverage.py --json run (its held-out rows)")
     ap.add_argument("--json", type=Path, default=None)
@@ -140,7 +170,9 @@ def main() -> None:
         print(f"fit half, eager host per MoE layer (s): {moe}")
         if args.out is not None:
             args.out.write_text(json.dumps(moe, indent=2) + "\n")
-    if args.report is not None and args.base is not None:
+    if args.report is not None and args.oos is not None:
+        oos(json.loads(args.report.read_text()), args.oos, args.backend, args.json)
+    elif args.report is not None and args.base is not None:
         report(json.loads(args.report.read_text()), args.base, args.json)
 
 
