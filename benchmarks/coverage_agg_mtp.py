@@ -32,7 +32,6 @@ import pandas as pd
 from coverage_disagg import (
     CONFIG_PATH,
     GPUS,
-    MTP_ACCEPTANCE,
     SOURCES,
     UNTIL,
     _fact,
@@ -41,6 +40,7 @@ from coverage_disagg import (
     concs,
     in_force,
     item_history,
+    mtp_speculative,
 )
 
 TABLE = Path(__file__).resolve().parent / "ground_truth" / "inferencex_agg.json"
@@ -163,9 +163,9 @@ def group(row: pd.Series) -> str:
 
 def speculative(row: pd.Series) -> dict[str, Any] | None:
     """The scenario's `speculative` section for an agg row that ran MTP with a known draft length and a cited
-    acceptance (`coverage_disagg.MTP_ACCEPTANCE`), else None."""
-    k, a = draft_tokens(row), MTP_ACCEPTANCE.get(str(row["model_path"]))
-    return None if k is None or a is None else {"kind": "mtp", "num_tokens": k, "acceptance": a}
+    acceptance (`coverage_disagg.mtp_speculative`), else None."""
+    k = draft_tokens(row)
+    return None if k is None else mtp_speculative(str(row["model_path"]), k)
 
 
 def count(df: pd.DataFrame) -> dict[str, Any]:

@@ -16,9 +16,9 @@ the row's concurrency in `conc-list`. When every matching item gives the same wo
 is known (cited as entry@commit); when none matches, or matching items disagree (an MTP and a non-MTP item at the
 same concurrency with different worker counts, which the row cannot tell apart), it is unknown and says why.
 No measured TTFT / TPOT is used to choose. An item that runs MTP (`spec-decoding: mtp`, all DeepSeek-R1) is
-simulated with it when its recipe names the draft length (`draft_tokens`), at DeepSeek-V3's published acceptance
-(`MTP_ACCEPTANCE`). The table (`ground_truth/inferencex_disagg.json`) is extracted from a
-local mirror by `python benchmarks/coverage_disagg.py --extract <InferenceX git dir>`.
+simulated with it when its recipe names the draft length (`draft_tokens`), at the published per-position
+acceptance of DeepSeek-R1's module (`MTP_ACCEPTANCE`). The table (`ground_truth/inferencex_disagg.json`) is
+extracted from a local mirror by `python benchmarks/coverage_disagg.py --extract <InferenceX git dir>`.
 """
 
 from __future__ import annotations
@@ -72,13 +72,43 @@ SRT_RECIPE_MTP = {
     "recipes/h200/8k1k/bs128-1p1d-dep-mtp.yaml": 2,
     "recipes/h200/8k1k/bs8-1p6d-mtp.yaml": 2,
 }
-# Acceptance of DeepSeek-V3's MTP module, the one DeepSeek-R1 ships (R1 is trained from DeepSeek-V3-Base and keeps
-# its architecture, `num_nextn_predict_layers: 1`): "the acceptance rate of the second token prediction ranges
-# between 85% and 90% across various generation topics" (DeepSeek-V3 technical report, arXiv 2412.19437, §5.4.3);
-# 0.875 is the middle of that range. Deeper draft positions (k > 1 reuses the one module on its own output) have
-# no published rate: ASSUMED the same conditional rate at each position (geometric). The rows' prompts are random
-# tokens with --ignore-eos, not the report's text (COVERAGE.md, "MTP where the deployment ran it").
-MTP_ACCEPTANCE = {"deepseek-ai/DeepSeek-R1": 0.875}
+# Acceptance of DeepSeek-R1's MTP module per draft position, as TensorRT-LLM runs it (one module, `num_nextn_predict_
+# layers: 1`, called k times on its own output: "MTP Eagle"). Source: TensorRT-LLM tech blog 1 ("Pushing Latency
+# Boundaries: Optimizing DeepSeek-R1 Performance on NVIDIA B200 GPUs", docs/source/blogs/tech_blog/blog1_..._B200_
+# GPUs.md @01c4ece91, table "Autoregressive MTP Layers"): mean acceptance length 1.92 / 2.58 / 2.82 / 2.99 / 3.01
+# with 1..5 MTP layers, DeepSeek-R1 FP4 on 8 B200, batch 1, ISL / OSL 1k / 2k, strict (top-1) acceptance - the same
+# rule InferenceX's DeepSeek-R1 MTP recipes run (none sets `use_relaxed_acceptance_for_thinking`; the blog's
+# "MTP3_top1, d0.0" row is the 2.82). Each length is one run, so the step gains `AL_k - 1 = sum_{i<=k} P(first i
+# drafts accepted)` and `P(i) = AL_i - AL_{i-1}`; the conditional rate of position i is P(i) / P(i-1)
+# (`rates_from_lengths`): 0.92, 0.717, 0.364, 0.708, 0.118. With these rates servesim's expected tokens per step for
+# k draft tokens is exactly the blog's AL_k for every k <= 5 (no assumption that rates are geometric or that a
+# position's rate does not depend on k beyond what the runs show). Position 4's rate above position 3's is the
+# measurement's noise (no request count given); the rows use k <= 3. Caveats: the blog names no dataset (its
+# workload is 1k/2k text); the rows' prompts are random token ids with --ignore-eos and greedy sampling (the
+# benchmark client sends temperature 0), whose acceptance is not measured anywhere found (COVERAGE.md, "TPOT by group
+# (branch s8-tpot)"). Its first position, 0.92, sits just above DeepSeek-V3's reported 85-90 % for the second token
+# (arXiv 2412.19437, section 5.4.3), the source used before this. SGLang's EAGLE worker (topk 1) chains the same
+# module the same way, so the curve is read as the module's, whatever the engine.
+MTP_LENGTHS = {"deepseek-ai/DeepSeek-R1": (1.92, 2.58, 2.82, 2.99, 3.01)}
+
+
+def rates_from_lengths(lengths: tuple[float, ...]) -> list[float]:
+    """Conditional acceptance per draft position from the mean acceptance lengths of runs with 1, 2, ... draft
+    tokens (AL_0 = 1): P(first i accepted) = AL_i - AL_{i-1}; rate_i = P(i) / P(i-1)."""
+    probs = [b - a for a, b in zip((1.0, *lengths[:-1]), lengths, strict=True)]
+    return [p / q for p, q in zip(probs, (1.0, *probs[:-1]), strict=True)]
+
+
+MTP_ACCEPTANCE = {m: rates_from_lengths(al) for m, al in MTP_LENGTHS.items()}
+
+
+def mtp_speculative(model: str, k: int) -> dict[str, Any] | None:
+    """The `speculative` section of k-token MTP on `model` at its cited per-position acceptance (`MTP_ACCEPTANCE`,
+    the first k positions); None when the model has no cited acceptance or k exceeds the published curve."""
+    rates = MTP_ACCEPTANCE.get(model)
+    if rates is None or k > len(rates):
+        return None
+    return {"kind": "mtp", "num_tokens": k, "acceptance": rates[:k]}
 
 
 @dataclass(frozen=True)
@@ -116,9 +146,9 @@ class Deployment:
     def speculative(self, model: str) -> dict[str, Any] | None:
         """The scenario's `speculative` section for a row that ran MTP with a known draft length and a model whose
         MTP acceptance has a source (`MTP_ACCEPTANCE`); None otherwise (simulated without MTP)."""
-        if self.group != "config, MTP" or model not in MTP_ACCEPTANCE:
+        if self.group != "config, MTP" or self.mtp is None:
             return None
-        return {"kind": "mtp", "num_tokens": self.mtp, "acceptance": MTP_ACCEPTANCE[model]}
+        return mtp_speculative(model, self.mtp)
 
 
 def pool_layout(workers: int, tp: int, ep: int, dp_attn: bool) -> dict[str, int]:

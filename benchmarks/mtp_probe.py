@@ -10,13 +10,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from coverage_disagg import mtp_speculative
+
 from sim.cluster.pools import _draft_cost, pool_specs
 from sim.config.scenario import load_scenario
 from sim.core.speculative import VerifyChunk, expected_tokens
 
 
 def scenario(weights: str, layout: dict[str, int], engine: str, k: int) -> Any:
-    """DeepSeek-R1 on B200, one colocated pool of `layout`, MTP k at DeepSeek-V3's 0.875."""
+    """DeepSeek-R1 on B200, one colocated pool of `layout`, MTP k at R1's published per-position acceptance
+    (coverage_disagg.MTP_ACCEPTANCE)."""
     return load_scenario(
         {
             "name": "mtp-probe",
@@ -30,7 +33,7 @@ def scenario(weights: str, layout: dict[str, int], engine: str, k: int) -> Any:
             },
             "cluster": layout,
             "serving_engine": {"kind": engine},
-            "speculative": {"kind": "mtp", "num_tokens": k, "acceptance": 0.875},
+            "speculative": mtp_speculative("deepseek-ai/DeepSeek-R1", k),
         }
     )
 

@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import coverage_agg_mtp as ca
+from coverage_disagg import MTP_ACCEPTANCE
 
 
 @pytest.fixture
@@ -43,7 +44,8 @@ def test_readings_are_closed_and_refuse_disagg(rows: pd.DataFrame) -> None:
 
 def test_mtp_agg_row_is_simulated_with_the_scripts_draft_length(rows: pd.DataFrame) -> None:
     """dsr1_fp8_b200_trt_mtp.sh: MTP=3 unless DP_ATTENTION (then 1); the tp 8 / ep 1 item has no dp-attn: 3 draft
-    tokens at DeepSeek-V3's acceptance; coverage.scenario carries it. A row read `MTP?` stays without MTP."""
+    tokens at R1's published per-position acceptance; coverage.scenario carries it. A row read `MTP?` stays
+    without MTP."""
     import coverage as cov
 
     r = rows.loc["2026_04_06_deepseek_r1_b200_sxm_trtllm_fp8_agg_1024x8192_c64_tp8_ep1_887"]
@@ -51,7 +53,7 @@ def test_mtp_agg_row_is_simulated_with_the_scripts_draft_length(rows: pd.DataFra
     assert cov.scenario(r, cov._fixed_workload(4, r))["speculative"] == {
         "kind": "mtp",
         "num_tokens": 3,
-        "acceptance": 0.875,
+        "acceptance": MTP_ACCEPTANCE["deepseek-ai/DeepSeek-R1"][:3],
     }
     undecided = next(x for _, x in rows[rows["mode"] == "agg"].iterrows() if ca.reading(x)[0] == "MTP?")
     assert ca.group(undecided) == "agg, MTP?" and ca.speculative(undecided) is None

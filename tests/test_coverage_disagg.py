@@ -13,6 +13,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import coverage_disagg as cd
 
+from sim.core.speculative import expected_tokens
+
+R1 = "deepseek-ai/DeepSeek-R1"
+
 
 @pytest.fixture
 def rows(silicon_rows: pd.DataFrame) -> pd.DataFrame:
@@ -190,7 +194,7 @@ def test_draft_tokens_from_the_recipe() -> None:
 
 def test_mtp_row_is_simulated_with_its_draft_length(rows: pd.DataFrame) -> None:
     """nvidia-master.yaml@f316a0ef6, dsr1-fp8-b200-dynamo-trt (mtp), 1k1k conc 1184: 1 prefill DEP8 and 3 decode
-    DEP8 workers, recipe `…_mtp3…`: speculative MTP with 3 draft tokens at DeepSeek-V3's 0.875 per position.
+    DEP8 workers, recipe `…_mtp3…`: speculative MTP with 3 draft tokens at R1's published per-position rates.
     The SGLang B200 fp8 item at conc 8 (recipes/b200-fp8/1k1k/mtp/low-latency-tep8-1p3d.yaml) drafts 2."""
     import coverage as cov
 
@@ -204,9 +208,9 @@ def test_mtp_row_is_simulated_with_its_draft_length(rows: pd.DataFrame) -> None:
     )
     assert cd.reading(r).startswith("1 prefill + 3 decode workers (MTP, 3 draft tokens)")
     sc = cov.scenario(r, cov._fixed_workload(4, r))
-    assert sc["speculative"] == {"kind": "mtp", "num_tokens": 3, "acceptance": 0.875}
+    assert sc["speculative"] == {"kind": "mtp", "num_tokens": 3, "acceptance": cd.MTP_ACCEPTANCE[R1][:3]}
     s = rows.loc["2026_03_25_deepseek_r1_b200_sxm_sglang_fp8_disagg_1024x1024_c8_tp8_0_ep8_0_534"]
-    assert cd.deployment(s).speculative(str(s["model_path"])) == {"kind": "mtp", "num_tokens": 2, "acceptance": 0.875}
+    assert cd.deployment(s).speculative(R1) == {"kind": "mtp", "num_tokens": 2, "acceptance": cd.MTP_ACCEPTANCE[R1][:2]}
     # a recipe without a length (`…_eplb0_mtp.yaml`): MTP left out, reported apart, not as run
     u = rows.loc["2026_03_25_deepseek_r1_gb300_trtllm_fp4_disagg_1024x1024_c333_tp2_0_ep2_0_1112"]
     du = cd.deployment(u)
@@ -222,3 +226,22 @@ def test_mtp_row_is_simulated_with_its_draft_length(rows: pd.DataFrame) -> None:
     assert d.speculative("zhipuai/GLM-5") is None
     # ... and such a row is simulated without MTP, so it does not count as run as it ran (reviewer finding 3)
     assert not d.as_run("zhipuai/GLM-5") and d.as_run("deepseek-ai/DeepSeek-R1")
+
+
+def test_mtp_rates_reproduce_the_published_acceptance_lengths() -> None:
+    """TensorRT-LLM blog 1's acceptance lengths 1.92 / 2.58 / 2.82 (1, 2, 3 MTP layers): by hand, P(first i drafts
+    accepted) = 0.92, 0.66, 0.24, so the conditional rates are 0.92, 0.66 / 0.92 = 0.71739, 0.24 / 0.66 = 0.36364;
+    and servesim's expected tokens per step with the first k rates is the published AL_k for every k."""
+    assert cd.rates_from_lengths((1.92, 2.58, 2.82)) == pytest.approx([0.92, 0.717391, 0.363636], abs=1e-6)
+    for k, al in enumerate(cd.MTP_LENGTHS[R1], start=1):
+        spec = cd.mtp_speculative(R1, k)
+        assert spec is not None and len(spec["acceptance"]) == k
+        assert expected_tokens(spec["acceptance"]) == pytest.approx(al, abs=1e-9)
+    # the geometric 0.875 of before overstates the third position: 3.31 tokens a step against the published 2.82
+    assert (
+        expected_tokens([0.875] * 3)
+        == pytest.approx(1 + 0.875 + 0.875**2 + 0.875**3)
+        == pytest.approx(3.3105, abs=1e-4)
+    )
+    assert cd.mtp_speculative(R1, 6) is None  # beyond the published curve: not invented
+    assert cd.mtp_speculative("Qwen/Qwen3.5-397B-A17B", 1) is None  # no cited acceptance
