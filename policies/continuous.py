@@ -199,27 +199,6 @@ class Sarathi:
         is prefilling and nobody queues (budget is left over then: an arrival would be admitted beside it)."""
         return not inst.waiting and len(inst.prefilling) == 1
 
-    def chunk_after(self, inst: InstanceView, plan: BatchPlan) -> bool | None:
-        """A plan of every decoder, the first prefilling prompt's last piece and the next one's chunk that takes
-        the rest of the budget (that prompt going on): after it the plan is every decoder (the first prompt among
-        them) plus the next prompt's chunk of the whole budget, which repeats as `chunk_horizon` says. None: no
-        such plan. Else whether the prompt's shorter remainder may follow as the last step (`chunk_tail`: nobody
-        queues now, and an arrival before it cuts it)."""
-        if self.hold is not None or len(plan.prefill) != 2:
-            return None
-        (b, nb), (c, nc) = plan.prefill
-        prefilling = inst.prefilling
-        if len(prefilling) != 2 or prefilling[0] is not b or prefilling[1] is not c:
-            return None
-        if nb != b.prefill_target - b.prefill_done or nc >= c.prefill_target - c.prefill_done:
-            return None
-        if nb + nc != self.budget - plan.decode_count:
-            return None
-        waiting = inst.waiting
-        if waiting and swapped_out(waiting[0]):
-            return None
-        return not waiting
-
 
 class RecvSarathi(Sarathi):
     """Sarathi behind SGLang's receive interval (`RecvSkipper`): prompts that arrived after the scheduler's last
@@ -249,9 +228,6 @@ class RecvSarathi(Sarathi):
 
     def chunk_horizon(self, inst: InstanceView, plan: BatchPlan) -> int:
         return 1  # the poll decides each chunk plan, so no run
-
-    def chunk_after(self, inst: InstanceView, plan: BatchPlan) -> bool | None:
-        return None  # the poll decides each chunk plan, so no cross-prompt run
 
 
 @SCHEDULERS.register("fcfs", FCFSConfig, whole_prompts=True, mixes_prefill_decode=False)

@@ -103,9 +103,6 @@ class VLLMScheduler(Sarathi):
             left -= n
         return plan
 
-    def chunk_after(self, inst: InstanceView, plan: BatchPlan) -> bool | None:
-        return None  # chunks take their blocks one by one: no cross-prompt run (`sim.core.xrun`)
-
     @staticmethod
     def _running_prefills(inst: InstanceView, plan: BatchPlan, left: int) -> int:
         """The next chunk of each running prefill in admission order, each taking its blocks now."""

@@ -236,12 +236,3 @@ class Cohort:
                 self.leave(req)
                 done.append(req)
         return new_blocks, done
-
-
-def joiner_blocks(kv: int, m: int, block_size: int) -> int:
-    """New blocks a request that joins the cohort holding `kv` KV tokens (its blocks cover them exactly, as a
-    whole-prompt admission leaves them) takes for its next-token slots in its first m decode steps: step j
-    needs one when kv + j is a multiple of the block size (`Cohort`'s phase rule for one member)."""
-    if m <= 0:
-        return 0
-    return (kv + m - 1) // block_size - (kv - 1) // block_size

@@ -144,9 +144,6 @@ class Simulation:
         self.pool_of = [spec for spec in self.pools for _ in range(spec.instances)]
         self.entry = [inst for inst in self.instances if inst.role != "decode"]  # where arrivals are routed
         self.features = cluster_features(self)  # disaggregation, migration, prefix caching (each optional)
-        if sc.cluster.migration is not None or sc.engine.horizon_s is not None:
-            for inst in self.instances:  # cross-prompt runs are exact for what these read only at their end
-                inst.chunk_after = None
         self.done = self.env.event()
         self.log.on_all_done = self.done
         self.stop: simpy.Event | None = None  # a watch's verdict is certain (`sim.core.verdict`)

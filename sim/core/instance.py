@@ -28,7 +28,6 @@ from sim.core.steps import DecodeRun, decode_run, mixed_step
 from sim.core.swap import HostSwap
 from sim.core.transfers import KVCopies
 from sim.core.view import BatchView
-from sim.core.xrun import cross_step
 from sim.costmodel.models import CostModel
 
 NO_COLLABORATORS = Collaborators()
@@ -103,10 +102,6 @@ class Instance(BatchView):
         plain = c.handoff is None and c.tracer is None and self.lockstep
         self.chunk_horizon = getattr(scheduler, "chunk_horizon", None) if fast_forward and plain else None
         self.chunk_tail = getattr(scheduler, "chunk_tail", None) if self.chunk_horizon is not None else None
-        # cross-prompt runs (`sim.core.xrun`): a step that ends one prompt's prefill and starts the next, then that
-        # prompt's chunks, as one sleep; the engine switches them off where they are not exact (`Simulation`)
-        after = getattr(scheduler, "chunk_after", None) if self.chunk_horizon is not None else None
-        self.chunk_after = after if c.prefix_cache is None and c.speculative is None else None
         # decode runs go on past completions (`steps._onward`) for a scheduler whose plan, with nobody waiting or
         # prefilling, is every decoder again (`steady_decode`), where nothing else watches each plan
         self.steady = fast_forward and plain and c.on_release is None and getattr(scheduler, "steady_decode", False)
@@ -233,10 +228,7 @@ class Instance(BatchView):
             if self.lockstep and (plan.cohort or plan.decode):
                 self._adopt(plan)
             if plan.prefill:
-                if self.chunk_after is not None and (tail := self.chunk_after(self, plan)) is not None:
-                    yield from cross_step(self, plan, tail)
-                else:
-                    yield from mixed_step(self, plan)
+                yield from mixed_step(self, plan)
             elif self.speculation is not None:
                 yield from self.speculation.step(self, plan)
             else:

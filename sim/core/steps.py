@@ -47,18 +47,15 @@ PLAIN_STEPS = 24
 class DecodeRun:
     """A run in flight: its absolute step end times and how many steps stand (a cut lowers `k`); `chunk`:
     the (request, tokens per step) prefilled alongside the cohort's decodes, or None for a decode run; `tail`:
-    the chunk run's last step is the prompt's shorter remainder, which an arrival before it cuts away; `join`: in a
-    cross-prompt run (`sim.core.xrun`), the KV tokens of the prompt that joins the cohort after the first step (-1:
-    none)."""
+    the chunk run's last step is the prompt's shorter remainder, which an arrival before it cuts away."""
 
-    __slots__ = ("chunk", "join", "k", "tail", "times")
+    __slots__ = ("chunk", "k", "tail", "times")
 
     def __init__(self, times: list[float], chunk: tuple[Request, int] | None = None, tail: bool = False) -> None:
         self.times = times
         self.k = len(times)
         self.chunk = chunk
         self.tail = tail
-        self.join = -1
 
 
 def sleep_run(

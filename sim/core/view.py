@@ -13,7 +13,7 @@ from collections import deque
 import simpy
 
 from sim.core.batch import BatchPlan
-from sim.core.cohort import Cohort, joiner_blocks
+from sim.core.cohort import Cohort
 from sim.core.collaborators import PrefixCaching
 from sim.core.kvcache import BlockAllocator
 from sim.core.request import Request
@@ -213,8 +213,6 @@ class BatchView:
                 if run.chunk is not None:  # a chunk run's prefill grows per chunk too (`steps.chunk_growth`)
                     req, q = run.chunk
                     used += chunk_growth(req, q, done - 1, self.block_size)
-                if run.join >= 0:  # a cross-prompt run: the prompt that joined after step 0 takes its slots too
-                    used += joiner_blocks(run.join, done - 1, self.block_size)
         return used
 
     def exact_kv(self, req: Request) -> int:
