@@ -61,7 +61,7 @@ from coverage_layout import (  # noqa: E402  (the rows' layouts and client count
     replicas,
 )
 from coverage_layout import unrecorded_dp as unrecorded_dp  # noqa: E402  (re-exported for the tests)
-from coverage_memory import holds_loop, memory_fraction  # noqa: E402  (KV room of a row; memory_fraction re-exported)
+from coverage_memory import memory_fraction  # noqa: E402  (the KV share of a row; re-exported)
 from coverage_recipes import disagg_prefill_budget, kv_cache_dtype, recipe_terms  # noqa: E402
 from coverage_render import render  # noqa: E402
 
@@ -92,10 +92,10 @@ ADP_BALANCE: dict[str, dict[str, Any]] = {
     "gpt-oss": {"attention_dp_balance": True},
 }
 BATCH_WAIT = {"batch_wait_timeout_iters": 40, "batch_wait_max_tokens_ratio": 0.8}
-# The `replicas` reading (coverage_layout.replicas) is off by default: checked on the rows outside the 149-row
-# sample it was found on, it made all 11 rows it changes worse (COVERAGE.md, "Row readings held out");
-# `--replicas` switches it back on. `unrecorded_dp` and `rank_budget` passed that check and stay on.
-READ_REPLICAS = False
+# `replicas`: every agg row of k x batch_size clients (k > 1; 16 TensorRT-LLM gap-analysis rows) is k instances,
+# as aiconfigurator's generator sizes the run (trtllm.rule@581e459: estimated_concurrency = agg_workers x
+# max_batch_size); one reading for all of them, never chosen by servesim's outcome. `--no-replicas`: one instance.
+READ_REPLICAS = True
 MAX_CLIENTS = 1024  # larger closed loops are expressible but not simulated for errors (run time)
 QUANT = {  # quant mode -> (weights, activations)
     "nvfp4": ("fp4", "fp4"),
@@ -139,8 +139,7 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
     if row["mode"] == "agg":
         sc["cluster"] = _layout(row, moe=model.is_moe)
         lay = [dict(sc["cluster"])]
-        memory = memory_fraction(row["backend"], model, gpu, quant, lay)
-        if (k := replicas(row)) > 1 and (READ_REPLICAS or not holds_loop(row, sc, memory)):
+        if (k := instances(row)) > 1:
             sc["cluster"] |= {"instances": k, "router": {"kind": "round_robin"}}
         sc["scheduler"] = rank_budget(sched, str(row["backend"]), sc["cluster"].get("attention_dp", 1))
         if spec := agg_mtp.speculative(row):  # the InferenceX entry in force ran MTP (coverage_agg_mtp)
@@ -164,6 +163,12 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
             sc["speculative"] = spec  # MTP as the configured item ran it (draft length from its recipe)
     sc["kv_cache"] = {"gpu_memory_utilization": memory_fraction(row["backend"], model, gpu, quant, lay)}
     return sc
+
+
+def instances(row: pd.Series) -> int:
+    """Instances sharing the row's clients (`replicas` under READ_REPLICAS, else 1): the one place the reading is
+    decided; benchmarks/tpot_bounds.py counts the GPUs of the scenario built from it."""
+    return replicas(row) if READ_REPLICAS else 1
 
 
 def rank_budget(sched: dict[str, Any], backend: str, dp: int) -> dict[str, Any]:
@@ -371,6 +376,7 @@ def errors(res: pd.DataFrame) -> dict[str, Any]:
 
 
 def main() -> None:
+    global READ_REPLICAS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--csv", type=Path, default=CSV)
     ap.add_argument("--sample", type=int, default=200, help="rows simulated for errors (stratified); 0: none")
@@ -386,7 +392,7 @@ def main() -> None:
         help="SGLang's first streamed token: held for the stream interval (releases with `%% == 0`) or sent at once",
     )
     ap.add_argument("--ids", type=Path, default=None, help="simulate the rows of this earlier --json instead")
-    ap.add_argument("--replicas", action="store_true", help="read agg rows with k x batch clients as k replicas")
+    ap.add_argument("--replicas", action=argparse.BooleanOptionalAction, default=READ_REPLICAS, help="k x batch: k")
     ap.add_argument(
         "--per-request-s",
         type=Path,
@@ -394,7 +400,6 @@ def main() -> None:
         help="JSON {backend: seconds} fitted on the fit half (coverage_intercept.py --fit); report the held-out half",
     )
     args = ap.parse_args()
-    global READ_REPLICAS
     READ_REPLICAS = args.replicas
     if args.per_request_s is not None:
         PER_REQUEST_S.update(json.loads(args.per_request_s.read_text()))

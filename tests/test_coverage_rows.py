@@ -114,17 +114,30 @@ def test_clients_beyond_one_batch_are_replicas(rows: pd.DataFrame, monkeypatch: 
     use 40 x 1 + 6 x 4), routed round robin; before, 416 clients went to one tp-2 instance (3,239 % TTFT)."""
     r = rows.loc["nvidia_qwen3_32b_nvfp4_nvidia_qwen3_32b_nvfp4_b200_sxm_trtllm_agg_15000x500_c416_tp2_0_epnone_2"]
     assert cov.replicas(r) == 32 and not cov.unrecorded_dp(r)
-    # one tp-2 instance cannot hold 416 x 15.5k tokens of KV (FP8): read as replicas with `--replicas` off too
     sc = cov.scenario(r, cov._fixed_workload(1, r))
     assert sc["cluster"] == {"tp": 2, "instances": 32, "router": {"kind": "round_robin"}}
-    # a row whose one instance holds its loop stays one instance unless `--replicas` (held-out check: worse)
-    q = rows.loc["qwen_qwen3_32b_qwen_qwen3_32b_gb200_trtllm_agg_4000x1000_c128_tp2_epnone_15"]
-    assert cov.replicas(q) == 4
-    assert cov.scenario(q, cov._fixed_workload(1, q))["cluster"] == {"tp": 2}
-    monkeypatch.setattr(cov, "READ_REPLICAS", True)
-    assert cov.scenario(q, cov._fixed_workload(1, q))["cluster"]["instances"] == 4
     d = rows.loc["nvidia_qwen3_32b_nvfp4_nvidia_qwen3_32b_nvfp4_b200_sxm_trtllm_disagg_15000x500_c480_tp_epnone_1"]
     assert cov.replicas(d) == 1  # disagg rows list their workers
+
+
+def test_replica_reading_is_not_gated_on_servesim_kv_fit(rows: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One reading for every row of k x batch clients (trtllm.rule@581e459: estimated_concurrency = agg_workers x
+    max_batch_size), whatever servesim's KV room: 128 clients x 5k tokens on one GB200 tp-2 instance of
+    Qwen/Qwen3-32B fits its KV (the reading gated on servesim's fit left it one instance), yet it is 4 replicas."""
+    q = rows.loc["qwen_qwen3_32b_qwen_qwen3_32b_gb200_trtllm_agg_4000x1000_c128_tp2_epnone_15"]
+    assert cov.replicas(q) == 4 and cov.instances(q) == 4
+    sc = cov.scenario(q, cov._fixed_workload(1, q))
+    assert sc["cluster"] == {"tp": 2, "instances": 4, "router": {"kind": "round_robin"}}
+    from sim.cluster.pools import pool_specs
+
+    one = cov.load_scenario({**sc, "cluster": {"tp": 2}})
+    assert pool_specs(one)[0].capacity.tokens >= 128 * (4000 + 1000)  # one instance holds the loop: no gate
+    monkeypatch.setattr(cov, "READ_REPLICAS", False)  # `--no-replicas`: the same switch for every row
+    for rid in (
+        q["id"],
+        "nvidia_qwen3_32b_nvfp4_nvidia_qwen3_32b_nvfp4_b200_sxm_trtllm_agg_15000x500_c416_tp2_0_epnone_2",
+    ):
+        assert "instances" not in cov.scenario(rows.loc[rid], cov._fixed_workload(1, rows.loc[rid]))["cluster"]
 
 
 def test_moe_clients_of_tp_times_batch_are_attention_dp_ranks(rows: pd.DataFrame) -> None:
