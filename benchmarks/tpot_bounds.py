@@ -1,6 +1,6 @@
 """Which agg silicon rows measured something their stated workload cannot produce: physical bounds, no fitting.
 
-    python benchmarks/tpot_bounds.py [--results benchmarks/coverage_results.json ...] [--replicas] [--json out.json]
+    python benchmarks/tpot_bounds.py [--results benchmarks/coverage_results.json ...] [--no-replicas] [--json out.json]
 
 A closed loop of c clients that measured mean TTFT and TPOT completes X = c / E2E requests a second (E2E =
 TTFT + (osl - 1) x TPOT, Little's law; every client always has one request in flight). Two consequences
@@ -105,11 +105,14 @@ def main() -> None:
         help="coverage.py / tpot_groups.py results whose rows to split",
     )
     ap.add_argument(
-        "--replicas", action="store_true", help="as coverage.py --replicas: k x batch clients as k replicas"
+        "--replicas",
+        action=argparse.BooleanOptionalAction,
+        default=cov.READ_REPLICAS,
+        help="as coverage.py --replicas / --no-replicas: k x batch clients as k replicas (on by default)",
     )
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
-    cov.READ_REPLICAS = a.replicas or cov.READ_REPLICAS
+    cov.READ_REPLICAS = a.replicas
     df = pd.read_csv(cov.CSV).set_index("id", drop=False)
     df = df[[cov.expressible(r) is None for _, r in df.iterrows()]]
     rows = []
