@@ -23,7 +23,7 @@ def render(out: dict[str, Any]) -> str:
             f"error| **{e['median_abs_ttft_err']:.1%}**, median |TPOT error| **{e['median_abs_tpot_err']:.1%}** "
             f"(signed medians: TTFT {e['signed_median']['ttft']:+.1%}, TPOT {e['signed_median']['tpot']:+.1%}); "
             f"disagg rows with unknown workers are read as 1 prefill + 1 decode; MTP is simulated where the "
-            f"configuration ran it with a known draft length (DeepSeek-V3's acceptance), left out where undecidable. "
+            f"configuration ran it with a known draft length (DeepSeek-R1's per-position acceptance, TensorRT-LLM blog 1), left out where undecidable. "
             f"The {e['as_run']['rows']} of them simulated as they ran (agg, agg with MTP; disagg with recorded "
             f"workers or InferenceX-configured workers, with MTP where the item ran it): "
             f"{e['as_run']['median_abs_ttft_err']:.1%} / "
