@@ -70,11 +70,10 @@ def bounds(row: pd.Series) -> dict[str, float] | None:
     peak = gpu.peak_flops(q["activations"]) or gpu.bf16_flops
     prefill = rate * low * isl * 2.0 * model.active_params / (gpus * peak)
     decoders = max(0.0, c - rate * ttft)  # requests past their first token
-    kv_bits = min(8.0, Quantization(**q).kv_bits)  # the smallest cache any of the three engines runs: a lower bound
+    quant = Quantization(**q)
+    kv_bits = min(8.0, quant.kv_bits)  # the smallest cache any of the three engines runs: a lower bound
     tokens = low * isl + 0.5 * low * osl
-    free = instances * (
-        per * gpu.memory_bytes - model.weight_bytes(1, Quantization(**q).weight_bits)
-    )  # each holds the weights
+    free = instances * (per * gpu.memory_bytes - model.weight_bytes(1, quant.weight_bits))  # each holds the weights
     kv = decoders * tokens * model.kv_bytes_per_token(1, kv_bits, context=int(tokens)) / max(free, 1.0)
     return {"prefill_load": prefill, "kv_load": kv, "gpus": float(gpus), "instances": float(instances), "rate": rate}
 
@@ -83,12 +82,13 @@ def impossible(b: dict[str, float] | None) -> bool:
     return b is not None and (b["prefill_load"] > 1.0 or b["kv_load"] > 1.0)
 
 
-def table(results: Path, df: pd.DataFrame) -> dict[str, Any]:
-    """A results file's rows over a bound, each with its own simulated error. No median is taken over the rest:
-    the bounds come from the measured latency, so a split by them would select rows by their measurement."""
+def table(results: Path, over: set[str]) -> dict[str, Any]:
+    """A results file's rows among `over` (the rows over a bound, from main's pass over the file), each with its
+    own simulated error. No median is taken over the rest: the bounds come from the measured latency, so a split by
+    them would select rows by their measurement."""
     raw = json.loads(results.read_text())
     res = pd.DataFrame(raw["errors"]["per_row"] if isinstance(raw, dict) else raw).set_index("id", drop=False)
-    flagged = [i for i in res["id"] if impossible(bounds(df.loc[i]))]
+    flagged = [i for i in res["id"] if i in over]
     return {
         "rows": len(res),
         "over_bound": [{"id": i, "tpot_err": float(res.loc[i, "tpot_err"])} for i in sorted(flagged)],
@@ -130,7 +130,7 @@ def main() -> None:
     print(bad[cols].to_string(index=False, float_format=lambda x: f"{x:.2f}") if len(bad) else "(none)")
     out: dict[str, Any] = {"replicas": cov.READ_REPLICAS, "over_bound": bad["id"].tolist(), "by_results": {}}
     for path in a.results:
-        t = table(path, df)
+        t = table(path, set(bad["id"]))
         out["by_results"][path.name] = t
         errs = ", ".join(f"{x['tpot_err']:+.1%}" for x in t["over_bound"]) or "-"
         print(f"{path.name}: {t['rows']} rows, {len(t['over_bound'])} over a bound (TPOT errors {errs})")
