@@ -1,5 +1,5 @@
-"""KV room of a silicon row's scenario (benchmarks/coverage.py): the KV share each engine gives by default. (It no
-longer decides how many instances a row has: that is `coverage.instances`, from deployment facts only.)"""
+"""KV room of a silicon row's scenario (benchmarks/coverage.py): the KV share each engine gives by default. How
+many instances a row has is `coverage.instances`, from deployment facts only."""
 
 from __future__ import annotations
 
