@@ -1,0 +1,182 @@
+"""Admission reservations for future outputs (`serving_engine.admission_reserve`, policies/reserve.py): hand-computed
+timelines on a tiny KV cache, SGLang's new_token_ratio step by step, and properties (every request completes, the
+fast-forward equals stepping, nobody is held forever).
+
+Linear costs: an iteration is 10 ms + 1 ms per prefill token + 2 ms per decoding sequence.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sim
+from policies.reserve import NewTokenRatio, NoEvict, reservation
+from sim.core.batch import BatchPlan
+from sim.core.request import Request
+from sim.costmodel.engine import preset
+from tests.helpers import same_result, scenario, write_csv
+from tests.strategies import examples, request_rows
+
+SARATHI = {"kind": "sarathi", "max_num_seqs": 16, "token_budget": 64}
+VLLM = {"kind": "vllm", "max_num_seqs": 16, "max_num_batched_tokens": 64, "enable_prefix_caching": False}
+
+
+def _run(tmp_path: Any, rows: list[tuple[float, int, int]], engine: dict[str, Any], kv: int, **kw: Any) -> Any:
+    tr = write_csv(tmp_path / "w.csv", rows)
+    sc = scenario(tr, kv_blocks=kv, scheduler=kw.pop("sched", SARATHI), **kw)
+    sc["serving_engine"] = engine
+    return sim.run(sim.load_scenario(sc))
+
+
+def test_presets_name_their_engines_reservation() -> None:
+    assert preset("vllm-v1").admission_reserve == "none"
+    assert preset("vllm-v0").admission_reserve == "none"
+    assert preset("trtllm").admission_reserve == "guaranteed_no_evict"
+    assert preset("sglang").admission_reserve == "sglang_new_token_ratio"
+    assert reservation(preset("vllm-v1")) is None
+    assert isinstance(reservation(preset("trtllm")), NoEvict)
+    assert isinstance(reservation(preset("sglang", admission_reserve="none")), type(None))
+
+
+@pytest.mark.parametrize("sched", [SARATHI, VLLM])
+@pytest.mark.parametrize("ff", [True, False])
+def test_guaranteed_no_evict_admits_what_whole_requests_fit(tmp_path: Any, sched: dict[str, Any], ff: bool) -> None:
+    # KV: 10 blocks of 16 tokens. Four requests of prompt 16 + output 32 = 48 tokens = 3 blocks at their end.
+    # No reservation: all four start at once (one prompt block each) and the fourth is preempted when the batch
+    # outgrows 10 blocks. Guaranteed no-evict: 3 x 3 = 9 blocks fit, the fourth (12 > 10) waits for a completion.
+    # A, B, C: prefill 48 tokens in one step, 10 + 48 = 58 ms (first tokens), then 31 steps of three decodes,
+    # 16 ms each: done at 0.058 + 31 x 0.016 = 0.554 s. D then prefills alone: 10 + 16 = 26 ms, TTFT 0.580 s.
+    rows = [(0.0, 16, 32)] * 4
+    gne = _run(tmp_path, rows, {"kind": "trtllm"}, kv=10, sched=sched, fast_forward=ff).requests
+    assert gne["ttft_s"].tolist()[:3] == pytest.approx([0.058] * 3, abs=1e-12)
+    assert gne["ttft_s"].iloc[3] == pytest.approx(0.554 + 0.026, abs=1e-12)
+    assert gne["preemptions"].sum() == 0
+    free = _run(tmp_path, rows, {"kind": "trtllm", "admission_reserve": "none"}, kv=10, sched=sched).requests
+    assert free["ttft_s"].max() < 0.1  # all four prefilled in the first step
+    assert free["preemptions"].sum() >= 1  # ... and KV ran out on the way
+
+
+def test_guaranteed_no_evict_never_holds_an_idle_instance(tmp_path: Any) -> None:
+    # One request of 9 blocks on a 10-block KV runs; a second of 9 blocks waits for it, then runs alone.
+    rows = [(0.0, 16, 128), (0.0, 16, 128)]
+    res = _run(tmp_path, rows, {"kind": "trtllm"}, kv=10)
+    assert res.summary["counts"]["completed"] == 2
+    first, second = res.requests.sort_values("arrival_s")["ttft_s"].tolist()
+    assert second > first + 127 * 0.012  # after the first's 127 decode steps
+
+
+class _View:
+    """The few InstanceView members a reservation reads, set by hand."""
+
+    def __init__(self, running: list[Request], free_blocks: int, iterations: int = 0, block_size: int = 16) -> None:
+        self.running = running
+        self.prefilling: list[Request] = []
+        self.free_blocks = free_blocks
+        self.block_size = block_size
+        self.iterations = iterations
+        self.num_blocks = 1000
+        self.watermark_blocks = 0
+        self.waiting: deque[Request] = deque()
+        self.role = "colocated"
+
+    def decoding(self) -> list[Request]:
+        return list(self.running)
+
+    def blocks_for(self, tokens: int) -> int:
+        return -(-tokens // self.block_size)
+
+
+def _req(prompt: int, output: int, generated: int = 0) -> Request:
+    r = Request(0, 0.0, prompt, output)
+    r.generated = generated
+    return r
+
+
+def test_sglang_ratio_decays_per_step_to_its_floor_and_resets() -> None:
+    # init 0.7, floor 0.7 x 0.14 = 0.098, decay (0.7 - 0.098) / 600 = 0.0010033... per step
+    ntr = reservation(preset("sglang"))
+    assert isinstance(ntr, NewTokenRatio)
+    view = _View([_req(100, 1000)], free_blocks=100)
+    ntr.begin(view, BatchPlan())  # type: ignore[arg-type]  # (_View carries only what a reservation reads)
+    assert ntr.ratio == pytest.approx(0.7)
+    view.iterations = 100
+    ntr.begin(view, BatchPlan())  # type: ignore[arg-type]  # (as above)
+    assert ntr.ratio == pytest.approx(0.7 - 100 * 0.602 / 600)
+    view.iterations = 101
+    ntr.begin(view, BatchPlan())  # type: ignore[arg-type]  # (as above)
+    assert ntr.ratio == pytest.approx(0.7 - 101 * 0.602 / 600)
+    view.iterations = 5000
+    ntr.begin(view, BatchPlan())  # type: ignore[arg-type]  # (as above)
+    assert ntr.ratio == pytest.approx(0.098)
+    # a retraction: (decoded + 20 x n) / (max_new + 1) over those still running: (300 + 40) / (1000 + 1000 + 1)
+    view.running = [_req(100, 1000, 100), _req(100, 1000, 200)]
+    ntr.begin(view, BatchPlan(preempted=1))  # type: ignore[arg-type]  # (as above)
+    assert ntr.ratio == pytest.approx(340 / 2001)
+    view.running = []
+    ntr.begin(view, BatchPlan())  # type: ignore[arg-type]  # (as above)
+    assert ntr.ratio == pytest.approx(0.7)  # idle: back to init
+
+
+def test_sglang_admits_while_prompt_and_clipped_output_stay_below_the_room() -> None:
+    # free 100 blocks x 16 = 1,600 tokens; one running request with 1,000 tokens to go, reserved at 0.7: 700.
+    # Room 900: prompt 100 + output 800 = 900 is not below it (held); prompt 99 + 800 = 899 is admitted, and the
+    # room falls by those 899 tokens to 1: nothing else fits.
+    ntr = reservation(preset("sglang"))
+    assert isinstance(ntr, NewTokenRatio)
+    view = _View([_req(100, 1000)], free_blocks=100)
+    ntr.begin(view, BatchPlan())  # type: ignore[arg-type]  # (_View carries only what a reservation reads)
+    assert not ntr.admits(view, _req(100, 800))  # type: ignore[arg-type]  # (as above)
+    assert ntr.blocked
+    ok = _req(99, 800)
+    assert ntr.admits(view, ok)  # type: ignore[arg-type]  # (as above)
+    ntr.admitted(ok)
+    assert ntr.room == pytest.approx(1.0)
+    # outputs are counted up to clip_max_new_tokens (4,096): a running request with 10,000 to go reserves 4,096 x 0.7
+    view = _View([_req(100, 10_000)], free_blocks=1000)
+    ntr.begin(view, BatchPlan())  # type: ignore[arg-type]  # (as above)
+    assert ntr.admits(view, _req(10, 10))  # type: ignore[arg-type]  # (as above)
+    assert ntr.room == pytest.approx(16_000 - 4096 * 0.7)
+
+
+@pytest.mark.parametrize("ff", [True, False])
+def test_sglang_holds_a_prompt_until_the_ratio_has_fallen(tmp_path: Any, ff: bool) -> None:
+    # KV 20 blocks = 320 tokens, watermark 0. A (prompt 16, output 280) runs alone. B (prompt 16, output 200)
+    # arrives at 0.05 s. At A's step j, A holds 16 + j tokens (free blocks 20 - ceil((16 + j + 1) / 16) once its
+    # next slot is reserved) and reserves (280 - j) x ratio_j. B needs 16 + 200 = 216 below the room. Without the
+    # reservation B starts at once; with it, B waits for the ratio to fall (a few hundred steps, not to A's end).
+    rows = [(0.0, 16, 280), (0.05, 16, 200)]
+    res = _run(tmp_path, rows, {"kind": "sglang"}, kv=20, fast_forward=ff)
+    free = _run(tmp_path, rows, {"kind": "sglang", "admission_reserve": "none"}, kv=20, fast_forward=ff)
+    held, now = res.requests["ttft_s"].iloc[1], free.requests["ttft_s"].iloc[1]
+    assert now < 0.05
+    a_done = res.requests["ttft_s"].iloc[0] + res.requests["tpot_s"].iloc[0] * 279
+    assert now + 0.1 < held < a_done  # held, but admitted while A still decodes
+    assert res.summary["counts"]["completed"] == 2
+
+
+@settings(max_examples=examples(20), deadline=None)
+@given(
+    rows=st.lists(request_rows(2.0, 120, 150), min_size=1, max_size=25),
+    kv=st.integers(12, 60),
+    engine=st.sampled_from(["trtllm", "sglang"]),
+    sched=st.sampled_from([SARATHI, VLLM]),
+)
+def test_every_request_completes_and_fast_forward_equals_stepping(
+    tmp_path_factory: Any, rows: list[tuple[float, int, int]], kv: int, engine: str, sched: dict[str, Any]
+) -> None:
+    """Whatever the load, a reservation never drops or strands a request (a request the KV cannot hold whole is
+    rejected on arrival, the rest complete), and fast-forwarded runs make the same decisions as stepped ones."""
+    tmp = tmp_path_factory.mktemp("r")
+    rows = sorted(rows)
+    a = _run(tmp, rows, {"kind": engine}, kv=kv, sched=sched, fast_forward=True)
+    b = _run(tmp, rows, {"kind": engine}, kv=kv, sched=sched, fast_forward=False)
+    same_result(a, b)
+    counts = a.summary["counts"]
+    assert counts["completed"] + counts["rejected"] == len(rows)
+    too_big = sum(-(-(p + o) // 16) > kv for _, p, o in rows)
+    assert counts["rejected"] == too_big
