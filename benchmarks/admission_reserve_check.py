@@ -4,6 +4,7 @@ rows? A check on the rows, run before building the mechanism (issues 12 / 13; be
 
     python benchmarks/admission_reserve_check.py [--coverage benchmarks/coverage_results.json]
         [--validation benchmarks/validation_presets_s8_final_results.json] [--json OUT.json]
+    python benchmarks/admission_reserve_check.py --simulate OUT.json [--reserve-off]   # the rows it binds (~7 min)
 
 The mechanisms, read in source (facts only; no code carried over):
 
@@ -167,15 +168,60 @@ def measured_only(df: pd.DataFrame, validation_json: Path) -> list[dict[str, Any
     return out
 
 
+def simulate_binding(df: pd.DataFrame, reserve_off: bool) -> list[dict[str, Any]]:
+    """Every aggregated SGLang / TensorRT-LLM row where the reservation binds (n_res < clients; at most
+    coverage.MAX_CLIENTS clients) simulated as coverage.py does, with the presets' reservation, or with
+    `admission_reserve: none` (`reserve_off`: the model before it), beside Little's law on both sides."""
+    from benchmarks import coverage
+
+    if reserve_off:
+        engine = coverage.serving_engine
+
+        def without(row: pd.Series, *a: Any, **k: Any) -> dict[str, Any]:
+            return {**engine(row, *a, **k), "admission_reserve": "none"}
+
+        coverage.serving_engine = without  # (this process only: the "before" column)
+    out = []
+    for _, row in df[df["backend"].isin(BACKENDS) & (df["mode"] == "agg")].iterrows():
+        room = reservation_room(row)
+        if room is None or not room["binds"] or room["clients"] > coverage.MAX_CLIENTS:
+            continue
+        ttft, tpot = coverage.simulate(row)
+        meas_ttft, meas_tpot, osl = row["silicon_ttft_ms"] / 1e3, row["silicon_tpot_ms"] / 1e3, int(row["osl"])
+        rec = {
+            "id": row["id"],
+            "backend": row["backend"],
+            **room,
+            "ttft_meas_s": meas_ttft,
+            "ttft_sim_s": ttft,
+            "tpot_meas_s": meas_tpot,
+            "tpot_sim_s": tpot,
+            "n_measured": littles_n(room["clients"], meas_ttft, meas_tpot, osl),
+            "n_simulated": littles_n(room["clients"], ttft, tpot, osl),
+        }
+        out.append(rec)
+        print(
+            f"{rec['id'][:62]:62s} c {rec['clients']:4d} n_res {rec['n_res']:4d} n meas/sim {rec['n_measured']:6.1f}"
+            f" / {rec['n_simulated']:6.1f}  TTFT meas/sim {meas_ttft:7.2f} / {ttft:7.2f} s",
+            flush=True,
+        )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--coverage", type=Path, default=ROOT / "benchmarks" / "coverage_results.json")
     ap.add_argument("--validation", type=Path, default=ROOT / "benchmarks" / "validation_presets_s8_final_results.json")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--simulate", type=Path, default=None, help="simulate the rows the reservation binds; write here")
+    ap.add_argument("--reserve-off", action="store_true", help="with --simulate: admission_reserve none (before)")
     args = ap.parse_args()
     from benchmarks import coverage
 
     df = pd.read_csv(coverage.CSV).drop_duplicates("id").set_index("id", drop=False)
+    if args.simulate is not None:
+        args.simulate.write_text(json.dumps(simulate_binding(df, args.reserve_off), indent=1))
+        return
     every = all_rows(df)
     recs, summary = sample_rows(df, args.coverage)
     flagged_rows = measured_only(df, args.validation)

@@ -22,8 +22,14 @@ when KV runs out (`none`). Two engines reserve:
   / (sum of max_new_tokens + 1)) over the n requests still running (`ScheduleBatch.retract_decode`).
   Read approximately: SGLang decays only on decode batches and servesim counts every iteration (it mixes prefill
   chunks into decode steps); a chunked prompt still prefilling is counted like a running request; servesim preempts
-  the newest request, SGLang retracts by its own order. `ignore_eos` with the radix cache disabled takes SGLang's
-  `add_one_req_ignore_eos` path (every output counted in full), not modelled.
+  the newest request, SGLang retracts by its own order.
+- **`sglang_ignore_eos`**: SGLang with the radix cache disabled (`--disable-radix-cache`, as most InferenceX SGLang
+  recipes launch it) serving `ignore_eos` requests (the benchmark client's `--ignore-eos`) takes
+  `PrefillAdder.add_one_req_ignore_eos` instead (same file and commit): every output counted in full, and the
+  requests' completions in order. Sort the running requests, those admitted in the pass and the candidate by output
+  tokens left; the candidate goes only if, for each i in that order, free tokens (after the candidate's prompt) +
+  the tokens held by the i requests that finish first - (tokens left of the i-th) x (requests not yet finished)
+  stays above 1 token per unfinished request (`IGNORE_EOS_RESERVE_TOKENS`).
 
 Disaggregated prefill and decode instances keep no reservation (not modelled: their requests arrive or leave with
 their KV). An instance with nothing running admits its head whatever the reservation says, as both engines do
@@ -33,6 +39,7 @@ their KV). An instance with nothing running admits its head whatever the reserva
 
 from __future__ import annotations
 
+import bisect
 from typing import Any, Protocol
 
 from sim.core.batch import UNBOUNDED, BatchPlan, InstanceView
@@ -144,11 +151,59 @@ class NewTokenRatio:
         return 1  # the ratio falls every step: a held prompt is looked at again after each one
 
 
+class IgnoreEos:
+    """SGLang's `add_one_req_ignore_eos`: outputs in full, completions in order (module doc)."""
+
+    def __init__(self) -> None:
+        self.blocked = False
+        self.states: list[tuple[int, int]] | None = None  # (tokens left, tokens held), sorted, for the plan
+        self.active = True
+        self.inst: InstanceView | None = None
+
+    @staticmethod
+    def _state(req: Request) -> tuple[int, int]:
+        return req.output - req.generated, req.prompt + req.generated
+
+    def begin(self, inst: InstanceView, plan: BatchPlan) -> None:
+        self.blocked = False
+        self.states = None
+        self.active = getattr(inst, "role", "colocated") == "colocated"
+        self.inst = inst
+
+    def admits(self, inst: InstanceView, req: Request) -> bool:
+        if not self.active or not inst.running:
+            return True
+        if self.states is None:
+            running = inst.decoding() + list(inst.prefilling)
+            self.states = sorted(s for s in map(self._state, running) if s[0] > 0)
+        states = list(self.states)
+        bisect.insort(states, self._state(req))
+        free = inst.free_blocks * inst.block_size - inst.blocks_for(req.prefill_target - req.prefill_done) * (
+            inst.block_size
+        )
+        freed, n = 0, len(states)
+        for i, (left, held) in enumerate(states):
+            if free + freed - left * (n - i) <= n - i:
+                self.blocked = True
+                return False
+            freed += held
+        return True
+
+    def admitted(self, req: Request) -> None:
+        if self.states is not None:
+            bisect.insort(self.states, self._state(req))
+
+    def horizon(self) -> int:
+        return 1  # free tokens move by whole blocks: a held prompt is looked at again after each step
+
+
 def reservation(engine: Any) -> Reservation | None:
     """The reservation a `serving_engine` section asks for (None: no engine, or `none`)."""
     kind = getattr(engine, "admission_reserve", "none") if engine is not None else "none"
     if kind == "guaranteed_no_evict":
         return NoEvict()
+    if kind == "sglang_ignore_eos":
+        return IgnoreEos()
     if kind == "sglang_new_token_ratio":
         return NewTokenRatio(
             float(engine.init_new_token_ratio),

@@ -257,8 +257,9 @@ class ServingEngineConfig(BaseModel):
     # (managers/schedule_policy.py, sgl-project/sglang@ad0119f): prompt + min(max_new_tokens, clip) must stay
     # below free KV less min(remaining, clip) x new_token_ratio per running request; the ratio starts at `init`,
     # falls by (init - init x min_factor) / decay_steps per step, resets to `init` when idle and to (decoded + 20 x
-    # n) / (max_new + 1) after a retraction (SGLANG_* defaults, srt/environ.py).
-    admission_reserve: Literal["none", "guaranteed_no_evict", "sglang_new_token_ratio"] = Field(
+    # n) / (max_new + 1) after a retraction (SGLANG_* defaults, srt/environ.py). `sglang_ignore_eos`: SGLang with
+    # `--disable-radix-cache` serving ignore_eos requests (`add_one_req_ignore_eos`: full outputs, in completion order).
+    admission_reserve: Literal["none", "guaranteed_no_evict", "sglang_new_token_ratio", "sglang_ignore_eos"] = Field(
         default="none", description="KV reserved on admission for future output tokens (engine admission policy)"
     )
     init_new_token_ratio: float = Field(default=0.7, gt=0, le=1, description="SGLang: initial new_token_ratio")
