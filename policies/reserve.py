@@ -31,6 +31,12 @@ when KV runs out (`none`). Two engines reserve:
   the tokens held by the i requests that finish first - (tokens left of the i-th) x (requests not yet finished)
   stays above 1 token per unfinished request (`IGNORE_EOS_RESERVE_TOKENS`).
 
+Both SGLang paths latch: a prompt held back sets `running_batch.batch_is_full` (scheduler.py
+`get_new_batch_prefill`, on `AddReqResult.NO_TOKEN`), and no prompt is tried again until the running batch shrinks
+(a request finishes, `update_running_batch`) or a retraction; TensorRT-LLM checks again every iteration, but its
+reservations change only when a request finishes. So for every kind the decision can change only at a completion or
+a preemption, and fast-forward runs (which a completion ends while someone waits) stay exact.
+
 Disaggregated prefill and decode instances keep no reservation (not modelled: their requests arrive or leave with
 their KV). An instance with nothing running admits its head whatever the reservation says, as both engines do
 (a request that fits the KV alone is never held forever; one that does not is rejected on arrival,
@@ -97,7 +103,24 @@ class NoEvict:
         return UNBOUNDED  # the reservations change only when a request completes, which ends any run
 
 
-class NewTokenRatio:
+class _Latch:
+    """SGLang's `batch_is_full`: set when a prompt is held back, cleared when the running batch shrinks or a
+    request is retracted (module doc)."""
+
+    full = False
+    last_n = 0  # running requests after the previous plan's admissions
+
+    def _unlatch(self, inst: InstanceView, plan: BatchPlan) -> None:
+        if plan.preempted or len(inst.running) < self.last_n:
+            self.full = False
+        self.last_n = len(inst.running)
+
+    def _hold(self) -> bool:
+        self.full = self.blocked = True
+        return False
+
+
+class NewTokenRatio(_Latch):
     """SGLang's PrefillAdder: outputs reserved at a decaying `new_token_ratio` (module doc)."""
 
     def __init__(self, init: float, min_factor: float, decay_steps: int, clip: int, retract_steps: int) -> None:
@@ -124,6 +147,7 @@ class NewTokenRatio:
         self.blocked = False
         self.room = None
         self.active = getattr(inst, "role", "colocated") == "colocated"
+        self._unlatch(inst, plan)
         if not inst.running:
             self.ratio = self.init  # idle: SGLang re-initialises the ratio
         elif plan.preempted:
@@ -135,30 +159,33 @@ class NewTokenRatio:
             self.ratio = max(self.min, self.ratio - self.decay * steps)
 
     def admits(self, inst: InstanceView, req: Request) -> bool:
+        if not self.active or not inst.running:
+            return True
+        if self.full:
+            return self._hold()
         if self.room is None:  # (first candidate of the plan: the room from what runs now)
             reserved = sum(self._left(r) for r in self._running(inst)) * self.ratio
             self.room = inst.free_blocks * inst.block_size - reserved
-        if not self.active or not inst.running or (req.prefill_target - req.prefill_done) + self._left(req) < self.room:
+        if (req.prefill_target - req.prefill_done) + self._left(req) < self.room:
             return True
-        self.blocked = True
-        return False
+        return self._hold()
 
     def admitted(self, req: Request) -> None:
+        self.last_n += 1
         if self.room is not None:
             self.room -= (req.prefill_target - req.prefill_done) + self._left(req)
 
     def horizon(self) -> int:
-        return 1  # the ratio falls every step: a held prompt is looked at again after each one
+        return UNBOUNDED  # latched until a completion or a preemption, both of which end a run
 
 
-class IgnoreEos:
+class IgnoreEos(_Latch):
     """SGLang's `add_one_req_ignore_eos`: outputs in full, completions in order (module doc)."""
 
     def __init__(self) -> None:
         self.blocked = False
         self.states: list[tuple[int, int]] | None = None  # (tokens left, tokens held), sorted, for the plan
         self.active = True
-        self.inst: InstanceView | None = None
 
     @staticmethod
     def _state(req: Request) -> tuple[int, int]:
@@ -168,11 +195,13 @@ class IgnoreEos:
         self.blocked = False
         self.states = None
         self.active = getattr(inst, "role", "colocated") == "colocated"
-        self.inst = inst
+        self._unlatch(inst, plan)
 
     def admits(self, inst: InstanceView, req: Request) -> bool:
         if not self.active or not inst.running:
             return True
+        if self.full:
+            return self._hold()
         if self.states is None:
             running = inst.decoding() + list(inst.prefilling)
             self.states = sorted(s for s in map(self._state, running) if s[0] > 0)

@@ -133,6 +133,9 @@ def test_sglang_admits_while_prompt_and_clipped_output_stay_below_the_room() -> 
     ntr.begin(view, BatchPlan())  # type: ignore[arg-type]  # (_View carries only what a reservation reads)
     assert not ntr.admits(view, _req(100, 800))  # type: ignore[arg-type]  # (as above)
     assert ntr.blocked
+    ntr = reservation(preset("sglang"))  # a fresh one (a held prompt latches: see the latch test)
+    assert isinstance(ntr, NewTokenRatio)
+    ntr.begin(view, BatchPlan())  # type: ignore[arg-type]  # (as above)
     ok = _req(99, 800)
     assert ntr.admits(view, ok)  # type: ignore[arg-type]  # (as above)
     ntr.admitted(ok)
@@ -144,20 +147,34 @@ def test_sglang_admits_while_prompt_and_clipped_output_stay_below_the_room() -> 
     assert ntr.room == pytest.approx(16_000 - 4096 * 0.7)
 
 
+@pytest.mark.parametrize("engine", ["sglang_new_token_ratio", "sglang_ignore_eos"])
 @pytest.mark.parametrize("ff", [True, False])
-def test_sglang_holds_a_prompt_until_the_ratio_has_fallen(tmp_path: Any, ff: bool) -> None:
-    # KV 20 blocks = 320 tokens, watermark 0. A (prompt 16, output 280) runs alone. B (prompt 16, output 200)
-    # arrives at 0.05 s. At A's step j, A holds 16 + j tokens (free blocks 20 - ceil((16 + j + 1) / 16) once its
-    # next slot is reserved) and reserves (280 - j) x ratio_j. B needs 16 + 200 = 216 below the room. Without the
-    # reservation B starts at once; with it, B waits for the ratio to fall (a few hundred steps, not to A's end).
+def test_sglang_holds_a_prompt_until_a_request_finishes(tmp_path: Any, engine: str, ff: bool) -> None:
+    # KV 20 blocks = 320 tokens. A (prompt 16, output 280) prefills alone, 10 + 16 = 26 ms, then decodes alone, 12 ms
+    # a step: done at 0.026 + 279 x 0.012 = 3.374 s. B (prompt 16, output 200) arrives at 0.05 s, two steps in: free
+    # 20 - 2 = 18 blocks = 288 tokens. Ratio path: 16 + 200 = 216 is not below 288 - 278 x ~0.698 = 94; ignore_eos
+    # path: 288 - 16 - 200 x 2 < 2. Held, and SGLang's batch_is_full latch tries no prompt again until A finishes:
+    # B prefills alone at 3.374 (26 ms), TTFT 3.400 - 0.05. Without the reservation B starts at once.
     rows = [(0.0, 16, 280), (0.05, 16, 200)]
-    res = _run(tmp_path, rows, {"kind": "sglang"}, kv=20, fast_forward=ff)
+    res = _run(tmp_path, rows, {"kind": "sglang", "admission_reserve": engine}, kv=20, fast_forward=ff)
+    assert res.requests["ttft_s"].iloc[1] == pytest.approx(3.400 - 0.05, abs=1e-9)
     free = _run(tmp_path, rows, {"kind": "sglang", "admission_reserve": "none"}, kv=20, fast_forward=ff)
-    held, now = res.requests["ttft_s"].iloc[1], free.requests["ttft_s"].iloc[1]
-    assert now < 0.05
-    a_done = res.requests["ttft_s"].iloc[0] + res.requests["tpot_s"].iloc[0] * 279
-    assert now + 0.1 < held < a_done  # held, but admitted while A still decodes
-    assert res.summary["counts"]["completed"] == 2
+    assert free.requests["ttft_s"].iloc[1] < 0.05
+
+
+def test_sglang_latch_holds_until_the_batch_shrinks() -> None:
+    # Once a prompt is held, none is tried again (even one that would fit) until a running request leaves.
+    ntr = reservation(preset("sglang"))
+    assert isinstance(ntr, NewTokenRatio)
+    a, b = _req(100, 1000), _req(100, 1000)
+    view = _View([a, b], free_blocks=100)  # room 1,600 - 2,000 x 0.7 = 200
+    ntr.begin(view, BatchPlan())  # type: ignore[arg-type]  # (_View carries only what a reservation reads)
+    assert not ntr.admits(view, _req(100, 200))  # type: ignore[arg-type]  # (300 is not below 200)
+    ntr.begin(view, BatchPlan())  # type: ignore[arg-type]  # (as above)
+    assert not ntr.admits(view, _req(10, 10))  # type: ignore[arg-type]  # (would fit: latched)
+    view.running = [a]  # b finished
+    ntr.begin(view, BatchPlan())  # type: ignore[arg-type]  # (as above)
+    assert ntr.admits(view, _req(10, 10))  # type: ignore[arg-type]  # (room 1,600 - 700)
 
 
 def test_sglang_ignore_eos_counts_outputs_whole_and_completions_in_order() -> None:
@@ -174,16 +191,18 @@ def test_sglang_ignore_eos_counts_outputs_whole_and_completions_in_order() -> No
     assert not ign.admits(view, _req(160, 1639))  # type: ignore[arg-type]  # (as above)
     assert ign.blocked
     # a short output goes first: 400 left -> 1,440 - 800 = 640 > 2, then A: 1,440 + 160 - 500 = 1,100 > 1
+    ign = IgnoreEos()  # (a fresh one: the held prompt latched the first)
+    ign.begin(view, BatchPlan())  # type: ignore[arg-type]  # (as above)
     short = _req(160, 400)
     assert ign.admits(view, short)  # type: ignore[arg-type]  # (as above)
     ign.admitted(short)
     assert ign.states == [(400, 160), (500, 200)]
     # the ratio path would admit far more: 1,600 - 500 x 0.7 = 1,250 of room against 160 + min(1,639, 4,096)
-    ntr = reservation(preset("sglang"))
-    assert ntr is not None
-    ntr.begin(view, BatchPlan())  # type: ignore[arg-type]  # (as above)
-    assert not ntr.admits(view, _req(160, 1639))  # type: ignore[arg-type]  # (1,799 is not below 1,250)
-    assert ntr.admits(view, _req(160, 1000))  # type: ignore[arg-type]  # (1,160 is)
+    for prompt_out, ok in (((160, 1639), False), ((160, 1000), True)):  # 1,799 is not below 1,250; 1,160 is
+        ntr = reservation(preset("sglang"))
+        assert ntr is not None
+        ntr.begin(view, BatchPlan())  # type: ignore[arg-type]  # (as above)
+        assert ntr.admits(view, _req(*prompt_out)) is ok  # type: ignore[arg-type]  # (as above)
 
 
 def test_recipes_that_disable_the_radix_cache_take_the_ignore_eos_path() -> None:
