@@ -4,7 +4,7 @@ rows? A check on the rows, run before building the mechanism (issues 12 / 13; be
 
     python benchmarks/admission_reserve_check.py [--coverage benchmarks/coverage_results.json]
         [--validation benchmarks/validation_presets_s8_final_results.json] [--json OUT.json]
-    python benchmarks/admission_reserve_check.py --simulate OUT.json [--reserve-off]   # the rows it binds (~7 min)
+    python benchmarks/admission_reserve_check.py --simulate OUT.json [--reserve-off] [--backend trtllm]  # rows it binds
 
 The mechanisms, read in source (facts only; no code carried over):
 
@@ -168,7 +168,7 @@ def measured_only(df: pd.DataFrame, validation_json: Path) -> list[dict[str, Any
     return out
 
 
-def simulate_binding(df: pd.DataFrame, reserve_off: bool) -> list[dict[str, Any]]:
+def simulate_binding(df: pd.DataFrame, reserve_off: bool, backends: tuple[str, ...] = BACKENDS) -> list[dict[str, Any]]:
     """Every aggregated SGLang / TensorRT-LLM row where the reservation binds (n_res < clients; at most
     coverage.MAX_CLIENTS clients) simulated as coverage.py does, with the presets' reservation, or with
     `admission_reserve: none` (`reserve_off`: the model before it), beside Little's law on both sides."""
@@ -182,7 +182,7 @@ def simulate_binding(df: pd.DataFrame, reserve_off: bool) -> list[dict[str, Any]
 
         coverage.serving_engine = without  # (this process only: the "before" column)
     out = []
-    for _, row in df[df["backend"].isin(BACKENDS) & (df["mode"] == "agg")].iterrows():
+    for _, row in df[df["backend"].isin(backends) & (df["mode"] == "agg")].iterrows():
         room = reservation_room(row)
         if room is None or not room["binds"] or room["clients"] > coverage.MAX_CLIENTS:
             continue
@@ -215,12 +215,14 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--simulate", type=Path, default=None, help="simulate the rows the reservation binds; write here")
     ap.add_argument("--reserve-off", action="store_true", help="with --simulate: admission_reserve none (before)")
+    ap.add_argument("--backend", choices=BACKENDS, default=None, help="with --simulate: one backend's rows only")
     args = ap.parse_args()
     from benchmarks import coverage
 
     df = pd.read_csv(coverage.CSV).drop_duplicates("id").set_index("id", drop=False)
     if args.simulate is not None:
-        args.simulate.write_text(json.dumps(simulate_binding(df, args.reserve_off), indent=1))
+        backends = BACKENDS if args.backend is None else (args.backend,)
+        args.simulate.write_text(json.dumps(simulate_binding(df, args.reserve_off, backends), indent=1))
         return
     every = all_rows(df)
     recs, summary = sample_rows(df, args.coverage)
