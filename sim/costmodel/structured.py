@@ -17,7 +17,7 @@ import numpy as np
 from hwprofiles.specs import GPUSpec, ModelSpec
 from sim.core.speculative import VerifyChunk
 from sim.costmodel import moe
-from sim.costmodel.alltoall import alltoall_s
+from sim.costmodel.alltoall import COMBINE_LATENCY_S, DISPATCH_LATENCY_S, alltoall_s, remote_copies
 from sim.costmodel.curves import capped
 from sim.costmodel.eager import charge
 from sim.costmodel.layout import Layout
@@ -220,12 +220,11 @@ class StructuredCost(RooflineCost):
         # token all-to-all (MNNVL / DeepEP) is the attention-DP path). Counted in `_dense`'s all-reduces. With
         # attention DP each rank's tokens are its own and must travel.
         if ep > 1 and self.dp > 1:  # dispatch at the activation precision, combine in bf16; each GPU its slice
-            per_gpu = m / self.tp
-            eff = self.cfg.link_efficiency
-            one = alltoall_s(per_gpu, k, h, self.aa, ep, self.gpu, eff) + alltoall_s(
-                per_gpu, k, h, 2.0, ep, self.gpu, eff
-            )
-            ops["moe_comm"] = self.n_moe * one
+            per_gpu, eff, gpu = m / self.tp, self.cfg.link_efficiency, self.gpu
+            copies = remote_copies(k, E, ep, mod.n_group, mod.topk_group)  # once per rank owning its experts
+            dispatch = alltoall_s(per_gpu, copies, h, self.aa, ep, gpu, eff, DISPATCH_LATENCY_S)
+            combine = alltoall_s(per_gpu, copies, h, 2.0, ep, gpu, eff, COMBINE_LATENCY_S)
+            ops["moe_comm"] = self.n_moe * (dispatch + combine)
         elif lay.moe_tp_size > 1 and self.dp > 1:  # tokens gathered from all ranks, results scattered back
             ops["moe_comm"] = self.n_moe * self._allreduce(m_all)
         return ops
