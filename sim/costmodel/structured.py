@@ -299,6 +299,8 @@ class StructuredCost(RooflineCost):
         if self.tp > 1:  # after attention; after dense MLPs; after MoE layers when attention is not data-parallel
             n_ar = self.L + self.n_dense + (self.n_moe if self.dp == 1 else 0)
             ops["allreduce"] = n_ar * self._allreduce(m)
+            qk = self.ar.seconds(m * 8.0) + self.params.comm_latency_s  # per-layer QK norm: 2 fp32 (`ModelSpec`)
+            ops["allreduce"] += (self.n_full + self.n_local) * qk if self.model.qk_norm_per_layer else 0.0
         else:
             ops["allreduce"] = 0.0
         ops["overhead"] = self.overhead
@@ -443,5 +445,6 @@ class StructuredCost(RooflineCost):
 
 def needs_structure(model: ModelSpec, layout: Layout, quant: Quantization) -> bool:
     """Whether the plain roofline would misprice this deployment."""
-    plain_attention = model.attention_pattern == "F" and not model.is_mla and model.attention_topk is None
+    plain_attention = model.attention_pattern == "F" and model.attention_topk is None and not model.is_mla
+    plain_attention &= not model.qk_norm_per_layer  # its all-reduce is priced here only
     return model.is_moe or not plain_attention or not layout.is_default or not quant.is_default
