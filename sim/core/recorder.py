@@ -67,7 +67,7 @@ class LogHistogram:
     def _flush(self) -> None:
         if not self._values:
             return
-        x = np.asarray(self._values)
+        x = np.fromiter(self._values, dtype=np.float64, count=len(self._values))  # fewer instructions than asarray
         w = np.repeat(np.asarray(self._weights, dtype=np.float64), self._counts)  # one weight per value, as floats
         b = np.maximum(x, 1e-300)  # bin ⌊(log10 x − LO)·BINS_PER_DECADE⌋ + 1, the same operations, in place
         with np.errstate(divide="ignore", invalid="ignore"):
