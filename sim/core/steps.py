@@ -59,26 +59,6 @@ class DecodeRun:
         self.tail = tail
 
 
-def sleep_run(
-    inst: Instance, times: list[float], chunk: tuple[Request, int] | None = None, tail: bool = False
-) -> simpy.Timeout:
-    """The event to sleep on to the end of the last of `times` (one event), unless an interrupt (an arrival, a
-    nudge) cuts the run to the step in flight; after it, `steps_ran(inst)` says how many steps ran. (Not a generator:
-    one per run would cost more than the rest of a short run's sleep.)"""
-    if len(times) > 1:
-        inst.run = DecodeRun(times, chunk, tail)
-    return sleep_until(inst.env, times[-1])  # a cut wakes it at the end of the step in flight instead
-
-
-def steps_ran(inst: Instance) -> int:
-    """After `sleep_run`'s event: how many of its steps ran (a cut lowers them)."""
-    run = inst.run
-    if run is None:
-        return 1
-    inst.run = None
-    return run.k
-
-
 def step_times(
     cost: CostModel, t: float, n: int, ctx0: int, k: int, extra_first: float = 0.0
 ) -> tuple[list[float], np.ndarray | None]:
@@ -143,7 +123,7 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
             times, arr = step_times(cost, t0, n, co.kv, 1, host.take())
         else:
             times, arr = step_times(cost, t0, n, co.kv, k)
-        if len(times) > 1:  # `sleep_run` and `steps_ran`, inlined (once per run)
+        if len(times) > 1:  # a run: a cut (`Instance._cut`) lowers its `k` while it sleeps
             inst.run = run = DecodeRun(times)
             yield sleep_until(inst.env, times[-1])
             k = run.k
@@ -327,15 +307,15 @@ def _block_limit(inst: Instance, co: Cohort | None, req: Request, q: int, k: int
     free blocks: step by step, each step takes them at its plan in that order, and a shortfall there would
     change the plan (preemption), so the run stops before it."""
     free, bs = inst.allocator.free, inst.block_size
-
-    def need(m: int) -> int:  # blocks of steps 1..m-1
-        return (co.blocks(1, m - 1) if co is not None else 0) + chunk_growth(req, q, m - 1, bs)
-
     cohort_need = co.blocks(1, k - 1) if co is not None else 0
     if cohort_need + chunk_growth(req, q, k - 1, bs) <= free:
         if co is not None:  # the cohort's part, for the `Cohort.step` that runs all k steps (as `block_limit`)
             co.need = (co.steps, k, cohort_need)
         return k
+
+    def need(m: int) -> int:  # blocks of steps 1..m-1
+        return (co.blocks(1, m - 1) if co is not None else 0) + chunk_growth(req, q, m - 1, bs)
+
     lo, hi = 1, k  # need(lo) fits, need(hi) does not; both terms grow with m
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -375,8 +355,14 @@ def chunk_run(
         times, durations = priced(inst.t, q, c0, n, ctx, k, last)
     else:
         times, durations = _chunk_steps(inst.cost, inst.t, q, c0, n, ctx, k, last)
-    yield sleep_run(inst, times, (req, q), tail)
-    ran = steps_ran(inst)
+    if len(times) > 1:  # a run: a cut (`Instance._cut`) lowers its `k` while it sleeps
+        inst.run = run = DecodeRun(times, (req, q), tail)
+        yield sleep_until(inst.env, times[-1])
+        ran = run.k
+        inst.run = None
+    else:
+        yield sleep_until(inst.env, times[-1])
+        ran = 1
     tokens = req.prefill_target - c0 if tail and ran == k else q * ran
     grown = chunk_growth(req, q, ran - 1, inst.block_size)
     if grown:  # the chunks' own blocks, taken by their plans step by step (counted by `kv_used_blocks` meanwhile)
