@@ -74,7 +74,8 @@ def sleep_until(env: simpy.Environment, t: float) -> simpy.Timeout:
     ev._value = None
     ev._delay = d
     ev._ok = True
-    heappush(env._queue, (now + d, _NORMAL, next(env._eid), ev))
+    queue: list[Any] = env._queue
+    heappush(queue, (now + d, _NORMAL, next(env._eid), ev))
     return ev
 
 
