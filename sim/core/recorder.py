@@ -51,7 +51,7 @@ class LogHistogram:
     def add_gaps(self, times: list[float], k: int, weight: int) -> None:
         """Add the k − 1 gaps between consecutive `times[:k]`, each counted `weight` times."""
         vals = self._values
-        vals.extend(map(sub, times[1:k], times[: k - 1]))  # times[i] - times[i - 1], in C
+        vals.extend(map(sub, times[1:k], times))  # times[i] - times[i - 1], in C (`map` stops at the shorter)
         self._weights.append(weight)
         self._counts.append(k - 1)
         if len(vals) >= self.FLUSH:

@@ -373,7 +373,7 @@ def chunk_run(
     inst.t = t_end
     inst.iterations += k
     busy = inst.busy_s
-    for dt in durations[:k]:  # the busy time adds up as stepping adds it
+    for dt in durations if k == len(durations) else durations[:k]:  # the busy time adds up as stepping adds it
         busy += dt
     inst.busy_s = busy
     finished: list[Request] = []
