@@ -4,13 +4,14 @@ release changes what was copied: the heap entries a timeout makes, or the order 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from typing import Any
 
 import simpy
 
 from sim.core.engine import CountingEnvironment
-from sim.core.late import sleep_for, sleep_until
+from sim.core.late import exact_delay, sleep_for, sleep_until
 
 
 def _entries(env: simpy.Environment) -> list[tuple[float, int, int, dict[str, Any]]]:
@@ -41,6 +42,35 @@ def test_sleep_until_lands_exactly() -> None:
     ev.callbacks.append(lambda _e: seen.append(env.now))
     env.run()
     assert seen == [0.3]
+
+
+def test_sleep_until_schedules_what_env_timeout_of_exact_delay_schedules() -> None:
+    """`sleep_until` inlines `sleep_for` and `exact_delay`; each of its three branches (t in the past, `now + d`
+    inexact, plain) must push the heap entry `env.timeout(exact_delay(now, t))` pushes: same time, priority, event
+    id order and `_delay`."""
+    now, inexact = 0.1, 0.3605956362040183  # now + (inexact - now) != inexact in floating point
+    targets = [0.05, now, inexact, 2.5, now + 1e-9, 40.0]
+    assert 0.05 - now <= 0.0 and now + (2.5 - now) == 2.5  # the past and the plain branch
+    assert now + (inexact - now) != inexact and exact_delay(now, inexact) != inexact - now  # the inexact branch
+    ours, theirs = simpy.Environment(initial_time=now), simpy.Environment(initial_time=now)
+    for t in targets:
+        a, b = sleep_until(ours, t), theirs.timeout(exact_delay(theirs.now, t))
+        assert (a.env, a.triggered, a.processed, a.ok, a.value) == (ours, b.triggered, b.processed, b.ok, b.value)
+        assert type(a) is type(b)
+    mine, simpys = _entries(ours), _entries(theirs)
+    assert mine == simpys and len(mine) == len(targets)
+    # each lands on max(t, now); here no delay d gives now + d == inexact, so that one lands just above it
+    assert [e[0] for e in mine] == sorted(max(t, now) if t != inexact else now + exact_delay(now, t) for t in targets)
+    assert inexact < now + exact_delay(now, inexact) <= math.nextafter(inexact, math.inf) * (1 + 1e-15)
+    assert ([e[3]["_delay"] for e in mine] == [e[3]["_delay"] for e in simpys]) and mine[0][3]["_delay"] == 0.0
+    # the event ids interleave with SimPy's own timeouts as `env.timeout` would: the shared counter moves once each
+    mixed_ours, mixed_theirs = simpy.Environment(initial_time=now), simpy.Environment(initial_time=now)
+    for t in targets:
+        sleep_until(mixed_ours, t)
+        mixed_ours.timeout(0.0)
+        mixed_theirs.timeout(exact_delay(now, t))
+        mixed_theirs.timeout(0.0)
+    assert _entries(mixed_ours) == _entries(mixed_theirs)
 
 
 def _world(env: simpy.Environment, trace: list[tuple[float, str]]) -> simpy.Event:
