@@ -25,6 +25,8 @@ from sim.output.perfetto import Tracer
 from sim.workload.clients import ClosedLoopClients, client_timing
 from sim.workload.generate import Requests, build_requests
 
+_URGENT = EventPriority(0)  # simpy.events.URGENT
+
 __all__ = ["CountingEnvironment", "Progress", "Simulation", "build_cost_model", "capacity"]
 
 Progress = Callable[[int, int], None]  # (arrived so far, total)
@@ -240,13 +242,21 @@ class Simulation:
             self._close_arrivals()
 
     def _monitor(self) -> Generator[simpy.Event, Any, None]:
-        env, rows = self.env, self.timeline
+        """The timeline: a sample every `interval`, taken before the other events of its instant (SimPy's URGENT
+        priority). At a normal priority a tie would run in event-id order, which differs between a fast-forward
+        run (its end was scheduled when the run began) and stepping (each step scheduled when the one before it
+        ended): a sample at the instant of a run's last step would see after it in one and before it in the other."""
+        env, rows, interval = self.env, self.timeline, self.interval
         while True:
             for inst in self.instances:
-                rows.append((env.now, inst.index, inst.kv_used_blocks(), len(inst.running), len(inst.waiting)))
+                rows.append((env.now, inst.index, inst.kv_used_blocks(True), len(inst.running), len(inst.waiting)))
             if self.done.triggered:
                 return
-            yield env.timeout(self.interval)
+            tick = simpy.Event(env)
+            tick._ok = True  # what `env.timeout(interval)` makes, at URGENT priority: the same time `now + interval`
+            tick._value = None
+            env.schedule(tick, _URGENT, interval)
+            yield tick
 
     def run(self) -> Simulation:
         start = time.perf_counter()

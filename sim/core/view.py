@@ -201,13 +201,16 @@ class BatchView:
     def num_requests(self) -> int:
         return len(self.waiting) + len(self.running)
 
-    def kv_used_blocks(self) -> int:
+    def kv_used_blocks(self, before_now: bool = False) -> int:
         """Blocks in use now, counting the steps of a fast-forward run already behind us and the step in
-        flight (step-by-step reserves a step's blocks when it starts, so the step running now counts)."""
+        flight (step-by-step reserves a step's blocks when it starts, so the step running now counts). With
+        `before_now`, as seen before the events of this instant run (the timeline's samples): a run's step that
+        ends now is still in flight and the next one not begun, as when stepping, whose step event has not run."""
         used = self.allocator.used
         run = self.run
         if run is not None:
-            done = min(bisect.bisect_right(run.times, self.env.now, 0, run.k) + 1, run.k)
+            behind = (bisect.bisect_left if before_now else bisect.bisect_right)(run.times, self.env.now, 0, run.k)
+            done = min(behind + 1, run.k)
             if done:
                 used += self.cohort.blocks(1, done - 1)
                 if run.chunk is not None:  # a chunk run's prefill grows per chunk too (`steps.chunk_growth`)
