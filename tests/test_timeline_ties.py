@@ -31,6 +31,29 @@ def test_sample_at_a_chunk_runs_completion_equals_stepping(tmp_path: Any) -> Non
     assert (last["time_s"], last["kv_used_blocks"], last["running"], last["waiting"]) == (0.1, 5, 1, 0)
 
 
+@pytest.mark.parametrize("prompt", [40, 44, 45, 46, 47])
+def test_samples_on_a_decode_runs_step_ends_equal_stepping(tmp_path: Any, prompt: int) -> None:
+    """fcfs, linear cost: prefill ends at 0.01 + 0.001 x prompt, then each decode step takes 0.012 s (one
+    sequence), all in one decode run. With the sampling interval equal to a step end, samples land on step ends
+    inside the run; some of them fall where the next step needs a new KV block. Stepping, sampled before the
+    step's event, shows that block not yet taken; the run's gauge must too (`kv_used_blocks(before_now=True)`)."""
+    t = 0.01 + 0.001 * prompt
+    ends = []
+    for _ in range(8):
+        t = t + 0.012  # the same float additions as the engine's step ends
+        ends.append(t)
+    for interval in ends:
+        runs = []
+        for ff in (True, False):
+            sc = scenario(write_csv(tmp_path / "w.csv", [(0.0, prompt, 14)]), fast_forward=ff, kv_blocks=50)
+            sc["engine"]["timeline_interval_s"] = interval
+            runs.append(sim.run(sc))
+        a, b = runs
+        assert set(a.timeline["time_s"].tolist()[1:]) & set(ends)  # the samples do tie with step ends
+        assert a.summary["sim"]["events"] < b.summary["sim"]["events"]  # and the decode steps ran as a run
+        same_result(a, b)
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     rows=st.lists(
