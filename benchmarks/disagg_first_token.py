@@ -39,12 +39,23 @@ _PLAIN: Scenario = cov.scenario
 
 
 DECODE_ROUTER: dict[str, Any] | None = None  # `--decode-router`: the decode pool's router in the wired runs (a probe)
+RECORDED_BATCH = False  # `--recorded-batch`: a probe, recorded rows' `decode_batch_size` read as the workers' cap
+
+
+def slots(row: pd.Series) -> int | None:
+    """The decode workers' slots in the wired runs: `decode_slots`, or under the `--recorded-batch` probe a
+    recorded row's `decode_batch_size` x its decode attention-DP ranks (the export's per-worker batch, which equals
+    clients / workers on every recorded row looked at, so whether it is the recipe's cap is not known)."""
+    if RECORDED_BATCH and deployment(row).status == "recorded" and not pd.isna(row["decode_batch_size"]):
+        dp = 1 if pd.isna(row["decode_attention_dp_size"]) else int(row["decode_attention_dp_size"])
+        return int(row["decode_batch_size"]) * dp
+    return decode_slots(row)
 
 
 def with_decode_slots(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
     """coverage.scenario, plus the decode workers' slots of the row's recipe (`decode_slots`) where one is read."""
     sc = _PLAIN(row, workload)
-    if row["mode"] == "disagg" and (cap := decode_slots(row)) is not None:
+    if row["mode"] == "disagg" and (cap := slots(row)) is not None:
         dec = sc["cluster"]["decode"]
         dec["scheduler"] = {**dec.get("scheduler", sc["scheduler"]), "max_num_seqs": cap}
         if DECODE_ROUTER is not None:
@@ -95,10 +106,12 @@ def rows(args: argparse.Namespace) -> None:
     out = []
     for _, row in df[df["id"].isin(ids)].iterrows():
         dep = deployment(row)
-        cap = decode_slots(row, dep)
-        if args.short_only and (cap is None or cap * dep.pools["decode"]["instances"] >= cov.concurrency(row)):
+        cap = slots(row)
+        if args.short_only and cap is None:
             continue
-        total = None if cap is None else cap * dep.pools["decode"]["instances"]
+        n = row["decode_num_workers"]
+        workers = dep.pools["decode"]["instances"] if dep.status == "config" else 1 if pd.isna(n) else int(n)
+        total = None if cap is None else cap * workers
         base = _simulate(row, wired=False)
         rec: dict[str, Any] = {
             "id": row["id"], "backend": row["backend"], "deployment": dep.group, "clients": cov.concurrency(row),
@@ -150,12 +163,14 @@ def main() -> None:
     r.add_argument("--ids", type=Path, default=Path(__file__).resolve().parent / "coverage_results.json")
     r.add_argument("--csv", type=Path, default=cov.CSV, help="the silicon rows")
     r.add_argument("--out", type=Path, default=None, help="write the per-row table here")
-    r.add_argument("--short-only", action="store_true", help="only the rows with fewer decode slots than clients")
+    r.add_argument("--short-only", action="store_true", help="only the rows whose decode slots are read")
     r.add_argument("--decode-router", default=None, help="a router kind for the decode pool in the wired runs")
+    r.add_argument("--recorded-batch", action="store_true", help="probe: recorded decode_batch_size as the cap")
     sub.add_parser("coverage")
     args = ap.parse_args()
-    global DECODE_ROUTER
+    global DECODE_ROUTER, RECORDED_BATCH
     DECODE_ROUTER = {"kind": args.decode_router} if args.decode_router else None
+    RECORDED_BATCH = args.recorded_batch
     rows(args)
 
 
