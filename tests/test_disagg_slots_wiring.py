@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import queueing  # noqa: F401  the package first: once benchmarks/ leads sys.path, its queueing.py would shadow it
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import coverage as cov
 import disagg_first_token as dft
