@@ -112,6 +112,7 @@ def spec_from_config(cfg: dict[str, Any], name: str, source: str = "") -> ModelS
         "sliding_window": window,
         "attention_topk": cfg.get("index_topk"),
         "tied_embeddings": bool(cfg.get("tie_word_embeddings", False)),
+        "qk_norm_per_layer": bool(cfg.get("use_qk_norm")) and cfg.get("qk_norm_type") == "per_layer",
         "sources": [source] if source else [],
     }
     shared_w = cfg.get("shared_expert_intermediate_size")

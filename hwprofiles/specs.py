@@ -107,6 +107,12 @@ class ModelSpec(BaseModel):
     linear_num_key_heads: int = Field(default=0, ge=0, description="G layers (Gated DeltaNet): key heads")
     linear_num_value_heads: int = Field(default=0, ge=0)
     linear_head_dim: int = Field(default=128, gt=0, description="G layers: key and value head width")
+    # MiniMax-M2 (`use_qk_norm`, `qk_norm_type: per_layer`): q and k each pass one RMSNorm over all heads' elements
+    # at once, not per head (Qwen3's `q_norm` / `k_norm` are per head). Under tensor parallelism a GPU holds only its
+    # heads, so every attention layer all-reduces each token's two partial variances before normalising (vLLM
+    # `MiniMaxText01RMSNormTP.forward_qk`, vllm/model_executor/layers/mamba/linear_attn.py: `torch.cat([q_var,
+    # k_var])`, `tensor_model_parallel_all_reduce`); an engine cannot avoid it without changing the model's maths.
+    qk_norm_per_layer: bool = Field(default=False, description="QK RMSNorm over all heads (TP all-reduces it)")
     tied_embeddings: bool = False
     dtype_bytes: int = Field(default=2, gt=0, description="bytes per weight and per KV element (bf16 default)")
     sources: list[str] = Field(default_factory=list)

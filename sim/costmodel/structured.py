@@ -17,7 +17,7 @@ import numpy as np
 from hwprofiles.specs import GPUSpec, ModelSpec
 from sim.core.speculative import VerifyChunk
 from sim.costmodel import moe
-from sim.costmodel.alltoall import alltoall_s
+from sim.costmodel.alltoall import COMBINE_LATENCY_S, DISPATCH_LATENCY_S, alltoall_s, remote_copies
 from sim.costmodel.curves import capped
 from sim.costmodel.eager import charge
 from sim.costmodel.layout import Layout
@@ -220,12 +220,11 @@ class StructuredCost(RooflineCost):
         # token all-to-all (MNNVL / DeepEP) is the attention-DP path). Counted in `_dense`'s all-reduces. With
         # attention DP each rank's tokens are its own and must travel.
         if ep > 1 and self.dp > 1:  # dispatch at the activation precision, combine in bf16; each GPU its slice
-            per_gpu = m / self.tp
-            eff = self.cfg.link_efficiency
-            one = alltoall_s(per_gpu, k, h, self.aa, ep, self.gpu, eff) + alltoall_s(
-                per_gpu, k, h, 2.0, ep, self.gpu, eff
-            )
-            ops["moe_comm"] = self.n_moe * one
+            per_gpu, eff, gpu = m / self.tp, self.cfg.link_efficiency, self.gpu
+            copies = remote_copies(k, E, ep, mod.n_group, mod.topk_group)  # once per rank owning its experts
+            dispatch = alltoall_s(per_gpu, copies, h, self.aa, ep, gpu, eff, DISPATCH_LATENCY_S)
+            combine = alltoall_s(per_gpu, copies, h, 2.0, ep, gpu, eff, COMBINE_LATENCY_S)
+            ops["moe_comm"] = self.n_moe * (dispatch + combine)
         elif lay.moe_tp_size > 1 and self.dp > 1:  # tokens gathered from all ranks, results scattered back
             ops["moe_comm"] = self.n_moe * self._allreduce(m_all)
         return ops
@@ -300,6 +299,8 @@ class StructuredCost(RooflineCost):
         if self.tp > 1:  # after attention; after dense MLPs; after MoE layers when attention is not data-parallel
             n_ar = self.L + self.n_dense + (self.n_moe if self.dp == 1 else 0)
             ops["allreduce"] = n_ar * self._allreduce(m)
+            qk = self.ar.seconds(m * 8.0) + self.params.comm_latency_s  # per-layer QK norm: 2 fp32 (`ModelSpec`)
+            ops["allreduce"] += (self.n_full + self.n_local) * qk if self.model.qk_norm_per_layer else 0.0
         else:
             ops["allreduce"] = 0.0
         ops["overhead"] = self.overhead
@@ -444,5 +445,6 @@ class StructuredCost(RooflineCost):
 
 def needs_structure(model: ModelSpec, layout: Layout, quant: Quantization) -> bool:
     """Whether the plain roofline would misprice this deployment."""
-    plain_attention = model.attention_pattern == "F" and not model.is_mla and model.attention_topk is None
+    plain_attention = model.attention_pattern == "F" and model.attention_topk is None and not model.is_mla
+    plain_attention &= not model.qk_norm_per_layer  # its all-reduce is priced here only
     return model.is_moe or not plain_attention or not layout.is_default or not quant.is_default
