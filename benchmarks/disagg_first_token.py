@@ -35,7 +35,16 @@ import coverage as cov
 from coverage_disagg import decode_slots, deployment
 
 Scenario = Callable[[pd.Series, dict[str, Any]], dict[str, Any]]
-_PLAIN: Scenario = cov.scenario
+_SCENARIO: Scenario = cov.scenario
+
+
+def _PLAIN(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
+    """coverage.scenario without the decode slots (`--no-decode-slots`): the before state of the comparison."""
+    keep, cov.READ_DECODE_SLOTS = cov.READ_DECODE_SLOTS, False
+    try:
+        return _SCENARIO(row, workload)
+    finally:
+        cov.READ_DECODE_SLOTS = keep
 
 
 DECODE_ROUTER: dict[str, Any] | None = None  # `--decode-router`: the decode pool's router in the wired runs (a probe)

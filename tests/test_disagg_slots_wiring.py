@@ -21,7 +21,8 @@ WL = {"arrival": {"kind": "closed_loop", "concurrency": 1}, "num_requests": 1,
 
 def test_slots_go_to_the_decode_pool_only(silicon_rows: pd.DataFrame) -> None:
     r = silicon_rows.loc["2026_04_06_deepseek_r1_b300_sxm_trtllm_fp8_disagg_1024x1024_c720_tp4_ep1_1408"]
-    plain, wired = cov.scenario(r, WL), dft.with_decode_slots(r, WL)
+    plain, wired = dft._PLAIN(r, WL), dft.with_decode_slots(r, WL)
+    assert cov.scenario(r, WL) == wired  # coverage.py reads the slots (READ_DECODE_SLOTS)
     assert wired["cluster"]["decode"]["scheduler"]["max_num_seqs"] == 128  # 16 per rank x 8 DP ranks
     assert plain["cluster"]["decode"].get("scheduler", plain["scheduler"])["max_num_seqs"] == 720  # max(256, c)
     assert wired["cluster"]["prefill"] == plain["cluster"]["prefill"]
