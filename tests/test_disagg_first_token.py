@@ -17,7 +17,7 @@ SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "regression" / "d
 
 
 def test_decode_first_token_by_hand():
-    # KV usable on the decode side at 1.0 s; 11 tokens, the last at 2.0 s: 10 decode steps of 0.1 s,
+    # taken into the decode batch at 1.0 s; 11 tokens, the last at 2.0 s: 10 decode steps of 0.1 s,
     # the first ending at 1.1 s. Not handed off (NaN ready): the prefill's first token stays.
     first = np.array([0.5, 0.5, 0.5])
     ready = np.array([1.0, np.nan, 1.0])
@@ -50,7 +50,8 @@ def test_disaggregated_ttft_ends_on_the_decode_side():
     moved = dec["kv_transfer_s"].notna() & (dec["output_tokens"] > 1)
     assert moved.sum() > 0
     d = dec[moved]
-    ready = d["first_token_s"] + d["kv_transfer_s"]
+    assert (d["decode_wait_s"] >= 0).all()
+    ready = d["first_token_s"] + d["kv_transfer_s"] + d["decode_wait_s"]  # taken into the decode batch
     want = ready + (d["completion_s"] - ready) / (d["output_tokens"] - 1) - d["arrival_s"] + fe
     assert np.allclose(d["ttft_s"], want)
     assert (d["ttft_s"] > pre.loc[moved, "ttft_s"]).all()  # later by the KV copy and one decode step
