@@ -138,12 +138,14 @@ class PerRequestInstance(Instance):
         self.lockstep = False  # lockstep schedulers then plan request by request (`decode_all` says no)
         self.chunk_horizon = None  # and every mixed iteration is its own step
 
-    def kv_used_blocks(self) -> int:
+    def kv_used_blocks(self, before_now: bool = False) -> int:
+        """As `BatchView.kv_used_blocks`: `before_now` (the timeline's samples) leaves a step ending now in flight."""
         used = self.allocator.used
         run = self.run
         if run is not None:
             assert isinstance(run, _Run)
-            done = min(bisect.bisect_right(run.times, self.env.now, 0, run.k) + 1, run.k)
+            behind = (bisect.bisect_left if before_now else bisect.bisect_right)(run.times, self.env.now, 0, run.k)
+            done = min(behind + 1, run.k)
             used += sum(max(0, self.blocks_for(r.kv_tokens + done) - r.blocks - r.shared_blocks) for r in run.decode)
         return used
 
