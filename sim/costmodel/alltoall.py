@@ -11,8 +11,8 @@ holding its experts, combine the experts' partial outputs back. How depends on t
   every GPU, each GPU runs its experts over all of them, and the outputs are reduce-scattered back - NCCL ring
   collectives over the DP group, (dp - 1) x the busiest rank's tokens each way, nothing deduplicated
   (blog 18's "pattern 1"); with tp > 1 inside a DP rank the TP all-reduce of the MoE output follows.
-- `deepep` (DeepEP low-latency kernels, SGLang `--moe-a2a-backend deepep` in decode): copies as `one_sided`,
-  each kernel at least DeepEP's measured latency at its EP size (`DEEPEP_LL_US`) and at most the link's rate.
+- `deepep` (DeepEP low-latency kernels, SGLang `--moe-a2a-backend deepep` in decode): copies as `one_sided`, the
+  bytes at DeepEP's measured rate for its EP size (`DEEPEP_LL_GBPS`) or the link's if lower, blog 18's fixed part.
 
 The link is NVLink inside the NVLink domain and the scale-out NIC beyond it.
 
@@ -47,16 +47,18 @@ MoeAll2All = Literal["one_sided", "allgather_reducescatter", "deepep"]
 DISPATCH_LATENCY_S = 18e-6  # blog 18, ep_size 8, 1-32 tokens per rank: 17.6-18.9 us (see module doc)
 COMBINE_LATENCY_S = 31e-6  # blog 18, ep_size 8, 1-32 tokens per rank: 31.0-32.7 us
 # DeepEP README (deepseek-ai/DeepEP, "Low-latency kernels with pure RDMA", after the 2025-04-22 update): H800 +
-# CX7 400 Gb/s, 128 tokens per rank, hidden 7168, top-8, FP8 dispatch / BF16 combine. (EP, dispatch us, combine
-# us). Whole-kernel times at that load, bytes included: used as a floor, the link's rate bounds larger loads.
-DEEPEP_LL_US = ((8, 77.0, 114.0), (16, 118.0, 195.0), (32, 155.0, 273.0), (64, 173.0, 314.0), (128, 192.0, 369.0),
-                (256, 194.0, 360.0))  # fmt: skip
+# CX7 400 Gb/s, 128 tokens per rank, hidden 7168, top-8, FP8 dispatch / BF16 combine: (EP, dispatch GB/s, combine
+# GB/s) achieved. The table's latencies (77 / 114 us at EP 8 up to 194 / 360 us at EP 256) are those bytes at
+# these rates (128 x 8 x 7168 B = 7.3 MB in 77 us is 95 GB/s), so they hold no fixed part of their own: the bytes
+# are priced at these rates and the fixed part is blog 18's (a GPU-initiated one-sided kernel, like DeepEP's).
+DEEPEP_LL_GBPS = ((8, 98.0, 127.0), (16, 63.0, 74.0), (32, 48.0, 53.0), (64, 43.0, 46.0), (128, 39.0, 39.0),
+                  (256, 39.0, 40.0))  # fmt: skip
 
 
-def deepep_latency_s(ep: int) -> tuple[float, float]:
-    """DeepEP's measured (dispatch, combine) seconds at the smallest measured EP size >= ep (EP 8's below it)."""
-    row = next((r for r in DEEPEP_LL_US if r[0] >= ep), DEEPEP_LL_US[-1])
-    return row[1] * 1e-6, row[2] * 1e-6
+def deepep_rates(ep: int) -> tuple[float, float]:
+    """DeepEP's achieved (dispatch, combine) bytes/s at the smallest measured EP size >= ep (EP 8's below it)."""
+    row = next((r for r in DEEPEP_LL_GBPS if r[0] >= ep), DEEPEP_LL_GBPS[-1])
+    return row[1] * 1e9, row[2] * 1e9
 
 
 def link_bandwidth(gpu: GPUSpec, group: int, efficiency: float) -> float:
@@ -154,10 +156,11 @@ class MoeComm:
                               self.efficiency, DISPATCH_LATENCY_S) + alltoall_s(
                 per_gpu, self.copies, self.hidden, 2.0, self.ep, self.gpu, self.efficiency, COMBINE_LATENCY_S
             )  # fmt: skip
-        d_lat, c_lat = deepep_latency_s(self.ep)
+        d_bw, c_bw = deepep_rates(self.ep)
         bw = link_bandwidth(self.gpu, group, self.efficiency)
         sent = per_gpu * self.copies * self.hidden
-        return max(d_lat, sent * self.act_bytes / bw) + max(c_lat, sent * 2.0 / bw)
+        dispatch = DISPATCH_LATENCY_S + sent * self.act_bytes / min(d_bw, bw)
+        return dispatch + COMBINE_LATENCY_S + sent * 2.0 / min(c_bw, bw)
 
     @property
     def tp_allreduce(self) -> bool:
