@@ -58,6 +58,19 @@ commit it was read from. Nothing here is fitted: a knob applies where the recipe
   (`disagg_prefill_budget`) and to the KV of the same rows (`kv_cache_dtype`). Not applied: fp4 recipes, the rows of
   recipes not read (GB300 1k/1k, B200 1k/1k), TP-only prefill budgets (`gb200-fp8/8k1k/low-latency.yaml`: 24576).
 
+- **SGLang `--disable-radix-cache`** (`serving_engine.admission_reserve: sglang_ignore_eos`, policies/reserve.py):
+  with the radix cache off, SGLang admits the client's `--ignore-eos` requests by `add_one_req_ignore_eos` (every
+  output counted in full) instead of the decaying new_token_ratio. Read per row date (the recipe in force on the
+  `measured=` date, `git show` of the last commit before it): passed by `dsr1_fp4_b200_docker.sh` (e06929c70,
+  2025-11-02; 58349bd4d), `dsr1_fp8_b200_docker.sh` (189ae51cc 2025-11-18, a71662767), `single_node/dsr1_{fp4,fp8}
+  _b200.sh` and `dsr1_fp8_h200.sh` (38b80a859, 2026-03-21), `dsr1_fp4_b300.sh` (9ebeafb4e) / `dsr1_fp8_b300.sh`
+  (5b302f147, 2026-04-17), `glm5_fp8_b200.sh` (f54b09c3b 2026-03-20), `qwen3.5_bf16_b200.sh` (9dc87a68c 2026-02-20,
+  cfcaa84a1), `qwen3.5_fp8_b200.sh` (efd49e50b 2026-03-03, c8ac68f85, c23031b7e), `qwen3.5_fp8_h200.sh` (f65d6b4b1
+  2026-03-04, cfcaa84a1), `qwen3.5_fp4_b200.sh` (48d35c480 2026-04-08), `qwen3.5_{bf16,fp4,fp8}_b300.sh` (32274d6c1 /
+  8acbd08b7 / c0f62a2ef, 2026-04-17). Not passed: `glm5_fp8_h200.sh` (ebb48d4bc, 2026-03-18: the radix cache stays
+  on, the ratio reservation applies). Not read (no recipe of that name at the date): GLM-5 fp4 B200 (2026-03-29),
+  GLM-5 fp8 B300 and Qwen3.5 fp8 B300 (2026-04-03), DeepSeek-R1 fp8 GB200 agg (2025-11): the preset's ratio stays.
+
 Found by testing hypotheses against the rows before modelling (COVERAGE.md, "Where the TTFT error comes from"):
 the Llama-3.1-70B TensorRT-LLM rows carry ~20 decode iterations of unexplained TTFT exactly on 1k/1k at TP < 8
 and 1-4 elsewhere, which is the recipe's batch waiting; SGLang's excess jumps between 8 and 16 clients where the
@@ -152,6 +165,31 @@ KV_FP8_FROM = {  # (backend, recipe family, precision, gpu) -> first measurement
 }
 
 
+SGLANG_NO_RADIX_FROM = {  # (family, precision, gpu) -> first row date read with --disable-radix-cache (doc)
+    ("dsr1", "fp4", "b200_sxm"): "2025-11-02",
+    ("dsr1", "fp8", "b200_sxm"): "2025-11-18",
+    ("dsr1", "fp8", "h200_sxm"): "2026-03-25",
+    ("dsr1", "fp4", "b300_sxm"): "2026-04-17",
+    ("dsr1", "fp8", "b300_sxm"): "2026-04-17",
+    ("glm5", "fp8", "b200_sxm"): "2026-03-20",
+    ("qwen3.5", "bf16", "b200_sxm"): "2026-02-20",
+    ("qwen3.5", "fp8", "b200_sxm"): "2026-03-03",
+    ("qwen3.5", "fp8", "h200_sxm"): "2026-03-04",
+    ("qwen3.5", "fp4", "b200_sxm"): "2026-04-08",
+    ("qwen3.5", "bf16", "b300_sxm"): "2026-04-17",
+    ("qwen3.5", "fp4", "b300_sxm"): "2026-04-17",
+    ("qwen3.5", "fp8", "b300_sxm"): "2026-04-17",
+}
+
+
+def sglang_radix_disabled(row: pd.Series) -> bool:
+    """True where the row's InferenceX SGLang agg recipe passes `--disable-radix-cache` (`SGLANG_NO_RADIX_FROM`)."""
+    if row["backend"] != "sglang" or row["mode"] != "agg" or "gap-analysis" in str(row["silicon_data_source"]):
+        return False
+    start = SGLANG_NO_RADIX_FROM.get((_family(row), str(row["precision"]), str(row["system"])))
+    return bool(start) and measured_date(row) >= str(start)
+
+
 SGLANG_DISAGG_CHUNK = {  # (family, precision, system, isl) -> DEP prefill worker's tokens per step (doc; srt-slurm)
     ("dsr1", "fp8", "gb200", 1024): 131072,  # gb200-fp8/1k1k/max-tpt.yaml
     ("dsr1", "fp8", "gb200", 8192): 131072,  # gb200-fp8/8k1k/mid-curve.yaml, max_tpt.yaml
@@ -206,6 +244,8 @@ def recipe_terms(row: pd.Series, clients: int) -> tuple[dict[str, Any], dict[str
     sched: dict[str, Any] = {}
     if (k := recv_interval(row, clients)) > 1:
         engine["scheduler_recv_interval"] = k
+    if sglang_radix_disabled(row):
+        engine["admission_reserve"] = "sglang_ignore_eos"  # the ignore_eos admission path (module doc)
     if (budget := token_budget(row)) is not None:
         sched["token_budget"] = budget
     if row["backend"] == "vllm" and token_budget(row) is not None:

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies.context_hold import ContextHold, RecvSkipper, hold_terms
+from policies.reserve import Reservation, reservation
 from sim.core.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
 from sim.core.registry import SCHEDULERS
 from sim.core.request import Request
@@ -134,10 +135,12 @@ class Sarathi:
     cohort_decoding = True
     steady_decode = True  # (and for `vllm`, which plans like this: decodes first, then prefills and new prompts)
     hold: ContextHold | None = None  # (subclasses that build themselves keep none)
+    reserve: Reservation | None = None  # the engine's KV reservation for future outputs (policies/reserve.py)
 
-    def __init__(self, cfg: SarathiConfig, hold: ContextHold | None = None) -> None:
+    def __init__(self, cfg: SarathiConfig, hold: ContextHold | None = None, reserve: Reservation | None = None) -> None:
         self.max_seqs = cfg.max_num_seqs
         self.budget = cfg.token_budget
+        self.reserve = reserve
         self.hold = hold  # the serving engine's context holds (TensorRT-LLM), when its terms switch one on
         if hold is not None:  # its counters replay skipped iterations in the state of the last plan: plan at every
             self.steady_decode = False  # completion and prefill end (no onward runs past them)
@@ -168,18 +171,26 @@ class Sarathi:
                     n = min(req.prefill_target - req.prefill_done, left)
                     prefill.append((req, n))
                     left -= n
+        reserve = self.reserve
+        if reserve is not None:
+            reserve.begin(inst, plan)
         while left > 0 and waiting and len(running) < self.max_seqs:
             req = waiting[0]
-            if swapped_out(req) or not inst.can_admit(req):
+            if swapped_out(req) or not inst.can_admit(req) or (reserve is not None and not reserve.admits(inst, req)):
                 break
             inst.admit(req)
+            if reserve is not None:
+                reserve.admitted(req)
             n = min(req.prefill_target, left)
             plan.prefill.append((req, n))
             left -= n
         return plan
 
     def decision_horizon(self, inst: InstanceView, plan: BatchPlan) -> int:
-        return UNBOUNDED if self.hold is None else self.hold.horizon()
+        h = UNBOUNDED if self.hold is None else self.hold.horizon()
+        if self.reserve is not None and self.reserve.blocked:  # a prompt held back by the reservation
+            h = min(h, self.reserve.horizon())
+        return h
 
     def chunk_horizon(self, inst: InstanceView, plan: BatchPlan) -> int:
         """A plan of every decoder and one chunk that takes the whole budget repeats while nothing but its own
@@ -207,8 +218,10 @@ class RecvSarathi(Sarathi):
     before, so anything preempted back to the head, arrived by an earlier poll): it is set aside for the plan,
     so a context hold, where one is also on, counts only received prompts, as the engine's own scheduler would."""
 
-    def __init__(self, cfg: SarathiConfig, hold: ContextHold | None, recv: RecvSkipper) -> None:
-        super().__init__(cfg, hold)
+    def __init__(
+        self, cfg: SarathiConfig, hold: ContextHold | None, recv: RecvSkipper, reserve: Reservation | None = None
+    ) -> None:
+        super().__init__(cfg, hold, reserve)
         self.recv = recv
         self.steady_decode = False  # its counter replays skipped iterations in the last plan's state (as holds)
 
@@ -242,5 +255,5 @@ def _sarathi(cfg: SarathiConfig, engine: object = None, attention_dp: int = 1, *
     terms = hold_terms(engine, attention_dp, cfg.token_budget)
     hold = ContextHold(terms) if terms.active else None
     if terms.recv_interval > 1:
-        return RecvSarathi(cfg, hold, RecvSkipper(terms.recv_interval))
-    return Sarathi(cfg, hold)
+        return RecvSarathi(cfg, hold, RecvSkipper(terms.recv_interval), reservation(engine))
+    return Sarathi(cfg, hold, reservation(engine))

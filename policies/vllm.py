@@ -35,6 +35,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from policies.continuous import Sarathi, plan_decodes, swap_in, swapped_out
+from policies.reserve import Reservation, reservation
 from sim.core.batch import BatchPlan, BatchScheduler, InstanceView
 from sim.core.registry import SCHEDULERS
 from sim.core.request import Request
@@ -78,9 +79,10 @@ class VLLMScheduler(Sarathi):
     """Sarathi's step plan (decodes, running prefill chunks, then new prompts, in one budget) with V1's knobs
     and V1's per-chunk block allocation."""
 
-    def __init__(self, cfg: VLLMConfig, gpu: Any = None) -> None:
+    def __init__(self, cfg: VLLMConfig, gpu: Any = None, reserve: Reservation | None = None) -> None:
         self.cfg = cfg
         self.max_seqs, self.budget = cfg.resolved(gpu)
+        self.reserve = reserve  # another engine's reservation, when its preset runs under this scheduler
 
     def schedule(self, inst: InstanceView, now: float) -> BatchPlan:
         plan = BatchPlan()
@@ -92,12 +94,19 @@ class VLLMScheduler(Sarathi):
         if left > 0 and inst.prefilling:
             left = self._running_prefills(inst, plan, left)
         waiting, running = inst.waiting, inst.running
+        reserve = self.reserve
+        if reserve is not None:
+            reserve.begin(inst, plan)
         # V1 admits no new request in a step that preempted one
         while plan.preempted == 0 and left > 0 and waiting and len(running) < self.max_seqs:
             req = waiting[0]
             if swapped_out(req) or not inst.can_admit(req, left):
                 break
+            if reserve is not None and not reserve.admits(inst, req):
+                break
             inst.admit(req, left)  # blocks of the first chunk only (after any prefix-cache hit)
+            if reserve is not None:
+                reserve.admitted(req)
             n = min(req.prefill_target - req.prefill_done, left)
             plan.prefill.append((req, n))
             left -= n
@@ -127,6 +136,6 @@ class VLLMScheduler(Sarathi):
 
 
 @SCHEDULERS.register("vllm", VLLMConfig, prefill_chunk="max_num_batched_tokens")
-def _vllm(cfg: VLLMConfig, gpu: Any = None, **_: object) -> BatchScheduler:
+def _vllm(cfg: VLLMConfig, gpu: Any = None, engine: object = None, **_: object) -> BatchScheduler:
     """vLLM V1: shared token budget, chunked prefill, prefix caching, recompute preemption"""
-    return VLLMScheduler(cfg, gpu)
+    return VLLMScheduler(cfg, gpu, reservation(engine))

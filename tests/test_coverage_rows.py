@@ -197,13 +197,16 @@ def test_recipe_knobs_follow_the_inferencex_recipes(rows: pd.DataFrame) -> None:
         return pd.Series({**base, "moe_ep_size": 1.0, **kw})
 
     ds = row(model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm", precision="fp4", backend="sglang", tp_size=8.0)
+    ds["silicon_data_source"] = "source_file=2026-03-25.csv; measured=2026-03-25"
     chunk = {"token_budget": 16384}  # dsr1_fp4_b200.sh `--chunked-prefill-size 16384`
-    assert recipe_terms(ds, 8) == ({"scheduler_recv_interval": 10}, chunk)
-    assert recipe_terms(ds, 16) == ({"scheduler_recv_interval": 30}, chunk)
+    no_radix = {"admission_reserve": "sglang_ignore_eos"}  # ... and `--disable-radix-cache`
+    assert recipe_terms(ds, 8) == ({"scheduler_recv_interval": 10, **no_radix}, chunk)
+    assert recipe_terms(ds, 16) == ({"scheduler_recv_interval": 30, **no_radix}, chunk)
     h200 = row(**{**dict(ds), "system": "h200_sxm", "precision": "fp8"})
-    assert recipe_terms(h200, 16) == ({}, {"token_budget": 32768})  # no receive interval on H200
+    assert recipe_terms(h200, 16) == (no_radix, {"token_budget": 32768})  # no receive interval on H200
     assert recipe_terms(row(**{**dict(ds), "backend": "trtllm"}), 16) == ({}, {})
     q = row(model_path="Qwen/Qwen3.5-397B-A17B", system="b300_sxm", precision="fp8", backend="sglang", tp_size=4.0)
+    q["silicon_data_source"] = "source_file=2026-04-03.csv; measured=2026-04-03"  # no recipe of the name read then
     assert recipe_terms(q, 64) == ({"scheduler_recv_interval": 10}, {"token_budget": 16384})  # a fixed 10
     mm = row(model_path="MiniMaxAI/MiniMax-M2.5", system="b200_sxm", precision="fp8", backend="vllm", isl=8192)
     late = "db-dump/2026-04-27; silicon_concurrency=4; measured=2026-04-08T00:00:00.000Z"

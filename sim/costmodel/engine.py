@@ -261,6 +261,24 @@ class ServingEngineConfig(BaseModel):
         default="allgather_reducescatter",
         description="attention DP + EP token exchange: one_sided (TRT-LLM NVLink), allgather_reducescatter, deepep",
     )
+    # KV reserved on admission for the outputs still to come (policies/reserve.py; colocated instances). `none`: vLLM,
+    # which admits on the prompt's blocks and preempts by recompute when KV runs out. `guaranteed_no_evict`:
+    # TensorRT-LLM's default capacity policy (`SchedulerConfig.capacity_scheduler_policy`, llmapi/llm_args.py): a
+    # request starts only if the blocks of prompt + max_tokens fit beside what the running requests still need to
+    # reach theirs (`getRemainingBlocksToCompletion`). `sglang_new_token_ratio`: SGLang's `PrefillAdder`
+    # (managers/schedule_policy.py, sgl-project/sglang@ad0119f): prompt + min(max_new_tokens, clip) must stay
+    # below free KV less min(remaining, clip) x new_token_ratio per running request; the ratio starts at `init`,
+    # falls by (init - init x min_factor) / decay_steps per step, resets to `init` when idle and to (decoded + 20 x
+    # n) / (max_new + 1) after a retraction (SGLANG_* defaults, srt/environ.py). `sglang_ignore_eos`: SGLang with
+    # `--disable-radix-cache` serving ignore_eos requests (`add_one_req_ignore_eos`: full outputs, in completion order).
+    admission_reserve: Literal["none", "guaranteed_no_evict", "sglang_new_token_ratio", "sglang_ignore_eos"] = Field(
+        default="none", description="KV reserved on admission for future output tokens (engine admission policy)"
+    )
+    init_new_token_ratio: float = Field(default=0.7, gt=0, le=1, description="SGLang: initial new_token_ratio")
+    min_new_token_ratio_factor: float = Field(default=0.14, gt=0, le=1, description="SGLang: floor / initial ratio")
+    new_token_ratio_decay_steps: int = Field(default=600, ge=1, description="SGLang: steps from initial to floor")
+    clip_max_new_tokens: int = Field(default=4096, ge=1, description="SGLang: outputs counted up to this many tokens")
+    retract_decode_steps: int = Field(default=20, ge=0, description="SGLang: steps per request in the retract ratio")
 
     @model_validator(mode="before")
     @classmethod
@@ -372,6 +390,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eager_host_per_layer_s": 9.75e-4,
         # PD disaggregation streams from the decode server (see `disagg_first_token`)
         "disagg_first_token": "decode",
+        "admission_reserve": "sglang_new_token_ratio",  # PrefillAdder's reservation (see the field)
     },
     "trtllm": {
         # TensorRT-LLM's C++ executor with in-flight batching and an overlap scheduler; CUDA graphs for decode
@@ -389,6 +408,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # NVLinkOneSided all-to-all, TensorRT-LLM's default inside one NVLink domain (tech blog 18, @22de8b34d);
         # beyond the domain `MoeComm` prices DeepEP's low-latency kernels
         "moe_all2all": "one_sided",
+        "admission_reserve": "guaranteed_no_evict",  # the default capacity_scheduler_policy (see the field)
     },
 }
 
