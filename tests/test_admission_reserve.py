@@ -77,7 +77,6 @@ def test_guaranteed_no_evict_reserves_sliding_window_layers_up_to_the_window() -
     # = 1 block on the window layer: ceil((3 + 1) / 2) = 2 blocks each, 2 + 2 + 2 = 6 <= 8, admitted. Reserving
     # the whole length on every layer (no window) needs 3 + 3 + 3 = 9 > 8 and holds it.
     from hwprofiles import ModelSpec
-
     from tests.helpers import TINY_MODEL
 
     swa = ModelSpec(**{**TINY_MODEL, "attention_pattern": "LF", "sliding_window": 16})
@@ -97,6 +96,18 @@ def test_guaranteed_no_evict_reserves_sliding_window_layers_up_to_the_window() -
     oss = reservation(preset("trtllm"), catalog.model("gpt-oss-120b"))
     assert isinstance(oss, NoEvict)
     assert oss._need(_View([], 0, block_size=32), _req(1024, 8192)) == 146  # type: ignore[arg-type]  # (as above)
+
+
+@pytest.mark.parametrize("sched", [{"kind": "fcfs"}, {"kind": "sjf"}, {"kind": "static"}])
+def test_a_reservation_on_a_scheduler_that_ignores_it_is_an_error(tmp_path: Any, sched: dict[str, Any]) -> None:
+    # Only `sarathi` and `vllm` obey it: a preset's reservation is never dropped silently.
+    tr = write_csv(tmp_path / "w.csv", [(0.0, 16, 16)])
+    sc = scenario(tr, scheduler=sched)
+    sc["serving_engine"] = {"kind": "trtllm"}
+    with pytest.raises(sim.ServesimError, match=r"admission_reserve: 'guaranteed_no_evict'.*'sarathi' or 'vllm'"):
+        sim.load_scenario(sc)
+    sc["serving_engine"] = {"kind": "trtllm", "admission_reserve": "none"}
+    assert sim.load_scenario(sc).serving_engine.admission_reserve == "none"
 
 
 class _View:
