@@ -13,7 +13,7 @@ from typing import Protocol
 from sim.core.request import Request
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class BatchPlan:
     """One iteration's work: prefill chunks (request, tokens) and decoding requests (one token each)."""
 
@@ -24,6 +24,24 @@ class BatchPlan:
     cohort_n: int = 0  # how many requests that is
     # an empty plan means "wait": until an arrival (math.inf) or this absolute time; None = nothing to wait for
     wait_until: float | None = None
+
+    def __init__(
+        self,
+        prefill: list[tuple[Request, int]] | None = None,
+        decode: list[Request] | None = None,
+        preempted: int = 0,
+        cohort: bool = False,
+        cohort_n: int = 0,
+        wait_until: float | None = None,
+    ) -> None:
+        """The dataclass's own `__init__`, written out: its `default_factory` fields call `list` once per plan
+        (engines make one plan per iteration run or decode run, so the cheaper literal pays)."""
+        self.prefill = [] if prefill is None else prefill
+        self.decode = [] if decode is None else decode
+        self.preempted = preempted
+        self.cohort = cohort
+        self.cohort_n = cohort_n
+        self.wait_until = wait_until
 
     @property
     def empty(self) -> bool:

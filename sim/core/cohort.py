@@ -24,6 +24,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from heapq import heappop
 
 from sim.core.recorder import LogHistogram
 from sim.core.request import Request
@@ -205,33 +206,32 @@ class Cohort:
 
         Blocks for the first step were reserved when the step was planned; the caller takes the rest.
         """
+        steps = self.steps  # (fields read once: this runs once per decode or chunk run)
         if not self.reserved:
             new_blocks = self.blocks(0, k)
         elif k > 1:
             need = self.need  # what `block_limit` counted for these k steps, if it planned them
-            if need is not None and need[1] == k and need[0] == self.steps:
-                new_blocks = need[2]
-            else:
-                new_blocks = self.blocks(1, k - 1)
+            ok = need is not None and need[1] == k and need[0] == steps
+            new_blocks = need[2] if ok else self.blocks(1, k - 1)  # type: ignore[index]  # `ok`: need is set
         else:
             new_blocks = 0
         self.need = None
-        old = self.n - self.fresh_count
-        if old:
-            itl.add_one(first - self.last_token, old)
-        if self.fresh_count:
+        n, fresh_count = self.n, self.fresh_count
+        if n != fresh_count:
+            itl.add_one(first - self.last_token, n - fresh_count)
+        if fresh_count:
             for lt, c in self.fresh.items():
                 itl.add_one(first - lt, c)
             self.fresh.clear()
             self.fresh_count = 0
-        self.kv += self.n * k
-        self.steps += k
+        self.kv += n * k
+        self.steps = steps = steps + k
         self.last_token = last
         self.reserved = False
         done = []
         heap = self.heap
-        while heap and heap[0][0] <= self.steps:
-            _, ticket, req = heapq.heappop(heap)
+        while heap and heap[0][0] <= steps:
+            _, ticket, req = heappop(heap)
             if req.cohort_step >= 0 and req.cohort_ticket == ticket:
                 self.leave(req)
                 done.append(req)

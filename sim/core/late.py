@@ -65,8 +65,18 @@ def sleep_until(env: simpy.Environment, t: float) -> simpy.Timeout:
     now = env._now  # the `now` property's field
     d = t - now
     if d <= 0.0:
-        return sleep_for(env, 0.0)
-    return sleep_for(env, d if now + d == t else exact_delay(now, t))
+        d = 0.0
+    elif now + d != t:
+        d = exact_delay(now, t)
+    ev = _new(_Timeout)  # `sleep_for`, inlined (one Python call per event less)
+    ev.env = env
+    ev.callbacks = []
+    ev._value = None
+    ev._delay = d
+    ev._ok = True
+    queue: list[Any] = env._queue
+    heappush(queue, (now + d, _NORMAL, next(env._eid), ev))
+    return ev
 
 
 def timeout_at(env: simpy.Environment, t: float, priority: int = 1) -> simpy.Event:

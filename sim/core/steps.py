@@ -42,6 +42,7 @@ Steps = Generator[simpy.Event, Any, None]
 # longer affine decode runs are priced with numpy: from about 24 steps on it takes fewer instructions (callgrind, a
 # run's times and its gaps together: 44.0k against 44.1k at 24 steps, 28.0k against 39.9k at 12; s7-core)
 PLAIN_STEPS = 24
+_accumulate = np.add.accumulate
 
 
 class DecodeRun:
@@ -56,26 +57,6 @@ class DecodeRun:
         self.k = len(times)
         self.chunk = chunk
         self.tail = tail
-
-
-def sleep_run(
-    inst: Instance, times: list[float], chunk: tuple[Request, int] | None = None, tail: bool = False
-) -> simpy.Timeout:
-    """The event to sleep on to the end of the last of `times` (one event), unless an interrupt (an arrival, a
-    nudge) cuts the run to the step in flight; after it, `steps_ran(inst)` says how many steps ran. (Not a generator:
-    one per run would cost more than the rest of a short run's sleep.)"""
-    if len(times) > 1:
-        inst.run = DecodeRun(times, chunk, tail)
-    return sleep_until(inst.env, times[-1])  # a cut wakes it at the end of the step in flight instead
-
-
-def steps_ran(inst: Instance) -> int:
-    """After `sleep_run`'s event: how many of its steps ran (a cut lowers them)."""
-    run = inst.run
-    if run is None:
-        return 1
-    inst.run = None
-    return run.k
 
 
 def step_times(
@@ -107,7 +88,7 @@ def step_times(
         if extra_first:
             acc[0] += extra_first
         acc[0] = t + acc[0]
-        acc.cumsum(out=acc)
+        _accumulate(acc, out=acc)  # `cumsum`'s own ufunc, called directly: about half its instructions
         return acc.tolist(), acc
     durations: np.ndarray = cost.decode_run(n, ctx0 + n * np.arange(1, k + 1, dtype=np.int64))
     if extra_first:
@@ -142,8 +123,14 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
             times, arr = step_times(cost, t0, n, co.kv, 1, host.take())
         else:
             times, arr = step_times(cost, t0, n, co.kv, k)
-        yield sleep_run(inst, times)
-        k = steps_ran(inst)
+        if len(times) > 1:  # a run: a cut (`Instance._cut`) lowers its `k` while it sleeps
+            inst.run = run = DecodeRun(times)
+            yield sleep_until(inst.env, times[-1])
+            k = run.k
+            inst.run = None
+        else:
+            yield sleep_until(inst.env, times[-1])
+            k = 1
         t_end = times[k - 1]
         if inst.tracer is not None:  # one span for the whole run, not k
             inst.tracer.decode_run(inst.index, t0, t_end, k, n)
@@ -320,15 +307,15 @@ def _block_limit(inst: Instance, co: Cohort | None, req: Request, q: int, k: int
     free blocks: step by step, each step takes them at its plan in that order, and a shortfall there would
     change the plan (preemption), so the run stops before it."""
     free, bs = inst.allocator.free, inst.block_size
-
-    def need(m: int) -> int:  # blocks of steps 1..m-1
-        return (co.blocks(1, m - 1) if co is not None else 0) + chunk_growth(req, q, m - 1, bs)
-
     cohort_need = co.blocks(1, k - 1) if co is not None else 0
     if cohort_need + chunk_growth(req, q, k - 1, bs) <= free:
         if co is not None:  # the cohort's part, for the `Cohort.step` that runs all k steps (as `block_limit`)
             co.need = (co.steps, k, cohort_need)
         return k
+
+    def need(m: int) -> int:  # blocks of steps 1..m-1
+        return (co.blocks(1, m - 1) if co is not None else 0) + chunk_growth(req, q, m - 1, bs)
+
     lo, hi = 1, k  # need(lo) fits, need(hi) does not; both terms grow with m
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -368,8 +355,14 @@ def chunk_run(
         times, durations = priced(inst.t, q, c0, n, ctx, k, last)
     else:
         times, durations = _chunk_steps(inst.cost, inst.t, q, c0, n, ctx, k, last)
-    yield sleep_run(inst, times, (req, q), tail)
-    ran = steps_ran(inst)
+    if len(times) > 1:  # a run: a cut (`Instance._cut`) lowers its `k` while it sleeps
+        inst.run = run = DecodeRun(times, (req, q), tail)
+        yield sleep_until(inst.env, times[-1])
+        ran = run.k
+        inst.run = None
+    else:
+        yield sleep_until(inst.env, times[-1])
+        ran = 1
     tokens = req.prefill_target - c0 if tail and ran == k else q * ran
     grown = chunk_growth(req, q, ran - 1, inst.block_size)
     if grown:  # the chunks' own blocks, taken by their plans step by step (counted by `kv_used_blocks` meanwhile)
@@ -380,7 +373,7 @@ def chunk_run(
     inst.t = t_end
     inst.iterations += k
     busy = inst.busy_s
-    for dt in durations[:k]:  # the busy time adds up as stepping adds it
+    for dt in durations if k == len(durations) else durations[:k]:  # the busy time adds up as stepping adds it
         busy += dt
     inst.busy_s = busy
     finished: list[Request] = []

@@ -307,10 +307,20 @@ def _row_steps(
             p = attn(q, c)
             if len(pre) < _MAX_ENTRIES:
                 pre[(q, c)] = p
-        s = head + p + (coef * float(ctx + n * j) + floor) + lm
+        # `coef * (int)` converts the int exactly as `float()` does (contexts < 2^53), and `x if x > 0.0 else 0.0`
+        # is `max(0.0, x)` (NaN and -0.0 included): the same floats without two builtin calls per step
+        s = head + p + (coef * (ctx + n * j) + floor) + lm
         kernels = s - over
-        dt = s + (max(0.0, cpu - kernels) if hidden else cpu)
-        dt = dt + (0.0 if lim is None else max(0.0, lim - kernels)) + eager
+        if hidden:
+            x = cpu - kernels
+            dt = s + (x if x > 0.0 else 0.0)
+        else:
+            dt = s + cpu
+        if lim is None:
+            dt = dt + 0.0 + eager
+        else:
+            x = lim - kernels
+            dt = dt + (x if x > 0.0 else 0.0) + eager
         t = t + dt
         add_time(t)
         add_dt(dt)
@@ -324,8 +334,13 @@ def _row_sum(row: Row, p: float, attn: float) -> float:
     head, over, lm, cpu, lim, floor, hidden, eager = row
     s = head + p + (attn + floor) + lm
     kernels = s - over
-    cpu_s = max(0.0, cpu - kernels) if hidden else cpu
-    return s + cpu_s + (0.0 if lim is None else max(0.0, lim - kernels)) + eager
+    if hidden:  # `max(0.0, x)` as `x if x > 0.0 else 0.0`: the same float (NaN and -0.0 included), no call
+        x = cpu - kernels
+        cpu = x if x > 0.0 else 0.0
+    if lim is None:
+        return s + cpu + 0.0 + eager
+    x = lim - kernels
+    return s + cpu + (x if x > 0.0 else 0.0) + eager
 
 
 def memoised(cost: CostModel) -> CostModel:
