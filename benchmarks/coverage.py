@@ -52,7 +52,7 @@ from sim.errors import ServesimError  # noqa: E402
 if str(Path(__file__).resolve().parent) not in sys.path:  # (appended: benchmarks/queueing.py must not shadow queueing)
     sys.path.append(str(Path(__file__).resolve().parent))
 import coverage_agg_mtp as agg_mtp  # noqa: E402
-from coverage_disagg import deployment, headline  # noqa: E402
+from coverage_disagg import decode_slots, deployment, headline  # noqa: E402
 from coverage_layout import (  # noqa: E402  (the rows' layouts and client counts; re-exported)
     _int,
     _layout,
@@ -96,6 +96,11 @@ BATCH_WAIT = {"batch_wait_timeout_iters": 40, "batch_wait_max_tokens_ratio": 0.8
 # as aiconfigurator's generator sizes the run (trtllm.rule@581e459: estimated_concurrency = agg_workers x
 # max_batch_size); one reading for all of them, never chosen by servesim's outcome. `--no-replicas`: one instance.
 READ_REPLICAS = True
+# `decode_slots`: a disagg row's decode workers run at most the recipe's `max_batch_size` per attention-DP rank (the
+# `batchN` of the TensorRT-LLM recipe names, coverage_disagg.decode_slots); the clients beyond the slots wait for one
+# after their prefill, before the decode worker streams their first token (COVERAGE.md, "Disaggregated first token
+# (branch s9-disagg)"). A recipe fact, independent of the measured latency. `--no-decode-slots`: no cap.
+READ_DECODE_SLOTS = True
 MAX_CLIENTS = 1024  # larger closed loops are expressible but not simulated for errors (run time)
 QUANT = {  # quant mode -> (weights, activations)
     "nvfp4": ("fp4", "fp4"),
@@ -156,6 +161,8 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
             own = rank_budget(sched, str(row["backend"]), pool.get("attention_dp", 1))
             if role == "prefill" and (chunk := disagg_prefill_budget(row, pool)):  # the recipe's prefill workers
                 own = {**own, "token_budget": chunk}
+            if role == "decode" and READ_DECODE_SLOTS and (cap := decode_slots(row, dep)) is not None:
+                own = {**own, "max_num_seqs": cap}  # the recipe's decode slots per worker
             if own != sched:
                 pool["scheduler"] = own
         sc["cluster"] = {**pools, "router": {"kind": "round_robin"}}
@@ -376,7 +383,7 @@ def errors(res: pd.DataFrame) -> dict[str, Any]:
 
 
 def main() -> None:
-    global READ_REPLICAS
+    global READ_REPLICAS, READ_DECODE_SLOTS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--csv", type=Path, default=CSV)
     ap.add_argument("--sample", type=int, default=200, help="rows simulated for errors (stratified); 0: none")
@@ -394,13 +401,19 @@ def main() -> None:
     ap.add_argument("--ids", type=Path, default=None, help="simulate the rows of this earlier --json instead")
     ap.add_argument("--replicas", action=argparse.BooleanOptionalAction, default=READ_REPLICAS, help="k x batch: k")
     ap.add_argument(
+        "--decode-slots",
+        action=argparse.BooleanOptionalAction,
+        default=READ_DECODE_SLOTS,
+        help="disagg decode workers capped at the recipe's max batch per attention-DP rank",
+    )
+    ap.add_argument(
         "--per-request-s",
         type=Path,
         default=None,
         help="JSON {backend: seconds} fitted on the fit half (coverage_intercept.py --fit); report the held-out half",
     )
     args = ap.parse_args()
-    READ_REPLICAS = args.replicas
+    READ_REPLICAS, READ_DECODE_SLOTS = args.replicas, args.decode_slots
     if args.per_request_s is not None:
         PER_REQUEST_S.update(json.loads(args.per_request_s.read_text()))
     df = pd.read_csv(args.csv)

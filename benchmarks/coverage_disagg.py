@@ -122,6 +122,7 @@ class Deployment:
     cite: str = ""
     why: str = ""
     mtp: int | None = None  # draft tokens per step when the item runs MTP and its recipe names one length
+    decode_batch: int | None = None  # the decode workers' max batch per attention rank, where the recipe names one
 
     @property
     def group(self) -> str:
@@ -227,6 +228,36 @@ def draft_tokens(item: dict[str, Any]) -> int | None:
     return found.pop() if len(found) == 1 else None
 
 
+def decode_batch(item: dict[str, Any]) -> int | None:
+    """The generation workers' `max_batch_size` of a TensorRT-LLM item (per attention-DP rank: each rank runs its
+    own PyExecutor scheduler), from its settings: `DECODE_MAX_BATCH_SIZE=<n>` (the early GB200 items) or the
+    recipe name's `batch<n>` (`ctx1_gen5_dep8_batch16_eplb0_mtp2_720.yaml`; the recipes' names give the decode
+    worker's `max_batch_size`, e.g. InferenceX `benchmarks/multi_node/srt-slurm-recipes/trtllm/glm5/disagg/
+    trtllm_dynamo/gb200_nvfp4/ISL1K_OSL1K/STP/ctx1dep4_gen1dep32_batch16_eplb0_mtp0.yaml`@843c6254f sets
+    `decode: max_batch_size: 16`). None for SGLang items (their srt-slurm recipe names carry no batch) or when
+    none / several are named."""
+    if item["backend"] != "trtllm":
+        return None
+    found: set[int] = set()
+    for x in item["settings"]:
+        found |= {int(n) for n in re.findall(r"^DECODE_MAX_BATCH_SIZE=(\d+)$", x)}
+        if x.startswith("CONFIG_FILE="):
+            name = Path(x).name
+            found |= {int(n) for n in re.findall(r"_batch(\d+)_", name)} if "_gen" in name else set()
+    return found.pop() if len(found) == 1 else None
+
+
+def decode_slots(row: pd.Series, dep: Deployment | None = None) -> int | None:
+    """Requests one decode worker of the row's deployment runs at once, where its recipe says (`decode_batch` x
+    the decode pool's attention-DP ranks); None where no recipe value is read (recorded and unknown rows, SGLang).
+    With more clients than decode slots the rest wait for one, and that wait falls before the client's first
+    token, which comes from the decode worker (COVERAGE.md, "Disaggregated first token (branch s9-disagg)")."""
+    d = dep if dep is not None else deployment(row)
+    if d.status != "config" or d.decode_batch is None:
+        return None
+    return d.decode_batch * d.pools["decode"].get("attention_dp", 1)
+
+
 def deployment(row: pd.Series, table: dict[str, Any] | None = None) -> Deployment:
     """The deployment a disagg row ran (see module doc). Raises ValueError for a row that is not disagg."""
     if row["mode"] != "disagg":
@@ -254,12 +285,14 @@ def deployment(row: pd.Series, table: dict[str, Any] | None = None) -> Deploymen
     (pre, dec), specs = next(iter(shapes)), {it["spec"] for it in hits}
     spec = specs.pop() if len(specs) == 1 else None
     ks = {draft_tokens(it) for it in hits} if spec == "mtp" else set()
+    batches = {decode_batch(it) for it in hits}
     return Deployment(
         "config",
         pools={"prefill": pool_layout(*pre), "decode": pool_layout(*dec)},
         spec=spec,
         cite=f"{CONFIG_PATH}@{commit}: {names}",
         mtp=ks.pop() if len(ks) == 1 else None,
+        decode_batch=batches.pop() if len(batches) == 1 else None,
     )
 
 

@@ -245,3 +245,30 @@ def test_mtp_rates_reproduce_the_published_acceptance_lengths() -> None:
     )
     assert cd.mtp_speculative(R1, 6) is None  # beyond the published curve: not invented
     assert cd.mtp_speculative("Qwen/Qwen3.5-397B-A17B", 1) is None  # no cited acceptance
+
+
+def test_decode_batch_from_the_recipe() -> None:
+    """The generation workers' max batch is read from TensorRT-LLM recipes: the name's `batch<n>` (a `gen` recipe),
+    the early GB200 `DECODE_MAX_BATCH_SIZE=`; SGLang items and unnamed or conflicting values give None."""
+    cf = "CONFIG_FILE=recipes/trtllm/b300-fp8/1k1k/mtp/"
+    trt = {"backend": "trtllm"}
+    assert cd.decode_batch(trt | _item("mtp", cf + "ctx1_gen5_dep8_batch16_eplb0_mtp2_720.yaml")) == 16
+    assert cd.decode_batch(trt | _item("none", cf + "ctx2_gen5_tep8_batch64_eplb0_mtp0.yaml")) == 64
+    assert cd.decode_batch(trt | _item("mtp", "PREFILL_MAX_BATCH_SIZE=4", "DECODE_MAX_BATCH_SIZE=32")) == 32
+    assert cd.decode_batch(trt | _item("none", "CONFIG_FILE=recipes/x/agg_batch16_.yaml")) is None  # not a gen recipe
+    assert cd.decode_batch(trt | _item("mtp", cf + "ctx1_gen1_dep32_batch8_.yaml", "DECODE_MAX_BATCH_SIZE=16")) is None
+    sgl = {"backend": "sglang"} | _item("none", "CONFIG_FILE=recipes/h200/1k1k/low-latency-1p9d.yaml")
+    assert cd.decode_batch(sgl) is None
+
+
+def test_decode_slots_of_a_configured_row(rows: pd.DataFrame) -> None:
+    """dsr1-fp8-b300-dynamo-trt, 1k1k conc 720, recipe `ctx1_gen5_dep8_batch16_eplb0_mtp2_720`: 5 decode workers of
+    8 attention-DP ranks, each rank 16 requests at once: 128 per worker, 640 in all, 80 fewer than the clients.
+    Recorded and unknown rows get none (their files name no recipe)."""
+    r = rows.loc["2026_04_06_deepseek_r1_b300_sxm_trtllm_fp8_disagg_1024x1024_c720_tp4_ep1_1408"]
+    d = cd.deployment(r)
+    assert d.decode_batch == 16 and d.pools["decode"]["attention_dp"] == 8 and d.pools["decode"]["instances"] == 5
+    assert cd.decode_slots(r, d) == 128
+    assert cd.decode_slots(rows.loc["dsr1_h100_trtllm_fp8_disagg_1024x1024_c30_cfg494"]) is None
+    unknown = rows.loc["2026_03_25_glm_5_gb200_trtllm_fp4_disagg_1024x1024_c5_tp4_0_ep_148"]
+    assert cd.deployment(unknown).status == "unknown" and cd.decode_slots(unknown) is None

@@ -13,9 +13,11 @@ A request is prefilled on a prefill-pool instance, which emits its first token (
    copies nothing (its KV is present: `prefill_done == prefill_target`, `kv_tokens > 0`).
 
 Per request: `decode_instance`, `kv_transfer_s` (prefill end → KV usable on the decode side, i.e. the
-exposed transfer) and `kv_transfer_wait_s` (the part of it spent queueing for the link or for decode
-memory). Decode memory on the receiving side is counted from the prefill's end (a simplification for
-`layerwise`, whose first layers land a little earlier).
+exposed transfer), `kv_transfer_wait_s` (the part of it spent queueing for the link or for decode
+memory) and `decode_wait_s` (KV usable → taken into the decode instance's batch: the rest of the step in flight,
+then any wait for a decode slot; where the client's first token comes from the decode worker it follows that
+step, `serving_engine.disagg_first_token`). Decode memory on the receiving side is counted from the prefill's
+end (a simplification for `layerwise`, whose first layers land a little earlier).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class Disaggregation:
         self.env, self.late = env, late
         p_spec, d_spec = pools
         self.router = ROUTERS.build(d_spec.router, rng=routing_rng)
-        bw = link_bandwidth(sc.cluster.link, p_spec.gpu, d_spec.gpu)
+        bw = link_bandwidth(sc.cluster.link, p_spec.gpu, d_spec.gpu, p_spec.gpus + d_spec.gpus)
         self.block_s = max(p_spec.capacity.bytes_per_block, d_spec.capacity.bytes_per_block) / bw
         self.block_bytes = p_spec.capacity.bytes_per_block * p_spec.tp * p_spec.pp  # all GPUs' shards
         self.layerwise = sc.cluster.kv_transfer == "layerwise"
@@ -84,6 +86,8 @@ class Disaggregation:
         self.decode_instance = np.full(n_requests, -1, dtype=np.int32)
         self.kv_transfer_s = np.full(n_requests, np.nan)
         self.kv_transfer_wait_s = np.full(n_requests, np.nan)
+        self.decode_wait_s = np.full(n_requests, np.nan)  # KV usable on the decode side -> taken into its batch
+        self.ready = np.full(n_requests, np.nan)  # when the KV became usable on the decode side
         self.pending: deque[_Handoff] = deque()  # waiting for decode memory, in order
         self._retry_due = False
         self.in_transit = 0
@@ -94,6 +98,8 @@ class Disaggregation:
         self.prefill = [i for i in instances if i.role == "prefill"]
         self.decode = [i for i in instances if i.role == "decode"]
         self.links = {p.index: Link(self.latency_s) for p in self.prefill}
+        for d in self.decode:
+            d.copies.on_admit = self._admitted
 
     # -- the hand-off ----------------------------------------------------------------------------------
     def prefilled(self, src: Instance, req: Request, start: float, end: float) -> None:
@@ -137,6 +143,7 @@ class Disaggregation:
             queued = (now - x.end) + (start - now)
         ready = data_end + link.latency_s
         self.kv_transfer_s[req.id] = ready - x.end
+        self.ready[req.id] = ready
         self.kv_transfer_wait_s[req.id] = queued
         self.decode_instance[req.id] = dst.index
         x.dst = dst
@@ -157,17 +164,28 @@ class Disaggregation:
             for d in self.decode:
                 d.close_arrivals()
 
+    def _admitted(self, req: Request, t: float) -> None:
+        """A decode instance took a handed-off request into its batch at `t` (first time only): the wait since its
+        KV became usable there — the step in flight when it landed (TensorRT-LLM's generation executor checks
+        transfers once per iteration, `_check_disagg_gen_transfer_status`; SGLang's decode scheduler polls its
+        transfer queue once per event-loop pass), then any wait for a decode slot or KV room."""
+        i = req.id
+        if math.isnan(self.decode_wait_s[i]) and not math.isnan(self.ready[i]):
+            self.decode_wait_s[i] = t - self.ready[i]
+
     # -- results ---------------------------------------------------------------------------------------
     def columns(self) -> dict[str, np.ndarray]:
         return {
             "decode_instance": self.decode_instance,
             "kv_transfer_s": self.kv_transfer_s,
             "kv_transfer_wait_s": self.kv_transfer_wait_s,
+            "decode_wait_s": self.decode_wait_s,
         }
 
     def summary(self) -> dict[str, Any]:
         x = self.kv_transfer_s[~np.isnan(self.kv_transfer_s)]
         w = self.kv_transfer_wait_s[~np.isnan(self.kv_transfer_wait_s)]
+        a = self.decode_wait_s[~np.isnan(self.decode_wait_s)]
 
         def pct(v: np.ndarray, q: float) -> float:
             return float(np.percentile(v, q)) if v.size else math.nan
@@ -177,6 +195,7 @@ class Disaggregation:
             "transfers": int(x.size),
             "kv_transfer_s": {"mean": float(x.mean()) if x.size else math.nan, "p50": pct(x, 50), "p99": pct(x, 99)},
             "kv_transfer_wait_s": {"mean": float(w.mean()) if w.size else math.nan, "p99": pct(w, 99)},
+            "decode_wait_s": {"mean": float(a.mean()) if a.size else math.nan, "p99": pct(a, 99)},
             "link_busy_s": sum(link.busy_s for link in self.links.values()),
             "blocks_moved": sum(link.blocks for link in self.links.values()),
             "waiting_for_decode_memory": len(self.pending),

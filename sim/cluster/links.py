@@ -14,11 +14,23 @@ from hwprofiles.specs import GPUSpec
 from sim.config.scenario import Link as LinkConfig
 
 
-def link_bandwidth(cfg: LinkConfig, a: GPUSpec, b: GPUSpec) -> float:
-    """Bytes/s per GPU lane: the configured Gbit/s, else the slower end's intra-node (NVLink/PCIe) bandwidth."""
+def link_bandwidth(cfg: LinkConfig, a: GPUSpec, b: GPUSpec, gpus: int = 1) -> float:
+    """Bytes/s per GPU lane: the configured Gbit/s; else, when the two pools (`gpus` GPUs in all, one GPU model)
+    fit one NVLink domain (`nvlink_domain`: an 8-GPU HGX board, a 72-GPU GB200/GB300 NVL72 rack), the slower end's
+    intra-node (NVLink/PCIe) bandwidth; otherwise the pools sit on different nodes and the KV crosses the scale-out
+    NICs (`inter_node_bw`, one 400/800 Gb/s ConnectX NIC per GPU on the catalogued boards), the slower end's.
+
+    Why the NIC: TensorRT-LLM's cache transceiver (UCX or NIXL backend) and SGLang's PD transfer (mooncake /
+    NIXL) move KV between nodes with GPU-direct RDMA over those NICs, each rank's shard from its own GPU (TensorRT-
+    LLM tech blog 5, "Disaggregated Serving in TensorRT-LLM", "KV Cache Exchange"; Dynamo docs, "SGLang
+    Disaggregated Serving": "Efficient KV cache transfer between workers using RDMA"). GPUs without a catalogued
+    NIC keep the intra-node figure (as before)."""
     if cfg.bandwidth_gbps is not None:
         return cfg.bandwidth_gbps * 1e9 / 8
-    return min(a.intra_node_bw, b.intra_node_bw)
+    one_domain = a.name == b.name and gpus <= min(a.nvlink_domain, b.nvlink_domain)
+    if one_domain or a.inter_node_bw is None or b.inter_node_bw is None:
+        return min(a.intra_node_bw, b.intra_node_bw)
+    return min(a.inter_node_bw, b.inter_node_bw)
 
 
 @dataclass

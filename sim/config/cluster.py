@@ -22,7 +22,8 @@ class Link(Strict):
         default=None,
         ge=1e-3,
         le=1e6,
-        description="Gbit/s per GPU lane; unset: the GPUs' intra_node_bw (NVLink, same node)",
+        description="Gbit/s per GPU lane; unset: the GPUs' intra_node_bw (NVLink) when both pools fit one NVLink "
+        "domain, else their inter_node_bw (scale-out NIC)",
     )
     latency_s: float = Field(default=0.0, ge=0, le=3600, description="fixed cost per copy (setup, last-hop latency)")
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from sim.core.instance import Instance
 
 Evicted = Callable[[Request | None], None]
+Admitted = Callable[[Request, float], None]
 
 
 class KVCopies:
@@ -27,6 +28,9 @@ class KVCopies:
         self.outgoing = 0  # requests whose blocks stay here while their KV is copied out
         self.incoming = 0  # blocks taken for KV copies on their way in
         self.evicting: list[tuple[Request, Evicted]] = []  # leave at the next step boundary
+        # told when the scheduler takes a request whose KV was copied here into the batch, and at what time (the
+        # step it joins starts then): disaggregation's decode-side first token (`sim.cluster.disagg`)
+        self.on_admit: Admitted | None = None
 
     @property
     def in_flight(self) -> bool:
@@ -67,6 +71,12 @@ class KVCopies:
         else:
             waiting.append(req)
         self.inst.nudge()
+
+    def admitted(self, req: Request, t: float) -> None:
+        """The scheduler took `req`, whose KV is here (`deliver`), into the batch at `t` (the start of the step it
+        joins)."""
+        if self.on_admit is not None:
+            self.on_admit(req, t)
 
     def release(self, req: Request) -> None:
         """`req`'s KV has been copied out: free the blocks it kept here."""

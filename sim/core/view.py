@@ -20,6 +20,7 @@ from sim.core.request import Request
 from sim.core.speculative import Speculation, reserve_lookahead
 from sim.core.steps import DecodeRun, chunk_growth
 from sim.core.swap import HostSwap
+from sim.core.transfers import KVCopies
 
 
 class BatchView:
@@ -37,6 +38,7 @@ class BatchView:
     running: list[Request]
     prefilling: list[Request]
     lockstep: bool
+    copies: KVCopies
     cohort: Cohort
     one_step: bool
     t: float
@@ -82,6 +84,7 @@ class BatchView:
         if req.kv_here:  # transferred or migrated: its blocks are held here already, nothing to copy
             req.kv_here = False
             self.one_step = True
+            self.copies.admitted(req, self.t)
         elif self.prefix_cache is not None and req.kv_tokens == 0 and req.prefill_done < req.prefill_target:
             # cached prompt blocks are shared, the prefill starts after them; host-tier ones are copied back
             self.host.copy(self.prefix_cache.admit(req, tokens))

@@ -46,13 +46,15 @@ def client_first_token(
 
 def decode_first_token(first: np.ndarray, ready: np.ndarray, completion: np.ndarray, output: np.ndarray) -> np.ndarray:
     """When a handed-off request's first token leaves the decode worker: at the end of its first decode step
-    there. The request's KV is usable there at `ready`; its output − 1 remaining tokens take output − 1 steps,
-    ending at completion, so the first step ends at ready + (completion − ready)/(output − 1) — its own mean
-    decode step (the wait for the step in flight when the KV landed is spread over the steps: at most one step
-    early). Requests not handed off (NaN `ready`) keep the prefill's first token."""
+    there. The decode instance takes the request into its batch at `ready` (the start of that step: after the KV
+    copy, the step in flight when it landed and any wait for a decode slot, `sim.cluster.disagg` `decode_wait_s`);
+    its output − 1 remaining tokens take output − 1 steps, ending at completion, so the first step ends at
+    ready + (completion − ready)/(output − 1) — its own mean decode step. Requests not handed off (NaN `ready`)
+    keep the prefill's first token; a request handed off but not yet taken into a decode batch when the run
+    stopped (`ready` = +inf) has no first token at the client yet (NaN), not the prefill's."""
     with np.errstate(invalid="ignore", divide="ignore"):
         step = np.where(output > 1, (completion - ready) / (output - 1), 0.0)
-    return np.where(np.isnan(ready), first, ready + step)
+    return np.where(np.isnan(ready), first, np.where(np.isinf(ready), np.nan, ready + step))
 
 
 def requests_frame(
