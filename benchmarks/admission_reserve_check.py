@@ -4,7 +4,8 @@ rows? A check on the rows, run before building the mechanism (issues 12 / 13; be
 
     python benchmarks/admission_reserve_check.py [--coverage benchmarks/coverage_results.json]
         [--validation benchmarks/validation_presets_s8_final_results.json] [--json OUT.json]
-    python benchmarks/admission_reserve_check.py --simulate OUT.json [--reserve-off] [--backend trtllm]  # rows it binds
+    python benchmarks/admission_reserve_check.py --simulate OUT.json [--reserve-off] [--backend trtllm] [--only ID]
+        # the rows it binds (--only: those whose id contains ID)
 
 The mechanisms, read in source (facts only; no code carried over):
 
@@ -168,7 +169,9 @@ def measured_only(df: pd.DataFrame, validation_json: Path) -> list[dict[str, Any
     return out
 
 
-def simulate_binding(df: pd.DataFrame, reserve_off: bool, backends: tuple[str, ...] = BACKENDS) -> list[dict[str, Any]]:
+def simulate_binding(
+    df: pd.DataFrame, reserve_off: bool, backends: tuple[str, ...] = BACKENDS, only: str = ""
+) -> list[dict[str, Any]]:
     """Every aggregated SGLang / TensorRT-LLM row where the reservation binds (n_res < clients; at most
     coverage.MAX_CLIENTS clients) simulated as coverage.py does, with the presets' reservation, or with
     `admission_reserve: none` (`reserve_off`: the model before it), beside Little's law on both sides."""
@@ -184,7 +187,7 @@ def simulate_binding(df: pd.DataFrame, reserve_off: bool, backends: tuple[str, .
     out = []
     for _, row in df[df["backend"].isin(backends) & (df["mode"] == "agg")].iterrows():
         room = reservation_room(row)
-        if room is None or not room["binds"] or room["clients"] > coverage.MAX_CLIENTS:
+        if only not in str(row["id"]) or room is None or not room["binds"] or room["clients"] > coverage.MAX_CLIENTS:
             continue
         ttft, tpot = coverage.simulate(row)
         meas_ttft, meas_tpot, osl = row["silicon_ttft_ms"] / 1e3, row["silicon_tpot_ms"] / 1e3, int(row["osl"])
@@ -216,13 +219,14 @@ def main() -> None:
     ap.add_argument("--simulate", type=Path, default=None, help="simulate the rows the reservation binds; write here")
     ap.add_argument("--reserve-off", action="store_true", help="with --simulate: admission_reserve none (before)")
     ap.add_argument("--backend", choices=BACKENDS, default=None, help="with --simulate: one backend's rows only")
+    ap.add_argument("--only", default="", help="with --simulate: rows whose id contains this")
     args = ap.parse_args()
     from benchmarks import coverage
 
     df = pd.read_csv(coverage.CSV).drop_duplicates("id").set_index("id", drop=False)
     if args.simulate is not None:
         backends = BACKENDS if args.backend is None else (args.backend,)
-        args.simulate.write_text(json.dumps(simulate_binding(df, args.reserve_off, backends), indent=1))
+        args.simulate.write_text(json.dumps(simulate_binding(df, args.reserve_off, backends, args.only), indent=1))
         return
     every = all_rows(df)
     recs, summary = sample_rows(df, args.coverage)

@@ -9,7 +9,11 @@ A hypothesis check, not a model: each reading is applied in this process only, a
   layer) set to 0.
 Rows are simulated at coverage.py's protocol (`coverage.simulate`, 10 waves); "before" is the results file's own
 column (run it on the same tree). Nothing is fitted; the output says whether a reading moves the rows as the
-hypothesis predicts (sign and size by batch), and what it does to TTFT.
+hypothesis predicts (sign and size by batch), and what it does to TTFT. It can refute a reading (a reading that
+overshoots or breaks TTFT on these rows is wrong somewhere); it cannot justify adopting one: a lower median on
+the rows it reports is a fit to them. A reading goes into the model only on engine or kernel source (e.g.
+moe_kernel_check.py against measured kernels), with its effect reported on rows outside the sample
+(tpot_groups.py).
 """
 
 from __future__ import annotations

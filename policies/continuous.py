@@ -250,10 +250,12 @@ def _fcfs(cfg: FCFSConfig, **_: object) -> BatchScheduler:
 
 
 @SCHEDULERS.register("sarathi", SarathiConfig, prefill_chunk="token_budget")
-def _sarathi(cfg: SarathiConfig, engine: object = None, attention_dp: int = 1, **_: object) -> BatchScheduler:
+def _sarathi(
+    cfg: SarathiConfig, engine: object = None, attention_dp: int = 1, model: object = None, **_: object
+) -> BatchScheduler:
     """Sarathi-Serve chunked prefill with a token budget"""
     terms = hold_terms(engine, attention_dp, cfg.token_budget)
     hold = ContextHold(terms) if terms.active else None
     if terms.recv_interval > 1:
-        return RecvSarathi(cfg, hold, RecvSkipper(terms.recv_interval), reservation(engine))
-    return Sarathi(cfg, hold, reservation(engine))
+        return RecvSarathi(cfg, hold, RecvSkipper(terms.recv_interval), reservation(engine, model))
+    return Sarathi(cfg, hold, reservation(engine, model))

@@ -68,9 +68,21 @@ class Reservation(Protocol):
 
 
 class NoEvict:
-    """TensorRT-LLM GUARANTEED_NO_EVICT: the blocks of every request's whole prompt + output fit at once."""
+    """TensorRT-LLM GUARANTEED_NO_EVICT: the blocks of every request's whole prompt + output fit at once.
 
-    def __init__(self) -> None:
+    Sliding-window layers: TensorRT-LLM keeps one block pool per attention window and reserves in each
+    (`NoEvictScheduledBlocksManager`, batch_manager/scheduledBlocksManager.h, over
+    `getNumFreeBlocksPerWindowSize`); `KVCacheManager::getRemainingBlocksToCompletion(req, windowSize)`
+    (batch_manager/kvCacheManager.cpp) counts ceil(min(prompt + max_new_tokens, window) / tokens_per_block) blocks
+    there (temporary attention window and sink tokens 0: no chunked-context extension, no attention sinks). servesim
+    keeps one pool whose blocks hold a token on every attention layer (`kv_capacity`, local layers charged in full),
+    so a request's reservation is that count per layer kind weighted by its layers: with `full` F layers and `local`
+    L layers of window W, ceil((full x blocks(P + O) + local x blocks(min(P + O, W))) / (full + local)). Read
+    approximately: one pool for the memory TensorRT-LLM splits between its window pools."""
+
+    def __init__(self, full: int = 1, local: int = 0, window: int | None = None) -> None:
+        self.full, self.local = full, local if window is not None else 0
+        self.window = window if window is not None else 0
         self.blocked = False
         self.total: int | None = None  # blocks reserved by the running requests (summed on first use per plan)
         self.active = True
@@ -83,7 +95,11 @@ class NoEvict:
         self.inst = inst
 
     def _need(self, inst: InstanceView, req: Request) -> int:
-        return inst.blocks_for(req.prompt + req.output)
+        whole = inst.blocks_for(req.prompt + req.output)
+        if not self.local:
+            return whole
+        windowed = inst.blocks_for(min(req.prompt + req.output, self.window))
+        return -(-(self.full * whole + self.local * windowed) // (self.full + self.local))
 
     def admits(self, inst: InstanceView, req: Request) -> bool:
         if not self.active or not inst.running:  # (nothing running, admitted this pass included: the head goes)
@@ -226,11 +242,15 @@ class IgnoreEos(_Latch):
         return 1  # free tokens move by whole blocks: a held prompt is looked at again after each step
 
 
-def reservation(engine: Any) -> Reservation | None:
-    """The reservation a `serving_engine` section asks for (None: no engine, or `none`)."""
+def reservation(engine: Any, model: Any = None) -> Reservation | None:
+    """The reservation a `serving_engine` section asks for (None: no engine, or `none`); `model` (a ModelSpec)
+    gives TensorRT-LLM's per-window counts their full and sliding-window layers."""
     kind = getattr(engine, "admission_reserve", "none") if engine is not None else "none"
     if kind == "guaranteed_no_evict":
-        return NoEvict()
+        window = getattr(model, "sliding_window", None)
+        if model is None or window is None:
+            return NoEvict()
+        return NoEvict(model.layer_count("F"), model.layer_count("L"), int(window))
     if kind == "sglang_ignore_eos":
         return IgnoreEos()
     if kind == "sglang_new_token_ratio":

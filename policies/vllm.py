@@ -136,6 +136,6 @@ class VLLMScheduler(Sarathi):
 
 
 @SCHEDULERS.register("vllm", VLLMConfig, prefill_chunk="max_num_batched_tokens")
-def _vllm(cfg: VLLMConfig, gpu: Any = None, engine: object = None, **_: object) -> BatchScheduler:
+def _vllm(cfg: VLLMConfig, gpu: Any = None, engine: object = None, model: object = None, **_: object) -> BatchScheduler:
     """vLLM V1: shared token budget, chunked prefill, prefix caching, recompute preemption"""
-    return VLLMScheduler(cfg, gpu, reservation(engine))
+    return VLLMScheduler(cfg, gpu, reservation(engine, model))

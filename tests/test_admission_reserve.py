@@ -71,6 +71,45 @@ def test_guaranteed_no_evict_never_holds_an_idle_instance(tmp_path: Any) -> None
     assert second > first + 127 * 0.012  # after the first's 127 decode steps
 
 
+def test_guaranteed_no_evict_reserves_sliding_window_layers_up_to_the_window() -> None:
+    # A model of one full (F) and one sliding-window (L, window 16) layer, 16-token blocks, 8 blocks. Two running
+    # requests and a candidate, each prompt 16 + output 32 = 3 blocks on the full layer and min(48, 16) = 16 tokens
+    # = 1 block on the window layer: ceil((3 + 1) / 2) = 2 blocks each, 2 + 2 + 2 = 6 <= 8, admitted. Reserving
+    # the whole length on every layer (no window) needs 3 + 3 + 3 = 9 > 8 and holds it.
+    from hwprofiles import ModelSpec
+    from tests.helpers import TINY_MODEL
+
+    swa = ModelSpec(**{**TINY_MODEL, "attention_pattern": "LF", "sliding_window": 16})
+    view = _View([_req(16, 32), _req(16, 32)], free_blocks=0)
+    view.num_blocks = 8
+    windowed, whole = reservation(preset("trtllm"), swa), reservation(preset("trtllm"))
+    assert isinstance(windowed, NoEvict) and isinstance(whole, NoEvict)
+    for r in (windowed, whole):
+        r.begin(view, BatchPlan())  # type: ignore[arg-type]  # (_View carries only what a reservation reads)
+    assert windowed.admits(view, _req(16, 32))  # type: ignore[arg-type]  # (as above)
+    assert windowed.total == 4
+    assert not whole.admits(view, _req(16, 32))  # type: ignore[arg-type]  # (as above)
+    # gpt-oss-120b (18 F + 18 L layers, window 128), 32-token blocks, prompt 1024 + output 8192: ceil((18 x 288 +
+    # 18 x 4) / 36) = 146 blocks where the whole length is 288.
+    from hwprofiles import catalog
+
+    oss = reservation(preset("trtllm"), catalog.model("gpt-oss-120b"))
+    assert isinstance(oss, NoEvict)
+    assert oss._need(_View([], 0, block_size=32), _req(1024, 8192)) == 146  # type: ignore[arg-type]  # (as above)
+
+
+@pytest.mark.parametrize("sched", [{"kind": "fcfs"}, {"kind": "sjf"}, {"kind": "static"}])
+def test_a_reservation_on_a_scheduler_that_ignores_it_is_an_error(tmp_path: Any, sched: dict[str, Any]) -> None:
+    # Only `sarathi` and `vllm` obey it: a preset's reservation is never dropped silently.
+    tr = write_csv(tmp_path / "w.csv", [(0.0, 16, 16)])
+    sc = scenario(tr, scheduler=sched)
+    sc["serving_engine"] = {"kind": "trtllm"}
+    with pytest.raises(sim.ServesimError, match=r"admission_reserve: 'guaranteed_no_evict'.*'sarathi' or 'vllm'"):
+        sim.load_scenario(sc)
+    sc["serving_engine"] = {"kind": "trtllm", "admission_reserve": "none"}
+    assert sim.load_scenario(sc).serving_engine.admission_reserve == "none"
+
+
 class _View:
     """The few InstanceView members a reservation reads, set by hand."""
 
@@ -158,8 +197,10 @@ def test_sglang_holds_a_prompt_until_a_request_finishes(tmp_path: Any, engine: s
     rows = [(0.0, 16, 280), (0.05, 16, 200)]
     res = _run(tmp_path, rows, {"kind": "sglang", "admission_reserve": engine}, kv=20, fast_forward=ff)
     assert res.requests["ttft_s"].iloc[1] == pytest.approx(3.400 - 0.05, abs=1e-9)
+    # Without it B arrives as A's second decode step ends (0.026 + 2 x 0.012 = 0.050) and prefills in the next
+    # step beside A's decode: 10 + 16 + 2 = 28 ms.
     free = _run(tmp_path, rows, {"kind": "sglang", "admission_reserve": "none"}, kv=20, fast_forward=ff)
-    assert free.requests["ttft_s"].iloc[1] < 0.05
+    assert free.requests["ttft_s"].iloc[1] == pytest.approx(0.028, abs=1e-9)
 
 
 def test_sglang_latch_holds_until_the_batch_shrinks() -> None:
@@ -263,3 +304,5 @@ def test_every_request_completes_and_fast_forward_equals_stepping(
     assert counts["completed"] + counts["rejected"] == len(rows)
     too_big = sum(-(-(p + o) // 16) > kv for _, p, o in rows)
     assert counts["rejected"] == too_big
+    if engine == "trtllm":  # GUARANTEED_NO_EVICT's defining guarantee: what it admits runs to the end unevicted
+        assert a.requests["preemptions"].sum() == 0

@@ -12,6 +12,7 @@ from hwprofiles.specs import GPUSpec, ModelSpec
 from sim.config.scenario import load_scenario
 from sim.costmodel import moe
 from sim.costmodel.build import build_physical
+from sim.costmodel.engine import preset
 from sim.costmodel.layout import Layout
 from sim.costmodel.models import RooflineCost, RooflineCostConfig
 from sim.costmodel.quant import Quantization
@@ -161,13 +162,33 @@ def test_attention_dp_takes_the_busiest_rank() -> None:
 
 def test_expert_parallel_all_to_all_on_the_link() -> None:
     lay = Layout(tp=1, attention_dp=4, ep=4, moe_tp=1)
-    cost = StructuredCost(EXACT, TOY_MOE, GPU, 1, layout=lay)
+    cost = StructuredCost(EXACT, TOY_MOE, GPU, 1, layout=lay, engine=preset("trtllm"))  # one_sided
     ops = cost._mlp(10, 40)
     # each rank sends its 10 tokens once to every other rank owning one of its 2 experts (8 experts, 2 per rank:
     # a rank is hit with probability 1 - C(6, 2) / C(8, 2) = 13/28, so 3 x 13/28 remote copies), 64 x 2 bytes
     # each, in the dispatch (18 us fixed) and back in the combine (31 us fixed)
     sent = 10 * (3 * 13 / 28) * 64 * 2 / 1e8
     assert ops["moe_comm"] == pytest.approx((18e-6 + sent) + (31e-6 + sent))
+
+
+def test_vllm_all_gathers_every_token_and_reduce_scatters_the_outputs() -> None:
+    # vLLM's default allgather_reducescatter: each GPU receives the other 3 DP ranks' 10 tokens (64 bf16 values)
+    # and sends its experts' partial outputs of all 40 tokens back reduce-scattered (again 3 x 10 x 64 x 2 bytes
+    # per GPU), two NCCL collectives at the engine's NCCL latency, on the 1e8 B/s link
+    lay = Layout(tp=1, attention_dp=4, ep=4, moe_tp=1)
+    eng = preset("vllm-v1")
+    cost = StructuredCost(EXACT, TOY_MOE, GPU, 1, layout=lay, engine=eng)
+    moved = 3 * 10 * 64 * 2 / 1e8
+    assert cost._mlp(10, 40)["moe_comm"] == pytest.approx(2 * eng.nccl_latency_s + 2 * moved, rel=1e-12)
+    # not deduplicated: more than the one-sided kernel's 3 x 13/28 copies per token would send
+    one = StructuredCost(EXACT, TOY_MOE, GPU, 1, layout=lay, engine=preset("trtllm"))
+    assert cost._mlp(10, 40)["moe_comm"] > one._mlp(10, 40)["moe_comm"]
+    # tp 2 inside each of 2 DP ranks: the same gather over the DP group, then the TP all-reduce of the output
+    lay2 = Layout(tp=2, attention_dp=2, ep=4, moe_tp=1)
+    c2 = StructuredCost(EXACT, TOY_MOE, GPU, 2, layout=lay2, engine=eng)
+    ar = c2._allreduce(10)
+    assert ar > 0
+    assert c2._mlp(10, 20)["moe_comm"] == pytest.approx(2 * eng.nccl_latency_s + 10 * 64 * 4 / 1e8 + ar, rel=1e-12)
 
 
 def test_plain_dense_bf16_keeps_the_roofline() -> None:

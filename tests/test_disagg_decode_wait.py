@@ -14,6 +14,7 @@ import sim
 from hwprofiles import catalog
 from sim.cluster.links import link_bandwidth
 from sim.config.cluster import Link
+from tests.strategies import examples
 
 
 def _scenario(decode_seqs: int, n: int = 2, prompt: int = 100, output: int = 11, **extra: Any) -> dict[str, Any]:
@@ -74,7 +75,7 @@ def test_the_clients_first_token_follows_the_decode_admission():
     assert res.summary["disaggregation"]["decode_wait_s"]["mean"] > 0
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(
     seqs=st.integers(1, 6),
     n=st.integers(1, 14),

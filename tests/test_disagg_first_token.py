@@ -27,6 +27,14 @@ def test_decode_first_token_by_hand():
     assert got.tolist() == pytest.approx([1.1, 0.5, 1.0])
 
 
+def test_handed_off_but_not_admitted_has_no_first_token():
+    # handed off (ready = +inf: `decode_wait_s` still NaN when the run stopped): no first token at the client,
+    # never the prefill's 0.5 s
+    got = decode_first_token(np.array([0.5, 0.5]), np.array([np.inf, np.inf]), np.array([np.nan, np.nan]),
+                             np.array([11, 1]))  # fmt: skip
+    assert np.isnan(got).all()
+
+
 def test_presets_stream_disaggregated_first_tokens_from_decode():
     assert preset("sglang").disagg_first_token == preset("trtllm").disagg_first_token == "decode"
     assert preset("vllm-v1").disagg_first_token == "prefill"  # servesim's default, as before
@@ -57,3 +65,18 @@ def test_disaggregated_ttft_ends_on_the_decode_side():
     assert (d["ttft_s"] > pre.loc[moved, "ttft_s"]).all()  # later by the KV copy and one decode step
     # TPOT as a client computes it: (E2E - TTFT) / (output - 1), so it shrinks by as much as TTFT grew
     assert np.allclose(d["tpot_s"], (d["e2el_s"] - d["ttft_s"]) / (d["output_tokens"] - 1))
+
+
+def test_run_stopped_before_decode_admission_leaves_no_client_first_token():
+    data = yaml.safe_load(SCENARIO.read_text())
+    data["workload"]["num_requests"] = 60
+    data["serving_engine"] = {"kind": "trtllm"}
+    full = sim.run(sim.load_scenario(data)).requests
+    handed = full[full["kv_transfer_s"].notna()]
+    # stop the clock just after one handed-off request's KV is usable, before the decode side takes it
+    r = handed.iloc[len(handed) // 2]
+    data["engine"] = {**data.get("engine", {}), "horizon_s": float(r["first_token_s"] + r["kv_transfer_s"]) + 1e-9}
+    cut = sim.run(sim.load_scenario(data)).requests
+    waiting = cut["kv_transfer_s"].notna() & cut["decode_wait_s"].isna()
+    assert waiting.any()  # the horizon leaves some request between hand-off and admission
+    assert cut.loc[waiting, "ttft_s"].isna().all()  # never the prefill's first token

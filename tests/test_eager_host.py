@@ -35,6 +35,9 @@ def _cost(kind: str, layout: Layout | None = None, **engine: Any) -> StructuredC
     return cost
 
 
+NO_RESERVE = {"admission_reserve": "none"}  # the `fcfs` scheduler here obeys no reservation (scenario check)
+
+
 def test_sglang_preset_is_the_cited_measurement() -> None:
     """sgl-project/sglang PR #12160: DeepSeek-V3 (61 layers), one new token, eager 82.6 ms vs graph 23.1 ms."""
     assert preset("sglang").eager_host_per_layer_s == pytest.approx((82.6 - 23.1) / 61 * 1e-3, rel=1e-3)
@@ -96,8 +99,8 @@ def _run_ttft(tmp_path: Path, engine: dict[str, Any]) -> list[float]:
 def test_prompts_wait_for_every_eager_forward_before_theirs(tmp_path: Path) -> None:
     """End to end: A's TTFT grows by exactly 48 layers x 0.975 ms; B, arriving during A's prefill in both runs,
     waits for A's longer step and pays its own: exactly twice that."""
-    on = _run_ttft(tmp_path, {"kind": "sglang"})
-    off = _run_ttft(tmp_path, {"kind": "sglang", "eager_host_per_layer_s": 0.0})
+    on = _run_ttft(tmp_path, {**NO_RESERVE, "kind": "sglang"})
+    off = _run_ttft(tmp_path, {**NO_RESERVE, "kind": "sglang", "eager_host_per_layer_s": 0.0})
     h = 48 * 9.75e-4
     assert catalog.model("qwen3-30b-a3b").num_layers == 48
     assert off[0] > 0.05  # B arrives while A's prefill runs, with or without the term
@@ -134,8 +137,8 @@ def _run_spec(tmp_path: Path, engine: dict[str, Any]) -> Any:
 def test_speculative_tpot_does_not_move_with_the_term(tmp_path: Path) -> None:
     """End to end (the reviewer's case: Qwen3-30B-A3B, H100, SGLang, eagle k = 3): the term lengthens the prefill
     step only; every verify step is priced as without it, so each request's decode time is the same."""
-    on = _run_spec(tmp_path, {"kind": "sglang"})
-    off = _run_spec(tmp_path, {"kind": "sglang", "eager_host_per_layer_s": 0.0})
+    on = _run_spec(tmp_path, {**NO_RESERVE, "kind": "sglang"})
+    off = _run_spec(tmp_path, {**NO_RESERVE, "kind": "sglang", "eager_host_per_layer_s": 0.0})
     assert (on["ttft_s"] > off["ttft_s"]).all()
     assert (off["tpot_s"] > 0).all()
     assert on["tpot_s"].to_numpy() == pytest.approx(off["tpot_s"].to_numpy(), rel=1e-9)

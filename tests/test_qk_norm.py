@@ -41,3 +41,23 @@ def test_a_dense_model_with_it_leaves_the_plain_roofline() -> None:
     dense = catalog.model("llama-3.1-8b")
     assert not needs_structure(dense, Layout(tp=2), Quantization())
     assert needs_structure(dense.model_copy(update={"qk_norm_per_layer": True}), Layout(tp=2), Quantization())
+
+
+def test_each_qk_reduction_pays_the_fixed_latency() -> None:
+    # a fitted profile's extra latency per all-reduce (`ProfileParams.comm_latency_s`, engine syncs): the QK term
+    # pays it once per attention layer on top of the reduction itself, like every other all-reduce
+    from sim.costmodel.profile import ProfileParams
+
+    per_layer = TOY_MOE.model_copy(update={"qk_norm_per_layer": True, "num_layers": 3})
+    plain = TOY_MOE.model_copy(update={"num_layers": 3})
+    params = ProfileParams(comm_latency_s=7e-6)
+    a = StructuredCost(EXACT, per_layer, GPU, 2, layout=Layout(tp=2), params=params)
+    b = StructuredCost(EXACT, plain, GPU, 2, layout=Layout(tp=2), params=params)
+    for m in (1, 64):
+        extra = a._dense(m)["allreduce"] - b._dense(m)["allreduce"]
+        assert extra == pytest.approx(3 * (a.ar.seconds(8.0 * m) + 7e-6), rel=1e-12)
+        # one QK reduction costs the same as a hidden-state all-reduce would at the same bytes, latency included
+        assert extra / 3 == pytest.approx(a.ar.seconds(8.0 * m) + a.params.comm_latency_s, rel=1e-12)
+    # 3 layers: all-reduces after attention and after the MoE, and the QK reduction, each pays it
+    zero = StructuredCost(EXACT, per_layer, GPU, 2, layout=Layout(tp=2))
+    assert a._dense(1)["allreduce"] - zero._dense(1)["allreduce"] == pytest.approx(9 * 7e-6, rel=1e-9)

@@ -81,7 +81,7 @@ def _runs(tmp_path, engines: list[dict]) -> list[pd.DataFrame]:
 
 
 def test_whole_run_moves_ttft_only(tmp_path):
-    base = {"kind": "sglang", "frontend_s": 0.001}
+    base = {"admission_reserve": "none", "kind": "sglang", "frontend_s": 0.001}
     one, at_once, held = _runs(
         tmp_path,
         [base, {**base, "stream_interval": 10}, {**base, "stream_interval": 10, "stream_first_token": False}],
@@ -107,7 +107,7 @@ def test_closed_loop_clients_react_to_the_completion_not_the_first_chunk(tmp_pat
     }
     runs = []
     for extra in ({}, {"stream_interval": 10, "stream_first_token": False}):
-        sc["serving_engine"] = {"kind": "sglang", "frontend_s": 0.01, **extra}
+        sc["serving_engine"] = {"admission_reserve": "none", "kind": "sglang", "frontend_s": 0.01, **extra}
         runs.append(sim.run(sc).requests)
     a, b = runs
     assert (a["arrival_s"] == b["arrival_s"]).all() and (a["completion_s"] == b["completion_s"]).all()

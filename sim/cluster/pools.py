@@ -202,6 +202,7 @@ def build_instances(
                     gpu=spec.gpu,
                     engine=sc.serving_engine,
                     attention_dp=spec.attention_dp,
+                    model=model,  # the reservation's per-window counts (policies/reserve.py NoEvict)
                 ),
                 cost,
                 spec.capacity,

@@ -288,6 +288,20 @@ class Scenario(Strict):
         return self
 
     @model_validator(mode="after")
+    def _reserve_needs_its_scheduler(self) -> Scenario:
+        """`serving_engine.admission_reserve` is obeyed by the `sarathi` and `vllm` schedulers on colocated instances
+        (policies/reserve.py): a preset's reservation meeting another kind would be silently ignored."""
+        eng = self.serving_engine
+        kind = getattr(eng, "admission_reserve", "none") if eng is not None else "none"
+        if kind != "none" and not self.cluster.disaggregated and self.scheduler.kind not in ("sarathi", "vllm"):
+            raise ValueError(
+                f"serving_engine.admission_reserve: {kind!r} (the {eng.kind!r} preset's or yours) is obeyed by "
+                f"scheduler kind 'sarathi' or 'vllm', not {self.scheduler.kind!r}; pick one of them or set "
+                f"admission_reserve: none"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _timeouts_colocated(self) -> Scenario:
         if self.workload.timeout_s is not None and (self.cluster.disaggregated or self.cluster.migration):
             raise ValueError(

@@ -1,7 +1,20 @@
 """All-to-all pricing for expert parallelism with attention data parallelism: dispatch each token to the GPUs
-holding its experts, combine the experts' partial outputs back (TensorRT-LLM NVLinkOneSided, DeepEP). A token
-travels at most once to each rank that owns any of its experts, and the combine reads one partial sum per such
-rank; the link is NVLink inside the NVLink domain and the scale-out NIC beyond it.
+holding its experts, combine the experts' partial outputs back. How depends on the engine
+(`serving_engine.moe_all2all`, `MoeComm`):
+
+- `one_sided` (TensorRT-LLM NVLinkOneSided, FlashInfer `MoeAlltoAll`; `trtllm` preset): a token travels at most
+  once to each rank that owns any of its experts, and the combine reads one partial sum per such rank; the fixed
+  latencies below. Only inside one NVLink domain (blog 18: "within a single NVLink domain"); an EP group that
+  spans nodes is priced as `deepep` (TensorRT-LLM's DeepEP low-latency path beyond the domain).
+- `allgather_reducescatter` (vLLM's default `--all2all-backend`, `ParallelConfig.all2all_backend`; SGLang's
+  default `--moe-a2a-backend none`, DP attention's gather / scatter): every DP rank's tokens are all-gathered to
+  every GPU, each GPU runs its experts over all of them, and the outputs are reduce-scattered back - NCCL ring
+  collectives over the DP group, (dp - 1) x the busiest rank's tokens each way, nothing deduplicated
+  (blog 18's "pattern 1"); with tp > 1 inside a DP rank the TP all-reduce of the MoE output follows.
+- `deepep` (DeepEP low-latency kernels, SGLang `--moe-a2a-backend deepep` in decode): copies as `one_sided`, the
+  bytes at DeepEP's measured rate for its EP size (`DEEPEP_LL_GBPS`) or the link's if lower, blog 18's fixed part.
+
+The link is NVLink inside the NVLink domain and the scale-out NIC beyond it.
 
 Fixed latencies: TensorRT-LLM tech blog 18 ("Optimizing MoE Communication with One-Sided AlltoAll Over NVLink",
 docs/source/blogs/tech_blog/blog18_..., @22de8b34d), table "ep_size=8", DeepSeek-V3 profile (hidden 7168, top-8
@@ -18,12 +31,34 @@ min(ep_size, top_k) copies per token. DeepEP's normal kernels likewise send a to
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from math import comb
+from typing import TYPE_CHECKING, Literal
 
-from hwprofiles.specs import GPUSpec
+from hwprofiles.specs import GPUSpec, ModelSpec
+
+if TYPE_CHECKING:
+    from sim.costmodel.comm import AllReduce
+    from sim.costmodel.engine import ServingEngineConfig
+    from sim.costmodel.layout import Layout
+
+MoeAll2All = Literal["one_sided", "allgather_reducescatter", "deepep"]
 
 DISPATCH_LATENCY_S = 18e-6  # blog 18, ep_size 8, 1-32 tokens per rank: 17.6-18.9 us (see module doc)
 COMBINE_LATENCY_S = 31e-6  # blog 18, ep_size 8, 1-32 tokens per rank: 31.0-32.7 us
+# DeepEP README (deepseek-ai/DeepEP, "Low-latency kernels with pure RDMA", after the 2025-04-22 update): H800 +
+# CX7 400 Gb/s, 128 tokens per rank, hidden 7168, top-8, FP8 dispatch / BF16 combine: (EP, dispatch GB/s, combine
+# GB/s) achieved. The table's latencies (77 / 114 us at EP 8 up to 194 / 360 us at EP 256) are those bytes at
+# these rates (128 x 8 x 7168 B = 7.3 MB in 77 us is 95 GB/s), so they hold no fixed part of their own: the bytes
+# are priced at these rates and the fixed part is blog 18's (a GPU-initiated one-sided kernel, like DeepEP's).
+DEEPEP_LL_GBPS = ((8, 98.0, 127.0), (16, 63.0, 74.0), (32, 48.0, 53.0), (64, 43.0, 46.0), (128, 39.0, 39.0),
+                  (256, 39.0, 40.0))  # fmt: skip
+
+
+def deepep_rates(ep: int) -> tuple[float, float]:
+    """DeepEP's achieved (dispatch, combine) bytes/s at the smallest measured EP size >= ep (EP 8's below it)."""
+    row = next((r for r in DEEPEP_LL_GBPS if r[0] >= ep), DEEPEP_LL_GBPS[-1])
+    return row[1] * 1e9, row[2] * 1e9
 
 
 def link_bandwidth(gpu: GPUSpec, group: int, efficiency: float) -> float:
@@ -37,18 +72,33 @@ def link_bandwidth(gpu: GPUSpec, group: int, efficiency: float) -> float:
 def rank_hit(k: int, num_experts: int, ep: int, groups: int | None = None, group_topk: int | None = None) -> float:
     """Probability that a given EP rank owns at least one of a token's k experts (experts laid out in contiguous
     blocks of num_experts / ep per rank). Uniform routing: 1 - C(E - E/ep, k) / C(E, k). Group-limited routing
-    (DeepSeek-V3/R1: `n_group`, `topk_group`) with one expert group per rank (ep == groups): the token's experts lie
-    in `group_topk` of the groups, so a rank is hit at most when its group is chosen: group_topk / groups (an upper
-    bound, reached when every chosen group holds one of the k experts; DeepSeek ranks groups by their own two best
-    experts' scores, so a chosen group rarely gets none)."""
+    (DeepSeek-V3/R1: `n_group` contiguous groups, the token's experts in `group_topk` of them) when the rank
+    blocks and the groups nest (`_group_hit`); any other split falls back to uniform routing."""
     if ep <= 1:
         return 1.0
-    if groups and group_topk and ep == groups:
-        return group_topk / groups
+    if groups and group_topk and group_topk < groups and (groups % ep == 0 or ep % groups == 0):
+        return _group_hit(k, num_experts, ep, groups, group_topk)
     per_rank = num_experts // ep
     if num_experts - per_rank < k:
         return 1.0
     return 1.0 - comb(num_experts - per_rank, k) / comb(num_experts, k)
+
+
+def _group_hit(k: int, num_experts: int, ep: int, groups: int, group_topk: int) -> float:
+    """`rank_hit` under group-limited routing, chosen groups taken as uniform over the groups. A rank holding
+    g = groups / ep whole groups is hit when one of them is chosen: 1 - C(groups - g, topk) / C(groups, topk)
+    (topk / groups at g = 1). A group split over r = ep / groups ranks: its group chosen (topk / groups), then
+    one of the j = k / topk experts it gets (spread evenly; DeepSeek scores a group by its two best experts, so a
+    chosen group rarely gets fewer) in the rank's 1 / r of the group: 1 - C(Eg - Eg / r, j) / C(Eg, j). Both
+    count a chosen group as holding one of the token's experts, so they bound the hit rate from above; they
+    meet at ep = groups and change smoothly with ep, where a uniform fallback would jump."""
+    if ep <= groups:
+        g = groups // ep
+        return 1.0 - comb(groups - g, group_topk) / comb(groups, group_topk)
+    eg, r = num_experts // groups, ep // groups
+    j = max(1, round(k / group_topk))
+    inside = 1.0 if eg - eg // r < j else 1.0 - comb(eg - eg // r, j) / comb(eg, j)
+    return group_topk / groups * inside
 
 
 def remote_copies(k: int, num_experts: int, ep: int, groups: int | None = None, group_topk: int | None = None) -> float:
@@ -69,3 +119,64 @@ def alltoall_s(
         return 0.0
     sent = tokens_per_gpu * copies * hidden * elem_bytes
     return latency_s + sent / link_bandwidth(gpu, ep, efficiency)
+
+
+@dataclass(frozen=True)
+class MoeComm:
+    """One MoE layer's token exchange under attention DP + EP, as the engine's `moe_all2all` runs it (module
+    doc). `nccl_latency_s`: the engine's NCCL fixed latency (`ServingEngineConfig.nccl_latency_s`), what vLLM's
+    all_gatherv / reduce_scatterv pay; `efficiency`: the cost model's link efficiency."""
+
+    method: MoeAll2All
+    gpu: GPUSpec
+    ep: int
+    dp: int
+    tp: int
+    hidden: int
+    act_bytes: float  # dispatched activations (the GEMMs' input precision); the combine returns bf16
+    copies: float  # `remote_copies` of one token (one_sided / deepep)
+    efficiency: float
+    nccl_latency_s: float
+
+    def seconds(self, m: int) -> float:
+        """Dispatch + combine of one layer when the busiest DP rank holds m tokens (without the TP all-reduce
+        that `allgather_reducescatter` adds at tp > 1: `tp_allreduce`)."""
+        if self.ep <= 1 or self.dp <= 1 or m <= 0:
+            return 0.0
+        group = self.dp * self.tp  # the instance's GPUs: NVLink or NIC
+        if self.method == "allgather_reducescatter":
+            # ring all-gather then reduce-scatter over the DP group: each GPU receives every other DP rank's
+            # tokens (padded to the busiest rank's count: vLLM pads DP ranks to one batch size for CUDA graphs)
+            bw = link_bandwidth(self.gpu, group, self.efficiency)
+            moved = (self.dp - 1) * m * self.hidden
+            return 2 * self.nccl_latency_s + moved * (self.act_bytes + 2.0) / bw
+        per_gpu = m / self.tp
+        if self.method == "one_sided" and group <= self.gpu.nvlink_domain:
+            return alltoall_s(per_gpu, self.copies, self.hidden, self.act_bytes, self.ep, self.gpu,
+                              self.efficiency, DISPATCH_LATENCY_S) + alltoall_s(
+                per_gpu, self.copies, self.hidden, 2.0, self.ep, self.gpu, self.efficiency, COMBINE_LATENCY_S
+            )  # fmt: skip
+        d_bw, c_bw = deepep_rates(self.ep)
+        bw = link_bandwidth(self.gpu, group, self.efficiency)
+        sent = per_gpu * self.copies * self.hidden
+        dispatch = DISPATCH_LATENCY_S + sent * self.act_bytes / min(d_bw, bw)
+        return dispatch + COMBINE_LATENCY_S + sent * 2.0 / min(c_bw, bw)
+
+    @property
+    def tp_allreduce(self) -> bool:
+        """Whether the MoE output is all-reduced over the DP rank's TP group after the combine (vLLM FusedMoE
+        `maybe_all_reduce_tensor_model_parallel` on the naive / all-gather backends; the token all-to-all
+        kernels return finished sums)."""
+        return self.method == "allgather_reducescatter" and self.tp > 1 and self.dp > 1 and self.ep > 1
+
+
+def moe_comm(
+    engine: ServingEngineConfig | None, model: ModelSpec, gpu: GPUSpec, layout: Layout, hidden: int, act_bytes: float,
+    efficiency: float, ar: AllReduce,
+) -> MoeComm:  # fmt: skip
+    """The engine's expert-parallel token exchange for a StructuredCost (`serving_engine.moe_all2all`; without an
+    engine, the field's default) at the NCCL latency of its all-reduce (`comm.AllReduce.nccl_latency_s`)."""
+    method: MoeAll2All = engine.moe_all2all if engine is not None else "allgather_reducescatter"
+    copies = remote_copies(model.experts_per_token, model.num_experts, layout.ep, model.n_group, model.topk_group)
+    return MoeComm(method, gpu, layout.ep, layout.attention_dp, layout.tp, hidden, act_bytes, copies, efficiency,
+                   ar.nccl_latency_s)  # fmt: skip

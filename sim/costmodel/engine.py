@@ -249,6 +249,18 @@ class ServingEngineConfig(BaseModel):
         default=1, ge=1, description="SGLang: decode iterations between polls for new requests (1: every iteration)"
     )
 
+    # How expert-parallel ranks exchange tokens under attention DP (sim.costmodel.alltoall, `MoeComm`). Default:
+    # vLLM's `--all2all-backend` default `allgather_reducescatter` (vllm/config/parallel.py
+    # `ParallelConfig.all2all_backend`; docs "Expert Parallel Deployment"); InferenceX's vLLM Kimi-K2.5 /
+    # MiniMax-M2.5 recipes pass `--data-parallel-size N --enable-expert-parallel` and no `--all2all-backend` or
+    # VLLM_ALL2ALL_BACKEND, on HEAD or in their history. SGLang's default `--moe-a2a-backend none` gathers DP
+    # attention's tokens to every rank and scatters them back (python/sglang/srt/layers/dp_attention.py), the same
+    # pattern (InferenceX's single-node SGLang recipes pass no backend but for DSv4 / GLM-5.2 `megamoe`; many
+    # multi-node disagg recipes pass `--moe-a2a-backend deepep`: set `deepep` for those). TensorRT-LLM: PRESETS.
+    moe_all2all: Literal["one_sided", "allgather_reducescatter", "deepep"] = Field(
+        default="allgather_reducescatter",
+        description="attention DP + EP token exchange: one_sided (TRT-LLM NVLink), allgather_reducescatter, deepep",
+    )
     # KV reserved on admission for the outputs still to come (policies/reserve.py; colocated instances). `none`: vLLM,
     # which admits on the prompt's blocks and preempts by recompute when KV runs out. `guaranteed_no_evict`:
     # TensorRT-LLM's default capacity policy (`SchedulerConfig.capacity_scheduler_policy`, llmapi/llm_args.py): a
@@ -393,6 +405,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         # set `eager_host_per_layer_s` to charge it.
         # the generation worker returns the first token (see `disagg_first_token`)
         "disagg_first_token": "decode",
+        # NVLinkOneSided all-to-all, TensorRT-LLM's default inside one NVLink domain (tech blog 18, @22de8b34d);
+        # beyond the domain `MoeComm` prices DeepEP's low-latency kernels
+        "moe_all2all": "one_sided",
         "admission_reserve": "guaranteed_no_evict",  # the default capacity_scheduler_policy (see the field)
     },
 }

@@ -17,9 +17,10 @@ import numpy as np
 from hwprofiles.specs import GPUSpec, ModelSpec
 from sim.core.speculative import VerifyChunk
 from sim.costmodel import moe
-from sim.costmodel.alltoall import COMBINE_LATENCY_S, DISPATCH_LATENCY_S, alltoall_s, remote_copies
+from sim.costmodel.alltoall import moe_comm
 from sim.costmodel.curves import capped
 from sim.costmodel.eager import charge
+from sim.costmodel.gdn import gdn_kernels
 from sim.costmodel.layout import Layout
 from sim.costmodel.models import Chunks, RooflineCost, _PhysicalCostConfig
 from sim.costmodel.quant import DEFAULT, Quantization
@@ -219,12 +220,9 @@ class StructuredCost(RooflineCost):
         # the MoE layers (vLLM `--enable-expert-parallel` without DP; TensorRT-LLM docs "Expert Parallelism":
         # token all-to-all (MNNVL / DeepEP) is the attention-DP path). Counted in `_dense`'s all-reduces. With
         # attention DP each rank's tokens are its own and must travel.
-        if ep > 1 and self.dp > 1:  # dispatch at the activation precision, combine in bf16; each GPU its slice
-            per_gpu, eff, gpu = m / self.tp, self.cfg.link_efficiency, self.gpu
-            copies = remote_copies(k, E, ep, mod.n_group, mod.topk_group)  # once per rank owning its experts
-            dispatch = alltoall_s(per_gpu, copies, h, self.aa, ep, gpu, eff, DISPATCH_LATENCY_S)
-            combine = alltoall_s(per_gpu, copies, h, 2.0, ep, gpu, eff, COMBINE_LATENCY_S)
-            ops["moe_comm"] = self.n_moe * (dispatch + combine)
+        if ep > 1 and self.dp > 1:  # the engine's exchange (`alltoall.MoeComm`): dispatch at the activation precision
+            a2a = moe_comm(self.engine, mod, self.gpu, lay, self.h, self.aa, self.cfg.link_efficiency, self.ar)
+            ops["moe_comm"] = self.n_moe * (a2a.seconds(m) + (self._allreduce(m) if a2a.tp_allreduce else 0.0))
         elif lay.moe_tp_size > 1 and self.dp > 1:  # tokens gathered from all ranks, results scattered back
             ops["moe_comm"] = self.n_moe * self._allreduce(m_all)
         return ops
@@ -255,8 +253,8 @@ class StructuredCost(RooflineCost):
             if mod.q_lora_rank:
                 per_attn += kern(2.0 * mod.q_lora_rank * m, "input_layernorm")
         t += attn * per_attn
-        if self.n_lin:  # Gated DeltaNet layers: the kernels around the recurrence (see `_linear_kernels`)
-            t += self.n_lin * self._linear_kernels(m, kern)
+        if self.n_lin:  # Gated DeltaNet layers: the kernels around the recurrence (`gdn.gdn_kernels`)
+            t += self.n_lin * gdn_kernels(mod, self.tp, m, kern)
         if self.n_dense:
             t += self.n_dense * kern(3.0 * mod.intermediate_size / self.tp * m, "mlp_act")
         if self.n_moe:
@@ -270,21 +268,6 @@ class StructuredCost(RooflineCost):
                 per_moe += kern(3.0 * mod.shared_width / self.tp * m, "mlp_act")
             t += self.n_moe * per_moe
         return t
-
-    def _linear_kernels(self, m: int, kern: Any) -> float:
-        """One Gated DeltaNet layer's memory-bound kernels besides its projections and the recurrent update
-        (`_lin_seq_s`): the causal depthwise conv over the new q / k / v (`causal_conv1d_update` at decode), the
-        decay / beta gating (`fused_gdn_gating`) and the output's gated RMSNorm (`RMSNormGated`) - vLLM's and
-        SGLang's Qwen3-Next / Qwen3.5 decode path (vllm/model_executor/models/qwen3_next.py, the fla kernels).
-        Each is its own launch; their floors are those of the measured kernels of the same kind (a short
-        elementwise pass: RoPE's; the gating: the activation's; the norm: RMSNorm's)."""
-        mod = self.model
-        conv = (2.0 * mod.linear_num_key_heads + mod.linear_num_value_heads) * mod.linear_head_dim / self.tp
-        vd = mod.linear_num_value_heads * mod.linear_head_dim / self.tp
-        gates = 2.0 * mod.linear_num_value_heads / self.tp  # a decay and a beta per value head
-        return (
-            kern(2.0 * conv * m, "attn_rope") + kern(2.0 * gates * m, "mlp_act") + kern(3.0 * vd * m, "input_layernorm")
-        )
 
     def _dense(self, m_all: int) -> dict[str, float]:
         got = self._dense_cache.get(m_all)

@@ -50,10 +50,11 @@ def decode_first_token(first: np.ndarray, ready: np.ndarray, completion: np.ndar
     copy, the step in flight when it landed and any wait for a decode slot, `sim.cluster.disagg` `decode_wait_s`);
     its output − 1 remaining tokens take output − 1 steps, ending at completion, so the first step ends at
     ready + (completion − ready)/(output − 1) — its own mean decode step. Requests not handed off (NaN `ready`)
-    keep the prefill's first token."""
+    keep the prefill's first token; a request handed off but not yet taken into a decode batch when the run
+    stopped (`ready` = +inf) has no first token at the client yet (NaN), not the prefill's."""
     with np.errstate(invalid="ignore", divide="ignore"):
         step = np.where(output > 1, (completion - ready) / (output - 1), 0.0)
-    return np.where(np.isnan(ready), first, ready + step)
+    return np.where(np.isnan(ready), first, np.where(np.isinf(ready), np.nan, ready + step))
 
 
 def requests_frame(
