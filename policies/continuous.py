@@ -249,7 +249,7 @@ def _fcfs(cfg: FCFSConfig, **_: object) -> BatchScheduler:
     return FCFS(cfg)
 
 
-@SCHEDULERS.register("sarathi", SarathiConfig, prefill_chunk="token_budget")
+@SCHEDULERS.register("sarathi", SarathiConfig, prefill_chunk="token_budget", admission_reserve=True)
 def _sarathi(
     cfg: SarathiConfig, engine: object = None, attention_dp: int = 1, model: object = None, **_: object
 ) -> BatchScheduler:

@@ -135,7 +135,7 @@ class VLLMScheduler(Sarathi):
         return left
 
 
-@SCHEDULERS.register("vllm", VLLMConfig, prefill_chunk="max_num_batched_tokens")
+@SCHEDULERS.register("vllm", VLLMConfig, prefill_chunk="max_num_batched_tokens", admission_reserve=True)
 def _vllm(cfg: VLLMConfig, gpu: Any = None, engine: object = None, model: object = None, **_: object) -> BatchScheduler:
     """vLLM V1: shared token budget, chunked prefill, prefix caching, recompute preemption"""
     return VLLMScheduler(cfg, gpu, reservation(engine, model))

@@ -289,17 +289,18 @@ class Scenario(Strict):
 
     @model_validator(mode="after")
     def _reserve_needs_its_scheduler(self) -> Scenario:
-        """`serving_engine.admission_reserve` is obeyed by the `sarathi` and `vllm` schedulers on colocated instances
-        (policies/reserve.py): a preset's reservation meeting another kind would be silently ignored."""
+        """`serving_engine.admission_reserve` is obeyed by the schedulers that declare it (`SchedulerCaps`) on
+        colocated instances (policies/reserve.py): a preset's reservation meeting another kind would be silently
+        ignored."""
         eng = self.serving_engine
         kind = getattr(eng, "admission_reserve", "none") if eng is not None else "none"
-        if kind != "none" and not self.cluster.disaggregated and self.scheduler.kind not in ("sarathi", "vllm"):
-            raise ValueError(
-                f"serving_engine.admission_reserve: {kind!r} (the {eng.kind!r} preset's or yours) is obeyed by "
-                f"scheduler kind 'sarathi' or 'vllm', not {self.scheduler.kind!r}; pick one of them or set "
-                f"admission_reserve: none"
-            )
-        return self
+        if kind == "none" or self.cluster.disaggregated or SCHEDULERS.caps(self.scheduler.kind).admission_reserve:
+            return self
+        obey = " or ".join(repr(k) for k in SCHEDULERS.kinds() if SCHEDULERS.caps(k).admission_reserve)
+        raise ValueError(
+            f"serving_engine.admission_reserve: {kind!r} (the {eng.kind!r} preset's or yours) is obeyed by "
+            f"scheduler kind {obey}, not {self.scheduler.kind!r}; pick one of them or set admission_reserve: none"
+        )
 
     @model_validator(mode="after")
     def _timeouts_colocated(self) -> Scenario:

@@ -60,6 +60,8 @@ class SchedulerCaps(Capabilities):
     """Prefills every prompt in one iteration (a prompt above the token budget runs alone)."""
     prefill_chunk: str | None = None
     """Config field bounding every prefill chunk and iteration (Sarathi's `token_budget`); None: no chunking."""
+    admission_reserve: bool = False
+    """Obeys `serving_engine.admission_reserve` on colocated instances (policies/reserve.py)."""
 
 
 @dataclass(frozen=True)
