@@ -52,6 +52,16 @@ from sim.core.batch import UNBOUNDED, BatchPlan, InstanceView
 from sim.core.request import Request
 
 
+def _colocated(inst: InstanceView) -> bool:
+    """Whether `inst` keeps a reservation (disaggregated pools keep none: module doc)."""
+    return getattr(inst, "role", "colocated") == "colocated"
+
+
+def _running(inst: InstanceView) -> list[Request]:
+    """Every running request with exact fields (decoding members synced, then those still prefilling)."""
+    return inst.decoding() + list(inst.prefilling)
+
+
 class Reservation(Protocol):
     """One instance's admission reservation: `begin` once per plan (before any admission), `admits` per candidate,
     `admitted` after each admission, `horizon` how many decode steps a plan that held a request back stays valid."""
@@ -91,7 +101,7 @@ class NoEvict:
     def begin(self, inst: InstanceView, plan: BatchPlan) -> None:
         self.blocked = False
         self.total = None
-        self.active = getattr(inst, "role", "colocated") == "colocated"
+        self.active = _colocated(inst)
         self.inst = inst
 
     def _need(self, inst: InstanceView, req: Request) -> int:
@@ -154,20 +164,16 @@ class NewTokenRatio(_Latch):
     def _left(self, req: Request) -> int:
         return min(max(req.output - req.generated, 0), self.clip)
 
-    def _running(self, inst: InstanceView) -> list[Request]:
-        """Every running request with exact fields (decoding members synced, then those still prefilling)."""
-        return inst.decoding() + list(inst.prefilling)
-
     def begin(self, inst: InstanceView, plan: BatchPlan) -> None:
         steps, self.seen = inst.iterations - self.seen, inst.iterations
         self.blocked = False
         self.room = None
-        self.active = getattr(inst, "role", "colocated") == "colocated"
+        self.active = _colocated(inst)
         self._unlatch(inst, plan)
         if not inst.running:
             self.ratio = self.init  # idle: SGLang re-initialises the ratio
         elif plan.preempted:
-            reqs = self._running(inst)
+            reqs = _running(inst)
             decoded = sum(r.generated for r in reqs)
             max_new = sum(r.output for r in reqs)
             self.ratio = min(1.0, (decoded + self.retract_steps * len(reqs)) / (max_new + 1))
@@ -180,7 +186,7 @@ class NewTokenRatio(_Latch):
         if self.full:
             return self._hold()
         if self.room is None:  # (first candidate of the plan: the room from what runs now)
-            reserved = sum(self._left(r) for r in self._running(inst)) * self.ratio
+            reserved = sum(self._left(r) for r in _running(inst)) * self.ratio
             self.room = inst.free_blocks * inst.block_size - reserved
         if (req.prefill_target - req.prefill_done) + self._left(req) < self.room:
             return True
@@ -210,7 +216,7 @@ class IgnoreEos(_Latch):
     def begin(self, inst: InstanceView, plan: BatchPlan) -> None:
         self.blocked = False
         self.states = None
-        self.active = getattr(inst, "role", "colocated") == "colocated"
+        self.active = _colocated(inst)
         self._unlatch(inst, plan)
 
     def admits(self, inst: InstanceView, req: Request) -> bool:
@@ -219,8 +225,7 @@ class IgnoreEos(_Latch):
         if self.full:
             return self._hold()
         if self.states is None:
-            running = inst.decoding() + list(inst.prefilling)
-            self.states = sorted(s for s in map(self._state, running) if s[0] > 0)
+            self.states = sorted(s for s in map(self._state, _running(inst)) if s[0] > 0)
         states = list(self.states)
         bisect.insort(states, self._state(req))
         free = inst.free_blocks * inst.block_size - inst.blocks_for(req.prefill_target - req.prefill_done) * (
