@@ -136,8 +136,9 @@ def run(
     extra = {k: v[: len(rq)] if hasattr(v, "__len__") and len(v) > len(rq) else v for k, v in extra.items()}
     view = client_view(sc)
     if view.pop("first_from_decode", False) and "kv_transfer_s" in extra:  # disaggregated, streamed from decode
-        wait = np.where(np.isnan(extra["kv_transfer_s"]), 0.0, extra["decode_wait_s"])  # NaN: not admitted yet
-        view["decode_ready"] = sim.log.first_token + extra["kv_transfer_s"] + np.nan_to_num(wait, nan=np.inf)
+        kv, wait = extra["kv_transfer_s"], extra["decode_wait_s"]
+        admitted = sim.log.first_token + kv + wait  # taken into the decode batch (NaN: not handed off)
+        view["decode_ready"] = np.where(np.isnan(wait) & ~np.isnan(kv), np.inf, admitted)  # inf: not admitted yet
     df = requests_frame(rq.arrival_s, rq.prompt_tokens, rq.output_tokens, sim.log, extra=extra, **view)
     summary = summarize(df, sim.log, sc.slo, sim.simulated_s, sc.workload.classes)
     tput = summary["throughput"]
