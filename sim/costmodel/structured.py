@@ -41,17 +41,13 @@ FP8_ATTENTION_GPUS = frozenset({"h100-sxm", "h200", "b200", "b300", "gb200", "gb
 DECODE_QUERY = 1
 
 # A grouped expert GEMM has two readings (`serving_engine.moe_grouped_gemm`). `per_expert`: the curve of one
-# expert's (k, n) matrix at its tokens, each expert's weights streamed like a small GEMM of its own, paying its
-# own ramp and tail. `one_launch`: the curve of the (k, n x experts) GEMM at the same tokens per expert: one
-# kernel whose tiles cover every active expert streams their bytes as one large memory-bound GEMM does. vLLM's
-# `fused_moe_kernel` is one Triton launch per GEMM over all experts (grid cdiv(EM, BLOCK_SIZE_M) x cdiv(N,
-# BLOCK_SIZE_N) over the expert-sorted token blocks of `moe_align_block_size`; vllm/model_executor/layers/
-# fused_moe/fused_moe.py), and its published timings follow the second reading: `benchmark_moe.py` on H100
-# (vllm-project/vllm PR #24700) at 16-256 tokens, Qwen3-30B-A3B FP8 (128 experts of 4.7 MB) 165-262 us, where
-# `per_expert` gives +64 to +83 % and `one_launch` -13 to -18 %; Mixtral BF16 TP 2 (8 of 176 MB) +10 to +19 %
-# against -1 to -6 % (benchmarks/moe_vllm_kernel_check.py; a check, nothing fitted). TensorRT-LLM's TRTLLM-Gen
-# kernels sit between the two readings (tech blog 24, benchmarks/moe_kernel_check.py): other presets keep
-# `per_expert` until their kernels are measured.
+# expert's (k, n) matrix at its tokens, each expert streamed like a small GEMM with its own ramp and tail.
+# `one_launch`: the curve of the (k, n x experts) GEMM at the same tokens per expert, one kernel streaming every
+# active expert's bytes. vLLM's `fused_moe_kernel` is one Triton launch per GEMM over all experts' token blocks
+# (vllm/model_executor/layers/fused_moe/fused_moe.py); its H100 timings in vllm-project/vllm PR #24700 follow
+# `one_launch` (benchmarks/moe_vllm_kernel_check.py: Qwen3-30B-A3B FP8 at 16-256 tokens, per_expert +64..+83 %,
+# one_launch -13..-18 %). TensorRT-LLM's TRTLLM-Gen sits between the two (blog 24, moe_kernel_check.py): the
+# other presets keep `per_expert` until their kernels are measured.
 
 
 class StructuredCost(RooflineCost):
