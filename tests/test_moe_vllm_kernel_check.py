@@ -25,23 +25,30 @@ def test_published_tables_as_printed() -> None:
 
 
 def test_presets() -> None:
-    assert ServingEngineConfig(kind="vllm-v1").moe_grouped_gemm == "one_launch"
-    assert ServingEngineConfig(kind="vllm-v0").moe_grouped_gemm == "one_launch"
-    for kind in ("sglang", "trtllm"):
+    """No preset prices one launch: on the vLLM rows it overshoots out of sample (COVERAGE.md, s10-vllm)."""
+    for kind in ("vllm-v1", "vllm-v0", "sglang", "trtllm"):
         assert ServingEngineConfig(kind=kind).moe_grouped_gemm == "per_expert"
-    assert ServingEngineConfig(kind="vllm-v1", moe_grouped_gemm="per_expert").moe_grouped_gemm == "per_expert"
+    assert ServingEngineConfig(kind="vllm-v1", moe_grouped_gemm="one_launch").moe_grouped_gemm == "one_launch"
 
 
-def _cost(kind: str) -> Any:
+def _cost(kind: str, grouped: str | None = None) -> Any:
     sc = {**chk.mk.SCENARIO, "model": "qwen3-30b-a3b", "hardware": "h100-sxm", "cluster": {"tp": 1}}
     sc["quantization"] = {"weights": "fp8", "activations": "fp8"}
-    sc["serving_engine"] = {"kind": kind}
+    sc["serving_engine"] = {"kind": kind, **({"moe_grouped_gemm": grouped} if grouped else {})}
     return pool_specs(load_scenario(sc))[0].cost
 
 
-@pytest.mark.parametrize("kind,group", [("vllm-v1", True), ("sglang", False), ("trtllm", False)])
-def test_the_engine_picks_the_reading(kind: str, group: bool) -> None:
-    cost = _cost(kind)
+@pytest.mark.parametrize(
+    "kind,grouped,group",
+    [
+        ("vllm-v1", "one_launch", True),
+        ("vllm-v1", None, False),
+        ("sglang", "one_launch", True),
+        ("trtllm", None, False),
+    ],
+)
+def test_the_engine_picks_the_reading(kind: str, grouped: str | None, group: bool) -> None:
+    cost = _cost(kind, grouped)
     mod, h = cost.model, cost.h
     for tokens in (4, 64):
         active = moe.busiest_active_experts(tokens, mod.experts_per_token, mod.num_experts, 1)
@@ -63,9 +70,10 @@ def test_group_reading_reads_the_group_width_curve() -> None:
     assert one >= 100 * 2048 * 1536 * 1.0 / cost.gpu.mem_bw
 
 
-def test_vllm_kernel_follows_one_launch() -> None:
-    """Fails if the per-expert reading came back for vLLM: at 16-256 tokens of a many-small-experts model it is
-    64-83 % above vLLM's measured fused_moe, the one-launch reading 13-18 % below (the check's table)."""
+def test_vllm_kernel_lies_between_the_readings() -> None:
+    """The check's table: at 16-256 tokens of a many-small-experts model per_expert is 64-83 % above vLLM's
+    measured fused_moe and one_launch 13-18 % below; on Mixtral's 8 large experts both are close, one_launch
+    closer. Fails if either reading's pricing moves (the check prices what the cost model prices)."""
     rows = chk.table()
     qwen = [r for r in rows if r["case"].startswith("Qwen3") and 16 <= r["tokens"] <= 256]
     assert len(qwen) == 8
@@ -74,6 +82,8 @@ def test_vllm_kernel_follows_one_launch() -> None:
     mixtral = [r for r in rows if r["case"].startswith("Mixtral") and r["tokens"] >= 8]
     assert all(abs(r["one_launch_err"]) < 0.08 for r in mixtral)
     assert all(r["per_expert_err"] > 0.09 for r in mixtral)
-    # the check prices exactly the vllm-v1 cost model's MoE layer less the router
+    # the check prices the vllm-v1 cost model's MoE layer less the router, in its own reading when not `wide`
     cost = chk.cost_model("qwen3-30b-a3b", "fp8", 1)
-    assert cost.engine.moe_grouped_gemm == "one_launch"
+    routed = cost._mlp(64, 64)["moe_experts"] / cost.n_moe
+    router = cost.gemm("router", 64, cost.h, 128, unquantised=True)
+    assert chk.fused_experts_s(cost, 64, False) > routed - router

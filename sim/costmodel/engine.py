@@ -279,8 +279,8 @@ class ServingEngineConfig(BaseModel):
     new_token_ratio_decay_steps: int = Field(default=600, ge=1, description="SGLang: steps from initial to floor")
     clip_max_new_tokens: int = Field(default=4096, ge=1, description="SGLang: outputs counted up to this many tokens")
     retract_decode_steps: int = Field(default=20, ge=0, description="SGLang: steps per request in the retract ratio")
-    # Routed experts as one grouped launch or as per-expert GEMMs (sim.costmodel.structured, the note above
-    # `StructuredCost`: vLLM's fused_moe is one launch; other engines' kernels are not measured, so per_expert).
+    # Routed experts as per-expert GEMMs or as one grouped launch (sim.costmodel.structured, the note above
+    # `StructuredCost`). No preset sets `one_launch`: vLLM's fused_moe lies between the two (COVERAGE.md, s10-vllm).
     moe_grouped_gemm: Literal["per_expert", "one_launch"] = Field(
         default="per_expert", description="routed-expert GEMMs priced per expert, or as one launch over them all"
     )
@@ -360,7 +360,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         # host, so whether a long step still pays the 66 ms is not measured (series assumes it does; COVERAGE.md
         # "TTFT: host time of uncaptured steps", the rule tests). (4) One model, one release, one host.
         "eager_host_per_moe_layer_s": (171.0 - 104.9) / 44 * 1e-3,
-        "moe_grouped_gemm": "one_launch",  # fused_moe: one Triton launch per GEMM over all experts (structured.py)
     },
     "vllm-v0": {
         # V0's scheduler, sampler and detokeniser run in the same process between steps, not overlapped
@@ -371,7 +370,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         # prefill and mixed batches ran eagerly.
         "cuda_graph_max_batch": 256,
         "piecewise_graphs": False,
-        "moe_grouped_gemm": "one_launch",  # the same fused_moe kernel (structured.py)
     },
     "sglang": {
         # SGLang overlaps CPU scheduling with the GPU ("zero-overhead batch scheduler", SGLang v0.4 blog, Dec 2024).

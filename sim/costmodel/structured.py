@@ -44,10 +44,11 @@ DECODE_QUERY = 1
 # expert's (k, n) matrix at its tokens, each expert streamed like a small GEMM with its own ramp and tail.
 # `one_launch`: the curve of the (k, n x experts) GEMM at the same tokens per expert, one kernel streaming every
 # active expert's bytes. vLLM's `fused_moe_kernel` is one Triton launch per GEMM over all experts' token blocks
-# (vllm/model_executor/layers/fused_moe/fused_moe.py); its H100 timings in vllm-project/vllm PR #24700 follow
-# `one_launch` (benchmarks/moe_vllm_kernel_check.py: Qwen3-30B-A3B FP8 at 16-256 tokens, per_expert +64..+83 %,
-# one_launch -13..-18 %). TensorRT-LLM's TRTLLM-Gen sits between the two (blog 24, moe_kernel_check.py): the
-# other presets keep `per_expert` until their kernels are measured.
+# (vllm/model_executor/layers/fused_moe/fused_moe.py); its H100 timings in vllm-project/vllm PR #24700 lie between
+# the readings (benchmarks/moe_vllm_kernel_check.py: Qwen3-30B-A3B FP8 at 16-256 tokens, per_expert +64..+83 %,
+# one_launch -13..-18 %; at 1-8 tokens -29..+40 % and -26..-46 %), as TensorRT-LLM's TRTLLM-Gen does (blog 24,
+# moe_kernel_check.py). `per_expert` stays every preset's default: `one_launch` on the vLLM rows overshoots out of
+# sample (COVERAGE.md, "vLLM decode at mid batch"); a measured grouped-GEMM table per backend is what settles it.
 
 
 class StructuredCost(RooflineCost):
