@@ -124,7 +124,8 @@ def _onward(inst: Instance, co: Cohort) -> bool:
     decoding (again), and if so reserve its slots as that plan would (`BatchView.decode_all` and this share
     `reserve_cohort_step`). That holds for a scheduler that says so (`steady_decode`: with nobody waiting or
     prefilling it decodes everyone) when nothing the loop attends to before planning is pending (abandonments,
-    evictions, held responses) and memory covers the step (else the scheduler's slow path, preemption, decides)."""
+    evictions, held responses) and memory covers the step (else the scheduler's slow path, preemption, decides).
+    `decode_run` tests the same conditions inline (its hot loop): a change here belongs there too."""
     if not (inst.steady and co.n) or inst.waiting or inst.prefilling or inst.abandoning or inst.held:
         return False
     if inst.copies.evicting or inst.one_step or inst.host.pending:
