@@ -1,0 +1,88 @@
+"""TensorRT-LLM's batch scheduler as the recipes that measured the silicon rows configured it (`scheduler.kind:
+trtllm`, policies/trtllm.py). Nothing here is fitted: each value is a recipe's own arithmetic, read at the commit
+in force on the row's `measured=` date, or the engine's default.
+
+**What every recipe leaves at TensorRT-LLM's default: no chunked prefill.** `enable_chunked_prefill` is False in
+TensorRT-LLM's `LlmArgs`, and no TensorRT-LLM recipe of SemiAnalysisAI/InferenceX sets it before 2026-06-16
+(`git log -S enable_chunked_prefill -- benchmarks`: first ae70a427e, qwen3.5-fp4-b200-trt), after every row here
+was measured; aiconfigurator's generator writes `enable_chunked_prefill: {{ ... | default(false) }}`
+(`extra_engine_args.1.0.0rc3.yaml.j2`, 71a2b03). So a context request runs whole and is scheduled only while it
+fits what `max_num_tokens` leaves beside the decoding requests' tokens (policies/trtllm.py).
+
+**`max_num_tokens` / `max_batch_size` by recipe** (InferenceX `benchmarks/*trt*.sh`, later
+`benchmarks/single_node/`; CONC = clients, ISL = the row's nominal input length, ceil64(x) = (x + 63) / 64 * 64):
+- DeepSeek-R1 without MTP (`dsr1_{fp4,fp8}_b200_trt*.sh`, `dsr1_fp8_h200_trt*.sh`, ec90f3fe7 2025-09-18 on):
+  `MAX_NUM_TOKENS=ceil64(CONC + ISL + 64)`, and from 64af5a771 (2026-01-21) `max(..., 8192)`; no
+  `--max_batch_size` (trtllm-serve's 2048).
+- DeepSeek-R1 with MTP (`dsr1_*_trt_mtp*.sh`, bf3456727 2026-01-15 on): `MAX_NUM_TOKENS=ceil64((MTP + 1) *
+  MAX_BATCH_SIZE + ISL + 64)`, `--max_batch_size=MAX_BATCH_SIZE`, MAX_BATCH_SIZE = CONC, or per attention-DP rank
+  CONC / TP (`dsr1_fp4_b200_trt_mtp.sh`, `dsr1_fp8_h200_trt_mtp.sh`) or CONC / 8 (`dsr1_fp8_b200_trt_mtp.sh`,
+  CONC >= 8); MTP = the draft length the row is simulated with (coverage_agg_mtp; the recipes' 3, or 1 with DP).
+- gpt-oss-120b (`gptoss_fp4_{b200,h200}_trt*.sh`): `--max_num_tokens 20000`; `--max_batch_size 512` (B200) or
+  CONC (H200).
+- Llama-3.1-70B (`70b_*_trt_slurm.sh`, 9596d23d7): `--max_num_tokens 16384`, no `--max_batch_size`.
+- aiconfigurator's gap-analysis rows (`generator/rule_plugin/trtllm.rule`@a2d8002, the same rule file whose
+  `estimated_concurrency` coverage.py's `replicas` reads): `agg_decode max_batch_size = 512 if max_batch_size <
+  512 else 2 x max_batch_size`, then `agg max_num_tokens = ceil32(max_batch_size + isl + 1500)` (tokens_per_block
+  32), with the row's batch_size as max_batch_size. Whether the gap-analysis campaign deployed through this
+  generator is not recorded in the file: `READ_GAP_ANALYSIS` switches the reading.
+- Rows of a recipe not read (DeepSeek-R1 GB200 agg, 2025-11): None, coverage.py's scheduler stays.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from coverage_agg_mtp import speculative
+from coverage_recipes import family, measured_date
+
+FLOOR_FROM = "2026-01-21"  # 64af5a771: MAX_NUM_TOKENS = max(MAX_NUM_TOKENS, 8192) in the non-MTP DeepSeek recipes
+FLOOR = 8192
+GPTOSS_TOKENS = 20000  # gptoss_fp4_{b200,h200}_trt*.sh `--max_num_tokens 20000`
+LLAMA_TOKENS = 16384  # 70b_*_trt_slurm.sh `--max_num_tokens 16384` (9596d23d7)
+DSR1_GPUS = ("b200_sxm", "h200_sxm")  # the single-node DeepSeek-R1 recipes read (B300 / GB200 agg: not read)
+READ_GAP_ANALYSIS = True  # aiconfigurator's generator rule for the gap-analysis rows (module doc)
+
+
+def _ceil(x: int, unit: int) -> int:
+    return (x + unit - 1) // unit * unit
+
+
+def _mtp_batch(row: pd.Series, clients: int, tp: int, dp: bool) -> int:
+    """MAX_BATCH_SIZE of the DeepSeek-R1 MTP recipes (per attention-DP rank with DP)."""
+    if not dp:
+        return clients
+    if str(row["precision"]) == "fp8" and str(row["system"]) == "b200_sxm":
+        return clients if clients < 8 else clients // 8  # dsr1_fp8_b200_trt_mtp.sh
+    return max(1, clients // max(1, tp))  # dsr1_fp4_b200_trt_mtp.sh, dsr1_fp8_h200_trt_mtp.sh: CONC / TP
+
+
+def trtllm_scheduler(row: pd.Series, clients: int, layout: dict[str, Any]) -> dict[str, Any] | None:
+    """The `trtllm` scheduler section of a TensorRT-LLM agg row's recipe (module doc), None where none was read."""
+    if row["backend"] != "trtllm" or row["mode"] != "agg":
+        return None
+    isl = int(row["isl"])
+    if "gap-analysis" in str(row["silicon_data_source"]):
+        if not READ_GAP_ANALYSIS:
+            return None
+        bs = int(row["batch_size"])
+        mbs = 512 if bs < 512 else 2 * bs
+        return {"kind": "trtllm", "max_batch_size": mbs, "max_num_tokens": _ceil(mbs + isl + 1500, 32)}
+    fam, gpu = family(str(row["model_path"])), str(row["system"])
+    if fam == "llama70b":
+        return {"kind": "trtllm", "max_num_tokens": LLAMA_TOKENS}
+    if fam == "gptoss" and gpu in DSR1_GPUS:
+        mbs = 512 if gpu == "b200_sxm" else clients  # B200 `--max_batch_size 512`, H200 `--max_batch_size $CONC`
+        return {"kind": "trtllm", "max_num_tokens": GPTOSS_TOKENS, "max_batch_size": mbs}
+    if fam != "dsr1" or gpu not in DSR1_GPUS:
+        return None
+    dp = int(layout.get("attention_dp", 1)) > 1
+    if (spec := speculative(row)) is not None:
+        k = int(spec["num_tokens"])  # the draft length the row is simulated with
+        mbs = _mtp_batch(row, clients, int(layout.get("tp", 1)), dp)
+        return {"kind": "trtllm", "max_batch_size": mbs, "max_num_tokens": _ceil((k + 1) * mbs + isl + 64, 64)}
+    tokens = _ceil(clients + isl + 64, 64)
+    if measured_date(row) >= FLOOR_FROM:
+        tokens = max(tokens, FLOOR)
+    return {"kind": "trtllm", "max_num_tokens": tokens}
