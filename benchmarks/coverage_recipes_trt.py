@@ -31,6 +31,7 @@ fits what `max_num_tokens` leaves beside the decoding requests' tokens (policies
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pandas as pd
@@ -49,13 +50,27 @@ def _ceil(x: int, unit: int) -> int:
     return (x + unit - 1) // unit * unit
 
 
+def measured_at(row: pd.Series) -> str:
+    """The row's full `measured=` timestamp (ISO, UTC), or "" where its source records none."""
+    m = re.search(r"measured=([^;\s]+)", str(row["silicon_data_source"]))
+    return m.group(1) if m else ""
+
+
+MTP_BATCH_FROM = {  # (precision, gpu) -> (commit time, divisor, below which MAX_BATCH_SIZE = CONC) with DP
+    ("fp8", "b200_sxm"): ("2026-02-05T19:55:01Z", 8, 8),  # 5d517074c: CONC < 8 ? CONC : CONC / 8
+    ("fp4", "b200_sxm"): ("2026-02-06T17:21:54Z", 4, 4),  # 0aae52d4c: CONC < 4 ? CONC : CONC / 4
+}
+
+
 def _mtp_batch(row: pd.Series, clients: int, tp: int, dp: bool) -> int:
-    """MAX_BATCH_SIZE of the DeepSeek-R1 MTP recipes (per attention-DP rank with DP)."""
+    """MAX_BATCH_SIZE of the DeepSeek-R1 MTP recipes: CONC, or with attention DP CONC / TP (bf3456727), from
+    5d517074c (fp8 B200) / 0aae52d4c (fp4 B200) CONC / 8 or CONC / 4 (CONC itself below that)."""
     if not dp:
         return clients
-    if str(row["precision"]) == "fp8" and str(row["system"]) == "b200_sxm":
-        return clients if clients < 8 else clients // 8  # dsr1_fp8_b200_trt_mtp.sh
-    return max(1, clients // max(1, tp))  # dsr1_fp4_b200_trt_mtp.sh, dsr1_fp8_h200_trt_mtp.sh: CONC / TP
+    since = MTP_BATCH_FROM.get((str(row["precision"]), str(row["system"])))
+    if since is not None and measured_at(row) >= since[0]:
+        return clients if clients < since[2] else clients // since[1]
+    return max(1, clients // max(1, tp))
 
 
 def trtllm_scheduler(row: pd.Series, clients: int, layout: dict[str, Any]) -> dict[str, Any] | None:
