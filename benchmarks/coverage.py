@@ -63,7 +63,7 @@ from coverage_layout import (  # noqa: E402  (the rows' layouts and client count
 from coverage_layout import unrecorded_dp as unrecorded_dp  # noqa: E402  (re-exported for the tests)
 from coverage_memory import memory_fraction  # noqa: E402  (the KV share of a row; re-exported)
 from coverage_recipes import disagg_prefill_budget, kv_cache_dtype, recipe_terms  # noqa: E402
-from coverage_recipes_trt import trtllm_scheduler  # noqa: E402
+from coverage_recipes_trt import kv_free_fraction, trtllm_scheduler  # noqa: E402
 from coverage_render import render  # noqa: E402
 
 CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "silicon_sample.csv"
@@ -174,7 +174,8 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
         sc["cluster"] = {**pools, "router": {"kind": "round_robin"}}
         if dep.status == "config" and model.is_moe and (spec := dep.speculative(str(row["model_path"]))):
             sc["speculative"] = spec  # MTP as the configured item ran it (draft length from its recipe)
-    sc["kv_cache"] = {"gpu_memory_utilization": memory_fraction(row["backend"], model, gpu, quant, lay)}
+    free = (kv_free_fraction(row, c, lay[0]) if READ_TRT_SCHEDULER and row["mode"] == "agg" else None) or 0.9
+    sc["kv_cache"] = {"gpu_memory_utilization": memory_fraction(row["backend"], model, gpu, quant, lay, free)}
     return sc
 
 

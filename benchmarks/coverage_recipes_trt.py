@@ -27,6 +27,14 @@ fits what `max_num_tokens` leaves beside the decoding requests' tokens (policies
   32), with the row's batch_size as max_batch_size. Whether the gap-analysis campaign deployed through this
   generator is not recorded in the file: `READ_GAP_ANALYSIS` switches the reading.
 - Rows of a recipe not read (DeepSeek-R1 GB200 agg, 2025-11): None, coverage.py's scheduler stays.
+
+**KV share** (`kv_cache_config.free_gpu_memory_fraction`, TensorRT-LLM's default 0.9 of the memory the weights
+and the profiling pass leave free; coverage_memory.memory_fraction turns it into servesim's utilisation):
+DeepSeek-R1 H200 0.75 (`dsr1_fp8_h200_trt*.sh`, ec90f3fe7 on), fp4 B200 0.8, fp8 B200 0.8 (ec90f3fe7 on) with,
+from ec7bafaae (2026-01-29, `dsr1_fp8_b200_trt.sh`), 0.7 at 1k/8k with CONC >= 256 and 0.75 at 8k/1k on TP 4, and
+in the fp8 B200 MTP recipe from 5d517074c 0.7 with attention DP; gpt-oss 0.85 (`gptoss_fp4_*_trt*.sh`); the
+Llama-3.1-70B recipes set none (0.9); aiconfigurator's template `kv_cache_config.free_gpu_memory_fraction |
+default(0.80)` (`extra_engine_args.1.0.0rc3.yaml.j2`) for the gap-analysis rows under `READ_GAP_ANALYSIS`.
 """
 
 from __future__ import annotations
@@ -56,6 +64,16 @@ def measured_at(row: pd.Series) -> str:
     return m.group(1) if m else ""
 
 
+def since(row: pd.Series, commit_utc: str) -> bool:
+    """Whether the row ran the recipe version committed at `commit_utc` (ISO, UTC) or a later one. The db-dump
+    rows carry a date only (`...T00:00:00.000Z`): a run on the commit's own day counts as after it (InferenceX
+    sweeps run on the merged recipe)."""
+    at = measured_at(row)
+    if at.endswith("T00:00:00.000Z"):
+        return at[:10] >= commit_utc[:10]
+    return at >= commit_utc
+
+
 MTP_BATCH_FROM = {  # (precision, gpu) -> (commit time, divisor, below which MAX_BATCH_SIZE = CONC) with DP
     ("fp8", "b200_sxm"): ("2026-02-05T19:55:01Z", 8, 8),  # 5d517074c: CONC < 8 ? CONC : CONC / 8
     ("fp4", "b200_sxm"): ("2026-02-06T17:21:54Z", 4, 4),  # 0aae52d4c: CONC < 4 ? CONC : CONC / 4
@@ -67,10 +85,37 @@ def _mtp_batch(row: pd.Series, clients: int, tp: int, dp: bool) -> int:
     5d517074c (fp8 B200) / 0aae52d4c (fp4 B200) CONC / 8 or CONC / 4 (CONC itself below that)."""
     if not dp:
         return clients
-    since = MTP_BATCH_FROM.get((str(row["precision"]), str(row["system"])))
-    if since is not None and measured_at(row) >= since[0]:
-        return clients if clients < since[2] else clients // since[1]
+    version = MTP_BATCH_FROM.get((str(row["precision"]), str(row["system"])))
+    if version is not None and since(row, version[0]):
+        return clients if clients < version[2] else clients // version[1]
     return max(1, clients // max(1, tp))
+
+
+FP8_B200_KV_FROM = "2026-01-29T15:27:25Z"  # ec7bafaae (dsr1_fp8_b200_trt.sh: KV_CACHE_FREE_MEM_FRACTION by case)
+
+
+def kv_free_fraction(row: pd.Series, clients: int, layout: dict[str, Any]) -> float | None:
+    """`free_gpu_memory_fraction` of a TensorRT-LLM agg row's recipe (module doc), None where none is read."""
+    if row["backend"] != "trtllm" or row["mode"] != "agg":
+        return None
+    if "gap-analysis" in str(row["silicon_data_source"]):
+        return 0.80 if READ_GAP_ANALYSIS else None
+    fam, gpu, prec = family(str(row["model_path"])), str(row["system"]), str(row["precision"])
+    if fam == "gptoss" and gpu in DSR1_GPUS:
+        return 0.85
+    if fam != "dsr1" or gpu not in DSR1_GPUS:
+        return None
+    if gpu == "h200_sxm":
+        return 0.75
+    if prec == "fp8" and since(row, FP8_B200_KV_FROM):
+        isl, osl, dp = int(row["isl"]), int(row["osl"]), int(layout.get("attention_dp", 1)) > 1
+        if speculative(row) is not None:
+            return 0.7 if dp and since(row, MTP_BATCH_FROM[("fp8", "b200_sxm")][0]) else 0.8
+        if (isl, osl) == (1024, 8192) and clients >= 256:
+            return 0.7
+        if (isl, osl) == (8192, 1024) and int(layout.get("tp", 1)) * int(layout.get("attention_dp", 1)) == 4:
+            return 0.75
+    return 0.8
 
 
 def trtllm_scheduler(row: pd.Series, clients: int, layout: dict[str, Any]) -> dict[str, Any] | None:

@@ -85,3 +85,37 @@ def test_mtp_batch_per_rank_follows_the_recipe_version(precision, measured, clie
     row = pd.Series({"precision": precision, "system": "b200_sxm", "silicon_data_source": f"measured={measured}"})
     assert _mtp_batch(row, clients, tp, dp=True) == expected
     assert _mtp_batch(row, clients, tp, dp=False) == clients
+
+
+def test_kv_share_follows_the_recipes(silicon_rows: pd.DataFrame) -> None:
+    from coverage_recipes_trt import kv_free_fraction
+
+    def free(rid: str, clients: int | None = None) -> float | None:
+        r = silicon_rows.loc[rid]
+        return kv_free_fraction(r, clients or cov.concurrency(r), cov._layout(r, moe=True))
+
+    assert free("dsr1_h200_trtllm_fp8_agg_1024x8192_c16_cfg83") == 0.75  # dsr1_fp8_h200_trt_slurm.sh
+    assert free("2026_03_25_deepseek_r1_b200_sxm_trtllm_fp4_agg_1024x1024_c128_tp8_0_ep1_0_982") == 0.8
+    assert free("2026_04_06_gpt_oss_120b_h200_sxm_trtllm_fp4_agg_8192x1024_c8_tp8_ep8_928") == 0.85
+    assert free("2026_04_06_llama_3_1_70b_h200_sxm_trtllm_fp8_agg_1024x1024_c16_tp4_ep1_732") is None  # none set
+    assert free("openai_gpt_oss_120b_openai_gpt_oss_120b_h100_sxm_trtllm_agg_4000x1000_c160_tp4_epnone_5") == 0.80
+    # ec7bafaae (2026-01-29): 0.7 at 1k/8k from CONC 256; a date-only row of that day ran it
+    assert free("dsr1_b200_trtllm_fp8_agg_1024x8192_c128_cfg75", clients=256) == 0.7
+    assert free("dsr1_b200_trtllm_fp8_agg_1024x8192_c128_cfg75") == 0.8
+
+
+def test_memory_fraction_default_is_unchanged_and_a_recipe_share_lowers_it(silicon_rows: pd.DataFrame) -> None:
+    from coverage_memory import memory_fraction
+
+    from hwprofiles import catalog
+
+    r = silicon_rows.loc["dsr1_h200_trtllm_fp8_agg_1024x8192_c16_cfg83"]
+    model, gpu = catalog.model(r["model_path"]), catalog.gpu(r["system"])
+    quant, lay = cov.quantization(r, gpu), [cov._layout(r, moe=True)]
+    m = gpu.memory_bytes
+    base = memory_fraction("trtllm", model, gpu, quant, lay)
+    low = memory_fraction("trtllm", model, gpu, quant, lay, 0.75)
+    # u = (w + f (M - w)) / M, so the KV room u M - w = f (M - w) scales with f exactly
+    w = (0.9 * m - base * m) / (0.9 - 1.0)
+    assert low * m - w == pytest.approx(0.75 / 0.9 * (base * m - w), rel=1e-9)
+    assert memory_fraction("vllm", model, gpu, quant, lay, 0.75) == 0.9
