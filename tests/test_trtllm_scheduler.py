@@ -114,3 +114,22 @@ def test_unknown_field_is_one_clear_error(tmp_path):
     sc = scenario(write_csv(tmp_path / "w.csv", [(0.0, 4, 2)]), scheduler={"kind": "trtllm", "token_budget": 64})
     with pytest.raises(ServesimError, match="token_budget"):
         sim.load_scenario(sc)
+
+
+@pytest.mark.parametrize("ff", [True, False])
+def test_context_holds_apply_under_trtllm_as_under_sarathi(tmp_path, ff):
+    # The attention-DP balance case of tests/test_context_hold.py under `trtllm` (64 tokens per rank): A1, A2 prefill
+    # together (0.030), then decode two at a time, 14 ms a step; B (5 tokens) at 0.050 is held 3 steps (iterations
+    # 4-6) until the counter (timeout 6) wraps, whatever the scheduler kind.
+    rows = [(0.0, 10, 300), (0.0, 10, 300), (0.050, 5, 2)]
+    engine = {"attention_dp_balance": True, "attention_dp_timeout_iters": 6, "attention_dp_batching_wait_iters": 0}
+
+    def run(eng: dict) -> list[float]:
+        sc = scenario(write_csv(tmp_path / "w.csv", rows), scheduler=trt(64), fast_forward=ff)
+        sc["cluster"]["attention_dp"] = 2
+        sc["serving_engine"] = {"kind": "trtllm", "admission_reserve": "none", **eng}
+        return sim.run(sim.load_scenario(sc)).requests["ttft_s"].tolist()
+
+    free, held = run({}), run(engine)
+    assert held[2] - free[2] == pytest.approx(3 * 0.014, abs=1e-12)
+    assert held[:2] == free[:2]
