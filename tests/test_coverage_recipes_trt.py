@@ -60,15 +60,12 @@ def test_rows_without_a_read_recipe_keep_the_harness_scheduler(silicon_rows: pd.
     assert _sched(sg) is None
 
 
-def test_the_scenario_carries_it_and_the_switch_turns_it_off(silicon_rows: pd.DataFrame) -> None:
+def test_the_scenario_carries_it_and_the_switch_turns_it_off(silicon_rows: pd.DataFrame, monkeypatch) -> None:
     r = silicon_rows.loc["2026_03_25_deepseek_r1_b200_sxm_trtllm_fp4_agg_1024x1024_c128_tp8_0_ep1_0_982"]
     assert cov.scenario(r, cov._fixed_workload(1, r))["scheduler"] == _sched(r)
-    cov.READ_TRT_SCHEDULER = False
-    try:
-        assert cov.scenario(r, cov._fixed_workload(1, r))["scheduler"]["kind"] == "sarathi"
-    finally:
-        cov.READ_TRT_SCHEDULER = True
     assert cov.expressible(r) is None
+    monkeypatch.setattr(cov, "READ_TRT_SCHEDULER", False)  # `--no-trt-scheduler`
+    assert cov.scenario(r, cov._fixed_workload(1, r))["scheduler"]["kind"] == "sarathi"
 
 
 @pytest.mark.parametrize(

@@ -80,24 +80,38 @@ def test_rank_room_spreads_generation_tokens_evenly():
     assert rank_room(8, 2, 40) == [0, 0]  # never below zero
 
 
+class _View:
+    """Just what `Trtllm.schedule` reads: two decoding requests, one waiting prompt, a speculation's lookahead."""
+
+    def __init__(self, prompt: int, lookahead: int) -> None:
+        self.waiting = deque([SimpleNamespace(prefill_target=prompt, prefill_done=0, kv_tokens=0)])
+        self.decoders = [SimpleNamespace(), SimpleNamespace()]
+        self.running = list(self.decoders)
+        self.prefilling: list = []
+        self.speculation = SimpleNamespace(lookahead=lookahead)
+
+    def decode_all(self, plan: BatchPlan) -> bool:
+        return False
+
+    def decoding(self) -> list:
+        return self.decoders
+
+    def reserve_decode_slots(self, reqs: list) -> bool:
+        return True
+
+    def can_admit(self, req: object) -> bool:
+        return True
+
+    def admit(self, req: object) -> None:
+        self.running.append(self.waiting.popleft())
+
+
 def test_mtp_draft_tokens_count_per_generation_request():
     # Two decoding requests with k = 3 draft tokens take 2 x (3 + 1) = 8 tokens; budget 30 leaves 22: a prompt of
     # 22 is admitted, one of 23 is not (with k = 0 the 23-token prompt would fit: 30 - 2 = 28).
     def plan_for(prompt: int, lookahead: int) -> BatchPlan:
-        req = SimpleNamespace(prefill_target=prompt, prefill_done=0, kv_tokens=0)
-        decoders = [SimpleNamespace(), SimpleNamespace()]
-        inst = SimpleNamespace(
-            waiting=deque([req]),
-            running=list(decoders),
-            prefilling=[],
-            speculation=SimpleNamespace(lookahead=lookahead),
-            decode_all=lambda plan: False,
-            decoding=lambda: decoders,
-            reserve_decode_slots=lambda reqs: True,
-            can_admit=lambda r: True,
-            admit=lambda r: inst.running.append(inst.waiting.popleft()),
-        )
-        return Trtllm(TrtllmConfig(max_num_tokens=30)).schedule(inst, 0.0)  # type: ignore[arg-type]  # a stub view
+        view = _View(prompt, lookahead)
+        return Trtllm(TrtllmConfig(max_num_tokens=30)).schedule(view, 0.0)  # type: ignore[arg-type]  # a stub view
 
     assert [n for _, n in plan_for(22, 4).prefill] == [22]
     assert plan_for(23, 4).prefill == []
