@@ -102,9 +102,7 @@ READ_REPLICAS = True
 # after their prefill, before the decode worker streams their first token (COVERAGE.md, "Disaggregated first token
 # (branch s9-disagg)"). A recipe fact, independent of the measured latency. `--no-decode-slots`: no cap.
 READ_DECODE_SLOTS = True
-# `trtllm_scheduler`: a TensorRT-LLM agg row runs TensorRT-LLM's scheduler (whole prompts within the recipe's
-# max_num_tokens per rank, decode tokens counted; coverage_recipes_trt, policies/trtllm.py). `--no-trt-scheduler`: off.
-READ_TRT_SCHEDULER = True
+READ_TRT_SCHEDULER = True  # TensorRT-LLM agg rows: the recipe's scheduler and KV share (coverage_recipes_trt)
 MAX_CLIENTS = 1024  # larger closed loops are expressible but not simulated for errors (run time)
 QUANT = {  # quant mode -> (weights, activations)
     "nvfp4": ("fp4", "fp4"),
