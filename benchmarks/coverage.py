@@ -263,6 +263,8 @@ def serving_engine(row: pd.Series, protocol: str = "inferencex", sglang_first: b
         out |= {"stream_interval": n, "stream_first_token": first or (backend == "sglang" and sglang_first)}
     if source(row) == "inferencex" and backend == "trtllm" and row["mode"] == "agg":
         out |= trtllm_holds(row)
+    if row["mode"] == "disagg" and (a2a := deployment(row).moe_all2all):
+        out["moe_all2all"] = a2a  # the row's srt-slurm SGLang recipes run DeepEP (coverage_recipes_sglang)
     return out
 
 

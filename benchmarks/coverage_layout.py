@@ -20,17 +20,46 @@ def _int(v: Any, default: int = 1) -> int:
 NODE_GPUS = {"h100_sxm": 8, "h200_sxm": 8, "b200_sxm": 8, "b300_sxm": 8}  # single-node HGX systems
 
 
+# InferenceX vLLM agg search-space items with `dp-attn: true` (.github/configs/nvidia-master.yaml; the first
+# commit listing each, its time in UTC): (precision, system, isl, tp, lowest conc, highest conc, listed from). The
+# recipes (`minimaxm2.5_fp4_b200.sh` etc. from 2026-04-08) launch them `--tensor-parallel-size=1
+# --data-parallel-size=$TP --enable-expert-parallel`; every other item `--tensor-parallel-size=$TP
+# [--enable-expert-parallel]`. Later widenings of the ranges (2026-04-30 on) postdate the file's runs.
+VLLM_DP_ATTN_ITEMS = (
+    ("fp4", "b200_sxm", 1024, 2, 512, 512, "2026-04-08T18:55:08"),  # 79bd988e9
+    ("fp4", "b300_sxm", 1024, 2, 512, 512, "2026-04-17T12:43:53"),  # 22d0f12f7
+    ("fp8", "b300_sxm", 1024, 2, 1024, 1024, "2026-04-21T22:41:34"),  # 0c2467c15
+    ("fp4", "b300_sxm", 8192, 2, 512, 512, "2026-04-21T22:46:19"),  # 633fd2377
+)
+
+
+def vllm_dp_attention(row: pd.Series, t: int) -> bool:
+    """Whether a vLLM MiniMax agg row of T GPUs ran one of the `dp-attn: true` items in force when it was measured."""
+    m = re.search(r"measured=(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", str(row["silicon_data_source"]))
+    if not m:
+        return False
+    key, conc = (str(row["precision"]), str(row["system"]), int(row["isl"]), t), concurrency(row)
+    return any(key == item[:4] and item[4] <= conc <= item[5] and m.group(1) >= item[6] for item in VLLM_DP_ATTN_ITEMS)
+
+
 def recorded_layout(row: pd.Series, prefix: str = "") -> tuple[int, int, int, int]:
     """(tp, attention_dp, moe_tp, ep) as the row lists them, except one recording slip: agg rows on an
     8-GPU HGX node whose tp x attention_dp (= moe_tp x ep) is the square of the GPU count. Their ids name
     the real layout (`…_tp8_ep8_…` is stored as tp 64, moe_tp 8, ep 8; `…_tp4_ep4_…` as tp 16 or
     attention_dp 16, moe_tp 4, ep 4; vLLM's `…_tp4_ep4_…` as tp 4, attention_dp 4, ep 16): T GPUs with
     EP E inside them, as TensorRT-LLM's `--tp_size=8 --ep_size=8` runs on one 8-GPU node. They are read
-    back as T GPUs: attention TP (or attention DP where only DP was listed) T, ep E, moe_tp T / E."""
+    back as T GPUs: attention TP (or attention DP where only DP was listed) T, ep E, moe_tp T / E.
+    vLLM agg rows list every InferenceX `{tp: T, ep: T}` item as tp T, attention_dp T, moe_tp 1, ep T² at any T
+    (97 rows, all vLLM MiniMax-M2.5: 36 at T = 2, 4 GPUs listed), where the recipes launch T GPUs
+    (`vllm serve --tensor-parallel-size=$TP --enable-expert-parallel`, minimaxm2.5_fp8_{b200,h100}.sh at the runs'
+    dates; the ids say `tp2_ep2`): read back as tp T, ep T, or attention DP T where the item in force was
+    `dp-attn: true` (`vllm_dp_attention`)."""
     tp, dp = _int(row[f"{prefix}tp_size"]), _int(row[f"{prefix}attention_dp_size"])
     ep = _int(row[f"{prefix}moe_ep_size"])
     moe_tp = _int(row[f"{prefix}moe_tp_size"], (tp * dp) // ep)
     gpus = tp * dp
+    if not prefix and row["backend"] == "vllm" and row["mode"] == "agg" and tp == dp > 1 and moe_tp == 1 and ep == gpus:
+        return (1, tp, 1, tp) if vllm_dp_attention(row, tp) else (tp, 1, 1, tp)
     node = NODE_GPUS.get(str(row["system"]))
     t = math.isqrt(gpus)
     if row["mode"] == "agg" and node and gpus > node and t * t == gpus and moe_tp * ep == gpus:

@@ -68,14 +68,7 @@ def cost_model() -> StructuredCost:
 
 def _gemm(cost: StructuredCost, op: str, m: float, k: float, n: float, copies: float, wide: bool) -> float:
     """`cost.gemm`, with the group-width reading when `wide` (the curve of the (k, n x copies) GEMM)."""
-    if not wide or copies <= 1.0:
-        return cost.gemm(op, m, k, n, copies)
-    own = cost._curve
-    cost._curve = lambda o, kk, nn: own(o, kk, nn * copies)  # type: ignore[method-assign,assignment]  # restored below
-    try:
-        return cost.gemm(op, m, k, n, copies)
-    finally:
-        del cost._curve
+    return cost.gemm(op, m, k, n, copies, group=wide)
 
 
 def module_s(cost: StructuredCost, tokens: int, wide: bool = False) -> float:

@@ -64,13 +64,37 @@ def test_layouts_that_fit_their_node_are_kept(rows: pd.DataFrame) -> None:
     ok = rows.loc["2026_04_06_deepseek_r1_b200_sxm_trtllm_fp4_agg_8192x1024_c256_tp4_ep4_948"]
     for _, r in rows.iterrows():
         gpus = cov._int(r["tp_size"]) * cov._int(r["attention_dp_size"])
-        if r["mode"] == "agg" and (gpus <= 8 or r["system"] in ("gb200", "gb300")):
+        vllm_square = r["backend"] == "vllm" and r["tp_size"] == r["attention_dp_size"] > 1  # read back below
+        if r["mode"] == "agg" and (gpus <= 8 or r["system"] in ("gb200", "gb300")) and not vllm_square:
             tp, dp = cov.recorded_layout(r)[:2]
             assert (tp, dp) == (cov._int(r["tp_size"]), cov._int(r["attention_dp_size"])), r["id"]
     # disagg pools span nodes (H100 DeepSeek prefill at tp 16): never rewritten
     d = rows[(rows["mode"] == "disagg") & (rows["prefill_tp_size"] == 16)].iloc[0]
     assert cov.recorded_layout(d, "prefill_")[0] == 16
     assert cov.recorded_layout(ok)[0] * cov.recorded_layout(ok)[1] == 4
+
+
+def test_vllm_tp_ep_items_are_t_gpus(rows: pd.DataFrame) -> None:
+    """vLLM's `{tp: T, ep: T}` items are listed tp T x attention_dp T, ep T^2 at every T; the recipes run T GPUs
+    (`--tensor-parallel-size=$TP --enable-expert-parallel`), attention DP only for the dated `dp-attn` items."""
+    sq = rows[(rows["backend"] == "vllm") & (rows["mode"] == "agg") & (rows["tp_size"] == rows["attention_dp_size"])]
+    sq = sq[(sq["tp_size"] > 1) & (sq["moe_ep_size"] == sq["tp_size"] ** 2)]
+    assert len(sq) == 97 and set(sq["tp_size"]) == {2.0, 4.0}
+    two = rows.loc["2026_04_06_minimax_m2_5_b200_sxm_vllm_fp8_agg_1024x1024_c64_tp2_ep2_1395"]
+    assert (two["tp_size"], two["attention_dp_size"], two["moe_ep_size"]) == (2, 2, 4)
+    assert cov.recorded_layout(two) == (2, 1, 1, 2)
+    assert cov.scenario(two, cov._fixed_workload(1, two))["cluster"] == {"tp": 2, "ep": 2, "moe_tp": 1}
+    dp = rows.loc["minimaxm2_5_b200_vllm_fp4_agg_1024x1024_c512_cfg707"]  # measured 04-22, dp-attn item from 04-08
+    assert cov.recorded_layout(dp) == (1, 2, 1, 2)
+    early = dp.copy()
+    early["silicon_data_source"] = str(dp["silicon_data_source"]).replace("2026-04-22", "2026-04-07")
+    assert cov.recorded_layout(early) == (2, 1, 1, 2)  # before the dp-attn item was listed
+    other = dp.copy()
+    other["silicon_data_source"] = str(dp["silicon_data_source"]).replace(
+        "silicon_concurrency=512", "silicon_concurrency=128"
+    )
+    assert cov.recorded_layout(other) == (2, 1, 1, 2)  # outside its conc range
+    assert sum(cov.recorded_layout(r)[1] > 1 for _, r in sq.iterrows()) == 2
 
 
 def test_inferencex_lengths_are_uniform_between_0_8_and_1() -> None:

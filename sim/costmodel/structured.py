@@ -40,10 +40,15 @@ FP8_ATTENTION_GPUS = frozenset({"h100-sxm", "h200", "b200", "b300", "gb200", "gb
 # servesim models picks the form by cost, so there is no min() of the two.
 DECODE_QUERY = 1
 
-# A grouped expert GEMM reads the curve of one expert's (k, n) matrix at its tokens: each expert's weights are
-# streamed like a small GEMM of its own. One grouped launch might instead fill the GPU like a dense GEMM of the
-# group's width (k, n x copies); no grouped-GEMM measurement exists to choose, so the reading that servesim had
-# before stays until a measured table settles it.
+# A grouped expert GEMM has two readings (`serving_engine.moe_grouped_gemm`). `per_expert`: the curve of one
+# expert's (k, n) matrix at its tokens, each expert streamed like a small GEMM with its own ramp and tail.
+# `one_launch`: the curve of the (k, n x experts) GEMM at the same tokens per expert, one kernel streaming every
+# active expert's bytes. vLLM's `fused_moe_kernel` is one Triton launch per GEMM over all experts' token blocks
+# (vllm/model_executor/layers/fused_moe/fused_moe.py); its H100 timings in vllm-project/vllm PR #24700 lie between
+# the readings (benchmarks/moe_vllm_kernel_check.py: Qwen3-30B-A3B FP8 at 16-256 tokens, per_expert +64..+83 %,
+# one_launch -13..-18 %; at 1-8 tokens -29..+40 % and -26..-46 %), as TensorRT-LLM's TRTLLM-Gen does (blog 24,
+# moe_kernel_check.py). `per_expert` stays every preset's default: `one_launch` on the vLLM rows overshoots out of
+# sample (COVERAGE.md, "vLLM decode at mid batch"); a measured grouped-GEMM table per backend is what settles it.
 
 
 class StructuredCost(RooflineCost):
@@ -132,11 +137,21 @@ class StructuredCost(RooflineCost):
         self._eff, self._fallback = eff, fallback
         super()._setup_curves(eff, fallback, collectives)
 
-    def gemm(self, op: str, m: float, k: float, n: float, copies: float = 1.0, *, unquantised: bool = False) -> float:
+    def gemm(
+        self,
+        op: str,
+        m: float,
+        k: float,
+        n: float,
+        copies: float = 1.0,
+        *,
+        unquantised: bool = False,
+        group: bool = False,
+    ) -> float:
         """An (m x k) @ (k x n) GEMM over `copies` weight matrices (a grouped expert GEMM reads each active
         expert's weights once), at the deployment's precision (`unquantised`: in the model's own dtype, as
         quantised checkpoints keep the LM head and the router): the learned curve of one (k, n) matrix at the
-        tokens per matrix when there is one (see the note above the class)."""
+        tokens per matrix when there is one, of the (k, n x copies) GEMM when `group` (the note above the class)."""
         if m <= 0:
             return 0.0
         wa, aa, peak = (self.a, self.a, self.peak_flops) if unquantised else (self.wa, self.aa, self.gemm_peak)
@@ -147,7 +162,7 @@ class StructuredCost(RooflineCost):
         if self._lifted:
             act = "bf16" if unquantised else self.quant.activations
             spec = self.gpu.peak_flops(act) or self.gpu.bf16_flops
-        curve = self._curve(op, k, n) if self.curves else None
+        curve = self._curve(op, k, n * copies if group else n) if self.curves else None
         if curve is None:
             rate = peak * self.cfg.compute_efficiency
             return max(flops / (min(rate, spec) if spec else rate), byts / self.bw)
@@ -210,8 +225,9 @@ class StructuredCost(RooflineCost):
         active = moe.busiest_active_experts(m_all, k, E, ep, mod.n_group, mod.topk_group)  # slowest rank's reads
         width = mod.expert_width / lay.moe_tp_size
         router = self.gemm("router", m, h, E, unquantised=True)  # the gate stays bf16 in quantised checkpoints
-        up = self.gemm("moe_up", pairs, h, mult * width, active)
-        down = self.gemm("moe_down", pairs, width, h, active)
+        one = self.engine is not None and self.engine.moe_grouped_gemm == "one_launch"
+        up = self.gemm("moe_up", pairs, h, mult * width, active, group=one)
+        down = self.gemm("moe_down", pairs, width, h, active, group=one)
         ops["moe_experts"] = self.n_moe * (router + up + down)
         ops["pairs"] = pairs
         # Without attention DP every GPU already holds every token (tensor-parallel attention ends in an
