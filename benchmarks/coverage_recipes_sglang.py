@@ -21,9 +21,9 @@ that decide a request's wait or its exchange (`ground_truth/srt_slurm_sglang.jso
 A row reads the version in force at its `measured=` time: the fork's last commit of that path before the end of the
 row's measured day; where the fork holds only later versions (its copies of the B200 recipes landed with the merges
 5063eb432, 2026-03-03, and 4a22a1816, 2026-03-25, after the 2026-02-07 to 2026-03-18 rows that name them) none, as a
-value the run could not have used. Nothing here is fitted and
-no measured latency enters a choice: a knob applies where every recipe matching the row agrees on it (an MTP and a
-non-MTP recipe both match the `config, MTP?` rows; when they disagree the row reads none).
+value the run could not have used. Nothing here is fitted and no measured latency enters a choice: a knob applies
+where every recipe matching the row agrees on it (an MTP and a non-MTP recipe both match the `config, MTP?` rows;
+when they disagree the row reads none).
 """
 
 from __future__ import annotations
