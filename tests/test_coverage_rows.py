@@ -205,12 +205,16 @@ def test_replica_reading_is_not_gated_on_servesim_kv_fit(rows: pd.DataFrame, mon
         assert "instances" not in cov.scenario(rows.loc[rid], cov._fixed_workload(1, rows.loc[rid]))["cluster"]
 
 
-def test_moe_clients_of_tp_times_batch_are_attention_dp_ranks(rows: pd.DataFrame) -> None:
+def test_moe_clients_of_tp_times_batch_are_attention_dp_ranks(rows: pd.DataFrame, monkeypatch) -> None:
     """80 clients, batch_size 10, tp 8, no DP listed, MoE: batch_size is per DP rank, the 8 GPUs are DP ranks."""
     r = rows.loc["nvidia_deepseek_r1_nvfp4_nvidia_deepseek_r1_nvfp4_b200_sxm_trtllm_agg_4000x1000_c80_tp8_epnone_3"]
     assert cov.unrecorded_dp(r) and cov.replicas(r) == 1
     sc = cov.scenario(r, cov._fixed_workload(1, r))
     assert sc["cluster"] == {"tp": 1, "attention_dp": 8, "ep": 8, "moe_tp": 1}  # moe_ep_size 8 as listed
+    # TensorRT-LLM's scheduler reads max_num_tokens per rank itself (aiconfigurator's rule: ceil32(512 + 4000 + 1500))
+    assert sc["scheduler"] == {"kind": "trtllm", "max_batch_size": 512, "max_num_tokens": 6016}
+    monkeypatch.setattr(cov, "READ_TRT_SCHEDULER", False)  # `--no-trt-scheduler`: the harness's Sarathi budget
+    sc = cov.scenario(r, cov._fixed_workload(1, r))
     assert sc["scheduler"]["token_budget"] == 8 * 8192  # TensorRT-LLM: a token budget per rank
 
 
