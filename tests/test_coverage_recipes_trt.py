@@ -116,3 +116,31 @@ def test_memory_fraction_default_is_unchanged_and_a_recipe_share_lowers_it(silic
     w = (0.9 * m - base * m) / (0.9 - 1.0)
     assert low * m - w == pytest.approx(0.75 / 0.9 * (base * m - w), rel=1e-9)
     assert memory_fraction("vllm", model, gpu, quant, lay, 0.75) == 0.9
+
+
+def _at(row: pd.Series, source: str) -> pd.Series:
+    r = row.copy()
+    r["silicon_data_source"] = source
+    return r
+
+
+def test_in_force_by_timestamp_or_by_day_for_date_only_rows(silicon_rows: pd.DataFrame) -> None:
+    from coverage_recipes import in_force
+
+    row = silicon_rows.loc["dsr1_h200_trtllm_fp8_agg_1024x8192_c16_cfg83"]
+    commit = "2026-02-05T19:55:01Z"  # 5d517074c
+    assert not in_force(_at(row, "measured=2026-02-05T19:55:00Z; wip=False"), commit)  # one second before
+    assert in_force(_at(row, "measured=2026-02-05T19:55:01Z; wip=False"), commit)  # at the commit's second
+    assert in_force(_at(row, "db-dump/x; measured=2026-02-05T00:00:00.000Z; run=1"), commit)  # same day, date only
+    assert not in_force(_at(row, "db-dump/x; measured=2026-02-04T00:00:00.000Z; run=1"), commit)
+    assert not in_force(_at(row, "db-dump/x; run=1"), commit)  # no date: before every commit
+
+
+def test_the_8192_floor_is_read_by_timestamp_like_the_other_commits(silicon_rows: pd.DataFrame) -> None:
+    # 64af5a771 was committed 2026-01-21T23:05:08Z: a run timestamped that morning used the recipe before it,
+    # ceil64(16 + 1024 + 64) = 1152; one on that date in the db dump (date only) counts as after: max(1152, 8192).
+    row = silicon_rows.loc["dsr1_h200_trtllm_fp8_agg_1024x8192_c16_cfg83"]
+    morning = _at(row, "measured=2026-01-21T10:00:00Z; wip=False")
+    assert _sched(morning) == {"kind": "trtllm", "max_num_tokens": 1152}
+    dump = _at(row, "db-dump/x; measured=2026-01-21T00:00:00.000Z; run=1")
+    assert _sched(dump) == {"kind": "trtllm", "max_num_tokens": 8192}
