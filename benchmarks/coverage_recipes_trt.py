@@ -25,7 +25,9 @@ fits what `max_num_tokens` leaves beside the decoding requests' tokens (policies
   `estimated_concurrency` coverage.py's `replicas` reads): `agg_decode max_batch_size = 512 if max_batch_size <
   512 else 2 x max_batch_size`, then `agg max_num_tokens = ceil32(max_batch_size + isl + 1500)` (tokens_per_block
   32), with the row's batch_size as max_batch_size. Whether the gap-analysis campaign deployed through this
-  generator is not recorded in the file: `READ_GAP_ANALYSIS` switches the reading.
+  generator is recorded nowhere read (the rows name a Dynamo runtime image and a private pipeline,
+  `aic-auto-gap-analysis`, absent from ai-dynamo/aiconfigurator@095f58a5), so `READ_GAP_ANALYSIS` is off by
+  default: those rows keep coverage.py's scheduler and KV share; on, they take the generator's values.
 - Rows of a recipe not read (DeepSeek-R1 GB200 agg, 2025-11): None, coverage.py's scheduler stays.
 
 **KV share** (`kv_cache_config.free_gpu_memory_fraction`, TensorRT-LLM's default 0.9 of the memory the weights
@@ -34,7 +36,7 @@ DeepSeek-R1 H200 0.75 (`dsr1_fp8_h200_trt*.sh`, ec90f3fe7 on), fp4 B200 0.8, fp8
 from ec7bafaae (2026-01-29, `dsr1_fp8_b200_trt.sh`), 0.7 at 1k/8k with CONC >= 256 and 0.75 at 8k/1k on TP 4, and
 in the fp8 B200 MTP recipe from 5d517074c 0.7 with attention DP; gpt-oss 0.85 (`gptoss_fp4_*_trt*.sh`); the
 Llama-3.1-70B recipes set none (0.9); aiconfigurator's template `kv_cache_config.free_gpu_memory_fraction |
-default(0.80)` (`extra_engine_args.1.0.0rc3.yaml.j2`) for the gap-analysis rows under `READ_GAP_ANALYSIS`.
+default(0.80)` (`extra_engine_args.1.0.0rc3.yaml.j2`) for the gap-analysis rows only with `READ_GAP_ANALYSIS` on.
 """
 
 from __future__ import annotations
@@ -50,7 +52,10 @@ FLOOR = 8192
 GPTOSS_TOKENS = 20000  # gptoss_fp4_{b200,h200}_trt*.sh `--max_num_tokens 20000`
 LLAMA_TOKENS = 16384  # 70b_*_trt_slurm.sh `--max_num_tokens 16384` (9596d23d7)
 DSR1_GPUS = ("b200_sxm", "h200_sxm")  # the single-node DeepSeek-R1 recipes read (B300 / GB200 agg: not read)
-READ_GAP_ANALYSIS = True  # aiconfigurator's generator rule for the gap-analysis rows (module doc)
+# aiconfigurator's generator rule for the gap-analysis rows: off, as nothing records that campaign's deployment (its
+# pipeline, `aic-auto-gap-analysis`, is not in ai-dynamo/aiconfigurator@095f58a5: the repo's wheel checks name it as
+# repository-only infrastructure; docs/config_adapter.md: "future gap-analysis pipelines"); on: the generator's values.
+READ_GAP_ANALYSIS = False
 
 
 def _ceil(x: int, unit: int) -> int:
