@@ -178,7 +178,7 @@ def test_swapped_in_requests_take_their_tokens_from_the_budget(rest, prompt, adm
     # one of 28 waits. A request swapped in with 20 prompt tokens left takes 20 (8 left): a prompt of 8 joins, 9
     # waits. The plan never holds more than 30 tokens (before the fix the swapped-in tokens were not charged: 31 / 31).
     view = _SwapView(rest, prompt)
-    plan = Trtllm(TrtllmConfig(max_num_tokens=30)).schedule(view, 0.0)  # type: ignore[arg-type]  # a stub view
+    plan = Trtllm(TrtllmConfig(max_num_tokens=30)).schedule(view, 0.0)  # a stub view (untyped test: not checked)
     assert _tokens(plan) == 2 + (rest or 1) + (prompt if admitted else 0)
     assert _tokens(plan) <= 30
 
@@ -188,6 +188,6 @@ def test_a_request_swapped_in_mid_prompt_runs_its_remainder_whole_or_waits(rest,
     # max_num_tokens 30, two decodes leave 28: a remainder of 28 runs whole; one of 29 waits (TensorRT-LLM resumes
     # a paused request as a whole context), where Sarathi's swap-in would run a chunk of 28 of the 29.
     view = _SwapView(rest, 5)
-    plan = Trtllm(TrtllmConfig(max_num_tokens=30)).schedule(view, 0.0)  # type: ignore[arg-type]  # a stub view
+    plan = Trtllm(TrtllmConfig(max_num_tokens=30)).schedule(view, 0.0)  # a stub view (untyped test: not checked)
     assert [n for _, n in plan.prefill] == placed
     assert len(plan.decode) == 2
