@@ -19,10 +19,11 @@ that decide a request's wait or its exchange (`ground_truth/srt_slurm_sglang.jso
   workers).
 
 A row reads the version in force at its `measured=` time: the fork's last commit of that path before the end of the
-row's measured day; where the fork holds only later versions (its copies of the B200 recipes landed on 2026-03-25 /
-2026-04-01, after the rows that name them) the earliest one, marked `after` in the table. Nothing here is fitted and
-no measured latency enters a choice: a knob applies where every recipe matching the row agrees on it (an MTP and a
-non-MTP recipe both match the `config, MTP?` rows; when they disagree the row reads none).
+row's measured day; where the fork holds only later versions (its copies of the B200 recipes landed with the merges
+5063eb432, 2026-03-03, and 4a22a1816, 2026-03-25, after the 2026-02-07 to 2026-03-18 rows that name them) none, as a
+value the run could not have used. Nothing here is fitted and no measured latency enters a choice: a knob applies
+where every recipe matching the row agrees on it (an MTP and a non-MTP recipe both match the `config, MTP?` rows;
+when they disagree the row reads none).
 """
 
 from __future__ import annotations
@@ -91,14 +92,12 @@ def _table(path: Path = TABLE) -> dict[str, Any]:
 
 def version(recipe: str, measured: str, table: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The version of `recipe` in force at `measured` (ISO date or time): the last one committed by the end of that
-    UTC day, else the earliest (module doc); None for a recipe the table does not hold."""
+    UTC day (module doc); None for a recipe the table does not hold or holds only in later versions."""
     t = table if table is not None else _table()
     versions = t["recipes"].get(recipe)
-    if not versions:
-        return None
     day = measured[:10] + "T23:59:59Z"
-    before = [v for v in versions if v["date"] <= day]
-    return dict(before[-1] if before else versions[0])
+    before = [v for v in versions or () if v["date"] <= day]
+    return dict(before[-1]) if before else None
 
 
 def recipes_of(item: dict[str, Any]) -> list[str]:

@@ -48,12 +48,24 @@ backend:
 
 def test_version_in_force_by_date() -> None:
     """`gb200-fp8/1k1k/low-latency.yaml`: decode `max-running-requests` 512 at 75f6e32a3 (2026-01-27), 128 from
-    686df21eb (2026-02-04); a row before the first version reads the earliest."""
+    686df21eb (2026-02-04); a row before the first version reads none (a value the run could not have used)."""
     name = "recipes/gb200-fp8/1k1k/low-latency.yaml"
     assert srt.version(name, "2026-02-01T00:00:00Z")["decode"]["max_running"] == 512
     assert srt.version(name, "2026-02-05")["decode"]["max_running"] == 128
-    assert srt.version(name, "2025-12-01")["commit"] == "75f6e32a3"
+    assert srt.version(name, "2025-12-01") is None
     assert srt.version("recipes/none.yaml", "2026-02-05") is None
+
+
+def test_no_version_after_the_row() -> None:
+    """Every recipe, read the day before its first version in the fork, gives none, and on that day gives that day's
+    last version: a version committed after the row's measured day is never read."""
+    from datetime import date, timedelta
+
+    for name, versions in srt._table()["recipes"].items():
+        first = versions[0]["date"][:10]
+        assert srt.version(name, str(date.fromisoformat(first) - timedelta(days=1))) is None, name
+        last_that_day = [v for v in versions if v["date"][:10] == first][-1]
+        assert srt.version(name, first)["commit"] == last_that_day["commit"], name
 
 
 def test_decode_batch_per_attention_rank() -> None:
@@ -82,14 +94,18 @@ def test_deepep_only_where_every_dp_pool_runs_it() -> None:
 def test_configured_sglang_rows_read_their_recipes(rows: pd.DataFrame) -> None:
     """The `config, MTP` H200 8k/1k row at 512 clients (`bs128-1p1d-dep-mtp`, one decode worker of 8 DP ranks):
     192 slots for 512 clients. The sampled B200 fp4 1k/1k row at 128 clients (`low-latency-dep4-1p-tep8-5d`, 5 TEP8
-    decode workers of 512): slots, none short. The `config, MTP?` H200 row reads none (the recipes disagree)."""
+    decode workers) reads none: measured before the fork's first version of that recipe, from whose day it would
+    read 512. The `config, MTP?` H200 row reads none (the recipes disagree)."""
     r = rows.loc["2026_03_25_deepseek_r1_h200_sxm_sglang_fp8_disagg_8192x1024_c512_tp8_0_ep1_0_910"]
     d = cd.deployment(r)
     assert d.group.startswith("config, MTP") and d.spec == "mtp"
     assert d.decode_batch == 24 and cd.decode_slots(r, d) == 192 and d.moe_all2all is None
     b200 = rows.loc["2026_04_06_deepseek_r1_b200_sxm_sglang_fp4_disagg_1024x1024_c128_tp4_ep4_1785"]
-    d = cd.deployment(b200)
-    assert cd.decode_slots(b200, d) == 512 and d.pools["decode"]["instances"] == 5
+    d = cd.deployment(b200)  # measured 2026-02-11; the fork holds its recipe only from 5063eb432 (2026-03-03)
+    assert cd.decode_slots(b200, d) is None and d.pools["decode"]["instances"] == 5
+    later = b200.copy()
+    later["silicon_data_source"] = str(b200["silicon_data_source"]).replace("2026-02-11", "2026-03-03")
+    assert cd.decode_slots(later) == 512
     amb = rows.loc["2026_03_25_deepseek_r1_h200_sxm_sglang_fp8_disagg_1024x1024_c1024_tp8_0_ep8_0_882"]
     assert cd.deployment(amb).group == "config, MTP?" and cd.decode_slots(amb) is None
 

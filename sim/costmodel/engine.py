@@ -284,10 +284,10 @@ class ServingEngineConfig(BaseModel):
     new_token_ratio_decay_steps: int = Field(default=600, ge=1, description="SGLang: steps from initial to floor")
     clip_max_new_tokens: int = Field(default=4096, ge=1, description="SGLang: outputs counted up to this many tokens")
     retract_decode_steps: int = Field(default=20, ge=0, description="SGLang: steps per request in the retract ratio")
-    # Routed experts as per-expert GEMMs or as one grouped launch (sim.costmodel.structured, the note above
-    # `StructuredCost`). No preset sets `one_launch`: vLLM's fused_moe lies between the two (COVERAGE.md, s10-vllm).
+    # Routed experts as per-expert GEMMs or as one grouped launch (the note above `StructuredCost`, the only reader;
+    # every MoE scenario of the roofline / table kinds builds one). No preset sets `one_launch` (COVERAGE.md, s10-vllm).
     moe_grouped_gemm: Literal["per_expert", "one_launch"] = Field(
-        default="per_expert", description="routed-expert GEMMs priced per expert, or as one launch over them all"
+        default="per_expert", description="routed experts per expert or one launch (read by StructuredCost only)"
     )
 
     @model_validator(mode="before")
