@@ -12,7 +12,7 @@ fits what `max_num_tokens` leaves beside the decoding requests' tokens (policies
 **`max_num_tokens` / `max_batch_size` by recipe** (InferenceX `benchmarks/*trt*.sh`, later
 `benchmarks/single_node/`; CONC = clients, ISL = the row's nominal input length, ceil64(x) = (x + 63) / 64 * 64):
 - DeepSeek-R1 without MTP (`dsr1_{fp4,fp8}_b200_trt*.sh`, `dsr1_fp8_h200_trt*.sh`, ec90f3fe7 2025-09-18 on):
-  `MAX_NUM_TOKENS=ceil64(CONC + ISL + 64)`, and from 64af5a771 (2026-01-21) `max(..., 8192)`; no
+  `MAX_NUM_TOKENS=ceil64(CONC + ISL + 64)`, and from 64af5a771 (2026-01-21T23:05:08Z) `max(..., 8192)`; no
   `--max_batch_size` (trtllm-serve's 2048).
 - DeepSeek-R1 with MTP (`dsr1_*_trt_mtp*.sh`, bf3456727 2026-01-15 on): `MAX_NUM_TOKENS=ceil64((MTP + 1) *
   MAX_BATCH_SIZE + ISL + 64)`, `--max_batch_size=MAX_BATCH_SIZE`, MAX_BATCH_SIZE = CONC, or per attention-DP rank
@@ -25,7 +25,9 @@ fits what `max_num_tokens` leaves beside the decoding requests' tokens (policies
   `estimated_concurrency` coverage.py's `replicas` reads): `agg_decode max_batch_size = 512 if max_batch_size <
   512 else 2 x max_batch_size`, then `agg max_num_tokens = ceil32(max_batch_size + isl + 1500)` (tokens_per_block
   32), with the row's batch_size as max_batch_size. Whether the gap-analysis campaign deployed through this
-  generator is not recorded in the file: `READ_GAP_ANALYSIS` switches the reading.
+  generator is recorded nowhere read (the rows name a Dynamo runtime image and a private pipeline,
+  `aic-auto-gap-analysis`, absent from ai-dynamo/aiconfigurator@095f58a5), so `READ_GAP_ANALYSIS` is off by
+  default: those rows keep coverage.py's scheduler and KV share; on, they take the generator's values.
 - Rows of a recipe not read (DeepSeek-R1 GB200 agg, 2025-11): None, coverage.py's scheduler stays.
 
 **KV share** (`kv_cache_config.free_gpu_memory_fraction`, TensorRT-LLM's default 0.9 of the memory the weights
@@ -34,44 +36,30 @@ DeepSeek-R1 H200 0.75 (`dsr1_fp8_h200_trt*.sh`, ec90f3fe7 on), fp4 B200 0.8, fp8
 from ec7bafaae (2026-01-29, `dsr1_fp8_b200_trt.sh`), 0.7 at 1k/8k with CONC >= 256 and 0.75 at 8k/1k on TP 4, and
 in the fp8 B200 MTP recipe from 5d517074c 0.7 with attention DP; gpt-oss 0.85 (`gptoss_fp4_*_trt*.sh`); the
 Llama-3.1-70B recipes set none (0.9); aiconfigurator's template `kv_cache_config.free_gpu_memory_fraction |
-default(0.80)` (`extra_engine_args.1.0.0rc3.yaml.j2`) for the gap-analysis rows under `READ_GAP_ANALYSIS`.
+default(0.80)` (`extra_engine_args.1.0.0rc3.yaml.j2`) for the gap-analysis rows only with `READ_GAP_ANALYSIS` on.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pandas as pd
 from coverage_agg_mtp import speculative
-from coverage_recipes import family, measured_date
+from coverage_recipes import family, in_force
 
-FLOOR_FROM = "2026-01-21"  # 64af5a771: MAX_NUM_TOKENS = max(MAX_NUM_TOKENS, 8192) in the non-MTP DeepSeek recipes
+FLOOR_FROM = "2026-01-21T23:05:08Z"  # 64af5a771: MAX_NUM_TOKENS = max(..., 8192), non-MTP DeepSeek recipes
 FLOOR = 8192
 GPTOSS_TOKENS = 20000  # gptoss_fp4_{b200,h200}_trt*.sh `--max_num_tokens 20000`
 LLAMA_TOKENS = 16384  # 70b_*_trt_slurm.sh `--max_num_tokens 16384` (9596d23d7)
 DSR1_GPUS = ("b200_sxm", "h200_sxm")  # the single-node DeepSeek-R1 recipes read (B300 / GB200 agg: not read)
-READ_GAP_ANALYSIS = True  # aiconfigurator's generator rule for the gap-analysis rows (module doc)
+# aiconfigurator's generator rule for the gap-analysis rows: off, as nothing records that campaign's deployment (its
+# pipeline, `aic-auto-gap-analysis`, is not in ai-dynamo/aiconfigurator@095f58a5: the repo's wheel checks name it as
+# repository-only infrastructure; docs/config_adapter.md: "future gap-analysis pipelines"); on: the generator's values.
+READ_GAP_ANALYSIS = False
 
 
 def _ceil(x: int, unit: int) -> int:
     return (x + unit - 1) // unit * unit
-
-
-def measured_at(row: pd.Series) -> str:
-    """The row's full `measured=` timestamp (ISO, UTC), or "" where its source records none."""
-    m = re.search(r"measured=([^;\s]+)", str(row["silicon_data_source"]))
-    return m.group(1) if m else ""
-
-
-def since(row: pd.Series, commit_utc: str) -> bool:
-    """Whether the row ran the recipe version committed at `commit_utc` (ISO, UTC) or a later one. The db-dump
-    rows carry a date only (`...T00:00:00.000Z`): a run on the commit's own day counts as after it (InferenceX
-    sweeps run on the merged recipe)."""
-    at = measured_at(row)
-    if at.endswith("T00:00:00.000Z"):
-        return at[:10] >= commit_utc[:10]
-    return at >= commit_utc
 
 
 MTP_BATCH_FROM = {  # (precision, gpu) -> (commit time, divisor, below which MAX_BATCH_SIZE = CONC) with DP
@@ -86,7 +74,7 @@ def _mtp_batch(row: pd.Series, clients: int, tp: int, dp: bool) -> int:
     if not dp:
         return clients
     version = MTP_BATCH_FROM.get((str(row["precision"]), str(row["system"])))
-    if version is not None and since(row, version[0]):
+    if version is not None and in_force(row, version[0]):
         return clients if clients < version[2] else clients // version[1]
     return max(1, clients // max(1, tp))
 
@@ -107,10 +95,10 @@ def kv_free_fraction(row: pd.Series, clients: int, layout: dict[str, Any]) -> fl
         return None
     if gpu == "h200_sxm":
         return 0.75
-    if prec == "fp8" and since(row, FP8_B200_KV_FROM):
+    if prec == "fp8" and in_force(row, FP8_B200_KV_FROM):
         isl, osl, dp = int(row["isl"]), int(row["osl"]), int(layout.get("attention_dp", 1)) > 1
         if speculative(row) is not None:
-            return 0.7 if dp and since(row, MTP_BATCH_FROM[("fp8", "b200_sxm")][0]) else 0.8
+            return 0.7 if dp and in_force(row, MTP_BATCH_FROM[("fp8", "b200_sxm")][0]) else 0.8
         if (isl, osl) == (1024, 8192) and clients >= 256:
             return 0.7
         if (isl, osl) == (8192, 1024) and int(layout.get("tp", 1)) * int(layout.get("attention_dp", 1)) == 4:
@@ -143,6 +131,6 @@ def trtllm_scheduler(row: pd.Series, clients: int, layout: dict[str, Any]) -> di
         mbs = _mtp_batch(row, clients, int(layout.get("tp", 1)), dp)
         return {"kind": "trtllm", "max_batch_size": mbs, "max_num_tokens": _ceil((k + 1) * mbs + isl + 64, 64)}
     tokens = _ceil(clients + isl + 64, 64)
-    if measured_date(row) >= FLOOR_FROM:
+    if in_force(row, FLOOR_FROM):
         tokens = max(tokens, FLOOR)
     return {"kind": "trtllm", "max_num_tokens": tokens}

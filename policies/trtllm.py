@@ -34,7 +34,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies.context_hold import ContextHold, hold_terms
-from policies.continuous import Sarathi, SarathiConfig, plan_decodes, swap_in, swapped_out
+from policies.continuous import Sarathi, SarathiConfig, plan_decodes, swapped_out
 from policies.reserve import Reservation, reservation
 from sim.core.batch import BatchPlan, BatchScheduler, InstanceView
 from sim.core.registry import SCHEDULERS
@@ -88,8 +88,8 @@ class Trtllm(Sarathi):
         busy = [False] * self.dp  # a rank that already holds a context this iteration
         waiting, running = inst.waiting, inst.running
         if waiting and plan.preempted == 0 and swapped_out(waiting[0]):
-            swap_in(inst, plan, self.max_seqs, sum(room))
-        for req in inst.prefilling:  # (only after a swap-in mid-prompt: its remainder runs whole)
+            self._swap_in(inst, plan, room, busy, per_gen)
+        for req in inst.prefilling:  # (a mid-prompt request not yet planned: its remainder runs whole)
             if all(r is not req for r, _ in plan.prefill):
                 self._place(plan, req, req.prefill_target - req.prefill_done, room, busy)
         reserve = self.reserve
@@ -106,6 +106,35 @@ class Trtllm(Sarathi):
                 reserve.admitted(req)
             self._place(plan, req, req.prefill_target, room, busy)
         return plan
+
+    def _swap_in(self, inst: InstanceView, plan: BatchPlan, room: list[int], busy: list[bool], per_gen: int) -> None:
+        """Bring swapped-out requests at the head of the queue back while they fit, charging their tokens to the
+        ranks' room: a decode takes `per_gen` tokens on the rank with the most room, a mid-prompt request's
+        remainder is placed whole as a context (TensorRT-LLM has no host swap in its scheduler: `LlmRequest::pause`
+        (cpp/include/tensorrt_llm/batch_manager/llmRequest.h) folds the generated tokens into the prompt and the
+        request comes back as a context request, scheduled whole like any other), or it waits."""
+        waiting = inst.waiting
+        while waiting and len(inst.running) < self.max_seqs:
+            req = waiting[0]
+            if not swapped_out(req) or not inst.can_admit(req):
+                return
+            if req.in_prefill:
+                n = req.prefill_target - req.prefill_done
+                if not self._fits(n, room, busy):
+                    return
+                inst.admit(req)
+                self._place(plan, req, n, room, busy)
+                continue
+            i = max(range(self.dp), key=room.__getitem__)
+            if room[i] < per_gen:
+                return
+            inst.admit(req)
+            if not inst.reserve_decode_slot(req):
+                inst.preempt(req)
+                plan.preempted += 1
+                return
+            plan.decode.append(req)
+            room[i] -= per_gen
 
     def _fits(self, n: int, room: list[int], busy: list[bool]) -> bool:
         i = max(range(self.dp), key=room.__getitem__)

@@ -47,9 +47,21 @@ def test_gpt_oss_llama_and_gap_analysis_rows(silicon_rows: pd.DataFrame) -> None
     assert _sched(b200) == {"kind": "trtllm", "max_num_tokens": 20000, "max_batch_size": 512}
     llama = silicon_rows.loc["2026_04_06_llama_3_1_70b_h200_sxm_trtllm_fp8_agg_1024x1024_c16_tp4_ep1_732"]
     assert _sched(llama) == {"kind": "trtllm", "max_num_tokens": 16384}
-    # trtllm.rule@a2d8002: batch 40 < 512 -> max_batch_size 512; max_num_tokens = ceil32(512 + 4000 + 1500) = 6016
+
+
+def test_gap_analysis_rows_read_the_generator_only_when_asked(silicon_rows: pd.DataFrame, monkeypatch) -> None:
+    import coverage_recipes_trt
+
     gap = silicon_rows.loc["openai_gpt_oss_120b_openai_gpt_oss_120b_h100_sxm_trtllm_agg_4000x1000_c160_tp4_epnone_5"]
+    layout = cov._layout(gap, moe=True)
+    # default: nothing records how that campaign deployed, so coverage's scheduler and KV share stay
+    assert _sched(gap) is None
+    assert coverage_recipes_trt.kv_free_fraction(gap, cov.concurrency(gap), layout) is None
+    assert cov.scenario(gap, cov._fixed_workload(1, gap))["scheduler"]["kind"] == "sarathi"
+    # on: trtllm.rule@a2d8002, batch 40 < 512 -> max_batch_size 512; max_num_tokens = ceil32(512 + 4000 + 1500) = 6016
+    monkeypatch.setattr(coverage_recipes_trt, "READ_GAP_ANALYSIS", True)
     assert _sched(gap) == {"kind": "trtllm", "max_batch_size": 512, "max_num_tokens": 6016}
+    assert coverage_recipes_trt.kv_free_fraction(gap, cov.concurrency(gap), layout) == 0.80
 
 
 def test_rows_without_a_read_recipe_keep_the_harness_scheduler(silicon_rows: pd.DataFrame) -> None:
@@ -95,7 +107,6 @@ def test_kv_share_follows_the_recipes(silicon_rows: pd.DataFrame) -> None:
     assert free("2026_03_25_deepseek_r1_b200_sxm_trtllm_fp4_agg_1024x1024_c128_tp8_0_ep1_0_982") == 0.8
     assert free("2026_04_06_gpt_oss_120b_h200_sxm_trtllm_fp4_agg_8192x1024_c8_tp8_ep8_928") == 0.85
     assert free("2026_04_06_llama_3_1_70b_h200_sxm_trtllm_fp8_agg_1024x1024_c16_tp4_ep1_732") is None  # none set
-    assert free("openai_gpt_oss_120b_openai_gpt_oss_120b_h100_sxm_trtllm_agg_4000x1000_c160_tp4_epnone_5") == 0.80
     # ec7bafaae (2026-01-29): 0.7 at 1k/8k from CONC 256; a date-only row of that day ran it
     assert free("dsr1_b200_trtllm_fp8_agg_1024x8192_c128_cfg75", clients=256) == 0.7
     assert free("dsr1_b200_trtllm_fp8_agg_1024x8192_c128_cfg75") == 0.8
@@ -116,3 +127,31 @@ def test_memory_fraction_default_is_unchanged_and_a_recipe_share_lowers_it(silic
     w = (0.9 * m - base * m) / (0.9 - 1.0)
     assert low * m - w == pytest.approx(0.75 / 0.9 * (base * m - w), rel=1e-9)
     assert memory_fraction("vllm", model, gpu, quant, lay, 0.75) == 0.9
+
+
+def _at(row: pd.Series, source: str) -> pd.Series:
+    r = row.copy()
+    r["silicon_data_source"] = source
+    return r
+
+
+def test_in_force_by_timestamp_or_by_day_for_date_only_rows(silicon_rows: pd.DataFrame) -> None:
+    from coverage_recipes import in_force
+
+    row = silicon_rows.loc["dsr1_h200_trtllm_fp8_agg_1024x8192_c16_cfg83"]
+    commit = "2026-02-05T19:55:01Z"  # 5d517074c
+    assert not in_force(_at(row, "measured=2026-02-05T19:55:00Z; wip=False"), commit)  # one second before
+    assert in_force(_at(row, "measured=2026-02-05T19:55:01Z; wip=False"), commit)  # at the commit's second
+    assert in_force(_at(row, "db-dump/x; measured=2026-02-05T00:00:00.000Z; run=1"), commit)  # same day, date only
+    assert not in_force(_at(row, "db-dump/x; measured=2026-02-04T00:00:00.000Z; run=1"), commit)
+    assert not in_force(_at(row, "db-dump/x; run=1"), commit)  # no date: before every commit
+
+
+def test_the_8192_floor_is_read_by_timestamp_like_the_other_commits(silicon_rows: pd.DataFrame) -> None:
+    # 64af5a771 was committed 2026-01-21T23:05:08Z: a run timestamped that morning used the recipe before it,
+    # ceil64(16 + 1024 + 64) = 1152; one on that date in the db dump (date only) counts as after: max(1152, 8192).
+    row = silicon_rows.loc["dsr1_h200_trtllm_fp8_agg_1024x8192_c16_cfg83"]
+    morning = _at(row, "measured=2026-01-21T10:00:00Z; wip=False")
+    assert _sched(morning) == {"kind": "trtllm", "max_num_tokens": 1152}
+    dump = _at(row, "db-dump/x; measured=2026-01-21T00:00:00.000Z; run=1")
+    assert _sched(dump) == {"kind": "trtllm", "max_num_tokens": 8192}

@@ -211,7 +211,14 @@ def test_moe_clients_of_tp_times_batch_are_attention_dp_ranks(rows: pd.DataFrame
     assert cov.unrecorded_dp(r) and cov.replicas(r) == 1
     sc = cov.scenario(r, cov._fixed_workload(1, r))
     assert sc["cluster"] == {"tp": 1, "attention_dp": 8, "ep": 8, "moe_tp": 1}  # moe_ep_size 8 as listed
-    # TensorRT-LLM's scheduler reads max_num_tokens per rank itself (aiconfigurator's rule: ceil32(512 + 4000 + 1500))
+    # a gap-analysis row (deployment unrecorded, READ_GAP_ANALYSIS off): the harness's Sarathi budget, per rank
+    assert sc["scheduler"]["kind"] == "sarathi" and sc["scheduler"]["token_budget"] == 8 * 8192
+    # read through aiconfigurator's generator, TensorRT-LLM's scheduler reads max_num_tokens per rank itself
+    # (aiconfigurator's rule: ceil32(512 + 4000 + 1500))
+    import coverage_recipes_trt  # (benchmarks/ on the path via coverage)
+
+    monkeypatch.setattr(coverage_recipes_trt, "READ_GAP_ANALYSIS", True)
+    sc = cov.scenario(r, cov._fixed_workload(1, r))
     assert sc["scheduler"] == {"kind": "trtllm", "max_batch_size": 512, "max_num_tokens": 6016}
     monkeypatch.setattr(cov, "READ_TRT_SCHEDULER", False)  # `--no-trt-scheduler`: the harness's Sarathi budget
     sc = cov.scenario(r, cov._fixed_workload(1, r))

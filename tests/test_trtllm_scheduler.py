@@ -147,3 +147,47 @@ def test_context_holds_apply_under_trtllm_as_under_sarathi(tmp_path, ff):
     free, held = run({}), run(engine)
     assert held[2] - free[2] == pytest.approx(3 * 0.014, abs=1e-12)
     assert held[:2] == free[:2]
+
+
+class _SwapView(_View):
+    """Two decoding requests (1 token each); at the head of the queue a swapped-out request (`kv_tokens` > 0), a
+    decode (`rest` 0) or one swapped out mid-prompt with `rest` prompt tokens left, then a new prompt."""
+
+    def __init__(self, rest: int, prompt: int) -> None:
+        super().__init__(prompt, 1)
+        back = SimpleNamespace(prefill_target=100, prefill_done=100 - rest, kv_tokens=50, in_prefill=rest > 0)
+        self.waiting.appendleft(back)
+        self.prefilling: list = []
+
+    def reserve_decode_slot(self, req: object) -> bool:
+        return True
+
+    def admit(self, req: object) -> None:
+        super().admit(req)
+        if getattr(req, "in_prefill", False):
+            self.prefilling.append(req)
+
+
+def _tokens(plan: BatchPlan) -> int:
+    return len(plan.decode) + sum(n for _, n in plan.prefill)
+
+
+@pytest.mark.parametrize(("rest", "prompt", "admitted"), [(0, 27, True), (0, 28, False), (20, 8, True), (20, 9, False)])
+def test_swapped_in_requests_take_their_tokens_from_the_budget(rest, prompt, admitted):
+    # max_num_tokens 30, two decodes leave 28. A swapped-in decode takes 1 more (27 left): a prompt of 27 joins,
+    # one of 28 waits. A request swapped in with 20 prompt tokens left takes 20 (8 left): a prompt of 8 joins, 9
+    # waits. The plan never holds more than 30 tokens (before the fix the swapped-in tokens were not charged: 31 / 31).
+    view = _SwapView(rest, prompt)
+    plan = Trtllm(TrtllmConfig(max_num_tokens=30)).schedule(view, 0.0)  # a stub view (untyped test: not checked)
+    assert _tokens(plan) == 2 + (rest or 1) + (prompt if admitted else 0)
+    assert _tokens(plan) <= 30
+
+
+@pytest.mark.parametrize(("rest", "placed"), [(28, [28]), (29, [])])
+def test_a_request_swapped_in_mid_prompt_runs_its_remainder_whole_or_waits(rest, placed):
+    # max_num_tokens 30, two decodes leave 28: a remainder of 28 runs whole; one of 29 waits (TensorRT-LLM resumes
+    # a paused request as a whole context), where Sarathi's swap-in would run a chunk of 28 of the 29.
+    view = _SwapView(rest, 5)
+    plan = Trtllm(TrtllmConfig(max_num_tokens=30)).schedule(view, 0.0)  # a stub view (untyped test: not checked)
+    assert [n for _, n in plan.prefill] == placed
+    assert len(plan.decode) == 2
