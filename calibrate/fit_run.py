@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel
 
+from calibrate.fit_guard import keep_preset
 from calibrate.fit_search import Budget
 from calibrate.fit_search import best as _best
 from calibrate.fit_search import search as _search
@@ -195,6 +196,7 @@ class FitResult:
     prior: float = PRIOR  # the tie-breaker weight this fit used
     runs_cost_before: float = math.nan  # the loss of the runs' residuals alone (no tie-breaker)
     runs_cost_after: float = math.nan
+    kept_preset: list[str] = field(default_factory=list)  # why the start values were kept (`fit_guard`); [] = fitted
 
 
 def fit_run(
@@ -217,6 +219,7 @@ def fit_runs(
     log: Callable[[str], None] | None = None,
     prior: float = PRIOR,
     diagnose: bool = True,
+    guard: tuple[str, ...] | None = None,
 ) -> FitResult:
     """One set of parameter values for several observed runs, each replayed on its own scenario (e.g. runs of
     one engine on one GPU at several TP sizes and loads: together they separate terms no single run can, such
@@ -224,7 +227,9 @@ def fit_runs(
     in all of them. `prior`: the tie-breaker towards the start values (see PRIOR). `diagnose`: one more replay
     per term at the fit to report what the runs determine (`calibrate.fit_quality`), taken out of `max_evals`
     (skipped when `max_evals` leaves no evaluation beyond them): the fit runs at most `max_evals` evaluations,
-    each one replay of every run."""
+    each one replay of every run. `guard`: metrics (e.g. ("tpot", "e2e")) for the keep-the-preset rule
+    (`calibrate.fit_guard`): the start values are returned unless the fit lowers the runs' loss and leaves the
+    median |error| of each of them over the runs no worse; None: the fitted point as found."""
     params = make_params(pairs[0][1], explicit)
     if not explicit:  # terms the runs cannot inform keep the scenario's (preset) values
         params = [p for p in params if informed(p.path, pairs)]
@@ -273,7 +278,7 @@ def fit_runs(
     values = {p.path: p.from_unit(u) for p, u in zip(params, best_u, strict=True)}
     at = [p.path for p, u in zip(params, best_u, strict=True) if u <= 1e-3 or u >= 1 - 1e-3]
     runs = [run for run, _ in pairs]
-    return FitResult(
+    res = FitResult(
         params,
         values,
         [compare(r, s) for r, s in zip(runs, sim0, strict=True)],
@@ -288,6 +293,7 @@ def fit_runs(
         _loss(r0[: len(r0) - len(params)], 0),
         _loss(r1[: len(r1) - len(params)], 0),
     )
+    return res if guard is None else keep_preset(res, guard)
 
 
 def _loss(r: np.ndarray, n_prior: int) -> float:
@@ -367,6 +373,7 @@ def overlay(res: FitResult, runs: list[ObservedRun], scenario_path: str | None) 
         "before": [quality(c) for c in res.before],
         "after": [quality(c) for c in res.after],
         "at_bounds": res.at_bounds,
+        "kept_preset": res.kept_preset,
         "identifiability": res.diagnosis,
     }
     return out
