@@ -237,7 +237,7 @@ def heldout_table(res: dict[str, Any]) -> str:
     lines = [
         "**Held-out (odd) rows only: presets -> fit on the even rows** (median |error| of the mean per row)",
         "",
-        "| engine + GPU | odd rows | TTFT | TPOT | E2E | fit rows (in-sample) TPOT | E2E | fitted terms | kept preset |",
+        "| engine + GPU | odd rows | TTFT | TPOT | E2E | fit rows: TPOT | E2E | fitted terms | kept preset |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     pooled_p: dict[str, Any] = {}
