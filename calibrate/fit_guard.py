@@ -53,4 +53,5 @@ def keep_preset(res: FitResult, metrics: tuple[str, ...]) -> FitResult:
         cost_after=res.cost_before,
         runs_cost_after=res.runs_cost_before,
         kept_preset=reasons,
+        rejected={"values": res.values, "after": res.after, "runs_loss_after": res.runs_cost_after},
     )

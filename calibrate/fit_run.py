@@ -156,14 +156,15 @@ def informed(path: str, pairs: list[tuple[ObservedRun, Scenario]]) -> bool:
     return not (name == "frontend_s" and all(run.engine_side for run, _ in pairs))
 
 
-def residuals(run: ObservedRun, simd: Simulated) -> np.ndarray:
-    """Log-ratios simulated/measured of the mean and deciles of TTFT, TPOT and E2E (a replay that left
-    requests unfinished is penalised through their missing latencies: quantiles over what finished)."""
+def residuals(run: ObservedRun, simd: Simulated, weights: dict[str, float] | None = None) -> np.ndarray:
+    """Log-ratios simulated/measured of the mean and deciles of TTFT, TPOT and E2E, each metric times its weight
+    (`METRIC_WEIGHTS` by default; a replay that left requests unfinished is penalised through their missing
+    latencies: quantiles over what finished)."""
     out: list[float] = []
     pairs = (("ttft", run.ttft_s, simd.ttft_s), ("tpot", run.tpot_s, simd.tpot_s), ("e2e", run.e2e_s, simd.e2e_s))
     for name, meas, sim in pairs:
         m, s = meas[np.isfinite(meas)], sim[np.isfinite(sim)]
-        w = METRIC_WEIGHTS[name]
+        w = (weights or METRIC_WEIGHTS)[name]
         if m.size == 0:
             continue
         if s.size == 0:
@@ -197,6 +198,7 @@ class FitResult:
     runs_cost_before: float = math.nan  # the loss of the runs' residuals alone (no tie-breaker)
     runs_cost_after: float = math.nan
     kept_preset: list[str] = field(default_factory=list)  # why the start values were kept (`fit_guard`); [] = fitted
+    rejected: dict[str, Any] = field(default_factory=dict)  # the search's best point when the preset was kept
 
 
 def fit_run(
@@ -220,6 +222,7 @@ def fit_runs(
     prior: float = PRIOR,
     diagnose: bool = True,
     guard: tuple[str, ...] | None = None,
+    weights: dict[str, float] | None = None,
 ) -> FitResult:
     """One set of parameter values for several observed runs, each replayed on its own scenario (e.g. runs of
     one engine on one GPU at several TP sizes and loads: together they separate terms no single run can, such
@@ -229,7 +232,8 @@ def fit_runs(
     (skipped when `max_evals` leaves no evaluation beyond them): the fit runs at most `max_evals` evaluations,
     each one replay of every run. `guard`: metrics (e.g. ("tpot", "e2e")) for the keep-the-preset rule
     (`calibrate.fit_guard`): the start values are returned unless the fit lowers the runs' loss and leaves the
-    median |error| of each of them over the runs no worse; None: the fitted point as found."""
+    median |error| of each of them over the runs no worse; None: the fitted point as found. `weights`: per
+    metric residual weights (default `METRIC_WEIGHTS`; 0 leaves a metric out of the objective)."""
     params = make_params(pairs[0][1], explicit)
     if not explicit:  # terms the runs cannot inform keep the scenario's (preset) values
         params = [p for p in params if informed(p.path, pairs)]
@@ -255,7 +259,7 @@ def fit_runs(
                 for p, ui in zip(params, u, strict=True):
                     set_path(d, p.path, p.from_unit(float(ui)))
                 sims.append(rp.simulate(rp.scenario(d)))
-                res.append(residuals(rp.run, sims[-1]) / math.sqrt(len(replays)))
+                res.append(residuals(rp.run, sims[-1], weights) / math.sqrt(len(replays)))
             per_run[key] = res
             cache[key] = (np.concatenate([*res, prior * (np.clip(u, 0.0, 1.0) - u0)]), sims)
             if log is not None:
