@@ -115,3 +115,15 @@ def test_a_fit_that_improves_every_guarded_metric_is_used() -> None:
 def test_a_metric_the_fit_makes_unmeasurable_counts_as_worse() -> None:
     before, after = [_cmp(-60, 20, -10)], [_cmp(-60, math.nan, -10)]
     assert worse(before, after, ("tpot",)) == ["tpot"]
+
+
+def test_a_zero_weight_leaves_a_metric_out_of_the_residuals() -> None:
+    """The silicon fit's objective (TTFT weight 0): TTFT's residual is 0 however far off, TPOT's the log-ratio."""
+    from calibrate.fit_run import residuals
+    from calibrate.replay import Simulated
+
+    run = _means_only(2, 100, 11, ttft=1.0, tpot=0.01)
+    simd = Simulated(np.full(6, 0.1), np.full(6, 0.02), np.full(6, 0.1 + 0.2), {}, 6, {})
+    r = residuals(run, simd, {"ttft": 0.0, "tpot": 1.0, "e2e": 1.0})
+    assert r[0] == 0.0 and r[1] == pytest.approx(math.log(2.0)) and r[2] == pytest.approx(math.log(0.3 / 1.1))
+    assert residuals(run, simd)[0] == pytest.approx(math.log(0.1))  # default weights: TTFT counts
