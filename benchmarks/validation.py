@@ -190,7 +190,7 @@ def main() -> None:
     except ImportError:
         silicon = None  # type: ignore[assignment]
     if silicon is not None and not args.llmservingsim_only:
-        terms = [] if args.all_terms else None
+        terms: list[tuple[str, float, float]] | None = [] if args.all_terms else None
         results["silicon"] = silicon(args.quick, args.profiles, fit=fit, groups_only=args.groups, terms=terms)
     results["wall_s"] = time.perf_counter() - t0
     args.out.write_text(json.dumps(results, indent=1, default=float, allow_nan=True) + "\n")
