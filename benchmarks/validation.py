@@ -173,7 +173,7 @@ def main() -> None:
     ap.add_argument(
         "--all-terms",
         action="store_true",
-        help="silicon fits free every `fit_default` term (session 5's fit) instead of SILICON_TERMS",
+        help="silicon fits free every `fit_default` term (session 5's terms; same objective, guard)",
     )
     args = ap.parse_args()
     if args.before is not None:
