@@ -224,16 +224,11 @@ def fit_runs(
     guard: tuple[str, ...] | None = None,
     weights: dict[str, float] | None = None,
 ) -> FitResult:
-    """One set of parameter values for several observed runs, each replayed on its own scenario (e.g. runs of
-    one engine on one GPU at several TP sizes and loads: together they separate terms no single run can, such
-    as the all-reduce from the kernel scales); the parameters start at the first scenario's values and are set
-    in all of them. `prior`: the tie-breaker towards the start values (see PRIOR). `diagnose`: one more replay
-    per term at the fit to report what the runs determine (`calibrate.fit_quality`), taken out of `max_evals`
-    (skipped when `max_evals` leaves no evaluation beyond them): the fit runs at most `max_evals` evaluations,
-    each one replay of every run. `guard`: metrics (e.g. ("tpot", "e2e")) for the keep-the-preset rule
-    (`calibrate.fit_guard`): the start values are returned unless the fit lowers the runs' loss and leaves the
-    median |error| of each of them over the runs no worse; None: the fitted point as found. `weights`: per
-    metric residual weights (default `METRIC_WEIGHTS`; 0 leaves a metric out of the objective)."""
+    """One set of values for several observed runs, each replayed on its own scenario (runs at several TP sizes
+    separate terms no single run can, e.g. all-reduce from kernel scales), starting at the first scenario's
+    values. `prior`: see PRIOR. `diagnose`: one replay per term at the fit (`calibrate.fit_quality`), within
+    `max_evals` (evaluations, each a replay of every run). `guard`: metrics for the keep-the-preset rule
+    (`calibrate.fit_guard`); None: the point as found. `weights`: per metric (default `METRIC_WEIGHTS`)."""
     params = make_params(pairs[0][1], explicit)
     if not explicit:  # terms the runs cannot inform keep the scenario's (preset) values
         params = [p for p in params if informed(p.path, pairs)]
