@@ -63,6 +63,7 @@ from coverage_layout import (  # noqa: E402  (the rows' layouts and client count
 from coverage_layout import unrecorded_dp as unrecorded_dp  # noqa: E402  (re-exported for the tests)
 from coverage_memory import memory_fraction  # noqa: E402  (the KV share of a row; re-exported)
 from coverage_recipes import disagg_prefill_budget, kv_cache_dtype, recipe_terms  # noqa: E402
+from coverage_recipes_trt import kv_free_fraction, trtllm_scheduler  # noqa: E402
 from coverage_render import render  # noqa: E402
 
 CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "silicon_sample.csv"
@@ -101,6 +102,7 @@ READ_REPLICAS = True
 # after their prefill, before the decode worker streams their first token (COVERAGE.md, "Disaggregated first token
 # (branch s9-disagg)"). A recipe fact, independent of the measured latency. `--no-decode-slots`: no cap.
 READ_DECODE_SLOTS = True
+READ_TRT_SCHEDULER = True  # TensorRT-LLM agg rows: the recipe's scheduler and KV share (coverage_recipes_trt)
 MAX_CLIENTS = 1024  # larger closed loops are expressible but not simulated for errors (run time)
 QUANT = {  # quant mode -> (weights, activations)
     "nvfp4": ("fp4", "fp4"),
@@ -147,6 +149,8 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
         if (k := instances(row)) > 1:
             sc["cluster"] |= {"instances": k, "router": {"kind": "round_robin"}}
         sc["scheduler"] = rank_budget(sched, str(row["backend"]), sc["cluster"].get("attention_dp", 1))
+        if READ_TRT_SCHEDULER and (trt := trtllm_scheduler(row, c, lay[0])) is not None:
+            sc["scheduler"] = trt
         if spec := agg_mtp.speculative(row):  # the InferenceX entry in force ran MTP (coverage_agg_mtp)
             sc["speculative"] = spec
     else:
@@ -168,7 +172,8 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
         sc["cluster"] = {**pools, "router": {"kind": "round_robin"}}
         if dep.status == "config" and model.is_moe and (spec := dep.speculative(str(row["model_path"]))):
             sc["speculative"] = spec  # MTP as the configured item ran it (draft length from its recipe)
-    sc["kv_cache"] = {"gpu_memory_utilization": memory_fraction(row["backend"], model, gpu, quant, lay)}
+    free = (kv_free_fraction(row, c, lay[0]) if READ_TRT_SCHEDULER and row["mode"] == "agg" else None) or 0.9
+    sc["kv_cache"] = {"gpu_memory_utilization": memory_fraction(row["backend"], model, gpu, quant, lay, free)}
     return sc
 
 
@@ -258,6 +263,8 @@ def serving_engine(row: pd.Series, protocol: str = "inferencex", sglang_first: b
         out |= {"stream_interval": n, "stream_first_token": first or (backend == "sglang" and sglang_first)}
     if source(row) == "inferencex" and backend == "trtllm" and row["mode"] == "agg":
         out |= trtllm_holds(row)
+    if row["mode"] == "disagg" and (a2a := deployment(row).moe_all2all):
+        out["moe_all2all"] = a2a  # the row's srt-slurm SGLang recipes run DeepEP (coverage_recipes_sglang)
     return out
 
 
@@ -315,7 +322,7 @@ def simulate(row: pd.Series, protocol: str = "inferencex", sglang_first: bool = 
             if source(row) == "inferencex" and row["mode"] == "agg":  # the recipe's own knobs (coverage_recipes)
                 terms, sched = recipe_terms(row, c)
                 sc["serving_engine"] |= terms
-                if sched:  # a recipe budget is per scheduler: per attention-DP rank where `rank_budget` says so
+                if sched and sc["scheduler"]["kind"] == "sarathi":  # a recipe budget (per rank: `rank_budget`)
                     dp = sc["cluster"].get("attention_dp", 1)
                     sc["scheduler"] = rank_budget({**sc["scheduler"], **sched}, str(row["backend"]), dp)
             if (extra := PER_REQUEST_S.get(str(row["backend"]))) is not None:  # fitted, `--per-request-s` only
@@ -383,7 +390,7 @@ def errors(res: pd.DataFrame) -> dict[str, Any]:
 
 
 def main() -> None:
-    global READ_REPLICAS, READ_DECODE_SLOTS
+    global READ_REPLICAS, READ_DECODE_SLOTS, READ_TRT_SCHEDULER
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--csv", type=Path, default=CSV)
     ap.add_argument("--sample", type=int, default=200, help="rows simulated for errors (stratified); 0: none")
@@ -412,8 +419,9 @@ def main() -> None:
         default=None,
         help="JSON {backend: seconds} fitted on the fit half (coverage_intercept.py --fit); report the held-out half",
     )
+    ap.add_argument("--trt-scheduler", action=argparse.BooleanOptionalAction, default=READ_TRT_SCHEDULER)
     args = ap.parse_args()
-    READ_REPLICAS, READ_DECODE_SLOTS = args.replicas, args.decode_slots
+    READ_REPLICAS, READ_DECODE_SLOTS, READ_TRT_SCHEDULER = args.replicas, args.decode_slots, args.trt_scheduler
     if args.per_request_s is not None:
         PER_REQUEST_S.update(json.loads(args.per_request_s.read_text()))
     df = pd.read_csv(args.csv)

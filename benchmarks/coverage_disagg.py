@@ -35,6 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import coverage_recipes_sglang as srt
 import pandas as pd
 
 TABLE = Path(__file__).resolve().parent / "ground_truth" / "inferencex_disagg.json"
@@ -123,6 +124,7 @@ class Deployment:
     why: str = ""
     mtp: int | None = None  # draft tokens per step when the item runs MTP and its recipe names one length
     decode_batch: int | None = None  # the decode workers' max batch per attention rank, where the recipe names one
+    moe_all2all: str | None = None  # `deepep` where the SGLang recipes run DeepEP (coverage_recipes_sglang)
 
     @property
     def group(self) -> str:
@@ -234,7 +236,8 @@ def decode_batch(item: dict[str, Any]) -> int | None:
     recipe name's `batch<n>` (`ctx1_gen5_dep8_batch16_eplb0_mtp2_720.yaml`; the recipes' names give the decode
     worker's `max_batch_size`, e.g. InferenceX `benchmarks/multi_node/srt-slurm-recipes/trtllm/glm5/disagg/
     trtllm_dynamo/gb200_nvfp4/ISL1K_OSL1K/STP/ctx1dep4_gen1dep32_batch16_eplb0_mtp0.yaml`@843c6254f sets
-    `decode: max_batch_size: 16`). None for SGLang items (their srt-slurm recipe names carry no batch) or when
+    `decode: max_batch_size: 16`). None for SGLang items (their recipes' `max-running-requests` are read by
+    coverage_recipes_sglang.decode_batch) or when
     none / several are named."""
     if item["backend"] != "trtllm":
         return None
@@ -249,7 +252,8 @@ def decode_batch(item: dict[str, Any]) -> int | None:
 
 def decode_slots(row: pd.Series, dep: Deployment | None = None) -> int | None:
     """Requests one decode worker of the row's deployment runs at once, where its recipe says (`decode_batch` x
-    the decode pool's attention-DP ranks); None where no recipe value is read (recorded and unknown rows, SGLang).
+    the decode pool's attention-DP ranks); None where no recipe value is read (recorded and unknown rows; SGLang
+    items whose srt-slurm recipes are not read or disagree).
     With more clients than decode slots the rest wait for one, and that wait falls before the client's first
     token, which comes from the decode worker (COVERAGE.md, "Disaggregated first token (branch s9-disagg)")."""
     d = dep if dep is not None else deployment(row)
@@ -285,7 +289,8 @@ def deployment(row: pd.Series, table: dict[str, Any] | None = None) -> Deploymen
     (pre, dec), specs = next(iter(shapes)), {it["spec"] for it in hits}
     spec = specs.pop() if len(specs) == 1 else None
     ks = {draft_tokens(it) for it in hits} if spec == "mtp" else set()
-    batches = {decode_batch(it) for it in hits}
+    sglang = hits[0]["backend"] == "sglang"
+    batches = {srt.decode_batch(hits, measured)} if sglang else {decode_batch(it) for it in hits}
     return Deployment(
         "config",
         pools={"prefill": pool_layout(*pre), "decode": pool_layout(*dec)},
@@ -293,6 +298,7 @@ def deployment(row: pd.Series, table: dict[str, Any] | None = None) -> Deploymen
         cite=f"{CONFIG_PATH}@{commit}: {names}",
         mtp=ks.pop() if len(ks) == 1 else None,
         decode_batch=batches.pop() if len(batches) == 1 else None,
+        moe_all2all=srt.moe_all2all(hits, measured) if sglang else None,
     )
 
 

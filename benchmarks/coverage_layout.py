@@ -20,26 +20,54 @@ def _int(v: Any, default: int = 1) -> int:
 NODE_GPUS = {"h100_sxm": 8, "h200_sxm": 8, "b200_sxm": 8, "b300_sxm": 8}  # single-node HGX systems
 
 
-# InferenceX vLLM agg search-space items with `dp-attn: true` (.github/configs/nvidia-master.yaml; the first
-# commit listing each, its time in UTC): (precision, system, isl, tp, lowest conc, highest conc, listed from). The
-# recipes (`minimaxm2.5_fp4_b200.sh` etc. from 2026-04-08) launch them `--tensor-parallel-size=1
-# --data-parallel-size=$TP --enable-expert-parallel`; every other item `--tensor-parallel-size=$TP
-# [--enable-expert-parallel]`. Later widenings of the ranges (2026-04-30 on) postdate the file's runs.
-VLLM_DP_ATTN_ITEMS = (
-    ("fp4", "b200_sxm", 1024, 2, 512, 512, "2026-04-08T18:55:08"),  # 79bd988e9
-    ("fp4", "b300_sxm", 1024, 2, 512, 512, "2026-04-17T12:43:53"),  # 22d0f12f7
-    ("fp8", "b300_sxm", 1024, 2, 1024, 1024, "2026-04-21T22:41:34"),  # 0c2467c15
-    ("fp4", "b300_sxm", 8192, 2, 512, 512, "2026-04-21T22:46:19"),  # 633fd2377
-)
+# InferenceX's vLLM agg `{tp: 2, ep: 2}` search-space items of the MiniMax-M2.5 configs that ever list `dp-attn: true`
+# (.github/configs/nvidia-master.yaml; every commit that changed them, 2026-03-01 to 2026-04-25, read with `git show`):
+# (precision, system, isl, T) -> [(UTC day of the commit, commit, items as (dp-attn, lowest conc, highest conc))].
+# The recipes (`minimaxm2.5_fp4_b200.sh` etc. from 2026-04-08) launch `dp-attn` items `--tensor-parallel-size=1
+# --data-parallel-size=$TP --enable-expert-parallel`, every other item `--tensor-parallel-size=$TP
+# [--enable-expert-parallel]`. Their T = 4 items are never `dp-attn`; no later commit before the file's last run
+# (2026-04-22) changes these items (`git log` of the file, re-read at each commit).
+VLLM_TP_EP_ITEMS: dict[tuple[str, str, int, int], list[tuple[str, str, tuple[tuple[bool, int, int], ...]]]] = {
+    ("fp4", "b200_sxm", 1024, 2): [
+        ("2026-04-08", "79bd988e9", ((False, 128, 256), (True, 512, 512))),
+        ("2026-04-22", "13962fcfa", ((False, 128, 128), (True, 256, 1024))),  # 04:01:04Z
+    ],
+    ("fp4", "b200_sxm", 8192, 2): [("2026-04-08", "79bd988e9", ((False, 128, 512),))],
+    ("fp4", "b300_sxm", 1024, 2): [
+        ("2026-04-17", "22d0f12f7", ((False, 128, 256), (True, 512, 512))),
+        ("2026-04-21", "633fd2377", ((False, 128, 128), (True, 256, 2048))),  # 22:46:19Z
+    ],
+    ("fp4", "b300_sxm", 8192, 2): [
+        ("2026-04-17", "22d0f12f7", ((False, 128, 512),)),
+        ("2026-04-21", "633fd2377", ((True, 512, 512),)),  # 22:46:19Z
+    ],
+    ("fp8", "b300_sxm", 1024, 2): [
+        ("2026-04-17", "340d7854c", ((False, 512, 512),)),
+        ("2026-04-21", "0c2467c15", ((False, 512, 1024), (True, 1024, 1024))),  # 22:41:34Z
+    ],
+}
+# The rows give only their UTC day (`measured=2026-04-21T00:00:00.000Z`). A commit on that day counts as in force: the
+# file holds rows that only such a commit lists (fp4 B300 1k c1024 / c2048 measured 2026-04-21: 633fd2377, 22:46Z;
+# fp4 B200 1k c1024 on 2026-04-22: 13962fcfa; fp8 B300 1k c1024 of config 735 on 2026-04-21: 0c2467c15), and
+# TensorRT-LLM rows with times were measured seconds after a recipe commit (COVERAGE.md, branch s10-trtagg).
+# 0c2467c15 lists c1024 in a non-DP and a `dp-attn` item; the row's config id tells them apart: config 735 also ran
+# c512, which only the non-DP item lists, config 827 only c1024, so 827 is the `dp-attn` item.
+VLLM_DP_ATTN_CONFIGS = {827}
 
 
 def vllm_dp_attention(row: pd.Series, t: int) -> bool:
-    """Whether a vLLM MiniMax agg row of T GPUs ran one of the `dp-attn: true` items in force when it was measured."""
-    m = re.search(r"measured=(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", str(row["silicon_data_source"]))
-    if not m:
+    """Whether a vLLM MiniMax agg row of T GPUs ran a `dp-attn: true` item of the version in force on its day."""
+    m = re.search(r"measured=(\d{4}-\d\d-\d\d)", str(row["silicon_data_source"]))
+    versions = VLLM_TP_EP_ITEMS.get((str(row["precision"]), str(row["system"]), int(row["isl"]), t))
+    if not m or not versions:
         return False
-    key, conc = (str(row["precision"]), str(row["system"]), int(row["isl"]), t), concurrency(row)
-    return any(key == item[:4] and item[4] <= conc <= item[5] and m.group(1) >= item[6] for item in VLLM_DP_ATTN_ITEMS)
+    in_force = [items for day, _, items in versions if day <= m.group(1)]
+    conc = concurrency(row)
+    modes = {dp for dp, lo, hi in (in_force[-1] if in_force else ()) if lo <= conc <= hi}
+    if len(modes) < 2:
+        return modes == {True}
+    cfg = re.search(r"config_id=(\d+)", str(row["silicon_data_source"]))
+    return cfg is not None and int(cfg.group(1)) in VLLM_DP_ATTN_CONFIGS
 
 
 def recorded_layout(row: pd.Series, prefix: str = "") -> tuple[int, int, int, int]:
@@ -50,7 +78,7 @@ def recorded_layout(row: pd.Series, prefix: str = "") -> tuple[int, int, int, in
     EP E inside them, as TensorRT-LLM's `--tp_size=8 --ep_size=8` runs on one 8-GPU node. They are read
     back as T GPUs: attention TP (or attention DP where only DP was listed) T, ep E, moe_tp T / E.
     vLLM agg rows list every InferenceX `{tp: T, ep: T}` item as tp T, attention_dp T, moe_tp 1, ep T² at any T
-    (97 rows, all vLLM MiniMax-M2.5: 36 at T = 2, 4 GPUs listed), where the recipes launch T GPUs
+    (97 rows: 67 MiniMax-M2.5, 30 Kimi-K2.5; 36 at T = 2, 4 GPUs listed), where the recipes launch T GPUs
     (`vllm serve --tensor-parallel-size=$TP --enable-expert-parallel`, minimaxm2.5_fp8_{b200,h100}.sh at the runs'
     dates; the ids say `tp2_ep2`): read back as tp T, ep T, or attention DP T where the item in force was
     `dp-attn: true` (`vllm_dp_attention`)."""

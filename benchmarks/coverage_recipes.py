@@ -106,6 +106,26 @@ def measured_date(row: pd.Series) -> str:
     return m.group(1) if m else ""
 
 
+def measured_at(row: pd.Series) -> str:
+    """The row's full `measured=` timestamp (ISO, UTC), or "" where its source records none."""
+    m = re.search(r"measured=([^;\s]+)", str(row["silicon_data_source"]))
+    return m.group(1) if m else ""
+
+
+def in_force(row: pd.Series, commit_utc: str) -> bool:
+    """Whether the row ran a recipe version committed at `commit_utc` (ISO, UTC, e.g. "2026-01-21T23:05:08Z") or a
+    later one: by the row's timestamp where it has one (a run at the commit's very second counts). The db-dump rows
+    carry a date only (`...T00:00:00.000Z`): a run on the commit's own day counts as after it (InferenceX sweeps run
+    on the merged recipe; timestamped rows of the same campaigns run seconds after the commit, e.g. 4 s after
+    5d517074c / ec7bafaae). A row without a date ran before every commit."""
+    at = measured_at(row)
+    if not at:
+        return False
+    if at.endswith("T00:00:00.000Z"):
+        return at[:10] >= commit_utc[:10]
+    return at >= commit_utc
+
+
 def _family(row: pd.Series) -> str:
     return family(str(row["model_path"]))
 

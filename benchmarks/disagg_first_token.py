@@ -113,7 +113,8 @@ def rows(args: argparse.Namespace) -> None:
     df = pd.read_csv(args.csv)
     ids = {r["id"] for r in json.loads(args.ids.read_text())["errors"]["per_row"] if r["mode"] == "disagg"}
     out = []
-    for _, row in df[df["id"].isin(ids)].iterrows():
+    sel = df["id"].isin(ids) & (df["backend"] == args.backend if args.backend else True)
+    for _, row in df[sel].iterrows():
         dep = deployment(row)
         cap = slots(row)
         if args.short_only and cap is None:
@@ -175,6 +176,7 @@ def main() -> None:
     r.add_argument("--short-only", action="store_true", help="only the rows whose decode slots are read")
     r.add_argument("--decode-router", default=None, help="a router kind for the decode pool in the wired runs")
     r.add_argument("--recorded-batch", action="store_true", help="probe: recorded decode_batch_size as the cap")
+    r.add_argument("--backend", default=None, help="only the rows of this backend (sglang, trtllm)")
     sub.add_parser("coverage")
     args = ap.parse_args()
     global DECODE_ROUTER, RECORDED_BATCH

@@ -12,8 +12,8 @@ the down GEMM, the weighted sum) for given routing, router GEMM excluded, at 1-4
   Config" (the shipped E=8,N=7168 H100 file).
 servesim prices the same call as `StructuredCost` does a MoE layer (grouped FC1 / FC2 over the active experts and
 the layer's memory-bound kernels; `moe_kernel_check.module_s` less the router GEMM) in its two readings of a
-grouped GEMM (`per_expert`, `one_launch`: the note above `StructuredCost`). The table says which reading vLLM's
-kernel follows. The published numbers are compared against, never used in a price.
+grouped GEMM (`per_expert`, `one_launch`: the note above `StructuredCost`). The table says where vLLM's kernel
+lies between the two readings. The published numbers are compared against, never used in a price.
 """
 
 from __future__ import annotations

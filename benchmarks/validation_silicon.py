@@ -42,11 +42,11 @@ FIT_EVALS = 24  # evaluations per fit (a Sobol scan of the box, then least squar
 PER_GROUP = 16  # configurations replayed per engine + GPU (+ mode): run time on a shared 2-core machine
 # The terms the silicon fit frees, per engine + GPU: few, physically named, each one that closed-loop means
 # identify (benchmarks/VALIDATION.md, "Silicon cross-fit"). `memory_efficiency_scale`: the decode step's
-# weight and KV reads, i.e. TPOT at every batch (sim/costmodel/engine.py); `frontend_s`: a per-request time
-# outside the engine (HTTP, tokenising, streaming), the TTFT intercept and an E2E intercept. Left at the preset:
-# compute and attention scales (session 5's fits ran compute to its 0.5 bound to buy TTFT, slowing every decode
-# step of the held-out rows), `scheduler_s` and `allreduce_bw_scale` (undetermined by six rows in 20 of 24
-# groups, ran to their bounds). Bounds are the schema's `fit_bounds`.
+# weight and KV reads, i.e. TPOT at every batch (sim/costmodel/engine.py). Left at the preset: compute and
+# attention scales (session 5's fits ran compute to its 0.5 bound to buy TTFT, slowing every decode step of the
+# held-out rows), `scheduler_s` and `allreduce_bw_scale` (undetermined by six rows in most groups, ran to their
+# bounds), `frontend_s` (a probe freed it too: no gain held out, the guard rejected it where TTFT drove it).
+# Bounds are the schema's `fit_bounds`.
 SILICON_TERMS = ("serving_engine.memory_efficiency_scale",)
 # TTFT stays out of the silicon objective: its gap is a missing mechanism, not a scale (VALIDATION.md)
 WEIGHTS = {"ttft": 0.0, "tpot": 1.0, "e2e": 1.0}
@@ -80,8 +80,10 @@ def scenario_for(row: pd.Series) -> tuple[Scenario | None, str]:
     this harness adds the engine's preset (`serving_engine.kind` from `backend`), the InferenceX recipe's knobs as
     coverage.simulate applies them (`coverage_recipes.recipe_terms`: SGLang's receive interval, TensorRT-LLM batch
     waiting, token budgets), and vLLM V1's scheduler: one budget shared by decodes and chunked prefills, coverage's
-    (8,192 tokens or the recipe's, times the attention-DP ranks where `coverage.rank_budget` says so); SGLang and
-    TRT-LLM chunk alike. A row whose engine section sets a hook only `sarathi` reads (`SARATHI_HOOKS`) keeps it."""
+    (8,192 tokens or the recipe's, times the attention-DP ranks where `coverage.rank_budget` says so); SGLang
+    chunks alike; TensorRT-LLM rows whose recipe coverage reads keep its `trtllm` scheduler (whole prompts within
+    the recipe's max_num_tokens, `coverage_recipes_trt`). A row whose engine section sets a hook only `sarathi`
+    reads (`SARATHI_HOOKS`) keeps it."""
     why = coverage.expressible(row)
     if why is not None:
         return None, f"not expressible ({why.split(':')[0][:40]})"
@@ -96,10 +98,11 @@ def scenario_for(row: pd.Series) -> tuple[Scenario | None, str]:
     if coverage.source(row) == "inferencex" and row["mode"] == "agg":  # the recipe's knobs, as coverage.simulate
         terms, sched = coverage.recipe_terms(row, c)
         data["serving_engine"] |= terms
-        if sched:  # a recipe budget is per scheduler: per attention-DP rank where `rank_budget` says so
+        if sched and data["scheduler"]["kind"] == "sarathi":  # a recipe budget (per rank: `rank_budget`)
             dp = data["cluster"].get("attention_dp", 1)
             data["scheduler"] = coverage.rank_budget({**data["scheduler"], **sched}, str(row["backend"]), dp)
-    if not any(k in data["serving_engine"] for k in SARATHI_HOOKS):  # else coverage's `sarathi` scheduler stays
+    trtllm = data["scheduler"]["kind"] == "trtllm"  # TensorRT-LLM's own scheduler (coverage_recipes_trt) stays
+    if not trtllm and not any(k in data["serving_engine"] for k in SARATHI_HOOKS):  # else `sarathi` stays
         budget = int(data["scheduler"]["token_budget"])  # coverage's instance budget (recipe, attention-DP ranks)
         data["scheduler"] = {"kind": "vllm", "max_num_seqs": max(256, c), "max_num_batched_tokens": budget}
     try:

@@ -13,5 +13,6 @@ from policies import (  # noqa: F401  (register the built-ins)
     routers,
     sjf,
     static,
+    trtllm,
     vllm,
 )

@@ -32,6 +32,8 @@ from typing import Any
 
 from sim.core.batch import UNBOUNDED, InstanceView
 
+HOLD_KINDS = ("sarathi", "trtllm")  # the scheduler kinds that obey the holds (checked by the scenario)
+
 
 @dataclass(frozen=True)
 class HoldTerms:

@@ -150,4 +150,4 @@ def test_holds_with_another_scheduler_are_one_clear_error_at_the_field(tmp_path,
         sim.load_scenario(path)
     msg = str(err.value)
     assert re.search(rf"s\.yaml:{line}:\d+: serving_engine\.{field}: context holds .* need scheduler kind", msg), msg
-    assert "need scheduler kind 'sarathi', not 'fcfs'" in msg
+    assert "need scheduler kind 'sarathi' or 'trtllm', not 'fcfs'" in msg

@@ -4,6 +4,8 @@ rows mean them (checked on hand-picked rows of the shared file; skipped where it
 from __future__ import annotations
 
 import importlib.util
+import re
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +18,7 @@ _SPEC = importlib.util.spec_from_file_location(
 assert _SPEC is not None and _SPEC.loader is not None
 cov = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(cov)
+layout = sys.modules["coverage_layout"]  # imported by coverage.py from benchmarks/
 
 pytestmark = pytest.mark.skipif(not cov.CSV.exists(), reason="shared silicon_sample.csv not present")
 
@@ -94,7 +97,45 @@ def test_vllm_tp_ep_items_are_t_gpus(rows: pd.DataFrame) -> None:
         "silicon_concurrency=512", "silicon_concurrency=128"
     )
     assert cov.recorded_layout(other) == (2, 1, 1, 2)  # outside its conc range
-    assert sum(cov.recorded_layout(r)[1] > 1 for _, r in sq.iterrows()) == 2
+    before = dp.copy()  # c256 the day before 13962fcfa (2026-04-22T04:01Z) widened the dp-attn item to 256-1024
+    before["silicon_data_source"] = (
+        str(dp["silicon_data_source"]).replace("2026-04-22", "2026-04-21").replace("concurrency=512", "concurrency=256")
+    )
+    assert cov.recorded_layout(before) == (2, 1, 1, 2)
+    assert cov.recorded_layout(rows.loc["minimaxm2_5_b200_vllm_fp4_agg_1024x1024_c256_cfg707"]) == (1, 2, 1, 2)
+    # 0c2467c15 lists c1024 in a non-DP and a dp-attn item: config 735 (which also ran c512) is the non-DP one
+    assert cov.recorded_layout(rows.loc["minimaxm2_5_b300_vllm_fp8_agg_1024x1024_c1024_cfg735"]) == (2, 1, 1, 2)
+    assert cov.recorded_layout(rows.loc["minimaxm2_5_b300_vllm_fp8_agg_1024x1024_c1024_cfg827"]) == (1, 2, 1, 2)
+    on_dp = {i for i, r in sq.iterrows() if cov.recorded_layout(r)[1] > 1}
+    assert len(on_dp) == 9 and {i.rsplit("_cfg", 1)[1] for i in on_dp} == {"707", "727", "827"}
+
+
+def test_vllm_tp_ep_config_ids_are_one_item(rows: pd.DataFrame) -> None:
+    """A config id is one search-space item: every row of it reads one layout (the reader decides per row, by date
+    and conc, so a config whose rows split between DP and non-DP would be a misread item)."""
+    sq = rows[(rows["backend"] == "vllm") & (rows["mode"] == "agg") & (rows["tp_size"] == rows["attention_dp_size"])]
+    sq = sq[(sq["tp_size"] > 1) & (sq["moe_ep_size"] == sq["tp_size"] ** 2)]
+    layouts: dict[str, set[tuple[int, int, int, int]]] = {}
+    for _, r in sq.iterrows():
+        cfg = re.search(r"config_id=(\d+)", str(r["silicon_data_source"]))
+        if cfg:  # the 2026_04_06_* rows carry none
+            layouts.setdefault(cfg.group(1), set()).add(cov.recorded_layout(r))
+    assert len(layouts) == 12 and all(len(v) == 1 for v in layouts.values()), layouts
+
+
+def test_vllm_tp_ep_rows_ran_an_item_in_force_on_their_day(rows: pd.DataFrame) -> None:
+    """Every row of a dated config ran a conc some item in force on its day lists. This needs a commit on the row's
+    day to count (fp4 B300 1k c1024 / c2048 of 2026-04-21 exist only from 633fd2377, 22:46Z that day)."""
+    checked = 0
+    for _, r in rows[(rows["backend"] == "vllm") & (rows["mode"] == "agg")].iterrows():
+        versions = layout.VLLM_TP_EP_ITEMS.get((str(r["precision"]), str(r["system"]), int(r["isl"]), 2))
+        if not versions or not (r["tp_size"] == r["attention_dp_size"] == 2 and r["moe_ep_size"] == 4):
+            continue
+        day = str(r["silicon_data_source"]).split("measured=")[1][:10]
+        items = [it for d, _, it in versions if d <= day][-1]
+        assert any(lo <= cov.concurrency(r) <= hi for _, lo, hi in items), r["id"]
+        checked += 1
+    assert checked == 21
 
 
 def test_inferencex_lengths_are_uniform_between_0_8_and_1() -> None:
@@ -164,12 +205,23 @@ def test_replica_reading_is_not_gated_on_servesim_kv_fit(rows: pd.DataFrame, mon
         assert "instances" not in cov.scenario(rows.loc[rid], cov._fixed_workload(1, rows.loc[rid]))["cluster"]
 
 
-def test_moe_clients_of_tp_times_batch_are_attention_dp_ranks(rows: pd.DataFrame) -> None:
+def test_moe_clients_of_tp_times_batch_are_attention_dp_ranks(rows: pd.DataFrame, monkeypatch) -> None:
     """80 clients, batch_size 10, tp 8, no DP listed, MoE: batch_size is per DP rank, the 8 GPUs are DP ranks."""
     r = rows.loc["nvidia_deepseek_r1_nvfp4_nvidia_deepseek_r1_nvfp4_b200_sxm_trtllm_agg_4000x1000_c80_tp8_epnone_3"]
     assert cov.unrecorded_dp(r) and cov.replicas(r) == 1
     sc = cov.scenario(r, cov._fixed_workload(1, r))
     assert sc["cluster"] == {"tp": 1, "attention_dp": 8, "ep": 8, "moe_tp": 1}  # moe_ep_size 8 as listed
+    # a gap-analysis row (deployment unrecorded, READ_GAP_ANALYSIS off): the harness's Sarathi budget, per rank
+    assert sc["scheduler"]["kind"] == "sarathi" and sc["scheduler"]["token_budget"] == 8 * 8192
+    # read through aiconfigurator's generator, TensorRT-LLM's scheduler reads max_num_tokens per rank itself
+    # (aiconfigurator's rule: ceil32(512 + 4000 + 1500))
+    import coverage_recipes_trt  # (benchmarks/ on the path via coverage)
+
+    monkeypatch.setattr(coverage_recipes_trt, "READ_GAP_ANALYSIS", True)
+    sc = cov.scenario(r, cov._fixed_workload(1, r))
+    assert sc["scheduler"] == {"kind": "trtllm", "max_batch_size": 512, "max_num_tokens": 6016}
+    monkeypatch.setattr(cov, "READ_TRT_SCHEDULER", False)  # `--no-trt-scheduler`: the harness's Sarathi budget
+    sc = cov.scenario(r, cov._fixed_workload(1, r))
     assert sc["scheduler"]["token_budget"] == 8 * 8192  # TensorRT-LLM: a token budget per rank
 
 

@@ -1,4 +1,4 @@
-"""`sim.core.steps.step_times`, the fast-forward clock of a decode run, against the cost model's own `decode_run`:
+"""`sim.core.clock.step_times`, the fast-forward clock of a decode run, against the cost model's own `decode_run`:
 its affine shortcut (`decode_coeffs`) may be offered only where a step is exactly a + b·context. Under vLLM V1's
 async scheduling a step takes max(CPU, kernels) (`RooflineCost.decode_run`), which is not affine once the CPU
 step outlasts the kernels; every cost class (the dense roofline and the structured one for MoE, MLA and
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hwprofiles import catalog
-from sim.core.steps import step_times
+from sim.core.clock import step_times
 from sim.costmodel.build import build_physical
 from sim.costmodel.engine import preset
 from sim.costmodel.layout import Layout

@@ -35,8 +35,21 @@ def test_handed_off_but_not_admitted_has_no_first_token():
     assert np.isnan(got).all()
 
 
+def test_decode_admission_first_token_by_hand():
+    # SGLang: the token leaves as the decode worker admits the request (1.0 s), no step of its own; the 10 decode
+    # steps that follow end at 2.0 s, so a client's TPOT is (2.0 - 1.0) / 10 = 0.1 s, the step itself
+    first = np.array([0.5, 0.5, 0.5, 0.5])
+    ready = np.array([1.0, np.nan, 1.0, np.inf])
+    completion = np.array([2.0, 2.0, 1.0, np.nan])
+    output = np.array([11, 11, 1, 11])
+    got = decode_first_token(first, ready, completion, output, at_admission=True)
+    assert got[:3].tolist() == pytest.approx([1.0, 0.5, 1.0])
+    assert np.isnan(got[3])  # handed off, not admitted when the run stopped: no first token yet
+
+
 def test_presets_stream_disaggregated_first_tokens_from_decode():
-    assert preset("sglang").disagg_first_token == preset("trtllm").disagg_first_token == "decode"
+    assert preset("trtllm").disagg_first_token == "decode"
+    assert preset("sglang").disagg_first_token == "decode_admission"  # process_batch_result_prebuilt
     assert preset("vllm-v1").disagg_first_token == "prefill"  # servesim's default, as before
 
 
@@ -80,3 +93,20 @@ def test_run_stopped_before_decode_admission_leaves_no_client_first_token():
     waiting = cut["kv_transfer_s"].notna() & cut["decode_wait_s"].isna()
     assert waiting.any()  # the horizon leaves some request between hand-off and admission
     assert cut.loc[waiting, "ttft_s"].isna().all()  # never the prefill's first token
+
+
+def test_decode_admission_is_one_decode_step_before_decode():
+    # the same run (admission is what the client sees, not what the engine does): the decode-side first token
+    # moves from the end of the first decode step to its start, by the request's own mean decode step exactly
+    fe = 2e-3
+    dec, _ = _run({"kind": "trtllm"})
+    adm, _ = _run({"kind": "trtllm", "disagg_first_token": "decode_admission"})
+    assert np.array_equal(dec["completion_s"], adm["completion_s"], equal_nan=True)
+    moved = adm["kv_transfer_s"].notna() & (adm["output_tokens"] > 1)
+    assert moved.sum() > 0
+    a = adm[moved]
+    admitted = a["first_token_s"] + a["kv_transfer_s"] + a["decode_wait_s"]
+    assert np.allclose(a["ttft_s"], admitted - a["arrival_s"] + fe)
+    step = (a["completion_s"] - admitted) / (a["output_tokens"] - 1)
+    assert np.allclose(dec.loc[moved, "ttft_s"] - a["ttft_s"], step)
+    assert np.allclose(a["tpot_s"], step)  # every remaining token is one decode step after the last

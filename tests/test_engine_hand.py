@@ -131,7 +131,9 @@ def test_decode_run_matches_stepwise_bit_for_bit():
     assert run.tolist() == steps
 
 
-@pytest.mark.parametrize("sched", [{"kind": "fcfs"}, {"kind": "sarathi", "token_budget": 32}])
+@pytest.mark.parametrize(
+    "sched", [{"kind": "fcfs"}, {"kind": "sarathi", "token_budget": 32}, {"kind": "trtllm", "max_num_tokens": 32}]
+)
 def test_swap_preemption_under_pressure_matches_reference(tmp_path, sched):
     """Swap-ins that join the decode cohort mid-plan (and fail to get a slot) keep the KV books exact."""
     tr = write_csv(tmp_path / "t.csv", [(0.0, 20, 60), (0.0, 20, 60), (0.001, 30, 50), (0.002, 20, 60), (0.05, 10, 40)])

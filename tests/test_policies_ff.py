@@ -21,6 +21,10 @@ from tests.strategies import request_rows
 CONFIGS: dict[str, list[dict[str, Any]]] = {
     "fcfs": [{"kind": "fcfs", "max_num_seqs": 6, "max_num_batched_tokens": 200}],
     "sarathi": [{"kind": "sarathi", "token_budget": 48, "max_num_seqs": 6}],
+    "trtllm": [
+        {"kind": "trtllm", "max_num_tokens": 48, "max_batch_size": 6},
+        {"kind": "trtllm", "max_num_tokens": 48, "max_batch_size": 6, "enable_chunked_prefill": True},
+    ],
     "vllm": [
         {"kind": "vllm", "max_num_batched_tokens": 48, "max_num_seqs": 6},
         {"kind": "vllm", "max_num_batched_tokens": 16, "max_num_seqs": 3, "enable_prefix_caching": False},

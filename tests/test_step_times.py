@@ -1,4 +1,4 @@
-"""A decode run's step end times (`sim.core.steps.step_times`) are exactly the clocks of stepping.
+"""A decode run's step end times (`sim.core.clock.step_times`) are exactly the clocks of stepping.
 
 Stepping prices each decode step on its own (`cost.iteration([], n, context)`) and adds it to the clock; a run
 prices its k steps at once — one step by two additions, short affine runs with `map`/`accumulate`, long ones
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwprofiles import catalog
-from sim.core.steps import PLAIN_STEPS, step_times
+from sim.core.clock import PLAIN_STEPS, step_times
 from sim.costmodel.build import build_physical
 from sim.costmodel.engine import ServingEngineConfig
 from sim.costmodel.memo import memoised

@@ -265,7 +265,7 @@ class Scenario(Strict):
     def _holds_need_sarathi(self) -> Scenario:
         """The engine's context holds (`serving_engine.attention_dp_balance`, `batch_wait_*`) are obeyed by the
         `sarathi` scheduler only: with another kind they would be silently ignored, so say so before any run."""
-        from policies.context_hold import hold_terms
+        from policies.context_hold import HOLD_KINDS, hold_terms
 
         c, eng = self.cluster, self.serving_engine
         pools = [(c.attention_dp, self.scheduler)]
@@ -277,13 +277,13 @@ class Scenario(Strict):
                     f"serving_engine.scheduler_recv_interval: the receive interval needs scheduler kind 'sarathi', "
                     f"not {sched.kind!r}"
                 )
-            if sched.kind != "sarathi" and hold_terms(eng, dp, 1).active:
+            if sched.kind not in HOLD_KINDS and hold_terms(eng, dp, 1).active:
                 field = "attention_dp_balance" if dp > 1 else "batch_wait_timeout_iters"
                 if dp == 1 and eng.batch_wait_timeout_iters <= 0:
                     field = "batch_wait_max_tokens_ratio"
                 raise ValueError(
                     f"serving_engine.{field}: context holds (attention_dp_balance, batch_wait_*) need scheduler "
-                    f"kind 'sarathi', not {sched.kind!r}"
+                    f"kind {' or '.join(repr(k) for k in HOLD_KINDS)}, not {sched.kind!r}"
                 )
         return self
 

@@ -217,14 +217,25 @@ class Cohort:
             new_blocks = 0
         self.need = None
         n, fresh_count = self.n, self.fresh_count
+        # `itl.add_one`, inlined: its three appends and its flush check after each value (the flush points decide
+        # how the histogram's running total is summed)
+        values, weights, counts, flush = itl._values, itl._weights, itl._counts, itl.FLUSH
         if n != fresh_count:
-            itl.add_one(first - self.last_token, n - fresh_count)
+            values.append(first - self.last_token)
+            weights.append(n - fresh_count)
+            counts.append(1)
+            if len(values) >= flush:
+                itl._flush()
         if fresh_count:
             for lt, c in self.fresh.items():
-                itl.add_one(first - lt, c)
+                values.append(first - lt)
+                weights.append(c)
+                counts.append(1)
+                if len(values) >= flush:
+                    itl._flush()
             self.fresh.clear()
             self.fresh_count = 0
-        self.kv += n * k
+        kv = self.kv + n * k
         self.steps = steps = steps + k
         self.last_token = last
         self.reserved = False
@@ -233,6 +244,22 @@ class Cohort:
         while heap and heap[0][0] <= steps:
             _, ticket, req = heappop(heap)
             if req.cohort_step >= 0 and req.cohort_ticket == ticket:
-                self.leave(req)
+                # `leave` (with `sync`), inlined: reserved is False now, and nobody joined since this step (the
+                # fresh counts were just taken), so its fresh branch cannot apply
+                d = steps - req.cohort_step
+                if d:
+                    req.generated += d
+                    req.kv_tokens += d
+                    req.last_token = last
+                kvr = req.kv_tokens
+                req.blocks = -(-kvr // self.block_size) - req.shared_blocks
+                n -= 1
+                kv -= kvr
+                self.phase[(kvr - steps) % self.block_size] -= 1
+                req.cohort_step = -1  # its heap entry goes stale
                 done.append(req)
+                if not n:
+                    heap.clear()  # every entry left is stale
+        self.n = n
+        self.kv = kv
         return new_blocks, done

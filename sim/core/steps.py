@@ -21,28 +21,22 @@ only when the prompt blocks it registers are not cached already (`_inserts_commu
 from __future__ import annotations
 
 import bisect
-from collections.abc import Generator, Iterator
-from itertools import accumulate, chain, repeat
-from operator import add, mul
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import simpy
 
 from sim.core.batch import BatchPlan
+from sim.core.clock import step_times
 from sim.core.cohort import Cohort
 from sim.core.late import sleep_until
 from sim.core.request import Request
-from sim.costmodel.models import CostModel, decode_coeffs
+from sim.costmodel.models import CostModel
 
 if TYPE_CHECKING:
     from sim.core.instance import Instance
 
 Steps = Generator[simpy.Event, Any, None]
-# longer affine decode runs are priced with numpy: from about 24 steps on it takes fewer instructions (callgrind, a
-# run's times and its gaps together: 44.0k against 44.1k at 24 steps, 28.0k against 39.9k at 12; s7-core)
-PLAIN_STEPS = 24
-_accumulate = np.add.accumulate
 
 
 class DecodeRun:
@@ -59,45 +53,6 @@ class DecodeRun:
         self.tail = tail
 
 
-def step_times(
-    cost: CostModel, t: float, n: int, ctx0: int, k: int, extra_first: float = 0.0
-) -> tuple[list[float], np.ndarray | None]:
-    """End times of k decode steps of n sequences from context sum ctx0, accumulated from `t`
-    (`extra_first` lengthens the first step, e.g. swap traffic); also the numpy array when numpy built it.
-    For affine runs of up to `PLAIN_STEPS` steps the same float operations as numpy's run in C-level `map` and
-    `accumulate`: a + b·context per step (an int context converts exactly), then t + d step after step."""
-    coeffs = decode_coeffs(cost, n) if n else None
-    if coeffs is not None:
-        a, b = coeffs
-        if k == 1:  # the same two additions as the general case below
-            d = a + b * (ctx0 + n)
-            return [t + (d + extra_first if extra_first else d)], None
-        if k <= PLAIN_STEPS:
-            # `operator` functions with `repeat`: the same float operations without a method-wrapper call per step
-            steps: Iterator[float] = map(add, repeat(a), map(mul, repeat(b), range(ctx0 + n, ctx0 + n * k + 1, n)))
-            if extra_first:
-                steps = chain((next(steps) + extra_first,), steps)
-            out = list(accumulate(steps, initial=t))
-            del out[0]
-            return out, None
-        # numpy, in place: b·context + a per step (contexts below 2^53 are exact floats), then a running sum
-        # from t (`cumsum` adds in order: t + d0, then + d1, ...)
-        acc = np.arange(ctx0 + n, ctx0 + n * k + 1, n, dtype=np.float64)
-        acc *= b
-        acc += a
-        if extra_first:
-            acc[0] += extra_first
-        acc[0] = t + acc[0]
-        _accumulate(acc, out=acc)  # `cumsum`'s own ufunc, called directly: about half its instructions
-        return acc.tolist(), acc
-    durations: np.ndarray = cost.decode_run(n, ctx0 + n * np.arange(1, k + 1, dtype=np.int64))
-    if extra_first:
-        durations = durations.copy()
-        durations[0] += extra_first
-    arr: np.ndarray = np.cumsum(np.concatenate(([t], durations)))[1:]
-    return arr.tolist(), arr
-
-
 def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
     """k decode-only steps (k = 1 unless fast-forwarding); step 1's slots were reserved by the plan. A lockstep
     run that ends at a completion goes on with the survivors when the next plan is sure to be theirs again
@@ -111,6 +66,7 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
         co.reserved = True
     host, cost, itl, allocator = inst.host, inst.cost, inst.log.itl, inst.allocator  # (hot: once per run)
     horizon = inst.scheduler.decision_horizon
+    coeffs_of = getattr(cost, "decode_coeffs", None)  # `decode_coeffs(cost, n)` without its wrapper call
     while True:
         n = co.n
         k = 1
@@ -119,10 +75,14 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
             if k_max > 1:
                 k = co.block_limit(min(k_max, horizon(inst, plan)), allocator.free)
         t0 = inst.t
+        coeffs = coeffs_of(n) if n and coeffs_of is not None else None
         if host.pending:  # swap traffic lengthens this step only; both modes take the same single step
-            times, arr = step_times(cost, t0, n, co.kv, 1, host.take())
+            times, arr = step_times(cost, t0, n, co.kv, 1, host.take(), coeffs)
+        elif k == 1 and coeffs is not None:  # `step_times`' single affine step, inlined: the same two additions
+            a, b = coeffs
+            times, arr = [t0 + (a + b * (co.kv + n))], None
         else:
-            times, arr = step_times(cost, t0, n, co.kv, k)
+            times, arr = step_times(cost, t0, n, co.kv, k, 0.0, coeffs)
         if len(times) > 1:  # a run: a cut (`Instance._cut`) lowers its `k` while it sleeps
             inst.run = run = DecodeRun(times)
             yield sleep_until(inst.env, times[-1])
@@ -151,7 +111,10 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
         if not finished:
             return
         inst.finish(finished)
-        if picked or not _onward(inst, co):
+        # `_onward(inst, co)`, inlined (once per completion): the same tests in the same order
+        if picked or not (inst.steady and co.n) or inst.waiting or inst.prefilling or inst.abandoning or inst.held:
+            return
+        if inst.copies.evicting or inst.one_step or host.pending or not inst.reserve_cohort_step():
             return
         plan = BatchPlan(cohort=True, cohort_n=co.n)  # the plan stepping makes now: no preemption, no joiners
 
@@ -161,7 +124,8 @@ def _onward(inst: Instance, co: Cohort) -> bool:
     decoding (again), and if so reserve its slots as that plan would (`BatchView.decode_all` and this share
     `reserve_cohort_step`). That holds for a scheduler that says so (`steady_decode`: with nobody waiting or
     prefilling it decodes everyone) when nothing the loop attends to before planning is pending (abandonments,
-    evictions, held responses) and memory covers the step (else the scheduler's slow path, preemption, decides)."""
+    evictions, held responses) and memory covers the step (else the scheduler's slow path, preemption, decides).
+    `decode_run` tests the same conditions inline (its hot loop): a change here belongs there too."""
     if not (inst.steady and co.n) or inst.waiting or inst.prefilling or inst.abandoning or inst.held:
         return False
     if inst.copies.evicting or inst.one_step or inst.host.pending:
@@ -308,7 +272,9 @@ def _block_limit(inst: Instance, co: Cohort | None, req: Request, q: int, k: int
     change the plan (preemption), so the run stops before it."""
     free, bs = inst.allocator.free, inst.block_size
     cohort_need = co.blocks(1, k - 1) if co is not None else 0
-    if cohort_need + chunk_growth(req, q, k - 1, bs) <= free:
+    target, held = req.prefill_target, req.prefill_done + q * k  # `chunk_growth(req, q, k - 1, bs)`, inlined
+    grown = -(-(target if target < held else held) // bs) - (req.blocks + req.shared_blocks)
+    if cohort_need + (grown if grown > 0 else 0) <= free:
         if co is not None:  # the cohort's part, for the `Cohort.step` that runs all k steps (as `block_limit`)
             co.need = (co.steps, k, cohort_need)
         return k
@@ -363,9 +329,11 @@ def chunk_run(
     else:
         yield sleep_until(inst.env, times[-1])
         ran = 1
-    tokens = req.prefill_target - c0 if tail and ran == k else q * ran
-    grown = chunk_growth(req, q, ran - 1, inst.block_size)
-    if grown:  # the chunks' own blocks, taken by their plans step by step (counted by `kv_used_blocks` meanwhile)
+    target = req.prefill_target
+    tokens = target - c0 if tail and ran == k else q * ran
+    held = c0 + q * ran  # `chunk_growth(req, q, ran - 1, block_size)`, inlined: its min, ceiling and max
+    grown = -(-(target if target < held else held) // inst.block_size) - (req.blocks + req.shared_blocks)
+    if grown > 0:  # the chunks' own blocks, taken by their plans step by step (counted by `kv_used_blocks` meanwhile)
         inst.allocator.take(grown)
         req.blocks += grown
     k = ran

@@ -210,10 +210,15 @@ class ServingEngineConfig(BaseModel):
     # TensorRT-LLM returns it from the generation worker (PR #6512, closed unmerged: "other frameworks return the
     # first token via generation worker and calculate TTFT based on that"); SGLang under Dynamo routes to the
     # decode worker first and streams from it (Dynamo docs, "SGLang Disaggregated Serving"); vLLM's P/D proxy
-    # streams the decode instance's response.
-    disagg_first_token: Literal["prefill", "decode"] = Field(
+    # streams the decode instance's response. "decode_admission": from the decode worker, but as it takes the
+    # request into its batch, with no step of its own: SGLang's decode scheduler admits a transferred request as a
+    # `PrebuiltExtendBatch` and streams the token the prefill computed without a forward
+    # (`process_batch_result_prebuilt` -> `stream_output`, python/sglang/srt/managers/
+    # scheduler_output_processor_mixin.py, sgl-project/sglang@004ec010d), one decode step before "decode".
+    disagg_first_token: Literal["prefill", "decode", "decode_admission"] = Field(
         default="prefill",
-        description="disaggregated: the first token reaches the client from the prefill or the decode worker",
+        description="disaggregated: the first token reaches the client from the prefill worker, the decode worker "
+        "after its first step (decode), or the decode worker as it admits the request (decode_admission)",
     )
 
     # Context holds (TensorRT-LLM PyExecutor `_balance_adp_requests` / `_waiting_requests`; the mechanism is in
@@ -279,10 +284,10 @@ class ServingEngineConfig(BaseModel):
     new_token_ratio_decay_steps: int = Field(default=600, ge=1, description="SGLang: steps from initial to floor")
     clip_max_new_tokens: int = Field(default=4096, ge=1, description="SGLang: outputs counted up to this many tokens")
     retract_decode_steps: int = Field(default=20, ge=0, description="SGLang: steps per request in the retract ratio")
-    # Routed experts as per-expert GEMMs or as one grouped launch (sim.costmodel.structured, the note above
-    # `StructuredCost`). No preset sets `one_launch`: vLLM's fused_moe lies between the two (COVERAGE.md, s10-vllm).
+    # Routed experts as per-expert GEMMs or as one grouped launch (the note above `StructuredCost`, the only reader;
+    # every MoE scenario of the roofline / table kinds builds one). No preset sets `one_launch` (COVERAGE.md, s10-vllm).
     moe_grouped_gemm: Literal["per_expert", "one_launch"] = Field(
-        default="per_expert", description="routed-expert GEMMs priced per expert, or as one launch over them all"
+        default="per_expert", description="routed experts per expert or one launch (read by StructuredCost only)"
     )
 
     @model_validator(mode="before")
@@ -393,8 +398,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # For such a run set `eager_host_per_layer_s: 0` (servesim has one capture size for decode and piecewise
         # graphs, so `piecewise_graphs: true` would cap prompt graphs at `cuda_graph_max_batch` tokens).
         "eager_host_per_layer_s": 9.75e-4,
-        # PD disaggregation streams from the decode server (see `disagg_first_token`)
-        "disagg_first_token": "decode",
+        # PD disaggregation streams from the decode server as it admits the request (see `disagg_first_token`)
+        "disagg_first_token": "decode_admission",
         "admission_reserve": "sglang_new_token_ratio",  # PrefillAdder's reservation (see the field)
     },
     "trtllm": {

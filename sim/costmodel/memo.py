@@ -18,11 +18,13 @@ Only `RooflineCost` (the `roofline` and `table` kinds) is wrapped, and only whil
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from sim.core.speculative import VerifyChunk
+from sim.costmodel.attention import AttentionEfficiency
 from sim.costmodel.eager import eager_host_s, engine_terms, moe_layers
 from sim.costmodel.models import Chunks, CostModel, RooflineCost
 
@@ -30,6 +32,7 @@ from sim.costmodel.models import Chunks, CostModel, RooflineCost
 # eager host time: `sim.costmodel.eager`)
 Row = tuple[float, float, float, float, float | None, float, bool, float]
 
+_UNSEEN: Any = object()  # `decode_coeffs`' cache miss (None is a cached answer)
 _MAX_ENTRIES = 1 << 18  # per cache: bounds memory on long runs with ever-new shapes (then priced afresh)
 
 # `sum()` adds floats left to right in one double (CPython 3.11); 3.12 compensates (Neumaier), and then a sum
@@ -62,6 +65,7 @@ class MemoCost:
         self._dense: dict[int, tuple[float, ...]] = {}  # tokens -> dense operator seconds, breakdown's order
         self._overhead_at = list(cost._dense(1)).index("overhead")
         self._prefill: dict[tuple[int, int], float] = {}  # (new, cached) -> prefill attention seconds
+        self._prefill_attn = _plain_prefill_attn(cost) or cost._prefill_attn  # a (new, cached) pair not seen yet
         self._lm: dict[int, float] = {}  # sequences -> LM head seconds
         self._coeffs: dict[int, tuple[float, float] | None] = {}  # sequences -> decode_coeffs (pure in n)
         self._decode_linear = not (cost.curves and cost._attn_grids.get("decode") is not None)
@@ -93,8 +97,9 @@ class MemoCost:
         return self.cost.decode_run(n, ctx_sums)
 
     def decode_coeffs(self, n: int) -> tuple[float, float] | None:
-        if n in self._coeffs:
-            return self._coeffs[n]
+        got = self._coeffs.get(n, _UNSEEN)  # one lookup (a hit is the rule: once per decode step or run)
+        if got is not _UNSEEN:
+            return got
         got = self.cost.decode_coeffs(n)
         if len(self._coeffs) < _MAX_ENTRIES:
             self._coeffs[n] = got
@@ -129,7 +134,7 @@ class MemoCost:
         return self._iteration(prefill, n_decode, decode_ctx)
 
     def _attn_new(self, q: int, c: int) -> float:
-        v: float = self.cost._prefill_attn(q, c)
+        v: float = self._prefill_attn(q, c)
         if len(self._prefill) < _MAX_ENTRIES:
             self._prefill[(q, c)] = v
         return v
@@ -298,7 +303,7 @@ def _row_steps(
     last end time."""
     head, over, lm, cpu, lim, floor, hidden, eager = row
     pre = memo._prefill
-    pre_get, attn, coef = pre.get, memo.cost._prefill_attn, memo.cost._attn_coef
+    pre_get, attn, coef = pre.get, memo._prefill_attn, memo.cost._attn_coef
     add_time, add_dt = times.append, durations.append
     for j in range(len(times), stop):
         c = c0 + q * j
@@ -341,6 +346,38 @@ def _row_sum(row: Row, p: float, attn: float) -> float:
         return s + cpu + 0.0 + eager
     x = lim - kernels
     return s + cpu + (x if x > 0.0 else 0.0) + eager
+
+
+# (new, cached) tokens on which `_plain_prefill_attn` is checked against the model's own `_prefill_attn`
+ATTN_PROBES = ((0, 0), (1, 0), (7, 7), (300, 1024), (512, 0), (100, 2000), (8192, 8192), (16, 32768))
+
+
+def _plain_prefill_attn(cost: RooflineCost) -> Callable[[int, int], float] | None:
+    """`RooflineCost._prefill_attn` where it prices with the measured FlashAttention efficiency
+    (`AttentionEfficiency.prefill_s`, no learned prefill grid), its constants read once: the same float operations
+    in the same order without two calls, the roofline terms that branch does not use, and attribute lookups. Every
+    (new, cached) pair a chunked run has not seen takes this path (about 2.5 a request in the chunked cases). None
+    where the model prices otherwise, or where a probe differs from the model by a bit."""
+    eff = getattr(cost, "attn_eff", None)
+    if eff is None or type(eff).prefill_s is not AttentionEfficiency.prefill_s:
+        return None
+    if type(cost)._prefill_attn is not RooflineCost._prefill_attn or (
+        cost.curves and cost._attn_grids.get("prefill") is not None
+    ):
+        return None
+    layers, hq, flops = cost.L, cost.hq, cost.attn_peak_flops
+    floor, e_max, q_half, k_half = eff.prefill_floor_s, eff.prefill_eff_max, eff.prefill_q_half, eff.prefill_k_half
+
+    def attn(q: int, c: int) -> float:
+        if q <= 0:
+            return layers * 0.0
+        k = c + q
+        e = e_max * q / (q + q_half) * k / (k + k_half)
+        return layers * (floor + 4.0 * hq * q * k / (flops * e))
+
+    if any(attn(q, c).hex() != float(cost._prefill_attn(q, c)).hex() for q, c in ATTN_PROBES):
+        return None
+    return attn
 
 
 def memoised(cost: CostModel) -> CostModel:

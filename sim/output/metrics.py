@@ -44,16 +44,19 @@ def client_first_token(
     return first + frac * (completion - first)
 
 
-def decode_first_token(first: np.ndarray, ready: np.ndarray, completion: np.ndarray, output: np.ndarray) -> np.ndarray:
+def decode_first_token(
+    first: np.ndarray, ready: np.ndarray, completion: np.ndarray, output: np.ndarray, at_admission: bool = False
+) -> np.ndarray:
     """When a handed-off request's first token leaves the decode worker: at the end of its first decode step
-    there. The decode instance takes the request into its batch at `ready` (the start of that step: after the KV
-    copy, the step in flight when it landed and any wait for a decode slot, `sim.cluster.disagg` `decode_wait_s`);
+    there (`at_admission`: as the decode worker takes it into its batch, `ready`, with no step: SGLang). The
+    decode instance takes the request into its batch at `ready` (the start of that step: after the KV copy, the
+    step in flight when it landed and any wait for a decode slot, `sim.cluster.disagg` `decode_wait_s`);
     its output − 1 remaining tokens take output − 1 steps, ending at completion, so the first step ends at
     ready + (completion − ready)/(output − 1) — its own mean decode step. Requests not handed off (NaN `ready`)
     keep the prefill's first token; a request handed off but not yet taken into a decode batch when the run
     stopped (`ready` = +inf) has no first token at the client yet (NaN), not the prefill's."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        step = np.where(output > 1, (completion - ready) / (output - 1), 0.0)
+        step = 0.0 if at_admission else np.where(output > 1, (completion - ready) / (output - 1), 0.0)
     return np.where(np.isnan(ready), first, np.where(np.isinf(ready), np.nan, ready + step))
 
 
@@ -68,6 +71,7 @@ def requests_frame(
     stream_interval: int = 1,
     stream_first_token: bool = True,
     decode_ready: np.ndarray | None = None,
+    first_at_admission: bool = False,
 ) -> pd.DataFrame:
     """One row per request: raw timestamps (seconds) and derived latencies (+ `extra` columns, e.g. class).
 
@@ -76,11 +80,12 @@ def requests_frame(
     token the client sees (`client_first_token`), and with it TPOT = (E2E − TTFT)/(output − 1), as a benchmark
     client computes them. `first_token_s` / `completion_s` stay engine-side timestamps. `decode_ready` (seconds;
     NaN where a request was not handed off): disaggregated, the first token reaches the client from the decode
-    worker (`serving_engine.disagg_first_token: decode`) — `decode_first_token`."""
+    worker (`serving_engine.disagg_first_token: decode`, or `decode_admission`: `first_at_admission`) —
+    `decode_first_token`."""
     first = (
         log.first_token
         if decode_ready is None
-        else decode_first_token(log.first_token, decode_ready, log.completion, output)
+        else decode_first_token(log.first_token, decode_ready, log.completion, output, first_at_admission)
     )
     seen = client_first_token(first, log.completion, output, stream_interval, stream_first_token)
     ttft = seen - arrival + frontend_s

@@ -108,7 +108,8 @@ def client_view(sc: Scenario) -> dict[str, Any]:
         "frontend_s": se.frontend_s,
         "stream_interval": se.stream_interval,
         "stream_first_token": se.stream_first_token,
-        "first_from_decode": se.disagg_first_token == "decode",
+        "first_from_decode": se.disagg_first_token != "prefill",
+        "first_at_admission": se.disagg_first_token == "decode_admission",
     }
 
 
@@ -135,10 +136,12 @@ def run(
     extra = {**_extra_columns(sc, rq), **sim.extra_columns()}
     extra = {k: v[: len(rq)] if hasattr(v, "__len__") and len(v) > len(rq) else v for k, v in extra.items()}
     view = client_view(sc)
+    at_admission = view.pop("first_at_admission", False)
     if view.pop("first_from_decode", False) and "kv_transfer_s" in extra:  # disaggregated, streamed from decode
         kv, wait = extra["kv_transfer_s"], extra["decode_wait_s"]
         admitted = sim.log.first_token + kv + wait  # taken into the decode batch (NaN: not handed off)
         view["decode_ready"] = np.where(np.isnan(wait) & ~np.isnan(kv), np.inf, admitted)  # inf: not admitted yet
+        view["first_at_admission"] = at_admission
     df = requests_frame(rq.arrival_s, rq.prompt_tokens, rq.output_tokens, sim.log, extra=extra, **view)
     summary = summarize(df, sim.log, sc.slo, sim.simulated_s, sc.workload.classes)
     tput = summary["throughput"]
