@@ -164,6 +164,17 @@ def main() -> None:
         choices=["root_complex", "switch"],
         help="the LLMServingSim runs' RTX PRO 6000 box (unrecorded): default the catalogue's (root_complex)",
     )
+    ap.add_argument(
+        "--silicon-fit-only",
+        action="store_true",
+        help="the silicon rows only: presets and the per engine + GPU fits (no LLMServingSim runs)",
+    )
+    ap.add_argument("--groups", nargs="+", help="silicon groups only, e.g. 'vllm h200_sxm' 'sglang b200_sxm disagg'")
+    ap.add_argument(
+        "--all-terms",
+        action="store_true",
+        help="silicon fits free every `fit_default` term (session 5's terms; same objective, guard)",
+    )
     args = ap.parse_args()
     if args.before is not None:
         print(before_after(json.loads(args.before.read_text()), json.loads(args.out.read_text())))
@@ -171,19 +182,22 @@ def main() -> None:
     args.profiles.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     fit = not args.presets_only
-    ls_runs = llmservingsim(20 if args.quick else 60, args.profiles, fit, args.pcie_topology)
-    results: dict[str, Any] = {"llmservingsim": ls_runs}
+    results: dict[str, Any] = {}
+    if not args.silicon_fit_only:
+        results["llmservingsim"] = llmservingsim(20 if args.quick else 60, args.profiles, fit, args.pcie_topology)
     try:
         from benchmarks.validation_silicon import silicon
     except ImportError:
         silicon = None  # type: ignore[assignment]
     if silicon is not None and not args.llmservingsim_only:
-        results["silicon"] = silicon(quick=args.quick, out_dir=args.profiles, fit=fit)
+        terms: list[tuple[str, float, float]] | None = [] if args.all_terms else None
+        results["silicon"] = silicon(args.quick, args.profiles, fit=fit, groups_only=args.groups, terms=terms)
     results["wall_s"] = time.perf_counter() - t0
     args.out.write_text(json.dumps(results, indent=1, default=float, allow_nan=True) + "\n")
-    ls = results["llmservingsim"]
-    print(table(ls["presets"], "LLMServingSim vLLM 0.19 runs, presets (nothing fitted)"))
-    print()
+    ls = results.get("llmservingsim", {"presets": {}, "fitted": {}})
+    if ls["presets"]:
+        print(table(ls["presets"], "LLMServingSim vLLM 0.19 runs, presets (nothing fitted)"))
+        print()
     if ls["fitted"]:
         print(table(ls["fitted"], "fit-run on one run, errors on the other (fit -> report)"))
     if ls.get("joint_in_sample"):

@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import coverage
-from calibrate.fit_run import fit_runs
+from calibrate.fit_guard import median_abs_error
+from calibrate.fit_run import fit_runs, fittable_paths, informed
 from calibrate.observed import ObservedRun
 from calibrate.replay import compare, replay_once
 from sim.cluster.pools import pool_specs
@@ -39,6 +40,17 @@ CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "sil
 MAX_FIT_ROWS = 6  # rows per fit (each evaluation simulates all of them)
 FIT_EVALS = 24  # evaluations per fit (a Sobol scan of the box, then least squares from the best point)
 PER_GROUP = 16  # configurations replayed per engine + GPU (+ mode): run time on a shared 2-core machine
+# The terms the silicon fit frees, per engine + GPU: few, physically named, each one that closed-loop means
+# identify (benchmarks/VALIDATION.md, "Silicon cross-fit"). `memory_efficiency_scale`: the decode step's
+# weight and KV reads, i.e. TPOT at every batch (sim/costmodel/engine.py). Left at the preset: compute and
+# attention scales (session 5's fits ran compute to its 0.5 bound to buy TTFT, slowing every decode step of the
+# held-out rows), `scheduler_s` and `allreduce_bw_scale` (undetermined by six rows in most groups, ran to their
+# bounds), `frontend_s` (a probe freed it too: no gain held out, the guard rejected it where TTFT drove it).
+# Bounds are the schema's `fit_bounds`.
+SILICON_TERMS = ("serving_engine.memory_efficiency_scale",)
+# TTFT stays out of the silicon objective: its gap is a missing mechanism, not a scale (VALIDATION.md)
+WEIGHTS = {"ttft": 0.0, "tpot": 1.0, "e2e": 1.0}
+GUARD = ("tpot", "e2e")  # keep the preset unless the fit rows' median |error| of these does not get worse
 # Engine terms that only the `sarathi` scheduler reads (policies/context_hold.py: TensorRT-LLM's context holds and
 # batch waiting, SGLang's receive interval): a row whose recipe sets one keeps coverage.py's scheduler.
 SARATHI_HOOKS = ("attention_dp_balance", "batch_wait_timeout_iters", "scheduler_recv_interval")
@@ -101,6 +113,12 @@ def scenario_for(row: pd.Series) -> tuple[Scenario | None, str]:
     return sc, ""
 
 
+def fit_terms(pairs: list[tuple[ObservedRun, Scenario]]) -> list[tuple[str, float, float]]:
+    """SILICON_TERMS with the schema's bounds, those the rows inform (`calibrate.fit_run.informed`)."""
+    bounds = {path: (lo, hi) for path, lo, hi in fittable_paths(pairs[0][1])}
+    return [(p, *bounds[p]) for p in SILICON_TERMS if informed(p, pairs)]
+
+
 def observed_row(row: pd.Series, sc: Scenario) -> ObservedRun:
     """The row as a means-only observed run of coverage.py's load (`coverage.load`: the requests the InferenceX
     client sent, in order): every request carries the run's mean TTFT and TPOT."""
@@ -126,9 +144,16 @@ def _replay(run: ObservedRun, sc: Scenario) -> dict[str, Any]:
 
 
 def silicon(
-    quick: bool = False, out_dir: Path | None = None, per_group: int = PER_GROUP, fit: bool = True
+    quick: bool = False,
+    out_dir: Path | None = None,
+    per_group: int = PER_GROUP,
+    fit: bool = True,
+    groups_only: list[str] | None = None,
+    terms: list[tuple[str, float, float]] | None = None,
 ) -> dict[str, Any]:
-    """Presets on up to `per_group` configurations of each engine + GPU (+ mode), an even/odd split for the fit."""
+    """Presets on up to `per_group` configurations of each engine + GPU (+ mode), an even/odd split for the fit.
+    `groups_only`: these groups only (names as in the tables, e.g. "vllm h200_sxm"); `terms`: the fitted terms
+    (default `fit_terms`: SILICON_TERMS, or all the scenario's `fit_default` ones with `terms=[]`)."""
     df = pd.read_csv(CSV).assign(  # the same measurement, re-listed (rounded) under other ids/versions
         ttft_key=lambda d: d["silicon_ttft_ms"].round(0), tpot_key=lambda d: d["silicon_tpot_ms"].round(1)
     )
@@ -148,6 +173,8 @@ def silicon(
         groups.setdefault(f"{row['backend']} {row['system']}{mode}", []).append((row, sc))
     out: dict[str, Any] = {"skipped": skipped, "expressible": len(kept), "per_group": per_group, "groups": {}}
     for name, rows in sorted(groups.items()):
+        if groups_only is not None and name not in groups_only:
+            continue
         total = len(rows)
         cap = 8 if quick else per_group
         if total > cap:  # evenly spaced over the sorted configurations (deterministic)
@@ -159,9 +186,23 @@ def silicon(
         g["fitted"] = {}
         if fit_rows and report and fit:
             pairs = [(observed_row(r, sc), sc) for r, sc in fit_rows]
-            res = fit_runs(pairs, None, max_evals=12 if quick else FIT_EVALS)
+            explicit = fit_terms(pairs) if terms is None else (terms or None)
+            evals = 12 if quick else FIT_EVALS
+            res = fit_runs(pairs, explicit, max_evals=evals, guard=GUARD, weights=WEIGHTS)
             g["params"] = res.values
+            g["start"] = {p.path: p.x0 for p in res.params}
             g["identifiability"] = res.diagnosis
+            g["kept_preset"] = res.kept_preset
+            if res.rejected:  # what the search found before the keep-the-preset rule (diagnosis)
+                g["rejected"] = {"values": res.rejected["values"], "runs_loss_after": res.rejected["runs_loss_after"]}
+                g["rejected"] |= {m: median_abs_error(res.rejected["after"], m) for m in ("ttft", "tpot", "e2e")}
+            g["fit_wall_s"] = res.wall_s
+            g["in_sample"] = {  # the fitted rows' own median |error| at the start values and at the search's best
+                "before": {m: median_abs_error(res.before, m) for m in ("ttft", "tpot", "e2e")},
+                "after": {m: median_abs_error(res.after, m) for m in ("ttft", "tpot", "e2e")},
+                "runs_loss_before": res.runs_cost_before,
+                "runs_loss_after": res.runs_cost_after,
+            }
             for r, sc in report:
                 applied = load_scenario(sc, [f"{k}={v!r}" for k, v in res.values.items()])
                 g["fitted"][str(r["id"])] = _replay(observed_row(r, applied), applied)
@@ -194,4 +235,36 @@ def silicon_tables(res: dict[str, Any]) -> str:
         "median |error| of the mean per row; rows not expressible: "
         + ", ".join(f"{k}: {v}" for k, v in sorted(res["skipped"].items()))
     )
+    if any(g["fitted"] for g in res["groups"].values()):
+        lines += ["", heldout_table(res)]
+    return "\n".join(lines)
+
+
+def heldout_table(res: dict[str, Any]) -> str:
+    """Markdown: per group, the reported (odd) rows only, presets -> fitted on the same rows; the fitted rows'
+    own median |error| before -> after; the fitted values and whether the preset was kept."""
+    lines = [
+        "**Held-out (odd) rows only: presets -> fit on the even rows** (median |error| of the mean per row)",
+        "",
+        "| engine + GPU | odd rows | TTFT | TPOT | E2E | fit rows: TPOT | E2E | fitted terms | kept preset |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    pooled_p: dict[str, Any] = {}
+    pooled_f: dict[str, Any] = {}
+    for name, g in res["groups"].items():
+        f = g["fitted"]
+        if not f:
+            continue
+        p = {k: g["presets"][k] for k in f}  # the same rows
+        pooled_p |= {f"{name}/{k}": v for k, v in p.items()}
+        pooled_f |= {f"{name}/{k}": v for k, v in f.items()}
+        cells = " | ".join(f"{_med(p, m):.1f}% -> {_med(f, m):.1f}%" for m in ("ttft", "tpot", "e2e"))
+        ins = g.get("in_sample", {})
+        b, a = ins.get("before", {}), ins.get("after", {})
+        in_cells = " | ".join(f"{b.get(m, math.nan):.1f}% -> {a.get(m, math.nan):.1f}%" for m in ("tpot", "e2e"))
+        vals = ", ".join(f"{k.rsplit('.', 1)[-1]} {v:.3g}" for k, v in g.get("params", {}).items())
+        kept = ", ".join(g.get("kept_preset", [])) or "no"
+        lines.append(f"| {name} | {len(f)} | {cells} | {in_cells} | {vals} | {kept} |")
+    cells = " | ".join(f"{_med(pooled_p, m):.1f}% -> {_med(pooled_f, m):.1f}%" for m in ("ttft", "tpot", "e2e"))
+    lines.append(f"| **all reported rows** | {len(pooled_f)} | {cells} | | | | |")
     return "\n".join(lines)

@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel
 
+from calibrate.fit_guard import keep_preset
 from calibrate.fit_search import Budget
 from calibrate.fit_search import best as _best
 from calibrate.fit_search import search as _search
@@ -155,14 +156,15 @@ def informed(path: str, pairs: list[tuple[ObservedRun, Scenario]]) -> bool:
     return not (name == "frontend_s" and all(run.engine_side for run, _ in pairs))
 
 
-def residuals(run: ObservedRun, simd: Simulated) -> np.ndarray:
-    """Log-ratios simulated/measured of the mean and deciles of TTFT, TPOT and E2E (a replay that left
-    requests unfinished is penalised through their missing latencies: quantiles over what finished)."""
+def residuals(run: ObservedRun, simd: Simulated, weights: dict[str, float] | None = None) -> np.ndarray:
+    """Log-ratios simulated/measured of the mean and deciles of TTFT, TPOT and E2E, each metric times its weight
+    (`METRIC_WEIGHTS` by default; a replay that left requests unfinished is penalised through their missing
+    latencies: quantiles over what finished)."""
     out: list[float] = []
     pairs = (("ttft", run.ttft_s, simd.ttft_s), ("tpot", run.tpot_s, simd.tpot_s), ("e2e", run.e2e_s, simd.e2e_s))
     for name, meas, sim in pairs:
         m, s = meas[np.isfinite(meas)], sim[np.isfinite(sim)]
-        w = METRIC_WEIGHTS[name]
+        w = (weights or METRIC_WEIGHTS)[name]
         if m.size == 0:
             continue
         if s.size == 0:
@@ -195,6 +197,8 @@ class FitResult:
     prior: float = PRIOR  # the tie-breaker weight this fit used
     runs_cost_before: float = math.nan  # the loss of the runs' residuals alone (no tie-breaker)
     runs_cost_after: float = math.nan
+    kept_preset: list[str] = field(default_factory=list)  # why the start values were kept (`fit_guard`); [] = fitted
+    rejected: dict[str, Any] = field(default_factory=dict)  # the search's best point when the preset was kept
 
 
 def fit_run(
@@ -217,14 +221,14 @@ def fit_runs(
     log: Callable[[str], None] | None = None,
     prior: float = PRIOR,
     diagnose: bool = True,
+    guard: tuple[str, ...] | None = None,
+    weights: dict[str, float] | None = None,
 ) -> FitResult:
-    """One set of parameter values for several observed runs, each replayed on its own scenario (e.g. runs of
-    one engine on one GPU at several TP sizes and loads: together they separate terms no single run can, such
-    as the all-reduce from the kernel scales); the parameters start at the first scenario's values and are set
-    in all of them. `prior`: the tie-breaker towards the start values (see PRIOR). `diagnose`: one more replay
-    per term at the fit to report what the runs determine (`calibrate.fit_quality`), taken out of `max_evals`
-    (skipped when `max_evals` leaves no evaluation beyond them): the fit runs at most `max_evals` evaluations,
-    each one replay of every run."""
+    """One set of values for several observed runs, each replayed on its own scenario (runs at several TP sizes
+    separate terms no single run can, e.g. all-reduce from kernel scales), starting at the first scenario's
+    values. `prior`: see PRIOR. `diagnose`: one replay per term at the fit (`calibrate.fit_quality`), within
+    `max_evals` (evaluations, each a replay of every run). `guard`: metrics for the keep-the-preset rule
+    (`calibrate.fit_guard`); None: the point as found. `weights`: per metric (default `METRIC_WEIGHTS`)."""
     params = make_params(pairs[0][1], explicit)
     if not explicit:  # terms the runs cannot inform keep the scenario's (preset) values
         params = [p for p in params if informed(p.path, pairs)]
@@ -250,7 +254,7 @@ def fit_runs(
                 for p, ui in zip(params, u, strict=True):
                     set_path(d, p.path, p.from_unit(float(ui)))
                 sims.append(rp.simulate(rp.scenario(d)))
-                res.append(residuals(rp.run, sims[-1]) / math.sqrt(len(replays)))
+                res.append(residuals(rp.run, sims[-1], weights) / math.sqrt(len(replays)))
             per_run[key] = res
             cache[key] = (np.concatenate([*res, prior * (np.clip(u, 0.0, 1.0) - u0)]), sims)
             if log is not None:
@@ -273,7 +277,7 @@ def fit_runs(
     values = {p.path: p.from_unit(u) for p, u in zip(params, best_u, strict=True)}
     at = [p.path for p, u in zip(params, best_u, strict=True) if u <= 1e-3 or u >= 1 - 1e-3]
     runs = [run for run, _ in pairs]
-    return FitResult(
+    res = FitResult(
         params,
         values,
         [compare(r, s) for r, s in zip(runs, sim0, strict=True)],
@@ -288,6 +292,7 @@ def fit_runs(
         _loss(r0[: len(r0) - len(params)], 0),
         _loss(r1[: len(r1) - len(params)], 0),
     )
+    return res if guard is None else keep_preset(res, guard)
 
 
 def _loss(r: np.ndarray, n_prior: int) -> float:
@@ -367,6 +372,7 @@ def overlay(res: FitResult, runs: list[ObservedRun], scenario_path: str | None) 
         "before": [quality(c) for c in res.before],
         "after": [quality(c) for c in res.after],
         "at_bounds": res.at_bounds,
+        "kept_preset": res.kept_preset,
         "identifiability": res.diagnosis,
     }
     return out
