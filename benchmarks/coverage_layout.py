@@ -55,13 +55,25 @@ VLLM_TP_EP_ITEMS: dict[tuple[str, str, int, int], list[tuple[str, str, tuple[tup
 VLLM_DP_ATTN_CONFIGS = {827}
 
 
+def measured_date(row: pd.Series) -> str:
+    """The row's `measured=` date (YYYY-MM-DD), or "" (before every date) where its source records none."""
+    m = re.search(r"measured=(\d{4}-\d\d-\d\d)", str(row["silicon_data_source"]))
+    return m.group(1) if m else ""
+
+
+def measured_at(row: pd.Series) -> str:
+    """The row's full `measured=` timestamp (ISO, UTC), or "" where its source records none."""
+    m = re.search(r"measured=([^;\s]+)", str(row["silicon_data_source"]))
+    return m.group(1) if m else ""
+
+
 def vllm_dp_attention(row: pd.Series, t: int) -> bool:
     """Whether a vLLM MiniMax agg row of T GPUs ran a `dp-attn: true` item of the version in force on its day."""
-    m = re.search(r"measured=(\d{4}-\d\d-\d\d)", str(row["silicon_data_source"]))
+    date = measured_date(row)
     versions = VLLM_TP_EP_ITEMS.get((str(row["precision"]), str(row["system"]), int(row["isl"]), t))
-    if not m or not versions:
+    if not date or not versions:
         return False
-    in_force = [items for day, _, items in versions if day <= m.group(1)]
+    in_force = [items for day, _, items in versions if day <= date]
     conc = concurrency(row)
     modes = {dp for dp, lo, hi in (in_force[-1] if in_force else ()) if lo <= conc <= hi}
     if len(modes) < 2:

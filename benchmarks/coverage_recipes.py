@@ -79,11 +79,10 @@ receive interval goes from 10 to 30.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pandas as pd
-from coverage_layout import recorded_layout
+from coverage_layout import measured_at, measured_date, recorded_layout  # re-exported: the recipe readers' dates
 
 LLAMA_TRT_TOKENS = 16384  # `trtllm-serve ... --max_num_tokens 16384` in 70b_*_trt_slurm.sh (9596d23d7)
 LLAMA_TRT_WAIT = {"batch_wait_timeout_iters": 20, "batch_wait_max_tokens_ratio": 0.9}
@@ -98,18 +97,6 @@ def family(model: str) -> str:
         if key in m:
             return fam
     return "llama70b" if "llama-3.1-70b" in m else m
-
-
-def measured_date(row: pd.Series) -> str:
-    """The row's `measured=` date (YYYY-MM-DD), or "" (before every date) where its source records none."""
-    m = re.search(r"measured=(\d{4}-\d\d-\d\d)", str(row["silicon_data_source"]))
-    return m.group(1) if m else ""
-
-
-def measured_at(row: pd.Series) -> str:
-    """The row's full `measured=` timestamp (ISO, UTC), or "" where its source records none."""
-    m = re.search(r"measured=([^;\s]+)", str(row["silicon_data_source"]))
-    return m.group(1) if m else ""
 
 
 def in_force(row: pd.Series, commit_utc: str) -> bool:
