@@ -34,7 +34,6 @@ import pandas as pd
 
 from benchmarks.validation_silicon import expressible_rows, group_label, observed_row
 from calibrate import fit_linear as fl
-from calibrate.fit_guard import worse
 from calibrate.fit_run import fittable_paths, get_path, informed
 from calibrate.observed import ObservedRun
 from calibrate.replay import compare, replay_once, scenario_data
@@ -108,13 +107,7 @@ def _at(sc: Scenario, terms: list[fl.Term], moves: np.ndarray) -> Scenario:
 
 
 def _errs(measured: np.ndarray, logs: np.ndarray) -> dict[str, float]:
-    e = (np.exp(logs - measured) - 1.0) * 100.0
-    return {m: float(x) for m, x in zip(fl.METRICS, e, strict=True)}
-
-
-def _cmp(errs: list[dict[str, float]]) -> list[dict[str, Any]]:
-    """Errors in `replay.compare`'s shape (what `calibrate.fit_guard` reads)."""
-    return [{m: {"mean": {"error_pct": e[m]}} for m in fl.METRICS} for e in errs]
+    return fl.errors_pct(measured, logs)
 
 
 def med(errs: list[dict[str, float]], m: str) -> float:
@@ -168,13 +161,12 @@ def fit_subgroup(
     out["chosen"] = [terms[i].path for i in active]
     points = fl.chord(rows, terms, active, lambda m: [_logs(r, _at(sc, terms, m)) for r, sc in fit_rows])
     losses = [fl.loss(meas, logs) for _, logs in points]
-    k = int(np.argmin(losses))
+    k, reasons = fl.pick(meas, points)
+    if not active:
+        reasons = ["no term chosen"]
     moves, logs = points[k]
     before = [_errs(m, b) for m, b in zip(meas, base, strict=True)]
     after = [_errs(m, lg) for m, lg in zip(meas, logs, strict=True)]
-    reasons = [] if k > 0 else (["no term chosen"] if not active else ["loss"])
-    if k > 0:
-        reasons = worse(_cmp(before), _cmp(after), ("tpot", "e2e"))
     out["points"] = [
         {"values": {t.path: t.value(float(x)) for t, x in zip(terms, m, strict=True)}, "loss": ls}
         for (m, _), ls in zip(points, losses, strict=True)

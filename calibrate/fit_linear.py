@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import lsq_linear
 
+from calibrate.fit_guard import worse
+
 METRICS = ("ttft", "tpot", "e2e")
 # The fit's objective weights per metric (log-ratio residuals): TPOT and E2E are the targets; TTFT counts half, it
 # carries the intercept terms but its gap on SGLang / TensorRT-LLM is a missing mechanism that grows with clients
@@ -240,3 +242,36 @@ def loss(measured: Sequence[np.ndarray], logs: Sequence[np.ndarray], weights: di
         r = w * (np.asarray(lg) - np.asarray(m))
         total += float(np.sum(np.where(np.isfinite(r), r, 5.0) ** 2))
     return total
+
+
+def errors_pct(measured: np.ndarray, logs: np.ndarray) -> dict[str, float]:
+    """Signed error (%) of each metric's replayed mean."""
+    e = (np.exp(np.asarray(logs) - np.asarray(measured)) - 1.0) * 100.0
+    return {m: float(x) for m, x in zip(METRICS, e, strict=True)}
+
+
+def pick(
+    measured: Sequence[np.ndarray],
+    points: Sequence[tuple[np.ndarray, Sequence[np.ndarray]]],
+    guard: tuple[str, ...] = SCORED,
+    weights: dict[str, float] | None = None,
+) -> tuple[int, list[str]]:
+    """The replayed point to use (index into `points`, 0 = the preset) and, where it is the preset, why: of the
+    points whose loss is below the preset's, the lowest whose fitted rows' median |error| of every `guard` metric
+    is no worse than the preset's (`calibrate.fit_guard.worse`); so never worse than the preset on the fitted
+    rows. The reasons given are the lowest-loss point's."""
+
+    def cmp(logs: Sequence[np.ndarray]) -> list[dict[str, dict[str, dict[str, float]]]]:
+        pairs = zip(measured, logs, strict=True)
+        return [{m: {"mean": {"error_pct": e}} for m, e in errors_pct(ms, lg).items()} for ms, lg in pairs]
+
+    losses = [loss(measured, logs, weights) for _, logs in points]
+    first: list[str] | None = None
+    for k in sorted(range(1, len(points)), key=lambda j: losses[j]):
+        if not losses[k] < losses[0]:
+            break
+        reasons = worse(cmp(points[0][1]), cmp(points[k][1]), guard)
+        if not reasons:
+            return k, []
+        first = reasons if first is None else first
+    return 0, first or ["loss"]

@@ -112,6 +112,26 @@ def test_chord_iterations_reach_a_curved_response() -> None:
     assert calls[-1] == pytest.approx(s_true, rel=0.01)  # ... the chord steps land on it
 
 
+def _logs(errs: list[tuple[float, float, float]]) -> list[np.ndarray]:
+    """Log means of rows whose measured means are 1 s each, at these signed errors (%) of TTFT, TPOT, E2E."""
+    return [np.log1p(np.array(e) / 100.0) for e in errs]
+
+
+def test_the_guard_keeps_the_preset_when_the_fit_buys_loss_with_tpot() -> None:
+    meas = [np.zeros(3)] * 3
+    preset = _logs([(-60, 10, 10), (-60, 10, 10), (-60, 10, 10)])
+    # TTFT much better on every row (lower loss), TPOT's median |error| 10 -> 12 %: rejected
+    trade = _logs([(0, 12, 9), (0, 12, 9), (0, 12, 9)])
+    assert fl.loss(meas, trade) < fl.loss(meas, preset)
+    assert fl.pick(meas, [(np.zeros(1), preset), (np.ones(1), trade)]) == (0, ["tpot"])
+    # better on both guarded metrics: used
+    good = _logs([(-50, 5, 5), (-50, -5, 4), (-50, 6, 6)])
+    assert fl.pick(meas, [(np.zeros(1), preset), (np.ones(1), trade), (2 * np.ones(1), good)]) == (2, [])
+    # a point worse in loss than the preset is never used
+    bad = _logs([(-80, 30, 30)] * 3)
+    assert fl.pick(meas, [(np.zeros(1), preset), (np.ones(1), bad)]) == (0, ["loss"])
+
+
 def _scenario(clients: int, isl: int, osl: int, engine: dict[str, Any], layer_s: float = 0.0) -> sim.Scenario:
     return sim.load_scenario(
         {
