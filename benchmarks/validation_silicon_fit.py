@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.validation_silicon import expressible_rows, group_label, observed_row
+from benchmarks.validation_silicon import CONFIG, expressible_rows, group_label, observed_row
 from calibrate import fit_linear as fl
 from calibrate.fit_run import fittable_paths, get_path, informed
 from calibrate.observed import ObservedRun
@@ -58,19 +58,38 @@ MIN_MODEL_ROWS = 6  # a model with fewer configurations in its engine + GPU grou
 PROBE_REQUESTS = 3  # requests per client in a slope replay (the full InferenceX load sends 10)
 
 
+def architecture(sc: Scenario) -> str:
+    """The model's architecture as the catalogue prices it (its spec without name, id and sources): checkpoints of
+    one architecture (DeepSeek-R1 and -V3: "same architecture as V3", hwprofiles/data/models.yaml) cost alike."""
+    spec = sc.base_model_spec.model_dump(mode="json", exclude={"name", "hf_id", "sources"})
+    return repr(sorted(spec.items()))
+
+
 def subgroups(kept: list[tuple[pd.Series, Scenario]]) -> dict[str, list[tuple[pd.Series, Scenario]]]:
     """engine + GPU (+ disagg) / model, or / dense | / moe for models with fewer than MIN_MODEL_ROWS configurations
-    in the group; rows in the order given (validation_silicon sorts them by tp, isl, osl, clients)."""
-    count: dict[tuple[str, str], int] = {}
-    for row, _ in kept:
-        key = (group_label(row), str(row["model_path"]))
-        count[key] = count.get(key, 0) + 1
-    out: dict[str, list[tuple[pd.Series, Scenario]]] = {}
+    in the group; rows in the order given (validation_silicon sorts them by tp, isl, osl, clients). Checkpoints of
+    one architecture are one model (named "A = B"), and a measurement listed under both names (the same
+    configuration and means: 382 DeepSeek-R1 / -V3 configurations of the CSV) is kept once."""
+    names: dict[str, set[str]] = {}
     for row, sc in kept:
-        label, model = group_label(row), str(row["model_path"])
-        if count[(label, model)] < MIN_MODEL_ROWS:
+        names.setdefault(architecture(sc), set()).add(str(row["model_path"]))
+    label = {arch: " = ".join(sorted(n)) for arch, n in names.items()}
+    seen: set[tuple[Any, ...]] = set()
+    rows: list[tuple[str, str, pd.Series, Scenario]] = []
+    for row, sc in kept:
+        model = label[architecture(sc)]
+        key = (model, *(str(row[c]) for c in CONFIG if c != "model_path"), row["ttft_key"], row["tpot_key"])
+        if key not in seen:
+            seen.add(key)
+            rows.append((group_label(row), model, row, sc))
+    count: dict[tuple[str, str], int] = {}
+    for g, model, _, _ in rows:
+        count[(g, model)] = count.get((g, model), 0) + 1
+    out: dict[str, list[tuple[pd.Series, Scenario]]] = {}
+    for g, model, row, sc in rows:
+        if count[(g, model)] < MIN_MODEL_ROWS:
             model = "moe" if sc.base_model_spec.num_moe_layers else "dense"
-        out.setdefault(f"{label} / {model}", []).append((row, sc))
+        out.setdefault(f"{g} / {model}", []).append((row, sc))
     return out
 
 
