@@ -212,3 +212,27 @@ def test_closed_loops_at_the_preset_keep_it() -> None:
     assert g["kept_preset"] and g["chosen"] == []
     assert g["fitted"] == g["presets"]
     assert g["values"]["serving_engine.memory_efficiency_scale"] == 1.0
+
+
+def test_subgroups_merge_checkpoints_of_one_architecture_and_list_a_measurement_once() -> None:
+    import pandas as pd
+
+    from benchmarks.validation_silicon import CONFIG
+    from benchmarks.validation_silicon_fit import MIN_MODEL_ROWS, subgroups
+
+    def row(model: str, clients: int, tpot: float) -> pd.Series:
+        r = {c: 1 for c in CONFIG} | {"backend": "sglang", "system": "h200_sxm", "mode": "agg", "batch_size": clients}
+        return pd.Series(r | {"model_path": model, "ttft_key": 100.0, "tpot_key": tpot})
+
+    def sc(model: str) -> sim.Scenario:
+        return _scenario(4, 512, 32, {}).model_copy(update={"model": model})
+
+    r1, v3, dense = sc("deepseek-r1"), sc("deepseek-v3"), sc("llama-3.1-8b")
+    kept = [(row("deepseek-ai/DeepSeek-R1", c, 10.0), r1) for c in range(1, 5)]
+    kept += [(row("deepseek-ai/DeepSeek-V3", c, 10.0), v3) for c in range(1, 4)]  # the same measurements again
+    kept += [(row("deepseek-ai/DeepSeek-V3", c, 12.0), v3) for c in range(5, 8)]  # new ones
+    kept += [(row("meta-llama/Llama-3.1-8B-Instruct", c, 5.0), dense) for c in range(1, MIN_MODEL_ROWS)]
+    groups = subgroups(kept)
+    name = "sglang h200_sxm / deepseek-ai/DeepSeek-R1 = deepseek-ai/DeepSeek-V3"
+    assert sorted(groups) == [name, "sglang h200_sxm / dense"]  # too few Llama rows: pooled by family
+    assert [int(r["batch_size"]) for r, _ in groups[name]] == [1, 2, 3, 4, 5, 6, 7]
