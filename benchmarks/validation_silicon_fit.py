@@ -66,30 +66,31 @@ def architecture(sc: Scenario) -> str:
 
 
 def subgroups(kept: list[tuple[pd.Series, Scenario]]) -> dict[str, list[tuple[pd.Series, Scenario]]]:
-    """engine + GPU (+ disagg) / model, or / dense | / moe for models with fewer than MIN_MODEL_ROWS configurations
-    in the group; rows in the order given (validation_silicon sorts them by tp, isl, osl, clients). Checkpoints of
-    one architecture are one model (named "A = B"), and a measurement listed under both names (the same
-    configuration and means: 382 DeepSeek-R1 / -V3 configurations of the CSV) is kept once."""
-    names: dict[str, set[str]] = {}
-    for row, sc in kept:
-        names.setdefault(architecture(sc), set()).add(str(row["model_path"]))
-    label = {arch: " = ".join(sorted(n)) for arch, n in names.items()}
+    """engine + GPU (+ disagg) / model and precision, or / dense | / moe for models with fewer than MIN_MODEL_ROWS
+    configurations there; rows in the order given (validation_silicon sorts them by tp, isl, osl, clients). A
+    model is an architecture at a precision (the weights' bytes): checkpoints of one architecture are one model
+    (named "A = B"), and a measurement listed under both names (the same configuration and means: 382 DeepSeek-R1
+    / -V3 configurations of the CSV) is kept once."""
     seen: set[tuple[Any, ...]] = set()
-    rows: list[tuple[str, str, pd.Series, Scenario]] = []
+    rows: list[tuple[tuple[str, str, str], pd.Series, Scenario]] = []
+    names: dict[tuple[str, str, str], set[str]] = {}
     for row, sc in kept:
-        model = label[architecture(sc)]
-        key = (model, *(str(row[c]) for c in CONFIG if c != "model_path"), row["ttft_key"], row["tpot_key"])
-        if key not in seen:
-            seen.add(key)
-            rows.append((group_label(row), model, row, sc))
-    count: dict[tuple[str, str], int] = {}
-    for g, model, _, _ in rows:
-        count[(g, model)] = count.get((g, model), 0) + 1
+        key = (group_label(row), architecture(sc), str(row["precision"]))
+        dup = (key, *(str(row[c]) for c in CONFIG if c != "model_path"), row["ttft_key"], row["tpot_key"])
+        if dup not in seen:
+            seen.add(dup)
+            rows.append((key, row, sc))
+            names.setdefault(key, set()).add(str(row["model_path"]))
+    count: dict[tuple[str, str, str], int] = {}
+    for key, _, _ in rows:
+        count[key] = count.get(key, 0) + 1
     out: dict[str, list[tuple[pd.Series, Scenario]]] = {}
-    for g, model, row, sc in rows:
-        if count[(g, model)] < MIN_MODEL_ROWS:
+    for key, row, sc in rows:
+        precision = "as published" if key[2] == "nan" else key[2]
+        model = f"{' = '.join(sorted(names[key]))} {precision}"
+        if count[key] < MIN_MODEL_ROWS:
             model = "moe" if sc.base_model_spec.num_moe_layers else "dense"
-        out.setdefault(f"{g} / {model}", []).append((row, sc))
+        out.setdefault(f"{key[0]} / {model}", []).append((row, sc))
     return out
 
 

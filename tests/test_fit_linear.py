@@ -220,8 +220,9 @@ def test_subgroups_merge_checkpoints_of_one_architecture_and_list_a_measurement_
     from benchmarks.validation_silicon import CONFIG
     from benchmarks.validation_silicon_fit import MIN_MODEL_ROWS, subgroups
 
-    def row(model: str, clients: int, tpot: float) -> pd.Series:
-        r = {c: 1 for c in CONFIG} | {"backend": "sglang", "system": "h200_sxm", "mode": "agg", "batch_size": clients}
+    def row(model: str, clients: int, tpot: float, precision: str = "fp8") -> pd.Series:
+        r = {c: 1 for c in CONFIG} | {"backend": "sglang", "system": "h200_sxm", "mode": "agg", "precision": precision}
+        r["batch_size"] = clients
         return pd.Series(r | {"model_path": model, "ttft_key": 100.0, "tpot_key": tpot})
 
     def sc(model: str) -> sim.Scenario:
@@ -232,7 +233,9 @@ def test_subgroups_merge_checkpoints_of_one_architecture_and_list_a_measurement_
     kept += [(row("deepseek-ai/DeepSeek-V3", c, 10.0), v3) for c in range(1, 4)]  # the same measurements again
     kept += [(row("deepseek-ai/DeepSeek-V3", c, 12.0), v3) for c in range(5, 8)]  # new ones
     kept += [(row("meta-llama/Llama-3.1-8B-Instruct", c, 5.0), dense) for c in range(1, MIN_MODEL_ROWS)]
+    kept += [(row("deepseek-ai/DeepSeek-R1", c, 10.0, "fp4"), r1) for c in range(1, 4)]  # other weights' bytes
     groups = subgroups(kept)
-    name = "sglang h200_sxm / deepseek-ai/DeepSeek-R1 = deepseek-ai/DeepSeek-V3"
-    assert sorted(groups) == [name, "sglang h200_sxm / dense"]  # too few Llama rows: pooled by family
+    name = "sglang h200_sxm / deepseek-ai/DeepSeek-R1 = deepseek-ai/DeepSeek-V3 fp8"
+    # too few Llama rows, too few fp4 rows: pooled by family
+    assert sorted(groups) == [name, "sglang h200_sxm / dense", "sglang h200_sxm / moe"]
     assert [int(r["batch_size"]) for r, _ in groups[name]] == [1, 2, 3, 4, 5, 6, 7]
