@@ -152,7 +152,12 @@ def before_after(before: dict[str, Any], after: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer fit evaluations")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "validation_results.json")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        help="results JSON (default benchmarks/validation_results.json; with --silicon-cross-fit its own file, "
+        "benchmarks/validation_silicon_cross_fit_results.json, so a cross-fit run never replaces the tracked results)",
+    )
     ap.add_argument("--profiles", type=Path, default=ROOT / "runs" / "validation", help="where fitted profiles go")
     ap.add_argument("--presets-only", action="store_true", help="no fits (e.g. to record a 'before' tree)")
     ap.add_argument("--before", type=Path, help="a results JSON of an earlier tree: print before -> after tables")
@@ -181,6 +186,9 @@ def main() -> None:
         help="silicon fits free every `fit_default` term (session 5's terms; same objective, guard)",
     )
     args = ap.parse_args()
+    if args.out is None:
+        name = "validation_silicon_cross_fit_results.json" if args.silicon_cross_fit else "validation_results.json"
+        args.out = ROOT / "benchmarks" / name
     if args.before is not None:
         print(before_after(json.loads(args.before.read_text()), json.loads(args.out.read_text())))
         return

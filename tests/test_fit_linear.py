@@ -239,3 +239,26 @@ def test_subgroups_merge_checkpoints_of_one_architecture_and_list_a_measurement_
     # too few Llama rows, too few fp4 rows: pooled by family
     assert sorted(groups) == [name, "sglang h200_sxm / dense", "sglang h200_sxm / moe"]
     assert [int(r["batch_size"]) for r, _ in groups[name]] == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_cross_fit_run_does_not_overwrite_the_tracked_validation_results(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`validation.py --silicon-cross-fit` without --out writes its own file, never benchmarks/validation_results.json
+    (which holds the LLMServingSim and silicon results the docs cite)."""
+    import sys
+
+    import benchmarks.validation as v
+    import benchmarks.validation_silicon_fit as vsf
+
+    (tmp_path / "benchmarks").mkdir()
+    tracked = tmp_path / "benchmarks" / "validation_results.json"
+    tracked.write_text('{"llmservingsim": {}}\n')
+    monkeypatch.setattr(v, "ROOT", tmp_path)
+    monkeypatch.setattr(vsf, "cross_fit", lambda groups: {"subgroups": {}, "wall_s": 0.0, "cpu_s": 0.0, "g": groups})
+    monkeypatch.setattr(vsf, "cross_fit_table", lambda res: "")
+    monkeypatch.setattr(sys, "argv", ["validation.py", "--silicon-cross-fit", "--groups", "vllm h200_sxm"])
+    v.main()
+    assert tracked.read_text() == '{"llmservingsim": {}}\n'
+    out = tmp_path / "benchmarks" / "validation_silicon_cross_fit_results.json"
+    assert '"vllm h200_sxm"' in out.read_text()
