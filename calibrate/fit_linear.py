@@ -35,9 +35,11 @@ from scipy.optimize import lsq_linear
 from calibrate.fit_guard import worse
 
 METRICS = ("ttft", "tpot", "e2e")
-# The fit's objective weights per metric (log-ratio residuals): TPOT and E2E are the targets; TTFT counts half, it
-# carries the intercept terms but its gap on SGLang / TensorRT-LLM is a missing mechanism that grows with clients
-# (VALIDATION.md, "Silicon cross-fit (branch s10-fit)"), which a full weight would let pull the decode terms.
+# The fit's objective weights per metric, multiplying each log-ratio residual BEFORE it is squared (`solve`, `loss`):
+# TTFT's weight 0.5 makes its squared error count a quarter (0.5^2) of TPOT's or E2E's. TPOT and E2E are the
+# targets; TTFT carries the intercept terms but its gap on SGLang / TensorRT-LLM is a missing mechanism that grows
+# with clients (VALIDATION.md, "Silicon cross-fit (branch s10-fit)"), which a full weight would let pull the decode
+# terms.
 WEIGHTS = {"ttft": 0.5, "tpot": 1.0, "e2e": 1.0}
 SCORED = ("tpot", "e2e")  # leave-one-out scores these (issue 12's after-fit targets)
 # Tie-breaker towards the preset: PRIOR x the move in units of the bounds' width, per term. A move across the
