@@ -14,8 +14,9 @@ The terms (`TERMS`, each the schema's `fit_bounds`; the ladder `LADDER` is neste
 (fixed GPU time per layer per step: TPOT's intercept at small batch), `compute_efficiency_scale` (prefill
 FLOP/s: TTFT's slope in isl), `frontend_s` (per request: TTFT's intercept). How many of them are freed is
 chosen per subgroup by leave-one-out over its fitted rows (`fit_linear.choose`); the fitted point is replayed
-and kept only where it improves the fitted rows' loss and their median |error| of TPOT and E2E
-(`calibrate.fit_guard.worse`).
+and kept only where it improves the fitted rows' loss and their median |error| of TPOT and E2E, and of TTFT too
+where the compute scale or the front-end time is free (`fit_linear.guarded`, `calibrate.fit_guard.worse`); a
+freed term the fit puts on its bound keeps its preset and the others are refitted without it (`fit_linear.fit`).
 
 Run length: presets, fitted points and reported rows replay the InferenceX load in full (10 x clients requests);
 the slope replays (`fit_linear.linearise`, one per term per fitted row, and their own base) replay the first
@@ -52,6 +53,8 @@ TERMS: tuple[tuple[str, bool, tuple[float, float] | None], ...] = (
     ("serving_engine.compute_efficiency_scale", True, None),
     ("serving_engine.frontend_s", False, None),
 )
+# terms that mainly move TTFT (prefill FLOP/s; per-request time): where one is freed, the guard checks TTFT too
+TTFT_TERMS = ("serving_engine.compute_efficiency_scale", "serving_engine.frontend_s")
 LADDER = ([0], [0, 1], [0, 1, 2], [0, 1, 2, 3])  # indices into the subgroup's terms (those the rows inform)
 PER_SUBGROUP = 8  # configurations replayed per subgroup: up to 4 fitted, 4 reported
 MIN_MODEL_ROWS = 6  # a model with fewer configurations in its engine + GPU group is pooled with its family
@@ -150,7 +153,7 @@ def terms_for(pairs: list[tuple[ObservedRun, Scenario]]) -> list[fl.Term]:
         if lims is None or not informed(path, pairs):
             continue
         lo, hi = lims
-        out.append(fl.Term(path, lo, hi, min(max(float(x0), lo), hi), log))
+        out.append(fl.Term(path, lo, hi, min(max(float(x0), lo), hi), log, ttft=path in TTFT_TERMS))
     return out
 
 
@@ -179,20 +182,20 @@ def fit_subgroup(
     active, scores = fl.choose(rows, terms, ladder)
     out["loo"] = scores
     out["chosen"] = [terms[i].path for i in active]
-    points = fl.chord(rows, terms, active, lambda m: [_logs(r, _at(sc, terms, m)) for r, sc in fit_rows])
-    losses = [fl.loss(meas, logs) for _, logs in points]
-    k, reasons = fl.pick(meas, points)
+    out["guarded"] = list(fl.guarded(terms, active))
+    moves, logs, reasons, at_bound, points = fl.fit(
+        rows, terms, active, lambda m: [_logs(r, _at(sc, terms, m)) for r, sc in fit_rows]
+    )
+    losses = [fl.loss(meas, lg) for _, lg in points]
     if not active:
         reasons = ["no term chosen"]
-    moves, logs = points[k]
     before = [_errs(m, b) for m, b in zip(meas, base, strict=True)]
-    after = [_errs(m, lg) for m, lg in zip(meas, logs, strict=True)]
+    after = before if logs is None else [_errs(m, lg) for m, lg in zip(meas, logs, strict=True)]
     out["points"] = [
         {"values": {t.path: t.value(float(x)) for t, x in zip(terms, m, strict=True)}, "loss": ls}
         for (m, _), ls in zip(points, losses, strict=True)
     ]
-    if reasons:
-        moves, after = np.zeros(len(terms)), before
+    out["at_bound_kept_preset"] = at_bound
     out["kept_preset"] = reasons
     out["values"] = {t.path: t.value(float(x)) for t, x in zip(terms, moves, strict=True)}
     out["in_sample"] = {"before": before, "after": after}
@@ -238,6 +241,8 @@ def row_line(g: dict[str, Any]) -> str:
         f"{p.rsplit('.', 1)[-1].replace('_efficiency', '')} {v:.3g}" for p, v in g["values"].items() if p in g["chosen"]
     )
     kept = ", ".join(g["kept_preset"]) or "no"
+    bound = [p.rsplit(".", 1)[-1].replace("_efficiency", "") for p in g.get("at_bound_kept_preset", [])]
+    kept += f" (at bound, preset kept: {', '.join(bound)})" if bound else ""
     return f"{len(g['fitted'])} | {cells} | {vals or '-'} | {kept} | {g['cpu_s']:.0f}"
 
 

@@ -59,6 +59,13 @@ class Term:
     x0: float
     log: bool
     step: float = 0.2
+    ttft: bool = False  # a term that mainly moves TTFT (prefill compute, per-request time): freeing it guards TTFT
+
+    def at_bound(self, m: float, tol: float = 1e-3) -> bool:
+        """Whether the move m has left the preset and sits on a bound (within `tol` widths): the rows want this
+        term past its physical range, i.e. a mechanism the term does not describe."""
+        lo, hi = self.bounds
+        return abs(m) > tol and (m <= lo + tol or m >= hi - tol)
 
     def _c(self, x: float) -> float:
         return math.log(x) if self.log else x
@@ -277,3 +284,42 @@ def pick(
             return k, []
         first = reasons if first is None else first
     return 0, first or ["loss"]
+
+
+def guarded(terms: Sequence[Term], active: Sequence[int]) -> tuple[str, ...]:
+    """The metrics the keep-the-preset guard checks: `SCORED` (TPOT, E2E), and TTFT too where a freed term mainly
+    moves TTFT (`Term.ttft`): the leave-one-out score and the guard look only at TPOT and E2E, so without this a
+    prefill-compute scale or a front-end time could buy E2E with TTFT unchecked (review of s11-fit: SGLang H200
+    disagg R1, compute scale at its 0.5 bound, held-out TTFT 56 -> 121 %)."""
+    return (*SCORED, "ttft") if any(terms[i].ttft for i in active) else SCORED
+
+
+def fit(
+    rows: list[Linearised],
+    terms: Sequence[Term],
+    active: Sequence[int],
+    replay_all: Callable[[np.ndarray], list[np.ndarray]],
+    weights: dict[str, float] | None = None,
+) -> tuple[np.ndarray, list[np.ndarray] | None, list[str], list[str], list[tuple[np.ndarray, list[np.ndarray]]]]:
+    """Chord replays of `active` (`chord`), the replayed point the guard accepts (`pick`, guarding `guarded`); where
+    that point puts a freed term on its bound (`Term.at_bound`), that term keeps its preset and the others are
+    refitted without it, until no freed term sits on a bound. Returns the moves (zeros: the preset), the fitted
+    rows' log means there (None at the preset: the rows' bases), the guard's reasons for keeping the preset, the
+    terms kept at their preset for landing on a bound, and every replayed point."""
+    measured = [r.measured for r in rows]
+    free = list(active)
+    bound: list[str] = []
+    every: list[tuple[np.ndarray, list[np.ndarray]]] = [(np.zeros(len(terms)), [r.base for r in rows])]
+    while free:
+        points = chord(rows, terms, free, replay_all, weights=weights)
+        every.extend(points[1:])
+        k, reasons = pick(measured, points, guarded(terms, free), weights)
+        if k == 0:
+            return np.zeros(len(terms)), None, reasons, bound, every
+        moves, logs = points[k]
+        hit = [i for i in free if terms[i].at_bound(float(moves[i]))]
+        if not hit:
+            return moves, logs, [], bound, every
+        bound += [terms[i].path for i in hit]
+        free = [i for i in free if i not in hit]
+    return np.zeros(len(terms)), None, ["every freed term on a bound"], bound, every

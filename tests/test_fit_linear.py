@@ -262,3 +262,41 @@ def test_cross_fit_run_does_not_overwrite_the_tracked_validation_results(
     assert tracked.read_text() == '{"llmservingsim": {}}\n'
     out = tmp_path / "benchmarks" / "validation_silicon_cross_fit_results.json"
     assert '"vllm h200_sxm"' in out.read_text()
+
+
+COMP = fl.Term("serving_engine.compute_efficiency_scale", 0.5, 1.5, 1.0, log=True, ttft=True)
+
+
+def test_freeing_a_ttft_term_guards_ttft() -> None:
+    """A point that lowers the loss and the TPOT / E2E errors but worsens TTFT: used when only decode terms are
+    free (TTFT is not their business), rejected once a term that mainly moves TTFT (the compute scale) is free."""
+    meas = [np.zeros(3)] * 3
+    preset = _logs([(10, 20, 20)] * 3)
+    trade = _logs([(30, 5, 5)] * 3)
+    assert fl.loss(meas, trade) < fl.loss(meas, preset)
+    points = [(np.zeros(2), preset), (np.array([0.1, 0.1]), trade)]
+    assert fl.guarded([MEM, COMP], [0]) == fl.SCORED
+    assert fl.pick(meas, points, fl.guarded([MEM, COMP], [0])) == (1, [])
+    assert "ttft" in fl.guarded([MEM, COMP], [0, 1])
+    assert fl.pick(meas, points, fl.guarded([MEM, COMP], [0, 1])) == (0, ["ttft"])
+
+
+def _linear_replay(rows: list[fl.Linearised]) -> Any:
+    return lambda m: [r.base + r.slopes @ m for r in rows]
+
+
+def test_a_term_fitted_onto_its_bound_keeps_its_preset() -> None:
+    """Rows made at a memory scale below its 0.5 bound (preset 0.55) plus a per-step time: the memory scale lands
+    on the bound, so it keeps its preset and the per-step time is refitted alone; rows made inside the bounds get
+    their own point."""
+    mem = fl.Term("serving_engine.memory_efficiency_scale", 0.5, 1.5, 0.55, log=True)
+    two = [mem, SCHED]
+    rows = _rows(np.array([mem.move(0.45), SCHED.move(1e-3)]), [s[:, [0, 1]] for s in _slopes(4)])
+    moves, logs, reasons, bound, points = fl.fit(rows, two, [0, 1], _linear_replay(rows))
+    assert bound == ["serving_engine.memory_efficiency_scale"] and reasons == [], (bound, reasons)
+    assert moves[0] == 0.0 and mem.value(moves[0]) == 0.55
+    assert moves[1] > 0 and not SCHED.at_bound(float(moves[1])) and logs is not None
+    assert any(mem.at_bound(float(p[0])) for p, _ in points)  # the bounded point was replayed, not used
+    inside = _rows(np.array([mem.move(0.8), SCHED.move(1e-3)]), [s[:, [0, 1]] for s in _slopes(4)])
+    moves, _, reasons, bound, _ = fl.fit(inside, two, [0, 1], _linear_replay(inside))
+    assert bound == [] and reasons == [] and mem.value(moves[0]) == pytest.approx(0.8, rel=0.02)
