@@ -189,16 +189,18 @@ def test_closed_loops_at_a_known_decode_scale_are_recovered_and_predict_other_lo
 
 
 def test_a_per_layer_step_time_is_freed_where_the_loops_need_it() -> None:
-    """Truth: a slower memory system and 30 us per layer per step. The intercept changes the error with the batch
-    size, so leave-one-out frees it beside the scale, and both come back."""
+    """Truth: a slower memory system and 60 us per layer per step. The intercept changes the error with the batch
+    size, so leave-one-out frees it beside the scale, and both come back. (At 30 us on these loops the memory
+    scale alone predicts left-out loops within 1.0 %, and the intercept's gain, 0.74 points, is below the noise
+    floor `LOO_TIE`: then it is rightly not freed.)"""
     from benchmarks.validation_silicon_fit import fit_subgroup
 
-    truth, layer_s = {"memory_efficiency_scale": 0.8}, 3e-5
-    fit = _pairs(((2, 512, 48), (32, 1024, 32), (4, 2048, 40), (64, 256, 24)), truth, layer_s)
+    truth, layer_s = {"memory_efficiency_scale": 0.8}, 6e-5
+    fit = _pairs(((1, 512, 48), (64, 4096, 32), (2, 2048, 40), (128, 1024, 24)), truth, layer_s)
     g = fit_subgroup(fit, _pairs(((8, 768, 36), (48, 512, 30)), truth, layer_s))
     assert g["kept_preset"] == []
     assert g["chosen"][:2] == ["serving_engine.memory_efficiency_scale", "cost_model.layer_overhead_s"], g["loo"]
-    assert g["values"]["cost_model.layer_overhead_s"] == pytest.approx(3e-5, rel=0.15)
+    assert g["values"]["cost_model.layer_overhead_s"] == pytest.approx(6e-5, rel=0.15)
     assert g["values"]["serving_engine.memory_efficiency_scale"] == pytest.approx(0.8, rel=0.05)
     assert max(abs(e[m]) for e in g["fitted"] for m in ("tpot", "e2e")) < 2.0
     assert max(abs(e["tpot"]) for e in g["presets_fit_rows"]) > 10.0  # the preset is off on the fitted loops
@@ -300,3 +302,15 @@ def test_a_term_fitted_onto_its_bound_keeps_its_preset() -> None:
     inside = _rows(np.array([mem.move(0.8), SCHED.move(1e-3)]), [s[:, [0, 1]] for s in _slopes(4)])
     moves, _, reasons, bound, _ = fl.fit(inside, two, [0, 1], _linear_replay(inside))
     assert bound == [] and reasons == [] and mem.value(moves[0]) == pytest.approx(0.8, rel=0.02)
+
+
+def test_a_leave_one_out_gain_below_the_noise_floor_frees_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A larger term set must beat a smaller one by more than the measured run-to-run spread (1 % median on one
+    backend version, benchmarks/validation_silicon_noise.py): a 0.7-point gain keeps the preset, a 3-point one frees
+    the memory scale."""
+    assert fl.LOO_TIE >= 1.0
+    rows = _rows(np.zeros(3), _slopes(3))
+    monkeypatch.setattr(fl, "loo", lambda rows, terms, s, w=None: {0: 5.0, 1: 4.3, 2: 4.2, 3: 4.2}[len(s)])
+    assert fl.choose(rows, TERMS, LADDER)[0] == []
+    monkeypatch.setattr(fl, "loo", lambda rows, terms, s, w=None: {0: 5.0, 1: 2.0, 2: 1.9, 3: 1.9}[len(s)])
+    assert fl.choose(rows, TERMS, LADDER)[0] == [0]
