@@ -92,6 +92,7 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
             yield sleep_until(inst.env, times[-1])
             k = 1
         t_end = times[k - 1]
+        inst.plan_t = times[k - 2] if k > 1 else t0  # where stepping planned the last step (`Instance._lagged`)
         if inst.tracer is not None:  # one span for the whole run, not k
             inst.tracer.decode_run(inst.index, t0, t_end, k, n)
         inst.t = t_end
@@ -338,6 +339,7 @@ def chunk_run(
         req.blocks += grown
     k = ran
     t_end = times[k - 1]
+    inst.plan_t = times[k - 2] if k > 1 else inst.t  # where stepping planned the last step (`Instance._lagged`)
     inst.t = t_end
     inst.iterations += k
     busy = inst.busy_s

@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sim.core.admission import OverlapAdmission
 from sim.core.registry import ENGINES
 
 MIB = 1024 * 1024
@@ -49,7 +50,7 @@ def _fit(lo: float, hi: float, default: bool = False) -> dict[str, Any]:
     return {"fit_bounds": [lo, hi], "fit_default": default}
 
 
-class ServingEngineConfig(BaseModel):
+class ServingEngineConfig(OverlapAdmission):  # `overlap_admission`: when a prompt is admitted (no price)
     """`serving_engine:` — a preset by `kind`, with any term overridden. Defaults below are vLLM V1's."""
 
     model_config = ConfigDict(extra="forbid")
