@@ -139,8 +139,8 @@ class Instance(BatchView):
         elif self.overlap_admission:
             self._busy_arrivals.append((req, self.env.now))
             if (run := self.run) is not None:
-                if run.chunk is None:
-                    self._truncate(self.env.now)
+                if run.chunk is None:  # the plan after the step in flight hides it: the step after goes on
+                    self._truncate(self.env.now, lag=1)
                 elif run.tail:  # the plan after the step in flight hides it: the one after that sees it
                     self._cut_tail(run, self.env.now, 1)
         elif (run := self.run) is not None:
@@ -191,15 +191,18 @@ class Instance(BatchView):
         if self.run is not None:
             self._truncate(self.env.now, strict=True)
 
-    def _truncate(self, now: float, strict: bool = False) -> None:
+    def _truncate(self, now: float, strict: bool = False, lag: int = 0) -> None:
         """Cut the run in flight at the end of the step running at `now`, so the next plan sees the arrival.
-        `strict`: a step ending exactly at `now` has ended (late-phase callers, `sim.core.late`)."""
+        `strict`: a step ending exactly at `now` has ended (late-phase callers, `sim.core.late`). `lag` = 1: an
+        arrival with `overlap_admission`, hidden from the plan at the end of the step in flight (`_lagged`), which
+        is then the run's own next step (nothing else it sees changed): the run ends one step later, where the
+        plan sees it."""
         run = self.run
         assert run is not None
         j = (bisect.bisect_right if strict else bisect.bisect_left)(run.times, now, 0, run.k)
-        if j + 1 < run.k:
+        if j + 1 + lag < run.k:
             run.tail = False
-            self._cut(run, j + 1)
+            self._cut(run, j + 1 + lag)
 
     def _cut_tail(self, run: DecodeRun, now: float, lag: int = 0) -> None:
         """An arrival at `now` is seen by the plan of a chunk run's remainder step unless that step is in flight
