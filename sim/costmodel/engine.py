@@ -36,10 +36,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from sim.core.admission import OverlapAdmission
-from sim.core.registry import ENGINES
+from sim.core import admission, registry
 
 MIB = 1024 * 1024
 
@@ -50,7 +49,7 @@ def _fit(lo: float, hi: float, default: bool = False) -> dict[str, Any]:
     return {"fit_bounds": [lo, hi], "fit_default": default}
 
 
-class ServingEngineConfig(OverlapAdmission):  # `overlap_admission`: when a prompt is admitted (no price)
+class ServingEngineConfig(admission.OverlapAdmission):  # `overlap_admission`: when a prompt is admitted (no price)
     """`serving_engine:` — a preset by `kind`, with any term overridden. Defaults below are vLLM V1's."""
 
     model_config = ConfigDict(extra="forbid")
@@ -299,8 +298,8 @@ class ServingEngineConfig(OverlapAdmission):  # `overlap_admission`: when a prom
         if not isinstance(data, dict):
             return data
         kind = data.get("kind", "vllm-v1")
-        if kind not in ENGINES:
-            raise ValueError(f"unknown serving engine {kind!r}; expected one of {', '.join(ENGINES.kinds())}")
+        if kind not in registry.ENGINES:
+            raise ValueError(f"unknown serving engine {kind!r}; expected one of {', '.join(registry.ENGINES.kinds())}")
         return {**PRESETS[kind], **data}
 
     def cpu_s(self, seqs: int) -> float:
@@ -439,7 +438,7 @@ def _register(kind: str) -> None:
         return cfg
 
     factory.__doc__ = _describe(kind)
-    ENGINES.register(kind, ServingEngineConfig)(factory)
+    registry.ENGINES.register(kind, ServingEngineConfig)(factory)
 
 
 for _kind in PRESETS:
