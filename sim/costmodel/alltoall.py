@@ -147,7 +147,12 @@ def deepep_ll_s(
     path is) plus the messages to other ranks, topk x (ep - 1) / ep a token (the ones to its own rank stay in
     HBM), at the NVLink rate. Beyond it: a line from the same fixed parts at zero bytes to the README's measured
     latency at its load (`DEEPEP_LL_US`, all topk messages counted as the README counts them), slowed by the ratio
-    of a slower NIC to the README's."""
+    of a slower NIC to the README's.
+    Beyond the domain this is an upper bound: since #173 the messages to peers in the sender's own NVLink node go
+    over NVLink, which the README's pure-RDMA line does not see (#173's H20 table: EP 16 dispatch 193 -> 119 us,
+    combine 335 -> 199 us). Inside it, #173's EP 8 P2P figures are an independent check of the NVLink formula:
+    dispatch 37 + combine 59 = 96 us at 128 tokens, hidden 7168, top-8 on H20 (450 GB/s NVLink a direction, as
+    H100's); this prices the same load at 102.5 us on H100 at link efficiency 0.8 (tests/test_alltoall.py)."""
     if ep <= 1 or tokens_per_gpu <= 0:
         return 0.0
     if group <= gpu.nvlink_domain:
