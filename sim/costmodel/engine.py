@@ -262,7 +262,7 @@ class ServingEngineConfig(admission.OverlapAdmission):  # `overlap_admission`: w
     # attention's tokens to every rank and scatters them back (python/sglang/srt/layers/dp_attention.py), the same
     # pattern (InferenceX's single-node SGLang recipes pass no backend but for DSv4 / GLM-5.2 `megamoe`; many
     # multi-node disagg recipes pass `--moe-a2a-backend deepep`: set `deepep` for those; priced over NVLink where the
-    # instance fits the GPU's NVLink domain, `alltoall.deepep_ll_s`). TensorRT-LLM: PRESETS.
+    # instance fits the GPU's NVLink domain; prompt steps on DeepEP's normal kernels, alltoall). TensorRT-LLM: PRESETS.
     moe_all2all: Literal["one_sided", "allgather_reducescatter", "deepep"] = Field(
         default="allgather_reducescatter",
         description="attention DP + EP token exchange: one_sided (TRT-LLM NVLink), allgather_reducescatter, deepep",
