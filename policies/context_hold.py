@@ -169,7 +169,9 @@ class RecvSkipper:
     last poll are the ones it can schedule (`upto`). The weights (sglang/srt/environ.py, `..._RECV_SKIPPER_WEIGHT_*`):
     DECODE 1, TARGET_VERIFY 1, an idle iteration (no batch, mode None) 1, anything else 1000. An idle loop also
     counts 1, but with no batch to run it spins in microseconds, so it reaches `interval` at once on the scale of
-    a decode step: modelled as a poll at once (`record` with an empty plan). A speculative verify step
+    a decode step: modelled as a poll at once — `poll` when a plan would run nothing while unreceived requests
+    wait (the engine drained its batch, or sat idle, since the last poll: `event_loop_normal` sets `last_batch =
+    None` after an iteration with no batch), and `record` with an empty plan. A speculative verify step
     (TARGET_VERIFY) is a decode plan here (`sim.core.speculative`: per-request decode steps), so it counts 1 too.
     Attention DP: older SGLang asserted `not enable_dp_attention` with this option; newer releases add the weight
     of the *global* forward mode after the DP sync (`update_counter_dp`), so every rank polls together and one
@@ -199,6 +201,12 @@ class RecvSkipper:
             if self.counter == 0:
                 self.upto = now
         return self.upto
+
+    def poll(self, now: float) -> None:
+        """An idle engine's poll (no batch to run: its loop spins at weight 1 and polls at once): every request
+        that arrived by `now` is received and the counter restarts."""
+        self.counter = 0
+        self.upto = now
 
     def record(self, prefill: bool, decodes: int) -> None:
         """The plan just made: a prefill (or an empty plan) makes the next iteration poll."""
