@@ -83,7 +83,8 @@ class ContextHold:
         self.batching = 0  # attention DP: iterations every rank had one and waited to batch more
         self.waited = 0  # batch waiting: iterations context requests have waited
         self._last = -1  # inst.iterations at the previous call
-        self._state: tuple[bool, bool, bool] = (False, False, False)  # (all_ctx, all_gen, held) at that call
+        # (all_ctx, all_gen, held) at that call; batch waiting: (False, its counter cycles on, held)
+        self._state: tuple[bool, bool, bool] = (False, False, False)
         self._horizon = UNBOUNDED
 
     def holds(self, inst: InstanceView, n_gen: int) -> bool:
@@ -139,8 +140,12 @@ class ContextHold:
                 tokens += req.prefill_target - req.prefill_done
                 if tokens >= need:
                     break
-        if self.waited >= t.wait_timeout_iters or (t.wait_tokens_ratio > 0 and min(tokens, t.max_num_tokens) >= need):
+        enough = t.wait_tokens_ratio > 0 and min(tokens, t.max_num_tokens) >= need
+        if self.waited >= t.wait_timeout_iters or enough:
             self.waited = 0
+            # Let go by the timeout: a context request this plan cannot admit (no KV, the reservation, no seat)
+            # stays pending, so the next iterations are held again from 0 (the counter cycles); a run replays it.
+            self._state = (False, not enough, False)
             return False
         self.waited += 1
         self._horizon = t.wait_timeout_iters - self.waited + 1
@@ -158,8 +163,8 @@ class ContextHold:
                 self.wait = (self.wait + s) % max(1, t.timeout_iters)
             else:
                 self.wait = 0
-        elif held:
-            self.waited += s
+        elif held or all_gen:  # (batch waiting keeps in its middle slot whether the counter cycles on)
+            self.waited = (self.waited + s) % (t.wait_timeout_iters + 1)
 
 
 class RecvSkipper:
