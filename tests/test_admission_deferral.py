@@ -61,6 +61,7 @@ def _check(
     wait_iters=st.sampled_from([0, 0, 3]),
     kv=st.integers(8, 80),
     preemption=st.sampled_from(["recompute", "swap"]),
+    instances=st.integers(1, 2),
     cost=linear_costs,
 )
 def test_receive_interval_never_strands_a_request(
@@ -70,13 +71,16 @@ def test_receive_interval_never_strands_a_request(
     wait_iters: int,
     kv: int,
     preemption: str,
+    instances: int,
     cost: dict[str, Any],
 ) -> None:
-    """SGLang's receive interval 1-4 (with TensorRT-LLM-style batch waiting on top in some examples: the two
-    compose in `RecvSarathi`), under `sarathi`, the one scheduler it applies to."""
+    """SGLang's receive interval 1-4 on one or two instances (each its own poll counter), with TensorRT-LLM-style
+    batch waiting on top in some examples (the two compose in `RecvSarathi`), under `sarathi`, the one scheduler
+    it applies to."""
     engine = {"kind": "sglang", "scheduler_recv_interval": interval, "batch_wait_timeout_iters": wait_iters}
     tmp = tmp_path_factory.mktemp("r")
-    _check(tmp, rows, SCHEDULERS["sarathi"], engine, True, kv_blocks=kv, preemption=preemption, cost=cost)
+    sched = SCHEDULERS["sarathi"]
+    _check(tmp, rows, sched, engine, True, kv_blocks=kv, preemption=preemption, cost=cost, instances=instances)
 
 
 @settings(max_examples=examples(25), deadline=None)
