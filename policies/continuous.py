@@ -233,6 +233,14 @@ class RecvSarathi(Sarathi):
             unseen.append(waiting.pop())
         plan = super().schedule(inst, now)
         waiting.extend(reversed(unseen))
+        if unseen and not plan.prefill and not plan.cohort and not plan.decode:
+            # Nothing to run: SGLang's loop goes idle (`event_loop_normal`: no batch, `on_idle()`, `last_batch =
+            # None`) and spins; `SchedulerRecvSkipper.handle(None)` adds the idle weight 1 per spin, so the poll
+            # comes within `interval` spins of microseconds: the engine receives them now and plans again.
+            preempted = plan.preempted
+            self.recv.poll(now)
+            plan = super().schedule(inst, now)
+            plan.preempted += preempted  # (requests the first plan preempted are in the queue: keep the count)
         self.recv.record(bool(plan.prefill), plan.decode_count)
         return plan
 
