@@ -169,6 +169,11 @@ def main() -> None:
         action="store_true",
         help="the silicon rows only: presets and the per engine + GPU fits (no LLMServingSim runs)",
     )
+    ap.add_argument(
+        "--silicon-cross-fit",
+        action="store_true",
+        help="the silicon rows per engine + GPU + model: linearised fit, leave-one-out term choice (no LLMServingSim)",
+    )
     ap.add_argument("--groups", nargs="+", help="silicon groups only, e.g. 'vllm h200_sxm' 'sglang b200_sxm disagg'")
     ap.add_argument(
         "--all-terms",
@@ -180,6 +185,15 @@ def main() -> None:
         print(before_after(json.loads(args.before.read_text()), json.loads(args.out.read_text())))
         return
     args.profiles.mkdir(parents=True, exist_ok=True)
+    if args.silicon_cross_fit:
+        from benchmarks.validation_silicon_fit import cross_fit, cross_fit_table
+
+        res = {"silicon_cross_fit": cross_fit(args.groups)}
+        args.out.write_text(json.dumps(res, indent=1, default=float, allow_nan=True) + "\n")
+        print(cross_fit_table(res["silicon_cross_fit"]))
+        cf = res["silicon_cross_fit"]
+        print(f"\n{cf['wall_s']:.0f} s wall, {cf['cpu_s']:.0f} s CPU; wrote {args.out}")
+        return
     t0 = time.perf_counter()
     fit = not args.presets_only
     results: dict[str, Any] = {}

@@ -143,6 +143,36 @@ def _replay(run: ObservedRun, sc: Scenario) -> dict[str, Any]:
     return {m: c[m]["mean"] for m in ("ttft", "tpot", "e2e")} | {"completed": simd.completed, "requests": len(run)}
 
 
+def group_label(row: pd.Series) -> str:
+    """The row's engine + GPU (+ disagg) group, as the tables name it (e.g. "vllm h200_sxm", "sglang gb200 disagg")."""
+    mode = "" if row["mode"] == "agg" else " disagg"
+    return f"{row['backend']} {row['system']}{mode}"
+
+
+def expressible_rows(
+    groups_only: list[str] | None = None,
+) -> tuple[list[tuple[pd.Series, Scenario]], dict[str, int]]:
+    """The deduplicated rows (see the module docstring) with their scenarios, sorted by engine, GPU, mode, tp,
+    isl, osl, clients; and the count of rows not replayed, by reason. `groups_only`: rows of these groups only
+    (`group_label`; the others are not mapped, which saves most of the time on a subset)."""
+    df = pd.read_csv(CSV).assign(  # the same measurement, re-listed (rounded) under other ids/versions
+        ttft_key=lambda d: d["silicon_ttft_ms"].round(0), tpot_key=lambda d: d["silicon_tpot_ms"].round(1)
+    )
+    df = df.drop_duplicates(subset=[*CONFIG, "ttft_key", "tpot_key"], keep="first")
+    df = df.sort_values(["backend", "system", "mode", "tp_size", "isl", "osl", "batch_size"], kind="stable")
+    kept: list[tuple[pd.Series, Scenario]] = []
+    skipped: dict[str, int] = {}
+    for _, row in df.iterrows():
+        if groups_only is not None and group_label(row) not in groups_only:
+            continue
+        sc, why = scenario_for(row)
+        if sc is None:
+            skipped[why] = skipped.get(why, 0) + 1
+        else:
+            kept.append((row, sc))
+    return kept, skipped
+
+
 def silicon(
     quick: bool = False,
     out_dir: Path | None = None,
@@ -154,23 +184,10 @@ def silicon(
     """Presets on up to `per_group` configurations of each engine + GPU (+ mode), an even/odd split for the fit.
     `groups_only`: these groups only (names as in the tables, e.g. "vllm h200_sxm"); `terms`: the fitted terms
     (default `fit_terms`: SILICON_TERMS, or all the scenario's `fit_default` ones with `terms=[]`)."""
-    df = pd.read_csv(CSV).assign(  # the same measurement, re-listed (rounded) under other ids/versions
-        ttft_key=lambda d: d["silicon_ttft_ms"].round(0), tpot_key=lambda d: d["silicon_tpot_ms"].round(1)
-    )
-    df = df.drop_duplicates(subset=[*CONFIG, "ttft_key", "tpot_key"], keep="first")
-    df = df.sort_values(["backend", "system", "mode", "tp_size", "isl", "osl", "batch_size"], kind="stable")
-    kept: list[tuple[pd.Series, Scenario]] = []
-    skipped: dict[str, int] = {}
-    for _, row in df.iterrows():
-        sc, why = scenario_for(row)
-        if sc is None:
-            skipped[why] = skipped.get(why, 0) + 1
-        else:
-            kept.append((row, sc))
+    kept, skipped = expressible_rows()
     groups: dict[str, list[tuple[pd.Series, Scenario]]] = {}
     for row, sc in kept:
-        mode = "" if row["mode"] == "agg" else " disagg"
-        groups.setdefault(f"{row['backend']} {row['system']}{mode}", []).append((row, sc))
+        groups.setdefault(group_label(row), []).append((row, sc))
     out: dict[str, Any] = {"skipped": skipped, "expressible": len(kept), "per_group": per_group, "groups": {}}
     for name, rows in sorted(groups.items()):
         if groups_only is not None and name not in groups_only:
