@@ -6,6 +6,8 @@ from __future__ import annotations
 from math import comb
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hwprofiles import catalog
 from sim.costmodel.alltoall import (
@@ -14,6 +16,7 @@ from sim.costmodel.alltoall import (
     MoeAll2All,
     MoeComm,
     alltoall_s,
+    deepep_ll_s,
     deepep_rates,
     link_bandwidth,
     rank_hit,
@@ -73,19 +76,87 @@ def test_deepep_at_its_measured_rate_and_one_sided_beyond_the_nvlink_domain() ->
     assert deepep_rates(8) == pytest.approx((98e9, 127e9))
     assert deepep_rates(12) == pytest.approx((63e9, 74e9))  # the next measured size up
     assert deepep_rates(4) == pytest.approx((98e9, 127e9))
-    # the README's own load reproduces its latency: 128 tokens x 8 copies x 7168 fp8 bytes at 98 GB/s ~ 77 us
-    assert pytest.approx(77e-6, rel=0.03) == 128 * 8 * 7168 / 98e9
-    gpu = catalog.gpu("h100-sxm")  # NVLink domain of 8
+    gpu = catalog.gpu("h100-sxm")  # NVLink domain of 8, ConnectX-7 50 GB/s
 
     def comm(method: MoeAll2All, ep: int = 8) -> MoeComm:  # ep ranks of tp 1 each, 3.5 copies of 7168 fp8 values
-        return MoeComm(method, gpu, ep, ep, 1, 7168, 1.0, 3.5, 0.8, 3e-5)
+        return MoeComm(method, gpu, ep, ep, 1, 7168, 1.0, 3.5, 0.8, 3e-5, 8)
 
-    sent = 16 * 3.5 * 7168
-    d_bw = min(98e9, link_bandwidth(gpu, 8, 0.8))
-    c_bw = min(127e9, link_bandwidth(gpu, 8, 0.8))
-    expected = DISPATCH_LATENCY_S + sent / d_bw + COMBINE_LATENCY_S + 2 * sent / c_bw
+    # ep 8 inside the node: DeepEP's low-latency kernels store over NVLink, 8 x 7/8 = 7 messages a token
+    nvl = gpu.intra_node_bw * 0.8
+    expected = DISPATCH_LATENCY_S + COMBINE_LATENCY_S + 16 * 7 * 7168 * (1.0 + 2.0) / nvl
     assert comm("deepep").seconds(16) == pytest.approx(expected, rel=1e-12)
-    assert comm("one_sided").seconds(16) < comm("deepep").seconds(16)  # NVLink is faster than DeepEP's RDMA rate
-    # ep 16 over two 8-GPU nodes: the one-sided NVLink kernel does not apply; priced as DeepEP over the NIC
+    # ep 16 over two 8-GPU nodes (CX7, the README's NIC): a line from blog 18's fixed parts to the README's ep-16
+    # latencies (118 / 195 us) at its load of 128 x 8 x 7168 values; here 16 tokens a rank, all 8 messages a token
+    share = 16 * 8 * 7168 / (128 * 8 * 7168)
+    rdma = 18e-6 + (118e-6 - 18e-6) * share + 31e-6 + (195e-6 - 31e-6) * share
+    assert comm("deepep", 16).seconds(16) == pytest.approx(rdma, rel=1e-12)
+    # the one-sided NVLink kernel does not apply beyond the domain, so TensorRT-LLM's is priced the same
     assert comm("one_sided", 16).seconds(16) == comm("deepep", 16).seconds(16)
-    assert comm("one_sided").seconds(0) == 0.0
+    assert comm("one_sided").seconds(0) == 0.0 and comm("deepep").seconds(0) == 0.0
+
+
+def test_deepep_over_rdma_reproduces_its_readme_table() -> None:
+    """The README's low-latency rows (H800 + CX7, 128 tokens a rank, hidden 7168, top-8, FP8 dispatch / BF16
+    combine): ep 8 77 / 114 us, ep 16 118 / 195 us, ep 256 194 / 360 us. Priced beyond an NVLink domain of 1 on a
+    GPU with the README's NIC, the same load comes back (the README's bytes carry
+    hidden / 128 fp32 scales and a 16-byte header; servesim's only the values): the line of `deepep_ll_s` passes
+    through the measured point exactly."""
+    gpu = catalog.gpu("h100-sxm").model_copy(update={"nvlink_domain": 1})  # CX7, the README's NIC
+    for ep, d_us, c_us in ((8, 77, 114), (16, 118, 195), (12, 118, 195), (256, 194, 360)):  # 12: the next size up
+        combine = deepep_ll_s(128, 8, ep, 7168, 0.0, gpu, ep, 0.8) - DISPATCH_LATENCY_S  # a zero-byte dispatch
+        assert combine == pytest.approx(c_us * 1e-6, rel=1e-12)
+        assert deepep_ll_s(128, 8, ep, 7168, 1.0, gpu, ep, 0.8) - combine == pytest.approx(d_us * 1e-6, rel=1e-12)
+        # the README's bandwidths are the same load at its latencies (the FP8 scales are the 3 % between them)
+        d_bw, c_bw = deepep_rates(ep)
+        assert 128 * 8 * 7168 / d_bw == pytest.approx(d_us * 1e-6, rel=0.04)
+        assert 128 * 8 * 7168 * 2 / c_bw == pytest.approx(c_us * 1e-6, rel=0.04)
+    # a NIC half as fast (200 Gb/s) doubles the bytes' share, not the fixed parts
+    slow = gpu.model_copy(update={"inter_node_bw": 25e9})
+    fixed = DISPATCH_LATENCY_S + COMBINE_LATENCY_S
+    bytes_part = deepep_ll_s(64, 8, 16, 7168, 1.0, gpu, 16, 0.8) - fixed
+    assert deepep_ll_s(64, 8, 16, 7168, 1.0, slow, 16, 0.8) - fixed == pytest.approx(2 * bytes_part, rel=1e-12)
+    # a faster one (ConnectX-8) is not assumed to beat the README's measurement
+    fast = gpu.model_copy(update={"inter_node_bw": 100e9})
+    assert deepep_ll_s(64, 8, 16, 7168, 1.0, fast, 16, 0.8) == deepep_ll_s(64, 8, 16, 7168, 1.0, gpu, 16, 0.8)
+    # one token: 1/128 of the README's bytes share on top of blog 18's fixed parts
+    one = DISPATCH_LATENCY_S + COMBINE_LATENCY_S + (77e-6 - 18e-6 + 114e-6 - 31e-6) / 128
+    assert deepep_ll_s(1, 8, 8, 7168, 1.0, gpu, 8, 1.0) == pytest.approx(one, rel=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    gpu_name=st.sampled_from(
+        [n for n in catalog.gpu_names() if catalog.gpu(n).intra_node_bw > 2 * catalog.gpu(n).host_link_bw]
+    ),
+    log_ep=st.integers(1, 6),
+    tokens=st.floats(1.0, 4096.0),
+    topk=st.integers(1, 16),
+    act_bytes=st.sampled_from([0.5, 1.0, 2.0]),
+    efficiency=st.floats(0.6, 1.0),
+)
+def test_an_ep_group_inside_one_nvlink_domain_is_never_slower_than_over_rdma(
+    gpu_name: str, log_ep: int, tokens: float, topk: int, act_bytes: float, efficiency: float
+) -> None:
+    """The same exchange priced inside the domain (NVLink) and as if the group spanned domains (RDMA on the README's
+    line, slowed for a slower NIC): NVLink is never the slower, on every catalogue GPU with NVLink (DeepEP's
+    intranode buffers require it) at link efficiencies from 0.6 (servesim's default is 0.8)."""
+    ep = 2**log_ep
+    gpu = catalog.gpu(gpu_name).model_copy(update={"nvlink_domain": max(ep, 2)})
+    inside = deepep_ll_s(tokens, topk, ep, 4096, act_bytes, gpu, ep, efficiency)
+    spans = gpu.model_copy(update={"nvlink_domain": 1})
+    assert inside <= deepep_ll_s(tokens, topk, ep, 4096, act_bytes, spans, ep, efficiency) * (1 + 1e-12)
+
+
+def test_gb200_nvl72_decode_pool_prices_deepep_on_nvlink() -> None:
+    """An SGLang GB200 decode worker of 48 GPUs (tp 48 = dp 48, ep 48, the gb200-fp8 mid-curve recipe) sits inside
+    the 72-GPU NVLink domain: its DeepEP exchange is priced at NVLink, not at the README's RDMA rate."""
+    gb200 = catalog.gpu("gb200")
+    assert gb200.nvlink_domain == 72
+    c = MoeComm("deepep", gb200, 48, 48, 1, 7168, 1.0, 6.0, 0.8, 3e-5, 8)
+    m = 64  # tokens on the busiest DP rank
+    nvl = DISPATCH_LATENCY_S + COMBINE_LATENCY_S + m * 8 * 47 / 48 * 7168 * 3.0 / (gb200.intra_node_bw * 0.8)
+    assert c.seconds(m) == pytest.approx(nvl, rel=1e-12)
+    # what the README's RDMA line would charge the same load at ep 64 (173 / 314 us at 128 tokens of 8 messages)
+    share = m * 8 / (128 * 8)
+    rdma = 18e-6 + (173e-6 - 18e-6) * share + 31e-6 + (314e-6 - 31e-6) * share
+    assert c.seconds(m) == pytest.approx(nvl, rel=1e-12) and nvl < rdma / 2

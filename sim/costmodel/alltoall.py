@@ -11,10 +11,19 @@ holding its experts, combine the experts' partial outputs back. How depends on t
   every GPU, each GPU runs its experts over all of them, and the outputs are reduce-scattered back - NCCL ring
   collectives over the DP group, (dp - 1) x the busiest rank's tokens each way, nothing deduplicated
   (blog 18's "pattern 1"); with tp > 1 inside a DP rank the TP all-reduce of the MoE output follows.
-- `deepep` (DeepEP low-latency kernels, SGLang `--moe-a2a-backend deepep` in decode): copies as `one_sided`, the
-  bytes at DeepEP's measured rate for its EP size (`DEEPEP_LL_GBPS`) or the link's if lower, blog 18's fixed part.
+- `deepep` (DeepEP low-latency kernels, SGLang `--moe-a2a-backend deepep`, `--deepep-mode low_latency` in its
+  decode recipes): one message per (token, expert) - the LL dispatch writes each of a token's top-k selections into
+  its expert's slot on the owning rank (csrc/kernels/internode_ll.cu `dst_expert_idx`, 9249c25), nothing
+  deduplicated per rank - on the link the EP group crosses (`deepep_ll_s`).
 
-The link is NVLink inside the NVLink domain and the scale-out NIC beyond it.
+The link is NVLink inside the NVLink domain and the scale-out NIC beyond it. DeepEP's low-latency kernels use
+NVLink wherever NVSHMEM reports the peer reachable: `nvshmemi_get_p2p_ptr(dst) != 0` -> plain warp stores over
+NVLink, else IBGDA RDMA puts (DeepEP PR #173 "LL nvlink p2p", 68ae8b3, 2025-05-23); `Buffer(...,
+allow_nvlink_for_low_latency_mode=True)` is the default (deep_ep/buffer.py, `NVSHMEM_DISABLE_P2P=0`), and across
+the trays of a GB200 / GB300 NVL72 rack NVSHMEM's multi-node NVLink is kept on when `allow_mnnvl=True` (added
+4cd9517, 2025-06-07), which SGLang always passes (python/sglang/srt/layers/moe/token_dispatcher/deepep.py,
+`DeepEPBuffer.get_deepep_buffer`). So an EP group inside one NVLink domain exchanges over NVLink; the README's
+low-latency table ("pure RDMA", H800 + CX7, measured before #173) prices only a group that spans domains.
 
 Fixed latencies: TensorRT-LLM tech blog 18 ("Optimizing MoE Communication with One-Sided AlltoAll Over NVLink",
 docs/source/blogs/tech_blog/blog18_..., @22de8b34d), table "ep_size=8", DeepSeek-V3 profile (hidden 7168, top-8
@@ -26,7 +35,10 @@ servesim charged 15 us for either (a figure attributed to DeepEP's README, whose
 NVLink kernels and 77-194 us latencies only for its RDMA low-latency kernels, i.e. no NVLink latency).
 Deduplication: the same blog, "Rank-Major Buffer Layout": "Each token is sent at most once per (src -> tgt) pair
 - even if multiple of its top_k experts land on the same target rank"; its bandwidth formula counts
-min(ep_size, top_k) copies per token. DeepEP's normal kernels likewise send a token once per destination rank.
+min(ep_size, top_k) copies per token. DeepEP's normal kernels likewise send a token once per destination rank; its
+low-latency kernels do not (one message per expert). SGLang's prefill recipes run the normal kernels
+(`deepep-mode: normal`); `deepep` prices every step with the low-latency kernels, the decode pools' (left: a mode
+per step).
 """
 
 from __future__ import annotations
@@ -46,19 +58,61 @@ MoeAll2All = Literal["one_sided", "allgather_reducescatter", "deepep"]
 
 DISPATCH_LATENCY_S = 18e-6  # blog 18, ep_size 8, 1-32 tokens per rank: 17.6-18.9 us (see module doc)
 COMBINE_LATENCY_S = 31e-6  # blog 18, ep_size 8, 1-32 tokens per rank: 31.0-32.7 us
-# DeepEP README (deepseek-ai/DeepEP, "Low-latency kernels with pure RDMA", after the 2025-04-22 update): H800 +
-# CX7 400 Gb/s, 128 tokens per rank, hidden 7168, top-8, FP8 dispatch / BF16 combine: (EP, dispatch GB/s, combine
-# GB/s) achieved. The table's latencies (77 / 114 us at EP 8 up to 194 / 360 us at EP 256) are those bytes at
-# these rates (128 x 8 x 7168 B = 7.3 MB in 77 us is 95 GB/s), so they hold no fixed part of their own: the bytes
-# are priced at these rates and the fixed part is blog 18's (a GPU-initiated one-sided kernel, like DeepEP's).
+# DeepEP README (deepseek-ai/DeepEP, "Low-latency kernels with pure RDMA", table of 2025-04-22 3b1045d, now
+# docs/legacy.md): H800 + CX7 400 Gb/s, 128 tokens per rank, hidden 7168, top-8, FP8 dispatch / BF16 combine.
+# Its bandwidths count every selected (token, expert) message, local ones included (tests/test_low_latency.py:
+# `num_dispatch_comm_bytes += num_fp8_bytes * num_selections`), so its latencies are 128 x 8 messages of 7168
+# values at those rates (7.3 MB / 98 GB/s = 75 us, 77 us with the FP8 scales). (EP, dispatch GB/s, combine GB/s):
 DEEPEP_LL_GBPS = ((8, 98.0, 127.0), (16, 63.0, 74.0), (32, 48.0, 53.0), (64, 43.0, 46.0), (128, 39.0, 39.0),
                   (256, 39.0, 40.0))  # fmt: skip
+# (EP, dispatch us, combine us) of the same table: `deepep_ll_s` draws a line from blog 18's fixed parts at zero
+# bytes to these at the README's load, so both the fixed kernel time and the measured point hold.
+DEEPEP_LL_US = ((8, 77.0, 114.0), (16, 118.0, 195.0), (32, 155.0, 273.0), (64, 173.0, 314.0), (128, 192.0, 369.0),
+                (256, 194.0, 360.0))  # fmt: skip
+DEEPEP_LL_LOAD = 128 * 8 * 7168  # the README's load: messages x values
+DEEPEP_README_NIC_BPS = 50e9  # the README's CX7 InfiniBand 400 Gb/s ("~50 GB/s maximum bandwidth")
+
+
+def deepep_latencies(ep: int) -> tuple[float, float]:
+    """The README's (dispatch, combine) seconds for its load at the smallest measured EP size >= ep."""
+    row = next((r for r in DEEPEP_LL_US if r[0] >= ep), DEEPEP_LL_US[-1])
+    return row[1] * 1e-6, row[2] * 1e-6
 
 
 def deepep_rates(ep: int) -> tuple[float, float]:
     """DeepEP's achieved (dispatch, combine) bytes/s at the smallest measured EP size >= ep (EP 8's below it)."""
     row = next((r for r in DEEPEP_LL_GBPS if r[0] >= ep), DEEPEP_LL_GBPS[-1])
     return row[1] * 1e9, row[2] * 1e9
+
+
+def deepep_ll_s(
+    tokens_per_gpu: float, topk: int, ep: int, hidden: int, act_bytes: float, gpu: GPUSpec, group: int,
+    efficiency: float,
+) -> float:  # fmt: skip
+    """DeepEP low-latency dispatch + combine of `tokens_per_gpu` tokens, each sent as one message per selected
+    expert (dispatch at `act_bytes`, combine in bf16), over the EP group's `group` GPUs (module doc).
+    Inside one NVLink domain: blog 18's fixed parts (a GPU-initiated one-sided NVLink kernel, as DeepEP's P2P
+    path is) plus the messages to other ranks, topk x (ep - 1) / ep a token (the ones to its own rank stay in
+    HBM), at the NVLink rate. Beyond it: a line from the same fixed parts at zero bytes to the README's measured
+    latency at its load (`DEEPEP_LL_US`, all topk messages counted as the README counts them), slowed by the ratio
+    of a slower NIC to the README's."""
+    if ep <= 1 or tokens_per_gpu <= 0:
+        return 0.0
+    if group <= gpu.nvlink_domain:
+        sent = tokens_per_gpu * topk * (ep - 1) / ep * hidden * (act_bytes + 2.0)
+        return DISPATCH_LATENCY_S + COMBINE_LATENCY_S + sent / link_bandwidth(gpu, group, efficiency)
+    d_s, c_s = deepep_latencies(ep)
+    values = tokens_per_gpu * topk * hidden
+    dispatch = (d_s - DISPATCH_LATENCY_S) * act_bytes / DEEPEP_LL_LOAD * values  # the README's per FP8 byte
+    combine = (c_s - COMBINE_LATENCY_S) / DEEPEP_LL_LOAD * values  # per BF16 value, as the README's combine
+    return DISPATCH_LATENCY_S + COMBINE_LATENCY_S + (dispatch + combine) * _nic_slowdown(gpu)
+
+
+def _nic_slowdown(gpu: GPUSpec) -> float:
+    """How much slower than the README's ConnectX-7 (400 Gb/s, 50 GB/s a GPU) this GPU's scale-out link is (1 for
+    one as fast or faster: nothing measured says DeepEP gains from a faster NIC)."""
+    nic = gpu.inter_node_bw if gpu.inter_node_bw is not None else gpu.host_link_bw
+    return max(1.0, DEEPEP_README_NIC_BPS / nic)
 
 
 def link_bandwidth(gpu: GPUSpec, group: int, efficiency: float) -> float:
@@ -134,9 +188,10 @@ class MoeComm:
     tp: int
     hidden: int
     act_bytes: float  # dispatched activations (the GEMMs' input precision); the combine returns bf16
-    copies: float  # `remote_copies` of one token (one_sided / deepep)
+    copies: float  # `remote_copies` of one token (one_sided inside the NVLink domain)
     efficiency: float
     nccl_latency_s: float
+    topk: int  # experts a token selects: DeepEP's low-latency messages a token
 
     def seconds(self, m: int) -> float:
         """Dispatch + combine of one layer when the busiest DP rank holds m tokens (without the TP all-reduce
@@ -156,11 +211,8 @@ class MoeComm:
                               self.efficiency, DISPATCH_LATENCY_S) + alltoall_s(
                 per_gpu, self.copies, self.hidden, 2.0, self.ep, self.gpu, self.efficiency, COMBINE_LATENCY_S
             )  # fmt: skip
-        d_bw, c_bw = deepep_rates(self.ep)
-        bw = link_bandwidth(self.gpu, group, self.efficiency)
-        sent = per_gpu * self.copies * self.hidden
-        dispatch = DISPATCH_LATENCY_S + sent * self.act_bytes / min(d_bw, bw)
-        return dispatch + COMBINE_LATENCY_S + sent * 2.0 / min(c_bw, bw)
+        # `deepep`, and `one_sided` beyond the domain (TensorRT-LLM's DeepEP low-latency path there)
+        return deepep_ll_s(per_gpu, self.topk, self.ep, self.hidden, self.act_bytes, self.gpu, group, self.efficiency)
 
     @property
     def tp_allreduce(self) -> bool:
@@ -179,4 +231,4 @@ def moe_comm(
     method: MoeAll2All = engine.moe_all2all if engine is not None else "allgather_reducescatter"
     copies = remote_copies(model.experts_per_token, model.num_experts, layout.ep, model.n_group, model.topk_group)
     return MoeComm(method, gpu, layout.ep, layout.attention_dp, layout.tp, hidden, act_bytes, copies, efficiency,
-                   ar.nccl_latency_s)  # fmt: skip
+                   ar.nccl_latency_s, model.experts_per_token)  # fmt: skip

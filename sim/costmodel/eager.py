@@ -6,7 +6,8 @@ dispatch and kernel launchers run in Python, and `ServingEngineConfig.eager_host
 layer (SGLang: 0.975 ms from a DeepSeek-V3 measurement, see the preset) and `eager_host_per_moe_layer_s` how long
 more per MoE layer (vLLM V1, whose compiled forward runs ungraphed above its capture size: 1.50 ms from a
 GLM-5.3-Flash measurement; dense layers unmeasured, see the preset). It is charged in series with the
-kernels, once per iteration (attention-DP ranks run their forwards side by side), and in place of the
+kernels, once per iteration (attention-DP ranks run their forwards side by side, each capturing graphs at its own
+batch: `busiest_rank`), and in place of the
 engine's `launch_per_layer_s` term: an eager-minus-graph measurement already contains the launches.
 
 A speculative verifier's chunks (`sim.core.speculative.VerifyChunk`) are no prompt: SGLang captures its
@@ -50,6 +51,17 @@ def eager_host_s(
     return per_step
 
 
+def busiest_rank(cost: RooflineCost, n: int) -> int:
+    """The busiest attention-DP rank's share of an instance's n tokens (or sequences), spread evenly as the cost
+    model spreads them (`StructuredCost._rank_tokens`): what decides whether a step replays a CUDA graph. Each DP
+    rank captures and replays its own graphs at its own batch, the ranks padded to the largest of them (vLLM V1
+    vllm/v1/worker/dp_utils.py `coordinate_batch_across_dp`: token counts all-reduced over the DP group, "Pad all
+    DP ranks up to the maximum token count across ranks", cudagraph mode the minimum over ranks); SGLang's and
+    TensorRT-LLM's DP ranks run their own forward batches the same way."""
+    ranks = getattr(cost, "dp", 1)
+    return n if ranks <= 1 else -(-n // ranks)
+
+
 def moe_layers(cost: RooflineCost) -> int:
     """The MoE layers of the cost model's model (0 for a dense one): what `eager_host_per_moe_layer_s` is charged on."""
     return cost.model.num_moe_layers
@@ -65,7 +77,9 @@ def engine_terms(cost: RooflineCost, prefill: Chunks, n_decode: int, kernels: fl
         cpu, launch = cost._engine_s(tokens, seqs, False, kernels)
     else:
         cpu, launch = cost._engine_s(seqs, seqs, True, kernels)
-    eager = eager_host_s(cost.engine, cost.L, prompt, tokens, seqs, moe_layers(cost))
+    # graph capture is per DP rank (`busiest_rank`); prompt tokens only decide whether the step is a prompt step
+    eager = eager_host_s(cost.engine, cost.L, prompt, busiest_rank(cost, tokens), busiest_rank(cost, seqs),
+                         moe_layers(cost))  # fmt: skip
     return cpu, (0.0 if eager else launch), eager
 
 

@@ -261,7 +261,8 @@ class ServingEngineConfig(BaseModel):
     # VLLM_ALL2ALL_BACKEND, on HEAD or in their history. SGLang's default `--moe-a2a-backend none` gathers DP
     # attention's tokens to every rank and scatters them back (python/sglang/srt/layers/dp_attention.py), the same
     # pattern (InferenceX's single-node SGLang recipes pass no backend but for DSv4 / GLM-5.2 `megamoe`; many
-    # multi-node disagg recipes pass `--moe-a2a-backend deepep`: set `deepep` for those). TensorRT-LLM: PRESETS.
+    # multi-node disagg recipes pass `--moe-a2a-backend deepep`: set `deepep` for those; priced over NVLink where the
+    # instance fits the GPU's NVLink domain, `alltoall.deepep_ll_s`). TensorRT-LLM: PRESETS.
     moe_all2all: Literal["one_sided", "allgather_reducescatter", "deepep"] = Field(
         default="allgather_reducescatter",
         description="attention DP + EP token exchange: one_sided (TRT-LLM NVLink), allgather_reducescatter, deepep",
@@ -416,7 +417,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # the generation worker returns the first token (see `disagg_first_token`)
         "disagg_first_token": "decode",
         # NVLinkOneSided all-to-all, TensorRT-LLM's default inside one NVLink domain (tech blog 18, @22de8b34d);
-        # beyond the domain `MoeComm` prices DeepEP's low-latency kernels
+        # beyond the domain `MoeComm` prices DeepEP's low-latency kernels over the NIC (`alltoall.deepep_ll_s`)
         "moe_all2all": "one_sided",
         "admission_reserve": "guaranteed_no_evict",  # the default capacity_scheduler_policy (see the field)
     },

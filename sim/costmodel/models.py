@@ -27,7 +27,7 @@ from sim.costmodel import comm
 from sim.costmodel.base import COST_MODELS, Chunks, CostModel, decode_coeffs
 from sim.costmodel.config import RooflineCostConfig, TableCostConfig, _PhysicalCostConfig
 from sim.costmodel.curves import _efficiency, _own_efficiency, _resolve, capped
-from sim.costmodel.eager import charge
+from sim.costmodel.eager import busiest_rank, charge
 from sim.costmodel.engine import ServingEngineConfig, kernel_scales
 from sim.costmodel.linear import LinearCost, LinearCostConfig
 from sim.costmodel.profile import CostProfile, ProfileParams, load_profile
@@ -164,7 +164,7 @@ class RooflineCost:
         if e is None or tokens == 0:
             return 0.0, 0.0
         cpu = e.host_s(seqs, kernels)
-        if e.graph_captured(tokens, decode_only) or not e.launch_per_layer_s:
+        if e.graph_captured(busiest_rank(self, tokens), decode_only) or not e.launch_per_layer_s:
             return cpu, 0.0
         return cpu, max(0.0, self.L * e.launch_per_layer_s - kernels)
 
@@ -414,8 +414,8 @@ class RooflineCost:
         return base
 
     def _launch_bound(self, n: int) -> bool:
-        e = self.engine
-        return e is not None and n > 0 and bool(e.launch_per_layer_s) and not e.graph_captured(n, True)
+        e, m = self.engine, busiest_rank(self, n)  # graphs are captured per attention-DP rank
+        return e is not None and n > 0 and bool(e.launch_per_layer_s) and not e.graph_captured(m, True)
 
     def decode_run(self, n: int, ctx_sums: np.ndarray) -> np.ndarray:
         base = self._decode_base(n)
