@@ -15,8 +15,9 @@
   decode step of the row's own simulation (its simulated mean TPOT, the step the prompt waits behind) to each agg
   row's simulated TTFT of a `coverage.py --json` run and prints the medians before and after. Disaggregated rows are
   left as they are: there the step the prompt waits behind is a prefill step (prefill pool) or a KV arrival.
-  It is an estimate of the term's size, not a simulation with it: the lag lives in the instance's admission
-  (`sim/core`), and the wait also shifts later arrivals, which the estimate leaves out.
+  It is an estimate of the term's size, not a simulation with it: the wait also shifts later arrivals, which the
+  estimate leaves out. The model now has the lag (`serving_engine.overlap_admission`, on in the vllm-v1, sglang and
+  trtllm presets); `simulate-lag [--off]` re-simulates a run's rows with it forced on or off (`AdmissionLag`).
 - `layers`: the low-load miss of `coverage_intercept.py --csv` (measured - simulated TTFT, <= 16 clients) per
   decoder layer and per MoE layer, by backend, model, GPU, warm-up and prompt length: whether what is missing
   scales with the model's MoE layers (a host cost per launched layer) or not.
@@ -89,70 +90,41 @@ def lag_table(t: pd.DataFrame, tpot: bool = False) -> str:
 
 
 class AdmissionLag:
-    """A probe, not the model: patches `sim.core.instance.Instance` for the duration of a `with` block so that a
-    request enqueued while its instance is busy is hidden from the first plan after it arrives (that plan's step was
-    scheduled before it came, as in the engines' overlap loops) and seen by the next; the step that hides it is a
-    single step (`one_step`), so the wait is exactly one step. With nothing running or prefilling there is no lag
-    (an idle engine schedules a new request at once). What `sim/core` would need to model the lag for real."""
+    """The lag as the model has it now (`serving_engine.overlap_admission`, `sim.core.instance.Instance._lagged`),
+    forced on (or, `on=False`, off) for every instance built inside a `with` block, whatever the scenario's preset
+    says: `simulate-lag` compares a coverage run with the lag and without it. The instance's own rule, set, not
+    added to: an instance already lagging is never lagged twice. (It was a probe patching the instance's
+    admission; that rule is now `Instance._lagged`.)"""
+
+    def __init__(self, on: bool = True) -> None:
+        self.on = on
 
     def __enter__(self) -> AdmissionLag:
         import sim.core.instance as inst_mod
 
         self._mod = inst_mod
-        self._init, self._enqueue = inst_mod.Instance.__init__, inst_mod.Instance.enqueue
-        init, enqueue = self._init, self._enqueue
+        self._init = init = inst_mod.Instance.__init__
+        on = self.on
 
         def patched_init(inst: Any, *args: Any, **kw: Any) -> None:
-            init(inst, *args, **kw)
-            inst._lag_busy = {}  # id(request) -> when it was enqueued on a busy instance
-            inst._lag_plan_t = -np.inf
-            inner = inst.scheduler.schedule
+            init(inst, *args, **{**kw, "overlap_admission": on})
 
-            def schedule(view: Any, t: float) -> Any:
-                busy = view._lag_busy
-                hide = []
-                if busy and (view.running or view.prefilling):
-                    hide = [r for r in view.waiting if busy.get(id(r), -np.inf) > view._lag_plan_t]
-                view._lag_plan_t = t
-                for r in hide:
-                    view.waiting.remove(r)
-                    del busy[id(r)]
-                if hide:
-                    view.one_step = True
-                try:
-                    return inner(view, t)
-                finally:
-                    for r in hide:
-                        view.waiting.append(r)
-
-            inst.scheduler.schedule = schedule
-
-        def patched_enqueue(inst: Any, req: Any) -> None:
-            if inst._idle is None:
-                inst._lag_busy[id(req)] = inst.env.now
-            enqueue(inst, req)
-
-        inst_mod.Instance.__init__ = patched_init  # type: ignore[method-assign,assignment]  # probe only, undone on exit
-        inst_mod.Instance.enqueue = patched_enqueue  # type: ignore[method-assign,assignment]  # probe only, undone on exit
+        inst_mod.Instance.__init__ = patched_init  # type: ignore[method-assign,assignment]  # this block only, undone on exit
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._mod.Instance.__init__ = self._init  # type: ignore[method-assign]  # restore
-        self._mod.Instance.enqueue = self._enqueue  # type: ignore[method-assign]  # restore
 
 
 def simulate_lag(base: pd.DataFrame, lag: bool = True) -> pd.DataFrame:
-    """The rows of a coverage.py --json run simulated again (coverage.simulate, its protocol), with the lag probe
-    on (or off, to check the run reproduces `base`): `lag_ttft_err`, `lag_tpot_err`."""
+    """The rows of a coverage.py --json run simulated again (coverage.simulate, its protocol), with the admission
+    lag forced on (or off: a run before `overlap_admission` reproduces `base`): `lag_ttft_err`, `lag_tpot_err`."""
     d = pd.read_csv(cov.CSV).set_index("id", drop=False)
     out = base.copy()
     ttft, tpot = [], []
     for rid in out["id"]:
         r = d.loc[rid]
-        if lag:
-            with AdmissionLag():
-                a, b = cov.simulate(r)
-        else:
+        with AdmissionLag(on=lag):
             a, b = cov.simulate(r)
         ttft.append(a * 1e3 / r["silicon_ttft_ms"] - 1)
         tpot.append(b * 1e3 / r["silicon_tpot_ms"] - 1)
@@ -323,9 +295,9 @@ def main() -> None:
     lay = sub.add_parser("layers", help="the low-load miss per layer and per MoE layer")
     lay.add_argument("--intercept", type=Path, required=True, help="a coverage_intercept.py --csv file")
     lay.add_argument("--backend", default=None)
-    sim_lag = sub.add_parser("simulate-lag", help="the rows of a coverage.py --json run simulated with the lag probe")
+    sim_lag = sub.add_parser("simulate-lag", help="the rows of a coverage.py --json run simulated with the lag on")
     sim_lag.add_argument("--base", type=Path, required=True, help="a coverage.py --json file")
-    sim_lag.add_argument("--off", action="store_true", help="probe off: check the run reproduces --base")
+    sim_lag.add_argument("--off", action="store_true", help="lag off in every instance (servesim before the field)")
     sim_lag.add_argument("--json", type=Path, default=None)
     sub.add_parser("roofline", help="prefill GEMMs against their roofline")
     slope = sub.add_parser("slope", help="measured vs one-step vs whole-simulation per-token TTFT slope")

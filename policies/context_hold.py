@@ -83,7 +83,8 @@ class ContextHold:
         self.batching = 0  # attention DP: iterations every rank had one and waited to batch more
         self.waited = 0  # batch waiting: iterations context requests have waited
         self._last = -1  # inst.iterations at the previous call
-        self._state: tuple[bool, bool, bool] = (False, False, False)  # (all_ctx, all_gen, held) at that call
+        # (all_ctx, all_gen, held) at that call; batch waiting: (False, its counter cycles on, held)
+        self._state: tuple[bool, bool, bool] = (False, False, False)
         self._horizon = UNBOUNDED
 
     def holds(self, inst: InstanceView, n_gen: int) -> bool:
@@ -139,8 +140,12 @@ class ContextHold:
                 tokens += req.prefill_target - req.prefill_done
                 if tokens >= need:
                     break
-        if self.waited >= t.wait_timeout_iters or (t.wait_tokens_ratio > 0 and min(tokens, t.max_num_tokens) >= need):
+        enough = t.wait_tokens_ratio > 0 and min(tokens, t.max_num_tokens) >= need
+        if self.waited >= t.wait_timeout_iters or enough:
             self.waited = 0
+            # Let go by the timeout: a context request this plan cannot admit (no KV, the reservation, no seat)
+            # stays pending, so the next iterations are held again from 0 (the counter cycles); a run replays it.
+            self._state = (False, not enough, False)
             return False
         self.waited += 1
         self._horizon = t.wait_timeout_iters - self.waited + 1
@@ -158,8 +163,8 @@ class ContextHold:
                 self.wait = (self.wait + s) % max(1, t.timeout_iters)
             else:
                 self.wait = 0
-        elif held:
-            self.waited += s
+        elif held or all_gen:  # (batch waiting keeps in its middle slot whether the counter cycles on)
+            self.waited = (self.waited + s) % (t.wait_timeout_iters + 1)
 
 
 class RecvSkipper:
@@ -169,7 +174,9 @@ class RecvSkipper:
     last poll are the ones it can schedule (`upto`). The weights (sglang/srt/environ.py, `..._RECV_SKIPPER_WEIGHT_*`):
     DECODE 1, TARGET_VERIFY 1, an idle iteration (no batch, mode None) 1, anything else 1000. An idle loop also
     counts 1, but with no batch to run it spins in microseconds, so it reaches `interval` at once on the scale of
-    a decode step: modelled as a poll at once (`record` with an empty plan). A speculative verify step
+    a decode step: modelled as a poll at once — `poll` when a plan would run nothing while unreceived requests
+    wait (the engine drained its batch, or sat idle, since the last poll: `event_loop_normal` sets `last_batch =
+    None` after an iteration with no batch), and `record` with an empty plan. A speculative verify step
     (TARGET_VERIFY) is a decode plan here (`sim.core.speculative`: per-request decode steps), so it counts 1 too.
     Attention DP: older SGLang asserted `not enable_dp_attention` with this option; newer releases add the weight
     of the *global* forward mode after the DP sync (`update_counter_dp`), so every rank polls together and one
@@ -199,6 +206,12 @@ class RecvSkipper:
             if self.counter == 0:
                 self.upto = now
         return self.upto
+
+    def poll(self, now: float) -> None:
+        """An idle engine's poll (no batch to run: its loop spins at weight 1 and polls at once): every request
+        that arrived by `now` is received and the counter restarts."""
+        self.counter = 0
+        self.upto = now
 
     def record(self, prefill: bool, decodes: int) -> None:
         """The plan just made: a prefill (or an empty plan) makes the next iteration poll."""

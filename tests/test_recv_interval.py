@@ -9,13 +9,14 @@ A prompt of 5 beside A's decode takes 10 + 5 + 2 = 17 ms.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import yaml
 
 import sim
 from sim.costmodel.engine import preset
 from sim.errors import ServesimError
-from tests.helpers import scenario, write_csv
+from tests.helpers import same_result, scenario, write_csv
 
 SARATHI = {"kind": "sarathi", "max_num_seqs": 16, "token_budget": 64}
 
@@ -83,3 +84,67 @@ def test_only_an_interval_above_one_builds_the_receive_hook():
     assert type(plain) is Sarathi and not hasattr(plain, "recv")
     hooked = _sarathi(cfg, engine=preset("sglang", scheduler_recv_interval=10))
     assert isinstance(hooked, RecvSarathi) and hooked.recv.interval == 10 and not hooked.steady_decode
+
+
+# -- an idle engine receives at once (review 11: an instance that drained its batch since the last poll) ----------
+# A (prompt 10, 3 tokens) prefills 0 -> 0.020 (the next iteration polls), decodes alone 0.020 -> 0.032 -> 0.044
+# (two decode iterations of weight 1: the counter stands at 2 when A leaves) and the engine goes idle. SGLang's
+# loop then runs with no batch (`last_batch = None`, weight 1 a spin) and polls within microseconds, so a prompt
+# reaching an idle engine is received at once whatever the counter, as with interval 1.
+
+
+@pytest.mark.parametrize("ff", [True, False])
+@pytest.mark.parametrize("interval", [3, 4])
+def test_a_prompt_reaching_an_engine_that_went_idle_is_received_at_once(tmp_path, ff, interval):
+    # B (prompt 5) at 0.100 finds the engine idle since 0.044: it prefills alone at once, 10 + 5 ms.
+    rows = [(0.0, 10, 3), (0.100, 5, 2)]
+    off = _ttft(tmp_path, rows, None, ff)
+    on = _ttft(tmp_path, rows, interval, ff)
+    assert off[1] == pytest.approx(0.015, abs=1e-12)
+    assert on == off
+
+
+@pytest.mark.parametrize("ff", [True, False])
+@pytest.mark.parametrize("interval", [3, 4])
+def test_a_prompt_arriving_during_the_last_decode_step_is_received_when_the_batch_drains(tmp_path, ff, interval):
+    # B (prompt 5) at 0.040 arrives during A's last step (0.032 -> 0.044). At 0.044 A is gone and nothing has been
+    # received: the engine idles and polls at once, so B prefills alone 0.044 -> 0.059: TTFT 0.019, as interval 1.
+    rows = [(0.0, 10, 3), (0.040, 5, 2)]
+    off = _ttft(tmp_path, rows, None, ff)
+    on = _ttft(tmp_path, rows, interval, ff)
+    assert off[1] == pytest.approx(0.059 - 0.040, abs=1e-12)
+    assert on == off
+
+
+def _poisson_rows(n: int, seed: int, rate: float) -> list[tuple[float, int, int]]:
+    """The reviewer's repro workload: Poisson arrivals, prompts 1-119, lognormal outputs 1-300."""
+    rng = np.random.default_rng(seed)
+    t = np.cumsum(rng.exponential(1 / rate, n))
+    p = rng.integers(1, 120, n)
+    o = np.minimum(300, np.maximum(1, rng.lognormal(3.5, 1.0, n).astype(int)))
+    return sorted((float(a), int(b), int(c)) for a, b, c in zip(t, p, o, strict=True))
+
+
+@pytest.mark.parametrize("preemption", ["swap", "recompute"])
+@pytest.mark.parametrize("kv_blocks", [10_000, 16])
+def test_the_review_repro_completes_every_request(tmp_path, preemption, kv_blocks):
+    """40 Poisson requests at 15/s, roofline costs, a 40-token budget, interval 2: main 53634f4 raised "scheduler
+    planned nothing with 1 waiting and 0 running" here; every request must complete, in both decode modes alike."""
+    rows = _poisson_rows(40, 101, 15.0)
+    runs = []
+    for ff in (True, False):
+        sc = scenario(
+            write_csv(tmp_path / "w.csv", rows),
+            scheduler={"kind": "sarathi", "token_budget": 40},
+            fast_forward=ff,
+            cost={"kind": "roofline", "iteration_overhead_s": 0.001},
+            kv_blocks=kv_blocks,
+            preemption=preemption,
+            serving_engine={"kind": "sglang", "scheduler_recv_interval": 2},
+        )
+        runs.append(sim.run(sim.load_scenario(sc)))
+    counts = runs[0].summary["counts"]
+    too_big = sum(-(-(p + o) // 16) > kv_blocks for _, p, o in rows)
+    assert counts["arrived"] == 40
+    assert counts["completed"] == 40 - too_big and counts["rejected"] == too_big and counts["in_flight"] == 0
+    same_result(runs[0], runs[1])

@@ -24,6 +24,7 @@ from sim.core.recorder import RequestLog
 from sim.core.registry import ROUTERS, SCHEDULERS
 from sim.core.speculative import DraftCost, Speculation
 from sim.core.swap import HostSwap
+from sim.costmodel.build import prices_serving_engine
 from sim.costmodel.kv_memory import reserve_bytes
 from sim.costmodel.layout import deployed
 from sim.costmodel.memo import memoised
@@ -171,6 +172,9 @@ def build_instances(
         draft = _draft_cost(sc, spec) if sc.speculative is not None else None
         pc = _prefix_cache(sc, spec.scheduler)
         max_len = getattr(spec.scheduler, "max_model_len", None)  # `vllm`: the API server's length limit
+        # the engine plans one step ahead (`serving_engine.overlap_admission`; physical cost models only, like the
+        # engine's other terms: `linear` is an exact service time)
+        overlap = sc.serving_engine.overlap_admission and prices_serving_engine(sc.cost_model)
         for _ in range(spec.instances):
             prefix = None
             if pc is not None and pc.enabled:
@@ -210,6 +214,7 @@ def build_instances(
                 max_context=min(model.max_context, max_len) if max_len else model.max_context,
                 watermark=sc.kv_cache.watermark,
                 fast_forward=sc.engine.fast_forward,
+                overlap_admission=overlap,
                 role=spec.role,
                 max_kv_tokens=disagg.max_kv_tokens if disagg is not None and spec.role == "prefill" else 1 << 62,
                 collaborators=collaborators,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import simpy
@@ -22,6 +22,7 @@ from sim.core.cohort import Cohort
 from sim.core.collaborators import Collaborators, PrefixCaching
 from sim.core.kvcache import BlockAllocator, KVCapacity
 from sim.core.late import sleep_until
+from sim.core.native import mypyc_attr
 from sim.core.recorder import RequestLog
 from sim.core.request import Request
 from sim.core.steps import DecodeRun, decode_run, mixed_step
@@ -33,10 +34,12 @@ from sim.costmodel.models import CostModel
 NO_COLLABORATORS = Collaborators()
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled (`sim.core.native`): the tests' reference extends it
 class Instance(BatchView):
     """A replica on `tp` GPUs. Implements `sim.core.batch.InstanceView` for its scheduler (`BatchView`)."""
 
     # how a decode-only plan runs: the cohort path (the tests swap in the per-request reference to prove it)
+    # (the compiled core, `sim.core.native`, keeps it per object: a subclass sets its own in `__init__`)
     decode_steps = staticmethod(decode_run)
 
     def __init__(
@@ -51,6 +54,7 @@ class Instance(BatchView):
         max_context: int,
         watermark: float,
         fast_forward: bool,
+        overlap_admission: bool = False,
         role: str = "colocated",
         max_kv_tokens: int = 1 << 62,
         collaborators: Collaborators = NO_COLLABORATORS,
@@ -91,6 +95,12 @@ class Instance(BatchView):
         # admitted a request whose KV was here already: the queue's head changed, so the next plan may differ
         # although no block freed — take one step, as a swap-in does
         self.one_step = False
+        # `serving_engine.overlap_admission`: the engine plans one step ahead, so a prompt enqueued while a step runs
+        # misses the next plan (`_lagged`): (request, when) of arrivals on a busy instance since the last plan, and
+        # when stepping made the plan of the step that ended last (`plan_t`: a run sets its last step's start)
+        self.overlap_admission = overlap_admission
+        self._busy_arrivals: list[tuple[Request, float]] = []
+        self.plan_t = -math.inf
         self.t = 0.0  # the instance's exact clock (env.now may differ by rounding)
         self.iterations = 0
         self.busy_s = 0.0
@@ -129,6 +139,13 @@ class Instance(BatchView):
             self._wake_t = req.arrival  # env.now may sit one rounding step below the exact arrival time
             idle, self._idle = self._idle, None
             idle.succeed()
+        elif self.overlap_admission:
+            self._busy_arrivals.append((req, self.env.now))
+            if (run := self.run) is not None:
+                if run.chunk is None:  # the plan after the step in flight hides it: the step after goes on
+                    self._truncate(self.env.now, lag=1)
+                elif run.tail:  # the plan after the step in flight hides it: the one after that sees it
+                    self._cut_tail(run, self.env.now, 1)
         elif (run := self.run) is not None:
             if run.chunk is None:
                 self._truncate(self.env.now)
@@ -177,22 +194,27 @@ class Instance(BatchView):
         if self.run is not None:
             self._truncate(self.env.now, strict=True)
 
-    def _truncate(self, now: float, strict: bool = False) -> None:
+    def _truncate(self, now: float, strict: bool = False, lag: int = 0) -> None:
         """Cut the run in flight at the end of the step running at `now`, so the next plan sees the arrival.
-        `strict`: a step ending exactly at `now` has ended (late-phase callers, `sim.core.late`)."""
+        `strict`: a step ending exactly at `now` has ended (late-phase callers, `sim.core.late`). `lag` = 1: an
+        arrival with `overlap_admission`, hidden from the plan at the end of the step in flight (`_lagged`), which
+        is then the run's own next step (nothing else it sees changed): the run ends one step later, where the
+        plan sees it."""
         run = self.run
         assert run is not None
         j = (bisect.bisect_right if strict else bisect.bisect_left)(run.times, now, 0, run.k)
-        if j + 1 < run.k:
+        if j + 1 + lag < run.k:
             run.tail = False
-            self._cut(run, j + 1)
+            self._cut(run, j + 1 + lag)
 
-    def _cut_tail(self, run: DecodeRun, now: float) -> None:
+    def _cut_tail(self, run: DecodeRun, now: float, lag: int = 0) -> None:
         """An arrival at `now` is seen by the plan of a chunk run's remainder step unless that step is in flight
         (planned at the end of the step before it, a step ending exactly now included, as `_truncate`): then
-        the remainder would share its step with the newcomer's chunk, so the run ends after its full chunks."""
+        the remainder would share its step with the newcomer's chunk, so the run ends after its full chunks.
+        `lag` = 1 (`overlap_admission`): the plan at the end of the step in flight hides the arrival (`_lagged`),
+        so the remainder shares its step only when that step is planned at least one boundary later."""
         run.tail = False
-        if bisect.bisect_left(run.times, now, 0, run.k) < run.k - 1:
+        if bisect.bisect_left(run.times, now, 0, run.k) < run.k - 1 - lag:
             self._cut(run, run.k - 1)
 
     def _cut(self, run: DecodeRun, k: int) -> None:
@@ -219,7 +241,7 @@ class Instance(BatchView):
             if not self.running and not self.waiting:
                 yield from self._wait(math.inf)
                 continue
-            plan = schedule(self, self.t)
+            plan = schedule(self, self.t) if not self.overlap_admission else self._lagged(schedule)
             if not plan.prefill and not plan.cohort and not plan.decode:  # `plan.empty`
                 wake = self._wake_time(plan)
                 if wake is not None:  # the policy waits (e.g. to fill a fixed-size batch)
@@ -234,6 +256,31 @@ class Instance(BatchView):
             else:
                 yield from self.decode_steps(self, plan)
             self.one_step = False
+
+    def _lagged(self, schedule: Callable[[Any, float], BatchPlan]) -> BatchPlan:
+        """The plan of an engine that schedules one step ahead (`overlap_admission`): the requests enqueued on
+        this busy instance during the step that just ended (after its plan, `plan_t`) are hidden from this plan
+        while anything runs or prefills (it was made before they came) and seen by the next; the plan is a single
+        step (`one_step`), so the wait is exactly one step. With nothing running nor prefilling nothing is hidden
+        (an idle engine plans a new prompt at once). A run (decode, chunk, onward) sets `plan_t` to its last
+        step's start, where stepping planned: both modes hide the same requests."""
+        arrived, self._busy_arrivals = self._busy_arrivals, []
+        last, self.plan_t = self.plan_t, self.t
+        hide: list[Request] = []
+        if arrived and (self.running or self.prefilling):
+            late = {id(req) for req, when in arrived if when > last}
+            if late:
+                hide = [req for req in self.waiting if id(req) in late]
+        if not hide:
+            return schedule(self, self.t)
+        for req in hide:
+            self.waiting.remove(req)
+        self.one_step = True
+        try:
+            return schedule(self, self.t)
+        finally:
+            for req in hide:
+                self.waiting.append(req)
 
     def _wait(self, wake: float) -> Generator[simpy.Event, Any, None]:
         """Sleep until an arrival or a nudge, or until `wake` (math.inf: no timer)."""

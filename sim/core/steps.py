@@ -30,6 +30,7 @@ from sim.core.batch import BatchPlan
 from sim.core.clock import step_times
 from sim.core.cohort import Cohort
 from sim.core.late import sleep_until
+from sim.core.native import mypyc_attr
 from sim.core.request import Request
 from sim.costmodel.models import CostModel
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 Steps = Generator[simpy.Event, Any, None]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled (`sim.core.native`): the tests' reference run extends it
 class DecodeRun:
     """A run in flight: its absolute step end times and how many steps stand (a cut lowers `k`); `chunk`:
     the (request, tokens per step) prefilled alongside the cohort's decodes, or None for a decode run; `tail`:
@@ -92,6 +94,7 @@ def decode_run(inst: Instance, plan: BatchPlan) -> Steps:
             yield sleep_until(inst.env, times[-1])
             k = 1
         t_end = times[k - 1]
+        inst.plan_t = times[k - 2] if k > 1 else t0  # where stepping planned the last step (`Instance._lagged`)
         if inst.tracer is not None:  # one span for the whole run, not k
             inst.tracer.decode_run(inst.index, t0, t_end, k, n)
         inst.t = t_end
@@ -338,6 +341,7 @@ def chunk_run(
         req.blocks += grown
     k = ran
     t_end = times[k - 1]
+    inst.plan_t = times[k - 2] if k > 1 else inst.t  # where stepping planned the last step (`Instance._lagged`)
     inst.t = t_end
     inst.iterations += k
     busy = inst.busy_s

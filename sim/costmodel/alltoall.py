@@ -36,9 +36,15 @@ NVLink kernels and 77-194 us latencies only for its RDMA low-latency kernels, i.
 Deduplication: the same blog, "Rank-Major Buffer Layout": "Each token is sent at most once per (src -> tgt) pair
 - even if multiple of its top_k experts land on the same target rank"; its bandwidth formula counts
 min(ep_size, top_k) copies per token. DeepEP's normal kernels likewise send a token once per destination rank; its
-low-latency kernels do not (one message per expert). SGLang's prefill recipes run the normal kernels
-(`deepep-mode: normal`); `deepep` prices every step with the low-latency kernels, the decode pools' (left: a mode
-per step).
+low-latency kernels do not (one message per expert).
+
+Kernel mode per step (`deepep`): SGLang resolves `--deepep-mode` per batch - `auto` (the default) runs the normal
+kernels when any DP rank's batch extends (carries prompt tokens) and the low-latency kernels otherwise
+(python/sglang/srt/utils.py `DeepEPMode.resolve(is_extend_in_batch)`), and its disaggregated recipes pin the
+prefill workers to `normal` and the decode workers to `low_latency`. So a step that carries prompt tokens is priced
+with the normal kernels (`deepep_normal_s`), a decode-only step with the low-latency ones (`deepep_ll_s`).
+TensorRT-LLM's `one_sided` beyond the NVLink domain stays on the low-latency line for every step (left: its
+context steps' DeepEP mode was not read in its source).
 """
 
 from __future__ import annotations
@@ -73,6 +79,52 @@ DEEPEP_LL_LOAD = 128 * 8 * 7168  # the README's load: messages x values
 DEEPEP_README_NIC_BPS = 50e9  # the README's CX7 InfiniBand 400 Gb/s ("~50 GB/s maximum bandwidth")
 
 
+# DeepEP README, "Normal kernels with NVLink and RDMA forwarding" (deepseek-ai/DeepEP docs/legacy.md, the V1 table):
+# H800 ("~160 GB/s NVLink maximum bandwidth") + CX7 400 Gb/s ("~50 GB/s maximum bandwidth"), 4096 tokens per
+# batch, hidden 7168, top-4 groups, top-8 experts, FP8 dispatch / BF16 combine. Bottleneck bandwidths (GB/s):
+# EP 8 is the intranode kernel, its bottleneck NVLink; EP 16-64 the internode kernels, their bottleneck RDMA.
+DEEPEP_NORMAL_NVL_GBPS = (153.0, 158.0)  # intranode, EP 8: (dispatch, combine)
+DEEPEP_NORMAL_RDMA_GBPS = ((16, 43.0, 43.0), (32, 58.0, 57.0), (64, 51.0, 50.0))  # internode: (EP, dispatch, combine)
+DEEPEP_README_NVLINK_BPS = 160e9  # the README's H800 NVLink maximum
+# The normal kernels' NVLink buffer spans at most 8 peers (csrc/kernels/configs.cuh `NUM_MAX_NVL_PEERS = 8`): an EP
+# group of more ranks runs the internode kernels, RDMA between groups of 8 and NVLink forwarding inside each.
+DEEPEP_NVL_PEERS = 8
+
+
+def deepep_normal_s(
+    tokens_per_gpu: float, k: int, num_experts: int, ep: int, hidden: int, act_bytes: float, gpu: GPUSpec,
+    groups: int | None = None, group_topk: int | None = None,
+) -> float:  # fmt: skip
+    """DeepEP normal-kernel dispatch + combine of `tokens_per_gpu` tokens (dispatch at `act_bytes`, combine in
+    bf16), at the bottleneck bandwidths of the README's normal-kernel table, counting bytes as its tests count
+    them (module doc for the mode per step):
+    - EP within one NVLink buffer (<= 8 peers, all on NVLink): each rank receives one copy of every token that
+      has an expert on it, local rows included (tests/test_intranode.py `dispatch_bf16_nvl_recv_bytes =
+      recv_x.numel() * 2`): tokens x ep x `rank_hit` rows, at the README's 153 / 158 GB/s as a share of the
+      H800's ~160 GB/s NVLink, applied to this GPU's NVLink (`intra_node_bw`).
+    - Beyond it: one copy per destination group of 8 (RDMA rank) that owns one of the token's experts, its own
+      included (tests/test_internode.py `dispatch_bf16_rdma_send_bytes = num_rdma_token_sent * hidden * 2`),
+      at the README's RDMA bottleneck rate for the smallest measured EP >= ep (EP 64's beyond), slowed for a NIC
+      slower than its CX7 (`_nic_slowdown`); the NVLink forwarding inside each group overlaps (the README names
+      RDMA the bottleneck).
+    The fixed parts are blog 18's, as on the low-latency path: the README gives the normal kernels bandwidths
+    only, and their layout kernel and CPU wait for the receive counts (legacy docs: "the CPU will wait for GPU's
+    signal to arrive") are not measured there."""
+    if ep <= 1 or tokens_per_gpu <= 0:
+        return 0.0
+    fixed = DISPATCH_LATENCY_S + COMBINE_LATENCY_S
+    peers = min(DEEPEP_NVL_PEERS, gpu.nvlink_domain)
+    if ep <= peers:
+        rows = tokens_per_gpu * ep * rank_hit(k, num_experts, ep, groups, group_topk) * hidden
+        d_gbps, c_gbps = DEEPEP_NORMAL_NVL_GBPS
+        nvl = gpu.intra_node_bw / DEEPEP_README_NVLINK_BPS
+        return fixed + rows * act_bytes / (d_gbps * 1e9 * nvl) + rows * 2.0 / (c_gbps * 1e9 * nvl)
+    nodes = -(-ep // peers)
+    rows = tokens_per_gpu * nodes * rank_hit(k, num_experts, nodes, groups, group_topk) * hidden
+    _, d_gbps, c_gbps = next((r for r in DEEPEP_NORMAL_RDMA_GBPS if r[0] >= ep), DEEPEP_NORMAL_RDMA_GBPS[-1])
+    return fixed + (rows * act_bytes / (d_gbps * 1e9) + rows * 2.0 / (c_gbps * 1e9)) * _nic_slowdown(gpu)
+
+
 def deepep_latencies(ep: int) -> tuple[float, float]:
     """The README's (dispatch, combine) seconds for its load at the smallest measured EP size >= ep."""
     row = next((r for r in DEEPEP_LL_US if r[0] >= ep), DEEPEP_LL_US[-1])
@@ -95,7 +147,12 @@ def deepep_ll_s(
     path is) plus the messages to other ranks, topk x (ep - 1) / ep a token (the ones to its own rank stay in
     HBM), at the NVLink rate. Beyond it: a line from the same fixed parts at zero bytes to the README's measured
     latency at its load (`DEEPEP_LL_US`, all topk messages counted as the README counts them), slowed by the ratio
-    of a slower NIC to the README's."""
+    of a slower NIC to the README's.
+    Beyond the domain this is an upper bound: since #173 the messages to peers in the sender's own NVLink node go
+    over NVLink, which the README's pure-RDMA line does not see (#173's H20 table: EP 16 dispatch 193 -> 119 us,
+    combine 335 -> 199 us). Inside it, #173's EP 8 P2P figures are an independent check of the NVLink formula:
+    dispatch 37 + combine 59 = 96 us at 128 tokens, hidden 7168, top-8 on H20 (450 GB/s NVLink a direction, as
+    H100's); this prices the same load at 102.5 us on H100 at link efficiency 0.8 (tests/test_alltoall.py)."""
     if ep <= 1 or tokens_per_gpu <= 0:
         return 0.0
     if group <= gpu.nvlink_domain:
@@ -192,12 +249,19 @@ class MoeComm:
     efficiency: float
     nccl_latency_s: float
     topk: int  # experts a token selects: DeepEP's low-latency messages a token
+    num_experts: int = 0  # routing, for DeepEP's normal kernels (`deepep_normal_s`): the model's experts,
+    groups: int | None = None  # its expert groups
+    group_topk: int | None = None  # and the groups a token's experts lie in
 
-    def seconds(self, m: int) -> float:
+    def seconds(self, m: int, prompt: bool = False) -> float:
         """Dispatch + combine of one layer when the busiest DP rank holds m tokens (without the TP all-reduce
-        that `allgather_reducescatter` adds at tp > 1: `tp_allreduce`)."""
+        that `allgather_reducescatter` adds at tp > 1: `tp_allreduce`). `prompt`: the step carries prompt tokens,
+        which `deepep` runs with DeepEP's normal kernels (module doc)."""
         if self.ep <= 1 or self.dp <= 1 or m <= 0:
             return 0.0
+        if prompt and self.method == "deepep":
+            return deepep_normal_s(m / self.tp, self.topk, self.num_experts, self.ep, self.hidden, self.act_bytes,
+                                   self.gpu, self.groups, self.group_topk)  # fmt: skip
         group = self.dp * self.tp  # the instance's GPUs: NVLink or NIC
         if self.method == "allgather_reducescatter":
             # ring all-gather then reduce-scatter over the DP group: each GPU receives every other DP rank's
@@ -231,4 +295,18 @@ def moe_comm(
     method: MoeAll2All = engine.moe_all2all if engine is not None else "allgather_reducescatter"
     copies = remote_copies(model.experts_per_token, model.num_experts, layout.ep, model.n_group, model.topk_group)
     return MoeComm(method, gpu, layout.ep, layout.attention_dp, layout.tp, hidden, act_bytes, copies, efficiency,
-                   ar.nccl_latency_s, model.experts_per_token)  # fmt: skip
+                   ar.nccl_latency_s, model.experts_per_token, model.num_experts, model.n_group,
+                   model.topk_group)  # fmt: skip
+
+
+def prompt_comm(
+    engine: ServingEngineConfig | None, model: ModelSpec, gpu: GPUSpec, layout: Layout, hidden: int, act_bytes: float,
+    efficiency: float, ar: AllReduce,
+) -> MoeComm | None:  # fmt: skip
+    """The exchange a StructuredCost prices on steps with prompt tokens apart from `_dense`'s (`MoeComm.seconds`
+    with `prompt`): DeepEP's normal kernels under `deepep`, attention DP and EP (module doc); None otherwise."""
+    if engine is None or engine.moe_all2all != "deepep" or not model.num_moe_layers:
+        return None
+    if layout.ep <= 1 or layout.attention_dp <= 1:
+        return None
+    return moe_comm(engine, model, gpu, layout, hidden, act_bytes, efficiency, ar)

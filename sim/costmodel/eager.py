@@ -56,8 +56,12 @@ def busiest_rank(cost: RooflineCost, n: int) -> int:
     model spreads them (`StructuredCost._rank_tokens`): what decides whether a step replays a CUDA graph. Each DP
     rank captures and replays its own graphs at its own batch, the ranks padded to the largest of them (vLLM V1
     vllm/v1/worker/dp_utils.py `coordinate_batch_across_dp`: token counts all-reduced over the DP group, "Pad all
-    DP ranks up to the maximum token count across ranks", cudagraph mode the minimum over ranks); SGLang's and
-    TensorRT-LLM's DP ranks run their own forward batches the same way."""
+    DP ranks up to the maximum token count across ranks", cudagraph mode the minimum over ranks). SGLang:
+    `prepare_mlp_sync_batch` (python/sglang/srt/managers/scheduler.py) gathers every DP rank's batch and takes
+    `can_cuda_graph = min(...)` over the ranks, each rank replaying at its own (padded) batch. TensorRT-LLM:
+    tensorrt_llm/_torch/pyexecutor/cuda_graph_runner.py `maybe_get_cuda_graph` all-gathers each attention-DP
+    rank's `[can_run_cuda_graph, batch_size]` over the TP group and replays only when every rank is
+    generation-only, at the ranks' own batch sizes."""
     ranks = getattr(cost, "dp", 1)
     return n if ranks <= 1 else -(-n // ranks)
 

@@ -36,9 +36,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from sim.core.registry import ENGINES
+from sim.core import admission, registry
 
 MIB = 1024 * 1024
 
@@ -49,7 +49,7 @@ def _fit(lo: float, hi: float, default: bool = False) -> dict[str, Any]:
     return {"fit_bounds": [lo, hi], "fit_default": default}
 
 
-class ServingEngineConfig(BaseModel):
+class ServingEngineConfig(admission.OverlapAdmission):  # `overlap_admission`: when a prompt is admitted (no price)
     """`serving_engine:` — a preset by `kind`, with any term overridden. Defaults below are vLLM V1's."""
 
     model_config = ConfigDict(extra="forbid")
@@ -262,7 +262,7 @@ class ServingEngineConfig(BaseModel):
     # attention's tokens to every rank and scatters them back (python/sglang/srt/layers/dp_attention.py), the same
     # pattern (InferenceX's single-node SGLang recipes pass no backend but for DSv4 / GLM-5.2 `megamoe`; many
     # multi-node disagg recipes pass `--moe-a2a-backend deepep`: set `deepep` for those; priced over NVLink where the
-    # instance fits the GPU's NVLink domain, `alltoall.deepep_ll_s`). TensorRT-LLM: PRESETS.
+    # instance fits the GPU's NVLink domain; prompt steps on DeepEP's normal kernels, alltoall). TensorRT-LLM: PRESETS.
     moe_all2all: Literal["one_sided", "allgather_reducescatter", "deepep"] = Field(
         default="allgather_reducescatter",
         description="attention DP + EP token exchange: one_sided (TRT-LLM NVLink), allgather_reducescatter, deepep",
@@ -298,8 +298,8 @@ class ServingEngineConfig(BaseModel):
         if not isinstance(data, dict):
             return data
         kind = data.get("kind", "vllm-v1")
-        if kind not in ENGINES:
-            raise ValueError(f"unknown serving engine {kind!r}; expected one of {', '.join(ENGINES.kinds())}")
+        if kind not in registry.ENGINES:
+            raise ValueError(f"unknown serving engine {kind!r}; expected one of {', '.join(registry.ENGINES.kinds())}")
         return {**PRESETS[kind], **data}
 
     def cpu_s(self, seqs: int) -> float:
@@ -438,7 +438,7 @@ def _register(kind: str) -> None:
         return cfg
 
     factory.__doc__ = _describe(kind)
-    ENGINES.register(kind, ServingEngineConfig)(factory)
+    registry.ENGINES.register(kind, ServingEngineConfig)(factory)
 
 
 for _kind in PRESETS:

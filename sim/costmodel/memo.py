@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from sim.core.native import mypyc_attr
 from sim.core.speculative import VerifyChunk
 from sim.costmodel.attention import AttentionEfficiency
-from sim.costmodel.eager import eager_host_s, engine_terms, moe_layers
+from sim.costmodel.eager import busiest_rank, eager_host_s, engine_terms, moe_layers
 from sim.costmodel.models import Chunks, CostModel, RooflineCost
 
 # (Σ dense, overhead, LM head, engine CPU, launch ceiling or None, decode attention floor, async scheduling,
@@ -55,6 +56,7 @@ PROBES: tuple[tuple[tuple[tuple[int, int], ...], int, int], ...] = (
 )
 
 
+@mypyc_attr(native_class=False)  # compiled (`sim.core.native`): `_diverge` assigns `iteration` on the object
 class MemoCost:
     """A `RooflineCost` whose `iteration()` prices each term once per distinct input (see module doc).
     Everything else (`breakdown`, `decode_run`, attributes) is the wrapped model's."""
@@ -167,9 +169,10 @@ class MemoCost:
         cpu, lim, hidden = 0.0, None, False
         if e is not None and tokens:
             cpu, hidden = e.cpu_s(chunks + n_decode), e.async_scheduling  # `ServingEngineConfig.host_s`
-            if e.launch_per_layer_s and not e.graph_captured(tokens, False):
+            if e.launch_per_layer_s and not e.graph_captured(busiest_rank(cost, tokens), False):  # per DP rank
                 lim = cost.L * e.launch_per_layer_s
-        eager = eager_host_s(e, cost.L, tokens - n_decode, tokens, chunks + n_decode, moe_layers(cost))
+        seqs = busiest_rank(cost, chunks + n_decode)
+        eager = eager_host_s(e, cost.L, tokens - n_decode, busiest_rank(cost, tokens), seqs, moe_layers(cost))
         floor = cost._attn_floor if n_decode else 0.0
         return (sum(dense), dense[self._overhead_at], lm, cpu, None if eager else lim, floor, hidden, eager)
 

@@ -17,7 +17,7 @@ import numpy as np
 from hwprofiles.specs import GPUSpec, ModelSpec
 from sim.core.speculative import VerifyChunk
 from sim.costmodel import moe
-from sim.costmodel.alltoall import moe_comm
+from sim.costmodel.alltoall import moe_comm, prompt_comm
 from sim.costmodel.curves import capped
 from sim.costmodel.eager import charge
 from sim.costmodel.gdn import gdn_kernels
@@ -105,6 +105,7 @@ class StructuredCost(RooflineCost):
         # launch floors of the memory-bound kernels (`_elementwise`): the transfer's, else the measured tables'
         tables = getattr(src, "tables", None)
         self._kfloor = dict(self._floors) if self._floors else (table_floors(tables) if tables is not None else {})
+        self._prompt_a2a = prompt_comm(self.engine, m, gpu, lay, self.h, self.aa, self.cfg.link_efficiency, self.ar)
         self._setup_attention()
 
     # -- attention coefficients -----------------------------------------------------------------------
@@ -416,9 +417,10 @@ class StructuredCost(RooflineCost):
             return self._decode_breakdown(n_decode, float(decode_ctx))
         tokens = sum(q for q, _ in prefill) + n_decode
         ops = dict(self._dense(tokens))
+        if self._prompt_a2a is not None:  # `deepep`: DeepEP's normal kernels on prompt steps (`alltoall.prompt_comm`)
+            ops["moe_comm"] = self.n_moe * self._prompt_a2a.seconds(self._rank_tokens(tokens), prompt=True)
         seqs = len(prefill) + n_decode
-        if self.params.seq_overhead_s:
-            ops["overhead"] = ops["overhead"] + seqs * self.params.seq_overhead_s
+        ops["overhead"] = ops["overhead"] + seqs * self.params.seq_overhead_s  # + 0.0 without a per-sequence term
         ops["attn_prefill"] = self._prefill_ranks(prefill)
         ops["attn_decode"] = float(self._decode_attn(n_decode, np.array([float(decode_ctx)]))[0])
         # a speculative verifier's absorbed MLA chunks run the generation attention kernel (TensorRT-LLM's takes
@@ -429,8 +431,7 @@ class StructuredCost(RooflineCost):
         charge(self, ops, prefill, n_decode)  # CPU step, launch-bound excess, eager host time in series (eager.py)
         return ops
 
-    # decode_run is RooflineCost's: `_decode_base` (this class's dense operators and LM head, the engine's
-    # per-step terms) plus this class's `_decode_attn`, with the same launch-bound rule
+    # decode_run is RooflineCost's (`_decode_base`, the engine's per-step terms) + `_decode_attn`, same launch rule
 
     def decode_coeffs(self, n: int) -> tuple[float, float] | None:
         if self._capped or self.n_lin or self._host_paced(n):
