@@ -198,7 +198,8 @@ class RecvSkipper:
 
     `observe` is called once per planned iteration, `record` with the plan made. Decode iterations a fast-forward
     run skipped are counted in closed form: an arrival cuts such a run at the step in flight, so the polls
-    inside it saw nothing new and only move the counter's phase."""
+    inside it saw nothing new and only move the counter's phase. (With `overlap_admission` the run goes one step
+    further, but a poll receives at the previous plan, `received_at`: still before the arrival.)"""
 
     def __init__(self, interval: int) -> None:
         self.interval = interval
