@@ -117,6 +117,8 @@ def test_a_hidden_prompt_can_make_another_first_token_earlier(tmp_path: Path) ->
         ("vllm-v0", {}, False),
         ("sglang", {"overlap_admission": False}, False),
         ("vllm-v0", {"overlap_admission": True}, True),
+        ("vllm-v1", {"async_scheduling": False}, False),  # V1 without async scheduling plans at each step's end
+        ("vllm-v1", {"async_scheduling": False, "overlap_admission": True}, True),  # an explicit value wins
     ],
 )
 def test_presets_and_override_reach_the_instances(

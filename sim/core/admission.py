@@ -45,7 +45,15 @@ class OverlapAdmission(BaseModel):
     @classmethod
     def _plans_ahead(cls, data: Any) -> Any:
         if isinstance(data, dict) and "overlap_admission" not in data:
-            return {**data, "overlap_admission": data.get("kind", "vllm-v1") in PLANS_AHEAD}
+            kind = data.get("kind", "vllm-v1")
+            on = kind in PLANS_AHEAD
+            if on and kind == "vllm-v1":
+                # vLLM V1 plans ahead only with async scheduling (`max_concurrent_batches = 2 if async_scheduling
+                # else 1`, above): the lag follows the resolved `async_scheduling` (set, or the preset's)
+                from sim.costmodel.engine import PRESETS  # noqa: PLC0415  (engine imports this module)
+
+                on = bool(data.get("async_scheduling", PRESETS["vllm-v1"].get("async_scheduling", False)))
+            return {**data, "overlap_admission": on}
         return data
 
 
