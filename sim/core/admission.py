@@ -50,7 +50,7 @@ class OverlapAdmission(BaseModel):
             if on and kind == "vllm-v1":
                 # vLLM V1 plans ahead only with async scheduling (`max_concurrent_batches = 2 if async_scheduling
                 # else 1`, above): the lag follows the resolved `async_scheduling` (set, or the preset's)
-                from sim.costmodel.engine import PRESETS  # noqa: PLC0415  (engine imports this module)
+                from sim.costmodel.engine import PRESETS  # (lazy: the engine module imports this one)
 
                 on = bool(data.get("async_scheduling", PRESETS["vllm-v1"].get("async_scheduling", False)))
             return {**data, "overlap_admission": on}
