@@ -246,3 +246,28 @@ def test_arrival_before_the_remainder_cuts_the_chunk_run_one_boundary_later(tmp_
         first[at] = float(a.requests.sort_values("arrival_s")["first_token_s"].iloc[1])
     assert events[-2] < min(events[-1], events[-3])
     assert first[-3] > first[-2] == first[-1] == ends[-1]
+
+
+DISAGG = Path(__file__).resolve().parents[1] / "scenarios" / "regression" / "disagg-2p2d.yaml"
+
+
+def _disagg(kind: str, on: bool | None, ff: bool = True) -> Simulation:
+    sets = [f"serving_engine.kind={kind}", f"engine.fast_forward={ff}"]
+    if on is not None:
+        sets.append(f"serving_engine.overlap_admission={on}")
+    return Simulation(sim.load_scenario(DISAGG, sets))
+
+
+def test_disagg_decode_pools_lag_delivered_copies_and_trtllm_prefill_pools_do_not() -> None:
+    """A request whose KV is copied into a decode instance while a step runs is hidden from the plan made before
+    it came (`KVCopies.deliver` -> `_lagged`), as a new prompt is: the lag moves the decode pool's tokens (before
+    the fix a decode pool never lagged and the run equalled the lag-off run). TensorRT-LLM's context servers run
+    without the overlap scheduler (`disable_overlap_scheduler: true` in the recipes' `prefill:` sections): their
+    pool does not lag. Fast-forward equals stepping with the lag on."""
+    inst = _disagg("trtllm", None).instances
+    assert [(i.role, i.overlap_admission) for i in inst] == [("prefill", False)] * 2 + [("decode", True)] * 2
+    assert all(i.overlap_admission for i in _disagg("sglang", None).instances)
+    on, off = (sim.run(sim.load_scenario(DISAGG, [f"serving_engine.overlap_admission={v}"])) for v in (True, False))
+    assert not on.requests.equals(off.requests)
+    stepped = sim.run(sim.load_scenario(DISAGG, ["serving_engine.overlap_admission=true", "engine.fast_forward=false"]))
+    same_result(on, stepped)
