@@ -59,6 +59,29 @@ def test_prompt_arriving_mid_decode_waits_exactly_one_more_decode_step(tmp_path:
 
 
 @pytest.mark.usefixtures("_overlap_on_linear")
+def test_an_arrival_cuts_a_decode_run_one_step_later_with_the_lag(tmp_path: Path) -> None:
+    """The case above, fast-forwarded: r2 (0.150 s) lands in the run's step ending at 0.158. Off, the run is cut
+    there and the plan at 0.158 prefills r2. On, the plan at 0.158 hides r2 and is the run's own next step, so the
+    run is cut one step later, at 0.170 (`_truncate(lag=1)`): as many events as without the lag (22; cutting at
+    0.158 would add a one-step plan and its wake-up), 21 steps, first tokens 0.110 and 0.130, and 37 events when
+    stepped."""
+    rows = [(0.0, 100, 20), (0.150, 100, 5)]
+    out = {}
+    for on in (False, True):
+        for ff in (True, False):
+            sc = scenario(
+                write_csv(tmp_path / "w.csv", rows),
+                serving_engine={"kind": "vllm-v0", "overlap_admission": on},
+                fast_forward=ff,
+            )
+            res = sim.run(sc)
+            out[on, ff] = (res.summary["sim"]["events"], res.summary["sim"]["iterations"])
+            ttft = [float(x) for x in res.requests.sort_values("arrival_s")["ttft_s"]]
+            assert ttft == pytest.approx([0.110, 0.130 if on else 0.118], abs=1e-9)
+    assert out == {(False, True): (22, 21), (True, True): (22, 21), (False, False): (37, 21), (True, False): (37, 21)}
+
+
+@pytest.mark.usefixtures("_overlap_on_linear")
 def test_prompt_arriving_during_a_prefill_waits_one_more_step(tmp_path: Path) -> None:
     """r1 (0 s, 100 tokens, 3 out) prefills until 0.110. r2 (0.05 s, 50 tokens, 2 out) arrives during it. Off: at
     0.110 `fcfs` prefills r2 with r1 waiting: 0.01 + 0.05 = 0.060 s to 0.170, TTFT 0.120. On: the plan at 0.110
@@ -150,12 +173,22 @@ SCHEDULERS: dict[str, dict[str, Any]] = {
     "vllm-nocache": {"kind": "vllm", "max_num_batched_tokens": 64, "max_num_seqs": 8, "enable_prefix_caching": False},
     "fcfs": {"kind": "fcfs", "max_num_seqs": 8},
     "sarathi40": {"kind": "sarathi", "token_budget": 40},  # one decoder + 39-token chunks (the remainder test)
+    # the RankedQueue ones (hidden requests go back through `RankedQueue.append`) and TensorRT-LLM's
+    "ltr": {"kind": "ltr"},
+    "srpt": {"kind": "srpt"},
+    "mlfq": {"kind": "mlfq"},
+    "length_group": {"kind": "length_group"},
+    "static": {"kind": "static"},
+    "trtllm": {"kind": "trtllm"},
 }
+PREDICTORS: dict[str, dict[str, Any]] = {"ltr": {"kind": "oracle"}, "length_group": {"kind": "rank", "tau": 0.5}}
 
 
 def _run(tmp_path: Path, reqs: list[tuple[float, int, int]], *, ff: bool, sched: str, **kw: Any) -> sim.Result:
     horizon = kw.pop("horizon", None)
-    engine = kw.pop("serving_engine", LAG)
+    engine = kw.pop("serving_engine", {**LAG, "kind": "trtllm"} if sched == "trtllm" else LAG)
+    if sched in PREDICTORS:
+        kw["predictor"] = PREDICTORS[sched]
     sc = scenario(
         write_csv(tmp_path / "w.csv", sorted(reqs)),
         scheduler=SCHEDULERS[sched],
@@ -169,7 +202,7 @@ def _run(tmp_path: Path, reqs: list[tuple[float, int, int]], *, ff: bool, sched:
     return sim.run(sc)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=42, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
     rate=st.sampled_from([2.0, 20.0, 200.0]),
@@ -189,8 +222,9 @@ def test_fast_forward_equals_stepping_with_the_lag_on(
     preemption: str,
     horizon: float | None,
 ) -> None:
-    """Random workloads, chunked prefill (`sarathi`, `vllm` with and without prefix caching) and whole prompts
-    (`fcfs`), KV pressure, one or two instances, a horizon: the lag on, runs on or off, the very same tables."""
+    """Random workloads, chunked prefill (`sarathi`, `vllm` with and without prefix caching), whole prompts
+    (`fcfs`), the ranked queues (`ltr`, `srpt`, `mlfq`, `length_group`), `static` and `trtllm`, KV pressure,
+    one or two instances, a horizon: the lag on, runs on or off, the very same tables."""
     tmp = tmp_path_factory.mktemp("w")
     reqs = _workload(30, seed, rate)
     kw = {"kv_blocks": kv, "instances": instances, "preemption": preemption, "horizon": horizon}
