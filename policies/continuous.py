@@ -7,35 +7,14 @@ as vLLM's scheduler does.
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
-
 from policies.context_hold import ContextHold, RecvSkipper, hold_terms
+from policies.continuous_config import FCFSConfig as FCFSConfig  # (re-exported: plugins import them here)
+from policies.continuous_config import SarathiConfig as SarathiConfig
 from policies.reserve import Reservation, reservation
 from sim.core.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
+from sim.core.native import mypyc_attr
 from sim.core.registry import SCHEDULERS
 from sim.core.request import Request
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class FCFSConfig(_Strict):
-    """vLLM continuous batching: prefill-first, whole prompts, no mixing of prefill and decode."""
-
-    kind: Literal["fcfs"] = "fcfs"
-    max_num_seqs: int = Field(default=256, ge=1, description="most requests running at once")
-    max_num_batched_tokens: int = Field(default=8192, ge=1, description="prefill tokens per iteration")
-
-
-class SarathiConfig(_Strict):
-    """Sarathi-Serve chunked prefill: decodes first, then prefill chunks up to a token budget."""
-
-    kind: Literal["sarathi"] = "sarathi"
-    max_num_seqs: int = Field(default=256, ge=1)
-    token_budget: int = Field(default=512, ge=1, description="tokens per iteration (decodes + prefill chunks)")
 
 
 def plan_decodes(
@@ -90,6 +69,7 @@ def swap_in(inst: InstanceView, plan: BatchPlan, max_seqs: int, left: int) -> in
     return left
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled (`sim.core.native`): plugins may extend it
 class FCFS:
     """Prefill-first: admit as many waiting prompts as fit, else decode every running request."""
 
@@ -129,6 +109,7 @@ class FCFS:
         return UNBOUNDED
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled (`sim.core.native`): vllm, trtllm extend it
 class Sarathi:
     """Decode-maximal batches: all decodes, then partial prefills, then new prompts, within the budget."""
 

@@ -27,7 +27,7 @@ from sim.core.steps import DecodeRun
 class _Run(DecodeRun):
     __slots__ = ("decode",)
 
-    def __init__(self, decode: list[Request], times: Any) -> None:
+    def __init__(self, decode: list[Request], times: list[float]) -> None:
         self.decode = decode
         self.times = times
         self.k = len(times)
@@ -70,7 +70,7 @@ def per_request_decode(inst: Instance, plan: BatchPlan) -> Generator[simpy.Event
         durations = durations.copy()
         durations[0] += inst.host.take()
     times = np.cumsum(np.concatenate(([inst.t], durations)))[1:]
-    run = _Run(decode, times)
+    run = _Run(decode, times.tolist())  # (the same floats; a list, as `DecodeRun.times` is typed and compiled)
     env = inst.env
     if k > 1:
         inst.run = run
@@ -131,10 +131,10 @@ def _delay(env: simpy.Environment, t: float) -> float:
 class PerRequestInstance(Instance):
     """An instance on the per-request reference: no lockstep cohort, decode runs request by request."""
 
-    decode_steps = staticmethod(per_request_decode)
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # per object, not a class attribute: the compiled core (`sim.core.native`) keeps `decode_steps` in the object
+        self.decode_steps = per_request_decode
         self.lockstep = False  # lockstep schedulers then plan request by request (`decode_all` says no)
         self.chunk_horizon = None  # and every mixed iteration is its own step
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
+import pytest
+
 from sim.core.batch import BatchPlan
+from sim.core.native import compiled
+
+# the source-level checks read the Python `__init__`'s signature, which a compiled class does not show (the
+# pure-Python run, which CI takes, checks them)
+source_only = pytest.mark.skipif(compiled(), reason="the compiled core (sim.core.native) hides the signature")
 
 
 def _field_default(f: dataclasses.Field[object]) -> object:
@@ -16,6 +23,7 @@ def _field_default(f: dataclasses.Field[object]) -> object:
     return f.default
 
 
+@source_only
 def test_init_parameters_are_the_dataclass_fields_in_order() -> None:
     params = list(inspect.signature(BatchPlan.__init__).parameters.values())[1:]  # drop self
     fields = dataclasses.fields(BatchPlan)
@@ -24,6 +32,7 @@ def test_init_parameters_are_the_dataclass_fields_in_order() -> None:
     assert all(f.init for f in fields)
 
 
+@source_only
 def test_defaults_equal_the_dataclass_defaults() -> None:
     plan = BatchPlan()
     for f in dataclasses.fields(BatchPlan):

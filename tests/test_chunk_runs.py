@@ -99,7 +99,7 @@ def test_horizon_inside_a_chunk_run_credits_the_steps_behind(tmp_path: Any, at: 
         s = Simulation(sim.load_scenario(sc)).run()
         states.append(_state(s))
         assert any(r.prefill_done < r.prefill_target for inst in s.instances for r in inst.running)
-    assert states[0] == states[1]
+    assert repr(states[0]) == repr(states[1])  # bit for bit, NaN (a cohort's idle `last_token`) equal to NaN
 
 
 def test_chunk_runs_take_the_prompts_remainder_along(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,14 @@ from sim.costmodel.models import CostModel, decode_coeffs
 # run's times and its gaps together: 44.0k against 44.1k at 24 steps, 28.0k against 39.9k at 12; s7-core)
 PLAIN_STEPS = 24
 _accumulate = np.add.accumulate
-_LOOKUP = (float("nan"), float("nan"))  # `step_times`' default: it looks the decode coefficients up itself
+
+
+class _Lookup:
+    """`step_times`' default: it looks the decode coefficients up itself. (An object of its own class, not a
+    sentinel tuple: the compiled core, `sim.core.native`, unboxes a tuple of floats, so `is` would not find it.)"""
+
+
+_LOOKUP = _Lookup()
 
 
 def step_times(
@@ -29,14 +36,14 @@ def step_times(
     ctx0: int,
     k: int,
     extra_first: float = 0.0,
-    coeffs: tuple[float, float] | None = _LOOKUP,
+    coeffs: tuple[float, float] | _Lookup | None = _LOOKUP,
 ) -> tuple[list[float], np.ndarray | None]:
     """End times of k decode steps of n sequences from context sum ctx0, accumulated from `t`
     (`extra_first` lengthens the first step, e.g. swap traffic); also the numpy array when numpy built it.
     For affine runs of up to `PLAIN_STEPS` steps the same float operations as numpy's run in C-level `map` and
     `accumulate`: a + b·context per step (an int context converts exactly), then t + d step after step.
     `coeffs`: `decode_coeffs(cost, n)` when the caller has it already (by default looked up here)."""
-    if coeffs is _LOOKUP:
+    if isinstance(coeffs, _Lookup):
         coeffs = decode_coeffs(cost, n) if n else None
     if coeffs is not None:
         a, b = coeffs

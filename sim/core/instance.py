@@ -22,6 +22,7 @@ from sim.core.cohort import Cohort
 from sim.core.collaborators import Collaborators, PrefixCaching
 from sim.core.kvcache import BlockAllocator, KVCapacity
 from sim.core.late import sleep_until
+from sim.core.native import mypyc_attr
 from sim.core.recorder import RequestLog
 from sim.core.request import Request
 from sim.core.steps import DecodeRun, decode_run, mixed_step
@@ -33,10 +34,12 @@ from sim.costmodel.models import CostModel
 NO_COLLABORATORS = Collaborators()
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled (`sim.core.native`): the tests' reference extends it
 class Instance(BatchView):
     """A replica on `tp` GPUs. Implements `sim.core.batch.InstanceView` for its scheduler (`BatchView`)."""
 
     # how a decode-only plan runs: the cohort path (the tests swap in the per-request reference to prove it)
+    # (the compiled core, `sim.core.native`, keeps it per object: a subclass sets its own in `__init__`)
     decode_steps = staticmethod(decode_run)
 
     def __init__(

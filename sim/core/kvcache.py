@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hwprofiles.specs import GPUSpec, ModelSpec
+from sim.core.native import mypyc_attr
 from sim.errors import ServesimError
 
 GB = 1e9
@@ -59,6 +60,7 @@ def kv_capacity(
     return KVCapacity(int(free // per_block), block_size, per_block, weights, free)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled (`sim.core.native`): `PrefixCache` extends it
 class BlockAllocator:
     """Counts free blocks. Per-request ownership lives on the request (`Request.blocks`)."""
 

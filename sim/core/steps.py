@@ -30,6 +30,7 @@ from sim.core.batch import BatchPlan
 from sim.core.clock import step_times
 from sim.core.cohort import Cohort
 from sim.core.late import sleep_until
+from sim.core.native import mypyc_attr
 from sim.core.request import Request
 from sim.costmodel.models import CostModel
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 Steps = Generator[simpy.Event, Any, None]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled (`sim.core.native`): the tests' reference run extends it
 class DecodeRun:
     """A run in flight: its absolute step end times and how many steps stand (a cut lowers `k`); `chunk`:
     the (request, tokens per step) prefilled alongside the cohort's decodes, or None for a decode run; `tail`:

@@ -16,6 +16,7 @@ from sim.core.batch import BatchPlan
 from sim.core.cohort import Cohort
 from sim.core.collaborators import PrefixCaching
 from sim.core.kvcache import BlockAllocator
+from sim.core.native import mypyc_attr
 from sim.core.request import Request
 from sim.core.speculative import Speculation, reserve_lookahead
 from sim.core.steps import DecodeRun, chunk_growth
@@ -23,6 +24,9 @@ from sim.core.swap import HostSwap
 from sim.core.transfers import KVCopies
 
 
+@mypyc_attr(
+    allow_interpreted_subclasses=True
+)  # compiled (`sim.core.native`): `Instance`'s base, which the tests extend
 class BatchView:
     """KV blocks and the running batch as a scheduler, a router and a migration see them (state set up by
     `Instance.__init__`)."""

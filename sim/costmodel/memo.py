@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.core.native import mypyc_attr
 from sim.core.speculative import VerifyChunk
 from sim.costmodel.attention import AttentionEfficiency
 from sim.costmodel.eager import busiest_rank, eager_host_s, engine_terms, moe_layers
@@ -55,6 +56,7 @@ PROBES: tuple[tuple[tuple[tuple[int, int], ...], int, int], ...] = (
 )
 
 
+@mypyc_attr(native_class=False)  # compiled (`sim.core.native`): `_diverge` assigns `iteration` on the object
 class MemoCost:
     """A `RooflineCost` whose `iteration()` prices each term once per distinct input (see module doc).
     Everything else (`breakdown`, `decode_run`, attributes) is the wrapped model's."""
