@@ -167,6 +167,19 @@ class ContextHold:
             self.waited = (self.waited + s) % (t.wait_timeout_iters + 1)
 
 
+def received_at(inst: InstanceView, now: float) -> float:
+    """When the loop turn that makes this plan ran `recv_requests`. An engine that plans one step ahead
+    (`serving_engine.overlap_admission`, `Instance._lagged`) receives, schedules and launches batch N+1 before it
+    processes batch N's result (SGLang `Scheduler.event_loop_overlap`: `recv_requests`, `get_next_batch_to_run`,
+    `run_batch`, then `process_batch_result` of the last batch): while a batch runs, the plan the instance makes at
+    step N's end was made at step N's start (`plan_t`, the previous plan; a fast-forward run sets it to its last
+    step's start), so a poll there receives only what arrived by then. The lag hides nothing from an idle engine,
+    nor does this."""
+    if getattr(inst, "overlap_admission", False) and (inst.running or inst.prefilling):
+        return min(now, getattr(inst, "plan_t", now))
+    return now
+
+
 class RecvSkipper:
     """SGLang's `SchedulerRecvSkipper` (python/sglang/srt/managers/scheduler_recv_skipper.py): before each
     iteration the scheduler adds the previous iteration's weight to a counter (decode-only 1, anything else
@@ -185,7 +198,8 @@ class RecvSkipper:
 
     `observe` is called once per planned iteration, `record` with the plan made. Decode iterations a fast-forward
     run skipped are counted in closed form: an arrival cuts such a run at the step in flight, so the polls
-    inside it saw nothing new and only move the counter's phase."""
+    inside it saw nothing new and only move the counter's phase. (With `overlap_admission` the run goes one step
+    further, but a poll receives at the previous plan, `received_at`: still before the arrival.)"""
 
     def __init__(self, interval: int) -> None:
         self.interval = interval
@@ -200,11 +214,11 @@ class RecvSkipper:
         self._last = inst.iterations
         if self._polls_next or d <= 0:
             self.counter = 0
-            self.upto = now
+            self.upto = received_at(inst, now)
         else:
             self.counter = (self.counter + d) % self.interval  # d decode iterations of weight 1
             if self.counter == 0:
-                self.upto = now
+                self.upto = received_at(inst, now)
         return self.upto
 
     def poll(self, now: float) -> None:

@@ -9,6 +9,11 @@ that drained its batch since its last poll). The property: over random workloads
 every request completes or is rejected on arrival because its KV could never fit, and fast-forwarded runs make
 the same decisions as stepped ones. The receive interval applies to `sarathi` only (the scenario rejects it with
 another kind, tests/test_recv_interval.py); the holds to `sarathi` and `trtllm` (HOLD_KINDS).
+
+Both properties also run with the overlap-admission lag on and off (`serving_engine.overlap_admission`,
+`Instance._lagged`): the field applies with the physical cost models only, so an example with the lag on is priced
+by the roofline (ROOFLINE), one with it off by either; a receive-interval poll of an engine that plans one step
+ahead receives at the previous plan (`policies.context_hold.received_at`), in both decode modes alike.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from policies.context_hold import HOLD_KINDS
 from tests.helpers import same_result, scenario, write_csv
 from tests.strategies import examples, linear_costs, request_rows
 
+ROOFLINE = {"kind": "roofline", "iteration_overhead_s": 0.001}  # a physical model: the lag applies
 SCHEDULERS = {
     "sarathi": {"kind": "sarathi", "max_num_seqs": 3, "token_budget": 48},
     "trtllm": {"kind": "trtllm", "max_num_tokens": 48, "max_batch_size": 3},
@@ -63,6 +69,8 @@ def _check(
     preemption=st.sampled_from(["recompute", "swap"]),
     instances=st.integers(1, 2),
     cost=linear_costs,
+    lag=st.booleans(),
+    physical=st.booleans(),
 )
 def test_receive_interval_never_strands_a_request(
     tmp_path_factory: Any,
@@ -73,13 +81,17 @@ def test_receive_interval_never_strands_a_request(
     preemption: str,
     instances: int,
     cost: dict[str, Any],
+    lag: bool,
+    physical: bool,
 ) -> None:
     """SGLang's receive interval 1-4 on one or two instances (each its own poll counter), with TensorRT-LLM-style
     batch waiting on top in some examples (the two compose in `RecvSarathi`), under `sarathi`, the one scheduler
-    it applies to."""
+    it applies to; the overlap lag on or off."""
     engine = {"kind": "sglang", "scheduler_recv_interval": interval, "batch_wait_timeout_iters": wait_iters}
+    engine["overlap_admission"] = lag
     tmp = tmp_path_factory.mktemp("r")
     sched = SCHEDULERS["sarathi"]
+    cost = ROOFLINE if lag or physical else cost
     _check(tmp, rows, sched, engine, True, kv_blocks=kv, preemption=preemption, cost=cost, instances=instances)
 
 
@@ -93,6 +105,8 @@ def test_receive_interval_never_strands_a_request(
     ratio=st.sampled_from([0.0, 0.5]),
     kv=st.integers(8, 80),
     cost=linear_costs,
+    lag=st.booleans(),
+    physical=st.booleans(),
 )
 def test_context_holds_never_strand_a_request(
     tmp_path_factory: Any,
@@ -104,9 +118,12 @@ def test_context_holds_never_strand_a_request(
     ratio: float,
     kv: int,
     cost: dict[str, Any],
+    lag: bool,
+    physical: bool,
 ) -> None:
-    """Attention-DP balance (dp 2) or batch waiting (dp 1), under both schedulers that obey the holds."""
-    engine: dict[str, Any] = {"kind": "trtllm"}
+    """Attention-DP balance (dp 2) or batch waiting (dp 1), under both schedulers that obey the holds; the overlap
+    lag on or off."""
+    engine: dict[str, Any] = {"kind": "trtllm", "overlap_admission": lag}
     if dp > 1:
         engine |= {
             "attention_dp_balance": True,
@@ -116,7 +133,7 @@ def test_context_holds_never_strand_a_request(
     else:
         engine |= {"batch_wait_timeout_iters": iters, "batch_wait_max_tokens_ratio": ratio}
     tmp = tmp_path_factory.mktemp("h")
-    extra: dict[str, Any] = {"cost": cost}
+    extra: dict[str, Any] = {"cost": ROOFLINE if lag or physical else cost}
     if dp > 1:
         extra["cluster"] = {"instances": 1, "router": {"kind": "round_robin"}, "attention_dp": dp}
     _check(tmp, rows, SCHEDULERS[sched], engine, dp == 1, kv_blocks=kv, **extra)

@@ -23,7 +23,7 @@ TRUTH = {"memory_efficiency_scale": 0.8, "allreduce_bw_scale": 0.3}
 PARAMS = [("serving_engine.memory_efficiency_scale", 0.5, 1.5), ("serving_engine.allreduce_bw_scale", 0.05, 1.0)]
 
 
-def _scenario(trace: Path, tp: int, engine: dict[str, Any] | None = None) -> dict[str, Any]:
+def _scenario(trace: Path, tp: int, engine: dict[str, Any] | None = None, lag: bool = False) -> dict[str, Any]:
     return {
         "name": f"joint-tp{tp}",
         "seed": 0,
@@ -32,18 +32,18 @@ def _scenario(trace: Path, tp: int, engine: dict[str, Any] | None = None) -> dic
         "workload": {"arrival": {"kind": "trace", "path": str(trace), "format": "csv"}},
         "cluster": {"instances": 1, "tp": tp},
         "scheduler": {"kind": "vllm", "max_num_seqs": 64, "max_num_batched_tokens": 2048},
-        # admission at each step's end: the one-step lag of `overlap_admission` makes the e2e surface steppier in
-        # the fitted terms (2.004 % after 32 evaluations against the 2 % bound); what this test fits is kernel terms
-        "serving_engine": {"kind": "vllm-v1", "overlap_admission": False, **(engine or {})},
+        # admission at each step's end unless `lag` (the preset's default, `overlap_admission` on): the lag makes
+        # the e2e surface steppier in the fitted terms (test_joint_fit_with_the_default_engine_lag_on)
+        "serving_engine": {"kind": "vllm-v1", **({} if lag else {"overlap_admission": False}), **(engine or {})},
         "cost_model": {"kind": "roofline"},
     }
 
 
-def _observed(tmp_path: Path, tp: int) -> tuple[Path, dict[str, Any]]:
+def _observed(tmp_path: Path, tp: int, lag: bool = False) -> tuple[Path, dict[str, Any]]:
     """A client-side CSV log made by simulating the true engine terms; the scenario at the preset's terms."""
     rng = np.random.default_rng(11 + tp)
     t = np.cumsum(rng.exponential(0.05, 60))
-    trace = tmp_path / f"trace{tp}.csv"
+    trace = tmp_path / f"trace{tp}{lag}.csv"
     trace.write_text(
         "arrival_s,prompt_tokens,output_tokens\n"
         + "".join(
@@ -51,12 +51,12 @@ def _observed(tmp_path: Path, tp: int) -> tuple[Path, dict[str, Any]]:
             for a, p, o in zip(t, rng.integers(100, 1500, 60), rng.integers(20, 200, 60), strict=True)
         )
     )
-    df = sim.run(sim.load_scenario(_scenario(trace, tp, TRUTH))).requests
-    obs = tmp_path / "runs" / f"tp{tp}.csv"
+    df = sim.run(sim.load_scenario(_scenario(trace, tp, TRUTH, lag))).requests
+    obs = tmp_path / f"runs{lag}" / f"tp{tp}.csv"
     obs.parent.mkdir(exist_ok=True)
     cols = ["arrival_s", "prompt_tokens", "output_tokens", "ttft_s", "e2el_s"]
     df[cols].rename(columns={"e2el_s": "e2e_s"}).to_csv(obs, index=False, float_format="%.17g")
-    return obs, _scenario(trace, tp)
+    return obs, _scenario(trace, tp, lag=lag)
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +85,26 @@ def test_joint_fit_of_tp1_and_tp2_recovers_both_terms(runs: dict[int, tuple[Path
     for after in res.after:
         assert abs(after["e2e"]["mean"]["error_pct"]) < 2
     assert all(x is not None and x < 0.05 for x in res.diagnosis["rms_log_error"])
+
+
+def test_joint_fit_with_the_default_engine_lag_on(tmp_path: Path) -> None:
+    """The same fit on the `vllm-v1` preset as shipped (`overlap_admission` on). The terms are recovered as without
+    the lag; the e2e bound widens by one mean decode step (relative to the mean e2e): with the lag a prompt that
+    lands in a step in flight joins one step later, so a small change of the fitted terms that moves a step
+    boundary past an arrival moves that request's e2e by a whole step. (Measured: 2.004 % on the TP 2 run, against
+    2 % + the TP 2 run's mean decode step, 0.80 %, here.)"""
+    runs = {tp: _observed(tmp_path, tp, lag=True) for tp in (1, 2)}
+    pairs = [(read_observed(obs), sim.load_scenario(sc)) for obs, sc in runs.values()]
+    assert all(sc.serving_engine.overlap_admission for _, sc in pairs)
+    res = fit_runs(pairs, PARAMS, max_evals=32)
+    assert res.values["serving_engine.memory_efficiency_scale"] == pytest.approx(0.8, rel=0.05)
+    assert res.values["serving_engine.allreduce_bw_scale"] == pytest.approx(0.3, rel=0.1)
+    assert res.diagnosis["undetermined"] == []
+    for (obs, _), after in zip(runs.values(), res.after, strict=True):
+        measured = np.loadtxt(obs, delimiter=",", skiprows=1)  # arrival, prompt, output, ttft, e2e
+        step = float(np.mean((measured[:, 4] - measured[:, 3]) / np.maximum(measured[:, 2] - 1, 1)))
+        bound = 2 + 100 * step / float(np.mean(measured[:, 4]))
+        assert abs(after["e2e"]["mean"]["error_pct"]) < bound, (after["e2e"]["mean"]["error_pct"], bound)
 
 
 def test_diagnose_by_hand() -> None:

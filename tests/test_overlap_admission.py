@@ -59,6 +59,29 @@ def test_prompt_arriving_mid_decode_waits_exactly_one_more_decode_step(tmp_path:
 
 
 @pytest.mark.usefixtures("_overlap_on_linear")
+def test_an_arrival_cuts_a_decode_run_one_step_later_with_the_lag(tmp_path: Path) -> None:
+    """The case above, fast-forwarded: r2 (0.150 s) lands in the run's step ending at 0.158. Off, the run is cut
+    there and the plan at 0.158 prefills r2. On, the plan at 0.158 hides r2 and is the run's own next step, so the
+    run is cut one step later, at 0.170 (`_truncate(lag=1)`): as many events as without the lag (22; cutting at
+    0.158 would add a one-step plan and its wake-up), 21 steps, first tokens 0.110 and 0.130, and 37 events when
+    stepped."""
+    rows = [(0.0, 100, 20), (0.150, 100, 5)]
+    out = {}
+    for on in (False, True):
+        for ff in (True, False):
+            sc = scenario(
+                write_csv(tmp_path / "w.csv", rows),
+                serving_engine={"kind": "vllm-v0", "overlap_admission": on},
+                fast_forward=ff,
+            )
+            res = sim.run(sc)
+            out[on, ff] = (res.summary["sim"]["events"], res.summary["sim"]["iterations"])
+            ttft = [float(x) for x in res.requests.sort_values("arrival_s")["ttft_s"]]
+            assert ttft == pytest.approx([0.110, 0.130 if on else 0.118], abs=1e-9)
+    assert out == {(False, True): (22, 21), (True, True): (22, 21), (False, False): (37, 21), (True, False): (37, 21)}
+
+
+@pytest.mark.usefixtures("_overlap_on_linear")
 def test_prompt_arriving_during_a_prefill_waits_one_more_step(tmp_path: Path) -> None:
     """r1 (0 s, 100 tokens, 3 out) prefills until 0.110. r2 (0.05 s, 50 tokens, 2 out) arrives during it. Off: at
     0.110 `fcfs` prefills r2 with r1 waiting: 0.01 + 0.05 = 0.060 s to 0.170, TTFT 0.120. On: the plan at 0.110
@@ -117,6 +140,8 @@ def test_a_hidden_prompt_can_make_another_first_token_earlier(tmp_path: Path) ->
         ("vllm-v0", {}, False),
         ("sglang", {"overlap_admission": False}, False),
         ("vllm-v0", {"overlap_admission": True}, True),
+        ("vllm-v1", {"async_scheduling": False}, False),  # V1 without async scheduling plans at each step's end
+        ("vllm-v1", {"async_scheduling": False, "overlap_admission": True}, True),  # an explicit value wins
     ],
 )
 def test_presets_and_override_reach_the_instances(
@@ -148,12 +173,22 @@ SCHEDULERS: dict[str, dict[str, Any]] = {
     "vllm-nocache": {"kind": "vllm", "max_num_batched_tokens": 64, "max_num_seqs": 8, "enable_prefix_caching": False},
     "fcfs": {"kind": "fcfs", "max_num_seqs": 8},
     "sarathi40": {"kind": "sarathi", "token_budget": 40},  # one decoder + 39-token chunks (the remainder test)
+    # the RankedQueue ones (hidden requests go back through `RankedQueue.append`) and TensorRT-LLM's
+    "ltr": {"kind": "ltr"},
+    "srpt": {"kind": "srpt"},
+    "mlfq": {"kind": "mlfq"},
+    "length_group": {"kind": "length_group"},
+    "static": {"kind": "static"},
+    "trtllm": {"kind": "trtllm"},
 }
+PREDICTORS: dict[str, dict[str, Any]] = {"ltr": {"kind": "oracle"}, "length_group": {"kind": "rank", "tau": 0.5}}
 
 
 def _run(tmp_path: Path, reqs: list[tuple[float, int, int]], *, ff: bool, sched: str, **kw: Any) -> sim.Result:
     horizon = kw.pop("horizon", None)
-    engine = kw.pop("serving_engine", LAG)
+    engine = kw.pop("serving_engine", {**LAG, "kind": "trtllm"} if sched == "trtllm" else LAG)
+    if sched in PREDICTORS:
+        kw["predictor"] = PREDICTORS[sched]
     sc = scenario(
         write_csv(tmp_path / "w.csv", sorted(reqs)),
         scheduler=SCHEDULERS[sched],
@@ -167,7 +202,7 @@ def _run(tmp_path: Path, reqs: list[tuple[float, int, int]], *, ff: bool, sched:
     return sim.run(sc)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=42, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
     rate=st.sampled_from([2.0, 20.0, 200.0]),
@@ -187,8 +222,9 @@ def test_fast_forward_equals_stepping_with_the_lag_on(
     preemption: str,
     horizon: float | None,
 ) -> None:
-    """Random workloads, chunked prefill (`sarathi`, `vllm` with and without prefix caching) and whole prompts
-    (`fcfs`), KV pressure, one or two instances, a horizon: the lag on, runs on or off, the very same tables."""
+    """Random workloads, chunked prefill (`sarathi`, `vllm` with and without prefix caching), whole prompts
+    (`fcfs`), the ranked queues (`ltr`, `srpt`, `mlfq`, `length_group`), `static` and `trtllm`, KV pressure,
+    one or two instances, a horizon: the lag on, runs on or off, the very same tables."""
     tmp = tmp_path_factory.mktemp("w")
     reqs = _workload(30, seed, rate)
     kw = {"kv_blocks": kv, "instances": instances, "preemption": preemption, "horizon": horizon}
@@ -244,3 +280,28 @@ def test_arrival_before_the_remainder_cuts_the_chunk_run_one_boundary_later(tmp_
         first[at] = float(a.requests.sort_values("arrival_s")["first_token_s"].iloc[1])
     assert events[-2] < min(events[-1], events[-3])
     assert first[-3] > first[-2] == first[-1] == ends[-1]
+
+
+DISAGG = Path(__file__).resolve().parents[1] / "scenarios" / "regression" / "disagg-2p2d.yaml"
+
+
+def _disagg(kind: str, on: bool | None, ff: bool = True) -> Simulation:
+    sets = [f"serving_engine.kind={kind}", f"engine.fast_forward={ff}"]
+    if on is not None:
+        sets.append(f"serving_engine.overlap_admission={on}")
+    return Simulation(sim.load_scenario(DISAGG, sets))
+
+
+def test_disagg_decode_pools_lag_delivered_copies_and_trtllm_prefill_pools_do_not() -> None:
+    """A request whose KV is copied into a decode instance while a step runs is hidden from the plan made before
+    it came (`KVCopies.deliver` -> `_lagged`), as a new prompt is: the lag moves the decode pool's tokens (before
+    the fix a decode pool never lagged and the run equalled the lag-off run). TensorRT-LLM's context servers run
+    without the overlap scheduler (`disable_overlap_scheduler: true` in the recipes' `prefill:` sections): their
+    pool does not lag. Fast-forward equals stepping with the lag on."""
+    inst = _disagg("trtllm", None).instances
+    assert [(i.role, i.overlap_admission) for i in inst] == [("prefill", False)] * 2 + [("decode", True)] * 2
+    assert all(i.overlap_admission for i in _disagg("sglang", None).instances)
+    on, off = (sim.run(sim.load_scenario(DISAGG, [f"serving_engine.overlap_admission={v}"])) for v in (True, False))
+    assert not on.requests.equals(off.requests)
+    stepped = sim.run(sim.load_scenario(DISAGG, ["serving_engine.overlap_admission=true", "engine.fast_forward=false"]))
+    same_result(on, stepped)

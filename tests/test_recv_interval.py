@@ -148,3 +148,34 @@ def test_the_review_repro_completes_every_request(tmp_path, preemption, kv_block
     assert counts["arrived"] == 40
     assert counts["completed"] == 40 - too_big and counts["rejected"] == too_big and counts["in_flight"] == 0
     same_result(runs[0], runs[1])
+
+
+# -- an engine that plans one step ahead (`overlap_admission`) receives where it planned -------------------------
+# SGLang's `event_loop_overlap` receives, schedules and launches batch N+1, then processes batch N's result: the
+# loop turn that plans the step starting at a boundary ran at the start of the step before it. With interval 2
+# and A decoding alone (steps start 0.020, 0.032, ..., 12 ms apart), the turns that poll plan the steps starting
+# at 0.044, 0.068, 0.092 and receive at 0.032, 0.056, 0.080.
+
+
+@pytest.fixture
+def _overlap_on_linear(monkeypatch: pytest.MonkeyPatch):
+    """The engine's terms priced with the linear cost model too, so the lag applies with exact costs (as
+    tests/test_overlap_admission.py)."""
+    import sim.cluster.pools as pools
+
+    monkeypatch.setattr(pools, "prices_serving_engine", lambda cfg: True)
+
+
+@pytest.mark.usefixtures("_overlap_on_linear")
+@pytest.mark.parametrize("ff", [True, False])
+def test_an_engine_that_plans_ahead_receives_at_the_turn_that_polled(tmp_path, ff):
+    # B (prompt 5) at 0.060 arrives during the step 0.056 -> 0.068. Interval 1: the plan of the 0.068 step was
+    # made at 0.056 and hides it; the 0.080 step's turn (at 0.068) receives it: 0.080 + 0.017 - 0.060 = 0.037.
+    # Interval 2: the 0.068 step's turn polled at 0.056, before B; the 0.080 turn does not poll; the 0.092 turn
+    # (run at 0.080) receives it: 0.092 + 0.017 - 0.060 = 0.049, two steps later than interval 1, not zero.
+    rows = [(0.0, 10, 100), (0.060, 5, 2)]
+    one = _ttft(tmp_path, rows, None, ff)
+    two = _ttft(tmp_path, rows, 2, ff)
+    assert one[0] == two[0] == pytest.approx(0.020, abs=1e-12)
+    assert one[1] == pytest.approx(0.037, abs=1e-12)
+    assert two[1] == pytest.approx(0.049, abs=1e-12)

@@ -175,6 +175,13 @@ def build_instances(
         # the engine plans one step ahead (`serving_engine.overlap_admission`; physical cost models only, like the
         # engine's other terms: `linear` is an exact service time)
         overlap = sc.serving_engine.overlap_admission and prices_serving_engine(sc.cost_model)
+        if spec.role == "prefill" and sc.serving_engine.kind == "trtllm":
+            # TensorRT-LLM's context servers run without the overlap scheduler: every `disable_overlap_scheduler:
+            # true` in the InferenceX disagg recipes sits in a `prefill:` section (e.g. SemiAnalysisAI/InferenceX
+            # benchmarks/multi_node/srt-slurm-recipes/trtllm/glm5/disagg/trtllm_dynamo/gb200_nvfp4/ISL1K_OSL1K/MTP/
+            # ctx1dep4_gen1dep16_batch32_eplb0_mtp3.yaml, line 41), the generation servers keep it on; TensorRT-LLM
+            # refused context-only requests with overlap on until NVIDIA/TensorRT-LLM#10755 (Jan 2026)
+            overlap = False
         for _ in range(spec.instances):
             prefix = None
             if pc is not None and pc.enabled:

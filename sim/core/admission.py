@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field, model_validator
 
 # The presets (`sim.costmodel.engine.PRESETS`) whose engine plans one step ahead, each with where it was read.
 PLANS_AHEAD: dict[str, str] = {
-    # vLLM V1 with async scheduling (on by default since 0.12, the `vllm-v1` preset's `async_scheduling`): the
+    # vLLM V1 with async scheduling (on by default since vllm-project/vllm#27614, shipped on by v0.14.0; the
+    # `vllm-v1` preset's `async_scheduling`, sourced in sim.costmodel.engine.PRESETS): the
     # executor allows two batches in flight (vllm/v1/executor/uniproc_executor.py: `max_concurrent_batches = 2 if
     # async_scheduling else 1`), so the engine core steps with `EngineCore.step_with_batch_queue`
     # (vllm/v1/engine/core.py): it schedules and launches the next batch and returns without blocking while the
@@ -45,7 +46,15 @@ class OverlapAdmission(BaseModel):
     @classmethod
     def _plans_ahead(cls, data: Any) -> Any:
         if isinstance(data, dict) and "overlap_admission" not in data:
-            return {**data, "overlap_admission": data.get("kind", "vllm-v1") in PLANS_AHEAD}
+            kind = data.get("kind", "vllm-v1")
+            on = kind in PLANS_AHEAD
+            if on and kind == "vllm-v1":
+                # vLLM V1 plans ahead only with async scheduling (`max_concurrent_batches = 2 if async_scheduling
+                # else 1`, above): the lag follows the resolved `async_scheduling` (set, or the preset's)
+                from sim.costmodel.engine import PRESETS  # (lazy: the engine module imports this one)
+
+                on = bool(data.get("async_scheduling", PRESETS["vllm-v1"].get("async_scheduling", False)))
+            return {**data, "overlap_admission": on}
         return data
 
 

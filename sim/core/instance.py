@@ -265,20 +265,23 @@ class Instance(BatchView):
         (an idle engine plans a new prompt at once). A run (decode, chunk, onward) sets `plan_t` to its last
         step's start, where stepping planned: both modes hide the same requests."""
         arrived, self._busy_arrivals = self._busy_arrivals, []
-        last, self.plan_t = self.plan_t, self.t
+        last = self.plan_t  # (kept while the policy plans: a receive interval polls there, `RecvSkipper.observe`)
         hide: list[Request] = []
         if arrived and (self.running or self.prefilling):
             late = {id(req) for req, when in arrived if when > last}
             if late:
                 hide = [req for req in self.waiting if id(req) in late]
         if not hide:
-            return schedule(self, self.t)
+            plan = schedule(self, self.t)
+            self.plan_t = self.t
+            return plan
         for req in hide:
             self.waiting.remove(req)
         self.one_step = True
         try:
             return schedule(self, self.t)
         finally:
+            self.plan_t = self.t
             for req in hide:
                 self.waiting.append(req)
 

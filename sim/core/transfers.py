@@ -65,12 +65,18 @@ class KVCopies:
         req.kv_here = True
         if copied:
             self.incoming -= req.blocks
-        waiting = self.inst.waiting
+        inst = self.inst
+        waiting = inst.waiting
         if front:
             waiting.appendleft(req)
         else:
             waiting.append(req)
-        self.inst.nudge()
+        if copied and inst.overlap_admission and inst._idle is None:
+            # an engine that plans one step ahead (`overlap_admission`) hides a copy that lands while a step runs
+            # from the plan already made, as it hides a new prompt (`Instance._lagged`); the run is cut at the
+            # step in flight as without the lag (one plan more than needed, the same steps)
+            inst._busy_arrivals.append((req, inst.env.now))
+        inst.nudge()
 
     def admitted(self, req: Request, t: float) -> None:
         """The scheduler took `req`, whose KV is here (`deliver`), into the batch at `t` (the start of the step it

@@ -343,11 +343,11 @@ def fit_fields() -> dict[str, tuple[float, float]]:
 # Presets: only what differs from the vLLM V1 defaults above, each with its source.
 PRESETS: dict[str, dict[str, Any]] = {
     "vllm-v1": {
-        # Async scheduling is on by default since vLLM 0.12 (vllm-project/vllm#27614, in the "Async Scheduling
-        # Plan" #27679; #31998 extends the default to speculative decoding, Jan 2026): the scheduler runs one step
-        # ahead of the GPU (#19970: "minimize scheduler overhead by overlapping scheduling with model execution").
-        # A vLLM 0.28 run records `scheduler_config.async_scheduling: true` unasked (LLMServingSim
-        # bench/examples/RTXPRO6000/Qwen3-32B/vllm/meta.json, resolved_config). Older V1 releases: set it false.
+        # Async scheduling is on by default: vllm-project/vllm#27614 (plan #27679; vllm-gaudi#768: "default usage in
+        # #27614"; first release not confirmed; v0.14.0 ships it on, #31998 adds spec decoding: djl#3833 quoting the
+        # notes): the scheduler runs one step ahead of the GPU (#19970: "minimize scheduler overhead by overlapping
+        # scheduling with model execution"). A vLLM 0.28 run records `scheduler_config.async_scheduling: true` unasked
+        # (LLMServingSim bench/examples/RTXPRO6000/Qwen3-32B/vllm/meta.json). Older V1 releases: set it false.
         "async_scheduling": True,
         # Above the capture size (`cuda_graph_max_batch`; vLLM's `max_cudagraph_capture_size`) a step runs the
         # torch.compile'd pieces without CUDA graphs. vllm-project/vllm issue #56975 (2026-09-16 comment, vLLM
