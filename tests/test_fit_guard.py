@@ -15,6 +15,7 @@ from calibrate.fit_guard import keep_preset, median_abs_error, worse
 from calibrate.fit_run import FitResult, Param, fit_runs
 from calibrate.observed import ObservedRun
 from calibrate.replay import replay_once
+from tests.closed_loops import closed_scenario, means_only
 
 PRESET = {"memory_efficiency_scale": 1.0, "frontend_s": 2e-3}
 TRUTH = {"memory_efficiency_scale": 0.8, "frontend_s": 0.03}
@@ -23,32 +24,7 @@ LOOPS = ((4, 256, 48), (16, 1024, 32), (8, 2048, 24))  # (clients, isl, osl): th
 
 
 def _scenario(clients: int, isl: int, osl: int, engine: dict[str, Any]) -> sim.Scenario:
-    return sim.load_scenario(
-        {
-            "name": f"closed-{clients}",
-            "seed": 0,
-            "model": "llama-3.1-8b",
-            "hardware": "h100-sxm",
-            "workload": {
-                "num_requests": 3 * clients,
-                "arrival": {"kind": "closed_loop", "concurrency": clients},
-                "lengths": {"kind": "fixed", "prompt": isl, "output": osl},
-            },
-            "cluster": {"instances": 1, "tp": 1},
-            "scheduler": {"kind": "vllm", "max_num_seqs": 256, "max_num_batched_tokens": 8192},
-            "serving_engine": {"kind": "vllm-v1", **engine},
-            "cost_model": {"kind": "roofline"},
-        }
-    )
-
-
-def _means_only(clients: int, isl: int, osl: int, ttft: float, tpot: float) -> ObservedRun:
-    n = 3 * clients
-    out = np.full(n, osl)
-    return ObservedRun(
-        f"closed-{clients}", "silicon", np.full(n, isl), out, np.full(n, ttft), ttft + tpot * (out - 1),
-        concurrency=clients, means_only=True,
-    )  # fmt: skip
+    return closed_scenario(clients, isl, osl, {"kind": "vllm-v1", **engine})
 
 
 def _measured(engine: dict[str, Any]) -> list[tuple[ObservedRun, sim.Scenario]]:
@@ -56,9 +32,9 @@ def _measured(engine: dict[str, Any]) -> list[tuple[ObservedRun, sim.Scenario]]:
     give), paired with the loop's scenario at the preset's terms."""
     pairs = []
     for c, isl, osl in LOOPS:
-        template = _means_only(c, isl, osl, 1.0, 0.01)
+        template = means_only(c, isl, osl, 1.0, 0.01)
         simd = replay_once(template, _scenario(c, isl, osl, engine))
-        run = _means_only(c, isl, osl, float(np.nanmean(simd.ttft_s)), float(np.nanmean(simd.tpot_s)))
+        run = means_only(c, isl, osl, float(np.nanmean(simd.ttft_s)), float(np.nanmean(simd.tpot_s)))
         pairs.append((run, _scenario(c, isl, osl, PRESET)))
     return pairs
 
@@ -122,7 +98,7 @@ def test_a_zero_weight_leaves_a_metric_out_of_the_residuals() -> None:
     from calibrate.fit_run import residuals
     from calibrate.replay import Simulated
 
-    run = _means_only(2, 100, 11, ttft=1.0, tpot=0.01)
+    run = means_only(2, 100, 11, ttft=1.0, tpot=0.01)
     simd = Simulated(np.full(6, 0.1), np.full(6, 0.02), np.full(6, 0.1 + 0.2), {}, 6, {})
     r = residuals(run, simd, {"ttft": 0.0, "tpot": 1.0, "e2e": 1.0})
     assert r[0] == 0.0 and r[1] == pytest.approx(math.log(2.0)) and r[2] == pytest.approx(math.log(0.3 / 1.1))

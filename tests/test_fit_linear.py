@@ -14,6 +14,7 @@ import sim
 from calibrate import fit_linear as fl
 from calibrate.observed import ObservedRun
 from calibrate.replay import replay_once
+from tests.closed_loops import closed_scenario, means_only
 
 MEM = fl.Term("serving_engine.memory_efficiency_scale", 0.5, 1.5, 1.0, log=True)
 SCHED = fl.Term("serving_engine.scheduler_s", 0.0, 5e-3, 3e-4, log=False)
@@ -133,32 +134,8 @@ def test_the_guard_keeps_the_preset_when_the_fit_buys_loss_with_tpot() -> None:
 
 
 def _scenario(clients: int, isl: int, osl: int, engine: dict[str, Any], layer_s: float = 0.0) -> sim.Scenario:
-    return sim.load_scenario(
-        {
-            "name": f"closed-{clients}",
-            "seed": 0,
-            "model": "llama-3.1-8b",
-            "hardware": "h100-sxm",
-            "workload": {
-                "num_requests": 3 * clients,
-                "arrival": {"kind": "closed_loop", "concurrency": clients},
-                "lengths": {"kind": "fixed", "prompt": isl, "output": osl},
-            },
-            "cluster": {"instances": 1, "tp": 1},
-            "scheduler": {"kind": "vllm", "max_num_seqs": 256, "max_num_batched_tokens": 8192},
-            "serving_engine": {"kind": "sglang", **engine},
-            "cost_model": {"kind": "roofline", "layer_overhead_s": layer_s},
-        }
-    )
-
-
-def _means_only(clients: int, isl: int, osl: int, ttft: float, tpot: float) -> ObservedRun:
-    n = 3 * clients
-    out = np.full(n, osl)
-    return ObservedRun(
-        f"closed-{clients}", "silicon", np.full(n, isl), out, np.full(n, ttft), ttft + tpot * (out - 1),
-        concurrency=clients, means_only=True,
-    )  # fmt: skip
+    cost = {"kind": "roofline", "layer_overhead_s": layer_s}
+    return closed_scenario(clients, isl, osl, {"kind": "sglang", **engine}, cost)
 
 
 def _pairs(
@@ -168,8 +145,8 @@ def _pairs(
     step), read back as a means-only run, paired with its preset scenario."""
     pairs = []
     for c, isl, osl in loops:
-        simd = replay_once(_means_only(c, isl, osl, 1.0, 0.01), _scenario(c, isl, osl, truth, layer_s))
-        run = _means_only(c, isl, osl, float(np.nanmean(simd.ttft_s)), float(np.nanmean(simd.tpot_s)))
+        simd = replay_once(means_only(c, isl, osl, 1.0, 0.01), _scenario(c, isl, osl, truth, layer_s))
+        run = means_only(c, isl, osl, float(np.nanmean(simd.ttft_s)), float(np.nanmean(simd.tpot_s)))
         pairs.append((run, _scenario(c, isl, osl, {})))
     return pairs
 

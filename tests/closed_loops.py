@@ -1,0 +1,44 @@
+"""Closed-loop scenarios and mean-only observed runs for the fit tests: the shape of an aiconfigurator silicon row
+(clients at fixed isl / osl, one mean TTFT and TPOT), built once for every test that fits such rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import sim
+from calibrate.observed import ObservedRun
+
+
+def closed_scenario(
+    clients: int, isl: int, osl: int, engine: dict[str, Any], cost: dict[str, Any] | None = None
+) -> sim.Scenario:
+    """Llama-3.1-8B on one H100, `clients` closed-loop clients sending 3 x clients fixed-length requests."""
+    return sim.load_scenario(
+        {
+            "name": f"closed-{clients}",
+            "seed": 0,
+            "model": "llama-3.1-8b",
+            "hardware": "h100-sxm",
+            "workload": {
+                "num_requests": 3 * clients,
+                "arrival": {"kind": "closed_loop", "concurrency": clients},
+                "lengths": {"kind": "fixed", "prompt": isl, "output": osl},
+            },
+            "cluster": {"instances": 1, "tp": 1},
+            "scheduler": {"kind": "vllm", "max_num_seqs": 256, "max_num_batched_tokens": 8192},
+            "serving_engine": engine,
+            "cost_model": cost or {"kind": "roofline"},
+        }
+    )
+
+
+def means_only(clients: int, isl: int, osl: int, ttft: float, tpot: float) -> ObservedRun:
+    """A run known only by its means, as a silicon row is: every request at the mean TTFT and TPOT."""
+    n = 3 * clients
+    out = np.full(n, osl)
+    return ObservedRun(
+        f"closed-{clients}", "silicon", np.full(n, isl), out, np.full(n, ttft), ttft + tpot * (out - 1),
+        concurrency=clients, means_only=True,
+    )  # fmt: skip
