@@ -139,18 +139,23 @@ class Instance(BatchView):
             self._wake_t = req.arrival  # env.now may sit one rounding step below the exact arrival time
             idle, self._idle = self._idle, None
             idle.succeed()
-        elif self.overlap_admission:
-            self._busy_arrivals.append((req, self.env.now))
+        else:
+            # with the lag the plan after the step in flight hides it: a decode run goes on one step more, a chunk
+            # run's remainder is cut only when planned a boundary later
+            lag = self.lag_arrival(req)
             if (run := self.run) is not None:
-                if run.chunk is None:  # the plan after the step in flight hides it: the step after goes on
-                    self._truncate(self.env.now, lag=1)
-                elif run.tail:  # the plan after the step in flight hides it: the one after that sees it
-                    self._cut_tail(run, self.env.now, 1)
-        elif (run := self.run) is not None:
-            if run.chunk is None:
-                self._truncate(self.env.now)
-            elif run.tail:  # a chunk run's full chunks hold whoever queues behind; its remainder's step does not
-                self._cut_tail(run, self.env.now)
+                if run.chunk is None:
+                    self._truncate(self.env.now, lag=lag)
+                elif run.tail:  # a chunk run's full chunks hold whoever queues behind; its remainder's step does not
+                    self._cut_tail(run, self.env.now, lag)
+
+    def lag_arrival(self, req: Request) -> int:
+        """`overlap_admission`: record `req`, queued while a step runs, for the next plan to hide (`_lagged`); the
+        steps it lags (1, or 0 without the lag or on an idle instance). New prompts and KV copies come here."""
+        if not self.overlap_admission or self._idle is not None:
+            return 0
+        self._busy_arrivals.append((req, self.env.now))
+        return 1
 
     def abandon(self, req: Request) -> None:
         """Its client gave up on `req` (late phase, `workload.timeout_s`): it leaves the queue or the batch at
@@ -271,13 +276,10 @@ class Instance(BatchView):
             late = {id(req) for req, when in arrived if when > last}
             if late:
                 hide = [req for req in self.waiting if id(req) in late]
-        if not hide:
-            plan = schedule(self, self.t)
-            self.plan_t = self.t
-            return plan
         for req in hide:
             self.waiting.remove(req)
-        self.one_step = True
+        if hide:
+            self.one_step = True
         try:
             return schedule(self, self.t)
         finally:

@@ -71,11 +71,11 @@ class KVCopies:
             waiting.appendleft(req)
         else:
             waiting.append(req)
-        if copied and inst.overlap_admission and inst._idle is None:
+        if copied:
             # an engine that plans one step ahead (`overlap_admission`) hides a copy that lands while a step runs
             # from the plan already made, as it hides a new prompt (`Instance._lagged`); the run is cut at the
             # step in flight as without the lag (one plan more than needed, the same steps)
-            inst._busy_arrivals.append((req, inst.env.now))
+            inst.lag_arrival(req)
         inst.nudge()
 
     def admitted(self, req: Request, t: float) -> None:
