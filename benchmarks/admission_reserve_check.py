@@ -2,8 +2,8 @@
 rows? A check on the rows, run before building the mechanism (issues 12 / 13; benchmarks/VALIDATION.md,
 "Admission reservations (branch s9-reserve)").
 
-    python benchmarks/admission_reserve_check.py [--coverage benchmarks/coverage_results.json]
-        [--validation benchmarks/validation_presets_s8_final_results.json] [--json OUT.json]
+    python benchmarks/admission_reserve_check.py [--coverage benchmarks/results/coverage_results.json]
+        [--validation benchmarks/results/validation_presets_s8_final_results.json] [--json OUT.json]
     python benchmarks/admission_reserve_check.py --simulate OUT.json [--reserve-off] [--backend trtllm] [--only ID]
         # the rows it binds (--only: those whose id contains ID)
 
@@ -213,8 +213,9 @@ def simulate_binding(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--coverage", type=Path, default=ROOT / "benchmarks" / "coverage_results.json")
-    ap.add_argument("--validation", type=Path, default=ROOT / "benchmarks" / "validation_presets_s8_final_results.json")
+    ap.add_argument("--coverage", type=Path, default=ROOT / "benchmarks" / "results" / "coverage_results.json")
+    s8_final = ROOT / "benchmarks" / "results" / "validation_presets_s8_final_results.json"
+    ap.add_argument("--validation", type=Path, default=s8_final)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--simulate", type=Path, default=None, help="simulate the rows the reservation binds; write here")
     ap.add_argument("--reserve-off", action="store_true", help="with --simulate: admission_reserve none (before)")

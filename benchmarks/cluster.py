@@ -14,7 +14,7 @@ Experiments (Llama-3.1-8B, roofline cost model, vLLM defaults unless said):
            replicas, with and without live migration, and Llumnix's freeness dispatch.
   prefix — prefix caching on the Mooncake conversation trace: off, GPU-only LRU, with a host-memory tier,
            round-robin-like vs prefix-affinity routing; hit rate and TTFT.
-Writes benchmarks/cluster_results.json, benchmarks/plots/cluster_*.png and the generated blocks of
+Writes benchmarks/results/cluster_results.json, benchmarks/plots/cluster_*.png and the generated blocks of
 benchmarks/CLUSTER.md (text outside the `<!-- gen:NAME -->` blocks is kept).
 """
 
@@ -34,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks"
 PAGE = OUT / "CLUSTER.md"
-RESULTS = OUT / "cluster_results.json"
+RESULTS = OUT / "results" / "cluster_results.json"
 
 MODEL, H100, A100 = "llama-3.1-8b", "h100-sxm", "a100-80g"
 LR = {"kind": "least_requests"}

@@ -1,6 +1,6 @@
 """Core speed benchmarks (issues 2 and 14). Every case runs in a fresh process, so peak RSS is its own.
 
-    python benchmarks/core.py                 # the standard cases; writes benchmarks/SPEED.md
+    python benchmarks/core.py                 # the standard cases; writes benchmarks/results/speed_tables.md
     python benchmarks/core.py --million       # also 1M requests (fcfs and chunked prefill; minutes each)
     python benchmarks/core.py --planner       # also the README's planner example (wall time, 2 workers)
     python benchmarks/core.py --cases azure-issue bare-simpy   # rerun some cases (others keep their rows)
@@ -234,7 +234,7 @@ def verdicts(rows: dict[str, dict[str, object]]) -> list[str]:
     return out
 
 
-RESULTS = ROOT / "benchmarks" / "speed_results.json"
+RESULTS = ROOT / "benchmarks" / "results" / "speed_results.json"
 ORDER = [*STANDARD, *MILLION, "planner"]
 
 
@@ -321,7 +321,7 @@ def write_speed(rows: list[dict[str, object]], before: list[dict[str, object]] |
         "# Speed",
         "",
         "Written by `python benchmarks/core.py` (add `--million` for the 1M cases, `--planner` for the planner",
-        "example; `--cases` reruns some, keeping the other rows of `speed_results.json`). Each case runs in a",
+        "example; `--cases` reruns some, keeping the other rows of `results/speed_results.json`). Each case runs in a",
         "fresh process; `cpu_s` is the CPU time of the whole `sim.run` call",
         "(building the workload and the output tables included, writing files not), `req_per_cpu_s` requests",
         "per CPU-second, `peak_rss_mb` the process's peak RSS.",
@@ -337,7 +337,7 @@ def write_speed(rows: list[dict[str, object]], before: list[dict[str, object]] |
     if before:
         text += ["", "Before (the same cases on the checkout given by `--before`, same session):", "", *table(before)]
     text += ["", *NOTES]
-    (ROOT / "benchmarks" / "SPEED.md").write_text("\n".join(text) + "\n")
+    (ROOT / "benchmarks" / "results" / "speed_tables.md").write_text("\n".join(text) + "\n")
 
 
 def main() -> None:
@@ -348,7 +348,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="planner worker processes (default 2)")
     ap.add_argument("--before", type=Path, help="another checkout to time the same cases on")
     ap.add_argument("--repeat", type=int, default=1, help="runs per case (fresh processes); the least CPU is kept")
-    ap.add_argument("--no-write", action="store_true", help="print only; leave SPEED.md and speed_results.json")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/results/speed_*")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:

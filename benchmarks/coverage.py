@@ -2,7 +2,7 @@
 
     python benchmarks/coverage.py                     # all rows for coverage, a stratified sample for errors
     python benchmarks/coverage.py --sample 0          # coverage only (seconds)
-    python benchmarks/coverage.py --sample 400 --md benchmarks/COVERAGE.md --json benchmarks/coverage_results.json
+    python benchmarks/coverage.py --sample 400 --md /tmp/coverage.md --json benchmarks/results/coverage_results.json
 
 Each row of `../shared/data/ground-truth/aiconfigurator/silicon_sample.csv` (real vLLM / SGLang / TRT-LLM
 runs) becomes a scenario: the model by its Hugging Face id, the GPU by its system name, the precision from

@@ -1,6 +1,6 @@
 """The engines' first-token path, put to the silicon rows: three checks that can refute a lead before it is built.
 
-    python benchmarks/coverage_first_token.py lag --base benchmarks/coverage_results.json
+    python benchmarks/coverage_first_token.py lag --base benchmarks/results/coverage_results.json
     python benchmarks/coverage_first_token.py layers --intercept intercept.csv
     python benchmarks/coverage_first_token.py roofline
     python benchmarks/coverage_first_token.py slope [--csv slopes.csv]

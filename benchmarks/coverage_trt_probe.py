@@ -1,6 +1,6 @@
 """Two diagnostics of the TensorRT-LLM agg rows (COVERAGE.md, "TensorRT-LLM aggregated rows (branch s10-trtagg)").
 
-    python benchmarks/coverage_trt_probe.py waves --ids benchmarks/coverage_results.json   # (d): first wave vs rest
+    python benchmarks/coverage_trt_probe.py waves [--ids benchmarks/results/coverage_results.json]  # (d): first wave
     python benchmarks/coverage_trt_probe.py graphs                                       # (f): piecewise-graph contrast
 
 `waves`: each TensorRT-LLM agg row of an earlier coverage JSON simulated as coverage.py does, with the mean TTFT of
@@ -81,7 +81,7 @@ def graphs(df: pd.DataFrame) -> pd.DataFrame:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", choices=("waves", "graphs"))
-    ap.add_argument("--ids", type=Path, default=cov.ROOT / "benchmarks" / "coverage_results.json")
+    ap.add_argument("--ids", type=Path, default=cov.ROOT / "benchmarks" / "results" / "coverage_results.json")
     args = ap.parse_args()
     df = pd.read_csv(cov.CSV).set_index("id", drop=False)
     pd.set_option("display.width", 200)

@@ -1,7 +1,7 @@
 """The disaggregated rows' first token, put to the silicon rows: where the simulated TTFT goes, and what the decode
 workers' batch limit of the rows' recipes adds.
 
-    python benchmarks/disagg_first_token.py rows --ids benchmarks/coverage_results.json [--csv out.csv]
+    python benchmarks/disagg_first_token.py rows --ids benchmarks/results/coverage_results.json [--csv out.csv]
     python benchmarks/disagg_first_token.py coverage -- --sample 200 --json out.json --md out.md
 
 - `rows`: every disagg row of a `coverage.py --json` run, simulated as coverage.py builds it (its `simulate`), once
@@ -170,7 +170,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("rows")
-    r.add_argument("--ids", type=Path, default=Path(__file__).resolve().parent / "coverage_results.json")
+    r.add_argument("--ids", type=Path, default=Path(__file__).resolve().parent / "results" / "coverage_results.json")
     r.add_argument("--csv", type=Path, default=cov.CSV, help="the silicon rows")
     r.add_argument("--out", type=Path, default=None, help="write the per-row table here")
     r.add_argument("--short-only", action="store_true", help="only the rows whose decode slots are read")

@@ -5,7 +5,7 @@
 The hypothesis: each MTP step costs a time tau that servesim lacks and that does not grow with k (the draft
 head's launch and sync, the sampler / verify kernel, CUDA-graph padding of (k + 1) x batch tokens). It predicts,
 for the agg rows that ran k = 1 (TensorRT-LLM) or k = 2 (SGLang) in the 60 MTP rows' rerun
-(`tpot_groups_mtp60_s8tpot_results.json`):
+(`benchmarks/results/tpot_groups_mtp60_s8tpot_results.json`):
 
 (a) the per-step deficit (measured - simulated TPOT) x AL_k (AL_k: tokens a step, the published acceptance
     lengths `coverage_disagg.MTP_LENGTHS`) is about the same across lengths at one engine, GPU and batch size;
@@ -35,7 +35,7 @@ from coverage_disagg import MTP_LENGTHS
 from hwprofiles import catalog
 
 HERE = Path(__file__).resolve().parent
-MTP60 = HERE / "tpot_groups_mtp60_s8tpot_results.json"
+MTP60 = HERE / "results" / "tpot_groups_mtp60_s8tpot_results.json"
 SAME = ["system", "backend", "gemm_quant_mode", "moe_quant_mode", "isl", "osl"]
 
 

@@ -19,7 +19,7 @@
    the new tree run in turn, `--repeat` times each, so both see the same load; written under
    `readme` in the results.
 
-Writes `benchmarks/planner_results.json` (or `--results`); PLANNER.md quotes it. Only `plan`,
+Writes `benchmarks/results/planner_results.json` (or `--results`); PLANNER.md quotes it. Only `plan`,
 `exhaustive` and `PlanRequest` are used, so the same script can time an older planner from a snapshot of
 the tree (`PYTHONPATH=snapshot python benchmarks/planner_bench.py --no-grid --results ...`). Wall times
 depend on the machine and on what else runs on it: the numbers in PLANNER.md come from a shared 2-core
@@ -142,7 +142,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/planner-bench"))
     ap.add_argument("--only", choices=["target", "grid", "shapes", "notebook", "target-colocated"], default=None)
     ap.add_argument("--no-grid", action="store_true", help="skip the exhaustive grids (planner only)")
-    ap.add_argument("--results", type=Path, default=HERE / "planner_results.json")
+    ap.add_argument("--results", type=Path, default=HERE / "results" / "planner_results.json")
     ap.add_argument("--readme", action="store_true", help="time the README's planner command (see the doc)")
     ap.add_argument(
         "--baseline",

@@ -8,7 +8,7 @@ Workloads (both on one H100-SXM serving Llama-3.1-8B, `scenarios/policies.yaml`)
   heavy  — the same arrival times with heavy-tailed lengths (prompt lognormal median 512 σ 0.6; output
            lognormal median 48 σ 1.6, ≤ 4096: mean ≈ 163, CV ≈ 2.4), the regime MLFQ is designed for.
 Loads are `workload.arrival.time_scale` values (smaller = faster arrivals). Writes
-benchmarks/policies_results.json, benchmarks/policies.png and the generated part of POLICIES.md.
+benchmarks/results/policies_results.json, benchmarks/policies.png and the generated part of POLICIES.md.
 """
 
 from __future__ import annotations
@@ -192,14 +192,14 @@ def main() -> None:
     ap.add_argument("--report", action="store_true", help="only rebuild the tables and plot from the saved results")
     args = ap.parse_args()
     if args.report:
-        write_report(json.loads((OUT / "policies_results.json").read_text()))
+        write_report(json.loads((OUT / "results" / "policies_results.json").read_text()))
         return
     work = jobs()
     old: list[dict[str, Any]] = []
     if args.only:
         names = set(args.only.split(","))
         work = [w for w in work if w[2] in names]
-        res = OUT / "policies_results.json"
+        res = OUT / "results" / "policies_results.json"
         old = [r for r in json.loads(res.read_text()) if r["scheduler"] not in names] if res.exists() else []
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.jobs) as pool:
@@ -213,7 +213,7 @@ def main() -> None:
             )
     order = {(w[0], w[1], w[2]): i for i, w in enumerate(jobs())}
     rows = sorted(old + rows, key=lambda r: order.get((r["workload"], r["time_scale"], r["scheduler"]), 1 << 30))
-    (OUT / "policies_results.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (OUT / "results" / "policies_results.json").write_text(json.dumps(rows, indent=1) + "\n")
     write_report(rows)
     print(f"{len(rows)} runs in {time.perf_counter() - t0:.0f} s")
 

@@ -2,7 +2,8 @@
 pool or cluster with attention_dp > 1 and ep > 1. Only these rows move when the exchange's pricing changes, so a
 before/after over many rows need rerun only them (the rest are the same code path).
 
-    python benchmarks/tpot_a2a_rows.py --ids benchmarks/tpot_groups_1000_s7_final_results.json --out /tmp/a2a_ids.json
+    python benchmarks/tpot_a2a_rows.py --ids benchmarks/results/tpot_groups_1000_s7_final_results.json \
+        --out /tmp/a2a_ids.json
 
 `--deepep`: only the rows whose exchange runs DeepEP's low-latency kernels (`moe_all2all: deepep`, or
 `one_sided` over more GPUs than the NVLink domain holds; `alltoall.deepep_ll_s`), the only ones branch s11-moe's

@@ -1,6 +1,7 @@
 """Which agg silicon rows measured something their stated workload cannot produce: physical bounds, no fitting.
 
-    python benchmarks/tpot_bounds.py [--results benchmarks/coverage_results.json ...] [--no-replicas] [--json out.json]
+    python benchmarks/tpot_bounds.py [--results benchmarks/results/coverage_results.json ...] [--no-replicas] \
+        [--json out.json]
 
 A closed loop of c clients that measured mean TTFT and TPOT completes X = c / E2E requests a second (E2E =
 TTFT + (osl - 1) x TPOT, Little's law; every client always has one request in flight). Two consequences
@@ -101,7 +102,7 @@ def main() -> None:
         "--results",
         type=Path,
         nargs="*",
-        default=[Path(__file__).parent / "coverage_results.json"],
+        default=[Path(__file__).parent / "results" / "coverage_results.json"],
         help="coverage.py / tpot_groups.py results whose rows to split",
     )
     ap.add_argument(

@@ -1,6 +1,7 @@
 """One pricing reading switched on the sample's agg rows of one backend: median |TPOT| before / after.
 
-    python benchmarks/tpot_sensitivity.py --reading group-width --backend vllm [--results coverage_results.json]
+    python benchmarks/tpot_sensitivity.py --reading group-width --backend vllm \
+        [--results benchmarks/results/coverage_results.json]
 
 A hypothesis check, not a model: each reading is applied in this process only, and no preset changes.
 - `group-width`: a grouped expert GEMM reads the efficiency curve of the (k, n x experts) GEMM (one launch whose
@@ -108,7 +109,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reading", choices=READINGS, required=True)
     ap.add_argument("--backend", choices=sorted(cov.ENGINES), required=True)
-    ap.add_argument("--results", default=str(cov.ROOT / "benchmarks" / "coverage_results.json"))
+    ap.add_argument("--results", default=str(cov.ROOT / "benchmarks" / "results" / "coverage_results.json"))
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     res = run(json.loads(Path(a.results).read_text())["errors"]["per_row"], a.backend, a.reading)

@@ -73,7 +73,7 @@ def decompose(results: list[dict[str, Any]], backend: str | None = None) -> list
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--results", default=str(cov.ROOT / "benchmarks" / "coverage_results.json"))
+    ap.add_argument("--results", default=str(cov.ROOT / "benchmarks" / "results" / "coverage_results.json"))
     ap.add_argument("--backend", default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()

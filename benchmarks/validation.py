@@ -1,6 +1,7 @@
 """servesim against real serving engines: every usable run of `../shared/data/ground-truth/` replayed.
 
-    python benchmarks/validation.py [--quick] [--out benchmarks/validation_results.json] [--pcie-topology switch]
+    python benchmarks/validation.py [--quick] [--out benchmarks/results/validation_results.json] \
+        [--pcie-topology switch]
 
 (a) presets: the shipped engine preset, nothing fitted to the run; (b) `calibrate fit-run` on some runs and
 errors reported only on the others (the split is printed with every table). LLMServingSim's two vLLM runs on
@@ -155,8 +156,9 @@ def main() -> None:
     ap.add_argument(
         "--out",
         type=Path,
-        help="results JSON (default benchmarks/validation_results.json; with --silicon-cross-fit its own file, "
-        "benchmarks/validation_silicon_cross_fit_results.json, so a cross-fit run never replaces the tracked results)",
+        help="results JSON (default benchmarks/results/validation_results.json; with --silicon-cross-fit its own "
+        "file, benchmarks/results/validation_silicon_cross_fit_results.json, so a cross-fit run never replaces the "
+        "tracked results)",
     )
     ap.add_argument("--profiles", type=Path, default=ROOT / "runs" / "validation", help="where fitted profiles go")
     ap.add_argument("--presets-only", action="store_true", help="no fits (e.g. to record a 'before' tree)")
@@ -188,7 +190,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.out is None:
         name = "validation_silicon_cross_fit_results.json" if args.silicon_cross_fit else "validation_results.json"
-        args.out = ROOT / "benchmarks" / name
+        args.out = ROOT / "benchmarks" / "results" / name
     if args.before is not None:
         print(before_after(json.loads(args.before.read_text()), json.loads(args.out.read_text())))
         return

@@ -37,7 +37,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 GT = ROOT.parent / "shared" / "data" / "ground-truth"
 OUT_MD = ROOT / "benchmarks" / "VALIDATION_PRESETS.md"
-OUT_JSON = ROOT / "benchmarks" / "validation_presets_results.json"
+OUT_JSON = ROOT / "benchmarks" / "results" / "validation_presets_results.json"
 
 # (run directory, catalogue model, tensor parallel) — GPU: rtx-pro-6000 for both
 LLMSERVINGSIM = [("Llama-3.1-8B", "llama-3.1-8b", 1), ("Qwen3-32B", "qwen3-32b", 2)]

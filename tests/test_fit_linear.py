@@ -223,15 +223,15 @@ def test_subgroups_merge_checkpoints_of_one_architecture_and_list_a_measurement_
 def test_cross_fit_run_does_not_overwrite_the_tracked_validation_results(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`validation.py --silicon-cross-fit` without --out writes its own file, never benchmarks/validation_results.json
-    (which holds the LLMServingSim and silicon results the docs cite)."""
+    """`validation.py --silicon-cross-fit` without --out writes its own file, never
+    benchmarks/results/validation_results.json (which holds the LLMServingSim and silicon results the docs cite)."""
     import sys
 
     import benchmarks.validation as v
     import benchmarks.validation_silicon_fit as vsf
 
-    (tmp_path / "benchmarks").mkdir()
-    tracked = tmp_path / "benchmarks" / "validation_results.json"
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    tracked = tmp_path / "benchmarks" / "results" / "validation_results.json"
     tracked.write_text('{"llmservingsim": {}}\n')
     monkeypatch.setattr(v, "ROOT", tmp_path)
     monkeypatch.setattr(vsf, "cross_fit", lambda groups: {"subgroups": {}, "wall_s": 0.0, "cpu_s": 0.0, "g": groups})
@@ -239,7 +239,7 @@ def test_cross_fit_run_does_not_overwrite_the_tracked_validation_results(
     monkeypatch.setattr(sys, "argv", ["validation.py", "--silicon-cross-fit", "--groups", "vllm h200_sxm"])
     v.main()
     assert tracked.read_text() == '{"llmservingsim": {}}\n'
-    out = tmp_path / "benchmarks" / "validation_silicon_cross_fit_results.json"
+    out = tmp_path / "benchmarks" / "results" / "validation_silicon_cross_fit_results.json"
     assert '"vllm h200_sxm"' in out.read_text()
 
 
