@@ -175,8 +175,8 @@ def received_at(inst: InstanceView, now: float) -> float:
     step N's end was made at step N's start (`plan_t`, the previous plan; a fast-forward run sets it to its last
     step's start), so a poll there receives only what arrived by then. The lag hides nothing from an idle engine,
     nor does this."""
-    if getattr(inst, "overlap_admission", False) and (inst.running or inst.prefilling):
-        return min(now, getattr(inst, "plan_t", now))
+    if inst.overlap_admission and (inst.running or inst.prefilling):
+        return min(now, inst.plan_t)
     return now
 
 

@@ -62,6 +62,8 @@ class InstanceView(Protocol):
     watermark_blocks: int
     iterations: int  # iterations run so far (a fast-forward run of k steps counts k)
     arrivals_closed: bool  # no more requests will be routed here
+    overlap_admission: bool  # plans one step ahead (`serving_engine.overlap_admission`, SGLang event_loop_overlap)
+    plan_t: float  # when the plan of the step in flight was made (-inf before the first)
 
     @property
     def free_blocks(self) -> int:
