@@ -337,7 +337,10 @@ def write_speed(rows: list[dict[str, object]], before: list[dict[str, object]] |
     if before:
         text += ["", "Before (the same cases on the checkout given by `--before`, same session):", "", *table(before)]
     text += ["", *NOTES]
-    (ROOT / "benchmarks" / "SPEED.md").write_text("\n".join(text) + "\n")
+    path = ROOT / "benchmarks" / "SPEED.md"
+    # the sessions' sections appended after the notes stay: only the head (table, verdicts, notes) is written
+    kept = path.read_text().split(NOTES[-1] + "\n", 1)[1] if path.exists() else ""
+    path.write_text("\n".join(text) + "\n" + kept)
 
 
 def main() -> None:
