@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _core() -> ModuleType:
+def _core() -> Any:  # the benchmark script, loaded from its file (not a package module)
     spec = importlib.util.spec_from_file_location("speed_core_bench", BENCH / "core.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
