@@ -24,7 +24,7 @@ except ImportError:  # the default install: nothing compiles, so the marker has 
 
 # what `SERVESIM_COMPILE=1` compiles: the engine's per-event and per-iteration code (profile of chunked-10k and the
 # Azure hour: the instance loop, the decode and chunk runs, the cohort, the pricing memo) and Sarathi/fcfs planning
-# (`policies/continuous.py`: about 4 % of chunked-100k's CPU in the compiled build, benchmarks/SPEED.md session 12;
+# (`policies/continuous.py`: −5 % CPU in chunked-100k, −4.9 % instructions in the Azure hour, compiled; SPEED.md s12;
 # its pydantic configs live in `policies/continuous_config.py`, which mypyc cannot compile)
 COMPILED = [
     "sim/core/batch.py",
