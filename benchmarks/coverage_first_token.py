@@ -100,20 +100,22 @@ class AdmissionLag:
         self.on = on
 
     def __enter__(self) -> AdmissionLag:
-        import sim.core.instance as inst_mod
+        import sim.cluster.pools as pools
 
-        self._mod = inst_mod
-        self._init = init = inst_mod.Instance.__init__
+        self._pools = pools
+        self._cls = cls = pools.Instance
         on = self.on
 
-        def patched_init(inst: Any, *args: Any, **kw: Any) -> None:
-            init(inst, *args, **{**kw, "overlap_admission": on})
+        def lagged(*args: Any, **kw: Any) -> Any:
+            return cls(*args, **{**kw, "overlap_admission": on})
 
-        inst_mod.Instance.__init__ = patched_init  # type: ignore[method-assign,assignment]  # this block only, undone on exit
+        # the name `sim.cluster.pools` builds every instance through (pure Python in both builds), not the class: the
+        # compiled core (`sim.core.native`) makes `Instance` a C type whose `__init__` a patch would not reach
+        pools.Instance = lagged  # type: ignore[assignment,misc]  # this block only, undone on exit
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._mod.Instance.__init__ = self._init  # type: ignore[method-assign]  # restore
+        self._pools.Instance = self._cls  # type: ignore[misc]  # restore
 
 
 def simulate_lag(base: pd.DataFrame, lag: bool = True) -> pd.DataFrame:

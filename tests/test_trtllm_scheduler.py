@@ -14,6 +14,7 @@ import pytest
 import sim
 from policies.trtllm import MAX_BATCH_SIZE, MAX_NUM_TOKENS, Trtllm, TrtllmConfig, rank_room
 from sim.core.batch import BatchPlan
+from sim.core.request import Request
 from sim.errors import ServesimError
 from tests.helpers import scenario, write_csv
 
@@ -80,12 +81,19 @@ def test_rank_room_spreads_generation_tokens_evenly():
     assert rank_room(8, 2, 40) == [0, 0]  # never below zero
 
 
+def _req(rid: int, target: int, done: int, kv: int) -> Request:
+    """A real `Request` (the compiled core, `sim.core.native`, refuses stand-ins) at a given prefill progress."""
+    req = Request(rid, 0.0, target, 5)
+    req.prefill_done, req.kv_tokens = done, kv
+    return req
+
+
 class _View:
     """Just what `Trtllm.schedule` reads: two decoding requests, one waiting prompt, a speculation's lookahead."""
 
     def __init__(self, prompt: int, lookahead: int) -> None:
-        self.waiting = deque([SimpleNamespace(prefill_target=prompt, prefill_done=0, kv_tokens=0)])
-        self.decoders = [SimpleNamespace(), SimpleNamespace()]
+        self.waiting = deque([_req(2, prompt, 0, 0)])
+        self.decoders = [_req(0, 10, 10, 10), _req(1, 10, 10, 10)]
         self.running = list(self.decoders)
         self.prefilling: list = []
         self.speculation = SimpleNamespace(lookahead=lookahead)
@@ -155,7 +163,7 @@ class _SwapView(_View):
 
     def __init__(self, rest: int, prompt: int) -> None:
         super().__init__(prompt, 1)
-        back = SimpleNamespace(prefill_target=100, prefill_done=100 - rest, kv_tokens=50, in_prefill=rest > 0)
+        back = _req(3, 100, 100 - rest, 50)  # `in_prefill` while `rest` > 0
         self.waiting.appendleft(back)
         self.prefilling: list = []
 

@@ -7,6 +7,7 @@ import pytest
 import sim
 from hwprofiles import catalog
 from policies.vllm import VLLMConfig
+from sim.core.request import Request
 from tests.helpers import scenario, write_csv
 
 LINEAR = {"kind": "linear", "base_s": 0.01, "per_prefill_token_s": 0.001, "per_decode_seq_s": 0.002}
@@ -111,50 +112,53 @@ def test_chunked_allocation_under_pressure_completes_everything(tmp_path):
         assert step.requests[cols].equals(df[cols])
 
 
-class _Req:
-    def __init__(self, name: str, decoding: bool, needs: int, holds: int) -> None:
-        self.name, self.is_decoding, self.needs, self.blocks = name, decoding, needs, holds
-        self.prefill_target, self.prefill_done = (10, 10) if decoding else (100, 20)
-        self.kv_tokens = 0
+def _req(name: str, decoding: bool, holds: int) -> Request:
+    """A real `Request` (the compiled core, `sim.core.native`, refuses stand-ins), named by its id ("ABC")."""
+    req = Request("ABC".index(name), 0.0, 10 if decoding else 100, 5)
+    req.prefill_done, req.blocks = (10 if decoding else 20), holds
+    return req
 
 
 class _View:
-    """Just enough of the InstanceView contract to watch VLLMScheduler's preemption order: blocks as a count."""
+    """Just enough of the InstanceView contract to watch VLLMScheduler's preemption order: blocks as a count, the
+    blocks each request's next decode slot needs in `needs` (by request id)."""
 
-    def __init__(self, free: int, running: list[_Req]) -> None:
+    def __init__(self, free: int, running: list[Request], needs: list[int]) -> None:
         self.free, self.running = free, list(running)
-        self.prefilling = [r for r in running if not r.is_decoding]
-        self.waiting: list[_Req] = []
+        self.needs = {r.id: n for r, n in zip(running, needs, strict=True)}
+        self.prefilling = [r for r in running if r.in_prefill]
+        self.waiting: list[Request] = []
         self.preempted: list[str] = []
 
     def decode_all(self, plan) -> bool:
         return False
 
-    def decoding(self) -> list[_Req]:
-        return [r for r in self.running if r.is_decoding]
+    def decoding(self) -> list[Request]:
+        return [r for r in self.running if not r.in_prefill]
 
     def reserve_decode_slots(self, reqs) -> bool:
-        if sum(r.needs for r in reqs) > self.free:
+        if sum(self.needs[r.id] for r in reqs) > self.free:
             return False
         for r in reqs:
             self.reserve_decode_slot(r)
         return True
 
-    def reserve_decode_slot(self, r: _Req) -> bool:
-        if r.needs > self.free:
+    def reserve_decode_slot(self, r: Request) -> bool:
+        need = self.needs[r.id]
+        if need > self.free:
             return False
-        self.free, r.blocks, r.needs = self.free - r.needs, r.blocks + r.needs, 0
+        self.free, r.blocks, self.needs[r.id] = self.free - need, r.blocks + need, 0
         return True
 
-    def reserve_prefill(self, r: _Req, n: int) -> bool:
+    def reserve_prefill(self, r: Request, n: int) -> bool:
         return True
 
-    def preempt(self, r: _Req) -> None:
+    def preempt(self, r: Request) -> None:
         self.running.remove(r)
         if r in self.prefilling:
             self.prefilling.remove(r)
         self.free, r.blocks = self.free + r.blocks, 0
-        self.preempted.append(r.name)
+        self.preempted.append("ABC"[r.id])
 
 
 def test_a_short_decode_preempts_the_newest_running_request_even_mid_prefill():
@@ -163,13 +167,13 @@ def test_a_short_decode_preempts_the_newest_running_request_even_mid_prefill():
     prefill with 2 blocks: C goes, A and B decode. Preempting the newest *decoder* (B) would be the wrong one."""
     from policies.vllm import VLLMScheduler
 
-    a, b, c = _Req("A", True, 1, 2), _Req("B", True, 0, 1), _Req("C", False, 0, 2)
-    view = _View(0, [a, b, c])
+    a, b, c = _req("A", True, 2), _req("B", True, 1), _req("C", False, 2)
+    view = _View(0, [a, b, c], [1, 0, 0])
     plan = VLLMScheduler(VLLMConfig(max_num_seqs=8, max_num_batched_tokens=64)).schedule(view, 0.0)
     assert view.preempted == ["C"]
-    assert [r.name for r in plan.decode] == ["A", "B"] and plan.preempted == 1
+    assert ["ABC"[r.id] for r in plan.decode] == ["A", "B"] and plan.preempted == 1
     # nothing newer frees enough: the newest goes first, then the asking request itself
-    a, c = _Req("A", True, 1, 2), _Req("C", False, 0, 0)
-    view = _View(0, [a, c])
+    a, c = _req("A", True, 2), _req("C", False, 0)
+    view = _View(0, [a, c], [1, 0])
     plan = VLLMScheduler(VLLMConfig(max_num_seqs=8, max_num_batched_tokens=64)).schedule(view, 0.0)
     assert view.preempted == ["C", "A"] and plan.decode == [] and plan.preempted == 2

@@ -100,6 +100,13 @@ class CountingEnvironment(simpy.Environment):
             self.events = n
 
 
+def general_arrivals(progress: Progress | None, timeout_s: float | None) -> bool:
+    """Whether `Simulation._arrivals` takes its general loop (progress reports, give-ups scheduled) rather than the
+    usual run's inlined copy. A function of its own so that tests see the choice in the compiled core too
+    (`sim.core.native`: a compiled method calls `_issue` directly, past any patch)."""
+    return progress is not None or timeout_s is not None
+
+
 def event_budget(sc: Scenario, n_requests: int) -> int:
     """Events a run may take: `engine.max_events`, or a generous default that grows with the requests."""
     return sc.engine.max_events or 50_000_000 + 5_000 * n_requests
@@ -205,7 +212,7 @@ class Simulation:
         arrival = self.requests.arrival_s.tolist()
         n = len(arrival)
         tick = max(1, n // 200)
-        if self.progress is not None or self.scenario.workload.timeout_s is not None:
+        if general_arrivals(self.progress, self.scenario.workload.timeout_s):
             for i in range(n):
                 t = arrival[i]
                 if t > env._now:
