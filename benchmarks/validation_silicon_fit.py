@@ -197,7 +197,7 @@ def cross_fit_table(res: dict[str, Any]) -> str:
             lines.append(f"| {name} | - | not fitted ({why}) | | | | | |")
             continue
         lines.append(f"| {name} | {row_line(g)} |")
-        for key in (name.split(" / ")[0], "**all reported rows**"):
+        for key in (name.split(" / ")[0], f"**{name.split()[0]}**", "**all reported rows**"):
             p, f = pooled.setdefault(key, ([], []))
             p.extend(g["presets"])
             f.extend(g["fitted"])
@@ -206,4 +206,15 @@ def cross_fit_table(res: dict[str, Any]) -> str:
         p, f = pooled[key]
         cells = " | ".join(f"{med(p, m):.1f}% -> {med(f, m):.1f}%" for m in fl.METRICS)
         lines.append(f"| {key} | {len(f)} | {cells} |")
+    fitted = [g for g in res["subgroups"].values() if "fitted" in g]
+    sub = {m: [(med(g["presets"], m), med(g["fitted"], m)) for g in fitted] for m in fl.METRICS}
+    cells = ", ".join(
+        f"{m.upper()} {statistics.median(p for p, _ in v):.1f} -> {statistics.median(f for _, f in v):.1f} %"
+        for m, v in sub.items()
+        if v
+    )
+    capped = [n for n, g in res["subgroups"].items() if "capped" in g]
+    head = f"{len(fitted)} fitted subgroups; median over subgroups of the reported rows' median |error|"
+    lines += ["", f"{head}: {cells}"]
+    lines.append(f"capped subgroups ({len(capped)}): {', '.join(capped) or 'none'}")
     return "\n".join(lines)
