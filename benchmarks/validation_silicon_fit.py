@@ -21,7 +21,7 @@ freed term the fit puts on its bound keeps its preset and the others are refitte
 
 Run length: presets, fitted points and reported rows replay the InferenceX load in full (10 x clients requests);
 the slope replays (`fit_linear.linearise`, one per term per fitted row, and their own base) replay the first
-`PROBE_REQUESTS` x clients of them: a slope needs the step's response, not the run's last digit.
+`calibrate.fit_means.PROBE_REQUESTS` x clients of them: a slope needs the step's response, not the run's last digit.
 """
 
 from __future__ import annotations
