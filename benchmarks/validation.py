@@ -183,6 +183,13 @@ def main() -> None:
     )
     ap.add_argument("--groups", nargs="+", help="silicon groups only, e.g. 'vllm h200_sxm' 'sglang b200_sxm disagg'")
     ap.add_argument(
+        "--cap-cpu-s",
+        type=float,
+        default=None,
+        help="--silicon-cross-fit: CPU seconds one subgroup's fit may use before it is reported as capped "
+        "(default validation_silicon_fit.CAP_CPU_S; 0: no cap)",
+    )
+    ap.add_argument(
         "--all-terms",
         action="store_true",
         help="silicon fits free every `fit_default` term (session 5's terms; same objective, guard)",
@@ -196,10 +203,16 @@ def main() -> None:
         return
     args.profiles.mkdir(parents=True, exist_ok=True)
     if args.silicon_cross_fit:
-        from benchmarks.validation_silicon_fit import cross_fit, cross_fit_table
+        from benchmarks.validation_silicon_fit import CAP_CPU_S, cross_fit, cross_fit_table
 
-        res = {"silicon_cross_fit": cross_fit(args.groups)}
-        args.out.write_text(json.dumps(res, indent=1, default=float, allow_nan=True) + "\n")
+        if args.cap_cpu_s is None:
+            args.cap_cpu_s = CAP_CPU_S
+
+        def write(cf: dict[str, Any]) -> None:  # after every subgroup, so a stopped run leaves what it did
+            args.out.write_text(json.dumps({"silicon_cross_fit": cf}, indent=1, default=float, allow_nan=True) + "\n")
+
+        res = {"silicon_cross_fit": cross_fit(args.groups, cap_s=args.cap_cpu_s or None, progress=write)}
+        write(res["silicon_cross_fit"])
         print(cross_fit_table(res["silicon_cross_fit"]))
         cf = res["silicon_cross_fit"]
         print(f"\n{cf['wall_s']:.0f} s wall, {cf['cpu_s']:.0f} s CPU; wrote {args.out}")

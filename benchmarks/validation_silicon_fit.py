@@ -9,7 +9,8 @@ or MoE: `ModelSpec.num_moe_layers`). Split (as `validation_silicon`): a subgroup
 isl, osl, clients), at up to `PER_SUBGROUP` evenly spaced positions; even positions fitted, odd ones reported; no
 error is reported on a fitted configuration. A subgroup of fewer than 3 replayed configurations is not fitted.
 
-The terms (`TERMS`, each the schema's `fit_bounds`; the ladder `LADDER` is nested, decode level first):
+The terms (`calibrate.fit_means.TERMS`, each the schema's `fit_bounds`; the ladder `LADDER` is nested, decode
+level first; the fit itself is `calibrate.fit_means.fit_means`, which `calibrate fit-run` uses on means-only runs):
 `memory_efficiency_scale` (decode step's weight and KV reads: TPOT's level), `cost_model.layer_overhead_s`
 (fixed GPU time per layer per step: TPOT's intercept at small batch), `compute_efficiency_scale` (prefill
 FLOP/s: TTFT's slope in isl), `frontend_s` (per request: TTFT's intercept). How many of them are freed is
@@ -20,7 +21,7 @@ freed term the fit puts on its bound keeps its preset and the others are refitte
 
 Run length: presets, fitted points and reported rows replay the InferenceX load in full (10 x clients requests);
 the slope replays (`fit_linear.linearise`, one per term per fitted row, and their own base) replay the first
-`PROBE_REQUESTS` x clients of them: a slope needs the step's response, not the run's last digit.
+`calibrate.fit_means.PROBE_REQUESTS` x clients of them: a slope needs the step's response, not the run's last digit.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,30 +37,17 @@ import pandas as pd
 
 from benchmarks.validation_silicon import CONFIG, expressible_rows, group_label, observed_row
 from calibrate import fit_linear as fl
-from calibrate.fit_run import fittable_paths, get_path, informed
+from calibrate import fit_means as fm
 from calibrate.observed import ObservedRun
-from calibrate.replay import compare, replay_once, scenario_data
-from sim.config.scenario import Scenario, load_scenario
-from sim.errors import ServesimError
+from calibrate.time_cap import Capped, cpu_cap
+from sim.config.scenario import Scenario
 
-# (path, log coordinates, bounds where the schema gives none): scales move in log, times additively
-# (calibrate/fit_linear.py). `cost_model.layer_overhead_s`: fixed GPU time per layer per step (kernel floors and
-# launch gaps inside CUDA graphs; issue 12: "per-layer launch and synchronisation costs that do not shrink with TP",
-# "decode at batch 1 misses a ~15 us floor"), the TPOT intercept at small batch that vLLM V1's async scheduling
-# cannot hide (`scheduler_s` is charged there only beyond the GPU's step, so its slope is 0 at the presets); bounds
-# 0-100 us per layer (validation.py's FALLBACK_PARAMS allow 200 us; 100 us x 60 layers is already 6 ms a step).
-TERMS: tuple[tuple[str, bool, tuple[float, float] | None], ...] = (
-    ("serving_engine.memory_efficiency_scale", True, None),
-    ("cost_model.layer_overhead_s", False, (0.0, 1e-4)),
-    ("serving_engine.compute_efficiency_scale", True, None),
-    ("serving_engine.frontend_s", False, None),
-)
-# terms that mainly move TTFT (prefill FLOP/s; per-request time): where one is freed, the guard checks TTFT too
-TTFT_TERMS = ("serving_engine.compute_efficiency_scale", "serving_engine.frontend_s")
-LADDER = ([0], [0, 1], [0, 1, 2], [0, 1, 2, 3])  # indices into the subgroup's terms (those the rows inform)
 PER_SUBGROUP = 8  # configurations replayed per subgroup: up to 4 fitted, 4 reported
 MIN_MODEL_ROWS = 6  # a model with fewer configurations in its engine + GPU group is pooled with its family
-PROBE_REQUESTS = 3  # requests per client in a slope replay (the full InferenceX load sends 10)
+# CPU seconds one subgroup's fit may use before it is stopped and reported as capped ("never a hang"): the longest
+# subgroup that finished in session 11's all-groups run used 143 CPU s (TensorRT-LLM B200 disagg DeepSeek fp8;
+# VALIDATION.md, "Silicon cross-fit per engine and GPU"), so 300 s caps only what is at least twice that.
+CAP_CPU_S = 300.0
 
 
 def architecture(sc: Scenario) -> str:
@@ -102,35 +91,9 @@ def spaced(rows: list[Any], cap: int) -> list[Any]:
     return rows if len(rows) <= cap else [rows[int(k * len(rows) / cap)] for k in range(cap)]
 
 
-def _short(run: ObservedRun, n: int) -> ObservedRun:
-    """The run's first n requests (a slope replay's shorter closed loop)."""
-    if n >= len(run):
-        return run
-    return ObservedRun(
-        run.source, run.fmt, run.prompt_tokens[:n], run.output_tokens[:n], run.ttft_s[:n], run.e2e_s[:n],
-        concurrency=run.concurrency, means_only=run.means_only, meta=run.meta,
-    )  # fmt: skip
-
-
-def _logs(run: ObservedRun, sc: Scenario) -> np.ndarray:
-    """log of the replayed mean TTFT, TPOT and E2E (nan where nothing finished)."""
-    c = compare(run, replay_once(run, sc))
-    v = np.array([c[m]["mean"]["simulated_s"] for m in fl.METRICS], dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(v > 0, np.log(v), np.nan)
-
-
-def _measured(run: ObservedRun) -> np.ndarray:
-    return np.log(np.array([np.nanmean(run.ttft_s), np.nanmean(run.tpot_s), np.nanmean(run.e2e_s)]))
-
-
-def _at(sc: Scenario, terms: list[fl.Term], moves: np.ndarray) -> Scenario:
-    sets = [f"{t.path}={t.value(float(m))!r}" for t, m in zip(terms, moves, strict=True) if m != 0.0]
-    return load_scenario(sc, sets) if sets else sc
-
-
-def _errs(measured: np.ndarray, logs: np.ndarray) -> dict[str, float]:
-    return fl.errors_pct(measured, logs)
+def _errs(cmp: dict[str, Any]) -> dict[str, float]:
+    """Signed error (%) of each metric's replayed mean (`replay.compare`)."""
+    return {m: float(cmp[m]["mean"]["error_pct"]) for m in fl.METRICS}
 
 
 def med(errs: list[dict[str, float]], m: str) -> float:
@@ -138,79 +101,45 @@ def med(errs: list[dict[str, float]], m: str) -> float:
     return statistics.median(v) if v else math.nan
 
 
-def terms_for(pairs: list[tuple[ObservedRun, Scenario]]) -> list[fl.Term]:
-    """TERMS the rows inform (`calibrate.fit_run.informed`) and their scenario has, with the schema's bounds (or
-    TERMS' own) and the scenario's values."""
-    bounds = {p: (lo, hi) for p, lo, hi in fittable_paths(pairs[0][1])}
-    data = scenario_data(pairs[0][1])
-    out = []
-    for path, log, own in TERMS:
-        lims = bounds.get(path, own)
-        try:
-            x0 = get_path(data, path)
-        except ServesimError:
-            continue  # e.g. a cost model without that field
-        if lims is None or not informed(path, pairs):
-            continue
-        lo, hi = lims
-        out.append(fl.Term(path, lo, hi, min(max(float(x0), lo), hi), log, ttft=path in TTFT_TERMS))
-    return out
-
-
 def fit_subgroup(
     fit_rows: list[tuple[ObservedRun, Scenario]], report_rows: list[tuple[ObservedRun, Scenario]]
 ) -> dict[str, Any]:
-    """Presets on every row; the fit on `fit_rows` (slopes, leave-one-out choice, chord replays, guard); the
-    reported rows replayed at the result. Errors are signed % of the measured mean."""
+    """Presets on every row; the fit on `fit_rows` (`calibrate.fit_means.fit_means`: slopes, leave-one-out choice,
+    chord replays, guard); the reported rows replayed at the result. Errors are signed % of the measured mean."""
     t0, c0 = time.perf_counter(), time.process_time()
-    meas = [_measured(r) for r, _ in fit_rows]
-    base = [_logs(r, sc) for r, sc in fit_rows]
-    out: dict[str, Any] = {"presets_fit_rows": [_errs(m, b) for m, b in zip(meas, base, strict=True)]}
-    rep_meas = [_measured(r) for r, _ in report_rows]
-    rep_base = [_logs(r, sc) for r, sc in report_rows]
-    out["presets"] = [_errs(m, b) for m, b in zip(rep_meas, rep_base, strict=True)]
-    terms = terms_for(fit_rows)
+    out: dict[str, Any] = {"presets": [_errs(fm.replay_cmp(r, sc)[1]) for r, sc in report_rows]}
+    terms = fm.terms_for(fit_rows)
     out["terms"] = [t.path for t in terms]
-    ladder = [[i for i in s if i < len(terms)] for s in LADDER]
-    ladder = [s for k, s in enumerate(ladder) if s and s not in ladder[:k]]
-
-    def probe(i: int, moves: np.ndarray, _probe: bool) -> np.ndarray:
-        run, sc = fit_rows[i]
-        return _logs(_short(run, PROBE_REQUESTS * (run.concurrency or 1)), _at(sc, terms, moves))
-
-    rows = fl.linearise(terms, meas, probe, base)
-    active, scores = fl.choose(rows, terms, ladder)
-    out["loo"] = scores
-    out["chosen"] = [terms[i].path for i in active]
-    out["guarded"] = list(fl.guarded(terms, active))
-    moves, logs, reasons, at_bound, points = fl.fit(
-        rows, terms, active, lambda m: [_logs(r, _at(sc, terms, m)) for r, sc in fit_rows]
-    )
-    losses = [fl.loss(meas, lg) for _, lg in points]
-    if not active:
-        reasons = ["no term chosen"]
-    before = [_errs(m, b) for m, b in zip(meas, base, strict=True)]
-    after = before if logs is None else [_errs(m, lg) for m, lg in zip(meas, logs, strict=True)]
-    out["points"] = [
-        {"values": {t.path: t.value(float(x)) for t, x in zip(terms, m, strict=True)}, "loss": ls}
-        for (m, _), ls in zip(points, losses, strict=True)
-    ]
-    out["at_bound_kept_preset"] = at_bound
-    out["kept_preset"] = reasons
-    out["values"] = {t.path: t.value(float(x)) for t, x in zip(terms, moves, strict=True)}
+    if terms:
+        res = fm.fit_means(fit_rows)
+        d = res.diagnosis
+        out |= {"loo": d["loo"], "chosen": d["chosen"], "guarded": d["guarded"], "points": d["points"]}
+        moves = np.array(d["moves"])
+        before, after = [_errs(c) for c in res.before], [_errs(c) for c in res.after]
+        out |= {"at_bound_kept_preset": res.at_bounds, "kept_preset": res.kept_preset, "values": res.values}
+    else:  # nothing these rows inform: the preset
+        before = after = [_errs(fm.replay_cmp(r, sc)[1]) for r, sc in fit_rows]
+        out |= {"loo": {}, "chosen": [], "guarded": list(fl.SCORED), "points": [], "at_bound_kept_preset": []}
+        out |= {"kept_preset": ["no term chosen"], "values": {}}
+    out["presets_fit_rows"] = before
     out["in_sample"] = {"before": before, "after": after}
-    if reasons:
+    if out["kept_preset"]:
         out["fitted"] = out["presets"]
     else:
-        out["fitted"] = [
-            _errs(m, _logs(r, _at(sc, terms, moves))) for m, (r, sc) in zip(rep_meas, report_rows, strict=True)
-        ]
+        out["fitted"] = [_errs(fm.replay_cmp(r, fm.at(sc, terms, moves))[1]) for r, sc in report_rows]
     out["wall_s"], out["cpu_s"] = time.perf_counter() - t0, time.process_time() - c0
     return out
 
 
-def cross_fit(groups_only: list[str] | None = None, per_subgroup: int = PER_SUBGROUP) -> dict[str, Any]:
-    """Every subgroup of the (selected) engine + GPU groups: presets and the fit (see the module docstring)."""
+def cross_fit(
+    groups_only: list[str] | None = None,
+    per_subgroup: int = PER_SUBGROUP,
+    cap_s: float | None = CAP_CPU_S,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Every subgroup of the (selected) engine + GPU groups: presets and the fit (see the module docstring). A
+    subgroup whose fit uses more than `cap_s` CPU seconds is stopped and recorded as `capped` (no numbers), and
+    the run goes on; `progress` gets the results so far after each subgroup (e.g. to write them out)."""
     t0, c0 = time.perf_counter(), time.process_time()
     kept, skipped = expressible_rows(groups_only)
     out: dict[str, Any] = {"skipped": skipped, "expressible": len(kept), "per_subgroup": per_subgroup}
@@ -226,11 +155,19 @@ def cross_fit(groups_only: list[str] | None = None, per_subgroup: int = PER_SUBG
             g["not_fitted"] = "fewer than 3 configurations"
             out["subgroups"][name] = g
             continue
-        g |= fit_subgroup(
-            [(observed_row(r, sc), sc) for r, sc in fit_rows], [(observed_row(r, sc), sc) for r, sc in report]
-        )
+        c1 = time.process_time()
+        try:
+            with cpu_cap(cap_s):
+                g |= fit_subgroup(
+                    [(observed_row(r, sc), sc) for r, sc in fit_rows], [(observed_row(r, sc), sc) for r, sc in report]
+                )
+        except Capped as e:
+            g["capped"] = f"{e} while replaying {fm.REPLAYING.get('now', '-')}"
+            g["cpu_s"] = time.process_time() - c1
         out["subgroups"][name] = g
-        print(f"{name}: {row_line(g)}", flush=True)
+        print(f"{name}: {row_line(g) if 'fitted' in g else 'CAPPED: ' + g['capped']}", flush=True)
+        if progress is not None:
+            progress(out)
     out["wall_s"], out["cpu_s"] = time.perf_counter() - t0, time.process_time() - c0
     return out
 
@@ -256,10 +193,11 @@ def cross_fit_table(res: dict[str, Any]) -> str:
     pooled: dict[str, tuple[list[dict[str, float]], list[dict[str, float]]]] = {}
     for name, g in res["subgroups"].items():
         if "fitted" not in g:
-            lines.append(f"| {name} | - | not fitted ({g['not_fitted']}) | | | | | |")
+            why = g["capped"] if "capped" in g else g["not_fitted"]
+            lines.append(f"| {name} | - | not fitted ({why}) | | | | | |")
             continue
         lines.append(f"| {name} | {row_line(g)} |")
-        for key in (name.split(" / ")[0], "**all reported rows**"):
+        for key in (name.split(" / ")[0], f"**{name.split()[0]}**", "**all reported rows**"):
             p, f = pooled.setdefault(key, ([], []))
             p.extend(g["presets"])
             f.extend(g["fitted"])
@@ -268,4 +206,15 @@ def cross_fit_table(res: dict[str, Any]) -> str:
         p, f = pooled[key]
         cells = " | ".join(f"{med(p, m):.1f}% -> {med(f, m):.1f}%" for m in fl.METRICS)
         lines.append(f"| {key} | {len(f)} | {cells} |")
+    fitted = [g for g in res["subgroups"].values() if "fitted" in g]
+    sub = {m: [(med(g["presets"], m), med(g["fitted"], m)) for g in fitted] for m in fl.METRICS}
+    cells = ", ".join(
+        f"{m.upper()} {statistics.median(p for p, _ in v):.1f} -> {statistics.median(f for _, f in v):.1f} %"
+        for m, v in sub.items()
+        if v
+    )
+    capped = [n for n, g in res["subgroups"].items() if "capped" in g]
+    head = f"{len(fitted)} fitted subgroups; median over subgroups of the reported rows' median |error|"
+    lines += ["", f"{head}: {cells}"]
+    lines.append(f"capped subgroups ({len(capped)}): {', '.join(capped) or 'none'}")
     return "\n".join(lines)

@@ -166,22 +166,42 @@ def expand_observed(paths: list[Path]) -> list[Path]:
 def _pairs(
     observed: list[Path], scenarios: list[Path], hardware: str | None, set_: list[str] | None
 ) -> list[tuple[Any, Any]]:
-    """(run, scenario) per observed log: one --scenario for all, one per log, or none (each from its meta)."""
+    """(run, scenario) per observed log: one --scenario for all, one per log, or none (each from its meta). A
+    means CSV (`calibrate.observed_means`) is one run per line, each on that log's scenario (which it needs)."""
+    from calibrate.observed_means import is_means_csv, read_means_csv
+    from sim.config.scenario import load_scenario
+
     logs = expand_observed(observed)
     if len(scenarios) not in (0, 1, len(logs)):
         raise ServesimError(
             f"--scenario: expected one for all {len(logs)} observed runs or one per run, found {len(scenarios)}"
         )
     pick: list[Path | None] = [*scenarios] * len(logs) if len(scenarios) == 1 else [*scenarios] or [None] * len(logs)
-    return [_base(log, sc, hardware, None, set_) for log, sc in zip(logs, pick, strict=True)]
+    out: list[tuple[Any, Any]] = []
+    for log, sc in zip(logs, pick, strict=True):
+        if not is_means_csv(log):
+            out.append(_base(log, sc, hardware, None, set_))
+            continue
+        if sc is None:
+            raise ServesimError(f"{log}:1: a means CSV names no model or GPU; give --scenario")
+        base = load_scenario(sc, list(set_ or []))
+        out.extend((run, base) for run in read_means_csv(log))
+    kinds = {bool(run.means_only) for run, _ in out}
+    if len(kinds) > 1:
+        raise ServesimError(
+            "--observed: means-only runs (a means CSV) and per-request logs are fitted by different methods; "
+            "fit them separately"
+        )
+    return out
 
 
 def fit_run_cmd(
     observed: Annotated[
         list[Path],
         typer.Option(
-            help="per-request log: requests.jsonl (or its dir), vLLM bench JSON, CSV; repeatable, or a folder of "
-            "runs: one fit over all of them"
+            help="per-request log: requests.jsonl (or its dir), vLLM bench JSON, CSV; or a means CSV "
+            "(clients,prompt_tokens,output_tokens,ttft_s,tpot_s: one closed loop per line); repeatable, or a folder "
+            "of runs: one fit over all of them"
         ),
     ],
     out_path: Annotated[Path, typer.Option("--out", help="profile overlay YAML to write")],
@@ -197,17 +217,23 @@ def fit_run_cmd(
         int,
         typer.Option(
             help="most evaluations the fit may run (each replays every observed run once), the fit-quality "
-            "replays (one per term) included"
+            "replays (one per term) included; per-request logs only (a means CSV: 1 + terms short replays per run, "
+            "up to 3 chord replays per term set)"
         ),
     ] = 60,
     prior: Annotated[
-        float, typer.Option(help="tie-breaker towards the scenario's values (0: none; see calibrate.fit_run.PRIOR)")
+        float,
+        typer.Option(
+            help="tie-breaker towards the scenario's values (0: none; see calibrate.fit_run.PRIOR; per-request "
+            "logs only: a means CSV uses calibrate.fit_linear.PRIOR)"
+        ),
     ] = 0.01,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: a.b=VALUE (repeatable)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no per-evaluation log")] = False,
 ) -> None:
     """Fit engine terms so replays of observed runs match their TTFT/TPOT/E2E; write a profile overlay. Several
     runs of one engine on one GPU (TP sizes, loads) are fitted together with one set of values."""
+    from calibrate.fit_means import fit_means
     from calibrate.fit_quality import summary_lines
     from calibrate.fit_run import fit_runs, overlay, parse_param, write_overlay
 
@@ -218,13 +244,11 @@ def fit_run_cmd(
             raise ServesimError(f"--prior: expected a finite number >= 0, found {prior}")
         pairs = _pairs(observed, list(scenario or []), hardware, set_)
         explicit = [parse_param(p) for p in param or []]
-        res = fit_runs(
-            pairs,
-            explicit or None,
-            max_evals=max_evals,
-            log=None if quiet else (lambda m: err.print(m, highlight=False)),
-            prior=prior,
-        )
+        say = None if quiet else (lambda m: err.print(m, highlight=False))
+        if pairs[0][0].means_only:  # one mean TTFT / TPOT per run: the linearised fit (calibrate.fit_means)
+            res = fit_means(pairs, explicit or None, log=say)
+        else:
+            res = fit_runs(pairs, explicit or None, max_evals=max_evals, log=say, prior=prior)
         scen = [str(s) for s in scenario or []]
         doc = overlay(res, [run for run, _ in pairs], ", ".join(scen) if scen else None)
         write_overlay(doc, out_path)
@@ -237,8 +261,14 @@ def fit_run_cmd(
     out.print("fitted: " + ", ".join(f"{k}={v:.4g}" for k, v in res.values.items()))
     if res.at_bounds:
         out.print(f"[yellow]at their bounds:[/] {', '.join(res.at_bounds)}")
-    for line in summary_lines(res.diagnosis):
-        out.print(line, highlight=False)
+    if res.kept_preset:
+        out.print(f"[yellow]kept the preset:[/] {', '.join(res.kept_preset)}")
+    if "loo" in res.diagnosis:  # the linearised fit: leave-one-out scores (median |error| %, TPOT and E2E)
+        scores = ", ".join(f"{k or 'preset'} {v:.2f}" for k, v in res.diagnosis["loo"].items() if v is not None)
+        out.print(f"leave-one-out: {scores}; freed: {', '.join(res.diagnosis['chosen']) or 'none'}")
+    else:
+        for line in summary_lines(res.diagnosis):
+            out.print(line, highlight=False)
     out.print(
         f"{len(pairs)} run(s), {res.evaluations} simulations in {res.wall_s:.1f} s; wrote {out_path} "
         f"(servesim run S --profile {out_path})"

@@ -356,7 +356,8 @@ def overlay(res: FitResult, runs: list[ObservedRun], scenario_path: str | None) 
         ],
         "scenario": scenario_path,
         "fitted_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "method": "scipy least_squares trf, soft_l1 on log-ratios of TTFT/TPOT/E2E deciles and means, "
+        "method": res.diagnosis.get("method")
+        or "scipy least_squares trf, soft_l1 on log-ratios of TTFT/TPOT/E2E deciles and means, "
         f"tie-breaker {res.prior} x unit move towards the start values",
         "prior": res.prior,
         "bounds": {p.path: [p.lo, p.hi] for p in res.params},

@@ -234,7 +234,9 @@ def test_cross_fit_run_does_not_overwrite_the_tracked_validation_results(
     tracked = tmp_path / "benchmarks" / "results" / "validation_results.json"
     tracked.write_text('{"llmservingsim": {}}\n')
     monkeypatch.setattr(v, "ROOT", tmp_path)
-    monkeypatch.setattr(vsf, "cross_fit", lambda groups: {"subgroups": {}, "wall_s": 0.0, "cpu_s": 0.0, "g": groups})
+    monkeypatch.setattr(
+        vsf, "cross_fit", lambda groups, **kw: {"subgroups": {}, "wall_s": 0.0, "cpu_s": 0.0, "g": groups}
+    )
     monkeypatch.setattr(vsf, "cross_fit_table", lambda res: "")
     monkeypatch.setattr(sys, "argv", ["validation.py", "--silicon-cross-fit", "--groups", "vllm h200_sxm"])
     v.main()
