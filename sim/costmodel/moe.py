@@ -17,6 +17,21 @@ import numpy as np
 # the independent-bins formula is within a per cent (see the Monte-Carlo test).
 EXACT_MAX_BALLS = 256
 
+# vLLM's fused_moe beyond its streaming GEMMs, per MoE layer per step (`serving_engine.moe_grouped_gemm:
+# fused_moe`): the `fused_experts` call runs top-k, `moe_align_block_size`, two `fused_moe_kernel` launches over
+# cdiv(EM, BLOCK_SIZE_M) x cdiv(N, BLOCK_SIZE_N) tiles (EM padded by num_experts x (BLOCK_SIZE_M - 1) rows, the
+# padding tiles exiting at once), the activation and `moe_sum` (vllm/model_executor/layers/fused_moe/fused_moe.py).
+# vllm-project/vllm PR #24700 ("Benchmarks on H100", mgoin, 2025-09-11) timed the whole call for Qwen3-30B-A3B FP8
+# at one token: 40.44 us, where its 8 experts' GEMMs as one launch plus the same memory-bound kernels price at
+# 21.99 us (benchmarks/moe_vllm_kernel_check.py, `one_launch`): 18.45 us that does not stream weights. One point
+# of the published table; the other 11 token counts and the Mixtral-8x7B BF16 tp 2 column are its check.
+FUSED_MOE_FIXED_S = (40.44 - 21.99) * 1e-6
+
+
+def fixed_part(grouped: str) -> float:
+    """Seconds a MoE layer's grouped-GEMM call costs per step beyond its GEMMs and memory-bound kernels."""
+    return FUSED_MOE_FIXED_S if grouped == "fused_moe" else 0.0
+
 
 def _exact_max(balls: int, bins: int) -> float:
     """E[max] of a uniform multinomial, exactly: by Poissonisation, P(max <= x) is the coefficient of s^N in

@@ -47,8 +47,8 @@ DECODE_QUERY = 1
 # (vllm/model_executor/layers/fused_moe/fused_moe.py); its H100 timings in vllm-project/vllm PR #24700 lie between
 # the readings (benchmarks/moe_vllm_kernel_check.py: Qwen3-30B-A3B FP8 at 16-256 tokens, per_expert +64..+83 %,
 # one_launch -13..-18 %; at 1-8 tokens -29..+40 % and -26..-46 %), as TensorRT-LLM's TRTLLM-Gen does (blog 24,
-# moe_kernel_check.py). `per_expert` stays every preset's default: `one_launch` on the vLLM rows overshoots out of
-# sample (COVERAGE.md, "vLLM decode at mid batch"); a measured grouped-GEMM table per backend is what settles it.
+# moe_kernel_check.py). `fused_moe` (the vLLM presets): one_launch plus the call's fixed part per MoE layer
+# (`moe.FUSED_MOE_FIXED_S`); `per_expert` stays SGLang's and TensorRT-LLM's (COVERAGE.md, branch s12-tpot).
 
 
 class StructuredCost(RooflineCost):
@@ -226,10 +226,10 @@ class StructuredCost(RooflineCost):
         active = moe.busiest_active_experts(m_all, k, E, ep, mod.n_group, mod.topk_group)  # slowest rank's reads
         width = mod.expert_width / lay.moe_tp_size
         router = self.gemm("router", m, h, E, unquantised=True)  # the gate stays bf16 in quantised checkpoints
-        one = self.engine is not None and self.engine.moe_grouped_gemm == "one_launch"
-        up = self.gemm("moe_up", pairs, h, mult * width, active, group=one)
-        down = self.gemm("moe_down", pairs, width, h, active, group=one)
-        ops["moe_experts"] = self.n_moe * (router + up + down)
+        grouped = self.engine.moe_grouped_gemm if self.engine is not None else "per_expert"
+        up = self.gemm("moe_up", pairs, h, mult * width, active, group=grouped != "per_expert")
+        down = self.gemm("moe_down", pairs, width, h, active, group=grouped != "per_expert")
+        ops["moe_experts"] = self.n_moe * (router + up + down + moe.fixed_part(grouped))
         ops["pairs"] = pairs
         # Without attention DP every GPU already holds every token (tensor-parallel attention ends in an
         # all-reduce), so expert-parallel ranks run their own experts on the tokens routed to them and one
