@@ -111,6 +111,7 @@ def tests(_: argparse.Namespace) -> None:
     r = pd.DataFrame(rows)
     print("\n== (2) agg, <= 16 clients, same configuration and lengths: growth lowest -> highest client count")
     print(r.groupby("backend").median().round(2).assign(configs=r.groupby("backend").size()).to_string())
+    one_off(df)
 
 
 def _simulate(row: pd.Series) -> pd.DataFrame:
@@ -126,6 +127,25 @@ def _simulate(row: pd.Series) -> pd.DataFrame:
     finally:
         cov._run = orig
     return kept["df"]
+
+
+def one_off(df: pd.DataFrame) -> None:
+    """(3) A one-off cost W paid by the first wave only (a cold start the multi-node client does not warm away):
+    the mean over 10 x c requests is base + W / 10 whatever c, so within one disagg configuration and lengths, at
+    <= 64 clients (base small), the measured mean TTFT should be about flat across client counts."""
+    d = df[(df["mode"] == "disagg") & (df["clients"] <= 64)].copy()
+    d["cfg"] = d["silicon_data_source"].str.extract(r"config_id=(\d+)", expand=False)
+    d = d[d["cfg"].notna()]
+    rows = []
+    for (backend, rel, *_), g in d.groupby(["backend", "release", "cfg", "isl", "osl"]):
+        if g["clients"].nunique() >= 2:
+            t = g.sort_values("clients")["silicon_ttft_ms"]
+            rows.append({"backend": backend, "release": rel, "max_over_min": t.max() / t.min(),
+                         "last_over_first": t.iloc[-1] / t.iloc[0], "median_ms": t.median()})  # fmt: skip
+    r = pd.DataFrame(rows)
+    print("\n== (3) disagg, <= 64 clients, one configuration and lengths: spread of the measured mean TTFT")
+    g = r.groupby(["backend", "release"])
+    print(g.median().round(2).assign(groups=g.size()).to_string())
 
 
 def parts(args: argparse.Namespace) -> None:
