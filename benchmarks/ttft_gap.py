@@ -3,6 +3,7 @@
     python benchmarks/ttft_gap.py split [--ids benchmarks/coverage_results.json]       # no simulation
     python benchmarks/ttft_gap.py tests                                                # measured rows only
     python benchmarks/ttft_gap.py parts --backend trtllm [--ids ...] [--out parts.csv] # simulates the rows
+    python benchmarks/ttft_gap.py parts --backend trtllm --oos 30 --out oos.csv       # 30 agg rows off the sample
     python benchmarks/ttft_gap.py steady --parts parts.csv                             # the loop's steady state
 
 `split`: measured vs simulated mean TTFT of a coverage JSON's rows by backend x mode and by release, prompt
@@ -148,16 +149,43 @@ def one_off(df: pd.DataFrame) -> None:
     print(g.median().round(2).assign(groups=g.size()).to_string())
 
 
+def _rows(args: argparse.Namespace, csv: pd.DataFrame) -> pd.DataFrame:
+    """The rows `parts` simulates: the coverage JSON's (`--ids`), or with `--oos N` N expressible agg rows of the
+    backend drawn outside it (seeded: `SeedSequence(12)`), so the sample's findings can be checked off the sample."""
+    ids = [r["id"] for r in json.loads(args.ids.read_text())["errors"]["per_row"]]
+    if not args.oos:
+        sel = csv.loc[[i for i in ids if i in csv.index]]
+        return sel[(sel["backend"] == args.backend) if args.backend else sel["backend"].notna()]
+    pool = csv[~csv.index.isin(ids) & (csv["mode"] == "agg")]
+    pool = pool[(pool["backend"] == args.backend) if args.backend else pool["backend"].notna()]
+    rng = np.random.default_rng(np.random.SeedSequence(12))
+    picked: list[str] = []
+    for i in rng.permutation(len(pool)):
+        if len(picked) == args.oos:
+            break
+        if cov.expressible(pool.iloc[i]) is None:
+            picked.append(str(pool.index[i]))
+    return pool.loc[picked]
+
+
 def parts(args: argparse.Namespace) -> None:
-    df = joined(args.ids)
-    sel = df[(df["backend"] == args.backend) if args.backend else df["backend"].notna()]
     csv = pd.read_csv(cov.CSV).set_index("id", drop=False)
     out = []
-    for _, r in sel.iterrows():
-        row = csv.loc[r["id"]]
+    for _, row in _rows(args, csv).iterrows():
         c = cov.concurrency(row)
-        rec = {"id": r["id"], "mode": r["mode"], "clients": c, "isl": int(r["isl"]),
-               "measured_ms": r["silicon_ttft_ms"], "sim_ms": r["ttft_ms"]} | parts_of(_simulate(row), c)  # fmt: skip
+        df = _simulate(row)
+        rec = {
+            "id": row["id"],
+            "mode": row["mode"],
+            "clients": c,
+            "isl": int(row["isl"]),
+            "osl": int(row["osl"]),
+            "measured_ms": float(row["silicon_ttft_ms"]),
+            "sim_ms": 1e3 * float(df["ttft_s"].mean()),
+            "silicon_tpot_ms": float(row["silicon_tpot_ms"]),
+            "tpot_ms": 1e3 * float(np.nanmean(df["tpot_s"])),
+        }
+        rec |= parts_of(df, c)  # fmt: skip
         rec["later_err"] = rec["later"] / rec["measured_ms"] - 1
         out.append(rec)
         print({k: (round(v, 1) if isinstance(v, float) else v) for k, v in rec.items()}, flush=True)
@@ -176,7 +204,9 @@ def steady(args: argparse.Namespace) -> None:
     D more than priced, the decoders would lose D per prompt, and with prompts arriving at c / E2E per second the
     measured TPOT would be the simulated one / (1 - rate x D), so D = (1 - TPOT_sim / TPOT_meas) / rate should
     match the later waves' TTFT miss."""
-    d = pd.read_csv(args.parts).merge(joined(args.ids)[["id", "osl", "tpot_ms", "silicon_tpot_ms"]], on="id")
+    d = pd.read_csv(args.parts)
+    if "tpot_ms" not in d:  # a CSV from before `parts` kept the TPOTs: take them from the coverage JSON
+        d = d.merge(joined(args.ids)[["id", "osl", "tpot_ms", "silicon_tpot_ms"]], on="id")
     d = d[d["mode"] == "agg"].copy()
     e2e = d["measured_ms"] + (0.9 * d["osl"] - 1) * d["silicon_tpot_ms"]
     rate = d["clients"] / e2e
@@ -199,6 +229,7 @@ def main() -> None:
     ap.add_argument("--ids", type=Path, default=cov.ROOT / "benchmarks" / "coverage_results.json")
     ap.add_argument("--backend", default="")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--oos", type=int, default=0, help="parts: N agg rows drawn outside the --ids sample")
     ap.add_argument("--parts", type=Path, help="steady: a CSV written by `parts --out`")
     args = ap.parse_args()
     pd.set_option("display.width", 220)
