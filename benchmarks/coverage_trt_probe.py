@@ -28,8 +28,8 @@ import sim
 from sim.config.scenario import load_scenario
 
 
-def _simulate(row: pd.Series) -> tuple[float, float, pd.DataFrame]:
-    """coverage.simulate, keeping the requests table."""
+def simulate_kept(row: pd.Series) -> tuple[float, float, pd.DataFrame]:
+    """coverage.simulate, keeping the requests table (also benchmarks/ttft_gap.py's)."""
     kept: dict[str, pd.DataFrame] = {}
 
     def run(sc: dict[str, Any]) -> pd.DataFrame:
@@ -47,7 +47,7 @@ def _simulate(row: pd.Series) -> tuple[float, float, pd.DataFrame]:
 def waves(rows: pd.DataFrame) -> pd.DataFrame:
     out = []
     for _, row in rows.iterrows():
-        ttft, _, df = _simulate(row)
+        ttft, _, df = simulate_kept(row)
         c = cov.concurrency(row)
         t = df.sort_values("arrival_s")["ttft_s"].to_numpy()
         first, rest = float(np.mean(t[:c])), float(np.mean(t[c:]))
@@ -71,7 +71,7 @@ def graphs(df: pd.DataFrame) -> pd.DataFrame:
     sel = sel[sel.apply(cov.agg_mtp.group, axis=1) == "agg, MTP"].drop_duplicates(["isl", "osl", "batch_size"])
     out = []
     for _, row in sel.iterrows():
-        ttft, _, _ = _simulate(row)
+        ttft, _, _ = simulate_kept(row)
         meas = float(row["silicon_ttft_ms"])
         out.append({"isl": int(row["isl"]), "osl": int(row["osl"]), "clients": cov.concurrency(row),
                     "measured_ms": meas, "sim_ms": ttft * 1e3, "miss_ms": meas - ttft * 1e3})  # fmt: skip

@@ -90,7 +90,7 @@ def spread(values: list[float]) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--results", default=str(cov.ROOT / "benchmarks" / "coverage_results.json"))
+    ap.add_argument("--results", default=str(cov.ROOT / "benchmarks" / "results" / "coverage_results.json"))
     ap.add_argument("--backend", default="vllm")
     ap.add_argument("--max-clients", type=int, default=8)
     ap.add_argument("--json", default=None)

@@ -1,6 +1,6 @@
 """Where the mean-TTFT miss sits (COVERAGE.md, "Where the TTFT miss sits (branch s12-ttft)").
 
-    python benchmarks/ttft_gap.py split [--ids benchmarks/coverage_results.json]       # no simulation
+    python benchmarks/ttft_gap.py split [--ids benchmarks/results/coverage_results.json]       # no simulation
     python benchmarks/ttft_gap.py tests                                                # measured rows only
     python benchmarks/ttft_gap.py parts --backend trtllm [--ids ...] [--out parts.csv] # simulates the rows
     python benchmarks/ttft_gap.py parts --backend trtllm --oos 30 --out oos.csv       # 30 agg rows off the sample
@@ -21,17 +21,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import coverage as cov
+from coverage_trt_probe import simulate_kept
 from ttft_parts import parts_of, release
-
-import sim
-from sim.config.scenario import load_scenario
 
 BUCKETS = [0, 8, 32, 128, 100_000]
 
@@ -115,21 +112,6 @@ def tests(_: argparse.Namespace) -> None:
     one_off(df)
 
 
-def _simulate(row: pd.Series) -> pd.DataFrame:
-    kept: dict[str, pd.DataFrame] = {}
-
-    def run(sc: dict[str, Any]) -> pd.DataFrame:
-        kept["df"] = sim.run(load_scenario(sc)).requests
-        return kept["df"]
-
-    orig, cov._run = cov._run, run
-    try:
-        cov.simulate(row)
-    finally:
-        cov._run = orig
-    return kept["df"]
-
-
 def one_off(df: pd.DataFrame) -> None:
     """(3) A one-off cost W paid by the first wave only (a cold start the multi-node client does not warm away):
     the mean over 10 x c requests is base + W / 10 whatever c, so within one disagg configuration and lengths, at
@@ -173,7 +155,7 @@ def parts(args: argparse.Namespace) -> None:
     out = []
     for _, row in _rows(args, csv).iterrows():
         c = cov.concurrency(row)
-        df = _simulate(row)
+        df = simulate_kept(row)[2]
         rec = {
             "id": row["id"],
             "mode": row["mode"],
@@ -226,7 +208,7 @@ def steady(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", choices=("split", "tests", "parts", "steady"))
-    ap.add_argument("--ids", type=Path, default=cov.ROOT / "benchmarks" / "coverage_results.json")
+    ap.add_argument("--ids", type=Path, default=cov.ROOT / "benchmarks" / "results" / "coverage_results.json")
     ap.add_argument("--backend", default="")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--oos", type=int, default=0, help="parts: N agg rows drawn outside the --ids sample")

@@ -4,6 +4,7 @@ checked on loops the simulator made at known engine terms."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,29 +34,28 @@ def _means_csv(tmp_path: Path, memory_scale: float) -> tuple[Path, Path]:
     return csv, scen
 
 
-def test_fit_run_on_a_means_csv_recovers_the_memory_scale(tmp_path: Path) -> None:
-    csv, scen = _means_csv(tmp_path, 0.8)
+def _fit(tmp_path: Path, scale: float) -> tuple[dict[str, Any], str]:
+    """`calibrate fit-run` on loops simulated at memory scale `scale`: the profile written, and the output."""
+    csv, scen = _means_csv(tmp_path, scale)
     prof = tmp_path / "p.yaml"
     r = runner.invoke(
         app, ["calibrate", "fit-run", "--observed", str(csv), "--scenario", str(scen), "--out", str(prof)]
     )
     assert r.exit_code == 0, r.output
-    doc = yaml.safe_load(prof.read_text())
+    return yaml.safe_load(prof.read_text()), r.output
+
+
+def test_fit_run_on_a_means_csv_recovers_the_memory_scale(tmp_path: Path) -> None:
+    doc, output = _fit(tmp_path, 0.8)
     assert doc["serving_engine"]["memory_efficiency_scale"] == pytest.approx(0.8, rel=0.05)
     assert doc["fit_run"]["method"].startswith("linearised")
     assert doc["fit_run"]["identifiability"]["chosen"][0] == "serving_engine.memory_efficiency_scale"
     assert len(doc["fit_run"]["observed"]) == len(LOOPS) and doc["fit_run"]["kept_preset"] == []
-    assert "freed: serving_engine.memory_efficiency_scale" in r.output
+    assert "freed: serving_engine.memory_efficiency_scale" in output
 
 
 def test_fit_run_on_loops_the_preset_matches_keeps_the_preset(tmp_path: Path) -> None:
-    csv, scen = _means_csv(tmp_path, 1.0)
-    prof = tmp_path / "p.yaml"
-    r = runner.invoke(
-        app, ["calibrate", "fit-run", "--observed", str(csv), "--scenario", str(scen), "--out", str(prof)]
-    )
-    assert r.exit_code == 0, r.output
-    doc = yaml.safe_load(prof.read_text())
+    doc, _ = _fit(tmp_path, 1.0)
     assert doc["serving_engine"]["memory_efficiency_scale"] == pytest.approx(1.0, abs=1e-9)
     assert doc["fit_run"]["kept_preset"] == ["no term chosen"]
 
