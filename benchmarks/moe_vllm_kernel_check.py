@@ -12,7 +12,7 @@ the down GEMM, the weighted sum) for given routing, router GEMM excluded, at 1-4
   Config" (the shipped E=8,N=7168 H100 file).
 servesim prices the same call as `StructuredCost` does a MoE layer (grouped FC1 / FC2 over the active experts and
 the layer's memory-bound kernels; `moe_kernel_check.module_s` less the router GEMM) in its two readings of a
-grouped GEMM (`per_expert`, `one_launch`: the note above `StructuredCost`), and in the vLLM presets' `fused_moe`
+grouped GEMM (`per_expert`, `one_launch`: the note above `StructuredCost`), and in the `fused_moe` option
 (`one_launch` plus `moe.fixed_part`: the call's activation-quantisation launches at the GPU's element-wise launch
 floor, derived from vLLM's source and the measured floors, no published time). The table says where vLLM's kernel lies
 between the readings; none of its 24 numbers is used in a price.
