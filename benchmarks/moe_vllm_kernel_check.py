@@ -12,10 +12,10 @@ the down GEMM, the weighted sum) for given routing, router GEMM excluded, at 1-4
   Config" (the shipped E=8,N=7168 H100 file).
 servesim prices the same call as `StructuredCost` does a MoE layer (grouped FC1 / FC2 over the active experts and
 the layer's memory-bound kernels; `moe_kernel_check.module_s` less the router GEMM) in its two readings of a
-grouped GEMM (`per_expert`, `one_launch`: the note above `StructuredCost`), and in the vLLM presets' `fused_moe`
-(`one_launch` plus `moe.FUSED_MOE_FIXED_S`). The table says where vLLM's kernel lies between the readings. One
-published number is used in a price: the Qwen3 1-token time, whose gap to `one_launch` is the fixed part (so that
-row is 0 % by construction); the other 23 are compared against.
+grouped GEMM (`per_expert`, `one_launch`: the note above `StructuredCost`), and in the `fused_moe` option
+(`one_launch` plus `moe.fixed_part`: the call's activation-quantisation launches at the GPU's element-wise launch
+floor, derived from vLLM's source and the measured floors, no published time). The table says where vLLM's kernel lies
+between the readings; none of its 24 numbers is used in a price.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def table() -> list[dict[str, Any]]:
         cost = cost_model(model, precision, tp)
         for tokens, us in published.items():
             per, one = (fused_experts_s(cost, tokens, w) * 1e6 for w in (False, True))
-            fused = one + moe.FUSED_MOE_FIXED_S * 1e6  # the vLLM presets' reading (`fused_moe`)
+            fused = one + moe.fixed_part("fused_moe", cost._kfloor, cost.aa < 2.0) * 1e6  # the `fused_moe` reading
             rows.append(
                 {
                     "case": name,

@@ -284,8 +284,9 @@ class ServingEngineConfig(admission.OverlapAdmission):  # `overlap_admission`: w
     new_token_ratio_decay_steps: int = Field(default=600, ge=1, description="SGLang: steps from initial to floor")
     clip_max_new_tokens: int = Field(default=4096, ge=1, description="SGLang: outputs counted up to this many tokens")
     retract_decode_steps: int = Field(default=20, ge=0, description="SGLang: steps per request in the retract ratio")
-    # Routed experts as per-expert GEMMs, one grouped launch, or one launch plus vLLM fused_moe's fixed part (the note
-    # above `StructuredCost`, the only reader; every MoE scenario of the roofline / table kinds builds one).
+    # Routed experts as per-expert GEMMs, one grouped launch, or one launch plus vLLM fused_moe's unpriced launches (the
+    # note above `StructuredCost`, the only reader; every MoE scenario of the roofline / table kinds builds one). No
+    # preset sets `one_launch` (s10-vllm) or `fused_moe` (its derived part misses PR #24700, COVERAGE.md s12-tpot2).
     moe_grouped_gemm: Literal["per_expert", "one_launch", "fused_moe"] = Field(
         default="per_expert", description="routed experts: per_expert, one_launch, fused_moe (one launch + fixed part)"
     )
@@ -365,7 +366,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         # host, so whether a long step still pays the 66 ms is not measured (series assumes it does; COVERAGE.md
         # "TTFT: host time of uncaptured steps", the rule tests). (4) One model, one release, one host.
         "eager_host_per_moe_layer_s": (171.0 - 104.9) / 44 * 1e-3,
-        "moe_grouped_gemm": "fused_moe",  # one Triton launch per GEMM over all experts + fixed part (moe.py, #24700)
     },
     "vllm-v0": {
         # V0's scheduler, sampler and detokeniser run in the same process between steps, not overlapped

@@ -17,20 +17,28 @@ import numpy as np
 # the independent-bins formula is within a per cent (see the Monte-Carlo test).
 EXACT_MAX_BALLS = 256
 
-# vLLM's fused_moe beyond its streaming GEMMs, per MoE layer per step (`serving_engine.moe_grouped_gemm:
-# fused_moe`): the `fused_experts` call runs top-k, `moe_align_block_size`, two `fused_moe_kernel` launches over
-# cdiv(EM, BLOCK_SIZE_M) x cdiv(N, BLOCK_SIZE_N) tiles (EM padded by num_experts x (BLOCK_SIZE_M - 1) rows, the
-# padding tiles exiting at once), the activation and `moe_sum` (vllm/model_executor/layers/fused_moe/fused_moe.py).
-# vllm-project/vllm PR #24700 ("Benchmarks on H100", mgoin, 2025-09-11) timed the whole call for Qwen3-30B-A3B FP8
-# at one token: 40.44 us, where its 8 experts' GEMMs as one launch plus the same memory-bound kernels price at
-# 21.99 us (benchmarks/moe_vllm_kernel_check.py, `one_launch`): 18.45 us that does not stream weights. One point
-# of the published table; the other 11 token counts and the Mixtral-8x7B BF16 tp 2 column are its check.
-FUSED_MOE_FIXED_S = (40.44 - 21.99) * 1e-6
+# vLLM's fused_moe beyond what `one_launch` and `_elementwise` price, per MoE layer per step (`serving_engine.
+# moe_grouped_gemm: fused_moe`). `fused_experts_impl` (vllm/model_executor/layers/fused_moe/fused_moe.py) launches,
+# per chunk: `moe_kernel_quantize_input` (activations to the GEMM's dtype), `moe_align_block_size`, `fused_moe_kernel`
+# (gate-up), `silu_and_mul`, `moe_kernel_quantize_input` again, `fused_moe_kernel` (down), `moe_sum`; top-k
+# (`fused_topk`) runs before it. `one_launch` prices the two GEMM launches (the grouped curve) and `_elementwise` the
+# top-k, the alignment, the activation and the sum, each at its launch floor. Left: the two quantisations, which
+# launch only when activations are quantised (fp8_w8a8 / int8_w8a8; with bf16 activations they return the input).
+# Each is an element-wise kernel over a few KB at decode batches, priced at the GPU's element-wise launch floor
+# (`_kfloor["mlp_act"]`, the fastest measured activation kernel in ../shared/data/gpu-profiles: H100 1 us, A100 2 us).
+# Padding tiles (num_experts x (BLOCK_SIZE_M - 1) rows that exit at once) are not priced: below BLOCK_SIZE_M tokens
+# `invoke_fused_moe_kernel` caps EM at tokens x top_k x BLOCK_SIZE_M (no padding grid), and no cited per-block cost
+# exists for the rest. vllm PR #24700's H100 timings are a check only (benchmarks/moe_vllm_kernel_check.py): this
+# term is 2 us there against an 18-46 us gap, so no preset uses `fused_moe` (COVERAGE.md, branch s12-tpot2).
+FUSED_MOE_QUANT_LAUNCHES = 2
 
 
-def fixed_part(grouped: str) -> float:
-    """Seconds a MoE layer's grouped-GEMM call costs per step beyond its GEMMs and memory-bound kernels."""
-    return FUSED_MOE_FIXED_S if grouped == "fused_moe" else 0.0
+def fixed_part(grouped: str, floors: dict[str, float], quantised_activations: bool) -> float:
+    """Seconds a MoE layer's grouped-GEMM call costs per step beyond its GEMMs and the memory-bound kernels
+    `_elementwise` prices: vLLM fused_moe's activation-quantisation launches, at the GPU's element-wise floor."""
+    if grouped != "fused_moe" or not quantised_activations:
+        return 0.0
+    return FUSED_MOE_QUANT_LAUNCHES * floors.get("mlp_act", 0.0)
 
 
 def _exact_max(balls: int, bins: int) -> float:

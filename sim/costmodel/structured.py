@@ -47,8 +47,8 @@ DECODE_QUERY = 1
 # (vllm/model_executor/layers/fused_moe/fused_moe.py); its H100 timings in vllm-project/vllm PR #24700 lie between
 # the readings (benchmarks/moe_vllm_kernel_check.py: Qwen3-30B-A3B FP8 at 16-256 tokens, per_expert +64..+83 %,
 # one_launch -13..-18 %; at 1-8 tokens -29..+40 % and -26..-46 %), as TensorRT-LLM's TRTLLM-Gen does (blog 24,
-# moe_kernel_check.py). `fused_moe` (the vLLM presets): one_launch plus the call's fixed part per MoE layer
-# (`moe.FUSED_MOE_FIXED_S`); `per_expert` stays SGLang's and TensorRT-LLM's (COVERAGE.md, branch s12-tpot).
+# moe_kernel_check.py). `fused_moe`: one_launch plus the launches it leaves unpriced (`moe.fixed_part`), 2 us against
+# PR #24700's 18-46 us gap at 1-8 tokens, so every preset keeps `per_expert` (COVERAGE.md, branch s12-tpot2).
 
 
 class StructuredCost(RooflineCost):
@@ -229,7 +229,7 @@ class StructuredCost(RooflineCost):
         grouped = self.engine.moe_grouped_gemm if self.engine is not None else "per_expert"
         up = self.gemm("moe_up", pairs, h, mult * width, active, group=grouped != "per_expert")
         down = self.gemm("moe_down", pairs, width, h, active, group=grouped != "per_expert")
-        ops["moe_experts"] = self.n_moe * (router + up + down + moe.fixed_part(grouped))
+        ops["moe_experts"] = self.n_moe * (router + up + down + moe.fixed_part(grouped, self._kfloor, self.aa < 2))
         ops["pairs"] = pairs
         # Without attention DP every GPU already holds every token (tensor-parallel attention ends in an
         # all-reduce), so expert-parallel ranks run their own experts on the tokens routed to them and one
