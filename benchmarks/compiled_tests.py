@@ -42,6 +42,12 @@ def build(dest: Path) -> bool:
     if done.returncode != 0:
         print(f"compiled_tests: the build failed in {dest} (exit {done.returncode})", file=sys.stderr)
         return False
+    return runs_compiled(dest)
+
+
+def runs_compiled(dest: Path) -> bool:
+    """Whether the copy in `dest` imports the compiled core (`python -m sim.core.native`)."""
+    env = {**os.environ, "PYTHONPATH": str(dest)}
     which = subprocess.run(
         [sys.executable, "-m", "sim.core.native"], cwd=dest, env=env, capture_output=True, text=True
     ).stdout.strip()
@@ -55,6 +61,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the copy afterwards")
     ap.add_argument("--no-build", action="store_true", help="reuse a copy built before in --dest")
     a, pytest_args = ap.parse_known_args()  # the rest goes to pytest (default: the whole suite)
+    if a.no_build and (a.dest is None or not (a.dest / "sim" / "core" / "native.py").is_file()):
+        ap.error("--no-build needs --dest DIR holding a copy built before (run once with --dest DIR --keep)")
     dest = a.dest or Path(tempfile.mkdtemp(prefix="servesim-compiled-"))
     try:
         if not a.no_build:
@@ -62,6 +70,9 @@ def main() -> None:
             copy_tree(dest)
             if not build(dest):
                 sys.exit(2)
+        elif not runs_compiled(dest):
+            print(f"compiled_tests: {dest} does not run the compiled core; build it again without --no-build")
+            sys.exit(2)
         env = {**os.environ, "PYTHONPATH": str(dest)}
         pytest = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *pytest_args]  # no path: `testpaths`
         sys.exit(subprocess.run(pytest, cwd=dest, env=env).returncode)

@@ -95,8 +95,12 @@ def main() -> None:
     ap.add_argument("--max-clients", type=int, default=8)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
+    if not Path(a.results).is_file():
+        ap.error(f"{a.results}: no such file")
     data = json.loads(Path(a.results).read_text())
     recs = rows(data["errors"]["per_row"] if isinstance(data, dict) else data, a.backend, a.max_clients)
+    if not recs:
+        ap.error(f"no MoE row of backend {a.backend!r} with at most {a.max_clients} clients in {a.results}")
     for d in sorted(recs, key=lambda d: (d["model"], d["gpu"], d["layout"], d["clients"])):
         print(
             f"{d['model'][:14]:14s} {d['gpu'][:8]:8s} {d['layout']:13s} c{d['clients']:<2d} "

@@ -192,14 +192,15 @@ def steady(args: argparse.Namespace) -> None:
     d = d[d["mode"] == "agg"].copy()
     e2e = d["measured_ms"] + (0.9 * d["osl"] - 1) * d["silicon_tpot_ms"]
     rate = d["clients"] / e2e
-    d["later_measured"] = (10 * d["measured_ms"] - d["first_wave"]) / 9
+    waves = cov.WAVES  # requests per client in the loop (InferenceX: 10)
+    d["later_measured"] = (waves * d["measured_ms"] - d["first_wave"]) / (waves - 1)
     d["later_miss"] = d["later_measured"] - d["later"]
     d["step_excess_from_tpot"] = (1 - d["tpot_ms"] / d["silicon_tpot_ms"]) / rate
     d["later_miss_tpots"] = d["later_miss"] / d["silicon_tpot_ms"]
     d["clients_b"] = pd.cut(d["clients"], BUCKETS).astype(str)
     cols = ["measured_ms", "sim_ms", "first_wave", "later", "later_measured", "later_miss", "later_miss_tpots"]
     print(d.groupby("clients_b")[[*cols, "step_excess_from_tpot"]].median().round(1).to_string())
-    share = (d["first_wave"] / 10) / d["sim_ms"]
+    share = (d["first_wave"] / waves) / d["sim_ms"]
     print(f"first wave's share of the simulated mean: median {share.median():.0%}")
     for k in ("step_excess_from_tpot", "clients", "isl", "silicon_tpot_ms"):
         print(f"Spearman(later_miss, {k}) = {d['later_miss'].corr(d[k], method='spearman'):+.2f}")
@@ -214,6 +215,11 @@ def main() -> None:
     ap.add_argument("--oos", type=int, default=0, help="parts: N agg rows drawn outside the --ids sample")
     ap.add_argument("--parts", type=Path, help="steady: a CSV written by `parts --out`")
     args = ap.parse_args()
+    if args.what == "steady" and args.parts is None:
+        ap.error("steady needs --parts CSV (written by `parts --out`)")
+    for path in (args.ids, args.parts):
+        if path is not None and not path.is_file():
+            ap.error(f"{path}: no such file")
     pd.set_option("display.width", 220)
     pd.set_option("display.max_rows", 300)
     {"split": split, "tests": tests, "parts": parts, "steady": steady}[args.what](args)
