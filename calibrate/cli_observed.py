@@ -234,7 +234,6 @@ def fit_run_cmd(
     """Fit engine terms so replays of observed runs match their TTFT/TPOT/E2E; write a profile overlay. Several
     runs of one engine on one GPU (TP sizes, loads) are fitted together with one set of values."""
     from calibrate.fit_means import fit_means
-    from calibrate.fit_quality import summary_lines
     from calibrate.fit_run import fit_runs, overlay, parse_param, write_overlay
 
     try:
@@ -259,17 +258,30 @@ def fit_run_cmd(
         out.print(compare_table(before, f"{run.source}: before the fit"))
         out.print(compare_table(after, f"{run.source}: after the fit (on the fitted run itself: not a validation)"))
     out.print("fitted: " + ", ".join(f"{k}={v:.4g}" for k, v in res.values.items()))
+    _print_notes(res)
+    out.print(
+        f"{len(pairs)} run(s), {res.evaluations} simulations in {res.wall_s:.1f} s; wrote {out_path} "
+        f"(servesim run S --profile {out_path})"
+    )
+
+
+def _print_notes(res: Any) -> None:
+    """What the fit did beyond the values: terms on a bound, terms not fitted, the preset kept and why, and the
+    term choice (the linearised fit's leave-one-out scores, or the search's identifiability summary)."""
+    from calibrate.fit_quality import summary_lines
+
+    means = "loo" in res.diagnosis  # the linearised fit (calibrate.fit_means) puts a term on a bound back
     if res.at_bounds:
-        out.print(f"[yellow]at their bounds:[/] {', '.join(res.at_bounds)}")
+        label = "landed on a bound, preset kept" if means else "at their bounds"
+        out.print(f"[yellow]{label}:[/] {', '.join(res.at_bounds)}")
+    if means and res.diagnosis.get("outside_bounds"):
+        outside = ", ".join(res.diagnosis["outside_bounds"])
+        out.print(f"[yellow]not fitted, scenario value outside its bounds:[/] {outside}")
     if res.kept_preset:
         out.print(f"[yellow]kept the preset:[/] {', '.join(res.kept_preset)}")
-    if "loo" in res.diagnosis:  # the linearised fit: leave-one-out scores (median |error| %, TPOT and E2E)
+    if means:  # the linearised fit: leave-one-out scores (median |error| %, TPOT and E2E)
         scores = ", ".join(f"{k or 'preset'} {v:.2f}" for k, v in res.diagnosis["loo"].items() if v is not None)
         out.print(f"leave-one-out: {scores}; freed: {', '.join(res.diagnosis['chosen']) or 'none'}")
     else:
         for line in summary_lines(res.diagnosis):
             out.print(line, highlight=False)
-    out.print(
-        f"{len(pairs)} run(s), {res.evaluations} simulations in {res.wall_s:.1f} s; wrote {out_path} "
-        f"(servesim run S --profile {out_path})"
-    )

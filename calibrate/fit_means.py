@@ -82,10 +82,14 @@ def at(sc: Scenario, terms: list[fl.Term], moves: np.ndarray) -> Scenario:
 
 
 def terms_for(
-    pairs: list[tuple[ObservedRun, Scenario]], explicit: list[tuple[str, float, float]] | None = None
+    pairs: list[tuple[ObservedRun, Scenario]],
+    explicit: list[tuple[str, float, float]] | None = None,
+    outside: list[str] | None = None,
 ) -> list[fl.Term]:
     """TERMS the runs inform (`calibrate.fit_run.informed`) and their scenario has, with the schema's bounds (or
-    TERMS' own) and the scenario's values; or the `explicit` (path, lo, hi), a `*_scale` moved in log."""
+    TERMS' own) and the scenario's values; or the `explicit` (path, lo, hi), a `*_scale` moved in log. A term whose
+    scenario value lies outside its bounds is not fitted (clamping it would change the user's model even where the
+    fit keeps the preset); it is appended to `outside` as `path=value (lo..hi)`."""
     data = scenario_data(pairs[0][1])
     spec: list[tuple[str, bool, tuple[float, float] | None, bool]]
     if explicit:
@@ -104,7 +108,11 @@ def terms_for(
         if lims is None or not (named or informed(path, pairs)):
             continue
         lo, hi = lims
-        out.append(fl.Term(path, lo, hi, min(max(float(x0), lo), hi), log, ttft=path in TTFT_TERMS))
+        if not lo <= float(x0) <= hi:
+            if outside is not None:
+                outside.append(f"{path}={float(x0):g} ({lo:g}..{hi:g})")
+            continue
+        out.append(fl.Term(path, lo, hi, float(x0), log, ttft=path in TTFT_TERMS))
     return out
 
 
@@ -117,9 +125,14 @@ def fit_means(
     empty set, the preset, is a candidate), chord replays, the guard (`fit_linear.fit`). The result's `diagnosis`
     holds the leave-one-out scores, the chosen terms, the guarded metrics and every replayed point."""
     t0 = time.perf_counter()
-    terms = terms_for(pairs, explicit)
+    if len(pairs) < 2:  # fit_linear.choose frees no term on one row: the fit would keep the preset silently
+        file = pairs[0][0].source.rsplit(":", 1)[0] if pairs else "--observed"
+        raise ServesimError(f"{file}: a means CSV needs at least 2 lines (leave-one-out chooses the terms)")
+    outside: list[str] = []
+    terms = terms_for(pairs, explicit, outside)
     if not terms:
-        raise ServesimError("nothing to fit: no free term these runs inform; name some with --param path=lo:hi")
+        why = f" (outside their bounds, not fitted: {', '.join(outside)})" if outside else ""
+        raise ServesimError(f"nothing to fit: no free term these runs inform{why}; name some with --param path=lo:hi")
     count = [0]
 
     def rep(run: ObservedRun, sc: Scenario) -> tuple[np.ndarray, dict[str, Any]]:
@@ -168,6 +181,7 @@ def fit_means(
             "moves": moves.tolist(),
             "loo": {k: (v if math.isfinite(v) else None) for k, v in scores.items()},
             "chosen": [terms[i].path for i in active],
+            "outside_bounds": outside,
             "guarded": list(fl.guarded(terms, active)),
             "points": [{"values": _values(terms, m), "loss": fl.loss(meas, lg)} for m, lg in points],
         },
@@ -179,4 +193,5 @@ def fit_means(
 
 
 def _values(terms: list[fl.Term], moves: np.ndarray) -> dict[str, float]:
-    return {t.path: t.value(float(x)) for t, x in zip(terms, moves, strict=True)}
+    """Every term's value: the scenario's own (not a round trip through log coordinates) where the fit left it."""
+    return {t.path: t.value(float(x)) if x != 0.0 else t.x0 for t, x in zip(terms, moves, strict=True)}

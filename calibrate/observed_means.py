@@ -26,14 +26,14 @@ def is_means_csv(path: Path) -> bool:
     """Whether `path` is a means CSV (its header names `clients` and `tpot_s`), not a per-request log."""
     if not path.is_file() or path.suffix.lower() != ".csv":
         return False
-    with path.open(errors="replace") as f:
+    with path.open(encoding="utf-8-sig", errors="replace") as f:  # utf-8-sig: a spreadsheet's BOM hides `clients`
         header = [h.strip() for h in f.readline().split(",")]
     return "clients" in header and "tpot_s" in header
 
 
 def read_means_csv(path: Path) -> list[ObservedRun]:
     """One means-only closed-loop run per line (see the module docstring); bad input: file:line, what was expected."""
-    rows = list(csv.reader(path.read_text(errors="replace").splitlines()))
+    rows = list(csv.reader(path.read_text(encoding="utf-8-sig", errors="replace").splitlines()))
     header = [h.strip() for h in rows[0]] if rows else []
     missing = [c for c in MEANS_COLUMNS if c not in header]
     if missing:
@@ -56,6 +56,11 @@ def read_means_csv(path: Path) -> list[ObservedRun]:
                 ) from None
             integer = name in ("clients", "prompt_tokens", "output_tokens", "num_requests")
             v[name] = _num(where, name, x, integer=integer, lo=0.0 if integer else 1e-9)
+        if v["output_tokens"] < 2:  # TPOT is the time between output tokens: one token has none
+            raise ServesimError(
+                f"{where}: column 'output_tokens': expected an integer >= 2 (TPOT needs two tokens), "
+                f"found {rec[header.index('output_tokens')]!r}"
+            )
         clients = int(v["clients"])
         n = int(v.get("num_requests", WAVES * clients))
         out_tok = np.full(n, int(v["output_tokens"]), dtype=np.int64)
