@@ -18,11 +18,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import coverage as cov
+from ttft_parts import waves as first_and_rest
 
 import sim
 from sim.config.scenario import load_scenario
@@ -49,8 +49,7 @@ def waves(rows: pd.DataFrame) -> pd.DataFrame:
     for _, row in rows.iterrows():
         ttft, _, df = simulate_kept(row)
         c = cov.concurrency(row)
-        t = df.sort_values("arrival_s")["ttft_s"].to_numpy()
-        first, rest = float(np.mean(t[:c])), float(np.mean(t[c:]))
+        first, rest = first_and_rest(df, c)
         meas = float(row["silicon_ttft_ms"]) / 1e3
         out.append(
             {"id": row["id"], "source": cov.source(row), "clients": c, "measured_s": meas, "sim_s": ttft}

@@ -1,7 +1,7 @@
 """The pure parts of benchmarks/ttft_gap.py (no simulation, no coverage.py import), kept apart so tests load them.
 
 `release`: which engine or Dynamo runtime image a silicon row names. `parts_of`: a simulated requests table's mean
-TTFT split into the named parts of the first-token path, and its first wave against the rest.
+TTFT split into the named parts of the first-token path; `waves`: its first wave against the rest.
 """
 
 from __future__ import annotations
@@ -28,7 +28,14 @@ def parts_of(df: pd.DataFrame, clients: int) -> dict[str, float]:
     kv = df["kv_transfer_s"].fillna(0.0) if "kv_transfer_s" in df else 0.0 * q
     w = df["decode_wait_s"].fillna(0.0) if "decode_wait_s" in df else 0.0 * q
     rest = df["ttft_s"] - q - p - kv - w
-    t = df.sort_values("arrival_s")["ttft_s"].to_numpy()
     named = {"queue": q, "prefill": p, "kv": kv, "wait": w, "rest": rest}
     out = {k: 1e3 * float(v.mean()) for k, v in named.items()}
-    return out | {"first_wave": 1e3 * float(t[:clients].mean()), "later": 1e3 * float(t[clients:].mean())}
+    first, later = waves(df, clients)
+    return out | {"first_wave": 1e3 * first, "later": 1e3 * later}
+
+
+def waves(df: pd.DataFrame, clients: int) -> tuple[float, float]:
+    """Mean TTFT (s) of the first wave (the `clients` requests sent first, at t = 0 in a closed loop) and of the
+    rest: the start-up burst against the loop's steady state."""
+    t = df.sort_values("arrival_s")["ttft_s"].to_numpy()
+    return float(t[:clients].mean()), float(t[clients:].mean())

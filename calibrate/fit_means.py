@@ -67,10 +67,6 @@ def replay_cmp(run: ObservedRun, sc: Scenario) -> tuple[np.ndarray, dict[str, An
         return np.where(v > 0, np.log(v), np.nan), c
 
 
-def logs(run: ObservedRun, sc: Scenario) -> np.ndarray:
-    return replay_cmp(run, sc)[0]
-
-
 def measured(run: ObservedRun) -> np.ndarray:
     return np.log(np.array([np.nanmean(run.ttft_s), np.nanmean(run.tpot_s), np.nanmean(run.e2e_s)]))
 
@@ -166,6 +162,8 @@ def fit_means(
     before = [c for _, c in first]
     after = before if after_logs is None else cmps[tuple(moves.tolist())]
     params = [Param(t.path, t.lo, t.hi, t.x0) for t in terms]
+    cost_before = fl.loss(meas, base)  # the linearised fit has no prior: the cost is the runs' loss
+    cost_after = cost_before if after_logs is None else fl.loss(meas, after_logs)
     return FitResult(
         params,
         _values(terms, moves),
@@ -174,8 +172,8 @@ def fit_means(
         count[0],
         time.perf_counter() - t0,
         at_bounds=bound,
-        cost_before=fl.loss(meas, base),
-        cost_after=fl.loss(meas, base if after_logs is None else after_logs),
+        cost_before=cost_before,
+        cost_after=cost_after,
         diagnosis={
             "method": "linearised (calibrate.fit_means)",
             "moves": moves.tolist(),
@@ -186,8 +184,8 @@ def fit_means(
             "points": [{"values": _values(terms, m), "loss": fl.loss(meas, lg)} for m, lg in points],
         },
         prior=fl.PRIOR,
-        runs_cost_before=fl.loss(meas, base),
-        runs_cost_after=fl.loss(meas, base if after_logs is None else after_logs),
+        runs_cost_before=cost_before,
+        runs_cost_after=cost_after,
         kept_preset=reasons,
     )
 

@@ -30,20 +30,30 @@ def _means_csv(tmp_path: Path, memory_scale: float) -> tuple[Path, Path]:
         lines.append(f"{c},{isl},{osl},{float(np.nanmean(simd.ttft_s))!r},{float(np.nanmean(simd.tpot_s))!r},{3 * c}")
     csv = tmp_path / "means.csv"
     csv.write_text("\n".join(lines) + "\n")
+    return csv, _preset(tmp_path)
+
+
+def _preset(tmp_path: Path) -> Path:
+    """The preset scenario the loops are fitted on (SGLang, Llama-3.1-8B, H100)."""
     scen = tmp_path / "preset.yaml"
     scen.write_text(yaml.safe_dump(scenario_data(closed_scenario(4, 512, 48, {"kind": "sglang"}))))
-    return csv, scen
+    return scen
+
+
+def _run(tmp_path: Path, csv: Path, scen: Path, *extra: str) -> tuple[int, str, Path]:
+    """`calibrate fit-run` on `csv`: exit code, output (words, as rich wraps at 80 columns), profile path."""
+    prof = tmp_path / "p.yaml"
+    r = runner.invoke(
+        app, ["calibrate", "fit-run", "--observed", str(csv), "--scenario", str(scen), "--out", str(prof), *extra]
+    )
+    return r.exit_code, " ".join(r.output.split()), prof
 
 
 def _fit(tmp_path: Path, scale: float) -> tuple[dict[str, Any], str]:
     """`calibrate fit-run` on loops simulated at memory scale `scale`: the profile written, and the output."""
-    csv, scen = _means_csv(tmp_path, scale)
-    prof = tmp_path / "p.yaml"
-    r = runner.invoke(
-        app, ["calibrate", "fit-run", "--observed", str(csv), "--scenario", str(scen), "--out", str(prof)]
-    )
-    assert r.exit_code == 0, r.output
-    return yaml.safe_load(prof.read_text()), r.output
+    code, output, prof = _run(tmp_path, *_means_csv(tmp_path, scale))
+    assert code == 0, output
+    return yaml.safe_load(prof.read_text()), output
 
 
 def test_fit_run_on_a_means_csv_recovers_the_memory_scale(tmp_path: Path) -> None:
@@ -62,8 +72,7 @@ def test_fit_run_on_loops_the_preset_matches_keeps_the_preset(tmp_path: Path) ->
 
 
 def test_means_csv_bad_input_is_one_line_with_file_and_line(tmp_path: Path) -> None:
-    scen = tmp_path / "preset.yaml"
-    scen.write_text(yaml.safe_dump(scenario_data(closed_scenario(4, 512, 48, {"kind": "sglang"}))))
+    scen = _preset(tmp_path)
     bad = tmp_path / "bad.csv"
     bad.write_text("clients,prompt_tokens,output_tokens,ttft_s,tpot_s\n4,512,48,0.1,0.01\n8,512,48,fast,0.01\n")
     prof = tmp_path / "p.yaml"
@@ -79,14 +88,6 @@ def test_means_csv_bad_input_is_one_line_with_file_and_line(tmp_path: Path) -> N
     ok.write_text("clients,prompt_tokens,output_tokens,ttft_s,tpot_s\n4,512,48,0.1,0.01\n")
     r = runner.invoke(app, [*args, "--observed", str(ok), "--observed", str(per_request), "--scenario", str(scen)])
     assert r.exit_code == 2 and "fit them separately" in r.output
-
-
-def _run(tmp_path: Path, csv: Path, scen: Path, *extra: str) -> tuple[int, str, Path]:
-    prof = tmp_path / "p.yaml"
-    r = runner.invoke(
-        app, ["calibrate", "fit-run", "--observed", str(csv), "--scenario", str(scen), "--out", str(prof), *extra]
-    )
-    return r.exit_code, " ".join(r.output.split()), prof  # rich wraps at 80 columns: compare words
 
 
 def test_a_term_outside_its_bounds_is_not_fitted_and_the_profile_keeps_the_scenario_value(tmp_path: Path) -> None:
@@ -115,7 +116,7 @@ def test_a_one_line_means_csv_is_refused(tmp_path: Path) -> None:
 
 def test_one_output_token_is_refused(tmp_path: Path) -> None:
     """TPOT, the time between output tokens, is undefined for one token."""
-    scen = _means_csv(tmp_path, 1.0)[1]
+    scen = _preset(tmp_path)
     bad = tmp_path / "bad.csv"
     bad.write_text("clients,prompt_tokens,output_tokens,ttft_s,tpot_s\n4,512,48,0.1,0.01\n8,512,1,0.1,0.01\n")
     code, output, _ = _run(tmp_path, bad, scen)
@@ -143,7 +144,5 @@ def test_a_means_csv_with_a_byte_order_mark_is_read_as_a_means_csv(tmp_path: Pat
     assert [r.concurrency for r in runs] == [4, 8] and [len(r) for r in runs] == [40, 80]
     bad = tmp_path / "bad.csv"
     bad.write_text("\ufeff" + header + "4,512,48,fast,0.01\n", encoding="utf-8")
-    scen = tmp_path / "preset.yaml"
-    scen.write_text(yaml.safe_dump(scenario_data(closed_scenario(4, 512, 48, {"kind": "sglang"}))))
-    code, output, _ = _run(tmp_path, bad, scen)
+    code, output, _ = _run(tmp_path, bad, _preset(tmp_path))
     assert code == 2 and f"{bad}:2: column 'ttft_s': expected a number, found 'fast'" in output
