@@ -54,3 +54,46 @@ def test_parts_by_hand() -> None:
     assert got["later"] == pytest.approx(200.0)
     # the parts add up to the mean TTFT
     assert sum(got[k] for k in ("queue", "prefill", "kv", "wait", "rest")) == pytest.approx(1e3 * df["ttft_s"].mean())
+
+
+def _pair_rows() -> pd.DataFrame:
+    """Two configurations, each at a 1,024- and an 8,192-token prompt. Config A: measured = simulated + 100 ms at
+    both prompts (a per-request miss). Config B: simulated slope 10 ms per 1k mean prompt tokens, measured slope
+    30 (a per-token miss of 20 ms per 1k) and no miss at the short prompt. The mean prompt is 0.9 x isl."""
+    ktok = 0.9 * (8192 - 1024) / 1e3
+    rows = []
+    for cfg, short_sim, short_meas, sim_slope, meas_slope in (("A", 50.0, 150.0, 10.0, 10.0),
+                                                              ("B", 80.0, 80.0, 10.0, 30.0)):  # fmt: skip
+        rows.append({"backend": "x", "system": "g", "cfg": cfg, "prompt": "short", "isl": 1024,
+                     "measured_ms": short_meas, "sim_ms": short_sim})  # fmt: skip
+        long_meas, long_sim = short_meas + meas_slope * ktok, short_sim + sim_slope * ktok
+        rows.append({"backend": "x", "system": "g", "cfg": cfg, "prompt": "long", "isl": 8192,
+                     "measured_ms": long_meas, "sim_ms": long_sim})  # fmt: skip
+    # a configuration with only the short prompt is no pair
+    rows.append({"backend": "x", "system": "g", "cfg": "C", "prompt": "short", "isl": 1024,
+                 "measured_ms": 1.0, "sim_ms": 1.0})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_pair_table_splits_the_miss_by_hand() -> None:
+    pairs = parts.pair_table(_pair_rows(), ["backend", "system", "cfg"]).set_index("cfg")
+    assert list(pairs.index) == ["A", "B"]
+    assert pairs.loc["A", "miss_short"] == pytest.approx(100.0)
+    assert pairs.loc["A", "miss_long"] == pytest.approx(100.0)
+    assert pairs.loc["A", "miss_slope"] == pytest.approx(0.0, abs=1e-9)
+    assert pairs.loc["A", "slope_ratio"] == pytest.approx(1.0)
+    assert pairs.loc["B", "miss_short"] == pytest.approx(0.0, abs=1e-9)
+    assert pairs.loc["B", "meas_slope"] == pytest.approx(30.0)
+    assert pairs.loc["B", "sim_slope"] == pytest.approx(10.0)
+    assert pairs.loc["B", "miss_slope"] == pytest.approx(20.0)
+    assert pairs.loc["B", "slope_ratio"] == pytest.approx(3.0)
+    assert pairs.loc["B", "miss_long"] == pytest.approx(20.0 * 0.9 * 7.168)
+
+
+def test_pair_tests_report_the_medians() -> None:
+    pairs = parts.pair_table(_pair_rows(), ["backend", "system", "cfg"])
+    (line,) = parts.pair_tests(pairs)
+    assert line.startswith("x: 2 pairs")
+    assert "short prompt 50 ms" in line  # median of 100 and 0
+    assert "slope miss +10.0 ms per 1k tokens" in line  # median of 0 and 20
+    assert "by GPU {'g': 10.0}" in line
