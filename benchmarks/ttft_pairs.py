@@ -3,6 +3,13 @@ low load: per request, not per prompt token (branch s13-ttft)").
 
     python benchmarks/ttft_pairs.py [--clients 4 8] [--out pairs.csv]     # simulates ~2 x 100 rows, ~1 min
     python benchmarks/ttft_pairs.py --pairs pairs.csv                      # tables only, from a saved CSV
+    python benchmarks/ttft_pairs.py --pairs pairs.csv --carry 240 --carry-out carry.csv   # 16-128 clients
+
+`--carry N`: does the low-load miss persist under load? N rows at 16-128 clients (seeded, `SeedSequence(13)`; none
+of coverage.py's sample, `--ids`) of configurations that have a low-load pair are simulated, and each row's miss is
+set against its configuration's low-load miss at the same prompt (short or long; any output length). A per-request
+time outside the GPU's critical path predicts the same miss at every load; a per-prompt-step cost that the decoders
+wait for cannot persist at a load where prompt steps x that cost would exceed the measured TPOT's budget.
 
 Every InferenceX agg configuration of the silicon file (same backend, release, GPU, model, precision and layout)
 measured at the same client count and output length with a ~1k and a ~8k prompt (1024 / 8192, or 1000 / 8000) is
@@ -23,6 +30,7 @@ What each candidate mechanism predicts (`ttft_parts.pair_tests` states them next
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -34,16 +42,17 @@ import coverage as cov
 from coverage_intercept import WARMUP_FROM
 from coverage_recipes import measured_date
 from coverage_trt_probe import simulate_kept
-from ttft_parts import pair_table, pair_tests, parts_of
+from ttft_parts import carry_table, pair_table, pair_tests, parts_of
 
 SHORT, LONG = (1024, 1000), (8192, 8000)
 KEYS = ["backend", "backend_version", "system", "model_path", "precision", "gemm_quant_mode", "moe_quant_mode",
         "tp_size", "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size",
         "clients", "osl", "warmup"]  # fmt: skip
+CFG = [k for k in KEYS if k not in ("clients", "osl")]  # a deployment, whatever the load and output length
 
 
-def candidates(clients: list[int]) -> pd.DataFrame:
-    """The InferenceX agg rows that belong to a (short, long) pair at the given client counts, expressible only."""
+def inferencex_agg(clients: list[int]) -> pd.DataFrame:
+    """The InferenceX agg rows at the given client counts with a ~1k or ~8k prompt, expressible only."""
     d = pd.read_csv(cov.CSV)
     d = d[d["mode"] == "agg"].copy()
     d["clients"] = d.apply(cov.concurrency, axis=1)
@@ -51,9 +60,25 @@ def candidates(clients: list[int]) -> pd.DataFrame:
     d = d[d["isl"].isin(SHORT + LONG)]
     d["warmup"] = [measured_date(r) >= WARMUP_FROM for _, r in d.iterrows()]  # the client's warm-up (#480)
     d["prompt"] = np.where(d["isl"].isin(SHORT), "short", "long")
-    d = d[[cov.expressible(r) is None for _, r in d.iterrows()]]
+    return d[[cov.expressible(r) is None for _, r in d.iterrows()]]
+
+
+def candidates(clients: list[int]) -> pd.DataFrame:
+    """The rows that belong to a (short, long) prompt pair of one configuration at one client count."""
+    d = inferencex_agg(clients)
     g = d.groupby(KEYS, dropna=False)["prompt"].transform("nunique")
     return d[g == 2]
+
+
+def carry_rows(pairs_rows: pd.DataFrame, n: int, ids: Path) -> pd.DataFrame:
+    """N rows at 16-128 clients, outside coverage.py's sample, of configurations with a low-load pair (seeded)."""
+    d = inferencex_agg([16, 32, 64, 128])
+    sample = {r["id"] for r in json.loads(ids.read_text())["errors"]["per_row"]}
+    have = set(map(tuple, pairs_rows[CFG].astype(str).to_numpy()))
+    known = np.array([k in have for k in map(tuple, d[CFG].astype(str).to_numpy())], dtype=bool)
+    d = d[~d["id"].isin(sample).to_numpy() & known]
+    rng = np.random.default_rng(np.random.SeedSequence(13))
+    return d.iloc[np.sort(rng.permutation(len(d))[:n])]
 
 
 def simulate(rows: pd.DataFrame) -> pd.DataFrame:
@@ -75,6 +100,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="write the simulated rows here")
     ap.add_argument("--warmup-only", action="store_true", help="only rows measured with the client's warm-up")
     ap.add_argument("--pairs", type=Path, help="read simulated rows from a CSV written by --out (no simulation)")
+    ap.add_argument("--carry", type=int, default=0, help="also simulate N rows at 16-128 clients (see the doc)")
+    ap.add_argument("--carry-out", type=Path, help="write the --carry rows here")
+    ap.add_argument("--carry-from", type=Path, help="read --carry rows from a CSV written by --carry-out")
+    ap.add_argument("--ids", type=Path, default=cov.ROOT / "benchmarks" / "results" / "coverage_results.json")
     args = ap.parse_args()
     pd.set_option("display.width", 250)
     pd.set_option("display.max_rows", 300)
@@ -100,6 +129,30 @@ def main() -> None:
     print()
     for line in pair_tests(pairs):
         print(line)
+    if args.carry or args.carry_from:
+        carry(args, rows)
+
+
+def carry(args: argparse.Namespace, rows: pd.DataFrame) -> None:
+    """The low-load miss of each configuration set against its misses at 16-128 clients (module doc)."""
+    if args.carry_from:
+        high = pd.read_csv(args.carry_from)
+    else:
+        high = simulate(carry_rows(rows, args.carry, args.ids))
+        if args.carry_out:
+            high.to_csv(args.carry_out, index=False)
+    table = carry_table(high, rows, CFG)
+    print(f"\n== {len(table)} rows at 16-128 clients against their configuration's low-load miss (ms)")
+    by = table.groupby(["backend", "clients"])
+    cols = ["miss", "low_miss", "rest"]
+    print(by[cols].median().round(1).assign(rows=by.size(), err=by["err"].median().round(3),
+                                            err_low=by["err_low"].median().round(3)).to_string())  # fmt: skip
+    for backend, g in table.groupby("backend"):
+        rho = g["miss"].corr(g["low_miss"], method="spearman")
+        print(
+            f"{backend}: Spearman(miss, low-load miss) {rho:+.2f}; median |TTFT err| {g['err'].abs().median():.1%}"
+            f" -> {g['err_low'].abs().median():.1%} with the configuration's low-load miss added (a diagnostic)"
+        )
 
 
 if __name__ == "__main__":

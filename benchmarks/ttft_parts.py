@@ -79,3 +79,18 @@ def pair_tests(pairs: pd.DataFrame) -> list[str]:
             f"cost is one number on every GPU); measured / simulated slope {g['slope_ratio'].median():.2f}"
         )
     return lines
+
+
+def carry_table(high: pd.DataFrame, low: pd.DataFrame, cfg: list[str]) -> pd.DataFrame:
+    """Rows simulated at higher load (`high`) with their configuration's low-load miss at the same prompt
+    (`low`: the median over its low-load rows of measured - simulated mean TTFT, ms): the miss, the low-load miss,
+    what is left (`rest`), and the signed TTFT error without (`err`) and with the low-load miss added (`err_low`).
+    A diagnostic of whether the miss is a per-request constant of the deployment, not a model."""
+    keyed_low = low.assign(**{k: low[k].astype(str) for k in cfg}, miss=low["measured_ms"] - low["sim_ms"])
+    per_cfg = keyed_low.groupby([*cfg, "prompt"])["miss"].median().rename("low_miss")
+    out = high.assign(**{k: high[k].astype(str) for k in cfg}).join(per_cfg, on=[*cfg, "prompt"], how="inner")
+    out["miss"] = out["measured_ms"] - out["sim_ms"]
+    out["rest"] = out["miss"] - out["low_miss"]
+    out["err"] = out["sim_ms"] / out["measured_ms"] - 1
+    out["err_low"] = (out["sim_ms"] + out["low_miss"]) / out["measured_ms"] - 1
+    return out

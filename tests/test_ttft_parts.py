@@ -97,3 +97,21 @@ def test_pair_tests_report_the_medians() -> None:
     assert "short prompt 50 ms" in line  # median of 100 and 0
     assert "slope miss +10.0 ms per 1k tokens" in line  # median of 0 and 20
     assert "by GPU {'g': 10.0}" in line
+
+
+def test_carry_table_by_hand() -> None:
+    # configuration A missed 100 and 120 ms at low load with the short prompt (median 110) and 300 with the long;
+    # at higher load it misses 150 ms (short) and 300 ms (long). Configuration B has no low-load row: dropped.
+    low = pd.DataFrame({"cfg": ["A", "A", "A"], "prompt": ["short", "short", "long"],
+                        "measured_ms": [200.0, 220.0, 600.0], "sim_ms": [100.0, 100.0, 300.0]})  # fmt: skip
+    high = pd.DataFrame({"cfg": ["A", "A", "B"], "prompt": ["short", "long", "short"],
+                         "measured_ms": [400.0, 900.0, 50.0], "sim_ms": [250.0, 600.0, 40.0]})  # fmt: skip
+    got = parts.carry_table(high, low, ["cfg"]).set_index("prompt")
+    assert list(got.index) == ["short", "long"]
+    assert got.loc["short", "low_miss"] == pytest.approx(110.0)
+    assert got.loc["short", "rest"] == pytest.approx(40.0)
+    assert got.loc["long", "low_miss"] == pytest.approx(300.0)
+    assert got.loc["long", "rest"] == pytest.approx(0.0)
+    assert got.loc["short", "err"] == pytest.approx(250.0 / 400.0 - 1)
+    assert got.loc["short", "err_low"] == pytest.approx(360.0 / 400.0 - 1)
+    assert got.loc["long", "err_low"] == pytest.approx(0.0)
