@@ -147,6 +147,10 @@ def carry(args: argparse.Namespace, rows: pd.DataFrame) -> None:
     cols = ["miss", "low_miss", "rest"]
     print(by[cols].median().round(1).assign(rows=by.size(), err=by["err"].median().round(3),
                                             err_low=by["err_low"].median().round(3)).to_string())  # fmt: skip
+    heavy = table[table["stall"] > 0.25]
+    print("\nrows where a per-prompt-step stall of the low-load miss would take > 25 % of each second (medians):")
+    print(heavy.groupby("backend")[["stall", "tpot_x_stall", "tpot_x_meas", "miss", "low_miss"]].median().round(2)
+          .assign(rows=heavy.groupby("backend").size()).to_string())  # fmt: skip
     for backend, g in table.groupby("backend"):
         rho = g["miss"].corr(g["low_miss"], method="spearman")
         print(

@@ -93,4 +93,11 @@ def carry_table(high: pd.DataFrame, low: pd.DataFrame, cfg: list[str]) -> pd.Dat
     out["rest"] = out["miss"] - out["low_miss"]
     out["err"] = out["sim_ms"] / out["measured_ms"] - 1
     out["err_low"] = (out["sim_ms"] + out["low_miss"]) / out["measured_ms"] - 1
+    # If the low-load miss were a cost of the prompt's step that the decoders wait for, it would take `stall` of
+    # every second (prompts per second x low-load miss; the client's mean output is 0.9 x osl) and stretch the
+    # simulated TPOT by 1 / (1 - stall); the measured TPOT / simulated TPOT is what the row shows.
+    e2e = out["measured_ms"] + (0.9 * out["osl"] - 1) * out["silicon_tpot_ms"]
+    out["stall"] = out["clients"] / e2e * out["low_miss"]
+    out["tpot_x_stall"] = (1 / (1 - out["stall"])).where(out["stall"] < 1, float("inf"))
+    out["tpot_x_meas"] = out["silicon_tpot_ms"] / out["tpot_ms"]
     return out

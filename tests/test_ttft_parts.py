@@ -105,7 +105,9 @@ def test_carry_table_by_hand() -> None:
     low = pd.DataFrame({"cfg": ["A", "A", "A"], "prompt": ["short", "short", "long"],
                         "measured_ms": [200.0, 220.0, 600.0], "sim_ms": [100.0, 100.0, 300.0]})  # fmt: skip
     high = pd.DataFrame({"cfg": ["A", "A", "B"], "prompt": ["short", "long", "short"],
-                         "measured_ms": [400.0, 900.0, 50.0], "sim_ms": [250.0, 600.0, 40.0]})  # fmt: skip
+                         "measured_ms": [400.0, 900.0, 50.0], "sim_ms": [250.0, 600.0, 40.0],
+                         "clients": [10, 10, 10], "osl": [1000, 1000, 1000],
+                         "silicon_tpot_ms": [10.0, 10.0, 10.0], "tpot_ms": [8.0, 8.0, 8.0]})  # fmt: skip
     got = parts.carry_table(high, low, ["cfg"]).set_index("prompt")
     assert list(got.index) == ["short", "long"]
     assert got.loc["short", "low_miss"] == pytest.approx(110.0)
@@ -115,3 +117,7 @@ def test_carry_table_by_hand() -> None:
     assert got.loc["short", "err"] == pytest.approx(250.0 / 400.0 - 1)
     assert got.loc["short", "err_low"] == pytest.approx(360.0 / 400.0 - 1)
     assert got.loc["long", "err_low"] == pytest.approx(0.0)
+    # short: E2E 0.4 + 899 x 0.01 = 9.39 s, 10 clients -> 1.065 prompts/s x 0.110 s = 0.117 of each second
+    assert got.loc["short", "stall"] == pytest.approx(10 / 9390.0 * 110.0)
+    assert got.loc["short", "tpot_x_stall"] == pytest.approx(1 / (1 - 10 / 9390.0 * 110.0))
+    assert got.loc["short", "tpot_x_meas"] == pytest.approx(1.25)
