@@ -151,6 +151,10 @@ def carry(args: argparse.Namespace, rows: pd.DataFrame) -> None:
     print("\nrows where a per-prompt-step stall of the low-load miss would take > 25 % of each second (medians):")
     print(heavy.groupby("backend")[["stall", "tpot_x_stall", "tpot_x_meas", "miss", "low_miss"]].median().round(2)
           .assign(rows=heavy.groupby("backend").size()).to_string())  # fmt: skip
+    grow = table[(table["low_miss"] > 20) & (table["miss"] > 0) & (table["clients"] <= 64)]
+    print("\nconstant time (miss x 1) or iterations (x the TPOT growth)? 16-64 clients, low-load miss > 20 ms:")
+    print(grow.groupby("backend")[["miss_x", "tpot_x_load"]].median().round(2)
+          .assign(rows=grow.groupby("backend").size()).to_string())  # fmt: skip
     for backend, g in table.groupby("backend"):
         rho = g["miss"].corr(g["low_miss"], method="spearman")
         print(

@@ -87,7 +87,9 @@ def carry_table(high: pd.DataFrame, low: pd.DataFrame, cfg: list[str]) -> pd.Dat
     what is left (`rest`), and the signed TTFT error without (`err`) and with the low-load miss added (`err_low`).
     A diagnostic of whether the miss is a per-request constant of the deployment, not a model."""
     keyed_low = low.assign(**{k: low[k].astype(str) for k in cfg}, miss=low["measured_ms"] - low["sim_ms"])
-    per_cfg = keyed_low.groupby([*cfg, "prompt"])["miss"].median().rename("low_miss")
+    grouped = keyed_low.groupby([*cfg, "prompt"])
+    per_cfg = pd.concat([grouped["miss"].median().rename("low_miss"),
+                         grouped["silicon_tpot_ms"].median().rename("low_tpot_ms")], axis=1)  # fmt: skip
     out = high.assign(**{k: high[k].astype(str) for k in cfg}).join(per_cfg, on=[*cfg, "prompt"], how="inner")
     out["miss"] = out["measured_ms"] - out["sim_ms"]
     out["rest"] = out["miss"] - out["low_miss"]
@@ -100,4 +102,7 @@ def carry_table(high: pd.DataFrame, low: pd.DataFrame, cfg: list[str]) -> pd.Dat
     out["stall"] = out["clients"] / e2e * out["low_miss"]
     out["tpot_x_stall"] = (1 / (1 - out["stall"])).where(out["stall"] < 1, float("inf"))
     out["tpot_x_meas"] = out["silicon_tpot_ms"] / out["tpot_ms"]
+    # a constant time predicts miss / low-load miss = 1; a number of iterations, the measured TPOT's growth
+    out["miss_x"] = out["miss"] / out["low_miss"]
+    out["tpot_x_load"] = out["silicon_tpot_ms"] / out["low_tpot_ms"]
     return out

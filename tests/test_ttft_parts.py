@@ -103,7 +103,8 @@ def test_carry_table_by_hand() -> None:
     # configuration A missed 100 and 120 ms at low load with the short prompt (median 110) and 300 with the long;
     # at higher load it misses 150 ms (short) and 300 ms (long). Configuration B has no low-load row: dropped.
     low = pd.DataFrame({"cfg": ["A", "A", "A"], "prompt": ["short", "short", "long"],
-                        "measured_ms": [200.0, 220.0, 600.0], "sim_ms": [100.0, 100.0, 300.0]})  # fmt: skip
+                        "measured_ms": [200.0, 220.0, 600.0], "sim_ms": [100.0, 100.0, 300.0],
+                        "silicon_tpot_ms": [4.0, 6.0, 5.0]})  # fmt: skip
     high = pd.DataFrame({"cfg": ["A", "A", "B"], "prompt": ["short", "long", "short"],
                          "measured_ms": [400.0, 900.0, 50.0], "sim_ms": [250.0, 600.0, 40.0],
                          "clients": [10, 10, 10], "osl": [1000, 1000, 1000],
@@ -121,3 +122,5 @@ def test_carry_table_by_hand() -> None:
     assert got.loc["short", "stall"] == pytest.approx(10 / 9390.0 * 110.0)
     assert got.loc["short", "tpot_x_stall"] == pytest.approx(1 / (1 - 10 / 9390.0 * 110.0))
     assert got.loc["short", "tpot_x_meas"] == pytest.approx(1.25)
+    assert got.loc["short", "miss_x"] == pytest.approx(150.0 / 110.0)
+    assert got.loc["short", "tpot_x_load"] == pytest.approx(10.0 / 5.0)  # the low-load TPOT is the median, 5 ms
