@@ -64,8 +64,8 @@ from coverage_layout import unrecorded_dp as unrecorded_dp  # noqa: E402  (re-ex
 from coverage_memory import memory_fraction  # noqa: E402  (the KV share of a row; re-exported)
 from coverage_recipes import disagg_prefill_budget, kv_cache_dtype, recipe_terms  # noqa: E402
 from coverage_recipes_trt import kv_free_fraction, trtllm_scheduler  # noqa: E402
-from coverage_trt_release import trt_release_terms  # noqa: E402  (the TensorRT-LLM release's MoE exchange)
 from coverage_render import render  # noqa: E402
+from coverage_trt_release import trt_release_terms  # noqa: E402  (the TensorRT-LLM release's MoE exchange)
 
 CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "silicon_sample.csv"
 WAVES = 10  # requests per client: InferenceX runs `--num-prompts $((CONC * 10)) --max-concurrency $CONC`
