@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from benchmarks.validation_saturation import cause, side, summary
+from benchmarks.validation_saturation import cause, in_service, side, summary
 
 
 def _r(meas: float, simd: float) -> dict:
@@ -35,3 +35,12 @@ def test_causes() -> None:
     assert cause(rec | {"kv_room": math.nan}) == "servesim: other"  # unknown room is not called KV-bound
     assert cause(rec | {"side": "measured", "mode": "disagg"}) == "measured: disagg"
     assert cause(rec | {"side": "measured", "source": "gap-analysis"}) == "measured: agg gap-analysis"
+
+
+def test_in_service_is_littles_law_on_the_measured_means() -> None:
+    # decode time S = 0.02 s x (0.9 x 1000 - 1) = 17.98 s; 10 clients x 17.98 / (2.0 + 17.98) = 9.0 past first token
+    r = {"ttft": {"measured_s": 2.0}, "tpot": {"measured_s": 0.02}}
+    assert math.isclose(in_service(r, 10, 1000), 10 * 17.98 / 19.98)
+    # a queue behind a cap of k slots: TTFT grows, the share in service falls toward k / clients
+    slow = {"ttft": {"measured_s": 60.0}, "tpot": {"measured_s": 0.02}}
+    assert in_service(slow, 10, 1000) < 2.5
