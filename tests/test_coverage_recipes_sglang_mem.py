@@ -19,7 +19,7 @@ _SPEC.loader.exec_module(cov)
 from coverage_recipes_sglang_mem import default_static, sglang_kv_cache  # noqa: E402  (benchmarks/ on the path)
 
 from hwprofiles import catalog  # noqa: E402
-from sim.cluster.pools import pool_specs  # noqa: E402
+from sim.cluster.pools import PoolSpec, pool_specs  # noqa: E402
 from sim.config.scenario import load_scenario  # noqa: E402
 
 H100_MIB = 81559  # nvidia-smi memory.total of an H100 SXM (the catalogue's driver-reported total)
@@ -30,9 +30,9 @@ QWEN_TP1 = "qwen_qwen3_32b_qwen_qwen3_32b_h100_sxm_sglang_agg_2048x512_c16_tp1_e
 QWEN_TP2 = "qwen_qwen3_32b_qwen_qwen3_32b_h100_sxm_sglang_agg_2048x512_c16_tp2_epnone_45"  # SGLang 0.5.1.post1
 
 
-def _pool(row: pd.Series) -> object:
-    wl = {"arrival": {"kind": "poisson", "rate": 1.0}, "num_requests": 1, "lengths": {"kind": "fixed", "prompt": 8}}
-    wl["lengths"]["output"] = 8
+def _pool(row: pd.Series) -> PoolSpec:
+    lengths = {"kind": "fixed", "prompt": 8, "output": 8}
+    wl = {"arrival": {"kind": "poisson", "rate": 1.0}, "num_requests": 1, "lengths": lengths}
     return pool_specs(load_scenario(cov.scenario(row, wl)))[0]
 
 
@@ -70,19 +70,18 @@ def test_recipe_fraction_by_tp_and_date(silicon_rows: pd.DataFrame) -> None:
     assert sglang_kv_cache(trt, gpu, {"tp": 8}, False) is None
 
 
-def test_scenario_kv_pool_is_fraction_of_memory_less_weights(silicon_rows: pd.DataFrame) -> None:
+def test_scenario_kv_pool_is_fraction_of_memory_less_weights(
+    silicon_rows: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The pool servesim builds for the row is exactly 0.82 x memory - weights per GPU (no other reserve), i.e. a
     1.3x smaller pool than coverage.py's former 0.9-of-what-the-weights-leave reading."""
     row = silicon_rows.loc[DSR1_FP8_B200]
     pool = _pool(row)
-    cap = pool.capacity  # type: ignore[attr-defined]  # PoolSpec
+    cap = pool.capacity
     mem = catalog.gpu("b200_sxm").memory_bytes
     assert cap.usable_bytes_per_gpu == pytest.approx(0.82 * mem - cap.weight_bytes_per_gpu)
-    cov.READ_SGLANG_STATIC = False
-    try:
-        old = _pool(row).capacity  # type: ignore[attr-defined]
-    finally:
-        cov.READ_SGLANG_STATIC = True
+    monkeypatch.setattr(cov, "READ_SGLANG_STATIC", False)  # coverage.py's former reading
+    old = _pool(row).capacity
     assert old.usable_bytes_per_gpu / cap.usable_bytes_per_gpu > 1.25
 
 
@@ -91,7 +90,7 @@ def test_gap_analysis_rows_take_the_default_of_their_release(silicon_rows: pd.Da
     mem = catalog.gpu("h100_sxm").memory_bytes
     assert cov.scenario(tp1, {})["kv_cache"] == {"gpu_memory_utilization": 0.835, "reserve_gb": 0.0}
     assert cov.scenario(tp2, {})["kv_cache"] == {"gpu_memory_utilization": 0.868, "reserve_gb": 0.0}
-    cap = _pool(tp1).capacity  # type: ignore[attr-defined]
+    cap = _pool(tp1).capacity
     # Qwen3-32B bf16 on one H100: 0.835 x 85.5 GB - 65.5 GB of weights ~ 5.9 GB, 256 KiB a token: ~22k tokens,
     # where the former reading (0.97 of the GPU, 15.2 GB) held 57,840
     assert cap.usable_bytes_per_gpu == pytest.approx(0.835 * mem - cap.weight_bytes_per_gpu)
