@@ -29,7 +29,8 @@ nothing records.
 **SGLang's default** (`ServerArgs`, sgl-project/sglang `python/sglang/srt/server_args.py`), in MiB of the driver's
 memory total `gpu_mem`:
 - from v0.5.3 (PR #10975, "Use more general heuristics to set the default value of --mem-fraction-static", opened
-  2025-09-27; the stored server_args.py@469c63e5, a 0.5.3-era file): `reserved = 512 + 1.5 x max(chunked_prefill_size,
+  2025-09-27; the formula as it reads in public copies of `ServerArgs._handle_gpu_memory_settings` found by code
+  search, one from before and one from after piecewise CUDA graphs, whose commits the search does not name): `reserved = 512 + 1.5 x max(chunked_prefill_size,
   2048) + 2 x cuda_graph_max_bs + tp x pp / 8 x 1024`, with DP attention `+ 3 x cuda_graph_max_bs x dp` (and
   `+ 1.5 x cuda_graph_max_bs x dp` above 300), at least 10 GiB when `gpu_mem > 60 GiB`, `+ 2 GiB` for an EAGLE / MTP
   draft; `chunked_prefill_size` 8192 below 160 GiB (H100, H200) and 16384 above (B200 and up), `cuda_graph_max_bs`
