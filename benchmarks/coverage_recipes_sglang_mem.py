@@ -30,12 +30,13 @@ nothing records.
 memory total `gpu_mem`:
 - from v0.5.3 (PR #10975, "Use more general heuristics to set the default value of --mem-fraction-static", opened
   2025-09-27; the formula as it reads in public copies of `ServerArgs._handle_gpu_memory_settings` found by code
-  search, one from before and one from after piecewise CUDA graphs, whose commits the search does not name): `reserved = 512 + 1.5 x max(chunked_prefill_size,
-  2048) + 2 x cuda_graph_max_bs + tp x pp / 8 x 1024`, with DP attention `+ 3 x cuda_graph_max_bs x dp` (and
-  `+ 1.5 x cuda_graph_max_bs x dp` above 300), at least 10 GiB when `gpu_mem > 60 GiB`, `+ 2 GiB` for an EAGLE / MTP
-  draft; `chunked_prefill_size` 8192 below 160 GiB (H100, H200) and 16384 above (B200 and up), `cuda_graph_max_bs`
-  256 at TP < 4 and 512 from TP 4 below 160 GiB, 512 above; mem_fraction_static = round((gpu_mem - reserved) /
-  gpu_mem, 3). (Later versions add `8 MiB` per piecewise CUDA-graph size when that option is on: not applied.)
+  search, one from before and one from after piecewise CUDA graphs, whose commits the search does not name):
+  `reserved = 512 + 1.5 x max(chunked_prefill_size, 2048) + 2 x cuda_graph_max_bs + tp x pp / 8 x 1024`, with DP
+  attention `+ 3 x cuda_graph_max_bs x dp` (and `+ 1.5 x cuda_graph_max_bs x dp` above 300), at least 10 GiB when
+  `gpu_mem > 60 GiB`, `+ 2 GiB` for an EAGLE / MTP draft; `chunked_prefill_size` 8192 below 160 GiB (H100, H200)
+  and 16384 above (B200 and up), `cuda_graph_max_bs` 256 at TP < 4 and 512 from TP 4 below 160 GiB, 512 above;
+  mem_fraction_static = round((gpu_mem - reserved) / gpu_mem, 3). (Later versions add `8 MiB` per piecewise
+  CUDA-graph size when that option is on: not applied.)
 - v0.4.7 to v0.5.2 (PR #7054, "Simplify the heuristics for setting --mem-fraction-static", 2025-06-10):
   `reserved = (9.5 + tp x pp / 2) GiB` below 90 GiB (H100), `(12 + tp x pp / 2) GiB` below 160 GiB (H200),
   32 GiB above; `+ 2 GiB` with a draft, `+ 4 GiB` with DP attention.
