@@ -104,6 +104,11 @@ class ModelSpec(BaseModel):
     )
     sliding_window: int | None = Field(default=None, gt=0, description="tokens an L layer attends to")
     attention_topk: int | None = Field(default=None, gt=0, description="DSA sparse attention: keys per query")
+    # DSA's lightning indexer (DeepSeek-V3.2, GLM-5): per layer it projects index_n_heads queries of index_head_dim from
+    # the q latent and one key from the hidden state, scores every earlier token for each query (FP8) and keeps the
+    # attention_topk best (`sim.costmodel.structured_attention`, `indexer_*`)
+    index_n_heads: int = Field(default=0, ge=0, description="DSA indexer query heads (config.json index_n_heads)")
+    index_head_dim: int = Field(default=128, gt=0, description="DSA indexer head width (config.json index_head_dim)")
     linear_num_key_heads: int = Field(default=0, ge=0, description="G layers (Gated DeltaNet): key heads")
     linear_num_value_heads: int = Field(default=0, ge=0)
     linear_head_dim: int = Field(default=128, gt=0, description="G layers: key and value head width")

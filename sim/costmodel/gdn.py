@@ -7,6 +7,21 @@ from collections.abc import Callable
 
 from hwprofiles.specs import ModelSpec
 
+# FLA's chunked Gated DeltaNet prefill (`chunk_gated_delta_rule_fwd`, fla/ops/gated_delta_rule/chunk.py, as vendored
+# by vLLM and SGLang for Qwen3-Next / Qwen3.5) splits a prompt into chunks of 64 tokens (`chunk_local_cumsum(g,
+# chunk_size=64)`, BT = 64).
+GDN_CHUNK = 64
+
+
+def chunk_flops_per_token(d: int, chunk: int = GDN_CHUNK) -> float:
+    """FLOPs per token per value head of the chunked delta rule with key and value width d, chunk C, counting
+    the kernels' full C x C tiles: inside a chunk the WY form builds A = beta K K^T (`chunk_scaled_dot_kkt_fwd`,
+    2 C d per token), inverts its triangle (`solve_tril`, 2 C^2 / 3), forms w = A K and u = A V
+    (`recompute_w_u_fwd`, 4 C d); across chunks the state S (d x d) gives v_new = u - w S and S += K^T v_new
+    (`chunk_gated_delta_rule_fwd_h`, 4 d^2); the output o = Q S + (Q K^T masked) v_new (`chunk_fwd_o`, 2 d^2 + 4 C d).
+    In all 6 d^2 + 10 C d + 2 C^2 / 3: 183k at d = 128, 2.8x the recurrent form's 4 d^2."""
+    return 6.0 * d * d + 10.0 * chunk * d + 2.0 * chunk * chunk / 3.0
+
 
 def gdn_kernels(mod: ModelSpec, tp: int, m: int, kern: Callable[[float, str], float]) -> float:
     """One Gated DeltaNet layer's memory-bound kernels besides its projections and the recurrent update

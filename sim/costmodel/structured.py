@@ -162,7 +162,7 @@ class StructuredCost(StructuredAttention):
             kv_a = self.gemm("kv_a", m, h, lat + rope)
             # absorbed decode / prefill: W_UK folds into q, W_UV into the output (per-head batched GEMMs)
             absorb = self.gemm("uk", m, hd * (mod.head_dim - rope), lat) + self.gemm("uv", m, hd * lat, mod.value_dim)
-            qkv = attn_layers * (q + kv_a + absorb)
+            qkv = attn_layers * (q + kv_a + absorb) + self._indexer_proj(m)  # + DSA's replicated indexer
             o = attn_layers * self.gemm("attn_post_proj", m, hd * mod.value_dim, h)
         else:
             qkv = attn_layers * self.gemm("attn_pre_proj", m, h, self.hq + 2 * self.hkv)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from sim.core.speculative import VerifyChunk
+from sim.costmodel.gdn import chunk_flops_per_token
 from sim.costmodel.models import Chunks, RooflineCost
 
 # GPUs whose serving engines ship FP8 attention kernels (Hopper: FlashAttention 3, FlashInfer, TRT-LLM FMHA;
@@ -26,6 +27,20 @@ FP8_ATTENTION_GPUS = frozenset({"h100-sxm", "h200", "b200", "b300", "gb200", "gb
 # The scenario sets the threshold from `speculative.num_tokens` (`decode_query`, sim.cluster.pools). No engine
 # servesim models picks the form by cost, so there is no min() of the two.
 DECODE_QUERY = 1
+
+# Sparse MLA (DSA) prompts past `attention_topk` keys run in the absorbed form: each query attends to its own top-k
+# latents, so only the heads of one token can share a key tile and a GPU's heads fill the MMA's rows. FlashMLA's
+# sparse prefill kernel takes heads in multiples of 64 on Hopper and 128 on Blackwell, and SGLang pads the query
+# with zero heads up to that (`NativeSparseAttnBackend._forward_flashmla_sparse`, python/sglang/srt/layers/attention/
+# nsa_backend.py @005e8bf: "FlashMLA sparse kernel requires num_heads to be a multiple of 64 (Hopper) or 128
+# (Blackwell)"); vLLM avoids the padding at low heads per rank by running the FP8 decode kernel instead
+# (vllm/v1/attention/backends/mla/flashmla_sparse.py), so only the `sglang` presets pad.
+SPARSE_HEAD_TILE = {"h100-sxm": 64, "h200": 64, "b200": 128, "b300": 128, "gb200": 128, "gb300": 128}
+PADS_SPARSE_HEADS = frozenset({"sglang"})
+# Bytes per indexer key per query: the fp32 logit the scoring kernel writes (DeepGEMM `fp8_mqa_logits` /
+# `fp8_paged_mqa_logits`, a [queries, keys] float32 matrix) and the top-k kernel reads back (`fast_topk_*`).
+INDEXER_LOGIT_BYTES = 8.0
+INDEXER_KEY_SCALE_BYTES = 4.0  # each FP8 index key carries an fp32 scale (SGLang `head_dim_with_sf = 132`)
 
 
 class StructuredAttention(RooflineCost):
@@ -61,22 +76,43 @@ class StructuredAttention(RooflineCost):
         # linear (G) layers: read + write the fp32 recurrent state of each sequence once per step
         self._lin_seq_s = 2.0 * m.state_bytes_per_sequence(self.tp) / max(1, m.layer_count("G")) / self.attn_bw
         self._capped = m.attention_topk is not None or self.n_local > 0
+        self._setup_indexer()
+
+    def _setup_indexer(self) -> None:
+        """DSA's lightning indexer and sparse MLA. The indexer is replicated on every GPU of the attention group
+        (SGLang `Indexer`: `wq_b`, `wk`, `weights_proj` are `ReplicatedLinear`, python/sglang/srt/layers/attention/
+        nsa/nsa_indexer.py @005e8bf), scores in FP8 (DeepGEMM `fp8_mqa_logits`: 2 x index_n_heads x index_head_dim
+        FLOPs per query-key pair) at the GPU's FP8 peak where it has one."""
+        m, gpu = self.model, self.gpu
+        fp8 = gpu.peak_flops("fp8")
+        self._idx_flops = self.attn_flops * (fp8 / gpu.bf16_flops if fp8 else 1.0)
+        self._idx_pair_flops = 2.0 * m.index_n_heads * m.index_head_dim
+        # a decode token's scoring per cached key: its FLOPs, the FP8 key + scale read, the logit written and read
+        key_bytes = m.index_head_dim + INDEXER_KEY_SCALE_BYTES + INDEXER_LOGIT_BYTES
+        self._idx_key_s = (
+            max(self._idx_pair_flops / self._idx_flops, key_bytes / self.attn_bw) if m.index_n_heads else 0.0
+        )
+        kind = self.engine.kind if self.engine is not None else ""
+        tile = SPARSE_HEAD_TILE.get(gpu.name, 1) if kind in PADS_SPARSE_HEADS else 1
+        self._sparse_heads = -(-self.heads // tile) * tile
 
     # -- attention -------------------------------------------------------------------------------------
-    def _fmha(self, q: int, c: int, cap: float | None, width: float, byts: float) -> float:
+    def _fmha(self, q: int, c: int, cap: float | None, width: float, byts: float, scale: float | None = None) -> float:
         """One layer's prefill attention kernel: q new tokens after c cached ones (each query sees at most
         `cap` keys when the layer is windowed), query-key width `width` per GPU (4·width FLOPs per query-key
         pair, QK and PV). With efficiency curves: the measured FlashAttention efficiency (sim.costmodel.attention,
         fitted on A100 kernel timings, on this GPU's peak), which counts every new token against every key it
         may see, causal half included, as the kernel timings show — what RooflineCost uses; else the
-        spec-sheet roofline over the causal half. Both at the FP8 peak when the KV cache is FP8."""
+        spec-sheet roofline over the causal half. Both at the FP8 peak when the KV cache is FP8 (`scale`: another
+        ratio to the bf16 peak, 1 for kernels that compute in BF16 whatever the cache)."""
+        scale = self.fmha_scale if scale is None else scale
         if self.attn_eff is not None and self._attn_grids.get("prefill") is None:
             keys = float(c + q) if cap is None else min(float(c + q), float(cap))
             # prefill_s counts q x (c + q) pairs: pass the keys a query sees as c + q
-            peak = self.attn_peak_flops * self.fmha_scale
+            peak = self.attn_peak_flops * scale
             return max(self.attn_eff.prefill_s(q, keys - q, width, peak), byts / self.attn_peak_bw)
         seen = c + 0.5 * q if cap is None else min(c + 0.5 * q, float(cap))
-        return max(4.0 * width * q * seen / (self.attn_flops * self.fmha_scale), byts / self.attn_bw)
+        return max(4.0 * width * q * seen / (self.attn_flops * scale), byts / self.attn_bw)
 
     def _prefill_one(self, q: int, c: int) -> float:
         """One sequence's prefill attention over all layers of the stage."""
@@ -85,8 +121,11 @@ class StructuredAttention(RooflineCost):
         for layers, cap in ((self.n_full, mod.attention_topk), (self.n_local, mod.sliding_window)):
             if not layers:
                 continue
+            dsa = mod.is_mla and cap is not None and cap == mod.attention_topk
             if mod.is_mla and q <= self.decode_query:  # a chunk the engine runs as a decode (`DECODE_QUERY`)
-                t += layers * self._absorbed(q, c, cap)
+                t += layers * (self._absorbed(q, c, cap) + (self._indexer(q, c) if dsa else 0.0))
+            elif dsa and cap is not None and c + q > cap:  # past top-k keys: indexer, then sparse absorbed MLA
+                t += layers * (self._sparse_mla(q, c, cap) + self._indexer(q, c))
             elif mod.is_mla:  # decompress the latent of cached + new tokens, then MHA at qk / v widths
                 lat = float(mod.kv_lora_rank or 0)
                 up = self.gemm("kv_b", c + q, lat, hd * (mod.head_dim - mod.qk_rope_head_dim + mod.value_dim))
@@ -96,11 +135,46 @@ class StructuredAttention(RooflineCost):
                 kv_tokens = c + q if cap is None else min(c + q, float(cap) + q)
                 byts = kv_tokens * mod.kv_elems_per_token_layer(self.tp) * self.kva + 2 * q * self.hq * self.aa
                 t += layers * self._fmha(q, c, cap, float(self.hq), byts)
-        if self.n_lin:  # chunked delta rule: ~4 d_k d_v FLOPs per token per value head
-            d = mod.linear_head_dim
-            flops = 4.0 * q * (mod.linear_num_value_heads / self.tp) * d * d
+        if self.n_lin:  # the chunked delta rule's FLOPs (`gdn.chunk_flops_per_token`) per value head
+            flops = q * (mod.linear_num_value_heads / self.tp) * chunk_flops_per_token(mod.linear_head_dim)
             t += self.n_lin * (flops / self.attn_flops + self._lin_seq_s)
         return t
+
+    def _sparse_mla(self, q: int, c: int, cap: float) -> float:
+        """One DSA layer's attention for q new tokens after c cached ones once c + q exceeds top-k: SGLang runs
+        dense MHA (latent decompressed) only while the longest sequence has at most `index_topk` tokens
+        (`set_nsa_prefill_impl`: `max_kv_len <= self.nsa_index_topk`), else absorbed MQA over each query's
+        top-k latents (FlashMLA sparse / TRT-LLM sparse MLA, nsa_backend.py `forward_extend`): per pair
+        2(lat + rope) FLOPs for the score and 2 lat for the value on every (padded, `SPARSE_HEAD_TILE`) head, in
+        BF16 (FlashMLA dequantises an FP8 cache to BF16: `dequantize_k_cache_paged` before `flash_mla_sparse_fwd`)."""
+        mod = self.model
+        lat, rope = float(mod.kv_lora_rank or 0), float(mod.qk_rope_head_dim)
+        width = self._sparse_heads * (2.0 * lat + rope) / 2.0  # 4 width per pair = 2 h (lat + rope) + 2 h lat
+        byts = (c + q) * (lat + rope) * self.kva + q * self.heads * (2.0 * lat + rope) * self.aa
+        return self._fmha(q, c, cap, width, byts, scale=1.0)
+
+    def _indexer(self, q: int, c: int) -> float:
+        """One layer's lightning-indexer scoring of q new tokens after c cached ones: every query against every
+        earlier key (causal, FP8, `_setup_indexer`), the fp32 logits written and read back by top-k, the FP8 keys
+        read once. Runs only on sparse prompt steps and verification chunks: a prompt with at most top-k tokens
+        stores its index keys and skips the scoring (SGLang `Indexer._forward_cuda_k_only`)."""
+        if not self.model.index_n_heads:
+            return 0.0
+        pairs = q * (c + 0.5 * q)
+        keys = (c + q) * (self.model.index_head_dim + INDEXER_KEY_SCALE_BYTES)
+        return max(pairs * self._idx_pair_flops / self._idx_flops, (pairs * INDEXER_LOGIT_BYTES + keys) / self.attn_bw)
+
+    def _indexer_proj(self, m: int) -> float:
+        """The indexer's projections of m tokens on every DSA layer, unsharded (`_setup_indexer`): `wq_b` from the
+        q latent to index_n_heads x index_head_dim, `wk` from the hidden state to one key, `weights_proj` to one
+        weight per head (kept in bf16 like the router)."""
+        mod = self.model
+        if not (mod.index_n_heads and mod.attention_topk and mod.q_lora_rank):
+            return 0.0
+        n, d = mod.index_n_heads, mod.index_head_dim
+        wq = self.gemm("q_b", m, mod.q_lora_rank, n * d)
+        wk = self.gemm("kv_a", m, self.h, d)
+        return self.n_full * (wq + wk + self.gemm("router", m, self.h, n, unquantised=True))
 
     def _absorbed(self, q: int, c: int, cap: float | None) -> float:
         """One MLA layer's attention for q new tokens over c cached ones in the absorbed form the decode step
@@ -152,6 +226,8 @@ class StructuredAttention(RooflineCost):
             if layers:
                 seen = ctx_r if cap is None else nr * np.minimum(ctx_r / nr, float(cap))
                 t = t + layers * self._tok_s * seen
+                if cap is not None and cap == mod.attention_topk:  # the indexer scores every cached key
+                    t = t + layers * self._idx_key_s * ctx_r
         if self.n_lin:
             t = t + self.n_lin * nr * self._lin_seq_s
         return t
