@@ -23,8 +23,10 @@ Why `tp_size` is a GPU total and the concurrency a product (branch s13-rows): th
 concurrency; InferenceX's result writer of the time (`utils/process_result.py`, 00e51cc73) stored `tp` = its
 `TP` and `tput_per_gpu` = throughput / `TP`, so a per-GPU number needs `TP` = all GPUs. A run's concurrency is
 therefore a listed one times the item's decode workers: the tp36 rows at c128 / c144 / c256 / c564 are 4 x 32 /
-36 / 64 / 141 (4 TEP-8 decode workers), the tp28 8k/1k rows at c54 / c102 are 3 x 18 / 34. And no TP 12-64
-attention exists for DeepSeek-R1: its 128 heads (`num_attention_heads`, config.json) divide only by 2^k.
+36 / 64 / 141 (4 TEP-8 decode workers), the tp28 8k/1k rows at c54 / c102 are 3 x 18 / 34 (TensorRT-LLM's
+`examples/disaggregated/slurm/benchmark/run_benchmark.sh`, 2974b047a, drives the same product). And most of these
+totals cannot be one instance's attention TP: none of 12, 20, 24, 28, 36, 40, 48, 52 divides DeepSeek-R1's 128
+heads (`num_attention_heads`, config.json).
 coverage.py simulates every row with a reading as that disaggregated deployment (`as_disagg`, `deployment`);
 `--simulate` compares both readings.
 """
