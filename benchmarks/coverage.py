@@ -52,7 +52,8 @@ from sim.errors import ServesimError  # noqa: E402
 if str(Path(__file__).resolve().parent) not in sys.path:  # (appended: benchmarks/queueing.py must not shadow queueing)
     sys.path.append(str(Path(__file__).resolve().parent))
 import coverage_agg_mtp as agg_mtp  # noqa: E402
-from coverage_disagg import decode_slots, deployment, headline  # noqa: E402
+from coverage_disagg import decode_slots, headline  # noqa: E402
+from coverage_gpu_total import as_disagg, deployment  # noqa: E402  (agg export rows that ran disaggregated)
 from coverage_layout import (  # noqa: E402  (the rows' layouts and client counts; re-exported)
     _int,
     _layout,
@@ -211,6 +212,7 @@ def _fixed_workload(n: int, row: pd.Series) -> dict[str, Any]:
 
 def expressible(row: pd.Series) -> str | None:
     """None if servesim can express the row, else why not (one line)."""
+    row = as_disagg(row)
     if _int(row.get("pp_size")) > 1:
         return "pipeline parallelism (cluster.pp) not modelled"
     try:
@@ -315,6 +317,7 @@ def simulate(row: pd.Series, protocol: str = "inferencex", sglang_first: bool = 
     t = 0 (request rate inf) and each send the next request when theirs completes; the means are over every
     request, the first wave included, as the benchmark client reports them — client-side times, the recipe's
     stream interval included (`serving_engine`)."""
+    row = as_disagg(row)  # an agg export row whose tp_size is a disaggregated deployment's GPU total
     c, prompt, output = load(row, protocol)
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "lengths.csv"
@@ -343,6 +346,7 @@ def simulate(row: pd.Series, protocol: str = "inferencex", sglang_first: bool = 
 def group(row: pd.Series) -> str:
     """The row's deployment group in the tables: agg rows by whether they ran MTP (coverage_agg_mtp.group),
     disagg rows by how their workers were read (coverage_disagg.Deployment.group)."""
+    row = as_disagg(row)
     return agg_mtp.group(row) if row["mode"] == "agg" else deployment(row).group
 
 
@@ -353,6 +357,7 @@ def _share(df: pd.DataFrame, by: str) -> dict[str, str]:
 
 def _result(r: pd.Series, ttft: float, tpot: float) -> dict[str, Any]:
     """One simulated row of the `--json` results: the silicon and simulated latencies and how the row was read."""
+    r = as_disagg(r)
     g = group(r)
     return {
         "id": r["id"],

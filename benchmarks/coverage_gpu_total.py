@@ -15,8 +15,20 @@ Doubt, stated in every reading: the rows were measured on 2025-11-17 and the ite
 93e1b3ca1 (2025-12-05); the reading takes the first commit at or after the measurement that lists a matching item,
 and only where that commit is the entry's first appearance (an entry already in force at the run, with other
 items, is not read forward).
-Nothing measured is used to choose. coverage.py does not call this (its `scenario` is not this module's); the
-`--simulate` mode shows what the reading would change.
+
+Why `tp_size` is a GPU total and the concurrency a product (branch s13-rows): these items' knobs
+(`DECODE_MTP_SIZE=`, `DECODE_MAX_BATCH_SIZE=`) are those of Dynamo's TensorRT-LLM sweep scripts, whose client
+(ai-dynamo/dynamo `components/backends/trtllm/performance_sweeps/scripts/bench.sh`, 0857f8c63) records
+`total_gpus` for the run and drives `--max-concurrency $((concurrency * num_gen_servers))` for each listed
+concurrency; InferenceX's result writer of the time (`utils/process_result.py`, 00e51cc73) stored `tp` = its
+`TP` and `tput_per_gpu` = throughput / `TP`, so a per-GPU number needs `TP` = all GPUs. A run's concurrency is
+therefore a listed one times the item's decode workers: the tp36 rows at c128 / c144 / c256 / c564 are 4 x 32 /
+36 / 64 / 141 (4 TEP-8 decode workers), the tp28 8k/1k rows at c54 / c102 are 3 x 18 / 34 (TensorRT-LLM's
+`examples/disaggregated/slurm/benchmark/run_benchmark.sh`, 2974b047a, drives the same product). And most of these
+totals cannot be one instance's attention TP: none of 12, 20, 24, 28, 36, 40, 48, 52 divides DeepSeek-R1's 128
+heads (`num_attention_heads`, config.json).
+coverage.py simulates every row with a reading as that disaggregated deployment (`as_disagg`, `deployment`);
+`--simulate` compares both readings.
 """
 
 from __future__ import annotations
@@ -57,7 +69,7 @@ def reading(row: pd.Series, table: dict[str, Any] | None = None) -> cd.Deploymen
         for it in t["items"]
         if (it["model"], it["gpu"], it["backend"], it["precision"]) == key
         and (it["isl"], it["osl"]) == (int(row["isl"]), int(row["osl"]))
-        and int(conc) in it["conc"]
+        and int(conc) in {c * int(it["decode"][0]) for c in it["conc"]}  # listed x decode workers (module doc)
         and _total(it) == int(row["tp_size"])
         and any(b >= at for _, b in it["present"])
     ]
@@ -84,21 +96,46 @@ def reading(row: pd.Series, table: dict[str, Any] | None = None) -> cd.Deploymen
         spec=spec,
         cite=f"{cd.CONFIG_PATH}@{commit} (first listed {date}, run measured {measured[:10]}): {names}",
         mtp=ks.pop() if len(ks) == 1 else None,
+        decode_batch=batches.pop() if len(batches := {cd.decode_batch(it) for it in hits}) == 1 else None,
     )
 
 
-def simulate(row: pd.Series, dep: cd.Deployment) -> tuple[float, float]:
-    """coverage.simulate of the row read as the disaggregated `dep` (coverage.scenario's disagg path)."""
-    import coverage as cov
+READ_AS = "read_as"  # set to "gpu_total" on a row `as_disagg` turned into a disagg row
+READ_GPU_TOTAL = True  # False: every row as its columns list it (`simulate_agg`)
 
-    r = row.copy()
-    r["mode"] = "disagg"
-    orig = cov.deployment
-    cov.deployment = lambda _row: dep  # the disagg path's only reading of the row's workers
+
+def as_disagg(row: pd.Series) -> pd.Series:
+    """The row as coverage.py simulates it: an agg export row with a `reading` becomes a disagg row (mode
+    `disagg`, `READ_AS` set) whose deployment is that reading (`deployment`); any other row unchanged."""
+    if not READ_GPU_TOTAL or row.get(READ_AS) == "gpu_total" or reading(row) is None:
+        return row
+    out = row.copy()
+    out["mode"], out[READ_AS] = "disagg", "gpu_total"
+    return out
+
+
+def deployment(row: pd.Series) -> cd.Deployment:
+    """coverage_disagg.deployment, or for a row `as_disagg` re-read, the deployment its GPU total names."""
+    if row.get(READ_AS) != "gpu_total":
+        return cd.deployment(row)
+    orig = row.copy()
+    orig["mode"] = "agg"
+    dep = reading(orig)
+    if dep is None:
+        raise ValueError(f"row {row['id']}: marked {READ_AS} but no GPU-total reading")
+    return dep
+
+
+def simulate_agg(row: pd.Series) -> tuple[float, float]:
+    """coverage.simulate of the row read as the agg instance its columns list (the reading before s13-rows)."""
+    import coverage as cov
+    import coverage_gpu_total as gt  # the module coverage.py reads (this file may run as __main__)
+
+    gt.READ_GPU_TOTAL = False
     try:
-        return cov.simulate(r)
+        return cov.simulate(row)
     finally:
-        cov.deployment = orig
+        gt.READ_GPU_TOTAL = True
 
 
 def main() -> None:
@@ -118,8 +155,8 @@ def main() -> None:
             continue
         rec: dict[str, Any] = {"id": r["id"], "group": dep.group, "pools": dep.pools, "cite": dep.cite}
         if a.simulate and cov.concurrency(r) <= cov.MAX_CLIENTS:
-            t_agg = cov.simulate(r)
-            t_dis = simulate(r, dep)
+            t_agg = simulate_agg(r)
+            t_dis = cov.simulate(r)  # read as `dep` (as_disagg)
             ms = float(r["silicon_tpot_ms"]), float(r["silicon_ttft_ms"])
             rec |= {
                 "tpot_err_agg": t_agg[1] * 1e3 / ms[0] - 1,

@@ -20,18 +20,69 @@ def rows(silicon_rows: pd.DataFrame) -> pd.DataFrame:
 
 def test_gb200_tp36_row_is_one_prefill_and_four_decode_workers(rows: pd.DataFrame) -> None:
     """`..._agg_1024x1024_c32_tp36_ep1_11` (measured 2025-11-17): dsr1-fp4-gb200-dynamo-trt, first listed at
-    93e1b3ca1 (2025-12-05), the non-MTP item at conc 32 runs 1 prefill worker TP 4 / EP 4 and 4 decode workers
-    TP 8 / EP 8: 1 x 4 + 4 x 8 = 36 GPUs, the row's tp_size. Conc 32 is not in the MTP item's list (1, 2, 4, 8,
-    16, 36), so the reading is `config` without MTP; conc 16 is in both: `config, MTP?`."""
+    93e1b3ca1 (2025-12-05); its items of 1 prefill worker TP 4 / EP 4 and 4 decode workers TP 8 / EP 8 total
+    1 x 4 + 4 x 8 = 36 GPUs, the row's tp_size. The client drives listed concurrency x decode workers (Dynamo's
+    bench.sh), so c32 = 4 x 8, and 8 is in both the MTP item's list (1, 2, 4, 8, 16, 36) and the non-MTP one's
+    (1, 2, 4, 8, 16, 32, 64, 141): `config, MTP?`. c128 = 4 x 32 is only the non-MTP item's: `config`, with its
+    `DECODE_MAX_BATCH_SIZE=128`; c144 = 4 x 36 only the MTP item's (`DECODE_MTP_SIZE=3`)."""
     d = gt.reading(rows.loc["2026_04_06_deepseek_r1_gb200_trtllm_fp4_agg_1024x1024_c32_tp36_ep1_11"])
-    assert d is not None and d.group == "config"
+    assert d is not None and d.group == "config, MTP?"
     assert d.pools == {
         "prefill": {"instances": 1, "tp": 4, "ep": 4, "moe_tp": 1},
         "decode": {"instances": 4, "tp": 8, "ep": 8, "moe_tp": 1},
     }
     assert "@93e1b3ca1 (first listed 2025-12-05, run measured 2025-11-17)" in d.cite
-    d16 = gt.reading(rows.loc["2026_04_06_deepseek_r1_gb200_trtllm_fp4_agg_1024x1024_c16_tp36_ep1_12"])
-    assert d16 is not None and d16.group == "config, MTP?"
+    d128 = gt.reading(rows.loc["2026_04_06_deepseek_r1_gb200_trtllm_fp4_agg_1024x1024_c128_tp36_ep1_34"])
+    assert d128 is not None and d128.group == "config" and d128.decode_batch == 128
+    assert d128.pools["decode"]["instances"] == 4
+    d144 = gt.reading(rows.loc["2026_04_06_deepseek_r1_gb200_trtllm_fp4_agg_1024x1024_c144_tp36_ep1_26"])
+    assert d144 is not None and d144.group == "config, MTP" and d144.mtp == 3
+
+
+def test_concurrency_is_listed_times_decode_workers(rows: pd.DataFrame) -> None:
+    """The 8k/1k tp28 rows: 1 prefill TP 4 + 3 decode workers TEP 8 = 28 GPUs; c54 = 3 x 18 (only the MTP item
+    lists 18), c102 = 3 x 34 (only the non-MTP item lists 34), c48 = 3 x 16 (only the non-MTP item lists 16).
+    Read as the listed value itself, none of them would match an item."""
+    d54 = gt.reading(rows.loc["2026_04_06_deepseek_r1_gb200_trtllm_fp4_agg_8192x1024_c54_tp28_ep1_120"])
+    assert d54 is not None and d54.group == "config, MTP" and d54.mtp == 3
+    assert d54.pools["decode"] == {"instances": 3, "tp": 8, "ep": 8, "moe_tp": 1}
+    d102 = gt.reading(rows.loc["2026_04_06_deepseek_r1_gb200_trtllm_fp4_agg_8192x1024_c102_tp28_ep1_126"])
+    assert d102 is not None and d102.group == "config" and d102.decode_batch == 32
+    d48 = gt.reading(rows.loc["2026_04_06_deepseek_r1_gb200_trtllm_fp4_agg_8192x1024_c48_tp28_ep1_129"])
+    assert d48 is not None and d48.group == "config"
+
+
+def test_h200_tp64_rows_stay_one_node_slips(rows: pd.DataFrame) -> None:
+    """The H200 `..._tp8_ep8_` rows stored as tp_size 64 (coverage_layout's square slip) are not read as GPU
+    totals: c4 and c32 are not multiples of the 7 / 5 decode workers the matching-total items name."""
+    for rid in (
+        "2026_04_06_deepseek_r1_h200_sxm_trtllm_fp8_agg_8192x1024_c4_tp8_ep8_947",
+        "2026_04_06_deepseek_r1_h200_sxm_trtllm_fp8_agg_8192x1024_c32_tp8_ep8_964",
+    ):
+        assert gt.reading(rows.loc[rid]) is None
+
+
+def test_coverage_simulates_the_reading(rows: pd.DataFrame) -> None:
+    """coverage.py turns a read row into a disagg row whose deployment is the reading, groups it by it, and
+    builds the disagg scenario (4 decode workers TP 8 behind 1 prefill worker); other rows pass unchanged."""
+    import coverage as cov
+
+    row = rows.loc["2026_04_06_deepseek_r1_gb200_trtllm_fp4_agg_1024x1024_c128_tp36_ep1_34"]
+    r = gt.as_disagg(row)
+    assert r["mode"] == "disagg" and row["mode"] == "agg"  # a copy
+    assert gt.deployment(r) == gt.reading(row)
+    assert cov.group(row) == "config"
+    sc = cov.scenario(r, cov._fixed_workload(1, r))
+    assert sc["cluster"]["decode"]["instances"] == 4 and sc["cluster"]["decode"]["tp"] == 8
+    assert sc["cluster"]["prefill"]["instances"] == 1 and sc["cluster"]["prefill"]["tp"] == 4
+    assert sc["cluster"]["decode"]["scheduler"]["max_num_seqs"] == 128  # DECODE_MAX_BATCH_SIZE
+    other = rows.loc["2026_04_06_deepseek_r1_gb200_sglang_fp8_agg_1024x1024_c2048_tp72_ep1_46"]
+    assert gt.as_disagg(other) is other
+    gt.READ_GPU_TOTAL = False
+    try:
+        assert gt.as_disagg(row) is row and cov.group(row) != "config"
+    finally:
+        gt.READ_GPU_TOTAL = True
 
 
 def test_tp20_row_runs_dp_attention_pools_with_mtp(rows: pd.DataFrame) -> None:
