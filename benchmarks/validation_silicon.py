@@ -83,7 +83,9 @@ def scenario_for(row: pd.Series) -> tuple[Scenario | None, str]:
     (8,192 tokens or the recipe's, times the attention-DP ranks where `coverage.rank_budget` says so); SGLang
     chunks alike; TensorRT-LLM rows whose recipe coverage reads keep its `trtllm` scheduler (whole prompts within
     the recipe's max_num_tokens, `coverage_recipes_trt`). A row whose engine section sets a hook only `sarathi`
-    reads (`SARATHI_HOOKS`) keeps it."""
+    reads (`SARATHI_HOOKS`) keeps it. An agg export row whose tp_size is a disaggregated deployment's GPU total is
+    simulated as that deployment, as coverage.simulate does (`coverage_gpu_total.as_disagg`, branch s13-rows)."""
+    row = coverage.as_disagg(row)
     why = coverage.expressible(row)
     if why is not None:
         return None, f"not expressible ({why.split(':')[0][:40]})"
@@ -122,6 +124,7 @@ def fit_terms(pairs: list[tuple[ObservedRun, Scenario]]) -> list[tuple[str, floa
 def observed_row(row: pd.Series, sc: Scenario) -> ObservedRun:
     """The row as a means-only observed run of coverage.py's load (`coverage.load`: the requests the InferenceX
     client sent, in order): every request carries the run's mean TTFT and TPOT."""
+    row = coverage.as_disagg(row)  # the clients of a GPU-total row are coverage's (`scenario_for`)
     _, prompt, output = coverage.load(row)
     ttft, tpot = row["silicon_ttft_ms"] / 1e3, row["silicon_tpot_ms"] / 1e3
     return ObservedRun(

@@ -104,3 +104,20 @@ def test_rows_that_are_not_read(rows: pd.DataFrame) -> None:
     assert gt.reading(agg8) is None
     assert gt.reading(rows[rows["mode"] == "disagg"].iloc[0]) is None
     assert gt.reading(rows.loc["2026_04_06_deepseek_r1_gb200_sglang_fp8_agg_1024x1024_c2048_tp72_ep1_46"]) is None
+
+
+def test_validation_replays_the_reading(rows: pd.DataFrame) -> None:
+    """benchmarks/validation_silicon.py replays a read row as coverage.py simulates it: the disaggregated deployment
+    its GPU total names (1 prefill worker TP 4, 4 decode workers TP 8) and listed x decode-worker clients, not one
+    agg instance at TP 36."""
+    from benchmarks import validation_silicon as vs
+
+    row = rows.loc["2026_04_06_deepseek_r1_gb200_trtllm_fp4_agg_1024x1024_c128_tp36_ep1_34"]
+    sc, why = vs.scenario_for(row)
+    assert sc is not None, why
+    pools = {p.role: p for p in vs.pool_specs(sc)}
+    assert set(pools) == {"prefill", "decode"}
+    assert (pools["decode"].instances, pools["decode"].tp) == (4, 8)
+    assert (pools["prefill"].instances, pools["prefill"].tp) == (1, 4)
+    assert getattr(sc.workload.arrival, "concurrency", None) == 128  # listed 32 x 4 decode workers
+    assert vs.observed_row(row, sc).concurrency == 128
