@@ -69,15 +69,18 @@ def _logs(errs: list[tuple[float, float, float]]) -> list[np.ndarray]:
     return [np.log1p(np.array(e) / 100.0) for e in errs]
 
 
+def _flat(errs: tuple[float, float, float]) -> list[fl.Linearised]:
+    """Three rows measured at 0, replayed at `errs` (%) under the reading, no slope."""
+    return [fl.Linearised(np.zeros(3), b, np.zeros(1), np.zeros((3, 1))) for b in _logs([errs] * 3)]
+
+
 def test_the_guard_compares_a_reading_with_the_preset_not_with_its_own_base() -> None:
     """No term freed: the reading's base is the only candidate. Better than the preset on TTFT, TPOT and E2E: used
     (zero moves, the reading's logs); worse on TTFT than the preset (the reading prices prompts too): not."""
-    meas = [np.zeros(3)] * 3
     preset = _logs([(-30, 20, 20)] * 3)
-    rows = [fl.Linearised(m, b, np.zeros(1), np.zeros((3, 1))) for m, b in zip(meas, _logs([(-20, 5, 5)] * 3))]
-    moves, logs, reasons, _, _ = fl.fit(rows, [MEM], [], lambda m: [], reference=preset)
+    moves, logs, reasons, _, _ = fl.fit(_flat((-20, 5, 5)), [MEM], [], lambda m: [], reference=preset)
     assert logs is not None and reasons == [] and not moves.any()
-    rows = [fl.Linearised(m, b, np.zeros(1), np.zeros((3, 1))) for m, b in zip(meas, _logs([(-40, 5, 5)] * 3))]
+    rows = _flat((-40, 5, 5))
     moves, logs, reasons, _, _ = fl.fit(rows, [MEM], [], lambda m: [], reference=preset)
     assert logs is None and reasons == ["ttft"]
     # without a reference the same rows are the preset: nothing freed, nothing to use
