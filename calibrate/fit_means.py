@@ -191,17 +191,15 @@ def fit_means(
     for p in problems:
         p.rows = fl.linearise(p.terms, meas, _prober(p, rep), [b for b, _ in p.first])
     k, active, scores = choose_reading(problems)
-    p = problems[k]
-    cmps: dict[tuple[float, ...], list[dict[str, Any]]] = {tuple([0.0] * len(p.terms)): [c for _, c in p.first]}
-
-    def replay_all(m: np.ndarray) -> list[np.ndarray]:
-        out = [rep(r, at(sc, p.terms, m)) for r, sc in p.pairs]
-        cmps[tuple(m.tolist())] = [c for _, c in out]
-        return [lg for lg, _ in out]
-
     base = [b for b, _ in problems[0].first]
-    ref = None if p.reading is None else base
-    moves, after_logs, reasons, bound, points = fl.fit(p.rows, p.terms, active, replay_all, reference=ref)
+    p = problems[k]
+    moves, after_logs, reasons, bound, points, cmps = _fit_problem(p, active, base, meas, rep)
+    rejected: dict[str, Any] = {}
+    if p.reading is not None and after_logs is None:  # the guard kept the preset: the scenario's own reading's best
+        rejected = {"chosen": p.label(active), "kept_preset": reasons}
+        p, (_, active, _) = problems[0], choose_reading(problems[:1])
+        moves, after_logs, reasons, bound, more, cmps = _fit_problem(p, active, base, meas, rep)
+        points += more[1:]
     if not active and p.reading is None:
         reasons = ["no term chosen"]
     if log is not None:
@@ -228,15 +226,41 @@ def fit_means(
             "chosen": ([p.reading[0]] if p.reading else []) + [p.terms[i].path for i in active],
             "reading": {p.reading[0]: p.reading[1]} if used and p.reading else {},
             "readings_tried": [q.label([]) for q in problems[1:]],
+            "reading_rejected": rejected,
             "outside_bounds": outside,
             "guarded": list(fl.guarded(p.terms, active, p.reading is not None)),
-            "points": [{"values": _values(terms, p.terms, m), "loss": fl.loss(meas, lg)} for m, lg in points],
+            "points": points,
         },
         prior=fl.PRIOR,
         runs_cost_before=cost_before,
         runs_cost_after=cost_after,
         kept_preset=reasons,
     )
+
+
+def _fit_problem(
+    p: Problem,
+    active: list[int],
+    base: list[np.ndarray],
+    meas: list[np.ndarray],
+    rep: Callable[..., tuple[np.ndarray, dict[str, Any]]],
+) -> tuple[np.ndarray, list[np.ndarray] | None, list[str], list[str], list[dict[str, Any]], dict[Any, Any]]:
+    """`fit_linear.fit` of problem `p`'s `active` terms, guarded against the preset's logs `base` where `p` is another
+    reading: moves, logs (None: the preset), reasons, terms kept on a bound, every replayed point (values over
+    `p.terms`, loss) and the comparisons replayed, by moves."""
+    cmps: dict[tuple[float, ...], list[dict[str, Any]]] = {tuple([0.0] * len(p.terms)): [c for _, c in p.first]}
+
+    def replay_all(m: np.ndarray) -> list[np.ndarray]:
+        out = [rep(r, at(sc, p.terms, m)) for r, sc in p.pairs]
+        cmps[tuple(m.tolist())] = [c for _, c in out]
+        return [lg for lg, _ in out]
+
+    ref = None if p.reading is None else base
+    moves, logs, reasons, bound, every = fl.fit(p.rows, p.terms, active, replay_all, reference=ref)
+    terms = p.terms
+    label = p.label([]) or None
+    points = [{"values": _values(terms, terms, m), "reading": label, "loss": fl.loss(meas, lg)} for m, lg in every]
+    return moves, logs, reasons, bound, points, cmps
 
 
 def _prober(p: Problem, rep: Callable[..., tuple[np.ndarray, dict[str, Any]]]) -> Callable[..., np.ndarray]:
