@@ -149,3 +149,18 @@ def test_the_profile_carries_the_reading(tmp_path: Any) -> None:
     doc = overlay(res, [r for r, _ in pairs], None)
     assert doc["serving_engine"]["moe_grouped_gemm"] == "one_launch"
     assert fm.fitted(pairs[0][1], res).serving_engine.moe_grouped_gemm == "one_launch"
+
+
+def test_a_reading_the_guard_rejects_falls_back_to_the_scenarios_own_reading() -> None:
+    """Loops made under one launch with slower prefill kernels (compute scale 0.6): leave-one-out picks the reading
+    with the memory scale, whose replays make the fitted loops' TTFT worse than the preset's (the reading prices
+    prompt steps faster and frees no compute term), so the guard rejects it and the scenario's own reading's choice
+    is fitted instead; the rejection is recorded."""
+    from benchmarks.validation_silicon_fit import fit_subgroup
+
+    truth = {"moe_grouped_gemm": "one_launch", "compute_efficiency_scale": 0.6}
+    g = fit_subgroup(_pairs(LOOPS, truth, 4e-5), _pairs(((16, 768, 36),), truth, 4e-5))
+    assert g["reading_rejected"]["chosen"].startswith("moe_grouped_gemm=one_launch"), g["loo"]
+    assert "ttft" in g["reading_rejected"]["kept_preset"]
+    assert g["reading"] == {} and "serving_engine.moe_grouped_gemm" not in g["chosen"]
+    assert g["chosen"] == ["serving_engine.memory_efficiency_scale", "cost_model.layer_overhead_s"]
