@@ -114,7 +114,7 @@ def terms_for(
 
 
 # Other readings of the runs' scenarios that leave-one-out may choose beside the scenario's own, each a structural
-# choice of the engine, not a scale: (path, value, why). `moe_grouped_gemm=one_launch`: the routed experts as one
+# choice of the engine, not a scale: (path, value). `moe_grouped_gemm=one_launch`: the routed experts as one
 # grouped kernel streaming every active expert's weights (sim/costmodel/structured.py, the note above
 # `StructuredCost`), as vLLM's `fused_moe_kernel` (one Triton launch per GEMM over all experts' token blocks,
 # vllm/model_executor/layers/fused_moe/fused_moe.py), SGLang's fork of it (python/sglang/srt/layers/moe/
