@@ -32,7 +32,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from benchmarks.validation_silicon import CONFIG, expressible_rows, group_label, observed_row
@@ -114,7 +113,7 @@ def fit_subgroup(
         res = fm.fit_means(fit_rows)
         d = res.diagnosis
         out |= {"loo": d["loo"], "chosen": d["chosen"], "guarded": d["guarded"], "points": d["points"]}
-        moves = np.array(d["moves"])
+        out |= {k: d[k] for k in ("reading", "readings_tried", "reading_rejected")}
         before, after = [_errs(c) for c in res.before], [_errs(c) for c in res.after]
         out |= {"at_bound_kept_preset": res.at_bounds, "kept_preset": res.kept_preset, "values": res.values}
     else:  # nothing these rows inform: the preset
@@ -126,7 +125,7 @@ def fit_subgroup(
     if out["kept_preset"]:
         out["fitted"] = out["presets"]
     else:
-        out["fitted"] = [_errs(fm.replay_cmp(r, fm.at(sc, terms, moves))[1]) for r, sc in report_rows]
+        out["fitted"] = [_errs(fm.replay_cmp(r, fm.fitted(sc, res))[1]) for r, sc in report_rows]
     out["wall_s"], out["cpu_s"] = time.perf_counter() - t0, time.process_time() - c0
     return out
 
@@ -177,6 +176,8 @@ def row_line(g: dict[str, Any]) -> str:
     vals = ", ".join(
         f"{p.rsplit('.', 1)[-1].replace('_efficiency', '')} {v:.3g}" for p, v in g["values"].items() if p in g["chosen"]
     )
+    reading = [f"{p.rsplit('.', 1)[-1]} {v}" for p, v in g.get("reading", {}).items()]
+    vals = ", ".join([*reading, *([vals] if vals else [])])
     kept = ", ".join(g["kept_preset"]) or "no"
     bound = [p.rsplit(".", 1)[-1].replace("_efficiency", "") for p in g.get("at_bound_kept_preset", [])]
     kept += f" (at bound, preset kept: {', '.join(bound)})" if bound else ""

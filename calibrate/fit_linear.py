@@ -293,12 +293,13 @@ def pick(
     return 0, first or ["loss"]
 
 
-def guarded(terms: Sequence[Term], active: Sequence[int]) -> tuple[str, ...]:
+def guarded(terms: Sequence[Term], active: Sequence[int], reading: bool = False) -> tuple[str, ...]:
     """The metrics the keep-the-preset guard checks: `SCORED` (TPOT, E2E), and TTFT too where a freed term mainly
-    moves TTFT (`Term.ttft`): the leave-one-out score and the guard look only at TPOT and E2E, so without this a
+    moves TTFT (`Term.ttft`) or another reading of the scenario is used (`reading`: the MoE GEMM reading prices
+    prompt steps too): the leave-one-out score and the guard look only at TPOT and E2E, so without this a
     prefill-compute scale or a front-end time could buy E2E with TTFT unchecked (review of s11-fit: SGLang H200
     disagg R1, compute scale at its 0.5 bound, held-out TTFT 56 -> 121 %)."""
-    return (*SCORED, "ttft") if any(terms[i].ttft for i in active) else SCORED
+    return (*SCORED, "ttft") if reading or any(terms[i].ttft for i in active) else SCORED
 
 
 def fit(
@@ -307,26 +308,35 @@ def fit(
     active: Sequence[int],
     replay_all: Callable[[np.ndarray], list[np.ndarray]],
     weights: dict[str, float] | None = None,
+    reference: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray] | None, list[str], list[str], list[tuple[np.ndarray, list[np.ndarray]]]]:
     """Chord replays of `active` (`chord`), the replayed point the guard accepts (`pick`, guarding `guarded`); where
     that point puts a freed term on its bound (`Term.at_bound`), that term keeps its preset and the others are
     refitted without it, until no freed term sits on a bound. Returns the moves (zeros: the preset), the fitted
     rows' log means there (None at the preset: the rows' bases), the guard's reasons for keeping the preset, the
-    terms kept at their preset for landing on a bound, and every replayed point."""
+    terms kept at their preset for landing on a bound, and every replayed point.
+
+    `reference`: the rows' log means at the preset where `rows` are linearised under another reading of the
+    scenario (`calibrate.fit_means.READINGS`): the guard then compares every point, the reading's own base
+    (moves 0, returned with its logs) included, with the preset's, never with the reading's base."""
     measured = [r.measured for r in rows]
     free = list(active)
     bound: list[str] = []
-    every: list[tuple[np.ndarray, list[np.ndarray]]] = [(np.zeros(len(terms)), [r.base for r in rows])]
-    while free:
-        points = chord(rows, terms, free, replay_all, weights=weights)
-        every.extend(points[1:])
-        k, reasons = pick(measured, points, guarded(terms, free), weights)
+    zero = np.zeros(len(terms))
+    every: list[tuple[np.ndarray, list[np.ndarray]]] = [(zero, reference or [r.base for r in rows])]
+    if reference is not None:  # the reading alone, no term moved: a candidate like any replayed point
+        every.append((zero, [r.base for r in rows]))
+    while free or reference is not None:
+        points = chord(rows, terms, free, replay_all, weights=weights)[1:] if free else []
+        every.extend(points)
+        cands = every[: 2 if reference is not None else 1] + points
+        k, reasons = pick(measured, cands, guarded(terms, free, reference is not None), weights)
         if k == 0:
-            return np.zeros(len(terms)), None, reasons, bound, every
-        moves, logs = points[k]
+            return zero, None, reasons, bound, every
+        moves, logs = cands[k]
         hit = [i for i in free if terms[i].at_bound(float(moves[i]))]
         if not hit:
             return moves, logs, [], bound, every
         bound += [terms[i].path for i in hit]
         free = [i for i in free if i not in hit]
-    return np.zeros(len(terms)), None, ["every freed term on a bound"], bound, every
+    return zero, None, ["every freed term on a bound"], bound, every

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -112,14 +113,61 @@ def terms_for(
     return out
 
 
+# Other readings of the runs' scenarios that leave-one-out may choose beside the scenario's own, each a structural
+# choice of the engine, not a scale: (path, value). `moe_grouped_gemm=one_launch`: the routed experts as one
+# grouped kernel streaming every active expert's weights (sim/costmodel/structured.py, the note above
+# `StructuredCost`), as vLLM's `fused_moe_kernel` (one Triton launch per GEMM over all experts' token blocks,
+# vllm/model_executor/layers/fused_moe/fused_moe.py), SGLang's fork of it (python/sglang/srt/layers/moe/
+# fused_moe_triton) and TensorRT-LLM's grouped CUTLASS / TRTLLM-Gen MoE run them. The presets price `per_expert`
+# (each expert's GEMM at its own small-matrix efficiency), whose decode step grows with the batch faster than the
+# silicon rows' TPOT on MoE models (VALIDATION.md, branch s13-fit); `one_launch` was rejected as a preset because
+# it misses a fixed time per MoE call at small batches (COVERAGE.md, s12-tpot2: 18-46 us in vLLM PR #24700's
+# kernel times), which here is the fitted per-layer time `cost_model.layer_overhead_s`.
+READINGS: tuple[tuple[str, str], ...] = (("serving_engine.moe_grouped_gemm", "one_launch"),)
+# the terms a reading is fitted with (nested ladder): the decode level and the fixed time per layer per step
+READING_LADDER = ("serving_engine.memory_efficiency_scale", "cost_model.layer_overhead_s")
+
+
+@dataclass
+class Problem:
+    """The runs under one reading of their scenarios (`reading` None: as given), linearised in `terms`."""
+
+    reading: tuple[str, str] | None
+    pairs: list[tuple[ObservedRun, Scenario]]
+    terms: list[fl.Term]
+    first: list[tuple[np.ndarray, dict[str, Any]]]  # the full replays at the reading's preset: logs, comparison
+    ladder: list[list[int]]
+    rows: list[fl.Linearised] = field(default_factory=list)
+
+    def label(self, active: list[int]) -> str:
+        names = [self.terms[i].path.rsplit(".", 1)[-1] for i in active]
+        head = [] if self.reading is None else [f"{self.reading[0].rsplit('.', 1)[-1]}={self.reading[1]}"]
+        return "+".join(head + names)
+
+
+def choose_reading(problems: list[Problem], tie: float = fl.LOO_TIE) -> tuple[int, list[int], dict[str, float]]:
+    """The problem and term set with the best leave-one-out score, the simplest within `tie` of it (a reading
+    counts as one term; at equal size the scenario's own reading first): `fit_linear.choose` across readings."""
+    cands = [(len(s) + (p.reading is not None), k, s) for k, p in enumerate(problems) for s in ([], *p.ladder)]
+    n = len(problems[0].rows)
+    scores = [fl.loo(problems[k].rows, problems[k].terms, s) if n > 1 else math.inf for _, k, s in cands]
+    names = {problems[k].label(s): v for (_, k, s), v in zip(cands, scores, strict=True)}
+    if n < 2:
+        return 0, [], names
+    best = min(scores)
+    j = min((c[0], c[1], j) for j, c in enumerate(cands) if scores[j] <= best + tie)[2]
+    return cands[j][1], list(cands[j][2]), names
+
+
 def fit_means(
     pairs: list[tuple[ObservedRun, Scenario]],
     explicit: list[tuple[str, float, float]] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> FitResult:
-    """Slopes of every run (`PROBE_REQUESTS` per client), the term set by leave-one-out (`fit_linear.choose`; the
-    empty set, the preset, is a candidate), chord replays, the guard (`fit_linear.fit`). The result's `diagnosis`
-    holds the leave-one-out scores, the chosen terms, the guarded metrics and every replayed point."""
+    """Slopes of every run (`PROBE_REQUESTS` per client) under the scenario's reading and each of `READINGS` that
+    changes the runs, the reading and term set by leave-one-out (`choose_reading`; the preset is a candidate), chord
+    replays, the guard against the preset (`fit_linear.fit`). The result's `diagnosis` holds the leave-one-out
+    scores, the reading and terms chosen, the guarded metrics and every replayed point."""
     t0 = time.perf_counter()
     if len(pairs) < 2:  # fit_linear.choose frees no term on one row: the fit would keep the preset silently
         file = pairs[0][0].source.rsplit(":", 1)[0] if pairs else "--observed"
@@ -136,37 +184,34 @@ def fit_means(
         return replay_cmp(run, sc)
 
     meas = [measured(r) for r, _ in pairs]
-    first = [rep(r, sc) for r, sc in pairs]
-    base = [b for b, _ in first]
-
-    def probe(i: int, moves: np.ndarray, _probe: bool) -> np.ndarray:
-        run, sc = pairs[i]
-        return rep(short(run, PROBE_REQUESTS * (run.concurrency or 1)), at(sc, terms, moves))[0]
-
-    rows = fl.linearise(terms, meas, probe, base)
     ladder = [[i for i in s if i < len(terms)] for s in LADDER] if not explicit else [list(range(len(terms)))]
     ladder = [s for k, s in enumerate(ladder) if s and s not in ladder[:k]]
-    active, scores = fl.choose(rows, terms, ladder)
-    cmps: dict[tuple[float, ...], list[dict[str, Any]]] = {}
-
-    def replay_all(m: np.ndarray) -> list[np.ndarray]:
-        out = [rep(r, at(sc, terms, m)) for r, sc in pairs]
-        cmps[tuple(m.tolist())] = [c for _, c in out]
-        return [lg for lg, _ in out]
-
-    moves, after_logs, reasons, bound, points = fl.fit(rows, terms, active, replay_all)
-    if not active:
+    problems = [Problem(None, pairs, terms, [rep(r, sc) for r, sc in pairs], ladder)]
+    problems += [] if explicit else _readings(pairs, terms, problems[0].first, rep)
+    for p in problems:
+        p.rows = fl.linearise(p.terms, meas, _prober(p, rep), [b for b, _ in p.first])
+    k, active, scores = choose_reading(problems)
+    base = [b for b, _ in problems[0].first]
+    p = problems[k]
+    moves, after_logs, reasons, bound, points, cmps = _fit_problem(p, active, base, meas, rep)
+    rejected: dict[str, Any] = {}
+    if p.reading is not None and after_logs is None:  # the guard kept the preset: the scenario's own reading's best
+        rejected = {"chosen": p.label(active), "kept_preset": reasons}
+        p, (_, active, _) = problems[0], choose_reading(problems[:1])
+        moves, after_logs, reasons, bound, more, cmps = _fit_problem(p, active, base, meas, rep)
+        points += more[1:]
+    if not active and p.reading is None:
         reasons = ["no term chosen"]
     if log is not None:
-        log(f"leave-one-out scores: {scores}; chosen: {[terms[i].path for i in active]}")
-    before = [c for _, c in first]
+        log(f"leave-one-out scores: {scores}; chosen: {p.label(active) or 'the preset'}")
+    before = [c for _, c in problems[0].first]
     after = before if after_logs is None else cmps[tuple(moves.tolist())]
-    params = [Param(t.path, t.lo, t.hi, t.x0) for t in terms]
     cost_before = fl.loss(meas, base)  # the linearised fit has no prior: the cost is the runs' loss
     cost_after = cost_before if after_logs is None else fl.loss(meas, after_logs)
+    used = p.reading is not None and after_logs is not None
     return FitResult(
-        params,
-        _values(terms, moves),
+        [Param(t.path, t.lo, t.hi, t.x0) for t in terms],
+        _values(terms, p.terms, moves),
         before,
         after,
         count[0],
@@ -178,10 +223,13 @@ def fit_means(
             "method": "linearised (calibrate.fit_means)",
             "moves": moves.tolist(),
             "loo": {k: (v if math.isfinite(v) else None) for k, v in scores.items()},
-            "chosen": [terms[i].path for i in active],
+            "chosen": ([p.reading[0]] if p.reading else []) + [p.terms[i].path for i in active],
+            "reading": {p.reading[0]: p.reading[1]} if used and p.reading else {},
+            "readings_tried": [q.label([]) for q in problems[1:]],
+            "reading_rejected": rejected,
             "outside_bounds": outside,
-            "guarded": list(fl.guarded(terms, active)),
-            "points": [{"values": _values(terms, m), "loss": fl.loss(meas, lg)} for m, lg in points],
+            "guarded": list(fl.guarded(p.terms, active, p.reading is not None)),
+            "points": points,
         },
         prior=fl.PRIOR,
         runs_cost_before=cost_before,
@@ -190,6 +238,77 @@ def fit_means(
     )
 
 
-def _values(terms: list[fl.Term], moves: np.ndarray) -> dict[str, float]:
-    """Every term's value: the scenario's own (not a round trip through log coordinates) where the fit left it."""
-    return {t.path: t.value(float(x)) if x != 0.0 else t.x0 for t, x in zip(terms, moves, strict=True)}
+def _fit_problem(
+    p: Problem,
+    active: list[int],
+    base: list[np.ndarray],
+    meas: list[np.ndarray],
+    rep: Callable[..., tuple[np.ndarray, dict[str, Any]]],
+) -> tuple[np.ndarray, list[np.ndarray] | None, list[str], list[str], list[dict[str, Any]], dict[Any, Any]]:
+    """`fit_linear.fit` of problem `p`'s `active` terms, guarded against the preset's logs `base` where `p` is another
+    reading: moves, logs (None: the preset), reasons, terms kept on a bound, every replayed point (values over
+    `p.terms`, loss) and the comparisons replayed, by moves."""
+    cmps: dict[tuple[float, ...], list[dict[str, Any]]] = {tuple([0.0] * len(p.terms)): [c for _, c in p.first]}
+
+    def replay_all(m: np.ndarray) -> list[np.ndarray]:
+        out = [rep(r, at(sc, p.terms, m)) for r, sc in p.pairs]
+        cmps[tuple(m.tolist())] = [c for _, c in out]
+        return [lg for lg, _ in out]
+
+    ref = None if p.reading is None else base
+    moves, logs, reasons, bound, every = fl.fit(p.rows, p.terms, active, replay_all, reference=ref)
+    terms = p.terms
+    label = p.label([]) or None
+    points = [{"values": _values(terms, terms, m), "reading": label, "loss": fl.loss(meas, lg)} for m, lg in every]
+    return moves, logs, reasons, bound, points, cmps
+
+
+def _prober(p: Problem, rep: Callable[..., tuple[np.ndarray, dict[str, Any]]]) -> Callable[..., np.ndarray]:
+    """A slope replay of problem `p`'s i-th run at `moves`: its first `PROBE_REQUESTS` x clients requests."""
+
+    def probe(i: int, moves: np.ndarray, _probe: bool) -> np.ndarray:
+        run, sc = p.pairs[i]
+        return rep(short(run, PROBE_REQUESTS * (run.concurrency or 1)), at(sc, p.terms, moves))[0]
+
+    return probe
+
+
+def _readings(
+    pairs: list[tuple[ObservedRun, Scenario]],
+    terms: list[fl.Term],
+    first: list[tuple[np.ndarray, dict[str, Any]]],
+    rep: Callable[..., tuple[np.ndarray, dict[str, Any]]],
+) -> list[Problem]:
+    """A problem per reading of `READINGS` that the scenarios do not already use and that changes some run's replayed
+    means (a dense model, or a cost model that does not read the field, is not changed: no problem, no probes)."""
+    out = []
+    sub = [t for t in terms if t.path in READING_LADDER]
+    for path, value in READINGS:
+        try:
+            if all(get_path(scenario_data(sc), path) == value for _, sc in pairs):
+                continue
+        except ServesimError:
+            continue  # a scenario without the field
+        alt = [(r, load_scenario(sc, [f"{path}={value}"])) for r, sc in pairs]
+        logs = [rep(r, sc) for r, sc in alt]
+        if all(np.array_equal(a, b, equal_nan=True) for (a, _), (b, _) in zip(logs, first, strict=True)):
+            continue
+        ladder = [list(range(k)) for k in range(1, len(sub) + 1)]
+        out.append(Problem((path, value), alt, sub, logs, ladder))
+    return out
+
+
+def fitted(sc: Scenario, res: FitResult) -> Scenario:
+    """`sc` at the fit's values and reading (the fitted runs' scenario as `fit_means` used it)."""
+    start = {q.path: q.x0 for q in res.params}
+    sets = [f"{k}={v!r}" for k, v in res.values.items() if v != start.get(k)]
+    sets += [f"{k}={v}" for k, v in res.diagnosis.get("reading", {}).items()]
+    return load_scenario(sc, sets) if sets else sc
+
+
+def _values(terms: list[fl.Term], moved: list[fl.Term], moves: np.ndarray) -> dict[str, float]:
+    """Every term's value: the scenario's own (not a round trip through log coordinates) where the fit left it;
+    `moves` are of the terms `moved` (a reading's subset of `terms`)."""
+    out = {t.path: t.x0 for t in terms}
+    out |= {t.path: t.value(float(x)) for t, x in zip(moved, moves, strict=True) if x != 0.0}
+    return out

@@ -344,6 +344,8 @@ def overlay(res: FitResult, runs: list[ObservedRun], scenario_path: str | None) 
     out: dict[str, Any] = {"format": OVERLAY_FORMAT}
     for path, v in res.values.items():
         set_path(out, path, float(f"{v:.6g}"))
+    for path, reading in res.diagnosis.get("reading", {}).items():  # a structural reading `fit_means` chose
+        set_path(out, path, reading)
     out["fit_run"] = {
         "observed": [
             {

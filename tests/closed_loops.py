@@ -12,14 +12,19 @@ from calibrate.observed import ObservedRun
 
 
 def closed_scenario(
-    clients: int, isl: int, osl: int, engine: dict[str, Any], cost: dict[str, Any] | None = None
+    clients: int,
+    isl: int,
+    osl: int,
+    engine: dict[str, Any],
+    cost: dict[str, Any] | None = None,
+    model: str = "llama-3.1-8b",
 ) -> sim.Scenario:
-    """Llama-3.1-8B on one H100, `clients` closed-loop clients sending 3 x clients fixed-length requests."""
+    """`model` (Llama-3.1-8B) on one H100, `clients` closed-loop clients sending 3 x clients fixed-length requests."""
     return sim.load_scenario(
         {
             "name": f"closed-{clients}",
             "seed": 0,
-            "model": "llama-3.1-8b",
+            "model": model,
             "hardware": "h100-sxm",
             "workload": {
                 "num_requests": 3 * clients,
