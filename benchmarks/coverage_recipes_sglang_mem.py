@@ -139,4 +139,13 @@ def sglang_kv_cache(row: pd.Series, gpu_bytes: float, layout: dict[str, Any], dr
     return {"gpu_memory_utilization": static, "reserve_gb": 0.0}
 
 
-__all__ = ["default_static", "measured_date", "recipe_static", "sglang_kv_cache"]
+def kv_cache_section(
+    row: pd.Series, share: float, gpu_bytes: float, layout: dict[str, Any], draft: bool, read_static: bool = True
+) -> dict[str, float]:
+    """coverage.py's `kv_cache` section of a row: SGLang's (`sglang_kv_cache`) where it applies and `read_static`
+    (`READ_SGLANG_STATIC`), else `share` of the memory as `gpu_memory_utilization` (coverage_memory)."""
+    kv = sglang_kv_cache(row, gpu_bytes, layout, draft) if read_static else None
+    return kv or {"gpu_memory_utilization": share}
+
+
+__all__ = ["default_static", "kv_cache_section", "measured_date", "recipe_static", "sglang_kv_cache"]
