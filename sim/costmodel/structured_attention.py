@@ -13,6 +13,7 @@ import numpy as np
 from sim.core.speculative import VerifyChunk
 from sim.costmodel.gdn import chunk_flops_per_token
 from sim.costmodel.models import Chunks, RooflineCost
+from sim.costmodel.quant import Quantization
 
 # GPUs whose serving engines ship FP8 attention kernels (Hopper: FlashAttention 3, FlashInfer, TRT-LLM FMHA;
 # data-centre Blackwell sm100/sm103: TRT-LLM and FlashInfer FP8 FMHA)
@@ -85,6 +86,7 @@ class StructuredAttention(RooflineCost):
     fmha_scale: float
     decode_query: int
     gemm: Callable[..., float]
+    quant: Quantization
     _kind: str  # the serving engine's preset kind ("" without one), set by `_setup_indexer`
 
     # -- attention coefficients -----------------------------------------------------------------------
