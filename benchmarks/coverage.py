@@ -63,9 +63,11 @@ from coverage_layout import (  # noqa: E402  (the rows' layouts and client count
 )
 from coverage_layout import unrecorded_dp as unrecorded_dp  # noqa: E402  (re-exported for the tests)
 from coverage_memory import memory_fraction  # noqa: E402  (the KV share of a row; re-exported)
-from coverage_recipes import disagg_prefill_budget, kv_cache_dtype, recipe_terms  # noqa: E402
-from coverage_recipes_sglang_mem import sglang_kv_cache  # noqa: E402
-from coverage_recipes_trt import kv_free_fraction, trtllm_scheduler  # noqa: E402
+from coverage_recipes import STREAM, disagg_prefill_budget, kv_cache_dtype, recipe_terms  # noqa: E402
+from coverage_recipes_sglang_mem import kv_cache_section  # noqa: E402
+from coverage_recipes_trt import ADP_BALANCE as ADP_BALANCE  # noqa: E402  (the recipes' holds; re-exported)
+from coverage_recipes_trt import BATCH_WAIT as BATCH_WAIT  # noqa: E402
+from coverage_recipes_trt import kv_free_fraction, trtllm_holds, trtllm_scheduler  # noqa: E402
 from coverage_render import render  # noqa: E402
 from coverage_trt_release import trt_release_terms  # noqa: E402  (the TensorRT-LLM release's MoE exchange)
 
@@ -73,29 +75,6 @@ CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "sil
 WAVES = 10  # requests per client: InferenceX runs `--num-prompts $((CONC * 10)) --max-concurrency $CONC`
 RANGE_RATIO = 0.8  # InferenceX `--random-range-ratio`: lengths uniform in [0.8 x, x]
 ENGINES = {"vllm": "vllm-v1", "sglang": "sglang", "trtllm": "trtllm"}  # backend -> serving_engine preset
-# The recipes' streaming (`serving_engine.stream_interval`, `stream_first_token`): InferenceX launches SGLang
-# with `--stream-interval 10` (benchmarks/dsr1_*_slurm.sh and the other SGLang recipes) and TensorRT-LLM with
-# `stream_interval: 10`; vLLM runs with its default of 1. TensorRT-LLM returns the context (first) token at
-# once (PR #5836, PyExecutor answers at py_decoding_iter == 1). SGLang's first token: held for the 10th in the
-# releases that streamed at `len(req.output_ids) % stream_interval == 0`, sent at once in the current scheduler
-# output processor (`% stream_interval == 1`); which release the rows ran is not recorded — `--sglang-first`.
-# The rows refute the held reading: InferenceX's Qwen3.5 / DeepSeek-R1 fp8 / GLM-5 SGLang recipes stream every
-# 30 or 50 tokens (qwen3.5_fp8_h200.sh `--stream-interval 50`, dsr1_fp8_b200.sh and qwen3.5_*_b200.sh 30), so a
-# held first token would add >= 29 / 49 decode iterations to their TTFT, yet their whole unexplained TTFT at
-# <= 16 clients is a median 11-23 iterations (COVERAGE.md): the default is `at-once`.
-STREAM = {"sglang": (10, False), "trtllm": (10, True)}
-# TensorRT-LLM context holds the InferenceX recipes switch on (`serving_engine` terms, policies/context_hold.py).
-# Attention-DP balance: the DeepSeek-R1 TensorRT-LLM recipes append `attention_dp_config: {batching_wait_iters: 0,
-# enable_balance: true, timeout_iters: 60}` when DP_ATTENTION is true (dsr1_fp8_*_trt.sh, dsr1_fp4_*_trt.sh);
-# the gpt-oss-120b recipes append `attention_dp_config: {enable_balance: true}` (TensorRT-LLM's defaults then:
-# timeout 50, batching wait 10). Batch waiting: dsr1_fp8_b200_trt.sh (non-MTP; the B300 recipe copies it) sets
-# DELAY_BATCHING at isl = osl = 1024 and CONC >= 64: `batch_wait_timeout_iters: 40, batch_wait_max_tokens_ratio:
-# 0.8` (max_num_tokens max(8192, CONC + ISL + 64 rounded to 64) = 8192 there, the scheduler's token budget).
-ADP_BALANCE: dict[str, dict[str, Any]] = {
-    "deepseek": {"attention_dp_balance": True, "attention_dp_batching_wait_iters": 0, "attention_dp_timeout_iters": 60},
-    "gpt-oss": {"attention_dp_balance": True},
-}
-BATCH_WAIT = {"batch_wait_timeout_iters": 40, "batch_wait_max_tokens_ratio": 0.8}
 # `replicas`: every agg row of k x batch_size clients (k > 1; 16 TensorRT-LLM gap-analysis rows) is k instances,
 # as aiconfigurator's generator sizes the run (trtllm.rule@581e459: estimated_concurrency = agg_workers x
 # max_batch_size); one reading for all of them, never chosen by servesim's outcome. `--no-replicas`: one instance.
@@ -178,9 +157,8 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
         if dep.status == "config" and model.is_moe and (spec := dep.speculative(str(row["model_path"]))):
             sc["speculative"] = spec  # MTP as the configured item ran it (draft length from its recipe)
     free = (kv_free_fraction(row, c, lay[0]) if READ_TRT_SCHEDULER and row["mode"] == "agg" else None) or 0.9
-    sc["kv_cache"] = {"gpu_memory_utilization": memory_fraction(row["backend"], model, gpu, quant, lay, free)}
-    if READ_SGLANG_STATIC and (kv := sglang_kv_cache(row, gpu.memory_bytes, lay[0], "speculative" in sc)):
-        sc["kv_cache"] = kv  # SGLang: weights + KV = --mem-fraction-static x memory (coverage_recipes_sglang_mem)
+    share = memory_fraction(row["backend"], model, gpu, quant, lay, free)  # SGLang: its mem_fraction_static instead
+    sc["kv_cache"] = kv_cache_section(row, share, gpu.memory_bytes, lay[0], "speculative" in sc, READ_SGLANG_STATIC)
     return sc
 
 
@@ -271,25 +249,11 @@ def serving_engine(row: pd.Series, protocol: str = "inferencex", sglang_first: b
         out |= {"stream_interval": n, "stream_first_token": first or (backend == "sglang" and sglang_first)}
     if source(row) == "inferencex" and backend == "trtllm" and row["mode"] == "agg":
         out |= trtllm_holds(row)
-    if backend == "trtllm" and READ_TRT_RELEASE:
+    if READ_TRT_RELEASE:  # TensorRT-LLM rows only (`release` reads none for other backends)
         out |= trt_release_terms(row)
     if row["mode"] == "disagg" and (a2a := deployment(row).moe_all2all):
         out["moe_all2all"] = a2a  # the row's srt-slurm SGLang recipes run DeepEP (coverage_recipes_sglang)
     return out
-
-
-def trtllm_holds(row: pd.Series) -> dict[str, Any]:
-    """The context-hold terms of the row's InferenceX TensorRT-LLM recipe (`ADP_BALANCE`, `BATCH_WAIT`), read
-    from the layout the row is simulated with: `unrecorded_dp` rows run attention DP (balance, never batch
-    waiting, which TensorRT-LLM skips with attention DP) though the row lists none."""
-    name = str(row["model_path"]).lower()
-    if _layout(row).get("attention_dp", 1) > 1:
-        return next((v for k, v in ADP_BALANCE.items() if k in name), {})
-    blackwell = str(row["system"]) in ("b200_sxm", "b300_sxm")
-    fp8_1k1k = row["moe_quant_mode"] in ("fp8", "fp8_block") and row["isl"] == row["osl"] == 1024
-    if "deepseek-r1" in name and blackwell and fp8_1k1k and concurrency(row) >= 64:
-        return dict(BATCH_WAIT)
-    return {}
 
 
 PER_REQUEST_S: dict[str, float] = {}  # `--per-request-s`: a fitted per-request time by backend (none by default)

@@ -15,7 +15,7 @@ commit it was read from. Nothing here is fitted: a knob applies where the recipe
   recipes `70b_{fp4,fp8}_b200_trt_slurm.sh`, `70b_fp8_h200_trt_slurm.sh` (9596d23d7, the rows' 2025-10-29
   runs) write `batch_wait_max_tokens_ratio: 0.9, batch_wait_timeout_iters: 20` when ISL = OSL = 1024 and TP < 8,
   and launch `trtllm-serve --max_num_tokens 16384` (the token budget the ratio is of). The DeepSeek-R1 holds
-  (`dsr1_fp8_b200_trt.sh`, attention-DP balance) stay in coverage.py (`ADP_BALANCE`, `BATCH_WAIT`).
+  (`dsr1_fp8_b200_trt.sh`, attention-DP balance) are coverage_recipes_trt.py's `ADP_BALANCE`, `BATCH_WAIT`.
 
 - **Token budgets**: SGLang's `--chunked-prefill-size` (the instance's prefill budget; SGLang divides it over
   DP ranks itself): 16384 in `dsr1_fp4_b200*.sh` / `dsr1_fp4_b300.sh`, 32768 in `dsr1_fp8_b200*.sh` /
@@ -83,6 +83,18 @@ from typing import Any
 
 import pandas as pd
 from coverage_layout import measured_at, measured_date, recorded_layout  # re-exported: the recipe readers' dates
+
+# The recipes' streaming (`serving_engine.stream_interval`, `stream_first_token`): InferenceX launches SGLang
+# with `--stream-interval 10` (benchmarks/dsr1_*_slurm.sh and the other SGLang recipes) and TensorRT-LLM with
+# `stream_interval: 10`; vLLM runs with its default of 1. TensorRT-LLM returns the context (first) token at
+# once (PR #5836, PyExecutor answers at py_decoding_iter == 1). SGLang's first token: held for the 10th in the
+# releases that streamed at `len(req.output_ids) % stream_interval == 0`, sent at once in the current scheduler
+# output processor (`% stream_interval == 1`); which release the rows ran is not recorded — `--sglang-first`.
+# The rows refute the held reading: InferenceX's Qwen3.5 / DeepSeek-R1 fp8 / GLM-5 SGLang recipes stream every
+# 30 or 50 tokens (qwen3.5_fp8_h200.sh `--stream-interval 50`, dsr1_fp8_b200.sh and qwen3.5_*_b200.sh 30), so a
+# held first token would add >= 29 / 49 decode iterations to their TTFT, yet their whole unexplained TTFT at
+# <= 16 clients is a median 11-23 iterations (COVERAGE.md): the default is `at-once`.
+STREAM = {"sglang": (10, False), "trtllm": (10, True)}
 
 LLAMA_TRT_TOKENS = 16384  # `trtllm-serve ... --max_num_tokens 16384` in 70b_*_trt_slurm.sh (9596d23d7)
 LLAMA_TRT_WAIT = {"batch_wait_timeout_iters": 20, "batch_wait_max_tokens_ratio": 0.9}

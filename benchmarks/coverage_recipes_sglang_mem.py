@@ -35,8 +35,10 @@ memory total `gpu_mem`:
   attention `+ 3 x cuda_graph_max_bs x dp` (and `+ 1.5 x cuda_graph_max_bs x dp` above 300), at least 10 GiB when
   `gpu_mem > 60 GiB`, `+ 2 GiB` for an EAGLE / MTP draft; `chunked_prefill_size` 8192 below 160 GiB (H100, H200)
   and 16384 above (B200 and up), `cuda_graph_max_bs` 256 at TP < 4 and 512 from TP 4 below 160 GiB, 512 above;
-  mem_fraction_static = round((gpu_mem - reserved) / gpu_mem, 3). (Later versions add `8 MiB` per piecewise
-  CUDA-graph size when that option is on: not applied.)
+  mem_fraction_static = round((gpu_mem - reserved) / gpu_mem, 3). The chunk is the whole `chunked_prefill_size`
+  even under DP attention: `__post_init__` calls `_handle_gpu_memory_settings` before `_handle_data_parallelism`
+  divides it by `dp_size`. (Later versions add `8 MiB` per piecewise CUDA-graph size when that option is on: not
+  applied.)
 - v0.4.7 to v0.5.2 (PR #7054, "Simplify the heuristics for setting --mem-fraction-static", 2025-06-10):
   `reserved = (9.5 + tp x pp / 2) GiB` below 90 GiB (H100), `(12 + tp x pp / 2) GiB` below 160 GiB (H200),
   32 GiB above; `+ 2 GiB` with a draft, `+ 4 GiB` with DP attention.
@@ -106,8 +108,8 @@ def default_static(
         return round((gpu_mem_mib - reserved) / gpu_mem_mib, 3)
     big = gpu_mem_mib >= 160 * GIB  # PR #10975 (v0.5.3 on; nightly and unknown versions are later)
     chunk = chunk or (16384 if big else 8192)
-    if dp > 1:  # SGLang divides --chunked-prefill-size over the DP ranks before this
-        chunk //= dp
+    # no division over DP ranks: `_handle_gpu_memory_settings` runs before `_handle_data_parallelism` (which divides
+    # chunked_prefill_size by dp_size) in `ServerArgs.__post_init__`, so the reserve reads the whole chunk
     graphs = 512 if big or tp >= 4 else 256
     reserved = 512 + 1.5 * max(chunk, 2048) + 2 * graphs + tp / 8 * GIB
     if dp > 1:
@@ -137,4 +139,13 @@ def sglang_kv_cache(row: pd.Series, gpu_bytes: float, layout: dict[str, Any], dr
     return {"gpu_memory_utilization": static, "reserve_gb": 0.0}
 
 
-__all__ = ["default_static", "measured_date", "recipe_static", "sglang_kv_cache"]
+def kv_cache_section(
+    row: pd.Series, share: float, gpu_bytes: float, layout: dict[str, Any], draft: bool, read_static: bool = True
+) -> dict[str, float]:
+    """coverage.py's `kv_cache` section of a row: SGLang's (`sglang_kv_cache`) where it applies and `read_static`
+    (`READ_SGLANG_STATIC`), else `share` of the memory as `gpu_memory_utilization` (coverage_memory)."""
+    kv = sglang_kv_cache(row, gpu_bytes, layout, draft) if read_static else None
+    return kv or {"gpu_memory_utilization": share}
+
+
+__all__ = ["default_static", "kv_cache_section", "measured_date", "recipe_static", "sglang_kv_cache"]

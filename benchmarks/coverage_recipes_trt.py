@@ -45,6 +45,7 @@ from typing import Any
 
 import pandas as pd
 from coverage_agg_mtp import speculative
+from coverage_layout import _layout, concurrency
 from coverage_recipes import family, in_force
 
 FLOOR_FROM = "2026-01-21T23:05:08Z"  # 64af5a771: MAX_NUM_TOKENS = max(..., 8192), non-MTP DeepSeek recipes
@@ -56,6 +57,18 @@ DSR1_GPUS = ("b200_sxm", "h200_sxm")  # the single-node DeepSeek-R1 recipes read
 # pipeline, `aic-auto-gap-analysis`, is not in ai-dynamo/aiconfigurator@095f58a5: the repo's wheel checks name it as
 # repository-only infrastructure; docs/config_adapter.md: "future gap-analysis pipelines"); on: the generator's values.
 READ_GAP_ANALYSIS = False
+# TensorRT-LLM context holds the InferenceX recipes switch on (`serving_engine` terms, policies/context_hold.py).
+# Attention-DP balance: the DeepSeek-R1 TensorRT-LLM recipes append `attention_dp_config: {batching_wait_iters: 0,
+# enable_balance: true, timeout_iters: 60}` when DP_ATTENTION is true (dsr1_fp8_*_trt.sh, dsr1_fp4_*_trt.sh);
+# the gpt-oss-120b recipes append `attention_dp_config: {enable_balance: true}` (TensorRT-LLM's defaults then:
+# timeout 50, batching wait 10). Batch waiting: dsr1_fp8_b200_trt.sh (non-MTP; the B300 recipe copies it) sets
+# DELAY_BATCHING at isl = osl = 1024 and CONC >= 64: `batch_wait_timeout_iters: 40, batch_wait_max_tokens_ratio:
+# 0.8` (max_num_tokens max(8192, CONC + ISL + 64 rounded to 64) = 8192 there, the scheduler's token budget).
+ADP_BALANCE: dict[str, dict[str, Any]] = {
+    "deepseek": {"attention_dp_balance": True, "attention_dp_batching_wait_iters": 0, "attention_dp_timeout_iters": 60},
+    "gpt-oss": {"attention_dp_balance": True},
+}
+BATCH_WAIT = {"batch_wait_timeout_iters": 40, "batch_wait_max_tokens_ratio": 0.8}
 
 
 def _ceil(x: int, unit: int) -> int:
@@ -134,3 +147,17 @@ def trtllm_scheduler(row: pd.Series, clients: int, layout: dict[str, Any]) -> di
     if in_force(row, FLOOR_FROM):
         tokens = max(tokens, FLOOR)
     return {"kind": "trtllm", "max_num_tokens": tokens}
+
+
+def trtllm_holds(row: pd.Series) -> dict[str, Any]:
+    """The context-hold terms of the row's InferenceX TensorRT-LLM recipe (`ADP_BALANCE`, `BATCH_WAIT`), read
+    from the layout the row is simulated with: `unrecorded_dp` rows run attention DP (balance, never batch
+    waiting, which TensorRT-LLM skips with attention DP) though the row lists none."""
+    name = str(row["model_path"]).lower()
+    if _layout(row).get("attention_dp", 1) > 1:
+        return next((v for k, v in ADP_BALANCE.items() if k in name), {})
+    blackwell = str(row["system"]) in ("b200_sxm", "b300_sxm")
+    fp8_1k1k = row["moe_quant_mode"] in ("fp8", "fp8_block") and row["isl"] == row["osl"] == 1024
+    if "deepseek-r1" in name and blackwell and fp8_1k1k and concurrency(row) >= 64:
+        return dict(BATCH_WAIT)
+    return {}

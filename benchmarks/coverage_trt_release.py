@@ -4,7 +4,11 @@ The release is the row's `backend_version` where it names a TensorRT-LLM release
 TensorRT-LLM image its source names (`image=nvcr.io/nvidia/tensorrt-llm/release:<release>`). Dynamo runtime
 images (`ai-dynamo/tensorrtllm-runtime:0.8.1`) and `gpt-oss-dev` do not say which TensorRT-LLM they carry, and
 the rows without either (the 2026-04-06 export's Llama / DeepSeek / gpt-oss rows of Oct-Nov 2025, which match
-no InferenceX item of `ground_truth/inferencex_agg.json` either): None, the preset's exchange.
+no InferenceX item of `ground_truth/inferencex_agg.json` either): None, the preset's exchange. A row whose source
+names an `ai-dynamo/` image is None whatever its `backend_version` says: the 15 Kimi-K2.5 GB200 disagg rows carry
+`1.1.0-dev.2`, the tag of their Dynamo image `ai-dynamo/tensorrtllm-runtime:1.1.0-dev.2` (a Dynamo version, not
+TensorRT-LLM's). Dev builds of 1.2.0 (`1.2.0.dev…`, `1.2.0-dev…`) are None too: the name does not place them before
+or after PR #8950.
 
 Terms: up to 1.2.0rc2 (released 2025-11-07, before PR #8950 changed `select_alltoall_method_type`), the MoE runs
 its all-to-all only when ep > experts per token, else all-gather + reduce-scatter
@@ -29,26 +33,33 @@ def parse(name: str) -> tuple[int, int, int, int] | None:
     m = _RELEASE.match(name.strip())
     if m is None or int(m.group(1)) < 1:
         return None
-    rc = int(m.group(4)) if m.group(4) is not None else (-1 if "-dev" in name else 99)
+    rc = int(m.group(4)) if m.group(4) is not None else (-1 if "dev" in name[m.end() :] else 99)
     return int(m.group(1)), int(m.group(2)), int(m.group(3)), rc
 
 
 def _from_image(image: str | None) -> tuple[int, int, int, int] | None:
     if not image or "tensorrt-llm/release:" not in image.replace("#", "/"):
         return None
-    return parse(image.rsplit(":", 1)[-1])
+    return _placed(parse(image.rsplit(":", 1)[-1]))
+
+
+def _placed(got: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+    """`got` unless it is a dev build of 1.2.0, which cannot be placed against PR #8950 (module doc)."""
+    return None if got is not None and got[:3] == (1, 2, 0) and got[3] < 0 else got
 
 
 def release(row: pd.Series) -> tuple[int, int, int, int] | None:
     """The TensorRT-LLM release the row ran (module doc), None where nothing read names one."""
     if row["backend"] != "trtllm":
         return None
+    src = str(row["silicon_data_source"])
+    if "ai-dynamo/" in src.replace("#", "/") or "ai-dynamo/" in str(_fact(row, "image") or "").replace("#", "/"):
+        return None  # a Dynamo image: its tag (and a backend_version copied from it) is Dynamo's, not TensorRT-LLM's
     version = row.get("backend_version")
     if isinstance(version, str) and (got := parse(version)) is not None:
-        return got
+        return _placed(got)
     if isinstance(version, str):
         return None  # a Dynamo runtime version or a dev image: the TensorRT-LLM inside is not named
-    src = str(row["silicon_data_source"])
     return _from_image(_fact(row, "image") or (src.rsplit("; ", 1)[-1] if "release:" in src else None))
 
 

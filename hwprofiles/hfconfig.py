@@ -128,8 +128,10 @@ def spec_from_config(cfg: dict[str, Any], name: str, source: str = "") -> ModelS
             qk_rope_head_dim=rope,
             v_head_dim=int(cfg["v_head_dim"]),
         )
-    if cfg.get("index_topk"):  # DSA's lightning indexer
-        fields["index_n_heads"] = int(cfg.get("index_n_heads") or 0)
+    if cfg.get("index_topk"):  # DSA's lightning indexer: without its heads the indexer would cost nothing
+        if not cfg.get("index_n_heads"):
+            raise KeyError("index_n_heads")
+        fields["index_n_heads"] = int(cfg["index_n_heads"])
         fields["index_head_dim"] = int(cfg.get("index_head_dim") or 128)
     if "G" in pattern:
         fields.update(

@@ -130,6 +130,8 @@ class ModelSpec(BaseModel):
             raise ValueError("attention_pattern has local (L) layers but sliding_window is not set")
         if "G" in self.attention_pattern and self.linear_num_value_heads == 0:
             raise ValueError("attention_pattern has linear (G) layers but linear_num_value_heads is 0")
+        if self.attention_topk is not None and self.is_mla and self.index_n_heads <= 0:
+            raise ValueError("attention_topk (DSA) on an MLA model needs index_n_heads > 0 (the indexer's query heads)")
         if self.experts_per_token > self.num_experts:
             raise ValueError(f"experts_per_token {self.experts_per_token} > num_experts {self.num_experts}")
         if self.n_group > 1 and (self.num_experts % self.n_group or self.topk_group > self.n_group):

@@ -42,9 +42,11 @@ def test_default_heuristic_from_0_5_3_by_hand() -> None:
     # B200, TP 8: 512 + 1.5 x 16384 + 2 x 512 + 1024 = 27136 MiB; an MTP draft adds 2 GiB
     assert default_static("0.5.9", B200_MIB, 8) == round((B200_MIB - 27136) / B200_MIB, 3) == 0.852
     assert default_static("0.5.9", B200_MIB, 8, draft=True) == round((B200_MIB - 29184) / B200_MIB, 3)
-    # DP attention over 8 ranks: the chunk is 16384 / 8 = 2048 per rank, + 3 x 512 x 8 + 1.5 x 512 x 8 MiB
-    dp = 512 + 1.5 * 2048 + 2 * 512 + 1024 + 3 * 512 * 8 + 1.5 * 512 * 8
-    assert default_static("nightly-dev", B200_MIB, 8, dp=8) == round((B200_MIB - dp) / B200_MIB, 3)
+    # DP attention over 8 ranks: the reserve reads the whole 16384 chunk (ServerArgs divides it by dp_size only after
+    # _handle_gpu_memory_settings), + 3 x 512 x 8 + 1.5 x 512 x 8 MiB = 512 + 24576 + 1024 + 1024 + 18432 = 45568 MiB
+    dp = 512 + 1.5 * 16384 + 2 * 512 + 1024 + 3 * 512 * 8 + 1.5 * 512 * 8
+    assert dp == 45568
+    assert default_static("nightly-dev", B200_MIB, 8, dp=8) == round((B200_MIB - dp) / B200_MIB, 3) == 0.751
     # the 10 GiB floor on a small reserve: H100, TP 1, a 2048-token chunk -> 512 + 3072 + 512 + 128 < 10240
     assert default_static("0.5.8", H100_MIB, 1, chunk=2048) == round((H100_MIB - 10240) / H100_MIB, 3)
 

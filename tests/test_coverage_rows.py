@@ -167,9 +167,21 @@ def test_recipe_streaming_goes_into_the_serving_engine(rows: pd.DataFrame) -> No
     sg = cov.serving_engine(by["sglang"])
     assert sg == {"kind": "sglang", "stream_interval": 10, "stream_first_token": True}  # at once: the rows refute
     assert cov.serving_engine(by["sglang"], sglang_first=False)["stream_first_token"] is False  # holding it
-    trt = {"kind": "trtllm", "stream_interval": 10, "stream_first_token": True}
-    # a TensorRT-LLM release up to 1.2.0rc2 also carries its MoE exchange rule (benchmarks/coverage_trt_release.py)
-    assert cov.serving_engine(by["trtllm"]) == trt | cov.trt_release_terms(by["trtllm"])
+    # the first InferenceX TensorRT-LLM row ran a Dynamo image (Kimi-K2.5 GB200, `1.1.0-dev.2` is Dynamo's tag):
+    # no TensorRT-LLM release read, so no MoE exchange term (benchmarks/coverage_trt_release.py)
+    assert by["trtllm"]["backend_version"] == "1.1.0-dev.2"
+    assert cov.serving_engine(by["trtllm"]) == {"kind": "trtllm", "stream_interval": 10, "stream_first_token": True}
+    # a TensorRT-LLM 1.1.0rc2.post2 row (before PR #8950) carries the exchange rule, beside its recipe's DP terms
+    old = rows.loc["2026_03_25_deepseek_r1_h200_sxm_trtllm_fp8_agg_8192x1024_c128_tp8_0_ep8_0_1246"]
+    assert cov.serving_engine(old) == {
+        "kind": "trtllm",
+        "stream_interval": 10,
+        "stream_first_token": True,
+        "attention_dp_balance": True,
+        "attention_dp_batching_wait_iters": 0,
+        "attention_dp_timeout_iters": 60,
+        "moe_alltoall_above_topk": True,
+    }
     assert cov.serving_engine(by["sglang"], "fixed") == {}
     c, prompt, output = cov.load(by["sglang"])
     assert len(prompt) == len(output) == cov.WAVES * c

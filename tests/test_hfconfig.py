@@ -105,6 +105,9 @@ def test_model_accepts_a_config_path(tmp_path: Path) -> None:
         ("[1, 2]", "expected a JSON object"),
         (json.dumps({"hidden_size": 4096}), "lacks 'num_hidden_layers'"),
         (json.dumps({**LLAMA_31_8B, "num_experts_per_tok": 4, "num_local_experts": 2}), "no model servesim can size"),
+        # a DSA config (index_topk) without its indexer's heads: an error, not a free indexer
+        (json.dumps({**DEEPSEEK_V3, "index_topk": 2048, "index_head_dim": 128}), "lacks 'index_n_heads'"),
+        (json.dumps({**DEEPSEEK_V3, "index_topk": 2048, "index_n_heads": 0}), "lacks 'index_n_heads'"),
     ],
 )
 def test_bad_config_is_one_line(tmp_path: Path, content: str, needle: str) -> None:
@@ -144,3 +147,26 @@ def test_edited_config_is_seen_within_one_process(tmp_path: Path) -> None:
         },
     }
     assert sim.load_scenario(data).model_spec.num_layers == 40
+
+
+def test_dsa_config_without_indexer_heads_exits_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sim.tools.cli import app
+
+    p = _write(tmp_path, {**DEEPSEEK_V3, "index_topk": 2048})
+    r = CliRunner().invoke(app, ["estimate", "--model", str(p), "--hardware", "h200", "--tp", "8"])
+    assert r.exit_code == 2 and "lacks 'index_n_heads'" in r.output and str(p) in r.output
+    good = _write(tmp_path, {**DEEPSEEK_V3, "index_topk": 2048, "index_n_heads": 64}, "good.json")
+    assert load_hf_config(good).index_n_heads == 64
+
+
+def test_spec_with_topk_on_mla_needs_indexer_heads() -> None:
+    from pydantic import ValidationError
+
+    from hwprofiles.specs import ModelSpec
+
+    v3 = catalog.model("deepseek-v3").model_dump(exclude={"num_params"})
+    with pytest.raises(ValidationError, match="needs index_n_heads > 0"):
+        ModelSpec.model_validate({**v3, "attention_topk": 2048})
+    assert ModelSpec.model_validate({**v3, "attention_topk": 2048, "index_n_heads": 64}).index_n_heads == 64

@@ -55,6 +55,7 @@ def test_release_names_parse_and_order() -> None:
     assert parse("1.2.0rc2.post2") == (1, 2, 0, 2)
     assert parse("1.2.0rc6.post3") == (1, 2, 0, 6)
     assert parse("1.1.0-dev.2") == (1, 1, 0, -1)
+    assert parse("1.2.0.dev2025101400") == parse("1.2.0-dev.3") == (1, 2, 0, -1)  # dev builds sort before rc0
     assert parse("1.1.0") == (1, 1, 0, 99) and (1, 1, 0, 99) < (1, 2, 0, 0)  # a final release after its rcs
     assert parse("0.8.1.post1") is None and parse("gpt-oss-dev") is None  # Dynamo runtime, dev image
 
@@ -75,3 +76,26 @@ def test_release_read_from_version_or_image(silicon_rows: pd.DataFrame) -> None:
     assert release(base) is None and trt_release_terms(base) == {}
     base["backend_version"] = "0.8.1.post1"
     assert release(base) is None
+    # a backend_version beside an ai-dynamo image is not trusted, even one that parses as a TensorRT-LLM name
+    base["backend_version"] = "1.2.0rc2"
+    assert release(base) is None and trt_release_terms(base) == {}
+    # dev builds of 1.2.0 cannot be placed before / after PR #8950; a 1.1.0 dev build can (before 1.2.0rc2)
+    base["silicon_data_source"] = "x=1; image=nvcr.io/nvidia/tensorrt-llm/release:1.2.0rc2"
+    for dev in ("1.2.0.dev2025101400", "1.2.0-dev.3"):
+        base["backend_version"] = dev
+        assert release(base) is None and trt_release_terms(base) == {}
+    base["backend_version"] = float("nan")
+    base["silicon_data_source"] = "x=1; image=nvcr.io/nvidia/tensorrt-llm/release:1.2.0-dev.3"
+    assert release(base) is None
+    base["backend_version"] = "1.1.0-dev.2"
+    assert release(base) == (1, 1, 0, -1) and trt_release_terms(base) == {"moe_alltoall_above_topk": True}
+
+
+def test_kimi_rows_on_a_dynamo_image_read_no_release(silicon_rows: pd.DataFrame) -> None:
+    # backend_version 1.1.0-dev.2 is the tag of the Dynamo image the source names, not a TensorRT-LLM release
+    r = silicon_rows.loc["kimik2_5_gb200_trtllm_fp4_disagg_1024x1024_c4_cfg759"]
+    assert r["backend_version"] == "1.1.0-dev.2"
+    assert str(r["silicon_data_source"]).endswith("nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:1.1.0-dev.2")
+    assert release(r) is None and trt_release_terms(r) == {}
+    kimi = silicon_rows[silicon_rows["backend_version"] == "1.1.0-dev.2"]
+    assert len(kimi) == 15 and all(release(k) is None for _, k in kimi.iterrows())

@@ -13,6 +13,7 @@ import numpy as np
 from sim.core.speculative import VerifyChunk
 from sim.costmodel.gdn import chunk_flops_per_token
 from sim.costmodel.models import Chunks, RooflineCost
+from sim.costmodel.quant import Quantization
 
 # GPUs whose serving engines ship FP8 attention kernels (Hopper: FlashAttention 3, FlashInfer, TRT-LLM FMHA;
 # data-centre Blackwell sm100/sm103: TRT-LLM and FlashInfer FP8 FMHA)
@@ -30,13 +31,40 @@ DECODE_QUERY = 1
 
 # Sparse MLA (DSA) prompts past `attention_topk` keys run in the absorbed form: each query attends to its own top-k
 # latents, so only the heads of one token can share a key tile and a GPU's heads fill the MMA's rows. FlashMLA's
-# sparse prefill kernel takes heads in multiples of 64 on Hopper and 128 on Blackwell, and SGLang pads the query
-# with zero heads up to that (`NativeSparseAttnBackend._forward_flashmla_sparse`, python/sglang/srt/layers/attention/
-# nsa_backend.py @005e8bf: "FlashMLA sparse kernel requires num_heads to be a multiple of 64 (Hopper) or 128
-# (Blackwell)"); vLLM avoids the padding at low heads per rank by running the FP8 decode kernel instead
-# (vllm/v1/attention/backends/mla/flashmla_sparse.py), so only the `sglang` presets pad.
+# sparse prefill kernel takes heads in multiples of 64 on Hopper and 128 on Blackwell, and both SGLang and vLLM pad
+# the query with zero heads up to that: SGLang `NativeSparseAttnBackend._forward_flashmla_sparse` (python/sglang/srt/
+# layers/attention/nsa_backend.py @005e8bf: "FlashMLA sparse kernel requires num_heads to be a multiple of 64
+# (Hopper) or 128 (Blackwell)"); vLLM `FlashMLASparseImpl._bf16_flash_mla_kernel` (vllm/v1/attention/backends/mla/
+# flashmla_sparse.py: `prefill_padding` 128 on the sm100 family, else 64), which `_forward_bf16_kv` (BF16 cache) and
+# the FP8 cache's separate prefill path (upconverted to BF16) both call. With an FP8 cache (`fp8_ds_mla`) and fewer
+# than `MIN_HEADS_FOR_BF16_PREFILL` = 32 heads per rank vLLM runs prompts through the FP8 sparse decode kernel
+# instead (`_forward_fp8_kv_mixed_batch`), which pads to 64 heads up to 64, else 128
+# (`_compute_fp8_decode_padded_heads`), on either GPU family. (Older vLLM copies pad to 64 on every GPU; no silicon
+# row runs DSA on vLLM.)
 SPARSE_HEAD_TILE = {"h100-sxm": 64, "h200": 64, "b200": 128, "b300": 128, "gb200": 128, "gb300": 128}
-PADS_SPARSE_HEADS = frozenset({"sglang"})
+PADS_SPARSE_HEADS = frozenset({"sglang", "vllm-v1"})
+VLLM_MIN_HEADS_FOR_BF16_PREFILL = 32
+# Prompts whose sequences stay within top-k keys: SGLang runs them as dense MHA on the decompressed latent
+# (`set_nsa_prefill_impl`: `max_kv_len <= self.nsa_index_topk`) and only stores their index keys
+# (`Indexer._forward_cuda_k_only`). TensorRT-LLM skips the indexer's MQA and top-k for them too
+# (`DeepSeekSparseAttentionConfig.skip_indexer_for_short_seqs`, default True, tensorrt_llm/llmapi/llm_args.py) but
+# keeps the sparse absorbed kernel (`MLA.forward_context_dsa`: `forward_absorption_context` on sm100+, else
+# `forward_sparse_mla_kvcache_bf16`, tensorrt_llm/_torch/modules/attention.py); vLLM runs the indexer and the sparse
+# kernel on every prompt (`FlashMLASparseImpl.forward_mqa`: "MQA 576/512 approach for both prefill and decode").
+DENSE_WITHIN_TOPK = frozenset({"sglang"})
+SKIPS_SHORT_INDEXER = frozenset({"sglang", "trtllm"})
+
+
+def sparse_heads(kind: str, gpu: str, heads: int, fp8_kv: bool) -> int:
+    """Heads per GPU the sparse MLA prompt kernel computes on, padding included (`SPARSE_HEAD_TILE` note)."""
+    tile = SPARSE_HEAD_TILE.get(gpu, 1)
+    if kind == "vllm-v1" and fp8_kv and heads < VLLM_MIN_HEADS_FOR_BF16_PREFILL and tile > 1:
+        tile = 64 if heads <= 64 else 128  # the FP8 decode kernel's h_q: 64 or 128
+    elif kind not in PADS_SPARSE_HEADS:
+        tile = 1
+    return -(-heads // tile) * tile
+
+
 # Bytes per indexer key per query: the fp32 logit the scoring kernel writes (DeepGEMM `fp8_mqa_logits` /
 # `fp8_paged_mqa_logits`, a [queries, keys] float32 matrix) and the top-k kernel reads back (`fast_topk_*`).
 INDEXER_LOGIT_BYTES = 8.0
@@ -58,6 +86,8 @@ class StructuredAttention(RooflineCost):
     fmha_scale: float
     decode_query: int
     gemm: Callable[..., float]
+    quant: Quantization
+    _kind: str  # the serving engine's preset kind ("" without one), set by `_setup_indexer`
 
     # -- attention coefficients -----------------------------------------------------------------------
     def _setup_attention(self) -> None:
@@ -92,9 +122,8 @@ class StructuredAttention(RooflineCost):
         self._idx_key_s = (
             max(self._idx_pair_flops / self._idx_flops, key_bytes / self.attn_bw) if m.index_n_heads else 0.0
         )
-        kind = self.engine.kind if self.engine is not None else ""
-        tile = SPARSE_HEAD_TILE.get(gpu.name, 1) if kind in PADS_SPARSE_HEADS else 1
-        self._sparse_heads = -(-self.heads // tile) * tile
+        self._kind = self.engine.kind if self.engine is not None else ""
+        self._sparse_heads = sparse_heads(self._kind, gpu.name, self.heads, self.quant.kv_cache == "fp8")
 
     # -- attention -------------------------------------------------------------------------------------
     def _fmha(self, q: int, c: int, cap: float | None, width: float, byts: float, scale: float | None = None) -> float:
@@ -124,8 +153,11 @@ class StructuredAttention(RooflineCost):
             dsa = mod.is_mla and cap is not None and cap == mod.attention_topk
             if mod.is_mla and q <= self.decode_query:  # a chunk the engine runs as a decode (`DECODE_QUERY`)
                 t += layers * (self._absorbed(q, c, cap) + (self._indexer(q, c) if dsa else 0.0))
-            elif dsa and cap is not None and c + q > cap:  # past top-k keys: indexer, then sparse absorbed MLA
-                t += layers * (self._sparse_mla(q, c, cap) + self._indexer(q, c))
+            elif dsa and cap is not None and (c + q > cap or self._kind not in DENSE_WITHIN_TOPK):
+                # the indexer, then sparse absorbed MLA: past top-k keys, or on every prompt where the engine has
+                # no dense path (`DENSE_WITHIN_TOPK`); within top-k some engines skip the scoring
+                short = c + q <= cap and self._kind in SKIPS_SHORT_INDEXER
+                t += layers * (self._sparse_mla(q, c, cap) + (0.0 if short else self._indexer(q, c)))
             elif mod.is_mla:  # decompress the latent of cached + new tokens, then MHA at qk / v widths
                 lat = float(mod.kv_lora_rank or 0)
                 up = self.gemm("kv_b", c + q, lat, hd * (mod.head_dim - mod.qk_rope_head_dim + mod.value_dim))
@@ -141,10 +173,9 @@ class StructuredAttention(RooflineCost):
         return t
 
     def _sparse_mla(self, q: int, c: int, cap: float) -> float:
-        """One DSA layer's attention for q new tokens after c cached ones once c + q exceeds top-k: SGLang runs
-        dense MHA (latent decompressed) only while the longest sequence has at most `index_topk` tokens
-        (`set_nsa_prefill_impl`: `max_kv_len <= self.nsa_index_topk`), else absorbed MQA over each query's
-        top-k latents (FlashMLA sparse / TRT-LLM sparse MLA, nsa_backend.py `forward_extend`): per pair
+        """One DSA layer's attention for q new tokens after c cached ones, past top-k keys (and within them on
+        engines without SGLang's dense path, `DENSE_WITHIN_TOPK`): absorbed MQA over each query's top-k latents
+        (FlashMLA sparse / TRT-LLM sparse MLA, nsa_backend.py `forward_extend`): per pair
         2(lat + rope) FLOPs for the score and 2 lat for the value on every (padded, `SPARSE_HEAD_TILE`) head, in
         BF16 (FlashMLA dequantises an FP8 cache to BF16: `dequantize_k_cache_paged` before `flash_mla_sparse_fwd`)."""
         mod = self.model
@@ -156,8 +187,8 @@ class StructuredAttention(RooflineCost):
     def _indexer(self, q: int, c: int) -> float:
         """One layer's lightning-indexer scoring of q new tokens after c cached ones: every query against every
         earlier key (causal, FP8, `_setup_indexer`), the fp32 logits written and read back by top-k, the FP8 keys
-        read once. Runs only on sparse prompt steps and verification chunks: a prompt with at most top-k tokens
-        stores its index keys and skips the scoring (SGLang `Indexer._forward_cuda_k_only`)."""
+        read once. Runs on sparse prompt steps and verification chunks; within top-k keys SGLang and TensorRT-LLM
+        store the index keys and skip the scoring (`SKIPS_SHORT_INDEXER`), vLLM scores."""
         if not self.model.index_n_heads:
             return 0.0
         pairs = q * (c + 0.5 * q)
