@@ -1,13 +1,15 @@
 """Large-batch MTP rows simulated with and without MTP: how much of servesim's MTP gain the rows show.
 
     python benchmarks/tpot_mtp_off.py <coverage.py / tpot_groups.py results json> [...] [--small] [--json out]
+    python benchmarks/tpot_mtp_off.py <results json> [...] --rank-table
 
 For every DeepSeek TensorRT-LLM row simulated with MTP at >= 64 clients (`tpot_mtp_split`; `--small`: below), the
 row's closed loop is simulated twice, as coverage.py does (`coverage.simulate`) and with the scenario's
 `speculative` block removed.
 Printed: measured TPOT, both simulated TPOTs, servesim's gain (no-MTP / MTP) and the gain the row shows against
 the no-MTP simulation (no-MTP / measured). A prediction of the candidate "TensorRT-LLM switches speculation off
-at large batch" (COVERAGE.md, branch s13-mtp): under it the rows would sit at the no-MTP simulation. A diagnostic:
+at large batch" (COVERAGE.md, branch s13-mtp): under it the rows would sit at the no-MTP simulation.
+`--rank-table` prints the rows' errors by query tokens per rank and step instead (`rank_table`). A diagnostic:
 nothing is fitted.
 """
 
@@ -23,6 +25,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import coverage as cov
+from coverage_gpu_total import as_disagg
 from tpot_mtp_split import LARGE, _mtp
 
 
@@ -42,6 +45,39 @@ def rows(paths: list[Path], df: pd.DataFrame, large: bool = True) -> list[str]:
             if (cov.concurrency(row) >= LARGE) == large and _mtp(row) is not None:
                 out.append(rid)
     return out
+
+
+def per_rank(row: pd.Series) -> tuple[int, float]:
+    """(draft tokens k, clients per attention-DP rank of the decoding pool) of a DeepSeek TensorRT-LLM row, as
+    coverage.py deploys it (instances and DP ranks of the agg pool or of the disagg decode pool)."""
+    r = as_disagg(row)
+    sc = cov.scenario(r, cov._fixed_workload(1, r))
+    pool = sc["cluster"] if r["mode"] == "agg" else sc["cluster"]["decode"]
+    k = int(sc["speculative"]["num_tokens"]) if sc.get("speculative") else 0
+    return k, cov.concurrency(row) / max(int(pool.get("instances", 1)), 1) / int(pool.get("attention_dp", 1))
+
+
+def rank_table(paths: list[Path], df: pd.DataFrame) -> pd.DataFrame:
+    """Median signed TPOT error of the DeepSeek TensorRT-LLM rows by MTP and by query tokens a rank verifies per
+    step (clients per rank x (k + 1)): does the MTP miss follow the step's token count (a compute effect that the
+    non-MTP rows at the same token count would share) or MTP itself? Rows without a layout are skipped."""
+    out = []
+    for path in paths:
+        data = json.loads(path.read_text())
+        for res in data["errors"]["per_row"] if isinstance(data, dict) else data:
+            if res["id"] not in df.index or res.get("tpot_err") is None:
+                continue
+            row = df.loc[res["id"]]
+            if row["backend"] != "trtllm" or "deepseek" not in str(row["model_path"]).lower():
+                continue
+            try:
+                k, seqs = per_rank(row)
+            except (KeyError, ValueError, TypeError):
+                continue
+            out.append({"mtp": k > 0, "tokens": seqs * (k + 1), "err": res["tpot_err"]})
+    t = pd.DataFrame(out)
+    t["tokens"] = pd.cut(t["tokens"], [0, 16, 64, 128, 256, 512, 1 << 16])
+    return t.groupby(["mtp", "tokens"], observed=True)["err"].agg(["count", "median"])
 
 
 def without_mtp(run: Any) -> Any:
@@ -77,8 +113,12 @@ def main() -> None:
     ap.add_argument("results", nargs="+", type=Path)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--small", action="store_true", help="the rows with fewer than LARGE clients instead")
+    ap.add_argument("--rank-table", action="store_true", help="only the error table by tokens per rank (no runs)")
     a = ap.parse_args()
     df = pd.read_csv(cov.CSV).set_index("id", drop=False)
+    if a.rank_table:
+        print(rank_table(a.results, df).round(3).to_string())
+        return
     out = [compare(df.loc[rid]) for rid in rows(a.results, df, not a.small)]
     table = pd.DataFrame(out)
     print(table.drop(columns="id").round(3).to_string())

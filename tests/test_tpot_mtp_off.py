@@ -40,3 +40,28 @@ def test_without_mtp_drops_only_the_speculative_block() -> None:
     run = mo.without_mtp(lambda sc: seen.append(sc) or pd.DataFrame())
     run({"model": "m", "speculative": {"kind": "mtp", "num_tokens": 3}, "cluster": {"tp": 8}})
     assert seen == [{"model": "m", "cluster": {"tp": 8}}]
+
+
+def test_per_rank_load(silicon_rows: pd.DataFrame) -> None:
+    """B200 DEP 4 at c256 (MTP 1): 64 clients a rank; GB200 c512 tp20 (one DEP-16 decode worker, MTP 3): 32;
+    GB200 c128 tp36 (4 decode workers TP 8, no MTP): 32; B200 TP 8 at c16 (MTP 3): 16."""
+    assert mo.per_rank(silicon_rows.loc[_id(silicon_rows, C256)]) == (1, 64.0)
+    assert mo.per_rank(silicon_rows.loc[C512]) == (3, 32.0)
+    assert mo.per_rank(silicon_rows.loc[NO_MTP]) == (0, 32.0)
+    assert mo.per_rank(silicon_rows.loc[_id(silicon_rows, C16)]) == (3, 16.0)
+
+
+def test_rank_table_buckets_by_verified_tokens(silicon_rows: pd.DataFrame, tmp_path: Path) -> None:
+    """c256 DEP 4 MTP 1 verifies 64 x 2 = 128 tokens a rank (bucket (64, 128]); c512 tp20 MTP 3 32 x 4 = 128
+    too; c128 tp36 without MTP 32 (bucket (16, 64]): medians per bucket."""
+    per_row = [
+        {"id": _id(silicon_rows, C256), "tpot_err": -0.3},
+        {"id": C512, "tpot_err": -0.1},
+        {"id": NO_MTP, "tpot_err": 0.05},
+    ]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(per_row))
+    t = mo.rank_table([path], silicon_rows)
+    assert [(m, str(b)) for m, b in t.index] == [(False, "(16, 64]"), (True, "(64, 128]")]
+    assert t["count"].tolist() == [1, 2]
+    assert t["median"].tolist() == [0.05, -0.2]
