@@ -37,7 +37,12 @@ def test_rows_split_by_load_and_mtp(silicon_rows: pd.DataFrame, tmp_path: Path) 
 
 def test_without_mtp_drops_only_the_speculative_block() -> None:
     seen: list[dict[str, Any]] = []
-    run = mo.without_mtp(lambda sc: seen.append(sc) or pd.DataFrame())
+
+    def fake(sc: dict[str, Any]) -> pd.DataFrame:
+        seen.append(sc)
+        return pd.DataFrame()
+
+    run = mo.without_mtp(fake)
     run({"model": "m", "speculative": {"kind": "mtp", "num_tokens": 3}, "cluster": {"tp": 8}})
     assert seen == [{"model": "m", "cluster": {"tp": 8}}]
 
