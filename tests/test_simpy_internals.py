@@ -122,3 +122,62 @@ def test_counting_loop_runs_the_events_simpy_runs_in_the_same_order() -> None:
     while not until.processed:
         stepped.step()
     assert ours.events == stepped.events
+
+
+def _loops_world(env: simpy.Environment, start: Any, trace: list[tuple[float, str]]) -> simpy.Event:
+    """Generators started by `start` (`env.process` or `Loop`) beside plain SimPy processes: same-time ties, events
+    fired before they are waited for, a failed event handled, a return value and a failure of the generator."""
+    done, shared = env.event(), env.event()
+
+    def gen(i: int) -> Generator[simpy.Event, Any, Any]:
+        for k in range(5):
+            yield env.timeout(0.5 * (k % 2))
+            trace.append((env.now, f"g{i}.{k}"))
+        if i == 0:
+            shared.succeed("shared")  # fired now: the others take it at once, without waiting (its callbacks ran)
+        got = yield shared
+        trace.append((env.now, f"g{i} got {got}"))
+        bad = env.event()
+        bad.fail(ValueError(f"bad {i}"))
+        try:
+            yield bad
+        except ValueError as e:
+            trace.append((env.now, f"g{i} caught {e}"))
+        yield env.timeout(1.0)
+        if i == 1:
+            raise KeyError("g1 fails")
+        return i
+
+    def plain() -> Generator[simpy.Event, Any, None]:
+        for k in range(6):
+            yield env.timeout(0.5 * (k % 3))
+            trace.append((env.now, f"plain.{k}"))
+        yield env.timeout(5.0)
+        done.succeed("finished")
+
+    for i in range(3):
+        start(gen(i))
+        env.process(plain())
+    return done
+
+
+def test_a_loop_runs_a_generator_as_simpy_runs_its_process() -> None:
+    """`sim.core.loop.Loop` (the engine's processes): the same trace, event ids, event count, and the same exception
+    out of the run loop when a generator fails (SimPy raises a copy of it, the original as its cause)."""
+    from sim.core.loop import Loop
+
+    runs = []
+    for kind in ("simpy", "loop"):
+        env, trace = CountingEnvironment(), list[tuple[float, str]]()
+        start = env.process if kind == "simpy" else (lambda g, env=env: Loop(env, g))
+        until = _loops_world(env, start, trace)
+        try:
+            env.run(until=until)
+        except KeyError as e:
+            failed = (env.now, repr(e), repr(e.__cause__))
+        left = [(t, prio, eid, e.get("_ok"), e.get("_value")) for t, prio, eid, e in _entries(env)]  # still scheduled
+        runs.append((trace, failed, env.events, left, next(env._eid)))
+    assert runs[0] == runs[1]
+    trace, failed = runs[0][:2]
+    assert failed[1:] == ("KeyError('g1 fails')", "KeyError('g1 fails')")
+    assert any("caught bad" in what for _, what in trace) and len(trace) > 30

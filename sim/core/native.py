@@ -34,6 +34,7 @@ COMPILED = [
     "sim/core/instance.py",
     "sim/core/kvcache.py",
     "sim/core/late.py",
+    "sim/core/loop.py",
     "sim/core/recorder.py",
     "sim/core/request.py",
     "sim/core/steps.py",
