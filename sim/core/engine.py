@@ -15,7 +15,7 @@ from simpy.events import EventPriority
 from sim.cluster.disagg import Disaggregation
 from sim.cluster.pools import build_cost_model, build_instances, capacity, cluster_features, pool_specs
 from sim.config.scenario import Scenario
-from sim.core.late import LateQueue, sleep_for
+from sim.core.late import LateQueue, Waitable, sleep_for
 from sim.core.loop import Loop
 from sim.core.recorder import RequestLog
 from sim.core.registry import ARRIVALS, ROUTERS
@@ -217,7 +217,7 @@ class Simulation:
         if req.id in self.log.in_flight and not self.log.is_abandoned(req):
             self.by_index[req.instance].abandon(req)
 
-    def _arrivals(self) -> Generator[simpy.Event, Any, None]:
+    def _arrivals(self) -> Generator[Waitable, Any, None]:
         env = self.env
         arrival = self.requests.arrival_s.tolist()
         n = len(arrival)

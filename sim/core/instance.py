@@ -21,7 +21,7 @@ from sim.core.batch import BatchPlan, BatchScheduler
 from sim.core.cohort import Cohort
 from sim.core.collaborators import Collaborators, PrefixCaching
 from sim.core.kvcache import BlockAllocator, KVCapacity
-from sim.core.late import sleep_until
+from sim.core.late import Waitable, sleep_until
 from sim.core.loop import Loop
 from sim.core.native import mypyc_attr
 from sim.core.recorder import RequestLog
@@ -231,11 +231,11 @@ class Instance(BatchView):
         proc = self.process
         proc._target.callbacks.remove(proc.resume)  # the sleep until the old last step: it fires unheeded
         wake = sleep_until(self.env, float(run.times[k - 1]))
-        wake.callbacks.append(proc.resume)
+        wake.callbacks = [proc.resume]  # (it was made with none)
         proc._target = wake
 
     # -- the loop ------------------------------------------------------------------------------------
-    def _loop(self) -> Generator[simpy.Event, Any, None]:
+    def _loop(self) -> Generator[Waitable, Any, None]:
         schedule, copies = self.scheduler.schedule, self.copies  # (hot: once per plan)
         while True:
             if self.abandoning:
