@@ -63,8 +63,10 @@ from coverage_layout import (  # noqa: E402  (the rows' layouts and client count
 from coverage_layout import unrecorded_dp as unrecorded_dp  # noqa: E402  (re-exported for the tests)
 from coverage_memory import memory_fraction  # noqa: E402  (the KV share of a row; re-exported)
 from coverage_recipes import disagg_prefill_budget, kv_cache_dtype, recipe_terms  # noqa: E402
+from coverage_recipes_sglang_mem import sglang_kv_cache  # noqa: E402
 from coverage_recipes_trt import kv_free_fraction, trtllm_scheduler  # noqa: E402
 from coverage_render import render  # noqa: E402
+from coverage_trt_release import trt_release_terms  # noqa: E402  (the TensorRT-LLM release's MoE exchange)
 
 CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "silicon_sample.csv"
 WAVES = 10  # requests per client: InferenceX runs `--num-prompts $((CONC * 10)) --max-concurrency $CONC`
@@ -102,6 +104,8 @@ READ_REPLICAS = True
 # after their prefill, before the decode worker streams their first token (COVERAGE.md, "Disaggregated first token
 # (branch s9-disagg)"). A recipe fact, independent of the measured latency. `--no-decode-slots`: no cap.
 READ_DECODE_SLOTS = True
+READ_TRT_RELEASE = True  # TensorRT-LLM rows: the release's MoE exchange rule (coverage_trt_release)
+READ_SGLANG_STATIC = True  # SGLang agg rows: the recipe's / engine default --mem-fraction-static (the KV pool)
 READ_TRT_SCHEDULER = True  # TensorRT-LLM agg rows: the recipe's scheduler and KV share (coverage_recipes_trt)
 MAX_CLIENTS = 1024  # larger closed loops are expressible but not simulated for errors (run time)
 QUANT = {  # quant mode -> (weights, activations)
@@ -174,6 +178,8 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
             sc["speculative"] = spec  # MTP as the configured item ran it (draft length from its recipe)
     free = (kv_free_fraction(row, c, lay[0]) if READ_TRT_SCHEDULER and row["mode"] == "agg" else None) or 0.9
     sc["kv_cache"] = {"gpu_memory_utilization": memory_fraction(row["backend"], model, gpu, quant, lay, free)}
+    if READ_SGLANG_STATIC and (kv := sglang_kv_cache(row, gpu.memory_bytes, lay[0], "speculative" in sc)):
+        sc["kv_cache"] = kv  # SGLang: weights + KV = --mem-fraction-static x memory (coverage_recipes_sglang_mem)
     return sc
 
 
@@ -263,6 +269,8 @@ def serving_engine(row: pd.Series, protocol: str = "inferencex", sglang_first: b
         out |= {"stream_interval": n, "stream_first_token": first or (backend == "sglang" and sglang_first)}
     if source(row) == "inferencex" and backend == "trtllm" and row["mode"] == "agg":
         out |= trtllm_holds(row)
+    if backend == "trtllm" and READ_TRT_RELEASE:
+        out |= trt_release_terms(row)
     if row["mode"] == "disagg" and (a2a := deployment(row).moe_all2all):
         out["moe_all2all"] = a2a  # the row's srt-slurm SGLang recipes run DeepEP (coverage_recipes_sglang)
     return out

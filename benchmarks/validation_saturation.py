@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 CSV = ROOT.parent / "shared" / "data" / "ground-truth" / "aiconfigurator" / "silicon_sample.csv"
 SAT_S = 1.0  # mean TTFT over this ...
 RATIO = 3.0  # ... and more than this times the other side's: that side "saturates" (VALIDATION.md's proxy)
+SLACK = 1.05  # measured clients past their first token above this x a recipe's decode slots: that cap is refuted
 
 
 def side(r: dict[str, Any]) -> str | None:
@@ -75,6 +76,40 @@ def kv_room(row: pd.Series) -> tuple[float, float]:
     return float(held), float(coverage.concurrency(row) * (int(row["isl"]) + int(row["osl"])))
 
 
+def in_service(r: dict[str, Any], clients: int, osl: int) -> float:
+    """Clients the measured run had past their first token, on average, by Little's law on its means: clients x S /
+    (TTFT + S), S = TPOT x (mean output - 1) the decode time (mean output 0.9 osl: the InferenceX client's lengths,
+    uniform in [0.8 osl, osl], as the replay sends them). On one row it only restates TTFT against S; it tests a
+    cap the replay assumes (more clients past their first token than the cap allows refutes it, `cap_check`) and,
+    across the concurrencies of one deployment, shows a cap the replay lacks as a plateau (VALIDATION.md, s8-sat)."""
+    from benchmarks.coverage import RANGE_RATIO
+
+    s = r["tpot"]["measured_s"] * ((1 + RANGE_RATIO) / 2 * osl - 1)
+    return clients * s / (r["ttft"]["measured_s"] + s)
+
+
+def cap_check(res: dict[str, Any]) -> tuple[int, int, list[str]]:
+    """(disagg rows whose recipe caps the decode slots below the clients, those the measurement refutes, their ids):
+    the replay's decode cap (`coverage_disagg.decode_slots` x decode workers) against `in_service`."""
+    from benchmarks import coverage  # its coverage_disagg readers (imported there with benchmarks/ on the path)
+
+    df = pd.read_csv(CSV).drop_duplicates("id").set_index("id", drop=False)
+    binding, refuted = 0, []
+    for g in res["silicon"]["groups"].values():
+        for rid, r in g["presets"].items():
+            row = df.loc[rid] if rid in df.index else None
+            if row is None or row["mode"] != "disagg":
+                continue
+            dep = coverage.deployment(row)
+            if (cap := coverage.decode_slots(row, dep)) is None:
+                continue
+            slots, clients = cap * int(dep.pools["decode"].get("instances", 1)), int(coverage.concurrency(row))
+            binding += clients > slots
+            if in_service(r, clients, int(row["osl"])) > SLACK * slots:
+                refuted.append(rid)
+    return binding, len(refuted), refuted
+
+
 def coverage_source(row: pd.Series) -> str:
     from benchmarks import coverage
 
@@ -90,12 +125,20 @@ def deployment_group(row: pd.Series) -> str:
     return "" if row["mode"] == "agg" else str(coverage.group(row))
 
 
+def concurrency(row: pd.Series) -> int:
+    from benchmarks import coverage
+
+    return int(coverage.concurrency(row))
+
+
 def rows_table(res: dict[str, Any], kv: bool = False) -> pd.DataFrame:
     df = pd.read_csv(CSV).drop_duplicates("id").set_index("id", drop=False)
     recs = []
     for rid, (group, s, r) in flagged(res).items():
         row = df.loc[rid] if rid in df.index else None
         held, need = kv_room(row) if kv and row is not None else (math.nan, math.nan)
+        clients = math.nan if row is None else concurrency(row)
+        served = math.nan if row is None else in_service(r, int(clients), int(row["osl"]))
         recs.append(
             {
                 "id": rid,
@@ -112,6 +155,7 @@ def rows_table(res: dict[str, Any], kv: bool = False) -> pd.DataFrame:
                 "tpot_err": r["tpot"]["error_pct"],
                 "e2e_meas": r["e2e"]["measured_s"],
                 "kv_room": held / need if need else math.nan,
+                "in_service": served / clients if row is not None else math.nan,
                 "source": "" if row is None else coverage_source(row),
                 "deployment": "" if row is None else deployment_group(row),
             }
@@ -165,6 +209,10 @@ def main() -> None:
     table = rows_table(after, kv=True)
     for k, n in sorted(collections.Counter(cause(r) for r in table.to_dict("records")).items()):
         print(f"  class {k}: {n}")
+    binding, n_refuted, refuted = cap_check(after)
+    print(f"  recipe decode caps below the clients: {binding}; refuted by the measurement (Little): {n_refuted}")
+    for rid in refuted:
+        print(f"    refuted: {rid}")
     if args.rows:
         with pd.option_context("display.width", 200, "display.max_rows", 500):
             print(table.sort_values(["side", "group", "clients"]).to_string(index=False))

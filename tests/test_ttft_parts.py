@@ -54,3 +54,73 @@ def test_parts_by_hand() -> None:
     assert got["later"] == pytest.approx(200.0)
     # the parts add up to the mean TTFT
     assert sum(got[k] for k in ("queue", "prefill", "kv", "wait", "rest")) == pytest.approx(1e3 * df["ttft_s"].mean())
+
+
+def _pair_rows() -> pd.DataFrame:
+    """Two configurations, each at a 1,024- and an 8,192-token prompt. Config A: measured = simulated + 100 ms at
+    both prompts (a per-request miss). Config B: simulated slope 10 ms per 1k mean prompt tokens, measured slope
+    30 (a per-token miss of 20 ms per 1k) and no miss at the short prompt. The mean prompt is 0.9 x isl."""
+    ktok = 0.9 * (8192 - 1024) / 1e3
+    rows = []
+    for cfg, short_sim, short_meas, sim_slope, meas_slope in (("A", 50.0, 150.0, 10.0, 10.0),
+                                                              ("B", 80.0, 80.0, 10.0, 30.0)):  # fmt: skip
+        rows.append({"backend": "x", "system": "g", "cfg": cfg, "prompt": "short", "isl": 1024,
+                     "measured_ms": short_meas, "sim_ms": short_sim})  # fmt: skip
+        long_meas, long_sim = short_meas + meas_slope * ktok, short_sim + sim_slope * ktok
+        rows.append({"backend": "x", "system": "g", "cfg": cfg, "prompt": "long", "isl": 8192,
+                     "measured_ms": long_meas, "sim_ms": long_sim})  # fmt: skip
+    # a configuration with only the short prompt is no pair
+    rows.append({"backend": "x", "system": "g", "cfg": "C", "prompt": "short", "isl": 1024,
+                 "measured_ms": 1.0, "sim_ms": 1.0})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_pair_table_splits_the_miss_by_hand() -> None:
+    pairs = parts.pair_table(_pair_rows(), ["backend", "system", "cfg"]).set_index("cfg")
+    assert list(pairs.index) == ["A", "B"]
+    assert pairs.loc["A", "miss_short"] == pytest.approx(100.0)
+    assert pairs.loc["A", "miss_long"] == pytest.approx(100.0)
+    assert pairs.loc["A", "miss_slope"] == pytest.approx(0.0, abs=1e-9)
+    assert pairs.loc["A", "slope_ratio"] == pytest.approx(1.0)
+    assert pairs.loc["B", "miss_short"] == pytest.approx(0.0, abs=1e-9)
+    assert pairs.loc["B", "meas_slope"] == pytest.approx(30.0)
+    assert pairs.loc["B", "sim_slope"] == pytest.approx(10.0)
+    assert pairs.loc["B", "miss_slope"] == pytest.approx(20.0)
+    assert pairs.loc["B", "slope_ratio"] == pytest.approx(3.0)
+    assert pairs.loc["B", "miss_long"] == pytest.approx(20.0 * 0.9 * 7.168)
+
+
+def test_pair_tests_report_the_medians() -> None:
+    pairs = parts.pair_table(_pair_rows(), ["backend", "system", "cfg"])
+    (line,) = parts.pair_tests(pairs)
+    assert line.startswith("x: 2 pairs")
+    assert "short prompt 50 ms" in line  # median of 100 and 0
+    assert "slope miss +10.0 ms per 1k tokens" in line  # median of 0 and 20
+    assert "by GPU {'g': 10.0}" in line
+
+
+def test_carry_table_by_hand() -> None:
+    # configuration A missed 100 and 120 ms at low load with the short prompt (median 110) and 300 with the long;
+    # at higher load it misses 150 ms (short) and 300 ms (long). Configuration B has no low-load row: dropped.
+    low = pd.DataFrame({"cfg": ["A", "A", "A"], "prompt": ["short", "short", "long"],
+                        "measured_ms": [200.0, 220.0, 600.0], "sim_ms": [100.0, 100.0, 300.0],
+                        "silicon_tpot_ms": [4.0, 6.0, 5.0]})  # fmt: skip
+    high = pd.DataFrame({"cfg": ["A", "A", "B"], "prompt": ["short", "long", "short"],
+                         "measured_ms": [400.0, 900.0, 50.0], "sim_ms": [250.0, 600.0, 40.0],
+                         "clients": [10, 10, 10], "osl": [1000, 1000, 1000],
+                         "silicon_tpot_ms": [10.0, 10.0, 10.0], "tpot_ms": [8.0, 8.0, 8.0]})  # fmt: skip
+    got = parts.carry_table(high, low, ["cfg"]).set_index("prompt")
+    assert list(got.index) == ["short", "long"]
+    assert got.loc["short", "low_miss"] == pytest.approx(110.0)
+    assert got.loc["short", "rest"] == pytest.approx(40.0)
+    assert got.loc["long", "low_miss"] == pytest.approx(300.0)
+    assert got.loc["long", "rest"] == pytest.approx(0.0)
+    assert got.loc["short", "err"] == pytest.approx(250.0 / 400.0 - 1)
+    assert got.loc["short", "err_low"] == pytest.approx(360.0 / 400.0 - 1)
+    assert got.loc["long", "err_low"] == pytest.approx(0.0)
+    # short: E2E 0.4 + 899 x 0.01 = 9.39 s, 10 clients -> 1.065 prompts/s x 0.110 s = 0.117 of each second
+    assert got.loc["short", "stall"] == pytest.approx(10 / 9390.0 * 110.0)
+    assert got.loc["short", "tpot_x_stall"] == pytest.approx(1 / (1 - 10 / 9390.0 * 110.0))
+    assert got.loc["short", "tpot_x_meas"] == pytest.approx(1.25)
+    assert got.loc["short", "miss_x"] == pytest.approx(150.0 / 110.0)
+    assert got.loc["short", "tpot_x_load"] == pytest.approx(10.0 / 5.0)  # the low-load TPOT is the median, 5 ms

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
-from benchmarks.validation_saturation import cause, side, summary
+import pytest
+
+from benchmarks.validation_saturation import CSV, cap_check, cause, in_service, side, summary
 
 
 def _r(meas: float, simd: float) -> dict:
@@ -35,3 +39,24 @@ def test_causes() -> None:
     assert cause(rec | {"kv_room": math.nan}) == "servesim: other"  # unknown room is not called KV-bound
     assert cause(rec | {"side": "measured", "mode": "disagg"}) == "measured: disagg"
     assert cause(rec | {"side": "measured", "source": "gap-analysis"}) == "measured: agg gap-analysis"
+
+
+def test_in_service_is_littles_law_on_the_measured_means() -> None:
+    # decode time S = 0.02 s x (0.9 x 1000 - 1) = 17.98 s; 10 clients x 17.98 / (2.0 + 17.98) = 9.0 past first token
+    r = {"ttft": {"measured_s": 2.0}, "tpot": {"measured_s": 0.02}}
+    assert math.isclose(in_service(r, 10, 1000), 10 * 17.98 / 19.98)
+    # a queue behind a cap of k slots: TTFT grows, the share in service falls toward k / clients
+    slow = {"ttft": {"measured_s": 60.0}, "tpot": {"measured_s": 0.02}}
+    assert in_service(slow, 10, 1000) < 2.5
+
+
+def test_recipe_decode_caps_against_the_measurement() -> None:
+    """Session 12's final replay: 36 disagg rows have a recipe decode cap below their clients; only the B200 fp4
+    8k/1k c100 row (5 workers x `batch8` = 40 slots) had more clients past their first token (74, Little)."""
+    if not CSV.exists():
+        pytest.skip("shared silicon_sample.csv not present")
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "validation_presets_s12_final_results.json"
+    res = json.loads(path.read_text())
+    binding, n, ids = cap_check(res)
+    assert (binding, n) == (36, 1)
+    assert ids == ["2026_03_25_deepseek_r1_b200_sxm_trtllm_fp4_disagg_8192x1024_c100_tp4_0_ep4_0_1140"]

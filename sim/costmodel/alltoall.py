@@ -16,6 +16,18 @@ holding its experts, combine the experts' partial outputs back. How depends on t
   its expert's slot on the owning rank (csrc/kernels/internode_ll.cu `dst_expert_idx`, 9249c25), nothing
   deduplicated per rank - on the link the EP group crosses (`deepep_ll_s`).
 
+Which method TensorRT-LLM runs depends on its release (`serving_engine.moe_alltoall_above_topk`): up to 1.2.0rc2
+(2025-11-07; PR #8950 "Adjust select_alltoall_method_type" changed it after, review of 2025-11-12) its
+`CutlassFusedMoE.select_alltoall_method_type` (tensorrt_llm/_torch/modules/fused_moe/fused_moe_cutlass.py; the
+DeepGEMM backend subclasses it) returned `NotEnabled` unless `moe_ep_size > experts_per_token` and
+`MnnvlMemory.supports_mnnvl()`, and with the all-to-all not enabled the MoE all-gathers the DP ranks' tokens and
+reduce-scatters the outputs (`allgather(..., sizes=None if use_dp_padding else all_rank_num_tokens)`,
+`reducescatter_or_allreduce`), NCCL collectives; issue #5824 (2025-07) quotes the same `moe_ep_size <= top_k`
+rule ("the communication cost of allreduce is less than that of all2all" below it). So under that flag an EP group
+no larger than a token's expert count (DeepSeek's 8 on one node, gpt-oss's 4) is priced as
+`allgather_reducescatter`; a larger one keeps the engine's method. Later releases choose in
+`CommunicationFactory.create_strategy` (NVLinkOneSided first, the `trtllm` preset's `one_sided`).
+
 The link is NVLink inside the NVLink domain and the scale-out NIC beyond it. DeepEP's low-latency kernels use
 NVLink wherever NVSHMEM reports the peer reachable: `nvshmemi_get_p2p_ptr(dst) != 0` -> plain warp stores over
 NVLink, else IBGDA RDMA puts (DeepEP PR #173 "LL nvlink p2p", 68ae8b3, 2025-05-23); `Buffer(...,
@@ -293,6 +305,8 @@ def moe_comm(
     """The engine's expert-parallel token exchange for a StructuredCost (`serving_engine.moe_all2all`; without an
     engine, the field's default) at the NCCL latency of its all-reduce (`comm.AllReduce.nccl_latency_s`)."""
     method: MoeAll2All = engine.moe_all2all if engine is not None else "allgather_reducescatter"
+    if engine is not None and engine.moe_alltoall_above_topk and layout.ep <= model.experts_per_token:
+        method = "allgather_reducescatter"  # TensorRT-LLM <= 1.2.0rc2: no all-to-all at ep <= top_k (module doc)
     copies = remote_copies(model.experts_per_token, model.num_experts, layout.ep, model.n_group, model.topk_group)
     return MoeComm(method, gpu, layout.ep, layout.attention_dp, layout.tp, hidden, act_bytes, copies, efficiency,
                    ar.nccl_latency_s, model.experts_per_token, model.num_experts, model.n_group,

@@ -267,6 +267,11 @@ class ServingEngineConfig(admission.OverlapAdmission):  # `overlap_admission`: w
         default="allgather_reducescatter",
         description="attention DP + EP token exchange: one_sided (TRT-LLM NVLink), allgather_reducescatter, deepep",
     )
+    # TensorRT-LLM up to 1.2.0rc2 ran its all-to-all only when ep > experts per token, else all-gather +
+    # reduce-scatter (`CutlassFusedMoE.select_alltoall_method_type` before PR #8950; sim.costmodel.alltoall).
+    moe_alltoall_above_topk: bool = Field(
+        default=False, description="the all-to-all only when ep > experts per token (TensorRT-LLM <= 1.2.0rc2)"
+    )
     # KV reserved on admission for the outputs still to come (policies/reserve.py; colocated instances). `none`: vLLM,
     # which admits on the prompt's blocks and preempts by recompute when KV runs out. `guaranteed_no_evict`:
     # TensorRT-LLM's default capacity policy (`SchedulerConfig.capacity_scheduler_policy`, llmapi/llm_args.py): a
