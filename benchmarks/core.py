@@ -7,6 +7,7 @@
     python benchmarks/core.py --before /work/main   # also time another checkout (same cases), for a diff
     python benchmarks/core.py --cases azure-issue --repeat 3   # least CPU of 3 fresh runs (a shared machine)
     python benchmarks/core.py --cases azure-issue --repeat 5 --before /tmp/main   # 5 runs of each, taken in turns
+    python benchmarks/core.py --million --no-write --json out.json   # this run's rows in a file of their own
 
 Cases: `bare-simpy` (1M bare SimPy timeouts: the scale every target is stated in), `azure` (the Azure 2023
 conversation hour on 4 x H100, Llama-3.1-8B, fcfs), `azure-issue` (issue 14's setup: the same hour on 4 x
@@ -349,6 +350,7 @@ def main() -> None:
     ap.add_argument("--before", type=Path, help="another checkout to time the same cases on")
     ap.add_argument("--repeat", type=int, default=1, help="runs per case (fresh processes); the least CPU is kept")
     ap.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/results/speed_*")
+    ap.add_argument("--json", type=Path, help="also write this run's rows (and --before's) to this file, as they are")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -370,6 +372,9 @@ def main() -> None:
             print("before:", before[-1], file=sys.stderr)
     print("\n".join(table(rows)))
     print("\n".join(verdicts({str(r["case"]): r for r in rows})))
+    if a.json is not None:  # one session's series on its own (a branch's results file), beside the shared record
+        series = {"machine": machine(), "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "tree": str(ROOT)}
+        a.json.write_text(json.dumps({**series, "after": rows, "before": before}, indent=1) + "\n")
     if not a.no_write:
         every, every_before = record(rows, before)
         write_speed(every, every_before or None)

@@ -1,6 +1,7 @@
-"""The core copies two pieces of SimPy's private machinery for speed (`sim.core.late.sleep_for`, the event loop
-in `CountingEnvironment.run`); pyproject pins simpy below 4.2 for that reason. These tests fail if a SimPy
-release changes what was copied: the heap entries a timeout makes, or the order in which the loop runs events."""
+"""The core copies pieces of SimPy's private machinery for speed (`sim.core.late.sleep_for` and its `Wake`, the
+event loop in `CountingEnvironment.run`, `Process._resume` in `sim.core.loop.Loop`); pyproject pins simpy below 4.2
+for that reason. These tests fail if a SimPy release changes what was copied: the heap entries a timeout makes (a
+`Wake` is scheduled as `env.timeout`'s `Timeout` is, with the same fields), or the order in which events run."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import simpy
 
 from sim.core.engine import CountingEnvironment
-from sim.core.late import exact_delay, sleep_for, sleep_until
+from sim.core.late import Waitable, Wake, exact_delay, sleep_for, sleep_until
 
 
 def _entries(env: simpy.Environment) -> list[tuple[float, int, int, dict[str, Any]]]:
@@ -23,13 +24,20 @@ def _entries(env: simpy.Environment) -> list[tuple[float, int, int, dict[str, An
     return out
 
 
+def _as_timeouts(entries: list[tuple[float, int, int, dict[str, Any]]]) -> list[tuple[float, int, int, dict[str, Any]]]:
+    """Our entries with `Wake` named as the `Timeout` it stands for (every other field compared as it is)."""
+    return [(t, p, e, {**f, "type": "Timeout" if f["type"] == "Wake" else f["type"]}) for t, p, e, f in entries]
+
+
 def test_sleep_for_schedules_what_env_timeout_schedules() -> None:
     delays = [0.0, 1.5, 0.1 + 0.2, 1e-9, 3.0, 0.0]
     ours, theirs = simpy.Environment(initial_time=0.7), simpy.Environment(initial_time=0.7)
     for d in delays:
         a, b = sleep_for(ours, d), theirs.timeout(d)
         assert (a.env, a.triggered, a.processed, a.ok, a.value) == (ours, b.triggered, b.processed, b.ok, b.value)
-    assert _entries(ours) == _entries(theirs)
+        assert type(a) is Wake and type(b) is simpy.Timeout
+    assert _as_timeouts(_entries(ours)) == _entries(theirs)
+    assert {e[3]["type"] for e in _entries(ours)} == {"Wake"}
     ours.run()
     theirs.run()
     assert ours.now == theirs.now
@@ -39,6 +47,7 @@ def test_sleep_until_lands_exactly() -> None:
     env = simpy.Environment(initial_time=0.1)
     ev = sleep_until(env, 0.3)  # 0.1 + (0.3 - 0.1) != 0.3 in floating point; sleep_until must still land on it
     seen: list[float] = []
+    assert ev.callbacks == []
     ev.callbacks.append(lambda _e: seen.append(env.now))
     env.run()
     assert seen == [0.3]
@@ -56,8 +65,8 @@ def test_sleep_until_schedules_what_env_timeout_of_exact_delay_schedules() -> No
     for t in targets:
         a, b = sleep_until(ours, t), theirs.timeout(exact_delay(theirs.now, t))
         assert (a.env, a.triggered, a.processed, a.ok, a.value) == (ours, b.triggered, b.processed, b.ok, b.value)
-        assert type(a) is type(b)
-    mine, simpys = _entries(ours), _entries(theirs)
+        assert type(a) is Wake and type(b) is simpy.Timeout
+    mine, simpys = _as_timeouts(_entries(ours)), _entries(theirs)
     assert mine == simpys and len(mine) == len(targets)
     # each lands on max(t, now); here no delay d gives now + d == inexact, so that one lands just above it
     assert [e[0] for e in mine] == sorted(max(t, now) if t != inexact else now + exact_delay(now, t) for t in targets)
@@ -70,7 +79,7 @@ def test_sleep_until_schedules_what_env_timeout_of_exact_delay_schedules() -> No
         mixed_ours.timeout(0.0)
         mixed_theirs.timeout(exact_delay(now, t))
         mixed_theirs.timeout(0.0)
-    assert _entries(mixed_ours) == _entries(mixed_theirs)
+    assert _as_timeouts(_entries(mixed_ours)) == _entries(mixed_theirs)
 
 
 def _world(env: simpy.Environment, trace: list[tuple[float, str]]) -> simpy.Event:
@@ -122,3 +131,62 @@ def test_counting_loop_runs_the_events_simpy_runs_in_the_same_order() -> None:
     while not until.processed:
         stepped.step()
     assert ours.events == stepped.events
+
+
+def _loops_world(env: simpy.Environment, start: Any, trace: list[tuple[float, str]]) -> simpy.Event:
+    """Generators started by `start` (`env.process` or `Loop`) beside plain SimPy processes: same-time ties, events
+    fired before they are waited for, a failed event handled, a return value and a failure of the generator."""
+    done, shared = env.event(), env.event()
+
+    def gen(i: int) -> Generator[Waitable, Any, Any]:
+        for k in range(5):
+            yield env.timeout(0.5 * (k % 2)) if k % 3 else sleep_until(env, env.now + 0.25 * (k % 2))
+            trace.append((env.now, f"g{i}.{k}"))
+        if i == 0:
+            shared.succeed("shared")  # fired now: the others take it at once, without waiting (its callbacks ran)
+        got = yield shared
+        trace.append((env.now, f"g{i} got {got}"))
+        bad = env.event()
+        bad.fail(ValueError(f"bad {i}"))
+        try:
+            yield bad
+        except ValueError as e:
+            trace.append((env.now, f"g{i} caught {e}"))
+        yield env.timeout(1.0)
+        if i == 1:
+            raise KeyError("g1 fails")
+        return i
+
+    def plain() -> Generator[Waitable, Any, None]:
+        for k in range(6):
+            yield env.timeout(0.5 * (k % 3)) if k % 2 else sleep_for(env, 0.25 * (k % 3))  # a Wake in SimPy's hands
+            trace.append((env.now, f"plain.{k}"))
+        yield env.timeout(5.0)
+        done.succeed("finished")
+
+    for i in range(3):
+        start(gen(i))
+        env.process(plain())  # type: ignore[arg-type]  # a Wake in SimPy's hands, as `plain` means to test
+    return done
+
+
+def test_a_loop_runs_a_generator_as_simpy_runs_its_process() -> None:
+    """`sim.core.loop.Loop` (the engine's processes): the same trace, event ids, event count, and the same exception
+    out of the run loop when a generator fails (SimPy raises a copy of it, the original as its cause)."""
+    from sim.core.loop import Loop
+
+    runs = []
+    for kind in ("simpy", "loop"):
+        env, trace = CountingEnvironment(), list[tuple[float, str]]()
+        start = env.process if kind == "simpy" else (lambda g, env=env: Loop(env, g))
+        until = _loops_world(env, start, trace)
+        try:
+            env.run(until=until)
+        except KeyError as e:
+            failed = (env.now, repr(e), repr(e.__cause__))
+        left = [(t, prio, eid, e.get("_ok"), e.get("_value")) for t, prio, eid, e in _entries(env)]  # still scheduled
+        runs.append((trace, failed, env.events, left, next(env._eid)))
+    assert runs[0] == runs[1]
+    trace, failed = runs[0][:2]
+    assert failed[1:] == ("KeyError('g1 fails')", "KeyError('g1 fails')")
+    assert any("caught bad" in what for _, what in trace) and len(trace) > 30

@@ -21,7 +21,8 @@ from sim.core.batch import BatchPlan, BatchScheduler
 from sim.core.cohort import Cohort
 from sim.core.collaborators import Collaborators, PrefixCaching
 from sim.core.kvcache import BlockAllocator, KVCapacity
-from sim.core.late import sleep_until
+from sim.core.late import Waitable, sleep_until
+from sim.core.loop import Loop
 from sim.core.native import mypyc_attr
 from sim.core.recorder import RequestLog
 from sim.core.request import Request
@@ -115,7 +116,7 @@ class Instance(BatchView):
         # decode runs go on past completions (`steps._onward`) for a scheduler whose plan, with nobody waiting or
         # prefilling, is every decoder again (`steady_decode`), where nothing else watches each plan
         self.steady = fast_forward and plain and c.on_release is None and getattr(scheduler, "steady_decode", False)
-        self.process = env.process(self._loop())
+        self.process = Loop(env, self._loop())  # `env.process`, resumed by compiled code (`sim.core.loop`)
 
     @property
     def swap_s(self) -> float:
@@ -228,13 +229,13 @@ class Instance(BatchView):
         exception and a second sleep: cutting runs is the engine's most frequent outside change.)"""
         run.k = k
         proc = self.process
-        proc._target.callbacks.remove(proc._resume)  # the sleep until the old last step: it fires unheeded
+        proc._target.callbacks.remove(proc.resume)  # the sleep until the old last step: it fires unheeded
         wake = sleep_until(self.env, float(run.times[k - 1]))
-        wake.callbacks.append(proc._resume)
+        wake.callbacks = [proc.resume]  # (it was made with none)
         proc._target = wake
 
     # -- the loop ------------------------------------------------------------------------------------
-    def _loop(self) -> Generator[simpy.Event, Any, None]:
+    def _loop(self) -> Generator[Waitable, Any, None]:
         schedule, copies = self.scheduler.schedule, self.copies  # (hot: once per plan)
         while True:
             if self.abandoning:

@@ -25,7 +25,8 @@ except ImportError:  # the default install: nothing compiles, so the marker has 
 # what `SERVESIM_COMPILE=1` compiles: the engine's per-event and per-iteration code (profile of chunked-10k and the
 # Azure hour: the instance loop, the decode and chunk runs, the cohort, the pricing memo) and Sarathi/fcfs planning
 # (`policies/continuous.py`: −5 % CPU in chunked-100k, −4.9 % instructions in the Azure hour, compiled; SPEED.md s12;
-# its pydantic configs live in `policies/continuous_config.py`, which mypyc cannot compile)
+# its pydantic configs live in `policies/continuous_config.py`, which mypyc cannot compile), and the driver that resumes
+# the engine's processes (`loop.py`, in place of SimPy's interpreted `Process._resume`; SPEED.md s13-core)
 COMPILED = [
     "sim/core/batch.py",
     "sim/core/clock.py",
@@ -34,6 +35,7 @@ COMPILED = [
     "sim/core/instance.py",
     "sim/core/kvcache.py",
     "sim/core/late.py",
+    "sim/core/loop.py",
     "sim/core/recorder.py",
     "sim/core/request.py",
     "sim/core/steps.py",

@@ -24,12 +24,10 @@ import bisect
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-import simpy
-
 from sim.core.batch import BatchPlan
 from sim.core.clock import step_times
 from sim.core.cohort import Cohort
-from sim.core.late import sleep_until
+from sim.core.late import Waitable, sleep_until
 from sim.core.native import mypyc_attr
 from sim.core.request import Request
 from sim.costmodel.models import CostModel
@@ -37,7 +35,7 @@ from sim.costmodel.models import CostModel
 if TYPE_CHECKING:
     from sim.core.instance import Instance
 
-Steps = Generator[simpy.Event, Any, None]
+Steps = Generator[Waitable, Any, None]
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # compiled (`sim.core.native`): the tests' reference run extends it
