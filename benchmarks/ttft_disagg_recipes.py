@@ -66,6 +66,8 @@ def recipe_facts(text: str) -> dict[str, Any] | None:
             "decode_tp": int(dec["tensor_parallel_size"]),
             "decode_dp": bool(dec.get("enable_attention_dp", False)),
             "decode_batch": int(dec["max_batch_size"]),
+            "decode_stream_interval": int(dec.get("stream_interval", 1)),
+            "decode_overlap": not bool(dec.get("disable_overlap_scheduler", False)),
             "isl": int(bench["isl"]),
             "osl": int(bench["osl"]),
             "conc": _concurrencies(bench["concurrencies"]),
@@ -151,6 +153,38 @@ def decode_slots(row: pd.Series, table: dict[str, Any] | None = None) -> int | N
     if (1 if pd.isna(dp) else int(dp)) != ranks:
         return None
     return int(batch * ranks)
+
+
+def config_recipes(row: pd.Series, table: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The recipe versions an InferenceX-configured TensorRT-LLM disagg row names: the `CONFIG_FILE` of every
+    nvidia-master.yaml item it matches (coverage_disagg), each at its newest version by the row's day, else any.
+    InferenceX spells the folder `recipies/` (sic)."""
+    import coverage_disagg as cd  # here, not at the top: coverage_disagg imports this module
+
+    if row["backend"] != "trtllm" or row["mode"] != "disagg" or cd.deployment(row).status != "config":
+        return []
+    conc, measured = cd._fact(row, "silicon_concurrency"), cd._fact(row, "measured")
+    t = cd._table()
+    at = cd.in_force(str(measured), t)
+    paths = {
+        "recipes/" + x.split("=", 1)[1].split("/", 1)[1]
+        for it in t["items"]
+        if cd._matches(it, row, int(str(conc)), at)
+        for x in it["settings"]
+        if x.startswith("CONFIG_FILE=")
+    }
+    versions = (table if table is not None else _table())["versions"]
+    out = []
+    for path in paths:
+        mine = [v for v in versions if v["path"] == path]
+        early = [v for v in in_force(mine, str(measured))]
+        out += early or mine[:1]
+    return out
+
+
+def row_recipes(row: pd.Series) -> list[dict[str, Any]]:
+    """The recipe versions a TensorRT-LLM disagg row ran, recorded (`matches`) or configured (`config_recipes`)."""
+    return matches(row) or config_recipes(row)
 
 
 def main() -> None:
