@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import coverage_recipes_sglang as srt
-from ttft_disagg_recipes import decode_slots as recorded_slots
 import pandas as pd
+from ttft_disagg_recipes import decode_slots as recorded_slots
 
 TABLE = Path(__file__).resolve().parent / "ground_truth" / "inferencex_disagg.json"
 CONFIG_PATH = ".github/configs/nvidia-master.yaml"  # moved to the repo root on 2026-07-02 (e9fc98807)

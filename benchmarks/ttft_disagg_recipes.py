@@ -174,11 +174,10 @@ def config_recipes(row: pd.Series, table: dict[str, Any] | None = None) -> list[
         if x.startswith("CONFIG_FILE=")
     }
     versions = (table if table is not None else _table())["versions"]
-    out = []
-    for path in paths:
+    out: list[dict[str, Any]] = []
+    for path in sorted(paths):
         mine = [v for v in versions if v["path"] == path]
-        early = [v for v in in_force(mine, str(measured))]
-        out += early or mine[:1]
+        out += in_force(mine, str(measured)) or mine[:1]  # newest by the row's day, else newest
     return out
 
 
