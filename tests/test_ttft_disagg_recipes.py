@@ -118,3 +118,19 @@ def test_sampled_h100_rows_read_their_recipes(silicon_rows: pd.DataFrame) -> Non
         assert cd.decode_slots(row) == slots  # coverage_disagg delegates for recorded rows
         sc = cov.scenario(row, WL)
         assert sc["cluster"]["decode"]["scheduler"]["max_num_seqs"] == slots
+
+
+def test_hold_summary_by_hand() -> None:
+    import ttft_disagg_hold as hold
+
+    t = pd.DataFrame(
+        {
+            "stream_interval": [100, 100, 100, 100, 20],
+            "ttft_in_tpots": [30.0, 60.0, 150.0, 10.0, 25.0],
+            "slots_bind": [False, False, False, True, False],
+        }
+    )
+    s = hold.file_summary(t).set_index("stream_interval")
+    assert s.loc[100, "rows"] == 3  # the slot-bound row is left out
+    assert (s.loc[100, "below_full"], s.loc[100, "below_half"]) == (2, 1)  # < 99 : 30, 60; < 49.5 : 30
+    assert (s.loc[20, "below_full"], s.loc[20, "below_half"]) == (0, 0)
