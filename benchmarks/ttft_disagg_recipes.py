@@ -14,7 +14,8 @@ only the versions in force on the row's `measured=` day: InferenceX ran srt-slur
 which reached the fork squashed (5063eb432, 2026-03-03), so the version that names a 2026-02 row's container tag and
 worker counts can carry a later date (cfg494: the 2026-01-27 version names 0.8.1.post1 and 2 decode workers, the
 2026-03-03 one 0.8.1.post3 and 3, as the row records; both `max_batch_size: 8`). `in_force` says which match
-predates the row (`ttft_disagg_recipes.py --rows`).
+predates the row. A recipe whose container is an srtctl alias with no tag (`container: dynamo-trtllm`, the B200 /
+GB200 / GB300 recipes of 5063eb432) matches on the other facts alone.
 No measured latency is used to choose. The table (`ground_truth/srt_slurm_trtllm.json`) is extracted from a local
 mirror by `python benchmarks/ttft_disagg_recipes.py --extract /work/.mirror/qiching+srt-slurm/repo`.
 """
@@ -61,6 +62,7 @@ def recipe_facts(text: str) -> dict[str, Any] | None:
             "gpu": str(res["gpu_type"]),
             "precision": str(y["model"]["precision"]),
             "container": str(y["model"]["container"]).rsplit(":", 1)[-1],
+            "container_alias": ":" not in str(y["model"]["container"]),  # e.g. `dynamo-trtllm`: no tag to match
             "prefill_workers": int(res["prefill_workers"]),
             "decode_workers": int(res["decode_workers"]),
             "decode_tp": int(dec["tensor_parallel_size"]),
@@ -115,12 +117,14 @@ def _fact(row: pd.Series, key: str) -> str | None:
 
 
 def matches(row: pd.Series, table: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The recipe versions in force that fit a recorded TensorRT-LLM disagg row (module doc)."""
+    """The recipe versions that fit a recorded TensorRT-LLM DeepSeek disagg row (module doc)."""
     src, conc, measured = str(row["silicon_data_source"]), _fact(row, "silicon_concurrency"), _fact(row, "measured")
     image = re.search(r"tensorrtllm-runtime:(\S+)$", src)
     if row["backend"] != "trtllm" or row["mode"] != "disagg" or not src.startswith("db-dump") or not image:
         return []
     if conc is None or measured is None or pd.isna(row.get("decode_num_workers")):
+        return []
+    if not DEEPSEEK.search(str(row["model_path"])):  # every recipe read serves DeepSeek-R1
         return []
     key = (
         GPUS.get(str(row["system"])),
@@ -137,7 +141,9 @@ def matches(row: pd.Series, table: dict[str, Any] | None = None) -> list[dict[st
     return [
         v
         for v in t["versions"]
-        if tuple(v[f] for f in fields) == key and int(conc) in v["conc"] and DEEPSEEK.search(v["model"])
+        if all(v[f] == k or (f == "container" and v.get("container_alias")) for f, k in zip(fields, key, strict=True))
+        and int(conc) in v["conc"]
+        and DEEPSEEK.search(v["model"])
     ]
 
 

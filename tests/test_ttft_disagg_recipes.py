@@ -45,6 +45,7 @@ def _row(**over: Any) -> pd.Series:
         "workflow_run_id=269; nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:0.8.1.post3"
     )
     base = {"id": "r", "backend": "trtllm", "mode": "disagg", "system": "h100_sxm", "precision": "fp8", "isl": 1024,
+            "model_path": "deepseek-ai/DeepSeek-V3",
             "osl": 1024, "prefill_num_workers": 1.0, "decode_num_workers": 3.0, "decode_tp_size": 16.0,
             "decode_attention_dp_size": 1.0, "silicon_data_source": src}  # fmt: skip
     return pd.Series(base | over)
@@ -134,3 +135,21 @@ def test_hold_summary_by_hand() -> None:
     assert s.loc[100, "rows"] == 3  # the slot-bound row is left out
     assert (s.loc[100, "below_full"], s.loc[100, "below_half"]) == (2, 1)  # < 99 : 30, 60; < 49.5 : 30
     assert (s.loc[20, "below_full"], s.loc[20, "below_half"]) == (0, 0)
+
+
+def test_alias_container_and_model() -> None:
+    alias = {"versions": [_version(container="dynamo-trtllm", container_alias=True)]}
+    other = _row(silicon_data_source=_row()["silicon_data_source"].replace("0.8.1.post3", "0.8.1.post2"))
+    assert tdr.decode_slots(other, alias) == 8  # an untagged srtctl alias matches any tag
+    assert tdr.decode_slots(other, {"versions": [_version(container="dynamo-trtllm")]}) is None  # a tag must match
+    assert tdr.decode_slots(_row(model_path="moonshotai/Kimi-K2.5"), alias) is None  # DeepSeek-R1 recipes only
+    assert tdr.decode_slots(_row(model_path="deepseek-ai/DeepSeek-V3"), alias) == 8
+
+
+def test_sampled_gb200_row_reads_an_alias_recipe(silicon_rows: pd.DataFrame) -> None:
+    # srt-slurm recipes/trtllm/gb200-fp8/1k1k/stp/ctx1_gen3_tep8_batch8_eplb0_mtp0_27.yaml@5063eb432:
+    # `container: dynamo-trtllm`, 1 + 3 workers, decode tp 8, max_batch_size 8, concurrencies [27]
+    row = silicon_rows.loc["dsr1_gb200_trtllm_fp8_disagg_1024x1024_c27_cfg386"]
+    assert tdr.decode_slots(row) == 8
+    # MTP and plain recipes of the same shape disagree (8 vs 32): the recorded row cannot tell them apart
+    assert tdr.decode_slots(silicon_rows.loc["dsr1_gb300_trtllm_fp4_disagg_1024x1024_c48_cfg417"]) is None
