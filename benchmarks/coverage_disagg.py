@@ -37,6 +37,7 @@ from typing import Any
 
 import coverage_recipes_sglang as srt
 import pandas as pd
+from ttft_disagg_recipes import decode_slots as recorded_slots
 
 TABLE = Path(__file__).resolve().parent / "ground_truth" / "inferencex_disagg.json"
 CONFIG_PATH = ".github/configs/nvidia-master.yaml"  # moved to the repo root on 2026-07-02 (e9fc98807)
@@ -252,11 +253,14 @@ def decode_batch(item: dict[str, Any]) -> int | None:
 
 def decode_slots(row: pd.Series, dep: Deployment | None = None) -> int | None:
     """Requests one decode worker of the row's deployment runs at once, where its recipe says (`decode_batch` x
-    the decode pool's attention-DP ranks); None where no recipe value is read (recorded and unknown rows; SGLang
-    items whose srt-slurm recipes are not read or disagree).
+    the decode pool's attention-DP ranks; for a recorded TensorRT-LLM row, the srt-slurm recipe it ran,
+    `ttft_disagg_recipes.decode_slots`); None where no recipe value is read (unknown rows, recorded rows with no
+    single matching recipe; SGLang items whose srt-slurm recipes are not read or disagree).
     With more clients than decode slots the rest wait for one, and that wait falls before the client's first
     token, which comes from the decode worker (COVERAGE.md, "Disaggregated first token (branch s9-disagg)")."""
     d = dep if dep is not None else deployment(row)
+    if d.status == "recorded":  # the srt-slurm recipe the recorded row ran (ttft_disagg_recipes, s13-dis)
+        return recorded_slots(row)
     if d.status != "config" or d.decode_batch is None:
         return None
     return d.decode_batch * d.pools["decode"].get("attention_dp", 1)

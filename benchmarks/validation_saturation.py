@@ -103,7 +103,8 @@ def cap_check(res: dict[str, Any]) -> tuple[int, int, list[str]]:
             dep = coverage.deployment(row)
             if (cap := coverage.decode_slots(row, dep)) is None:
                 continue
-            slots, clients = cap * int(dep.pools["decode"].get("instances", 1)), int(coverage.concurrency(row))
+            workers = dep.pools["decode"]["instances"] if dep.status == "config" else int(row["decode_num_workers"])
+            slots, clients = cap * int(workers), int(coverage.concurrency(row))  # recorded rows: s13-dis
             binding += clients > slots
             if in_service(r, clients, int(row["osl"])) > SLACK * slots:
                 refuted.append(rid)

@@ -264,11 +264,12 @@ def test_decode_batch_from_the_recipe() -> None:
 def test_decode_slots_of_a_configured_row(rows: pd.DataFrame) -> None:
     """dsr1-fp8-b300-dynamo-trt, 1k1k conc 720, recipe `ctx1_gen5_dep8_batch16_eplb0_mtp2_720`: 5 decode workers of
     8 attention-DP ranks, each rank 16 requests at once: 128 per worker, 640 in all, 80 fewer than the clients.
-    Recorded and unknown rows get none (their files name no recipe)."""
+    Unknown rows get none; a recorded row gets the srt-slurm recipe it ran (ttft_disagg_recipes, s13-dis)."""
     r = rows.loc["2026_04_06_deepseek_r1_b300_sxm_trtllm_fp8_disagg_1024x1024_c720_tp4_ep1_1408"]
     d = cd.deployment(r)
     assert d.decode_batch == 16 and d.pools["decode"]["attention_dp"] == 8 and d.pools["decode"]["instances"] == 5
     assert cd.decode_slots(r, d) == 128
-    assert cd.decode_slots(rows.loc["dsr1_h100_trtllm_fp8_disagg_1024x1024_c30_cfg494"]) is None
+    assert cd.decode_slots(rows.loc["dsr1_h100_trtllm_fp8_disagg_1024x1024_c30_cfg494"]) == 8  # ctx1_gen3_tep16_batch8
+    assert cd.decode_slots(rows.loc["dsr1_gb300_trtllm_fp4_disagg_1024x1024_c48_cfg417"]) is None  # MTP 8 vs plain 32
     unknown = rows.loc["2026_03_25_glm_5_gb200_trtllm_fp4_disagg_1024x1024_c5_tp4_0_ep_148"]
     assert cd.deployment(unknown).status == "unknown" and cd.decode_slots(unknown) is None

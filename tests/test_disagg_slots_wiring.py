@@ -27,7 +27,8 @@ def test_slots_go_to_the_decode_pool_only(silicon_rows: pd.DataFrame) -> None:
     assert plain["cluster"]["decode"].get("scheduler", plain["scheduler"])["max_num_seqs"] == 720  # max(256, c)
     assert wired["cluster"]["prefill"] == plain["cluster"]["prefill"]
     recorded = silicon_rows.loc["dsr1_h100_trtllm_fp8_disagg_1024x1024_c30_cfg494"]
-    assert dft.with_decode_slots(recorded, WL) == cov.scenario(recorded, WL)  # no recipe value: as coverage builds it
+    assert dft.with_decode_slots(recorded, WL) == cov.scenario(recorded, WL)  # the srt-slurm recipe's slots (s13-dis)
+    assert cov.scenario(recorded, WL)["cluster"]["decode"]["scheduler"]["max_num_seqs"] == 8
 
 
 def test_little_wait_by_hand(silicon_rows: pd.DataFrame) -> None:
