@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +43,21 @@ CSV = CSV / "silicon_sample.csv"
 DEFAULT = Path(__file__).resolve().parent / "results" / "coverage_s13rows_results.json"
 
 
+def _with_interval(df: pd.DataFrame) -> Iterator[tuple[pd.Series, list[dict[str, Any]], int]]:
+    """TensorRT-LLM disagg rows whose matching recipes agree on one decode stream interval: row, recipes, interval."""
+    for _, r in df[(df["mode"] == "disagg") & (df["backend"] == "trtllm")].iterrows():
+        rec = tdr.row_recipes(r)
+        si = {v["decode_stream_interval"] for v in rec}
+        if len(si) == 1:
+            yield r, rec, si.pop()
+
+
 def hold_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per TensorRT-LLM disagg row with a recipe: its decode stream interval, slots, the closed-form slot wait
     (Little's law, s9-disagg) and the miss in measured TPOTs beside both hold predictions."""
     out = []
-    for _, r in df[(df["mode"] == "disagg") & (df["backend"] == "trtllm")].iterrows():
-        rec = tdr.row_recipes(r)
-        si = {v["decode_stream_interval"] for v in rec}
-        if len(si) != 1:
-            continue
-        s, tpot, c = si.pop(), float(r["silicon_tpot_ms"]), int(r["clients"])
+    for r, rec, s in _with_interval(df):
+        tpot, c = float(r["silicon_tpot_ms"]), int(r["clients"])
         ranks = {v["decode_batch"] * (v["decode_tp"] if v["decode_dp"] else 1) for v in rec}
         workers = {v["decode_workers"] for v in rec}
         slots = ranks.pop() * workers.pop() if len(ranks) == 1 and len(workers) == 1 else np.nan
@@ -84,14 +90,10 @@ def file_table(csv: Path = CSV) -> pd.DataFrame:
     the measured TTFT in measured TPOTs (an upper bound on any hold counted in decode steps)."""
     df = pd.read_csv(csv)
     out = []
-    for _, r in df[(df["mode"] == "disagg") & (df["backend"] == "trtllm")].iterrows():
-        rec = tdr.row_recipes(r)
-        si = {v["decode_stream_interval"] for v in rec}
-        if len(si) != 1:
-            continue
+    for r, rec, s in _with_interval(df):
         c = int(str(tdr._fact(r, "silicon_concurrency")))
         ratio = float(r["silicon_ttft_ms"]) / float(r["silicon_tpot_ms"])
-        out.append({"id": r["id"], "isl": int(r["isl"]), "stream_interval": si.pop(), "clients": c,
+        out.append({"id": r["id"], "isl": int(r["isl"]), "stream_interval": s, "clients": c,
                     "slots": _slots(rec), "ttft_in_tpots": ratio})  # fmt: skip
     t = pd.DataFrame(out)
     t["slots_bind"] = t["clients"] > t["slots"]

@@ -47,3 +47,26 @@ def means_only(clients: int, isl: int, osl: int, ttft: float, tpot: float) -> Ob
         f"closed-{clients}", "silicon", np.full(n, isl), out, np.full(n, ttft), ttft + tpot * (out - 1),
         concurrency=clients, means_only=True,
     )  # fmt: skip
+
+
+def sglang_scenario(
+    clients: int, isl: int, osl: int, engine: dict[str, Any], layer_s: float = 0.0, model: str = "llama-3.1-8b"
+) -> sim.Scenario:
+    """`closed_scenario` on the `sglang` preset with `engine` over it and the roofline's fixed time per layer."""
+    cost = {"kind": "roofline", "layer_overhead_s": layer_s}
+    return closed_scenario(clients, isl, osl, {"kind": "sglang", **engine}, cost, model=model)
+
+
+def simulated_pairs(
+    loops: tuple[tuple[int, int, int], ...], truth: dict[str, Any], layer_s: float = 0.0, model: str = "llama-3.1-8b"
+) -> list[tuple[ObservedRun, sim.Scenario]]:
+    """Each closed loop simulated under `truth` (engine terms; `layer_s` per layer per step), read back as a
+    means-only run and paired with its preset scenario: rows whose true terms a fit should recover."""
+    from calibrate.replay import replay_once
+
+    pairs = []
+    for c, isl, osl in loops:
+        simd = replay_once(means_only(c, isl, osl, 1.0, 0.01), sglang_scenario(c, isl, osl, truth, layer_s, model))
+        run = means_only(c, isl, osl, float(np.nanmean(simd.ttft_s)), float(np.nanmean(simd.tpot_s)))
+        pairs.append((run, sglang_scenario(c, isl, osl, {}, model=model)))
+    return pairs

@@ -13,8 +13,7 @@ import pytest
 import sim
 from calibrate import fit_linear as fl
 from calibrate.observed import ObservedRun
-from calibrate.replay import replay_once
-from tests.closed_loops import closed_scenario, means_only
+from tests.closed_loops import sglang_scenario, simulated_pairs
 
 MEM = fl.Term("serving_engine.memory_efficiency_scale", 0.5, 1.5, 1.0, log=True)
 SCHED = fl.Term("serving_engine.scheduler_s", 0.0, 5e-3, 3e-4, log=False)
@@ -134,21 +133,13 @@ def test_the_guard_keeps_the_preset_when_the_fit_buys_loss_with_tpot() -> None:
 
 
 def _scenario(clients: int, isl: int, osl: int, engine: dict[str, Any], layer_s: float = 0.0) -> sim.Scenario:
-    cost = {"kind": "roofline", "layer_overhead_s": layer_s}
-    return closed_scenario(clients, isl, osl, {"kind": "sglang", **engine}, cost)
+    return sglang_scenario(clients, isl, osl, engine, layer_s)
 
 
 def _pairs(
     loops: tuple[tuple[int, int, int], ...], truth: dict[str, Any], layer_s: float = 0.0
 ) -> list[tuple[ObservedRun, sim.Scenario]]:
-    """Each closed loop simulated under `truth` (engine terms; `layer_s`: the cost model's fixed time per layer per
-    step), read back as a means-only run, paired with its preset scenario."""
-    pairs = []
-    for c, isl, osl in loops:
-        simd = replay_once(means_only(c, isl, osl, 1.0, 0.01), _scenario(c, isl, osl, truth, layer_s))
-        run = means_only(c, isl, osl, float(np.nanmean(simd.ttft_s)), float(np.nanmean(simd.tpot_s)))
-        pairs.append((run, _scenario(c, isl, osl, {})))
-    return pairs
+    return simulated_pairs(loops, truth, layer_s)
 
 
 def test_closed_loops_at_a_known_decode_scale_are_recovered_and_predict_other_loops() -> None:

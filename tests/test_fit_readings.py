@@ -14,7 +14,7 @@ from calibrate import fit_linear as fl
 from calibrate import fit_means as fm
 from calibrate.observed import ObservedRun
 from calibrate.replay import replay_once
-from tests.closed_loops import closed_scenario, means_only
+from tests.closed_loops import closed_scenario, means_only, simulated_pairs
 
 MEM = fl.Term("serving_engine.memory_efficiency_scale", 0.5, 1.5, 1.0, log=True)
 LAYER = fl.Term("cost_model.layer_overhead_s", 0.0, 1e-4, 0.0, log=False)
@@ -90,22 +90,10 @@ def test_the_guard_compares_a_reading_with_the_preset_not_with_its_own_base() ->
 LOOPS = ((2, 512, 48), (32, 1024, 32), (8, 2048, 40), (128, 256, 24))
 
 
-def _scenario(c: int, isl: int, osl: int, engine: dict[str, Any], layer_s: float = 0.0) -> sim.Scenario:
-    cost = {"kind": "roofline", "layer_overhead_s": layer_s}
-    return closed_scenario(c, isl, osl, {"kind": "sglang", **engine}, cost, model="qwen3-30b-a3b")
-
-
 def _pairs(
     loops: tuple[tuple[int, int, int], ...], truth: dict[str, Any], layer_s: float = 0.0
 ) -> list[tuple[ObservedRun, sim.Scenario]]:
-    """Closed loops of a MoE model (Qwen3-30B-A3B, one H100) simulated under `truth`, read back as means-only
-    runs, paired with the preset scenario (SGLang: `per_expert`)."""
-    out = []
-    for c, isl, osl in loops:
-        simd = replay_once(means_only(c, isl, osl, 1.0, 0.01), _scenario(c, isl, osl, truth, layer_s))
-        run = means_only(c, isl, osl, float(np.nanmean(simd.ttft_s)), float(np.nanmean(simd.tpot_s)))
-        out.append((run, _scenario(c, isl, osl, {})))
-    return out
+    return simulated_pairs(loops, truth, layer_s, model="qwen3-30b-a3b")
 
 
 def test_loops_made_under_one_launch_choose_it_and_recover_the_per_layer_time() -> None:
