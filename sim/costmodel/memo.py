@@ -66,7 +66,10 @@ class MemoCost:
         self._seq_s = cost.params.seq_overhead_s
         self._dense: dict[int, tuple[float, ...]] = {}  # tokens -> dense operator seconds, breakdown's order
         self._overhead_at = list(cost._dense(1)).index("overhead")
-        self._prefill: dict[tuple[int, int], float] = {}  # (new, cached) -> prefill attention seconds
+        # new -> cached -> prefill attention seconds: int keys (a chunk size's dict, looked up once per chunk run in
+        # `_row_steps`, then keyed by context) hash and compare cheaper than a (new, cached) tuple made per lookup
+        self._prefill: dict[int, dict[int, float]] = {}
+        self._n_prefill = 0  # entries over all of `_prefill`'s dicts (bounded by `_MAX_ENTRIES`)
         self._prefill_attn = _plain_prefill_attn(cost) or cost._prefill_attn  # a (new, cached) pair not seen yet
         self._lm: dict[int, float] = {}  # sequences -> LM head seconds
         self._coeffs: dict[int, tuple[float, float] | None] = {}  # sequences -> decode_coeffs (pure in n)
@@ -118,15 +121,16 @@ class MemoCost:
                 ((q, c),) = prefill
                 row = self._rows.get((q + n_decode, n_decode, 1)) or self._derive_row(q + n_decode, n_decode, 1)
                 if row is not None:
-                    p = self._prefill.get((q, c))
+                    by_ctx = self._prefill.get(q)
+                    p = by_ctx.get(c) if by_ctx is not None else None
                     if p is None:
                         p = self._attn_new(q, c)
                     return _row_sum(row, p, self.cost._attn_coef * float(decode_ctx))
             else:
-                tokens, pre, parts = n_decode, self._prefill, []
+                tokens, parts = n_decode, []
                 for q, c in prefill:
                     tokens += q
-                    p = pre.get((q, c))
+                    p = self._pre(q).get(c)
                     parts.append(self._attn_new(q, c) if p is None else p)
                 row = self._rows.get((tokens, n_decode, len(prefill))) or self._derive_row(
                     tokens, n_decode, len(prefill)
@@ -135,10 +139,18 @@ class MemoCost:
                     return _row_sum(row, sum(parts), self.cost._attn_coef * float(decode_ctx))
         return self._iteration(prefill, n_decode, decode_ctx)
 
+    def _pre(self, q: int) -> dict[int, float]:
+        """The prefill attention cached for chunks of `q` new tokens, by cached context (made empty when new)."""
+        got = self._prefill.get(q)
+        if got is None:
+            got = self._prefill[q] = {}
+        return got
+
     def _attn_new(self, q: int, c: int) -> float:
         v: float = self._prefill_attn(q, c)
-        if len(self._prefill) < _MAX_ENTRIES:
-            self._prefill[(q, c)] = v
+        if self._n_prefill < _MAX_ENTRIES:
+            self._pre(q)[c] = v
+            self._n_prefill += 1
         return v
 
     def _row(
@@ -200,11 +212,10 @@ class MemoCost:
         cost = self.cost
         seqs = len(prefill) + n_decode
         tokens = n_decode
-        pre = self._prefill
         parts = []
         for q, c in prefill:
             tokens += q
-            v = pre.get((q, c))
+            v = self._pre(q).get(c)
             if v is None:
                 v = self._attn_new(q, c)
             parts.append(v)
@@ -264,7 +275,7 @@ class MemoCost:
             tail = rows.get((last + n, n, 1)) if last != q and rows is not None and not self.diverged else None
             if tail is not None:  # the shorter last chunk's shape was priced before: `iteration`'s row path
                 c = c0 + q * (k - 1)
-                p = self._prefill.get((last, c))
+                p = self._pre(last).get(c)
                 if p is None:
                     p = self._attn_new(last, c)
                 dt = _row_sum(tail, p, self.cost._attn_coef * float(ctx + n * (k - 1)))
@@ -305,16 +316,17 @@ def _row_steps(
     prefills (q, c0 + q·j) beside n decodes of context sum ctx + n·j; `_row_sum`'s operations, inlined. Returns the
     last end time."""
     head, over, lm, cpu, lim, floor, hidden, eager = row
-    pre = memo._prefill
+    pre = memo._pre(q)  # this chunk size's prefill attention, by cached context
     pre_get, attn, coef = pre.get, memo._prefill_attn, memo.cost._attn_coef
     add_time, add_dt = times.append, durations.append
     for j in range(len(times), stop):
         c = c0 + q * j
-        p = pre_get((q, c))
+        p = pre_get(c)
         if p is None:  # `MemoCost._attn_new`, inlined
             p = attn(q, c)
-            if len(pre) < _MAX_ENTRIES:
-                pre[(q, c)] = p
+            if memo._n_prefill < _MAX_ENTRIES:
+                pre[c] = p
+                memo._n_prefill += 1
         # `coef * (int)` converts the int exactly as `float()` does (contexts < 2^53), and `x if x > 0.0 else 0.0`
         # is `max(0.0, x)` (NaN and -0.0 included): the same floats without two builtin calls per step
         s = head + p + (coef * (ctx + n * j) + floor) + lm
