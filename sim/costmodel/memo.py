@@ -317,11 +317,12 @@ def _row_steps(
     last end time."""
     head, over, lm, cpu, lim, floor, hidden, eager = row
     pre = memo._pre(q)  # this chunk size's prefill attention, by cached context
-    pre_get, attn, coef = pre.get, memo._prefill_attn, memo.cost._attn_coef
-    add_time, add_dt = times.append, durations.append
+    attn, coef = memo._prefill_attn, memo.cost._attn_coef
+    # `pre.get` and `.append` called in place: compiled (mypyc) they are C primitives, a bound method in a local
+    # is a generic call
     for j in range(len(times), stop):
         c = c0 + q * j
-        p = pre_get(c)
+        p = pre.get(c)
         if p is None:  # `MemoCost._attn_new`, inlined
             p = attn(q, c)
             if memo._n_prefill < _MAX_ENTRIES:
@@ -342,8 +343,8 @@ def _row_steps(
             x = lim - kernels
             dt = dt + (x if x > 0.0 else 0.0) + eager
         t = t + dt
-        add_time(t)
-        add_dt(dt)
+        times.append(t)
+        durations.append(dt)
     return t
 
 
