@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from sim.core.native import mypyc_attr
 from sim.core.speculative import VerifyChunk
 from sim.costmodel.attention import AttentionEfficiency
 from sim.costmodel.eager import busiest_rank, eager_host_s, engine_terms, moe_layers
@@ -56,7 +55,6 @@ PROBES: tuple[tuple[tuple[tuple[int, int], ...], int, int], ...] = (
 )
 
 
-@mypyc_attr(native_class=False)  # compiled (`sim.core.native`): `_diverge` assigns `iteration` on the object
 class MemoCost:
     """A `RooflineCost` whose `iteration()` prices each term once per distinct input (see module doc).
     Everything else (`breakdown`, `decode_run`, attributes) is the wrapped model's."""
@@ -81,6 +79,10 @@ class MemoCost:
         # rows may be derived (`_derive_row`): None until a row reproduces the full sum it was made from (`_row`),
         # then True, and False for good once one does not
         self._derive: bool | None = None
+        # tests' seam (compiled, `MemoCost` is a native class: no method can be assigned on an object): called with
+        # "iteration" where `chunk_steps` prices a step through `iteration`, "_iteration" where `iteration` prices a
+        # shape term by term
+        self.spy: Callable[[str], None] | None = None
 
     def agrees(self) -> bool:
         """Whether the memo prices the probe batches exactly as the real model does."""
@@ -114,7 +116,7 @@ class MemoCost:
         """`RooflineCost.iteration`: the same floats summed in the same order."""
         # decode-only goes through `decode_run` (fast-forward equality); a verifier's step (its chunks last) is
         # priced apart from prompt chunks of its shape (`eager.engine_terms`): neither is cached
-        if not prefill or isinstance(prefill[-1], VerifyChunk):
+        if not prefill or isinstance(prefill[-1], VerifyChunk) or self.diverged:  # diverged: the real model's
             return self.cost.iteration(prefill, n_decode, decode_ctx)
         if self._decode_linear or n_decode == 0:  # the row path (`_row`): a shape priced once in full before
             if len(prefill) == 1:
@@ -137,6 +139,8 @@ class MemoCost:
                 )
                 if row is not None:
                     return _row_sum(row, sum(parts), self.cost._attn_coef * float(decode_ctx))
+        if self.spy is not None:
+            self.spy("_iteration")
         return self._iteration(prefill, n_decode, decode_ctx)
 
     def _pre(self, q: int) -> dict[int, float]:
@@ -265,6 +269,8 @@ class MemoCost:
         times: list[float] = []
         durations: list[float] = []
         if row is None:  # step 0 through `iteration`, which makes the row (`_row`, `_derive_row`)
+            if self.spy is not None:
+                self.spy("iteration")
             dt0 = self.iteration([(q if k > 1 else last, c0)], n, ctx)
             t = t + dt0
             times.append(t)
@@ -282,6 +288,8 @@ class MemoCost:
                 times.append(t + dt)
                 durations.append(dt)
         for i in range(len(times), k):  # no row (or the shorter last chunk): as stepping prices it
+            if self.spy is not None:
+                self.spy("iteration")
             dt = self.iteration([(q if i < k - 1 else last, c0 + q * i)], n, ctx + n * i)
             t = t + dt
             times.append(t)
@@ -290,8 +298,7 @@ class MemoCost:
 
     def _diverge(self, prefill: Chunks, n_decode: int, decode_ctx: int, got: float, real: float) -> None:
         """The mirror no longer matches `RooflineCost.breakdown`: price with the real model from now on."""
-        self.diverged = True
-        self.iteration = self.cost.iteration  # type: ignore[method-assign]  # this instance only, for good
+        self.diverged = True  # `iteration` hands every call to the real model from now on, for good
         warnings.warn(
             f"sim/costmodel/memo.py mirrors RooflineCost.breakdown no longer ({got!r} != {real!r} for prefill "
             f"{list(prefill)}, {n_decode} decodes, context {decode_ctx}): pricing unmemoised; bring it in line",
