@@ -157,14 +157,8 @@ def test_derived_rows_price_as_the_full_path(
     a = min(split, q)  # two chunks of q + 1 tokens in all, beside one decode fewer
     second = [(a, c1), (q + 1 - a, c2)]
     assert memo.iteration(first, n, n * per_seq).hex() == cost.iteration(first, n, n * per_seq).hex()
-    full = memo._iteration
-    calls: list[int] = []
-
-    def counted(*args: Any) -> float:
-        calls.append(1)
-        return full(*args)
-
-    memo._iteration = counted  # type: ignore[assignment]  # count the calls
+    calls: list[str] = []
+    memo.spy = lambda name: calls.append(name) if name == "_iteration" else None  # count term-by-term pricing
     ctx = (n - 1) * per_seq
     want = cost.iteration(second, n - 1, ctx)
     got = memo.iteration(second, n - 1, ctx)
@@ -204,14 +198,8 @@ def test_chunk_run_pricing_takes_the_fast_path() -> None:
     """The run is priced from the cached dense sum (not step by step through `iteration`) where it may be."""
     memo = memoised(VARIANTS["engine-eager"])
     assert isinstance(memo, MemoCost)
-    calls: list[tuple[Any, ...]] = []
-    real = memo.iteration
-
-    def counted(*a: Any) -> float:
-        calls.append(a)
-        return real(*a)
-
-    memo.iteration = counted  # type: ignore[method-assign,assignment]  # count the calls on this instance
+    calls: list[str] = []
+    memo.spy = lambda name: calls.append(name) if name == "iteration" else None  # steps priced by `iteration`
     times, _ = memo.chunk_steps(0.0, 256, 0, 40, 40 * 700, 12, 256)
     assert len(times) == 12 and len(calls) == 1  # step 0 only: it vouches for the cached sum
 
@@ -240,14 +228,8 @@ def test_primed_chunk_runs_price_from_rows(
     last = 1 + cut % q  # the prompt's shorter remainder (or a full chunk when it equals q)
     ctx = n * per_seq_ctx
     memo.chunk_steps(t, q, c0, n, ctx, k, last)  # primes the rows of both shapes
-    calls: list[tuple[Any, ...]] = []
-    real = memo.iteration
-
-    def counted(*a: Any) -> float:
-        calls.append(a)
-        return real(*a)
-
-    memo.iteration = counted  # type: ignore[method-assign,assignment]  # count the calls on this instance
+    calls: list[str] = []
+    memo.spy = calls.append  # count the steps priced through `iteration` (and any term-by-term pricing)
     c1, ctx1 = c0 + shift, ctx + n * shift  # other cached prefixes and contexts: new prefill attention terms
     times, durations = memo.chunk_steps(t, q, c1, n, ctx1, k, last)
     clock = t

@@ -3,8 +3,9 @@ it reads there.
 
 A compiled class is a C type: Python code may not subclass it or set a method on one of its objects unless the class
 says so. `mypyc_attr(allow_interpreted_subclasses=True)` marks the classes that plugins or tests subclass;
-`mypyc_attr(native_class=False)` a class whose objects get a method assigned (`MemoCost._diverge`). In the default
-pure-Python install (no mypy, hence no `mypy_extensions`) the marker does nothing.
+`mypyc_attr(native_class=False)` a class whose objects would get a method assigned (none now: `MemoCost` is native,
+with a `diverged` flag and a `spy` seam for tests, s13-memo). In the default pure-Python install (no mypy, hence no
+`mypy_extensions`) the marker does nothing.
 """
 
 from __future__ import annotations

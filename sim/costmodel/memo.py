@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from sim.core.native import mypyc_attr
 from sim.core.speculative import VerifyChunk
 from sim.costmodel.attention import AttentionEfficiency
 from sim.costmodel.eager import busiest_rank, eager_host_s, engine_terms, moe_layers
@@ -56,7 +55,6 @@ PROBES: tuple[tuple[tuple[tuple[int, int], ...], int, int], ...] = (
 )
 
 
-@mypyc_attr(native_class=False)  # compiled (`sim.core.native`): `_diverge` assigns `iteration` on the object
 class MemoCost:
     """A `RooflineCost` whose `iteration()` prices each term once per distinct input (see module doc).
     Everything else (`breakdown`, `decode_run`, attributes) is the wrapped model's."""
@@ -66,7 +64,10 @@ class MemoCost:
         self._seq_s = cost.params.seq_overhead_s
         self._dense: dict[int, tuple[float, ...]] = {}  # tokens -> dense operator seconds, breakdown's order
         self._overhead_at = list(cost._dense(1)).index("overhead")
-        self._prefill: dict[tuple[int, int], float] = {}  # (new, cached) -> prefill attention seconds
+        # new -> cached -> prefill attention seconds: int keys (a chunk size's dict, looked up once per chunk run in
+        # `_row_steps`, then keyed by context) hash and compare cheaper than a (new, cached) tuple made per lookup
+        self._prefill: dict[int, dict[int, float]] = {}
+        self._n_prefill = 0  # entries over all of `_prefill`'s dicts (bounded by `_MAX_ENTRIES`)
         self._prefill_attn = _plain_prefill_attn(cost) or cost._prefill_attn  # a (new, cached) pair not seen yet
         self._lm: dict[int, float] = {}  # sequences -> LM head seconds
         self._coeffs: dict[int, tuple[float, float] | None] = {}  # sequences -> decode_coeffs (pure in n)
@@ -78,6 +79,10 @@ class MemoCost:
         # rows may be derived (`_derive_row`): None until a row reproduces the full sum it was made from (`_row`),
         # then True, and False for good once one does not
         self._derive: bool | None = None
+        # tests' seam (compiled, `MemoCost` is a native class: no method can be assigned on an object): called with
+        # "iteration" where `chunk_steps` prices a step through `iteration`, "_iteration" where `iteration` prices a
+        # shape term by term
+        self.spy: Callable[[str], None] | None = None
 
     def agrees(self) -> bool:
         """Whether the memo prices the probe batches exactly as the real model does."""
@@ -111,34 +116,45 @@ class MemoCost:
         """`RooflineCost.iteration`: the same floats summed in the same order."""
         # decode-only goes through `decode_run` (fast-forward equality); a verifier's step (its chunks last) is
         # priced apart from prompt chunks of its shape (`eager.engine_terms`): neither is cached
-        if not prefill or isinstance(prefill[-1], VerifyChunk):
+        if not prefill or isinstance(prefill[-1], VerifyChunk) or self.diverged:  # diverged: the real model's
             return self.cost.iteration(prefill, n_decode, decode_ctx)
         if self._decode_linear or n_decode == 0:  # the row path (`_row`): a shape priced once in full before
             if len(prefill) == 1:
                 ((q, c),) = prefill
                 row = self._rows.get((q + n_decode, n_decode, 1)) or self._derive_row(q + n_decode, n_decode, 1)
                 if row is not None:
-                    p = self._prefill.get((q, c))
+                    by_ctx = self._prefill.get(q)
+                    p = by_ctx.get(c) if by_ctx is not None else None
                     if p is None:
                         p = self._attn_new(q, c)
                     return _row_sum(row, p, self.cost._attn_coef * float(decode_ctx))
             else:
-                tokens, pre, parts = n_decode, self._prefill, []
+                tokens, parts = n_decode, []
                 for q, c in prefill:
                     tokens += q
-                    p = pre.get((q, c))
+                    p = self._pre(q).get(c)
                     parts.append(self._attn_new(q, c) if p is None else p)
                 row = self._rows.get((tokens, n_decode, len(prefill))) or self._derive_row(
                     tokens, n_decode, len(prefill)
                 )
                 if row is not None:
                     return _row_sum(row, sum(parts), self.cost._attn_coef * float(decode_ctx))
+        if self.spy is not None:
+            self.spy("_iteration")
         return self._iteration(prefill, n_decode, decode_ctx)
+
+    def _pre(self, q: int) -> dict[int, float]:
+        """The prefill attention cached for chunks of `q` new tokens, by cached context (made empty when new)."""
+        got = self._prefill.get(q)
+        if got is None:
+            got = self._prefill[q] = {}
+        return got
 
     def _attn_new(self, q: int, c: int) -> float:
         v: float = self._prefill_attn(q, c)
-        if len(self._prefill) < _MAX_ENTRIES:
-            self._prefill[(q, c)] = v
+        if self._n_prefill < _MAX_ENTRIES:
+            self._pre(q)[c] = v
+            self._n_prefill += 1
         return v
 
     def _row(
@@ -200,11 +216,10 @@ class MemoCost:
         cost = self.cost
         seqs = len(prefill) + n_decode
         tokens = n_decode
-        pre = self._prefill
         parts = []
         for q, c in prefill:
             tokens += q
-            v = pre.get((q, c))
+            v = self._pre(q).get(c)
             if v is None:
                 v = self._attn_new(q, c)
             parts.append(v)
@@ -254,6 +269,8 @@ class MemoCost:
         times: list[float] = []
         durations: list[float] = []
         if row is None:  # step 0 through `iteration`, which makes the row (`_row`, `_derive_row`)
+            if self.spy is not None:
+                self.spy("iteration")
             dt0 = self.iteration([(q if k > 1 else last, c0)], n, ctx)
             t = t + dt0
             times.append(t)
@@ -264,13 +281,15 @@ class MemoCost:
             tail = rows.get((last + n, n, 1)) if last != q and rows is not None and not self.diverged else None
             if tail is not None:  # the shorter last chunk's shape was priced before: `iteration`'s row path
                 c = c0 + q * (k - 1)
-                p = self._prefill.get((last, c))
+                p = self._pre(last).get(c)
                 if p is None:
                     p = self._attn_new(last, c)
                 dt = _row_sum(tail, p, self.cost._attn_coef * float(ctx + n * (k - 1)))
                 times.append(t + dt)
                 durations.append(dt)
         for i in range(len(times), k):  # no row (or the shorter last chunk): as stepping prices it
+            if self.spy is not None:
+                self.spy("iteration")
             dt = self.iteration([(q if i < k - 1 else last, c0 + q * i)], n, ctx + n * i)
             t = t + dt
             times.append(t)
@@ -279,8 +298,7 @@ class MemoCost:
 
     def _diverge(self, prefill: Chunks, n_decode: int, decode_ctx: int, got: float, real: float) -> None:
         """The mirror no longer matches `RooflineCost.breakdown`: price with the real model from now on."""
-        self.diverged = True
-        self.iteration = self.cost.iteration  # type: ignore[method-assign]  # this instance only, for good
+        self.diverged = True  # `iteration` hands every call to the real model from now on, for good
         warnings.warn(
             f"sim/costmodel/memo.py mirrors RooflineCost.breakdown no longer ({got!r} != {real!r} for prefill "
             f"{list(prefill)}, {n_decode} decodes, context {decode_ctx}): pricing unmemoised; bring it in line",
@@ -305,16 +323,18 @@ def _row_steps(
     prefills (q, c0 + q·j) beside n decodes of context sum ctx + n·j; `_row_sum`'s operations, inlined. Returns the
     last end time."""
     head, over, lm, cpu, lim, floor, hidden, eager = row
-    pre = memo._prefill
-    pre_get, attn, coef = pre.get, memo._prefill_attn, memo.cost._attn_coef
-    add_time, add_dt = times.append, durations.append
+    pre = memo._pre(q)  # this chunk size's prefill attention, by cached context
+    attn, coef = memo._prefill_attn, memo.cost._attn_coef
+    # `pre.get` and `.append` called in place: compiled (mypyc) they are C primitives, a bound method in a local
+    # is a generic call
     for j in range(len(times), stop):
         c = c0 + q * j
-        p = pre_get((q, c))
+        p = pre.get(c)
         if p is None:  # `MemoCost._attn_new`, inlined
             p = attn(q, c)
-            if len(pre) < _MAX_ENTRIES:
-                pre[(q, c)] = p
+            if memo._n_prefill < _MAX_ENTRIES:
+                pre[c] = p
+                memo._n_prefill += 1
         # `coef * (int)` converts the int exactly as `float()` does (contexts < 2^53), and `x if x > 0.0 else 0.0`
         # is `max(0.0, x)` (NaN and -0.0 included): the same floats without two builtin calls per step
         s = head + p + (coef * (ctx + n * j) + floor) + lm
@@ -330,8 +350,8 @@ def _row_steps(
             x = lim - kernels
             dt = dt + (x if x > 0.0 else 0.0) + eager
         t = t + dt
-        add_time(t)
-        add_dt(dt)
+        times.append(t)
+        durations.append(dt)
     return t
 
 
