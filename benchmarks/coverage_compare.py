@@ -11,14 +11,22 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 GROUPS = ("mode", "backend", "gpu", "source")
 
 
+def per_row(path: Path) -> list[dict[str, Any]]:
+    """The simulated rows of a results file: `coverage.py --json`'s `errors.per_row`, or a bare list of rows as
+    `tpot_groups.py --json` writes it."""
+    data = json.loads(Path(path).read_text())
+    return list(data["errors"]["per_row"] if isinstance(data, dict) else data)
+
+
 def rows(path: Path) -> pd.DataFrame:
-    return pd.DataFrame(json.loads(path.read_text())["errors"]["per_row"]).set_index("id")
+    return pd.DataFrame(per_row(path)).set_index("id")
 
 
 def compare(before: pd.DataFrame, after: pd.DataFrame) -> str:

@@ -22,6 +22,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import coverage as cov
+from coverage_compare import per_row
 
 from hwprofiles import catalog
 from sim.costmodel.engine import preset
@@ -78,8 +79,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--deepep", action="store_true", help="only rows priced with DeepEP's kernels")
     a = ap.parse_args()
-    data = json.loads(a.ids.read_text())
-    rows = data if isinstance(data, list) else data["errors"]["per_row"]
+    rows = per_row(a.ids)
     ids = a2a_ids([r["id"] for r in rows], a.deepep)
     a.out.write_text(json.dumps(ids, indent=1))  # tpot_groups.py --ids reads it
     what = "DeepEP-priced" if a.deepep else "an attention-DP + EP"

@@ -40,6 +40,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import coverage as cov
+from coverage_compare import per_row
 
 from hwprofiles import catalog
 from sim.costmodel.layout import Layout
@@ -87,8 +88,7 @@ def table(results: Path, over: set[str]) -> dict[str, Any]:
     """A results file's rows among `over` (the rows over a bound, from main's pass over the file), each with its
     own simulated error. No median is taken over the rest: the bounds come from the measured latency, so a split by
     them would select rows by their measurement."""
-    raw = json.loads(results.read_text())
-    res = pd.DataFrame(raw["errors"]["per_row"] if isinstance(raw, dict) else raw).set_index("id", drop=False)
+    res = pd.DataFrame(per_row(results)).set_index("id", drop=False)
     flagged = [i for i in res["id"] if i in over]
     return {
         "rows": len(res),

@@ -20,7 +20,6 @@ Recipe facts (the backend in force on the row's `measured=` date; rows measured 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import coverage as cov
 import coverage_agg_mtp as agg_mtp
+from coverage_compare import per_row
 from coverage_recipes import measured_date
 
 
@@ -78,8 +78,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results", required=True)
     a = ap.parse_args()
-    data = json.loads(Path(a.results).read_text())
-    res = table(data["errors"]["per_row"] if isinstance(data, dict) else data)
+    res = table(per_row(Path(a.results)))
     print("| GPU | MoE backend | attention DP | MTP | rows | median signed TPOT | median abs |")
     print("|---|---|---|---|---|---|---|")
     for (gpu, b, dp, mtp), g in res.groupby(["gpu", "backend", "dp", "mtp"]):

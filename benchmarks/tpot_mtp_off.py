@@ -25,6 +25,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import coverage as cov
+from coverage_compare import per_row
 from coverage_gpu_total import as_disagg
 from tpot_mtp_split import LARGE, _mtp
 
@@ -34,8 +35,7 @@ def rows(paths: list[Path], df: pd.DataFrame, large: bool = True) -> list[str]:
     >= LARGE clients (`large`) or fewer."""
     out: list[str] = []
     for path in paths:
-        data = json.loads(path.read_text())
-        for res in data["errors"]["per_row"] if isinstance(data, dict) else data:
+        for res in per_row(path):
             rid = res["id"]
             if rid in out or rid not in df.index or res.get("tpot_err") is None:
                 continue
@@ -63,8 +63,7 @@ def rank_table(paths: list[Path], df: pd.DataFrame) -> pd.DataFrame:
     non-MTP rows at the same token count would share) or MTP itself? Rows without a layout are skipped."""
     out = []
     for path in paths:
-        data = json.loads(path.read_text())
-        for res in data["errors"]["per_row"] if isinstance(data, dict) else data:
+        for res in per_row(path):
             if res["id"] not in df.index or res.get("tpot_err") is None:
                 continue
             row = df.loc[res["id"]]

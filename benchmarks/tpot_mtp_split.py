@@ -10,7 +10,6 @@ one only at large batch (COVERAGE.md, branch s13-rows). A diagnostic: nothing is
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import coverage as cov
+from coverage_compare import per_row
 from coverage_gpu_total import as_disagg
 
 LARGE = 64  # clients from which a row counts as large batch
@@ -37,8 +37,7 @@ def _mtp(row: pd.Series) -> tuple[int, bool] | None:
 
 def split(path: Path, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The two tables (module doc) of one results file."""
-    data = json.loads(path.read_text())
-    rows = data["errors"]["per_row"] if isinstance(data, dict) else data
+    rows = per_row(path)
     by_reading: list[dict[str, Any]] = []
     by_k: list[dict[str, Any]] = []
     for res in rows:

@@ -14,7 +14,6 @@ beside them. A diagnostic: no median is fitted to.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import coverage as cov
+from coverage_compare import per_row
 from coverage_trt_release import release
 from tpot_groups import BAND_NAMES, BANDS
 from tpot_moe_backend import backend as moe_backend
@@ -31,9 +31,7 @@ GROUPS = ("model", "gpu", "mode", "layout", "precision", "deployment", "band", "
 
 
 def _rows(path: Path) -> dict[str, float]:
-    data = json.loads(path.read_text())
-    rows = data["errors"]["per_row"] if isinstance(data, dict) else data
-    return {r["id"]: float(r["tpot_err"]) for r in rows if r.get("tpot_err") is not None}
+    return {r["id"]: float(r["tpot_err"]) for r in per_row(path) if r.get("tpot_err") is not None}
 
 
 def layout_class(row: pd.Series) -> str:
