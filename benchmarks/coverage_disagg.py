@@ -37,7 +37,6 @@ from typing import Any
 
 import coverage_recipes_sglang as srt
 import pandas as pd
-from ttft_disagg_recipes import decode_slots as recorded_slots
 
 TABLE = Path(__file__).resolve().parent / "ground_truth" / "inferencex_disagg.json"
 CONFIG_PATH = ".github/configs/nvidia-master.yaml"  # moved to the repo root on 2026-07-02 (e9fc98807)
@@ -260,6 +259,8 @@ def decode_slots(row: pd.Series, dep: Deployment | None = None) -> int | None:
     token, which comes from the decode worker (COVERAGE.md, "Disaggregated first token (branch s9-disagg)")."""
     d = dep if dep is not None else deployment(row)
     if d.status == "recorded":  # the srt-slurm recipe the recorded row ran (ttft_disagg_recipes, s13-dis)
+        from ttft_disagg_recipes import decode_slots as recorded_slots  # (it imports this module)
+
         return recorded_slots(row)
     if d.status != "config" or d.decode_batch is None:
         return None

@@ -53,7 +53,7 @@ def release(row: pd.Series) -> tuple[int, int, int, int] | None:
     if row["backend"] != "trtllm":
         return None
     src = str(row["silicon_data_source"])
-    if "ai-dynamo/" in src.replace("#", "/") or "ai-dynamo/" in str(_fact(row, "image") or "").replace("#", "/"):
+    if "ai-dynamo/" in src.replace("#", "/"):  # (the `image=` fact, if any, is part of the source)
         return None  # a Dynamo image: its tag (and a backend_version copied from it) is Dynamo's, not TensorRT-LLM's
     version = row.get("backend_version")
     if isinstance(version, str) and (got := parse(version)) is not None:

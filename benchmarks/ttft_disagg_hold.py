@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import coverage_disagg as cd
 import ttft_disagg_recipes as tdr
 from ttft_gap import joined
 
@@ -91,7 +92,7 @@ def file_table(csv: Path = CSV) -> pd.DataFrame:
     df = pd.read_csv(csv)
     out = []
     for r, rec, s in _with_interval(df):
-        c = int(str(tdr._fact(r, "silicon_concurrency")))
+        c = int(str(cd._fact(r, "silicon_concurrency")))
         ratio = float(r["silicon_ttft_ms"]) / float(r["silicon_tpot_ms"])
         out.append({"id": r["id"], "isl": int(r["isl"]), "stream_interval": s, "clients": c,
                     "slots": _slots(rec), "ttft_in_tpots": ratio})  # fmt: skip

@@ -31,6 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import coverage_disagg as cd
 import pandas as pd
 import yaml
 
@@ -111,14 +112,13 @@ def in_force(versions: list[dict[str, Any]], measured: str) -> list[dict[str, An
     return list(best.values())
 
 
-def _fact(row: pd.Series, key: str) -> str | None:
-    m = re.search(rf"{key}=([^;]+)", str(row["silicon_data_source"]))
-    return m.group(1).strip() if m else None
-
-
 def matches(row: pd.Series, table: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The recipe versions that fit a recorded TensorRT-LLM DeepSeek disagg row (module doc)."""
-    src, conc, measured = str(row["silicon_data_source"]), _fact(row, "silicon_concurrency"), _fact(row, "measured")
+    src, conc, measured = (
+        str(row["silicon_data_source"]),
+        cd._fact(row, "silicon_concurrency"),
+        cd._fact(row, "measured"),
+    )
     image = re.search(r"tensorrtllm-runtime:(\S+)$", src)
     if row["backend"] != "trtllm" or row["mode"] != "disagg" or not src.startswith("db-dump") or not image:
         return []
@@ -165,8 +165,6 @@ def config_recipes(row: pd.Series, table: dict[str, Any] | None = None) -> list[
     """The recipe versions an InferenceX-configured TensorRT-LLM disagg row names: the `CONFIG_FILE` of every
     nvidia-master.yaml item it matches (coverage_disagg), each at its newest version by the row's day, else any.
     InferenceX spells the folder `recipies/` (sic)."""
-    import coverage_disagg as cd  # here, not at the top: coverage_disagg imports this module
-
     if row["backend"] != "trtllm" or row["mode"] != "disagg" or cd.deployment(row).status != "config":
         return []
     conc, measured = cd._fact(row, "silicon_concurrency"), cd._fact(row, "measured")
