@@ -30,7 +30,6 @@ What each candidate mechanism predicts (`ttft_parts.pair_tests` states them next
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -39,6 +38,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import coverage as cov
+from coverage_compare import per_row
 from coverage_intercept import WARMUP_FROM
 from coverage_recipes import measured_date
 from coverage_trt_probe import simulate_kept
@@ -73,7 +73,7 @@ def candidates(clients: list[int]) -> pd.DataFrame:
 def carry_rows(pairs_rows: pd.DataFrame, n: int, ids: Path) -> pd.DataFrame:
     """N rows at 16-128 clients, outside coverage.py's sample, of configurations with a low-load pair (seeded)."""
     d = inferencex_agg([16, 32, 64, 128])
-    sample = {r["id"] for r in json.loads(ids.read_text())["errors"]["per_row"]}
+    sample = {r["id"] for r in per_row(ids)}
     have = set(map(tuple, pairs_rows[CFG].astype(str).to_numpy()))
     known = np.array([k in have for k in map(tuple, d[CFG].astype(str).to_numpy())], dtype=bool)
     d = d[~d["id"].isin(sample).to_numpy() & known]
