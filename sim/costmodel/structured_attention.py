@@ -147,10 +147,10 @@ class StructuredAttention(RooflineCost):
         """One sequence's prefill attention over all layers of the stage."""
         mod, hd = self.model, self.heads
         t = 0.0
-        for layers, cap in ((self.n_full, mod.attention_topk), (self.n_local, mod.sliding_window)):
+        for layers, cap, full in ((self.n_full, mod.attention_topk, True), (self.n_local, mod.sliding_window, False)):
             if not layers:
                 continue
-            dsa = mod.is_mla and cap is not None and cap == mod.attention_topk
+            dsa = full and mod.is_mla and cap is not None  # DSA's top-k on the full layers, not a window
             if mod.is_mla and q <= self.decode_query:  # a chunk the engine runs as a decode (`DECODE_QUERY`)
                 t += layers * (self._absorbed(q, c, cap) + (self._indexer(q, c) if dsa else 0.0))
             elif dsa and cap is not None and (c + q > cap or self._kind not in DENSE_WITHIN_TOPK):
@@ -253,11 +253,11 @@ class StructuredAttention(RooflineCost):
         ctx_r = ctx * (nr / n)
         mod = self.model
         t = np.zeros_like(ctx_r)
-        for layers, cap in ((self.n_full, mod.attention_topk), (self.n_local, mod.sliding_window)):
+        for layers, cap, full in ((self.n_full, mod.attention_topk, True), (self.n_local, mod.sliding_window, False)):
             if layers:
                 seen = ctx_r if cap is None else nr * np.minimum(ctx_r / nr, float(cap))
                 t = t + layers * self._tok_s * seen
-                if cap is not None and cap == mod.attention_topk:  # the indexer scores every cached key
+                if full and cap is not None:  # DSA: the indexer scores every cached key (not on windowed layers)
                     t = t + layers * self._idx_key_s * ctx_r
         if self.n_lin:
             t = t + self.n_lin * nr * self._lin_seq_s
