@@ -96,16 +96,19 @@ def report(res: pd.DataFrame, other: pd.DataFrame | None = None) -> str:
     by = [["band"], ["backend"], ["family"], ["gpu"], ["mode"], ["backend", "family", "mode"]]
     if "deployment" in res.columns:  # coverage_disagg's reading of the row (files from before it lack it)
         by += [["deployment"], ["backend", "deployment"]]
-    for keys in by:
-        g = res.groupby(keys)
-        tab = pd.DataFrame(
-            {"n": g.size(), "abs": g["tpot_err"].apply(lambda x: x.abs().median()), "signed": g["tpot_err"].median()}
-        )
-        if other is not None:
-            tab["abs_after"] = g["after"].apply(lambda x: x.abs().median())
-            tab["signed_after"] = g["after"].median()
-        lines.append(tab.round(3).to_string())
+    lines += [group_table(res, keys, "tpot_err", other is not None) for keys in by]
     return "\n\n".join(lines)
+
+
+def group_table(res: pd.DataFrame, keys: str | list[str], err: str, after: bool) -> str:
+    """Rows, median |error| and median signed error of column `err` per group of `keys` (and of column `after`
+    beside them where `after`), as text."""
+    g = res.groupby(keys)
+    tab = pd.DataFrame({"n": g.size(), "abs": g[err].apply(lambda x: x.abs().median()), "signed": g[err].median()})
+    if after:
+        tab["abs_after"] = g["after"].apply(lambda x: x.abs().median())
+        tab["signed_after"] = g["after"].median()
+    return str(tab.round(3).to_string())
 
 
 def main() -> None:

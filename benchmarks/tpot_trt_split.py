@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import coverage as cov
 from coverage_compare import per_row
 from coverage_trt_release import release
-from tpot_groups import BAND_NAMES, BANDS
+from tpot_groups import BAND_NAMES, BANDS, group_table
 from tpot_moe_backend import backend as moe_backend
 
 GROUPS = ("model", "gpu", "mode", "layout", "precision", "deployment", "band", "source", "moe_backend", "release")
@@ -79,15 +79,7 @@ def report(res: pd.DataFrame, after: dict[str, float] | None = None) -> str:
     lines = [f"TensorRT-LLM rows {len(res)}: median |TPOT| {err.abs().median():.1%}, signed {err.median():+.1%}"]
     if after is not None:
         lines[0] += f" -> {res['after'].abs().median():.1%}, signed {res['after'].median():+.1%}"
-    for key in GROUPS:
-        g = res.groupby(key)
-        tab = pd.DataFrame(
-            {"n": g.size(), "abs": g["err"].apply(lambda x: x.abs().median()), "signed": g["err"].median()}
-        )
-        if after is not None:
-            tab["abs_after"] = g["after"].apply(lambda x: x.abs().median())
-            tab["signed_after"] = g["after"].median()
-        lines.append(tab.round(3).to_string())
+    lines += [group_table(res, key, "err", after is not None) for key in GROUPS]
     return "\n\n".join(lines)
 
 
