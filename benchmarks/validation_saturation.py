@@ -151,6 +151,12 @@ def concurrency(row: pd.Series) -> int:
     return int(coverage.concurrency(row))
 
 
+def _elasticity(rid: str) -> float:
+    from benchmarks.validation_saturation_floor import measured_elasticity
+
+    return measured_elasticity(rid, CSV)[0]
+
+
 def rows_table(res: dict[str, Any], kv: bool = False, floors: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
     df = pd.read_csv(CSV).drop_duplicates("id").set_index("id", drop=False)
     recs = []
@@ -177,6 +183,7 @@ def rows_table(res: dict[str, Any], kv: bool = False, floors: dict[str, dict[str
                 "kv_room": held / need if need else math.nan,
                 "in_service": served / clients if row is not None else math.nan,
                 "source": "" if row is None else coverage_source(row),
+                "elasticity": _elasticity(rid) if s == "measured" else math.nan,
                 "deployment": "" if row is None else deployment_group(row),
             }
         )
@@ -195,9 +202,21 @@ def cause(rec: dict[str, Any]) -> str:
         if rec["mode"] == "disagg" and str(rec.get("deployment", "")).startswith("unknown"):
             return "servesim: disagg workers unknown (1 prefill + 1 decode simulated)"
         return "servesim: disagg prefill pool" if rec["mode"] == "disagg" else "servesim: other"
-    if rec["mode"] == "disagg":
-        return "measured: disagg"
-    return f"measured: agg {rec['source']}"
+    base = "measured: disagg" if rec["mode"] == "disagg" else f"measured: agg {rec['source']}"
+    if "elasticity" not in rec:
+        return base
+    return f"{base}; {knee(rec['elasticity'])}"
+
+
+def knee(e: float) -> str:
+    """The measured throughput between the deployment's next lighter concurrency and the row (Little's law,
+    `validation_saturation_floor.elasticity`): past the knee (the engine at its cap: a queue), below it (throughput
+    still rising with the clients: TTFT is a time per request, not a queue), or no lighter row."""
+    from benchmarks.validation_saturation_floor import KNEE
+
+    if not math.isfinite(e):
+        return "no lighter row"
+    return "past the knee" if e < KNEE else "below the knee"
 
 
 def summary(res: dict[str, Any], floors: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:

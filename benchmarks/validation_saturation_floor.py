@@ -126,3 +126,39 @@ def floors(res: dict[str, Any], csv: Any, sat_s: float) -> dict[str, dict[str, A
                 "simulated_s": s_low,
             }
     return out
+
+
+KNEE = 0.5  # elasticity below this: past the closed loop's knee (see `elasticity`)
+
+
+def throughput(ttft_s: float, tpot_s: float, osl: int, clients: int) -> float:
+    """Requests per second of a closed loop by Little's law, clients / (TTFT + decode time), the decode time
+    TPOT x (0.9 osl - 1) as `validation_saturation.in_service` takes it (no think time in InferenceX's client)."""
+    from benchmarks.coverage import RANGE_RATIO
+
+    return clients / (ttft_s + tpot_s * ((1 + RANGE_RATIO) / 2 * osl - 1))
+
+
+def elasticity(df: pd.DataFrame, row: pd.Series) -> tuple[float, int]:
+    """(d ln X / d ln C, the lighter clients) of the measured throughput between the deployment's next lighter
+    concurrency and this row; (nan, 0) where there is none or its duplicates disagree by over AGREE x. Below the
+    knee of a closed loop X grows with C (elasticity near 1); past it the engine serves at its cap and extra clients
+    only queue (near 0; below 0 when the engine slows as it is loaded). KNEE = 0.5: halfway, more of each added
+    client turns into latency than into throughput."""
+    c = coverage.concurrency(row)
+    same = df[(df["_key"] == key(row)) & (df["_c"] < c)]
+    if same.empty:
+        return math.nan, 0
+    lo = same[same["_c"] == same["_c"].max()].sort_values("silicon_ttft_ms")
+    if lo["silicon_ttft_ms"].max() > AGREE * lo["silicon_ttft_ms"].min():
+        return math.nan, 0
+    p = lo.iloc[(len(lo) - 1) // 2]
+    osl = int(row["osl"])
+    x1 = throughput(float(p["silicon_ttft_ms"]) / 1e3, float(p["silicon_tpot_ms"]) / 1e3, osl, int(p["_c"]))
+    x2 = throughput(float(row["silicon_ttft_ms"]) / 1e3, float(row["silicon_tpot_ms"]) / 1e3, osl, c)
+    return math.log(x2 / x1) / math.log(c / int(p["_c"])), int(p["_c"])
+
+
+def measured_elasticity(rid: str, csv: Any) -> tuple[float, int]:
+    df = _rows(str(csv))
+    return elasticity(df, df.loc[rid]) if rid in df.index else (math.nan, 0)

@@ -86,3 +86,22 @@ def test_low_rows_that_disagree_are_two_deployments() -> None:
     df = _table([_row("a", 4, 300.0), _row("b", 4, 500.0), _row("c", 4, 400.0), _row("c64", 64, 4500.0)])
     lo = low_row(df, df.loc["c64"])
     assert lo is not None and lo["silicon_ttft_ms"] == 400.0  # the median duplicate
+
+
+def test_throughput_is_littles_law_and_the_knee_reads_its_growth() -> None:
+    from benchmarks.validation_saturation import knee
+    from benchmarks.validation_saturation_floor import elasticity, throughput
+
+    # 64 clients, TTFT 0.4 s, TPOT 20 ms, osl 1000: decode 0.02 x 899 = 17.98 s, X = 64 / 18.38
+    assert abs(throughput(0.4, 0.02, 1000, 64) - 64 / 18.38) < 1e-9
+    # the same deployment at 128 clients with TTFT 18.78 s: X = 128 / 36.76 = 64 / 18.38, flat -> elasticity 0
+    df = _table([_row("c64", 64, 400.0) | {"osl": 1000}, _row("c128", 128, 18780.0) | {"osl": 1000}])
+    e, lighter = elasticity(df, df.loc["c128"])
+    assert lighter == 64 and abs(e) < 1e-9
+    assert knee(e) == "past the knee"
+    # TTFT unchanged at 128 clients: X doubles, elasticity 1: below the knee (whatever the TTFT is)
+    df = _table([_row("c64", 64, 4000.0) | {"osl": 1000}, _row("c128", 128, 4000.0) | {"osl": 1000}])
+    e, _ = elasticity(df, df.loc["c128"])
+    assert abs(e - 1.0) < 1e-9 and knee(e) == "below the knee"
+    assert elasticity(df, df.loc["c64"])[1] == 0  # no lighter row
+    assert knee(float("nan")) == "no lighter row"
