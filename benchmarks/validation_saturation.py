@@ -14,6 +14,10 @@ unknown (neither the row nor InferenceX's config names them: one prefill and one
 on that, another disaggregated row on its prefill pool, and an aggregated one on "other". Rows only the
 measurement flags are classed by deployment (disaggregated; aggregated by coverage source, aiconfigurator
 gap-analysis or InferenceX): no servesim mechanism is named for them.
+
+Since s14-sat a flag must also hold on each side's queue where the measurement has the row's deployment at low load
+(`side_queue`, `validation_saturation_floor`): a TTFT gap already there at a few clients is a per-request time, not
+a queue. `--ttft-only` gives the TTFT proxy alone.
 """
 
 from __future__ import annotations
@@ -47,12 +51,27 @@ def side(r: dict[str, Any]) -> str | None:
     return None
 
 
-def flagged(res: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]]:
-    """Row id -> (group, side, preset replay) for every silicon row the proxy flags."""
+def side_queue(r: dict[str, Any], floor: dict[str, Any] | None) -> str | None:
+    """`side` on the TTFT and, where the deployment's low-load row is read (`validation_saturation_floor.floors`),
+    on each side's queue wait too (TTFT above that side's own low-load TTFT): a side saturates when its clients
+    queue (Little: X x W of them wait), not when every request pays a time the other side lacks (branch s14-sat)."""
+    from benchmarks.validation_saturation_floor import corrected
+
+    s = side(r)
+    if s is None or floor is None:
+        return s
+    return s if side(corrected(r, floor)) == s else None
+
+
+def flagged(
+    res: dict[str, Any], floors: dict[str, dict[str, Any]] | None = None
+) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """Row id -> (group, side, preset replay) for every silicon row the proxy flags (`floors`: `side_queue`'s
+    low-load rows; None: the TTFT proxy alone)."""
     out = {}
     for group, g in res["silicon"]["groups"].items():
         for rid, r in g["presets"].items():
-            s = side(r)
+            s = side(r) if floors is None else side_queue(r, floors.get(rid))
             if s is not None:
                 out[rid] = (group, s, r)
     return out
@@ -132,10 +151,16 @@ def concurrency(row: pd.Series) -> int:
     return int(coverage.concurrency(row))
 
 
-def rows_table(res: dict[str, Any], kv: bool = False) -> pd.DataFrame:
+def _elasticity(rid: str) -> float:
+    from benchmarks.validation_saturation_floor import measured_elasticity
+
+    return measured_elasticity(rid, CSV)[0]
+
+
+def rows_table(res: dict[str, Any], kv: bool = False, floors: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
     df = pd.read_csv(CSV).drop_duplicates("id").set_index("id", drop=False)
     recs = []
-    for rid, (group, s, r) in flagged(res).items():
+    for rid, (group, s, r) in flagged(res, floors).items():
         row = df.loc[rid] if rid in df.index else None
         held, need = kv_room(row) if kv and row is not None else (math.nan, math.nan)
         clients = math.nan if row is None else concurrency(row)
@@ -158,6 +183,7 @@ def rows_table(res: dict[str, Any], kv: bool = False) -> pd.DataFrame:
                 "kv_room": held / need if need else math.nan,
                 "in_service": served / clients if row is not None else math.nan,
                 "source": "" if row is None else coverage_source(row),
+                "elasticity": _elasticity(rid) if s == "measured" else math.nan,
                 "deployment": "" if row is None else deployment_group(row),
             }
         )
@@ -176,13 +202,25 @@ def cause(rec: dict[str, Any]) -> str:
         if rec["mode"] == "disagg" and str(rec.get("deployment", "")).startswith("unknown"):
             return "servesim: disagg workers unknown (1 prefill + 1 decode simulated)"
         return "servesim: disagg prefill pool" if rec["mode"] == "disagg" else "servesim: other"
-    if rec["mode"] == "disagg":
-        return "measured: disagg"
-    return f"measured: agg {rec['source']}"
+    base = "measured: disagg" if rec["mode"] == "disagg" else f"measured: agg {rec['source']}"
+    if "elasticity" not in rec:
+        return base
+    return f"{base}; {knee(rec['elasticity'])}"
 
 
-def summary(res: dict[str, Any]) -> dict[str, Any]:
-    f = flagged(res)
+def knee(e: float) -> str:
+    """The measured throughput between the deployment's next lighter concurrency and the row (Little's law,
+    `validation_saturation_floor.elasticity`): past the knee (the engine at its cap: a queue), below it (throughput
+    still rising with the clients: TTFT is a time per request, not a queue), or no lighter row."""
+    from benchmarks.validation_saturation_floor import KNEE
+
+    if not math.isfinite(e):
+        return "no lighter row"
+    return "past the knee" if e < KNEE else "below the knee"
+
+
+def summary(res: dict[str, Any], floors: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    f = flagged(res, floors)
     by = collections.Counter((s, g) for g, s, _ in f.values())
     total = sum(len(g["presets"]) for g in res["silicon"]["groups"].values())
     return {
@@ -193,21 +231,57 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def moved(res: dict[str, Any], floors: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per row whose flag the queue test changes: its TTFTs and its deployment's low-load row's."""
+    before, after = flagged(res), flagged(res, floors)
+    lines = []
+    for rid in sorted(set(before) | set(after)):
+        a, b = before.get(rid, (None, None, None))[1], after.get(rid, (None, None, None))[1]
+        if a == b:
+            continue
+        r, f = (before.get(rid) or after[rid])[2], floors[rid]
+        lines.append(
+            f"    {a} -> {b}: {rid} (TTFT measured {r['ttft']['measured_s']:.2f} s, simulated "
+            f"{r['ttft']['simulated_s']:.2f} s; at {f['clients']} clients "
+            f"{f['measured_s']:.2f} / {f['simulated_s']:.2f} s)"
+        )
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", type=Path)
     ap.add_argument("--before", type=Path)
     ap.add_argument("--rows", action="store_true", help="print every flagged row")
+    ap.add_argument(
+        "--ttft-only", action="store_true", help="the TTFT proxy alone (no low-load rows replayed: s13's count)"
+    )
     args = ap.parse_args()
+    for p in (args.results, args.before):
+        if p is not None and not p.is_file():
+            sys.exit(f"validation_saturation: no such results file: {p}")
     after = json.loads(args.results.read_text())
+    floors = None
+    if not args.ttft_only:
+        from benchmarks.validation_saturation_floor import floors as read_floors
+
+        floors = read_floors(after, CSV, SAT_S)
     if args.before is not None:
-        b = summary(json.loads(args.before.read_text()))
+        old = json.loads(args.before.read_text())
+        b = summary(old, None if floors is None else read_floors(old, CSV, SAT_S))
         print(f"before: {b['rows']} rows, servesim only {b['servesim_only']}, measured only {b['measured_only']}")
-    a = summary(after)
+    a = summary(after, floors)
     print(f"after:  {a['rows']} rows, servesim only {a['servesim_only']}, measured only {a['measured_only']}")
+    if floors is not None:
+        t = summary(after)
+        print(
+            f"  TTFT proxy alone: servesim only {t['servesim_only']}, measured only {t['measured_only']}; "
+            f"{len(floors)} rows over {SAT_S:g} s with a low-load row of their deployment (queue test)"
+        )
+        print("\n".join(moved(after, floors)))
     for k, n in a["by_group"].items():
         print(f"  {k}: {n}")
-    table = rows_table(after, kv=True)
+    table = rows_table(after, kv=True, floors=floors)
     for k, n in sorted(collections.Counter(cause(r) for r in table.to_dict("records")).items()):
         print(f"  class {k}: {n}")
     binding, n_refuted, refuted = cap_check(after)
