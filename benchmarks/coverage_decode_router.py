@@ -15,6 +15,14 @@ turn, blind to their load or free slots:
 - **`trtllm-serve disaggregated`** (TensorRT-LLM's own slurm scripts): `extract_router_config` defaults the
   context and generation routers to `type: "round_robin"` (`tensorrt_llm/llmapi/disagg_utils.py`@0228a7122), and
   `RoundRobinRouter.get_next_server` (`tensorrt_llm/serve/router.py`) cycles `_server_idx` without looking at load.
+- **Several Dynamo frontends.** srtctl starts nginx on the head node and min(`num_additional_frontends` + 1, worker
+  nodes - 1) frontends behind it unless the recipe sets `enable_multiple_frontends: false` (schema defaults: enabled,
+  9 additional; `src/srtctl/cli/mixins/frontend_stage.py`, the same at 75f6e32a3 and 5063eb432); nginx's default
+  upstream choice is round robin (`src/srtctl/templates/nginx.conf.j2`), and each frontend keeps its own counter.
+  229 of the 329 TensorRT-LLM recipes turn it off (one frontend); the other 100 (B200 FP4, GB200 FP4 / FP8) run up
+  to 10 (`ttft_disagg_recipes.frontends`). Such a row's decode pool gets `frontends_round_robin` (policies/routers.py)
+  with that many front ends, each from a random phase (the warm-up requests and health checks that move each
+  counter before the measured requests are not modelled).
 A request routed to a worker whose slots are all taken waits in that worker's queue (servesim's decode instance, as
 s13-dis's slot caps already simulate); nothing in either front end sends it elsewhere.
 
@@ -27,6 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+import ttft_disagg_recipes as tdr
 
 ROUND_ROBIN: dict[str, Any] = {"kind": "round_robin"}
 BACKENDS = frozenset({"trtllm"})  # the backends whose disagg front ends are read as round robin (module doc)
@@ -36,4 +45,7 @@ def decode_router(row: pd.Series) -> dict[str, Any] | None:
     """The decode pool's router section for a disaggregated row, or None to keep servesim's default."""
     if row["mode"] != "disagg" or str(row["backend"]) not in BACKENDS:
         return None
+    found = {v.get("frontends") for v in tdr.row_recipes(row)}
+    if len(found) == 1 and (k := found.pop()) is not None and k > 1:  # the recipe's frontends agree: several
+        return {"kind": "frontends_round_robin", "frontends": int(k)}
     return dict(ROUND_ROBIN)

@@ -19,6 +19,9 @@ from tests.helpers import write_csv
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import coverage as cov
 import coverage_decode_router as cdr
+import ttft_disagg_recipes as tdr
+
+from policies.routers import FrontendsRoundRobin
 
 WL = {"arrival": {"kind": "closed_loop", "concurrency": 1}, "num_requests": 1,
       "lengths": {"kind": "fixed", "prompt": 16, "output": 4}}  # fmt: skip
@@ -104,3 +107,63 @@ def test_trtllm_disagg_rows_route_decode_in_turn(silicon_rows: pd.DataFrame) -> 
     agg = r.copy()
     agg["mode"] = "agg"
     assert cdr.decode_router(agg) is None
+
+
+class _Draws:
+    """A stand-in generator whose `integers` returns fixed phases (so the routing is computable by hand)."""
+
+    def __init__(self, phases: list[int]) -> None:
+        self.phases = phases
+
+    def integers(self, high: int, size: int) -> list[int]:
+        assert size == len(self.phases) and all(0 <= p < high for p in self.phases)
+        return self.phases
+
+
+def test_frontends_round_robin_by_hand() -> None:
+    # two front ends with phases 2 and 0 over three instances; the balancer alternates front ends:
+    # f0 -> 2, f1 -> 0, f0 -> 0 (2 + 1 wraps), f1 -> 1, f0 -> 1, f1 -> 2
+    r = FrontendsRoundRobin(2, _Draws([2, 0]))  # type: ignore[arg-type]  # a stand-in for np.random.Generator
+    got = [r.route(None, [None] * 3, 0.0) for _ in range(6)]  # type: ignore[arg-type, list-item]  # unread
+    assert got == [2, 0, 0, 1, 1, 2]
+    # one front end is round robin from its phase
+    one = FrontendsRoundRobin(1, _Draws([1]))  # type: ignore[arg-type]  # as above
+    assert [one.route(None, [None] * 3, 0.0) for _ in range(4)] == [1, 2, 0, 1]  # type: ignore[arg-type, list-item]
+
+
+def test_frontends_round_robin_strands_more_than_one_counter(tmp_path: Path) -> None:
+    # four workers of one slot, four clients; with one counter the closed loop keeps one request per worker only
+    # when requests end in the order they were routed; ten counters break that order more often. Conservation holds.
+    rows = [(0.0, 10, 20 + (37 * i) % 41) for i in range(200)]  # outputs 20-60 tokens in a fixed scramble
+    path = write_csv(tmp_path / "t.csv", rows)
+    sc = _scenario(path, "round_robin")
+    lengths = {"kind": "trace", "path": str(path), "format": "csv", "sample": "sequential"}
+    sc["workload"] = {"arrival": {"kind": "closed_loop", "concurrency": 4}, "num_requests": 200, "lengths": lengths}
+    sc["cluster"]["decode"] |= {"instances": 4, "scheduler": {"kind": "fcfs", "max_num_seqs": 1}}
+    waits = {}
+    for router in ({"kind": "round_robin"}, {"kind": "frontends_round_robin", "frontends": 10}):
+        sc["cluster"]["decode"]["router"] = router
+        rq = sim.run(sim.load_scenario(sc)).requests
+        assert len(rq) == 200 and (rq["generated_tokens"] == rq["output_tokens"]).all()
+        waits[router["kind"]] = float(rq["decode_wait_s"].mean())
+    assert waits["frontends_round_robin"] > waits["round_robin"]
+
+
+def test_multi_frontend_recipe_rows_get_their_frontends(silicon_rows: pd.DataFrame) -> None:
+    # cfg374 ran GB200's ctx1_gen15_tep4_batch4 recipe, which leaves `enable_multiple_frontends` at its default:
+    # 1 prefill + 15 decode nodes -> min(9 + 1, 16 - 1) = 10 frontends; cfg421's GB300 twin turns it off
+    r = silicon_rows.loc["dsr1_gb200_trtllm_fp4_disagg_1024x8192_c60_cfg374"]
+    assert cdr.decode_router(r) == {"kind": "frontends_round_robin", "frontends": 10}
+    assert cdr.decode_router(silicon_rows.loc["dsr1_gb300_trtllm_fp4_disagg_1024x8192_c60_cfg421"]) == {
+        "kind": "round_robin"
+    }
+
+
+def test_recipe_frontends_by_hand() -> None:
+    res = {"prefill_nodes": 1, "decode_nodes": 15}
+    assert tdr.frontends({"resources": res, "frontend": {"type": "dynamo"}}) == 10
+    assert tdr.frontends({"resources": res, "frontend": {"enable_multiple_frontends": False}}) == 1
+    assert tdr.frontends({"resources": {"prefill_nodes": 1, "decode_nodes": 3}}) == 3  # 4 nodes: nginx + 3
+    assert tdr.frontends({"resources": res, "frontend": {"num_additional_frontends": 4}}) == 5
+    assert tdr.frontends({"resources": {"prefill_nodes": 1, "decode_nodes": 0}}) == 1  # one node: no nginx
+    assert tdr.frontends({"resources": res, "frontend": {"type": "sglang"}}) is None
