@@ -52,6 +52,7 @@ from sim.errors import ServesimError  # noqa: E402
 if str(Path(__file__).resolve().parent) not in sys.path:  # (appended: benchmarks/queueing.py must not shadow queueing)
     sys.path.append(str(Path(__file__).resolve().parent))
 import coverage_agg_mtp as agg_mtp  # noqa: E402
+from coverage_decode_router import decode_router  # noqa: E402
 from coverage_disagg import decode_slots, headline  # noqa: E402
 from coverage_gpu_total import as_disagg, deployment  # noqa: E402  (agg export rows that ran disaggregated)
 from coverage_layout import (  # noqa: E402  (the rows' layouts and client counts; re-exported)
@@ -84,6 +85,7 @@ READ_REPLICAS = True
 # after their prefill, before the decode worker streams their first token (COVERAGE.md, "Disaggregated first token
 # (branch s9-disagg)"). A recipe fact, independent of the measured latency. `--no-decode-slots`: no cap.
 READ_DECODE_SLOTS = True
+READ_DECODE_ROUTER = True  # TensorRT-LLM disagg rows: decode workers picked in turn, as their front ends do
 READ_TRT_RELEASE = True  # TensorRT-LLM rows: the release's MoE exchange rule (coverage_trt_release)
 READ_SGLANG_STATIC = True  # SGLang agg rows: the recipe's / engine default --mem-fraction-static (the KV pool)
 READ_TRT_SCHEDULER = True  # TensorRT-LLM agg rows: the recipe's scheduler and KV share (coverage_recipes_trt)
@@ -153,6 +155,8 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
                 own = {**own, "max_num_seqs": cap}  # the recipe's decode slots per worker
             if own != sched:
                 pool["scheduler"] = own
+        if READ_DECODE_ROUTER and (router := decode_router(row)) is not None:  # the front end's decode routing
+            pools["decode"]["router"] = router
         sc["cluster"] = {**pools, "router": {"kind": "round_robin"}}
         if dep.status == "config" and model.is_moe and (spec := dep.speculative(str(row["model_path"]))):
             sc["speculative"] = spec  # MTP as the configured item ran it (draft length from its recipe)
@@ -367,7 +371,7 @@ def errors(res: pd.DataFrame) -> dict[str, Any]:
 
 
 def main() -> None:
-    global READ_REPLICAS, READ_DECODE_SLOTS, READ_TRT_SCHEDULER
+    global READ_REPLICAS, READ_DECODE_SLOTS, READ_TRT_SCHEDULER, READ_DECODE_ROUTER
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--csv", type=Path, default=CSV)
     ap.add_argument("--sample", type=int, default=200, help="rows simulated for errors (stratified); 0: none")
@@ -397,8 +401,15 @@ def main() -> None:
         help="JSON {backend: seconds} fitted on the fit half (coverage_intercept.py --fit); report the held-out half",
     )
     ap.add_argument("--trt-scheduler", action=argparse.BooleanOptionalAction, default=READ_TRT_SCHEDULER)
+    ap.add_argument(
+        "--decode-router",
+        action=argparse.BooleanOptionalAction,
+        default=READ_DECODE_ROUTER,
+        help="TensorRT-LLM disagg rows: decode workers in turn (coverage_decode_router); no: servesim's least_kv",
+    )
     args = ap.parse_args()
     READ_REPLICAS, READ_DECODE_SLOTS, READ_TRT_SCHEDULER = args.replicas, args.decode_slots, args.trt_scheduler
+    READ_DECODE_ROUTER = args.decode_router
     if args.per_request_s is not None:
         PER_REQUEST_S.update(json.loads(args.per_request_s.read_text()))
     df = pd.read_csv(args.csv)

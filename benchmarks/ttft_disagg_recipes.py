@@ -74,9 +74,24 @@ def recipe_facts(text: str) -> dict[str, Any] | None:
             "isl": int(bench["isl"]),
             "osl": int(bench["osl"]),
             "conc": _concurrencies(bench["concurrencies"]),
+            "frontends": frontends(y),
         }
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def frontends(y: dict[str, Any]) -> int | None:
+    """Dynamo frontends the recipe ran (each routes with its own round-robin counter), None when unknown. srtctl
+    (qiching/srt-slurm `src/srtctl/cli/mixins/frontend_stage.py` `_compute_frontend_topology`, the same at 75f6e32a3
+    and 5063eb432): one frontend on a single node or with `enable_multiple_frontends: false`; otherwise nginx on the
+    head node and min(`num_additional_frontends` + 1, worker nodes - 1) frontends (schema defaults: enabled, 9)."""
+    fe, res = y.get("frontend") or {}, y["resources"]
+    if str(fe.get("type", "dynamo")) != "dynamo" or "prefill_nodes" not in res or "decode_nodes" not in res:
+        return None
+    nodes = int(res["prefill_nodes"]) + int(res["decode_nodes"])
+    if nodes <= 1 or not bool(fe.get("enable_multiple_frontends", True)):
+        return 1
+    return min(int(fe.get("num_additional_frontends", 9)) + 1, nodes - 1)
 
 
 def extract(gitdir: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from sim.core.registry import ROUTERS
 from sim.core.request import Request
@@ -153,3 +153,38 @@ def _least_kv(cfg: LeastKVConfig, **_: object) -> Router:
 def _llumnix(cfg: LlumnixConfig, **_: object) -> Router:
     """Llumnix freeness: free KV minus waiting demand, per running request"""
     return Llumnix()
+
+
+class FrontendsRoundRobinConfig(_Strict):
+    """Several front ends behind a round-robin load balancer, each cycling through the instances with its own
+    counter from an unknown phase: srt-slurm's nginx + `num_additional_frontends` Dynamo frontends, each with
+    `--router-mode round-robin` (qiching/srt-slurm `src/srtctl/cli/mixins/frontend_stage.py`, `nginx.conf.j2`).
+    With one front end it is `round_robin` from a random start."""
+
+    kind: Literal["frontends_round_robin"] = "frontends_round_robin"
+    frontends: int = Field(default=1, ge=1, le=1024)
+
+
+class FrontendsRoundRobin:
+    """Request k goes to front end k mod F (the balancer's turn); that front end sends it to its next instance."""
+
+    def __init__(self, frontends: int, rng: np.random.Generator) -> None:
+        self.rng, self.turn = rng, 0
+        self.counters: list[int] | None = None  # each front end's next instance, drawn on first use
+        self.frontends = frontends
+
+    def route(self, req: Request, instances: Sequence[InstanceLoad], now: float) -> int:
+        n = len(instances)
+        if self.counters is None:
+            self.counters = [int(x) for x in self.rng.integers(n, size=self.frontends)]
+        f = self.turn % self.frontends
+        self.turn = f + 1
+        i = self.counters[f] % n
+        self.counters[f] = i + 1
+        return i
+
+
+@ROUTERS.register("frontends_round_robin", FrontendsRoundRobinConfig)
+def _frontends_round_robin(cfg: FrontendsRoundRobinConfig, *, rng: np.random.Generator, **_: object) -> Router:
+    """front ends in turn, each cycling instances from its own random phase"""
+    return FrontendsRoundRobin(cfg.frontends, rng)
