@@ -299,6 +299,11 @@ def uncovered_kinds(paths: Iterable[str | Path], family: str = "scheduler") -> l
     used: set[str] = set()
     for f in find_scenarios(paths):
         data = yaml.safe_load(f.read_text()) or {}
-        sec = data.get("scheduler") if family == "scheduler" else (data.get("cluster") or {}).get("router")
+        cluster = data.get("cluster") or {}
+        sec = data.get("scheduler") if family == "scheduler" else cluster.get("router")
         used.add((sec or {}).get("kind", "fcfs" if family == "scheduler" else "round_robin"))
+        for pool in (cluster.get("prefill"), cluster.get("decode")):  # a pool's own scheduler or router counts too
+            own = (pool or {}).get(family)
+            if isinstance(own, dict) and "kind" in own:
+                used.add(own["kind"])
     return [k for k in registered_kinds(family) if k not in used]
