@@ -175,7 +175,8 @@ def fit_means(
 ) -> FitResult:
     """Slopes of every run (`PROBE_REQUESTS` per client) under the scenario's reading and each of `READINGS` that
     changes the runs, the reading and term set by leave-one-out (`choose_reading`; the preset is a candidate), chord
-    replays, the guard against the preset (`fit_linear.fit`). The result's `diagnosis` holds the leave-one-out
+    replays, the guard against the preset (`fit_linear.fit`); a refused reading is retried with every one of its terms
+    before the scenario's own reading's choice (`_fit_chosen`). The result's `diagnosis` holds the leave-one-out
     scores, the reading and terms chosen, the guarded metrics and every replayed point."""
     t0 = time.perf_counter()
     if len(pairs) < 2:  # fit_linear.choose frees no term on one row: the fit would keep the preset silently
