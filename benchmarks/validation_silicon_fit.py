@@ -113,7 +113,7 @@ def fit_subgroup(
         res = fm.fit_means(fit_rows)
         d = res.diagnosis
         out |= {"loo": d["loo"], "chosen": d["chosen"], "guarded": d["guarded"], "points": d["points"]}
-        out |= {k: d[k] for k in ("reading", "readings_tried", "reading_rejected")}
+        out |= {k: d[k] for k in ("reading", "readings_tried", "reading_rejected", "ttft_retry")}
         before, after = [_errs(c) for c in res.before], [_errs(c) for c in res.after]
         out |= {"at_bound_kept_preset": res.at_bounds, "kept_preset": res.kept_preset, "values": res.values}
     else:  # nothing these rows inform: the preset

@@ -126,6 +126,15 @@ def terms_for(
 READINGS: tuple[tuple[str, str], ...] = (("serving_engine.moe_grouped_gemm", "one_launch"),)
 # the terms a reading is fitted with (nested ladder): the decode level and the fixed time per layer per step
 READING_LADDER = ("serving_engine.memory_efficiency_scale", "cost_model.layer_overhead_s")
+# The reading's TTFT side: the terms freed beside a reading's chosen set where the guard rejected it (`_ttft_retry`).
+# The reading prices prompt steps too (one launch: cheaper), so the guard checks TTFT (`fit_linear.guarded`); on the
+# silicon rows TTFT's own miss is a per-request time and the prefill rate (COVERAGE.md, s13-ttft; the presets' TTFT
+# is 30-70 % low on most SGLang / TensorRT-LLM rows), which the reading's ladder leaves fixed, so the guard refused
+# the reading in 11 of the 55 subgroups that offered it on TTFT alone and its TPOT never reached the held-out rows
+# (VALIDATION.md, branch s14-fit). Leave-one-out scores TPOT and E2E, which these terms barely move, so they are not
+# rungs of the ladder (the tie would never free them); they are freed only with a rejected reading, and the guard
+# (TTFT included) and the bound rule still decide.
+READING_TTFT = TTFT_TERMS
 
 
 @dataclass
@@ -166,7 +175,8 @@ def fit_means(
 ) -> FitResult:
     """Slopes of every run (`PROBE_REQUESTS` per client) under the scenario's reading and each of `READINGS` that
     changes the runs, the reading and term set by leave-one-out (`choose_reading`; the preset is a candidate), chord
-    replays, the guard against the preset (`fit_linear.fit`). The result's `diagnosis` holds the leave-one-out
+    replays, the guard against the preset (`fit_linear.fit`); a refused reading is retried with every one of its terms
+    before the scenario's own reading's choice (`_fit_chosen`). The result's `diagnosis` holds the leave-one-out
     scores, the reading and terms chosen, the guarded metrics and every replayed point."""
     t0 = time.perf_counter()
     if len(pairs) < 2:  # fit_linear.choose frees no term on one row: the fit would keep the preset silently
@@ -192,14 +202,9 @@ def fit_means(
         p.rows = fl.linearise(p.terms, meas, _prober(p, rep), [b for b, _ in p.first])
     k, active, scores = choose_reading(problems)
     base = [b for b, _ in problems[0].first]
-    p = problems[k]
-    moves, after_logs, reasons, bound, points, cmps = _fit_problem(p, active, base, meas, rep)
-    rejected: dict[str, Any] = {}
-    if p.reading is not None and after_logs is None:  # the guard kept the preset: the scenario's own reading's best
-        rejected = {"chosen": p.label(active), "kept_preset": reasons}
-        p, (_, active, _) = problems[0], choose_reading(problems[:1])
-        moves, after_logs, reasons, bound, more, cmps = _fit_problem(p, active, base, meas, rep)
-        points += more[1:]
+    p, active, (moves, after_logs, reasons, bound, points, cmps), rejected, ttft_retry = _fit_chosen(
+        problems, k, active, base, meas, rep
+    )
     if not active and p.reading is None:
         reasons = ["no term chosen"]
     if log is not None:
@@ -227,6 +232,7 @@ def fit_means(
             "reading": {p.reading[0]: p.reading[1]} if used and p.reading else {},
             "readings_tried": [q.label([]) for q in problems[1:]],
             "reading_rejected": rejected,
+            "ttft_retry": ttft_retry,
             "outside_bounds": outside,
             "guarded": list(fl.guarded(p.terms, active, p.reading is not None)),
             "points": points,
@@ -282,7 +288,8 @@ def _readings(
     """A problem per reading of `READINGS` that the scenarios do not already use and that changes some run's replayed
     means (a dense model, or a cost model that does not read the field, is not changed: no problem, no probes)."""
     out = []
-    sub = [t for t in terms if t.path in READING_LADDER]
+    rungs = [t for t in terms if t.path in READING_LADDER]
+    sub = rungs + [t for t in terms if t.path in READING_TTFT and t.path not in READING_LADDER]
     for path, value in READINGS:
         try:
             if all(get_path(scenario_data(sc), path) == value for _, sc in pairs):
@@ -293,9 +300,50 @@ def _readings(
         logs = [rep(r, sc) for r, sc in alt]
         if all(np.array_equal(a, b, equal_nan=True) for (a, _), (b, _) in zip(logs, first, strict=True)):
             continue
-        ladder = [list(range(k)) for k in range(1, len(sub) + 1)]
+        ladder = [list(range(k)) for k in range(1, len(rungs) + 1)]
         out.append(Problem((path, value), alt, sub, logs, ladder))
     return out
+
+
+def _fit_chosen(
+    problems: list[Problem],
+    k: int,
+    active: list[int],
+    base: list[np.ndarray],
+    meas: list[np.ndarray],
+    rep: Callable[..., tuple[np.ndarray, dict[str, Any]]],
+) -> tuple[Problem, list[int], tuple[Any, ...], dict[str, Any], dict[str, Any]]:
+    """`_fit_problem` of the chosen problem and set; where the guard keeps the preset over another reading, that
+    reading with every one of its terms (`_ttft_retry`), and where that is refused too, the scenario's own reading's
+    leave-one-out choice. Returns the problem and set fitted, `_fit_problem`'s tuple (every replayed point kept),
+    the rejected reading (empty where a reading is used or none was chosen) and the retry's record."""
+    p = problems[k]
+    moves, after_logs, reasons, bound, points, cmps = _fit_problem(p, active, base, meas, rep)
+    rejected: dict[str, Any] = {}
+    ttft_retry: dict[str, Any] = {}
+    if p.reading is not None and after_logs is None:  # the guard kept the preset: the reading with its TTFT terms
+        rejected = {"chosen": p.label(active), "kept_preset": reasons}
+        retry = _ttft_retry(p, active)
+        if retry:
+            moves, after_logs, reasons, bound, more, cmps = _fit_problem(p, retry, base, meas, rep)
+            points += more[1:]
+            ttft_retry = {"after": rejected, "chosen": p.label(retry), "kept_preset": reasons, "at_bound": bound}
+            if after_logs is not None:  # accepted: the reading is used, nothing was rejected in the end
+                active, rejected = retry, {}
+    if p.reading is not None and after_logs is None:  # still refused: the scenario's own reading's best
+        p, (_, active, _) = problems[0], choose_reading(problems[:1])
+        moves, after_logs, reasons, bound, more, cmps = _fit_problem(p, active, base, meas, rep)
+        points += more[1:]
+    return p, active, (moves, after_logs, reasons, bound, points, cmps), rejected, ttft_retry
+
+
+def _ttft_retry(p: Problem, active: list[int]) -> list[int]:
+    """A rejected reading's every term: its whole ladder and its TTFT terms (`READING_TTFT`), the reading's full
+    physical set (leave-one-out's tie stopped short of terms the TPOT rows leave flat, and the prompt side may need
+    them all); empty where there is no TTFT term to add (the runs do not inform them, or they were already free)."""
+    if all(p.terms[i].path not in READING_TTFT or i in active for i in range(len(p.terms))):
+        return []
+    return list(range(len(p.terms)))
 
 
 def fitted(sc: Scenario, res: FitResult) -> Scenario:
