@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from sim.core.native_guard import COMPILED, RECORD, SourceFinder, decide, guard
+from sim.core.native_guard import COMPILED
 
 _C = TypeVar("_C")
 
@@ -34,7 +34,7 @@ def compiled() -> bool:
     return not str(sim.core.steps.__file__).endswith(".py")
 
 
-__all__ = ["COMPILED", "RECORD", "SourceFinder", "compiled", "decide", "guard", "mypyc_attr"]
+__all__ = ["COMPILED", "compiled", "mypyc_attr"]
 
 
 if __name__ == "__main__":

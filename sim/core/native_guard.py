@@ -121,19 +121,24 @@ class SourceFinder(importlib.abc.MetaPathFinder):
 STATUS = ""  # what `guard` found ("compiled" or why not); `python -m sim.core.native` prints it
 
 
-def guard(root: Path = ROOT, env: Mapping[str, str] = os.environ) -> None:
-    """Once per process, before a compiled module loads: load the sources instead when the build cannot run."""
-    global STATUS
-    if STATUS:
-        return
-    sources, STATUS = decide(root, COMPILED, RECORD, env)
-    names = frozenset(map(module_name, COMPILED))
-    if not sources or any(isinstance(f, SourceFinder) for f in sys.meta_path):
-        return
+def install(root: Path, modules: Sequence[str], record: Path, env: Mapping[str, str]) -> str:
+    """Put a `SourceFinder` for `modules` first on `sys.meta_path` when the build cannot run; say why (a stale one
+    also on stderr)."""
+    sources, why = decide(root, modules, record, env)
+    names = frozenset(map(module_name, modules))
+    if not sources or any(isinstance(f, SourceFinder) and f.names == names for f in sys.meta_path):
+        return why
     early = sorted(names & sys.modules.keys())
-    if early:  # too late to choose (imported before `sim`, which cannot happen through the packages): say so
-        STATUS += f"; but {early[0]} was imported before the check"
-        return
+    if early:  # too late to choose (imported before `sim`, which the packages' imports rule out): say so
+        return f"{why}; but {early[0]} was imported before the check"
     sys.meta_path.insert(0, SourceFinder(names))
-    if STATUS.startswith("stale"):
-        print(f"servesim: the compiled core is {STATUS}; running pure Python. Rebuild: {REBUILD}", file=sys.stderr)
+    if why.startswith("stale"):
+        print(f"servesim: the compiled core is {why}; running pure Python. Rebuild: {REBUILD}", file=sys.stderr)
+    return why
+
+
+def guard() -> None:
+    """Once per process, before a compiled module loads (`sim/__init__.py`): the sources when the build cannot run."""
+    global STATUS
+    if not STATUS:
+        STATUS = install(ROOT, COMPILED, RECORD, os.environ)
