@@ -24,16 +24,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
 STAMP = Path("sim", "core", "native_build.json")  # beside sim/core/native_guard.py (which reads it)
+# what setup() is given: mypyc's real extensions replace it when build_ext runs, so pip's other calls of this file
+# (build requirements, metadata) skip mypyc's type check and C generation (about a minute each, eagerly)
+PENDING = Extension("servesim_mypyc_pending", sources=[])
 
 
-def say(why: str) -> None:
-    """The one line a user sees when the install falls back to pure Python."""
+def say(why: str, where: Path = ROOT) -> None:
+    """The one line a user sees when the install falls back to pure Python (pip shows it with -v), kept in the build
+    record too, where `python -m sim.core.native` finds it ("pure Python (not built: ...)")."""
     print(f"servesim: installing pure Python, without the compiled core ({why}); see README 'Install'", file=sys.stderr)
+    (where / STAMP).parent.mkdir(parents=True, exist_ok=True)
+    (where / STAMP).write_text(json.dumps({"not built": why}) + "\n")
 
 
 def sources_sha256(rels: list[str]) -> dict[str, str]:
@@ -44,18 +50,27 @@ def sources_sha256(rels: list[str]) -> dict[str, str]:
 class OptionalBuildExt(build_ext):
     """Build the mypyc extensions, or nothing: a failed compile leaves no extension behind and the install goes on."""
 
-    record: dict[str, str] = {}  # noqa: RUF012  (set once below, before setup() runs)
+    record: dict[str, str] = {}  # noqa: RUF012  (set by `compiled_extensions`)
+
+    def finalize_options(self) -> None:
+        if self.distribution.ext_modules == [PENDING]:
+            self.distribution.ext_modules = compiled_extensions()
+        super().finalize_options()
 
     def run(self) -> None:
-        inplace = self.inplace  # (setuptools clears it while it builds, and restores it only on success)
+        inplace = bool(getattr(self, "inplace", False))  # (setuptools clears it while building, restores it on success)
         try:
             super().run()
         except Exception as exc:  # CCompilerError, DistutilsExecError, DistutilsPlatformError, OSError, ...
             self.inplace = inplace
             self.discard()
-            say(f"the C build failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            say(
+                f"the C build failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                self.outputs_dir(),
+            )
             return
-        self.write_record()
+        if self.extensions:  # (none: mypyc could not run, and said so)
+            self.write_record()
 
     def outputs_dir(self) -> Path:
         """Where `sim/` lies for this build: the checkout (in place, also `pip install -e .`) or the build folder."""
@@ -73,25 +88,26 @@ class OptionalBuildExt(build_ext):
         dest.write_text(json.dumps(self.record, indent=1, sort_keys=True) + "\n")
 
 
-def compiled_extensions() -> list[Any]:
-    """mypyc's extensions for `COMPILED` (its type check and C generation run here), or [] with the reason said."""
+def native_guard() -> Any:
+    """`sim/core/native_guard.py` alone (importing `sim` would run its guard): the module list, the build's files."""
     spec = importlib.util.spec_from_file_location("native_guard", ROOT / "sim" / "core" / "native_guard.py")
     assert spec is not None and spec.loader is not None
-    native_guard = importlib.util.module_from_spec(spec)  # (the file alone: importing `sim` would run its guard)
-    spec.loader.exec_module(native_guard)
-    COMPILED, built_extensions = native_guard.COMPILED, native_guard.built_extensions
-    if os.environ.get("SERVESIM_PURE") == "1":  # the opt-out also removes a compiled core built in place before
-        for path in [*built_extensions(ROOT), ROOT / STAMP]:
-            path.unlink(missing_ok=True)
-        return []
-    OptionalBuildExt.record = sources_sha256(COMPILED)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def compiled_extensions() -> list[Any]:
+    """mypyc's extensions for `COMPILED` (its type check and C generation run here), or [] with the reason said."""
+    compiled = native_guard().COMPILED
+    OptionalBuildExt.record = sources_sha256(compiled)
     try:
         from mypyc.build import mypycify
     except ImportError as exc:
         say(f"mypyc is not importable: {exc}; `pip install mypy` or keep build isolation")
         return []
     try:
-        return list(mypycify(COMPILED, opt_level="3"))
+        return list(mypycify(compiled, opt_level="3"))
     except SystemExit as exc:  # mypyc reports type errors and exits
         say(f"mypyc stopped: {exc.code}")
     except Exception as exc:
@@ -99,4 +115,9 @@ def compiled_extensions() -> list[Any]:
     return []
 
 
-setup(ext_modules=compiled_extensions(), cmdclass={"build_ext": OptionalBuildExt})
+if os.environ.get("SERVESIM_PURE") == "1":  # the opt-out also removes a compiled core built in place before
+    for path in [*native_guard().built_extensions(ROOT), ROOT / STAMP]:
+        path.unlink(missing_ok=True)
+    setup(cmdclass={"build_ext": OptionalBuildExt})
+else:
+    setup(ext_modules=[PENDING], cmdclass={"build_ext": OptionalBuildExt})

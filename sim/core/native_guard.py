@@ -75,8 +75,8 @@ def sha256(path: Path) -> str:
 def decide(root: Path, modules: Sequence[str], record: Path, env: Mapping[str, str]) -> tuple[bool, str]:
     """(load the sources?, why): whether the build under `root` can run, read from the files alone."""
     built = [rel for rel in modules if _extension_of(root, rel) is not None]
-    if not built:
-        return False, "not built"
+    if not built:  # (a build that fell back to pure Python left its reason in the record)
+        return False, "not built" + (f": {_failed(record)}" if os.path.exists(record) else "")
     if env.get("SERVESIM_PURE") == "1":
         return True, "forced: SERVESIM_PURE=1"
     if len(built) < len(modules):
@@ -98,6 +98,15 @@ def decide(root: Path, modules: Sequence[str], record: Path, env: Mapping[str, s
         more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
         return True, f"stale: {changed[0]}{more} changed since the build"
     return False, "compiled"
+
+
+def _failed(record: Path) -> str:
+    import json
+
+    try:
+        return str(json.loads(record.read_text())["not built"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "an older build's record remains"
 
 
 class SourceFinder(importlib.abc.MetaPathFinder):
