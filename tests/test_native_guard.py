@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from sim.core import native_guard
-from sim.core.native import compiled
 from sim.core.native_guard import SourceFinder, decide, install, module_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,16 +143,21 @@ def test_every_compiled_package_runs_the_guard_before_its_modules() -> None:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+    """This environment for a child on this checkout, as installed (no inherited `SERVESIM_PURE`) unless `extra`."""
+    return {**{k: v for k, v in os.environ.items() if k != "SERVESIM_PURE"}, "PYTHONPATH": str(ROOT), **extra}
+
+
+# this checkout's build as a child without SERVESIM_PURE finds it: "compiled", "not built[: why]" or "stale: ..."
+BUILD = decide(native_guard.ROOT, native_guard.COMPILED, native_guard.RECORD, {})[1]
 
 
 def test_python_m_native_says_which_core_runs() -> None:
     run = [sys.executable, "-m", "sim.core.native"]
     said = subprocess.run(run, cwd=ROOT, env=_env(), capture_output=True, text=True, check=True)
-    assert said.stdout.startswith("compiled core" if compiled() else "pure Python ("), said.stdout
+    assert said.stdout.strip() == ("compiled core (mypyc)" if BUILD == "compiled" else f"pure Python ({BUILD})")
     assert "RuntimeWarning" not in said.stderr, said.stderr
     forced = subprocess.run(run, cwd=ROOT, env=_env(SERVESIM_PURE="1"), capture_output=True, text=True, check=True)
-    expect = "pure Python (forced: SERVESIM_PURE=1)" if compiled() else "pure Python (not built)"
+    expect = f"pure Python ({BUILD})" if BUILD.startswith("not built") else "pure Python (forced: SERVESIM_PURE=1)"
     assert forced.stdout.strip() == expect
 
 
@@ -170,7 +174,7 @@ for name in sys.argv[2:]:
 """
 
 
-@pytest.mark.skipif(not compiled(), reason="this checkout runs pure Python: build it (pip install -e .) to compare")
+@pytest.mark.skipif(BUILD != "compiled", reason=f"this checkout's compiled core is {BUILD}: pip install -e . builds it")
 def test_compiled_and_pure_write_the_same_bytes(tmp_path: Path) -> None:
     for core, env in (("compiled", _env()), ("pure", _env(SERVESIM_PURE="1"))):
         cmd = [sys.executable, "-c", RUN, str(tmp_path / core), *SCENARIOS]
