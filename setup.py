@@ -37,7 +37,7 @@ PENDING = Extension("servesim_mypyc_pending", sources=[])
 def say(why: str, where: Path = ROOT) -> None:
     """The one line a user sees when the install falls back to pure Python (pip shows it with -v), kept in the build
     record too, where `python -m sim.core.native` finds it ("pure Python (not built: ...)")."""
-    print(f"servesim: installing pure Python, without the compiled core ({why}); see README 'Install'", file=sys.stderr)
+    print(f"servesim: installing pure Python, without the compiled core ({why}); README.md, Speed", file=sys.stderr)
     (where / STAMP).parent.mkdir(parents=True, exist_ok=True)
     (where / STAMP).write_text(json.dumps({"not built": why}) + "\n")
 
@@ -115,9 +115,10 @@ def compiled_extensions() -> list[Any]:
     return []
 
 
-if os.environ.get("SERVESIM_PURE") == "1":  # the opt-out also removes a compiled core built in place before
-    for path in [*native_guard().built_extensions(ROOT), ROOT / STAMP]:
-        path.unlink(missing_ok=True)
+if os.environ.get("SERVESIM_PURE") == "1":
+    if {"editable_wheel", "develop", "--inplace", "-i"} & set(sys.argv):  # an in-place opt-out removes an earlier
+        for path in [*native_guard().built_extensions(ROOT), ROOT / STAMP]:  # in-place build (`pip install .` leaves
+            path.unlink(missing_ok=True)  # the checkout's alone)
     setup(cmdclass={"build_ext": OptionalBuildExt})
 else:
     setup(ext_modules=[PENDING], cmdclass={"build_ext": OptionalBuildExt})
