@@ -1,6 +1,7 @@
 """Pluggable decisions: schedulers, routers, migration and length predictors, registered under their YAML `kind`
 in the registries of `sim.core.registry` (importing this package registers the built-ins)."""
 
+import sim  # noqa: F401  (first: its guard chooses compiled or source modules, sim.core.native)
 from policies import (  # noqa: F401  (register the built-ins)
     continuous,
     length_group,

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sim.errors import ServesimError
+from sim.core import native_guard as _native_guard
+
+_native_guard.guard()  # before any compiled module loads: the sources instead of a stale build (sim.core.native_guard)
+
+from sim.errors import ServesimError  # noqa: E402
 
 if TYPE_CHECKING:
     from sim.config.scenario import Scenario, load_scenario

@@ -1,11 +1,13 @@
-"""The opt-in compiled core (`SERVESIM_COMPILE=1`, see setup.py): which modules mypyc compiles, and the class marker
-it reads there.
+"""The compiled core: which modules mypyc compiles (setup.py builds them by default), the class marker it reads
+there, and the guard that falls back to their sources when a build no longer matches them.
 
 A compiled class is a C type: Python code may not subclass it or set a method on one of its objects unless the class
 says so. `mypyc_attr(allow_interpreted_subclasses=True)` marks the classes that plugins or tests subclass;
 `mypyc_attr(native_class=False)` a class whose objects would get a method assigned (none now: `MemoCost` is native,
-with a `diverged` flag and a `spy` seam for tests, s13-memo). In the default pure-Python install (no mypy, hence no
-`mypy_extensions`) the marker does nothing.
+with a `diverged` flag and a `spy` seam for tests, s13-memo). Without mypy installed (`mypy_extensions`) the marker
+does nothing.
+
+The stale-build guard lives in `sim.core.native_guard` (stdlib only: setup.py and `sim/__init__.py` load it).
 """
 
 from __future__ import annotations
@@ -13,37 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from sim.core.native_guard import COMPILED
+
 _C = TypeVar("_C")
 
 try:
     from mypy_extensions import mypyc_attr
-except ImportError:  # the default install: nothing compiles, so the marker has nothing to tell
+except ImportError:  # no mypy here, so no mypyc built this process's modules: the marker has nothing to tell
 
     def mypyc_attr(*_attrs: str, **_kwattrs: object) -> Callable[[_C], _C]:
         return lambda cls: cls
-
-
-# what `SERVESIM_COMPILE=1` compiles: the engine's per-event and per-iteration code (profile of chunked-10k and the
-# Azure hour: the instance loop, the decode and chunk runs, the cohort, the pricing memo) and Sarathi/fcfs planning
-# (`policies/continuous.py`: −5 % CPU in chunked-100k, −4.9 % instructions in the Azure hour, compiled; SPEED.md s12;
-# its pydantic configs live in `policies/continuous_config.py`, which mypyc cannot compile), and the driver that resumes
-# the engine's processes (`loop.py`, in place of SimPy's interpreted `Process._resume`; SPEED.md s13-core)
-COMPILED = [
-    "sim/core/batch.py",
-    "sim/core/clock.py",
-    "sim/core/cohort.py",
-    "sim/core/engine.py",
-    "sim/core/instance.py",
-    "sim/core/kvcache.py",
-    "sim/core/late.py",
-    "sim/core/loop.py",
-    "sim/core/recorder.py",
-    "sim/core/request.py",
-    "sim/core/steps.py",
-    "sim/core/view.py",
-    "sim/costmodel/memo.py",
-    "policies/continuous.py",
-]
 
 
 def compiled() -> bool:
@@ -57,4 +38,6 @@ __all__ = ["COMPILED", "compiled", "mypyc_attr"]
 
 
 if __name__ == "__main__":
-    print("compiled core (mypyc)" if compiled() else "pure Python")
+    from sim.core import native_guard
+
+    print("compiled core (mypyc)" if compiled() else f"pure Python ({native_guard.STATUS or 'not checked'})")
