@@ -25,7 +25,7 @@ from sim.core.late import Waitable, sleep_until
 from sim.core.loop import Loop
 from sim.core.native import mypyc_attr
 from sim.core.recorder import RequestLog
-from sim.core.request import Request
+from sim.core.request import Request, run_seq_of
 from sim.core.steps import DecodeRun, decode_run, mixed_step
 from sim.core.swap import HostSwap
 from sim.core.transfers import KVCopies
@@ -270,7 +270,13 @@ class Instance(BatchView):
         step (`one_step`), so the wait is exactly one step. With nothing running nor prefilling nothing is hidden
         (an idle engine plans a new prompt at once). A run (decode, chunk, onward) sets `plan_t` to its last
         step's start, where stepping planned: both modes hide the same requests."""
-        arrived, self._busy_arrivals = self._busy_arrivals, []
+        arrived = self._busy_arrivals
+        if not arrived:  # nothing queued during the step (about half the plans): nothing to hide
+            try:
+                return schedule(self, self.t)
+            finally:
+                self.plan_t = self.t
+        self._busy_arrivals = []
         last = self.plan_t  # (kept while the policy plans: a receive interval polls there, `RecvSkipper.observe`)
         hide: list[Request] = []
         if arrived and (self.running or self.prefilling):
@@ -345,8 +351,13 @@ class Instance(BatchView):
         if len(finished) > 1:
             gone = set(map(id, finished))
             self.running = [r for r in self.running if id(r) not in gone]
-        else:
-            self.running.remove(finished[0])
+        else:  # one completion (the rule): bisect `running` by admission ticket, not `list.remove`'s scan
+            running, req = self.running, finished[0]
+            i = bisect.bisect_left(running, req.run_seq, key=run_seq_of)
+            if i < len(running) and running[i] is req:
+                del running[i]
+            else:  # `running` was appended to past `admit` (out of ticket order): scan
+                running.remove(req)
         for req in finished:
             self.give_blocks(req)
             if self.abandoning and self.log.is_abandoned(req):

@@ -6,11 +6,16 @@ the event happens; token counters are what the invariants check (every output to
 
 from __future__ import annotations
 
+import itertools
 import math
+from operator import attrgetter
 
 import numpy as np
 
 NAN = math.nan
+# admission tickets (`Request.run_seq`): only their order within one instance's `running` matters
+RUN_SEQ = itertools.count(1)
+run_seq_of = attrgetter("run_seq")  # the key `Instance.finish` bisects `running` by
 
 
 class Request:
@@ -44,6 +49,7 @@ class Request:
         "priority",
         "prompt",
         "reject_reason",
+        "run_seq",
         "sched",
         "shared_blocks",
     )
@@ -82,6 +88,7 @@ class Request:
         self.last_token = NAN
         self.completion = NAN
         self.reject_reason: str | None = None
+        self.run_seq = 0  # admission ticket, increasing along its instance's `running` (`BatchView.admit`)
         self.cohort_step = -1  # the decode cohort's step count when these fields were last written; -1 = not a member
         self.cohort_joined = -1  # the cohort's step count when it joined
         self.cohort_ticket = 0  # its join ticket: tells its live heap entry in the cohort from stale ones
