@@ -25,7 +25,7 @@ from sim.core.late import Waitable, sleep_until
 from sim.core.loop import Loop
 from sim.core.native import mypyc_attr
 from sim.core.recorder import RequestLog
-from sim.core.request import Request, run_seq_of
+from sim.core.request import Request, drop
 from sim.core.steps import DecodeRun, decode_run, mixed_step
 from sim.core.swap import HostSwap
 from sim.core.transfers import KVCopies
@@ -351,13 +351,8 @@ class Instance(BatchView):
         if len(finished) > 1:
             gone = set(map(id, finished))
             self.running = [r for r in self.running if id(r) not in gone]
-        else:  # one completion (the rule): bisect `running` by admission ticket, not `list.remove`'s scan
-            running, req = self.running, finished[0]
-            i = bisect.bisect_left(running, req.run_seq, key=run_seq_of)
-            if i < len(running) and running[i] is req:
-                del running[i]
-            else:  # `running` was appended to past `admit` (out of ticket order): scan
-                running.remove(req)
+        else:  # one completion (the rule): found by admission ticket, not by `list.remove`'s scan
+            drop(self.running, finished[0])
         for req in finished:
             self.give_blocks(req)
             if self.abandoning and self.log.is_abandoned(req):
