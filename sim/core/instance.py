@@ -348,11 +348,16 @@ class Instance(BatchView):
         """Requests that emitted their last token leave the batch and free their blocks."""
         if not finished:
             return
-        if len(finished) > 1:
-            gone = set(map(id, finished))
-            self.running = [r for r in self.running if id(r) not in gone]
-        else:  # one completion (the rule): found by admission ticket, not by `list.remove`'s scan
-            drop(self.running, finished[0])
+        running = self.running
+        if len(finished) == 1:  # one completion (the rule): found by admission ticket, not by `list.remove`'s scan
+            drop(running, finished[0])
+        else:  # each found by its ticket, in place (a rebuilt list read every request: ~70 µs at a batch of 60)
+            try:
+                for req in finished:
+                    drop(running, req)
+            except ValueError:  # one not in the batch (never seen): the rest go, as the filter took them
+                gone = set(map(id, finished))
+                running[:] = [r for r in running if id(r) not in gone]
         for req in finished:
             self.give_blocks(req)
             if self.abandoning and self.log.is_abandoned(req):
