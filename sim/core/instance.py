@@ -25,7 +25,7 @@ from sim.core.late import Waitable, sleep_until
 from sim.core.loop import Loop
 from sim.core.native import mypyc_attr
 from sim.core.recorder import RequestLog
-from sim.core.request import Request, drop
+from sim.core.request import Request
 from sim.core.steps import DecodeRun, decode_run, mixed_step
 from sim.core.swap import HostSwap
 from sim.core.transfers import KVCopies
@@ -348,16 +348,11 @@ class Instance(BatchView):
         """Requests that emitted their last token leave the batch and free their blocks."""
         if not finished:
             return
-        running = self.running
-        if len(finished) == 1:  # one completion (the rule): found by admission ticket, not by `list.remove`'s scan
-            drop(running, finished[0])
-        else:  # each found by its ticket, in place (a rebuilt list read every request: ~70 µs at a batch of 60)
-            try:
-                for req in finished:
-                    drop(running, req)
-            except ValueError:  # one not in the batch (never seen): the rest go, as the filter took them
-                gone = set(map(id, finished))
-                running[:] = [r for r in running if id(r) not in gone]
+        if len(finished) > 1:
+            gone = set(map(id, finished))
+            self.running = [r for r in self.running if id(r) not in gone]
+        else:
+            self.running.remove(finished[0])
         for req in finished:
             self.give_blocks(req)
             if self.abandoning and self.log.is_abandoned(req):

@@ -6,10 +6,7 @@ the event happens; token counters are what the invariants check (every output to
 
 from __future__ import annotations
 
-import itertools
 import math
-from bisect import bisect_left
-from operator import attrgetter
 
 import numpy as np
 
@@ -47,7 +44,6 @@ class Request:
         "priority",
         "prompt",
         "reject_reason",
-        "run_seq",
         "sched",
         "shared_blocks",
     )
@@ -86,7 +82,6 @@ class Request:
         self.last_token = NAN
         self.completion = NAN
         self.reject_reason: str | None = None
-        self.run_seq = 0  # admission ticket, increasing along its instance's `running` (`BatchView.admit`)
         self.cohort_step = -1  # the decode cohort's step count when these fields were last written; -1 = not a member
         self.cohort_joined = -1  # the cohort's step count when it joined
         self.cohort_ticket = 0  # its join ticket: tells its live heap entry in the cohort from stale ones
@@ -108,21 +103,3 @@ class Request:
             f"Request(id={self.id}, arrival={self.arrival:.4f}, prompt={self.prompt}, output={self.output}, "
             f"generated={self.generated})"
         )
-
-
-# admission tickets (`Request.run_seq`): only their order within one instance's `running` matters
-RUN_SEQ = itertools.count(1)
-_run_seq_of = attrgetter("run_seq")
-
-
-def drop(running: list[Request], req: Request) -> None:
-    """`running.remove(req)` for a list kept in admission order (`BatchView.admit` tickets each request as it
-    appends it): bisect the tickets instead of scanning. `list.remove` compares every request before `req`, and
-    each comparison reads a request's header, scattered over the heap: at a completion (once a request) that scan
-    was ~3 % of a chunked-prefill run's CPU (SPEED.md, s14-pure). Where something appended past `admit` (out of
-    ticket order) the bisection misses and the scan runs, so the list ends the same either way."""
-    i = bisect_left(running, req.run_seq, key=_run_seq_of)
-    if i < len(running) and running[i] is req:
-        del running[i]
-    else:
-        running.remove(req)

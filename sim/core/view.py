@@ -17,7 +17,7 @@ from sim.core.cohort import Cohort
 from sim.core.collaborators import PrefixCaching
 from sim.core.kvcache import BlockAllocator
 from sim.core.native import mypyc_attr
-from sim.core.request import RUN_SEQ, Request
+from sim.core.request import Request
 from sim.core.speculative import Speculation, reserve_lookahead
 from sim.core.steps import DecodeRun, chunk_growth
 from sim.core.swap import HostSwap
@@ -100,7 +100,6 @@ class BatchView:
                 self.host.copy(self.blocks_for(req.kv_tokens))
         if math.isnan(req.first_scheduled):
             req.first_scheduled = self.t
-        req.run_seq = next(RUN_SEQ)  # `running` stays sorted by it: `Instance.finish` bisects for a completion
         self.running.append(req)
         if req.prefill_done < req.prefill_target:
             self.prefilling.append(req)
