@@ -270,7 +270,13 @@ class Instance(BatchView):
         step (`one_step`), so the wait is exactly one step. With nothing running nor prefilling nothing is hidden
         (an idle engine plans a new prompt at once). A run (decode, chunk, onward) sets `plan_t` to its last
         step's start, where stepping planned: both modes hide the same requests."""
-        arrived, self._busy_arrivals = self._busy_arrivals, []
+        arrived = self._busy_arrivals
+        if not arrived:  # nothing queued during the step (about half the plans): nothing to hide
+            try:
+                return schedule(self, self.t)
+            finally:
+                self.plan_t = self.t
+        self._busy_arrivals = []
         last = self.plan_t  # (kept while the policy plans: a receive interval polls there, `RecvSkipper.observe`)
         hide: list[Request] = []
         if arrived and (self.running or self.prefilling):

@@ -192,7 +192,12 @@ def mixed_step(inst: Instance, plan: BatchPlan) -> Steps:
         assert spec is None, "a chunk run under speculative decoding would skip the draft and verify costs"
         yield from chunk_run(inst, plan, co, n_dec, ctx, *run)
         return
-    chunks = [(n, r.prefill_done) for r, n in plan.prefill]
+    prefill = plan.prefill
+    if len(prefill) == 1:  # (the rule: one chunk; no comprehension's function call)
+        r0, n0 = prefill[0]
+        chunks = [(n0, r0.prefill_done)]
+    else:
+        chunks = [(n, r.prefill_done) for r, n in prefill]
     if spec is not None and decode:  # the decodes verify k + 1 tokens each, after their draft
         dt = spec.draft_s(decode) + inst.cost.iteration(chunks + spec.verify_chunks(decode), 0, 0)
     else:
@@ -226,7 +231,8 @@ def mixed_step(inst: Instance, plan: BatchPlan) -> Steps:
     inst.tokens_out += n_dec + prefilled
     if handed:
         inst.copies.hand_off(handed, t_end - dt, t_end)
-    inst.finish(finished)
+    if finished:
+        inst.finish(finished)
     if inst.steady and _onward(inst, inst.cohort):  # the prompts are in: the next plan is everyone decoding
         yield from inst.decode_steps(inst, BatchPlan(cohort=True, cohort_n=inst.cohort.n))
 
@@ -242,9 +248,12 @@ def chunk_run_length(inst: Instance, plan: BatchPlan, co: Cohort | None) -> tupl
     if len(plan.prefill) != 1 or plan.decode or plan.preempted or inst.one_step or inst.host.pending:
         return 1, False
     req, q = plan.prefill[0]
-    full, rest = divmod(req.prefill_target - req.prefill_done, q)
-    tail = rest > 0 and inst.chunk_tail is not None and inst.chunk_tail(inst, plan)
-    k = min(full + tail, MAX_CHUNK_RUN)
+    left = req.prefill_target - req.prefill_done
+    full = left // q  # (`divmod` and `min` without their builtin calls: once or twice a request)
+    tail = left % q > 0 and inst.chunk_tail is not None and inst.chunk_tail(inst, plan)
+    k = full + tail
+    if k > MAX_CHUNK_RUN:
+        k = MAX_CHUNK_RUN
     if k <= 1:
         return 1, False
     assert inst.chunk_horizon is not None
@@ -357,7 +366,8 @@ def chunk_run(
     plan.prefill = [(req, tokens)]
     prefilled, _ = _advance_prefills(inst, plan, t_end, finished)
     inst.tokens_out += n * k + prefilled
-    inst.finish(finished)
+    if finished:
+        inst.finish(finished)
     if inst.steady and _onward(inst, inst.cohort):
         yield from inst.decode_steps(inst, BatchPlan(cohort=True, cohort_n=inst.cohort.n))
 

@@ -75,6 +75,10 @@ class MemoCost:
         self.diverged = False  # the mirror disagreed with the real `iteration` once: priced by it since
         # (tokens, decodes, prefill chunks) -> the parts of an iteration's sum (`_row`); only where the sum splits
         self._rows: dict[tuple[int, int, int], Row] = {}
+        # the single-chunk rows again, by decodes then chunk tokens (`_rows[(q + n, n, 1)]` is `_one[n][q]`): the
+        # lookups of `iteration`'s one-chunk path and of `chunk_steps` (once or twice per mixed step or chunk run)
+        # hash two ints instead of building and hashing a tuple (SPEED.md, s14-pure)
+        self._one: dict[int, dict[int, Row]] = {}
         self._row_ok = SEQUENTIAL_SUM and type(cost)._engine_s is RooflineCost._engine_s
         # rows may be derived (`_derive_row`): None until a row reproduces the full sum it was made from (`_row`),
         # then True, and False for good once one does not
@@ -121,7 +125,10 @@ class MemoCost:
         if self._decode_linear or n_decode == 0:  # the row path (`_row`): a shape priced once in full before
             if len(prefill) == 1:
                 ((q, c),) = prefill
-                row = self._rows.get((q + n_decode, n_decode, 1)) or self._derive_row(q + n_decode, n_decode, 1)
+                by_q = self._one.get(n_decode)
+                row = by_q.get(q) if by_q is not None else None
+                if row is None:
+                    row = self._derive_row(q + n_decode, n_decode, 1)
                 if row is not None:
                     by_ctx = self._prefill.get(q)
                     p = by_ctx.get(c) if by_ctx is not None else None
@@ -173,7 +180,7 @@ class MemoCost:
         row = self._make_row(tokens, n_decode, chunks, dense, lm)
         p, ctx, got = probe
         if _row_sum(row, p, self.cost._attn_coef * ctx) == got:
-            self._rows[(tokens, n_decode, chunks)] = row
+            self._keep(tokens, n_decode, chunks, row)
             self._derive = self._derive is not False
         else:  # the row formula missed a full sum once: rows are no longer derived (`_derive_row`)
             self._derive = False
@@ -207,8 +214,18 @@ class MemoCost:
         if self._seq_s:
             i = self._overhead_at
             dense = (*dense[:i], dense[i] + seqs * self._seq_s, *dense[i + 1 :])
-        row = self._rows[(tokens, n_decode, chunks)] = self._make_row(tokens, n_decode, chunks, dense, lm)
+        row = self._make_row(tokens, n_decode, chunks, dense, lm)
+        self._keep(tokens, n_decode, chunks, row)
         return row
+
+    def _keep(self, tokens: int, n_decode: int, chunks: int, row: Row) -> None:
+        """Cache a shape's row (`_rows`; a single chunk's also in `_one`)."""
+        self._rows[(tokens, n_decode, chunks)] = row
+        if chunks == 1:
+            by_q = self._one.get(n_decode)
+            if by_q is None:
+                by_q = self._one[n_decode] = {}
+            by_q[tokens - n_decode] = row
 
     def _iteration(self, prefill: Chunks, n_decode: int, decode_ctx: int) -> float:
         """`iteration` term by term (a (tokens, sequences) pair not seen yet, several chunks, nonlinear decode
@@ -264,8 +281,8 @@ class MemoCost:
         Within a run the dense operators, LM head and engine terms see the same token and sequence counts, so every
         step is priced from the shape's row (`_row`), as `iteration`'s row path prices it; a shape without a row yet
         prices step 0 through `iteration`, which makes it (or prices in full, when the shape's sum does not split)."""
-        rows = self._rows if self._decode_linear and not self.diverged else None
-        row = rows.get((q + n, n, 1)) if rows is not None and k > 1 else None
+        rows = self._one.get(n) if self._decode_linear and not self.diverged else None  # this decode count's rows
+        row = rows.get(q) if rows is not None and k > 1 else None
         times: list[float] = []
         durations: list[float] = []
         if row is None:  # step 0 through `iteration`, which makes the row (`_row`, `_derive_row`)
@@ -275,10 +292,12 @@ class MemoCost:
             t = t + dt0
             times.append(t)
             durations.append(dt0)
-            row = self._rows.get((q + n, n, 1)) if k > 1 and not self.diverged and self._decode_linear else None
+            if k > 1 and not self.diverged and self._decode_linear:
+                rows = self._one.get(n)  # (made by that `iteration` when the shape had none)
+                row = rows.get(q) if rows is not None else None
         if row is not None:  # `_row_sum` inlined (the same operations): this loop prices most chunked steps
             t = _row_steps(self, row, times, durations, t, q, c0, n, ctx, k if last == q else k - 1)
-            tail = rows.get((last + n, n, 1)) if last != q and rows is not None and not self.diverged else None
+            tail = rows.get(last) if last != q and rows is not None and not self.diverged else None
             if tail is not None:  # the shorter last chunk's shape was priced before: `iteration`'s row path
                 c = c0 + q * (k - 1)
                 p = self._pre(last).get(c)
