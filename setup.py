@@ -38,8 +38,11 @@ def say(why: str, where: Path = ROOT) -> None:
     """The one line a user sees when the install falls back to pure Python (pip shows it with -v), kept in the build
     record too, where `python -m sim.core.native` finds it ("pure Python (not built: ...)")."""
     print(f"servesim: installing pure Python, without the compiled core ({why}); README.md, Speed", file=sys.stderr)
-    (where / STAMP).parent.mkdir(parents=True, exist_ok=True)
-    (where / STAMP).write_text(json.dumps({"not built": why}) + "\n")
+    stamp = where / STAMP
+    if stamp.exists() and "not built" not in json.loads(stamp.read_text() or "{}"):
+        return  # a working in-place build's record stays (e.g. a `pip install .` of that checkout that fell back)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps({"not built": why}) + "\n")
 
 
 def sources_sha256(rels: list[str]) -> dict[str, str]:

@@ -17,6 +17,10 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, settings
 
+# the `queueing` package, imported before any test module puts benchmarks/ on sys.path to import its scripts:
+# after that, benchmarks/queueing.py would shadow it for the planner and the queueing tests
+import queueing  # noqa: F401
+
 SILICON_CSV = Path(__file__).resolve().parents[2] / "shared/data/ground-truth/aiconfigurator/silicon_sample.csv"
 
 # tests take pytest's tmp_path; every example writes its own files in it, so sharing it is harmless
