@@ -100,15 +100,22 @@ def report(res: pd.DataFrame, other: pd.DataFrame | None = None) -> str:
     return "\n\n".join(lines)
 
 
-def group_table(res: pd.DataFrame, keys: str | list[str], err: str, after: bool) -> str:
-    """Rows, median |error| and median signed error of column `err` per group of `keys` (and of column `after`
-    beside them where `after`), as text."""
-    g = res.groupby(keys)
+def group_stats(
+    res: pd.DataFrame, keys: str | list[str], err: str, after: bool, observed: bool = False
+) -> pd.DataFrame:
+    """Rows (`n`), median |error| (`abs`) and median signed error (`signed`) of column `err` per group of `keys`, and
+    of column `after` beside them (`abs_after`, `signed_after`) where `after`."""
+    g = res.groupby(keys, observed=observed)
     tab = pd.DataFrame({"n": g.size(), "abs": g[err].apply(lambda x: x.abs().median()), "signed": g[err].median()})
     if after:
         tab["abs_after"] = g["after"].apply(lambda x: x.abs().median())
         tab["signed_after"] = g["after"].median()
-    return str(tab.round(3).to_string())
+    return tab
+
+
+def group_table(res: pd.DataFrame, keys: str | list[str], err: str, after: bool) -> str:
+    """`group_stats` as text."""
+    return str(group_stats(res, keys, err, after).round(3).to_string())
 
 
 def main() -> None:
