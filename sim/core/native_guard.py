@@ -60,8 +60,9 @@ def _extension_of(root: Path, rel: str) -> Path | None:
     return None
 
 
-def built_extensions(root: Path = ROOT, modules: Sequence[str] = COMPILED) -> list[Path]:
-    """The extension files a build left under `root`: one per compiled module, and mypyc's shared library."""
+def built_extensions(root: Path, modules: Sequence[str] = COMPILED) -> list[Path]:
+    """The extension files a build left under `root` (a checkout: in site-packages its `*__mypyc.*` glob would also
+    match other packages' mypyc libraries): one per compiled module, and mypyc's shared library."""
     found = [p for p in (_extension_of(root, rel) for rel in modules) if p is not None]
     return found + sorted(root.glob("*__mypyc.*")) if found else found
 
