@@ -45,6 +45,11 @@ def say(why: str, where: Path = ROOT) -> None:
     stamp.write_text(json.dumps({"not built": why}) + "\n")
 
 
+def brief(text: str, head: int = 100, tail: int = 60) -> str:
+    """A compiler's failure names its whole command line (30+ flags): keep its start and its exit status."""
+    return text if len(text) <= head + tail + 5 else f"{text[:head]} ... {text[-tail:]}"
+
+
 def sources_sha256(rels: list[str]) -> dict[str, str]:
     """Each compiled module's source hash, taken before mypyc reads it (an edit during the build reads as stale)."""
     return {rel: hashlib.sha256((ROOT / rel).read_bytes()).hexdigest() for rel in rels}
@@ -68,7 +73,7 @@ class OptionalBuildExt(build_ext):
             self.inplace = inplace
             self.discard()
             say(
-                f"the C build failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                f"the C build failed: {type(exc).__name__}: {brief(str(exc).splitlines()[0] if str(exc) else '')}",
                 self.outputs_dir(),
             )
             return
@@ -114,7 +119,7 @@ def compiled_extensions() -> list[Any]:
     except SystemExit as exc:  # mypyc reports type errors and exits
         say(f"mypyc stopped: {exc.code}")
     except Exception as exc:
-        say(f"mypyc failed: {type(exc).__name__}: {exc}")
+        say(f"mypyc failed: {type(exc).__name__}: {brief(str(exc))}")
     return []
 
 

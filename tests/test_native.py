@@ -1,9 +1,10 @@
-"""The opt-in compiled core (`sim.core.native`, setup.py): what mypyc needs from the source, checked on the source.
+"""The compiled core (`sim.core.native`, setup.py): what mypyc needs from the source, checked on the source.
 
 mypyc turns each class of a compiled module into a C type. Python code may then subclass it only if the class is
 marked `mypyc_attr(allow_interpreted_subclasses=True)`; without the marker the compiled build fails at import
-("interpreted classes cannot inherit from compiled") or, for a subclass in the tests, at collection. CI runs pure
-Python, so these checks read the source: a new subclass of a compiled class, outside the compiled modules, fails here.
+("interpreted classes cannot inherit from compiled") or, for a subclass in the tests, at collection.
+These checks read the source, so they hold on a pure-Python checkout too (`SERVESIM_PURE=1`, or no C compiler): a
+new subclass of a compiled class, outside the compiled modules, fails here.
 """
 
 from __future__ import annotations
