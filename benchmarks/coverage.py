@@ -68,6 +68,7 @@ from coverage_recipes import STREAM, disagg_prefill_budget, kv_cache_dtype, reci
 from coverage_recipes_sglang_mem import kv_cache_section  # noqa: E402
 from coverage_recipes_trt import ADP_BALANCE as ADP_BALANCE  # noqa: E402  (the recipes' holds; re-exported)
 from coverage_recipes_trt import BATCH_WAIT as BATCH_WAIT  # noqa: E402
+from coverage_recipes_trt import kv_dtype as trt_kv_dtype  # noqa: E402
 from coverage_recipes_trt import kv_free_fraction, trtllm_holds, trtllm_scheduler  # noqa: E402
 from coverage_render import render  # noqa: E402
 from coverage_trt_release import trt_release_terms  # noqa: E402  (the TensorRT-LLM release's MoE exchange)
@@ -106,11 +107,25 @@ def quantization(row: pd.Series, gpu: GPUSpec) -> dict[str, str]:
         w, a = "fp4", "bf16"
     else:
         w, a = "bf16", "bf16"
-    if gpu.peak_flops(a) is None:  # e.g. MXFP4 experts on Hopper: FP4 weights, FP8 activations (W4A8)
-        a = "fp8" if gpu.fp8_flops else "bf16"
-    # TRT-LLM serves FP8/FP4 checkpoints with an FP8 KV cache; vLLM / SGLang default to the model dtype unless the
-    # row's InferenceX recipe passes `--kv-cache-dtype fp8` / `fp8_e4m3` (coverage_recipes.kv_cache_dtype)
-    kv = "fp8" if row["backend"] == "trtllm" and w in ("fp8", "fp4") else kv_cache_dtype(row) or "bf16"
+    if "gpt-oss" in str(row["model_path"]) and w == "fp4" and row["backend"] == "trtllm":
+        # the published MXFP4 checkpoint whatever the row's mode column says: TensorRT-LLM's gpt-oss MoE support
+        # matrix runs MXFP4 experts with MXFP8 activations on Blackwell (TRTLLM and CUTLASS backends) and with BF16
+        # activations on Hopper (TRITON, which the H200 recipe sets), never NVFP4 x NVFP4 (W4A4)
+        # (https://nvidia.github.io/TensorRT-LLM/deployment-guide/deployment-guide-for-gpt-oss-on-trtllm.html,
+        # "MoE Backend Support Matrix"). Before session 15: W4A4 on Blackwell, W4A8 on Hopper (COVERAGE.md, "The worst
+        # groups, end to end (branch s15-worst)").
+        a = "fp8" if gpu.peak_flops("fp4") else "bf16"
+    if gpu.peak_flops(a) is None:  # no tensor cores of that width: the weights are dequantised into BF16 (W4A16),
+        # as the Hopper kernels for FP4 weights do (TensorRT-LLM's TRITON MoE above, vLLM's Marlin FP4); was FP8 until
+        # session 15, a W4A8 path no Hopper kernel cited here runs
+        a = "bf16"
+    # TRT-LLM serves FP8/FP4 checkpoints with an FP8 KV cache unless the recipe keeps the checkpoint's dtype
+    # (coverage_recipes_trt.kv_dtype: gpt-oss on H200); vLLM / SGLang default to the model dtype unless the row's
+    # InferenceX recipe passes `--kv-cache-dtype fp8` / `fp8_e4m3` (coverage_recipes.kv_cache_dtype)
+    if row["backend"] == "trtllm" and w in ("fp8", "fp4"):
+        kv = trt_kv_dtype(row) or "fp8"
+    else:
+        kv = kv_cache_dtype(row) or "bf16"
     return {"weights": w, "activations": a, "kv_cache": kv}
 
 

@@ -69,6 +69,12 @@ ADP_BALANCE: dict[str, dict[str, Any]] = {
     "gpt-oss": {"attention_dp_balance": True},
 }
 BATCH_WAIT = {"batch_wait_timeout_iters": 40, "batch_wait_max_tokens_ratio": 0.8}
+# TensorRT-LLM recipes whose KV cache is not FP8 although the weights are quantised: every version of the gpt-oss-120b
+# H200 recipe (`gptoss_fp4_h200_trt_slurm.sh` 551d81e95 2025-09-15 ... `single_node/gptoss_fp4_h200_trt.sh` 7e1dcdcc1
+# 2026-04-13) writes `kv_cache_config: {dtype: auto}` (`git log -S'dtype: fp8'` finds none), and `auto` takes the
+# checkpoint's KV dtype: openai/gpt-oss-120b's config.json quantises the MoE experts to MXFP4 and declares no KV
+# quantisation, so the cache is BF16. The B200 recipe writes `dtype: fp8` in every version (FP8, coverage.py's rule).
+KV_AUTO = {("gptoss", "h200_sxm")}  # (recipe family, system)
 
 
 def _ceil(x: int, unit: int) -> int:
@@ -161,3 +167,10 @@ def trtllm_holds(row: pd.Series) -> dict[str, Any]:
     if "deepseek-r1" in name and blackwell and fp8_1k1k and concurrency(row) >= 64:
         return dict(BATCH_WAIT)
     return {}
+
+
+def kv_dtype(row: pd.Series) -> str | None:
+    """The KV dtype a TensorRT-LLM InferenceX recipe sets where it is not coverage.py's FP8 (`KV_AUTO`), else None."""
+    if row["backend"] != "trtllm" or "gap-analysis" in str(row["silicon_data_source"]):
+        return None
+    return "bf16" if (family(str(row["model_path"])), str(row["system"])) in KV_AUTO else None

@@ -368,3 +368,58 @@ def test_sglang_disagg_recipe_prefill_chunk_and_fp8_kv(rows: pd.DataFrame) -> No
     assert cov.quantization(g3, cov.catalog.gpu("gb300"))["kv_cache"] == "bf16"
     h = rows[(rows["backend"] == "sglang") & (rows["mode"] == "disagg") & (rows["system"] == "h200_sxm")].iloc[0]
     assert cov.quantization(h, cov.catalog.gpu("h200_sxm"))["kv_cache"] == "bf16"  # no recipe read there
+
+
+def test_gpt_oss_trtllm_precision_follows_the_moe_backend(rows: pd.DataFrame) -> None:
+    """openai/gpt-oss-120b ships MXFP4 experts; TensorRT-LLM's gpt-oss MoE support matrix runs them with MXFP8
+    activations on Blackwell and BF16 ones on Hopper (TRITON, the H200 recipe's `moe_config.backend`), whatever the
+    row's `nvfp4` mode column says. The H200 recipe's `kv_cache_config.dtype: auto` keeps the checkpoint's BF16 KV;
+    the B200 recipe's `dtype: fp8` an FP8 one. Before s15-worst: W4A8 + FP8 KV on H200, W4A4 on Blackwell."""
+    gpu = cov.catalog.gpu
+    h200 = rows.loc["2026_04_06_gpt_oss_120b_h200_sxm_trtllm_fp4_agg_8192x1024_c8_tp8_ep8_928"]
+    assert cov.quantization(h200, gpu("h200_sxm")) == {"weights": "fp4", "activations": "bf16", "kv_cache": "bf16"}
+    b200 = rows.loc["2026_04_06_gpt_oss_120b_b200_sxm_trtllm_fp4_agg_1024x1024_c32_tp2_ep1_335"]
+    assert cov.quantization(b200, gpu("b200_sxm")) == {"weights": "fp4", "activations": "fp8", "kv_cache": "fp8"}
+    gb200 = rows.loc["2026_03_25_gpt_oss_120b_gb200_trtllm_fp4_disagg_1024x1024_c4_tp1_0_ep1_0_1284"]
+    assert cov.quantization(gb200, gpu("gb200")) == {"weights": "fp4", "activations": "fp8", "kv_cache": "fp8"}
+    # the gap-analysis H100 rows say fp8 and keep it (W8A8, FP8 KV): no recipe read, no MXFP4 in their columns
+    gap = rows.loc["openai_gpt_oss_120b_openai_gpt_oss_120b_h100_sxm_trtllm_agg_4000x1000_c160_tp4_epnone_5"]
+    assert cov.quantization(gap, gpu("h100_sxm")) == {"weights": "fp8", "activations": "fp8", "kv_cache": "fp8"}
+    # every other model's precision is unchanged by the gpt-oss rule: an NVFP4 DeepSeek-R1 on B200 stays W4A4
+    r1 = rows.loc["2026_04_06_deepseek_r1_b200_sxm_trtllm_fp4_agg_8192x1024_c256_tp4_ep4_948"]
+    assert cov.quantization(r1, gpu("b200_sxm"))["activations"] == "fp4"
+    # the BF16 KV is twice the bytes a token: the H200 row's KV pool holds about half the tokens it did in FP8
+    from sim.cluster.pools import pool_specs
+    from sim.config.scenario import load_scenario
+
+    sc = cov.scenario(h200, cov._fixed_workload(1, h200))
+    bf16 = pool_specs(load_scenario(sc))[0].capacity.tokens
+    as_fp8 = {**sc, "quantization": {**sc["quantization"], "kv_cache": "fp8"}}
+    fp8 = pool_specs(load_scenario(as_fp8))[0].capacity.tokens
+    assert 1.9 < fp8 / bf16 < 2.1
+
+
+def test_fp4_weights_without_fp4_cores_run_weight_only(rows: pd.DataFrame) -> None:
+    """An NVFP4 checkpoint on a GPU without FP4 tensor cores is dequantised into BF16 (W4A16: vLLM's Marlin FP4 on
+    Hopper), never W4A8 as before s15-worst: the NVFP4 Qwen3-32B row read as if it had run on an H200 / H100."""
+    r = rows[rows["model_path"] == "nvidia/Qwen3-32B-NVFP4"].iloc[0].copy()
+    assert cov.quantization(r, cov.catalog.gpu(r["system"]))["activations"] == "fp4"  # on its own Blackwell GPU
+    for system in ("h200_sxm", "h100_sxm"):
+        r["system"] = system
+        q = cov.quantization(r, cov.catalog.gpu(system))
+        assert (q["weights"], q["activations"]) == ("fp4", "bf16")
+
+
+def test_trt_kv_dtype_reads_only_inferencex_trtllm_rows(rows: pd.DataFrame) -> None:
+    """`coverage_recipes_trt.kv_dtype`: BF16 for the gpt-oss H200 recipe only; None for other TensorRT-LLM rows
+    (coverage.py's FP8), for other backends and for gap-analysis rows (no recipe read)."""
+    import coverage_recipes_trt as trt
+
+    assert trt.kv_dtype(rows.loc["2026_04_06_gpt_oss_120b_h200_sxm_trtllm_fp4_agg_8192x1024_c8_tp8_ep8_928"]) == "bf16"
+    assert trt.kv_dtype(rows.loc["2026_04_06_gpt_oss_120b_b200_sxm_trtllm_fp4_agg_1024x1024_c32_tp2_ep1_335"]) is None
+    assert trt.kv_dtype(rows.loc["2026_04_06_deepseek_r1_b200_sxm_trtllm_fp4_agg_8192x1024_c256_tp4_ep4_948"]) is None
+    vllm = rows[(rows["backend"] == "vllm") & (rows["system"] == "h200_sxm")].iloc[0]
+    assert trt.kv_dtype(vllm) is None
+    gap = rows.loc["openai_gpt_oss_120b_openai_gpt_oss_120b_h100_sxm_trtllm_agg_4000x1000_c160_tp4_epnone_5"].copy()
+    gap["system"] = "h200_sxm"  # a gap-analysis gpt-oss row on H200: no recipe read
+    assert trt.kv_dtype(gap) is None
