@@ -124,3 +124,77 @@ def test_carry_table_by_hand() -> None:
     assert got.loc["short", "tpot_x_meas"] == pytest.approx(1.25)
     assert got.loc["short", "miss_x"] == pytest.approx(150.0 / 110.0)
     assert got.loc["short", "tpot_x_load"] == pytest.approx(10.0 / 5.0)  # the low-load TPOT is the median, 5 ms
+
+
+def _load_rows() -> pd.DataFrame:
+    # deployment A at 1k/1k measured at 32, 64 and 128 clients, and at 8k/1k at 64 and 128; B at 1k/1k at 64 only
+    # (no doubling: dropped). Simulated first waves grow x2 per doubling.
+    return pd.DataFrame({
+        "backend": ["trtllm"] * 6, "dep": ["A", "A", "A", "A", "A", "B"],
+        "isl": [1024, 1024, 1024, 8192, 8192, 1024], "osl": [1024] * 6,
+        "clients": [32, 64, 128, 64, 128, 64],
+        "meas_ms": [300.0, 400.0, 600.0, 1000.0, 2000.0, 50.0], "sim_ms": [200.0, 250.0, 350.0, 800.0, 1300.0, 40.0],
+        "first_wave": [500.0, 1000.0, 2000.0, 4000.0, 8000.0, 100.0],
+        "meas_tpot": [10.0, 12.0, 18.0, 20.0, 30.0, 5.0], "sim_tpot": [10.0, 12.0, 15.0, 20.0, 25.0, 5.0],
+        "kvu_max": [0.1, 0.2, 0.3, 0.4, 0.5, 0.1], "in_sample": [False] * 5 + [True],
+    })  # fmt: skip
+
+
+def test_load_steps_by_hand() -> None:
+    got = parts.load_steps(_load_rows(), ["backend", "dep", "isl", "osl"]).set_index(["isl", "lo"])
+    assert sorted(got.index) == [(1024, 32), (1024, 64), (8192, 64)]
+    one = got.loc[(1024, 64)]
+    assert one["hi"] == 128
+    assert one["d_meas"] == pytest.approx(200.0)
+    assert one["d_sim"] == pytest.approx(100.0)
+    assert one["rest"] == pytest.approx(100.0)
+    assert one["burst"] == pytest.approx(100.0)  # (2000 - 1000) / 10 waves
+    assert one["burst_x"] == pytest.approx(1.0)
+    assert one["tpot_growth_meas"] == pytest.approx(1.5)
+    assert one["tpot_growth_sim"] == pytest.approx(1.25)
+    # E2E at 128 clients: 600 + (0.9 x 1024 - 1) x 18 ms = 17,170.8 ms; 128 / 17.1708 s x 921.6 prompt tokens
+    assert one["tok_s"] == pytest.approx(128 / 17.1708 * 921.6)
+    assert one["kvu_max"] == pytest.approx(0.3)  # the higher load's
+    assert got.loc[(1024, 32), "rest"] == pytest.approx(50.0)  # 100 - 50
+    assert got.loc[(8192, 64), "rest"] == pytest.approx(500.0)  # 1000 - 500
+    assert got.loc[(8192, 64), "burst_x"] == pytest.approx(500.0 / 400.0)
+
+
+def test_load_tests_compare_lengths_and_doublings() -> None:
+    steps = parts.load_steps(_load_rows(), ["backend", "dep", "isl", "osl"])
+    lines = parts.load_tests(steps, ["backend", "dep"])
+    assert lines[0].startswith("trtllm: median rest by isl/osl 1024/1024: 75 ms (n=2), 8192/1024: 500 ms (n=1)")
+    # the prompt-length comparison pairs the 64 -> 128 doublings of A: 100 ms at 1k in, 500 ms at 8k in
+    assert any("1 pairs): rest at 1k in 100 ms, at 8k in 500 ms" in line for line in lines)
+    assert not any("output length" in line for line in lines)  # no 1k/8k rows
+
+
+def test_load_tests_output_length_and_two_doublings() -> None:
+    # one deployment: 1k/1k and 1k/8k at 64 and 128 clients; 8k/1k at 32, 64 and 128
+    rows = pd.DataFrame({
+        "backend": ["sglang"] * 7, "dep": ["A"] * 7,
+        "isl": [1024, 1024, 1024, 1024, 8192, 8192, 8192], "osl": [1024, 1024, 8192, 8192, 1024, 1024, 1024],
+        "clients": [64, 128, 64, 128, 32, 64, 128],
+        "meas_ms": [400.0, 700.0, 300.0, 350.0, 500.0, 800.0, 1600.0],
+        "sim_ms": [300.0, 400.0, 250.0, 280.0, 400.0, 600.0, 1000.0],
+        "first_wave": [1000.0, 2000.0, 1000.0, 2000.0, 1000.0, 2000.0, 4000.0],
+        "meas_tpot": [10.0] * 7, "sim_tpot": [10.0] * 7, "kvu_max": [0.1] * 7, "in_sample": [False] * 7,
+    })  # fmt: skip
+    steps = parts.load_steps(rows, ["backend", "dep", "isl", "osl"])
+    lines = parts.load_tests(steps, ["backend", "dep"])
+    # rest 1k/1k: 300 - 100 = 200; 1k/8k: 50 - 30 = 20; 8k/1k: 300 - 200 = 100, then 800 - 400 = 400
+    assert any("(same deployment, doubling, prompt ~1k; 1 pairs): rest at 1k out 200 ms, at 8k out 20 ms" in x
+               for x in lines)  # fmt: skip
+    assert any("8k/1k, two doublings in a row (1 deployments): rest 100 ms, then 400 ms" in x for x in lines)
+    # burst_x at 8k/1k: 100 / ((2000 - 1000) / 10) = 1.0 and 400 / 200 = 2.0: median 1.5
+    assert any("burst_x median 1.50" in x for x in lines)
+
+
+def test_slope_burst_by_hand() -> None:
+    # deployment A: low-load slopes 1.5 and 2.5 times the simulated ones (median 2.0); B has no low-load pair
+    steps = pd.DataFrame({"dep": ["A", "B"], "burst": [300.0, 100.0], "rest": [250.0, 10.0]})
+    pairs = pd.DataFrame({"dep": ["A", "A"], "slope_ratio": [1.5, 2.5]})
+    got = parts.slope_burst(steps, pairs, ["dep"])
+    assert list(got["dep"]) == ["A"]
+    assert got["slope_ratio"].iloc[0] == pytest.approx(2.0)
+    assert got["pred_rest"].iloc[0] == pytest.approx(300.0)  # (2 - 1) x the simulated burst's 300 ms
