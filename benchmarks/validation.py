@@ -90,6 +90,7 @@ def llmservingsim(max_evals: int, out_dir: Path, fit: bool = True, topology: str
                 "evaluations": res.evaluations,
                 "fit_wall_s": res.wall_s,
                 "identifiability": res.diagnosis,
+                "frozen": res.frozen,
                 **replay(orun, applied),
             }
     joint: dict[str, Any] = {}
@@ -100,6 +101,7 @@ def llmservingsim(max_evals: int, out_dir: Path, fit: bool = True, topology: str
             "params": res.values,
             "evaluations": res.evaluations,
             "identifiability": res.diagnosis,
+            "frozen": res.frozen,
             "in_sample": {name: mean_errors(c) for name, c in zip(runs, res.after, strict=True)},
         }
     return {"presets": presets, "fitted": fitted, "joint_in_sample": joint}
