@@ -70,13 +70,15 @@ def on_topology(sc: Scenario, topology: str | None) -> Scenario:
     return sc.model_copy(update={"cluster": sc.cluster.model_copy(update={"pcie_topology": topology})})
 
 
-def llmservingsim(max_evals: int, out_dir: Path, fit: bool = True, topology: str | None = None) -> dict[str, Any]:
+def llmservingsim(
+    max_evals: int, out_dir: Path, fit: bool = True, topology: str | None = None, identify: bool = False
+) -> dict[str, Any]:
     runs = {name: (read_observed(log), on_topology(load_scenario(sc), topology)) for name, (log, sc) in RUNS.items()}
     presets = {name: replay(run, sc) for name, (run, sc) in runs.items()}
     fitted: dict[str, Any] = {}
     for fit_on, (run, sc) in runs.items() if fit else ():
         params = free_params(sc)
-        res = fit_runs([(run, sc)], params, max_evals=max_evals)
+        res = fit_runs([(run, sc)], params, max_evals=max_evals, identify=identify)
         prof = out_dir / f"profile-{fit_on.split()[0].lower()}.yaml"
         write_overlay(overlay(res, [run], str(RUNS[fit_on][1].relative_to(ROOT))), prof)
         for other, (orun, _) in runs.items():
@@ -90,16 +92,18 @@ def llmservingsim(max_evals: int, out_dir: Path, fit: bool = True, topology: str
                 "evaluations": res.evaluations,
                 "fit_wall_s": res.wall_s,
                 "identifiability": res.diagnosis,
+                "frozen": res.frozen,
                 **replay(orun, applied),
             }
     joint: dict[str, Any] = {}
     if fit:  # both runs at once: fit quality only (in-sample), what one set of engine + GPU terms can do
         pairs = list(runs.values())
-        res = fit_runs(pairs, free_params(pairs[0][1]), max_evals=max_evals)
+        res = fit_runs(pairs, free_params(pairs[0][1]), max_evals=max_evals, identify=identify)
         joint = {
             "params": res.values,
             "evaluations": res.evaluations,
             "identifiability": res.diagnosis,
+            "frozen": res.frozen,
             "in_sample": {name: mean_errors(c) for name, c in zip(runs, res.after, strict=True)},
         }
     return {"presets": presets, "fitted": fitted, "joint_in_sample": joint}
@@ -172,6 +176,11 @@ def main() -> None:
         help="the LLMServingSim runs' RTX PRO 6000 box (unrecorded): default the catalogue's (root_complex)",
     )
     ap.add_argument(
+        "--identify",
+        action="store_true",
+        help="LLMServingSim fits: search only the terms each fit's runs can place (calibrate.fit_run `identify`)",
+    )
+    ap.add_argument(
         "--silicon-fit-only",
         action="store_true",
         help="the silicon rows only: presets and the per engine + GPU fits (no LLMServingSim runs)",
@@ -221,7 +230,9 @@ def main() -> None:
     fit = not args.presets_only
     results: dict[str, Any] = {}
     if not args.silicon_fit_only:
-        results["llmservingsim"] = llmservingsim(20 if args.quick else 60, args.profiles, fit, args.pcie_topology)
+        results["llmservingsim"] = llmservingsim(
+            20 if args.quick else 60, args.profiles, fit, args.pcie_topology, args.identify
+        )
     try:
         from benchmarks.validation_silicon import silicon
     except ImportError:

@@ -174,6 +174,24 @@ def loo(
     return score(errs)
 
 
+def identifiable(
+    rows: Sequence[Linearised], terms: Sequence[Term], active: Sequence[int], weights: dict[str, float] | None = None
+) -> list[int]:
+    """The terms of `active` that the fitted rows can place (`calibrate.fit_quality.identified` on the rows' weighted
+    slopes stacked, in widths): a term whose slopes are nearly a combination of the others' (multiple correlation
+    above `fit_quality.TRADEOFF`) or flat is left out. With 4 rows of 3 means, a set whose terms the rows cannot
+    tell apart is fitted to where the prior and the bounds put it, not where the rows do."""
+    from calibrate.fit_quality import identified
+
+    idx = list(active)
+    if not idx or not rows:
+        return idx
+    w = weights_vector(weights)
+    a = np.vstack([(w[:, None] * r.slopes[:, idx])[np.isfinite(r.measured) & np.isfinite(r.base)] for r in rows])
+    keep, _ = identified(a, [terms[i].path for i in idx])
+    return [idx[k] for k in keep]
+
+
 def choose(
     rows: Sequence[Linearised],
     terms: Sequence[Term],
@@ -182,8 +200,9 @@ def choose(
     tie: float = LOO_TIE,
 ) -> tuple[list[int], dict[str, float]]:
     """The term set of `ladder` (nested, smallest first; the empty set is always a candidate) with the best
-    leave-one-out score, the smallest one within `tie` of it; and every candidate's score (by term names)."""
-    cands = [list(s) for s in ([], *ladder)]
+    leave-one-out score, the smallest one within `tie` of it; and every candidate's score (by term names). A set
+    whose terms the rows cannot tell apart (`identifiable`) is no candidate."""
+    cands = [list(s) for s in ([], *ladder) if identifiable(rows, terms, s, weights) == list(s)]
     scores = [loo(rows, terms, s, weights) if len(rows) > 1 else math.inf for s in cands]
     if len(rows) < 2:
         return [], {"": scores[0]}

@@ -157,7 +157,12 @@ class Problem:
 def choose_reading(problems: list[Problem], tie: float = fl.LOO_TIE) -> tuple[int, list[int], dict[str, float]]:
     """The problem and term set with the best leave-one-out score, the simplest within `tie` of it (a reading
     counts as one term; at equal size the scenario's own reading first): `fit_linear.choose` across readings."""
-    cands = [(len(s) + (p.reading is not None), k, s) for k, p in enumerate(problems) for s in ([], *p.ladder)]
+    cands = [
+        (len(s) + (p.reading is not None), k, s)
+        for k, p in enumerate(problems)
+        for s in ([], *p.ladder)
+        if fl.identifiable(p.rows, p.terms, s) == list(s)  # a set the rows cannot tell apart is no candidate
+    ]
     n = len(problems[0].rows)
     scores = [fl.loo(problems[k].rows, problems[k].terms, s) if n > 1 else math.inf for _, k, s in cands]
     names = {problems[k].label(s): v for (_, k, s), v in zip(cands, scores, strict=True)}
@@ -341,9 +346,10 @@ def _ttft_retry(p: Problem, active: list[int]) -> list[int]:
     """A rejected reading's every term: its whole ladder and its TTFT terms (`READING_TTFT`), the reading's full
     physical set (leave-one-out's tie stopped short of terms the TPOT rows leave flat, and the prompt side may need
     them all); empty where there is no TTFT term to add (the runs do not inform them, or they were already free)."""
-    if all(p.terms[i].path not in READING_TTFT or i in active for i in range(len(p.terms))):
+    every = fl.identifiable(p.rows, p.terms, range(len(p.terms)))  # of them, those the rows can tell apart
+    if all(p.terms[i].path not in READING_TTFT or i in active for i in every):
         return []
-    return list(range(len(p.terms)))
+    return every
 
 
 def fitted(sc: Scenario, res: FitResult) -> Scenario:

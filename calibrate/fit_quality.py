@@ -42,6 +42,45 @@ def jacobian(residuals: Callable[[np.ndarray], np.ndarray], u: np.ndarray, r0: n
     return np.column_stack(cols) if cols else np.zeros((len(r0), 0))
 
 
+# The noise a fitted mean carries, as a log error: repeated measurements of one configuration on one backend_version
+# in aiconfigurator's silicon_sample.csv differ from the mean of the others by a median 1.0 % TPOT and 1.0 % E2E
+# (benchmarks/validation_silicon_noise.py; calibrate.fit_linear.LOO_TIE is the same measurement in points).
+NOISE = 0.01
+
+
+def identified(jac: np.ndarray, names: Sequence[str], noise: float = NOISE) -> tuple[list[int], dict[str, str]]:
+    """The terms the runs can place, chosen before a fit from the Jacobian of the runs' residuals at the start
+    values (per unit of each term's coordinates, e.g. its bounds' width), and why each other term is frozen at its
+    start value (the preset).
+
+    Greedy, most informative first: of the terms not yet decided, the one whose column keeps the largest norm after
+    projecting out the columns already freed. Its standard deviation, with every residual carrying `noise` and the
+    freed terms fitted beside it, is noise / that norm; it is freed where that is at most `UNDETERMINED` (half
+    its box), i.e. where the norm is at least noise / UNDETERMINED (and not float noise, `FLAT`). Otherwise it is
+    frozen: "flat" where its own column is below that (moving it across its box moves no residual by more than the
+    noise), else "trades off with" the freed terms it is nearly a combination of. A frozen term would otherwise be
+    placed by the prior, a bound or wherever the search stops along the valley, and a run of another shape pays for
+    where it stopped (benchmarks/VALIDATION.md, s12-fit: Qwen TP2 -> Llama TP1 +2.7 to +8.4 % E2E across landing
+    points whose Qwen loss differs by 0.0003)."""
+    p = jac.shape[1]
+    need = max(FLAT, noise / UNDETERMINED)
+    norms = np.linalg.norm(jac, axis=0) if p else np.zeros(0)
+    chosen: list[int] = []
+    frozen: dict[str, str] = {}
+    todo = [i for i in range(p) if norms[i] >= need]
+    frozen |= {names[i]: "flat" for i in range(p) if i not in todo}
+    while todo:
+        q = np.linalg.qr(jac[:, chosen])[0] if chosen else np.zeros((jac.shape[0], 0))
+        rest = {i: float(np.linalg.norm(jac[:, i] - q @ (q.T @ jac[:, i]))) for i in todo}
+        i = max(todo, key=lambda k: (rest[k], -k))
+        todo.remove(i)
+        if rest[i] >= need:
+            chosen.append(i)
+        else:
+            frozen[names[i]] = "trades off with " + ", ".join(names[k] for k in chosen)
+    return sorted(chosen), frozen
+
+
 def diagnose(
     jac: np.ndarray, r: np.ndarray, names: Sequence[str], widths: Sequence[float], runs: Sequence[np.ndarray]
 ) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import yaml
 from pydantic import BaseModel
 
 from calibrate.fit_guard import keep_preset
-from calibrate.fit_search import Budget
+from calibrate.fit_search import Budget, search_identified
 from calibrate.fit_search import best as _best
 from calibrate.fit_search import search as _search
 from calibrate.fit_search import soft_l1 as _soft_l1
@@ -199,6 +199,7 @@ class FitResult:
     runs_cost_after: float = math.nan
     kept_preset: list[str] = field(default_factory=list)  # why the start values were kept (`fit_guard`); [] = fitted
     rejected: dict[str, Any] = field(default_factory=dict)  # the search's best point when the preset was kept
+    frozen: dict[str, str] = field(default_factory=dict)  # terms the runs cannot place, kept at their start: why
 
 
 def fit_run(
@@ -223,19 +224,20 @@ def fit_runs(
     diagnose: bool = True,
     guard: tuple[str, ...] | None = None,
     weights: dict[str, float] | None = None,
+    identify: bool = False,
 ) -> FitResult:
     """One set of values for several observed runs, each replayed on its own scenario (runs at several TP sizes
     separate terms no single run can, e.g. all-reduce from kernel scales), starting at the first scenario's
     values. `prior`: see PRIOR. `diagnose`: one replay per term at the fit (`calibrate.fit_quality`), within
     `max_evals` (evaluations, each a replay of every run). `guard`: metrics for the keep-the-preset rule
-    (`calibrate.fit_guard`); None: the point as found. `weights`: per metric (default `METRIC_WEIGHTS`)."""
+    (`calibrate.fit_guard`); None: the point as found. `weights`: per metric (default `METRIC_WEIGHTS`). `identify`:
+    search only the terms the runs can place from the start values (`_find`)."""
     params = make_params(pairs[0][1], explicit)
     if not explicit:  # terms the runs cannot inform keep the scenario's (preset) values
         params = [p for p in params if informed(p.path, pairs)]
         if not params:
             raise ServesimError("nothing to fit: no free term these runs inform; name some with --param path=lo:hi")
-    replays = [Replay(run, sc) for run, sc in pairs]
-    start = time.perf_counter()
+    replays, start = [Replay(run, sc) for run, sc in pairs], time.perf_counter()
     data0 = [scenario_data(sc) for _, sc in pairs]
     cache: dict[tuple[float, ...], tuple[np.ndarray, list[Simulated]]] = {}
     per_run: dict[tuple[float, ...], list[np.ndarray]] = {}  # data residuals per run (fit quality)
@@ -266,10 +268,8 @@ def fit_runs(
 
     try:
         r0, sim0 = evaluate(u0)
-        _search(evaluate, cache, len(params), limit[0], pairs[0][1].seed)
-        best_u = _best(cache)
-        r1, sim1 = cache[best_u]
-        limit[0] = max_evals
+        best_u, frozen = _find(evaluate, per_run, cache, params, u0, limit[0], pairs[0][1].seed, identify)
+        (r1, sim1), limit[0] = cache[best_u], max_evals
         diag = _diagnose(evaluate, per_run, params, best_u) if diagnose else {}
     finally:
         for rp in replays:
@@ -291,8 +291,34 @@ def fit_runs(
         prior,
         _loss(r0[: len(r0) - len(params)], 0),
         _loss(r1[: len(r1) - len(params)], 0),
+        frozen=frozen,
     )
     return res if guard is None else keep_preset(res, guard)
+
+
+def _find(
+    evaluate: Callable[[np.ndarray], Any],
+    per_run: dict[tuple[float, ...], list[np.ndarray]],
+    cache: dict[tuple[float, ...], Any],
+    params: list[Param],
+    u0: np.ndarray,
+    limit: int,
+    seed: int,
+    identify: bool,
+) -> tuple[tuple[float, ...], dict[str, str]]:
+    """The search's best point and the terms frozen at their start values. With `identify`, one replay per term
+    at the start values gives the Jacobian of the runs' residuals (no tie-breaker) and only the terms the runs can
+    place (`fit_quality.identified`) are searched (`fit_search.search_identified`). Off by default: on the
+    LLMServingSim cross-fit it was worse than searching every term (benchmarks/VALIDATION.md, branch s15-fit)."""
+    if not (identify and len(params) > 1 and limit >= 3 * len(params)):  # probes + a search worth the name
+        _search(evaluate, cache, len(params), limit, seed)
+        return _best(cache), {}
+
+    def data(u: np.ndarray) -> np.ndarray:
+        evaluate(u)
+        return np.concatenate(per_run[tuple(np.round(u, 12).tolist())])
+
+    return search_identified(evaluate, data, cache, [p.path for p in params], u0, limit, seed)
 
 
 def _loss(r: np.ndarray, n_prior: int) -> float:
@@ -376,6 +402,7 @@ def overlay(res: FitResult, runs: list[ObservedRun], scenario_path: str | None) 
         "after": [quality(c) for c in res.after],
         "at_bounds": res.at_bounds,
         "kept_preset": res.kept_preset,
+        "frozen": res.frozen,  # terms kept at their start values: the runs cannot place them (fit_quality.identified)
         "identifiability": res.diagnosis,
     }
     return out

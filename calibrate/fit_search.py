@@ -51,6 +51,41 @@ def search(evaluate: Callable[[np.ndarray], Any], cache: dict[Any, Any], dim: in
         pass
 
 
+def search_identified(
+    evaluate: Callable[[np.ndarray], Any],
+    data: Callable[[np.ndarray], np.ndarray],
+    cache: dict[Any, Any],
+    names: list[str],
+    u0: np.ndarray,
+    max_evals: int,
+    seed: int,
+) -> tuple[tuple[float, ...], dict[str, str]]:
+    """`search` over the terms the runs can place from `u0` only (`calibrate.fit_quality.identified` on the Jacobian
+    of `data`, the runs' residuals, at u0: one evaluation per term), the others held at u0: the best point (every
+    term, rounded as `evaluate` keys it) and why each held term is frozen. `cache` is `evaluate`'s, counted against
+    `max_evals`."""
+    from calibrate import fit_quality
+
+    free, frozen = fit_quality.identified(fit_quality.jacobian(data, u0, data(u0)), names)
+    sub: dict[tuple[float, ...], Any] = {}
+
+    def full(v: np.ndarray) -> np.ndarray:
+        u = u0.copy()
+        u[free] = v
+        return u
+
+    def evaluate_free(v: np.ndarray) -> Any:
+        key = tuple(np.round(v, 12).tolist())
+        if key not in sub:
+            sub[key] = evaluate(full(np.asarray(v, dtype=np.float64)))
+        return sub[key]
+
+    evaluate_free(u0[free])
+    if free:
+        search(evaluate_free, sub, len(free), max_evals - len(cache) + len(sub), seed)
+    return tuple(np.round(full(np.asarray(best(sub), dtype=np.float64)), 12).tolist()), frozen
+
+
 def compass(evaluate: Callable[[np.ndarray], Any], cache: dict[Any, Any], h: float = 0.25) -> None:
     """Compass (pattern) search in the unit box: from the best point, a step of h along each coordinate either
     way; move at once to any better point, halve h when none is, stop after `COMPASS_HALVINGS` sizes. Unlike
