@@ -81,7 +81,10 @@ class _Handoff:
 class _Load:
     """A decode instance as the decode router sees it (`sim.core.router.InstanceLoad`): its own state plus the
     hand-offs already routed to it — waiting for its memory (their blocks count as used, as if reserved) or in
-    flight (their blocks are reserved already; they count as requests)."""
+    flight (their blocks are reserved already; they count as requests). Dynamo's KV router keeps each worker's
+    "active decoding blocks" itself, incremented when it routes a request there and decremented on completion
+    (ai-dynamo/dynamo `docs/design_docs/router_design.md`, "Block Tracking Mechanisms"), so what it has sent and
+    the worker has not yet taken counts as that worker's load."""
 
     __slots__ = ("inst", "queue", "routed")
 
