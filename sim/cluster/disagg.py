@@ -75,7 +75,8 @@ class _Handoff:
     start: float  # the prefill's last iteration: start and end
     end: float
     blocks: int
-    dst: Instance | None = None  # the decode instance routed to, once, as the prefill ends
+    to: Instance | None = None  # the decode instance routed to, once, as the prefill ends
+    dst: Instance | None = None  # the same, once its decode memory is reserved
 
 
 class _Load:
@@ -185,7 +186,7 @@ class Disaggregation:
         k = self.router.route(x.req, self.loads, self.env.now)
         load = self.loads[k]
         load.routed += 1
-        x.dst = load.inst
+        x.to = load.inst
         self.decode_instance[x.req.id] = load.inst.index
         if load.queue or not self._place(x):
             load.queue.append(x)
@@ -205,10 +206,11 @@ class Disaggregation:
 
     def _place(self, x: _Handoff) -> bool:
         """Reserve memory on the routed decode instance and book the copy; False if it has no room now."""
-        req, now, dst = x.req, self.env.now, x.dst
+        req, now, dst = x.req, self.env.now, x.to
         assert dst is not None
         if not dst.copies.reserve_incoming(x.blocks):
             return False
+        x.dst = dst
         link = self.links[x.src.index]
         secs = x.blocks * self.block_s
         overlap = self.layerwise and now == x.end  # layer-wise copy alongside the prefill's last iteration
