@@ -2,9 +2,10 @@
 
 A request is prefilled on a prefill-pool instance, which emits its first token (TTFT ends there). Then:
 
-1. the decode-pool router picks a decode instance, which must take the request's blocks above its
-   watermark (memory is held on both ends during the copy); if none has room the request waits, in
-   FIFO order, until a decode instance frees blocks;
+1. the decode-pool router picks a decode instance, once, as the prefill ends; that instance must take the
+   request's blocks above its watermark (memory is held on both ends during the copy); if it has no room
+   the request waits at THAT instance, in a FIFO of its own, until it frees blocks (see "Routing once"
+   below);
 2. the KV cache crosses the sending instance's link (`sim.cluster.links`): `serialized` starts after the
    prefill; `layerwise` sends each layer as soon as it is computed, overlapping the copy with the
    prefill iteration, so only the last layer's share (~1/L of the copy) and the latency stay exposed —
@@ -18,12 +19,37 @@ memory) and `decode_wait_s` (KV usable → taken into the decode instance's batc
 then any wait for a decode slot; where the client's first token comes from the decode worker it follows that
 step, `serving_engine.disagg_first_token`). Decode memory on the receiving side is counted from the prefill's
 end (a simplification for `layerwise`, whose first layers land a little earlier).
+
+Routing once (branch s15-place). The front ends that run disaggregated serving choose the decode worker once
+per request and never move it:
+- Dynamo's `PrefillRouter` selects a prefill worker, waits for its `disaggregated_params`, then selects the decode
+  worker and sends it the decode request (ai-dynamo/dynamo `docs/design_docs/disagg_serving.md`, "Router
+  Orchestration": "Select decode worker" follows "Prefill-->>Router: disaggregated_params");
+- `trtllm-serve disaggregated` (the default `context_first` schedule style): `_send_disagg_request_ctx_first`
+  awaits the context server's response, then calls `self._gen_router.get_next_server(gen_req)` once and sends the
+  generation request there (NVIDIA/TensorRT-LLM `tensorrt_llm/serve/openai_disagg_service.py`); only conditional
+  disagg (a KV-cache-aware generation router) picks the generation server before the context phase;
+- vLLM's orchestrated proxies send the prefill (`max_tokens=1`), take its `kv_transfer_params`, then forward to a
+  decode endpoint (vllm-project/production-stack `examples/disaggregated_prefill_orchestrated/README.md`);
+- SGLang's mini load balancer picks the pair at arrival (`MiniLoadBalancer.select_pair`, a random prefill and a
+  random decode server, sgl-project/sglang `python/sglang/srt/disaggregation/mini_lb.py`) and posts the request to
+  both at once; the decode server pre-allocates its KV for it.
+None of them re-routes when the chosen worker is full: the request waits in that worker's own queue (TensorRT-LLM's
+generation server schedules the `generation_only` request when its KV manager has room; SGLang's decode server
+holds it in its pre-allocation queue). servesim routes when the prefill ends — the moment Dynamo, TensorRT-LLM and
+vLLM's proxies route, and the silicon file's round-robin rows ran behind Dynamo or `trtllm-serve`
+(benchmarks/coverage_decode_router.py); SGLang's choice at arrival is not modelled (with its random router, the
+draw's timing does not change its distribution). Each decode instance keeps a FIFO of the hand-offs routed to it
+and still waiting for memory; only that instance's queue is retried when it frees blocks. A load-aware router sees
+each instance through `_Load`: the blocks and requests already routed to it and still queued or in flight count as
+its load, as the real routers count what they have sent a worker and not yet seen finish.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -49,7 +75,50 @@ class _Handoff:
     start: float  # the prefill's last iteration: start and end
     end: float
     blocks: int
-    dst: Instance | None = None  # once decode memory is reserved
+    to: Instance | None = None  # the decode instance routed to, once, as the prefill ends
+    dst: Instance | None = None  # the same, once its decode memory is reserved
+
+
+class _Load:
+    """A decode instance as the decode router sees it (`sim.core.router.InstanceLoad`): its own state plus the
+    hand-offs already routed to it — waiting for its memory (their blocks count as used, as if reserved) or in
+    flight (their blocks are reserved already; they count as requests). Dynamo's KV router keeps each worker's
+    "active decoding blocks" itself, incremented when it routes a request there and decremented on completion
+    (ai-dynamo/dynamo `docs/design_docs/router_design.md`, "Block Tracking Mechanisms"), so what it has sent and
+    the worker has not yet taken counts as that worker's load."""
+
+    __slots__ = ("inst", "queue", "routed")
+
+    def __init__(self, inst: Instance) -> None:
+        self.inst = inst
+        self.queue: deque[_Handoff] = deque()  # routed here, waiting for memory here, in order
+        self.routed = 0  # routed here and not landed yet (queued or in flight)
+
+    @property
+    def index(self) -> int:
+        return self.inst.index
+
+    @property
+    def num_blocks(self) -> int:
+        return self.inst.num_blocks
+
+    @property
+    def waiting(self) -> Iterable[Request]:
+        return self.inst.waiting
+
+    @property
+    def running(self) -> list[Request]:
+        return self.inst.running
+
+    @property
+    def num_requests(self) -> int:
+        return self.inst.num_requests + self.routed
+
+    def kv_used_blocks(self) -> int:
+        return self.inst.kv_used_blocks() + sum(x.blocks for x in self.queue)
+
+    def admit_blocks(self, req: Request) -> int:
+        return self.inst.admit_blocks(req)
 
 
 class Disaggregation:
@@ -88,8 +157,9 @@ class Disaggregation:
         self.kv_transfer_wait_s = np.full(n_requests, np.nan)
         self.decode_wait_s = np.full(n_requests, np.nan)  # KV usable on the decode side -> taken into its batch
         self.ready = np.full(n_requests, np.nan)  # when the KV became usable on the decode side
-        self.pending: deque[_Handoff] = deque()  # waiting for decode memory, in order
-        self._retry_due = False
+        self._slot: dict[int, int] = {}  # decode instance index -> its position in the pool
+        self.loads: list[_Load] = []  # per decode instance, in pool order: its queue of hand-offs routed to it
+        self._retry_due: set[int] = set()  # decode instances (pool position) whose queue is retried this instant
         self.in_transit = 0
         self.moving: dict[int, _Handoff] = {}  # request id -> its hand-off, from prefill end to landing
 
@@ -97,6 +167,8 @@ class Disaggregation:
         """The run's instances: the pools it moves requests between, a link per prefill instance."""
         self.prefill = [i for i in instances if i.role == "prefill"]
         self.decode = [i for i in instances if i.role == "decode"]
+        self.loads = [_Load(d) for d in self.decode]
+        self._slot = {d.index: k for k, d in enumerate(self.decode)}
         self.links = {p.index: Link(self.latency_s) for p in self.prefill}
         for d in self.decode:
             d.copies.on_admit = self._admitted
@@ -109,29 +181,36 @@ class Disaggregation:
         self.late.at(end, (0, req.id), partial(self._arrive, x))
 
     def _arrive(self, x: _Handoff) -> None:
-        if self.pending or not self._place(x):
-            self.pending.append(x)
+        """The prefill has ended: route the hand-off once (module docstring, "Routing once"); it waits at the
+        chosen instance, behind those already waiting there, if that instance has no room now."""
+        k = self.router.route(x.req, self.loads, self.env.now)
+        load = self.loads[k]
+        load.routed += 1
+        x.to = load.inst
+        self.decode_instance[x.req.id] = load.inst.index
+        if load.queue or not self._place(x):
+            load.queue.append(x)
 
     def released(self, inst: Instance) -> None:
-        """A decode instance freed blocks: retry the waiting hand-offs once this instant's events are in."""
-        if self.pending and not self._retry_due:
-            self._retry_due = True
-            self.late.at(self.env.now, (1, 0), self._retry)
+        """A decode instance freed blocks: retry the hand-offs waiting for it once this instant's events are in."""
+        k = self._slot.get(inst.index)
+        if k is not None and self.loads[k].queue and k not in self._retry_due:
+            self._retry_due.add(k)
+            self.late.at(self.env.now, (1, k), partial(self._retry, k))
 
-    def _retry(self) -> None:
-        self._retry_due = False
-        while self.pending and self._place(self.pending[0]):
-            self.pending.popleft()
+    def _retry(self, k: int) -> None:
+        self._retry_due.discard(k)
+        queue = self.loads[k].queue
+        while queue and self._place(queue[0]):
+            queue.popleft()
 
     def _place(self, x: _Handoff) -> bool:
-        """Reserve decode memory and book the copy; False if no decode instance has room now."""
-        req, now = x.req, self.env.now
-        dst = self.decode[self.router.route(req, self.decode, now)]
+        """Reserve memory on the routed decode instance and book the copy; False if it has no room now."""
+        req, now, dst = x.req, self.env.now, x.to
+        assert dst is not None
         if not dst.copies.reserve_incoming(x.blocks):
-            best = max(self.decode, key=lambda d: (d.copies.settle(), -d.index))
-            if best is dst or not best.copies.reserve_incoming(x.blocks):
-                return False
-            dst = best
+            return False
+        x.dst = dst
         link = self.links[x.src.index]
         secs = x.blocks * self.block_s
         overlap = self.layerwise and now == x.end  # layer-wise copy alongside the prefill's last iteration
@@ -145,8 +224,6 @@ class Disaggregation:
         self.kv_transfer_s[req.id] = ready - x.end
         self.ready[req.id] = ready
         self.kv_transfer_wait_s[req.id] = queued
-        self.decode_instance[req.id] = dst.index
-        x.dst = dst
         tracer = x.src.tracer
         if tracer is not None:
             tracer.kv_transfer(x.src.index, dst.index, start, ready, req.id, x.blocks * self.block_bytes)
@@ -158,6 +235,7 @@ class Disaggregation:
         x.src.copies.release(req)
         req.blocks = x.blocks
         dst.copies.deliver(req)
+        self.loads[self._slot[dst.index]].routed -= 1
         del self.moving[req.id]
         self.in_transit -= 1
         if not self.in_transit and all(p.arrivals_closed and not p.waiting and not p.running for p in self.prefill):
@@ -198,5 +276,5 @@ class Disaggregation:
             "decode_wait_s": {"mean": float(a.mean()) if a.size else math.nan, "p99": pct(a, 99)},
             "link_busy_s": sum(link.busy_s for link in self.links.values()),
             "blocks_moved": sum(link.blocks for link in self.links.values()),
-            "waiting_for_decode_memory": len(self.pending),
+            "waiting_for_decode_memory": sum(len(load.queue) for load in self.loads),
         }

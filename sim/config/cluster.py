@@ -48,7 +48,7 @@ class Pool(Strict):
     router: RouterConfig | None = Field(
         default=None,
         description="picks an instance of this pool (prefill: on arrival, default cluster.router; decode: when "
-        "a prefill ends, default least_kv)",
+        "a prefill ends, once: the request waits at that instance for room; default least_kv)",
     )
 
     @field_validator("hardware", mode="before")
