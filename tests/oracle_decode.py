@@ -19,7 +19,7 @@ import simpy
 import sim.cluster.pools
 from sim.core.batch import BatchPlan
 from sim.core.instance import Instance
-from sim.core.late import exact_delay
+from sim.core.late import sleep_until
 from sim.core.request import Request
 from sim.core.steps import DecodeRun
 
@@ -75,17 +75,17 @@ def per_request_decode(inst: Instance, plan: BatchPlan) -> Generator[simpy.Event
     if k > 1:
         inst.run = run
         try:
-            yield env.timeout(_delay(env, float(times[-1])))
+            yield sleep_until(env, float(times[-1]))
         except simpy.Interrupt:
             while True:  # finish the step in flight
                 try:
-                    yield env.timeout(_delay(env, float(times[run.k - 1])))
+                    yield sleep_until(env, float(times[run.k - 1]))
                     break
                 except simpy.Interrupt:
                     continue
         inst.run = None
     else:
-        yield env.timeout(_delay(env, float(times[0])))
+        yield sleep_until(env, float(times[0]))
     k = run.k
     t_end = float(times[k - 1])
     if inst.tracer is not None:
@@ -122,10 +122,6 @@ def _advance(inst: Instance, decode: list[Request], k: int, t_end: float, times:
     if k > 1:
         itl.add(times[1:k] - times[: k - 1], len(decode))
     inst.finish(finished)
-
-
-def _delay(env: simpy.Environment, t: float) -> float:
-    return exact_delay(env.now, t)
 
 
 class PerRequestInstance(Instance):

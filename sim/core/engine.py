@@ -15,7 +15,7 @@ from simpy.events import EventPriority
 from sim.cluster.disagg import Disaggregation
 from sim.cluster.pools import build_cost_model, build_instances, capacity, cluster_features, pool_specs
 from sim.config.scenario import Scenario
-from sim.core.late import LateQueue, Waitable, sleep_for
+from sim.core.late import LateQueue, Waitable, sleep_until
 from sim.core.loop import Loop
 from sim.core.recorder import RequestLog
 from sim.core.registry import ARRIVALS, ROUTERS
@@ -226,7 +226,7 @@ class Simulation:
             for i in range(n):
                 t = arrival[i]
                 if t > env._now:
-                    yield sleep_for(env, t - env._now)
+                    yield sleep_until(env, t)
                 self._issue(self._request(i, t), t)
                 if self.progress is not None and i % tick == 0:
                     self.progress(i + 1, n)
@@ -235,7 +235,7 @@ class Simulation:
             in_flight, route, entry = self.log.in_flight, self.router.route, self.entry
             for i, (t, prompt, output, hashes, prio, cls, pred) in enumerate(cols):
                 if t > env._now:
-                    yield sleep_for(env, t - env._now)
+                    yield sleep_until(env, t)
                 req = Request(i, t, prompt, output, hashes, prio, cls, pred)
                 in_flight[i] = req  # `RequestLog.arrived`
                 if i >= self.n_arrived:

@@ -5,8 +5,8 @@ outside. For step-by-step and fast-forward runs to stay identical, such an actio
 every instance *after* all of its own events at t: a step that ends at t has ended, the step that starts
 at t has reserved its blocks. Two things make that so:
 
-- `exact_delay` picks the delay whose `now + delay` lands exactly on t (SimPy adds the delay to `now`,
-  which can miss t by an ulp, and then two things "at t" would be ordered by rounding);
+- `sleep_until` / `timeout_at` put t itself in SimPy's event heap (a timeout's `now + delay` can miss t by an
+  ulp, and then two things "at t" would be ordered by rounding); `exact_delay` gives the delay they report;
 - `LateQueue` runs actions in a phase after every normal-priority event at t (SimPy orders events of
   one time by priority), in a canonical order (by key), so ties between instances do not depend on the
   order in which SimPy happened to schedule them.
@@ -93,16 +93,18 @@ def sleep_for(env: simpy.Environment, d: float) -> Wake:
 
 
 def sleep_until(env: simpy.Environment, t: float) -> Wake:
-    """`env.timeout(exact_delay(env.now, t))`: a timeout at exactly t (now if t is past)."""
+    """A timeout at exactly t (now if t is past). The heap entry carries t itself, so SimPy's clock lands on t even
+    where no delay d has `now + d == t` in floating point (`now` a rounding tie away from t's grid: `exact_delay`'s
+    fallback); the Wake's `_delay` is only what it reports."""
     now = env._now  # the `now` property's field
     d = t - now
     if d <= 0.0:
-        d = 0.0
+        d, t = 0.0, now
     elif now + d != t:
         d = exact_delay(now, t)
     ev = Wake(env, d)  # `sleep_for`, inlined (one Python call per event less)
     queue: list[Any] = env._queue
-    heappush(queue, (now + d, _NORMAL, next(env._eid), ev))
+    heappush(queue, (t, _NORMAL, next(env._eid), ev))
     return ev
 
 
@@ -111,7 +113,8 @@ def timeout_at(env: simpy.Environment, t: float, priority: int = 1) -> simpy.Eve
     ev = simpy.Event(env)
     ev._ok = True  # what simpy.Timeout does: an event must be ok before it is scheduled
     ev._value = None
-    env.schedule(ev, EventPriority(priority), exact_delay(env.now, t))
+    queue: list[Any] = env._queue  # `env.schedule` at t itself (as `sleep_until`), not at `now + delay`
+    heappush(queue, (max(t, env._now), EventPriority(priority), next(env._eid), ev))
     return ev
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import simpy
 
-from sim.core.late import exact_delay
+from sim.core.late import sleep_until
 from sim.core.request import Request
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class Speculation:
         if inst.host.pending:
             dt += inst.host.take()
         t0, t_end = inst.t, inst.t + dt
-        yield inst.env.timeout(exact_delay(inst.env.now, t_end))
+        yield sleep_until(inst.env, t_end)
         if inst.tracer is not None:
             inst.tracer.decode_run(inst.index, t0, t_end, 1, len(decoders))
         inst.t = t_end
