@@ -157,7 +157,7 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
     else:
         dep = deployment(row)  # workers / pools from InferenceX's configuration where the row lacks them
         pools = {
-            role: dict(dep.pools[role]) if dep.status == "config" and model.is_moe
+            role: dict(dep.pools[role]) if dep.pools_read and model.is_moe
             else {"instances": _int(row[f"{role}_num_workers"]), **_layout(row, f"{role}_", model.is_moe)}
             for role in ("prefill", "decode")
         }  # fmt: skip
