@@ -52,6 +52,7 @@ from sim.errors import ServesimError  # noqa: E402
 if str(Path(__file__).resolve().parent) not in sys.path:  # (appended: benchmarks/queueing.py must not shadow queueing)
     sys.path.append(str(Path(__file__).resolve().parent))
 import coverage_agg_mtp as agg_mtp  # noqa: E402
+import coverage_disagg  # noqa: E402
 from coverage_decode_router import decode_router  # noqa: E402
 from coverage_disagg import decode_slots, headline  # noqa: E402
 from coverage_gpu_total import as_disagg, deployment  # noqa: E402  (agg export rows that ran disaggregated)
@@ -157,7 +158,7 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
     else:
         dep = deployment(row)  # workers / pools from InferenceX's configuration where the row lacks them
         pools = {
-            role: dict(dep.pools[role]) if dep.status == "config" and model.is_moe
+            role: dict(dep.pools[role]) if dep.pools_read and model.is_moe
             else {"instances": _int(row[f"{role}_num_workers"]), **_layout(row, f"{role}_", model.is_moe)}
             for role in ("prefill", "decode")
         }  # fmt: skip
@@ -422,7 +423,14 @@ def main() -> None:
         default=READ_DECODE_ROUTER,
         help="TensorRT-LLM disagg rows: decode workers in turn (coverage_decode_router); no: servesim's least_kv",
     )
+    ap.add_argument(
+        "--bound",
+        action=argparse.BooleanOptionalAction,
+        default=coverage_disagg.READ_BOUND,
+        help="disagg rows whose matching config items disagree: the smallest of them (no: 1 prefill + 1 decode)",
+    )
     args = ap.parse_args()
+    coverage_disagg.READ_BOUND = args.bound
     READ_REPLICAS, READ_DECODE_SLOTS, READ_TRT_SCHEDULER = args.replicas, args.decode_slots, args.trt_scheduler
     READ_DECODE_ROUTER = args.decode_router
     if args.per_request_s is not None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
+import math
 import re
 import subprocess
 from collections.abc import Callable
@@ -58,6 +59,10 @@ GPUS = {
 }
 FRAMEWORKS = {"dynamo-trt": "trtllm", "dynamo-sglang": "sglang"}
 SOURCES = ("source_file=2026-03-25.csv", "source_file=2026-04-06.csv")  # the exports without worker counts
+# Where the items in force that match a row disagree (an MTP and a non-MTP item at the same concurrency with
+# different worker counts), simulate the smallest of them (`smallest`) rather than 1 prefill + 1 decode worker,
+# which is below every one of them (VALIDATION.md, "Saturation: the servesim-only rows (branch s15-sat)").
+READ_BOUND = True
 # MTP draft length of the dynamo-sglang items, whose CONFIG_FILE names no length: the recipe's decode
 # `speculative-num-steps` (SGLang's EAGLE worker drafts that many tokens a step, topk 1, and verifies
 # `speculative-num-draft-tokens` = steps + 1). InferenceX's launch scripts clone ishandhanani/srt-slurm at branch
@@ -117,7 +122,7 @@ class Deployment:
     """How a disagg row ran. `status`: `recorded` (the row lists its workers), `config` (read from InferenceX's
     configuration: `pools` and `spec` hold it, `cite` says where) or `unknown` (`why` says why)."""
 
-    status: str
+    status: str  # also `bound`: matching items disagree; the smallest of them is simulated (`smallest`)
     pools: dict[str, dict[str, int]] = field(default_factory=dict)
     spec: str | None = None
     cite: str = ""
@@ -125,6 +130,12 @@ class Deployment:
     mtp: int | None = None  # draft tokens per step when the item runs MTP and its recipe names one length
     decode_batch: int | None = None  # the decode workers' max batch per attention rank, where the recipe names one
     moe_all2all: str | None = None  # `deepep` where the SGLang recipes run DeepEP (coverage_recipes_sglang)
+
+    @property
+    def pools_read(self) -> bool:
+        """Pools read from InferenceX's configuration: the one item in force (`config`) or, where the matching
+        items disagree, the smallest of them (`bound`, under READ_BOUND)."""
+        return self.status in ("config", "bound")
 
     @property
     def group(self) -> str:
@@ -250,6 +261,22 @@ def decode_batch(item: dict[str, Any]) -> int | None:
     return found.pop() if len(found) == 1 else None
 
 
+def smallest(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The matching item of fewest GPUs (prefill workers x tp + decode workers x tp), then fewest decode slots (a
+    named `decode_batch` x attention-DP ranks x decode workers; an unnamed batch counts as unbounded), then its
+    entry name (deterministic). The row ran one of `items`, each with at least as many GPUs: read as a lower bound
+    on the deployment, it never needs a measured time to choose, and MTP is left out (`group` `bound`), which
+    also bounds the decode from below. An item's pool is `[workers, tp, ep, dp_attn]`."""
+
+    def key(it: dict[str, Any]) -> tuple[int, float, str]:
+        (pw, ptp, _, _), (dw, dtp, _, ddp) = it["prefill"], it["decode"]
+        batch = decode_batch(it)
+        slots = math.inf if batch is None else batch * (dtp if ddp and dtp > 1 else 1) * dw
+        return pw * ptp + dw * dtp, slots, str(it["entry"]) + str(it["spec"])
+
+    return min(items, key=key)
+
+
 def decode_slots(row: pd.Series, dep: Deployment | None = None) -> int | None:
     """Requests one decode worker of the row's deployment runs at once, where its recipe says (`decode_batch` x
     the decode pool's attention-DP ranks; for a recorded TensorRT-LLM row, the srt-slurm recipe it ran,
@@ -262,7 +289,7 @@ def decode_slots(row: pd.Series, dep: Deployment | None = None) -> int | None:
         from ttft_disagg_recipes import decode_slots as recorded_slots  # (it imports this module)
 
         return recorded_slots(row)
-    if d.status != "config" or d.decode_batch is None:
+    if not d.pools_read or d.decode_batch is None:
         return None
     return d.decode_batch * d.pools["decode"].get("attention_dp", 1)
 
@@ -290,7 +317,19 @@ def deployment(row: pd.Series, table: dict[str, Any] | None = None) -> Deploymen
     commit = t["commits"][at][0][:9]
     names = ", ".join(sorted({f"{it['entry']} ({it['spec']})" for it in hits}))
     if len(shapes) > 1:
-        return Deployment("unknown", why=f"{len(shapes)} deployments match ({names} @{commit})")
+        why = f"{len(shapes)} deployments match ({names} @{commit})"
+        if not READ_BOUND:
+            return Deployment("unknown", why=why)
+        low = smallest(hits)
+        sglang = low["backend"] == "sglang"
+        return Deployment(
+            "bound",
+            pools={"prefill": pool_layout(*low["prefill"]), "decode": pool_layout(*low["decode"])},
+            cite=f"{CONFIG_PATH}@{commit}: {low['entry']} ({low['spec']}), the smallest of {len(shapes)}",
+            why=why,
+            decode_batch=srt.decode_batch([low], measured) if sglang else decode_batch(low),
+            moe_all2all=srt.moe_all2all([low], measured) if sglang else None,
+        )
     (pre, dec), specs = next(iter(shapes)), {it["spec"] for it in hits}
     spec = specs.pop() if len(specs) == 1 else None
     ks = {draft_tokens(it) for it in hits} if spec == "mtp" else set()
@@ -315,6 +354,9 @@ def reading(row: pd.Series) -> str:
     if d.status == "unknown":
         return f"workers unknown, simulated as 1 prefill + 1 decode: {d.why}"
     p, q = d.pools["prefill"], d.pools["decode"]
+    if d.status == "bound":
+        workers = f"{p['instances']} prefill + {q['instances']} decode workers"
+        return f"{d.why}: the smallest simulated, {workers}, no MTP ({d.cite})"
     spec = {None: "MTP unknown", "none": "no MTP", "mtp": f"MTP, {d.mtp} draft tokens" if d.mtp else "MTP, k unknown"}[
         d.spec
     ]

@@ -120,7 +120,7 @@ def rows(args: argparse.Namespace) -> None:
         if args.short_only and cap is None:
             continue
         n = row["decode_num_workers"]
-        workers = dep.pools["decode"]["instances"] if dep.status == "config" else 1 if pd.isna(n) else int(n)
+        workers = dep.pools["decode"]["instances"] if dep.pools_read else 1 if pd.isna(n) else int(n)
         total = None if cap is None else cap * workers
         base = _simulate(row, wired=False)
         rec: dict[str, Any] = {

@@ -122,7 +122,7 @@ def cap_check(res: dict[str, Any]) -> tuple[int, int, list[str]]:
             dep = coverage.deployment(row)
             if (cap := coverage.decode_slots(row, dep)) is None:
                 continue
-            workers = dep.pools["decode"]["instances"] if dep.status == "config" else int(row["decode_num_workers"])
+            workers = dep.pools["decode"]["instances"] if dep.pools_read else int(row["decode_num_workers"])
             slots, clients = cap * int(workers), int(coverage.concurrency(row))  # recorded rows: s13-dis
             binding += clients > slots
             if in_service(r, clients, int(row["osl"])) > SLACK * slots:
@@ -201,6 +201,8 @@ def cause(rec: dict[str, Any]) -> str:
             return "servesim: KV cannot hold the loop"
         if rec["mode"] == "disagg" and str(rec.get("deployment", "")).startswith("unknown"):
             return "servesim: disagg workers unknown (1 prefill + 1 decode simulated)"
+        if rec["mode"] == "disagg" and str(rec.get("deployment", "")) == "bound":
+            return "servesim: disagg workers undecided (the smallest matching deployment simulated)"
         return "servesim: disagg prefill pool" if rec["mode"] == "disagg" else "servesim: other"
     base = "measured: disagg" if rec["mode"] == "disagg" else f"measured: agg {rec['source']}"
     if "elasticity" not in rec:

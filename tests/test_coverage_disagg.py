@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -91,10 +92,12 @@ def test_recorded_workers_are_kept(rows: pd.DataFrame) -> None:
 
 
 def test_every_disagg_row_gets_one_reading(rows: pd.DataFrame) -> None:
-    """Every disagg row is recorded, configured or unknown; the exports without workers are never `recorded`."""
+    """Every disagg row is recorded, configured, bounded (matching items disagree) or unknown; the exports without
+    workers are never `recorded`."""
     d = rows[rows["mode"] == "disagg"]
     groups = pd.Series([cd.deployment(r).group for _, r in d.iterrows()], index=d.index)
-    assert set(groups) <= {"recorded", "config", "config, MTP", "config, MTP, k?", "config, MTP?", "unknown"}
+    known = {"recorded", "config", "config, MTP", "config, MTP, k?", "config, MTP?", "bound", "unknown"}
+    assert set(groups) <= known
     lacking = d["decode_num_workers"].isna()
     assert (groups[lacking] != "recorded").all() and (groups[~lacking] == "recorded").all()
     assert (groups[lacking] == "unknown").sum() < lacking.sum() / 2  # most exports are read from the configs
@@ -273,3 +276,72 @@ def test_decode_slots_of_a_configured_row(rows: pd.DataFrame) -> None:
     assert cd.decode_slots(rows.loc["dsr1_gb300_trtllm_fp4_disagg_1024x1024_c48_cfg417"]) is None  # MTP 8 vs plain 32
     unknown = rows.loc["2026_03_25_glm_5_gb200_trtllm_fp4_disagg_1024x1024_c5_tp4_0_ep_148"]
     assert cd.deployment(unknown).status == "unknown" and cd.decode_slots(unknown) is None
+
+
+def _pools_item(pre: list[Any], dec: list[Any], name: str = "x", batch: int | None = None) -> dict[str, Any]:
+    cfg = [f"CONFIG_FILE=recipes/ctx1_gen1_dep8_batch{batch}_eplb0_mtp0.yaml"] if batch else []
+    return {"prefill": pre, "decode": dec, "entry": name, "spec": "none", "backend": "trtllm", "settings": cfg}
+
+
+def test_smallest_matching_item_by_hand() -> None:
+    """Fewest GPUs (prefill workers x tp + decode workers x tp) first: 3 x 8 + 1 x 8 = 32 beats 5 x 8 + 3 x 8 = 64;
+    at equal GPUs the fewer decode slots (batch x attention-DP ranks x workers: 32 x 8 = 256 < 64 x 8 = 512), and a
+    batch the recipe does not name counts as unbounded."""
+    a = _pools_item([3, 8, 8, False], [1, 8, 8, True], "a", 32)
+    b = _pools_item([5, 8, 8, False], [3, 8, 8, True], "b", 256)
+    assert cd.smallest([b, a]) is a
+    c = _pools_item([3, 8, 8, False], [1, 8, 8, True], "c", 64)
+    assert cd.smallest([c, a]) is a and cd.smallest([a, c]) is a
+    unnamed = _pools_item([3, 8, 8, False], [1, 8, 8, True], "d")
+    assert cd.smallest([unnamed, c]) is c
+    # dp-attn off: slots are batch x workers (one scheduler per worker), 64 x 1 < 32 x 8
+    tep = _pools_item([3, 8, 8, False], [1, 8, 8, False], "e", 64)
+    assert cd.smallest([a, tep]) is tep
+
+
+def test_disagreeing_items_read_as_the_smallest(rows: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+    """nvidia-master.yaml@f316a0ef6, dsr1-fp8-h200-dynamo-trt 8k1k conc 256: the MTP item runs 3 prefill workers
+    (tp 8 / ep 8) and 1 decode worker (dep8, `…_ctx3_gen1_dep8_batch32_eplb0_mtp2`), the plain one 5 + 3
+    (`…_ctx5_gen3_dep8_batch256_eplb0_mtp0`). The row cannot tell them apart; both run at least 3 prefill workers
+    and 8 attention-DP decode ranks, where the former reading simulated 1 + 1 with tensor-parallel decode. The
+    smallest is simulated, without MTP; READ_BOUND off restores `unknown`."""
+    r = rows.loc["2026_03_25_deepseek_r1_h200_sxm_trtllm_fp8_disagg_8192x1024_c256_tp8_0_ep8_0_360"]
+    d = cd.deployment(r)
+    assert d.status == "bound" and d.group == "bound" and d.pools_read and not d.as_run(str(r["model_path"]))
+    assert "2 deployments match" in d.why and d.cite.endswith("dsr1-fp8-h200-dynamo-trt (mtp), the smallest of 2")
+    assert d.pools["prefill"] == {"instances": 3, "tp": 8, "ep": 8, "moe_tp": 1}
+    assert d.pools["decode"] == {"instances": 1, "tp": 1, "attention_dp": 8, "ep": 8, "moe_tp": 1}
+    assert d.spec is None and d.speculative(str(r["model_path"])) is None  # MTP left out
+    assert cd.decode_slots(r, d) == 32 * 8
+    assert cd.reading(r).startswith("2 deployments match") and "3 prefill + 1 decode workers, no MTP" in cd.reading(r)
+    # GB300 fp8 8k1k conc 666: both items run 1 decode worker dep16 batch32 -> 512 slots, fewer than the clients
+    g = rows.loc["2026_03_25_deepseek_r1_gb300_trtllm_fp8_disagg_8192x1024_c666_tp4_0_ep4_0_936"]
+    assert cd.decode_slots(g) == 512 and cd.deployment(g).pools["prefill"]["instances"] == 4
+    monkeypatch.setattr(cd, "READ_BOUND", False)
+    u = cd.deployment(r)
+    assert u.status == "unknown" and u.pools == {} and not u.pools_read and cd.decode_slots(r, u) is None
+
+
+def test_bound_never_exceeds_a_matching_item(rows: pd.DataFrame) -> None:
+    """Property over every `bound` row: its pools are one of the matching items', with no more GPUs than any of
+    them, and at least one GPU more than the 1 prefill + 1 decode fallback's smaller pool (never a smaller
+    deployment than the configs allow)."""
+    t = cd._table()
+    d = rows[rows["mode"] == "disagg"]
+    seen = 0
+    for _, r in d.iterrows():
+        dep = cd.deployment(r, t)
+        if dep.status != "bound":
+            continue
+        seen += 1
+        conc, measured = cd._fact(r, "silicon_concurrency"), cd._fact(r, "measured")
+        hits = [it for it in t["items"] if cd._matches(it, r, int(str(conc)), cd.in_force(str(measured), t))]
+        gpus = [it["prefill"][0] * it["prefill"][1] + it["decode"][0] * it["decode"][1] for it in hits]
+
+        def total(p: dict[str, int]) -> int:
+            return p["instances"] * p["tp"] * p.get("attention_dp", 1)
+
+        mine = total(dep.pools["prefill"]) + total(dep.pools["decode"])
+        assert mine == min(gpus) and len(hits) >= 2
+        assert any(cd.pool_layout(*it["prefill"]) == dep.pools["prefill"] for it in hits)
+    assert seen >= 20
