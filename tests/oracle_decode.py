@@ -19,7 +19,7 @@ import simpy
 import sim.cluster.pools
 from sim.core.batch import BatchPlan
 from sim.core.instance import Instance
-from sim.core.late import sleep_until
+from sim.core.late import Waitable, sleep_until
 from sim.core.request import Request
 from sim.core.steps import DecodeRun
 
@@ -49,7 +49,7 @@ def _block_limit(inst: Instance, decode: list[Request], k: int) -> int:
     return int(over[0]) if over.size else k  # steps before the first shortfall (index = s - 1)
 
 
-def per_request_decode(inst: Instance, plan: BatchPlan) -> Generator[simpy.Event, Any, None]:
+def per_request_decode(inst: Instance, plan: BatchPlan) -> Generator[Waitable, Any, None]:
     """k decode-only steps (k = 1 unless fast-forwarding), request by request; step 1's slots are reserved."""
     decode = plan.decode
     n = len(decode)

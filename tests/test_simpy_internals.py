@@ -81,9 +81,9 @@ def test_sleep_until_schedules_what_env_timeout_of_exact_delay_schedules() -> No
         mixed_ours.timeout(0.0)
         mixed_theirs.timeout(exact_delay(now, t))
         mixed_theirs.timeout(0.0)
-    a, b = _as_timeouts(_entries(mixed_ours)), _entries(mixed_theirs)
-    assert [e[1:] for e in a] == [e[1:] for e in b]
-    assert [x[0] for x in a] == [y[0] if y[0] != now + exact_delay(now, inexact) else inexact for y in b]
+    got, simpy_got = _as_timeouts(_entries(mixed_ours)), _entries(mixed_theirs)
+    assert [e[1:] for e in got] == [e[1:] for e in simpy_got]
+    assert [x[0] for x in got] == [y[0] if y[0] != now + exact_delay(now, inexact) else inexact for y in simpy_got]
 
 
 def _world(env: simpy.Environment, trace: list[tuple[float, str]]) -> simpy.Event:
@@ -204,6 +204,8 @@ def test_a_run_woken_at_an_unreachable_time_lands_on_it() -> None:
     assert now + exact_delay(now, t) != t  # SimPy's clock cannot reach t by a delay from here
     env = simpy.Environment(initial_time=now)
     seen: list[float] = []
-    sleep_until(env, t).callbacks.append(lambda _e: seen.append(env.now))
+    wake = sleep_until(env, t)
+    assert wake.callbacks is not None
+    wake.callbacks.append(lambda _e: seen.append(env.now))
     env.run()
     assert seen == [t]

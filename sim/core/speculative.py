@@ -26,9 +26,8 @@ from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import simpy
 
-from sim.core.late import sleep_until
+from sim.core.late import Waitable, sleep_until
 from sim.core.request import Request
 
 if TYPE_CHECKING:
@@ -109,7 +108,7 @@ class Speculation:
         self.tokens += emitted
         return emitted
 
-    def step(self, inst: Instance, plan: BatchPlan) -> Generator[simpy.Event, Any, None]:
+    def step(self, inst: Instance, plan: BatchPlan) -> Generator[Waitable, Any, None]:
         """One decode-only step: draft, verify, credit (the scheduler reserved k + 1 slots per sequence)."""
         decoders = plan.decode
         dt = self.draft_s(decoders) + inst.cost.iteration(self.verify_chunks(decoders), 0, 0)
