@@ -128,3 +128,70 @@ def test_scenario_with_fp4_experts_holds_fewer_weight_bytes(tmp_path: Path) -> N
     mixed = load_scenario(f).model_spec.weight_bytes(2)
     oss = catalog.model("gpt-oss-120b")
     assert plain - mixed == pytest.approx(oss.expert_params * (2 - 4.5 / 8) / 2, rel=1e-9)
+
+
+# config.json `quantization_config` facts of published checkpoints (trimmed to the keys read)
+GPT_OSS_QUANT = {  # openai/gpt-oss-120b
+    "quant_method": "mxfp4",
+    "modules_to_not_convert": [
+        "model.layers.*.self_attn",
+        "model.layers.*.mlp.router",
+        "model.embed_tokens",
+        "lm_head",
+    ],
+}
+GPT_OSS_SMALL = {
+    "model_type": "gpt_oss",
+    "num_hidden_layers": 2,
+    "hidden_size": 256,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 64,
+    "intermediate_size": 256,
+    "num_local_experts": 8,
+    "num_experts_per_tok": 2,
+    "vocab_size": 1000,
+    "max_position_embeddings": 4096,
+}
+
+
+def test_quantization_config_read_from_checkpoints() -> None:
+    from hwprofiles.hfconfig import quantization_from_config
+
+    assert quantization_from_config({"quantization_config": GPT_OSS_QUANT}) == {"experts": {"weights": "fp4"}}
+    ds_fp8 = {"quant_method": "fp8", "activation_scheme": "dynamic", "weight_block_size": [128, 128]}
+    assert quantization_from_config({"quantization_config": ds_fp8}) == {"weights": "fp8", "activations": "fp8"}
+    nvfp4 = {"quant_method": "modelopt", "quant_algo": "NVFP4", "kv_cache_quant_algo": "FP8"}
+    assert quantization_from_config({"quantization_config": {**nvfp4, "exclude_modules": ["lm_head"]}}) == {
+        "weights": "fp4",
+        "activations": "fp4",
+        "kv_cache": "fp8",
+    }
+    ds_nvfp4 = {**nvfp4, "exclude_modules": ["lm_head", "model.layers.*.self_attn*"]}
+    assert quantization_from_config({"quantization_config": ds_nvfp4})["attention"] == {
+        "weights": "bf16",
+        "activations": "bf16",
+    }
+    assert quantization_from_config({"quantization_config": {"quant_method": "gptq", "bits": 4}}) is None
+    assert quantization_from_config({}) is None
+
+
+def test_config_json_path_brings_its_checkpoint_precision(tmp_path: Path) -> None:
+    import json
+
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({**GPT_OSS_SMALL, "quantization_config": GPT_OSS_QUANT}))
+    f = tmp_path / "s.yaml"
+    f.write_text(f"model: {cfg}\nhardware: h100-sxm\n{WORKLOAD}\n")
+    sc = load_scenario(f)
+    assert sc.quantization.module("experts").weights == "fp4" and sc.quantization.weights == "bf16"
+    # written by hand, the scenario's own quantization wins
+    f.write_text(f"model: {cfg}\nhardware: h100-sxm\nquantization: {{weights: fp8, activations: fp8}}\n{WORKLOAD}\n")
+    assert not load_scenario(f).quantization.is_mixed
+    # a ModelOpt export's hf_quant_config.json beside a config.json without quantization_config
+    cfg.write_text(json.dumps(GPT_OSS_SMALL))
+    side = {"quantization": {"quant_algo": "FP8", "kv_cache_quant_algo": "FP8", "exclude_modules": ["lm_head"]}}
+    (tmp_path / "hf_quant_config.json").write_text(json.dumps(side))
+    f.write_text(f"model: {cfg}\nhardware: h100-sxm\n{WORKLOAD}\n")
+    q = load_scenario(f).quantization
+    assert (q.weights, q.activations, q.kv_cache) == ("fp8", "fp8", "fp8")
