@@ -168,10 +168,8 @@ def test_quantization_config_read_from_checkpoints() -> None:
         "kv_cache": "fp8",
     }
     ds_nvfp4 = {**nvfp4, "exclude_modules": ["lm_head", "model.layers.*.self_attn*"]}
-    assert quantization_from_config({"quantization_config": ds_nvfp4})["attention"] == {
-        "weights": "bf16",
-        "activations": "bf16",
-    }
+    ds = quantization_from_config({"quantization_config": ds_nvfp4})
+    assert ds is not None and ds["attention"] == {"weights": "bf16", "activations": "bf16"}
     assert quantization_from_config({"quantization_config": {"quant_method": "gptq", "bits": 4}}) is None
     assert quantization_from_config({}) is None
 
