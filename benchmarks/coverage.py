@@ -100,7 +100,7 @@ QUANT = {  # quant mode -> (weights, activations)
 }
 
 
-def quantization(row: pd.Series, gpu: GPUSpec) -> dict[str, str]:
+def quantization(row: pd.Series, gpu: GPUSpec) -> dict[str, Any]:
     mode = row["moe_quant_mode"] if isinstance(row["moe_quant_mode"], str) else row["gemm_quant_mode"]
     if isinstance(mode, str) and mode in QUANT:
         w, a = QUANT[mode]
@@ -127,6 +127,13 @@ def quantization(row: pd.Series, gpu: GPUSpec) -> dict[str, str]:
         kv = trt_kv_dtype(row) or "fp8"
     else:
         kv = kv_cache_dtype(row) or "bf16"
+    if "gpt-oss" in str(row["model_path"]):
+        # the checkpoint quantises only the routed experts: openai/gpt-oss-120b's config.json `quantization_config`
+        # (`quant_method: mxfp4`) lists `model.layers.*.self_attn`, `model.layers.*.mlp.router`,
+        # `model.embed_tokens` and `lm_head` in `modules_to_not_convert`, so attention stays BF16 (gpt-oss has no
+        # dense MLP or shared expert); the row's mode and the engine's MoE path above set the experts' precision.
+        # Before session 15 (branch s15-quant) every GEMM ran at the experts' precision.
+        return {"weights": "bf16", "activations": "bf16", "kv_cache": kv, "experts": {"weights": w, "activations": a}}
     return {"weights": w, "activations": a, "kv_cache": kv}
 
 

@@ -44,7 +44,7 @@ from coverage_compare import per_row
 
 from hwprofiles import catalog
 from sim.costmodel.layout import Layout
-from sim.costmodel.quant import Quantization
+from sim.costmodel.quant import MODULES, Quantization
 
 
 def simulated_gpus(row: pd.Series) -> tuple[int, int]:
@@ -69,13 +69,17 @@ def bounds(row: pd.Series) -> dict[str, float] | None:
     low = cov.RANGE_RATIO if cov.source(row) == "inferencex" else 1.0
     e2e = ttft + (osl - 1.0) * tpot
     rate = c / e2e  # requests a second (Little's law on the closed loop)
-    peak = gpu.peak_flops(q["activations"]) or gpu.bf16_flops
+    quant = Quantization(**q)
+    # the fastest module's peak (`quantization.experts` may run on narrower cores than attention): a lower bound
+    peak = max(gpu.peak_flops(quant.module(m).activations) or gpu.bf16_flops for m in (None, *MODULES))
     prefill = rate * low * isl * 2.0 * model.active_params / (gpus * peak)
     decoders = max(0.0, c - rate * ttft)  # requests past their first token
-    quant = Quantization(**q)
     kv_bits = min(8.0, quant.kv_bits)  # the smallest cache any of the three engines runs: a lower bound
     tokens = low * isl + 0.5 * low * osl
-    free = instances * (per * gpu.memory_bytes - model.weight_bytes(1, quant.weight_bits))  # each holds the weights
+    weights = (
+        Layout().weight_bytes_per_gpu(model, quant) if quant.is_mixed else model.weight_bytes(1, quant.weight_bits)
+    )
+    free = instances * (per * gpu.memory_bytes - weights)  # each holds the weights (per module's width when mixed)
     kv = decoders * tokens * model.kv_bytes_per_token(1, kv_bits, context=int(tokens)) / max(free, 1.0)
     return {"prefill_load": prefill, "kv_load": kv, "gpus": float(gpus), "instances": float(instances), "rate": rate}
 

@@ -163,3 +163,54 @@ def load_hf_config(path: str | Path) -> ModelSpec:
     except (TypeError, ValueError) as e:
         msg = e.errors()[0]["msg"] if isinstance(e, ValidationError) else str(e)
         raise ServesimError(f"model: {p}: config.json describes no model servesim can size ({msg})") from None
+
+
+def quantization_from_config(cfg: dict[str, Any]) -> dict[str, Any] | None:
+    """The scenario `quantization` a checkpoint's config.json `quantization_config` declares, or None (none, or a
+    method not read here: compressed-tensors, GPTQ, AWQ ... are set by hand). Read:
+    - `quant_method: mxfp4` (openai/gpt-oss): the routed experts only (`modules_to_not_convert` lists self_attn,
+      the router, embed_tokens and lm_head), weight-only MXFP4: `{experts: {weights: fp4}}`.
+    - `quant_method: fp8` (DeepSeek-V3/R1, Qwen3-*-FP8 block FP8 with dynamic activation scales): W8A8.
+    - `quant_method: modelopt` with `quant_algo` NVFP4 / FP8 (NVIDIA ModelOpt exports), `kv_cache_quant_algo: FP8`
+      an FP8 KV cache.
+    A skipped-module list (`modules_to_not_convert`, `exclude_modules`, `ignore`, `ignored_layers`) naming attention
+    modules keeps attention in the model's dtype: `attention: {weights: bf16, activations: bf16}` (ModelOpt's
+    DeepSeek recipe disables `*attn*`, examples/deepseek/ptq.py). The LM head and router are BF16 regardless."""
+    q = cfg.get("quantization_config")
+    if not isinstance(q, dict):
+        return None
+    method = str(q.get("quant_method") or "").lower()
+    if method == "mxfp4":
+        return {"experts": {"weights": "fp4"}}
+    algo = str(q.get("quant_algo") or "").upper() if method == "modelopt" else ""
+    if method == "fp8" or algo.startswith("FP8"):
+        w = "fp8"
+    elif algo == "NVFP4":
+        w = "fp4"
+    else:
+        return None
+    out: dict[str, Any] = {"weights": w, "activations": w}
+    if str(q.get("kv_cache_quant_algo") or "").upper() == "FP8":
+        out["kv_cache"] = "fp8"
+    skipped = [
+        m for k in ("modules_to_not_convert", "exclude_modules", "ignore", "ignored_layers") for m in q.get(k) or []
+    ]
+    if any("attn" in str(m) for m in skipped):
+        out["attention"] = {"weights": "bf16", "activations": "bf16"}
+    return out
+
+
+def checkpoint_quantization(path: str | Path) -> dict[str, Any] | None:
+    """`quantization_from_config` of a config.json file; a ModelOpt export whose config.json carries no
+    `quantization_config` is read from the `hf_quant_config.json` beside it (`{"quantization": {"quant_algo": ...,
+    "kv_cache_quant_algo": ..., "exclude_modules": [...]}}`). None when neither declares a precision read here."""
+    p = Path(path)
+    try:
+        cfg = json.loads(p.read_text(encoding="utf-8"))
+        side = p.with_name("hf_quant_config.json")
+        if isinstance(cfg, dict) and "quantization_config" not in cfg and side.is_file():
+            mo = json.loads(side.read_text(encoding="utf-8")).get("quantization")
+            cfg = {"quantization_config": {"quant_method": "modelopt", **mo}} if isinstance(mo, dict) else cfg
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None  # the model loader names an unreadable config.json; a damaged sidecar leaves the default
+    return quantization_from_config(cfg) if isinstance(cfg, dict) else None

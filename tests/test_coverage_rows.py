@@ -374,17 +374,27 @@ def test_gpt_oss_trtllm_precision_follows_the_moe_backend(rows: pd.DataFrame) ->
     """openai/gpt-oss-120b ships MXFP4 experts; TensorRT-LLM's gpt-oss MoE support matrix runs them with MXFP8
     activations on Blackwell and BF16 ones on Hopper (TRITON, the H200 recipe's `moe_config.backend`), whatever the
     row's `nvfp4` mode column says. The H200 recipe's `kv_cache_config.dtype: auto` keeps the checkpoint's BF16 KV;
-    the B200 recipe's `dtype: fp8` an FP8 one. Before s15-worst: W4A8 + FP8 KV on H200, W4A4 on Blackwell."""
+    the B200 recipe's `dtype: fp8` an FP8 one. Before s15-worst: W4A8 + FP8 KV on H200, W4A4 on Blackwell. Only the
+    experts: the checkpoint keeps attention, router and embeddings BF16 (`modules_to_not_convert`); before s15-quant
+    every GEMM ran at the experts' precision."""
     gpu = cov.catalog.gpu
     h200 = rows.loc["2026_04_06_gpt_oss_120b_h200_sxm_trtllm_fp4_agg_8192x1024_c8_tp8_ep8_928"]
-    assert cov.quantization(h200, gpu("h200_sxm")) == {"weights": "fp4", "activations": "bf16", "kv_cache": "bf16"}
+    bf16 = {"weights": "bf16", "activations": "bf16"}
+    assert cov.quantization(h200, gpu("h200_sxm")) == {
+        **bf16,
+        "kv_cache": "bf16",
+        "experts": {"weights": "fp4", "activations": "bf16"},
+    }
     b200 = rows.loc["2026_04_06_gpt_oss_120b_b200_sxm_trtllm_fp4_agg_1024x1024_c32_tp2_ep1_335"]
-    assert cov.quantization(b200, gpu("b200_sxm")) == {"weights": "fp4", "activations": "fp8", "kv_cache": "fp8"}
+    w4a8 = {"weights": "fp4", "activations": "fp8"}
+    assert cov.quantization(b200, gpu("b200_sxm")) == {**bf16, "kv_cache": "fp8", "experts": w4a8}
     gb200 = rows.loc["2026_03_25_gpt_oss_120b_gb200_trtllm_fp4_disagg_1024x1024_c4_tp1_0_ep1_0_1284"]
-    assert cov.quantization(gb200, gpu("gb200")) == {"weights": "fp4", "activations": "fp8", "kv_cache": "fp8"}
-    # the gap-analysis H100 rows say fp8 and keep it (W8A8, FP8 KV): no recipe read, no MXFP4 in their columns
+    assert cov.quantization(gb200, gpu("gb200")) == {**bf16, "kv_cache": "fp8", "experts": w4a8}
+    # the gap-analysis H100 rows say fp8 and keep it for the experts (W8A8, FP8 KV): no recipe read, no MXFP4 in
+    # their columns; attention stays the checkpoint's BF16
     gap = rows.loc["openai_gpt_oss_120b_openai_gpt_oss_120b_h100_sxm_trtllm_agg_4000x1000_c160_tp4_epnone_5"]
-    assert cov.quantization(gap, gpu("h100_sxm")) == {"weights": "fp8", "activations": "fp8", "kv_cache": "fp8"}
+    w8a8 = {"weights": "fp8", "activations": "fp8"}
+    assert cov.quantization(gap, gpu("h100_sxm")) == {**bf16, "kv_cache": "fp8", "experts": w8a8}
     # every other model's precision is unchanged by the gpt-oss rule: an NVFP4 DeepSeek-R1 on B200 stays W4A4
     r1 = rows.loc["2026_04_06_deepseek_r1_b200_sxm_trtllm_fp4_agg_8192x1024_c256_tp4_ep4_948"]
     assert cov.quantization(r1, gpu("b200_sxm"))["activations"] == "fp4"
@@ -393,10 +403,10 @@ def test_gpt_oss_trtllm_precision_follows_the_moe_backend(rows: pd.DataFrame) ->
     from sim.config.scenario import load_scenario
 
     sc = cov.scenario(h200, cov._fixed_workload(1, h200))
-    bf16 = pool_specs(load_scenario(sc))[0].capacity.tokens
+    bf16_kv = pool_specs(load_scenario(sc))[0].capacity.tokens
     as_fp8 = {**sc, "quantization": {**sc["quantization"], "kv_cache": "fp8"}}
     fp8 = pool_specs(load_scenario(as_fp8))[0].capacity.tokens
-    assert 1.9 < fp8 / bf16 < 2.1
+    assert 1.9 < fp8 / bf16_kv < 2.1
 
 
 def test_fp4_weights_without_fp4_cores_run_weight_only(rows: pd.DataFrame) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from hwprofiles import catalog
-from hwprofiles.hfconfig import is_config_path
+from hwprofiles.hfconfig import checkpoint_quantization, is_config_path
 from sim.config.modelarg import SPEC_SUFFIXES, spec_file_data
 from sim.config.yamlio import Loc, Positions, format_validation_error, graft, load_yaml, locate
 from sim.errors import ServesimError
@@ -73,6 +73,10 @@ def resolve_spec_files(
                     raise ServesimError(f"{path}: file not found")
                 catalog.model(str(path.resolve()))
                 parent[str(loc[-1])] = str(path.resolve())
+                if loc == ("model",) and "quantization" not in data:  # the checkpoint's own precision, if declared
+                    quant = checkpoint_quantization(path)
+                    if quant is not None:
+                        data["quantization"] = quant
         except ServesimError as e:
             raise ServesimError(f"{where}: {str(e).removeprefix('model: ')}") from None
     return data, pos

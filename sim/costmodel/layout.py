@@ -68,19 +68,21 @@ class Layout:
     # -- memory per GPU --------------------------------------------------------------------------------
     def weight_bytes_per_gpu(self, model: ModelSpec, quant: Quantization = DEFAULT) -> float:
         """Weights one GPU holds: attention / tp, the rest of the dense part / (tp × attention_dp), routed
-        experts / (moe_tp × ep), all / pp."""
+        experts / (moe_tp × ep), all / pp; each part at its module's weight width (`quant.module`)."""
         if self.is_default and quant.is_default:
             return model.weight_bytes(self.tp)  # the historical formula, bit for bit
-        bits = quant.weight_bits
+        # per module (`Quantization.module`): attention projections, routed experts, and the rest (dense MLPs,
+        # shared experts, routers, norms) at the top level's width; embeddings at 2 bytes
+        bits, attn_bits, exp_bits = (quant.module(m).weight_bits for m in (None, "attention", "experts"))
         emb = model.embedding_params
         attn = sum(model.attention_params(k) for k in model.layer_kinds())
         rest = model.non_expert_params - emb - attn  # dense MLPs, shared experts, routers, norms
         # attention is replicated on each attention-DP rank; the MLP side (dense layers, shared experts) and
         # the vocabulary are split over all the instance's GPUs (SGLang / TRT-LLM DP attention)
         per_gpu = (
-            attn * bits / 8.0 / self.tp
+            attn * attn_bits / 8.0 / self.tp
             + (emb * 2.0 + rest * bits / 8.0) / self.stage_gpus
-            + model.expert_params * bits / 8.0 / (self.moe_tp_size * self.ep)
+            + model.expert_params * exp_bits / 8.0 / (self.moe_tp_size * self.ep)
         )
         return per_gpu / self.pp
 

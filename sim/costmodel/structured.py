@@ -23,7 +23,7 @@ from sim.costmodel.eager import charge
 from sim.costmodel.gdn import gdn_kernels
 from sim.costmodel.layout import Layout
 from sim.costmodel.models import Chunks, _PhysicalCostConfig
-from sim.costmodel.quant import DEFAULT, Quantization
+from sim.costmodel.quant import DEFAULT, MODULES, Module, Quantization
 from sim.costmodel.structured_attention import DECODE_QUERY, FP8_ATTENTION_GPUS, StructuredAttention
 from sim.costmodel.transfer import table_floors
 
@@ -61,13 +61,27 @@ class StructuredCost(StructuredAttention):
         peak = gpu.peak_flops(quant.activations) or gpu.bf16_flops
         self.gemm_peak = peak * self.params.compute_scale
         self.wa, self.aa = quant.weight_bits / 8.0, quant.act_bytes
+        # each module's GEMMs at its own precision (`Quantization.module`: attention projections, routed experts,
+        # the rest at the top level's): (weight bytes, activation bytes, peak, ridge factor, activation format)
+        self._prec: dict[Module | None, tuple[float, float, float, float, str]] = {}
+        for name in (None, *MODULES):
+            mq = quant.module(name)
+            p = gpu.peak_flops(mq.activations) or gpu.bf16_flops
+            wa = mq.weight_bits / 8.0
+            self._prec[name] = (
+                wa,
+                mq.act_bytes,
+                p * self.params.compute_scale,
+                (2.0 / wa) * (gpu.bf16_flops / p),
+                mq.activations,
+            )
         # Where a quantised GEMM of M tokens sits relative to its ridge point: it does 2M FLOPs per weight
         # element, so 2M / wa FLOPs per byte against the ridge peak / bandwidth of its tensor cores, while the
         # bf16 curves put 2M / 2 against the bf16 ridge. Reading the curve at M x (2 / wa) x (bf16 peak / peak)
         # keeps the memory-to-compute crossover where it is for this precision — the rule transfer.py applies
         # between GPUs, applied between precisions: 1 for W8A8 FP8, ~0.9 for NVFP4 on B200, 1.8 for FP4 weights
         # on FP8 cores (W4A8), 3.6 for int4 weight-only (whose dequant GEMMs stay memory-bound to larger M).
-        self._ridge_m = (2.0 / self.wa) * (gpu.bf16_flops / peak)  # the curves were measured in bf16
+        self._ridge_m = self._prec[None][3]  # the top level's; each module's is in `_prec` (curves measured in bf16)
         self.kva = quant.kv_bits / 8.0
         # An FP8 KV cache runs prefill attention in FP8 (vLLM docs, "Quantized KV Cache": with FlashAttention 3
         # and an FP8 KV cache the queries are quantised too and attention runs in the FP8 domain; TensorRT-LLM's
@@ -92,7 +106,8 @@ class StructuredCost(StructuredAttention):
         # launch floors of the memory-bound kernels (`_elementwise`): the transfer's, else the measured tables'
         tables = getattr(src, "tables", None)
         self._kfloor = dict(self._floors) if self._floors else (table_floors(tables) if tables is not None else {})
-        self._prompt_a2a = prompt_comm(self.engine, m, gpu, lay, self.h, self.aa, self.cfg.link_efficiency, self.ar)
+        e_aa = self._prec["experts"][1]  # tokens dispatched at the experts' activation precision
+        self._prompt_a2a = prompt_comm(self.engine, m, gpu, lay, self.h, e_aa, self.cfg.link_efficiency, self.ar)
         self._setup_attention()
 
     # -- GEMMs at the deployment's precision -----------------------------------------------------------
@@ -117,27 +132,30 @@ class StructuredCost(StructuredAttention):
         *,
         unquantised: bool = False,
         group: bool = False,
+        module: Module | None = None,
     ) -> float:
         """An (m x k) @ (k x n) GEMM over `copies` weight matrices (a grouped expert GEMM reads each active
         expert's weights once), at the deployment's precision (`unquantised`: in the model's own dtype, as
         quantised checkpoints keep the LM head and the router): the learned curve of one (k, n) matrix at the
-        tokens per matrix when there is one, of the (k, n x copies) GEMM when `group` (the note above the class)."""
+        tokens per matrix when there is one, of the (k, n x copies) GEMM when `group` (the note above the class).
+        `module`: "attention" or "experts" for the precision of that module (`Quantization.module`)."""
         if m <= 0:
             return 0.0
-        wa, aa, peak = (self.a, self.a, self.peak_flops) if unquantised else (self.wa, self.aa, self.gemm_peak)
+        wa, aa, peak, ridge, act = self._prec[module]
+        if unquantised:
+            wa, aa, peak, ridge, act = self.a, self.a, self.peak_flops, 1.0, "bf16"
         flops = 2.0 * m * k * n
         byts = k * n * copies * wa + (m * k + m * n) * aa
         # a kernel scale above 1 lifts the GEMM at most to the spec peak of its own precision (FP8 cores for W8A8)
         spec = 0.0
         if self._lifted:
-            act = "bf16" if unquantised else self.quant.activations
             spec = self.gpu.peak_flops(act) or self.gpu.bf16_flops
         curve = self._curve(op, k, n * copies if group else n) if self.curves else None
         if curve is None:
             rate = peak * self.cfg.compute_efficiency
             return max(flops / (min(rate, spec) if spec else rate), byts / self.bw)
         roof = max(flops / peak, byts / self.peak_bw)
-        ratio = self._ratio(max(1.0, m / copies * (1.0 if unquantised else self._ridge_m)), curve)
+        ratio = self._ratio(max(1.0, m / copies * ridge), curve)
         t = roof * ratio
         if spec:  # `curves.capped`: at or above the spec roofline, or the unscaled measurement if that beat it
             t = capped(t, max(flops / spec, byts / self.gpu.mem_bw), ratio)
@@ -154,24 +172,26 @@ class StructuredCost(StructuredAttention):
         if mod.is_mla:
             hd, lat, rope = self.heads, float(mod.kv_lora_rank or 0), mod.qk_rope_head_dim
             q = (
-                self.gemm("attn_pre_proj", m, h, mod.q_lora_rank)
-                + self.gemm("q_b", m, mod.q_lora_rank, hd * mod.head_dim)
+                self.gemm("attn_pre_proj", m, h, mod.q_lora_rank, module="attention")
+                + self.gemm("q_b", m, mod.q_lora_rank, hd * mod.head_dim, module="attention")
                 if mod.q_lora_rank
-                else self.gemm("attn_pre_proj", m, h, hd * mod.head_dim)
+                else self.gemm("attn_pre_proj", m, h, hd * mod.head_dim, module="attention")
             )
-            kv_a = self.gemm("kv_a", m, h, lat + rope)
+            kv_a = self.gemm("kv_a", m, h, lat + rope, module="attention")
             # absorbed decode / prefill: W_UK folds into q, W_UV into the output (per-head batched GEMMs)
-            absorb = self.gemm("uk", m, hd * (mod.head_dim - rope), lat) + self.gemm("uv", m, hd * lat, mod.value_dim)
+            absorb = self.gemm("uk", m, hd * (mod.head_dim - rope), lat, module="attention") + self.gemm(
+                "uv", m, hd * lat, mod.value_dim, module="attention"
+            )
             qkv = attn_layers * (q + kv_a + absorb) + self._indexer_proj(m)  # + DSA's replicated indexer
-            o = attn_layers * self.gemm("attn_post_proj", m, hd * mod.value_dim, h)
+            o = attn_layers * self.gemm("attn_post_proj", m, hd * mod.value_dim, h, module="attention")
         else:
-            qkv = attn_layers * self.gemm("attn_pre_proj", m, h, self.hq + 2 * self.hkv)
-            o = attn_layers * self.gemm("attn_post_proj", m, self.hq, h)
+            qkv = attn_layers * self.gemm("attn_pre_proj", m, h, self.hq + 2 * self.hkv, module="attention")
+            o = attn_layers * self.gemm("attn_post_proj", m, self.hq, h, module="attention")
         if self.n_lin:
             kd = mod.linear_num_key_heads * mod.linear_head_dim / self.tp
             vd = mod.linear_num_value_heads * mod.linear_head_dim / self.tp
-            qkv += self.n_lin * self.gemm("lin_in", m, h, 2 * kd + 2 * vd)
-            o += self.n_lin * self.gemm("lin_out", m, vd, h)
+            qkv += self.n_lin * self.gemm("lin_in", m, h, 2 * kd + 2 * vd, module="attention")
+            o += self.n_lin * self.gemm("lin_out", m, vd, h, module="attention")
         return {"qkv_proj": qkv, "o_proj": o}
 
     def _mlp(self, m: int, m_all: int) -> dict[str, float]:
@@ -196,9 +216,10 @@ class StructuredCost(StructuredAttention):
         width = mod.expert_width / lay.moe_tp_size
         router = self.gemm("router", m, h, E, unquantised=True)  # the gate stays bf16 in quantised checkpoints
         grouped = self.engine.moe_grouped_gemm if self.engine is not None else "per_expert"
-        up = self.gemm("moe_up", pairs, h, mult * width, active, group=grouped != "per_expert")
-        down = self.gemm("moe_down", pairs, width, h, active, group=grouped != "per_expert")
-        ops["moe_experts"] = self.n_moe * (router + up + down + moe.fixed_part(grouped, self._kfloor, self.aa < 2))
+        up = self.gemm("moe_up", pairs, h, mult * width, active, group=grouped != "per_expert", module="experts")
+        down = self.gemm("moe_down", pairs, width, h, active, group=grouped != "per_expert", module="experts")
+        e_aa = self._prec["experts"][1]  # the experts' activation precision: what fused_moe quantises to, dispatches
+        ops["moe_experts"] = self.n_moe * (router + up + down + moe.fixed_part(grouped, self._kfloor, e_aa < 2))
         ops["pairs"] = pairs
         # Without attention DP every GPU already holds every token (tensor-parallel attention ends in an
         # all-reduce), so expert-parallel ranks run their own experts on the tokens routed to them and one
@@ -207,7 +228,7 @@ class StructuredCost(StructuredAttention):
         # token all-to-all (MNNVL / DeepEP) is the attention-DP path). Counted in `_dense`'s all-reduces. With
         # attention DP each rank's tokens are its own and must travel.
         if ep > 1 and self.dp > 1:  # the engine's exchange (`alltoall.MoeComm`): dispatch at the activation precision
-            a2a = moe_comm(self.engine, mod, self.gpu, lay, self.h, self.aa, self.cfg.link_efficiency, self.ar)
+            a2a = moe_comm(self.engine, mod, self.gpu, lay, self.h, e_aa, self.cfg.link_efficiency, self.ar)
             ops["moe_comm"] = self.n_moe * (a2a.seconds(m) + (self._allreduce(m) if a2a.tp_allreduce else 0.0))
         elif lay.moe_tp_size > 1 and self.dp > 1:  # tokens gathered from all ranks, results scattered back
             ops["moe_comm"] = self.n_moe * self._allreduce(m_all)

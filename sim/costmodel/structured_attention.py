@@ -160,7 +160,9 @@ class StructuredAttention(RooflineCost):
                 t += layers * (self._sparse_mla(q, c, cap) + (0.0 if short else self._indexer(q, c)))
             elif mod.is_mla:  # decompress the latent of cached + new tokens, then MHA at qk / v widths
                 lat = float(mod.kv_lora_rank or 0)
-                up = self.gemm("kv_b", c + q, lat, hd * (mod.head_dim - mod.qk_rope_head_dim + mod.value_dim))
+                up = self.gemm(
+                    "kv_b", c + q, lat, hd * (mod.head_dim - mod.qk_rope_head_dim + mod.value_dim), module="attention"
+                )
                 byts = (c + q) * (lat + mod.qk_rope_head_dim) * self.kva + 2 * q * hd * mod.head_dim * self.aa
                 t += layers * (up + self._fmha(q, c, cap, hd * (mod.head_dim + mod.value_dim) / 2.0, byts))
             else:
@@ -203,8 +205,8 @@ class StructuredAttention(RooflineCost):
         if not (mod.index_n_heads and mod.attention_topk and mod.q_lora_rank):
             return 0.0
         n, d = mod.index_n_heads, mod.index_head_dim
-        wq = self.gemm("q_b", m, mod.q_lora_rank, n * d)
-        wk = self.gemm("kv_a", m, self.h, d)
+        wq = self.gemm("q_b", m, mod.q_lora_rank, n * d, module="attention")
+        wk = self.gemm("kv_a", m, self.h, d, module="attention")
         return self.n_full * (wq + wk + self.gemm("router", m, self.h, n, unquantised=True))
 
     def _absorbed(self, q: int, c: int, cap: float | None) -> float:
