@@ -68,11 +68,9 @@ class MemoCost:
         # `_row_steps`, then keyed by context) hash and compare cheaper than a (new, cached) tuple made per lookup
         self._prefill: dict[int, dict[int, float]] = {}
         self._n_prefill = 0  # entries over all of `_prefill`'s dicts (bounded by `_MAX_ENTRIES`)
-        plain = _plain_prefill_attn(cost)
-        self._prefill_attn = plain or cost._prefill_attn  # a (new, cached) pair not seen yet
-        # compiled (this module not loaded from its `.py`), the plain attention is computed at every use instead of
-        # cached: its unboxed float operations cost less than a lookup in a dict of ~10^5 contexts (cold in memory);
-        # interpreted, the lookup costs less. The same floats either way (SPEED.md, s15-speed)
+        self._prefill_attn = (plain := _plain_prefill_attn(cost)) or cost._prefill_attn  # a (new, cached) pair unseen
+        # compiled (not loaded from the `.py`), plain attention is computed at each use: cheaper than a lookup among
+        # ~10^5 cold contexts; interpreted, the lookup is cheaper. The same floats either way (SPEED.md, s15-speed)
         self._direct: PlainAttn | None = plain if not str(__file__).endswith(".py") else None
         self._lm: dict[int, float] = {}  # sequences -> LM head seconds
         self._coeffs: dict[int, tuple[float, float] | None] = {}  # sequences -> decode_coeffs (pure in n)
@@ -137,12 +135,11 @@ class MemoCost:
                 if row is not None:
                     direct = self._direct
                     if direct is not None:
-                        p = direct.at(q, c)
-                    else:
-                        by_ctx = self._prefill.get(q)
-                        p = by_ctx.get(c) if by_ctx is not None else None  # type: ignore[assignment]
-                        if p is None:
-                            p = self._attn_new(q, c)
+                        return _row_sum(row, direct.at(q, c), self.cost._attn_coef * float(decode_ctx))
+                    by_ctx = self._prefill.get(q)
+                    p = by_ctx.get(c) if by_ctx is not None else None
+                    if p is None:
+                        p = self._attn_new(q, c)
                     return _row_sum(row, p, self.cost._attn_coef * float(decode_ctx))
             else:
                 tokens, parts = n_decode, []
@@ -167,10 +164,7 @@ class MemoCost:
 
     def _attn(self, q: int, c: int) -> float:
         """Prefill attention of a chunk of q new tokens after c cached: computed (`_direct`) or cached."""
-        direct = self._direct
-        if direct is not None:
-            return direct.at(q, c)
-        p = self._pre(q).get(c)
+        p = self._pre(q).get(c) if self._direct is None else self._direct.at(q, c)
         return self._attn_new(q, c) if p is None else p
 
     def _attn_new(self, q: int, c: int) -> float:
@@ -359,8 +353,11 @@ def _row_steps(
     # is a generic call
     for j in range(len(times), stop):
         c = c0 + q * j
-        p = direct.at(q, c) if direct is not None else pre.get(c)
-        if p is None:  # `MemoCost._attn_new`, inlined
+        if direct is not None:
+            p = direct.at(q, c)
+        elif (got := pre.get(c)) is not None:
+            p = got
+        else:  # `MemoCost._attn_new`, inlined
             p = attn(q, c)
             if memo._n_prefill < _MAX_ENTRIES:
                 pre[c] = p
@@ -406,24 +403,15 @@ ATTN_PROBES = ((0, 0), (1, 0), (7, 7), (300, 1024), (512, 0), (100, 2000), (8192
 
 
 class PlainAttn:
-    """`RooflineCost._prefill_attn` with the measured FlashAttention efficiency (`AttentionEfficiency.prefill_s`), its
-    constants read once (`_plain_prefill_attn` makes one and checks it). A class, not a closure: compiled, `at` is a
-    direct call with unboxed arguments, cheaper than looking a cached value up (`MemoCost._direct`)."""
+    """`_plain_prefill_attn`'s pricing; `consts`: flops, floor, e_max, q_half, k_half as floats (as mixed arithmetic
+    converts ints). A class, not a closure: compiled, `at` is a direct call, unboxed (`MemoCost._direct`)."""
 
-    __slots__ = ("e_max", "floor", "flops", "hq", "k_half", "layers", "q_half")
-
-    def __init__(self, layers: int, hq: int, flops: float, floor: float, e_max: float, q_half: float, k_half: float):
-        self.layers = layers
-        self.hq = hq
-        self.flops = flops
-        self.floor = floor
-        self.e_max = e_max
-        self.q_half = q_half
-        self.k_half = k_half
+    def __init__(self, layers: int, hq: int, consts: tuple[float, float, float, float, float]) -> None:
+        self.layers, self.hq = layers, hq
+        self.flops, self.floor, self.e_max, self.q_half, self.k_half = consts
 
     def at(self, q: int, c: int) -> float:
-        """The same float operations, in the same order, as `RooflineCost._prefill_attn` on this path."""
-        if q <= 0:
+        if q <= 0:  # (`RooflineCost._prefill_attn`'s float operations on this path, in its order)
             return self.layers * 0.0
         k = c + q
         e = self.e_max * q / (q + self.q_half) * k / (k + self.k_half)
@@ -434,11 +422,9 @@ class PlainAttn:
 
 
 def _plain_prefill_attn(cost: RooflineCost) -> PlainAttn | None:
-    """`RooflineCost._prefill_attn` where it prices with the measured FlashAttention efficiency
-    (`AttentionEfficiency.prefill_s`, no learned prefill grid), its constants read once: the same float operations
-    in the same order without two calls, the roofline terms that branch does not use, and attribute lookups. Every
-    (new, cached) pair a chunked run has not seen takes this path (about 2.5 a request in the chunked cases). None
-    where the model prices otherwise, or where a probe differs from the model by a bit."""
+    """`RooflineCost._prefill_attn` where it prices with the measured FlashAttention efficiency (no learned prefill
+    grid), its constants read once: the same float operations in the same order, without two calls, the unused
+    roofline terms and attribute lookups. None where the model prices otherwise, or where a probe differs by a bit."""
     eff = getattr(cost, "attn_eff", None)
     if eff is None or type(eff).prefill_s is not AttentionEfficiency.prefill_s:
         return None
@@ -446,15 +432,8 @@ def _plain_prefill_attn(cost: RooflineCost) -> PlainAttn | None:
         cost.curves and cost._attn_grids.get("prefill") is not None
     ):
         return None
-    attn = PlainAttn(
-        cost.L,
-        cost.hq,
-        float(cost.attn_peak_flops),  # (`float()` of an int is the double Python's mixed arithmetic would use)
-        float(eff.prefill_floor_s),
-        float(eff.prefill_eff_max),
-        float(eff.prefill_q_half),
-        float(eff.prefill_k_half),
-    )
+    consts = (float(cost.attn_peak_flops), float(eff.prefill_floor_s), float(eff.prefill_eff_max))
+    attn = PlainAttn(cost.L, cost.hq, (*consts, float(eff.prefill_q_half), float(eff.prefill_k_half)))
     if any(attn.at(q, c).hex() != float(cost._prefill_attn(q, c)).hex() for q, c in ATTN_PROBES):
         return None
     return attn
