@@ -171,3 +171,40 @@ def test_finish_removes_the_one_completion_by_identity() -> None:
     assert inst.running == [reqs[0], reqs[1], reqs[3], reqs[4]] and s.log.status[2] == COMPLETED
     with pytest.raises(ValueError):
         inst.finish([reqs[2]])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    n=st.integers(1, 300),
+    ctx0=st.integers(0, 1_000_000),
+    k=st.integers(2, 60),
+    a=st.floats(1e-4, 1e-1),
+    b=st.floats(1e-9, 1e-6),
+    t=st.floats(0.0, 1e4),
+    extra=st.sampled_from([0.0, 1e-3, 3.3e-5]),
+)
+def test_the_compiled_decode_loop_gives_map_and_numpys_floats(
+    n: int, ctx0: int, k: int, a: float, b: float, t: float, extra: float
+) -> None:
+    """`step_times`' plain loop (taken compiled; forced here when interpreted) against the two paths it replaces:
+    `map`/`accumulate` up to `PLAIN_STEPS` steps, numpy beyond."""
+    from itertools import accumulate
+
+    from sim.core import clock
+
+    contexts = range(ctx0 + n, ctx0 + n * k + 1, n)
+    if k <= clock.PLAIN_STEPS:
+        steps = [a + b * c for c in contexts]
+        steps[0] = steps[0] + extra if extra else steps[0]
+        want = list(accumulate(steps, initial=t))[1:]
+    else:
+        arr = np.arange(ctx0 + n, ctx0 + n * k + 1, n, dtype=np.float64) * b + a
+        arr[0] = t + (arr[0] + extra if extra else arr[0])
+        want = np.add.accumulate(arr).tolist()
+    saved = clock._COMPILED
+    try:
+        clock._COMPILED = True  # type: ignore[misc]  # (compiled, the module's own constant: already True)
+        got, arr_out = clock.step_times(None, t, n, ctx0, k, extra, (a, b))  # type: ignore[arg-type]  # (no cost model: the coefficients are given)
+    finally:
+        clock._COMPILED = saved  # type: ignore[misc]  # (restored: a Final of the module)
+    assert arr_out is None and [x.hex() for x in got] == [x.hex() for x in want]
