@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from itertools import accumulate, chain, repeat
 from operator import add, mul
+from types import FunctionType
+from typing import Final
 
 import numpy as np
 
@@ -50,30 +52,45 @@ def step_times(
         if k == 1:  # the same two additions as the general case below
             d = a + b * (ctx0 + n)
             return [t + (d + extra_first if extra_first else d)], None
+        if _COMPILED:  # a plain loop on unboxed floats: fewer operations than `map`/`accumulate` or numpy, compiled
+            c = ctx0 + n  # (the same float operations: a + b·context, extra_first on the first, then t + d in turn)
+            d = a + b * c
+            t = t + (d + extra_first if extra_first else d)
+            out = [t]
+            for _ in range(k - 1):
+                c += n
+                t = t + (a + b * c)
+                out.append(t)
+            return out, None
         if k <= PLAIN_STEPS:
             # `operator` functions with `repeat`: the same float operations without a method-wrapper call per step
             steps: Iterator[float] = map(add, repeat(a), map(mul, repeat(b), range(ctx0 + n, ctx0 + n * k + 1, n)))
             if extra_first:
                 steps = chain((next(steps) + extra_first,), steps)
-            out = list(accumulate(steps, initial=t))
-            del out[0]
-            return out, None
+            acc = list(accumulate(steps, initial=t))
+            del acc[0]
+            return acc, None
         # numpy, in place: b·context + a per step (contexts below 2^53 are exact floats), then a running sum
         # from t (`cumsum` adds in order: t + d0, then + d1, ...)
-        acc = np.arange(ctx0 + n, ctx0 + n * k + 1, n, dtype=np.float64)
-        acc *= b
-        acc += a
+        arr = np.arange(ctx0 + n, ctx0 + n * k + 1, n, dtype=np.float64)
+        arr *= b
+        arr += a
         if extra_first:
-            acc[0] += extra_first
-        acc[0] = t + acc[0]
-        _accumulate(acc, out=acc)  # `cumsum`'s own ufunc, called directly: about half its instructions
-        return acc.tolist(), acc
+            arr[0] += extra_first
+        arr[0] = t + arr[0]
+        _accumulate(arr, out=arr)  # `cumsum`'s own ufunc, called directly: about half its instructions
+        return arr.tolist(), arr
     durations: np.ndarray = cost.decode_run(n, ctx0 + n * np.arange(1, k + 1, dtype=np.int64))
     if extra_first:
         durations = durations.copy()
         durations[0] += extra_first
-    arr: np.ndarray = np.cumsum(np.concatenate(([t], durations)))[1:]
-    return arr.tolist(), arr
+    ends: np.ndarray = np.cumsum(np.concatenate(([t], durations)))[1:]
+    return ends.tolist(), ends
 
+
+# whether this module runs compiled (`sim.core.native`: mypyc makes `step_times` a builtin, not a Python function);
+# interpreted, `map`/`accumulate` and numpy take fewer instructions than a loop (s7-core), compiled the loop does
+# (SPEED.md, s15-speed)
+_COMPILED: Final = not isinstance(step_times, FunctionType)
 
 __all__ = ["PLAIN_STEPS", "step_times"]

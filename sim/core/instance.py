@@ -351,8 +351,17 @@ class Instance(BatchView):
         if len(finished) > 1:
             gone = set(map(id, finished))
             self.running = [r for r in self.running if id(r) not in gone]
-        else:
-            self.running.remove(finished[0])
+        else:  # `running.remove(finished[0])` by identity (what its `==` falls back to for a `Request`): compiled, a
+            # pointer compare per member instead of a rich compare that fails twice first (SPEED.md, s15-speed)
+            running, done = self.running, finished[0]
+            i = 0
+            for r in running:
+                if r is done:
+                    break
+                i += 1
+            else:
+                raise ValueError("list.remove(x): x not in list")
+            del running[i]
         for req in finished:
             self.give_blocks(req)
             if self.abandoning and self.log.is_abandoned(req):

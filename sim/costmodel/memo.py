@@ -68,7 +68,10 @@ class MemoCost:
         # `_row_steps`, then keyed by context) hash and compare cheaper than a (new, cached) tuple made per lookup
         self._prefill: dict[int, dict[int, float]] = {}
         self._n_prefill = 0  # entries over all of `_prefill`'s dicts (bounded by `_MAX_ENTRIES`)
-        self._prefill_attn = _plain_prefill_attn(cost) or cost._prefill_attn  # a (new, cached) pair not seen yet
+        self._prefill_attn = (plain := _plain_prefill_attn(cost)) or cost._prefill_attn  # a (new, cached) pair unseen
+        # compiled (not loaded from the `.py`), plain attention is computed at each use: cheaper than a lookup among
+        # ~10^5 cold contexts; interpreted, the lookup is cheaper. The same floats either way (SPEED.md, s15-speed)
+        self._direct: PlainAttn | None = plain if not str(__file__).endswith(".py") else None
         self._lm: dict[int, float] = {}  # sequences -> LM head seconds
         self._coeffs: dict[int, tuple[float, float] | None] = {}  # sequences -> decode_coeffs (pure in n)
         self._decode_linear = not (cost.curves and cost._attn_grids.get("decode") is not None)
@@ -130,6 +133,9 @@ class MemoCost:
                 if row is None:
                     row = self._derive_row(q + n_decode, n_decode, 1)
                 if row is not None:
+                    direct = self._direct
+                    if direct is not None:
+                        return _row_sum(row, direct.at(q, c), self.cost._attn_coef * float(decode_ctx))
                     by_ctx = self._prefill.get(q)
                     p = by_ctx.get(c) if by_ctx is not None else None
                     if p is None:
@@ -139,8 +145,7 @@ class MemoCost:
                 tokens, parts = n_decode, []
                 for q, c in prefill:
                     tokens += q
-                    p = self._pre(q).get(c)
-                    parts.append(self._attn_new(q, c) if p is None else p)
+                    parts.append(self._attn(q, c))
                 row = self._rows.get((tokens, n_decode, len(prefill))) or self._derive_row(
                     tokens, n_decode, len(prefill)
                 )
@@ -156,6 +161,11 @@ class MemoCost:
         if got is None:
             got = self._prefill[q] = {}
         return got
+
+    def _attn(self, q: int, c: int) -> float:
+        """Prefill attention of a chunk of q new tokens after c cached: computed (`_direct`) or cached."""
+        p = self._pre(q).get(c) if self._direct is None else self._direct.at(q, c)
+        return self._attn_new(q, c) if p is None else p
 
     def _attn_new(self, q: int, c: int) -> float:
         v: float = self._prefill_attn(q, c)
@@ -236,10 +246,7 @@ class MemoCost:
         parts = []
         for q, c in prefill:
             tokens += q
-            v = self._pre(q).get(c)
-            if v is None:
-                v = self._attn_new(q, c)
-            parts.append(v)
+            parts.append(self._attn(q, c))
         cached = self._dense.get(tokens)
         check = cached is None  # a token count not seen before: check the mirror against the real model
         if cached is None:
@@ -299,10 +306,7 @@ class MemoCost:
             t = _row_steps(self, row, times, durations, t, q, c0, n, ctx, k if last == q else k - 1)
             tail = rows.get(last) if last != q and rows is not None and not self.diverged else None
             if tail is not None:  # the shorter last chunk's shape was priced before: `iteration`'s row path
-                c = c0 + q * (k - 1)
-                p = self._pre(last).get(c)
-                if p is None:
-                    p = self._attn_new(last, c)
+                p = self._attn(last, c0 + q * (k - 1))
                 dt = _row_sum(tail, p, self.cost._attn_coef * float(ctx + n * (k - 1)))
                 times.append(t + dt)
                 durations.append(dt)
@@ -342,14 +346,18 @@ def _row_steps(
     prefills (q, c0 + q·j) beside n decodes of context sum ctx + n·j; `_row_sum`'s operations, inlined. Returns the
     last end time."""
     head, over, lm, cpu, lim, floor, hidden, eager = row
-    pre = memo._pre(q)  # this chunk size's prefill attention, by cached context
+    direct = memo._direct  # compiled: prefill attention computed, not looked up (`MemoCost._direct`)
+    pre = memo._pre(q) if direct is None else {}  # this chunk size's prefill attention, by cached context
     attn, coef = memo._prefill_attn, memo.cost._attn_coef
     # `pre.get` and `.append` called in place: compiled (mypyc) they are C primitives, a bound method in a local
     # is a generic call
     for j in range(len(times), stop):
         c = c0 + q * j
-        p = pre.get(c)
-        if p is None:  # `MemoCost._attn_new`, inlined
+        if direct is not None:
+            p = direct.at(q, c)
+        elif (got := pre.get(c)) is not None:
+            p = got
+        else:  # `MemoCost._attn_new`, inlined
             p = attn(q, c)
             if memo._n_prefill < _MAX_ENTRIES:
                 pre[c] = p
@@ -394,12 +402,29 @@ def _row_sum(row: Row, p: float, attn: float) -> float:
 ATTN_PROBES = ((0, 0), (1, 0), (7, 7), (300, 1024), (512, 0), (100, 2000), (8192, 8192), (16, 32768))
 
 
-def _plain_prefill_attn(cost: RooflineCost) -> Callable[[int, int], float] | None:
-    """`RooflineCost._prefill_attn` where it prices with the measured FlashAttention efficiency
-    (`AttentionEfficiency.prefill_s`, no learned prefill grid), its constants read once: the same float operations
-    in the same order without two calls, the roofline terms that branch does not use, and attribute lookups. Every
-    (new, cached) pair a chunked run has not seen takes this path (about 2.5 a request in the chunked cases). None
-    where the model prices otherwise, or where a probe differs from the model by a bit."""
+class PlainAttn:
+    """`_plain_prefill_attn`'s pricing; `consts`: flops, floor, e_max, q_half, k_half as floats (as mixed arithmetic
+    converts ints). A class, not a closure: compiled, `at` is a direct call, unboxed (`MemoCost._direct`)."""
+
+    def __init__(self, layers: int, hq: int, consts: tuple[float, float, float, float, float]) -> None:
+        self.layers, self.hq = layers, hq
+        self.flops, self.floor, self.e_max, self.q_half, self.k_half = consts
+
+    def at(self, q: int, c: int) -> float:
+        if q <= 0:  # (`RooflineCost._prefill_attn`'s float operations on this path, in its order)
+            return self.layers * 0.0
+        k = c + q
+        e = self.e_max * q / (q + self.q_half) * k / (k + self.k_half)
+        return self.layers * (self.floor + 4.0 * self.hq * q * k / (self.flops * e))
+
+    def __call__(self, q: int, c: int) -> float:
+        return self.at(q, c)
+
+
+def _plain_prefill_attn(cost: RooflineCost) -> PlainAttn | None:
+    """`RooflineCost._prefill_attn` where it prices with the measured FlashAttention efficiency (no learned prefill
+    grid), its constants read once: the same float operations in the same order, without two calls, the unused
+    roofline terms and attribute lookups. None where the model prices otherwise, or where a probe differs by a bit."""
     eff = getattr(cost, "attn_eff", None)
     if eff is None or type(eff).prefill_s is not AttentionEfficiency.prefill_s:
         return None
@@ -407,17 +432,9 @@ def _plain_prefill_attn(cost: RooflineCost) -> Callable[[int, int], float] | Non
         cost.curves and cost._attn_grids.get("prefill") is not None
     ):
         return None
-    layers, hq, flops = cost.L, cost.hq, cost.attn_peak_flops
-    floor, e_max, q_half, k_half = eff.prefill_floor_s, eff.prefill_eff_max, eff.prefill_q_half, eff.prefill_k_half
-
-    def attn(q: int, c: int) -> float:
-        if q <= 0:
-            return layers * 0.0
-        k = c + q
-        e = e_max * q / (q + q_half) * k / (k + k_half)
-        return layers * (floor + 4.0 * hq * q * k / (flops * e))
-
-    if any(attn(q, c).hex() != float(cost._prefill_attn(q, c)).hex() for q, c in ATTN_PROBES):
+    consts = (float(cost.attn_peak_flops), float(eff.prefill_floor_s), float(eff.prefill_eff_max))
+    attn = PlainAttn(cost.L, cost.hq, (*consts, float(eff.prefill_q_half), float(eff.prefill_k_half)))
+    if any(attn.at(q, c).hex() != float(cost._prefill_attn(q, c)).hex() for q, c in ATTN_PROBES):
         return None
     return attn
 
