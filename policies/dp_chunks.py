@@ -36,7 +36,7 @@ class RankChunks:
 
     def __init__(self, budget: int, dp: int) -> None:
         self.dp = dp
-        self.per_rank = budget // dp  # SGLang: chunked_prefill_size // dp_size (module docstring)
+        self.per_rank = max(1, budget // dp)  # SGLang: chunked_prefill_size // dp_size (module docstring)
         self.rank: dict[int, int] = {}
         self.next_rank = 0  # the dispatcher's round-robin counter
 

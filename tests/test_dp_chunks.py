@@ -138,3 +138,19 @@ def test_chunk_runs_are_off_with_the_split():
     plan = s.schedule(inst, 0.0)
     assert _chunks(plan) == [(0, 2048)]
     assert s.chunk_horizon(inst, plan) == 1  # no fast-forward over chunk plans: each plan places its chunks
+
+
+def test_the_split_step_is_priced_at_its_busiest_rank():
+    # The cost model already spreads a step over the ranks (ceil(tokens / dp) per rank for the dense layers,
+    # chunks largest-first onto the least-loaded rank for attention): the split's two 2,048-token chunks cost one
+    # rank's chunk of attention, where the unsplit plan's 8,192-token chunk put all of it on one rank.
+    from sim.costmodel.layout import Layout
+    from sim.costmodel.structured import StructuredCost
+    from tests.test_costmodel_structured import EXACT, GPU, TOY_MOE
+
+    dp = StructuredCost(EXACT, TOY_MOE, GPU, 1, layout=Layout(tp=1, attention_dp=4, ep=4, moe_tp=1))
+    split = dp.breakdown([(2048, 0), (2048, 0)], 0, 0)
+    whole = dp.breakdown([(8192, 0)], 0, 0)
+    assert split["attn_prefill"] == pytest.approx(dp._prefill_one(2048, 0))
+    assert whole["attn_prefill"] == pytest.approx(dp._prefill_one(8192, 0))
+    assert split["attn_prefill"] < whole["attn_prefill"] / 4  # (attention grows faster than linearly in the chunk)
