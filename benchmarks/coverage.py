@@ -201,7 +201,8 @@ def rank_budget(sched: dict[str, Any], backend: str, dp: int) -> dict[str, Any]:
     ranks only allgathering counts; each vLLM data-parallel engine core has its own `max_num_batched_tokens`),
     so the instance's token budget is dp x the per-rank one. SGLang divides `--chunked-prefill-size` by dp_size
     under DP attention (`ServerArgs`: "DP attention is enabled. The chunked prefill size is adjusted ..."): its
-    budget stays the instance's."""
+    budget stays the instance's, and the `sglang` preset's `attention_dp_rank_chunks` splits it over the ranks
+    (policies/dp_chunks.py)."""
     if dp <= 1 or backend == "sglang":
         return sched
     return {**sched, "token_budget": sched["token_budget"] * dp}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from policies.context_hold import ContextHold, RecvSkipper, hold_terms
 from policies.continuous_config import FCFSConfig as FCFSConfig  # (re-exported: plugins import them here)
 from policies.continuous_config import SarathiConfig as SarathiConfig
+from policies.dp_chunks import RankChunks
 from policies.reserve import Reservation, reservation
 from sim.core.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
 from sim.core.native import mypyc_attr
@@ -117,11 +118,19 @@ class Sarathi:
     steady_decode = True  # (and for `vllm`, which plans like this: decodes first, then prefills and new prompts)
     hold: ContextHold | None = None  # (subclasses that build themselves keep none)
     reserve: Reservation | None = None  # the engine's KV reservation for future outputs (policies/reserve.py)
+    ranks: RankChunks | None = None  # SGLang attention DP: chunks per rank (policies/dp_chunks.py)
 
-    def __init__(self, cfg: SarathiConfig, hold: ContextHold | None = None, reserve: Reservation | None = None) -> None:
+    def __init__(
+        self,
+        cfg: SarathiConfig,
+        hold: ContextHold | None = None,
+        reserve: Reservation | None = None,
+        ranks: RankChunks | None = None,
+    ) -> None:
         self.max_seqs = cfg.max_num_seqs
         self.budget = cfg.token_budget
         self.reserve = reserve
+        self.ranks = ranks
         self.hold = hold  # the serving engine's context holds (TensorRT-LLM), when its terms switch one on
         if hold is not None:  # its counters replay skipped iterations in the state of the last plan: plan at every
             self.steady_decode = False  # completion and prefill end (no onward runs past them)
@@ -138,6 +147,9 @@ class Sarathi:
         waiting, running = inst.waiting, inst.running
         if waiting and plan.preempted == 0 and swapped_out(waiting[0]):  # (`swap_in` stops at once otherwise)
             left = swap_in(inst, plan, self.max_seqs, left)
+        if self.ranks is not None:
+            self.ranks.fill(inst, plan, self.max_seqs, self.reserve, {r.id for r, _ in plan.prefill})
+            return plan
         prefilling = inst.prefilling
         if left > 0 and prefilling:
             prefill = plan.prefill
@@ -178,7 +190,7 @@ class Sarathi:
         progress changes: the chunk goes to the first prefilling request again, no budget is left to admit
         (arrivals queue behind), and no swapped-out request heads the queue to come back first. With context
         holds every chunk plan may instead be held (decodes only): the hold decides each iteration, so no run."""
-        if self.hold is not None:
+        if self.hold is not None or self.ranks is not None:  # (rank chunks: no run either, each plan decides)
             return 1
         req, n = plan.prefill[0]
         if n != self.budget - plan.decode_count or inst.prefilling[0] is not req:
@@ -200,9 +212,14 @@ class RecvSarathi(Sarathi):
     so a context hold, where one is also on, counts only received prompts, as the engine's own scheduler would."""
 
     def __init__(
-        self, cfg: SarathiConfig, hold: ContextHold | None, recv: RecvSkipper, reserve: Reservation | None = None
+        self,
+        cfg: SarathiConfig,
+        hold: ContextHold | None,
+        recv: RecvSkipper,
+        reserve: Reservation | None = None,
+        ranks: RankChunks | None = None,
     ) -> None:
-        super().__init__(cfg, hold, reserve)
+        super().__init__(cfg, hold, reserve, ranks)
         self.recv = recv
         self.steady_decode = False  # its counter replays skipped iterations in the last plan's state (as holds)
 
@@ -245,6 +262,8 @@ def _sarathi(
     """Sarathi-Serve chunked prefill with a token budget"""
     terms = hold_terms(engine, attention_dp, cfg.token_budget)
     hold = ContextHold(terms) if terms.active else None
+    split = attention_dp > 1 and bool(getattr(engine, "attention_dp_rank_chunks", False))
+    ranks = RankChunks(cfg.token_budget, attention_dp) if split else None
     if terms.recv_interval > 1:
-        return RecvSarathi(cfg, hold, RecvSkipper(terms.recv_interval), reservation(engine, model))
-    return Sarathi(cfg, hold, reservation(engine, model))
+        return RecvSarathi(cfg, hold, RecvSkipper(terms.recv_interval), reservation(engine, model), ranks)
+    return Sarathi(cfg, hold, reservation(engine, model), ranks)

@@ -236,6 +236,14 @@ class ServingEngineConfig(admission.OverlapAdmission):  # `overlap_admission`: w
     attention_dp_batching_wait_iters: int = Field(
         default=10, ge=0, description="attention-DP balance: iterations to wait for more once every rank has one"
     )
+    # SGLang under `--enable-dp-attention`: one scheduler per DP rank, each with `chunked_prefill_size // dp_size`
+    # prompt tokens per step, requests dispatched to one rank each on arrival (policies/dp_chunks.py cites the
+    # sources). On: the `sarathi` scheduler of an instance with attention DP splits its token budget over the
+    # ranks and plans each prompt's chunks on its own rank. Off (TensorRT-LLM, vLLM: each rank's own budget is
+    # the recipe's, `coverage.rank_budget`): the instance's budget goes to prompts in FCFS order.
+    attention_dp_rank_chunks: bool = Field(
+        default=False, description="attention DP: token budget // dp per rank, each prompt on one rank (SGLang)"
+    )
     batch_wait_timeout_iters: int = Field(
         default=0, ge=0, description="no attention DP: iterations context requests wait to batch (0: off)"
     )

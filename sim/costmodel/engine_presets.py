@@ -70,6 +70,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # PD disaggregation streams from the decode server as it admits the request (see `disagg_first_token`)
         "disagg_first_token": "decode_admission",
         "admission_reserve": "sglang_new_token_ratio",  # PrefillAdder's reservation (see the field)
+        # per-rank prompt chunks under DP attention (`chunked_prefill_size // dp_size`, policies/dp_chunks.py)
+        "attention_dp_rank_chunks": True,
     },
     "trtllm": {
         # TensorRT-LLM's C++ executor with in-flight batching and an overlap scheduler; CUDA graphs for decode
