@@ -166,10 +166,11 @@ def recorder(cost: StructuredCost, log: list[tuple[str, float, float]]) -> Calla
     """`cost.gemm` that also logs (op, priced seconds, roofline seconds) of every GEMM it prices."""
     inner = cost.gemm
 
-    def gemm(op: str, m: float, k: float, n: float, copies: float = 1.0, *, unquantised: bool = False) -> float:
-        t = inner(op, m, k, n, copies, unquantised=unquantised)
+    def gemm(op: str, m: float, k: float, n: float, copies: float = 1.0, **kw: Any) -> float:
+        t = inner(op, m, k, n, copies, **kw)  # (`unquantised`, `module`, `group`: as `StructuredCost.gemm` takes them)
         if m > 0:
-            wa, aa, peak = (cost.a, cost.a, cost.peak_flops) if unquantised else (cost.wa, cost.aa, cost.gemm_peak)
+            prec = cost._prec[kw.get("module")]  # (wa, aa, peak, ridge, act) of that module's precision
+            wa, aa, peak = (cost.a, cost.a, cost.peak_flops) if kw.get("unquantised") else prec[:3]
             roof = max(2.0 * m * k * n / peak, (k * n * copies * wa + (m * k + m * n) * aa) / cost.gpu.mem_bw)
             log.append((op, t, roof))
         return t

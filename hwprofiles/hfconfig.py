@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from hwprofiles.errors import ServesimError
-from hwprofiles.specs import ModelSpec
+from hwprofiles.specs import GPUSpec, ModelSpec
 
 _LAYER_KIND = {
     "full_attention": "F",
@@ -192,9 +192,8 @@ def quantization_from_config(cfg: dict[str, Any]) -> dict[str, Any] | None:
     out: dict[str, Any] = {"weights": w, "activations": w}
     if str(q.get("kv_cache_quant_algo") or "").upper() == "FP8":
         out["kv_cache"] = "fp8"
-    skipped = [
-        m for k in ("modules_to_not_convert", "exclude_modules", "ignore", "ignored_layers") for m in q.get(k) or []
-    ]
+    lists = [q.get(k) or [] for k in ("modules_to_not_convert", "exclude_modules", "ignore", "ignored_layers")]
+    skipped = [m for v in lists for m in ([v] if isinstance(v, str) else v)]  # one pattern may stand alone
     if any("attn" in str(m) for m in skipped):
         out["attention"] = {"weights": "bf16", "activations": "bf16"}
     return out
@@ -214,3 +213,15 @@ def checkpoint_quantization(path: str | Path) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError, AttributeError):
         return None  # the model loader names an unreadable config.json; a damaged sidecar leaves the default
     return quantization_from_config(cfg) if isinstance(cfg, dict) else None
+
+
+def weight_only_on(quant: dict[str, Any], gpu: GPUSpec) -> dict[str, Any]:
+    """A checkpoint's precision as `gpu` runs it: activations of a width its tensor cores lack are BF16, the weights
+    dequantised on the fly (vLLM's Marlin W8A16 / W4A16 kernels serve FP8 and FP4 checkpoints on GPUs without FP8 /
+    FP4 cores), so a checkpoint read by itself never turns a scenario that ran into an error the user did not write."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in quant.items()}
+    for part in (out, *(v for k, v in out.items() if k in ("attention", "experts") and isinstance(v, dict))):
+        a = part.get("activations")
+        if a is not None and a != "bf16" and gpu.peak_flops(str(a)) is None:
+            part["activations"] = "bf16"
+    return out

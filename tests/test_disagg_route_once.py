@@ -101,7 +101,7 @@ class _Inst:
     """A decode instance as far as a router reads it."""
 
     def __init__(self, index: int, used: int, n: int) -> None:
-        self.index, self.num_blocks, self._used = index, 9, used
+        self.index, self.num_blocks, self._used, self.block_size = index, 9, used, 32
         self.waiting: deque = deque()
         self.running = [object()] * n
         self.num_requests = n
@@ -121,8 +121,9 @@ def test_load_aware_router_sees_what_is_routed_and_queued():
     assert LeastKV().route(None, [a, b], 0.0) == 0
     x = _Handoff(req=None, src=None, start=0.0, end=0.0, blocks=7)
     a.queue.append(x)
+    a.queued_blocks += x.blocks  # (as `Disaggregation._arrive` keeps it)
     a.routed = 1
-    assert a.kv_used_blocks() == 12 and a.num_requests == 2
+    assert a.kv_used_blocks() == 12 and a.num_requests == 2 and a.block_size == 32  # (`prefix_affinity` reads it)
     assert LeastKV().route(None, [a, b], 0.0) == 1
     b.routed = 2  # two in flight to decode 2: their blocks are reserved already, they count as requests
     assert b.kv_used_blocks() == 6 and b.num_requests == 3

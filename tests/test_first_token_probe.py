@@ -5,6 +5,7 @@ recorder against a hand-computed GEMM roof."""
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -92,3 +93,28 @@ def test_estimate_adds_one_simulated_decode_step_to_agg_rows_only() -> None:
     )
     t = ft.with_lag(per_row)
     assert t["lag_ttft_err"].tolist() == pytest.approx([-0.45, -0.5])
+
+
+def test_step_gemms_prices_a_quantised_moe_and_dense_step() -> None:
+    """`step_gemms` wraps `StructuredCost.gemm` and must pass through every keyword it takes (`module` on attention
+    projections since per-module precision, `group` on experts): each step's GEMMs priced, none below roofline."""
+    from sim.cluster.pools import pool_specs
+    from sim.config.loading import load_scenario
+    from sim.costmodel.structured import StructuredCost
+
+    for model in ("qwen3-30b-a3b", "llama-3.1-8b"):
+        spec = {
+            "model": model,
+            "hardware": "h100-sxm",
+            "quantization": {"weights": "fp8", "activations": "fp8"},
+            "workload": {
+                "arrival": {"kind": "poisson", "rate": 1.0},
+                "lengths": {"kind": "fixed", "prompt": 8, "output": 8},
+                "num_requests": 1,
+            },
+        }
+        cost = pool_specs(load_scenario(spec))[0].cost
+        assert isinstance(cost, StructuredCost)
+        got = ft.step_gemms(cost, 1024)
+        assert got["step"] > 0 and 0 < got["gemm_share"] < 1 and got["dense_over_roof"] >= 1.0, got
+        assert (got["moe_over_roof"] >= 1.0) if model.startswith("qwen3") else math.isnan(got["moe_over_roof"])

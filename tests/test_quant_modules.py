@@ -4,6 +4,7 @@ module, validation lines, and the defaults leaving every deployment as before. H
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -193,3 +194,23 @@ def test_config_json_path_brings_its_checkpoint_precision(tmp_path: Path) -> Non
     f.write_text(f"model: {cfg}\nhardware: h100-sxm\n{WORKLOAD}\n")
     q = load_scenario(f).quantization
     assert (q.weights, q.activations, q.kv_cache) == ("fp8", "fp8", "fp8")
+    # on a GPU without FP8 tensor cores the checkpoint runs weight-only (W8A16, as vLLM's Marlin kernels serve it),
+    # never an error about a precision the user did not write
+    f.write_text(f"model: {cfg}\nhardware: a100-80g\n{WORKLOAD}\n")
+    q = load_scenario(f).quantization
+    assert (q.weights, q.activations, q.kv_cache) == ("fp8", "bf16", "fp8")
+
+
+def test_checkpoint_precision_weight_only_where_the_gpu_lacks_the_cores() -> None:
+    from hwprofiles.hfconfig import quantization_from_config, weight_only_on
+
+    ds = {"quant_method": "modelopt", "quant_algo": "NVFP4", "exclude_modules": "model.layers.*.self_attn*"}
+    q = quantization_from_config({"quantization_config": ds})  # a single pattern, not a list, still names attention
+    assert q == {"weights": "fp4", "activations": "fp4", "attention": {"weights": "bf16", "activations": "bf16"}}
+    assert weight_only_on(q, catalog.gpu("h100-sxm"))["activations"] == "bf16"  # W4A16 on Hopper
+    assert weight_only_on(q, catalog.gpu("b200"))["activations"] == "fp4"  # NVFP4 cores: as declared
+    experts = {"weights": "fp4", "activations": "fp4"}
+    mixed: dict[str, Any] = {"weights": "fp8", "activations": "fp8", "experts": experts}
+    on_h100 = weight_only_on(mixed, catalog.gpu("h100-sxm"))
+    assert on_h100 == {"weights": "fp8", "activations": "fp8", "experts": {"weights": "fp4", "activations": "bf16"}}
+    assert experts["activations"] == "fp4"  # the input is not changed

@@ -13,7 +13,8 @@ A request is prefilled on a prefill-pool instance, which emits its first token (
 3. the prefill instance frees its copy; the decode instance admits the request like a swap-in that
    copies nothing (its KV is present: `prefill_done == prefill_target`, `kv_tokens > 0`).
 
-Per request: `decode_instance`, `kv_transfer_s` (prefill end → KV usable on the decode side, i.e. the
+Per request: `decode_instance` (routed to, as the prefill ends: set even if the run stops while the hand-off
+still waits there), `kv_transfer_s` (prefill end → KV usable on the decode side, i.e. the
 exposed transfer), `kv_transfer_wait_s` (the part of it spent queueing for the link or for decode
 memory) and `decode_wait_s` (KV usable → taken into the decode instance's batch: the rest of the step in flight,
 then any wait for a decode slot; where the client's first token comes from the decode worker it follows that
@@ -87,16 +88,21 @@ class _Load:
     (ai-dynamo/dynamo `docs/design_docs/router_design.md`, "Block Tracking Mechanisms"), so what it has sent and
     the worker has not yet taken counts as that worker's load."""
 
-    __slots__ = ("inst", "queue", "routed")
+    __slots__ = ("inst", "queue", "queued_blocks", "routed")
 
     def __init__(self, inst: Instance) -> None:
         self.inst = inst
         self.queue: deque[_Handoff] = deque()  # routed here, waiting for memory here, in order
+        self.queued_blocks = 0  # the blocks of `queue`, kept as it changes (routing reads it per hand-off)
         self.routed = 0  # routed here and not landed yet (queued or in flight)
 
     @property
     def index(self) -> int:
         return self.inst.index
+
+    @property
+    def block_size(self) -> int:
+        return self.inst.block_size  # (`prefix_affinity` sizes its index by it)
 
     @property
     def num_blocks(self) -> int:
@@ -115,7 +121,7 @@ class _Load:
         return self.inst.num_requests + self.routed
 
     def kv_used_blocks(self) -> int:
-        return self.inst.kv_used_blocks() + sum(x.blocks for x in self.queue)
+        return self.inst.kv_used_blocks() + self.queued_blocks
 
     def admit_blocks(self, req: Request) -> int:
         return self.inst.admit_blocks(req)
@@ -190,6 +196,7 @@ class Disaggregation:
         self.decode_instance[x.req.id] = load.inst.index
         if load.queue or not self._place(x):
             load.queue.append(x)
+            load.queued_blocks += x.blocks
 
     def released(self, inst: Instance) -> None:
         """A decode instance freed blocks: retry the hand-offs waiting for it once this instant's events are in."""
@@ -200,9 +207,10 @@ class Disaggregation:
 
     def _retry(self, k: int) -> None:
         self._retry_due.discard(k)
-        queue = self.loads[k].queue
+        load = self.loads[k]
+        queue = load.queue
         while queue and self._place(queue[0]):
-            queue.popleft()
+            load.queued_blocks -= queue.popleft().blocks
 
     def _place(self, x: _Handoff) -> bool:
         """Reserve memory on the routed decode instance and book the copy; False if it has no room now."""

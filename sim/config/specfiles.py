@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from hwprofiles import catalog
-from hwprofiles.hfconfig import checkpoint_quantization, is_config_path
+from hwprofiles.hfconfig import checkpoint_quantization, is_config_path, weight_only_on
 from sim.config.modelarg import SPEC_SUFFIXES, spec_file_data
 from sim.config.yamlio import Loc, Positions, format_validation_error, graft, load_yaml, locate
 from sim.errors import ServesimError
@@ -76,7 +76,7 @@ def resolve_spec_files(
                 if loc == ("model",) and "quantization" not in data:  # the checkpoint's own precision, if declared
                     quant = checkpoint_quantization(path)
                     if quant is not None:
-                        data["quantization"] = quant
+                        data["quantization"] = _as_run(quant, data.get("hardware"))
         except ServesimError as e:
             raise ServesimError(f"{where}: {str(e).removeprefix('model: ')}") from None
     return data, pos
@@ -115,3 +115,14 @@ def check_cost_files(data: dict[str, Any], label: str, pos: Positions | None, ba
         except ValidationError as e:
             where, _, what = format_validation_error(e, str(path), ppos).partition(": ")
             raise ServesimError(f"{where}: not a servesim profile: {what}") from None
+
+
+def _as_run(quant: dict[str, Any], hardware: object) -> dict[str, Any]:
+    """The checkpoint's precision on the scenario's GPU (`weight_only_on`) where the top level names one the
+    catalogue knows; otherwise as declared (a pool's GPU is checked by the scenario, with the usual error)."""
+    if not isinstance(hardware, str):
+        return quant
+    try:
+        return weight_only_on(quant, catalog.gpu(hardware))
+    except ServesimError:
+        return quant  # an unknown GPU name is reported where `hardware` is validated

@@ -262,12 +262,12 @@ class RequestLog:
     def abandon(self, req: Request) -> None:
         """The client gave up on `req` now (`workload.timeout_s`). Its fields are stored when the instance lets
         go of it (`let_go`): at once from the queue, at the end of the step in flight from the batch."""
-        self.status[req.id] = ABANDONED
+        self._status[req.id] = ABANDONED  # in place: an in-flight id has no buffered store (no `_sync` per call)
         if self.on_end is not None:
             self.on_end(req.id, self.clock())
 
     def is_abandoned(self, req: Request) -> bool:
-        return bool(self.status[req.id] == ABANDONED)
+        return bool(self._status[req.id] == ABANDONED)  # ABANDONED is only ever written in place (`abandon`)
 
     def let_go(self, req: Request) -> None:
         """An abandoned request has left its instance: store its final fields (it completes nothing)."""
