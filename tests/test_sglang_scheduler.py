@@ -60,11 +60,11 @@ class _View:
 
 def _plans(sched: Sglang) -> tuple[BatchPlan, BatchPlan]:
     view = _View()
-    first = sched.schedule(view, 0.0)  # type: ignore[arg-type]
+    first = sched.schedule(view, 0.0)  # type: ignore[arg-type]  # a stand-in InstanceView
     for req, n in first.prefill:  # the prompts finish their prefill and decode from now on
         req.prefill_done = req.kv_tokens = n
         view.decoders.append(req)
-    return first, sched.schedule(view, 0.0)  # type: ignore[arg-type]
+    return first, sched.schedule(view, 0.0)  # type: ignore[arg-type]  # a stand-in InstanceView
 
 
 def test_two_waiting_prompts_run_as_a_prefill_batch_without_the_decoders() -> None:
@@ -86,14 +86,14 @@ def test_with_enable_mixed_chunk_the_decoders_join_and_take_budget_first() -> No
 def test_a_prompt_above_the_chunk_is_cut_and_continues_first() -> None:
     sched = Sglang(_cfg(25))
     view = _View()
-    plan = sched.schedule(view, 0.0)  # type: ignore[arg-type]
+    plan = sched.schedule(view, 0.0)  # type: ignore[arg-type]  # a stand-in InstanceView
     assert [(r.id, n) for r, n in plan.prefill] == [(3, 20), (4, 5)] and not plan.decode
     a, b = (r for r, _ in plan.prefill)
     a.prefill_done = a.kv_tokens = 20
     view.decoders.append(a)
     b.prefill_done = b.kv_tokens = 5
     view.prefilling = [b]
-    plan = sched.schedule(view, 0.0)  # type: ignore[arg-type]
+    plan = sched.schedule(view, 0.0)  # type: ignore[arg-type]  # a stand-in InstanceView
     assert [(r.id, n) for r, n in plan.prefill] == [(4, 25)] and not plan.decode  # its rest, alone
 
 
@@ -151,7 +151,7 @@ def test_the_kind_is_built_with_the_engines_reservation_recv_interval_and_rank_c
     kv=st.integers(12, 60),
     budget=st.sampled_from([16, 64, 200]),
     mixed=st.booleans(),
-    engine=st.sampled_from([None, "sglang"]),
+    engine=st.sampled_from([None, "sglang", "recv"]),
     preemption=st.sampled_from(["recompute", "swap"]),
 )
 def test_every_request_is_accounted_for_and_kv_never_overflows(
@@ -167,8 +167,8 @@ def test_every_request_is_accounted_for_and_kv_never_overflows(
     rows = sorted(rows)
     sched = {**SGL, "chunked_prefill_size": budget, "enable_mixed_chunk": mixed}
     sc = scenario(write_csv(tmp / "w.csv", rows), kv_blocks=kv, scheduler=sched, preemption=preemption)
-    if engine:
-        sc["serving_engine"] = {"kind": engine}
+    if engine:  # the SGLang preset's reservation and rank chunks; "recv": behind a receive interval of 3
+        sc["serving_engine"] = {"kind": "sglang", **({"scheduler_recv_interval": 3} if engine == "recv" else {})}
     a = sim.run(sim.load_scenario(sc))
     b = sim.run(sim.load_scenario({**sc, "engine": {"fast_forward": False}}))
     same_result(a, b)
