@@ -91,6 +91,11 @@ READ_DECODE_ROUTER = True  # TensorRT-LLM disagg rows: decode workers picked in 
 READ_TRT_RELEASE = True  # TensorRT-LLM rows: the release's MoE exchange rule (coverage_trt_release)
 READ_SGLANG_STATIC = True  # SGLang agg rows: the recipe's / engine default --mem-fraction-static (the KV pool)
 READ_TRT_SCHEDULER = True  # TensorRT-LLM agg rows: the recipe's scheduler and KV share (coverage_recipes_trt)
+# SGLang rows: servesim's `sglang` kind (policies/sglang.py: prefill batches first and alone, decode batches
+# otherwise, as SGLang without `--enable-mixed-chunk`, which no sampled recipe passes: COVERAGE_LOG "G6") with
+# the same numbers (`chunked_prefill_size` = the budget, `max_running_requests` = the seats); before session 15
+# (branch s15-sglang) `sarathi`, which mixes decodes into every chunk. `--no-sglang-kind`: that older reading.
+READ_SGLANG_KIND = True
 MAX_CLIENTS = 1024  # larger closed loops are expressible but not simulated for errors (run time)
 QUANT = {  # quant mode -> (weights, activations)
     "nvfp4": ("fp4", "fp4"),
@@ -142,7 +147,8 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
     c = concurrency(row)
     model, gpu = catalog.model(row["model_path"]), catalog.gpu(row["system"])
     quant = quantization(row, gpu)
-    # vLLM V1, SGLang and TRT-LLM all default to chunked prefill mixed with decodes (8192-token budget)
+    # vLLM V1 and TRT-LLM (chunked) mix chunks with decodes in an 8192-token budget; SGLang chunks at 8192 but
+    # runs its prefill batches alone (`sglang_kind`, READ_SGLANG_KIND)
     sched = {"kind": "sarathi", "max_num_seqs": max(256, c), "token_budget": 8192}
     sc: dict[str, Any] = {
         "name": str(row["id"])[:80],
@@ -186,7 +192,24 @@ def scenario(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any]:
     free = (kv_free_fraction(row, c, lay[0]) if READ_TRT_SCHEDULER and row["mode"] == "agg" else None) or 0.9
     share = memory_fraction(row["backend"], model, gpu, quant, lay, free)  # SGLang: its mem_fraction_static instead
     sc["kv_cache"] = kv_cache_section(row, share, gpu.memory_bytes, lay[0], "speculative" in sc, READ_SGLANG_STATIC)
+    if READ_SGLANG_KIND and row["backend"] == "sglang":
+        sc["scheduler"] = sglang_kind(sc["scheduler"])
+        for pool in (sc["cluster"].get(role) for role in ("prefill", "decode")):
+            if pool is not None and "scheduler" in pool:
+                pool["scheduler"] = sglang_kind(pool["scheduler"])
     return sc
+
+
+def sglang_kind(sched: dict[str, Any]) -> dict[str, Any]:
+    """The `sglang` scheduler with a `sarathi` section's numbers: its token budget is SGLang's
+    `chunked_prefill_size` (an instance's whole budget: `rank_budget`), its seats `max_running_requests`."""
+    if sched["kind"] != "sarathi":
+        return sched
+    return {
+        "kind": "sglang",
+        "chunked_prefill_size": sched["token_budget"],
+        "max_running_requests": sched["max_num_seqs"],
+    }
 
 
 def instances(row: pd.Series) -> int:
@@ -328,6 +351,8 @@ def simulate(row: pd.Series, protocol: str = "inferencex", sglang_first: bool = 
                 if sched and sc["scheduler"]["kind"] == "sarathi":  # a recipe budget (per rank: `rank_budget`)
                     dp = sc["cluster"].get("attention_dp", 1)
                     sc["scheduler"] = rank_budget({**sc["scheduler"], **sched}, str(row["backend"]), dp)
+                elif sched.get("token_budget") and sc["scheduler"]["kind"] == "sglang":  # (its chunk: the same)
+                    sc["scheduler"] = {**sc["scheduler"], "chunked_prefill_size": sched["token_budget"]}
             if (extra := PER_REQUEST_S.get(str(row["backend"]))) is not None:  # fitted, `--per-request-s` only
                 fe = preset(engine["kind"]).frontend_s  # on top of the preset's own front end
                 sc["serving_engine"]["frontend_s"] = fe + extra
@@ -395,7 +420,7 @@ def errors(res: pd.DataFrame) -> dict[str, Any]:
 
 
 def main() -> None:
-    global READ_REPLICAS, READ_DECODE_SLOTS, READ_TRT_SCHEDULER, READ_DECODE_ROUTER
+    global READ_REPLICAS, READ_DECODE_SLOTS, READ_TRT_SCHEDULER, READ_DECODE_ROUTER, READ_SGLANG_KIND
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--csv", type=Path, default=CSV)
     ap.add_argument("--sample", type=int, default=200, help="rows simulated for errors (stratified); 0: none")
@@ -426,6 +451,12 @@ def main() -> None:
     )
     ap.add_argument("--trt-scheduler", action=argparse.BooleanOptionalAction, default=READ_TRT_SCHEDULER)
     ap.add_argument(
+        "--sglang-kind",
+        action=argparse.BooleanOptionalAction,
+        default=READ_SGLANG_KIND,
+        help="SGLang rows: the `sglang` scheduler kind (no: `sarathi`, decodes mixed into every chunk)",
+    )
+    ap.add_argument(
         "--decode-router",
         action=argparse.BooleanOptionalAction,
         default=READ_DECODE_ROUTER,
@@ -441,6 +472,7 @@ def main() -> None:
     coverage_disagg.READ_BOUND = args.bound
     READ_REPLICAS, READ_DECODE_SLOTS, READ_TRT_SCHEDULER = args.replicas, args.decode_slots, args.trt_scheduler
     READ_DECODE_ROUTER = args.decode_router
+    READ_SGLANG_KIND = args.sglang_kind
     if args.per_request_s is not None:
         PER_REQUEST_S.update(json.loads(args.per_request_s.read_text()))
     df = pd.read_csv(args.csv)
@@ -451,6 +483,7 @@ def main() -> None:
         "expressible": int(df["ok"].sum()),
         "protocol": args.protocol,
         "sglang_first": args.sglang_first,
+        "sglang_kind": args.sglang_kind,
         "replicas": args.replicas,
         "by": {k: _share(df, k) for k in ("mode", "backend", "model_path", "system")},
         "reasons": df.loc[~df["ok"], "why"].value_counts().head(15).to_dict(),

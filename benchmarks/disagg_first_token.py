@@ -66,7 +66,8 @@ def with_decode_slots(row: pd.Series, workload: dict[str, Any]) -> dict[str, Any
     sc = _PLAIN(row, workload)
     if row["mode"] == "disagg" and (cap := slots(row)) is not None:
         dec = sc["cluster"]["decode"]
-        dec["scheduler"] = {**dec.get("scheduler", sc["scheduler"]), "max_num_seqs": cap}
+        own = dec.get("scheduler", sc["scheduler"])
+        dec["scheduler"] = {**own, ("max_running_requests" if own["kind"] == "sglang" else "max_num_seqs"): cap}
         if DECODE_ROUTER is not None:
             dec["router"] = DECODE_ROUTER
     return sc

@@ -96,6 +96,13 @@ def scenario_for(row: pd.Series) -> tuple[Scenario | None, str]:
     lengths = {"kind": "fixed", "prompt": int(row["isl"]), "output": int(row["osl"])}
     workload = {"num_requests": len(prompt), "arrival": {"kind": "closed_loop", "concurrency": c}, "lengths": lengths}
     data = coverage.scenario(row, workload)
+    if data["scheduler"]["kind"] == "sglang":  # (coverage's `sglang` kind: this fit keeps its sarathi reading)
+        s = data["scheduler"]
+        data["scheduler"] = {
+            "kind": "sarathi",
+            "max_num_seqs": s["max_running_requests"],
+            "token_budget": s["chunked_prefill_size"],
+        }
     data["serving_engine"] = coverage.serving_engine(row)
     if coverage.source(row) == "inferencex" and row["mode"] == "agg":  # the recipe's knobs, as coverage.simulate
         terms, sched = coverage.recipe_terms(row, c)

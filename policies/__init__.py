@@ -12,6 +12,7 @@ from policies import (  # noqa: F401  (register the built-ins)
     prefix_router,
     priority,
     routers,
+    sglang,
     sjf,
     static,
     trtllm,

@@ -144,18 +144,26 @@ class Sarathi:
             left = self.budget - len(plan.decode)
         if self.hold is not None and self.hold.holds(inst, plan.decode_count):
             return plan  # context requests wait this iteration: decodes only
-        waiting, running = inst.waiting, inst.running
+        waiting = inst.waiting
         if waiting and plan.preempted == 0 and swapped_out(waiting[0]):  # (`swap_in` stops at once otherwise)
             left = swap_in(inst, plan, self.max_seqs, left)
+        self.fill_prefills(inst, plan, left)
+        return plan
+
+    def fill_prefills(self, inst: InstanceView, plan: BatchPlan, left: int) -> None:
+        """Add to `plan` the running prefills' next chunks, then new prompts in FCFS order while `left` tokens,
+        memory, the reservation and `max_seqs` allow (per attention-DP rank with `ranks`). Also the whole of an
+        `sglang` prefill batch (policies/sglang.py), planned with no decodes."""
+        waiting, running = inst.waiting, inst.running
         if self.ranks is not None:
             self.ranks.fill(inst, plan, self.max_seqs, self.reserve, {r.id for r, _ in plan.prefill})
-            return plan
+            return
         prefilling = inst.prefilling
         if left > 0 and prefilling:
             prefill = plan.prefill
             if not prefill and prefilling[0].prefill_target - prefilling[0].prefill_done >= left:
                 plan.prefill = [(prefilling[0], left)]  # the first prefill takes the whole budget: the usual case
-                return plan
+                return
             swapped = {id(r) for r, _ in prefill} if prefill else ()  # swapped back in mid-prefill: planned
             for req in prefilling:
                 if left <= 0:
@@ -177,7 +185,6 @@ class Sarathi:
             n = min(req.prefill_target, left)
             plan.prefill.append((req, n))
             left -= n
-        return plan
 
     def decision_horizon(self, inst: InstanceView, plan: BatchPlan) -> int:
         h = UNBOUNDED if self.hold is None else self.hold.horizon()

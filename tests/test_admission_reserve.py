@@ -104,7 +104,7 @@ def test_a_reservation_on_a_scheduler_that_ignores_it_is_an_error(tmp_path: Any,
     tr = write_csv(tmp_path / "w.csv", [(0.0, 16, 16)])
     sc = scenario(tr, scheduler=sched)
     sc["serving_engine"] = {"kind": "trtllm"}
-    obey = r"admission_reserve: 'guaranteed_no_evict'.*'sarathi' or 'trtllm' or 'vllm'"
+    obey = r"admission_reserve: 'guaranteed_no_evict'.*'sarathi' or 'sglang' or 'trtllm' or 'vllm'"
     with pytest.raises(sim.ServesimError, match=obey):
         sim.load_scenario(sc)
     sc["serving_engine"] = {"kind": "trtllm", "admission_reserve": "none"}

@@ -358,11 +358,13 @@ def test_sglang_disagg_recipe_prefill_chunk_and_fp8_kv(rows: pd.DataFrame) -> No
     and a TRT-LLM disagg row is untouched."""
     r = rows.loc["dsr1_gb200_sglang_fp8_disagg_8192x1024_c512_cfg253"]
     sc = cov.scenario(r, cov._fixed_workload(1, r))
-    assert sc["cluster"]["prefill"]["scheduler"]["token_budget"] == 131072
+    assert sc["cluster"]["prefill"]["scheduler"]["chunked_prefill_size"] == 131072  # (the `sglang` kind's chunk)
     assert "scheduler" not in sc["cluster"]["decode"]  # SGLang's instance budget stays 8,192 there
     assert sc["quantization"]["kv_cache"] == "fp8"
     b = rows.loc["dsr1_b200_sglang_fp8_disagg_8192x1024_c288_cfg641"]  # b200-fp8/8k1k: 8 ranks x 8192 per step
-    assert cov.scenario(b, cov._fixed_workload(1, b))["cluster"]["prefill"]["scheduler"]["token_budget"] == 65536
+    assert (
+        cov.scenario(b, cov._fixed_workload(1, b))["cluster"]["prefill"]["scheduler"]["chunked_prefill_size"] == 65536
+    )
     g3 = rows[(rows["backend"] == "sglang") & (rows["mode"] == "disagg") & (rows["system"] == "gb300")]
     g3 = g3[g3["isl"] == 1024].iloc[0]  # GB300 1k/1k: no recipe read, nothing applied
     assert cov.quantization(g3, cov.catalog.gpu("gb300"))["kv_cache"] == "bf16"

@@ -25,6 +25,10 @@ CONFIGS: dict[str, list[dict[str, Any]]] = {
         {"kind": "trtllm", "max_num_tokens": 48, "max_batch_size": 6},
         {"kind": "trtllm", "max_num_tokens": 48, "max_batch_size": 6, "enable_chunked_prefill": True},
     ],
+    "sglang": [
+        {"kind": "sglang", "chunked_prefill_size": 48, "max_running_requests": 6},
+        {"kind": "sglang", "chunked_prefill_size": 48, "max_running_requests": 6, "enable_mixed_chunk": True},
+    ],
     "vllm": [
         {"kind": "vllm", "max_num_batched_tokens": 48, "max_num_seqs": 6},
         {"kind": "vllm", "max_num_batched_tokens": 16, "max_num_seqs": 3, "enable_prefix_caching": False},

@@ -272,10 +272,10 @@ class Scenario(Strict):
         if c.prefill is not None and c.decode is not None:
             pools = [(p.attention_dp, p.scheduler or self.scheduler) for p in (c.prefill, c.decode)]
         for dp, sched in pools:
-            if sched.kind != "sarathi" and eng is not None and eng.scheduler_recv_interval > 1:
+            if sched.kind not in ("sarathi", "sglang") and eng is not None and eng.scheduler_recv_interval > 1:
                 raise ValueError(
-                    f"serving_engine.scheduler_recv_interval: the receive interval needs scheduler kind 'sarathi', "
-                    f"not {sched.kind!r}"
+                    f"serving_engine.scheduler_recv_interval: the receive interval needs scheduler kind 'sarathi' or "
+                    f"'sglang', not {sched.kind!r}"
                 )
             if sched.kind not in HOLD_KINDS and hold_terms(eng, dp, 1).active:
                 field = "attention_dp_balance" if dp > 1 else "batch_wait_timeout_iters"
