@@ -211,6 +211,7 @@ class Sarathi:
         return not inst.waiting and len(inst.prefilling) == 1
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled (`sim.core.native`): sglang's RecvSglang extends it
 class RecvSarathi(Sarathi):
     """Sarathi behind SGLang's receive interval (`RecvSkipper`): prompts that arrived after the scheduler's last
     poll are not seen. A subclass, built only when the interval is above 1, so plain Sarathi's per-plan path is
