@@ -19,12 +19,13 @@ sees it, round robin in arrival order (the bootstrap room's residue is uniform o
 is its deterministic equal in expectation), and each rank takes its own prompts' chunks up to its budget. A
 rank whose budget is spent lets the next waiting request of another rank go ahead of it, as that rank's own
 scheduler would. Memory and the running-request cap stay the instance's (servesim pools the KV cache). The
-cost model prices such a step at its busiest rank, but from the chunks alone, not from this plan's ranks
-(`StructuredCost`: ceil(tokens / dp) per rank for the dense layers, chunks placed largest-first on the
-least-loaded rank for attention). Attention matches the plan when each rank holds at most one chunk; the dense
-layers are priced as if the tokens were spread evenly, so a step whose prompt tokens sit on fewer ranks than
-`dp` (one 2,048-token chunk at low load) is priced low there. Pricing the plan's own per-rank tokens needs the
-plan's ranks in the cost model and its memo (keyed by token count today): left (benchmarks/COVERAGE.md, s15).
+cost model prices such a step at its busiest rank, from the chunks alone, not from this plan's ranks
+(`StructuredCost._busiest_tokens`): chunks placed whole, largest-first on the least-loaded rank, for attention
+and for the dense layers (projections, dense MLPs, shared experts, norms, the MoE dispatch) alike, decodes
+ceil(decodes / dp) per rank, so a step with one 2,048-token chunk at dp = 4 runs its dense layers on 2,048
+tokens plus that rank's decodes (branch s15-dprank; before it they were priced as if spread evenly). This
+matches the plan's ranks when each rank holds at most one chunk; where the plan put two chunks on one rank
+the largest-first placement may spread them and price the step below what the plan's busiest rank runs.
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ local-window / linear / sparse attention layers, quantised GEMMs, and attention 
 
 `RooflineCost` prices a bf16 dense model on a plain tp layout exactly as before; the builder switches to
 `StructuredCost` only when the model, the layout or the precision needs it. The instance's batch is split
-over `attention_dp` ranks in lockstep: a step costs what its busiest rank costs (ceil(n / dp) sequences,
-chunks placed largest-first), while routed experts see every rank's tokens. The attention terms live in the
-base class, `sim.costmodel.structured_attention` (split off to keep each module within the layout limit).
+over `attention_dp` ranks in lockstep: a step costs what its busiest rank costs (ceil(n / dp) decodes,
+chunks placed whole largest-first, for attention and dense layers alike: `_busiest_tokens`), while routed
+experts see every rank's tokens. The attention terms live in the base class,
+`sim.costmodel.structured_attention` (split off to keep each module within the layout limit).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class StructuredCost(StructuredAttention):
         self.layout = layout or Layout(tp=tp)
         self.decode_query = decode_query  # longest MLA query chunk priced in the absorbed form (DECODE_QUERY)
         self.quant = quant
+        # (tokens, busiest rank's tokens) -> dense operators, for steps whose tokens are not evenly spread (`_dense`)
+        self._dense_rank_cache: dict[tuple[int, int], dict[str, float]] = {}
         super().__init__(cfg, model, gpu, tp, **parts)
         m, lay = model, self.layout
         peak = gpu.peak_flops(quant.activations) or gpu.bf16_flops
@@ -164,6 +167,22 @@ class StructuredCost(StructuredAttention):
     # -- per-step operators ----------------------------------------------------------------------------
     def _rank_tokens(self, m: int) -> int:
         return -(-m // self.dp)
+
+    def _busiest_tokens(self, prefill: Chunks, n_decode: int) -> int:
+        """The busiest attention-DP rank's tokens in a step: what its dense layers (projections, dense MLPs,
+        shared experts, norms) and its MoE dispatch run on. A prompt's chunk sits on one rank (its KV cache is
+        there: SGLang's `DataParallelController` and TensorRT-LLM's attention-DP scheduler assign a request to
+        one rank), so chunks go largest-first onto the least-loaded rank, as `_prefill_ranks` places them for
+        attention, and decodes spread evenly, ceil(n / dp) per rank as `_decode_attn` takes them; never below
+        ceil(tokens / dp). dp = 1: every token."""
+        tokens = sum(q for q, _ in prefill) + n_decode
+        if self.dp == 1:
+            return tokens
+        loads = [0] * self.dp
+        for q in sorted((q for q, _ in prefill), reverse=True):
+            i = loads.index(min(loads))
+            loads[i] += q
+        return max(self._rank_tokens(tokens), max(loads) + self._rank_tokens(n_decode))
 
     def _proj(self, m: int) -> dict[str, float]:
         """Attention projections of one rank's m tokens (all layers of the stage)."""
@@ -276,11 +295,27 @@ class StructuredCost(StructuredAttention):
             t += self.n_moe * per_moe
         return t
 
-    def _dense(self, m_all: int) -> dict[str, float]:
+    def _dense(self, m_all: int, m_rank: int | None = None) -> dict[str, float]:
+        """The dense operators of a step of m_all tokens whose busiest rank runs m_rank of them (default: spread
+        evenly, ceil(m_all / dp), as a decode-only step's are); cached by m_all when evenly spread, else by both."""
+        m = self._rank_tokens(m_all)
+        if m_rank is not None and m_rank != m:
+            key = (m_all, m_rank)
+            hit = self._dense_rank_cache.get(key)
+            if hit is None:
+                hit = self._dense_at(m_all, m_rank)
+                if len(self._dense_rank_cache) < 65536:
+                    self._dense_rank_cache[key] = hit
+            return hit
         got = self._dense_cache.get(m_all)
         if got is not None:
             return got
-        m = self._rank_tokens(m_all)
+        ops = self._dense_at(m_all, m)
+        if len(self._dense_cache) < 65536:
+            self._dense_cache[m_all] = ops
+        return ops
+
+    def _dense_at(self, m_all: int, m: int) -> dict[str, float]:
         ops = self._proj(m)
         mlp = self._mlp(m, m_all)
         pairs = mlp.pop("pairs")
@@ -294,8 +329,6 @@ class StructuredCost(StructuredAttention):
         else:
             ops["allreduce"] = 0.0
         ops["overhead"] = self.overhead
-        if len(self._dense_cache) < 65536:
-            self._dense_cache[m_all] = ops
         return ops
 
     def _lm_head(self, seqs: int) -> float:
@@ -312,9 +345,10 @@ class StructuredCost(StructuredAttention):
         if not prefill:  # decode-only: exactly what decode_run charges (RooflineCost's, with these operators)
             return self._decode_breakdown(n_decode, float(decode_ctx))
         tokens = sum(q for q, _ in prefill) + n_decode
-        ops = dict(self._dense(tokens))
+        busiest = self._busiest_tokens(prefill, n_decode)  # the dense layers and MoE dispatch run on the busiest rank's
+        ops = dict(self._dense(tokens, busiest))
         if self._prompt_a2a is not None:  # `deepep`: DeepEP's normal kernels on prompt steps (`alltoall.prompt_comm`)
-            ops["moe_comm"] = self.n_moe * self._prompt_a2a.seconds(self._rank_tokens(tokens), prompt=True)
+            ops["moe_comm"] = self.n_moe * self._prompt_a2a.seconds(busiest, prompt=True)
         seqs = len(prefill) + n_decode
         ops["overhead"] = ops["overhead"] + seqs * self.params.seq_overhead_s  # + 0.0 without a per-sequence term
         ops["attn_prefill"] = self._prefill_ranks(prefill)
