@@ -56,6 +56,18 @@ GUARD = ("tpot", "e2e")  # keep the preset unless the fit rows' median |error| o
 SARATHI_HOOKS = ("attention_dp_balance", "batch_wait_timeout_iters", "scheduler_recv_interval")
 
 
+def rank_chunks(data: dict[str, Any]) -> bool:
+    """Whether the row runs SGLang's per-rank prompt chunks (`serving_engine.attention_dp_rank_chunks`, on in the
+    `sglang` preset; policies/dp_chunks.py), which only `sarathi` plans: an SGLang engine with attention DP in
+    some pool. On `vllm` a whole 8,192-token chunk would sit on one rank (session 15: two SGLang B200 disagg rows
+    saturated in this replay only, once that rank's dense layers were priced at its own tokens, s15-dprank)."""
+    cl = data.get("cluster") or {}
+    pools = [cl, cl.get("prefill") or {}, cl.get("decode") or {}]
+    engine = data.get("serving_engine") or {}
+    on = engine.get("attention_dp_rank_chunks", engine.get("kind") == "sglang")
+    return bool(on) and any(int(p.get("attention_dp") or 1) > 1 for p in pools)
+
+
 CONFIG = [
     "backend",
     "system",
@@ -111,7 +123,7 @@ def scenario_for(row: pd.Series) -> tuple[Scenario | None, str]:
             dp = data["cluster"].get("attention_dp", 1)
             data["scheduler"] = coverage.rank_budget({**data["scheduler"], **sched}, str(row["backend"]), dp)
     trtllm = data["scheduler"]["kind"] == "trtllm"  # TensorRT-LLM's own scheduler (coverage_recipes_trt) stays
-    if not trtllm and not any(k in data["serving_engine"] for k in SARATHI_HOOKS):  # else `sarathi` stays
+    if not trtllm and not any(k in data["serving_engine"] for k in SARATHI_HOOKS) and not rank_chunks(data):
         budget = int(data["scheduler"]["token_budget"])  # coverage's instance budget (recipe, attention-DP ranks)
         data["scheduler"] = {"kind": "vllm", "max_num_seqs": max(256, c), "max_num_batched_tokens": budget}
     try:
