@@ -10,7 +10,7 @@ from __future__ import annotations
 from policies.context_hold import ContextHold, RecvSkipper, hold_terms
 from policies.continuous_config import FCFSConfig as FCFSConfig  # (re-exported: plugins import them here)
 from policies.continuous_config import SarathiConfig as SarathiConfig
-from policies.dp_chunks import RankChunks
+from policies.dp_chunks import RankChunks, rank_chunks
 from policies.reserve import Reservation, reservation
 from sim.core.batch import UNBOUNDED, BatchPlan, BatchScheduler, InstanceView
 from sim.core.native import mypyc_attr
@@ -270,8 +270,7 @@ def _sarathi(
     """Sarathi-Serve chunked prefill with a token budget"""
     terms = hold_terms(engine, attention_dp, cfg.token_budget)
     hold = ContextHold(terms) if terms.active else None
-    split = attention_dp > 1 and bool(getattr(engine, "attention_dp_rank_chunks", False))
-    ranks = RankChunks(cfg.token_budget, attention_dp) if split else None
+    ranks = rank_chunks(engine, cfg.token_budget, attention_dp)
     if terms.recv_interval > 1:
         return RecvSarathi(cfg, hold, RecvSkipper(terms.recv_interval), reservation(engine, model), ranks)
     return Sarathi(cfg, hold, reservation(engine, model), ranks)

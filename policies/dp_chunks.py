@@ -88,3 +88,11 @@ class RankChunks:
             n = min(req.prefill_target, left[r])
             plan.prefill.append((req, n))
             left[r] -= n
+
+
+def rank_chunks(engine: object, budget: int, dp: int) -> RankChunks | None:
+    """The per-rank split of `budget` where the engine plans prompts per attention-DP rank
+    (`serving_engine.attention_dp_rank_chunks`) and the instance has ranks; None otherwise."""
+    if dp > 1 and bool(getattr(engine, "attention_dp_rank_chunks", False)):
+        return RankChunks(budget, dp)
+    return None

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from policies.context_hold import RecvSkipper, hold_terms
 from policies.continuous import RecvSarathi, Sarathi, SarathiConfig, plan_decodes, swap_in, swapped_out
-from policies.dp_chunks import RankChunks
+from policies.dp_chunks import RankChunks, rank_chunks
 from policies.reserve import Reservation, reservation
 from sim.core.batch import BatchPlan, BatchScheduler, InstanceView
 from sim.core.registry import SCHEDULERS
@@ -112,8 +112,7 @@ def _sglang(
 ) -> BatchScheduler:
     """SGLang: prefill batches first and alone (chunked), decode batches otherwise; --enable-mixed-chunk mixes"""
     inner = SarathiConfig(max_num_seqs=cfg.max_running_requests, token_budget=cfg.chunked_prefill_size)
-    split = attention_dp > 1 and bool(getattr(engine, "attention_dp_rank_chunks", False))
-    ranks = RankChunks(cfg.chunked_prefill_size, attention_dp) if split else None
+    ranks = rank_chunks(engine, cfg.chunked_prefill_size, attention_dp)
     recv = hold_terms(engine, attention_dp, cfg.chunked_prefill_size).recv_interval
     reserve = reservation(engine, model)
     if recv > 1:

@@ -250,10 +250,8 @@ class RequestLog:
 
     def reject(self, req: Request, reason: str) -> None:
         req.reject_reason = reason
-        self._sync()  # (written in place: after every buffered store, as without the buffer)
-        self._status[req.id] = REJECTED
         self.reason[req.id] = REJECT_REASONS.index(reason)
-        self._store(req)
+        self._store(req, REJECTED)  # (buffered as `complete`'s status: no flush per rejection)
         if self.watch is not None:
             self.watch.rejected()
         if self.on_end is not None:

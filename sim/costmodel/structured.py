@@ -61,9 +61,7 @@ class StructuredCost(StructuredAttention):
         self._dense_rank_cache: dict[tuple[int, int], dict[str, float]] = {}
         super().__init__(cfg, model, gpu, tp, **parts)
         m, lay = model, self.layout
-        peak = gpu.peak_flops(quant.activations) or gpu.bf16_flops
-        self.gemm_peak = peak * self.params.compute_scale
-        self.wa, self.aa = quant.weight_bits / 8.0, quant.act_bytes
+        self.wa, self.aa = quant.weight_bits / 8.0, quant.act_bytes  # the top level's (attention reads `aa`)
         # each module's GEMMs at its own precision (`Quantization.module`: attention projections, routed experts,
         # the rest at the top level's): (weight bytes, activation bytes, peak, ridge factor, activation format)
         self._prec: dict[Module | None, tuple[float, float, float, float, str]] = {}
